@@ -1,0 +1,61 @@
+//! `otdrift capture ASSET [--change ID --phase before|after] [--json]`.
+
+use std::path::Path;
+
+use otdrift_store::Phase;
+use serde_json::json;
+
+use crate::capture::{CaptureFailure, capture_asset};
+use crate::context::Agent;
+use crate::exit::{CmdResult, Exit, Failure};
+use crate::render;
+
+/// Captures one asset now; exit 0 when it matches its baseline, 3 on drift, 1 when the
+/// device cannot be read.
+pub async fn run(
+    config: &Path,
+    asset_id: &str,
+    change: Option<(String, Phase)>,
+    json: bool,
+) -> CmdResult {
+    let mut agent = Agent::open(config)?;
+    let asset = agent.asset(asset_id)?.clone();
+    let mut collector = otdrift_protocols::build(&asset).map_err(Failure::usage)?;
+    let change_ref = change.as_ref().map(|(id, phase)| (id.as_str(), *phase));
+    let result = capture_asset(&mut agent.store, &asset, collector.as_mut(), change_ref).await;
+    collector.close().await;
+    let report = match result {
+        Ok(report) => report,
+        Err(failure) => {
+            if json {
+                let (kind, message) = match &failure {
+                    CaptureFailure::Device(e) => (
+                        if e.is_unreachable() {
+                            "unreachable"
+                        } else {
+                            "device"
+                        },
+                        e.to_string(),
+                    ),
+                    CaptureFailure::Store(e) => ("store", e.to_string()),
+                };
+                render::print_json(&json!({
+                    "asset": asset.id,
+                    "address": asset.address,
+                    "error": {"kind": kind, "message": message},
+                }));
+            }
+            return Err(failure.into());
+        }
+    };
+    if json {
+        render::print_json(&render::capture_json(&asset, &report));
+    } else {
+        print!("{}", render::capture_human(&asset, &report));
+    }
+    Ok(if report.outcome.drift.is_drifted() {
+        Exit::Drift
+    } else {
+        Exit::Ok
+    })
+}

@@ -1,0 +1,178 @@
+//! `otdrift status`, `otdrift drift`, `otdrift diff`: reading what the store knows.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use otdrift_core::{Diff, Digest, format_timestamp};
+use otdrift_store::DriftFilter;
+use serde_json::{Value as Json, json};
+
+use crate::context::Agent;
+use crate::exit::{CmdResult, Exit, Failure, RuntimeContext};
+use crate::render;
+
+/// Every configured asset with what the store knows about it.
+pub fn status(config: &Path, json: bool) -> CmdResult {
+    let agent = Agent::open(config)?;
+    let mut rows = Vec::new();
+    for asset in &agent.config.assets {
+        let known = agent.store.asset(&asset.id).runtime("cannot read asset state")?;
+        let baseline = agent
+            .store
+            .current_baseline(&asset.id)
+            .runtime("cannot read the baseline")?;
+        let open = agent
+            .store
+            .open_drift_count(&asset.id)
+            .runtime("cannot count drift")?;
+        rows.push(json!({
+            "id": asset.id,
+            "protocol": asset.protocol.kind().as_str(),
+            "address": asset.address,
+            "reachable": known.as_ref().and_then(|k| k.reachable),
+            "last_capture": known.as_ref().and_then(|k| k.last_capture).map(format_timestamp),
+            "last_attempt": known.as_ref().and_then(|k| k.last_attempt).map(format_timestamp),
+            "last_error": known.as_ref().and_then(|k| k.last_error.clone()),
+            "baseline": baseline.as_ref().map(|b| json!({
+                "digest": b.digest,
+                "provisional": b.provisional,
+                "set_at": format_timestamp(b.set_at),
+            })),
+            "open_drift": open,
+        }));
+    }
+    if json {
+        render::print_json(&json!({ "agent": agent.config.agent.id, "assets": rows }));
+        return Ok(Exit::Ok);
+    }
+    println!(
+        "{:<16} {:<8} {:<22} {:<11} {:<24} {:<28} {}",
+        "ASSET", "PROTOCOL", "ADDRESS", "REACHABLE", "LAST CAPTURE", "BASELINE", "OPEN DRIFT"
+    );
+    for (asset, row) in agent.config.assets.iter().zip(&rows) {
+        let reachable = match row["reachable"] {
+            Json::Bool(true) => "yes",
+            Json::Bool(false) => "NO",
+            _ => "unknown",
+        };
+        let baseline = match agent
+            .store
+            .current_baseline(&asset.id)
+            .runtime("cannot read the baseline")?
+        {
+            Some(b) => format!(
+                "{} {}",
+                b.digest.short(),
+                if b.provisional { "provisional" } else { "approved" }
+            ),
+            None => "none yet".to_owned(),
+        };
+        println!(
+            "{:<16} {:<8} {:<22} {:<11} {:<24} {:<28} {}",
+            asset.id,
+            asset.protocol.kind().as_str(),
+            asset.address,
+            reachable,
+            row["last_capture"].as_str().unwrap_or("never"),
+            baseline,
+            row["open_drift"]
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// Drift events, newest first.
+pub fn drift(config: &Path, asset: Option<String>, open_only: bool, json: bool) -> CmdResult {
+    let agent = Agent::open(config)?;
+    if let Some(id) = &asset {
+        agent.asset(id)?;
+    }
+    let events = agent
+        .store
+        .drift_events(&DriftFilter { asset, open_only })
+        .runtime("cannot read drift events")?;
+    if json {
+        let events: Vec<Json> = events.iter().map(render::drift_json).collect();
+        render::print_json(&json!({ "events": events }));
+    } else if events.is_empty() {
+        println!(
+            "no {}drift events",
+            if open_only { "open " } else { "" }
+        );
+    } else {
+        for e in &events {
+            print!("{}", render::drift_human(e));
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn parse_digest(text: &str, which: &str) -> Result<Digest, Failure> {
+    text.parse()
+        .map_err(|e| Failure::usage(anyhow!("--{which} {text:?} is not a digest: {e}")))
+}
+
+/// The item-level difference between two stored states of an asset.
+pub fn diff(
+    config: &Path,
+    asset_id: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    json: bool,
+) -> CmdResult {
+    let agent = Agent::open(config)?;
+    let asset = agent.asset(asset_id)?;
+    let from = match from {
+        Some(text) => parse_digest(text, "from")?,
+        None => {
+            agent
+                .store
+                .current_baseline(asset_id)
+                .runtime("cannot read the baseline")?
+                .ok_or_else(|| {
+                    Failure::usage(anyhow!(
+                        "asset {asset_id} has no baseline yet: run `otdrift capture {asset_id}` first"
+                    ))
+                })?
+                .digest
+        }
+    };
+    let to = match to {
+        Some(text) => parse_digest(text, "to")?,
+        None => {
+            agent
+                .store
+                .latest_capture(asset_id)
+                .runtime("cannot read captures")?
+                .ok_or_else(|| Failure::usage(anyhow!("asset {asset_id} has no captures yet")))?
+                .digest
+        }
+    };
+    let load = |d: &Digest| {
+        agent.store.snapshot(d).map_err(|e| match e {
+            otdrift_store::StoreError::NotFound(_) => Failure::usage(anyhow!(
+                "no stored state {d} for this agent (digests come from `otdrift capture` or `otdrift drift`)"
+            )),
+            other => Failure::runtime(anyhow!(other)),
+        })
+    };
+    let before = load(&from)?;
+    let after = load(&to)?;
+    let changes = render::change_records(asset, &Diff::between(&before, &after));
+    if json {
+        render::print_json(&json!({
+            "asset": asset_id,
+            "from": from,
+            "to": to,
+            "changes": changes,
+        }));
+    } else if changes.is_empty() {
+        println!("{asset_id}: {from} and {to} are the same state");
+    } else {
+        println!("{asset_id}: {} change(s)\n  from {from}\n  to   {to}", changes.len());
+        for line in render::change_lines(&changes, usize::MAX) {
+            println!("  {line}");
+        }
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,45 @@
+//! One module per subcommand.
+
+mod audit;
+mod capture;
+mod check_config;
+mod demo;
+mod inspect;
+mod sim;
+
+use crate::cli::{Cli, Command};
+use crate::exit::CmdResult;
+
+/// Runs the chosen subcommand.
+pub async fn dispatch(cli: Cli) -> CmdResult {
+    let config = cli.config;
+    match cli.command {
+        Command::Demo => demo::run().await,
+        Command::CheckConfig { json } => check_config::run(&config, json),
+        Command::Capture {
+            asset,
+            change,
+            phase,
+            json,
+        } => {
+            let change = change.zip(phase.map(|p| p.to_phase()));
+            capture::run(&config, &asset, change, json).await
+        }
+        Command::Status { json } => inspect::status(&config, json),
+        Command::Drift { asset, open, json } => inspect::drift(&config, asset, open, json),
+        Command::Diff {
+            asset,
+            from,
+            to,
+            json,
+        } => inspect::diff(&config, &asset, from.as_deref(), to.as_deref(), json),
+        Command::AuditVerify { json } => audit::verify(&config, json),
+        Command::Sim {
+            protocol,
+            listen,
+            state,
+            request_log,
+            control,
+        } => sim::run(protocol, listen, state, request_log, control).await,
+    }
+}

@@ -1,0 +1,104 @@
+//! What most commands need first: the config, checked, and the store, open.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow};
+use otdrift_config::{AssetConfig, Config};
+use otdrift_core::{Digest, SystemClock};
+use otdrift_store::Store;
+
+use crate::exit::Failure;
+
+/// The database file inside `data_dir`.
+pub const DB_FILE: &str = "otdrift.db";
+
+/// Loads and validates the config; every error is listed, and the failure exits 2.
+pub fn load_config(path: &Path) -> Result<(Config, Digest), Failure> {
+    let config = otdrift_config::load(path).map_err(|errors| {
+        Failure::usage(anyhow!(
+            "{} in {}:\n{errors}",
+            plural(errors.0.len(), "config error"),
+            path.display()
+        ))
+    })?;
+    // The digest of the file as read, for the audit log's config-change entries.
+    let digest = std::fs::read(path)
+        .map(|bytes| Digest::of(&bytes))
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(Failure::usage)?;
+    Ok((config, digest))
+}
+
+/// "1 config error", "3 config errors".
+pub fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Opens the store in `data_dir`, creating the directory (owner-only) if needed.
+pub fn open_store(data_dir: &Path) -> Result<Store, Failure> {
+    create_private_dir(data_dir).map_err(Failure::runtime)?;
+    let path: PathBuf = data_dir.join(DB_FILE);
+    Store::open(&path, Arc::new(SystemClock)).map_err(|e| Failure::runtime(anyhow!(e)))
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create data_dir {}", dir.display()))
+}
+
+/// The config and the store, ready; the config's change (if any) already audited.
+pub struct Agent {
+    /// The validated config.
+    pub config: Config,
+    /// The open store.
+    pub store: Store,
+}
+
+impl Agent {
+    /// Loads the config from `path` and opens its store.
+    pub fn open(path: &Path) -> Result<Self, Failure> {
+        let (config, digest) = load_config(path)?;
+        Self::with_config(config, &digest)
+    }
+
+    /// Opens the store for an already loaded config.
+    pub fn with_config(config: Config, config_digest: &Digest) -> Result<Self, Failure> {
+        let mut store = open_store(&config.agent.data_dir)?;
+        store
+            .note_config(&config.path.display().to_string(), config_digest)
+            .map_err(|e| Failure::runtime(anyhow!(e).context("cannot record the config")))?;
+        Ok(Agent { config, store })
+    }
+
+    /// The asset with this id, or a usage error that lists the configured ones.
+    pub fn asset(&self, id: &str) -> Result<&AssetConfig, Failure> {
+        self.config.asset(id).ok_or_else(|| {
+            let known: Vec<&str> = self.config.assets.iter().map(|a| a.id.as_str()).collect();
+            Failure::usage(anyhow!(
+                "no asset {id:?} in {} (configured: {})",
+                self.config.path.display(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+}

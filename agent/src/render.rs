@@ -1,0 +1,247 @@
+//! Output shapes: the `--json` documents of SPEC.md and their human counterparts.
+//!
+//! The JSON shapes are a contract with scripts and central systems; keys listed in SPEC.md are
+//! always present, more are added where they help.
+
+use otdrift_config::AssetConfig;
+use otdrift_core::{Class, Diff, format_timestamp};
+use otdrift_store::{Baseline, ChangeRecord, DriftEvent, DriftOutcome};
+use serde_json::{Value as Json, json};
+
+use crate::capture::CaptureReport;
+
+/// Renders a diff's changes with setpoint names from the asset's config.
+pub fn change_records(asset: &AssetConfig, diff: &Diff) -> Vec<ChangeRecord> {
+    let label = |path: &str| otdrift_protocols::setpoint_label(asset, path);
+    diff.changes
+        .iter()
+        .map(|c| ChangeRecord::from_change(c, &label))
+        .collect()
+}
+
+fn baseline_json(b: &Baseline) -> Json {
+    json!({
+        "digest": b.digest,
+        "provisional": b.provisional,
+        "set_at": format_timestamp(b.set_at),
+        "reason": b.reason,
+        "change_id": b.change_id,
+    })
+}
+
+/// `otdrift capture --json`.
+pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
+    let outcome = &report.outcome;
+    let snapshot = &report.capture.snapshot;
+    let items: Vec<Json> = snapshot
+        .items()
+        .map(|item| {
+            let mut v = json!({
+                "path": item.path(),
+                "class": item.class(),
+                "value": item.value(),
+                "digest": item.digest(),
+            });
+            if item.class() == Class::Setpoint
+                && let Some(name) = otdrift_protocols::setpoint_label(asset, item.path())
+            {
+                v["setpoint"] = json!(name);
+            }
+            v
+        })
+        .collect();
+    let drift = match &outcome.drift {
+        DriftOutcome::Opened(e) | DriftOutcome::Updated(e) | DriftOutcome::Seen(e) => json!({
+            "id": e.id,
+            "status": e.status.as_str(),
+            "severity": e.severity.as_str(),
+            "first_seen": format_timestamp(e.first_seen),
+            "changes": e.changes,
+        }),
+        DriftOutcome::None | DriftOutcome::Resolved(_) => Json::Null,
+    };
+    let mut baseline = baseline_json(&outcome.baseline);
+    baseline["created"] = json!(outcome.baseline_created);
+    json!({
+        "asset": asset.id,
+        "protocol": asset.protocol.kind().as_str(),
+        "address": asset.address,
+        "captured_at": format_timestamp(outcome.capture.last_seen),
+        "digest": outcome.digests.overall,
+        "classes": {
+            "identity": outcome.digests.identity,
+            "program": outcome.digests.program,
+            "setpoint": outcome.digests.setpoint,
+        },
+        "item_count": snapshot.len(),
+        "items": items,
+        "baseline": baseline,
+        "drift": drift,
+        "resolved_drift": match &outcome.drift {
+            DriftOutcome::Resolved(e) => json!(e.id),
+            _ => Json::Null,
+        },
+        "change_id": outcome.capture.change_id,
+        "phase": outcome.capture.phase,
+        "requests": report.capture.stats.requests,
+        "duration_ms": u64::try_from(report.capture.stats.duration.as_millis()).unwrap_or(u64::MAX),
+        "runtime": report.capture.runtime,
+    })
+}
+
+/// One change as a line for people: `changed  modbus/holding/40 [recipe]  1234 -> 1300`.
+pub fn change_line(c: &ChangeRecord) -> String {
+    let show = |v: &Option<Json>| match v {
+        Some(Json::String(s)) => format!("{s:?}"),
+        Some(v) => v.to_string(),
+        None => "-".to_owned(),
+    };
+    let name = c
+        .setpoint
+        .as_ref()
+        .map(|n| format!(" [{n}]"))
+        .unwrap_or_default();
+    format!(
+        "{:<8} {:<8} {}{}  {} -> {}",
+        c.kind.as_str(),
+        c.class.as_str(),
+        c.path,
+        name,
+        show(&c.before),
+        show(&c.after)
+    )
+}
+
+/// At most `limit` change lines, then a count of the rest.
+pub fn change_lines(changes: &[ChangeRecord], limit: usize) -> Vec<String> {
+    let mut lines: Vec<String> = changes.iter().take(limit).map(change_line).collect();
+    if changes.len() > limit {
+        lines.push(format!(
+            "... and {} more (use --json for all)",
+            changes.len() - limit
+        ));
+    }
+    lines
+}
+
+/// `otdrift capture` for people.
+pub fn capture_human(asset: &AssetConfig, report: &CaptureReport) -> String {
+    let o = &report.outcome;
+    let stats = &report.capture.stats;
+    let snapshot = &report.capture.snapshot;
+    let count = |class| snapshot.items_of(class).count();
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{} ({} {}) captured at {}: {} items, {} requests, {} ms\n",
+        asset.id,
+        asset.protocol.kind(),
+        asset.address,
+        format_timestamp(o.capture.last_seen),
+        snapshot.len(),
+        stats.requests,
+        stats.duration.as_millis()
+    ));
+    out.push_str(&format!("  signature  {}\n", o.digests.overall));
+    for class in Class::ALL {
+        out.push_str(&format!(
+            "  {:<9}  {}  ({} items)\n",
+            class.as_str(),
+            o.digests.class(class),
+            count(class)
+        ));
+    }
+    if let Some(change) = &o.capture.change_id {
+        let phase = o.capture.phase.map(|p| p.as_str()).unwrap_or("-");
+        out.push_str(&format!(
+            "  recorded as the {phase} signature of change {change}\n"
+        ));
+    }
+    let state = if o.baseline.provisional {
+        "provisional"
+    } else {
+        "approved"
+    };
+    out.push_str(&format!("  baseline   {} ({state})\n", o.baseline.digest));
+    if o.baseline_created {
+        out.push_str(
+            "  first capture of this asset: it is now the provisional baseline; approve it with a token whose `to` is the signature above\n",
+        );
+    }
+    match &o.drift {
+        DriftOutcome::None => {
+            if !o.baseline_created {
+                out.push_str("  matches the baseline\n");
+            }
+        }
+        DriftOutcome::Resolved(e) => out.push_str(&format!(
+            "  matches the baseline again: drift #{} resolved\n",
+            e.id
+        )),
+        DriftOutcome::Opened(e) | DriftOutcome::Updated(e) | DriftOutcome::Seen(e) => {
+            let what = match &o.drift {
+                DriftOutcome::Opened(_) => "opened",
+                DriftOutcome::Updated(_) => "updated",
+                _ => "still open",
+            };
+            out.push_str(&format!(
+                "  DRIFT #{} ({what}, severity {}): {} item(s) differ from the baseline\n",
+                e.id,
+                e.severity,
+                e.changes.len()
+            ));
+            for line in change_lines(&e.changes, 20) {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// A drift event as in `otdrift drift --json`.
+pub fn drift_json(e: &DriftEvent) -> Json {
+    json!({
+        "id": e.id,
+        "asset": e.asset,
+        "status": e.status.as_str(),
+        "severity": e.severity.as_str(),
+        "baseline_digest": e.baseline_digest,
+        "observed_digest": e.observed_digest,
+        "first_seen": format_timestamp(e.first_seen),
+        "last_seen": format_timestamp(e.last_seen),
+        "seen_count": e.seen_count,
+        "closed_at": e.closed_at.map(format_timestamp),
+        "change_id": e.change_id,
+        "changes": e.changes,
+    })
+}
+
+/// A drift event for people.
+pub fn drift_human(e: &DriftEvent) -> String {
+    let mut out = format!(
+        "#{} {} {} severity {}: first seen {}, last seen {} ({} polls)\n    baseline {}\n    observed {}\n",
+        e.id,
+        e.asset,
+        e.status.as_str().to_uppercase(),
+        e.severity,
+        format_timestamp(e.first_seen),
+        format_timestamp(e.last_seen),
+        e.seen_count,
+        e.baseline_digest,
+        e.observed_digest
+    );
+    if let Some(closed) = e.closed_at {
+        out.push_str(&format!("    closed {}\n", format_timestamp(closed)));
+    }
+    for line in change_lines(&e.changes, 10) {
+        out.push_str(&format!("    {line}\n"));
+    }
+    out
+}
+
+/// Prints a JSON document on stdout, the only thing `--json` prints there.
+pub fn print_json(doc: &Json) {
+    match serde_json::to_string_pretty(doc) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot render JSON: {e}"),
+    }
+}

@@ -1,0 +1,125 @@
+//! The outbox: events for the central system, written in the same transaction as the state
+//! change they report, so an event is never lost and never announces something that did not
+//! commit. The agent wraps each row in a CloudEvents envelope when it sends or serves it.
+
+use chrono::{DateTime, Utc};
+use otdrift_core::{Clock, format_timestamp};
+use rusqlite::{Connection, params};
+
+use crate::model::ts;
+use crate::{Store, StoreError};
+
+/// The CloudEvents `type`s of SPEC.md.
+pub mod event_type {
+    /// An asset was seen in a state other than its baseline.
+    pub const DRIFT_DETECTED: &str = "io.otdrift.drift.detected";
+    /// The asset went back to its baseline.
+    pub const DRIFT_RESOLVED: &str = "io.otdrift.drift.resolved";
+    /// A baseline was set or moved.
+    pub const BASELINE_MOVED: &str = "io.otdrift.baseline.moved";
+    /// An approval token was refused.
+    pub const APPROVAL_REJECTED: &str = "io.otdrift.approval.rejected";
+    /// An asset stopped answering.
+    pub const ASSET_UNREACHABLE: &str = "io.otdrift.asset.unreachable";
+    /// An asset answers again.
+    pub const ASSET_REACHABLE: &str = "io.otdrift.asset.reachable";
+    /// The audit chain's head, published so tampering shows centrally.
+    pub const AUDIT_HEAD: &str = "io.otdrift.audit.head";
+}
+
+/// One outbox row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxEvent {
+    /// Position in the outbox; the HTTP API's cursor.
+    pub seq: i64,
+    /// The CloudEvents `id`, fixed at insertion so retries carry the same id.
+    pub id: String,
+    /// The CloudEvents `type`.
+    pub event_type: String,
+    /// The asset, when the event concerns one.
+    pub asset: Option<String>,
+    /// When the reported change happened.
+    pub time: DateTime<Utc>,
+    /// The event's `data`.
+    pub data: serde_json::Value,
+    /// When the upstream acknowledged it.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Queues an event inside the caller's transaction.
+pub(crate) fn enqueue(
+    conn: &Connection,
+    clock: &dyn Clock,
+    event_type: &str,
+    asset: Option<&str>,
+    data: &serde_json::Value,
+) -> Result<i64, StoreError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    conn.execute(
+        "INSERT INTO outbox(event_id, type, asset, time, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            id,
+            event_type,
+            asset,
+            format_timestamp(clock.now()),
+            data.to_string()
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// An outbox row as SQLite returns it: seq, id, type, asset, time, data, delivered_at.
+type RawOutbox = (i64, String, String, Option<String>, String, String, Option<String>);
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOutbox> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+impl Store {
+    /// Events after `after_seq`, oldest first, at most `limit`.
+    pub fn events_after(&self, after_seq: i64, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, event_id, type, asset, time, data, delivered_at
+             FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after_seq, limit], row)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (seq, id, event_type, asset, time, data, delivered) = r?;
+            out.push(OutboxEvent {
+                seq,
+                id,
+                event_type,
+                asset,
+                time: ts(&time)?,
+                data: serde_json::from_str(&data)
+                    .map_err(|e| StoreError::Corrupt(format!("outbox event {seq}: {e}")))?,
+                delivered_at: crate::model::opt_ts(delivered)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Queues an event on its own transaction (for events that change no other state).
+    pub fn enqueue_event(
+        &mut self,
+        event_type: &str,
+        asset: Option<&str>,
+        data: &serde_json::Value,
+    ) -> Result<i64, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let seq = enqueue(&tx, self.clock.as_ref(), event_type, asset, data)?;
+        tx.commit()?;
+        Ok(seq)
+    }
+}

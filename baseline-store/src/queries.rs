@@ -1,0 +1,178 @@
+//! Read-only queries for the command line, the API and evidence packs.
+
+use otdrift_core::{Digest, Snapshot};
+use rusqlite::{OptionalExtension, params};
+
+use crate::ingest::{
+    BASELINE_COLUMNS, CAPTURE_COLUMNS, DRIFT_COLUMNS, DriftRaw, baseline_row, capture_row,
+    current_baseline, drift_row, load_snapshot, parse_baseline,
+};
+use crate::model::{AssetRow, Baseline, CaptureRow, DriftEvent, DriftFilter, opt_ts};
+use crate::{Store, StoreError};
+
+/// An asset row as SQLite returns it.
+type RawAsset = (
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+impl Store {
+    /// The snapshot with this digest, checked against it.
+    pub fn snapshot(&self, digest: &Digest) -> Result<Snapshot, StoreError> {
+        load_snapshot(&self.conn, digest)
+    }
+
+    /// Whether a snapshot with this digest is stored.
+    pub fn has_snapshot(&self, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM snapshots WHERE digest = ?1",
+                [digest.to_string()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// The asset's current baseline.
+    pub fn current_baseline(&self, asset: &str) -> Result<Option<Baseline>, StoreError> {
+        current_baseline(&self.conn, asset)
+    }
+
+    /// Every baseline the asset has had, oldest first.
+    pub fn baseline_history(&self, asset: &str) -> Result<Vec<Baseline>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {BASELINE_COLUMNS} FROM baselines WHERE asset = ?1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([asset], baseline_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(parse_baseline(row?)?);
+        }
+        Ok(out)
+    }
+
+    /// The asset's most recent capture.
+    pub fn latest_capture(&self, asset: &str) -> Result<Option<CaptureRow>, StoreError> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT {CAPTURE_COLUMNS} FROM captures WHERE asset = ?1 ORDER BY id DESC LIMIT 1"
+                ),
+                [asset],
+                capture_row,
+            )
+            .optional()?
+            .map(|raw| raw.parse())
+            .transpose()
+    }
+
+    /// The asset's captures, newest first, at most `limit`.
+    pub fn captures(&self, asset: &str, limit: u32) -> Result<Vec<CaptureRow>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {CAPTURE_COLUMNS} FROM captures WHERE asset = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![asset, limit], capture_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?.parse()?);
+        }
+        Ok(out)
+    }
+
+    /// The captures recorded for a change id, oldest first.
+    pub fn captures_for_change(&self, change_id: &str) -> Result<Vec<CaptureRow>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {CAPTURE_COLUMNS} FROM captures WHERE change_id = ?1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([change_id], capture_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?.parse()?);
+        }
+        Ok(out)
+    }
+
+    /// The runtime facts stored with a capture (never hashed).
+    pub fn capture_runtime(&self, capture_id: i64) -> Result<serde_json::Value, StoreError> {
+        let text: String = self.conn.query_row(
+            "SELECT runtime FROM captures WHERE id = ?1",
+            [capture_id],
+            |r| r.get(0),
+        )?;
+        serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("capture {capture_id} runtime: {e}")))
+    }
+
+    /// Drift events, newest first.
+    pub fn drift_events(&self, filter: &DriftFilter) -> Result<Vec<DriftEvent>, StoreError> {
+        let mut sql = format!("SELECT {DRIFT_COLUMNS} FROM drift_events WHERE 1 = 1");
+        if filter.asset.is_some() {
+            sql.push_str(" AND asset = ?1");
+        }
+        if filter.open_only {
+            sql.push_str(" AND status = 'open'");
+        }
+        sql.push_str(" ORDER BY id DESC");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows: Vec<DriftRaw> = match &filter.asset {
+            Some(asset) => stmt
+                .query_map([asset], drift_row)?
+                .collect::<Result<_, _>>()?,
+            None => stmt.query_map([], drift_row)?.collect::<Result<_, _>>()?,
+        };
+        rows.into_iter().map(DriftRaw::parse).collect()
+    }
+
+    /// How many drift events are open for the asset.
+    pub fn open_drift_count(&self, asset: &str) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM drift_events WHERE asset = ?1 AND status = 'open'",
+            [asset],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// What the store knows about the asset's reachability.
+    pub fn asset(&self, id: &str) -> Result<Option<AssetRow>, StoreError> {
+        let raw: Option<RawAsset> = self
+            .conn
+            .query_row(
+                "SELECT id, protocol, address, reachable, last_attempt, last_capture, last_error
+                 FROM assets WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
+            )
+            .optional()?;
+        raw.map(
+            |(id, protocol, address, reachable, last_attempt, last_capture, last_error)| {
+                Ok(AssetRow {
+                    id,
+                    protocol,
+                    address,
+                    reachable: reachable.map(|r| r != 0),
+                    last_attempt: opt_ts(last_attempt)?,
+                    last_capture: opt_ts(last_capture)?,
+                    last_error,
+                })
+            },
+        )
+        .transpose()
+    }
+}

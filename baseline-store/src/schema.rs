@@ -1,0 +1,147 @@
+//! Schema migrations.
+//!
+//! The schema version lives in SQLite's `user_version`. Each migration runs in its own
+//! transaction together with the version bump, so a process killed mid-upgrade leaves either
+//! the old schema or the new one. A database written by a newer otdrift is refused rather than
+//! guessed at.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::StoreError;
+
+/// Migrations in order; migration `i` takes the schema from version `i` to `i + 1`.
+/// Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: the spine.
+    r#"
+    CREATE TABLE snapshots (
+        digest            TEXT PRIMARY KEY,
+        encoding_version  INTEGER NOT NULL,
+        body              BLOB NOT NULL,
+        identity_digest   TEXT NOT NULL,
+        program_digest    TEXT NOT NULL,
+        setpoint_digest   TEXT NOT NULL,
+        item_count        INTEGER NOT NULL,
+        first_seen        TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE assets (
+        id                TEXT PRIMARY KEY,
+        protocol          TEXT NOT NULL,
+        address           TEXT NOT NULL,
+        reachable         INTEGER,
+        last_attempt      TEXT,
+        last_capture      TEXT,
+        last_error        TEXT,
+        unreachable_since TEXT
+    ) STRICT;
+
+    -- One row per distinct observation: a poll that sees the same state as the asset's
+    -- previous capture only moves last_seen and seen_count. Technician captures (with a
+    -- change id) always get their own row: they are evidence.
+    CREATE TABLE captures (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        asset         TEXT NOT NULL,
+        digest        TEXT NOT NULL REFERENCES snapshots(digest),
+        first_seen    TEXT NOT NULL,
+        last_seen     TEXT NOT NULL,
+        seen_count    INTEGER NOT NULL DEFAULT 1,
+        change_id     TEXT,
+        phase         TEXT CHECK (phase IN ('before', 'after')),
+        runtime       TEXT NOT NULL DEFAULT '{}',
+        duration_ms   INTEGER NOT NULL DEFAULT 0,
+        requests      INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX captures_asset ON captures(asset, id);
+    CREATE INDEX captures_change ON captures(change_id) WHERE change_id IS NOT NULL;
+
+    -- Baseline history: the current baseline of an asset is its row with the highest id.
+    CREATE TABLE baselines (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        asset         TEXT NOT NULL,
+        digest        TEXT NOT NULL REFERENCES snapshots(digest),
+        provisional   INTEGER NOT NULL CHECK (provisional IN (0, 1)),
+        set_at        TEXT NOT NULL,
+        reason        TEXT NOT NULL,
+        change_id     TEXT,
+        capture_id    INTEGER REFERENCES captures(id)
+    ) STRICT;
+    CREATE INDEX baselines_asset ON baselines(asset, id);
+
+    CREATE TABLE drift_events (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        asset           TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('open', 'resolved', 'approved')),
+        severity        TEXT NOT NULL,
+        baseline_digest TEXT NOT NULL,
+        observed_digest TEXT NOT NULL,
+        first_seen      TEXT NOT NULL,
+        last_seen       TEXT NOT NULL,
+        seen_count      INTEGER NOT NULL DEFAULT 1,
+        closed_at       TEXT,
+        change_id       TEXT,
+        changes         TEXT NOT NULL
+    ) STRICT;
+    -- At most one open drift per asset: re-seeing drift updates it.
+    CREATE UNIQUE INDEX drift_one_open ON drift_events(asset) WHERE status = 'open';
+    CREATE INDEX drift_asset ON drift_events(asset, id);
+
+    -- Events for the central system, written in the same transaction as the state change
+    -- they report. AUTOINCREMENT: a sequence number is never reused, so cursors stay valid.
+    CREATE TABLE outbox (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id      TEXT NOT NULL UNIQUE,
+        type          TEXT NOT NULL,
+        asset         TEXT,
+        time          TEXT NOT NULL,
+        data          TEXT NOT NULL,
+        delivered_at  TEXT
+    ) STRICT;
+    CREATE INDEX outbox_undelivered ON outbox(seq) WHERE delivered_at IS NULL;
+
+    CREATE TABLE audit_log (
+        seq        INTEGER PRIMARY KEY,
+        at         TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        asset      TEXT,
+        body       TEXT NOT NULL,
+        prev_hash  TEXT NOT NULL,
+        hash       TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE settings (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    ) STRICT;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the database up to [`SCHEMA_VERSION`].
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let target = index as u32 + 1;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        // Another process may have migrated while we waited for the lock.
+        let now: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now >= target {
+            tx.commit()?;
+            continue;
+        }
+        tx.execute_batch(sql)
+            .map_err(|source| StoreError::Migration { target, source })?;
+        tx.execute_batch(&format!("PRAGMA user_version = {target}"))?;
+        tx.commit()?;
+        tracing::info!(version = target, "database schema migrated");
+    }
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! The drift state machine, the audit chain and durability, against real SQLite files.
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use otdrift_core::{Class, Item, ManualClock, Severity, Snapshot, Value, parse_timestamp};
+use otdrift_store::{
+    CaptureRecord, DriftFilter, DriftOutcome, DriftStatus, Phase, Store, StoreError, event_type,
+};
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        parse_timestamp("2026-12-01T08:00:00Z").expect("valid timestamp"),
+    ))
+}
+
+fn snapshot(setpoint: u64, firmware: &str) -> Snapshot {
+    Snapshot::from_items([
+        Item::new("modbus/identity/revision", Class::Identity, Value::from(firmware))
+            .expect("valid"),
+        Item::new("modbus/holding/40", Class::Setpoint, Value::UInt(setpoint)).expect("valid"),
+        Item::new("modbus/holding/41", Class::Setpoint, Value::UInt(5)).expect("valid"),
+    ])
+    .expect("unique paths")
+}
+
+fn label(path: &str) -> Option<String> {
+    path.starts_with("modbus/holding/").then(|| "recipe".to_owned())
+}
+
+fn record(store: &mut Store, s: &Snapshot) -> otdrift_store::CaptureOutcome {
+    record_with(store, s, None)
+}
+
+fn record_with(
+    store: &mut Store,
+    s: &Snapshot,
+    change: Option<(&str, Phase)>,
+) -> otdrift_store::CaptureOutcome {
+    let runtime = serde_json::json!({});
+    store
+        .record_capture(&CaptureRecord {
+            asset: "press-7",
+            protocol: "modbus",
+            address: "127.0.0.1:502",
+            snapshot: s,
+            runtime: &runtime,
+            change_id: change.map(|c| c.0),
+            phase: change.map(|c| c.1),
+            duration_ms: 3,
+            requests: 2,
+            label: &label,
+        })
+        .expect("capture recorded")
+}
+
+fn event_types(store: &Store) -> Vec<String> {
+    store
+        .events_after(0, 1000)
+        .expect("events")
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect()
+}
+
+#[test]
+fn first_capture_becomes_a_provisional_baseline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(&dir.path().join("otdrift.db"), clock()).expect("open");
+    let s = snapshot(100, "1.4");
+    let out = record(&mut store, &s);
+    assert!(out.baseline_created);
+    assert!(out.baseline.provisional);
+    assert_eq!(out.baseline.digest, s.digest());
+    assert_eq!(out.baseline.reason, "first-capture");
+    assert_eq!(out.drift, DriftOutcome::None);
+    assert_eq!(event_types(&store), [event_type::BASELINE_MOVED]);
+    let kinds: Vec<String> = store
+        .audit_entries(0, 100)
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["capture.recorded", "baseline.provisional"]);
+    assert_eq!(store.snapshot(&s.digest()).expect("stored"), s);
+}
+
+#[test]
+fn the_same_state_is_stored_once_and_only_counted() {
+    let clock = clock();
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    let s = snapshot(100, "1.4");
+    let first = record(&mut store, &s);
+    clock.advance(TimeDelta::minutes(5));
+    let second = record(&mut store, &s);
+    assert_eq!(first.capture.id, second.capture.id);
+    assert_eq!(second.capture.seen_count, 2);
+    assert_eq!(
+        second.capture.last_seen - second.capture.first_seen,
+        TimeDelta::minutes(5)
+    );
+    assert_eq!(store.captures("press-7", 10).expect("captures").len(), 1);
+    assert_eq!(store.audit_entries(0, 100).expect("audit").len(), 2);
+    assert_eq!(event_types(&store).len(), 1);
+}
+
+#[test]
+fn drift_opens_is_updated_not_duplicated_and_resolves() {
+    let clock = clock();
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    let base = snapshot(100, "1.4");
+    record(&mut store, &base);
+
+    clock.advance(TimeDelta::minutes(5));
+    let drifted = snapshot(150, "1.4");
+    let out = record(&mut store, &drifted);
+    let DriftOutcome::Opened(opened) = &out.drift else {
+        panic!("expected a new drift, got {:?}", out.drift);
+    };
+    assert_eq!(opened.status, DriftStatus::Open);
+    assert_eq!(opened.severity, Severity::Medium);
+    assert_eq!(opened.changes.len(), 1);
+    let change = &opened.changes[0];
+    assert_eq!(change.path, "modbus/holding/40");
+    assert_eq!(change.before, Some(serde_json::json!(100)));
+    assert_eq!(change.after, Some(serde_json::json!(150)));
+    assert_eq!(change.setpoint.as_deref(), Some("recipe"));
+
+    // The same drift again: the open event is updated, no second event or audit entry.
+    clock.advance(TimeDelta::minutes(5));
+    let audit_before = store.audit_entries(0, 100).expect("audit").len();
+    let again = record(&mut store, &drifted);
+    let DriftOutcome::Seen(seen) = &again.drift else {
+        panic!("expected the open drift to be seen again, got {:?}", again.drift);
+    };
+    assert_eq!(seen.id, opened.id);
+    assert_eq!(seen.seen_count, 2);
+    assert_eq!(store.audit_entries(0, 100).expect("audit").len(), audit_before);
+
+    // A different drifted state updates the same open event.
+    let other = snapshot(160, "1.5");
+    let moved = record(&mut store, &other);
+    let DriftOutcome::Updated(updated) = &moved.drift else {
+        panic!("expected an update, got {:?}", moved.drift);
+    };
+    assert_eq!(updated.id, opened.id);
+    assert_eq!(updated.severity, Severity::High);
+    assert_eq!(updated.observed_digest, other.digest());
+    assert_eq!(
+        store
+            .drift_events(&DriftFilter {
+                asset: None,
+                open_only: true
+            })
+            .expect("drift")
+            .len(),
+        1
+    );
+
+    // Back to the baseline: resolved.
+    clock.advance(TimeDelta::minutes(5));
+    let back = record(&mut store, &base);
+    let DriftOutcome::Resolved(resolved) = &back.drift else {
+        panic!("expected resolution, got {:?}", back.drift);
+    };
+    assert_eq!(resolved.status, DriftStatus::Resolved);
+    assert_eq!(resolved.id, opened.id);
+    assert!(resolved.closed_at.is_some());
+    assert_eq!(store.open_drift_count("press-7").expect("count"), 0);
+
+    assert_eq!(
+        event_types(&store),
+        [
+            event_type::BASELINE_MOVED,
+            event_type::DRIFT_DETECTED,
+            event_type::DRIFT_DETECTED,
+            event_type::DRIFT_RESOLVED
+        ]
+    );
+    let report = store.audit_verify().expect("verify");
+    assert_eq!(report.first_break, None);
+    assert!(report.entries >= 6);
+}
+
+#[test]
+fn technician_captures_always_get_their_own_row() {
+    let mut store = Store::open_in_memory(clock()).expect("open");
+    let s = snapshot(100, "1.4");
+    record(&mut store, &s);
+    let before = record_with(&mut store, &s, Some(("CHG-1", Phase::Before)));
+    let after = record_with(&mut store, &s, Some(("CHG-1", Phase::After)));
+    assert_ne!(before.capture.id, after.capture.id);
+    let rows = store.captures_for_change("CHG-1").expect("captures");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].phase, Some(Phase::Before));
+    assert_eq!(rows[1].phase, Some(Phase::After));
+    // A routine poll after the technician's capture starts its own row again.
+    let poll = record(&mut store, &s);
+    assert_ne!(poll.capture.id, after.capture.id);
+}
+
+#[test]
+fn editing_deleting_or_reordering_audit_rows_is_caught() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("otdrift.db");
+    let mut store = Store::open(&path, clock()).expect("open");
+    record(&mut store, &snapshot(100, "1.4"));
+    record(&mut store, &snapshot(101, "1.4"));
+    record(&mut store, &snapshot(100, "1.4"));
+    let report = store.audit_verify().expect("verify");
+    assert_eq!(report.first_break, None);
+    let total = report.entries;
+    assert!(total >= 5);
+
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    raw.execute(
+        "UPDATE audit_log SET body = replace(body, 'press-7', 'press-8') WHERE seq = 3",
+        [],
+    )
+    .expect("tamper");
+    let report = store.audit_verify().expect("verify");
+    let broken = report.first_break.expect("tampering detected");
+    assert_eq!(broken.seq, 3);
+    assert!(broken.reason.contains("altered"), "{}", broken.reason);
+    assert_eq!(report.entries, 2);
+
+    // Deleting an entry in the middle is a gap.
+    raw.execute(
+        "UPDATE audit_log SET body = replace(body, 'press-8', 'press-7') WHERE seq = 3",
+        [],
+    )
+    .expect("restore");
+    assert_eq!(store.audit_verify().expect("verify").first_break, None);
+    raw.execute("DELETE FROM audit_log WHERE seq = 2", [])
+        .expect("delete");
+    let broken = store
+        .audit_verify()
+        .expect("verify")
+        .first_break
+        .expect("gap detected");
+    assert_eq!(broken.seq, 3);
+    assert!(broken.reason.contains("missing"), "{}", broken.reason);
+}
+
+#[test]
+fn everything_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("otdrift.db");
+    let base = snapshot(100, "1.4");
+    {
+        let mut store = Store::open(&path, clock()).expect("open");
+        record(&mut store, &base);
+        record(&mut store, &snapshot(7, "1.4"));
+    }
+    let store = Store::open(&path, clock()).expect("reopen");
+    assert_eq!(store.schema_version().expect("version"), otdrift_store::SCHEMA_VERSION);
+    let baseline = store
+        .current_baseline("press-7")
+        .expect("query")
+        .expect("baseline kept");
+    assert_eq!(baseline.digest, base.digest());
+    assert!(baseline.provisional);
+    assert_eq!(store.open_drift_count("press-7").expect("count"), 1);
+    assert_eq!(event_types(&store).len(), 2);
+    assert_eq!(store.audit_verify().expect("verify").first_break, None);
+}
+
+#[test]
+fn a_tampered_snapshot_body_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("otdrift.db");
+    let mut store = Store::open(&path, clock()).expect("open");
+    let s = snapshot(100, "1.4");
+    record(&mut store, &s);
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    let other = snapshot(999, "1.4").encode();
+    raw.execute("UPDATE snapshots SET body = ?1", [other])
+        .expect("tamper");
+    match store.snapshot(&s.digest()) {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains("does not hash"), "{msg}"),
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("otdrift.db");
+    drop(Store::open(&path, clock()).expect("open"));
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    raw.execute_batch("PRAGMA user_version = 999").expect("bump");
+    match Store::open(&path, clock()) {
+        Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[test]
+fn unreachable_is_announced_once_per_outage() {
+    let clock = clock();
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    let s = snapshot(100, "1.4");
+    record(&mut store, &s);
+    assert!(
+        store
+            .record_unreachable("press-7", "modbus", "127.0.0.1:502", "connection refused")
+            .expect("record")
+    );
+    assert!(
+        !store
+            .record_unreachable("press-7", "modbus", "127.0.0.1:502", "connection refused")
+            .expect("record")
+    );
+    let row = store.asset("press-7").expect("query").expect("known");
+    assert_eq!(row.reachable, Some(false));
+    assert_eq!(row.last_error.as_deref(), Some("connection refused"));
+    record(&mut store, &s);
+    let row = store.asset("press-7").expect("query").expect("known");
+    assert_eq!(row.reachable, Some(true));
+    assert_eq!(
+        event_types(&store),
+        [
+            event_type::BASELINE_MOVED,
+            event_type::ASSET_UNREACHABLE,
+            event_type::ASSET_REACHABLE
+        ]
+    );
+}
+
+#[test]
+fn two_processes_can_write_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("otdrift.db");
+    drop(Store::open(&path, clock()).expect("create"));
+    let handles: Vec<_> = (0..2u64)
+        .map(|n| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut store = Store::open(&path, clock()).expect("open");
+                for i in 0..25u64 {
+                    let runtime = serde_json::json!({});
+                    let s = snapshot(n * 1000 + i, "1.4");
+                    let asset = format!("asset-{n}");
+                    store
+                        .record_capture(&CaptureRecord {
+                            asset: &asset,
+                            protocol: "modbus",
+                            address: "127.0.0.1:502",
+                            snapshot: &s,
+                            runtime: &runtime,
+                            change_id: None,
+                            phase: None,
+                            duration_ms: 1,
+                            requests: 1,
+                            label: &label,
+                        })
+                        .expect("no lock error reaches the caller");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("writer thread");
+    }
+    let store = Store::open(&path, clock()).expect("open");
+    assert_eq!(store.audit_verify().expect("verify").first_break, None);
+    assert_eq!(store.captures("asset-0", 100).expect("captures").len(), 25);
+    assert_eq!(store.captures("asset-1", 100).expect("captures").len(), 25);
+}
+
+#[test]
+fn config_changes_are_audited_once_per_change() {
+    let mut store = Store::open_in_memory(clock()).expect("open");
+    let a = otdrift_core::Digest::of(b"config a");
+    let b = otdrift_core::Digest::of(b"config b");
+    assert!(store.note_config("/etc/otdrift/otdrift.toml", &a).expect("note"));
+    assert!(!store.note_config("/etc/otdrift/otdrift.toml", &a).expect("note"));
+    assert!(store.note_config("/etc/otdrift/otdrift.toml", &b).expect("note"));
+    let entries = store.audit_entries(0, 10).expect("audit");
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().all(|e| e.kind == "config.changed"));
+}

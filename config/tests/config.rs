@@ -1,0 +1,696 @@
+//! End-to-end tests of otdrift-config: a full valid file, one test per error class, and the
+//! "report everything at once" guarantee.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use otdrift_config::{
+    AdsSetpoint, CipSetpoint, ConfigError, ConfigErrorKind as K, ModbusSetpoint, ModbusTable,
+    OpcuaSecurity, OpcuaSetpoint, Protocol, ProtocolConfig, S7Setpoint, load, parse,
+};
+
+const FILE: &str = "/etc/otdrift/otdrift.toml";
+const KEY_A: &str = "ed25519:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const KEY_B: &str = "ed25519:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+const AGENT: &str = "[agent]\nid = \"gw-line3\"\ndata_dir = \"/var/lib/otdrift\"\n";
+
+/// 1-based line of the first occurrence of `needle` (after `from` occurrences skipped).
+fn line_of(text: &str, needle: &str, skip: usize) -> usize {
+    let mut from = 0;
+    let mut at = None;
+    for _ in 0..=skip {
+        let i = text[from..].find(needle).expect("needle in text") + from;
+        at = Some(i);
+        from = i + needle.len();
+    }
+    text[..at.expect("found")].matches('\n').count() + 1
+}
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    match parse(text, Path::new(FILE)) {
+        Ok(c) => panic!("expected errors, got {c:#?}"),
+        Err(e) => {
+            let shown = e.to_string();
+            assert_eq!(
+                shown.lines().count(),
+                e.len(),
+                "one line per error:\n{shown}"
+            );
+            e.0
+        }
+    }
+}
+
+/// Exactly one error, of `kind`, at `key` and `line`; returns it for message checks.
+fn only(text: &str, kind: K, key: &str, line: usize) -> ConfigError {
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "expected one error, got:\n{errs:#?}");
+    let e = errs.into_iter().next().expect("one");
+    assert_eq!(e.kind, kind, "{e}");
+    assert_eq!(e.key, key, "{e}");
+    assert_eq!(e.line, line, "{e}");
+    assert_eq!(e.file, PathBuf::from(FILE));
+    let shown = e.to_string();
+    let prefix = format!("{FILE}:{line}:{}: {key}: ", e.column);
+    assert!(
+        shown.starts_with(&prefix),
+        "{shown:?} should start with {prefix:?}"
+    );
+    e
+}
+
+fn asset(body: &str) -> String {
+    format!("{AGENT}\n[[asset]]\n{body}")
+}
+
+const FULL: &str = r#"
+[agent]
+id = "gw-line3"
+data_dir = "/var/lib/otdrift"
+
+[api]
+listen = "127.0.0.1:8410"
+token_file = "/etc/otdrift/api.token"
+
+[upstream]
+url = "https://central.example/otdrift/events"
+token_file = "/etc/otdrift/upstream.token"
+
+[[approver]]
+id = "plant-eng-mgr"
+public_key = "ed25519:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+[[approver]]
+id = "qa-lead"
+public_key = "ed25519:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="
+
+[[asset]]
+id = "press-7"
+protocol = "modbus"
+address = "10.0.3.17:502"
+schedule = "0 */5 * * * *"
+unit_id = 1
+
+  [[asset.setpoints]]
+  name = "recipe"
+  table = "holding"
+  start = 0
+  count = 200
+
+  [[asset.setpoints]]
+  name = "interlocks"
+  table = "coil"
+  start = 0
+  count = 64
+
+[[asset]]
+id = "cpu-1500"
+protocol = "s7"
+address = "10.0.3.20"
+rack = 0
+slot = 1
+timeout_ms = 5000
+
+  [[asset.setpoints]]
+  name = "oven"
+  db = 10
+  start = 0
+  size = 128
+
+[[asset]]
+id = "twincat.line3"
+protocol = "ads"
+address = "[fd00::21]"
+ams_net_id = "5.23.101.12.1.1"
+source_ams_net_id = "10.0.3.1.1.1"
+setpoints = [
+  { name = "recipe", symbol = "GVL_Recipe.*" },
+  { name = "speed", symbol = "MAIN.fbDrive.rSpeedSP" },
+]
+
+[[asset]]
+id = "logix-L83"
+protocol = "cip"
+address = "plc-l83.line3.local:44818"
+slot = 2
+schedule = "0 0 * * * *"
+
+  [[asset.setpoints]]
+  name = "oven sp"
+  tag = "Program:Main.Oven_SP"
+
+[[asset]]
+id = "ua-1"
+protocol = "opcua"
+address = "opc.tcp://10.0.3.40:4841/UA/Server"
+security = "sign-and-encrypt"
+
+  [[asset.setpoints]]
+  name = "recipes"
+  node = "ns=2;s=Recipes"
+"#;
+
+#[test]
+fn full_example_parses_with_defaults() {
+    let c = parse(FULL, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.path, PathBuf::from(FILE));
+    assert_eq!(c.agent.id, "gw-line3");
+    assert_eq!(c.agent.data_dir, PathBuf::from("/var/lib/otdrift"));
+    assert_eq!(c.agent.max_concurrency, 16);
+
+    let api = c.api.as_ref().expect("api");
+    assert_eq!(
+        api.listen,
+        "127.0.0.1:8410".parse::<SocketAddr>().expect("addr")
+    );
+    assert_eq!(api.token_file, PathBuf::from("/etc/otdrift/api.token"));
+    let up = c.upstream.as_ref().expect("upstream");
+    assert_eq!(up.url, "https://central.example/otdrift/events");
+    assert_eq!(
+        up.token_file.as_deref(),
+        Some(Path::new("/etc/otdrift/upstream.token"))
+    );
+    assert_eq!(up.batch_size, 100);
+
+    assert_eq!(c.approvers.len(), 2);
+    let a = c.approver("plant-eng-mgr").expect("approver");
+    let expected: Vec<u8> = (0..32).collect();
+    assert_eq!(a.public_key.as_slice(), expected.as_slice());
+    assert_eq!(c.approver("qa-lead").expect("qa").public_key, [7; 32]);
+    assert!(c.approver("nobody").is_none());
+
+    let ids: Vec<&str> = c.assets.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["press-7", "cpu-1500", "twincat.line3", "logix-L83", "ua-1"]
+    );
+    let kinds: Vec<Protocol> = c.assets.iter().map(|a| a.protocol.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            Protocol::Modbus,
+            Protocol::S7,
+            Protocol::Ads,
+            Protocol::Cip,
+            Protocol::Opcua
+        ]
+    );
+
+    // modbus
+    let m = c.asset("press-7").expect("press-7");
+    assert_eq!((m.host.as_str(), m.port), ("10.0.3.17", 502));
+    assert_eq!(m.address, "10.0.3.17:502");
+    assert_eq!(m.schedule, "0 */5 * * * *");
+    assert_eq!(m.timeout_ms, 3000);
+    assert_eq!(m.line, line_of(FULL, "[[asset]]", 0));
+    let ProtocolConfig::Modbus(mb) = &m.protocol else {
+        panic!("modbus")
+    };
+    assert_eq!(
+        (mb.unit_id, mb.device_id, mb.max_registers, mb.max_bits),
+        (1, true, 125, 2000)
+    );
+    assert_eq!(
+        mb.setpoints,
+        [
+            ModbusSetpoint {
+                name: "recipe".into(),
+                table: ModbusTable::Holding,
+                start: 0,
+                count: 200
+            },
+            ModbusSetpoint {
+                name: "interlocks".into(),
+                table: ModbusTable::Coil,
+                start: 0,
+                count: 64
+            },
+        ]
+    );
+
+    // s7
+    let s = c.asset("cpu-1500").expect("cpu-1500");
+    assert_eq!(
+        (s.host.as_str(), s.port, s.timeout_ms),
+        ("10.0.3.20", 102, 5000)
+    );
+    assert_eq!(s.schedule, "0 */5 * * * *");
+    let ProtocolConfig::S7(s7) = &s.protocol else {
+        panic!("s7")
+    };
+    assert_eq!((s7.rack, s7.slot, s7.upload_blocks), (0, 1, false));
+    assert_eq!(
+        s7.setpoints,
+        [S7Setpoint {
+            name: "oven".into(),
+            db: 10,
+            start: 0,
+            size: 128
+        }]
+    );
+
+    // ads
+    let t = c.asset("twincat.line3").expect("ads");
+    assert_eq!((t.host.as_str(), t.port), ("fd00::21", 48898));
+    let ProtocolConfig::Ads(ads) = &t.protocol else {
+        panic!("ads")
+    };
+    assert_eq!(ads.ams_net_id, [5, 23, 101, 12, 1, 1]);
+    assert_eq!(ads.ams_port, 851);
+    assert_eq!(ads.source_ams_net_id, Some([10, 0, 3, 1, 1, 1]));
+    assert_eq!(
+        ads.setpoints,
+        [
+            AdsSetpoint {
+                name: "recipe".into(),
+                symbol: "GVL_Recipe.*".into()
+            },
+            AdsSetpoint {
+                name: "speed".into(),
+                symbol: "MAIN.fbDrive.rSpeedSP".into()
+            },
+        ]
+    );
+
+    // cip
+    let l = c.asset("logix-L83").expect("cip");
+    assert_eq!((l.host.as_str(), l.port), ("plc-l83.line3.local", 44818));
+    assert_eq!(l.schedule, "0 0 * * * *");
+    let ProtocolConfig::Cip(cip) = &l.protocol else {
+        panic!("cip")
+    };
+    assert_eq!(cip.slot, 2);
+    assert_eq!(
+        cip.setpoints,
+        [CipSetpoint {
+            name: "oven sp".into(),
+            tag: "Program:Main.Oven_SP".into()
+        }]
+    );
+
+    // opcua
+    let u = c.asset("ua-1").expect("opcua");
+    assert_eq!((u.host.as_str(), u.port), ("10.0.3.40", 4841));
+    let ProtocolConfig::Opcua(ua) = &u.protocol else {
+        panic!("opcua")
+    };
+    assert_eq!(ua.endpoint, "opc.tcp://10.0.3.40:4841/UA/Server");
+    assert_eq!(ua.security, OpcuaSecurity::SignAndEncrypt);
+    assert_eq!(
+        ua.setpoints,
+        [OpcuaSetpoint {
+            name: "recipes".into(),
+            node: "ns=2;s=Recipes".into()
+        }]
+    );
+}
+
+#[test]
+fn minimal_file_and_defaults() {
+    let text = asset("id = \"a\"\nprotocol = \"opcua\"\naddress = \"opc.tcp://ua-host\"\n");
+    let c = parse(&text, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.api.is_none() && c.upstream.is_none() && c.approvers.is_empty());
+    let a = &c.assets[0];
+    assert_eq!((a.host.as_str(), a.port, a.line), ("ua-host", 4840, 5));
+    let ProtocolConfig::Opcua(ua) = &a.protocol else {
+        panic!("opcua")
+    };
+    assert_eq!(ua.security, OpcuaSecurity::None);
+    assert!(ua.setpoints.is_empty());
+    // No assets at all is a valid (idle) agent.
+    assert!(parse(AGENT, Path::new(FILE)).is_ok());
+}
+
+#[test]
+fn protocol_helpers() {
+    for p in Protocol::ALL {
+        assert_eq!(p.as_str().parse::<Protocol>(), Ok(p));
+        assert_eq!(p.to_string(), p.as_str());
+    }
+    assert_eq!(Protocol::Modbus.default_port(), 502);
+    assert_eq!(Protocol::S7.default_port(), 102);
+    assert_eq!(Protocol::Ads.default_port(), 48898);
+    assert_eq!(Protocol::Cip.default_port(), 44818);
+    assert_eq!(Protocol::Opcua.default_port(), 4840);
+    assert!("profinet".parse::<Protocol>().is_err());
+    assert_eq!(ModbusTable::Discrete.to_string(), "discrete");
+}
+
+#[test]
+fn unknown_key() {
+    let text = format!("{AGENT}max_concurency = 4\n");
+    let e = only(&text, K::UnknownKey, "agent.max_concurency", 4);
+    assert_eq!(e.column, 1);
+    assert!(e.message.contains("did you mean `max_concurrency`"), "{e}");
+    assert!(
+        e.message
+            .ends_with("; expected one of id, data_dir, max_concurrency"),
+        "{e}"
+    );
+
+    let text = format!("{AGENT}[logging]\nlevel = \"debug\"\n");
+    only(&text, K::UnknownKey, "logging", 4);
+
+    let text = asset(
+        "id = \"p\"\nprotocol = \"modbus\"\naddress = \"h\"\ncolour = \"red\"\n[[asset.setpoints]]\nname = \"x\"\ntable = \"coil\"\nstart = 1\ncount = 1\nunits = \"bar\"\n",
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(
+        (errs[0].kind, errs[0].key.as_str(), errs[0].line),
+        (K::UnknownKey, "asset[0].colour", 9)
+    );
+    assert!(errs[0].message.starts_with("asset \"p\": "), "{}", errs[0]);
+    assert_eq!(
+        (errs[1].kind, errs[1].key.as_str(), errs[1].line),
+        (K::UnknownKey, "asset[0].setpoints[0].units", 15)
+    );
+}
+
+#[test]
+fn missing_key() {
+    let e = only("[agent]\nid = \"gw\"\n", K::MissingKey, "agent.data_dir", 1);
+    assert!(e.message.contains("data_dir"));
+
+    let e = only("", K::MissingKey, "agent", 1);
+    assert!(e.message.contains("[agent]"));
+
+    let text = asset("id = \"cpu\"\nprotocol = \"s7\"\naddress = \"10.0.0.1\"\nrack = 0\n");
+    let e = only(&text, K::MissingKey, "asset[0].slot", 5);
+    assert!(e.message.contains("asset \"cpu\""), "{e}");
+
+    let text = asset(
+        "id = \"p\"\nprotocol = \"modbus\"\naddress = \"h\"\n  [[asset.setpoints]]\n  name = \"x\"\n  table = \"coil\"\n  count = 1\n",
+    );
+    let e = only(&text, K::MissingKey, "asset[0].setpoints[0].start", 9);
+    assert_eq!(e.column, 3);
+
+    // All missing keys of one table are reported together.
+    let errs = errors(&asset("protocol = \"ads\"\n"));
+    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["asset[0].id", "asset[0].address", "asset[0].ams_net_id"],
+        "{errs:#?}"
+    );
+    assert!(errs.iter().all(|e| e.kind == K::MissingKey && e.line == 5));
+}
+
+#[test]
+fn bad_protocol() {
+    let text = asset("id = \"p\"\nprotocol = \"profinet\"\naddress = \"h\"\n");
+    let e = only(&text, K::BadProtocol, "asset[0].protocol", 7);
+    assert_eq!(e.column, 12);
+    assert!(e.message.contains("s7, ads, cip, modbus, opcua"), "{e}");
+    assert!(e.to_string().contains(FILE));
+}
+
+#[test]
+fn bad_address_forms() {
+    let cases = [
+        ("modbus", ""),
+        ("modbus", "10.0.3.17 :502"),
+        ("modbus", "10.0.3.17:0"),
+        ("modbus", "10.0.3.17:70000"),
+        ("modbus", "[fe80::1:502"),
+        ("modbus", "fe80::1"),
+        ("s7", "plc_7.local"),
+        ("s7", "10.0.3.256"),
+        ("cip", "opc.tcp://10.0.0.1:4840"),
+        ("opcua", "10.0.0.1:4840"),
+        ("opcua", "opc.tcp://:4840/x"),
+        ("ads", "http://10.0.0.1"),
+    ];
+    for (protocol, address) in cases {
+        let mut body = format!("id = \"a\"\nprotocol = \"{protocol}\"\naddress = \"{address}\"\n");
+        match protocol {
+            "s7" => body.push_str("rack = 0\nslot = 1\n"),
+            "ads" => body.push_str("ams_net_id = \"1.2.3.4.1.1\"\n"),
+            _ => {}
+        }
+        let e = only(&asset(&body), K::BadAddress, "asset[0].address", 8);
+        assert_eq!(e.column, 11, "{e}");
+        assert!(e.message.starts_with("asset \"a\": "), "{e}");
+    }
+}
+
+#[test]
+fn duplicate_asset_id() {
+    let one = "id = \"press-7\"\nprotocol = \"modbus\"\naddress = \"10.0.0.1\"\n";
+    let text = format!("{}\n[[asset]]\n{one}", asset(one));
+    let first = line_of(&text, "[[asset]]", 0);
+    let e = only(
+        &text,
+        K::DuplicateId,
+        "asset[1].id",
+        line_of(&text, "id = \"press-7\"", 1),
+    );
+    assert!(e.message.contains(&format!("line {first}")), "{e}");
+
+    let text = format!(
+        "{AGENT}[[approver]]\nid = \"x\"\npublic_key = \"{KEY_A}\"\n[[approver]]\nid = \"x\"\npublic_key = \"{KEY_B}\"\n"
+    );
+    let e = only(&text, K::DuplicateId, "approver[1].id", 8);
+    assert!(e.message.contains("line 4"), "{e}");
+
+    let text = asset(
+        "id = \"p\"\nprotocol = \"cip\"\naddress = \"h\"\n[[asset.setpoints]]\nname = \"sp\"\ntag = \"A\"\n[[asset.setpoints]]\nname = \"sp\"\ntag = \"B\"\n",
+    );
+    let e = only(&text, K::DuplicateId, "asset[0].setpoints[1].name", 13);
+    assert!(e.message.contains("line 9"), "{e}");
+}
+
+#[test]
+fn setpoint_key_of_wrong_protocol() {
+    let text = asset(
+        "id = \"press-7\"\nprotocol = \"modbus\"\naddress = \"h\"\n[[asset.setpoints]]\nname = \"r\"\ndb = 1\ntable = \"holding\"\nstart = 0\ncount = 1\n",
+    );
+    let e = only(&text, K::WrongProtocolKey, "asset[0].setpoints[0].db", 11);
+    assert_eq!(
+        e.message,
+        "`db` is an s7 setpoint key; asset \"press-7\" uses modbus (setpoint keys: name, table, start, count)"
+    );
+
+    let text = asset("id = \"press-7\"\nprotocol = \"modbus\"\naddress = \"h\"\nrack = 0\n");
+    let e = only(&text, K::WrongProtocolKey, "asset[0].rack", 9);
+    assert!(
+        e.message
+            .starts_with("`rack` is an s7 asset key; asset \"press-7\" uses modbus"),
+        "{e}"
+    );
+
+    let text = asset(
+        "id = \"cpu\"\nprotocol = \"s7\"\naddress = \"h\"\nrack = 0\nslot = 1\nunit_id = 3\n",
+    );
+    let e = only(&text, K::WrongProtocolKey, "asset[0].unit_id", 11);
+    assert!(e.message.contains("modbus asset key"), "{e}");
+}
+
+#[test]
+fn bad_cron() {
+    let text =
+        asset("id = \"p\"\nprotocol = \"modbus\"\naddress = \"h\"\nschedule = \"*/5 * * * *\"\n");
+    let e = only(&text, K::BadCron, "asset[0].schedule", 9);
+    assert!(e.message.contains("*/5 * * * *"), "{e}");
+    assert!(
+        e.message.contains("fields"),
+        "croner's reason should be quoted: {e}"
+    );
+
+    let text =
+        asset("id = \"p\"\nprotocol = \"modbus\"\naddress = \"h\"\nschedule = \"0 61 * * * *\"\n");
+    only(&text, K::BadCron, "asset[0].schedule", 9);
+}
+
+#[test]
+fn syntax_error() {
+    let text = "[agent]\nid = \"gw\"\ndata_dir = /var/lib\n";
+    let errs = errors(text);
+    assert!(!errs.is_empty());
+    let e = &errs[0];
+    assert_eq!((e.kind, e.line), (K::Syntax, 3), "{e}");
+    assert_eq!(e.key, "agent.data_dir");
+    assert!(e.to_string().starts_with(&format!("{FILE}:3:")), "{e}");
+
+    let text = asset("id = \"a\"\nid = \"b\"\n");
+    let errs = errors(&text);
+    assert_eq!(
+        (errs[0].kind, errs[0].line, errs[0].key.as_str()),
+        (K::Syntax, 7, "asset[0].id"),
+        "{errs:#?}"
+    );
+
+    let e = &errors("[[asset]\nid = 1\n")[0];
+    assert_eq!((e.kind, e.line), (K::Syntax, 1));
+}
+
+#[test]
+fn wrong_type_and_range() {
+    let text = format!("{AGENT}max_concurrency = \"16\"\n");
+    let e = only(&text, K::InvalidValue, "agent.max_concurrency", 4);
+    assert!(
+        e.message
+            .contains("expected an integer from 1 to 1024, found string \"16\""),
+        "{e}"
+    );
+
+    let text = format!("{AGENT}max_concurrency = 0\n");
+    only(&text, K::InvalidValue, "agent.max_concurrency", 4);
+
+    let text = asset(
+        "id = \"p\"\nprotocol = \"modbus\"\naddress = \"h\"\nunit_id = 300\ndevice_id = \"yes\"\n",
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(
+        (errs[0].kind, errs[0].key.as_str(), errs[0].line),
+        (K::InvalidValue, "asset[0].unit_id", 9)
+    );
+    assert_eq!(
+        (errs[1].kind, errs[1].key.as_str(), errs[1].line),
+        (K::InvalidValue, "asset[0].device_id", 10)
+    );
+
+    let text = format!("{AGENT}[api]\nlisten = \"localhost:8410\"\ntoken_file = \"t\"\n");
+    only(&text, K::InvalidValue, "api.listen", 5);
+
+    let text = format!("{AGENT}[upstream]\nurl = \"central.example/events\"\n");
+    only(&text, K::InvalidValue, "upstream.url", 5);
+
+    let text = format!("asset = 5\n{AGENT}");
+    let e = only(&text, K::InvalidValue, "asset", 1);
+    assert!(e.message.contains("[[asset]]"), "{e}");
+}
+
+#[test]
+fn bad_public_key() {
+    for key in [
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", // no prefix
+        "ed25519:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==", // 31 bytes
+        "ed25519:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", // unpadded
+        "ed25519:not base64!",
+    ] {
+        let text = format!("{AGENT}[[approver]]\nid = \"a\"\npublic_key = \"{key}\"\n");
+        let e = only(&text, K::InvalidValue, "approver[0].public_key", 6);
+        assert_eq!(e.column, 14);
+    }
+}
+
+#[test]
+fn overlapping_modbus_ranges() {
+    let text = asset(
+        "id = \"p\"\nprotocol = \"modbus\"\naddress = \"h\"\n\
+         [[asset.setpoints]]\nname = \"recipe\"\ntable = \"holding\"\nstart = 0\ncount = 100\n\
+         [[asset.setpoints]]\nname = \"limits\"\ntable = \"holding\"\nstart = 99\ncount = 10\n\
+         [[asset.setpoints]]\nname = \"inputs\"\ntable = \"input\"\nstart = 0\ncount = 100\n",
+    );
+    let e = only(&text, K::InvalidValue, "asset[0].setpoints[1]", 14);
+    assert!(
+        e.message.contains("\"limits\"") && e.message.contains("\"recipe\""),
+        "{e}"
+    );
+
+    // Adjacent ranges are fine.
+    let text = text.replace("start = 99", "start = 100");
+    assert!(parse(&text, Path::new(FILE)).is_ok());
+
+    let text = asset(
+        "id = \"p\"\nprotocol = \"modbus\"\naddress = \"h\"\n[[asset.setpoints]]\nname = \"x\"\ntable = \"coil\"\nstart = 65535\ncount = 2\n",
+    );
+    only(&text, K::InvalidValue, "asset[0].setpoints[0].count", 13);
+}
+
+#[test]
+fn three_independent_errors_in_three_assets() {
+    let text = format!(
+        "{AGENT}\n\
+         [[asset]]\nid = \"a\"\nprotocol = \"modbus\"\naddress = \"10.0.0.1:0\"\n\n\
+         [[asset]]\nid = \"b\"\nprotocol = \"s7\"\naddress = \"10.0.0.2\"\nrack = 0\nslot = 1\nschedule = \"every 5 minutes\"\n\n\
+         [[asset]]\nid = \"c\"\nprotocol = \"cip\"\naddress = \"10.0.0.3\"\n  [[asset.setpoints]]\n  name = \"oven\"\n  symbol = \"GVL.x\"\n  tag = \"Oven\"\n"
+    );
+    let errs = errors(&text);
+    let got: Vec<(K, &str, usize)> = errs
+        .iter()
+        .map(|e| (e.kind, e.key.as_str(), e.line))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                K::BadAddress,
+                "asset[0].address",
+                line_of(&text, "10.0.0.1:0", 0)
+            ),
+            (
+                K::BadCron,
+                "asset[1].schedule",
+                line_of(&text, "every 5", 0)
+            ),
+            (
+                K::WrongProtocolKey,
+                "asset[2].setpoints[0].symbol",
+                line_of(&text, "symbol", 0)
+            ),
+        ],
+        "{errs:#?}"
+    );
+    assert!(errs[2].message.contains("asset \"c\""));
+}
+
+#[test]
+fn load_reads_files_and_reports_io_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nope.toml");
+    let errs = load(&missing).expect_err("missing file");
+    assert_eq!(errs.len(), 1);
+    let e = &errs.0[0];
+    assert_eq!((e.kind, e.line), (K::Io, 0));
+    assert_eq!(e.file, missing);
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}: ", missing.display())),
+        "{e}"
+    );
+
+    let good = dir.path().join("otdrift.toml");
+    std::fs::write(&good, FULL).expect("write");
+    let c = load(&good).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.path, good);
+    assert_eq!(c.assets.len(), 5);
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let text = format!(
+        "{AGENT}[[asset]]\nid = \"x\"\nprotocol = \"modbus\"\naddress = \"h\"\nsetpoints = [{{ name = \"é\", table = \"holdin\", start = 0, count = 1 }}]\n"
+    );
+    let e = only(&text, K::InvalidValue, "asset[0].setpoints[0].table", 8);
+    // `setpoints = [{ name = "é", table = ` is 35 characters but 36 bytes.
+    assert_eq!(e.column, 36);
+}
+
+#[test]
+fn garbage_never_panics() {
+    let samples = [
+        "\u{feff}[agent]\nid=\"x\"",
+        "[",
+        "[[",
+        "a = ",
+        "= 1",
+        "\"\\u{d800}\"",
+        "x = \"\u{0}\"",
+        "[agent]\nid = \"x\"\ndata_dir = \"\"\n",
+        "[[asset]]\n[[asset]]\n[asset.setpoints]\n",
+        "agent = []\nasset = [1, \"x\", {}]\napprover = {}\n",
+        "\r\n\r\n[agent\r\n",
+        "é = ü",
+    ];
+    for s in samples {
+        let _ = parse(s, Path::new("x.toml"));
+    }
+    // Every prefix of the full example, cut at each character boundary.
+    for (i, _) in FULL.char_indices() {
+        let _ = parse(&FULL[..i], Path::new("x.toml"));
+    }
+}

@@ -1,0 +1,81 @@
+//! The compliance checks every collector must pass against its simulator (STYLE.md: one
+//! shared test helper every collector test calls).
+
+#![allow(dead_code)] // each protocol's test binary uses what it needs
+
+use otdrift_config::{AssetConfig, Config};
+use otdrift_core::{ChangeKind, Diff};
+use otdrift_protocols::{CollectError, Collector};
+
+/// What the compliance checks need from a simulated device.
+pub trait SimulatedDevice {
+    /// Changes one configured setpoint and returns the item path that must show in the diff.
+    fn change_a_setpoint(&self) -> String;
+    /// Undoes [`SimulatedDevice::change_a_setpoint`].
+    fn restore_the_setpoint(&self);
+    /// Makes the device stop answering (or answer again).
+    fn stall(&self, on: bool);
+    /// Moves runtime values (process values, clocks) that must not affect the digest.
+    fn tick_runtime(&self);
+    /// How many state-changing requests the device has received.
+    fn write_requests(&self) -> usize;
+}
+
+/// Parses a config and returns its first asset: collectors are tested through the same
+/// config path operators use.
+pub fn asset_from(toml: &str) -> AssetConfig {
+    let config: Config = otdrift_config::parse(toml, std::path::Path::new("test.toml"))
+        .unwrap_or_else(|e| panic!("test config is valid: {e}"));
+    config.assets.into_iter().next().expect("one asset")
+}
+
+/// Runs the shared checks:
+/// - identical state gives an identical digest, and runtime values do not count;
+/// - the second capture reuses the connection;
+/// - a changed setpoint shows in the diff as exactly that item, and restoring it restores
+///   the digest;
+/// - a device that stops answering gives a typed timeout naming the asset, and the
+///   collector recovers once it answers again;
+/// - no write request ever reached the device.
+pub async fn assert_collector_compliance(
+    collector: &mut dyn Collector,
+    device: &dyn SimulatedDevice,
+) {
+    let asset = collector.asset().to_owned();
+    let first = collector.capture().await.expect("first capture");
+    assert!(!first.snapshot.is_empty(), "a capture holds items");
+    device.tick_runtime();
+    let second = collector.capture().await.expect("second capture");
+    assert_eq!(
+        first.snapshot.digest(),
+        second.snapshot.digest(),
+        "identical state, identical digest: {:?}",
+        Diff::between(&first.snapshot, &second.snapshot)
+    );
+    assert_eq!(second.stats.connects, 0, "the connection is reused");
+
+    let path = device.change_a_setpoint();
+    let changed = collector.capture().await.expect("capture after a change");
+    let diff = Diff::between(&first.snapshot, &changed.snapshot);
+    assert_eq!(diff.changes.len(), 1, "exactly the changed item: {diff:?}");
+    assert_eq!(diff.changes[0].path, path);
+    assert_eq!(diff.changes[0].kind, ChangeKind::Changed);
+    device.restore_the_setpoint();
+    let restored = collector.capture().await.expect("capture after restoring");
+    assert_eq!(restored.snapshot.digest(), first.snapshot.digest());
+
+    device.stall(true);
+    match collector.capture().await {
+        Err(e @ CollectError::Timeout { .. }) => {
+            assert!(e.is_unreachable());
+            assert!(e.to_string().contains(&asset), "{e}");
+        }
+        other => panic!("expected a timeout naming {asset}, got {other:?}"),
+    }
+    device.stall(false);
+    let recovered = collector.capture().await.expect("capture after the device recovers");
+    assert_eq!(recovered.snapshot.digest(), first.snapshot.digest());
+    assert_eq!(recovered.stats.connects, 1, "a timed-out connection is replaced");
+
+    assert_eq!(device.write_requests(), 0, "no write reached the device");
+}

@@ -1,0 +1,294 @@
+//! The Modbus collector against the Modbus simulator over loopback.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use common::{SimulatedDevice, asset_from, assert_collector_compliance};
+use otdrift_core::Value;
+use otdrift_protocols::modbus::ModbusCollector;
+use otdrift_protocols::{CollectError, Collector};
+use otdrift_simulators::modbus::{ModbusSimHandle, ModbusSimulator, ModbusState, Quirk};
+use otdrift_config::ProtocolConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+async fn press() -> ModbusSimHandle {
+    ModbusSimulator::start(LOOPBACK, ModbusState::press_demo())
+        .await
+        .expect("simulator starts")
+}
+
+fn collector(address: &str, extra: &str, setpoints: &str) -> ModbusCollector {
+    let asset = asset_from(&format!(
+        r#"
+[agent]
+id = "gw"
+data_dir = "/tmp/unused"
+
+[[asset]]
+id = "press-7"
+protocol = "modbus"
+address = "{address}"
+timeout_ms = 300
+{extra}
+{setpoints}
+"#
+    ));
+    let ProtocolConfig::Modbus(cfg) = &asset.protocol else {
+        panic!("a modbus asset");
+    };
+    ModbusCollector::new(&asset, cfg)
+}
+
+const RECIPE: &str = r#"
+  [[asset.setpoints]]
+  name = "recipe"
+  table = "holding"
+  start = 0
+  count = 50
+  [[asset.setpoints]]
+  name = "interlocks"
+  table = "coil"
+  start = 0
+  count = 16
+"#;
+
+struct Press(ModbusSimHandle);
+
+impl SimulatedDevice for Press {
+    fn change_a_setpoint(&self) -> String {
+        self.0.set_holding(6, &[275]).expect("set");
+        "modbus/holding/6".to_owned()
+    }
+    fn restore_the_setpoint(&self) {
+        self.0.set_holding(6, &[250]).expect("set");
+    }
+    fn stall(&self, on: bool) {
+        self.0.set_quirk(Quirk::Stall, on);
+    }
+    fn tick_runtime(&self) {
+        self.0.tick();
+    }
+    fn write_requests(&self) -> usize {
+        self.0.request_log().writes()
+    }
+}
+
+#[tokio::test]
+async fn the_modbus_collector_is_compliant() {
+    let sim = press().await;
+    assert_eq!(sim.holding(6), Some(250), "the press's clamp pressure setpoint");
+    let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
+    assert_collector_compliance(&mut c, &Press(sim.clone())).await;
+    c.close().await;
+}
+
+#[tokio::test]
+async fn identity_is_read_and_its_absence_recorded() {
+    let sim = press().await;
+    let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
+    let capture = c.capture().await.expect("capture");
+    let get = |p: &str| capture.snapshot.get(p).map(|i| i.value().clone());
+    assert_eq!(get("modbus/identity/vendor_name"), Some(Value::from("otdrift")));
+    assert_eq!(get("modbus/identity/product_code"), Some(Value::from("SIM-PRESS")));
+    assert_eq!(get("modbus/identity/revision"), Some(Value::from("1.4")));
+    assert_eq!(get("modbus/holding/6"), Some(Value::UInt(250)));
+    assert!(matches!(get("modbus/coil/0"), Some(Value::Bool(_))));
+    assert_eq!(capture.snapshot.len(), 50 + 16 + 8);
+
+    sim.command("identity off").expect("identity off");
+    let refused = c.capture().await.expect("capture without identity");
+    match refused.snapshot.get("modbus/identity").map(|i| i.value()) {
+        Some(Value::Unavailable(reason)) => {
+            assert!(reason.contains("exception 0x01"), "{reason}")
+        }
+        other => panic!("expected a not-available identity item, got {other:?}"),
+    }
+    assert!(refused.snapshot.get("modbus/identity/vendor_name").is_none());
+    // The same refusal twice gives the same digest: the gap is stable.
+    let again = c.capture().await.expect("capture");
+    assert_eq!(again.snapshot.digest(), refused.snapshot.digest());
+}
+
+#[tokio::test]
+async fn setpoints_take_the_fewest_requests() {
+    let sim = press().await;
+    let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
+    sim.request_log().clear();
+    let capture = c.capture().await.expect("capture");
+    let by_fc = sim.request_log().count_by_function();
+    // One identification request (all objects fit one answer), one holding read for 50
+    // registers, one coil read for 16 bits.
+    assert_eq!(by_fc.get(&43), Some(&1), "{by_fc:?}");
+    assert_eq!(by_fc.get(&3), Some(&1), "{by_fc:?}");
+    assert_eq!(by_fc.get(&1), Some(&1), "{by_fc:?}");
+    assert_eq!(capture.stats.requests, 3);
+    assert_eq!(sim.request_log().writes(), 0);
+
+    // Without device identification, FC 43 is never sent.
+    let mut quiet = collector(&sim.local_addr().to_string(), "device_id = false", RECIPE);
+    sim.request_log().clear();
+    let capture = quiet.capture().await.expect("capture");
+    assert!(capture.snapshot.get("modbus/identity/vendor_name").is_none());
+    assert_eq!(sim.request_log().count_by_function().get(&43), None);
+}
+
+#[tokio::test]
+async fn a_smaller_device_limit_is_respected_when_configured() {
+    let state = ModbusState::from_toml(
+        "unit_id = 1\ntick_ms = 0\n[[holding]]\nstart = 0\ncount = 200\nfill = 1\n",
+    )
+    .expect("state");
+    let sim = ModbusSimulator::start(LOOPBACK, state).await.expect("simulator starts");
+    sim.set_quirk(Quirk::Limit64, true);
+    let setpoints = r#"
+  [[asset.setpoints]]
+  name = "recipe"
+  table = "holding"
+  start = 0
+  count = 100
+"#;
+    let mut default = collector(&sim.local_addr().to_string(), "", setpoints);
+    match default.capture().await {
+        Err(e @ CollectError::Refused { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("read holding registers 0..100 (FC 3)"), "{text}");
+            assert!(text.contains("exception 0x03"), "{text}");
+            assert!(!e.is_unreachable());
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut limited = collector(&sim.local_addr().to_string(), "max_registers = 64", setpoints);
+    sim.request_log().clear();
+    let capture = limited.capture().await.expect("capture within the device's limit");
+    assert_eq!(sim.request_log().count_by_function().get(&3), Some(&2));
+    assert_eq!(capture.snapshot.items().filter(|i| i.path().starts_with("modbus/holding/")).count(), 100);
+}
+
+#[tokio::test]
+async fn an_undefined_address_is_a_refusal_naming_the_request() {
+    let sim = press().await;
+    let setpoints = r#"
+  [[asset.setpoints]]
+  name = "nowhere"
+  table = "holding"
+  start = 5000
+  count = 10
+"#;
+    let mut c = collector(&sim.local_addr().to_string(), "", setpoints);
+    let err = c.capture().await.expect_err("the device refuses");
+    let text = err.to_string();
+    assert!(text.contains("press-7"), "{text}");
+    assert!(text.contains("read holding registers 5000..5010 (FC 3)"), "{text}");
+    assert!(text.contains("exception 0x02"), "{text}");
+}
+
+#[tokio::test]
+async fn a_short_answer_is_malformed_not_accepted() {
+    let sim = press().await;
+    sim.set_quirk(Quirk::ShortRead, true);
+    let mut c = collector(&sim.local_addr().to_string(), "device_id = false", RECIPE);
+    match c.capture().await {
+        Err(e @ CollectError::Malformed { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("press-7"), "{text}");
+            assert!(text.contains("asked for 50 registers, got 49"), "{text}");
+        }
+        other => panic!("expected a malformed answer, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_connection_the_device_dropped_is_replaced_without_an_error() {
+    let first = press().await;
+    let addr = first.local_addr();
+    let mut c = collector(&addr.to_string(), "", RECIPE);
+    let before = c.capture().await.expect("capture");
+    first.shutdown();
+    first.stopped().await;
+    // The device comes back on the same address (a PLC restart): the pooled connection is
+    // dead, and the next capture reconnects by itself.
+    let second = ModbusSimulator::start(addr, ModbusState::press_demo())
+        .await
+        .expect("simulator restarts on the same port");
+    let after = c.capture().await.expect("capture after the device restarted");
+    assert_eq!(after.snapshot.digest(), before.snapshot.digest());
+    assert_eq!(after.stats.connects, 1);
+    assert_eq!(second.request_log().writes(), 0);
+}
+
+#[tokio::test]
+async fn nothing_listening_is_a_connect_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let mut c = collector(&closed.to_string(), "", RECIPE);
+    match c.capture().await {
+        Err(e @ CollectError::Connect { .. }) => {
+            assert!(e.is_unreachable());
+            let text = e.to_string();
+            assert!(text.contains("press-7") && text.contains(&closed.to_string()), "{text}");
+        }
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+}
+
+/// A peer that answers every request with the given bytes: not a simulator (it speaks no
+/// Modbus), a hostile device.
+async fn hostile_peer(answer: Vec<u8>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(LOOPBACK).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 260];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 || stream.write_all(&answer).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn hostile_answers_are_errors_never_panics() {
+    let mut answers: Vec<Vec<u8>> = vec![
+        // Right transaction id 0, but a byte count of 200 for 50 registers.
+        vec![0, 0, 0, 0, 0, 4, 1, 3, 200, 0],
+        // A length field of zero.
+        vec![0, 0, 0, 0, 0, 0, 1, 3],
+        // A wrong protocol id.
+        vec![0, 0, 0, 9, 0, 3, 1, 3, 0],
+        // An FC 43 answer whose object claims more bytes than arrive.
+        vec![0, 0, 0, 0, 0, 12, 1, 0x2b, 0x0e, 2, 0x82, 0, 0, 1, 0, 200, b'x', b'y'],
+        // An exception for a function we did not call.
+        vec![0, 0, 0, 0, 0, 3, 1, 0x86, 2],
+        // A different transaction id.
+        vec![0, 7, 0, 0, 0, 5, 1, 3, 2, 0, 1],
+    ];
+    // And pseudo-random garbage of lengths up to 40 bytes.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for len in (0..40usize).step_by(3) {
+        let mut bytes = Vec::with_capacity(len);
+        for _ in 0..len {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            bytes.push((seed & 0xff) as u8);
+        }
+        answers.push(bytes);
+    }
+    for answer in answers {
+        let addr = hostile_peer(answer.clone()).await;
+        let mut c = collector(&addr.to_string(), "", RECIPE);
+        let result = c.capture().await;
+        assert!(result.is_err(), "garbage {answer:?} was accepted: {result:?}");
+    }
+}

@@ -1,0 +1,19 @@
+//! Simulated PLCs for otdrift's tests, `otdrift demo` and test rigs.
+//!
+//! otdrift reads PLC state read-only, hashes it and detects drift. To prove
+//! that it works (and that it never writes) it is run against simulated
+//! devices that behave like real ones: state from a file, mutations while
+//! running (to create drift on demand), quirks (to exercise error handling)
+//! and a log of every request received.
+//!
+//! - [`modbus`]: a Modbus TCP device ([`modbus::ModbusSimulator`],
+//!   `otdrift sim modbus` through [`modbus::run`]).
+//! - [`request_log`]: the protocol-neutral request log all simulators share.
+//! - [`control`]: the line-based command channel all simulators share.
+
+pub mod control;
+pub mod modbus;
+pub mod request_log;
+
+pub use modbus::{ModbusSimHandle, ModbusSimulator, ModbusState};
+pub use request_log::{LoggedRequest, RequestLog};

@@ -1,0 +1,780 @@
+//! A simulated Modbus TCP device that behaves like a real small PLC.
+//!
+//! It exists so that otdrift's tests, `otdrift demo` and test rigs
+//! (`otdrift sim modbus`) have a device to read, to drift, and to prove
+//! things about: every request is logged (see [`crate::request_log`]), so a
+//! test can assert that otdrift never sent a write.
+//!
+//! Behaviour, like a real device:
+//! - every read function (FC 1, 2, 3, 4, 43/14) and every common write
+//!   function (FC 5, 6, 15, 16, 22, 23) is answered; writes are applied;
+//! - an address outside the defined blocks of a table answers exception
+//!   0x02; quantities outside the spec (reads 1..=125 registers, 1..=2000
+//!   bits; writes 1..=123 registers, 1..=1968 coils; FC 23 1..=125 read and
+//!   1..=121 written) answer 0x03, as do malformed requests and coil values
+//!   other than 0x0000/0xFF00; unsupported functions (FC 7, 8, 11, 12, 17,
+//!   20, 21, 24, custom codes) and MEI types other than 14 answer 0x01;
+//! - requests for the configured unit, 0 and 255 are answered; any other
+//!   unit gets 0x0B (gateway target device failed to respond);
+//! - each connection is independent and served in order; the state is
+//!   shared; at most `max_connections` connections are open at once (more
+//!   are closed right after accept); a frame whose MBAP length is not
+//!   2..=254 closes the connection, a frame with a protocol id other than 0
+//!   is ignored.
+//!
+//! # State file
+//!
+//! TOML; unknown keys are refused so typos do not go unnoticed.
+//!
+//! ```toml
+//! unit_id = 1          # default 1. The unit this device answers; 0 and 255 are
+//!                      # also accepted (Modbus TCP convention); any other unit
+//!                      # gets exception 0x0B, like a gateway.
+//! tick_ms = 1000       # default 1000. How often ticking registers move;
+//!                      # 0 = only on the `tick` command.
+//! max_connections = 32 # default 32. Simultaneous TCP connections.
+//!
+//! [identity]           # answers Read Device Identification (FC 43 / MEI 14).
+//!                      # Omit the table and the device refuses FC 43 with
+//!                      # exception 0x01 (illegal function), like many devices.
+//! vendor_name = "otdrift"                  # required (basic object 0x00)
+//! product_code = "SIM-PRESS"               # required (0x01)
+//! revision = "1.4"                         # required (0x02)
+//! vendor_url = "https://example.invalid"   # optional (regular object 0x03)
+//! product_name = "Simulated press"         # optional (0x04)
+//! model_name = "P-7"                       # optional (0x05)
+//! user_application_name = "line 3"         # optional (0x06)
+//! enabled = true                           # optional; false = defined but
+//!                                          # refused until `identity on`
+//! [identity.extended]                      # optional extended objects
+//! "0x80" = "serial 0012345"                # id 0x80..=0xFF (or decimal)
+//!
+//! [[holding]]          # a block of holding registers; several blocks
+//! start = 0            # allowed, they must not overlap. Adjacent blocks
+//! values = [100, 200, 300]   # read as one area; gaps answer 0x02.
+//!                      # Register values 0..=65535, or -32768..=-1 stored as
+//!                      # two's complement.
+//! [[holding]]
+//! start = 1000
+//! count = 10000        # instead of values: `count` registers filled with
+//! fill = 7             # `fill` (default 0). With both, `values` come first
+//!                      # and the rest up to `count` is filled.
+//! [[input]]
+//! start = 0
+//! values = [0, 0]
+//! tick = "counter"     # optional, register blocks only: "counter" adds 1
+//!                      # (wrapping) per tick to every register of the block;
+//!                      # "sine": register i of the block becomes
+//!                      # 1000 + round(1000·sin(2π·(n+i)/60)) on tick n
+//!                      # (0..=2000, period 60 ticks; a block given by
+//!                      # `count` starts on the wave); omit for static.
+//! [[coil]]
+//! start = 0
+//! values = [true, false]   # bits: true/false or 1/0
+//! [[discrete]]
+//! start = 0
+//! count = 16
+//!
+//! [quirks]             # optional, all default false; same as `quirk` below
+//! stall = false
+//! short_read = false
+//! limit_64 = false
+//! ```
+//!
+//! FC 43 implements the specification's access types: read codes 1 (basic,
+//! objects 0x00..=0x02), 2 (regular, ..=0x7F), 3 (extended, ..=0xFF) stream
+//! the defined objects starting at the requested object id (an id that is
+//! not in the category restarts at the first object); if they do not all fit
+//! in one 253-byte PDU the answer has `more_follows = 0xFF` and
+//! `next_object_id` set. Read code 4 returns one object (0x02 if it is not
+//! defined). The conformity level is 0x81/0x82/0x83 by the highest object
+//! defined.
+//!
+//! # Commands
+//!
+//! One command per line; the reply is one line: `ok`, `ok <json>` or
+//! `error: <reason>`. Available through [`ModbusSimHandle::command`], on the
+//! process's stdin and on the optional control port of [`run`]. Blank lines
+//! and lines starting with `#` are ignored (no reply).
+//!
+//! | command | effect |
+//! |---|---|
+//! | `set holding\|input\|coil\|discrete ADDR VALUE [VALUE...]` | writes consecutive addresses (all must be inside defined blocks, else nothing is written). Registers: 0..=65535, -32768..=-1, 0x...; bits: 0/1/true/false. Not logged as a request. |
+//! | `get holding\|input\|coil\|discrete ADDR [COUNT]` | `ok [values]` without a Modbus request |
+//! | `identity` | `ok {"enabled":..,"conformity_level":..,"objects":{..}}` |
+//! | `identity FIELD VALUE...` | sets an object (`vendor_name`, `product_code`, `revision`, `vendor_url`, `product_name`, `model_name`, `user_application_name` or an id 0x80..0xFF); the value is the rest of the line. Does not switch FC 43 on. |
+//! | `identity off` / `identity on` | refuse FC 43 with 0x01 from now on / answer it again |
+//! | `tick [N]` | advances ticking registers once (or N times): deterministic tests without waiting |
+//! | `quirk` | `ok {"limit-64":false,"short-read":false,"stall":false}` |
+//! | `quirk NAME on\|off` | `stall`: accept requests, never answer (timeouts); `short-read`: register reads answer one register fewer than asked, bit reads one data byte fewer (malformed); `limit-64`: register reads of more than 64 answer 0x03 |
+//! | `log` | `ok {"total":N,"writes":W,"by_function":{"3":80,...}}` |
+//! | `log clear` | resets the in-memory log and its counters |
+//! | `help` | one-line summary |
+
+mod commands;
+mod pdu;
+mod state;
+
+use std::{
+    fmt,
+    io::{self, Write},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use chrono::Utc;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+};
+
+pub use self::state::{
+    DEFAULT_MAX_CONNECTIONS, ModbusState, PRESS_DEMO_TOML, Quirk, Quirks, StateError,
+};
+pub use crate::control::CommandError;
+use crate::{
+    control::{self, CommandTarget},
+    request_log::{LoggedRequest, RequestLog},
+};
+use state::TableKind;
+
+/// What the simulator tasks share: the device state, the log and the
+/// shutdown signal.
+struct Shared {
+    state: Mutex<ModbusState>,
+    log: RequestLog,
+    /// Turns true once on shutdown; every task watches it.
+    shutdown: watch::Sender<bool>,
+    /// Every task holds a receiver; all gone = fully stopped.
+    alive: watch::Sender<()>,
+    local_addr: SocketAddr,
+}
+
+impl Shared {
+    fn lock_state(&self) -> MutexGuard<'_, ModbusState> {
+        // The state stays consistent across a panic (each change is a plain
+        // assignment), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl CommandTarget for Shared {
+    fn execute(&self, line: &str) -> Result<String, CommandError> {
+        commands::execute(self, line)
+    }
+}
+
+/// Shuts the simulator down when the last handle clone is dropped, so a
+/// forgotten simulator does not keep serving for the rest of a test run.
+struct StopOnDrop(Arc<Shared>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.shutdown.send_replace(true);
+    }
+}
+
+/// Starts simulated Modbus TCP devices.
+#[derive(Debug)]
+pub struct ModbusSimulator;
+
+impl ModbusSimulator {
+    /// Binds `listen` (use `127.0.0.1:0` in tests: the OS picks a free port,
+    /// see [`ModbusSimHandle::local_addr`]) and serves `state` until
+    /// [`ModbusSimHandle::shutdown`] or until the last handle is dropped.
+    /// Must be called inside a tokio runtime; the tick task runs while the
+    /// simulator runs.
+    ///
+    /// # Errors
+    /// If the address cannot be bound.
+    pub async fn start(listen: SocketAddr, state: ModbusState) -> io::Result<ModbusSimHandle> {
+        let listener = TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
+        let tick_ms = state.tick_ms;
+        let max_connections = state.max_connections;
+        let (shutdown, _) = watch::channel(false);
+        let (alive, _) = watch::channel(());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            log: RequestLog::new(),
+            shutdown,
+            alive,
+            local_addr,
+        });
+        tokio::spawn(accept_loop(
+            Arc::clone(&shared),
+            listener,
+            max_connections,
+            shared.alive.subscribe(),
+        ));
+        if tick_ms > 0 {
+            tokio::spawn(tick_loop(
+                Arc::clone(&shared),
+                Duration::from_millis(tick_ms),
+                shared.alive.subscribe(),
+            ));
+        }
+        tracing::debug!(%local_addr, "modbus simulator listening");
+        Ok(ModbusSimHandle {
+            guard: Arc::new(StopOnDrop(Arc::clone(&shared))),
+            shared,
+        })
+    }
+}
+
+/// Controls a running simulator: its address, its request log, mutations.
+///
+/// Cheap to clone; all clones control the same simulator. Dropping the last
+/// clone shuts the simulator down.
+#[derive(Clone)]
+pub struct ModbusSimHandle {
+    shared: Arc<Shared>,
+    guard: Arc<StopOnDrop>,
+}
+
+impl fmt::Debug for ModbusSimHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModbusSimHandle")
+            .field("local_addr", &self.shared.local_addr)
+            .field("handles", &Arc::strong_count(&self.guard))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModbusSimHandle {
+    /// The address actually bound (with the OS-chosen port).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The request log (shared; clone it to keep it past the handle).
+    #[must_use]
+    pub fn request_log(&self) -> &RequestLog {
+        &self.shared.log
+    }
+
+    /// Starts appending every request from now on to `path` as JSON lines,
+    /// flushed per line, for tests in another process.
+    ///
+    /// # Errors
+    /// If the file cannot be opened for appending.
+    pub fn log_to_file(&self, path: &Path) -> io::Result<()> {
+        self.shared.log.log_to_file(path)
+    }
+
+    /// Executes one line of the command language (see the module docs).
+    /// `Ok` carries the text after `ok` (possibly empty).
+    ///
+    /// # Errors
+    /// The reason the command was refused; nothing was changed.
+    pub fn command(&self, line: &str) -> Result<String, CommandError> {
+        commands::execute(&self.shared, line)
+    }
+
+    /// Sets holding registers `addr..` (all must exist, else nothing is set).
+    ///
+    /// # Errors
+    /// [`CommandError::Address`] if an address is outside the defined blocks.
+    pub fn set_holding(&self, addr: u16, values: &[u16]) -> Result<(), CommandError> {
+        commands::set_registers(
+            &mut self.shared.lock_state(),
+            TableKind::Holding,
+            addr,
+            values,
+        )
+    }
+
+    /// Sets input registers `addr..` (all must exist, else nothing is set).
+    ///
+    /// # Errors
+    /// [`CommandError::Address`] if an address is outside the defined blocks.
+    pub fn set_input(&self, addr: u16, values: &[u16]) -> Result<(), CommandError> {
+        commands::set_registers(
+            &mut self.shared.lock_state(),
+            TableKind::Input,
+            addr,
+            values,
+        )
+    }
+
+    /// Sets one coil.
+    ///
+    /// # Errors
+    /// [`CommandError::Address`] if the address is outside the defined blocks.
+    pub fn set_coil(&self, addr: u16, value: bool) -> Result<(), CommandError> {
+        self.set_coils(addr, &[value])
+    }
+
+    /// Sets coils `addr..` (all must exist, else nothing is set).
+    ///
+    /// # Errors
+    /// [`CommandError::Address`] if an address is outside the defined blocks.
+    pub fn set_coils(&self, addr: u16, values: &[bool]) -> Result<(), CommandError> {
+        commands::set_bits(&mut self.shared.lock_state(), TableKind::Coil, addr, values)
+    }
+
+    /// Sets discrete inputs `addr..` (all must exist, else nothing is set).
+    ///
+    /// # Errors
+    /// [`CommandError::Address`] if an address is outside the defined blocks.
+    pub fn set_discrete(&self, addr: u16, values: &[bool]) -> Result<(), CommandError> {
+        commands::set_bits(
+            &mut self.shared.lock_state(),
+            TableKind::Discrete,
+            addr,
+            values,
+        )
+    }
+
+    /// Advances every ticking register block once (what the tick task does
+    /// every `tick_ms`).
+    pub fn tick(&self) {
+        self.shared.lock_state().tick();
+    }
+
+    /// Switches a quirk on or off.
+    pub fn set_quirk(&self, quirk: Quirk, on: bool) {
+        self.shared.lock_state().quirks.set(quirk, on);
+    }
+
+    /// Holding register value, `None` if the address is not defined.
+    #[must_use]
+    pub fn holding(&self, addr: u16) -> Option<u16> {
+        self.shared.lock_state().holding(addr)
+    }
+
+    /// Input register value, `None` if the address is not defined.
+    #[must_use]
+    pub fn input(&self, addr: u16) -> Option<u16> {
+        self.shared.lock_state().input(addr)
+    }
+
+    /// Coil value, `None` if the address is not defined.
+    #[must_use]
+    pub fn coil(&self, addr: u16) -> Option<bool> {
+        self.shared.lock_state().coil(addr)
+    }
+
+    /// Discrete input value, `None` if the address is not defined.
+    #[must_use]
+    pub fn discrete(&self, addr: u16) -> Option<bool> {
+        self.shared.lock_state().discrete(addr)
+    }
+
+    /// A snapshot of the whole device state.
+    #[must_use]
+    pub fn state(&self) -> ModbusState {
+        self.shared.lock_state().clone()
+    }
+
+    /// Stops accepting connections, closes the open ones and stops ticking.
+    /// Takes effect asynchronously; await [`stopped`](Self::stopped) to know
+    /// it is complete.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Resolves once the simulator has stopped: listener closed, every
+    /// connection closed, tick task ended (after [`shutdown`](Self::shutdown)).
+    pub async fn stopped(&self) {
+        self.shared.alive.closed().await;
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    max_connections: usize,
+    alive: watch::Receiver<()>,
+) {
+    let mut stop = shared.shutdown.subscribe();
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    tracing::debug!(%peer, max_connections, "connection limit reached; closing");
+                    drop(stream);
+                    continue;
+                };
+                tracing::debug!(%peer, "modbus connection");
+                tokio::spawn(serve_connection(
+                    Arc::clone(&shared),
+                    stream,
+                    peer,
+                    permit,
+                    alive.clone(),
+                ));
+            }
+            Err(err) => {
+                // Typically out of file descriptors: back off briefly rather
+                // than spin.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::debug!(addr = %shared.local_addr, "modbus simulator stopped accepting");
+}
+
+async fn tick_loop(shared: Arc<Shared>, period: Duration, _alive: watch::Receiver<()>) {
+    let mut stop = shared.shutdown.subscribe();
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            _ = interval.tick() => shared.lock_state().tick(),
+        }
+    }
+}
+
+/// MBAP header length (transaction id, protocol id, length, unit id).
+const MBAP_LEN: usize = 7;
+/// Largest MBAP length field: unit id + 253-byte PDU.
+const MAX_MBAP_LENGTH: usize = 254;
+
+/// Reads one ADU into `buf`; returns its total length, `None` on a clean
+/// close between frames.
+async fn read_frame(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    if stream.read(&mut buf[..1]).await? == 0 {
+        return Ok(None);
+    }
+    stream.read_exact(&mut buf[1..MBAP_LEN]).await?;
+    let length = usize::from(u16::from_be_bytes([buf[4], buf[5]]));
+    if !(2..=MAX_MBAP_LENGTH).contains(&length) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("MBAP length {length} outside 2..={MAX_MBAP_LENGTH}"),
+        ));
+    }
+    let total = MBAP_LEN - 1 + length;
+    stream.read_exact(&mut buf[MBAP_LEN..total]).await?;
+    Ok(Some(total))
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    _alive: watch::Receiver<()>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut stop = shared.shutdown.subscribe();
+    let mut buf = [0u8; MBAP_LEN - 1 + MAX_MBAP_LENGTH];
+    loop {
+        let read = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            read = read_frame(&mut stream, &mut buf) => read,
+        };
+        let total = match read {
+            Ok(Some(total)) => total,
+            Ok(None) => break,
+            Err(err) => {
+                tracing::debug!(%peer, %err, "closing modbus connection");
+                break;
+            }
+        };
+        let time = Utc::now();
+        let (transaction, protocol, unit) = ([buf[0], buf[1]], [buf[2], buf[3]], buf[6]);
+        if protocol != [0, 0] {
+            tracing::debug!(%peer, "ignoring frame with protocol id {protocol:?}");
+            continue;
+        }
+        let pdu = &buf[MBAP_LEN..total];
+        let (described, answer) = pdu::handle(&mut shared.lock_state(), unit, pdu);
+        let response = answer.response_pdu(described.function);
+        shared.log.record(LoggedRequest {
+            seq: 0,
+            time,
+            protocol: "modbus".to_string(),
+            peer,
+            unit_id: Some(unit),
+            service: u16::from(described.function),
+            name: described.name,
+            detail: described.detail,
+            address: described.address,
+            count: described.count,
+            write: described.write,
+            outcome: answer.outcome(),
+        });
+        let Some(response) = response else {
+            continue;
+        };
+        let mut frame = Vec::with_capacity(MBAP_LEN + response.len());
+        frame.extend_from_slice(&transaction);
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(&((response.len() + 1) as u16).to_be_bytes());
+        frame.push(unit);
+        frame.extend_from_slice(&response);
+        let written = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            written = stream.write_all(&frame) => written,
+        };
+        if let Err(err) = written {
+            tracing::debug!(%peer, %err, "closing modbus connection");
+            break;
+        }
+    }
+}
+
+/// Options of [`run`], i.e. of `otdrift sim modbus`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where to serve Modbus TCP (e.g. `127.0.0.1:5020`; bound exactly as
+    /// given).
+    pub listen: SocketAddr,
+    /// State file; `None` serves [`ModbusState::press_demo`].
+    pub state: Option<PathBuf>,
+    /// Append every request as JSON lines to this file.
+    pub request_log: Option<PathBuf>,
+    /// Also accept commands on this TCP address (one per line).
+    pub control: Option<SocketAddr>,
+}
+
+/// Why [`run`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The state file could not be read or is invalid.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// An address could not be bound.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// `"modbus"` or `"control"`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The request log file could not be opened.
+    #[error("cannot open request log {path}: {source}")]
+    RequestLog {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Installing signal handlers or writing the ready lines to stdout failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Runs a simulator as a process: what `otdrift sim modbus` calls.
+///
+/// Loads the state (or the press demo), starts the simulator, prints exactly
+/// one ready line `otdrift-sim modbus listening on <ip:port>` to stdout (and,
+/// with a control port, a second line `otdrift-sim control listening on
+/// <ip:port>`), flushes, then serves commands from stdin (replies on stdout;
+/// EOF on stdin only stops reading stdin) and from the control port until
+/// Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// If the state cannot be loaded, an address cannot be bound, the log file
+/// cannot be opened or stdout is closed, before the ready line is printed.
+pub async fn run(opts: RunOptions) -> Result<(), SimError> {
+    let print_ready = |lines: &[String]| -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        for line in lines {
+            writeln!(out, "{line}")?;
+        }
+        out.flush()
+    };
+    // Handlers are installed before the ready line: a supervisor may send
+    // SIGTERM as soon as it has read it.
+    let stop = stop_signal()?;
+    run_until(opts, true, print_ready, stop).await
+}
+
+/// [`run`] with the ready lines, stdin and the stop signal pluggable (for
+/// tests).
+async fn run_until(
+    opts: RunOptions,
+    serve_stdin: bool,
+    on_ready: impl FnOnce(&[String]) -> io::Result<()>,
+    stop: impl Future<Output = io::Result<()>>,
+) -> Result<(), SimError> {
+    let state = match &opts.state {
+        Some(path) => ModbusState::load(path)?,
+        None => ModbusState::press_demo(),
+    };
+    let handle = ModbusSimulator::start(opts.listen, state)
+        .await
+        .map_err(|source| SimError::Bind {
+            what: "modbus",
+            addr: opts.listen,
+            source,
+        })?;
+    if let Some(path) = &opts.request_log {
+        handle
+            .log_to_file(path)
+            .map_err(|source| SimError::RequestLog {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    let mut ready = vec![format!(
+        "otdrift-sim modbus listening on {}",
+        handle.local_addr()
+    )];
+    let control = match opts.control {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| SimError::Bind {
+                    what: "control",
+                    addr,
+                    source,
+                })?;
+            ready.push(format!(
+                "otdrift-sim control listening on {}",
+                listener.local_addr()?
+            ));
+            Some(listener)
+        }
+        None => None,
+    };
+    let target: Arc<dyn CommandTarget> = Arc::clone(&handle.shared) as Arc<dyn CommandTarget>;
+    if let Some(listener) = control {
+        tokio::spawn(control::serve_control(
+            listener,
+            Arc::clone(&target),
+            handle.shared.shutdown.subscribe(),
+        ));
+    }
+    on_ready(&ready)?;
+    if serve_stdin {
+        control::spawn_stdin_thread(target);
+    }
+    let stopped = stop.await;
+    handle.shutdown();
+    handle.stopped().await;
+    stopped.map_err(SimError::from)
+}
+
+/// Registers Ctrl-C and SIGTERM now; the future resolves on either.
+#[cfg(unix)]
+fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        Ok(())
+    })
+}
+
+/// Ctrl-C (the only stop signal outside Unix).
+#[cfg(not(unix))]
+fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
+    Ok(tokio::signal::ctrl_c())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio_modbus::client::{Reader, tcp};
+
+    fn address_in(line: &str, prefix: &str) -> SocketAddr {
+        line.strip_prefix(prefix)
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("ready line {line:?} does not start with {prefix:?}"))
+    }
+
+    #[tokio::test]
+    async fn run_prints_ready_lines_and_serves_the_control_port() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_path = dir.path().join("requests.jsonl");
+        let opts = RunOptions {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            state: None,
+            request_log: Some(log_path.clone()),
+            control: Some("127.0.0.1:0".parse().expect("address")),
+        };
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(run_until(
+            opts,
+            false,
+            move |lines| {
+                let _ = ready_tx.send(lines.to_vec());
+                Ok(())
+            },
+            async move {
+                let _ = stop_rx.await;
+                Ok(())
+            },
+        ));
+        let lines = ready_rx.await.expect("ready lines");
+        assert_eq!(lines.len(), 2);
+        let modbus = address_in(&lines[0], "otdrift-sim modbus listening on ");
+        let control = address_in(&lines[1], "otdrift-sim control listening on ");
+        assert!(modbus.ip().is_loopback() && control.ip().is_loopback());
+
+        let stream = TcpStream::connect(control).await.expect("control connect");
+        let (read, mut write) = stream.into_split();
+        let mut replies = BufReader::new(read).lines();
+        write
+            .write_all(b"set holding 0 4242\n")
+            .await
+            .expect("send");
+        assert_eq!(
+            replies.next_line().await.expect("reply").as_deref(),
+            Some("ok")
+        );
+
+        let mut ctx = tcp::connect(modbus).await.expect("modbus connect");
+        let read = ctx.read_holding_registers(0, 2).await.expect("transport");
+        assert_eq!(read, Ok(vec![4242, 3]));
+
+        write.write_all(b"log\nbogus\n").await.expect("send");
+        assert_eq!(
+            replies.next_line().await.expect("reply").as_deref(),
+            Some(r#"ok {"total":1,"writes":0,"by_function":{"3":1}}"#)
+        );
+        let bogus = replies
+            .next_line()
+            .await
+            .expect("reply")
+            .unwrap_or_default();
+        assert!(bogus.starts_with("error: unknown command"), "{bogus}");
+
+        stop_tx.send(()).expect("stop");
+        running.await.expect("run task").expect("run ends cleanly");
+        assert!(
+            TcpStream::connect(modbus).await.is_err(),
+            "modbus port closed"
+        );
+        let logged = RequestLog::read_json_lines(&log_path).expect("request log file");
+        assert_eq!(logged.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn run_refuses_a_bad_state_file() {
+        let opts = RunOptions {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            state: Some(PathBuf::from("/nonexistent/state.toml")),
+            request_log: None,
+            control: None,
+        };
+        let result = run_until(opts, false, |_| Ok(()), async { Ok(()) }).await;
+        assert!(matches!(
+            result,
+            Err(SimError::State(StateError::Io { .. }))
+        ));
+    }
+}

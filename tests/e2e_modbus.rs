@@ -1,0 +1,296 @@
+//! End to end over loopback: the `otdrift` binary against the Modbus simulator process.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Sim, database, run, write_config};
+
+const STATE: &str = r#"
+unit_id = 1
+tick_ms = 0
+
+[identity]
+vendor_name = "otdrift test"
+product_code = "E2E-1"
+revision = "2.1"
+
+[[holding]]
+start = 0
+count = 100
+fill = 500
+
+[[input]]
+start = 0
+values = [1, 2, 3, 4]
+tick = "counter"
+
+[[coil]]
+start = 0
+values = [true, false, true, true]
+"#;
+
+fn config(dir: &Path, address: &str, timeout_ms: u64) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!(
+            r#"
+[agent]
+id = "gw-test"
+data_dir = "{data}"
+
+[[asset]]
+id = "press-7"
+protocol = "modbus"
+address = "{address}"
+timeout_ms = {timeout_ms}
+
+  [[asset.setpoints]]
+  name = "recipe"
+  table = "holding"
+  start = 0
+  count = 100
+
+  [[asset.setpoints]]
+  name = "interlocks"
+  table = "coil"
+  start = 0
+  count = 4
+"#,
+            data = dir.join("data").display()
+        ),
+    )
+}
+
+fn start_sim(dir: &Path) -> Sim {
+    let state = dir.join("state.toml");
+    std::fs::write(&state, STATE).expect("write state");
+    Sim::start("modbus", Some(&state), dir)
+}
+
+#[test]
+fn baseline_then_drift_then_resolution_with_an_intact_audit_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = start_sim(dir.path());
+    let cfg = config(dir.path(), &sim.addr, 3000);
+
+    // First capture: the provisional baseline.
+    let first = run(&cfg, &["capture", "press-7", "--json"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let first = first.json();
+    assert_eq!(first["asset"], "press-7");
+    assert_eq!(first["baseline"]["provisional"], true);
+    assert_eq!(first["baseline"]["digest"], first["digest"]);
+    assert_eq!(first["drift"], serde_json::Value::Null);
+    assert!(first["digest"].as_str().is_some_and(|d| d.starts_with("blake3:")));
+    for class in ["identity", "program", "setpoint"] {
+        assert!(first["classes"][class].as_str().is_some_and(|d| d.len() == 71));
+    }
+    assert_eq!(first["item_count"], 100 + 4 + 4);
+
+    // Process values tick: no drift.
+    sim.cmd("tick");
+    sim.cmd("tick");
+    let ticked = run(&cfg, &["capture", "press-7", "--json"]);
+    assert_eq!(ticked.code, 0, "{ticked:?}");
+    assert_eq!(ticked.json()["digest"], first["digest"]);
+
+    // A holding register changes: drift, exit 3, the change named with before and after.
+    sim.cmd("set holding 40 1300");
+    let drifted = run(&cfg, &["capture", "press-7", "--json"]);
+    assert_eq!(drifted.code, 3, "{drifted:?}");
+    let drifted = drifted.json();
+    assert_eq!(drifted["drift"]["severity"], "medium");
+    assert_eq!(
+        drifted["drift"]["changes"],
+        json!([{
+            "path": "modbus/holding/40",
+            "class": "setpoint",
+            "kind": "changed",
+            "before": 500,
+            "after": 1300,
+            "setpoint": "recipe",
+        }])
+    );
+    assert_ne!(drifted["digest"], first["digest"]);
+
+    // Seeing it again keeps one open event.
+    let again = run(&cfg, &["capture", "press-7", "--json"]);
+    assert_eq!(again.code, 3, "{again:?}");
+    let open = run(&cfg, &["drift", "--open", "--json"]);
+    assert_eq!(open.code, 0, "{open:?}");
+    let open = open.json();
+    assert_eq!(open["events"].as_array().map(Vec::len), Some(1));
+    assert_eq!(open["events"][0]["status"], "open");
+    assert_eq!(open["events"][0]["baseline_digest"], first["digest"]);
+    assert_eq!(open["events"][0]["observed_digest"], drifted["digest"]);
+
+    let diff = run(&cfg, &["diff", "press-7", "--json"]);
+    assert_eq!(diff.code, 0, "{diff:?}");
+    assert_eq!(diff.json()["changes"][0]["path"], "modbus/holding/40");
+
+    // Back to the baseline: resolved.
+    sim.cmd("set holding 40 500");
+    let back = run(&cfg, &["capture", "press-7", "--json"]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert_eq!(back.json()["digest"], first["digest"]);
+    let all = run(&cfg, &["drift", "--json"]).json();
+    assert_eq!(all["events"][0]["status"], "resolved");
+    assert_eq!(
+        run(&cfg, &["drift", "--open", "--json"]).json()["events"],
+        json!([])
+    );
+
+    let status = run(&cfg, &["status", "--json"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    let status = status.json();
+    assert_eq!(status["assets"][0]["id"], "press-7");
+    assert_eq!(status["assets"][0]["reachable"], true);
+    assert_eq!(status["assets"][0]["open_drift"], 0);
+    assert_eq!(status["assets"][0]["baseline"]["provisional"], true);
+
+    // The audit log verifies, and stops verifying once a row is edited behind its back.
+    let verified = run(&cfg, &["audit-verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    let db = rusqlite::Connection::open(database(&dir.path().join("data"))).expect("open db");
+    db.execute(
+        "UPDATE audit_log SET body = replace(body, '\"press-7\"', '\"press-9\"') WHERE seq = 3",
+        [],
+    )
+    .expect("tamper");
+    let broken = run(&cfg, &["audit-verify"]);
+    assert_eq!(broken.code, 5, "{broken:?}");
+    assert!(broken.stdout.contains("#3"), "{broken:?}");
+    let broken_json = run(&cfg, &["audit-verify", "--json"]);
+    assert_eq!(broken_json.code, 5, "{broken_json:?}");
+    assert_eq!(broken_json.json()["first_break"]["seq"], 3);
+
+    sim.assert_no_writes();
+}
+
+#[test]
+fn a_technicians_before_and_after_captures_are_kept_with_the_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = start_sim(dir.path());
+    let cfg = config(dir.path(), &sim.addr, 3000);
+    assert_eq!(run(&cfg, &["capture", "press-7"]).code, 0);
+
+    let before = run(
+        &cfg,
+        &["capture", "press-7", "--change", "CHG-1042", "--phase", "before", "--json"],
+    );
+    assert_eq!(before.code, 0, "{before:?}");
+    let before = before.json();
+    assert_eq!(before["change_id"], "CHG-1042");
+    assert_eq!(before["phase"], "before");
+
+    sim.cmd("set holding 7 612");
+    let after = run(
+        &cfg,
+        &["capture", "press-7", "--change", "CHG-1042", "--phase", "after"],
+    );
+    // The new state is not approved yet: it is drift, and the output names the signature an
+    // approval token must carry.
+    assert_eq!(after.code, 3, "{after:?}");
+    assert!(after.stdout.contains("signature  blake3:"), "{after:?}");
+    assert!(after.stdout.contains("after signature of change CHG-1042"), "{after:?}");
+
+    let usage = run(&cfg, &["capture", "press-7", "--change", "CHG-1"]);
+    assert_eq!(usage.code, 2, "{usage:?}");
+    sim.assert_no_writes();
+}
+
+#[test]
+fn an_unreachable_device_fails_with_exit_1_naming_asset_and_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let cfg = config(dir.path(), &closed.to_string(), 500);
+    let failed = run(&cfg, &["capture", "press-7"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(failed.stderr.contains("press-7"), "{failed:?}");
+    assert!(failed.stderr.contains(&closed.to_string()), "{failed:?}");
+
+    let drift = run(&cfg, &["drift", "--json"]).json();
+    assert_eq!(drift["events"], json!([]));
+    let status = run(&cfg, &["status", "--json"]).json();
+    assert_eq!(status["assets"][0]["reachable"], false);
+    assert_eq!(status["assets"][0]["baseline"], serde_json::Value::Null);
+}
+
+#[test]
+fn a_device_that_stops_answering_fails_within_the_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = start_sim(dir.path());
+    let cfg = config(dir.path(), &sim.addr, 300);
+    assert_eq!(run(&cfg, &["capture", "press-7"]).code, 0);
+    sim.cmd("quirk stall on");
+    let started = Instant::now();
+    let failed = run(&cfg, &["capture", "press-7", "--json"]);
+    let took = started.elapsed();
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(failed.stderr.contains("press-7"), "{failed:?}");
+    assert!(failed.stderr.contains("within 300 ms"), "{failed:?}");
+    assert_eq!(failed.json()["error"]["kind"], "unreachable");
+    // A deadline check, not a performance measurement: the process must not hang.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let drift = run(&cfg, &["drift", "--json"]).json();
+    assert_eq!(drift["events"], json!([]));
+    sim.assert_no_writes();
+}
+
+#[test]
+fn check_config_names_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(
+        dir.path(),
+        r#"[agent]
+id = "gw"
+data_dir = "/tmp/x"
+
+[[asset]]
+id = "press-7"
+protocol = "modbus"
+address = "127.0.0.1:502"
+colour = "red"
+"#,
+    );
+    let checked = run(&cfg, &["check-config"]);
+    assert_eq!(checked.code, 2, "{checked:?}");
+    assert!(checked.stdout.contains("otdrift.toml:9:"), "{checked:?}");
+    assert!(checked.stdout.contains("colour"), "{checked:?}");
+    let as_json = run(&cfg, &["check-config", "--json"]);
+    assert_eq!(as_json.code, 2);
+    let doc = as_json.json();
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["errors"][0]["line"], 9);
+
+    // Any other command refuses to run on a broken config, with the same errors.
+    let capture = run(&cfg, &["capture", "press-7"]);
+    assert_eq!(capture.code, 2, "{capture:?}");
+    assert!(capture.stderr.contains("colour"), "{capture:?}");
+
+    let missing = run(&dir.path().join("nope.toml"), &["check-config"]);
+    assert_eq!(missing.code, 2, "{missing:?}");
+    assert!(missing.stdout.contains("nope.toml"), "{missing:?}");
+}
+
+#[test]
+fn the_demo_tells_the_whole_story() {
+    let out = support::otdrift().arg("demo").output().expect("demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in ["PROVISIONAL", "DRIFT #1", "RESOLVED", "hash chain intact", "0 of them writes"] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+}

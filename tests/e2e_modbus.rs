@@ -84,9 +84,17 @@ fn baseline_then_drift_then_resolution_with_an_intact_audit_log() {
     assert_eq!(first["baseline"]["provisional"], true);
     assert_eq!(first["baseline"]["digest"], first["digest"]);
     assert_eq!(first["drift"], serde_json::Value::Null);
-    assert!(first["digest"].as_str().is_some_and(|d| d.starts_with("blake3:")));
+    assert!(
+        first["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("blake3:"))
+    );
     for class in ["identity", "program", "setpoint"] {
-        assert!(first["classes"][class].as_str().is_some_and(|d| d.len() == 71));
+        assert!(
+            first["classes"][class]
+                .as_str()
+                .is_some_and(|d| d.len() == 71)
+        );
     }
     assert_eq!(first["item_count"], 100 + 4 + 4);
 
@@ -179,7 +187,9 @@ fn a_technicians_before_and_after_captures_are_kept_with_the_change() {
 
     let before = run(
         &cfg,
-        &["capture", "press-7", "--change", "CHG-1042", "--phase", "before", "--json"],
+        &[
+            "capture", "press-7", "--change", "CHG-1042", "--phase", "before", "--json",
+        ],
     );
     assert_eq!(before.code, 0, "{before:?}");
     let before = before.json();
@@ -189,13 +199,18 @@ fn a_technicians_before_and_after_captures_are_kept_with_the_change() {
     sim.cmd("set holding 7 612");
     let after = run(
         &cfg,
-        &["capture", "press-7", "--change", "CHG-1042", "--phase", "after"],
+        &[
+            "capture", "press-7", "--change", "CHG-1042", "--phase", "after",
+        ],
     );
     // The new state is not approved yet: it is drift, and the output names the signature an
     // approval token must carry.
     assert_eq!(after.code, 3, "{after:?}");
     assert!(after.stdout.contains("signature  blake3:"), "{after:?}");
-    assert!(after.stdout.contains("after signature of change CHG-1042"), "{after:?}");
+    assert!(
+        after.stdout.contains("after signature of change CHG-1042"),
+        "{after:?}"
+    );
 
     let usage = run(&cfg, &["capture", "press-7", "--change", "CHG-1"]);
     assert_eq!(usage.code, 2, "{usage:?}");
@@ -290,7 +305,13 @@ fn the_demo_tells_the_whole_story() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for needle in ["PROVISIONAL", "DRIFT #1", "RESOLVED", "hash chain intact", "0 of them writes"] {
+    for needle in [
+        "PROVISIONAL",
+        "DRIFT #1",
+        "RESOLVED",
+        "hash chain intact",
+        "0 of them writes",
+    ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
 }

@@ -48,8 +48,12 @@ pub async fn capture_asset(
         Ok(capture) => capture,
         Err(error) => {
             if error.is_unreachable()
-                && let Err(store_error) =
-                    store.record_unreachable(&asset.id, protocol, &asset.address, &error.to_string())
+                && let Err(store_error) = store.record_unreachable(
+                    &asset.id,
+                    protocol,
+                    &asset.address,
+                    &error.to_string(),
+                )
             {
                 tracing::error!(asset = %asset.id, error = %store_error, "cannot record unreachability");
             }

@@ -135,15 +135,7 @@ pub(crate) fn append(
     })
 }
 
-type RawEntry = (
-    i64,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-);
+type RawEntry = (i64, String, String, Option<String>, String, String, String);
 
 fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
     Ok((
@@ -204,9 +196,9 @@ impl Store {
 
     /// Entries that mention `needle` in their body (e.g. a change id), in chain order.
     pub fn audit_entries_mentioning(&self, needle: &str) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "{SELECT} WHERE instr(body, ?1) > 0 ORDER BY seq"
-        ))?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("{SELECT} WHERE instr(body, ?1) > 0 ORDER BY seq"))?;
         let rows = stmt.query_map([needle], raw_row)?;
         let mut out = Vec::new();
         for row in rows {

@@ -69,7 +69,15 @@ pub(crate) fn enqueue(
 }
 
 /// An outbox row as SQLite returns it: seq, id, type, asset, time, data, delivered_at.
-type RawOutbox = (i64, String, String, Option<String>, String, String, Option<String>);
+type RawOutbox = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+);
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOutbox> {
     Ok((

@@ -102,7 +102,10 @@ pub struct CaptureOutcome {
 
 impl Store {
     /// Records a capture and everything it implies, in one transaction.
-    pub fn record_capture(&mut self, rec: &CaptureRecord<'_>) -> Result<CaptureOutcome, StoreError> {
+    pub fn record_capture(
+        &mut self,
+        rec: &CaptureRecord<'_>,
+    ) -> Result<CaptureOutcome, StoreError> {
         let now = self.clock.now();
         let now_text = format_timestamp(now);
         let digests = rec.snapshot.digests();
@@ -127,7 +130,14 @@ impl Store {
                 now_text
             ],
         )?;
-        mark_reachable(&tx, clock.as_ref(), rec.asset, rec.protocol, rec.address, &now_text)?;
+        mark_reachable(
+            &tx,
+            clock.as_ref(),
+            rec.asset,
+            rec.protocol,
+            rec.address,
+            &now_text,
+        )?;
 
         let capture = upsert_capture(&tx, clock.as_ref(), rec, &digest_text, &now_text)?;
 
@@ -176,9 +186,7 @@ impl Store {
             }
             Some(baseline) if baseline.digest == digests.overall => {
                 let drift = match open_drift(&tx, rec.asset)? {
-                    Some(open) => {
-                        DriftOutcome::Resolved(resolve(&tx, clock.as_ref(), open, now)?)
-                    }
+                    Some(open) => DriftOutcome::Resolved(resolve(&tx, clock.as_ref(), open, now)?),
                     None => DriftOutcome::None,
                 };
                 (baseline, false, Diff::default(), drift)
@@ -186,7 +194,8 @@ impl Store {
             Some(baseline) => {
                 let before = load_snapshot(&tx, &baseline.digest)?;
                 let diff = Diff::between(&before, rec.snapshot);
-                let drift = record_drift(&tx, clock.as_ref(), rec, &baseline, &digests, &diff, now)?;
+                let drift =
+                    record_drift(&tx, clock.as_ref(), rec, &baseline, &digests, &diff, now)?;
                 (baseline, false, diff, drift)
             }
         };
@@ -303,7 +312,13 @@ fn upsert_capture(
             conn.execute(
                 "UPDATE captures SET last_seen = ?2, seen_count = seen_count + 1, runtime = ?3,
                      duration_ms = ?4, requests = ?5 WHERE id = ?1",
-                params![id, now_text, runtime, rec.duration_ms as i64, rec.requests as i64],
+                params![
+                    id,
+                    now_text,
+                    runtime,
+                    rec.duration_ms as i64,
+                    rec.requests as i64
+                ],
             )?;
             id
         }
@@ -347,7 +362,8 @@ fn upsert_capture(
     capture_by_id(conn, id)
 }
 
-pub(crate) const CAPTURE_COLUMNS: &str = "id, asset, digest, first_seen, last_seen, seen_count, change_id, phase, duration_ms, requests";
+pub(crate) const CAPTURE_COLUMNS: &str =
+    "id, asset, digest, first_seen, last_seen, seen_count, change_id, phase, duration_ms, requests";
 
 pub(crate) fn capture_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaptureRowRaw> {
     Ok(CaptureRowRaw {
@@ -444,7 +460,9 @@ pub(crate) fn current_baseline(
     asset: &str,
 ) -> Result<Option<Baseline>, StoreError> {
     conn.query_row(
-        &format!("SELECT {BASELINE_COLUMNS} FROM baselines WHERE asset = ?1 ORDER BY id DESC LIMIT 1"),
+        &format!(
+            "SELECT {BASELINE_COLUMNS} FROM baselines WHERE asset = ?1 ORDER BY id DESC LIMIT 1"
+        ),
         [asset],
         baseline_row,
     )
@@ -670,7 +688,11 @@ fn record_drift(
         }
     };
     let event = drift_by_id(conn, id)?;
-    let kind = if opened { "drift.opened" } else { "drift.updated" };
+    let kind = if opened {
+        "drift.opened"
+    } else {
+        "drift.updated"
+    };
     audit::append(
         conn,
         clock,

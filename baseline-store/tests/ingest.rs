@@ -16,8 +16,12 @@ fn clock() -> Arc<ManualClock> {
 
 fn snapshot(setpoint: u64, firmware: &str) -> Snapshot {
     Snapshot::from_items([
-        Item::new("modbus/identity/revision", Class::Identity, Value::from(firmware))
-            .expect("valid"),
+        Item::new(
+            "modbus/identity/revision",
+            Class::Identity,
+            Value::from(firmware),
+        )
+        .expect("valid"),
         Item::new("modbus/holding/40", Class::Setpoint, Value::UInt(setpoint)).expect("valid"),
         Item::new("modbus/holding/41", Class::Setpoint, Value::UInt(5)).expect("valid"),
     ])
@@ -25,7 +29,8 @@ fn snapshot(setpoint: u64, firmware: &str) -> Snapshot {
 }
 
 fn label(path: &str) -> Option<String> {
-    path.starts_with("modbus/holding/").then(|| "recipe".to_owned())
+    path.starts_with("modbus/holding/")
+        .then(|| "recipe".to_owned())
 }
 
 fn record(store: &mut Store, s: &Snapshot) -> otdrift_store::CaptureOutcome {
@@ -131,11 +136,17 @@ fn drift_opens_is_updated_not_duplicated_and_resolves() {
     let audit_before = store.audit_entries(0, 100).expect("audit").len();
     let again = record(&mut store, &drifted);
     let DriftOutcome::Seen(seen) = &again.drift else {
-        panic!("expected the open drift to be seen again, got {:?}", again.drift);
+        panic!(
+            "expected the open drift to be seen again, got {:?}",
+            again.drift
+        );
     };
     assert_eq!(seen.id, opened.id);
     assert_eq!(seen.seen_count, 2);
-    assert_eq!(store.audit_entries(0, 100).expect("audit").len(), audit_before);
+    assert_eq!(
+        store.audit_entries(0, 100).expect("audit").len(),
+        audit_before
+    );
 
     // A different drifted state updates the same open event.
     let other = snapshot(160, "1.5");
@@ -253,7 +264,10 @@ fn everything_survives_reopening_the_file() {
         record(&mut store, &snapshot(7, "1.4"));
     }
     let store = Store::open(&path, clock()).expect("reopen");
-    assert_eq!(store.schema_version().expect("version"), otdrift_store::SCHEMA_VERSION);
+    assert_eq!(
+        store.schema_version().expect("version"),
+        otdrift_store::SCHEMA_VERSION
+    );
     let baseline = store
         .current_baseline("press-7")
         .expect("query")
@@ -288,7 +302,8 @@ fn a_newer_schema_is_refused() {
     let path = dir.path().join("otdrift.db");
     drop(Store::open(&path, clock()).expect("open"));
     let raw = rusqlite::Connection::open(&path).expect("raw open");
-    raw.execute_batch("PRAGMA user_version = 999").expect("bump");
+    raw.execute_batch("PRAGMA user_version = 999")
+        .expect("bump");
     match Store::open(&path, clock()) {
         Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
@@ -373,9 +388,21 @@ fn config_changes_are_audited_once_per_change() {
     let mut store = Store::open_in_memory(clock()).expect("open");
     let a = otdrift_core::Digest::of(b"config a");
     let b = otdrift_core::Digest::of(b"config b");
-    assert!(store.note_config("/etc/otdrift/otdrift.toml", &a).expect("note"));
-    assert!(!store.note_config("/etc/otdrift/otdrift.toml", &a).expect("note"));
-    assert!(store.note_config("/etc/otdrift/otdrift.toml", &b).expect("note"));
+    assert!(
+        store
+            .note_config("/etc/otdrift/otdrift.toml", &a)
+            .expect("note")
+    );
+    assert!(
+        !store
+            .note_config("/etc/otdrift/otdrift.toml", &a)
+            .expect("note")
+    );
+    assert!(
+        store
+            .note_config("/etc/otdrift/otdrift.toml", &b)
+            .expect("note")
+    );
     let entries = store.audit_entries(0, 10).expect("audit");
     assert_eq!(entries.len(), 2);
     assert!(entries.iter().all(|e| e.kind == "config.changed"));

@@ -72,7 +72,9 @@ pub enum DecodeError {
     #[error("not an otdrift snapshot encoding (bad magic)")]
     BadMagic,
     /// An encoding version this build does not know.
-    #[error("snapshot encoding version {0} is not supported (this build reads version {ENCODING_VERSION})")]
+    #[error(
+        "snapshot encoding version {0} is not supported (this build reads version {ENCODING_VERSION})"
+    )]
     UnsupportedVersion(u8),
     /// The bytes end inside a field.
     #[error("snapshot encoding truncated at byte {0}")]
@@ -299,7 +301,10 @@ impl<'a> Reader<'a> {
                 for _ in 0..count {
                     let key_at = self.pos;
                     let key = self.string()?;
-                    if last.as_ref().is_some_and(|prev| prev.as_str() >= key.as_str()) {
+                    if last
+                        .as_ref()
+                        .is_some_and(|prev| prev.as_str() >= key.as_str())
+                    {
                         return Err(DecodeError::NotCanonicalOrder(key_at));
                     }
                     let value = self.value(depth + 1)?;
@@ -330,7 +335,10 @@ pub(crate) fn read_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     for _ in 0..count {
         let at = r.pos;
         let path = r.string()?;
-        if last.as_ref().is_some_and(|prev| prev.as_str() >= path.as_str()) {
+        if last
+            .as_ref()
+            .is_some_and(|prev| prev.as_str() >= path.as_str())
+        {
             return Err(DecodeError::NotCanonicalOrder(at));
         }
         let class_at = r.pos;

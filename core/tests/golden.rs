@@ -48,10 +48,15 @@ fn version_1_bytes_are_pinned() {
 fn version_1_digests_are_pinned() {
     let s = sample();
     let d = s.digests();
-    expect!["blake3:c3bc9081ee815bd31cdbf82005394a5ba3cfe8d9630c0a09a7f84b81424db5cc"].assert_eq(&d.overall.to_string());
-    expect!["blake3:b39d77285b0870a0956edaeaf530258cfa9f3c0b0ef9e9f3176e63d8940d908a"].assert_eq(&d.identity.to_string());
-    expect!["blake3:8bb3b6b3969debdb86ab3f109258007147bf07935e16bed2ceeef028be7c9dbe"].assert_eq(&d.program.to_string());
-    expect!["blake3:c5f465b76f6ec317d0f73496b8632f7023bd7ec368e9b651d98b2497ca09305a"].assert_eq(&d.setpoint.to_string());
+    expect!["blake3:c3bc9081ee815bd31cdbf82005394a5ba3cfe8d9630c0a09a7f84b81424db5cc"]
+        .assert_eq(&d.overall.to_string());
+    expect!["blake3:b39d77285b0870a0956edaeaf530258cfa9f3c0b0ef9e9f3176e63d8940d908a"]
+        .assert_eq(&d.identity.to_string());
+    expect!["blake3:8bb3b6b3969debdb86ab3f109258007147bf07935e16bed2ceeef028be7c9dbe"]
+        .assert_eq(&d.program.to_string());
+    expect!["blake3:c5f465b76f6ec317d0f73496b8632f7023bd7ec368e9b651d98b2497ca09305a"]
+        .assert_eq(&d.setpoint.to_string());
     let item = s.get("modbus/holding/40").expect("present");
-    expect!["blake3:bfe5f55521b9e2a4be3110110b6b6be469ccb848399eec3708c7df80cdeec116"].assert_eq(&item.digest().to_string());
+    expect!["blake3:bfe5f55521b9e2a4be3110110b6b6be469ccb848399eec3708c7df80cdeec116"]
+        .assert_eq(&item.digest().to_string());
 }

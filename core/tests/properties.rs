@@ -36,15 +36,19 @@ fn value() -> impl Strategy<Value = Value> {
 
 /// Items with unique paths, in arbitrary order.
 fn items() -> impl Strategy<Value = Vec<Item>> {
-    proptest::collection::btree_map("[a-z]{1,3}(/[a-zA-Z0-9.:]{1,6}){0,2}", (class(), value()), 1..24)
-        .prop_map(|m: BTreeMap<String, (Class, Value)>| {
-            m.into_iter()
-                .map(|(path, (class, value))| {
-                    Item::new(path, class, value).expect("generated paths are valid")
-                })
-                .collect()
-        })
-        .prop_shuffle()
+    proptest::collection::btree_map(
+        "[a-z]{1,3}(/[a-zA-Z0-9.:]{1,6}){0,2}",
+        (class(), value()),
+        1..24,
+    )
+    .prop_map(|m: BTreeMap<String, (Class, Value)>| {
+        m.into_iter()
+            .map(|(path, (class, value))| {
+                Item::new(path, class, value).expect("generated paths are valid")
+            })
+            .collect()
+    })
+    .prop_shuffle()
 }
 
 /// A value guaranteed to differ from `v` under canonical equality.

@@ -4,12 +4,12 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use common::{SimulatedDevice, asset_from, assert_collector_compliance};
+use common::{SimulatedDevice, assert_collector_compliance, asset_from};
+use otdrift_config::ProtocolConfig;
 use otdrift_core::Value;
 use otdrift_protocols::modbus::ModbusCollector;
 use otdrift_protocols::{CollectError, Collector};
 use otdrift_simulators::modbus::{ModbusSimHandle, ModbusSimulator, ModbusState, Quirk};
-use otdrift_config::ProtocolConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
@@ -79,7 +79,11 @@ impl SimulatedDevice for Press {
 #[tokio::test]
 async fn the_modbus_collector_is_compliant() {
     let sim = press().await;
-    assert_eq!(sim.holding(6), Some(250), "the press's clamp pressure setpoint");
+    assert_eq!(
+        sim.holding(6),
+        Some(250),
+        "the press's clamp pressure setpoint"
+    );
     let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
     assert_collector_compliance(&mut c, &Press(sim.clone())).await;
     c.close().await;
@@ -91,8 +95,14 @@ async fn identity_is_read_and_its_absence_recorded() {
     let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
     let capture = c.capture().await.expect("capture");
     let get = |p: &str| capture.snapshot.get(p).map(|i| i.value().clone());
-    assert_eq!(get("modbus/identity/vendor_name"), Some(Value::from("otdrift")));
-    assert_eq!(get("modbus/identity/product_code"), Some(Value::from("SIM-PRESS")));
+    assert_eq!(
+        get("modbus/identity/vendor_name"),
+        Some(Value::from("otdrift"))
+    );
+    assert_eq!(
+        get("modbus/identity/product_code"),
+        Some(Value::from("SIM-PRESS"))
+    );
     assert_eq!(get("modbus/identity/revision"), Some(Value::from("1.4")));
     assert_eq!(get("modbus/holding/6"), Some(Value::UInt(250)));
     assert!(matches!(get("modbus/coil/0"), Some(Value::Bool(_))));
@@ -106,7 +116,12 @@ async fn identity_is_read_and_its_absence_recorded() {
         }
         other => panic!("expected a not-available identity item, got {other:?}"),
     }
-    assert!(refused.snapshot.get("modbus/identity/vendor_name").is_none());
+    assert!(
+        refused
+            .snapshot
+            .get("modbus/identity/vendor_name")
+            .is_none()
+    );
     // The same refusal twice gives the same digest: the gap is stable.
     let again = c.capture().await.expect("capture");
     assert_eq!(again.snapshot.digest(), refused.snapshot.digest());
@@ -131,7 +146,12 @@ async fn setpoints_take_the_fewest_requests() {
     let mut quiet = collector(&sim.local_addr().to_string(), "device_id = false", RECIPE);
     sim.request_log().clear();
     let capture = quiet.capture().await.expect("capture");
-    assert!(capture.snapshot.get("modbus/identity/vendor_name").is_none());
+    assert!(
+        capture
+            .snapshot
+            .get("modbus/identity/vendor_name")
+            .is_none()
+    );
     assert_eq!(sim.request_log().count_by_function().get(&43), None);
 }
 
@@ -141,7 +161,9 @@ async fn a_smaller_device_limit_is_respected_when_configured() {
         "unit_id = 1\ntick_ms = 0\n[[holding]]\nstart = 0\ncount = 200\nfill = 1\n",
     )
     .expect("state");
-    let sim = ModbusSimulator::start(LOOPBACK, state).await.expect("simulator starts");
+    let sim = ModbusSimulator::start(LOOPBACK, state)
+        .await
+        .expect("simulator starts");
     sim.set_quirk(Quirk::Limit64, true);
     let setpoints = r#"
   [[asset.setpoints]]
@@ -154,17 +176,34 @@ async fn a_smaller_device_limit_is_respected_when_configured() {
     match default.capture().await {
         Err(e @ CollectError::Refused { .. }) => {
             let text = e.to_string();
-            assert!(text.contains("read holding registers 0..100 (FC 3)"), "{text}");
+            assert!(
+                text.contains("read holding registers 0..100 (FC 3)"),
+                "{text}"
+            );
             assert!(text.contains("exception 0x03"), "{text}");
             assert!(!e.is_unreachable());
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let mut limited = collector(&sim.local_addr().to_string(), "max_registers = 64", setpoints);
+    let mut limited = collector(
+        &sim.local_addr().to_string(),
+        "max_registers = 64",
+        setpoints,
+    );
     sim.request_log().clear();
-    let capture = limited.capture().await.expect("capture within the device's limit");
+    let capture = limited
+        .capture()
+        .await
+        .expect("capture within the device's limit");
     assert_eq!(sim.request_log().count_by_function().get(&3), Some(&2));
-    assert_eq!(capture.snapshot.items().filter(|i| i.path().starts_with("modbus/holding/")).count(), 100);
+    assert_eq!(
+        capture
+            .snapshot
+            .items()
+            .filter(|i| i.path().starts_with("modbus/holding/"))
+            .count(),
+        100
+    );
 }
 
 #[tokio::test]
@@ -181,7 +220,10 @@ async fn an_undefined_address_is_a_refusal_naming_the_request() {
     let err = c.capture().await.expect_err("the device refuses");
     let text = err.to_string();
     assert!(text.contains("press-7"), "{text}");
-    assert!(text.contains("read holding registers 5000..5010 (FC 3)"), "{text}");
+    assert!(
+        text.contains("read holding registers 5000..5010 (FC 3)"),
+        "{text}"
+    );
     assert!(text.contains("exception 0x02"), "{text}");
 }
 
@@ -213,7 +255,10 @@ async fn a_connection_the_device_dropped_is_replaced_without_an_error() {
     let second = ModbusSimulator::start(addr, ModbusState::press_demo())
         .await
         .expect("simulator restarts on the same port");
-    let after = c.capture().await.expect("capture after the device restarted");
+    let after = c
+        .capture()
+        .await
+        .expect("capture after the device restarted");
     assert_eq!(after.snapshot.digest(), before.snapshot.digest());
     assert_eq!(after.stats.connects, 1);
     assert_eq!(second.request_log().writes(), 0);
@@ -230,7 +275,10 @@ async fn nothing_listening_is_a_connect_error() {
         Err(e @ CollectError::Connect { .. }) => {
             assert!(e.is_unreachable());
             let text = e.to_string();
-            assert!(text.contains("press-7") && text.contains(&closed.to_string()), "{text}");
+            assert!(
+                text.contains("press-7") && text.contains(&closed.to_string()),
+                "{text}"
+            );
         }
         other => panic!("expected a connect error, got {other:?}"),
     }
@@ -267,7 +315,9 @@ async fn hostile_answers_are_errors_never_panics() {
         // A wrong protocol id.
         vec![0, 0, 0, 9, 0, 3, 1, 3, 0],
         // An FC 43 answer whose object claims more bytes than arrive.
-        vec![0, 0, 0, 0, 0, 12, 1, 0x2b, 0x0e, 2, 0x82, 0, 0, 1, 0, 200, b'x', b'y'],
+        vec![
+            0, 0, 0, 0, 0, 12, 1, 0x2b, 0x0e, 2, 0x82, 0, 0, 1, 0, 200, b'x', b'y',
+        ],
         // An exception for a function we did not call.
         vec![0, 0, 0, 0, 0, 3, 1, 0x86, 2],
         // A different transaction id.
@@ -289,6 +339,9 @@ async fn hostile_answers_are_errors_never_panics() {
         let addr = hostile_peer(answer.clone()).await;
         let mut c = collector(&addr.to_string(), "", RECIPE);
         let result = c.capture().await;
-        assert!(result.is_err(), "garbage {answer:?} was accepted: {result:?}");
+        assert!(
+            result.is_err(),
+            "garbage {answer:?} was accepted: {result:?}"
+        );
     }
 }

@@ -142,7 +142,10 @@ impl Sim {
             .iter()
             .filter(|r| r["write"] == serde_json::json!(true))
             .collect();
-        assert!(writes.is_empty(), "write requests reached the simulator: {writes:?}");
+        assert!(
+            writes.is_empty(),
+            "write requests reached the simulator: {writes:?}"
+        );
     }
 }
 

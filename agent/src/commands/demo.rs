@@ -28,7 +28,11 @@ fn step_failed(step: &str, what: impl std::fmt::Display) -> Failure {
     Failure::runtime(anyhow!("demo step {step:?} did not go as expected: {what}"))
 }
 
-async fn capture(agent: &mut Agent, asset: &AssetConfig, step: &str) -> Result<CaptureReport, Failure> {
+async fn capture(
+    agent: &mut Agent,
+    asset: &AssetConfig,
+    step: &str,
+) -> Result<CaptureReport, Failure> {
     let mut collector = otdrift_protocols::build(asset).map_err(|e| step_failed(step, e))?;
     let report = capture_asset(&mut agent.store, asset, collector.as_mut(), None)
         .await
@@ -77,7 +81,10 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
     // 2. First capture: provisional baseline.
     let first = capture(&mut agent, &asset, "first capture").await?;
     if !first.outcome.baseline_created {
-        return Err(step_failed("first capture", "no provisional baseline was created"));
+        return Err(step_failed(
+            "first capture",
+            "no provisional baseline was created",
+        ));
     }
     say(&format!(
         "2. First capture ({} items, {} requests). The press has no baseline yet, so this state\n   becomes its PROVISIONAL baseline until an approver signs it:\n   signature {}\n",
@@ -98,12 +105,17 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
             "ticking input registers changed the signature",
         ));
     }
-    say("3. Process values tick (input registers change) and the agent captures again:\n   same signature, no drift. Runtime values are never part of the signature.\n");
+    say(
+        "3. Process values tick (input registers change) and the agent captures again:\n   same signature, no drift. Runtime values are never part of the signature.\n",
+    );
 
     // 4. An unapproved setpoint change.
-    let before = sim
-        .holding(DEMO_REGISTER)
-        .ok_or_else(|| step_failed("setpoint change", "the demo register is not in the simulator"))?;
+    let before = sim.holding(DEMO_REGISTER).ok_or_else(|| {
+        step_failed(
+            "setpoint change",
+            "the demo register is not in the simulator",
+        )
+    })?;
     let after = before.wrapping_add(150);
     sim.set_holding(DEMO_REGISTER, &[after])
         .map_err(|e| step_failed("setpoint change", e))?;
@@ -111,7 +123,10 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
     let DriftOutcome::Opened(event) = &drifted.outcome.drift else {
         return Err(step_failed(
             "capture after the setpoint change",
-            format!("expected a new drift event, got {:?}", drifted.outcome.drift),
+            format!(
+                "expected a new drift event, got {:?}",
+                drifted.outcome.drift
+            ),
         ));
     };
     say(&format!(
@@ -130,7 +145,10 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
     let DriftOutcome::Resolved(resolved) = &back.outcome.drift else {
         return Err(step_failed(
             "capture after the restore",
-            format!("expected the drift to resolve, got {:?}", back.outcome.drift),
+            format!(
+                "expected the drift to resolve, got {:?}",
+                back.outcome.drift
+            ),
         ));
     };
     say(&format!(
@@ -144,7 +162,10 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
         .audit_verify()
         .runtime("cannot read the audit log")?;
     if let Some(b) = &report.first_break {
-        return Err(step_failed("audit", format!("chain broken at #{}: {}", b.seq, b.reason)));
+        return Err(step_failed(
+            "audit",
+            format!("chain broken at #{}: {}", b.seq, b.reason),
+        ));
     }
     let events = agent
         .store
@@ -165,8 +186,13 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
         log.writes()
     ));
     if log.writes() != 0 {
-        return Err(step_failed("read-only check", "the agent sent a write request"));
+        return Err(step_failed(
+            "read-only check",
+            "the agent sent a write request",
+        ));
     }
-    say("Try it on your own devices: write /etc/otdrift/otdrift.toml (see README.md), then\n`otdrift check-config` and `otdrift capture <asset>`.");
+    say(
+        "Try it on your own devices: write /etc/otdrift/otdrift.toml (see README.md), then\n`otdrift check-config` and `otdrift capture <asset>`.",
+    );
     Ok(Exit::Ok)
 }

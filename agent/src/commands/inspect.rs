@@ -16,7 +16,10 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
     let agent = Agent::open(config)?;
     let mut rows = Vec::new();
     for asset in &agent.config.assets {
-        let known = agent.store.asset(&asset.id).runtime("cannot read asset state")?;
+        let known = agent
+            .store
+            .asset(&asset.id)
+            .runtime("cannot read asset state")?;
         let baseline = agent
             .store
             .current_baseline(&asset.id)
@@ -46,8 +49,16 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
         return Ok(Exit::Ok);
     }
     println!(
-        "{:<16} {:<8} {:<22} {:<11} {:<24} {:<28} {}",
-        "ASSET", "PROTOCOL", "ADDRESS", "REACHABLE", "LAST CAPTURE", "BASELINE", "OPEN DRIFT"
+        "{}",
+        table_row([
+            "ASSET",
+            "PROTOCOL",
+            "ADDRESS",
+            "REACHABLE",
+            "LAST CAPTURE",
+            "BASELINE",
+            "OPEN DRIFT"
+        ])
     );
     for (asset, row) in agent.config.assets.iter().zip(&rows) {
         let reachable = match row["reachable"] {
@@ -63,22 +74,36 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
             Some(b) => format!(
                 "{} {}",
                 b.digest.short(),
-                if b.provisional { "provisional" } else { "approved" }
+                if b.provisional {
+                    "provisional"
+                } else {
+                    "approved"
+                }
             ),
             None => "none yet".to_owned(),
         };
+        let open = row["open_drift"].to_string();
         println!(
-            "{:<16} {:<8} {:<22} {:<11} {:<24} {:<28} {}",
-            asset.id,
-            asset.protocol.kind().as_str(),
-            asset.address,
-            reachable,
-            row["last_capture"].as_str().unwrap_or("never"),
-            baseline,
-            row["open_drift"]
+            "{}",
+            table_row([
+                &asset.id,
+                asset.protocol.kind().as_str(),
+                &asset.address,
+                reachable,
+                row["last_capture"].as_str().unwrap_or("never"),
+                &baseline,
+                &open,
+            ])
         );
     }
     Ok(Exit::Ok)
+}
+
+fn table_row(cols: [&str; 7]) -> String {
+    format!(
+        "{:<16} {:<8} {:<22} {:<11} {:<24} {:<28} {}",
+        cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
+    )
 }
 
 /// Drift events, newest first.
@@ -95,10 +120,7 @@ pub fn drift(config: &Path, asset: Option<String>, open_only: bool, json: bool) 
         let events: Vec<Json> = events.iter().map(render::drift_json).collect();
         render::print_json(&json!({ "events": events }));
     } else if events.is_empty() {
-        println!(
-            "no {}drift events",
-            if open_only { "open " } else { "" }
-        );
+        println!("no {}drift events", if open_only { "open " } else { "" });
     } else {
         for e in &events {
             print!("{}", render::drift_human(e));
@@ -124,18 +146,16 @@ pub fn diff(
     let asset = agent.asset(asset_id)?;
     let from = match from {
         Some(text) => parse_digest(text, "from")?,
-        None => {
-            agent
-                .store
-                .current_baseline(asset_id)
-                .runtime("cannot read the baseline")?
-                .ok_or_else(|| {
-                    Failure::usage(anyhow!(
-                        "asset {asset_id} has no baseline yet: run `otdrift capture {asset_id}` first"
-                    ))
-                })?
-                .digest
-        }
+        None => agent
+            .store
+            .current_baseline(asset_id)
+            .runtime("cannot read the baseline")?
+            .ok_or_else(|| {
+                Failure::usage(anyhow!(
+                    "asset {asset_id} has no baseline yet: run `otdrift capture {asset_id}` first"
+                ))
+            })?
+            .digest,
     };
     let to = match to {
         Some(text) => parse_digest(text, "to")?,
@@ -169,7 +189,10 @@ pub fn diff(
     } else if changes.is_empty() {
         println!("{asset_id}: {from} and {to} are the same state");
     } else {
-        println!("{asset_id}: {} change(s)\n  from {from}\n  to   {to}", changes.len());
+        println!(
+            "{asset_id}: {} change(s)\n  from {from}\n  to   {to}",
+            changes.len()
+        );
         for line in render::change_lines(&changes, usize::MAX) {
             println!("  {line}");
         }

@@ -123,10 +123,26 @@ mod tests {
         assert_eq!(
             ops,
             [
-                ReadOp { table: ModbusTable::Holding, start: 0, count: 15 },
-                ReadOp { table: ModbusTable::Holding, start: 20, count: 1 },
-                ReadOp { table: ModbusTable::Coil, start: 0, count: 2000 },
-                ReadOp { table: ModbusTable::Coil, start: 2000, count: 1000 },
+                ReadOp {
+                    table: ModbusTable::Holding,
+                    start: 0,
+                    count: 15
+                },
+                ReadOp {
+                    table: ModbusTable::Holding,
+                    start: 20,
+                    count: 1
+                },
+                ReadOp {
+                    table: ModbusTable::Coil,
+                    start: 0,
+                    count: 2000
+                },
+                ReadOp {
+                    table: ModbusTable::Coil,
+                    start: 2000,
+                    count: 1000
+                },
             ]
         );
     }
@@ -134,7 +150,14 @@ mod tests {
     #[test]
     fn the_top_of_the_address_space_is_reachable() {
         let ops = plan(&[sp(ModbusTable::Input, 65_500, 36)], 125, 2000);
-        assert_eq!(ops, [ReadOp { table: ModbusTable::Input, start: 65_500, count: 36 }]);
+        assert_eq!(
+            ops,
+            [ReadOp {
+                table: ModbusTable::Input,
+                start: 65_500,
+                count: 36
+            }]
+        );
     }
 
     fn table() -> impl Strategy<Value = ModbusTable> {

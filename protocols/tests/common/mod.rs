@@ -73,9 +73,15 @@ pub async fn assert_collector_compliance(
         other => panic!("expected a timeout naming {asset}, got {other:?}"),
     }
     device.stall(false);
-    let recovered = collector.capture().await.expect("capture after the device recovers");
+    let recovered = collector
+        .capture()
+        .await
+        .expect("capture after the device recovers");
     assert_eq!(recovered.snapshot.digest(), first.snapshot.digest());
-    assert_eq!(recovered.stats.connects, 1, "a timed-out connection is replaced");
+    assert_eq!(
+        recovered.stats.connects, 1,
+        "a timed-out connection is replaced"
+    );
 
     assert_eq!(device.write_requests(), 0, "no write reached the device");
 }

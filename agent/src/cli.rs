@@ -45,6 +45,28 @@ pub enum PhaseArg {
     After,
 }
 
+/// Change kinds for `sign-approval`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// A pre-approved routine change.
+    Standard,
+    /// A change through the normal process.
+    Normal,
+    /// An emergency change.
+    Emergency,
+}
+
+impl KindArg {
+    /// The token's kind.
+    pub fn to_kind(self) -> crate::approval::Kind {
+        match self {
+            KindArg::Standard => crate::approval::Kind::Standard,
+            KindArg::Normal => crate::approval::Kind::Normal,
+            KindArg::Emergency => crate::approval::Kind::Emergency,
+        }
+    }
+}
+
 /// The simulated PLCs `otdrift sim` can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SimProtocol {
@@ -105,6 +127,81 @@ pub enum Command {
         /// The newer state (default: the latest capture).
         #[arg(long)]
         to: Option<String>,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an Ed25519 key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub.
+    Keygen {
+        /// Path prefix for the two files.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Mint a signed approval token (JWS, EdDSA) for approvers without a change system.
+    SignApproval {
+        /// The approver's private key (PKCS#8 PEM from `keygen`, or a 64-hex-digit seed).
+        #[arg(long)]
+        key: PathBuf,
+        /// The asset the change is for.
+        #[arg(long)]
+        asset: String,
+        /// The change ticket.
+        #[arg(long)]
+        change: String,
+        /// The signature of the approved state (from `otdrift capture`).
+        #[arg(long)]
+        to: String,
+        /// The baseline the change starts from; if given, it must be the current baseline.
+        #[arg(long)]
+        from: Option<String>,
+        /// The approving person (default: the approver id).
+        #[arg(long)]
+        approver: Option<String>,
+        /// The requesting person; must not be the approver.
+        #[arg(long)]
+        requestor: Option<String>,
+        /// The change kind; only an emergency change may be approved after implementation.
+        #[arg(long, value_enum, default_value_t = KindArg::Normal)]
+        kind: KindArg,
+        /// How long the token is valid: 90s, 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        valid: String,
+        /// The approver id (`kid`); by default the config's approver whose public key matches.
+        #[arg(long)]
+        kid: Option<String>,
+        /// When the approval was given (RFC 3339; default now); also the start of validity.
+        #[arg(long)]
+        issued_at: Option<String>,
+        /// The token id (default: a random UUID).
+        #[arg(long)]
+        jti: Option<String>,
+        /// Write the token to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Submit a signed approval token (a file, or - for stdin); exit 4 when rejected.
+    Approve {
+        /// The token file, or `-` for stdin.
+        token: String,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the evidence pack of a change: evidence.json and evidence.html.
+    Evidence {
+        /// The change ticket.
+        change: String,
+        /// The directory to write to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an evidence pack offline (exit 5 on any tampering).
+    EvidenceVerify {
+        /// The evidence.json file.
+        file: PathBuf,
+        /// The agent's public key (`ed25519:...`) the pack must be signed with.
+        #[arg(long)]
+        agent_key: Option<String>,
         /// Print one JSON document.
         #[arg(long)]
         json: bool,

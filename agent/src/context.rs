@@ -62,12 +62,15 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data_dir {}", dir.display()))
 }
 
-/// The config and the store, ready; the config's change (if any) already audited.
+/// The config, the store and the agent's identity key, ready; the config's change (if any)
+/// already audited.
 pub struct Agent {
     /// The validated config.
     pub config: Config,
     /// The open store.
     pub store: Store,
+    /// The agent's own Ed25519 key (signs evidence packs), made on first start.
+    pub key: ed25519_dalek::SigningKey,
 }
 
 impl Agent {
@@ -83,7 +86,20 @@ impl Agent {
         store
             .note_config(&config.path.display().to_string(), config_digest)
             .map_err(|e| Failure::runtime(anyhow!(e).context("cannot record the config")))?;
-        Ok(Agent { config, store })
+        let (key, created) = crate::keys::agent_key(&config.agent.data_dir)
+            .map_err(|e| Failure::runtime(e.context("cannot load the agent key")))?;
+        if created {
+            let public = crate::keys::public_key_text(&key.verifying_key());
+            store
+                .audit_append(
+                    "agent.key_created",
+                    None,
+                    &serde_json::json!({"agent": config.agent.id, "public_key": public}),
+                )
+                .map_err(|e| Failure::runtime(anyhow!(e).context("cannot record the agent key")))?;
+            tracing::info!(public_key = %public, "agent identity key created");
+        }
+        Ok(Agent { config, store, key })
     }
 
     /// The asset with this id, or a usage error that lists the configured ones.

@@ -8,6 +8,8 @@ pub enum Exit {
     Ok,
     /// `capture` found drift.
     Drift,
+    /// An approval token was rejected.
+    Rejected,
     /// `audit-verify` or `evidence-verify` found tampering.
     VerificationFailed,
 }
@@ -18,6 +20,7 @@ impl Exit {
         match self {
             Exit::Ok => 0,
             Exit::Drift => 3,
+            Exit::Rejected => 4,
             Exit::VerificationFailed => 5,
         }
     }

@@ -58,7 +58,7 @@ pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
             "first_seen": format_timestamp(e.first_seen),
             "changes": e.changes,
         }),
-        DriftOutcome::None | DriftOutcome::Resolved(_) => Json::Null,
+        DriftOutcome::None | DriftOutcome::Resolved(_) | DriftOutcome::Approved(_) => Json::Null,
     };
     let mut baseline = baseline_json(&outcome.baseline);
     baseline["created"] = json!(outcome.baseline_created);
@@ -81,6 +81,16 @@ pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
             DriftOutcome::Resolved(e) => json!(e.id),
             _ => Json::Null,
         },
+        "approved_drift": match &outcome.drift {
+            DriftOutcome::Approved(e) => json!(e.id),
+            _ => Json::Null,
+        },
+        "approval_applied": outcome.approval.as_ref().map(|a| json!({
+            "change_id": a.approval.change_id,
+            "jti": a.approval.jti,
+            "kind": a.approval.kind,
+            "approver": a.approval.approver,
+        })),
         "change_id": outcome.capture.change_id,
         "phase": outcome.capture.phase,
         "requests": report.capture.stats.requests,
@@ -167,7 +177,18 @@ pub fn capture_human(asset: &AssetConfig, report: &CaptureReport) -> String {
             "  first capture of this asset: it is now the provisional baseline; approve it with a token whose `to` is the signature above\n",
         );
     }
+    if let Some(a) = &o.approval {
+        out.push_str(&format!(
+            "  pending approval for change {} ({}) applied: this state is now the approved baseline\n",
+            a.approval.change_id, a.approval.kind
+        ));
+    }
     match &o.drift {
+        DriftOutcome::Approved(e) => out.push_str(&format!(
+            "  drift #{} approved by change {}\n",
+            e.id,
+            e.change_id.as_deref().unwrap_or("?")
+        )),
         DriftOutcome::None => {
             if !o.baseline_created {
                 out.push_str("  matches the baseline\n");

@@ -68,7 +68,9 @@ fn field(hasher: &mut blake3::Hasher, bytes: &[u8]) {
     hasher.update(bytes);
 }
 
-fn chain_hash(
+/// The chain hash of one entry (see the module documentation), public so that evidence packs
+/// can be checked offline without a database.
+pub fn chain_hash(
     seq: i64,
     at: &str,
     kind: &str,

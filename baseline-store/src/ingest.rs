@@ -18,6 +18,7 @@ use otdrift_core::{Diff, Digest, Snapshot, SnapshotDigests, format_timestamp};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::json;
 
+use crate::approvals::{self, AppliedApproval};
 use crate::audit;
 use crate::events::{enqueue, event_type};
 use crate::model::{Baseline, CaptureRow, ChangeRecord, DriftEvent, DriftStatus, Phase};
@@ -60,6 +61,8 @@ pub enum DriftOutcome {
     Seen(DriftEvent),
     /// The device went back to its baseline; the drift is resolved.
     Resolved(DriftEvent),
+    /// A pending approval for the observed state moved the baseline; the drift is approved.
+    Approved(DriftEvent),
 }
 
 impl DriftOutcome {
@@ -70,7 +73,8 @@ impl DriftOutcome {
             DriftOutcome::Opened(e)
             | DriftOutcome::Updated(e)
             | DriftOutcome::Seen(e)
-            | DriftOutcome::Resolved(e) => Some(e),
+            | DriftOutcome::Resolved(e)
+            | DriftOutcome::Approved(e) => Some(e),
         }
     }
 
@@ -98,6 +102,8 @@ pub struct CaptureOutcome {
     pub diff: Diff,
     /// The drift state change.
     pub drift: DriftOutcome,
+    /// The pending approval this capture applied, if any.
+    pub approval: Option<AppliedApproval>,
 }
 
 impl Store {
@@ -141,7 +147,25 @@ impl Store {
 
         let capture = upsert_capture(&tx, clock.as_ref(), rec, &digest_text, &now_text)?;
 
-        let current = current_baseline(&tx, rec.asset)?;
+        // A pending approval for exactly this state moves the baseline before drift is judged.
+        approvals::expire_pending(&tx, clock.as_ref())?;
+        let mut current = current_baseline(&tx, rec.asset)?;
+        let pending = approvals::applicable_pending(
+            &tx,
+            rec.asset,
+            &digests.overall,
+            current.as_ref().map(|b| &b.digest),
+            now,
+        )?;
+        let approval = match pending {
+            Some(p) => {
+                let applied = approvals::apply(&tx, clock.as_ref(), &p, true)?;
+                current = Some(applied.baseline.clone());
+                Some(applied)
+            }
+            None => None,
+        };
+
         let (baseline, baseline_created, diff, drift) = match current {
             None => {
                 let baseline = insert_baseline(
@@ -185,9 +209,13 @@ impl Store {
                 (baseline, true, Diff::default(), DriftOutcome::None)
             }
             Some(baseline) if baseline.digest == digests.overall => {
-                let drift = match open_drift(&tx, rec.asset)? {
-                    Some(open) => DriftOutcome::Resolved(resolve(&tx, clock.as_ref(), open, now)?),
-                    None => DriftOutcome::None,
+                let approved = approval.as_ref().and_then(|a| a.drift.clone());
+                let drift = match (open_drift(&tx, rec.asset)?, approved) {
+                    (Some(open), _) => {
+                        DriftOutcome::Resolved(resolve(&tx, clock.as_ref(), open, now)?)
+                    }
+                    (None, Some(approved)) => DriftOutcome::Approved(approved),
+                    (None, None) => DriftOutcome::None,
                 };
                 (baseline, false, Diff::default(), drift)
             }
@@ -207,6 +235,7 @@ impl Store {
             baseline_created,
             diff,
             drift,
+            approval,
         })
     }
 

@@ -16,6 +16,7 @@
 //!   a killed process and a power cut;
 //! - a snapshot read back is re-hashed and refused if it does not match its digest.
 
+mod approvals;
 mod audit;
 mod events;
 mod ingest;
@@ -30,7 +31,10 @@ use std::time::Duration;
 use otdrift_core::{Clock, Digest};
 use rusqlite::Connection;
 
-pub use audit::{AuditBreak, AuditEntry, AuditReport};
+pub use approvals::{
+    AppliedApproval, ApprovalDecision, ApprovalInput, ApprovalRefusal, ApprovalRow, ApprovalStatus,
+};
+pub use audit::{AuditBreak, AuditEntry, AuditReport, chain_hash};
 pub use events::{OutboxEvent, event_type};
 pub use ingest::{CaptureOutcome, CaptureRecord, DriftOutcome};
 pub use model::{

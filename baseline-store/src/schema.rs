@@ -114,6 +114,37 @@ const MIGRATIONS: &[&str] = &[
         value  TEXT NOT NULL
     ) STRICT;
     "#,
+    // 2: signed approvals.
+    r#"
+    -- Every approval token that passed verification, with its fate. The jti is unique: a
+    -- token is a one-shot instrument, whatever became of its first submission.
+    CREATE TABLE approvals (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        jti           TEXT NOT NULL UNIQUE,
+        asset         TEXT NOT NULL,
+        change_id     TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        approver_id   TEXT NOT NULL,
+        approver      TEXT,
+        requestor     TEXT,
+        from_digest   TEXT,
+        to_digest     TEXT NOT NULL,
+        issued_at     TEXT NOT NULL,
+        not_before    TEXT NOT NULL,
+        expires_at    TEXT NOT NULL,
+        token         TEXT NOT NULL,
+        claims        TEXT NOT NULL,
+        status        TEXT NOT NULL CHECK (status IN ('pending', 'applied', 'rejected', 'expired')),
+        reason        TEXT,
+        received_at   TEXT NOT NULL,
+        applied_at    TEXT,
+        retroactive   INTEGER NOT NULL DEFAULT 0,
+        baseline_id   INTEGER REFERENCES baselines(id)
+    ) STRICT;
+    CREATE INDEX approvals_pending ON approvals(asset, to_digest) WHERE status = 'pending';
+    CREATE INDEX approvals_change ON approvals(change_id);
+    ALTER TABLE baselines ADD COLUMN approval_id INTEGER REFERENCES approvals(id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,7 @@
 //! id = "gw-line3"                 # names this gateway in every event
 //! data_dir = "/var/lib/otdrift"   # SQLite database, agent key, exports
 //! max_concurrency = 16            # optional: assets polled at the same time (1-1024)
+//! clock_skew_secs = 60            # optional: tolerance on approval token times (0-3600)
 //!
 //! [api]                           # optional: the pull and approval API
 //! listen = "127.0.0.1:8410"
@@ -52,6 +53,7 @@
 //! | `[agent]` | `id` | yes | gateway name in every event: 1-64 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit |
 //! | | `data_dir` | yes | directory for the SQLite database, the agent key and exports |
 //! | | `max_concurrency` | no, 16 | assets captured at the same time, 1-1024 |
+//! | | `clock_skew_secs` | no, 60 | tolerance on approval tokens' `nbf`/`exp`, 0-3600 |
 //! | `[api]` | `listen` | yes | socket address, `127.0.0.1:8410` or `[::1]:8410`; port not 0 |
 //! | | `token_file` | yes | file holding the bearer token |
 //! | `[upstream]` | `url` | yes | `http://` or `https://` URL with a host, no user info |
@@ -223,6 +225,10 @@ pub struct AgentConfig {
     /// Upper bound on assets captured at the same time, to protect the gateway and the network
     /// (`max_concurrency`, default 16, 1..=1024).
     pub max_concurrency: usize,
+    /// How far the approver's clock may be off when an approval token's `nbf`/`exp` are
+    /// checked (`clock_skew_secs`, default 60, 0..=3600). Small, so an expired approval stays
+    /// expired.
+    pub clock_skew_secs: u64,
 }
 
 /// `[api]`: the pull and approval HTTP API.

@@ -30,7 +30,7 @@ type Val<'i> = Spanned<DeValue<'i>>;
 
 const DEFAULT_SCHEDULE: &str = "0 */5 * * * *";
 const ROOT_KEYS: &[&str] = &["agent", "api", "upstream", "approver", "asset"];
-const AGENT_KEYS: &[&str] = &["id", "data_dir", "max_concurrency"];
+const AGENT_KEYS: &[&str] = &["id", "data_dir", "max_concurrency", "clock_skew_secs"];
 const API_KEYS: &[&str] = &["listen", "token_file"];
 const UPSTREAM_KEYS: &[&str] = &["url", "token_file", "batch_size"];
 const APPROVER_KEYS: &[&str] = &["id", "public_key"];
@@ -636,10 +636,12 @@ fn agent(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<AgentConfig> {
     let data_dir =
         get_path(cx, t, "data_dir").req(cx, t, "data_dir", "where the database and agent key live");
     let max_concurrency = get_int::<usize>(cx, t, "max_concurrency", 1, 1024).or(16);
+    let clock_skew_secs = get_int::<u64>(cx, t, "clock_skew_secs", 0, 3600).or(60);
     Some(AgentConfig {
         id: id?.0,
         data_dir: data_dir?.0,
         max_concurrency: max_concurrency?,
+        clock_skew_secs: clock_skew_secs?,
     })
 }
 

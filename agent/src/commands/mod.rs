@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
+mod approve;
 mod audit;
 mod capture;
 mod check_config;
 mod demo;
+mod evidence;
 mod inspect;
 mod sim;
 
@@ -34,6 +36,46 @@ pub async fn dispatch(cli: Cli) -> CmdResult {
             json,
         } => inspect::diff(&config, &asset, from.as_deref(), to.as_deref(), json),
         Command::AuditVerify { json } => audit::verify(&config, json),
+        Command::Keygen { out } => approve::keygen(&out),
+        Command::SignApproval {
+            key,
+            asset,
+            change,
+            to,
+            from,
+            approver,
+            requestor,
+            kind,
+            valid,
+            kid,
+            issued_at,
+            jti,
+            out,
+        } => approve::sign(
+            &config,
+            &approve::SignArgs {
+                key,
+                asset,
+                change,
+                to,
+                from,
+                approver,
+                requestor,
+                kind: kind.to_kind(),
+                valid,
+                kid,
+                issued_at,
+                jti,
+                out,
+            },
+        ),
+        Command::Approve { token, json } => approve::approve(&config, &token, json),
+        Command::Evidence { change, out } => evidence::write(&config, &change, &out),
+        Command::EvidenceVerify {
+            file,
+            agent_key,
+            json,
+        } => evidence::verify(&file, agent_key.as_deref(), json),
         Command::Sim {
             protocol,
             listen,

@@ -1,0 +1,113 @@
+//! Approvals: verifying a signed token and handing it to the store, shared by
+//! `otdrift approve` and (later) `POST /v1/approvals`.
+
+pub mod token;
+
+use chrono::TimeDelta;
+use otdrift_config::Config;
+use otdrift_store::{
+    AppliedApproval, ApprovalDecision, ApprovalInput, ApprovalRow, Store, StoreError,
+};
+use serde_json::{Value as Json, json};
+
+pub use token::{Kind, Rejection, VerifiedToken};
+
+/// What submitting a token did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The asset is in the approved state: its baseline moved.
+    Applied {
+        /// The token.
+        token: Box<VerifiedToken>,
+        /// What the store did.
+        applied: Box<AppliedApproval>,
+    },
+    /// Held until a capture observes the approved state, or `exp`.
+    Pending {
+        /// The token.
+        token: Box<VerifiedToken>,
+        /// The stored approval.
+        approval: Box<ApprovalRow>,
+    },
+    /// Refused; already recorded in the audit log and as an `approval.rejected` event.
+    Rejected {
+        /// Stable reason code.
+        code: String,
+        /// The reason for people.
+        message: String,
+    },
+}
+
+/// Verifies `raw` against the config and submits it to the store. Every outcome is recorded
+/// by the store before this returns.
+pub fn submit(config: &Config, store: &mut Store, raw: &str) -> Result<Outcome, StoreError> {
+    let now = store.clock().now();
+    let asset_known = |id: &str| config.asset(id).is_some();
+    let cx = token::VerifyContext {
+        approvers: &config.approvers,
+        asset_known: &asset_known,
+        now,
+        skew: TimeDelta::seconds(i64::try_from(config.agent.clock_skew_secs).unwrap_or(3600)),
+    };
+    let verified = match token::verify(raw, &cx) {
+        Ok(v) => v,
+        Err(rejection) => {
+            let (header, claims) = token::peek(raw);
+            let field = |doc: &Option<Json>, key: &str| {
+                doc.as_ref()
+                    .and_then(|d| d.get(key))
+                    .and_then(Json::as_str)
+                    .map(str::to_owned)
+            };
+            let sub = field(&claims, "sub");
+            // Only a configured asset id goes into the event's asset field; anything else a
+            // token claims stays in the (unverified) details.
+            let asset = sub.as_deref().filter(|s| config.asset(s).is_some());
+            let details = json!({
+                "kid": field(&header, "kid"),
+                "alg": field(&header, "alg"),
+                "jti": field(&claims, "jti"),
+                "sub": sub,
+                "change_id": field(&claims, "change_id"),
+                "verified": false,
+            });
+            let message = rejection.to_string();
+            store.record_rejection(rejection.code(), &message, &details, asset)?;
+            return Ok(Outcome::Rejected {
+                code: rejection.code().to_owned(),
+                message,
+            });
+        }
+    };
+    let c = &verified.claims;
+    let decision = store.submit_approval(&ApprovalInput {
+        jti: &c.jti,
+        asset: &c.sub,
+        change_id: &c.change_id,
+        kind: c.kind.as_str(),
+        approver_id: &c.iss,
+        approver: c.approver.as_deref(),
+        requestor: c.requestor.as_deref(),
+        from: c.from,
+        to: c.to,
+        issued_at: c.iat,
+        not_before: c.nbf,
+        expires_at: c.exp,
+        token: &verified.raw,
+        claims: &verified.claims_json,
+    })?;
+    Ok(match decision {
+        ApprovalDecision::Applied(applied) => Outcome::Applied {
+            token: Box::new(verified),
+            applied,
+        },
+        ApprovalDecision::Pending(approval) => Outcome::Pending {
+            token: Box::new(verified),
+            approval,
+        },
+        ApprovalDecision::Rejected(refusal) => Outcome::Rejected {
+            code: refusal.code().to_owned(),
+            message: refusal.to_string(),
+        },
+    })
+}

@@ -1,0 +1,286 @@
+//! `evidence.html`: the pack for an auditor's eyes. One self-contained file, no scripts, no
+//! network; every value comes from `evidence.json`, escaped.
+
+use serde_json::Value as Json;
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A JSON value as text for a table cell.
+fn text(v: Option<&Json>) -> String {
+    match v {
+        None | Some(Json::Null) => "—".to_owned(),
+        Some(Json::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn cell(v: Option<&Json>) -> String {
+    esc(&text(v))
+}
+
+fn code(v: Option<&Json>) -> String {
+    format!("<code>{}</code>", cell(v))
+}
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#1b1f24;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}
+table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa}code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85rem;word-break:break-all}
+.flag{padding:.6rem .8rem;margin:.4rem 0;border-radius:4px;border:1px solid}
+.violation{background:#ffebe9;border-color:#cf222e;color:#82071e;font-weight:600}
+.warning{background:#fff8c5;border-color:#bf8700}.info{background:#ddf4ff;border-color:#54aeff}
+.ok{background:#dafbe1;border-color:#2da44e}dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}
+.muted{color:#57606a;font-size:.85rem}";
+
+/// Renders an evidence document (`{"pack", "signature"}`) as HTML.
+pub fn render(doc: &Json) -> String {
+    let empty = Json::Null;
+    let pack = doc.get("pack").unwrap_or(&empty);
+    let change = text(pack.get("change_id"));
+    let mut h = String::new();
+    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
+    h.push_str(&format!(
+        "<title>Evidence: change {}</title><style>{STYLE}</style></head><body>\n",
+        esc(&change)
+    ));
+    h.push_str(&format!("<h1>Change {}</h1>\n", esc(&change)));
+    h.push_str(&format!(
+        "<p class=\"muted\">Evidence pack {} generated {} by otdrift agent {} for asset {} ({} {}).</p>\n",
+        cell(pack.get("schema")),
+        cell(pack.get("generated_at")),
+        cell(pack.pointer("/agent/id")),
+        cell(pack.pointer("/asset/id")),
+        cell(pack.pointer("/asset/protocol")),
+        cell(pack.pointer("/asset/address")),
+    ));
+
+    // Flags first: an auditor must not miss them.
+    h.push_str("<h2>Findings</h2>\n");
+    let flags: Vec<&Json> = pack
+        .get("flags")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    if flags
+        .iter()
+        .all(|f| f.get("level").and_then(Json::as_str) == Some("info"))
+    {
+        h.push_str(
+            "<div class=\"flag ok\">Approved before implementation; no violations found.</div>\n",
+        );
+    }
+    for f in &flags {
+        let level = f.get("level").and_then(Json::as_str).unwrap_or("info");
+        let class = match level {
+            "violation" => "violation",
+            "warning" => "warning",
+            _ => "info",
+        };
+        h.push_str(&format!(
+            "<div class=\"flag {class}\" data-code=\"{}\">{}: {}</div>\n",
+            cell(f.get("code")),
+            esc(&level.to_uppercase()),
+            cell(f.get("message"))
+        ));
+    }
+
+    // People and approvals.
+    h.push_str("<h2>Approval</h2>\n");
+    let approvals: Vec<&Json> = pack
+        .get("approvals")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    if approvals.is_empty() {
+        h.push_str("<p>No approval token was received for this change.</p>\n");
+    }
+    for a in approvals {
+        h.push_str("<dl>\n");
+        for (label, key) in [
+            ("Status", "status"),
+            ("Kind", "kind"),
+            ("Requested by", "requestor"),
+            ("Approved by", "approver"),
+            ("Approver key id", "approver_id"),
+            ("Token issued", "issued_at"),
+            ("Valid until", "expires_at"),
+            ("Received by the agent", "received_at"),
+            ("Applied (baseline moved)", "applied_at"),
+            ("Approved after implementation", "retroactive"),
+            ("From state", "from"),
+            ("Approved state (to)", "to"),
+            ("Token id (jti)", "jti"),
+            ("Rejection reason", "reason"),
+        ] {
+            if matches!(a.get(key), None | Some(Json::Null)) && key == "reason" {
+                continue;
+            }
+            h.push_str(&format!("<dt>{label}</dt><dd>{}</dd>\n", cell(a.get(key))));
+        }
+        h.push_str(&format!(
+            "<dt>Approver public key</dt><dd>{}</dd>\n<dt>Token</dt><dd>{}</dd>\n</dl>\n",
+            code(a.get("approver_public_key")),
+            code(a.get("token"))
+        ));
+    }
+
+    // Signatures.
+    h.push_str(
+        "<h2>Before and after signatures</h2>\n<table><tr><th>side</th><th>signature</th></tr>\n",
+    );
+    for side in ["before", "after"] {
+        h.push_str(&format!(
+            "<tr><td>{side}</td><td>{}</td></tr>\n",
+            code(pack.pointer(&format!("/signatures/{side}")))
+        ));
+    }
+    h.push_str("</table>\n");
+    let captures: Vec<&Json> = pack
+        .get("captures")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    if !captures.is_empty() {
+        h.push_str("<p>Technician's captures:</p>\n<table><tr><th>phase</th><th>captured</th><th>signature</th><th>identity</th><th>program</th><th>setpoint</th><th>items</th></tr>\n");
+        for c in captures {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                cell(c.get("phase")),
+                cell(c.get("first_seen")),
+                code(c.get("digest")),
+                code(c.pointer("/classes/identity")),
+                code(c.pointer("/classes/program")),
+                code(c.pointer("/classes/setpoint")),
+                cell(c.get("items"))
+            ));
+        }
+        h.push_str("</table>\n");
+    }
+
+    // What changed.
+    h.push_str("<h2>What changed</h2>\n");
+    match pack.get("diff").filter(|d| !d.is_null()) {
+        None => h.push_str("<p>No diff: the before or after state is not stored.</p>\n"),
+        Some(diff) => {
+            let changes: Vec<&Json> = diff
+                .get("changes")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+                .collect();
+            h.push_str(&format!(
+                "<p>{} item(s) differ from {} to {}.</p>\n<table><tr><th>path</th><th>setpoint</th><th>class</th><th>change</th><th>before</th><th>after</th></tr>\n",
+                changes.len(),
+                code(diff.get("from")),
+                code(diff.get("to"))
+            ));
+            for c in changes {
+                h.push_str(&format!(
+                    "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                    cell(c.get("path")),
+                    cell(c.get("setpoint")),
+                    cell(c.get("class")),
+                    cell(c.get("kind")),
+                    cell(c.get("before")),
+                    cell(c.get("after"))
+                ));
+            }
+            h.push_str("</table>\n");
+        }
+    }
+
+    // Baseline move and drift.
+    h.push_str("<h2>Baseline move</h2>\n<table><tr><th>when</th><th>from</th><th>to</th><th>reason</th></tr>\n");
+    for m in pack
+        .get("baseline_moves")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            cell(m.get("set_at")),
+            code(m.get("previous_digest")),
+            code(m.get("digest")),
+            cell(m.get("reason"))
+        ));
+    }
+    h.push_str("</table>\n");
+    let drift: Vec<&Json> = pack
+        .get("drift_events")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    if !drift.is_empty() {
+        h.push_str("<p>Drift events closed by this change:</p>\n<table><tr><th>drift</th><th>status</th><th>first seen</th><th>closed</th><th>observed</th></tr>\n");
+        for d in drift {
+            h.push_str(&format!(
+                "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                cell(d.get("id")),
+                cell(d.get("status")),
+                cell(d.get("first_seen")),
+                cell(d.get("closed_at")),
+                code(d.get("observed_digest"))
+            ));
+        }
+        h.push_str("</table>\n");
+    }
+
+    // The audit trail.
+    h.push_str("<h2>Audit-log entries</h2>\n<table><tr><th>#</th><th>at</th><th>event</th><th>details</th><th>chain hash</th><th>previous hash</th></tr>\n");
+    for e in pack
+        .get("audit")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
+            cell(e.get("seq")),
+            cell(e.get("at")),
+            cell(e.get("kind")),
+            cell(e.get("body")),
+            code(e.get("hash")),
+            code(e.get("prev_hash"))
+        ));
+    }
+    h.push_str("</table>\n");
+
+    let sig = doc.get("signature").unwrap_or(&empty);
+    h.push_str(&format!(
+        "<h2>Signature</h2>\n<p>This pack is signed ({}) by the agent key {}. Check it offline with <code>otdrift evidence-verify evidence.json</code>; the signature covers {}.</p>\n",
+        cell(sig.get("alg")),
+        code(sig.get("public_key")),
+        cell(sig.get("signed"))
+    ));
+    h.push_str("</body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_are_escaped() {
+        let doc = serde_json::json!({"pack": {"change_id": "<script>alert(1)</script>"}});
+        let html = super::render(&doc);
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("&lt;script&gt;"));
+    }
+}

@@ -1,0 +1,362 @@
+//! `evidence-verify`: checks a pack offline, with nothing but the file.
+//!
+//! - the agent's signature over the canonical JSON of `pack`, with the key named in the pack
+//!   (and, when the auditor pins one, that key);
+//! - every embedded snapshot hashes to its digest and decodes;
+//! - every capture's class digests are those of its snapshot;
+//! - the diff is exactly what the before and after snapshots give;
+//! - every approval token decodes to the header and claims shown, verifies with the approver
+//!   key shown, and names this change and the state the pack says it approved;
+//! - every baseline move by approval moves to that approval's `to`;
+//! - every audit entry hashes to its chain hash, and consecutive entries link.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ed25519_dalek::{Signature, VerifyingKey};
+use otdrift_core::{Diff, Digest, Snapshot};
+use serde_json::{Value as Json, json};
+
+use super::canonical_json;
+use crate::keys;
+
+/// What `evidence-verify` found.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    /// The change the pack documents.
+    pub change_id: Option<String>,
+    /// The key that signed it.
+    pub agent_key: Option<String>,
+    /// Everything that did not check out; empty means the pack verifies.
+    pub problems: Vec<String>,
+    /// What was checked, for the output.
+    pub checked: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether everything checked out.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+fn str_at<'a>(v: &'a Json, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for key in path {
+        cur = cur.get(key)?;
+    }
+    cur.as_str()
+}
+
+fn digest_at(v: &Json, key: &str) -> Option<Digest> {
+    v.get(key)?.as_str()?.parse().ok()
+}
+
+/// Checks an evidence document (the text of `evidence.json`). `pinned_key` is a public key
+/// the auditor trusts for this agent (`ed25519:...`); without it the key in the pack is used
+/// and reported.
+pub fn verify(text: &str, pinned_key: Option<&str>) -> VerifyReport {
+    let mut r = VerifyReport::default();
+    let doc: Json = match serde_json::from_str(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            r.problems.push(format!("not JSON: {e}"));
+            return r;
+        }
+    };
+    let (Some(pack), Some(signature)) = (doc.get("pack"), doc.get("signature")) else {
+        r.problems
+            .push("not an evidence pack: `pack` and `signature` are required".to_owned());
+        return r;
+    };
+    r.change_id = pack
+        .get("change_id")
+        .and_then(Json::as_str)
+        .map(str::to_owned);
+
+    // 1. The agent's signature.
+    let key_text = str_at(signature, &["public_key"]).unwrap_or_default();
+    r.agent_key = Some(key_text.to_owned());
+    if str_at(pack, &["agent", "public_key"]) != Some(key_text) {
+        r.problems
+            .push("the signing key differs from the agent key named in the pack".to_owned());
+    }
+    if let Some(pinned) = pinned_key
+        && pinned.trim() != key_text
+    {
+        r.problems.push(format!(
+            "signed by {key_text}, not by the pinned agent key {}",
+            pinned.trim()
+        ));
+    }
+    match (
+        keys::parse_public_key(key_text),
+        str_at(signature, &["value"]).and_then(|s| URL_SAFE_NO_PAD.decode(s).ok()),
+    ) {
+        (Ok(key), Some(sig)) => match Signature::from_slice(&sig) {
+            Ok(sig)
+                if key
+                    .verify_strict(canonical_json(pack).as_bytes(), &sig)
+                    .is_ok() =>
+            {
+                r.checked.push("agent signature".to_owned());
+            }
+            _ => r.problems.push(
+                "the agent's signature does not match the pack: it was changed after signing"
+                    .to_owned(),
+            ),
+        },
+        (Err(e), _) => r.problems.push(format!("signature public key: {e}")),
+        (_, None) => r
+            .problems
+            .push("the signature value is missing or not base64url".to_owned()),
+    }
+
+    // 2. Snapshots.
+    let mut snapshots = std::collections::BTreeMap::new();
+    if let Some(map) = pack.get("snapshots").and_then(Json::as_object) {
+        for (digest_text, body) in map {
+            let Ok(digest) = digest_text.parse::<Digest>() else {
+                r.problems
+                    .push(format!("snapshot key {digest_text:?} is not a digest"));
+                continue;
+            };
+            let Some(bytes) = body.as_str().and_then(|b| STANDARD.decode(b).ok()) else {
+                r.problems.push(format!("snapshot {digest} is not base64"));
+                continue;
+            };
+            if Digest::of(&bytes) != digest {
+                r.problems.push(format!(
+                    "snapshot {digest}: its encoding hashes to {}",
+                    Digest::of(&bytes)
+                ));
+                continue;
+            }
+            match Snapshot::decode(&bytes) {
+                Ok(s) => {
+                    snapshots.insert(digest, s);
+                }
+                Err(e) => r
+                    .problems
+                    .push(format!("snapshot {digest} does not decode: {e}")),
+            }
+        }
+        r.checked
+            .push(format!("{} snapshot digests", snapshots.len()));
+    }
+
+    // 3. Captures.
+    for c in pack
+        .get("captures")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let id = c.get("capture_id").cloned().unwrap_or(Json::Null);
+        let Some(digest) = digest_at(c, "digest") else {
+            r.problems.push(format!("capture {id}: no digest"));
+            continue;
+        };
+        let Some(s) = snapshots.get(&digest) else {
+            r.problems.push(format!(
+                "capture {id}: its snapshot {digest} is not in the pack"
+            ));
+            continue;
+        };
+        let d = s.digests();
+        let classes = c.get("classes").cloned().unwrap_or(Json::Null);
+        if classes != json!({"identity": d.identity, "program": d.program, "setpoint": d.setpoint})
+        {
+            r.problems.push(format!(
+                "capture {id}: class digests do not match its snapshot"
+            ));
+        }
+    }
+    for side in ["before", "after"] {
+        if let Some(d) = pack
+            .get("signatures")
+            .and_then(|s| digest_at(s, side))
+            .filter(|d| !snapshots.contains_key(d))
+        {
+            r.problems.push(format!(
+                "the {side} signature {d} has no snapshot in the pack"
+            ));
+        }
+    }
+
+    // 4. The diff.
+    if let Some(diff) = pack.get("diff").filter(|d| !d.is_null()) {
+        match (digest_at(diff, "from"), digest_at(diff, "to")) {
+            (Some(from), Some(to)) => match (snapshots.get(&from), snapshots.get(&to)) {
+                (Some(a), Some(b)) => {
+                    let expected: Vec<Json> = Diff::between(a, b)
+                        .changes
+                        .iter()
+                        .map(|c| {
+                            json!({
+                                "path": c.path,
+                                "class": c.class,
+                                "kind": c.kind,
+                                "before": c.before,
+                                "after": c.after,
+                            })
+                        })
+                        .collect();
+                    let shown: Vec<Json> = diff
+                        .get("changes")
+                        .and_then(Json::as_array)
+                        .into_iter()
+                        .flatten()
+                        .map(|c| {
+                            json!({
+                                "path": c.get("path"),
+                                "class": c.get("class"),
+                                "kind": c.get("kind"),
+                                "before": c.get("before"),
+                                "after": c.get("after"),
+                            })
+                        })
+                        .collect();
+                    if expected == shown {
+                        r.checked.push(format!("diff ({} changes)", shown.len()));
+                    } else {
+                        r.problems.push(
+                            "the diff shown is not the difference between the before and after snapshots"
+                                .to_owned(),
+                        );
+                    }
+                }
+                _ => r
+                    .problems
+                    .push("the diff's snapshots are not in the pack".to_owned()),
+            },
+            _ => r
+                .problems
+                .push("the diff has no valid from/to digests".to_owned()),
+        }
+    }
+
+    // 5. Approvals.
+    let change_id = r.change_id.clone().unwrap_or_default();
+    let approvals: Vec<&Json> = pack
+        .get("approvals")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    for a in &approvals {
+        let jti = str_at(a, &["jti"]).unwrap_or("?").to_owned();
+        let raw = str_at(a, &["token"]).unwrap_or_default();
+        let (header, claims) = crate::approval::token::peek(raw);
+        if header.as_ref() != a.get("header") || claims.as_ref() != a.get("claims") {
+            r.problems.push(format!(
+                "approval {jti}: the decoded header or claims differ from the token"
+            ));
+        }
+        let claims = claims.unwrap_or(Json::Null);
+        if str_at(&claims, &["change_id"]) != Some(change_id.as_str()) {
+            r.problems
+                .push(format!("approval {jti}: the token names another change"));
+        }
+        if claims.get("to") != a.get("to") {
+            r.problems.push(format!(
+                "approval {jti}: the approved state differs from the token's `to`"
+            ));
+        }
+        match str_at(a, &["approver_public_key"]).map(keys::parse_public_key) {
+            Some(Ok(key)) => {
+                if jws_verifies(raw, &key) {
+                    r.checked.push(format!("approval {jti} signature"));
+                } else {
+                    r.problems.push(format!(
+                        "approval {jti}: the token does not verify with the approver key shown"
+                    ));
+                }
+            }
+            Some(Err(e)) => r
+                .problems
+                .push(format!("approval {jti}: approver key: {e}")),
+            None => r.checked.push(format!(
+                "approval {jti}: no approver key in the pack (approver no longer configured)"
+            )),
+        }
+    }
+
+    // 6. Baseline moves by approval go where the approval said.
+    for m in pack
+        .get("baseline_moves")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if m.get("reason").and_then(Json::as_str) != Some("approval") {
+            continue;
+        }
+        let id = m.get("baseline_id").cloned().unwrap_or(Json::Null);
+        let by = approvals.iter().find(|a| a.get("baseline_id") == Some(&id));
+        match by {
+            Some(a) if a.get("to") == m.get("digest") => {}
+            Some(_) => r.problems.push(format!(
+                "baseline move {id} does not go to the state its approval approved"
+            )),
+            None => r
+                .problems
+                .push(format!("baseline move {id} has no approval in the pack")),
+        }
+    }
+
+    // 7. Audit entries.
+    let mut previous: Option<(i64, String)> = None;
+    let mut entries = 0;
+    for e in pack
+        .get("audit")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let seq = e.get("seq").and_then(Json::as_i64).unwrap_or(-1);
+        let (Some(at), Some(kind), Some(body), Some(prev), Some(hash)) = (
+            str_at(e, &["at"]),
+            str_at(e, &["kind"]),
+            str_at(e, &["body"]),
+            digest_at(e, "prev_hash"),
+            str_at(e, &["hash"]),
+        ) else {
+            r.problems
+                .push(format!("audit entry {seq}: fields are missing"));
+            continue;
+        };
+        let asset = e.get("asset").and_then(Json::as_str);
+        let computed = otdrift_store::chain_hash(seq, at, kind, asset, body, &prev);
+        if computed.to_string() != hash {
+            r.problems.push(format!(
+                "audit entry #{seq}: its fields hash to {computed}, not to the recorded {hash}"
+            ));
+        }
+        if let Some((prev_seq, prev_hash)) = &previous
+            && *prev_seq + 1 == seq
+            && prev.to_string() != *prev_hash
+        {
+            r.problems.push(format!(
+                "audit entry #{seq} does not link to entry #{prev_seq}"
+            ));
+        }
+        previous = Some((seq, hash.to_owned()));
+        entries += 1;
+    }
+    r.checked.push(format!("{entries} audit entries"));
+    r
+}
+
+fn jws_verifies(raw: &str, key: &VerifyingKey) -> bool {
+    let Some((signed, sig)) = raw.rsplit_once('.') else {
+        return false;
+    };
+    let Some(sig) = URL_SAFE_NO_PAD
+        .decode(sig)
+        .ok()
+        .and_then(|b| Signature::from_slice(&b).ok())
+    else {
+        return false;
+    };
+    key.verify_strict(signed.as_bytes(), &sig).is_ok()
+}

@@ -1,0 +1,214 @@
+//! Ed25519 key files.
+//!
+//! - A private key is a PKCS#8 PEM file (`-----BEGIN PRIVATE KEY-----`), the form OpenSSL,
+//!   Python's `cryptography` and most JWT libraries read and write, so an approver's key made
+//!   by `otdrift keygen` works in their change system and the other way round. A file holding
+//!   the 32-byte seed as 64 hex digits is also read (the interoperability vectors use it).
+//! - A public key is written `ed25519:<standard base64 of the 32 bytes>`, as in the config.
+//! - The agent's own identity key, which signs evidence packs, lives in `data_dir/agent.key`
+//!   (mode 0600) and is made on first start.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+/// The agent key's file name inside `data_dir`.
+pub const AGENT_KEY_FILE: &str = "agent.key";
+
+/// The `ed25519:<base64>` text of a public key.
+pub fn public_key_text(key: &VerifyingKey) -> String {
+    format!("ed25519:{}", STANDARD.encode(key.to_bytes()))
+}
+
+/// Parses `ed25519:<base64>` into a public key.
+pub fn parse_public_key(text: &str) -> anyhow::Result<VerifyingKey> {
+    let b64 = text
+        .trim()
+        .strip_prefix("ed25519:")
+        .ok_or_else(|| anyhow!("a public key starts with \"ed25519:\""))?;
+    let bytes = STANDARD
+        .decode(b64)
+        .context("the public key is not standard base64")?;
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| anyhow!("an Ed25519 public key has 32 bytes, not {}", b.len()))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| anyhow!("not a valid Ed25519 public key: {e}"))
+}
+
+/// A new key from the operating system's random source.
+pub fn generate() -> anyhow::Result<SigningKey> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow!("no randomness from the OS: {e}"))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Reads a private key file (PKCS#8 PEM, or a 64-hex-digit seed).
+pub fn read_private_key(path: &Path) -> anyhow::Result<SigningKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    parse_private_key(&text).with_context(|| format!("{} holds no usable key", path.display()))
+}
+
+/// Parses a private key (PKCS#8 PEM, or a 64-hex-digit seed).
+pub fn parse_private_key(text: &str) -> anyhow::Result<SigningKey> {
+    let trimmed = text.trim();
+    if trimmed.starts_with("-----BEGIN") {
+        return SigningKey::from_pkcs8_pem(trimmed)
+            .map_err(|e| anyhow!("not an Ed25519 PKCS#8 private key: {e}"));
+    }
+    if trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut seed = [0u8; 32];
+        for (i, slot) in seed.iter_mut().enumerate() {
+            *slot = u8::from_str_radix(&trimmed[2 * i..2 * i + 2], 16)
+                .map_err(|e| anyhow!("bad hex in the seed: {e}"))?;
+        }
+        return Ok(SigningKey::from_bytes(&seed));
+    }
+    bail!("expected a PKCS#8 PEM private key or a 64-hex-digit Ed25519 seed")
+}
+
+/// Writes `contents` to a new file readable only by its owner; refuses to overwrite.
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Writes `PREFIX.key` (PKCS#8 PEM, mode 0600) and `PREFIX.pub` (`ed25519:<base64>`).
+pub fn write_pair(prefix: &Path, key: &SigningKey) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let private = with_suffix(prefix, "key");
+    let public = with_suffix(prefix, "pub");
+    if public.exists() {
+        bail!("{} already exists; not overwriting a key", public.display());
+    }
+    let pem = key
+        .to_pkcs8_pem(Default::default())
+        .map_err(|e| anyhow!("cannot encode the key: {e}"))?;
+    write_private(&private, pem.as_bytes())?;
+    std::fs::write(
+        &public,
+        format!("{}\n", public_key_text(&key.verifying_key())),
+    )
+    .with_context(|| format!("cannot write {}", public.display()))?;
+    Ok((private, public))
+}
+
+fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut name = prefix.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Loads the agent's identity key from `data_dir`, making it on first start. Returns the key
+/// and whether it was just created.
+pub fn agent_key(data_dir: &Path) -> anyhow::Result<(SigningKey, bool)> {
+    let path = data_dir.join(AGENT_KEY_FILE);
+    if path.exists() {
+        check_private_mode(&path)?;
+        return Ok((read_private_key(&path)?, false));
+    }
+    let key = generate()?;
+    let pem = key
+        .to_pkcs8_pem(Default::default())
+        .map_err(|e| anyhow!("cannot encode the agent key: {e}"))?;
+    write_private(&path, pem.as_bytes())?;
+    Ok((key, true))
+}
+
+/// Refuses a private key file that others can read: a leaked agent key lets anyone forge
+/// evidence packs.
+fn check_private_mode(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "{} is readable by group or others (mode {:o}); run chmod 600 on it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keygen_files_round_trip_with_owner_only_permissions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = generate().expect("key");
+        let (private, public) = write_pair(&dir.path().join("approver"), &key).expect("written");
+        assert_eq!(
+            private.file_name().and_then(|n| n.to_str()),
+            Some("approver.key")
+        );
+        let back = read_private_key(&private).expect("read back");
+        assert_eq!(back.to_bytes(), key.to_bytes());
+        let pub_text = std::fs::read_to_string(&public).expect("pub");
+        assert_eq!(
+            parse_public_key(&pub_text).expect("parses"),
+            key.verifying_key()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&private)
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(
+            write_pair(&dir.path().join("approver"), &key).is_err(),
+            "no overwrite"
+        );
+    }
+
+    #[test]
+    fn the_vector_seed_gives_the_vector_public_key() {
+        let seed = "cc09c4501f16992fb146ac60d01cb907bfb199b54a9499036eb8f45d993c9b4f";
+        let key = parse_private_key(seed).expect("seed");
+        assert_eq!(
+            public_key_text(&key.verifying_key()),
+            "ed25519:IhJ+t2OkRcIcvk4nCuPIixMdwD4nAmeo1wEyASvupw0="
+        );
+    }
+
+    #[test]
+    fn the_agent_key_is_made_once_and_guarded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, created) = agent_key(dir.path()).expect("made");
+        assert!(created);
+        let (second, created) = agent_key(dir.path()).expect("loaded");
+        assert!(!created);
+        assert_eq!(first.to_bytes(), second.to_bytes());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join(AGENT_KEY_FILE);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            let err = agent_key(dir.path()).expect_err("world-readable key refused");
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+        }
+    }
+}

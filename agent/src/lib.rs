@@ -1,0 +1,55 @@
+//! The `otdrift` agent: command line, approvals, evidence packs, demo, and (later) the daemon.
+//!
+//! This is the only crate that knows the command line, JSON output shapes and HTTP. Errors are
+//! `anyhow` here and only here, printed with their whole cause chain, and mapped to the exit
+//! codes of SPEC.md. The binary (`src/main.rs`) only parses arguments and calls [`run`].
+
+pub mod approval;
+pub mod capture;
+pub mod cli;
+pub mod commands;
+pub mod context;
+pub mod evidence;
+pub mod exit;
+pub mod keys;
+pub mod render;
+
+use crate::cli::{Cli, Command, LogFormat};
+use crate::exit::Failure;
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("OTDRIFT_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    let long_running = matches!(cli.command, Command::Sim { .. });
+    init_logging(cli.log_format, if long_running { "info" } else { "warn" });
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(exit) => exit.code(),
+        Err(Failure { code, error }) => {
+            eprintln!("error: {error:#}");
+            code
+        }
+    }
+}

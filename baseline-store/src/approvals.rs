@@ -1,0 +1,717 @@
+//! Approvals: the only way a baseline moves past its first capture.
+//!
+//! The agent verifies a token (signature, approver, time window, claims) before it reaches the
+//! store; the store decides what the verified token does, in one transaction with everything it
+//! implies:
+//!
+//! ```text
+//! jti seen before?                  rejected: replay
+//! `from` present and not the
+//!   current baseline?               rejected: from mismatch          (jti is spent)
+//! `to` = latest observed state?     applied: baseline moves; an open drift whose observed
+//!                                     state is `to` becomes approved
+//! otherwise                         pending until `exp`: the first capture that observes
+//!                                     `to` (with `from` still the baseline) applies it
+//! ```
+//!
+//! Every outcome is an audit entry; rejections are also `approval.rejected` events and every
+//! baseline move a `baseline.moved` event. An approval is **retroactive** when its token was
+//! issued after the approved state was first seen on the asset: the change was implemented
+//! before it was approved. Only an `emergency` approval permits that; evidence packs flag it.
+
+use chrono::{DateTime, Utc};
+use otdrift_core::{Clock, Digest, format_timestamp};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::json;
+
+use crate::audit;
+use crate::events::{enqueue, event_type};
+use crate::ingest::{DRIFT_COLUMNS, DriftRaw, current_baseline, drift_row, insert_baseline};
+use crate::model::{Baseline, DriftEvent, digest, opt_ts, ts};
+use crate::{Store, StoreError};
+
+/// A verified approval token, as the store records it.
+#[derive(Clone, Debug)]
+pub struct ApprovalInput<'a> {
+    /// The token's unique id.
+    pub jti: &'a str,
+    /// The asset (`sub`).
+    pub asset: &'a str,
+    /// The change ticket.
+    pub change_id: &'a str,
+    /// `standard`, `normal` or `emergency`.
+    pub kind: &'a str,
+    /// The configured approver whose key signed it (`kid` = `iss`).
+    pub approver_id: &'a str,
+    /// The approving person, as the change system names them.
+    pub approver: Option<&'a str>,
+    /// The requesting person.
+    pub requestor: Option<&'a str>,
+    /// The state the change starts from, when the token names one.
+    pub from: Option<Digest>,
+    /// The approved state.
+    pub to: Digest,
+    /// `iat`.
+    pub issued_at: DateTime<Utc>,
+    /// `nbf`.
+    pub not_before: DateTime<Utc>,
+    /// `exp`.
+    pub expires_at: DateTime<Utc>,
+    /// The compact JWS, kept verbatim for evidence packs.
+    pub token: &'a str,
+    /// The decoded claims.
+    pub claims: &'a serde_json::Value,
+}
+
+/// Where an approval stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalStatus {
+    /// Waiting for the asset to reach `to`.
+    Pending,
+    /// The baseline moved.
+    Applied,
+    /// Refused for a reason that depends on the asset's state.
+    Rejected,
+    /// `exp` passed before the asset reached `to`.
+    Expired,
+}
+
+impl ApprovalStatus {
+    /// The status's name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Applied => "applied",
+            ApprovalStatus::Rejected => "rejected",
+            ApprovalStatus::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "pending" => Ok(ApprovalStatus::Pending),
+            "applied" => Ok(ApprovalStatus::Applied),
+            "rejected" => Ok(ApprovalStatus::Rejected),
+            "expired" => Ok(ApprovalStatus::Expired),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown approval status {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A stored approval.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApprovalRow {
+    /// Row id.
+    pub id: i64,
+    /// The token's unique id.
+    pub jti: String,
+    /// The asset.
+    pub asset: String,
+    /// The change ticket.
+    pub change_id: String,
+    /// `standard`, `normal` or `emergency`.
+    pub kind: String,
+    /// The configured approver (`kid`).
+    pub approver_id: String,
+    /// The approving person.
+    pub approver: Option<String>,
+    /// The requesting person.
+    pub requestor: Option<String>,
+    /// `from`.
+    pub from: Option<Digest>,
+    /// `to`.
+    pub to: Digest,
+    /// `iat`.
+    pub issued_at: DateTime<Utc>,
+    /// `nbf`.
+    pub not_before: DateTime<Utc>,
+    /// `exp`.
+    pub expires_at: DateTime<Utc>,
+    /// The compact JWS as received.
+    pub token: String,
+    /// The decoded claims.
+    pub claims: serde_json::Value,
+    /// Where it stands.
+    pub status: ApprovalStatus,
+    /// Why it was rejected or expired.
+    pub reason: Option<String>,
+    /// When the agent received it.
+    pub received_at: DateTime<Utc>,
+    /// When it moved the baseline.
+    pub applied_at: Option<DateTime<Utc>>,
+    /// Issued after the approved state was first seen.
+    pub retroactive: bool,
+    /// The baseline it created.
+    pub baseline_id: Option<i64>,
+}
+
+/// Why the store refused a verified token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApprovalRefusal {
+    /// The `jti` was used before.
+    Replay {
+        /// The token id.
+        jti: String,
+        /// When it was first received.
+        first_received: DateTime<Utc>,
+    },
+    /// `from` is not the asset's current baseline.
+    FromMismatch {
+        /// The token's `from`.
+        from: Digest,
+        /// The current baseline, if any.
+        baseline: Option<Digest>,
+    },
+}
+
+impl ApprovalRefusal {
+    /// A stable reason code for events and JSON.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApprovalRefusal::Replay { .. } => "replay",
+            ApprovalRefusal::FromMismatch { .. } => "from_mismatch",
+        }
+    }
+}
+
+impl std::fmt::Display for ApprovalRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApprovalRefusal::Replay {
+                jti,
+                first_received,
+            } => write!(
+                f,
+                "token id (jti) {jti:?} was already used on {}",
+                format_timestamp(*first_received)
+            ),
+            ApprovalRefusal::FromMismatch { from, baseline } => match baseline {
+                Some(b) => write!(
+                    f,
+                    "the token's `from` {from} is not the asset's current baseline {b}"
+                ),
+                None => write!(
+                    f,
+                    "the token's `from` {from} names a baseline, but the asset has none yet"
+                ),
+            },
+        }
+    }
+}
+
+/// An approval that moved a baseline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppliedApproval {
+    /// The approval, now applied.
+    pub approval: ApprovalRow,
+    /// The new baseline.
+    pub baseline: Baseline,
+    /// The baseline it replaced.
+    pub previous: Option<Baseline>,
+    /// The drift event it approved, if one was open for this state.
+    pub drift: Option<DriftEvent>,
+}
+
+/// What submitting a verified token did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApprovalDecision {
+    /// The asset is in the approved state: the baseline moved.
+    Applied(Box<AppliedApproval>),
+    /// Held until the asset reaches `to` or the token expires.
+    Pending(Box<ApprovalRow>),
+    /// Refused; the reason is recorded in the audit log and as an event.
+    Rejected(ApprovalRefusal),
+}
+
+const APPROVAL_COLUMNS: &str = "id, jti, asset, change_id, kind, approver_id, approver, requestor, from_digest, to_digest, issued_at, not_before, expires_at, token, claims, status, reason, received_at, applied_at, retroactive, baseline_id";
+
+fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ApprovalRow, StoreError>> {
+    let from: Option<String> = r.get(8)?;
+    let to: String = r.get(9)?;
+    let issued: String = r.get(10)?;
+    let nbf: String = r.get(11)?;
+    let exp: String = r.get(12)?;
+    let claims: String = r.get(14)?;
+    let status: String = r.get(15)?;
+    let received: String = r.get(17)?;
+    let applied: Option<String> = r.get(18)?;
+    let id: i64 = r.get(0)?;
+    let fields = (
+        r.get::<_, String>(1)?,
+        r.get::<_, String>(2)?,
+        r.get::<_, String>(3)?,
+        r.get::<_, String>(4)?,
+        r.get::<_, String>(5)?,
+        r.get::<_, Option<String>>(6)?,
+        r.get::<_, Option<String>>(7)?,
+        r.get::<_, String>(13)?,
+        r.get::<_, Option<String>>(16)?,
+        r.get::<_, i64>(19)?,
+        r.get::<_, Option<i64>>(20)?,
+    );
+    Ok((|| {
+        let (
+            jti,
+            asset,
+            change_id,
+            kind,
+            approver_id,
+            approver,
+            requestor,
+            token,
+            reason,
+            retro,
+            baseline_id,
+        ) = fields;
+        Ok(ApprovalRow {
+            id,
+            jti,
+            asset,
+            change_id,
+            kind,
+            approver_id,
+            approver,
+            requestor,
+            from: from.as_deref().map(digest).transpose()?,
+            to: digest(&to)?,
+            issued_at: ts(&issued)?,
+            not_before: ts(&nbf)?,
+            expires_at: ts(&exp)?,
+            token,
+            claims: serde_json::from_str(&claims)
+                .map_err(|e| StoreError::Corrupt(format!("approval {id} claims: {e}")))?,
+            status: ApprovalStatus::parse(&status)?,
+            reason,
+            received_at: ts(&received)?,
+            applied_at: opt_ts(applied)?,
+            retroactive: retro != 0,
+            baseline_id,
+        })
+    })())
+}
+
+fn approval_by_id(conn: &Connection, id: i64) -> Result<ApprovalRow, StoreError> {
+    conn.query_row(
+        &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
+        [id],
+        approval_row,
+    )?
+}
+
+fn approvals_where(
+    conn: &Connection,
+    filter: &str,
+    param: &dyn rusqlite::ToSql,
+) -> Result<Vec<ApprovalRow>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE {filter} ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([param], approval_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
+/// Marks pending approvals whose `exp` has passed as expired, each with an audit entry.
+pub(crate) fn expire_pending(conn: &Connection, clock: &dyn Clock) -> Result<(), StoreError> {
+    let now = format_timestamp(clock.now());
+    let expired: Vec<(i64, String, String, String)> = {
+        let mut stmt = conn.prepare(
+            "SELECT id, jti, asset, change_id FROM approvals
+             WHERE status = 'pending' AND expires_at < ?1",
+        )?;
+        let rows = stmt.query_map([&now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, jti, asset, change_id) in expired {
+        conn.execute(
+            "UPDATE approvals SET status = 'expired', reason = 'the asset did not reach the approved state before exp'
+             WHERE id = ?1",
+            [id],
+        )?;
+        audit::append(
+            conn,
+            clock,
+            "approval.expired",
+            Some(&asset),
+            &json!({"approval_id": id, "jti": jti, "asset": asset, "change_id": change_id}),
+        )?;
+    }
+    Ok(())
+}
+
+/// The first pending approval that the asset's arrival at `observed` applies: `to` equal to
+/// the observed state, inside its time window, and `from` (if any) still the baseline.
+pub(crate) fn applicable_pending(
+    conn: &Connection,
+    asset: &str,
+    observed: &Digest,
+    baseline: Option<&Digest>,
+    now: DateTime<Utc>,
+) -> Result<Option<ApprovalRow>, StoreError> {
+    let candidates = approvals_where(conn, "status = 'pending' AND asset = ?1", &asset)?;
+    Ok(candidates.into_iter().find(|a| {
+        a.to == *observed
+            && a.not_before <= now
+            && now <= a.expires_at
+            && a.from.is_none_or(|f| Some(&f) == baseline)
+    }))
+}
+
+/// Moves the asset's baseline to the approval's `to`, inside the caller's transaction.
+/// `observed_now` is true when the asset is being captured in that state right now, in which
+/// case an open drift is approved whatever intermediate state it last recorded.
+pub(crate) fn apply(
+    conn: &Connection,
+    clock: &dyn Clock,
+    approval: &ApprovalRow,
+    observed_now: bool,
+) -> Result<AppliedApproval, StoreError> {
+    let now = clock.now();
+    let now_text = format_timestamp(now);
+    let previous = current_baseline(conn, &approval.asset)?;
+    let first_seen: Option<String> = conn.query_row(
+        "SELECT MIN(first_seen) FROM captures WHERE asset = ?1 AND digest = ?2",
+        params![approval.asset, approval.to.to_string()],
+        |r| r.get(0),
+    )?;
+    let first_seen = opt_ts(first_seen)?;
+    // `iat` has whole seconds; the same second counts as "not after" (benefit of the doubt).
+    let retroactive =
+        first_seen.is_some_and(|seen| approval.issued_at.timestamp() > seen.timestamp());
+    let capture_id: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM captures WHERE asset = ?1 AND digest = ?2 ORDER BY id DESC LIMIT 1",
+            params![approval.asset, approval.to.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let baseline = insert_baseline(
+        conn,
+        &approval.asset,
+        &approval.to,
+        false,
+        now,
+        "approval",
+        Some(&approval.change_id),
+        capture_id,
+    )?;
+    conn.execute(
+        "UPDATE baselines SET approval_id = ?2 WHERE id = ?1",
+        params![baseline.id, approval.id],
+    )?;
+    conn.execute(
+        "UPDATE approvals SET status = 'applied', applied_at = ?2, baseline_id = ?3, retroactive = ?4
+         WHERE id = ?1",
+        params![approval.id, now_text, baseline.id, i64::from(retroactive)],
+    )?;
+
+    let open: Option<DriftEvent> = conn
+        .query_row(
+            &format!(
+                "SELECT {DRIFT_COLUMNS} FROM drift_events WHERE asset = ?1 AND status = 'open'"
+            ),
+            [&approval.asset],
+            drift_row,
+        )
+        .optional()?
+        .map(DriftRaw::parse)
+        .transpose()?;
+    let drift = match open {
+        Some(d) if observed_now || d.observed_digest == approval.to => {
+            conn.execute(
+                "UPDATE drift_events SET status = 'approved', change_id = ?2, closed_at = ?3,
+                     observed_digest = ?4
+                 WHERE id = ?1",
+                params![d.id, approval.change_id, now_text, approval.to.to_string()],
+            )?;
+            let approved = conn
+                .query_row(
+                    &format!("SELECT {DRIFT_COLUMNS} FROM drift_events WHERE id = ?1"),
+                    [d.id],
+                    drift_row,
+                )?
+                .parse()?;
+            audit::append(
+                conn,
+                clock,
+                "drift.approved",
+                Some(&approval.asset),
+                &json!({
+                    "drift_id": d.id,
+                    "asset": approval.asset,
+                    "change_id": approval.change_id,
+                    "approval_id": approval.id,
+                    "observed_digest": approval.to.to_string(),
+                }),
+            )?;
+            Some(approved)
+        }
+        _ => None,
+    };
+
+    let previous_digest = previous.as_ref().map(|b| b.digest.to_string());
+    audit::append(
+        conn,
+        clock,
+        "approval.applied",
+        Some(&approval.asset),
+        &json!({
+            "approval_id": approval.id,
+            "jti": approval.jti,
+            "asset": approval.asset,
+            "change_id": approval.change_id,
+            "kind": approval.kind,
+            "approver_id": approval.approver_id,
+            "approver": approval.approver,
+            "requestor": approval.requestor,
+            "to": approval.to.to_string(),
+            "retroactive": retroactive,
+        }),
+    )?;
+    audit::append(
+        conn,
+        clock,
+        "baseline.moved",
+        Some(&approval.asset),
+        &json!({
+            "asset": approval.asset,
+            "baseline_id": baseline.id,
+            "previous_digest": previous_digest,
+            "digest": approval.to.to_string(),
+            "change_id": approval.change_id,
+            "approval_id": approval.id,
+            "reason": "approval",
+        }),
+    )?;
+    enqueue(
+        conn,
+        clock,
+        event_type::BASELINE_MOVED,
+        Some(&approval.asset),
+        &json!({
+            "asset": approval.asset,
+            "digest": approval.to.to_string(),
+            "previous_digest": previous_digest,
+            "provisional": false,
+            "reason": "approval",
+            "change_id": approval.change_id,
+            "set_at": now_text,
+            "approval": {
+                "jti": approval.jti,
+                "kind": approval.kind,
+                "approver_id": approval.approver_id,
+                "approver": approval.approver,
+                "requestor": approval.requestor,
+                "retroactive": retroactive,
+            },
+            "drift_id": drift.as_ref().map(|d| d.id),
+        }),
+    )?;
+    Ok(AppliedApproval {
+        approval: approval_by_id(conn, approval.id)?,
+        baseline,
+        previous,
+        drift,
+    })
+}
+
+fn rejection(
+    conn: &Connection,
+    clock: &dyn Clock,
+    code: &str,
+    message: &str,
+    details: &serde_json::Value,
+    asset: Option<&str>,
+) -> Result<(), StoreError> {
+    let body = json!({
+        "reason": code,
+        "message": message,
+        "token": details,
+    });
+    audit::append(conn, clock, "approval.rejected", asset, &body)?;
+    enqueue(conn, clock, event_type::APPROVAL_REJECTED, asset, &body)?;
+    Ok(())
+}
+
+impl Store {
+    /// Records a token the agent refused before it reached the store (bad signature, unknown
+    /// approver, ...): an audit entry and an `approval.rejected` event, together.
+    pub fn record_rejection(
+        &mut self,
+        code: &str,
+        message: &str,
+        details: &serde_json::Value,
+        asset: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let clock = self.clock.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        rejection(&tx, clock.as_ref(), code, message, details, asset)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether a token id was already used.
+    pub fn jti_used(&self, jti: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM approvals WHERE jti = ?1", [jti], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Submits a verified token (see the module documentation for what it does).
+    pub fn submit_approval(
+        &mut self,
+        input: &ApprovalInput<'_>,
+    ) -> Result<ApprovalDecision, StoreError> {
+        let clock = self.clock.clone();
+        let now = clock.now();
+        let now_text = format_timestamp(now);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        expire_pending(&tx, clock.as_ref())?;
+        let details = json!({
+            "jti": input.jti,
+            "asset": input.asset,
+            "change_id": input.change_id,
+            "approver_id": input.approver_id,
+            "to": input.to.to_string(),
+            "from": input.from.map(|d| d.to_string()),
+        });
+
+        let used: Option<String> = tx
+            .query_row(
+                "SELECT received_at FROM approvals WHERE jti = ?1",
+                [input.jti],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(first) = used {
+            let refusal = ApprovalRefusal::Replay {
+                jti: input.jti.to_owned(),
+                first_received: ts(&first)?,
+            };
+            rejection(
+                &tx,
+                clock.as_ref(),
+                refusal.code(),
+                &refusal.to_string(),
+                &details,
+                Some(input.asset),
+            )?;
+            tx.commit()?;
+            return Ok(ApprovalDecision::Rejected(refusal));
+        }
+
+        let baseline = current_baseline(&tx, input.asset)?;
+        let refusal = match input.from {
+            Some(from) if baseline.as_ref().map(|b| b.digest) != Some(from) => {
+                Some(ApprovalRefusal::FromMismatch {
+                    from,
+                    baseline: baseline.as_ref().map(|b| b.digest),
+                })
+            }
+            _ => None,
+        };
+        let status = if refusal.is_some() {
+            "rejected"
+        } else {
+            "pending"
+        };
+        tx.execute(
+            &format!(
+                "INSERT INTO approvals(jti, asset, change_id, kind, approver_id, approver, requestor,
+                     from_digest, to_digest, issued_at, not_before, expires_at, token, claims,
+                     status, reason, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, '{status}', ?15, ?16)"
+            ),
+            params![
+                input.jti,
+                input.asset,
+                input.change_id,
+                input.kind,
+                input.approver_id,
+                input.approver,
+                input.requestor,
+                input.from.map(|d| d.to_string()),
+                input.to.to_string(),
+                format_timestamp(input.issued_at),
+                format_timestamp(input.not_before),
+                format_timestamp(input.expires_at),
+                input.token,
+                input.claims.to_string(),
+                refusal.as_ref().map(ToString::to_string),
+                now_text,
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        if let Some(refusal) = refusal {
+            rejection(
+                &tx,
+                clock.as_ref(),
+                refusal.code(),
+                &refusal.to_string(),
+                &details,
+                Some(input.asset),
+            )?;
+            tx.commit()?;
+            return Ok(ApprovalDecision::Rejected(refusal));
+        }
+
+        let observed: Option<String> = tx
+            .query_row(
+                "SELECT digest FROM captures WHERE asset = ?1 ORDER BY id DESC LIMIT 1",
+                [input.asset],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let observed_now = observed.as_deref() == Some(input.to.to_string().as_str());
+        audit::append(
+            &tx,
+            clock.as_ref(),
+            "approval.accepted",
+            Some(input.asset),
+            &json!({
+                "approval_id": id,
+                "jti": input.jti,
+                "asset": input.asset,
+                "change_id": input.change_id,
+                "kind": input.kind,
+                "approver_id": input.approver_id,
+                "approver": input.approver,
+                "requestor": input.requestor,
+                "from": input.from.map(|d| d.to_string()),
+                "to": input.to.to_string(),
+                "issued_at": format_timestamp(input.issued_at),
+                "expires_at": format_timestamp(input.expires_at),
+                "status": if observed_now { "applied" } else { "pending" },
+            }),
+        )?;
+        let row = approval_by_id(&tx, id)?;
+        let decision = if observed_now {
+            ApprovalDecision::Applied(Box::new(apply(&tx, clock.as_ref(), &row, false)?))
+        } else {
+            ApprovalDecision::Pending(Box::new(row))
+        };
+        tx.commit()?;
+        Ok(decision)
+    }
+
+    /// Every approval recorded for a change, oldest first.
+    pub fn approvals_for_change(&self, change_id: &str) -> Result<Vec<ApprovalRow>, StoreError> {
+        approvals_where(&self.conn, "change_id = ?1", &change_id)
+    }
+
+    /// The asset's pending approvals, oldest first.
+    pub fn pending_approvals(&self, asset: &str) -> Result<Vec<ApprovalRow>, StoreError> {
+        approvals_where(&self.conn, "status = 'pending' AND asset = ?1", &asset)
+    }
+}

@@ -1,0 +1,298 @@
+//! What a verified approval does to an asset's baseline, drift and record.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use otdrift_core::{Class, Clock, Digest, Item, ManualClock, Snapshot, Value, parse_timestamp};
+use otdrift_store::{
+    ApprovalDecision, ApprovalInput, ApprovalRefusal, ApprovalStatus, CaptureOutcome,
+    CaptureRecord, DriftOutcome, DriftStatus, Store, event_type,
+};
+
+fn start() -> DateTime<Utc> {
+    parse_timestamp("2026-12-01T08:00:00Z").expect("valid timestamp")
+}
+
+fn snapshot(setpoint: u64) -> Snapshot {
+    Snapshot::from_items([
+        Item::new(
+            "modbus/identity/vendor_name",
+            Class::Identity,
+            Value::from("ACME"),
+        )
+        .expect("valid"),
+        Item::new("modbus/holding/40", Class::Setpoint, Value::UInt(setpoint)).expect("valid"),
+    ])
+    .expect("unique paths")
+}
+
+fn capture(store: &mut Store, s: &Snapshot) -> CaptureOutcome {
+    let runtime = serde_json::json!({});
+    store
+        .record_capture(&CaptureRecord {
+            asset: "press-7",
+            protocol: "modbus",
+            address: "127.0.0.1:502",
+            snapshot: s,
+            runtime: &runtime,
+            change_id: None,
+            phase: None,
+            duration_ms: 1,
+            requests: 1,
+            label: &|_| None,
+        })
+        .expect("capture recorded")
+}
+
+struct Token {
+    jti: String,
+    to: Digest,
+    from: Option<Digest>,
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    change: String,
+}
+
+impl Token {
+    fn new(jti: &str, to: Digest, issued_at: DateTime<Utc>) -> Self {
+        Token {
+            jti: jti.to_owned(),
+            to,
+            from: None,
+            issued_at,
+            expires_at: issued_at + TimeDelta::hours(24),
+            change: "CHG-1042".to_owned(),
+        }
+    }
+
+    fn submit(&self, store: &mut Store) -> ApprovalDecision {
+        let claims = serde_json::json!({"jti": self.jti});
+        store
+            .submit_approval(&ApprovalInput {
+                jti: &self.jti,
+                asset: "press-7",
+                change_id: &self.change,
+                kind: "normal",
+                approver_id: "plant-eng-mgr",
+                approver: Some("Dana Okafor"),
+                requestor: Some("Lee Brandt"),
+                from: self.from,
+                to: self.to,
+                issued_at: self.issued_at,
+                not_before: self.issued_at,
+                expires_at: self.expires_at,
+                token: "header.claims.signature",
+                claims: &claims,
+            })
+            .expect("submitted")
+    }
+}
+
+fn events(store: &Store) -> Vec<String> {
+    store
+        .events_after(0, 1000)
+        .expect("events")
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect()
+}
+
+#[test]
+fn approving_the_observed_state_moves_the_baseline_and_approves_the_drift() {
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    let base = snapshot(100);
+    capture(&mut store, &base);
+    clock.advance(TimeDelta::minutes(5));
+    let changed = snapshot(130);
+    let drifted = capture(&mut store, &changed);
+    assert!(drifted.drift.is_drifted());
+
+    clock.advance(TimeDelta::minutes(5));
+    let mut token = Token::new("t-1", changed.digest(), clock.now());
+    token.from = Some(base.digest());
+    let ApprovalDecision::Applied(applied) = token.submit(&mut store) else {
+        panic!("expected the approval to apply");
+    };
+    assert_eq!(applied.baseline.digest, changed.digest());
+    assert!(!applied.baseline.provisional);
+    assert_eq!(applied.baseline.change_id.as_deref(), Some("CHG-1042"));
+    assert_eq!(applied.previous.map(|b| b.digest), Some(base.digest()));
+    // Issued after the state was first seen: implemented before it was approved.
+    assert!(applied.approval.retroactive);
+    let drift = applied.drift.expect("the open drift is approved");
+    assert_eq!(drift.status, DriftStatus::Approved);
+    assert_eq!(drift.change_id.as_deref(), Some("CHG-1042"));
+    assert_eq!(store.open_drift_count("press-7").expect("count"), 0);
+
+    // The device stays in the approved state: no drift.
+    let after = capture(&mut store, &changed);
+    assert_eq!(after.drift, DriftOutcome::None);
+    assert_eq!(
+        events(&store),
+        [
+            event_type::BASELINE_MOVED,
+            event_type::DRIFT_DETECTED,
+            event_type::BASELINE_MOVED
+        ]
+    );
+    let kinds: Vec<String> = store
+        .audit_entries(0, 100)
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    for kind in [
+        "approval.accepted",
+        "drift.approved",
+        "approval.applied",
+        "baseline.moved",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+    assert_eq!(store.audit_verify().expect("verify").first_break, None);
+}
+
+#[test]
+fn a_pending_approval_is_applied_by_the_first_capture_that_reaches_it() {
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    let base = snapshot(100);
+    capture(&mut store, &base);
+    let planned = snapshot(140);
+
+    // Approved before the change is made.
+    let mut token = Token::new("t-pending", planned.digest(), clock.now());
+    token.from = Some(base.digest());
+    let ApprovalDecision::Pending(row) = token.submit(&mut store) else {
+        panic!("expected a pending approval");
+    };
+    assert_eq!(row.status, ApprovalStatus::Pending);
+    assert_eq!(
+        store.pending_approvals("press-7").expect("pending").len(),
+        1
+    );
+
+    // Another state first: drift, the approval stays pending.
+    clock.advance(TimeDelta::minutes(5));
+    let wrong = capture(&mut store, &snapshot(135));
+    assert!(matches!(wrong.drift, DriftOutcome::Opened(_)));
+    assert!(wrong.approval.is_none());
+
+    // Then the approved state: the baseline moves, the drift is approved, no drift remains.
+    clock.advance(TimeDelta::minutes(5));
+    let reached = capture(&mut store, &planned);
+    let applied = reached.approval.expect("the pending approval applied");
+    assert!(!applied.approval.retroactive);
+    assert_eq!(applied.approval.status, ApprovalStatus::Applied);
+    assert_eq!(reached.baseline.digest, planned.digest());
+    let DriftOutcome::Approved(drift) = reached.drift else {
+        panic!("expected the drift to be approved, got {:?}", reached.drift);
+    };
+    assert_eq!(drift.change_id.as_deref(), Some("CHG-1042"));
+    assert_eq!(drift.observed_digest, planned.digest());
+    assert!(
+        store
+            .pending_approvals("press-7")
+            .expect("pending")
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_token_for_another_state_leaves_the_drift_open() {
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    capture(&mut store, &snapshot(100));
+    capture(&mut store, &snapshot(130));
+    let token = Token::new("t-other", snapshot(999).digest(), clock.now());
+    assert!(matches!(
+        token.submit(&mut store),
+        ApprovalDecision::Pending(_)
+    ));
+    assert_eq!(store.open_drift_count("press-7").expect("count"), 1);
+    let still = capture(&mut store, &snapshot(130));
+    assert!(matches!(still.drift, DriftOutcome::Seen(_)));
+}
+
+#[test]
+fn replay_and_a_wrong_from_are_refused_and_recorded() {
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    let base = snapshot(100);
+    capture(&mut store, &base);
+
+    let mut wrong_from = Token::new("t-from", snapshot(120).digest(), clock.now());
+    wrong_from.from = Some(snapshot(1).digest());
+    let ApprovalDecision::Rejected(refusal) = wrong_from.submit(&mut store) else {
+        panic!("expected a refusal");
+    };
+    assert!(
+        matches!(refusal, ApprovalRefusal::FromMismatch { .. }),
+        "{refusal}"
+    );
+    assert!(refusal.to_string().contains(&base.digest().to_string()));
+    // The token id is spent even though the token did nothing.
+    assert!(store.jti_used("t-from").expect("query"));
+    let ApprovalDecision::Rejected(again) = wrong_from.submit(&mut store) else {
+        panic!("expected a refusal");
+    };
+    assert_eq!(again.code(), "replay");
+
+    let rejected: Vec<_> = store
+        .events_after(0, 100)
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.event_type == event_type::APPROVAL_REJECTED)
+        .collect();
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0].data["reason"], "from_mismatch");
+    assert_eq!(rejected[1].data["reason"], "replay");
+    assert_eq!(
+        store
+            .current_baseline("press-7")
+            .expect("query")
+            .map(|b| b.digest),
+        Some(base.digest())
+    );
+}
+
+#[test]
+fn a_pending_approval_expires_unapplied() {
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    capture(&mut store, &snapshot(100));
+    let target = snapshot(150);
+    let token = Token::new("t-exp", target.digest(), clock.now());
+    assert!(matches!(
+        token.submit(&mut store),
+        ApprovalDecision::Pending(_)
+    ));
+    clock.advance(TimeDelta::hours(25));
+    let late = capture(&mut store, &target);
+    assert!(late.approval.is_none());
+    assert!(matches!(late.drift, DriftOutcome::Opened(_)));
+    let rows = store.approvals_for_change("CHG-1042").expect("approvals");
+    assert_eq!(rows[0].status, ApprovalStatus::Expired);
+}
+
+#[test]
+fn a_provisional_baseline_is_approved_with_its_own_digest() {
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    let base = snapshot(100);
+    let first = capture(&mut store, &base);
+    assert!(first.baseline.provisional);
+    let token = Token::new("t-prov", base.digest(), clock.now() + TimeDelta::minutes(1));
+    let ApprovalDecision::Applied(applied) = token.submit(&mut store) else {
+        panic!("expected the provisional baseline to be approved");
+    };
+    assert!(!applied.baseline.provisional);
+    assert_eq!(applied.baseline.digest, base.digest());
+    let history = store.baseline_history("press-7").expect("history");
+    assert_eq!(history.len(), 2);
+    assert!(history[0].provisional && !history[1].provisional);
+}

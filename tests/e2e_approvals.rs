@@ -212,6 +212,12 @@ fn an_approved_change_moves_the_baseline_and_leaves_a_verifiable_evidence_pack()
     let pack_path = out.join("evidence.json");
     let verified = rig.run(&["evidence-verify", &pack_path.display().to_string()]);
     assert_eq!(verified.code, 0, "{verified:?}");
+    // An implementation that shares no code with otdrift agrees.
+    assert_ne!(
+        support::peer("verify_evidence.py", &[&pack_path]),
+        Some(false),
+        "the independent verifier refused the pack"
+    );
 
     let doc: Json =
         serde_json::from_str(&std::fs::read_to_string(&pack_path).expect("pack")).expect("json");
@@ -271,6 +277,11 @@ fn an_approved_change_moves_the_baseline_and_leaves_a_verifiable_evidence_pack()
     std::fs::write(&tampered, value_flipped).expect("write");
     let r = rig.run(&["evidence-verify", &tampered.display().to_string()]);
     assert_eq!(r.code, 5, "{r:?}");
+    assert_ne!(
+        support::peer("verify_evidence.py", &[&tampered]),
+        Some(true),
+        "the independent verifier accepted a tampered pack"
+    );
 
     let hex = &b1[7..];
     let mut flipped_hex: Vec<u8> = hex.as_bytes().to_vec();

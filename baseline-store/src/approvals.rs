@@ -381,8 +381,11 @@ pub(crate) fn apply(
     )?;
     let first_seen = opt_ts(first_seen)?;
     // `iat` has whole seconds; the same second counts as "not after" (benefit of the doubt).
-    let retroactive =
-        first_seen.is_some_and(|seen| approval.issued_at.timestamp() > seen.timestamp());
+    // Approving the state that already is the baseline (a provisional first baseline) changes
+    // nothing on the plant floor, so it cannot come after an implementation.
+    let confirms_baseline = previous.as_ref().is_some_and(|b| b.digest == approval.to);
+    let retroactive = !confirms_baseline
+        && first_seen.is_some_and(|seen| approval.issued_at.timestamp() > seen.timestamp());
     let capture_id: Option<i64> = conn
         .query_row(
             "SELECT id FROM captures WHERE asset = ?1 AND digest = ?2 ORDER BY id DESC LIMIT 1",

@@ -292,6 +292,8 @@ fn a_provisional_baseline_is_approved_with_its_own_digest() {
     };
     assert!(!applied.baseline.provisional);
     assert_eq!(applied.baseline.digest, base.digest());
+    // Confirming the baseline changes nothing on the plant floor: never "after implementation".
+    assert!(!applied.approval.retroactive);
     let history = store.baseline_history("press-7").expect("history");
     assert_eq!(history.len(), 2);
     assert!(history[0].provisional && !history[1].provisional);

@@ -167,3 +167,29 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 pub fn database(data_dir: &Path) -> PathBuf {
     data_dir.join("otdrift.db")
 }
+
+/// Runs an independent peer check (a Python script under `tests/peers/`). Returns `None` when
+/// the peer cannot run here (no python3, or its packages are missing); CI sets
+/// `OTDRIFT_REQUIRE_PEERS=1`, which turns that into a failure so the check always runs there.
+pub fn peer(script: &str, args: &[&Path]) -> Option<bool> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/peers")
+        .join(script);
+    let required = std::env::var_os("OTDRIFT_REQUIRE_PEERS").is_some_and(|v| v == "1");
+    let out = match Command::new("python3").arg(&path).args(args).output() {
+        Ok(out) => out,
+        Err(e) => {
+            assert!(!required, "python3 is required for {script}: {e}");
+            eprintln!("skipping the {script} peer check: no python3 ({e})");
+            return None;
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("ModuleNotFoundError") {
+        assert!(!required, "{script} needs its Python packages: {stderr}");
+        eprintln!("skipping the {script} peer check: {stderr}");
+        return None;
+    }
+    eprintln!("{script}: {}{stderr}", String::from_utf8_lossy(&out.stdout));
+    Some(out.status.success())
+}

@@ -222,20 +222,30 @@ pub fn approve(config_path: &Path, source: &str, json: bool) -> CmdResult {
                 }));
             } else {
                 println!(
-                    "approved: change {} ({}) for {}\n  requested by {}, approved by {} (key {})\n  baseline moved: {} -> {}",
+                    "approved: change {} ({}) for {}\n  requested by {}, approved by {} (key {})",
                     c.change_id,
                     c.kind.as_str(),
                     c.sub,
                     c.requestor.as_deref().unwrap_or("(not named)"),
                     c.approver.as_deref().unwrap_or(&c.iss),
                     c.iss,
-                    applied
-                        .previous
-                        .as_ref()
-                        .map(|b| b.digest.to_string())
-                        .unwrap_or_else(|| "(none)".to_owned()),
-                    applied.baseline.digest
                 );
+                match &applied.previous {
+                    Some(p) if p.digest == applied.baseline.digest => println!(
+                        "  baseline {} approved (it was {})",
+                        applied.baseline.digest,
+                        if p.provisional {
+                            "provisional"
+                        } else {
+                            "already approved"
+                        }
+                    ),
+                    Some(p) => println!(
+                        "  baseline moved: {} -> {}",
+                        p.digest, applied.baseline.digest
+                    ),
+                    None => println!("  baseline set: {}", applied.baseline.digest),
+                }
                 if let Some(id) = drift {
                     println!("  drift #{id} approved");
                 }

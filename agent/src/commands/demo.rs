@@ -2,27 +2,37 @@
 //!
 //! Everything runs for real: the simulator is a Modbus TCP server on a free loopback port, the
 //! config is a TOML file in a temporary data dir loaded like any other, captures go through the
-//! same code as `otdrift capture`, and the store is a real SQLite file. The demo checks each
-//! step's outcome and fails (exit 1) naming the step if the agent did not behave, so it is
-//! also a smoke test of an installed binary.
+//! same code as `otdrift capture`, approvals through the same code as `otdrift approve`, and
+//! the store is a real SQLite file. The demo checks each step's outcome and fails (exit 1)
+//! naming the step if the agent did not behave, so it is also a smoke test of an installed
+//! binary.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::anyhow;
-use otdrift_config::AssetConfig;
+use chrono::{TimeDelta, Utc};
+use ed25519_dalek::SigningKey;
+use otdrift_config::{AssetConfig, ProtocolConfig};
+use otdrift_core::Digest;
+use otdrift_protocols::Collector as _;
 use otdrift_simulators::modbus::{ModbusSimHandle, ModbusSimulator, ModbusState};
-use otdrift_store::DriftOutcome;
+use otdrift_store::{DriftOutcome, Phase};
+use serde_json::json;
 
+use crate::approval::{self, Outcome};
 use crate::capture::{CaptureReport, capture_asset};
 use crate::context::Agent;
 use crate::exit::{CmdResult, Exit, Failure, RuntimeContext};
-use crate::render;
+use crate::{evidence, keys, render};
 
-/// The demo's config; `{DATA_DIR}` and `{MODBUS}` are filled in at run time.
+/// The demo's config; `{DATA_DIR}`, `{MODBUS}` and `{APPROVER_KEY}` are filled in at run time.
 const DEMO_CONFIG: &str = include_str!("demo.toml");
 
-/// The recipe register the demo changes: the upper platen temperature setpoint (0.1 °C).
-const DEMO_REGISTER: u16 = 2;
+/// The recipe register of the unapproved change: the upper platen temperature setpoint.
+const DRIFT_REGISTER: u16 = 2;
+
+/// The recipe register of the approved change: the clamp pressure setpoint (bar).
+const CHANGE_REGISTER: u16 = 6;
 
 fn step_failed(step: &str, what: impl std::fmt::Display) -> Failure {
     Failure::runtime(anyhow!("demo step {step:?} did not go as expected: {what}"))
@@ -31,10 +41,11 @@ fn step_failed(step: &str, what: impl std::fmt::Display) -> Failure {
 async fn capture(
     agent: &mut Agent,
     asset: &AssetConfig,
+    change: Option<(&str, Phase)>,
     step: &str,
 ) -> Result<CaptureReport, Failure> {
     let mut collector = otdrift_protocols::build(asset).map_err(|e| step_failed(step, e))?;
-    let report = capture_asset(&mut agent.store, asset, collector.as_mut(), None)
+    let report = capture_asset(&mut agent.store, asset, collector.as_mut(), change)
         .await
         .map_err(|e| step_failed(step, Failure::from(e).error))?;
     collector.close().await;
@@ -43,6 +54,28 @@ async fn capture(
 
 fn say(text: &str) {
     println!("{text}");
+}
+
+/// An approval token as the approver's change system would mint it.
+fn token(key: &SigningKey, change: &str, to: &Digest, from: Option<&Digest>) -> String {
+    let now = Utc::now();
+    let mut claims = json!({
+        "iss": "plant-eng-mgr",
+        "sub": "press-7",
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "iat": now.timestamp(),
+        "nbf": now.timestamp(),
+        "exp": (now + TimeDelta::hours(8)).timestamp(),
+        "change_id": change,
+        "to": to,
+        "approver": "Dana Okafor",
+        "requestor": "Lee Brandt",
+        "kind": "normal",
+    });
+    if let Some(from) = from {
+        claims["from"] = json!(from);
+    }
+    approval::token::sign(&claims, "plant-eng-mgr", key)
 }
 
 /// Runs the demo.
@@ -63,43 +96,67 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
         .prefix("otdrift-demo-")
         .tempdir()
         .runtime("cannot create a temporary data dir")?;
+    let approver_key = keys::generate().runtime("cannot make the demo approver's key")?;
     let config_path = dir.path().join("otdrift.toml");
     let config_text = DEMO_CONFIG
         .replace("{DATA_DIR}", &dir.path().join("data").display().to_string())
-        .replace("{MODBUS}", &sim.local_addr().to_string());
+        .replace("{MODBUS}", &sim.local_addr().to_string())
+        .replace(
+            "{APPROVER_KEY}",
+            &keys::public_key_text(&approver_key.verifying_key()),
+        );
     std::fs::write(&config_path, config_text).runtime("cannot write the demo config")?;
     let mut agent = Agent::open(&config_path)?;
     let asset = agent.asset("press-7")?.clone();
 
     say("otdrift demo: a simulated press on Modbus TCP, and the agent watching it.\n");
     say(&format!(
-        "1. A Modbus TCP press simulator listens on {} (recipe in holding registers 0-49,\n   interlock coils 0-15, process values ticking in input registers).\n   The agent's config and database live in {} (removed at the end).\n",
+        "1. A Modbus TCP press simulator listens on {} (recipe in holding registers 0-49,\n   interlock coils 0-15, process values ticking in input registers).\n   The agent's config, database and key live in {} (removed at the end).\n",
         sim.local_addr(),
         dir.path().display()
     ));
 
-    // 2. First capture: provisional baseline.
-    let first = capture(&mut agent, &asset, "first capture").await?;
+    // 2. First capture: provisional baseline, then approved by a signed token.
+    let first = capture(&mut agent, &asset, None, "first capture").await?;
     if !first.outcome.baseline_created {
         return Err(step_failed(
             "first capture",
             "no provisional baseline was created",
         ));
     }
+    let b0 = first.outcome.digests.overall;
     say(&format!(
-        "2. First capture ({} items, {} requests). The press has no baseline yet, so this state\n   becomes its PROVISIONAL baseline until an approver signs it:\n   signature {}\n",
+        "2. First capture ({} items, {} requests). The press has no baseline yet, so this state\n   becomes its PROVISIONAL baseline:\n   signature {b0}",
         first.capture.snapshot.len(),
         first.capture.stats.requests,
-        first.outcome.digests.overall
     ));
+    let approved = approval::submit(
+        &agent.config,
+        &mut agent.store,
+        &token(&approver_key, "CHG-1000", &b0, None),
+    )
+    .runtime("cannot record the approval")?;
+    let Outcome::Applied { .. } = approved else {
+        return Err(step_failed(
+            "baseline approval",
+            format!("expected the token to apply, got {approved:?}"),
+        ));
+    };
+    say(
+        "   The plant engineer (Dana Okafor) signs an Ed25519 approval token naming that signature;\n   the agent verifies it and the baseline is APPROVED.\n",
+    );
 
     // 3. Runtime values move; the signature must not.
     sim.tick();
     sim.tick();
-    let second = capture(&mut agent, &asset, "capture while process values tick").await?;
-    if second.outcome.drift != DriftOutcome::None
-        || second.outcome.digests.overall != first.outcome.digests.overall
-    {
+    let second = capture(
+        &mut agent,
+        &asset,
+        None,
+        "capture while process values tick",
+    )
+    .await?;
+    if second.outcome.drift != DriftOutcome::None || second.outcome.digests.overall != b0 {
         return Err(step_failed(
             "capture while process values tick",
             "ticking input registers changed the signature",
@@ -109,17 +166,23 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
         "3. Process values tick (input registers change) and the agent captures again:\n   same signature, no drift. Runtime values are never part of the signature.\n",
     );
 
-    // 4. An unapproved setpoint change.
-    let before = sim.holding(DEMO_REGISTER).ok_or_else(|| {
+    // 4. An unapproved setpoint change, then put back.
+    let before = sim.holding(DRIFT_REGISTER).ok_or_else(|| {
         step_failed(
             "setpoint change",
             "the demo register is not in the simulator",
         )
     })?;
     let after = before.wrapping_add(150);
-    sim.set_holding(DEMO_REGISTER, &[after])
+    sim.set_holding(DRIFT_REGISTER, &[after])
         .map_err(|e| step_failed("setpoint change", e))?;
-    let drifted = capture(&mut agent, &asset, "capture after the setpoint change").await?;
+    let drifted = capture(
+        &mut agent,
+        &asset,
+        None,
+        "capture after the setpoint change",
+    )
+    .await?;
     let DriftOutcome::Opened(event) = &drifted.outcome.drift else {
         return Err(step_failed(
             "capture after the setpoint change",
@@ -130,18 +193,15 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
         ));
     };
     say(&format!(
-        "4. Someone changes the upper platen temperature setpoint (holding register {DEMO_REGISTER}) from {before} to {after}\n   without an approval. The next capture sees it (`otdrift capture` exits 3):\n   DRIFT #{} severity {}, observed {}",
+        "4. Someone changes the upper platen temperature setpoint (holding register {DRIFT_REGISTER}) from {before}\n   to {after} without an approval. The next capture sees it (`otdrift capture` exits 3):\n   DRIFT #{} severity {}, observed {}",
         event.id, event.severity, event.observed_digest
     ));
     for line in render::change_lines(&event.changes, 10) {
         say(&format!("     {line}"));
     }
-    say("");
-
-    // 5. Put it back.
-    sim.set_holding(DEMO_REGISTER, &[before])
+    sim.set_holding(DRIFT_REGISTER, &[before])
         .map_err(|e| step_failed("setpoint restore", e))?;
-    let back = capture(&mut agent, &asset, "capture after the restore").await?;
+    let back = capture(&mut agent, &asset, None, "capture after the restore").await?;
     let DriftOutcome::Resolved(resolved) = &back.outcome.drift else {
         return Err(step_failed(
             "capture after the restore",
@@ -152,16 +212,90 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
         ));
     };
     say(&format!(
-        "5. The setpoint is put back to {before}. The device matches its baseline again:\n   drift #{} is RESOLVED.\n",
+        "   The setpoint is put back to {before}; the press matches its baseline again: drift #{} RESOLVED.\n",
         resolved.id
     ));
 
-    // 6. The record.
-    let report = agent
+    // 5. An approved change: planned on a twin, approved before it is made, applied on sight.
+    let old_pressure = sim.holding(CHANGE_REGISTER).ok_or_else(|| {
+        step_failed(
+            "planned change",
+            "the demo register is not in the simulator",
+        )
+    })?;
+    let new_pressure = old_pressure.wrapping_add(20);
+    let planned = planned_signature(&asset, CHANGE_REGISTER, new_pressure).await?;
+    let pending = approval::submit(
+        &agent.config,
+        &mut agent.store,
+        &token(&approver_key, "CHG-1042", &planned, Some(&b0)),
+    )
+    .runtime("cannot record the approval")?;
+    let Outcome::Pending { .. } = pending else {
+        return Err(step_failed(
+            "planned change",
+            format!("expected a pending approval, got {pending:?}"),
+        ));
+    };
+    say(&format!(
+        "5. Change CHG-1042 raises the clamp pressure (holding register {CHANGE_REGISTER}) from {old_pressure} to {new_pressure} bar.\n   Engineering tries it on a twin of the press to learn its signature ({}),\n   and the approver signs a token for it BEFORE anyone touches the press: the agent holds it as pending.",
+        planned.short()
+    ));
+    capture(
+        &mut agent,
+        &asset,
+        Some(("CHG-1042", Phase::Before)),
+        "technician's before capture",
+    )
+    .await?;
+    sim.set_holding(CHANGE_REGISTER, &[new_pressure])
+        .map_err(|e| step_failed("planned change", e))?;
+    let done = capture(
+        &mut agent,
+        &asset,
+        Some(("CHG-1042", Phase::After)),
+        "technician's after capture",
+    )
+    .await?;
+    if done.outcome.approval.is_none() || done.outcome.baseline.digest != planned {
+        return Err(step_failed(
+            "technician's after capture",
+            "the pending approval did not move the baseline",
+        ));
+    }
+    say(
+        "   The technician captures before and after the change. The after capture sees exactly\n   the approved state, so the pending approval applies: the baseline moves, no drift.\n",
+    );
+
+    // 6. The evidence pack.
+    let pack = evidence::build(&agent.store, &agent.config, &agent.key, "CHG-1042")
+        .map_err(|e| step_failed("evidence pack", e))?;
+    let out = dir.path().join("evidence-CHG-1042");
+    std::fs::create_dir_all(&out).runtime("cannot create the evidence dir")?;
+    let text = serde_json::to_string_pretty(&pack).runtime("cannot render the pack")?;
+    std::fs::write(out.join("evidence.json"), &text).runtime("cannot write the pack")?;
+    std::fs::write(out.join("evidence.html"), evidence::html::render(&pack))
+        .runtime("cannot write the pack")?;
+    let report = evidence::verify(&text, None);
+    if !report.ok() {
+        return Err(step_failed("evidence pack", report.problems.join("; ")));
+    }
+    let violations = pack
+        .pointer("/pack/flags")
+        .and_then(|f| f.as_array())
+        .map(|f| f.iter().filter(|f| f["level"] == "violation").count())
+        .unwrap_or(0);
+    say(&format!(
+        "6. `otdrift evidence CHG-1042` writes evidence.json and evidence.html: request, approval,\n   before/after signatures, the diff, the baseline move and the audit entries, signed by the\n   agent's key. `otdrift evidence-verify` checks it offline ({violations} violations):\n   {}.\n",
+        report.checked.join(", ")
+    ));
+
+    // 7. The record.
+    let audit = agent
         .store
         .audit_verify()
         .runtime("cannot read the audit log")?;
-    if let Some(b) = &report.first_break {
+    if let Some(b) = &audit.first_break {
         return Err(step_failed(
             "audit",
             format!("chain broken at #{}: {}", b.seq, b.reason),
@@ -173,9 +307,9 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
         .runtime("cannot read the outbox")?;
     let log = sim.request_log();
     say(&format!(
-        "6. The record: {} audit-log entries, hash chain intact (head {}).\n   {} events queued for the central system: {}.\n   The simulator received {} requests from the agent, {} of them writes.\n",
-        report.entries,
-        report.head.map(|(_, h)| h.short()).unwrap_or_default(),
+        "7. The record: {} audit-log entries, hash chain intact (head {}).\n   {} events queued for the central system: {}.\n   The simulator received {} requests from the agent, {} of them writes.\n",
+        audit.entries,
+        audit.head.map(|(_, h)| h.short()).unwrap_or_default(),
         events.len(),
         events
             .iter()
@@ -195,4 +329,37 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
         "Try it on your own devices: write /etc/otdrift/otdrift.toml (see README.md), then\n`otdrift check-config` and `otdrift capture <asset>`.",
     );
     Ok(Exit::Ok)
+}
+
+/// The signature the press will have after the change, learned on a twin: a second simulator
+/// from the same state with the change applied, read by a collector outside the store.
+async fn planned_signature(
+    asset: &AssetConfig,
+    register: u16,
+    value: u16,
+) -> Result<Digest, Failure> {
+    let step = "planned change on the twin";
+    let twin = ModbusSimulator::start(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        ModbusState::press_demo(),
+    )
+    .await
+    .map_err(|e| step_failed(step, e))?;
+    twin.set_holding(register, &[value])
+        .map_err(|e| step_failed(step, e))?;
+    let mut twin_asset = asset.clone();
+    twin_asset.address = twin.local_addr().to_string();
+    twin_asset.host = twin.local_addr().ip().to_string();
+    twin_asset.port = twin.local_addr().port();
+    let ProtocolConfig::Modbus(cfg) = &twin_asset.protocol else {
+        return Err(step_failed(step, "the demo asset is not Modbus"));
+    };
+    let mut collector = otdrift_protocols::modbus::ModbusCollector::new(&twin_asset, cfg);
+    let capture = collector
+        .capture()
+        .await
+        .map_err(|e| step_failed(step, e))?;
+    collector.close().await;
+    twin.shutdown();
+    Ok(capture.snapshot.digest())
 }

@@ -101,7 +101,7 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
 
 fn table_row(cols: [&str; 7]) -> String {
     format!(
-        "{:<16} {:<8} {:<22} {:<11} {:<24} {:<28} {}",
+        "{:<16} {:<8} {:<22} {:<11} {:<24} {:<31} {}",
         cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
     )
 }

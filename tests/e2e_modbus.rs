@@ -307,8 +307,12 @@ fn the_demo_tells_the_whole_story() {
     );
     for needle in [
         "PROVISIONAL",
+        "APPROVED",
         "DRIFT #1",
         "RESOLVED",
+        "holds it as pending",
+        "the pending approval applies",
+        "(0 violations)",
         "hash chain intact",
         "0 of them writes",
     ] {

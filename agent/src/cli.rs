@@ -79,6 +79,8 @@ pub enum SimProtocol {
 pub enum Command {
     /// Run simulators and the agent together and tell the whole story; needs no config.
     Demo,
+    /// The daemon: scheduled captures, drift events pushed upstream, the HTTP API.
+    Run,
     /// Check the config file and print every error with its file, line and key.
     CheckConfig {
         /// Print one JSON document.

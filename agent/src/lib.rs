@@ -9,6 +9,8 @@ pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod daemon;
+pub mod events;
 pub mod evidence;
 pub mod exit;
 pub mod keys;
@@ -18,11 +20,14 @@ use crate::cli::{Cli, Command, LogFormat};
 use crate::exit::Failure;
 
 fn init_logging(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("OTDRIFT_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    // tokio-cron-scheduler narrates its own start-up at info; that is noise for an operator.
+    let filter = EnvFilter::try_from_env("OTDRIFT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},tokio_cron_scheduler=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
@@ -32,7 +37,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
-    let long_running = matches!(cli.command, Command::Sim { .. });
+    let long_running = matches!(cli.command, Command::Sim { .. } | Command::Run);
     init_logging(cli.log_format, if long_running { "info" } else { "warn" });
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -266,3 +266,37 @@ pub fn print_json(doc: &Json) {
         Err(e) => eprintln!("error: cannot render JSON: {e}"),
     }
 }
+
+/// Every configured asset with what the store knows about it: `otdrift status --json` and
+/// `GET /v1/assets` share this shape.
+pub fn asset_rows(
+    config: &otdrift_config::Config,
+    store: &otdrift_store::Store,
+) -> Result<Vec<Json>, otdrift_store::StoreError> {
+    let mut rows = Vec::with_capacity(config.assets.len());
+    for asset in &config.assets {
+        let known = store.asset(&asset.id)?;
+        let baseline = store.current_baseline(&asset.id)?;
+        let open = store.open_drift_count(&asset.id)?;
+        let pending = store.pending_approvals(&asset.id)?.len();
+        rows.push(json!({
+            "id": asset.id,
+            "protocol": asset.protocol.kind().as_str(),
+            "address": asset.address,
+            "schedule": asset.schedule,
+            "reachable": known.as_ref().and_then(|k| k.reachable),
+            "last_capture": known.as_ref().and_then(|k| k.last_capture).map(format_timestamp),
+            "last_attempt": known.as_ref().and_then(|k| k.last_attempt).map(format_timestamp),
+            "last_error": known.as_ref().and_then(|k| k.last_error.clone()),
+            "baseline": baseline.as_ref().map(|b| json!({
+                "digest": b.digest,
+                "provisional": b.provisional,
+                "set_at": format_timestamp(b.set_at),
+                "change_id": b.change_id,
+            })),
+            "open_drift": open,
+            "pending_approvals": pending,
+        }));
+    }
+    Ok(rows)
+}

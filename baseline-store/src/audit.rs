@@ -183,6 +183,34 @@ impl Store {
         Ok(entry)
     }
 
+    /// The chain's head (last entry's sequence number and hash) and the number of entries,
+    /// without verifying the chain.
+    pub fn audit_head(&self) -> Result<Option<(i64, Digest)>, StoreError> {
+        let head: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        head.map(|(seq, hash)| Ok((seq, crate::model::digest(&hash)?)))
+            .transpose()
+    }
+
+    /// Queues an `audit.head` event carrying the chain's head, so that a central system holds
+    /// a copy a local attacker cannot rewrite. Returns the head published.
+    pub fn publish_audit_head(&mut self) -> Result<Option<(i64, Digest)>, StoreError> {
+        let head = self.audit_head()?;
+        let data = serde_json::json!({
+            "seq": head.map(|(seq, _)| seq),
+            "hash": head.map(|(_, hash)| hash.to_string()),
+            "entries": head.map(|(seq, _)| seq).unwrap_or(0),
+        });
+        self.enqueue_event(crate::events::event_type::AUDIT_HEAD, None, &data)?;
+        Ok(head)
+    }
+
     /// Entries in chain order, from `after_seq` (exclusive), at most `limit`.
     pub fn audit_entries(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
         let mut stmt = self

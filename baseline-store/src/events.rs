@@ -131,3 +131,55 @@ impl Store {
         Ok(seq)
     }
 }
+
+impl Store {
+    /// The oldest undelivered events, in order, at most `limit`: the next batch to push.
+    pub fn undelivered(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, event_id, type, asset, time, data, delivered_at
+             FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], row)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (seq, id, event_type, asset, time, data, delivered) = r?;
+            out.push(OutboxEvent {
+                seq,
+                id,
+                event_type,
+                asset,
+                time: ts(&time)?,
+                data: serde_json::from_str(&data)
+                    .map_err(|e| StoreError::Corrupt(format!("outbox event {seq}: {e}")))?,
+                delivered_at: crate::model::opt_ts(delivered)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks every event up to `seq` as delivered (the receiver acknowledged a batch that
+    /// ended there; batches are pushed strictly in order).
+    pub fn mark_delivered(&mut self, up_to_seq: i64) -> Result<usize, StoreError> {
+        let now = format_timestamp(self.clock.now());
+        Ok(self.conn.execute(
+            "UPDATE outbox SET delivered_at = ?2 WHERE seq <= ?1 AND delivered_at IS NULL",
+            params![up_to_seq, now],
+        )?)
+    }
+
+    /// How many events wait for delivery.
+    pub fn outbox_depth(&self) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The highest sequence number in the outbox (0 when empty).
+    pub fn last_event_seq(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM outbox", [], |r| r.get(0))?)
+    }
+}

@@ -239,6 +239,27 @@ impl Store {
         })
     }
 
+    /// Records a capture that reached the device but failed (a refused or malformed answer):
+    /// the error is kept for `status`, reachability is unchanged, nothing is drift.
+    pub fn record_failure(
+        &mut self,
+        asset: &str,
+        protocol: &str,
+        address: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let now_text = format_timestamp(self.clock.now());
+        self.conn.execute(
+            "INSERT INTO assets(id, protocol, address, last_attempt, last_error)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol,
+                 address = excluded.address, last_attempt = excluded.last_attempt,
+                 last_error = excluded.last_error",
+            params![asset, protocol, address, now_text, error],
+        )?;
+        Ok(())
+    }
+
     /// Records a failed attempt to reach an asset. Returns true when this is the transition
     /// from reachable (or unknown) to unreachable, which is when an `asset.unreachable` event
     /// is queued: one per outage, not one per failed poll.

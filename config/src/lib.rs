@@ -54,11 +54,14 @@
 //! | | `data_dir` | yes | directory for the SQLite database, the agent key and exports |
 //! | | `max_concurrency` | no, 16 | assets captured at the same time, 1-1024 |
 //! | | `clock_skew_secs` | no, 60 | tolerance on approval tokens' `nbf`/`exp`, 0-3600 |
+//! | | `audit_head_interval_secs` | no, 3600 | how often `otdrift run` publishes the audit chain head, 1-604800 |
+//! | | `backoff_max_secs` | no, 300 | longest pause between attempts on an unreachable asset, 1-86400 |
 //! | `[api]` | `listen` | yes | socket address, `127.0.0.1:8410` or `[::1]:8410`; port not 0 |
 //! | | `token_file` | yes | file holding the bearer token |
 //! | `[upstream]` | `url` | yes | `http://` or `https://` URL with a host, no user info |
 //! | | `token_file` | no | file holding the bearer token for the receiver |
 //! | | `batch_size` | no, 100 | events per push, 1-10000 |
+//! | | `timeout_ms` | no, 10000 | deadline of one push request, 100-300000 |
 //! | `[[approver]]` | `id` | yes | token `kid`/`iss`: 1-128 characters, no whitespace; unique |
 //! | | `public_key` | yes | `ed25519:` + standard padded base64 of exactly 32 bytes |
 //!
@@ -73,6 +76,7 @@
 //! | `address` | yes | `host` or `host:port` (IPv4, `[IPv6]`, or a DNS name; not resolved here); the port defaults to the protocol's own: s7 102, ads 48898, cip 44818, modbus 502. For opcua an endpoint URL `opc.tcp://host[:port][/path]` (port 4840) |
 //! | `schedule` | no, `"0 */5 * * * *"` | cron with a seconds field (6 fields, optional 7th = year) |
 //! | `timeout_ms` | no, 3000 | per-request device timeout, 50-600000 |
+//! | `capture_timeout_ms` | no, 60000 | deadline of a whole capture in the daemon, 100-3600000 |
 //! | `setpoints` | no | the `[[asset.setpoints]]` entries below |
 //!
 //! and the keys of its protocol; a key of another protocol is an error that says so:
@@ -115,7 +119,7 @@
 //! of appearance. A missing key is reported at the header of the table that lacks it.
 //!
 //! ```text
-//! /etc/otdrift/otdrift.toml:9:1: asset[0].unti_id: asset "press-7": unknown key `unti_id` for a modbus asset (did you mean `unit_id`?); expected one of id, protocol, address, schedule, timeout_ms, setpoints, unit_id, device_id, max_registers, max_bits
+//! /etc/otdrift/otdrift.toml:9:1: asset[0].unti_id: asset "press-7": unknown key `unti_id` for a modbus asset (did you mean `unit_id`?); expected one of id, protocol, address, schedule, timeout_ms, capture_timeout_ms, setpoints, unit_id, device_id, max_registers, max_bits
 //! /etc/otdrift/otdrift.toml:14:11: asset[1].address: asset "oven-2": address "10.0.3.18:0": port 0 is out of range 1-65535
 //! /etc/otdrift/otdrift.toml:15:3: asset[1].setpoints[0].table: asset "oven-2": missing required key `table` in [[asset.setpoints]] (modbus setpoints need name, table, start, count)
 //! /etc/otdrift/otdrift.toml:17:3: asset[1].setpoints[0].db: `db` is an s7 setpoint key; asset "oven-2" uses modbus (setpoint keys: name, table, start, count)
@@ -229,6 +233,12 @@ pub struct AgentConfig {
     /// checked (`clock_skew_secs`, default 60, 0..=3600). Small, so an expired approval stays
     /// expired.
     pub clock_skew_secs: u64,
+    /// How often the daemon publishes the audit chain's head as an `audit.head` event
+    /// (`audit_head_interval_secs`, default 3600, 1..=604800).
+    pub audit_head_interval_secs: u64,
+    /// The longest pause between attempts to reach an unreachable asset
+    /// (`backoff_max_secs`, default 300, 1..=86400).
+    pub backoff_max_secs: u64,
 }
 
 /// `[api]`: the pull and approval HTTP API.
@@ -249,6 +259,8 @@ pub struct UpstreamConfig {
     pub token_file: Option<PathBuf>,
     /// Events per push (`batch_size`, default 100, 1..=10000).
     pub batch_size: usize,
+    /// Deadline for one push request (`timeout_ms`, default 10000, 100..=300000).
+    pub timeout_ms: u64,
 }
 
 /// `[[approver]]`: someone whose Ed25519 signature can move a baseline.
@@ -276,6 +288,9 @@ pub struct AssetConfig {
     pub schedule: String,
     /// Per-request device timeout in milliseconds.
     pub timeout_ms: u64,
+    /// Deadline for a whole capture in milliseconds (`capture_timeout_ms`, default 60000):
+    /// the daemon abandons a capture that takes longer and counts it as a failure.
+    pub capture_timeout_ms: u64,
     /// Protocol and its settings and setpoints.
     pub protocol: ProtocolConfig,
     /// 1-based line of the `[[asset]]` header, so later messages can point into the file.

@@ -30,9 +30,16 @@ type Val<'i> = Spanned<DeValue<'i>>;
 
 const DEFAULT_SCHEDULE: &str = "0 */5 * * * *";
 const ROOT_KEYS: &[&str] = &["agent", "api", "upstream", "approver", "asset"];
-const AGENT_KEYS: &[&str] = &["id", "data_dir", "max_concurrency", "clock_skew_secs"];
+const AGENT_KEYS: &[&str] = &[
+    "id",
+    "data_dir",
+    "max_concurrency",
+    "clock_skew_secs",
+    "audit_head_interval_secs",
+    "backoff_max_secs",
+];
 const API_KEYS: &[&str] = &["listen", "token_file"];
-const UPSTREAM_KEYS: &[&str] = &["url", "token_file", "batch_size"];
+const UPSTREAM_KEYS: &[&str] = &["url", "token_file", "batch_size", "timeout_ms"];
 const APPROVER_KEYS: &[&str] = &["id", "public_key"];
 const ASSET_COMMON_KEYS: &[&str] = &[
     "id",
@@ -40,6 +47,7 @@ const ASSET_COMMON_KEYS: &[&str] = &[
     "address",
     "schedule",
     "timeout_ms",
+    "capture_timeout_ms",
     "setpoints",
 ];
 
@@ -637,11 +645,16 @@ fn agent(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<AgentConfig> {
         get_path(cx, t, "data_dir").req(cx, t, "data_dir", "where the database and agent key live");
     let max_concurrency = get_int::<usize>(cx, t, "max_concurrency", 1, 1024).or(16);
     let clock_skew_secs = get_int::<u64>(cx, t, "clock_skew_secs", 0, 3600).or(60);
+    let audit_head_interval_secs =
+        get_int::<u64>(cx, t, "audit_head_interval_secs", 1, 604_800).or(3600);
+    let backoff_max_secs = get_int::<u64>(cx, t, "backoff_max_secs", 1, 86_400).or(300);
     Some(AgentConfig {
         id: id?.0,
         data_dir: data_dir?.0,
         max_concurrency: max_concurrency?,
         clock_skew_secs: clock_skew_secs?,
+        audit_head_interval_secs: audit_head_interval_secs?,
+        backoff_max_secs: backoff_max_secs?,
     })
 }
 
@@ -679,10 +692,12 @@ fn upstream(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<UpstreamConfig> {
     .req(cx, t, "url", "");
     let token_file = get_path(cx, t, "token_file").opt();
     let batch_size = get_int::<usize>(cx, t, "batch_size", 1, 10_000).or(100);
+    let timeout_ms = get_int::<u64>(cx, t, "timeout_ms", 100, 300_000).or(10_000);
     Some(UpstreamConfig {
         url: url?.0,
         token_file: token_file?,
         batch_size: batch_size?,
+        timeout_ms: timeout_ms?,
     })
 }
 
@@ -873,6 +888,8 @@ fn asset(
     })
     .or(DEFAULT_SCHEDULE.to_owned());
     let timeout_ms = get_int::<u64>(cx, &t, "timeout_ms", 50, 600_000).or(3000);
+    let capture_timeout_ms =
+        get_int::<u64>(cx, &t, "capture_timeout_ms", 100, 3_600_000).or(60_000);
 
     // Setpoints: keys and names first (same for all protocols), then the addressing keys.
     let setpoints = table_array(cx, &t, "setpoints", "[[asset.setpoints]]");
@@ -904,6 +921,7 @@ fn asset(
         port,
         schedule: schedule?,
         timeout_ms: timeout_ms?,
+        capture_timeout_ms: capture_timeout_ms?,
         protocol: proto_cfg?,
         line,
     })

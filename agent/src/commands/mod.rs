@@ -17,6 +17,7 @@ pub async fn dispatch(cli: Cli) -> CmdResult {
     let config = cli.config;
     match cli.command {
         Command::Demo => demo::run().await,
+        Command::Run => crate::daemon::run(&config).await,
         Command::CheckConfig { json } => check_config::run(&config, json),
         Command::Capture {
             asset,

@@ -1,0 +1,208 @@
+//! The pull and approval API (SPEC.md "HTTP API"), on axum.
+//!
+//! Every route but `/healthz` requires `Authorization: Bearer <token>`; the token is compared
+//! in constant time (both sides are hashed to 32 bytes first, so not even the length leaks).
+//! Request bodies are capped at 16 KiB: the only body is an approval token.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use otdrift_config::Config;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use subtle::ConstantTimeEq as _;
+use tokio::sync::Notify;
+
+use super::db::Db;
+use super::metrics::Metrics;
+use crate::approval::{self, Outcome};
+use crate::events::cloud_event;
+use crate::render;
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// The most events one page holds.
+pub const MAX_PAGE: u32 = 1000;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The store.
+    pub db: Db,
+    /// The config (approvers, assets).
+    pub config: Arc<Config>,
+    /// BLAKE3 of the bearer token.
+    pub token_hash: [u8; 32],
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Wakes the push worker after an approval queued events.
+    pub events: Arc<Notify>,
+}
+
+/// The routes.
+pub fn router(state: ApiState) -> Router {
+    let protected = Router::new()
+        .route("/v1/events", get(events))
+        .route("/v1/assets", get(assets))
+        .route("/v1/approvals", post(approvals))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, reason: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": reason, "message": message.into()})),
+    )
+        .into_response()
+}
+
+async fn auth(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = presented.is_some_and(|token| {
+        let hash = otdrift_core::Digest::of(token.trim().as_bytes());
+        bool::from(hash.as_bytes().ct_eq(&state.token_hash))
+    });
+    if !ok {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(
+                json!({"error": "unauthorized", "message": "a valid bearer token is required"}),
+            ),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn events(State(state): State<ApiState>, Query(q): Query<EventsQuery>) -> Response {
+    let after = q.after.unwrap_or(0).max(0);
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    match state.db.call(move |s| s.events_after(after, limit)).await {
+        Ok(rows) => {
+            let next = rows.last().map_or(after, |e| e.seq);
+            let events: Vec<Json> = rows
+                .iter()
+                .map(|e| cloud_event(&state.config.agent.id, e))
+                .collect();
+            axum::Json(json!({"events": events, "next": next})).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
+
+async fn assets(State(state): State<ApiState>) -> Response {
+    let config = state.config.clone();
+    match state.db.call(move |s| render::asset_rows(&config, s)).await {
+        Ok(rows) => {
+            axum::Json(json!({"agent": state.config.agent.id, "assets": rows})).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
+
+/// The HTTP status for a rejection reason: a token that is not a token is a bad request;
+/// one that is not trusted is forbidden; one whose claims do not hold is unprocessable; one
+/// that conflicts with what the agent already recorded is a conflict.
+fn rejection_status(code: &str) -> StatusCode {
+    match code {
+        "malformed" => StatusCode::BAD_REQUEST,
+        "algorithm" | "unknown_approver" | "signature" | "issuer_mismatch" => StatusCode::FORBIDDEN,
+        "replay" | "from_mismatch" => StatusCode::CONFLICT,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+async fn approvals(State(state): State<ApiState>, body: Bytes) -> Response {
+    let Ok(raw) = String::from_utf8(body.to_vec()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "the body is not UTF-8 text",
+        );
+    };
+    let config = state.config.clone();
+    let outcome = state
+        .db
+        .call(move |s| approval::submit(&config, s, &raw))
+        .await;
+    state.events.notify_one();
+    match outcome {
+        Ok(Outcome::Applied { token, applied }) => (
+            StatusCode::OK,
+            axum::Json(json!({
+                "status": "applied",
+                "asset": token.claims.sub,
+                "change_id": token.claims.change_id,
+                "baseline": {
+                    "digest": applied.baseline.digest,
+                    "previous": applied.previous.as_ref().map(|b| b.digest),
+                },
+                "drift_id": applied.drift.as_ref().map(|d| d.id),
+                "retroactive": applied.approval.retroactive,
+            })),
+        )
+            .into_response(),
+        Ok(Outcome::Pending { token, approval }) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({
+                "status": "pending",
+                "asset": token.claims.sub,
+                "change_id": token.claims.change_id,
+                "to": token.claims.to,
+                "expires_at": otdrift_core::format_timestamp(approval.expires_at),
+            })),
+        )
+            .into_response(),
+        Ok(Outcome::Rejected { code, message }) => (
+            rejection_status(&code),
+            axum::Json(json!({"status": "rejected", "reason": code, "message": message})),
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    if let Ok(depth) = state.db.call(|s| s.outbox_depth()).await {
+        state
+            .metrics
+            .outbox_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,163 @@
+//! Prometheus metrics of the daemon (`GET /metrics`), on prometheus-client.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels naming an asset.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AssetLabel {
+    /// The asset id.
+    pub asset: String,
+}
+
+/// Labels of a capture's result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CaptureLabel {
+    /// The asset id.
+    pub asset: String,
+    /// `match`, `drift`, `baseline`, `unreachable`, `refused`, `timeout`, `error`.
+    pub outcome: String,
+}
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Captures by asset and outcome.
+    pub captures: Family<CaptureLabel, Counter>,
+    /// Wall time of successful captures.
+    pub capture_seconds: Histogram,
+    /// Schedule ticks skipped because the asset's previous capture was still running.
+    pub missed: Family<AssetLabel, Counter>,
+    /// Ticks skipped while backing off an unreachable asset.
+    pub backoff_skips: Family<AssetLabel, Counter>,
+    /// 1 while an asset has an open drift event.
+    pub drift_open: Family<AssetLabel, Gauge>,
+    /// 1 while an asset answers, 0 while it does not.
+    pub reachable: Family<AssetLabel, Gauge>,
+    /// Events waiting for the upstream.
+    pub outbox_depth: Gauge,
+    /// Events the upstream acknowledged.
+    pub events_pushed: Counter,
+    /// Push attempts that failed (transport error or non-2xx).
+    pub push_failures: Counter,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let captures = Family::<CaptureLabel, Counter>::default();
+        let capture_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        let missed = Family::<AssetLabel, Counter>::default();
+        let backoff_skips = Family::<AssetLabel, Counter>::default();
+        let drift_open = Family::<AssetLabel, Gauge>::default();
+        let reachable = Family::<AssetLabel, Gauge>::default();
+        let outbox_depth = Gauge::default();
+        let events_pushed = Counter::default();
+        let push_failures = Counter::default();
+        registry.register(
+            "otdrift_captures",
+            "Captures by asset and outcome",
+            captures.clone(),
+        );
+        registry.register(
+            "otdrift_capture_duration_seconds",
+            "Wall time of successful captures",
+            capture_seconds.clone(),
+        );
+        registry.register(
+            "otdrift_schedule_missed",
+            "Schedule ticks skipped because the previous capture of the asset was still running",
+            missed.clone(),
+        );
+        registry.register(
+            "otdrift_backoff_skips",
+            "Schedule ticks skipped while backing off an unreachable asset",
+            backoff_skips.clone(),
+        );
+        registry.register(
+            "otdrift_drift_open",
+            "1 while the asset has an open drift event",
+            drift_open.clone(),
+        );
+        registry.register(
+            "otdrift_asset_reachable",
+            "1 while the asset answers, 0 while it does not",
+            reachable.clone(),
+        );
+        registry.register(
+            "otdrift_outbox_depth",
+            "Events waiting for the upstream",
+            outbox_depth.clone(),
+        );
+        registry.register(
+            "otdrift_events_pushed",
+            "Events the upstream acknowledged",
+            events_pushed.clone(),
+        );
+        registry.register(
+            "otdrift_push_failures",
+            "Push attempts that failed",
+            push_failures.clone(),
+        );
+        Metrics {
+            registry,
+            captures,
+            capture_seconds,
+            missed,
+            backoff_skips,
+            drift_open,
+            reachable,
+            outbox_depth,
+            events_pushed,
+            push_failures,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Counts a capture outcome.
+    pub fn capture(&self, asset: &str, outcome: &str) {
+        self.captures
+            .get_or_create(&CaptureLabel {
+                asset: asset.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets a per-asset gauge.
+    pub fn set(&self, family: &Family<AssetLabel, Gauge>, asset: &str, value: i64) {
+        family
+            .get_or_create(&AssetLabel {
+                asset: asset.to_owned(),
+            })
+            .set(value);
+    }
+
+    /// Increments a per-asset counter.
+    pub fn inc(&self, family: &Family<AssetLabel, Counter>, asset: &str) {
+        family
+            .get_or_create(&AssetLabel {
+                asset: asset.to_owned(),
+            })
+            .inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

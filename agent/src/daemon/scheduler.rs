@@ -1,0 +1,311 @@
+//! Polling: one cron job per asset (tokio-cron-scheduler, seconds precision) ticks that
+//! asset's worker; a semaphore bounds how many assets are captured at once.
+//!
+//! Each worker owns its asset's collector, so the PLC connection is reused from poll to poll.
+//! A tick that arrives while the asset's previous capture still runs is skipped and counted
+//! (`otdrift_schedule_missed_total`): captures never queue up behind a slow device. An
+//! unreachable asset is backed off exponentially with jitter (1 s doubling up to
+//! `backoff_max_secs`); ticks inside the backoff are skipped and counted. Reachability changes
+//! are events once per outage, not per failed poll (the store decides that).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use otdrift_config::AssetConfig;
+use otdrift_protocols::{CollectError, Collector};
+use otdrift_store::DriftOutcome;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::backoff::Backoff;
+use super::db::Db;
+use super::metrics::Metrics;
+use crate::capture;
+
+/// What every worker shares.
+pub struct Shared {
+    /// The store.
+    pub db: Db,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Bounds concurrent captures (`[agent] max_concurrency`).
+    pub permits: Arc<Semaphore>,
+    /// Wakes the push worker when new events are in the outbox.
+    pub events: Arc<Notify>,
+    /// Cancelled on shutdown.
+    pub shutdown: CancellationToken,
+    /// The longest backoff.
+    pub backoff_max: Duration,
+}
+
+/// A running scheduler: the cron jobs and the workers they tick.
+pub struct Scheduler {
+    cron: JobScheduler,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Why the scheduler could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// tokio-cron-scheduler refused a job or failed to start.
+    #[error("asset {asset}: cannot schedule {schedule:?}: {reason}")]
+    Job {
+        /// The asset.
+        asset: String,
+        /// Its schedule.
+        schedule: String,
+        /// The scheduler's error.
+        reason: String,
+    },
+    /// The scheduler itself failed.
+    #[error("the scheduler failed to start: {0}")]
+    Start(String),
+}
+
+impl Scheduler {
+    /// Starts one worker and one cron job per asset, and ticks every asset once right away so
+    /// that a restart does not wait a whole period to look at the plant.
+    pub async fn start(
+        assets: &[AssetConfig],
+        shared: Arc<Shared>,
+    ) -> Result<Self, SchedulerError> {
+        let cron = JobScheduler::new()
+            .await
+            .map_err(|e| SchedulerError::Start(e.to_string()))?;
+        let mut workers = Vec::with_capacity(assets.len());
+        for asset in assets {
+            let (tx, rx) = mpsc::channel::<()>(1);
+            let busy = Arc::new(AtomicBool::new(true));
+            let asset_arc = Arc::new(asset.clone());
+            let worker = Worker {
+                asset: asset_arc.clone(),
+                collector: None,
+                backoff: Backoff::new(Duration::from_secs(1), shared.backoff_max),
+                busy: busy.clone(),
+            };
+            workers.push(tokio::spawn(worker.run(rx, shared.clone())));
+            // The first tick, now.
+            let _ = tx.try_send(());
+
+            let metrics = shared.metrics.clone();
+            let id = asset.id.clone();
+            let job = Job::new_async(asset.schedule.as_str(), move |_, _| {
+                let tx = tx.clone();
+                let busy = busy.clone();
+                let metrics = metrics.clone();
+                let id = id.clone();
+                Box::pin(async move {
+                    if busy.swap(true, Ordering::AcqRel) {
+                        metrics.inc(&metrics.missed, &id);
+                        tracing::warn!(asset = %id, "schedule tick missed: the previous capture is still running");
+                    } else if tx.try_send(()).is_err() {
+                        busy.store(false, Ordering::Release);
+                    }
+                })
+            })
+            .map_err(|e| SchedulerError::Job {
+                asset: asset.id.clone(),
+                schedule: asset.schedule.clone(),
+                reason: e.to_string(),
+            })?;
+            cron.add(job).await.map_err(|e| SchedulerError::Job {
+                asset: asset.id.clone(),
+                schedule: asset.schedule.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        cron.start()
+            .await
+            .map_err(|e| SchedulerError::Start(e.to_string()))?;
+        Ok(Scheduler { cron, workers })
+    }
+
+    /// Stops ticking and waits for the workers to finish or abandon their captures (they
+    /// watch the shutdown token). Workers still running after `grace` are aborted; a capture
+    /// aborted that way has written nothing, because a capture is recorded in one transaction
+    /// only after it completed.
+    pub async fn stop(mut self, grace: Duration) {
+        if let Err(e) = self.cron.shutdown().await {
+            tracing::warn!(error = %e, "scheduler shutdown");
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        for handle in self.workers {
+            let abort = handle.abort_handle();
+            if tokio::time::timeout_at(deadline, handle).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+struct Worker {
+    asset: Arc<AssetConfig>,
+    collector: Option<Box<dyn Collector>>,
+    backoff: Backoff,
+    busy: Arc<AtomicBool>,
+}
+
+impl Worker {
+    async fn run(mut self, mut ticks: mpsc::Receiver<()>, shared: Arc<Shared>) {
+        loop {
+            tokio::select! {
+                biased;
+                () = shared.shutdown.cancelled() => break,
+                tick = ticks.recv() => {
+                    if tick.is_none() {
+                        break;
+                    }
+                    let span = tracing::info_span!(
+                        "poll",
+                        asset = %self.asset.id,
+                        protocol = self.asset.protocol.kind().as_str()
+                    );
+                    self.poll(&shared).instrument(span).await;
+                    self.busy.store(false, Ordering::Release);
+                }
+            }
+        }
+        if let Some(mut c) = self.collector.take() {
+            c.close().await;
+        }
+    }
+
+    async fn poll(&mut self, shared: &Shared) {
+        let id = self.asset.id.clone();
+        if !self.backoff.ready(tokio::time::Instant::now()) {
+            shared.metrics.inc(&shared.metrics.backoff_skips, &id);
+            return;
+        }
+        let Ok(_permit) = shared.permits.clone().acquire_owned().await else {
+            return;
+        };
+        if self.collector.is_none() {
+            match otdrift_protocols::build(&self.asset) {
+                Ok(c) => self.collector = Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "no collector");
+                    shared.metrics.capture(&id, "error");
+                    return;
+                }
+            }
+        }
+        let Some(collector) = self.collector.as_mut() else {
+            return;
+        };
+        let deadline = Duration::from_millis(self.asset.capture_timeout_ms);
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = tokio::time::timeout(deadline, collector.capture()) => r,
+            () = shared.shutdown.cancelled() => {
+                // Abandoned mid-capture: nothing was recorded; the connection is dropped.
+                self.collector = None;
+                tracing::info!("capture cancelled by shutdown");
+                return;
+            }
+        };
+        let result = match result {
+            Ok(r) => r,
+            Err(_) => {
+                // The collector was stopped mid-request: its connection state is unknown.
+                self.collector = None;
+                Err(CollectError::Timeout {
+                    asset: id.clone(),
+                    address: self.asset.address.clone(),
+                    request: "the whole capture".to_owned(),
+                    timeout_ms: self.asset.capture_timeout_ms,
+                    hint: "; raise capture_timeout_ms if the device is slow but healthy".to_owned(),
+                })
+            }
+        };
+        let asset = self.asset.clone();
+        match result {
+            Ok(c) => {
+                let elapsed = started.elapsed();
+                let recorded = shared
+                    .db
+                    .call(move |store| capture::record(store, &asset, &c, None))
+                    .await;
+                match recorded {
+                    Ok(outcome) => {
+                        self.backoff.succeeded();
+                        shared
+                            .metrics
+                            .capture_seconds
+                            .observe(elapsed.as_secs_f64());
+                        shared.metrics.set(&shared.metrics.reachable, &id, 1);
+                        let drifted = outcome.drift.is_drifted();
+                        shared
+                            .metrics
+                            .set(&shared.metrics.drift_open, &id, i64::from(drifted));
+                        let label = if outcome.baseline_created {
+                            "baseline"
+                        } else if drifted {
+                            "drift"
+                        } else {
+                            "match"
+                        };
+                        shared.metrics.capture(&id, label);
+                        match &outcome.drift {
+                            DriftOutcome::Opened(d) | DriftOutcome::Updated(d) => tracing::warn!(
+                                drift = d.id,
+                                severity = %d.severity,
+                                changes = d.changes.len(),
+                                observed = %outcome.digests.overall,
+                                "drift detected"
+                            ),
+                            DriftOutcome::Resolved(d) => {
+                                tracing::info!(drift = d.id, "drift resolved")
+                            }
+                            DriftOutcome::Approved(d) => {
+                                tracing::info!(drift = d.id, "drift approved")
+                            }
+                            DriftOutcome::Seen(_) | DriftOutcome::None => tracing::debug!(
+                                digest = %outcome.digests.overall,
+                                ms = elapsed.as_millis() as u64,
+                                "captured"
+                            ),
+                        }
+                    }
+                    Err(e) => {
+                        shared.metrics.capture(&id, "error");
+                        tracing::error!(error = %e, "cannot record the capture");
+                    }
+                }
+            }
+            Err(error) => {
+                let unreachable = error.is_unreachable();
+                let outcome = match &error {
+                    CollectError::Timeout { .. } => "timeout",
+                    e if e.is_unreachable() => "unreachable",
+                    CollectError::Refused { .. } => "refused",
+                    _ => "error",
+                };
+                shared.metrics.capture(&id, outcome);
+                let wait = if unreachable {
+                    shared.metrics.set(&shared.metrics.reachable, &id, 0);
+                    Some(self.backoff.failed(tokio::time::Instant::now()))
+                } else {
+                    None
+                };
+                let message = error.to_string();
+                let recorded = shared
+                    .db
+                    .call(move |store| capture::record_failure(store, &asset, &error))
+                    .await;
+                match recorded {
+                    Ok(true) => tracing::warn!(error = %message, "asset unreachable"),
+                    Ok(false) => tracing::debug!(
+                        error = %message,
+                        retry_in_ms = wait.map(|w| w.as_millis() as u64),
+                        "capture failed"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "cannot record the failure"),
+                }
+            }
+        }
+        shared.events.notify_one();
+    }
+}

@@ -1,0 +1,571 @@
+//! The daemon end to end: `otdrift run` against a Modbus simulator process, an in-test
+//! upstream receiver and the HTTP API, all over loopback.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use support::receiver::Receiver;
+use support::{Daemon, Sim, free_port, http, run, wait_until, write_config};
+
+const STATE: &str = r#"
+unit_id = 1
+tick_ms = 0
+
+[identity]
+vendor_name = "otdrift test"
+product_code = "E2E-4"
+revision = "1.0"
+
+[[holding]]
+start = 0
+count = 64
+fill = 500
+
+[[input]]
+start = 0
+count = 8
+tick = "counter"
+"#;
+
+const UPSTREAM_TOKEN: &str = "upstream-token-0123456789abcdef";
+const API_TOKEN: &str = "api-token-0123456789abcdef-xyz";
+
+/// Every schedule in these tests: every second.
+const EVERY_SECOND: &str = "* * * * * *";
+
+struct Rig {
+    dir: tempfile::TempDir,
+    sim: Sim,
+    cfg: PathBuf,
+    api: String,
+}
+
+fn secret(dir: &Path, name: &str, value: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, value).expect("token file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    path
+}
+
+fn rig(upstream: Option<&str>, extra_agent: &str) -> Rig {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.toml");
+    std::fs::write(&state, STATE).expect("state");
+    let sim = Sim::start("modbus", Some(&state), dir.path());
+    let api_token = secret(dir.path(), "api.token", API_TOKEN);
+    let up_token = secret(dir.path(), "upstream.token", UPSTREAM_TOKEN);
+    let api = format!("127.0.0.1:{}", free_port());
+    let upstream = upstream
+        .map(|url| {
+            format!(
+                "[upstream]\nurl = \"{url}\"\ntoken_file = \"{}\"\nbatch_size = 20\ntimeout_ms = 2000\n",
+                up_token.display()
+            )
+        })
+        .unwrap_or_default();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+id = "gw-daemon"
+data_dir = "{data}"
+{extra_agent}
+
+[api]
+listen = "{api}"
+token_file = "{api_token}"
+
+{upstream}
+
+[[asset]]
+id = "press-7"
+protocol = "modbus"
+address = "{sim}"
+schedule = "{EVERY_SECOND}"
+timeout_ms = 1000
+
+  [[asset.setpoints]]
+  name = "recipe"
+  table = "holding"
+  start = 0
+  count = 64
+"#,
+            data = dir.path().join("data").display(),
+            api_token = api_token.display(),
+            sim = sim.addr,
+        ),
+    );
+    Rig { dir, sim, cfg, api }
+}
+
+impl Rig {
+    fn daemon(&self) -> Daemon {
+        Daemon::start(&self.cfg, &self.dir.path().join("daemon.log"))
+    }
+
+    /// The sum of a counter family's samples whose labels contain `filter`.
+    fn metric(&self, name: &str, filter: &str) -> u64 {
+        let r = http("GET", &self.api, "/metrics", Some(API_TOKEN), None);
+        r.body
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// Waits until the daemon's first capture set the baseline, so a mutation after this is
+    /// drift and not part of the baseline.
+    fn wait_for_baseline(&self) {
+        assert!(
+            wait_until(
+                Duration::from_secs(15),
+                || self.api_get("/v1/assets")["assets"][0]["baseline"] != Json::Null
+            ),
+            "no baseline"
+        );
+    }
+
+    fn api_get(&self, path: &str) -> Json {
+        let r = http("GET", &self.api, path, Some(API_TOKEN), None);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json()
+    }
+
+    /// Every event the agent holds, oldest first, paged through the API.
+    fn all_events(&self) -> Vec<Json> {
+        let mut after = 0;
+        let mut out = Vec::new();
+        loop {
+            let page = self.api_get(&format!("/v1/events?after={after}&limit=100"));
+            let events = page["events"].as_array().cloned().unwrap_or_default();
+            if events.is_empty() {
+                return out;
+            }
+            after = page["next"].as_i64().expect("next");
+            out.extend(events);
+        }
+    }
+}
+
+fn types(events: &[Json]) -> Vec<&str> {
+    events.iter().filter_map(|e| e["type"].as_str()).collect()
+}
+
+#[test]
+fn drift_reaches_the_upstream_within_a_period_and_resolves() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    let mut rig = rig(Some(&receiver.url()), "");
+    let daemon = rig.daemon();
+    let got = &receiver.received;
+    assert!(
+        wait_until(Duration::from_secs(15), || got
+            .types()
+            .contains(&"io.otdrift.baseline.moved".to_owned())),
+        "no baseline event upstream; daemon log:\n{}",
+        daemon.log()
+    );
+    // Process values tick across two more polls: no drift.
+    rig.sim.cmd("tick 3");
+    let polls = rig.metric("otdrift_captures_total", "press-7");
+    assert!(wait_until(Duration::from_secs(10), || rig
+        .metric("otdrift_captures_total", "press-7")
+        >= polls + 2));
+    assert_eq!(rig.metric("otdrift_captures_total", "outcome=\"drift\""), 0);
+    assert!(
+        !got.types()
+            .iter()
+            .any(|t| t.starts_with("io.otdrift.drift."))
+    );
+
+    let changed = Instant::now();
+    rig.sim.cmd("set holding 40 1300");
+    assert!(
+        wait_until(Duration::from_secs(10), || got
+            .types()
+            .contains(&"io.otdrift.drift.detected".to_owned())),
+        "no drift upstream; log:\n{}",
+        daemon.log()
+    );
+    let took = changed.elapsed();
+    // The SPEC's promise: one schedule period (1 s) plus 2 s.
+    assert!(
+        took <= Duration::from_secs(3),
+        "drift arrived after {took:?}"
+    );
+
+    let drift = got
+        .unique()
+        .into_iter()
+        .find(|e| e["type"] == "io.otdrift.drift.detected")
+        .expect("drift event");
+    assert_eq!(drift["specversion"], "1.0");
+    assert_eq!(drift["source"], "otdrift://gw-daemon/press-7");
+    assert_eq!(drift["data"]["asset"], "press-7");
+    assert_eq!(drift["data"]["severity"], "medium");
+    assert_eq!(drift["data"]["changes"][0]["path"], "modbus/holding/40");
+    assert_eq!(drift["data"]["changes"][0]["before"], 500);
+    assert_eq!(drift["data"]["changes"][0]["after"], 1300);
+    assert!(
+        drift["data"]["baseline_digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("blake3:"))
+    );
+
+    rig.sim.cmd("set holding 40 500");
+    assert!(
+        wait_until(Duration::from_secs(10), || got
+            .types()
+            .contains(&"io.otdrift.drift.resolved".to_owned())),
+        "no resolution upstream"
+    );
+    assert_eq!(got.bad.load(Ordering::SeqCst), 0, "malformed pushes");
+    assert_eq!(daemon.terminate(), Some(0));
+    rig.sim.assert_no_writes();
+}
+
+#[test]
+fn an_outage_upstream_loses_nothing_and_keeps_the_order() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    receiver.received.down.store(true, Ordering::SeqCst);
+    let mut rig = rig(Some(&receiver.url()), "audit_head_interval_secs = 1");
+    let daemon = rig.daemon();
+    // Events pile up while the receiver is down: a drift and its resolution, audit heads.
+    assert!(wait_until(Duration::from_secs(10), || receiver
+        .received
+        .refused
+        .load(Ordering::SeqCst)
+        >= 2));
+    rig.wait_for_baseline();
+    rig.sim.cmd("set holding 10 42");
+    assert!(wait_until(Duration::from_secs(10), || rig
+        .api_get("/v1/assets")["assets"][0]["open_drift"]
+        == 1));
+    rig.sim.cmd("set holding 10 500");
+    assert!(wait_until(Duration::from_secs(10), || rig
+        .api_get("/v1/assets")["assets"][0]["open_drift"]
+        == 0));
+    assert!(receiver.received.events.lock().expect("lock").is_empty());
+
+    receiver.received.down.store(false, Ordering::SeqCst);
+    // Everything the agent holds arrives, in order.
+    let complete = wait_until(Duration::from_secs(30), || {
+        let held = rig.all_events();
+        let got = receiver.received.unique();
+        got.len() >= held.len() && held.iter().zip(&got).all(|(a, b)| a["id"] == b["id"])
+    });
+    let held = rig.all_events();
+    let got = receiver.received.unique();
+    assert!(complete, "held {:?}\ngot {:?}", types(&held), types(&got));
+    let seqs: Vec<i64> = got
+        .iter()
+        .filter_map(|e| e["otdriftseq"].as_i64())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {seqs:?}"
+    );
+    for t in [
+        "io.otdrift.drift.detected",
+        "io.otdrift.drift.resolved",
+        "io.otdrift.audit.head",
+    ] {
+        assert!(types(&got).contains(&t), "{t} missing: {:?}", types(&got));
+    }
+    // Duplicates, if any, are exact retries: same id, same content.
+    let all = receiver.received.events.lock().expect("lock").clone();
+    for e in &all {
+        let first = got.iter().find(|g| g["id"] == e["id"]).expect("known id");
+        assert_eq!(first, e, "a retry differs from the original");
+    }
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[test]
+fn a_killed_daemon_delivers_everything_after_a_restart() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    receiver.received.down.store(true, Ordering::SeqCst);
+    let mut rig = rig(Some(&receiver.url()), "");
+    let daemon = rig.daemon();
+    rig.wait_for_baseline();
+    rig.sim.cmd("set holding 5 77");
+    assert!(wait_until(Duration::from_secs(10), || rig
+        .api_get("/v1/assets")["assets"][0]["open_drift"]
+        == 1));
+    let before_kill = rig.all_events().len();
+    assert!(before_kill >= 2);
+    daemon.kill();
+
+    // Undelivered events survive the SIGKILL; the restarted daemon delivers them.
+    receiver.received.down.store(false, Ordering::SeqCst);
+    let daemon = rig.daemon();
+    let delivered = wait_until(Duration::from_secs(30), || {
+        receiver.received.unique().len() >= rig.all_events().len()
+    });
+    assert!(delivered, "log:\n{}", daemon.log());
+    let held: Vec<Json> = rig.all_events();
+    let got = receiver.received.unique();
+    let held_ids: Vec<&Json> = held.iter().map(|e| &e["id"]).collect();
+    let got_ids: Vec<&Json> = got.iter().map(|e| &e["id"]).collect();
+    assert_eq!(got_ids[..held_ids.len()], held_ids[..]);
+    assert_eq!(daemon.terminate(), Some(0));
+    let verified = run(&rig.cfg, &["audit-verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+}
+
+#[test]
+fn the_api_authenticates_pages_and_approves() {
+    let rig = rig(None, "");
+    // A database with a thousand events in it before the daemon starts.
+    {
+        let clock = std::sync::Arc::new(otdrift_core::SystemClock);
+        std::fs::create_dir_all(rig.dir.path().join("data")).expect("data dir");
+        let mut store =
+            otdrift_store::Store::open(&support::database(&rig.dir.path().join("data")), clock)
+                .expect("store");
+        for i in 0..1000 {
+            store
+                .enqueue_event(
+                    otdrift_store::event_type::AUDIT_HEAD,
+                    None,
+                    &serde_json::json!({"filler": i}),
+                )
+                .expect("enqueue");
+        }
+    }
+    let daemon = rig.daemon();
+
+    assert_eq!(http("GET", &rig.api, "/healthz", None, None).status, 200);
+    for path in ["/v1/events", "/v1/assets", "/metrics"] {
+        assert_eq!(
+            http("GET", &rig.api, path, None, None).status,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            http("GET", &rig.api, path, Some("not-the-token-at-all"), None).status,
+            401,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        http(
+            "POST",
+            &rig.api,
+            "/v1/approvals",
+            None,
+            Some(("application/jwt", "x.y.z"))
+        )
+        .status,
+        401
+    );
+
+    // Paging: every event once, in order, no gaps.
+    rig.wait_for_baseline();
+    let events = rig.all_events();
+    assert!(events.len() >= 1001, "{}", events.len());
+    let seqs: Vec<i64> = events
+        .iter()
+        .filter_map(|e| e["otdriftseq"].as_i64())
+        .collect();
+    let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+    assert_eq!(seqs, expected, "gaps or repeats");
+    let page = rig.api_get("/v1/events?after=990&limit=5");
+    assert_eq!(page["events"].as_array().map(Vec::len), Some(5));
+    assert_eq!(page["next"], 995);
+    assert_eq!(
+        rig.api_get("/v1/events?after=999999")["events"],
+        Json::Array(vec![])
+    );
+
+    let metrics = http("GET", &rig.api, "/metrics", Some(API_TOKEN), None);
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("otdrift_captures_total{"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics.body.contains("otdrift_outbox_depth"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("otdrift_capture_duration_seconds_bucket"),
+        "{}",
+        metrics.body
+    );
+
+    // An approval over the API moves the baseline like the CLI.
+    let assets = rig.api_get("/v1/assets");
+    let digest = assets["assets"][0]["baseline"]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    assert_eq!(assets["assets"][0]["baseline"]["provisional"], true);
+    let prefix = rig.dir.path().join("approver");
+    assert!(
+        support::otdrift()
+            .args(["keygen", "--out"])
+            .arg(&prefix)
+            .output()
+            .expect("keygen")
+            .status
+            .success()
+    );
+    let public = std::fs::read_to_string(rig.dir.path().join("approver.pub")).expect("pub");
+    // The approver must be configured: add it and restart, as an operator would.
+    let cfg_text = std::fs::read_to_string(&rig.cfg).expect("cfg");
+    std::fs::write(
+        &rig.cfg,
+        cfg_text.replace(
+            "[api]",
+            &format!(
+                "[[approver]]\nid = \"plant-eng-mgr\"\npublic_key = \"{}\"\n\n[api]",
+                public.trim()
+            ),
+        ),
+    )
+    .expect("cfg");
+    assert_eq!(daemon.terminate(), Some(0));
+    let daemon = rig.daemon();
+    let token = run(
+        &rig.cfg,
+        &[
+            "sign-approval",
+            "--key",
+            &rig.dir.path().join("approver.key").display().to_string(),
+            "--asset",
+            "press-7",
+            "--change",
+            "CHG-API-1",
+            "--to",
+            &digest,
+            "--requestor",
+            "Lee Brandt",
+        ],
+    );
+    assert_eq!(token.code, 0, "{token:?}");
+    let token = token.stdout.trim().to_owned();
+    let posted = http(
+        "POST",
+        &rig.api,
+        "/v1/approvals",
+        Some(API_TOKEN),
+        Some(("application/jwt", &token)),
+    );
+    assert_eq!(posted.status, 200, "{}", posted.body);
+    assert_eq!(posted.json()["status"], "applied");
+    assert_eq!(
+        rig.api_get("/v1/assets")["assets"][0]["baseline"]["provisional"],
+        false
+    );
+    let replay = http(
+        "POST",
+        &rig.api,
+        "/v1/approvals",
+        Some(API_TOKEN),
+        Some(("application/jwt", &token)),
+    );
+    assert_eq!(replay.status, 409, "{}", replay.body);
+    assert_eq!(replay.json()["reason"], "replay");
+    let garbage = http(
+        "POST",
+        &rig.api,
+        "/v1/approvals",
+        Some(API_TOKEN),
+        Some(("application/jwt", "garbage")),
+    );
+    assert_eq!(garbage.status, 400, "{}", garbage.body);
+    let huge = "a".repeat(64 * 1024);
+    let too_big = http(
+        "POST",
+        &rig.api,
+        "/v1/approvals",
+        Some(API_TOKEN),
+        Some(("application/jwt", &huge)),
+    );
+    assert_eq!(too_big.status, 413);
+    assert!(types(&rig.all_events()).contains(&"io.otdrift.approval.rejected"));
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[test]
+fn a_technician_can_capture_while_the_daemon_runs() {
+    let rig = rig(None, "");
+    let daemon = rig.daemon();
+    for _ in 0..5 {
+        let r = run(&rig.cfg, &["capture", "press-7", "--json"]);
+        assert!(r.code == 0 || r.code == 3, "{r:?}");
+        assert!(!r.stderr.to_lowercase().contains("locked"), "{r:?}");
+    }
+    assert_eq!(daemon.terminate(), Some(0));
+    assert_eq!(run(&rig.cfg, &["audit-verify"]).code, 0);
+}
+
+#[test]
+fn a_readable_token_file_stops_the_daemon_from_starting() {
+    let rig = rig(None, "");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            rig.dir.path().join("api.token"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+        let r = run(&rig.cfg, &["run"]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stderr.contains("readable by group or others"), "{r:?}");
+        assert!(r.stderr.contains("chmod 600"), "{r:?}");
+    }
+}
+
+#[test]
+fn an_unreachable_asset_is_announced_once_and_again_when_back() {
+    let mut rig = rig(None, "backoff_max_secs = 1");
+    let daemon = rig.daemon();
+    assert!(wait_until(Duration::from_secs(10), || rig
+        .api_get("/v1/assets")["assets"][0]["reachable"]
+        == true));
+    rig.sim.cmd("quirk stall on");
+    // Several failed polls: one announcement.
+    assert!(
+        wait_until(Duration::from_secs(20), || rig
+            .metric("otdrift_captures_total", "outcome=\"unreachable\"")
+            + rig.metric("otdrift_captures_total", "outcome=\"timeout\"")
+            >= 3),
+        "log:\n{}",
+        daemon.log()
+    );
+    assert_eq!(rig.api_get("/v1/assets")["assets"][0]["reachable"], false);
+    let unreachable = |rig: &Rig| {
+        rig.all_events()
+            .iter()
+            .filter(|e| e["type"] == "io.otdrift.asset.unreachable")
+            .count()
+    };
+    assert_eq!(unreachable(&rig), 1);
+    rig.sim.cmd("quirk stall off");
+    assert!(
+        wait_until(Duration::from_secs(15), || rig
+            .all_events()
+            .iter()
+            .any(|e| e["type"] == "io.otdrift.asset.reachable")),
+        "log:\n{}",
+        daemon.log()
+    );
+    assert_eq!(unreachable(&rig), 1);
+    assert_eq!(daemon.terminate(), Some(0));
+    rig.sim.assert_no_writes();
+}

@@ -1,0 +1,220 @@
+//! The daemon at plant scale: 200 simulated Modbus assets on a 10-second schedule.
+//!
+//! `cargo bench -p otdrift --bench daemon_scale` (add `-- --seconds N --assets N` to change the
+//! defaults, 120 s and 200 assets). This process runs the simulators (200 Modbus servers on
+//! loopback ports, each a hydraulic press with a 50-register recipe and 16 interlock coils);
+//! the agent runs as its own process (`otdrift run`, release build), so its CPU time and
+//! memory are measured alone, from `/proc`. Reported: captures per second, capture latency
+//! (p50/p99 from the agent's histogram), missed schedule ticks, agent CPU% and peak RSS. The
+//! bench fails if a tick was missed or the peak RSS reaches 64 MiB.
+
+use std::io::{BufRead, BufReader, Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use otdrift_simulators::modbus::{ModbusSimulator, ModbusState};
+
+fn arg(name: &str, default: u64) -> u64 {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn get(addr: &str, path: &str, token: &str) -> String {
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+fn sum(metrics: &str, prefix: &str) -> f64 {
+    // f64's Sum starts at -0.0; add +0.0 so an empty sum prints as 0.
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        + 0.0
+}
+
+/// The smallest histogram bucket bound holding quantile `q` of the observations.
+fn quantile(metrics: &str, q: f64) -> Option<f64> {
+    let buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with("otdrift_capture_duration_seconds_bucket"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect();
+    let total = buckets.last()?.1;
+    buckets
+        .iter()
+        .find(|(_, c)| *c >= q * total)
+        .map(|(le, _)| *le)
+}
+
+fn main() {
+    let seconds = arg("--seconds", 120);
+    let assets = arg("--assets", 200) as usize;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sims = runtime.block_on(async {
+        let mut sims = Vec::with_capacity(assets);
+        for _ in 0..assets {
+            sims.push(
+                ModbusSimulator::start(
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                    ModbusState::press_demo(),
+                )
+                .await
+                .expect("simulator"),
+            );
+        }
+        sims
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = "bench-token-0123456789abcdef";
+    let token_file = dir.path().join("api.token");
+    std::fs::write(&token_file, token).expect("token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+    }
+    let api = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .to_string();
+    let mut config = format!(
+        "[agent]\nid = \"bench\"\ndata_dir = \"{}\"\n\n[api]\nlisten = \"{api}\"\ntoken_file = \"{}\"\n",
+        dir.path().join("data").display(),
+        token_file.display()
+    );
+    for (i, sim) in sims.iter().enumerate() {
+        config.push_str(&format!(
+            "\n[[asset]]\nid = \"press-{i:03}\"\nprotocol = \"modbus\"\naddress = \"{}\"\nschedule = \"*/10 * * * * *\"\n  [[asset.setpoints]]\n  name = \"recipe\"\n  table = \"holding\"\n  start = 0\n  count = 50\n  [[asset.setpoints]]\n  name = \"interlocks\"\n  table = \"coil\"\n  start = 0\n  count = 16\n",
+            sim.local_addr()
+        ));
+    }
+    let config_path = dir.path().join("otdrift.toml");
+    std::fs::write(&config_path, config).expect("config");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otdrift"))
+        .env("OTDRIFT_LOG", "warn")
+        .arg("--config")
+        .arg(&config_path)
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("otdrift run");
+    let pid = child.id();
+    let mut ready = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    BufReader::new(stdout)
+        .read_line(&mut ready)
+        .expect("ready line");
+    assert!(ready.starts_with("otdrift running"), "{ready}");
+
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    let started = Instant::now();
+    let cpu_start = cpu_ticks(pid).unwrap_or(0);
+    let mut peak_rss = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        std::thread::sleep(Duration::from_secs(1));
+        peak_rss = peak_rss.max(status_kib(pid, "VmRSS:").unwrap_or(0));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = (cpu_ticks(pid).unwrap_or(0) - cpu_start) as f64 / ticks_per_second;
+    let hwm = status_kib(pid, "VmHWM:").unwrap_or(peak_rss);
+    let metrics = get(&api, "/metrics", token);
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+
+    let captures = sum(&metrics, "otdrift_captures_total");
+    let missed = sum(&metrics, "otdrift_schedule_missed_total");
+    let failed: f64 = ["unreachable", "timeout", "refused", "error"]
+        .iter()
+        .map(|o| {
+            metrics
+                .lines()
+                .filter(|l| {
+                    l.starts_with("otdrift_captures_total")
+                        && l.contains(&format!("outcome=\"{o}\""))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        + 0.0;
+    let p50 = quantile(&metrics, 0.50).unwrap_or(f64::NAN) * 1e3;
+    let p99 = quantile(&metrics, 0.99).unwrap_or(f64::NAN) * 1e3;
+    let expected = assets as f64 * (1.0 + (wall / 10.0).floor());
+    println!("daemon at scale: {assets} Modbus assets every 10 s for {wall:.0} s");
+    println!(
+        "  captures          {captures:.0} (about {expected:.0} expected), {:.1}/s",
+        captures / wall
+    );
+    println!("  failed captures   {failed:.0}");
+    println!("  missed ticks      {missed:.0}");
+    println!(
+        "  capture latency   p50 <= {p50:.1} ms, p99 <= {p99:.1} ms (histogram bucket bounds)"
+    );
+    println!(
+        "  agent CPU         {:.1} % of one core ({cpu:.1} s CPU in {wall:.0} s)",
+        100.0 * cpu / wall
+    );
+    println!("  agent peak RSS    {:.1} MiB", hwm as f64 / 1024.0);
+    let pass = missed == 0.0 && (hwm as f64) < 64.0 * 1024.0 && failed == 0.0;
+    drop(sims);
+    if !pass {
+        eprintln!("FAIL: targets are no missed tick, no failed capture, peak RSS < 64 MiB");
+        std::process::exit(1);
+    }
+}

@@ -86,6 +86,7 @@
 //! | s7 | `rack` | yes | 0-7 |
 //! | | `slot` | yes | 0-31 |
 //! | | `upload_blocks` | no, false | also hash the blocks' code as read from the PLC |
+//! | | `pdu_size` | no, 960 | PDU size to negotiate, 240-960 (the CPU may grant less) |
 //! | ads | `ams_net_id` | yes | target AMS Net Id, six dot-separated bytes `5.23.101.12.1.1` |
 //! | | `ams_port` | no, 851 | target AMS port (851 = first TwinCAT 3 PLC runtime) |
 //! | | `source_ams_net_id` | no | our own AMS Net Id, when the route on the PLC needs a fixed one |
@@ -95,6 +96,8 @@
 //! | | `max_registers` | no, 125 | registers per read request, 1-125 |
 //! | | `max_bits` | no, 2000 | coils/discrete inputs per read request, 1-2000 |
 //! | opcua | `security` | no, `"none"` | `none`, `sign` or `sign-and-encrypt` |
+//! | | `security_policy` | no | `Basic256Sha256`, `Aes128Sha256RsaOaep` or `Aes256Sha256RsaPss` (for `sign`/`sign-and-encrypt`) |
+//! | | `username`, `password_file` | no, anonymous | a user name and the file holding its password; both or neither |
 //!
 //! # Setpoints
 //!
@@ -485,6 +488,8 @@ pub struct S7Config {
     pub slot: u16,
     /// Whether to also read the blocks' code for hashing (slower, still read-only).
     pub upload_blocks: bool,
+    /// The PDU size to negotiate (`pdu_size`, default 960, 240..=960); the CPU may grant less.
+    pub pdu_size: u16,
     /// Data-block ranges to capture.
     pub setpoints: Vec<S7Setpoint>,
 }
@@ -549,6 +554,13 @@ pub struct OpcuaConfig {
     pub endpoint: String,
     /// Message security mode to request.
     pub security: OpcuaSecurity,
+    /// Security policy for `sign` and `sign-and-encrypt` (`security_policy`; the collector's
+    /// default when absent).
+    pub security_policy: Option<String>,
+    /// User name to log in with; anonymous when absent.
+    pub username: Option<String>,
+    /// File holding the password of `username` (mode 0600).
+    pub password_file: Option<PathBuf>,
     /// Nodes to capture.
     pub setpoints: Vec<OpcuaSetpoint>,
 }

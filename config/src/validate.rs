@@ -54,11 +54,11 @@ const ASSET_COMMON_KEYS: &[&str] = &[
 /// Asset-level keys each protocol adds to [`ASSET_COMMON_KEYS`].
 fn asset_keys(p: Protocol) -> &'static [&'static str] {
     match p {
-        Protocol::S7 => &["rack", "slot", "upload_blocks"],
+        Protocol::S7 => &["rack", "slot", "upload_blocks", "pdu_size"],
         Protocol::Ads => &["ams_net_id", "ams_port", "source_ams_net_id"],
         Protocol::Cip => &["slot"],
         Protocol::Modbus => &["unit_id", "device_id", "max_registers", "max_bits"],
-        Protocol::Opcua => &["security"],
+        Protocol::Opcua => &["security", "security_policy", "username", "password_file"],
     }
 }
 
@@ -998,6 +998,7 @@ fn s7(
     let slot =
         get_int::<u16>(cx, t, "slot", 0, 31).req(cx, t, "slot", "s7 assets need rack and slot");
     let upload_blocks = get_bool(cx, t, "upload_blocks").or(false);
+    let pdu_size = get_int::<u16>(cx, t, "pdu_size", 240, 960).or(960);
     let need = sp_need(Protocol::S7);
     let setpoints: Vec<Option<S7Setpoint>> = sps
         .iter()
@@ -1019,6 +1020,7 @@ fn s7(
         rack: rack?.0,
         slot: slot?.0,
         upload_blocks: upload_blocks?,
+        pdu_size: pdu_size?,
         setpoints: all(setpoints)?,
     })
 }
@@ -1218,6 +1220,24 @@ fn opcua(
         )),
     })
     .or(OpcuaSecurity::None);
+    let security_policy = get_checked(cx, t, "security_policy", Kind::InvalidValue, |s| {
+        match s {
+            "Basic256Sha256" | "Aes128Sha256RsaOaep" | "Aes256Sha256RsaPss" => Ok(s.to_owned()),
+            _ => Err(format!(
+                "{s:?} is not a supported security policy; expected one of Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss"
+            )),
+        }
+    })
+    .opt();
+    let username = get_checked(cx, t, "username", Kind::InvalidValue, |s| {
+        if s.is_empty() || s.chars().any(char::is_control) {
+            Err("a user name is non-empty text without control characters".to_owned())
+        } else {
+            Ok(s.to_owned())
+        }
+    })
+    .opt();
+    let password_file = get_path(cx, t, "password_file").opt();
     let need = sp_need(Protocol::Opcua);
     let setpoints: Vec<Option<OpcuaSetpoint>> = sps
         .iter()
@@ -1233,9 +1253,30 @@ fn opcua(
             })
         })
         .collect();
+    let (username, password_file) = (username?, password_file?);
+    if username.is_some() != password_file.is_some() {
+        let missing = if username.is_some() {
+            "password_file"
+        } else {
+            "username"
+        };
+        cx.push(
+            t.span.clone(),
+            t.key(missing),
+            Kind::MissingKey,
+            format!(
+                "{}missing required key `{missing}` in {} (an OPC UA user needs both username and password_file)",
+                t.who, t.header
+            ),
+        );
+        return None;
+    }
     Some(OpcuaConfig {
         endpoint: endpoint?,
         security: security?,
+        security_policy: security_policy?,
+        username,
+        password_file,
         setpoints: all(setpoints)?,
     })
 }

@@ -70,8 +70,30 @@ impl KindArg {
 /// The simulated PLCs `otdrift sim` can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SimProtocol {
-    /// Modbus TCP.
+    /// Siemens S7 (S7comm on ISO-on-TCP); default listen 127.0.0.1:1102.
+    S7,
+    /// Beckhoff ADS (AMS/TCP); default listen 127.0.0.1:48898.
+    Ads,
+    /// Allen-Bradley Logix (EtherNet/IP CIP); default listen 127.0.0.1:44818.
+    Cip,
+    /// Modbus TCP; default listen 127.0.0.1:5020.
     Modbus,
+    /// OPC UA (opc.tcp); default listen 127.0.0.1:4840.
+    Opcua,
+}
+
+impl SimProtocol {
+    /// Where the simulator listens unless told otherwise: loopback, unprivileged ports.
+    pub fn default_listen(self) -> SocketAddr {
+        let port = match self {
+            SimProtocol::S7 => 1102,
+            SimProtocol::Ads => 48898,
+            SimProtocol::Cip => 44818,
+            SimProtocol::Modbus => 5020,
+            SimProtocol::Opcua => 4840,
+        };
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
 }
 
 /// The subcommands.
@@ -219,9 +241,9 @@ pub enum Command {
         /// Which protocol to simulate.
         #[arg(value_enum)]
         protocol: SimProtocol,
-        /// Where to listen.
-        #[arg(long, default_value = "127.0.0.1:5020")]
-        listen: SocketAddr,
+        /// Where to listen (default: loopback on the protocol's simulator port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// The state file (default: the built-in demo press).
         #[arg(long)]
         state: Option<PathBuf>,

@@ -22,8 +22,16 @@ use async_trait::async_trait;
 use otdrift_config::{AssetConfig, Protocol, ProtocolConfig};
 use otdrift_core::{Item, Snapshot, Value};
 
+#[cfg(feature = "ads")]
+pub mod ads;
+#[cfg(feature = "cip")]
+pub mod cip;
 #[cfg(feature = "modbus")]
 pub mod modbus;
+#[cfg(feature = "opcua")]
+pub mod opcua;
+#[cfg(feature = "s7")]
+pub mod s7;
 
 /// What one capture found, and what it cost.
 #[derive(Clone, Debug)]
@@ -168,9 +176,18 @@ pub trait Collector: Send {
 
 /// Builds the collector for an asset.
 pub fn build(asset: &AssetConfig) -> Result<Box<dyn Collector>, CollectError> {
+    #[allow(unreachable_patterns)]
     match &asset.protocol {
         #[cfg(feature = "modbus")]
         ProtocolConfig::Modbus(cfg) => Ok(Box::new(modbus::ModbusCollector::new(asset, cfg))),
+        #[cfg(feature = "s7")]
+        ProtocolConfig::S7(cfg) => Ok(Box::new(s7::S7Collector::new(asset, cfg))),
+        #[cfg(feature = "ads")]
+        ProtocolConfig::Ads(cfg) => Ok(Box::new(ads::AdsCollector::new(asset, cfg))),
+        #[cfg(feature = "cip")]
+        ProtocolConfig::Cip(cfg) => Ok(Box::new(cip::CipCollector::new(asset, cfg))),
+        #[cfg(feature = "opcua")]
+        ProtocolConfig::Opcua(cfg) => Ok(Box::new(opcua::OpcuaCollector::new(asset, cfg))),
         other => Err(CollectError::Unsupported {
             asset: asset.id.clone(),
             protocol: other.kind(),
@@ -183,6 +200,15 @@ pub fn setpoint_label(asset: &AssetConfig, path: &str) -> Option<String> {
     match &asset.protocol {
         #[cfg(feature = "modbus")]
         ProtocolConfig::Modbus(cfg) => modbus::setpoint_label(cfg, path),
+        #[cfg(feature = "s7")]
+        ProtocolConfig::S7(cfg) => s7::setpoint_label(cfg, path),
+        #[cfg(feature = "ads")]
+        ProtocolConfig::Ads(cfg) => ads::setpoint_label(cfg, path),
+        #[cfg(feature = "cip")]
+        ProtocolConfig::Cip(cfg) => cip::setpoint_label(cfg, path),
+        #[cfg(feature = "opcua")]
+        ProtocolConfig::Opcua(cfg) => opcua::setpoint_label(cfg, path),
+        #[allow(unreachable_patterns)]
         _ => None,
     }
 }

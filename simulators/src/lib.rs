@@ -11,9 +11,17 @@
 //! - [`request_log`]: the protocol-neutral request log all simulators share.
 //! - [`control`]: the line-based command channel all simulators share.
 
+#[cfg(feature = "ads")]
+pub mod ads;
+#[cfg(feature = "cip")]
+pub mod cip;
 pub mod control;
 pub mod modbus;
+#[cfg(feature = "opcua")]
+pub mod opcua;
 pub mod request_log;
+#[cfg(feature = "s7")]
+pub mod s7;
 
 pub use modbus::{ModbusSimHandle, ModbusSimulator, ModbusState};
 pub use request_log::{LoggedRequest, RequestLog};

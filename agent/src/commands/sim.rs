@@ -11,11 +11,14 @@ use crate::exit::{CmdResult, Exit, Failure};
 /// Runs a simulator until Ctrl-C or SIGTERM.
 pub async fn run(
     protocol: SimProtocol,
-    listen: SocketAddr,
+    listen: Option<SocketAddr>,
     state: Option<PathBuf>,
     request_log: Option<PathBuf>,
     control: Option<SocketAddr>,
 ) -> CmdResult {
+    let listen = listen.unwrap_or_else(|| protocol.default_listen());
+    let fail =
+        |what: &str, e: &dyn std::fmt::Display| Failure::runtime(anyhow!("{what} simulator: {e}"));
     match protocol {
         SimProtocol::Modbus => {
             otdrift_simulators::modbus::run(otdrift_simulators::modbus::RunOptions {
@@ -25,7 +28,47 @@ pub async fn run(
                 control,
             })
             .await
-            .map_err(|e| Failure::runtime(anyhow!(e).context("modbus simulator")))?;
+            .map_err(|e| fail("modbus", &e))?;
+        }
+        SimProtocol::S7 => {
+            otdrift_simulators::s7::run(otdrift_simulators::s7::RunOptions {
+                listen,
+                state,
+                request_log,
+                control,
+            })
+            .await
+            .map_err(|e| fail("s7", &e))?;
+        }
+        SimProtocol::Ads => {
+            otdrift_simulators::ads::run(otdrift_simulators::ads::RunOptions {
+                listen,
+                state,
+                request_log,
+                control,
+            })
+            .await
+            .map_err(|e| fail("ads", &e))?;
+        }
+        SimProtocol::Cip => {
+            otdrift_simulators::cip::run(otdrift_simulators::cip::RunOptions {
+                listen,
+                state,
+                request_log,
+                control,
+            })
+            .await
+            .map_err(|e| fail("cip", &e))?;
+        }
+        SimProtocol::Opcua => {
+            otdrift_simulators::opcua::run(otdrift_simulators::opcua::RunOptions {
+                listen,
+                state,
+                request_log,
+                control,
+            })
+            .await
+            .map_err(|e| fail("opcua", &e))?;
         }
     }
     Ok(Exit::Ok)

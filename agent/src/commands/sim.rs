@@ -30,6 +30,7 @@ pub async fn run(
             .await
             .map_err(|e| fail("modbus", &e))?;
         }
+        #[cfg(feature = "s7")]
         SimProtocol::S7 => {
             otdrift_simulators::s7::run(otdrift_simulators::s7::RunOptions {
                 listen,
@@ -40,6 +41,7 @@ pub async fn run(
             .await
             .map_err(|e| fail("s7", &e))?;
         }
+        #[cfg(feature = "ads")]
         SimProtocol::Ads => {
             otdrift_simulators::ads::run(otdrift_simulators::ads::RunOptions {
                 listen,
@@ -50,6 +52,7 @@ pub async fn run(
             .await
             .map_err(|e| fail("ads", &e))?;
         }
+        #[cfg(feature = "cip")]
         SimProtocol::Cip => {
             otdrift_simulators::cip::run(otdrift_simulators::cip::RunOptions {
                 listen,
@@ -60,6 +63,7 @@ pub async fn run(
             .await
             .map_err(|e| fail("cip", &e))?;
         }
+        #[cfg(feature = "opcua")]
         SimProtocol::Opcua => {
             otdrift_simulators::opcua::run(otdrift_simulators::opcua::RunOptions {
                 listen,
@@ -69,6 +73,12 @@ pub async fn run(
             })
             .await
             .map_err(|e| fail("opcua", &e))?;
+        }
+        #[allow(unreachable_patterns)]
+        other => {
+            return Err(Failure::usage(anyhow!(
+                "the {other:?} simulator is not part of this otdrift build"
+            )));
         }
     }
     Ok(Exit::Ok)

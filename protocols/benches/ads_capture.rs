@@ -1,0 +1,3 @@
+//! What a ads capture costs the PLC (being written).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! What a cip capture costs the PLC (being written).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! What a opcua capture costs the PLC (being written).
+
+fn main() {}

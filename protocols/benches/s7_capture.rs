@@ -1,0 +1,3 @@
+//! What a s7 capture costs the PLC (being written).
+
+fn main() {}

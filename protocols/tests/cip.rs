@@ -1,0 +1,3 @@
+//! The cip collector against its simulator over loopback (being written).
+
+mod common;

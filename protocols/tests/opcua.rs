@@ -1,0 +1,3 @@
+//! The opcua collector against its simulator over loopback (being written).
+
+mod common;

@@ -1,0 +1,3 @@
+//! The s7 collector against its simulator over loopback (being written).
+
+mod common;

@@ -47,3 +47,114 @@ fn every_commented_asset_example_is_valid() {
         .collect();
     assert_eq!(protocols, ["modbus", "s7", "ads", "cip", "opcua"]);
 }
+
+fn unit() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/otdrift.service"),
+    )
+    .expect("packaging/otdrift.service")
+}
+
+/// Every `Key=value` of the unit's [Service] section (a key may repeat).
+fn service_keys(unit: &str) -> Vec<(String, String)> {
+    let mut in_service = false;
+    let mut out = Vec::new();
+    for line in unit.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_service = line == "[Service]";
+            continue;
+        }
+        if !in_service || line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            out.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_unit_is_hardened() {
+    let keys = service_keys(&unit());
+    let get = |k: &str| -> Vec<&str> {
+        keys.iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let one = |k: &str| -> &str {
+        let values = get(k);
+        assert_eq!(
+            values.len(),
+            1,
+            "{k} should be set exactly once: {values:?}"
+        );
+        values[0]
+    };
+    assert_eq!(one("Type"), "notify", "readiness is signalled");
+    assert_eq!(one("User"), "otdrift");
+    assert_eq!(one("Group"), "otdrift");
+    assert_eq!(one("ProtectSystem"), "strict");
+    assert_eq!(one("ReadWritePaths"), "/var/lib/otdrift");
+    assert_eq!(one("NoNewPrivileges"), "yes");
+    assert_eq!(one("PrivateTmp"), "yes");
+    assert_eq!(one("CapabilityBoundingSet"), "", "no capabilities at all");
+    assert_eq!(one("AmbientCapabilities"), "");
+    let families: Vec<&str> = one("RestrictAddressFamilies").split_whitespace().collect();
+    assert_eq!(families, ["AF_INET", "AF_INET6", "AF_UNIX"]);
+    assert!(one("MemoryMax").ends_with('M'), "a memory cap");
+    assert_eq!(one("UMask"), "0077");
+    assert_eq!(one("ProtectHome"), "yes");
+    assert!(
+        one("ExecStart").starts_with("/usr/bin/otdrift --config /etc/otdrift/otdrift.toml")
+            && one("ExecStart").ends_with(" run")
+    );
+}
+
+/// `systemd-analyze verify` (and its offline security score) on the unit, with ExecStart
+/// pointed at the binary under test, since /usr/bin/otdrift is not installed here.
+#[test]
+fn systemd_analyze_accepts_the_unit() {
+    let Ok(version) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("skipping: systemd-analyze is not available on this machine");
+        return;
+    };
+    assert!(version.status.success());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("otdrift.service");
+    std::fs::write(
+        &path,
+        unit().replace("/usr/bin/otdrift", env!("CARGO_BIN_EXE_otdrift")),
+    )
+    .expect("unit copy");
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze verify");
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success(), "systemd-analyze verify: {stderr}");
+    assert!(stderr.trim().is_empty(), "warnings: {stderr}");
+
+    let security = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze security");
+    let text = String::from_utf8_lossy(&security.stdout);
+    let score: f64 = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure score in:\n{text}"));
+    assert!(
+        score <= 2.0,
+        "exposure {score} (systemd's scale: 0 safe .. 10 exposed)"
+    );
+}

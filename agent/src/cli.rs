@@ -230,6 +230,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the database and the agent key to a directory, consistently, while the agent runs.
+    Backup {
+        /// The directory to create (it must not exist yet).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Check the audit log's hash chain (exit 5 on a break).
     AuditVerify {
         /// Print one JSON document.

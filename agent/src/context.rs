@@ -43,7 +43,18 @@ pub fn plural(n: usize, what: &str) -> String {
 pub fn open_store(data_dir: &Path) -> Result<Store, Failure> {
     create_private_dir(data_dir).map_err(Failure::runtime)?;
     let path: PathBuf = data_dir.join(DB_FILE);
-    Store::open(&path, Arc::new(SystemClock)).map_err(|e| Failure::runtime(anyhow!(e)))
+    Store::open(&path, Arc::new(SystemClock)).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("unable to open") || text.contains("readonly") {
+            // The usual cause on a gateway: the data dir belongs to the service user.
+            Failure::runtime(anyhow!(e).context(format!(
+                "cannot write to {}; on an installed gateway run this as the agent's user: sudo -u otdrift otdrift ...",
+                data_dir.display()
+            )))
+        } else {
+            Failure::runtime(anyhow!(e))
+        }
+    })
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

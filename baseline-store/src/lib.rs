@@ -139,6 +139,23 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
+    /// Writes a consistent copy of the whole database to `path` (which must not exist), while
+    /// other connections keep working: SQLite's `VACUUM INTO` reads one snapshot of the WAL
+    /// database and writes a compact file.
+    pub fn backup_to(&self, path: &Path) -> Result<(), StoreError> {
+        if path.exists() {
+            return Err(StoreError::NotFound(format!(
+                "{} already exists; a backup never overwrites a file",
+                path.display()
+            )));
+        }
+        let target = path.to_str().ok_or_else(|| {
+            StoreError::NotFound(format!("{} is not a UTF-8 path", path.display()))
+        })?;
+        self.conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    }
+
     /// Reads a stored setting (e.g. the digest of the last config seen).
     pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         use rusqlite::OptionalExtension;

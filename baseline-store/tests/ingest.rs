@@ -407,3 +407,24 @@ fn config_changes_are_audited_once_per_change() {
     assert_eq!(entries.len(), 2);
     assert!(entries.iter().all(|e| e.kind == "config.changed"));
 }
+
+#[test]
+fn a_backup_is_a_consistent_copy_that_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(&dir.path().join("otdrift.db"), clock()).expect("open");
+    record(&mut store, &snapshot(100, "1.4"));
+    record(&mut store, &snapshot(101, "1.4"));
+    let copy = dir.path().join("backup.db");
+    store.backup_to(&copy).expect("backup");
+    assert!(store.backup_to(&copy).is_err(), "never overwrites");
+    let restored = Store::open(&copy, clock()).expect("open the copy");
+    assert_eq!(
+        restored.audit_verify().expect("verify"),
+        store.audit_verify().expect("verify")
+    );
+    assert_eq!(
+        restored.current_baseline("press-7").expect("query"),
+        store.current_baseline("press-7").expect("query")
+    );
+    assert_eq!(restored.open_drift_count("press-7").expect("count"), 1);
+}

@@ -20,6 +20,21 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
         render::print_json(&json!({ "agent": agent.config.agent.id, "assets": rows }));
         return Ok(Exit::Ok);
     }
+    let now = agent.store.clock().now();
+    let count = |key: &str, want: &Json| rows.iter().filter(|r| &r[key] == want).count();
+    let open: u64 = rows.iter().filter_map(|r| r["open_drift"].as_u64()).sum();
+    let pending: u64 = rows.iter().filter_map(|r| r["pending_approvals"].as_u64()).sum();
+    println!(
+        "{}: {} asset(s), {} unreachable, {} open drift, {} provisional baseline(s), {} pending approval(s)\n",
+        agent.config.agent.id,
+        rows.len(),
+        count("reachable", &Json::Bool(false)),
+        open,
+        rows.iter()
+            .filter(|r| r["baseline"]["provisional"] == Json::Bool(true))
+            .count(),
+        pending
+    );
     println!(
         "{}",
         table_row([
@@ -32,11 +47,12 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
             "OPEN DRIFT"
         ])
     );
+    let mut problems = Vec::new();
     for (asset, row) in agent.config.assets.iter().zip(&rows) {
         let reachable = match row["reachable"] {
             Json::Bool(true) => "yes",
             Json::Bool(false) => "NO",
-            _ => "unknown",
+            _ => "not yet",
         };
         let baseline = match &row["baseline"] {
             Json::Null => "none yet".to_owned(),
@@ -53,6 +69,10 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
                 )
             }
         };
+        let last = row["last_capture"]
+            .as_str()
+            .and_then(|t| otdrift_core::parse_timestamp(t).ok())
+            .map_or_else(|| "never".to_owned(), |t| age(now - t));
         let open = row["open_drift"].to_string();
         println!(
             "{}",
@@ -61,18 +81,35 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
                 asset.protocol.kind().as_str(),
                 &asset.address,
                 reachable,
-                row["last_capture"].as_str().unwrap_or("never"),
+                &last,
                 &baseline,
                 &open,
             ])
         );
+        if let Some(error) = row["last_error"].as_str() {
+            problems.push(format!("  {}: {error}", asset.id));
+        }
+    }
+    if !problems.is_empty() {
+        println!("\nlast errors:\n{}", problems.join("\n"));
     }
     Ok(Exit::Ok)
 }
 
+/// "42 s ago", "5 min ago", "3 h ago", "2 d ago": how fresh a capture is, at a glance.
+fn age(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..=119 => format!("{s} s ago"),
+        120..=7199 => format!("{} min ago", s / 60),
+        7200..=172_799 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
 fn table_row(cols: [&str; 7]) -> String {
     format!(
-        "{:<16} {:<8} {:<22} {:<11} {:<24} {:<31} {}",
+        "{:<16} {:<8} {:<22} {:<10} {:<13} {:<31} {}",
         cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
     )
 }

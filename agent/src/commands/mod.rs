@@ -37,6 +37,7 @@ pub async fn dispatch(cli: Cli) -> CmdResult {
             json,
         } => inspect::diff(&config, &asset, from.as_deref(), to.as_deref(), json),
         Command::AuditVerify { json } => audit::verify(&config, json),
+        Command::Backup { out } => audit::backup(&config, &out),
         Command::Keygen { out } => approve::keygen(&out),
         Command::SignApproval {
             key,

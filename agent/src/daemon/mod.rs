@@ -202,9 +202,18 @@ pub async fn run(config_path: &Path) -> CmdResult {
         config.upstream.as_ref().map_or("off", |u| u.url.as_str())
     );
     tracing::info!(assets = config.assets.len(), "running");
+    // Under systemd (Type=notify) this is the readiness signal; elsewhere it does nothing.
+    let status = format!("watching {} asset(s)", config.assets.len());
+    if let Err(e) = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 
     let got = signal().await;
     tracing::info!(signal = got, "shutting down");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     shutdown.cancel();
     sched.stop(SHUTDOWN_GRACE).await;
     let drain = async { while tasks.join_next().await.is_some() {} };

@@ -1,0 +1,553 @@
+//! Typed decoding of symbol values: from the symbol's type name, the data-type table and the
+//! ADS base type to an [`otdrift_core::Value`], so diffs show `72.5 -> 75.0`, not bytes.
+//!
+//! | IEC type | value |
+//! |---|---|
+//! | BOOL | `Bool` (any non-zero byte is TRUE) |
+//! | SINT, INT, DINT, LINT | `Int` |
+//! | USINT, UINT, UDINT, ULINT, BYTE, WORD, DWORD, LWORD | `UInt` |
+//! | REAL, LREAL | `F32`, `F64` |
+//! | STRING(n) | `Text` up to the first NUL, Windows-1252 (TwinCAT's code page) |
+//! | WSTRING(n) | `Text` up to the first NUL, UTF-16LE (`Bytes` if not valid UTF-16) |
+//! | TIME, TIME_OF_DAY / TOD | `UInt` milliseconds (since midnight for TOD) |
+//! | LTIME | `UInt` nanoseconds |
+//! | DATE, DATE_AND_TIME / DT | `UInt` seconds since 1970-01-01 |
+//! | ARRAY [a..b, ...] OF T | `List` (nested per dimension) |
+//! | structures | `Map` of field name to value (fields placed elsewhere in memory are left out) |
+//! | enumerations, aliases | the underlying type |
+//! | anything else (pointers, interfaces, unknown names) | `Bytes` |
+
+use std::collections::BTreeMap;
+
+use otdrift_core::Value;
+
+use super::tables::{DataType, windows_1252};
+
+/// How deep type references are followed (a hostile table could make them circular).
+const MAX_DEPTH: usize = 16;
+/// The most elements an array may have.
+const MAX_ELEMENTS: u64 = 1_000_000;
+
+/// ADS base types (`ADST_*`).
+mod base {
+    pub const INT16: u32 = 2;
+    pub const INT32: u32 = 3;
+    pub const REAL32: u32 = 4;
+    pub const REAL64: u32 = 5;
+    pub const INT8: u32 = 16;
+    pub const UINT8: u32 = 17;
+    pub const UINT16: u32 = 18;
+    pub const UINT32: u32 = 19;
+    pub const INT64: u32 = 20;
+    pub const UINT64: u32 = 21;
+    pub const STRING: u32 = 30;
+    pub const WSTRING: u32 = 31;
+    pub const BIT: u32 = 33;
+}
+
+/// A primitive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Prim {
+    Bool,
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+    F32,
+    F64,
+}
+
+impl Prim {
+    fn size(self) -> u32 {
+        match self {
+            Prim::Bool | Prim::I8 | Prim::U8 => 1,
+            Prim::I16 | Prim::U16 => 2,
+            Prim::I32 | Prim::U32 | Prim::F32 => 4,
+            Prim::I64 | Prim::U64 | Prim::F64 => 8,
+        }
+    }
+
+    fn by_name(name: &str) -> Option<Prim> {
+        Some(match name {
+            "BOOL" | "BIT" => Prim::Bool,
+            "SINT" => Prim::I8,
+            "INT" => Prim::I16,
+            "DINT" => Prim::I32,
+            "LINT" => Prim::I64,
+            "USINT" | "BYTE" => Prim::U8,
+            "UINT" | "WORD" => Prim::U16,
+            "UDINT" | "DWORD" | "TIME" | "TIME_OF_DAY" | "TOD" | "DATE" | "DATE_AND_TIME"
+            | "DT" => Prim::U32,
+            "ULINT" | "LWORD" | "LTIME" => Prim::U64,
+            "REAL" => Prim::F32,
+            "LREAL" => Prim::F64,
+            _ => return None,
+        })
+    }
+
+    fn by_base(base: u32) -> Option<Prim> {
+        Some(match base {
+            base::BIT => Prim::Bool,
+            base::INT8 => Prim::I8,
+            base::INT16 => Prim::I16,
+            base::INT32 => Prim::I32,
+            base::INT64 => Prim::I64,
+            base::UINT8 => Prim::U8,
+            base::UINT16 => Prim::U16,
+            base::UINT32 => Prim::U32,
+            base::UINT64 => Prim::U64,
+            base::REAL32 => Prim::F32,
+            base::REAL64 => Prim::F64,
+            _ => return None,
+        })
+    }
+
+    fn decode(self, bytes: &[u8]) -> Option<Value> {
+        fn arr<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
+            bytes.get(..N)?.try_into().ok()
+        }
+        Some(match self {
+            Prim::Bool => Value::Bool(*bytes.first()? != 0),
+            Prim::I8 => Value::Int(i64::from(i8::from_le_bytes(arr(bytes)?))),
+            Prim::I16 => Value::Int(i64::from(i16::from_le_bytes(arr(bytes)?))),
+            Prim::I32 => Value::Int(i64::from(i32::from_le_bytes(arr(bytes)?))),
+            Prim::I64 => Value::Int(i64::from_le_bytes(arr(bytes)?)),
+            Prim::U8 => Value::UInt(u64::from(*bytes.first()?)),
+            Prim::U16 => Value::UInt(u64::from(u16::from_le_bytes(arr(bytes)?))),
+            Prim::U32 => Value::UInt(u64::from(u32::from_le_bytes(arr(bytes)?))),
+            Prim::U64 => Value::UInt(u64::from_le_bytes(arr(bytes)?)),
+            Prim::F32 => Value::F32(f32::from_le_bytes(arr(bytes)?)),
+            Prim::F64 => Value::F64(f64::from_le_bytes(arr(bytes)?)),
+        })
+    }
+}
+
+/// What a value looks like in memory.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Shape {
+    Prim(Prim),
+    /// STRING (`wide = false`) or WSTRING, `size` bytes including the terminator.
+    Str { wide: bool },
+    /// Dimensions (lower bound, count) and the element shape and size.
+    Array {
+        dims: Vec<(i32, u32)>,
+        elem: Box<Shape>,
+        elem_size: u32,
+    },
+    /// Fields: name, offset, size, shape.
+    Struct(Vec<(String, u32, u32, Shape)>),
+    Bytes,
+}
+
+/// Resolves type names against the data-type table.
+pub(crate) struct Types<'a> {
+    pub table: &'a BTreeMap<String, DataType>,
+}
+
+impl Types<'_> {
+    /// The shape of a value of type `name` that occupies `size` bytes and has ADS base type
+    /// `base`.
+    pub(crate) fn shape(&self, name: &str, size: u32, base: u32) -> Shape {
+        self.shape_at(name, size, base, 0)
+    }
+
+    fn shape_at(&self, name: &str, size: u32, base: u32, depth: usize) -> Shape {
+        if depth > MAX_DEPTH {
+            return Shape::Bytes;
+        }
+        let name = name.trim();
+        let upper = name.to_ascii_uppercase();
+        if let Some(dt) = self.table.get(&name.to_ascii_lowercase()) {
+            return self.from_table(dt, depth);
+        }
+        if let Some(prim) = Prim::by_name(&upper) {
+            return if prim.size() == size {
+                Shape::Prim(prim)
+            } else {
+                Shape::Bytes
+            };
+        }
+        if upper.starts_with("STRING") {
+            return Shape::Str { wide: false };
+        }
+        if upper.starts_with("WSTRING") {
+            return Shape::Str { wide: true };
+        }
+        if let Some((dims, elem)) = parse_array(name) {
+            return self.array(dims, elem, size, base, depth);
+        }
+        by_base(base, size)
+    }
+
+    fn from_table(&self, dt: &DataType, depth: usize) -> Shape {
+        if !dt.array.is_empty() {
+            return self.array(
+                dt.array.clone(),
+                dt.type_name.clone(),
+                dt.size,
+                dt.base_type,
+                depth,
+            );
+        }
+        if !dt.fields.is_empty() {
+            let mut fields = Vec::with_capacity(dt.fields.len());
+            for f in &dt.fields {
+                let Some(offset) = f.offset else { continue };
+                let end = u64::from(offset) + u64::from(f.size);
+                if end > u64::from(dt.size) {
+                    // A field outside its structure: the table is inconsistent; show bytes.
+                    return Shape::Bytes;
+                }
+                let shape = if f.array.is_empty() {
+                    self.shape_at(&f.type_name, f.size, f.base_type, depth + 1)
+                } else {
+                    let elem = parse_array(&f.type_name)
+                        .map(|(_, e)| e)
+                        .unwrap_or_else(|| f.type_name.clone());
+                    self.array(f.array.clone(), elem, f.size, f.base_type, depth + 1)
+                };
+                fields.push((f.name.clone(), offset, f.size, shape));
+            }
+            return Shape::Struct(fields);
+        }
+        if !dt.type_name.is_empty() && !dt.type_name.eq_ignore_ascii_case(&dt.name) {
+            // An alias or an enumeration: the underlying type.
+            return self.shape_at(&dt.type_name, dt.size, dt.base_type, depth + 1);
+        }
+        if let Some(prim) = Prim::by_name(&dt.name.to_ascii_uppercase()) {
+            if prim.size() == dt.size {
+                return Shape::Prim(prim);
+            }
+        }
+        by_base(dt.base_type, dt.size)
+    }
+
+    fn array(
+        &self,
+        dims: Vec<(i32, u32)>,
+        elem_name: String,
+        size: u32,
+        base: u32,
+        depth: usize,
+    ) -> Shape {
+        let total = dims
+            .iter()
+            .try_fold(1u64, |acc, &(_, n)| acc.checked_mul(u64::from(n)));
+        let Some(total) = total.filter(|&t| t > 0 && t <= MAX_ELEMENTS) else {
+            return Shape::Bytes;
+        };
+        if u64::from(size) % total != 0 {
+            return Shape::Bytes;
+        }
+        let Ok(elem_size) = u32::try_from(u64::from(size) / total) else {
+            return Shape::Bytes;
+        };
+        if elem_size == 0 {
+            return Shape::Bytes;
+        }
+        let elem = self.shape_at(&elem_name, elem_size, base, depth + 1);
+        Shape::Array {
+            dims,
+            elem: Box::new(elem),
+            elem_size,
+        }
+    }
+}
+
+fn by_base(base: u32, size: u32) -> Shape {
+    match base {
+        base::STRING => Shape::Str { wide: false },
+        base::WSTRING => Shape::Str { wide: true },
+        other => match Prim::by_base(other) {
+            Some(prim) if prim.size() == size => Shape::Prim(prim),
+            _ => Shape::Bytes,
+        },
+    }
+}
+
+/// Parses `ARRAY [1..10, 0..2] OF REAL` into dimensions (lower bound, count) and the
+/// element type name.
+pub(crate) fn parse_array(name: &str) -> Option<(Vec<(i32, u32)>, String)> {
+    let rest = name.trim();
+    let head = rest.get(..5)?;
+    if !head.eq_ignore_ascii_case("ARRAY") {
+        return None;
+    }
+    let rest = rest.get(5..)?.trim_start();
+    let rest = rest.strip_prefix('[')?;
+    let close = rest.find(']')?;
+    let ranges = rest.get(..close)?;
+    let after = rest.get(close + 1..)?.trim_start();
+    let of = after.get(..2)?;
+    if !of.eq_ignore_ascii_case("OF") {
+        return None;
+    }
+    let elem = after.get(2..)?.trim().to_owned();
+    if elem.is_empty() {
+        return None;
+    }
+    let mut dims = Vec::new();
+    for range in ranges.split(',') {
+        let (lo, hi) = range.split_once("..")?;
+        let lo: i32 = lo.trim().parse().ok()?;
+        let hi: i32 = hi.trim().parse().ok()?;
+        let count = i64::from(hi) - i64::from(lo) + 1;
+        dims.push((lo, u32::try_from(count).ok().filter(|&c| c > 0)?));
+    }
+    (!dims.is_empty()).then_some((dims, elem))
+}
+
+/// A decoded value: structures stay apart so the collector can make one item per field.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Decoded {
+    Leaf(Value),
+    Struct(Vec<(String, Decoded)>),
+}
+
+impl Decoded {
+    /// As a single value (structures as maps).
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Decoded::Leaf(v) => v,
+            Decoded::Struct(fields) => Value::Map(
+                fields
+                    .into_iter()
+                    .map(|(name, d)| (name, d.into_value()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// One `(path suffix, value)` per leaf: `""` for a plain value, `.Field.Sub` for
+    /// structure fields. Arrays stay one value.
+    pub(crate) fn flatten(self, prefix: String, out: &mut Vec<(String, Value)>) {
+        match self {
+            Decoded::Leaf(v) => out.push((prefix, v)),
+            Decoded::Struct(fields) => {
+                for (name, d) in fields {
+                    d.flatten(format!("{prefix}.{name}"), out);
+                }
+            }
+        }
+    }
+}
+
+/// Decodes `bytes` (exactly the value's size) as `shape`.
+pub(crate) fn decode(shape: &Shape, bytes: &[u8]) -> Decoded {
+    match shape {
+        Shape::Prim(p) => Decoded::Leaf(p.decode(bytes).unwrap_or_else(|| Value::Bytes(bytes.to_vec()))),
+        Shape::Str { wide: false } => {
+            let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            Decoded::Leaf(Value::Text(windows_1252(bytes.get(..end).unwrap_or_default())))
+        }
+        Shape::Str { wide: true } => {
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)]))
+                .take_while(|&u| u != 0)
+                .collect();
+            Decoded::Leaf(match String::from_utf16(&units) {
+                Ok(s) => Value::Text(s),
+                Err(_) => Value::Bytes(bytes.to_vec()),
+            })
+        }
+        Shape::Array {
+            dims,
+            elem,
+            elem_size,
+        } => Decoded::Leaf(decode_dims(dims, elem, *elem_size, bytes)),
+        Shape::Struct(fields) => Decoded::Struct(
+            fields
+                .iter()
+                .map(|(name, offset, size, shape)| {
+                    let start = *offset as usize;
+                    let end = start.saturating_add(*size as usize);
+                    let part = bytes.get(start..end).unwrap_or_default();
+                    (name.clone(), decode(shape, part))
+                })
+                .collect(),
+        ),
+        Shape::Bytes => Decoded::Leaf(Value::Bytes(bytes.to_vec())),
+    }
+}
+
+fn decode_dims(dims: &[(i32, u32)], elem: &Shape, elem_size: u32, bytes: &[u8]) -> Value {
+    let Some((&(_, count), inner)) = dims.split_first() else {
+        return decode(elem, bytes).into_value();
+    };
+    let count = count as usize;
+    if count == 0 {
+        return Value::List(Vec::new());
+    }
+    let stride = bytes.len() / count;
+    if stride == 0 || inner.is_empty() && stride != elem_size as usize {
+        return Value::Bytes(bytes.to_vec());
+    }
+    Value::List(
+        bytes
+            .chunks_exact(stride)
+            .take(count)
+            .map(|chunk| decode_dims(inner, elem, elem_size, chunk))
+            .collect(),
+    )
+}
+
+/// Formats seconds since 1970 as an IEC `DT#` literal (`DT#2025-03-01-10:22:05`), for the
+/// application timestamp item.
+pub(crate) fn dt_literal(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since the epoch (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "DT#{year:04}-{month:02}-{day:02}-{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tables::Field;
+    use super::*;
+
+    #[test]
+    fn arrays_parse() {
+        assert_eq!(
+            parse_array("ARRAY [1..5] OF REAL"),
+            Some((vec![(1, 5)], "REAL".to_owned()))
+        );
+        assert_eq!(
+            parse_array("array[0..1, -1..1] of ST_X"),
+            Some((vec![(0, 2), (-1, 3)], "ST_X".to_owned()))
+        );
+        assert_eq!(parse_array("ARRAY [5..1] OF INT"), None);
+        assert_eq!(parse_array("ARRAY [1..2]"), None);
+        assert_eq!(parse_array("STRING(80)"), None);
+    }
+
+    #[test]
+    fn values_decode_by_type() {
+        let table = BTreeMap::new();
+        let t = Types { table: &table };
+        let d = |name: &str, size: u32, base: u32, bytes: &[u8]| {
+            decode(&t.shape(name, size, base), bytes).into_value()
+        };
+        assert_eq!(d("REAL", 4, 4, &72.5f32.to_le_bytes()), Value::F32(72.5));
+        assert_eq!(d("INT", 2, 2, &(-3i16).to_le_bytes()), Value::Int(-3));
+        assert_eq!(d("BOOL", 1, 33, &[1]), Value::Bool(true));
+        assert_eq!(d("STRING(10)", 11, 30, b"Cola\0xxxxxx"), Value::from("Cola"));
+        assert_eq!(
+            d("WSTRING(3)", 8, 31, &[0x41, 0, 0xe9, 0, 0, 0, 0, 0]),
+            Value::from("Aé")
+        );
+        assert_eq!(
+            d("ARRAY [1..2, 0..1] OF INT", 8, 2, &[1, 0, 2, 0, 3, 0, 4, 0]),
+            Value::List(vec![
+                Value::List(vec![Value::Int(1), Value::Int(2)]),
+                Value::List(vec![Value::Int(3), Value::Int(4)])
+            ])
+        );
+        // A size that does not fit the type is shown as bytes, not misread.
+        assert_eq!(d("DINT", 2, 3, &[1, 2]), Value::Bytes(vec![1, 2]));
+        assert_eq!(d("POINTER TO BYTE", 8, 21, &[0; 8]), Value::UInt(0));
+        assert_eq!(d("FB_Unknown", 3, 65, &[1, 2, 3]), Value::Bytes(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn structures_decode_as_fields_and_cycles_end() {
+        let mut table = BTreeMap::new();
+        let field = |name: &str, ty: &str, offset: u32, size: u32, base: u32| Field {
+            name: name.into(),
+            type_name: ty.into(),
+            offset: Some(offset),
+            size,
+            base_type: base,
+            array: vec![],
+        };
+        table.insert(
+            "st_recipe".to_owned(),
+            DataType {
+                name: "ST_Recipe".into(),
+                size: 8,
+                base_type: 65,
+                flags: 1,
+                type_name: String::new(),
+                array: vec![],
+                fields: vec![
+                    field("Volume", "REAL", 0, 4, 4),
+                    field("Mode", "E_Mode", 4, 2, 2),
+                ],
+            },
+        );
+        table.insert(
+            "e_mode".to_owned(),
+            DataType {
+                name: "E_Mode".into(),
+                size: 2,
+                base_type: 2,
+                flags: 1,
+                type_name: "INT".into(),
+                array: vec![],
+                fields: vec![],
+            },
+        );
+        table.insert(
+            "t_loop".to_owned(),
+            DataType {
+                name: "T_Loop".into(),
+                size: 4,
+                base_type: 65,
+                flags: 1,
+                type_name: "T_Loop2".into(),
+                array: vec![],
+                fields: vec![],
+            },
+        );
+        table.insert(
+            "t_loop2".to_owned(),
+            DataType {
+                name: "T_Loop2".into(),
+                size: 4,
+                base_type: 65,
+                flags: 1,
+                type_name: "T_Loop".into(),
+                array: vec![],
+                fields: vec![],
+            },
+        );
+        let t = Types { table: &table };
+        let mut bytes = 500.0f32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&1i16.to_le_bytes());
+        bytes.extend_from_slice(&[0, 0]);
+        let mut flat = Vec::new();
+        decode(&t.shape("ST_Recipe", 8, 65), &bytes).flatten("GVL.r".into(), &mut flat);
+        assert_eq!(
+            flat,
+            vec![
+                ("GVL.r.Volume".to_owned(), Value::F32(500.0)),
+                ("GVL.r.Mode".to_owned(), Value::Int(1)),
+            ]
+        );
+        assert_eq!(t.shape("T_Loop", 4, 65), Shape::Bytes);
+    }
+
+    #[test]
+    fn dt_literals() {
+        assert_eq!(dt_literal(0), "DT#1970-01-01-00:00:00");
+        assert_eq!(dt_literal(1_740_824_525), "DT#2025-03-01-10:22:05");
+    }
+}

@@ -597,11 +597,7 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        if let Some(first) = used {
-            let refusal = ApprovalRefusal::Replay {
-                jti: input.jti.to_owned(),
-                first_received: ts(&first)?,
-            };
+        let refuse = |tx: rusqlite::Transaction<'_>, refusal: ApprovalRefusal| {
             rejection(
                 &tx,
                 clock.as_ref(),
@@ -611,7 +607,14 @@ impl Store {
                 Some(input.asset),
             )?;
             tx.commit()?;
-            return Ok(ApprovalDecision::Rejected(refusal));
+            Ok(ApprovalDecision::Rejected(refusal))
+        };
+        if let Some(first) = used {
+            let refusal = ApprovalRefusal::Replay {
+                jti: input.jti.to_owned(),
+                first_received: ts(&first)?,
+            };
+            return refuse(tx, refusal);
         }
 
         let baseline = current_baseline(&tx, input.asset)?;
@@ -657,16 +660,7 @@ impl Store {
         )?;
         let id = tx.last_insert_rowid();
         if let Some(refusal) = refusal {
-            rejection(
-                &tx,
-                clock.as_ref(),
-                refusal.code(),
-                &refusal.to_string(),
-                &details,
-                Some(input.asset),
-            )?;
-            tx.commit()?;
-            return Ok(ApprovalDecision::Rejected(refusal));
+            return refuse(tx, refusal);
         }
 
         let observed: Option<String> = tx

@@ -91,29 +91,41 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOutbox> {
     ))
 }
 
+/// Outbox rows selected by `tail` (the WHERE, ORDER and LIMIT clauses).
+fn select(
+    conn: &Connection,
+    tail: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<OutboxEvent>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT seq, event_id, type, asset, time, data, delivered_at FROM outbox {tail}"
+    ))?;
+    let rows = stmt.query_map(params, row)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (seq, id, event_type, asset, time, data, delivered) = r?;
+        out.push(OutboxEvent {
+            seq,
+            id,
+            event_type,
+            asset,
+            time: ts(&time)?,
+            data: serde_json::from_str(&data)
+                .map_err(|e| StoreError::Corrupt(format!("outbox event {seq}: {e}")))?,
+            delivered_at: crate::model::opt_ts(delivered)?,
+        });
+    }
+    Ok(out)
+}
+
 impl Store {
     /// Events after `after_seq`, oldest first, at most `limit`.
     pub fn events_after(&self, after_seq: i64, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT seq, event_id, type, asset, time, data, delivered_at
-             FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after_seq, limit], row)?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (seq, id, event_type, asset, time, data, delivered) = r?;
-            out.push(OutboxEvent {
-                seq,
-                id,
-                event_type,
-                asset,
-                time: ts(&time)?,
-                data: serde_json::from_str(&data)
-                    .map_err(|e| StoreError::Corrupt(format!("outbox event {seq}: {e}")))?,
-                delivered_at: crate::model::opt_ts(delivered)?,
-            });
-        }
-        Ok(out)
+        select(
+            &self.conn,
+            "WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            params![after_seq, limit],
+        )
     }
 
     /// Queues an event on its own transaction (for events that change no other state).
@@ -135,26 +147,11 @@ impl Store {
 impl Store {
     /// The oldest undelivered events, in order, at most `limit`: the next batch to push.
     pub fn undelivered(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT seq, event_id, type, asset, time, data, delivered_at
-             FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit], row)?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (seq, id, event_type, asset, time, data, delivered) = r?;
-            out.push(OutboxEvent {
-                seq,
-                id,
-                event_type,
-                asset,
-                time: ts(&time)?,
-                data: serde_json::from_str(&data)
-                    .map_err(|e| StoreError::Corrupt(format!("outbox event {seq}: {e}")))?,
-                delivered_at: crate::model::opt_ts(delivered)?,
-            });
-        }
-        Ok(out)
+        select(
+            &self.conn,
+            "WHERE delivered_at IS NULL ORDER BY seq LIMIT ?1",
+            params![limit],
+        )
     }
 
     /// Marks every event up to `seq` as delivered (the receiver acknowledged a batch that

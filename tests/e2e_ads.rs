@@ -1,4 +1,258 @@
-//! End to end over loopback: the `otdrift` binary against the ads simulator process
-//! (being written).
+//! End to end over loopback: the `otdrift` binary against `otdrift sim ads` processes (a
+//! simulated TwinCAT 3 bottle filler).
 
 mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Sim, run, write_config};
+
+/// The demo filler without its background tick: the test ticks explicitly.
+fn start_sim(dir: &Path) -> Sim {
+    let state = dir.join("filler.toml");
+    let text = otdrift_simulators::ads::FILLER_DEMO_TOML.replace("tick_ms = 1000", "tick_ms = 0");
+    assert!(text.contains("tick_ms = 0"));
+    std::fs::write(&state, text).expect("write state");
+    Sim::start("ads", Some(&state), dir)
+}
+
+fn config(dir: &Path, address: &str, timeout_ms: u64) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            r#"
+[agent]
+id = "gw-test"
+data_dir = "{data}"
+
+[[asset]]
+id = "filler-3"
+protocol = "ads"
+address = "{address}"
+ams_net_id = "5.80.201.232.1.1"
+timeout_ms = {timeout_ms}
+
+  [[asset.setpoints]]
+  name = "recipe"
+  symbol = "GVL_Recipe.*"
+
+  [[asset.setpoints]]
+  name = "max speed"
+  symbol = "GVL_Config.MaxSpeed"
+"#,
+            data = dir.join("data").display()
+        ),
+    )
+}
+
+/// Asserts no Write (3), WriteControl (5) or AddNotification (6) reached the PLC, and no
+/// request the simulator flags as state-changing.
+fn assert_read_only(sim: &Sim) {
+    sim.assert_no_writes();
+    let forbidden: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| matches!(r["service"].as_u64(), Some(3 | 5 | 6 | 7)))
+        .collect();
+    assert!(
+        forbidden.is_empty(),
+        "state-changing commands: {forbidden:?}"
+    );
+}
+
+#[test]
+fn baseline_runtime_setpoint_drift_online_change_and_put_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = start_sim(dir.path());
+    let cfg = config(dir.path(), &sim.addr, 3000);
+
+    // First capture: the provisional baseline.
+    let first = run(&cfg, &["capture", "filler-3", "--json"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let first = first.json();
+    assert_eq!(first["baseline"]["provisional"], true);
+    assert_eq!(first["drift"], serde_json::Value::Null);
+    for class in ["identity", "program", "setpoint"] {
+        assert!(
+            first["classes"][class]
+                .as_str()
+                .is_some_and(|d| d.starts_with("blake3:"))
+        );
+    }
+
+    // Runtime symbols tick and the PLC goes to STOP and back: no drift.
+    sim.cmd("tick 5");
+    sim.cmd("state STOP");
+    let ticked = run(&cfg, &["capture", "filler-3", "--json"]);
+    assert_eq!(ticked.code, 0, "{ticked:?}");
+    assert_eq!(ticked.json()["digest"], first["digest"]);
+    sim.cmd("state RUN");
+
+    // A recipe setpoint changes: drift naming the symbol, typed before and after.
+    sim.cmd("set GVL_Recipe.FillVolume 520");
+    let drifted = run(&cfg, &["capture", "filler-3", "--json"]);
+    assert_eq!(drifted.code, 3, "{drifted:?}");
+    let drifted = drifted.json();
+    assert_eq!(drifted["drift"]["severity"], "medium");
+    assert_eq!(
+        drifted["drift"]["changes"],
+        json!([{
+            "path": "ads/value/GVL_Recipe.FillVolume",
+            "class": "setpoint",
+            "kind": "changed",
+            "before": 500.0,
+            "after": 520.0,
+            "setpoint": "recipe",
+        }])
+    );
+    sim.cmd("set GVL_Recipe.FillVolume 500");
+    let back = run(&cfg, &["capture", "filler-3", "--json"]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert_eq!(back.json()["digest"], first["digest"]);
+
+    // An online change adds a symbol: program drift naming it (the symbol version does not
+    // move; _AppInfo's counters do).
+    sim.cmd("online-change add GVL_Recipe.RinseTime TIME = 1500");
+    let changed = run(&cfg, &["capture", "filler-3", "--json"]);
+    assert_eq!(changed.code, 3, "{changed:?}");
+    let changed = changed.json();
+    assert_eq!(changed["drift"]["severity"], "high");
+    let changes = changed["drift"]["changes"].as_array().expect("changes");
+    let find = |path: &str| changes.iter().find(|c| c["path"] == path).cloned();
+    let added = find("ads/symbol/GVL_Recipe.RinseTime").expect("the added symbol is named");
+    assert_eq!(added["kind"], "added");
+    assert_eq!(added["class"], "program");
+    assert_eq!(added["after"]["type"], "TIME");
+    let counter = find("ads/app/online_change_count").expect("the online change counter");
+    assert_eq!(
+        (counter["before"].clone(), counter["after"].clone()),
+        (json!(0), json!(1))
+    );
+    let value = find("ads/value/GVL_Recipe.RinseTime").expect("the new recipe value");
+    assert_eq!(value["after"], 1500);
+    assert_eq!(value["setpoint"], "recipe");
+
+    // The approved project is downloaded again: resolved.
+    sim.cmd("download");
+    let put_back = run(&cfg, &["capture", "filler-3", "--json"]);
+    assert_eq!(put_back.code, 0, "{put_back:?}");
+    assert_eq!(put_back.json()["digest"], first["digest"]);
+    let all = run(&cfg, &["drift", "--json"]).json();
+    let statuses: Vec<&str> = all["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["status"].as_str())
+        .collect();
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == "resolved"),
+        "{all}"
+    );
+    assert_eq!(
+        run(&cfg, &["drift", "--open", "--json"]).json()["events"],
+        json!([])
+    );
+
+    let verified = run(&cfg, &["audit-verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    assert_read_only(&sim);
+}
+
+#[test]
+fn a_stalled_plc_fails_within_the_timeout_and_a_wrong_net_id_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = start_sim(dir.path());
+    let cfg = config(dir.path(), &sim.addr, 300);
+    assert_eq!(run(&cfg, &["capture", "filler-3"]).code, 0);
+    sim.cmd("quirk stall on");
+    let started = Instant::now();
+    let failed = run(&cfg, &["capture", "filler-3", "--json"]);
+    let took = started.elapsed();
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(failed.stderr.contains("filler-3"), "{failed:?}");
+    assert!(failed.stderr.contains("within 300 ms"), "{failed:?}");
+    assert_eq!(failed.json()["error"]["kind"], "unreachable");
+    // A deadline check, not a performance measurement: the process must not hang.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    sim.cmd("quirk stall off");
+
+    let wrong = dir.path().join("wrong");
+    std::fs::create_dir_all(&wrong).expect("dir");
+    let text = std::fs::read_to_string(&cfg)
+        .expect("config")
+        .replace("5.80.201.232.1.1", "5.80.201.99.1.1");
+    let wrong_cfg = write_config(&wrong, &text);
+    let refused = run(&wrong_cfg, &["capture", "filler-3"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("target machine not found"),
+        "{refused:?}"
+    );
+    assert_read_only(&sim);
+}
+
+#[test]
+fn a_plc_without_upload_or_app_info_is_captured_with_visible_gaps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("bc.toml");
+    // A small controller: no _AppInfo, no symbol upload, no sum-read.
+    std::fs::write(
+        &state,
+        r#"
+ams_net_id = "5.80.201.232.1.1"
+ams_port = 800
+device_name = "BC9191"
+version = "2.11.2300"
+tick_ms = 0
+[[symbol]]
+name = "GVL_Recipe.FillVolume"
+type = "REAL"
+value = 480.0
+[quirks]
+no_upload = true
+no_sum = true
+"#,
+    )
+    .expect("state");
+    let mut sim = Sim::start("ads", Some(&state), dir.path());
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+id = "gw-test"
+data_dir = "{data}"
+
+[[asset]]
+id = "bc-1"
+protocol = "ads"
+address = "{addr}"
+ams_net_id = "5.80.201.232.1.1"
+ams_port = 800
+
+  [[asset.setpoints]]
+  name = "fill"
+  symbol = "GVL_Recipe.FillVolume"
+"#,
+            data = dir.path().join("data").display(),
+            addr = sim.addr
+        ),
+    );
+    let first = run(&cfg, &["capture", "bc-1", "--json"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let first = first.json();
+    sim.cmd("set GVL_Recipe.FillVolume 490");
+    let drifted = run(&cfg, &["capture", "bc-1", "--json"]);
+    assert_eq!(drifted.code, 3, "{drifted:?}");
+    let drifted = drifted.json();
+    assert_eq!(
+        drifted["drift"]["changes"][0]["path"],
+        "ads/value/GVL_Recipe.FillVolume"
+    );
+    assert_eq!(drifted["drift"]["changes"][0]["before"], 480.0);
+    assert_eq!(drifted["drift"]["changes"][0]["after"], 490.0);
+    assert_ne!(drifted["digest"], first["digest"]);
+    assert_read_only(&sim);
+}

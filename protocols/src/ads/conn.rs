@@ -5,7 +5,9 @@ use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::wire::{AMS_HEADER, AMS_TCP_PREFIX, AmsAddr, Answer, Request, check_answer, parse_prefix};
+use super::wire::{
+    AMS_HEADER, AMS_TCP_PREFIX, AmsAddr, Answer, Request, check_answer, parse_prefix,
+};
 
 /// AMS/TCP frames with a non-zero reserved word are router messages (port open/close, "router
 /// state changed"); they are skipped, but only this many in a row and only this small.

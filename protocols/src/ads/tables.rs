@@ -32,10 +32,10 @@ const MAX_SUBITEM_DEPTH: usize = 4;
 const MAX_ARRAY_DIMS: u16 = 16;
 /// The most fields a structure may declare.
 const MAX_FIELDS: u16 = 8192;
-/// Smallest symbol entry: the fixed part plus three terminators.
-const SYMBOL_FIXED: usize = 30;
-/// Smallest data-type entry: the fixed part plus three terminators.
-const DATATYPE_FIXED: usize = 42;
+/// Smallest symbol entry: the 30-byte fixed part plus three terminators.
+const SYMBOL_FIXED: usize = 30 + 3;
+/// Smallest data-type entry: the 42-byte fixed part plus three terminators.
+const DATATYPE_FIXED: usize = 42 + 3;
 
 /// Symbol flag: the variable is PERSISTENT (kept across restarts): a good hint for
 /// "which symbols are setpoints?".
@@ -151,9 +151,9 @@ pub(crate) fn windows_1252(bytes: &[u8]) -> String {
     const HIGH: [char; 32] = [
         '\u{20AC}', '\u{81}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}',
         '\u{2021}', '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{8D}',
-        '\u{017D}', '\u{8F}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}',
-        '\u{2022}', '\u{2013}', '\u{2014}', '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}',
-        '\u{0153}', '\u{9D}', '\u{017E}', '\u{0178}',
+        '\u{017D}', '\u{8F}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}',
+        '\u{2013}', '\u{2014}', '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}',
+        '\u{9D}', '\u{017E}', '\u{0178}',
     ];
     bytes
         .iter()
@@ -203,10 +203,8 @@ pub(crate) fn parse_symbol_entry(bytes: &[u8]) -> Result<(Symbol, usize), String
     let name_len = c.u16("symbol name length")?;
     let type_len = c.u16("symbol type length")?;
     let comment_len = c.u16("symbol comment length")?;
-    let declared = SYMBOL_FIXED
-        + usize::from(name_len)
-        + usize::from(type_len)
-        + usize::from(comment_len);
+    let declared =
+        SYMBOL_FIXED + usize::from(name_len) + usize::from(type_len) + usize::from(comment_len);
     if declared > entry_len {
         return Err(format!(
             "symbol entry of {entry_len} bytes declares a name of {name_len}, a type of {type_len} and a comment of {comment_len} bytes ({declared} bytes in all)"
@@ -292,7 +290,9 @@ fn parse_datatype_entry(bytes: &[u8], depth: usize) -> Result<(DataType, u32, us
             bytes.len()
         ));
     }
-    let entry = bytes.get(..entry_len).ok_or("data-type entry out of range")?;
+    let entry = bytes
+        .get(..entry_len)
+        .ok_or("data-type entry out of range")?;
     let mut c = Cursor::new(entry);
     c.take(4, "data-type entry length")?;
     let _version = c.u32("data-type version")?;
@@ -318,7 +318,9 @@ fn parse_datatype_entry(bytes: &[u8], depth: usize) -> Result<(DataType, u32, us
         ));
     }
     if dims > MAX_ARRAY_DIMS {
-        return Err(format!("{dims} array dimensions (at most {MAX_ARRAY_DIMS})"));
+        return Err(format!(
+            "{dims} array dimensions (at most {MAX_ARRAY_DIMS})"
+        ));
     }
     if sub_items > MAX_FIELDS {
         return Err(format!("{sub_items} fields (at most {MAX_FIELDS})"));
@@ -367,10 +369,7 @@ fn parse_datatype_entry(bytes: &[u8], depth: usize) -> Result<(DataType, u32, us
 }
 
 /// Parses the data-type table; `expected` is the count from the upload info.
-pub(crate) fn parse_datatypes(
-    bytes: &[u8],
-    expected: u32,
-) -> Result<Vec<DataType>, TableError> {
+pub(crate) fn parse_datatypes(bytes: &[u8], expected: u32) -> Result<Vec<DataType>, TableError> {
     let mut out = Vec::with_capacity((expected as usize).min(bytes.len() / DATATYPE_FIXED + 1));
     let mut rest = bytes;
     let mut index = 0usize;
@@ -414,9 +413,16 @@ pub(crate) fn index_types(types: Vec<DataType>) -> BTreeMap<String, DataType> {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) fn symbol_entry(name: &str, ty: &str, group: u32, offset: u32, size: u32) -> Vec<u8> {
+    pub(crate) fn symbol_entry(
+        name: &str,
+        ty: &str,
+        group: u32,
+        offset: u32,
+        size: u32,
+    ) -> Vec<u8> {
         let mut e = Vec::new();
         let len = (SYMBOL_FIXED + name.len() + ty.len()) as u32;
+        assert_eq!(SYMBOL_FIXED, 33);
         e.extend_from_slice(&len.to_le_bytes());
         for v in [group, offset, size, 4u32] {
             e.extend_from_slice(&v.to_le_bytes());
@@ -441,11 +447,16 @@ pub(crate) mod tests {
         let symbols = parse_symbols(&table, 2).expect("table");
         assert_eq!(symbols[1].name, "GVL.b");
         assert_eq!(symbols[0].flags & FLAG_PERSISTENT, 1);
-        assert!(matches!(parse_symbols(&table, 3), Err(TableError::Malformed(_))));
+        assert!(matches!(
+            parse_symbols(&table, 3),
+            Err(TableError::Malformed(_))
+        ));
         // A name length running past the entry.
         let mut bad = symbol_entry("GVL.a", "REAL", 0x4040, 0, 4);
         bad[24] = 200;
-        assert!(matches!(parse_symbols(&bad, 1), Err(TableError::Malformed(e)) if e.contains("declares")));
+        assert!(
+            matches!(parse_symbols(&bad, 1), Err(TableError::Malformed(e)) if e.contains("declares"))
+        );
         // An entry length running past the table, and one below the minimum.
         let mut long = symbol_entry("GVL.a", "REAL", 0x4040, 0, 4);
         long[0] = 250;
@@ -478,10 +489,7 @@ pub(crate) mod tests {
                 datatypes: Some((1, 50))
             })
         );
-        assert_eq!(
-            UploadInfo::parse(&info[..8]).map(|i| i.datatypes),
-            Ok(None)
-        );
+        assert_eq!(UploadInfo::parse(&info[..8]).map(|i| i.datatypes), Ok(None));
         assert!(UploadInfo::parse(&info[..6]).is_err());
         let mut huge = info.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());

@@ -131,7 +131,9 @@ impl Prim {
 pub(crate) enum Shape {
     Prim(Prim),
     /// STRING (`wide = false`) or WSTRING, `size` bytes including the terminator.
-    Str { wide: bool },
+    Str {
+        wide: bool,
+    },
     /// Dimensions (lower bound, count) and the element shape and size.
     Array {
         dims: Vec<(i32, u32)>,
@@ -162,7 +164,7 @@ impl Types<'_> {
         let name = name.trim();
         let upper = name.to_ascii_uppercase();
         if let Some(dt) = self.table.get(&name.to_ascii_lowercase()) {
-            return self.from_table(dt, depth);
+            return self.table_shape(dt, depth);
         }
         if let Some(prim) = Prim::by_name(&upper) {
             return if prim.size() == size {
@@ -183,7 +185,7 @@ impl Types<'_> {
         by_base(base, size)
     }
 
-    fn from_table(&self, dt: &DataType, depth: usize) -> Shape {
+    fn table_shape(&self, dt: &DataType, depth: usize) -> Shape {
         if !dt.array.is_empty() {
             return self.array(
                 dt.array.clone(),
@@ -218,10 +220,10 @@ impl Types<'_> {
             // An alias or an enumeration: the underlying type.
             return self.shape_at(&dt.type_name, dt.size, dt.base_type, depth + 1);
         }
-        if let Some(prim) = Prim::by_name(&dt.name.to_ascii_uppercase()) {
-            if prim.size() == dt.size {
-                return Shape::Prim(prim);
-            }
+        if let Some(prim) = Prim::by_name(&dt.name.to_ascii_uppercase())
+            && prim.size() == dt.size
+        {
+            return Shape::Prim(prim);
         }
         by_base(dt.base_type, dt.size)
     }
@@ -339,15 +341,25 @@ impl Decoded {
 /// Decodes `bytes` (exactly the value's size) as `shape`.
 pub(crate) fn decode(shape: &Shape, bytes: &[u8]) -> Decoded {
     match shape {
-        Shape::Prim(p) => Decoded::Leaf(p.decode(bytes).unwrap_or_else(|| Value::Bytes(bytes.to_vec()))),
+        Shape::Prim(p) => Decoded::Leaf(
+            p.decode(bytes)
+                .unwrap_or_else(|| Value::Bytes(bytes.to_vec())),
+        ),
         Shape::Str { wide: false } => {
             let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-            Decoded::Leaf(Value::Text(windows_1252(bytes.get(..end).unwrap_or_default())))
+            Decoded::Leaf(Value::Text(windows_1252(
+                bytes.get(..end).unwrap_or_default(),
+            )))
         }
         Shape::Str { wide: true } => {
             let units: Vec<u16> = bytes
                 .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)]))
+                .map(|c| {
+                    u16::from_le_bytes([
+                        c.first().copied().unwrap_or(0),
+                        c.get(1).copied().unwrap_or(0),
+                    ])
+                })
                 .take_while(|&u| u != 0)
                 .collect();
             Decoded::Leaf(match String::from_utf16(&units) {
@@ -449,7 +461,10 @@ mod tests {
         assert_eq!(d("REAL", 4, 4, &72.5f32.to_le_bytes()), Value::F32(72.5));
         assert_eq!(d("INT", 2, 2, &(-3i16).to_le_bytes()), Value::Int(-3));
         assert_eq!(d("BOOL", 1, 33, &[1]), Value::Bool(true));
-        assert_eq!(d("STRING(10)", 11, 30, b"Cola\0xxxxxx"), Value::from("Cola"));
+        assert_eq!(
+            d("STRING(10)", 11, 30, b"Cola\0xxxxxx"),
+            Value::from("Cola")
+        );
         assert_eq!(
             d("WSTRING(3)", 8, 31, &[0x41, 0, 0xe9, 0, 0, 0, 0, 0]),
             Value::from("Aé")
@@ -464,7 +479,10 @@ mod tests {
         // A size that does not fit the type is shown as bytes, not misread.
         assert_eq!(d("DINT", 2, 3, &[1, 2]), Value::Bytes(vec![1, 2]));
         assert_eq!(d("POINTER TO BYTE", 8, 21, &[0; 8]), Value::UInt(0));
-        assert_eq!(d("FB_Unknown", 3, 65, &[1, 2, 3]), Value::Bytes(vec![1, 2, 3]));
+        assert_eq!(
+            d("FB_Unknown", 3, 65, &[1, 2, 3]),
+            Value::Bytes(vec![1, 2, 3])
+        );
     }
 
     #[test]

@@ -244,7 +244,11 @@ impl Request {
                 } else {
                     group::SUMUP_READ
                 },
-                if *ex { "sum-read with lengths" } else { "sum-read" },
+                if *ex {
+                    "sum-read with lengths"
+                } else {
+                    "sum-read"
+                },
                 reads.len()
             ),
         }
@@ -368,9 +372,7 @@ pub(crate) fn check_answer(
         ));
     }
     if flags & FLAG_RESPONSE == 0 {
-        return Err(format!(
-            "state flags 0x{flags:04X} lack the response bit"
-        ));
+        return Err(format!("state flags 0x{flags:04X} lack the response bit"));
     }
     if invoke != invoke_id {
         return Err(format!(
@@ -390,10 +392,7 @@ pub(crate) fn check_answer(
 fn describe_addr(bytes: &[u8]) -> String {
     match bytes {
         [a, b, c, d, e, f, p0, p1] => {
-            format!(
-                "{a}.{b}.{c}.{d}.{e}.{f}:{}",
-                u16::from_le_bytes([*p0, *p1])
-            )
+            format!("{a}.{b}.{c}.{d}.{e}.{f}:{}", u16::from_le_bytes([*p0, *p1]))
         }
         other => format!("{other:02x?}"),
     }

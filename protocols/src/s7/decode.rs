@@ -82,7 +82,10 @@ pub(crate) fn szl_list(asked_id: u16, asked_index: u16, bytes: &[u8]) -> Result<
     Ok(SzlList {
         id,
         index,
-        records: records.chunks_exact(record_len).map(<[u8]>::to_vec).collect(),
+        records: records
+            .chunks_exact(record_len)
+            .map(<[u8]>::to_vec)
+            .collect(),
     })
 }
 
@@ -94,7 +97,12 @@ fn word(bytes: &[u8], at: usize) -> Option<u16> {
 
 fn dword(bytes: &[u8], at: usize) -> Option<u32> {
     let b = bytes.get(at..at + 4)?;
-    Some(u32::from_be_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+    Some(u32::from_be_bytes([
+        *b.first()?,
+        *b.get(1)?,
+        *b.get(2)?,
+        *b.get(3)?,
+    ]))
 }
 
 /// Text from a fixed-width field: up to the first NUL, trailing blanks removed. Bytes that
@@ -120,9 +128,7 @@ pub(crate) fn text(field: &[u8]) -> Value {
 pub(crate) fn module_identity(list: &SzlList) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for record in &list.records {
-        let (Some(index), Some(ausbg), Some(ausbe)) =
-            (word(record, 0), word(record, 24), word(record, 26))
-        else {
+        let Some(index) = word(record, 0) else {
             continue;
         };
         let name = match index {
@@ -132,10 +138,26 @@ pub(crate) fn module_identity(list: &SzlList) -> Vec<(String, Value)> {
             0x0081 => "boot_loader".to_owned(),
             other => format!("index_0x{other:04x}"),
         };
-        let order = text(record.get(2..22).unwrap_or_default());
+        let order = text(
+            record
+                .get(2..22)
+                .unwrap_or_else(|| record.get(2..).unwrap_or_default()),
+        );
         if !matches!(&order, Value::Text(t) if t.is_empty()) {
             out.push((format!("{name}/order_number"), order));
         }
+        let (Some(ausbg), Some(ausbe)) = (word(record, 24), word(record, 26)) else {
+            // Some stacks send shorter records: the order number is still there, the version
+            // fields are not.
+            out.push((
+                format!("{name}/version"),
+                Value::unavailable(format!(
+                    "SZL 0x0011 records of {} bytes lack the standard version fields",
+                    record.len()
+                )),
+            ));
+            continue;
+        };
         let [letter, major] = ausbg.to_be_bytes();
         let [minor, patch] = ausbe.to_be_bytes();
         let version = if letter.is_ascii_uppercase() {
@@ -175,7 +197,10 @@ pub(crate) fn component_identity(list: &SzlList) -> Vec<(String, Value)> {
                 if let (Some(manufacturer), Some(profile), Some(kind)) =
                     (word(body, 0), word(body, 2), word(body, 4))
                 {
-                    map.insert("manufacturer_id".to_owned(), Value::UInt(manufacturer.into()));
+                    map.insert(
+                        "manufacturer_id".to_owned(),
+                        Value::UInt(manufacturer.into()),
+                    );
                     map.insert("profile_id".to_owned(), Value::UInt(profile.into()));
                     map.insert("profile_type".to_owned(), Value::UInt(kind.into()));
                 }
@@ -217,7 +242,12 @@ pub(crate) fn protection(list: &SzlList) -> Result<Protection, String> {
         .find(|r| word(r, 0) == Some(0x0004))
         .or_else(|| list.records.first())
         .ok_or_else(|| "SZL 0x0232 answer has no records".to_owned())?;
-    match (word(record, 2), word(record, 4), word(record, 6), word(record, 8)) {
+    match (
+        word(record, 2),
+        word(record, 4),
+        word(record, 6),
+        word(record, 8),
+    ) {
         (Some(by_switch), Some(parameterized), Some(effective), Some(selector)) => Ok(Protection {
             by_switch,
             parameterized,
@@ -272,8 +302,20 @@ fn bcd(byte: u8) -> Option<u32> {
 /// The CPU clock from a read-clock answer payload (reserved, year high, then BCD year,
 /// month, day, hour, minute, second, milliseconds and weekday).
 pub(crate) fn clock(payload: &[u8]) -> Result<String, String> {
-    let Some(&[_, year_hi, year, month, day, hour, minute, second, ms_hi, ms_lo_dow]) =
-        payload.first_chunk::<10>()
+    let Some(
+        &[
+            _,
+            year_hi,
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            ms_hi,
+            ms_lo_dow,
+        ],
+    ) = payload.first_chunk::<10>()
     else {
         return Err("clock answer is shorter than a timestamp".to_owned());
     };
@@ -301,7 +343,7 @@ pub(crate) fn clock(payload: &[u8]) -> Result<String, String> {
 
 /// Block counts per type from a list-blocks answer.
 pub(crate) fn block_counts(payload: &[u8]) -> Result<BTreeMap<String, u16>, WireError> {
-    if payload.len() % 4 != 0 || payload.len() > 4 * 32 {
+    if !payload.len().is_multiple_of(4) || payload.len() > 4 * 32 {
         return bad(format!(
             "block list of {} bytes is not a list of 4-byte entries",
             payload.len()
@@ -314,7 +356,10 @@ pub(crate) fn block_counts(payload: &[u8]) -> Result<BTreeMap<String, u16>, Wire
         };
         let name = BlockType::from_code(kind)
             .map_or_else(|| format!("0x{kind:02X}"), |t| t.name().to_owned());
-        if out.insert(name.clone(), u16::from_be_bytes([hi, lo])).is_some() {
+        if out
+            .insert(name.clone(), u16::from_be_bytes([hi, lo]))
+            .is_some()
+        {
             return bad(format!("block type {name} listed twice"));
         }
     }
@@ -331,7 +376,7 @@ pub(crate) struct ListedBlock {
 
 /// The entries of one part of a list-blocks-of-type answer.
 pub(crate) fn block_list(payload: &[u8]) -> Result<Vec<ListedBlock>, WireError> {
-    if payload.len() % 4 != 0 {
+    if !payload.len().is_multiple_of(4) {
         return bad(format!(
             "block list part of {} bytes is not a list of 4-byte entries",
             payload.len()
@@ -427,7 +472,9 @@ pub(crate) fn block_info(
     let d = |i: usize| dword(payload, i).unwrap_or(0);
     let answered_number = w(12);
     let sub_type = b(11);
-    if answered_number != number || sub_type != block.sub_type() {
+    // Siemens CPUs and snap7 report the sub-block type (0x0A for a DB); some emulators
+    // (python-snap7's server) repeat the ASCII block type instead. Either names the block.
+    if answered_number != number || (sub_type != block.sub_type() && sub_type != block.code()) {
         return Ok(Err(format!(
             "block info for {}{number} describes another block (a fixed placeholder answer)",
             block.name()
@@ -471,9 +518,9 @@ pub(crate) fn start_upload(params: &[u8]) -> Result<([u8; 4], Option<usize>), Wi
             if n == 0 || n > 10 || !digits.iter().all(u8::is_ascii_digit) {
                 return bad("block length is not a decimal number");
             }
-            let value = digits
-                .iter()
-                .fold(0usize, |acc, d| acc.saturating_mul(10).saturating_add(usize::from(d - b'0')));
+            let value = digits.iter().fold(0usize, |acc, d| {
+                acc.saturating_mul(10).saturating_add(usize::from(d - b'0'))
+            });
             if value > MAX_UPLOAD_BYTES {
                 return bad(format!(
                     "announced block length {value} exceeds {MAX_UPLOAD_BYTES} bytes"
@@ -486,7 +533,10 @@ pub(crate) fn start_upload(params: &[u8]) -> Result<([u8; 4], Option<usize>), Wi
 }
 
 /// One upload part: whether more follow, and the block bytes it carries.
-pub(crate) fn upload_part<'a>(params: &[u8], data: &'a [u8]) -> Result<(bool, &'a [u8]), WireError> {
+pub(crate) fn upload_part<'a>(
+    params: &[u8],
+    data: &'a [u8],
+) -> Result<(bool, &'a [u8]), WireError> {
     let Some(&[_, status]) = params.first_chunk::<2>() else {
         return bad("upload answer without its status byte");
     };
@@ -536,8 +586,12 @@ mod tests {
         let reason = szl_list(0x0011, 0, &other).expect_err("placeholder");
         assert!(reason.contains("placeholder"), "{reason}");
         // No header at all.
-        let reason = szl_list(0x0011, 0, &[0x00, 0x01, 0x36, 0x45, 0x53, 0x37, 0x20, 0x33, 0x31])
-            .expect_err("no header");
+        let reason = szl_list(
+            0x0011,
+            0,
+            &[0x00, 0x01, 0x36, 0x45, 0x53, 0x37, 0x20, 0x33, 0x31],
+        )
+        .expect_err("no header");
         assert!(reason.contains("no standard SZL header"), "{reason}");
     }
 

@@ -58,7 +58,11 @@ pub(crate) fn merge(setpoints: &[S7Setpoint]) -> (Vec<Range>, Vec<S7Setpoint>) {
             current = match current {
                 Some((s, e)) if start <= e => Some((s, e.max(end))),
                 Some((s, e)) => {
-                    out.push(Range { db, start: s, end: e });
+                    out.push(Range {
+                        db,
+                        start: s,
+                        end: e,
+                    });
                     Some((start, end))
                 }
                 None => Some((start, end)),
@@ -134,6 +138,7 @@ pub(crate) fn minimum_requests(ranges: &[Range], pdu: u16) -> usize {
 }
 
 /// The size in bytes of the answer to a planned request.
+#[cfg(test)]
 pub(crate) fn answer_size(items: &[ReadItem]) -> usize {
     let mut size = ANSWER_OVERHEAD;
     for (i, item) in items.iter().enumerate() {
@@ -146,6 +151,7 @@ pub(crate) fn answer_size(items: &[ReadItem]) -> usize {
 }
 
 /// The size in bytes of a planned request.
+#[cfg(test)]
 pub(crate) fn request_size(items: &[ReadItem]) -> usize {
     REQUEST_OVERHEAD + REQUEST_ITEM * items.len()
 }

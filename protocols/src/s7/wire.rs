@@ -266,7 +266,11 @@ impl Request {
         match self {
             Request::Setup { pdu } => {
                 let [hi, lo] = pdu.to_be_bytes();
-                job(pdu_ref, &[FN_SETUP, 0x00, 0x00, 0x01, 0x00, 0x01, hi, lo], &[])
+                job(
+                    pdu_ref,
+                    &[FN_SETUP, 0x00, 0x00, 0x01, 0x00, 0x01, hi, lo],
+                    &[],
+                )
             }
             Request::ReadVar { items } => {
                 let mut params = Vec::with_capacity(2 + 12 * items.len());
@@ -339,7 +343,16 @@ const NO_DATA: [u8; 4] = [0x0A, 0x00, 0x00, 0x00];
 /// Userdata parameters of a first request: head, length 4, method request, type request +
 /// group, subfunction, sequence 0.
 fn first_params(group: u8, subfunction: u8) -> [u8; 8] {
-    [0x00, 0x01, 0x12, 0x04, 0x11, 0x40 | group, subfunction, 0x00]
+    [
+        0x00,
+        0x01,
+        0x12,
+        0x04,
+        0x11,
+        0x40 | group,
+        subfunction,
+        0x00,
+    ]
 }
 
 /// Userdata parameters asking for the next part of an answer whose sequence number is `seq`.
@@ -366,7 +379,11 @@ fn header(rosctr: u8, pdu_ref: u16, params: &[u8], data: &[u8]) -> Vec<u8> {
     out.push(rosctr);
     out.extend_from_slice(&[0x00, 0x00]);
     out.extend_from_slice(&pdu_ref.to_be_bytes());
-    out.extend_from_slice(&u16::try_from(params.len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(
+        &u16::try_from(params.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
     out.extend_from_slice(&u16::try_from(data.len()).unwrap_or(u16::MAX).to_be_bytes());
     out.extend_from_slice(params);
     out.extend_from_slice(data);
@@ -487,7 +504,10 @@ pub(crate) struct Answer<'a> {
 /// Parses an S7 PDU received as an answer.
 pub(crate) fn parse_answer(pdu: &[u8]) -> Result<Answer<'_>, WireError> {
     if pdu.len() < 10 {
-        return bad(format!("S7 PDU of {} bytes is shorter than its header", pdu.len()));
+        return bad(format!(
+            "S7 PDU of {} bytes is shorter than its header",
+            pdu.len()
+        ));
     }
     let byte = |i: usize| pdu.get(i).copied().unwrap_or(0);
     let word = |i: usize| u16::from_be_bytes([byte(i), byte(i + 1)]);
@@ -661,7 +681,7 @@ pub(crate) fn read_var_answer(
             continue;
         }
         let bytes = match tsize {
-            0x03 | 0x04 | 0x05 => {
+            0x03..=0x05 => {
                 if declared % 8 != 0 {
                     return bad(format!(
                         "item {}: a length of {declared} bits is not whole bytes",
@@ -706,10 +726,7 @@ pub(crate) fn read_var_answer(
     // Some devices pad the last odd item too; anything more is not ours.
     let odd_last = asked.last().is_some_and(|item| item.len % 2 == 1);
     if !(rest.is_empty() || (odd_last && rest == [0])) {
-        return bad(format!(
-            "{} bytes after the last item",
-            rest.len()
-        ));
+        return bad(format!("{} bytes after the last item", rest.len()));
     }
     Ok(out)
 }
@@ -892,7 +909,10 @@ mod tests {
                         GROUP_CLOCK => sub == 0x01,
                         _ => false,
                     };
-                    assert!(allowed, "{request:?} builds group {group} subfunction {sub}");
+                    assert!(
+                        allowed,
+                        "{request:?} builds group {group} subfunction {sub}"
+                    );
                 }
                 other => panic!("{request:?} builds PDU type {other}"),
             }
@@ -951,12 +971,8 @@ mod tests {
         let err = read_var_answer(&[0x04, 3], &data[..data.len() - 1], &asked).expect_err("short");
         assert!(err.0.contains("announced"), "{err}");
         // Wrong length for what was asked.
-        let err = read_var_answer(
-            &[0x04, 1],
-            &[0xFF, 0x04, 0x00, 16, 1, 2],
-            &asked[..1],
-        )
-        .expect_err("wrong length");
+        let err = read_var_answer(&[0x04, 1], &[0xFF, 0x04, 0x00, 16, 1, 2], &asked[..1])
+            .expect_err("wrong length");
         assert!(err.0.contains("asked for 3 bytes, got 2"), "{err}");
     }
 

@@ -1,30 +1,843 @@
-//! Simulated Beckhoff ADS PLC: being written.
+//! A simulated Beckhoff TwinCAT PLC runtime speaking ADS over AMS/TCP.
+//!
+//! It exists so otdrift's tests, `otdrift demo` and test rigs (`otdrift sim ads`) have a
+//! TwinCAT PLC to read, to drift, and to prove things about: every request is logged with
+//! its ADS command id and a `write` flag (see [`crate::request_log`]). No crate provides an
+//! ADS server; this one is written for the simulator.
+//!
+//! # Services
+//!
+//! | command | answered |
+//! |---|---|
+//! | ReadDeviceInfo (1) | name and version from the state |
+//! | Read (2) | PLC memory (index group 0x4040), value by handle (0xF005), symbol version (0xF008), upload info (0xF00C: 8 bytes; 0xF00F: 64 bytes), symbol table (0xF00B), data-type table (0xF00E) |
+//! | ReadState (4) | ADS state and device state |
+//! | ReadWrite (9) | symbol entry by name (0xF009), handle by name (0xF003), sum-read (0xF080: results then data at the requested lengths; 0xF083: results and lengths then data at the requested lengths; 0xF084: results and lengths then packed data), sum-read-write (0xF082, of 0xF003/0xF009), sum-write (0xF081), read-write of PLC memory |
+//! | Write (3) | PLC memory, value by handle, release handle (0xF006): applied like a real PLC, **logged as a write** |
+//! | WriteControl (5) | the ADS state is set, **logged as a write** |
+//! | AddDeviceNotification (6), DeleteDeviceNotification (7) | acknowledged with a handle, **logged as writes**; no notification is ever sent |
+//!
+//! Sum commands take at most 500 sub-commands (more: ADS error 0x705). Errors are ADS
+//! return codes, as TwinCAT gives them: 0x702 unknown index group, 0x703 offset outside the
+//! memory, 0x705 wrong size (a buffer too small for a table, a short parameter block),
+//! 0x710 unknown symbol, 0x006 / 0x007 a request for another AMS port / Net Id, 0x008 an
+//! unknown command id, 0x00E an AMS header whose data length disagrees with the frame. A
+//! frame shorter than an AMS header or longer than 4 MiB closes the connection (there is no
+//! header to answer); AMS/TCP router frames (reserved word not 0) are logged and ignored.
+//! Nothing a client sends can panic the simulator.
+//!
+//! Symbols are laid out in index group 0x4040 in declaration order with natural alignment
+//! (at most 8), `_AppInfo` first; structures likewise. The symbol table and data-type table
+//! follow TwinCAT's AdsSymbolEntry and AdsDatatypeEntry formats (entries padded to 4 bytes;
+//! arrays, structures, aliases and enumerations with their enum infos); upload info 0xF00F
+//! announces their counts and sizes.
+//!
+//! What it cannot emulate: the AMS router (routes are a plain allow-list of source Net
+//! Ids, no UDP route registration, no port-open requests), ADS over UDP, device
+//! notifications, secure ADS, TwinCAT's one-connection-per-peer-IP rule (every TCP
+//! connection is independent), file, registry and license services, and a real compiler
+//! (an online change adds or removes one symbol; a download restores the loaded project).
+//!
+//! # State file
+//!
+//! TOML; unknown keys are refused so typos do not go unnoticed.
+//!
+//! ```toml
+//! ams_net_id = "5.80.201.232.1.1"  # default 127.0.0.1.1.1; requests for another get 0x007
+//! ams_port = 851                   # default 851; requests for another port get 0x006
+//! device_name = "Plc30 App"        # ReadDeviceInfo name, at most 15 bytes
+//! version = "3.1.4024"             # ReadDeviceInfo version MAJOR.MINOR.BUILD
+//! ads_state = "RUN"                # an ADS state name (RUN, STOP, CONFIG, ...) or 0..=19
+//! device_state = 0
+//! symbol_version = 3               # 0xF008; moves on `download` and `restart`
+//! tick_ms = 1000                   # how often ticking symbols move; 0 = only on `tick`
+//! max_connections = 32
+//! routes = ["10.0.3.5.1.1"]        # optional: source Net Ids served; others are
+//!                                  # disconnected at their first request, like TwinCAT
+//!                                  # without a route. Omit to serve everyone.
+//!
+//! [app]                            # TwinCAT 3 `TwinCAT_SystemInfoVarList._AppInfo`
+//! project_name = "Filler_L3"       # (type PlcAppSystemInfo). Omit for a TwinCAT 2 PLC
+//! app_name = "Port_851"            # or another vendor's server without it.
+//! online_change_count = 0
+//! timestamp = "2025-03-01T10:22:05"   # AppTimestamp (DT)
+//! task_count = 2
+//!
+//! [[type]]                         # a structure
+//! name = "ST_Valve"
+//! fields = [{ name = "OpenDelay", type = "TIME" }, { name = "Enabled", type = "BOOL" }]
+//! [[type]]                         # an alias
+//! name = "T_Millilitre"
+//! alias = "REAL"
+//! [[type]]                         # an enumeration (base default INT)
+//! name = "E_FillMode"
+//! base = "INT"
+//! members = { Volumetric = 0, Gravimetric = 1 }
+//!
+//! [[symbol]]
+//! name = "GVL_Recipe.FillVolume"
+//! type = "T_Millilitre"            # BOOL, BYTE, WORD, DWORD, LWORD, SINT, USINT, INT, UINT,
+//!                                  # DINT, UDINT, LINT, ULINT, REAL, LREAL, TIME, LTIME,
+//!                                  # DATE, TOD, DT, STRING(n), WSTRING(n),
+//!                                  # ARRAY [a..b, ...] OF T, or a declared type
+//! value = 500.0                    # optional initial value (TOML: numbers, true/false,
+//!                                  # strings, arrays, { Field = ... } for structures,
+//!                                  # member names for enumerations); default all zero
+//! persistent = true                # symbol flag 0x01: kept across `restart` and `download`
+//! comment = "target volume"
+//! tick = "sine"                    # optional runtime movement: "counter" (+1), "sine"
+//!                                  # (50 + 50·sin(2π·n/60)), "toggle" (BOOL)
+//!
+//! [quirks]                         # optional, all default false; same as `quirk` below
+//! stall = false
+//! ```
+//!
+//! Without `--state` the simulator runs [`AdsState::demo`], a TwinCAT 3 bottle filler
+//! (`simulators/states/ads-filler.toml`).
+//!
+//! # Commands
+//!
+//! One command per line; the reply is one line: `ok`, `ok <json>` or `error: <reason>`.
+//! Available through [`AdsSimHandle::command`], on the process's stdin and on the optional
+//! control port of [`run`].
+//!
+//! | command | effect |
+//! |---|---|
+//! | `set PATH VALUE` | sets a symbol, a field (`GVL.stValve.OpenDelay`) or an element (`GVL.aTemps[2]`); VALUE is a TOML value (`520`, `"Cola"`, `[1, 2]`, `{ Enabled = false }`). Not logged as a request. |
+//! | `get PATH` | `ok <json value>` |
+//! | `info` | `ok {"device_name", "version", "ads_state", "symbol_version", "online_change_count", "app_timestamp", "symbols", "datatypes", ...}` |
+//! | `symbols [PREFIX]` | `ok [{"name", "type", "size", "offset", "persistent"}...]` |
+//! | `tick [N]` | moves ticking symbols once (or N times) |
+//! | `state NAME` | sets the ADS state (`RUN`, `STOP`, `CONFIG`...) |
+//! | `device name TEXT` / `device version X.Y.Z` | changes ReadDeviceInfo's answer |
+//! | `online-change add NAME TYPE [= VALUE]` | an online change adding a symbol: symbol table grows, `OnlineChangeCnt` +1, `AppTimestamp` moves, symbol version unchanged |
+//! | `online-change remove NAME` | an online change removing a symbol |
+//! | `download` | a full download of the loaded project: its symbol table and `_AppInfo` again (same timestamp, its online change count), symbol version +1, PERSISTENT values kept, others initial |
+//! | `restart` | a runtime restart: symbol version +1, non-persistent values back to initial |
+//! | `quirk` / `quirk NAME on\|off` | lists / switches a quirk (below) |
+//! | `log` / `log clear` | `ok {"total", "writes", "by_command": {"2": 3, "9": 4}}` / resets the log |
+//! | `help` | one-line summary |
+//!
+//! Quirks (how real devices vary):
+//!
+//! | quirk | behaviour |
+//! |---|---|
+//! | `stall` | accepts requests, never answers |
+//! | `drop-session` | closes the connection on the next request without answering, then switches itself off |
+//! | `no-device-info` | ReadDeviceInfo answers ADS error 0x701 |
+//! | `no-upload` | upload info, symbol and data-type uploads answer 0x701 (0xF009 by name still works) |
+//! | `no-sum-read-ex` | 0xF083/0xF084 answer 0x702 (only the plain sum-read 0xF080) |
+//! | `no-sum` | every sum command answers 0x702 |
+//! | `sum-read-no-results` | sum-reads answer the data without the per-read result (and length) block |
+//! | `symver-placeholder` | the symbol version always reads 0 |
+//! | `bad-symbol-entry` | the second symbol entry's name length runs past its entry |
+//! | `legacy-upload-info` | upload info 2 (0xF00F) and the data-type upload answer 0x701; only the legacy upload info 0xF00C (symbol count and size) is answered |
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod commands;
+mod state;
+mod types;
+mod wire;
 
-/// What `otdrift sim ads` passes in.
+use std::{
+    fmt,
+    io::{self, Write},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use chrono::Utc;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+};
+
+pub use self::state::{
+    APP_INFO_SYMBOL, AdsState, DEFAULT_MAX_CONNECTIONS, FILLER_DEMO_TOML, MEMORY_GROUP, Quirk,
+    Quirks, StateError,
+};
+pub use self::wire::MAX_SUM_COMMANDS;
+pub use crate::control::CommandError;
+use crate::{
+    control::{self, CommandTarget},
+    request_log::{LoggedRequest, RequestLog},
+};
+use wire::Action;
+
+/// AMS/TCP prefix: reserved word and length.
+const PREFIX: usize = 6;
+/// AMS header.
+const HEADER: usize = 32;
+/// The largest request frame accepted.
+const MAX_FRAME: usize = 4 * 1024 * 1024;
+
+/// What the simulator tasks share.
+struct Shared {
+    state: Mutex<AdsState>,
+    log: RequestLog,
+    shutdown: watch::Sender<bool>,
+    alive: watch::Sender<()>,
+    local_addr: SocketAddr,
+}
+
+impl Shared {
+    fn lock_state(&self) -> MutexGuard<'_, AdsState> {
+        // Each change is applied whole under the lock, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl CommandTarget for Shared {
+    fn execute(&self, line: &str) -> Result<String, CommandError> {
+        commands::execute(self, line)
+    }
+}
+
+/// Shuts the simulator down when the last handle is dropped.
+struct StopOnDrop(Arc<Shared>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.shutdown.send_replace(true);
+    }
+}
+
+/// Starts simulated TwinCAT PLCs.
+#[derive(Debug)]
+pub struct AdsSimulator;
+
+impl AdsSimulator {
+    /// Binds `listen` (use `127.0.0.1:0` in tests; see [`AdsSimHandle::local_addr`]) and
+    /// serves `state` until [`AdsSimHandle::shutdown`] or the last handle is dropped. Must be
+    /// called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// If the address cannot be bound.
+    pub async fn start(listen: SocketAddr, state: AdsState) -> io::Result<AdsSimHandle> {
+        let listener = TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
+        let tick_ms = state.tick_ms;
+        let max_connections = state.max_connections;
+        let (shutdown, _) = watch::channel(false);
+        let (alive, _) = watch::channel(());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            log: RequestLog::new(),
+            shutdown,
+            alive,
+            local_addr,
+        });
+        tokio::spawn(accept_loop(
+            Arc::clone(&shared),
+            listener,
+            max_connections,
+            shared.alive.subscribe(),
+        ));
+        if tick_ms > 0 {
+            tokio::spawn(tick_loop(
+                Arc::clone(&shared),
+                Duration::from_millis(tick_ms),
+                shared.alive.subscribe(),
+            ));
+        }
+        tracing::debug!(%local_addr, "ads simulator listening");
+        Ok(AdsSimHandle {
+            guard: Arc::new(StopOnDrop(Arc::clone(&shared))),
+            shared,
+        })
+    }
+}
+
+/// Controls a running simulator. Cheap to clone; dropping the last clone shuts it down.
+#[derive(Clone)]
+pub struct AdsSimHandle {
+    shared: Arc<Shared>,
+    guard: Arc<StopOnDrop>,
+}
+
+impl fmt::Debug for AdsSimHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdsSimHandle")
+            .field("local_addr", &self.shared.local_addr)
+            .field("handles", &Arc::strong_count(&self.guard))
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdsSimHandle {
+    /// The address actually bound.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The request log.
+    #[must_use]
+    pub fn request_log(&self) -> &RequestLog {
+        &self.shared.log
+    }
+
+    /// Appends every request from now on to `path` as JSON lines.
+    ///
+    /// # Errors
+    /// If the file cannot be opened for appending.
+    pub fn log_to_file(&self, path: &Path) -> io::Result<()> {
+        self.shared.log.log_to_file(path)
+    }
+
+    /// Executes one line of the command language (see the module docs).
+    ///
+    /// # Errors
+    /// The reason the command was refused; nothing was changed.
+    pub fn command(&self, line: &str) -> Result<String, CommandError> {
+        commands::execute(&self.shared, line)
+    }
+
+    /// Sets a symbol, field or element to a TOML value (`set` without the parsing).
+    ///
+    /// # Errors
+    /// An unknown path or a value that does not fit the type.
+    pub fn set(&self, path: &str, value: impl Into<toml::Value>) -> Result<(), CommandError> {
+        commands::set_value(&mut self.shared.lock_state(), path, &value.into())
+    }
+
+    /// The value at `path` as JSON, `None` if there is no such symbol.
+    #[must_use]
+    pub fn get(&self, path: &str) -> Option<serde_json::Value> {
+        commands::get_value(&self.shared.lock_state(), path).ok()
+    }
+
+    /// An online change adding a symbol (see the `online-change` command); `value` is its
+    /// initial value as TOML text (`"1500"`, `"\"Cola\""`).
+    ///
+    /// # Errors
+    /// An existing name, an unknown type or a value that does not fit.
+    pub fn online_change_add(
+        &self,
+        name: &str,
+        type_name: &str,
+        value: Option<&str>,
+    ) -> Result<(), CommandError> {
+        let value = value.map(commands::parse_value).transpose()?;
+        commands::online_change_add(
+            &mut self.shared.lock_state(),
+            name,
+            type_name,
+            value.as_ref(),
+        )
+    }
+
+    /// A full download of the loaded project (see the `download` command).
+    ///
+    /// # Errors
+    /// Only if the loaded project no longer lays out (it always does).
+    pub fn download(&self) -> Result<(), CommandError> {
+        commands::download(&mut self.shared.lock_state())
+    }
+
+    /// A runtime restart (see the `restart` command).
+    pub fn restart(&self) {
+        commands::restart(&mut self.shared.lock_state());
+    }
+
+    /// Sets the ADS state (5 = RUN, 6 = STOP, 15 = CONFIG).
+    pub fn set_ads_state(&self, state: u16) {
+        self.shared.lock_state().ads_state = state;
+    }
+
+    /// Moves every ticking symbol once.
+    pub fn tick(&self) {
+        self.shared.lock_state().tick();
+    }
+
+    /// Switches a quirk on or off.
+    pub fn set_quirk(&self, quirk: Quirk, on: bool) {
+        self.shared.lock_state().quirks.set(quirk, on);
+    }
+
+    /// A copy of the whole state.
+    #[must_use]
+    pub fn state(&self) -> AdsState {
+        self.shared.lock_state().clone()
+    }
+
+    /// Stops accepting connections, closes the open ones and stops ticking (asynchronously;
+    /// await [`stopped`](Self::stopped)).
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Resolves once every task of the simulator has ended.
+    pub async fn stopped(&self) {
+        self.shared.alive.closed().await;
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    max_connections: usize,
+    alive: watch::Receiver<()>,
+) {
+    let mut stop = shared.shutdown.subscribe();
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    tracing::debug!(%peer, max_connections, "connection limit reached; closing");
+                    drop(stream);
+                    continue;
+                };
+                tokio::spawn(serve_connection(
+                    Arc::clone(&shared),
+                    stream,
+                    peer,
+                    permit,
+                    alive.clone(),
+                ));
+            }
+            Err(err) => {
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn tick_loop(shared: Arc<Shared>, period: Duration, _alive: watch::Receiver<()>) {
+    let mut stop = shared.shutdown.subscribe();
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            _ = interval.tick() => shared.lock_state().tick(),
+        }
+    }
+}
+
+/// The parts of an AMS header the answer needs.
+struct Header {
+    target: [u8; 8],
+    source: [u8; 8],
+    command: u16,
+    data_len: u32,
+    invoke: [u8; 4],
+}
+
+fn parse_header(body: &[u8]) -> Option<Header> {
+    Some(Header {
+        target: body.get(0..8)?.try_into().ok()?,
+        source: body.get(8..16)?.try_into().ok()?,
+        command: u16::from_le_bytes(body.get(16..18)?.try_into().ok()?),
+        data_len: u32::from_le_bytes(body.get(20..24)?.try_into().ok()?),
+        invoke: body.get(28..32)?.try_into().ok()?,
+    })
+}
+
+fn answer_frame(h: &Header, error: u32, data: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(HEADER + data.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(PREFIX + HEADER + data.len());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&h.source);
+    out.extend_from_slice(&h.target);
+    out.extend_from_slice(&h.command.to_le_bytes());
+    out.extend_from_slice(&5u16.to_le_bytes());
+    out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&error.to_le_bytes());
+    out.extend_from_slice(&h.invoke);
+    out.extend_from_slice(data);
+    out
+}
+
+fn net_id_text(b: &[u8]) -> String {
+    b.iter()
+        .take(6)
+        .map(u8::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn ads_error_text(code: u32) -> String {
+    let name = match code {
+        0x006 => "target port not found",
+        0x007 => "target machine not found",
+        0x008 => "unknown command id",
+        0x00E => "invalid AMS length",
+        0x701 => "service not supported",
+        0x702 => "invalid index group",
+        0x703 => "invalid index offset",
+        0x705 => "invalid size",
+        0x706 => "invalid parameter",
+        0x710 => "symbol not found",
+        _ => "error",
+    };
+    format!("ADS error 0x{code:X} ({name})")
+}
+
+/// What the log says the device did.
+fn outcome_of(action: &Action) -> String {
+    match action {
+        Action::Reply { error, data } => {
+            let result = data
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_le_bytes)
+                .unwrap_or(0);
+            match (*error, result) {
+                (0, 0) => "ok".to_owned(),
+                (0, code) | (code, _) => ads_error_text(code),
+            }
+        }
+        Action::Drop(reason) => (*reason).to_owned(),
+        Action::Silent => "no answer (stall quirk)".to_owned(),
+    }
+}
+
+/// Reads one frame; `Ok(None)` on a clean close between frames, `Err` on a framing error
+/// (the connection is closed: there is no header to answer).
+async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u16, Vec<u8>)>, String> {
+    let mut prefix = [0u8; PREFIX];
+    match stream.read(&mut prefix[..1]).await {
+        Ok(0) => return Ok(None),
+        Ok(_) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    stream
+        .read_exact(&mut prefix[1..])
+        .await
+        .map_err(|e| e.to_string())?;
+    let [r0, r1, l0, l1, l2, l3] = prefix;
+    let reserved = u16::from_le_bytes([r0, r1]);
+    let length = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+    if length > MAX_FRAME {
+        return Err(format!("AMS/TCP length {length} exceeds {MAX_FRAME}"));
+    }
+    let mut body = vec![0u8; length];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Some((reserved, body)))
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    _alive: watch::Receiver<()>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut stop = shared.shutdown.subscribe();
+    let log = |command: u16,
+               name: &str,
+               detail: String,
+               group: Option<u32>,
+               count: Option<u32>,
+               write: bool,
+               outcome: String| {
+        shared.log.record(LoggedRequest {
+            seq: 0,
+            time: Utc::now(),
+            protocol: "ads".to_owned(),
+            peer,
+            unit_id: None,
+            service: command,
+            name: name.to_owned(),
+            detail,
+            address: group,
+            count,
+            write,
+            outcome,
+        });
+    };
+    loop {
+        let read = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            read = read_frame(&mut stream) => read,
+        };
+        let (reserved, body) = match read {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(reason) => {
+                log(
+                    0,
+                    "framing_error",
+                    reason,
+                    None,
+                    None,
+                    false,
+                    "connection closed".to_owned(),
+                );
+                break;
+            }
+        };
+        if reserved != 0 {
+            log(
+                0,
+                "ams_tcp_command",
+                format!("reserved word 0x{reserved:04X}, {} bytes", body.len()),
+                None,
+                None,
+                false,
+                "ignored (no AMS router here)".to_owned(),
+            );
+            continue;
+        }
+        let Some(header) = parse_header(&body) else {
+            log(
+                0,
+                "framing_error",
+                format!(
+                    "AMS/TCP length {} is shorter than the 32-byte AMS header",
+                    body.len()
+                ),
+                None,
+                None,
+                false,
+                "connection closed".to_owned(),
+            );
+            break;
+        };
+        let data = body.get(HEADER..).unwrap_or_default();
+        let (described, action) = {
+            let mut state = shared.lock_state();
+            let source_net: [u8; 6] = header.source[..6].try_into().unwrap_or_default();
+            let target_net: [u8; 6] = header.target[..6].try_into().unwrap_or_default();
+            let target_port = u16::from_le_bytes([header.target[6], header.target[7]]);
+            let mut described = wire::Described {
+                command: header.command,
+                name: "request",
+                detail: String::new(),
+                group: None,
+                count: None,
+                write: false,
+            };
+            let action = if state.quirks.stall {
+                let (d, _) = wire::handle(&mut state.clone(), header.command, data);
+                described = d;
+                Action::Silent
+            } else if state.quirks.drop_session {
+                state.quirks.drop_session = false;
+                let (d, _) = wire::handle(&mut state.clone(), header.command, data);
+                described = d;
+                Action::Drop("session dropped (drop-session quirk)")
+            } else if !state.routes.is_empty() && !state.routes.contains(&source_net) {
+                described.detail = format!("from source {}", net_id_text(&header.source));
+                Action::Drop("no route for this source Net Id: connection closed")
+            } else if header.data_len as usize != data.len() {
+                described.detail = format!(
+                    "AMS header announces {} data bytes, the frame carries {}",
+                    header.data_len,
+                    data.len()
+                );
+                Action::Reply {
+                    error: wire::err::INVALID_AMS_LENGTH,
+                    data: Vec::new(),
+                }
+            } else if target_net != state.ams_net_id {
+                described.detail = format!("for Net Id {}", net_id_text(&header.target));
+                Action::Reply {
+                    error: wire::err::TARGET_MACHINE_NOT_FOUND,
+                    data: Vec::new(),
+                }
+            } else if target_port != state.ams_port {
+                described.detail = format!("for AMS port {target_port}");
+                Action::Reply {
+                    error: wire::err::TARGET_PORT_NOT_FOUND,
+                    data: Vec::new(),
+                }
+            } else {
+                let (d, action) = wire::handle(&mut state, header.command, data);
+                described = d;
+                action
+            };
+            (described, action)
+        };
+        log(
+            described.command,
+            described.name,
+            described.detail,
+            described.group,
+            described.count,
+            described.write,
+            outcome_of(&action),
+        );
+        match action {
+            Action::Silent => continue,
+            Action::Drop(_) => break,
+            Action::Reply { error, data } => {
+                let frame = answer_frame(&header, error, &data);
+                let written = tokio::select! {
+                    _ = stop.wait_for(|stop| *stop) => break,
+                    written = stream.write_all(&frame) => written,
+                };
+                if let Err(err) = written {
+                    tracing::debug!(%peer, %err, "closing ads connection");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Options of [`run`], i.e. of `otdrift sim ads`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Where to listen.
+    /// Where to serve AMS/TCP (e.g. `127.0.0.1:48898`; bound exactly as given).
     pub listen: SocketAddr,
-    /// State file.
+    /// State file; `None` serves [`AdsState::demo`].
     pub state: Option<PathBuf>,
     /// Append every request as JSON lines to this file.
     pub request_log: Option<PathBuf>,
-    /// Also accept commands on this TCP address.
+    /// Also accept commands on this TCP address (one per line).
     pub control: Option<SocketAddr>,
 }
 
-/// Why the simulator stopped.
+/// Why [`run`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    /// Not written yet.
-    #[error("the Beckhoff ADS simulator is not part of this build yet")]
-    NotYet,
+    /// The state file could not be read or is invalid.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// An address could not be bound.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// `"ads"` or `"control"`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The request log file could not be opened.
+    #[error("cannot open request log {path}: {source}")]
+    RequestLog {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Installing signal handlers or writing the ready lines failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
 }
 
-/// Runs the simulator until Ctrl-C or SIGTERM.
-pub async fn run(_opts: RunOptions) -> Result<(), SimError> {
-    Err(SimError::NotYet)
+/// Runs the simulator as a process: what `otdrift sim ads` calls.
+///
+/// Loads the state (or the demo), starts the simulator, prints exactly one ready line
+/// `otdrift-sim ads listening on <ip:port>` (and `otdrift-sim control listening on
+/// <ip:port>` with a control port), flushes, then serves commands from stdin and the control
+/// port until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
+/// or stdout is closed, before the ready line is printed.
+pub async fn run(opts: RunOptions) -> Result<(), SimError> {
+    let print_ready = |lines: &[String]| -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        for line in lines {
+            writeln!(out, "{line}")?;
+        }
+        out.flush()
+    };
+    let stop = stop_signal()?;
+    run_until(opts, true, print_ready, stop).await
 }
+
+async fn run_until(
+    opts: RunOptions,
+    serve_stdin: bool,
+    on_ready: impl FnOnce(&[String]) -> io::Result<()>,
+    stop: impl Future<Output = io::Result<()>>,
+) -> Result<(), SimError> {
+    let state = match &opts.state {
+        Some(path) => AdsState::load(path)?,
+        None => AdsState::demo(),
+    };
+    let handle = AdsSimulator::start(opts.listen, state)
+        .await
+        .map_err(|source| SimError::Bind {
+            what: "ads",
+            addr: opts.listen,
+            source,
+        })?;
+    if let Some(path) = &opts.request_log {
+        handle
+            .log_to_file(path)
+            .map_err(|source| SimError::RequestLog {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    let mut ready = vec![format!(
+        "otdrift-sim ads listening on {}",
+        handle.local_addr()
+    )];
+    let control = match opts.control {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| SimError::Bind {
+                    what: "control",
+                    addr,
+                    source,
+                })?;
+            ready.push(format!(
+                "otdrift-sim control listening on {}",
+                listener.local_addr()?
+            ));
+            Some(listener)
+        }
+        None => None,
+    };
+    let target: Arc<dyn CommandTarget> = Arc::clone(&handle.shared) as Arc<dyn CommandTarget>;
+    if let Some(listener) = control {
+        tokio::spawn(control::serve_control(
+            listener,
+            Arc::clone(&target),
+            handle.shared.shutdown.subscribe(),
+        ));
+    }
+    on_ready(&ready)?;
+    if serve_stdin {
+        control::spawn_stdin_thread(target);
+    }
+    let stopped = stop.await;
+    handle.shutdown();
+    handle.stopped().await;
+    stopped.map_err(SimError::from)
+}
+
+/// Registers Ctrl-C and SIGTERM now; the future resolves on either.
+#[cfg(unix)]
+fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        Ok(())
+    })
+}
+
+/// Ctrl-C (the only stop signal outside Unix).
+#[cfg(not(unix))]
+fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
+    Ok(tokio::signal::ctrl_c())
+}
+
+#[cfg(test)]
+mod tests;

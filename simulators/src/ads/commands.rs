@@ -1,0 +1,338 @@
+//! The ADS simulator's command language (reference on the [`ads`](super) module).
+
+use serde_json::json;
+
+use super::Shared;
+use super::state::{ADS_STATES, AdsState, Quirk, SYM_FLAG_PERSISTENT, StateError, parse_ads_state};
+use super::types;
+use crate::control::CommandError;
+
+/// The `help` reply (one line).
+pub(crate) const HELP: &str = "commands: \
+set PATH VALUE ; get PATH ; info ; symbols [PREFIX] ; tick [N] ; \
+state RUN|STOP|CONFIG|... ; device name TEXT|version X.Y.Z ; \
+online-change add NAME TYPE [= VALUE] ; online-change remove NAME ; download ; restart ; \
+quirk [NAME on|off] ; log [clear] ; help";
+
+fn usage(text: &str) -> CommandError {
+    CommandError::Usage(format!("usage: {text}"))
+}
+
+fn split_word(text: &str) -> (&str, &str) {
+    let text = text.trim_start();
+    match text.find(char::is_whitespace) {
+        Some(at) => (
+            text.get(..at).unwrap_or(text),
+            text.get(at..).unwrap_or("").trim(),
+        ),
+        None => (text, ""),
+    }
+}
+
+/// Parses a TOML value (`520`, `"Cola"`, `[1, 2]`, `{ a = 1 }`).
+pub(crate) fn parse_value(text: &str) -> Result<toml::Value, CommandError> {
+    let table: toml::Table = toml::from_str(&format!("v = {text}")).map_err(|e| {
+        CommandError::Usage(format!(
+            "bad value {text:?} (a TOML value: 520, 1.5, true, \"text\", [1, 2], {{ Field = 1 }}): {}",
+            e.message()
+        ))
+    })?;
+    table
+        .get("v")
+        .cloned()
+        .ok_or_else(|| CommandError::Usage("missing value".to_owned()))
+}
+
+/// Sets the value at `path` (a symbol, `Symbol.Field`, `Symbol[i]`).
+pub(crate) fn set_value(
+    state: &mut AdsState,
+    path: &str,
+    value: &toml::Value,
+) -> Result<(), CommandError> {
+    let (offset, ty) = state.locate(path).map_err(CommandError::Usage)?;
+    let start = offset as usize;
+    let size = ty.size() as usize;
+    let slot = state
+        .memory
+        .get_mut(start..start + size)
+        .ok_or_else(|| CommandError::Usage(format!("{path} is outside the PLC memory")))?;
+    let mut bytes = slot.to_vec();
+    types::encode(&ty, value, &mut bytes)
+        .map_err(|e| CommandError::Usage(format!("{path}: {e}")))?;
+    slot.copy_from_slice(&bytes);
+    Ok(())
+}
+
+/// The value at `path`, as JSON.
+pub(crate) fn get_value(state: &AdsState, path: &str) -> Result<serde_json::Value, CommandError> {
+    let (offset, ty) = state.locate(path).map_err(CommandError::Usage)?;
+    let start = offset as usize;
+    let bytes = state
+        .memory
+        .get(start..start + ty.size() as usize)
+        .ok_or_else(|| CommandError::Usage(format!("{path} is outside the PLC memory")))?;
+    Ok(types::decode(&ty, bytes))
+}
+
+fn bump_application(state: &mut AdsState) {
+    if let Some(app) = state.app.as_mut() {
+        app.online_change_count = app.online_change_count.wrapping_add(1);
+        let now = u32::try_from(chrono::Utc::now().timestamp()).unwrap_or(u32::MAX);
+        app.timestamp = now.max(app.timestamp.saturating_add(1));
+    }
+    state.write_app();
+}
+
+/// An online change that adds a symbol: the symbol table grows, `_AppInfo.OnlineChangeCnt`
+/// and `AppTimestamp` move, the symbol version does not.
+pub(crate) fn online_change_add(
+    state: &mut AdsState,
+    name: &str,
+    type_name: &str,
+    value: Option<&toml::Value>,
+) -> Result<(), CommandError> {
+    state
+        .place(name, type_name, value, false, "", None)
+        .map_err(state_error)?;
+    bump_application(state);
+    Ok(())
+}
+
+/// An online change that removes a symbol.
+pub(crate) fn online_change_remove(state: &mut AdsState, name: &str) -> Result<(), CommandError> {
+    if name.eq_ignore_ascii_case(super::state::APP_INFO_SYMBOL) {
+        return Err(CommandError::Usage(
+            "the application info cannot be removed".to_owned(),
+        ));
+    }
+    let before = state.symbols.len();
+    state.symbols.retain(|s| !s.name.eq_ignore_ascii_case(name));
+    if state.symbols.len() == before {
+        return Err(CommandError::Usage(format!("no symbol {name}")));
+    }
+    state.tables = None;
+    bump_application(state);
+    Ok(())
+}
+
+/// A full download of the project the simulator was loaded with: the symbol table is the
+/// loaded one again, `_AppInfo` is the loaded one (same compile, same timestamp, online
+/// change count back), the symbol version moves, PERSISTENT symbols keep their values.
+pub(crate) fn download(state: &mut AdsState) -> Result<(), CommandError> {
+    let previous = state.symbols.clone();
+    state.app = state.project.app.clone();
+    state.rebuild(Some(&previous)).map_err(state_error)?;
+    state.symbol_version = state.symbol_version.wrapping_add(1);
+    state.ads_state = 5;
+    Ok(())
+}
+
+/// A restart of the PLC runtime: the symbol version moves, non-persistent symbols get their
+/// initial values, the program is unchanged.
+pub(crate) fn restart(state: &mut AdsState) {
+    for s in state.symbols.clone() {
+        if !s.persistent {
+            let start = s.offset as usize;
+            if let Some(slot) = state.memory.get_mut(start..start + s.initial.len()) {
+                slot.copy_from_slice(&s.initial);
+            }
+        }
+    }
+    state.write_app();
+    state.handles.clear();
+    state.symbol_version = state.symbol_version.wrapping_add(1);
+    state.ads_state = 5;
+}
+
+fn state_error(e: StateError) -> CommandError {
+    CommandError::Usage(e.to_string().trim_start_matches("ADS state: ").to_owned())
+}
+
+fn info(state: &mut AdsState) -> serde_json::Value {
+    let tables = state.tables();
+    json!({
+        "device_name": state.device_name,
+        "version": format!("{}.{}.{}", state.version.0, state.version.1, state.version.2),
+        "ams_net_id": state.ams_net_id.iter().map(u8::to_string).collect::<Vec<_>>().join("."),
+        "ams_port": state.ams_port,
+        "ads_state": ADS_STATES.get(usize::from(state.ads_state)).copied().unwrap_or("?"),
+        "symbol_version": state.symbol_version,
+        "online_change_count": state.app.as_ref().map(|a| a.online_change_count),
+        "app_timestamp": state.app.as_ref().map(|a| a.timestamp),
+        "symbols": tables.symbol_count,
+        "datatypes": tables.datatype_count,
+        "memory_bytes": state.memory.len(),
+    })
+}
+
+/// Executes one command line.
+pub(crate) fn execute(shared: &Shared, line: &str) -> Result<String, CommandError> {
+    let (word, rest) = split_word(line);
+    let mut state = shared.lock_state();
+    match word {
+        "help" => Ok(HELP.to_owned()),
+        "set" => {
+            let (path, value) = split_word(rest);
+            if path.is_empty() || value.is_empty() {
+                return Err(usage("set PATH VALUE"));
+            }
+            let value = parse_value(value)?;
+            set_value(&mut state, path, &value)?;
+            Ok(String::new())
+        }
+        "get" => {
+            if rest.is_empty() {
+                return Err(usage("get PATH"));
+            }
+            Ok(get_value(&state, rest)?.to_string())
+        }
+        "info" => Ok(info(&mut state).to_string()),
+        "symbols" => {
+            let names: Vec<serde_json::Value> = state
+                .symbols
+                .iter()
+                .filter(|s| {
+                    s.name
+                        .get(..rest.len())
+                        .is_some_and(|h| h.eq_ignore_ascii_case(rest))
+                })
+                .map(|s| {
+                    json!({
+                        "name": s.name,
+                        "type": s.ty.name(),
+                        "size": s.ty.size(),
+                        "offset": s.offset,
+                        "persistent": s.persistent && SYM_FLAG_PERSISTENT != 0,
+                    })
+                })
+                .collect();
+            Ok(serde_json::Value::Array(names).to_string())
+        }
+        "tick" => {
+            let n: u32 = if rest.is_empty() {
+                1
+            } else {
+                rest.parse()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or_else(|| usage("tick [N] (1..=1000000)"))?
+            };
+            for _ in 0..n {
+                state.tick();
+            }
+            Ok(String::new())
+        }
+        "state" => {
+            let code = parse_ads_state(rest)
+                .filter(|c| usize::from(*c) < ADS_STATES.len())
+                .ok_or_else(|| usage("state RUN|STOP|CONFIG|... (an ADS state name or 0..=19)"))?;
+            state.ads_state = code;
+            Ok(String::new())
+        }
+        "device" => {
+            let (field, value) = split_word(rest);
+            match field {
+                "name" if !value.is_empty() && value.len() <= 15 => {
+                    state.device_name = value.to_owned();
+                    Ok(String::new())
+                }
+                "version" => {
+                    let parts: Vec<&str> = value.split('.').collect();
+                    match parts.as_slice() {
+                        [a, b, c] => match (a.parse(), b.parse(), c.parse()) {
+                            (Ok(a), Ok(b), Ok(c)) => {
+                                state.version = (a, b, c);
+                                Ok(String::new())
+                            }
+                            _ => Err(usage("device version MAJOR.MINOR.BUILD")),
+                        },
+                        _ => Err(usage("device version MAJOR.MINOR.BUILD")),
+                    }
+                }
+                _ => Err(usage(
+                    "device name TEXT (1-15 bytes) | device version X.Y.Z",
+                )),
+            }
+        }
+        "online-change" => {
+            let (what, args) = split_word(rest);
+            match what {
+                "add" => {
+                    let (name, tail) = split_word(args);
+                    let (type_name, value) = match tail.split_once('=') {
+                        Some((t, v)) => (t.trim(), Some(parse_value(v.trim())?)),
+                        None => (tail.trim(), None),
+                    };
+                    if name.is_empty() || type_name.is_empty() {
+                        return Err(usage("online-change add NAME TYPE [= VALUE]"));
+                    }
+                    online_change_add(&mut state, name, type_name, value.as_ref())?;
+                    Ok(String::new())
+                }
+                "remove" if !args.is_empty() => {
+                    online_change_remove(&mut state, args)?;
+                    Ok(String::new())
+                }
+                _ => Err(usage(
+                    "online-change add NAME TYPE [= VALUE] | online-change remove NAME",
+                )),
+            }
+        }
+        "download" => {
+            download(&mut state)?;
+            Ok(String::new())
+        }
+        "restart" => {
+            restart(&mut state);
+            Ok(String::new())
+        }
+        "quirk" => {
+            if rest.is_empty() {
+                let flags: serde_json::Map<String, serde_json::Value> = Quirk::ALL
+                    .iter()
+                    .map(|q| (q.name().to_owned(), json!(state.quirks.get(*q))))
+                    .collect();
+                return Ok(serde_json::Value::Object(flags).to_string());
+            }
+            let (name, switch) = split_word(rest);
+            let quirk = Quirk::parse(name).ok_or_else(|| {
+                usage(&format!(
+                    "quirk NAME on|off, NAME one of {}",
+                    Quirk::ALL.map(Quirk::name).join(", ")
+                ))
+            })?;
+            let on = match switch {
+                "on" => true,
+                "off" => false,
+                _ => return Err(usage("quirk NAME on|off")),
+            };
+            state.quirks.set(quirk, on);
+            Ok(String::new())
+        }
+        "log" => {
+            drop(state);
+            match rest {
+                "" => {
+                    let by: serde_json::Map<String, serde_json::Value> = shared
+                        .log
+                        .count_by_service()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), json!(v)))
+                        .collect();
+                    Ok(json!({
+                        "total": shared.log.total(),
+                        "writes": shared.log.writes(),
+                        "by_command": by,
+                    })
+                    .to_string())
+                }
+                "clear" => {
+                    shared.log.clear();
+                    Ok(String::new())
+                }
+                _ => Err(usage("log [clear]")),
+            }
+        }
+        other => Err(CommandError::Unknown(other.to_owned())),
+    }
+}

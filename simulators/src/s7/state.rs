@@ -1,0 +1,1089 @@
+//! The simulated S7 CPU's state: parsed from the TOML state file (format documented on the
+//! [`s7`](super) module), changed by commands and ticks.
+
+use std::{collections::BTreeMap, fmt, path::Path};
+
+use serde::Deserialize;
+
+/// Why a state file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The file could not be read.
+    #[error("cannot read state file {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or not the expected shape (unknown keys are refused so typos do not go
+    /// unnoticed).
+    #[error("invalid state file: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// Well-formed, but an impossible CPU (a DB twice, a size out of range...).
+    #[error("invalid state file: {0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> StateError {
+    StateError::Invalid(msg.into())
+}
+
+/// The largest DB snap7's server can hold: it keeps sizes in 16 bits.
+pub const MAX_DB_SIZE: usize = 65535;
+
+/// The embedded demo CPU: an S7-315-2 PN/DP filling line (see `simulators/states/s7-line3.toml`).
+pub const DEMO_TOML: &str = include_str!("../../states/s7-line3.toml");
+
+/// How a ticking DB's bytes move on each tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickKind {
+    /// Every byte adds 1 (wrapping).
+    Counter,
+    /// Byte `i` becomes `128 + round(127·sin(2π·(n+i)/60))` on tick `n`.
+    Sine,
+}
+
+impl TickKind {
+    fn parse(text: &str) -> Result<Self, StateError> {
+        match text {
+            "counter" => Ok(Self::Counter),
+            "sine" => Ok(Self::Sine),
+            other => Err(invalid(format!(
+                "tick {other:?}: expected \"counter\" or \"sine\""
+            ))),
+        }
+    }
+}
+
+pub(crate) fn sine_byte(tick: u64, offset: usize) -> u8 {
+    let phase = (tick.wrapping_add(offset as u64) % 60) as f64;
+    let value = 128.0 + (127.0 * (std::f64::consts::TAU * phase / 60.0).sin()).round();
+    value.clamp(0.0, 255.0) as u8
+}
+
+/// The program block types the simulator holds besides DBs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProgramType {
+    /// Organization block.
+    Ob,
+    /// Function block.
+    Fb,
+    /// Function.
+    Fc,
+    /// System data block.
+    Sdb,
+}
+
+impl ProgramType {
+    /// S7comm's ASCII block type code.
+    #[must_use]
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Ob => 0x38,
+            Self::Fb => 0x45,
+            Self::Fc => 0x43,
+            Self::Sdb => 0x42,
+        }
+    }
+
+    /// The sub-block type in block info.
+    #[must_use]
+    pub fn sub_type(self) -> u8 {
+        match self {
+            Self::Ob => 0x08,
+            Self::Fb => 0x0E,
+            Self::Fc => 0x0C,
+            Self::Sdb => 0x0B,
+        }
+    }
+
+    /// The name in paths and commands.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ob => "OB",
+            Self::Fb => "FB",
+            Self::Fc => "FC",
+            Self::Sdb => "SDB",
+        }
+    }
+
+    /// Parses `OB`, `FB`, `FC` or `SDB` (any case).
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_uppercase().as_str() {
+            "OB" => Some(Self::Ob),
+            "FB" => Some(Self::Fb),
+            "FC" => Some(Self::Fc),
+            "SDB" => Some(Self::Sdb),
+            _ => None,
+        }
+    }
+
+    /// From S7comm's ASCII block type code.
+    #[must_use]
+    pub fn from_code(code: u8) -> Option<Self> {
+        [Self::Ob, Self::Fb, Self::Fc, Self::Sdb]
+            .into_iter()
+            .find(|t| t.code() == code)
+    }
+}
+
+/// Block header fields that block info reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockMeta {
+    /// Block name (8 characters).
+    pub name: String,
+    /// Family (8 characters).
+    pub family: String,
+    /// Author (8 characters).
+    pub author: String,
+    /// Version, major and minor (0..=15 each).
+    pub version: (u8, u8),
+    /// Language code (1 STL, 2 LAD, 3 FBD, 4 SCL, 5 DB, 6 GRAPH, 7 SDB).
+    pub language: u8,
+    /// Code timestamp: milliseconds since midnight, days since 1984-01-01.
+    pub code_time: (u32, u16),
+    /// Interface timestamp.
+    pub interface_time: (u32, u16),
+    /// Local data bytes.
+    pub local_data: u16,
+}
+
+/// A data block: its metadata; its bytes live in snap7's server (see `S7SimHandle::db`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbState {
+    /// Size in bytes (1..=65535).
+    pub size: usize,
+    /// The bytes it was loaded with (its "initial values", part of its checksum).
+    pub initial: Vec<u8>,
+    /// How its bytes move on a tick, if they do.
+    pub tick: Option<TickKind>,
+    /// Block info fields.
+    pub meta: BlockMeta,
+}
+
+/// A program block (OB, FB, FC, SDB).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramBlock {
+    /// Block info fields.
+    pub meta: BlockMeta,
+    /// The MC7 code.
+    pub code: Vec<u8>,
+}
+
+/// Texts of SZL 0x0011 and 0x001C.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Order number (MLFB), SZL 0x0011 index 1 and 6.
+    pub order_number: String,
+    /// Module version, SZL 0x0011 index 1.
+    pub module_version: u16,
+    /// Hardware version, SZL 0x0011 index 6.
+    pub hardware_version: u16,
+    /// Firmware version `V<a>.<b>.<c>`, SZL 0x0011 index 7.
+    pub firmware: (u8, u8, u8, u8),
+    /// SZL 0x001C fields by index (1 system name, 2 module name, 3 plant id, 4 copyright,
+    /// 5 serial number, 7 module type name, 8 memory card serial, 11 location).
+    pub components: BTreeMap<u16, String>,
+}
+
+/// Identity field names of the state file and the `identity` command, with their SZL 0x001C
+/// index.
+pub const COMPONENT_FIELDS: [(&str, u16); 8] = [
+    ("system_name", 1),
+    ("module_name", 2),
+    ("plant_id", 3),
+    ("copyright", 4),
+    ("serial_number", 5),
+    ("module_type_name", 7),
+    ("memory_card_serial", 8),
+    ("location", 11),
+];
+
+/// Mode selector positions (SZL 0x0232 `bart_sch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selector {
+    /// RUN.
+    Run,
+    /// RUN-P.
+    RunP,
+    /// STOP.
+    Stop,
+    /// MRES.
+    Mres,
+    /// No selector (S7-1200/1500 style).
+    None,
+}
+
+impl Selector {
+    /// Parses `run`, `run-p`, `stop`, `mres` or `none`.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "run" => Some(Self::Run),
+            "run-p" | "run_p" => Some(Self::RunP),
+            "stop" => Some(Self::Stop),
+            "mres" => Some(Self::Mres),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    /// SZL 0x0232's code.
+    #[must_use]
+    pub fn code(self) -> u16 {
+        match self {
+            Self::None => 0,
+            Self::Run => 1,
+            Self::RunP => 2,
+            Self::Stop => 3,
+            Self::Mres => 4,
+        }
+    }
+}
+
+/// Device quirks: how real devices deviate, for testing the client. Each can be set in the
+/// state file's `[quirks]` and switched with `quirk NAME on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quirks {
+    /// Accept connections and requests, never answer.
+    pub stall: bool,
+    /// Refuse block functions (list, list of type, block info) with error 0x8104, like an
+    /// S7-1200/1500.
+    pub refuse_blocks: bool,
+    /// Close the session on any block function request.
+    pub drop_on_blocks: bool,
+    /// Refuse Read/Write Var with header error 0x8104, like an S7-1200/1500 with PUT/GET off.
+    pub put_get_off: bool,
+    /// Answer SZL reads without the 8-byte SZL header (records only).
+    pub szl_no_header: bool,
+    /// Answer SZL reads with a record count of 0.
+    pub szl_no_count: bool,
+    /// Answer every SZL read with the SZL 0x0011 list, whatever was asked.
+    pub szl_placeholder: bool,
+    /// Answer every block info request with the same all-zero record.
+    pub blockinfo_placeholder: bool,
+    /// Let snap7's server answer everything itself (its fixed identity, DB-only block
+    /// functions, refused uploads): a plain snap7 peer.
+    pub snap7_only: bool,
+}
+
+/// A device quirk, switchable at run time (`quirk NAME on|off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quirk {
+    /// `stall`.
+    Stall,
+    /// `refuse-blocks`.
+    RefuseBlocks,
+    /// `drop-on-blocks`.
+    DropOnBlocks,
+    /// `put-get-off`.
+    PutGetOff,
+    /// `szl-no-header`.
+    SzlNoHeader,
+    /// `szl-no-count`.
+    SzlNoCount,
+    /// `szl-placeholder`.
+    SzlPlaceholder,
+    /// `blockinfo-placeholder`.
+    BlockinfoPlaceholder,
+    /// `snap7-only`.
+    Snap7Only,
+}
+
+impl Quirk {
+    /// Every quirk, in the order `help` lists them.
+    pub const ALL: [Quirk; 9] = [
+        Quirk::Stall,
+        Quirk::RefuseBlocks,
+        Quirk::DropOnBlocks,
+        Quirk::PutGetOff,
+        Quirk::SzlNoHeader,
+        Quirk::SzlNoCount,
+        Quirk::SzlPlaceholder,
+        Quirk::BlockinfoPlaceholder,
+        Quirk::Snap7Only,
+    ];
+
+    /// The command-language name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Stall => "stall",
+            Self::RefuseBlocks => "refuse-blocks",
+            Self::DropOnBlocks => "drop-on-blocks",
+            Self::PutGetOff => "put-get-off",
+            Self::SzlNoHeader => "szl-no-header",
+            Self::SzlNoCount => "szl-no-count",
+            Self::SzlPlaceholder => "szl-placeholder",
+            Self::BlockinfoPlaceholder => "blockinfo-placeholder",
+            Self::Snap7Only => "snap7-only",
+        }
+    }
+
+    /// Parses a command-language name (`_` accepted for `-`).
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        let name = name.to_ascii_lowercase().replace('_', "-");
+        Self::ALL.into_iter().find(|q| q.name() == name)
+    }
+}
+
+impl fmt::Display for Quirk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Quirks {
+    /// Whether `quirk` is on.
+    #[must_use]
+    pub fn get(&self, quirk: Quirk) -> bool {
+        match quirk {
+            Quirk::Stall => self.stall,
+            Quirk::RefuseBlocks => self.refuse_blocks,
+            Quirk::DropOnBlocks => self.drop_on_blocks,
+            Quirk::PutGetOff => self.put_get_off,
+            Quirk::SzlNoHeader => self.szl_no_header,
+            Quirk::SzlNoCount => self.szl_no_count,
+            Quirk::SzlPlaceholder => self.szl_placeholder,
+            Quirk::BlockinfoPlaceholder => self.blockinfo_placeholder,
+            Quirk::Snap7Only => self.snap7_only,
+        }
+    }
+
+    /// Switches `quirk`.
+    pub fn set(&mut self, quirk: Quirk, on: bool) {
+        let flag = match quirk {
+            Quirk::Stall => &mut self.stall,
+            Quirk::RefuseBlocks => &mut self.refuse_blocks,
+            Quirk::DropOnBlocks => &mut self.drop_on_blocks,
+            Quirk::PutGetOff => &mut self.put_get_off,
+            Quirk::SzlNoHeader => &mut self.szl_no_header,
+            Quirk::SzlNoCount => &mut self.szl_no_count,
+            Quirk::SzlPlaceholder => &mut self.szl_placeholder,
+            Quirk::BlockinfoPlaceholder => &mut self.blockinfo_placeholder,
+            Quirk::Snap7Only => &mut self.snap7_only,
+        };
+        *flag = on;
+    }
+}
+
+/// The complete state of a simulated S7 CPU. Built from a TOML state file (format on the
+/// [`s7`](super) module) or [`S7State::demo`]; handed to
+/// [`S7Simulator::start`](super::S7Simulator::start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct S7State {
+    /// Rack the CPU answers for.
+    pub rack: u16,
+    /// Slot the CPU answers for.
+    pub slot: u16,
+    /// The largest PDU the CPU grants (240..=960).
+    pub max_pdu: u16,
+    /// Milliseconds between ticks of ticking DBs; 0 = only on `tick`.
+    pub tick_ms: u64,
+    /// Whether the CPU is in RUN (else STOP).
+    pub running: bool,
+    /// Identity answered in SZL 0x0011 and 0x001C.
+    pub identity: Identity,
+    /// Protection level set in the parameters (0..=3).
+    pub protection_level: u16,
+    /// Mode selector position.
+    pub selector: Selector,
+    /// SFC and SFB counts in the block list (firmware blocks).
+    pub system_blocks: (u16, u16),
+    /// Data blocks by number.
+    pub dbs: BTreeMap<u16, DbState>,
+    /// Program blocks by type and number.
+    pub blocks: BTreeMap<(ProgramType, u16), ProgramBlock>,
+    /// Quirks in force.
+    pub quirks: Quirks,
+    /// Ticks so far.
+    pub ticks: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    #[serde(default)]
+    rack: u16,
+    #[serde(default = "default_slot")]
+    slot: u16,
+    #[serde(default = "default_max_pdu")]
+    max_pdu: u16,
+    #[serde(default = "default_tick_ms")]
+    tick_ms: u64,
+    #[serde(default = "default_mode")]
+    mode: String,
+    #[serde(default)]
+    identity: IdentityFile,
+    #[serde(default)]
+    protection: ProtectionFile,
+    #[serde(default)]
+    system_blocks: SystemBlocksFile,
+    #[serde(default)]
+    db: Vec<DbFile>,
+    #[serde(default)]
+    block: Vec<BlockFile>,
+    #[serde(default)]
+    quirks: QuirksFile,
+}
+
+fn default_slot() -> u16 {
+    2
+}
+fn default_max_pdu() -> u16 {
+    960
+}
+fn default_tick_ms() -> u64 {
+    1000
+}
+fn default_mode() -> String {
+    "run".into()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct IdentityFile {
+    order_number: Option<String>,
+    module_version: Option<u16>,
+    hardware_version: Option<u16>,
+    firmware: Option<String>,
+    system_name: Option<String>,
+    module_name: Option<String>,
+    plant_id: Option<String>,
+    copyright: Option<String>,
+    serial_number: Option<String>,
+    module_type_name: Option<String>,
+    memory_card_serial: Option<String>,
+    location: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProtectionFile {
+    #[serde(default = "default_level")]
+    level: u16,
+    #[serde(default = "default_selector")]
+    selector: String,
+}
+
+impl Default for ProtectionFile {
+    fn default() -> Self {
+        ProtectionFile {
+            level: default_level(),
+            selector: default_selector(),
+        }
+    }
+}
+
+fn default_level() -> u16 {
+    1
+}
+fn default_selector() -> String {
+    "run-p".into()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SystemBlocksFile {
+    #[serde(default)]
+    sfc: u16,
+    #[serde(default)]
+    sfb: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetaFile {
+    name: Option<String>,
+    family: Option<String>,
+    author: Option<String>,
+    version: Option<String>,
+    language: Option<String>,
+    code_time: Option<String>,
+    interface_time: Option<String>,
+    local_data: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DbFile {
+    number: u16,
+    size: usize,
+    #[serde(default)]
+    values: Vec<u8>,
+    #[serde(default)]
+    fill: u8,
+    tick: Option<String>,
+    #[serde(flatten)]
+    meta: MetaFile,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockFile {
+    #[serde(rename = "type")]
+    kind: String,
+    number: u16,
+    #[serde(default = "default_code_size")]
+    size: u16,
+    code: Option<String>,
+    #[serde(flatten)]
+    meta: MetaFile,
+}
+
+fn default_code_size() -> u16 {
+    128
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct QuirksFile {
+    #[serde(default)]
+    stall: bool,
+    #[serde(default)]
+    refuse_blocks: bool,
+    #[serde(default)]
+    drop_on_blocks: bool,
+    #[serde(default)]
+    put_get_off: bool,
+    #[serde(default)]
+    szl_no_header: bool,
+    #[serde(default)]
+    szl_no_count: bool,
+    #[serde(default)]
+    szl_placeholder: bool,
+    #[serde(default)]
+    blockinfo_placeholder: bool,
+    #[serde(default)]
+    snap7_only: bool,
+}
+
+/// Days since 1984-01-01 of a civil date.
+fn days_since_1984(year: i64, month: u32, day: u32) -> Option<u16> {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days_since_1970 = era * 146_097 + doe - 719_468;
+    u16::try_from(days_since_1970 - 5113).ok()
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.mmm]` into block info's (ms since midnight, days since 1984).
+pub fn parse_block_time(text: &str) -> Option<(u32, u16)> {
+    let (date, time) = text.split_once(['T', ' '])?;
+    let mut d = date.split('-');
+    let year: i64 = d.next()?.parse().ok()?;
+    let month: u32 = d.next()?.parse().ok()?;
+    let day: u32 = d.next()?.parse().ok()?;
+    let (hms, ms) = match time.split_once('.') {
+        Some((hms, ms)) => (hms, ms.parse::<u32>().ok().filter(|ms| *ms < 1000)?),
+        None => (time, 0),
+    };
+    let mut t = hms.split(':');
+    let h: u32 = t.next()?.parse().ok()?;
+    let m: u32 = t.next()?.parse().ok()?;
+    let s: u32 = t.next()?.parse().ok()?;
+    if h > 23 || m > 59 || s > 59 {
+        return None;
+    }
+    Some((
+        ((h * 60 + m) * 60 + s) * 1000 + ms,
+        days_since_1984(year, month, day)?,
+    ))
+}
+
+fn language_code(text: &str) -> Option<u8> {
+    Some(match text.to_ascii_uppercase().as_str() {
+        "STL" | "AWL" => 1,
+        "LAD" | "KOP" => 2,
+        "FBD" | "FUP" => 3,
+        "SCL" => 4,
+        "DB" => 5,
+        "GRAPH" => 6,
+        "SDB" => 7,
+        _ => return None,
+    })
+}
+
+/// The default code timestamp: 2024-03-01 08:00.
+pub(crate) const DEFAULT_TIME: (u32, u16) = (28_800_000, 14_670);
+
+fn meta(
+    file: MetaFile,
+    what: &str,
+    default_language: u8,
+    default_name: &str,
+) -> Result<BlockMeta, StateError> {
+    let text8 = |field: &str, value: Option<String>, default: &str| -> Result<String, StateError> {
+        let value = value.unwrap_or_else(|| default.to_owned());
+        if value.len() > 8 || !value.is_ascii() {
+            return Err(invalid(format!(
+                "{what}: {field} {value:?} is not at most 8 ASCII characters"
+            )));
+        }
+        Ok(value)
+    };
+    let version = match file.version {
+        None => (0, 1),
+        Some(v) => {
+            let parsed = v
+                .split_once('.')
+                .and_then(|(a, b)| Some((a.parse::<u8>().ok()?, b.parse::<u8>().ok()?)))
+                .filter(|(a, b)| *a < 16 && *b < 16);
+            parsed.ok_or_else(|| {
+                invalid(format!(
+                    "{what}: version {v:?} is not MAJOR.MINOR (0..=15 each)"
+                ))
+            })?
+        }
+    };
+    let language = match file.language {
+        None => default_language,
+        Some(l) => language_code(&l).ok_or_else(|| {
+            invalid(format!(
+                "{what}: unknown language {l:?} (STL, LAD, FBD, SCL, DB, GRAPH, SDB)"
+            ))
+        })?,
+    };
+    let time = |field: &str, value: Option<String>| -> Result<(u32, u16), StateError> {
+        match value {
+            None => Ok(DEFAULT_TIME),
+            Some(t) => parse_block_time(&t).ok_or_else(|| {
+                invalid(format!(
+                    "{what}: {field} {t:?} is not YYYY-MM-DDTHH:MM:SS[.mmm] after 1984"
+                ))
+            }),
+        }
+    };
+    let code_time = time("code_time", file.code_time)?;
+    let interface_time = match file.interface_time {
+        None => code_time,
+        some => time("interface_time", some)?,
+    };
+    Ok(BlockMeta {
+        name: text8("name", file.name, default_name)?,
+        family: text8("family", file.family, "")?,
+        author: text8("author", file.author, "OTDRIFT")?,
+        version,
+        language,
+        code_time,
+        interface_time,
+        local_data: file.local_data.unwrap_or(0),
+    })
+}
+
+/// Deterministic MC7-like code bytes for a block without explicit code.
+pub(crate) fn generated_code(
+    kind: ProgramType,
+    number: u16,
+    size: usize,
+    revision: u32,
+) -> Vec<u8> {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64
+        ^ (u64::from(kind.code()) << 40)
+        ^ (u64::from(number) << 16)
+        ^ u64::from(revision);
+    (0..size)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect()
+}
+
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn firmware(text: &str) -> Option<(u8, u8, u8, u8)> {
+    let mut chars = text.chars();
+    let letter = chars.next().filter(char::is_ascii_uppercase)?;
+    let mut parts = chars.as_str().split('.');
+    let a = parts.next()?.parse().ok()?;
+    let b = parts.next()?.parse().ok()?;
+    let c = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((letter as u8, a, b, c))
+}
+
+impl DbState {
+    /// A DB of `size` bytes starting with `values`, the rest `fill`.
+    pub(crate) fn new(
+        number: u16,
+        size: usize,
+        values: &[u8],
+        fill: u8,
+        tick: Option<TickKind>,
+        meta: BlockMeta,
+    ) -> Result<Self, StateError> {
+        if size == 0 || size > MAX_DB_SIZE {
+            return Err(invalid(format!(
+                "DB{number}: size {size} is outside 1..={MAX_DB_SIZE}"
+            )));
+        }
+        if values.len() > size {
+            return Err(invalid(format!(
+                "DB{number}: {} values do not fit {size} bytes",
+                values.len()
+            )));
+        }
+        let mut initial = values.to_vec();
+        initial.resize(size, fill);
+        Ok(DbState {
+            size,
+            initial,
+            tick,
+            meta,
+        })
+    }
+
+    /// A plain DB as the `db add` command makes it.
+    pub(crate) fn plain(number: u16, size: usize, fill: u8) -> Result<Self, StateError> {
+        let meta = BlockMeta {
+            name: format!("DB{number}").chars().take(8).collect(),
+            family: String::new(),
+            author: "OTDRIFT".into(),
+            version: (0, 1),
+            language: 5,
+            code_time: DEFAULT_TIME,
+            interface_time: DEFAULT_TIME,
+            local_data: 0,
+        };
+        Self::new(number, size, &[], fill, None, meta)
+    }
+}
+
+/// CRC-16/CCITT-FALSE, the simulator's block checksum.
+pub(crate) fn crc16(bytes: impl IntoIterator<Item = u8>) -> u16 {
+    let mut crc = 0xFFFFu16;
+    for byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+impl BlockMeta {
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for text in [&self.name, &self.family, &self.author] {
+            out.extend_from_slice(text.as_bytes());
+            out.push(0);
+        }
+        out.extend_from_slice(&[self.version.0, self.version.1, self.language]);
+        out.extend_from_slice(&self.interface_time.0.to_be_bytes());
+        out.extend_from_slice(&self.interface_time.1.to_be_bytes());
+        out
+    }
+}
+
+impl S7State {
+    /// Parses a state file's text.
+    ///
+    /// # Errors
+    /// If it is not valid TOML of the documented shape or describes an impossible CPU.
+    pub fn from_toml(text: &str) -> Result<Self, StateError> {
+        let file: StateFile = toml::from_str(text)?;
+        if file.rack > 7 || file.slot > 31 {
+            return Err(invalid(format!(
+                "rack {} slot {}: rack is 0..=7, slot 0..=31",
+                file.rack, file.slot
+            )));
+        }
+        if !(240..=960).contains(&file.max_pdu) {
+            return Err(invalid(format!(
+                "max_pdu {} is outside 240..=960",
+                file.max_pdu
+            )));
+        }
+        let running = match file.mode.to_ascii_lowercase().as_str() {
+            "run" => true,
+            "stop" => false,
+            other => {
+                return Err(invalid(format!(
+                    "mode {other:?}: expected \"run\" or \"stop\""
+                )));
+            }
+        };
+        let id = file.identity;
+        let order_number = id
+            .order_number
+            .unwrap_or_else(|| "6ES7 315-2EH14-0AB0".into());
+        if order_number.len() > 19 || !order_number.is_ascii() {
+            return Err(invalid(format!(
+                "identity.order_number {order_number:?} is not at most 19 ASCII characters"
+            )));
+        }
+        let firmware_text = id.firmware.unwrap_or_else(|| "V3.2.6".into());
+        let firmware = firmware(&firmware_text).ok_or_else(|| {
+            invalid(format!(
+                "identity.firmware {firmware_text:?} is not like V3.2.6"
+            ))
+        })?;
+        let mut components = BTreeMap::new();
+        let defaults = [
+            id.system_name.unwrap_or_else(|| "OTDRIFT-SIM".into()),
+            id.module_name.unwrap_or_else(|| "CPU 315-2 PN/DP".into()),
+            id.plant_id.unwrap_or_default(),
+            id.copyright
+                .unwrap_or_else(|| "Original Siemens Equipment".into()),
+            id.serial_number.unwrap_or_else(|| "S C-X0000000001".into()),
+            id.module_type_name
+                .unwrap_or_else(|| "CPU 315-2 PN/DP".into()),
+            id.memory_card_serial
+                .unwrap_or_else(|| "MMC 00000001".into()),
+            id.location.unwrap_or_default(),
+        ];
+        for ((field, index), value) in COMPONENT_FIELDS.iter().zip(defaults) {
+            check_component(field, &value)?;
+            components.insert(*index, value);
+        }
+        if file.protection.level > 3 {
+            return Err(invalid(format!(
+                "protection.level {} is outside 0..=3",
+                file.protection.level
+            )));
+        }
+        let selector = Selector::parse(&file.protection.selector).ok_or_else(|| {
+            invalid(format!(
+                "protection.selector {:?}: run, run-p, stop, mres or none",
+                file.protection.selector
+            ))
+        })?;
+        let mut dbs = BTreeMap::new();
+        for db in file.db {
+            if db.number == 0 {
+                return Err(invalid("DB0 does not exist on S7 CPUs; numbers start at 1"));
+            }
+            let what = format!("DB{}", db.number);
+            let tick = db.tick.as_deref().map(TickKind::parse).transpose()?;
+            let meta = meta(db.meta, &what, 5, &what)?;
+            let state = DbState::new(db.number, db.size, &db.values, db.fill, tick, meta)?;
+            if dbs.insert(db.number, state).is_some() {
+                return Err(invalid(format!("{what} is defined twice")));
+            }
+        }
+        let mut blocks = BTreeMap::new();
+        for block in file.block {
+            let kind = ProgramType::parse(&block.kind).ok_or_else(|| {
+                invalid(format!(
+                    "block type {:?}: OB, FB, FC or SDB (DBs go in [[db]])",
+                    block.kind
+                ))
+            })?;
+            let what = format!("{}{}", kind.name(), block.number);
+            let language = if kind == ProgramType::Sdb { 7 } else { 1 };
+            let meta = meta(block.meta, &what, language, &what)?;
+            let code = match block.code {
+                Some(hex) => {
+                    parse_hex(&hex).ok_or_else(|| invalid(format!("{what}: code is not hex")))?
+                }
+                None => generated_code(kind, block.number, usize::from(block.size), 0),
+            };
+            if code.is_empty() || code.len() > 65_000 {
+                return Err(invalid(format!(
+                    "{what}: code of {} bytes is outside 1..=65000",
+                    code.len()
+                )));
+            }
+            if blocks
+                .insert((kind, block.number), ProgramBlock { meta, code })
+                .is_some()
+            {
+                return Err(invalid(format!("{what} is defined twice")));
+            }
+        }
+        let q = file.quirks;
+        Ok(S7State {
+            rack: file.rack,
+            slot: file.slot,
+            max_pdu: file.max_pdu,
+            tick_ms: file.tick_ms,
+            running,
+            identity: Identity {
+                order_number,
+                module_version: id.module_version.unwrap_or(4),
+                hardware_version: id.hardware_version.unwrap_or(4),
+                firmware,
+                components,
+            },
+            protection_level: file.protection.level,
+            selector,
+            system_blocks: (file.system_blocks.sfc, file.system_blocks.sfb),
+            dbs,
+            blocks,
+            quirks: Quirks {
+                stall: q.stall,
+                refuse_blocks: q.refuse_blocks,
+                drop_on_blocks: q.drop_on_blocks,
+                put_get_off: q.put_get_off,
+                szl_no_header: q.szl_no_header,
+                szl_no_count: q.szl_no_count,
+                szl_placeholder: q.szl_placeholder,
+                blockinfo_placeholder: q.blockinfo_placeholder,
+                snap7_only: q.snap7_only,
+            },
+            ticks: 0,
+        })
+    }
+
+    /// Reads and parses a state file.
+    ///
+    /// # Errors
+    /// If the file cannot be read or is invalid.
+    pub fn load(path: &Path) -> Result<Self, StateError> {
+        let text = std::fs::read_to_string(path).map_err(|source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// The embedded demo CPU (an S7-315-2 PN/DP on a filling line): DB1 recipe, DB2 ticking
+    /// process values, DB3 limits, OB1/OB35/OB100, FB1, FC1/FC2 and SDBs.
+    #[must_use]
+    pub fn demo() -> Self {
+        match Self::from_toml(DEMO_TOML) {
+            Ok(state) => state,
+            // The embedded file is checked by a unit test; an empty CPU is the only fallback
+            // that cannot fail.
+            Err(_) => Self::from_toml("").unwrap_or_else(|_| unreachable_state()),
+        }
+    }
+
+    /// A block's checksum as block info reports it: over the block's header fields and its
+    /// code (program blocks) or its size and initial values (DBs). Changing a DB's bytes at
+    /// run time does not change it, as on a real CPU.
+    #[must_use]
+    pub fn db_checksum(&self, number: u16) -> Option<u16> {
+        let db = self.dbs.get(&number)?;
+        let mut bytes = db.meta.bytes();
+        bytes.extend_from_slice(&(db.size as u32).to_be_bytes());
+        bytes.extend_from_slice(&db.initial);
+        Some(crc16(bytes))
+    }
+
+    /// A program block's checksum.
+    #[must_use]
+    pub fn block_checksum(&self, kind: ProgramType, number: u16) -> Option<u16> {
+        let block = self.blocks.get(&(kind, number))?;
+        let mut bytes = block.meta.bytes();
+        bytes.extend_from_slice(&block.code);
+        Some(crc16(bytes))
+    }
+
+    /// The effective protection level: the parameterized level, raised to 2 while the
+    /// selector is in RUN (an S7-300 key switch write-protects in RUN).
+    #[must_use]
+    pub fn effective_protection(&self) -> u16 {
+        let by_switch = if self.selector == Selector::Run { 2 } else { 1 };
+        self.protection_level.max(by_switch)
+    }
+}
+
+fn unreachable_state() -> S7State {
+    S7State {
+        rack: 0,
+        slot: 2,
+        max_pdu: 960,
+        tick_ms: 0,
+        running: true,
+        identity: Identity {
+            order_number: String::new(),
+            module_version: 0,
+            hardware_version: 0,
+            firmware: (b'V', 0, 0, 0),
+            components: BTreeMap::new(),
+        },
+        protection_level: 1,
+        selector: Selector::None,
+        system_blocks: (0, 0),
+        dbs: BTreeMap::new(),
+        blocks: BTreeMap::new(),
+        quirks: Quirks::default(),
+        ticks: 0,
+    }
+}
+
+pub(crate) fn check_component(field: &str, value: &str) -> Result<(), StateError> {
+    if value.len() > 32 || !value.is_ascii() {
+        return Err(invalid(format!(
+            "identity.{field} {value:?} is not at most 32 ASCII characters"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_state_is_valid() {
+        let state = S7State::from_toml(DEMO_TOML).expect("demo state");
+        assert!(state.dbs.contains_key(&1));
+        assert!(state.dbs.values().any(|db| db.tick.is_some()));
+        assert!(state.blocks.contains_key(&(ProgramType::Ob, 1)));
+    }
+
+    #[test]
+    fn bad_state_files_are_refused_with_a_reason() {
+        for (text, needle) in [
+            ("[[db]]\nnumber = 1\nsize = 70000\n", "outside 1..=65535"),
+            (
+                "[[db]]\nnumber = 1\nsize = 2\nvalues = [1, 2, 3]\n",
+                "do not fit",
+            ),
+            (
+                "[[db]]\nnumber = 1\nsize = 2\n[[db]]\nnumber = 1\nsize = 2\n",
+                "twice",
+            ),
+            (
+                "[[block]]\ntype = \"DB\"\nnumber = 1\n",
+                "OB, FB, FC or SDB",
+            ),
+            ("max_pdu = 100\n", "240..=960"),
+            ("colour = 1\n", "unknown field"),
+            ("[identity]\nfirmware = \"3.2\"\n", "like V3.2.6"),
+        ] {
+            let err = S7State::from_toml(text).expect_err(text).to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn block_times_parse() {
+        assert_eq!(parse_block_time("1999-11-18T00:00:00"), Some((0, 5800)));
+        assert_eq!(
+            parse_block_time("2024-03-01T12:34:56.789"),
+            Some((45_296_789, 14_670))
+        );
+        assert_eq!(parse_block_time("1983-12-31T00:00:00"), None);
+    }
+}

@@ -88,6 +88,14 @@ fn baseline_runtime_setpoint_drift_online_change_and_put_back() {
     let ticked = run(&cfg, &["capture", "filler-3", "--json"]);
     assert_eq!(ticked.code, 0, "{ticked:?}");
     assert_eq!(ticked.json()["digest"], first["digest"]);
+    // RUN -> STOP is reported as a state change, not as drift.
+    let changes = ticked.json()["state_changes"].clone();
+    assert!(
+        changes
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["key"] == "ads_state" && c["after"] == "STOP")),
+        "{changes}"
+    );
     sim.cmd("state RUN");
 
     // A recipe setpoint changes: drift naming the symbol, typed before and after.

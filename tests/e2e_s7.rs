@@ -149,6 +149,12 @@ fn baseline_ticks_setpoint_and_program_drift_and_resolution() {
     assert_eq!(code, 0, "{ticked}");
     assert_eq!(ticked["digest"], first["digest"]);
     assert_eq!(ticked["runtime"]["s7/cpu_mode"], "STOP");
+    // The mode change is reported as its own field (and event), not as drift.
+    assert_eq!(
+        ticked["state_changes"],
+        serde_json::json!([{"key": "s7/cpu_mode", "before": "RUN", "after": "STOP"}])
+    );
+    assert_eq!(ticked["drift"], serde_json::Value::Null);
     sim.cmd("mode run");
 
     // A recipe byte changes (the REAL at 4 goes 72.5 -> 75.0): setpoint drift, named.

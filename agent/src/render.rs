@@ -93,6 +93,7 @@ pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
         })),
         "change_id": outcome.capture.change_id,
         "phase": outcome.capture.phase,
+        "state_changes": outcome.state_changes,
         "requests": report.capture.stats.requests,
         "duration_ms": u64::try_from(report.capture.stats.duration.as_millis()).unwrap_or(u64::MAX),
         "runtime": report.capture.runtime,
@@ -176,6 +177,12 @@ pub fn capture_human(asset: &AssetConfig, report: &CaptureReport) -> String {
         out.push_str(
             "  first capture of this asset: it is now the provisional baseline; approve it with a token whose `to` is the signature above\n",
         );
+    }
+    for c in &o.state_changes {
+        out.push_str(&format!(
+            "  operating state {}: {} -> {} (reported, not drift)\n",
+            c.key, c.before, c.after
+        ));
     }
     if let Some(a) = &o.approval {
         out.push_str(&format!(

@@ -23,6 +23,9 @@ pub mod event_type {
     pub const ASSET_UNREACHABLE: &str = "io.otdrift.asset.unreachable";
     /// An asset answers again.
     pub const ASSET_REACHABLE: &str = "io.otdrift.asset.reachable";
+    /// The controller's operating state (CPU mode, ADS state) changed: reported, not drift.
+    /// An extension of SPEC.md's list of types.
+    pub const ASSET_STATE_CHANGED: &str = "io.otdrift.asset.state_changed";
     /// The audit chain's head, published so tampering shows centrally.
     pub const AUDIT_HEAD: &str = "io.otdrift.audit.head";
 }

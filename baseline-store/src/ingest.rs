@@ -104,6 +104,77 @@ pub struct CaptureOutcome {
     pub drift: DriftOutcome,
     /// The pending approval this capture applied, if any.
     pub approval: Option<AppliedApproval>,
+    /// Changes of the controller's operating state (CPU mode, ADS state, ...) since the
+    /// previous capture: reported, never drift.
+    pub state_changes: Vec<StateChange>,
+}
+
+/// A change of a runtime value that describes the controller's operating state.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StateChange {
+    /// The runtime key, e.g. `s7/cpu_mode`.
+    pub key: String,
+    /// The value at the previous capture.
+    pub before: serde_json::Value,
+    /// The value now.
+    pub after: serde_json::Value,
+}
+
+/// Whether a runtime key names an operating state (its last segment ends in `mode`, `state`
+/// or `status`, e.g. `s7/cpu_mode`, `ads_state`, `device_state`): such values are compared
+/// from capture to capture and a change is an `asset.state_changed` event. Clocks, counters
+/// and process values are not compared.
+pub fn is_operating_state(key: &str) -> bool {
+    let last = key.rsplit('/').next().unwrap_or(key);
+    last.ends_with("mode") || last.ends_with("state") || last.ends_with("status")
+}
+
+/// Compares the operating-state runtime values with the asset's previous capture; a change is
+/// an audit entry and an `asset.state_changed` event, in the caller's transaction.
+fn operating_state_changes(
+    conn: &Connection,
+    clock: &dyn otdrift_core::Clock,
+    rec: &CaptureRecord<'_>,
+) -> Result<Vec<StateChange>, StoreError> {
+    let previous: Option<String> = conn
+        .query_row(
+            "SELECT runtime FROM captures WHERE asset = ?1 ORDER BY id DESC LIMIT 1",
+            [rec.asset],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(previous) = previous else {
+        return Ok(Vec::new());
+    };
+    let before: serde_json::Value = serde_json::from_str(&previous).unwrap_or_default();
+    let empty = serde_json::Map::new();
+    let before = before.as_object().unwrap_or(&empty);
+    let after = rec.runtime.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let changes: Vec<StateChange> = keys
+        .into_iter()
+        .filter(|k| is_operating_state(k))
+        .filter_map(|k| {
+            let (b, a) = (before.get(k.as_str()), after.get(k.as_str()));
+            // A key the collector did not report this time is not a change of state.
+            match (b, a) {
+                (Some(b), Some(a)) if b != a => Some(StateChange {
+                    key: k.clone(),
+                    before: b.clone(),
+                    after: a.clone(),
+                }),
+                _ => None,
+            }
+        })
+        .collect();
+    if !changes.is_empty() {
+        let body = json!({"asset": rec.asset, "changes": changes});
+        audit::append(conn, clock, "asset.state_changed", Some(rec.asset), &body)?;
+        enqueue(conn, clock, event_type::ASSET_STATE_CHANGED, Some(rec.asset), &body)?;
+    }
+    Ok(changes)
 }
 
 impl Store {
@@ -145,6 +216,7 @@ impl Store {
             &now_text,
         )?;
 
+        let state_changes = operating_state_changes(&tx, clock.as_ref(), rec)?;
         let capture = upsert_capture(&tx, clock.as_ref(), rec, &digest_text, &now_text)?;
 
         // A pending approval for exactly this state moves the baseline before drift is judged.
@@ -236,6 +308,7 @@ impl Store {
             diff,
             drift,
             approval,
+            state_changes,
         })
     }
 

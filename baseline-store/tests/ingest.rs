@@ -428,3 +428,51 @@ fn a_backup_is_a_consistent_copy_that_verifies() {
     );
     assert_eq!(restored.open_drift_count("press-7").expect("count"), 1);
 }
+
+#[test]
+fn an_operating_state_change_is_reported_and_is_not_drift() {
+    let mut store = Store::open_in_memory(clock()).expect("open");
+    let s = snapshot(100, "1.4");
+    let record_runtime = |store: &mut Store, runtime: serde_json::Value| {
+        store
+            .record_capture(&CaptureRecord {
+                asset: "press-7",
+                protocol: "s7",
+                address: "127.0.0.1:102",
+                snapshot: &s,
+                runtime: &runtime,
+                change_id: None,
+                phase: None,
+                duration_ms: 1,
+                requests: 1,
+                label: &label,
+            })
+            .expect("capture")
+    };
+    let first = record_runtime(
+        &mut store,
+        serde_json::json!({"s7/cpu_mode": "RUN", "s7/cpu_clock": "2026-12-01T08:00:00Z"}),
+    );
+    assert!(first.state_changes.is_empty());
+    // The clock moves: not a state change.
+    let same = record_runtime(
+        &mut store,
+        serde_json::json!({"s7/cpu_mode": "RUN", "s7/cpu_clock": "2026-12-01T08:05:00Z"}),
+    );
+    assert!(same.state_changes.is_empty());
+    let stopped = record_runtime(
+        &mut store,
+        serde_json::json!({"s7/cpu_mode": "STOP", "s7/cpu_clock": "2026-12-01T08:10:00Z"}),
+    );
+    assert_eq!(stopped.drift, DriftOutcome::None, "a mode change is not drift");
+    assert_eq!(stopped.state_changes.len(), 1);
+    assert_eq!(stopped.state_changes[0].key, "s7/cpu_mode");
+    assert_eq!(stopped.state_changes[0].before, serde_json::json!("RUN"));
+    assert_eq!(stopped.state_changes[0].after, serde_json::json!("STOP"));
+    assert_eq!(
+        event_types(&store),
+        [event_type::BASELINE_MOVED, event_type::ASSET_STATE_CHANGED]
+    );
+    assert!(otdrift_store::is_operating_state("ads_state"));
+    assert!(!otdrift_store::is_operating_state("s7/cpu_clock"));
+}

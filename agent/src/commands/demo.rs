@@ -86,25 +86,161 @@ pub async fn run() -> CmdResult {
     )
     .await
     .runtime("cannot start the Modbus simulator")?;
-    let result = story(&sim).await;
+    let extras = extra_controllers().await?;
+    let result = story(&sim, &extras).await;
     sim.shutdown();
+    for e in &extras {
+        (e.shutdown)();
+    }
     result
 }
 
-async fn story(sim: &ModbusSimHandle) -> CmdResult {
+/// Another simulated controller the demo watches: how it is configured, how its setpoint is
+/// changed and put back.
+struct Extra {
+    /// What it is, for the story.
+    title: &'static str,
+    /// Its asset id.
+    asset: &'static str,
+    /// Its `[[asset]]` table, address filled in.
+    config: String,
+    /// The change, in words.
+    what: &'static str,
+    /// Makes the change on the simulator.
+    change: Box<dyn Fn() -> Result<(), String>>,
+    /// Puts it back.
+    restore: Box<dyn Fn() -> Result<(), String>>,
+    /// Requests its simulator has received, and how many of them wrote (must stay 0).
+    requests: Box<dyn Fn() -> (usize, usize)>,
+    /// Stops the simulator.
+    shutdown: Box<dyn Fn()>,
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+}
+
+/// Starts a simulator for every other protocol in this build.
+async fn extra_controllers() -> Result<Vec<Extra>, Failure> {
+    #[allow(unused_mut)]
+    let mut extras: Vec<Extra> = Vec::new();
+    #[cfg(feature = "s7")]
+    {
+        use otdrift_simulators::s7::{S7SimHandle, S7Simulator, S7State};
+        let sim: S7SimHandle = S7Simulator::start(loopback(), S7State::demo())
+            .await
+            .runtime("cannot start the S7 simulator")?;
+        let (a, b, c, d) = (sim.clone(), sim.clone(), sim.clone(), sim.clone());
+        extras.push(Extra {
+            title: "a Siemens S7-315 (S7comm; the simulator is snap7's own server)",
+            asset: "filler-s7",
+            config: format!(
+                "[[asset]]\nid = \"filler-s7\"\nprotocol = \"s7\"\naddress = \"{}\"\nrack = 0\nslot = 2\n  [[asset.setpoints]]\n  name = \"recipe\"\n  db = 1\n  start = 0\n  size = 16\n",
+                sim.local_addr()
+            ),
+            what: "the fill temperature REAL in DB1 goes from 72.5 to 75.0 °C (byte 5: 0x91 -> 0x96)",
+            change: Box::new(move || a.set_db_bytes(1, 5, &[0x96]).map_err(|e| e.to_string())),
+            restore: Box::new(move || b.set_db_bytes(1, 5, &[0x91]).map_err(|e| e.to_string())),
+            requests: Box::new(move || (d.request_log().total(), d.request_log().writes())),
+            shutdown: Box::new(move || c.shutdown()),
+        });
+    }
+    #[cfg(feature = "ads")]
+    {
+        use otdrift_simulators::ads::{AdsSimHandle, AdsSimulator, AdsState};
+        let sim: AdsSimHandle = AdsSimulator::start(loopback(), AdsState::demo())
+            .await
+            .runtime("cannot start the ADS simulator")?;
+        let (a, b, c, d) = (sim.clone(), sim.clone(), sim.clone(), sim.clone());
+        extras.push(Extra {
+            title: "a Beckhoff TwinCAT 3 PLC (ADS over AMS/TCP)",
+            asset: "filler-ads",
+            config: format!(
+                "[[asset]]\nid = \"filler-ads\"\nprotocol = \"ads\"\naddress = \"{}\"\nams_net_id = \"5.80.201.232.1.1\"\n  [[asset.setpoints]]\n  name = \"recipe\"\n  symbol = \"GVL_Recipe.*\"\n",
+                sim.local_addr()
+            ),
+            what: "GVL_Recipe.FillVolume goes from 500.0 to 520.0 ml",
+            change: Box::new(move || {
+                a.command("set GVL_Recipe.FillVolume 520")
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }),
+            restore: Box::new(move || {
+                b.command("set GVL_Recipe.FillVolume 500")
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }),
+            requests: Box::new(move || (d.request_log().total(), d.request_log().writes())),
+            shutdown: Box::new(move || c.shutdown()),
+        });
+    }
+    Ok(extras)
+}
+
+/// Baseline, change, drift, put back, resolved: the same story on another controller.
+async fn extra_story(agent: &mut Agent, n: usize, extra: &Extra) -> Result<(), Failure> {
+    let asset = agent.asset(extra.asset)?.clone();
+    let step = extra.asset;
+    let first = capture(agent, &asset, None, step).await?;
+    if !first.outcome.baseline_created {
+        return Err(step_failed(step, "no provisional baseline was created"));
+    }
+    (extra.change)().map_err(|e| step_failed(step, e))?;
+    let drifted = capture(agent, &asset, None, step).await?;
+    let DriftOutcome::Opened(event) = &drifted.outcome.drift else {
+        return Err(step_failed(
+            step,
+            format!(
+                "expected a new drift event, got {:?}",
+                drifted.outcome.drift
+            ),
+        ));
+    };
+    (extra.restore)().map_err(|e| step_failed(step, e))?;
+    let back = capture(agent, &asset, None, step).await?;
+    let DriftOutcome::Resolved(_) = &back.outcome.drift else {
+        return Err(step_failed(
+            step,
+            format!(
+                "expected the drift to resolve, got {:?}",
+                back.outcome.drift
+            ),
+        ));
+    };
+    say(&format!(
+        "{n}. The same watch on {}: a {}-item baseline ({} requests per capture);\n   {}: DRIFT #{} severity {}",
+        extra.title,
+        first.capture.snapshot.len(),
+        first.capture.stats.requests,
+        extra.what,
+        event.id,
+        event.severity
+    ));
+    for line in render::change_lines(&event.changes, 4) {
+        say(&format!("     {line}"));
+    }
+    say("   Put back: RESOLVED.\n");
+    Ok(())
+}
+
+async fn story(sim: &ModbusSimHandle, extras: &[Extra]) -> CmdResult {
     let dir = tempfile::Builder::new()
         .prefix("otdrift-demo-")
         .tempdir()
         .runtime("cannot create a temporary data dir")?;
     let approver_key = keys::generate().runtime("cannot make the demo approver's key")?;
     let config_path = dir.path().join("otdrift.toml");
-    let config_text = DEMO_CONFIG
+    let mut config_text = DEMO_CONFIG
         .replace("{DATA_DIR}", &dir.path().join("data").display().to_string())
         .replace("{MODBUS}", &sim.local_addr().to_string())
         .replace(
             "{APPROVER_KEY}",
             &keys::public_key_text(&approver_key.verifying_key()),
         );
+    for extra in extras {
+        config_text.push('\n');
+        config_text.push_str(&extra.config);
+    }
     std::fs::write(&config_path, config_text).runtime("cannot write the demo config")?;
     let mut agent = Agent::open(&config_path)?;
     let asset = agent.asset("press-7")?.clone();
@@ -290,7 +426,14 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
         report.checked.join(", ")
     ));
 
-    // 7. The record.
+    // 7.. The other controllers of this build.
+    let mut n = 7;
+    for extra in extras {
+        extra_story(&mut agent, n, extra).await?;
+        n += 1;
+    }
+
+    // The record.
     let audit = agent
         .store
         .audit_verify()
@@ -305,21 +448,30 @@ async fn story(sim: &ModbusSimHandle) -> CmdResult {
         .store
         .events_after(0, 1000)
         .runtime("cannot read the outbox")?;
-    let log = sim.request_log();
+    let mut by_type: std::collections::BTreeMap<&str, usize> = Default::default();
+    for e in &events {
+        *by_type
+            .entry(e.event_type.trim_start_matches("io.otdrift."))
+            .or_default() += 1;
+    }
+    let (mut total, mut writes) = (sim.request_log().total(), sim.request_log().writes());
+    for e in extras {
+        let (t, w) = (e.requests)();
+        total += t;
+        writes += w;
+    }
     say(&format!(
-        "7. The record: {} audit-log entries, hash chain intact (head {}).\n   {} events queued for the central system: {}.\n   The simulator received {} requests from the agent, {} of them writes.\n",
+        "{n}. The record: {} audit-log entries, hash chain intact (head {}).\n   {} events queued for the central system ({}).\n   The simulators received {total} requests from the agent, {writes} of them writes.\n",
         audit.entries,
         audit.head.map(|(_, h)| h.short()).unwrap_or_default(),
         events.len(),
-        events
+        by_type
             .iter()
-            .map(|e| e.event_type.trim_start_matches("io.otdrift."))
+            .map(|(t, n)| format!("{n} {t}"))
             .collect::<Vec<_>>()
             .join(", "),
-        log.total(),
-        log.writes()
     ));
-    if log.writes() != 0 {
+    if writes != 0 {
         return Err(step_failed(
             "read-only check",
             "the agent sent a write request",

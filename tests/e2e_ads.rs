@@ -91,9 +91,9 @@ fn baseline_runtime_setpoint_drift_online_change_and_put_back() {
     // RUN -> STOP is reported as a state change, not as drift.
     let changes = ticked.json()["state_changes"].clone();
     assert!(
-        changes
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["key"] == "ads_state" && c["after"] == "STOP")),
+        changes.as_array().is_some_and(|c| c
+            .iter()
+            .any(|c| c["key"] == "ads_state" && c["after"] == "STOP")),
         "{changes}"
     );
     sim.cmd("state RUN");

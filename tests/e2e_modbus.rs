@@ -315,6 +315,10 @@ fn the_demo_tells_the_whole_story() {
         "(0 violations)",
         "hash chain intact",
         "0 of them writes",
+        "Siemens S7",
+        "Beckhoff TwinCAT",
+        "CompactLogix",
+        "OPC UA server",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }

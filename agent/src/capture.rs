@@ -31,6 +31,7 @@ pub enum CaptureFailure {
 impl From<CaptureFailure> for Failure {
     fn from(f: CaptureFailure) -> Self {
         match f {
+            CaptureFailure::Device(e @ CollectError::Config { .. }) => Failure::usage(anyhow!(e)),
             CaptureFailure::Device(e) => Failure::runtime(anyhow!(e)),
             CaptureFailure::Store(e) => {
                 Failure::runtime(anyhow!(e).context("cannot record the capture"))

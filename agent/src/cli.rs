@@ -250,7 +250,7 @@ pub enum Command {
         /// Where to listen (default: loopback on the protocol's simulator port).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// The state file (default: the built-in demo press).
+        /// The state file (default: the protocol's built-in demo device).
         #[arg(long)]
         state: Option<PathBuf>,
         /// Append every request received to this file as JSON lines.

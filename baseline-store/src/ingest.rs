@@ -172,7 +172,13 @@ fn operating_state_changes(
     if !changes.is_empty() {
         let body = json!({"asset": rec.asset, "changes": changes});
         audit::append(conn, clock, "asset.state_changed", Some(rec.asset), &body)?;
-        enqueue(conn, clock, event_type::ASSET_STATE_CHANGED, Some(rec.asset), &body)?;
+        enqueue(
+            conn,
+            clock,
+            event_type::ASSET_STATE_CHANGED,
+            Some(rec.asset),
+            &body,
+        )?;
     }
     Ok(changes)
 }

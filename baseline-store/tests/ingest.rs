@@ -464,7 +464,11 @@ fn an_operating_state_change_is_reported_and_is_not_drift() {
         &mut store,
         serde_json::json!({"s7/cpu_mode": "STOP", "s7/cpu_clock": "2026-12-01T08:10:00Z"}),
     );
-    assert_eq!(stopped.drift, DriftOutcome::None, "a mode change is not drift");
+    assert_eq!(
+        stopped.drift,
+        DriftOutcome::None,
+        "a mode change is not drift"
+    );
     assert_eq!(stopped.state_changes.len(), 1);
     assert_eq!(stopped.state_changes[0].key, "s7/cpu_mode");
     assert_eq!(stopped.state_changes[0].before, serde_json::json!("RUN"));

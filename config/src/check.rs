@@ -2,6 +2,7 @@
 //! says what was expected; the caller attaches file, line and key. Nothing here panics or
 //! touches the network (no DNS resolution).
 
+use crate::CipLink;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Asset and agent ids end up in file paths, URLs and CloudEvents sources, so they are kept to
@@ -476,6 +477,38 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// A CIP route written as pycomm3 does, port/link pairs separated by `/`, e.g.
+/// `"1/2/2/10.0.0.5/1/0"`: backplane slot 2, out of that module's Ethernet port to 10.0.0.5,
+/// then its backplane slot 0. Ports are 1-14, links a slot number 0-255 or an IPv4 address.
+pub(crate) fn cip_route(s: &str) -> Result<Vec<(u8, CipLink)>, String> {
+    let parts: Vec<&str> = s.split('/').map(str::trim).collect();
+    if parts.is_empty() || !parts.len().is_multiple_of(2) {
+        return Err(
+            "a route is port/link pairs, e.g. \"1/0\" or \"1/2/2/10.0.0.5/1/0\"".to_owned(),
+        );
+    }
+    let mut hops = Vec::with_capacity(parts.len() / 2);
+    for pair in parts.chunks_exact(2) {
+        let (port, link) = (pair[0], pair[1]);
+        let port: u8 = port
+            .parse()
+            .ok()
+            .filter(|p| (1..=14).contains(p))
+            .ok_or_else(|| format!("port {port:?} is not 1-14"))?;
+        let link = if let Ok(slot) = link.parse::<u8>() {
+            CipLink::Slot(slot)
+        } else if let Ok(ip) = link.parse::<std::net::Ipv4Addr>() {
+            CipLink::Address(ip)
+        } else {
+            return Err(format!(
+                "link {link:?} is neither a slot (0-255) nor an IPv4 address"
+            ));
+        };
+        hops.push((port, link));
+    }
+    Ok(hops)
 }
 
 #[cfg(test)]

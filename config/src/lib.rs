@@ -91,6 +91,9 @@
 //! | | `ams_port` | no, 851 | target AMS port (851 = first TwinCAT 3 PLC runtime) |
 //! | | `source_ams_net_id` | no | our own AMS Net Id, when the route on the PLC needs a fixed one |
 //! | cip | `slot` | no, 0 | backplane slot of the Logix controller, 0-255 |
+//! | | `route` | no | multi-hop route instead of `slot`, port/link pairs: `"1/2/2/10.0.0.5/1/0"` |
+//! | | `rebrowse_every` | no, 12 | without an audit value, re-browse the tag list every N polls |
+//! | | `audit_tag`, `changes_tag` | no, `AuditValue`, `ChangesToDetect` | tags a GSV rung fills with the controller's change-detection values |
 //! | modbus | `unit_id` | no, 1 | 0-255 |
 //! | | `device_id` | no, true | ask Read Device Identification (FC 43/14) for the identity |
 //! | | `max_registers` | no, 125 | registers per read request, 1-125 |
@@ -532,10 +535,31 @@ pub struct AdsSetpoint {
 /// Logix (EtherNet/IP CIP) settings of an asset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CipConfig {
-    /// Backplane slot of the controller.
+    /// Backplane slot of the controller (0..=255); the route is port 1, this slot.
     pub slot: u8,
+    /// A multi-hop route that replaces `slot` (`route = "1/2/2/10.0.0.5/1/0"`): port/link
+    /// pairs, a link being a slot or an IPv4 address, to reach a controller behind a
+    /// communication module.
+    pub route: Option<Vec<(u8, CipLink)>>,
+    /// Controllers without a change-detection audit value get their tag list re-browsed every
+    /// this many polls (`rebrowse_every`, default 12).
+    pub rebrowse_every: u32,
+    /// The controller-scoped tag a GSV rung fills with the audit value (`audit_tag`, default
+    /// `AuditValue`).
+    pub audit_tag: String,
+    /// The tag holding the ChangesToDetect mask (`changes_tag`, default `ChangesToDetect`).
+    pub changes_tag: String,
     /// Tags to capture.
     pub setpoints: Vec<CipSetpoint>,
+}
+
+/// One hop's link in a CIP route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CipLink {
+    /// A backplane slot.
+    Slot(u8),
+    /// A node on an EtherNet/IP port.
+    Address(std::net::Ipv4Addr),
 }
 
 /// A Logix tag to capture.

@@ -56,7 +56,13 @@ fn asset_keys(p: Protocol) -> &'static [&'static str] {
     match p {
         Protocol::S7 => &["rack", "slot", "upload_blocks", "pdu_size"],
         Protocol::Ads => &["ams_net_id", "ams_port", "source_ams_net_id"],
-        Protocol::Cip => &["slot"],
+        Protocol::Cip => &[
+            "slot",
+            "route",
+            "rebrowse_every",
+            "audit_tag",
+            "changes_tag",
+        ],
         Protocol::Modbus => &["unit_id", "device_id", "max_registers", "max_bits"],
         Protocol::Opcua => &["security", "security_policy", "username", "password_file"],
     }
@@ -1076,6 +1082,19 @@ fn cip(
     names: &[Option<String>],
 ) -> Option<CipConfig> {
     let slot = get_int::<u8>(cx, t, "slot", 0, 255).or(0);
+    let route = get_checked(cx, t, "route", Kind::InvalidValue, |s| {
+        check::cip_route(s).map_err(|e| format!("route {s:?}: {e}"))
+    })
+    .opt();
+    let rebrowse_every = get_int::<u32>(cx, t, "rebrowse_every", 1, 100_000).or(12);
+    let audit_tag = get_checked(cx, t, "audit_tag", Kind::InvalidValue, |s| {
+        check::cip_tag(s).map(|()| s.to_owned())
+    })
+    .or("AuditValue".to_owned());
+    let changes_tag = get_checked(cx, t, "changes_tag", Kind::InvalidValue, |s| {
+        check::cip_tag(s).map(|()| s.to_owned())
+    })
+    .or("ChangesToDetect".to_owned());
     let need = sp_need(Protocol::Cip);
     let setpoints: Vec<Option<CipSetpoint>> = sps
         .iter()
@@ -1093,6 +1112,10 @@ fn cip(
         .collect();
     Some(CipConfig {
         slot: slot?,
+        route: route?,
+        rebrowse_every: rebrowse_every?,
+        audit_tag: audit_tag?,
+        changes_tag: changes_tag?,
         setpoints: all(setpoints)?,
     })
 }

@@ -694,3 +694,34 @@ fn garbage_never_panics() {
         let _ = parse(&FULL[..i], Path::new("x.toml"));
     }
 }
+
+#[test]
+fn cip_routes_and_change_detection_tags() {
+    let text = asset(
+        "id = \"oven\"\nprotocol = \"cip\"\naddress = \"10.0.3.40\"\nroute = \"1/2/2/10.0.0.5/1/0\"\nrebrowse_every = 4\naudit_tag = \"Audit\"\n",
+    );
+    let config = parse(&text, Path::new(FILE)).expect("valid");
+    let ProtocolConfig::Cip(cip) = &config.assets[0].protocol else {
+        panic!("a cip asset");
+    };
+    use otdrift_config::CipLink;
+    assert_eq!(
+        cip.route,
+        Some(vec![
+            (1, CipLink::Slot(2)),
+            (2, CipLink::Address("10.0.0.5".parse().expect("ip"))),
+            (1, CipLink::Slot(0)),
+        ])
+    );
+    assert_eq!(cip.rebrowse_every, 4);
+    assert_eq!(cip.audit_tag, "Audit");
+    assert_eq!(cip.changes_tag, "ChangesToDetect");
+
+    for bad in ["1/2/2", "0/1", "1/x.y"] {
+        let text = asset(&format!(
+            "id = \"oven\"\nprotocol = \"cip\"\naddress = \"10.0.3.40\"\nroute = \"{bad}\"\n"
+        ));
+        let e = only(&text, K::InvalidValue, "asset[0].route", 9);
+        assert!(e.message.contains("route"), "{e}");
+    }
+}

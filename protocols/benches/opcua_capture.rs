@@ -1,3 +1,139 @@
-//! What a opcua capture costs the PLC (being written).
+//! What an OPC UA capture costs the server: 2,000 setpoint variables in one folder against
+//! the OPC UA simulator over loopback.
+//!
+//! Run with `cargo bench -p otdrift-protocols --bench opcua_capture` (add `-- --captures N`
+//! to change the number of pooled captures per configuration, default 10). For two server
+//! limits (MaxNodesPerRead 1000 / MaxNodesPerBrowse 500, and 250 / 100) it prints the
+//! requests one pooled capture sends, by service, next to the minimum the collector's
+//! documented plan needs at those limits:
+//!
+//! - Read: 1 (identity) + ⌈(6 + 4·n) / MaxNodesPerRead⌉ (the folder's class, name and 4
+//!   attributes, then data type, value rank, array dimensions and value of each variable);
+//!   the values alone would need ⌈n / MaxNodesPerRead⌉, shown for comparison;
+//! - Browse: 1 (the folder) + ⌈n / MaxNodesPerBrowse⌉ (the variables, for properties);
+//! - BrowseNext: ⌈n / 1000⌉ − 1 (1000 references per answer);
+//!
+//! and the wall time per capture. It exits non-zero if a capture sends more requests of any
+//! service than that minimum, so a regression in batching cannot go unnoticed.
 
-fn main() {}
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use otdrift_config::ProtocolConfig;
+use otdrift_protocols::Collector;
+use otdrift_protocols::opcua::OpcuaCollector;
+use otdrift_simulators::opcua::{OpcuaSimulator, OpcuaState};
+
+const VARIABLES: usize = 2_000;
+const REFERENCES_PER_ANSWER: usize = 1_000;
+
+fn main() {
+    let captures: usize = std::env::args()
+        .skip_while(|a| a != "--captures")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut ok = true;
+    for (read, browse) in [(1000, 500), (250, 100)] {
+        ok &= runtime.block_on(run(captures, read, browse));
+    }
+    if !ok {
+        std::process::exit(1);
+    }
+}
+
+async fn run(captures: usize, max_read: usize, max_browse: usize) -> bool {
+    let mut text = format!(
+        "tick_ms = 0\nnamespace_uri = \"urn:bench\"\n[limits]\nmax_nodes_per_read = {max_read}\nmax_nodes_per_browse = {max_browse}\nmax_references_per_node = {REFERENCES_PER_ANSWER}\n[[folder]]\nid = \"Recipe\"\n"
+    );
+    for i in 0..VARIABLES {
+        text.push_str(&format!(
+            "[[variable]]\nid = \"Recipe.P{i:04}\"\ntype = \"Double\"\nvalue = {i}.25\n"
+        ));
+    }
+    let state = OpcuaState::from_toml(&text).expect("bench state");
+    let sim = OpcuaSimulator::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), state)
+        .await
+        .expect("simulator");
+    let config = otdrift_config::parse(
+        &format!(
+            "[agent]\nid = \"bench\"\ndata_dir = \"/tmp/unused\"\n[[asset]]\nid = \"bench-opcua\"\nprotocol = \"opcua\"\naddress = \"{}\"\ntimeout_ms = 10000\n[[asset.setpoints]]\nname = \"recipe\"\nnode = \"ns=2;s=Recipe\"\n",
+            sim.endpoint_url()
+        ),
+        Path::new("bench.toml"),
+    )
+    .expect("bench config");
+    let asset = &config.assets[0];
+    let ProtocolConfig::Opcua(cfg) = &asset.protocol else {
+        unreachable!("an opcua asset")
+    };
+    let pki = std::env::temp_dir().join(format!("otdrift-opcua-bench-{}", std::process::id()));
+    let mut collector = OpcuaCollector::new(asset, cfg).with_pki_dir(pki.clone());
+
+    let started = Instant::now();
+    let first = collector.capture().await.expect("first capture");
+    let first_time = started.elapsed();
+    let values = first
+        .snapshot
+        .items()
+        .filter(|i| i.path().starts_with("opcua/value/"))
+        .count();
+    sim.request_log().clear();
+    let mut times: Vec<Duration> = Vec::with_capacity(captures);
+    let mut requests = 0;
+    for _ in 0..captures {
+        let started = Instant::now();
+        let capture = collector.capture().await.expect("capture");
+        times.push(started.elapsed());
+        requests = capture.stats.requests;
+        assert_eq!(capture.snapshot.digest(), first.snapshot.digest());
+    }
+    collector.close().await;
+    let _ = std::fs::remove_dir_all(&pki);
+    let per = |name: &str| {
+        sim.request_log()
+            .entries()
+            .iter()
+            .filter(|e| e.name == name)
+            .count()
+            / captures.max(1)
+    };
+    let (reads, browses, nexts) = (per("read"), per("browse"), per("browse_next"));
+    let min_reads = 1 + (6 + 4 * VARIABLES).div_ceil(max_read);
+    let values_only = VARIABLES.div_ceil(max_read);
+    let min_browses = 1 + VARIABLES.div_ceil(max_browse);
+    let min_nexts = VARIABLES.div_ceil(REFERENCES_PER_ANSWER) - 1;
+    times.sort();
+    let median = times.get(times.len() / 2).copied().unwrap_or_default();
+    let worst = times.last().copied().unwrap_or_default();
+    println!(
+        "opcua_capture: {VARIABLES} variables ({values} values captured), MaxNodesPerRead {max_read}, MaxNodesPerBrowse {max_browse}"
+    );
+    println!(
+        "  Read        {reads:>4} per capture (minimum {min_reads}: 1 identity + {} attributes; values alone {values_only})",
+        min_reads - 1
+    );
+    println!("  Browse      {browses:>4} per capture (minimum {min_browses})");
+    println!("  BrowseNext  {nexts:>4} per capture (minimum {min_nexts})");
+    println!("  requests    {requests:>4} per pooled capture (collector's count)");
+    println!(
+        "  time        first capture (connect + certificate) {:.1} ms; pooled median {:.1} ms, worst {:.1} ms over {captures}",
+        first_time.as_secs_f64() * 1e3,
+        median.as_secs_f64() * 1e3,
+        worst.as_secs_f64() * 1e3
+    );
+    let ok = values == VARIABLES
+        && reads <= min_reads
+        && browses <= min_browses
+        && nexts <= min_nexts
+        && sim.request_log().writes() == 0;
+    if !ok {
+        eprintln!("opcua_capture: more requests than the minimum (or a write)");
+    }
+    ok
+}

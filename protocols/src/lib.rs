@@ -16,6 +16,7 @@
 //!   captures.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -129,6 +130,16 @@ pub enum CollectError {
         /// Its protocol.
         protocol: Protocol,
     },
+    /// The gateway's side is not set up to talk to this asset: a secret file that is missing
+    /// or readable by others, a certificate store that cannot be written. Fixing it is the
+    /// operator's job, not the device's.
+    #[error("asset {asset}: {detail}")]
+    Config {
+        /// The asset.
+        asset: String,
+        /// What is wrong and how to fix it.
+        detail: String,
+    },
     /// A collector produced an invalid item (a bug or a device name beyond limits).
     #[error("asset {asset}: {detail}")]
     Item {
@@ -174,8 +185,12 @@ pub trait Collector: Send {
     async fn close(&mut self);
 }
 
-/// Builds the collector for an asset.
-pub fn build(asset: &AssetConfig) -> Result<Box<dyn Collector>, CollectError> {
+/// Builds the collector for an asset. `data_dir` is the agent's data directory: collectors
+/// that keep state on disk (the OPC UA collector's certificates and pinned server
+/// certificates, under `opcua-pki/`) keep it there.
+pub fn build(asset: &AssetConfig, data_dir: &Path) -> Result<Box<dyn Collector>, CollectError> {
+    #[cfg(not(feature = "opcua"))]
+    let _ = data_dir;
     #[allow(unreachable_patterns)]
     match &asset.protocol {
         #[cfg(feature = "modbus")]
@@ -187,7 +202,9 @@ pub fn build(asset: &AssetConfig) -> Result<Box<dyn Collector>, CollectError> {
         #[cfg(feature = "cip")]
         ProtocolConfig::Cip(cfg) => Ok(Box::new(cip::CipCollector::new(asset, cfg))),
         #[cfg(feature = "opcua")]
-        ProtocolConfig::Opcua(cfg) => Ok(Box::new(opcua::OpcuaCollector::new(asset, cfg))),
+        ProtocolConfig::Opcua(cfg) => Ok(Box::new(
+            opcua::OpcuaCollector::new(asset, cfg).with_pki_dir(data_dir.join("opcua-pki")),
+        )),
         other => Err(CollectError::Unsupported {
             asset: asset.id.clone(),
             protocol: other.kind(),

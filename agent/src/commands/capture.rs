@@ -20,7 +20,8 @@ pub async fn run(
 ) -> CmdResult {
     let mut agent = Agent::open(config)?;
     let asset = agent.asset(asset_id)?.clone();
-    let mut collector = otdrift_protocols::build(&asset).map_err(Failure::usage)?;
+    let mut collector =
+        otdrift_protocols::build(&asset, &agent.config.agent.data_dir).map_err(Failure::usage)?;
     let change_ref = change.as_ref().map(|(id, phase)| (id.as_str(), *phase));
     let result = capture_asset(&mut agent.store, &asset, collector.as_mut(), change_ref).await;
     collector.close().await;

@@ -44,7 +44,8 @@ async fn capture(
     change: Option<(&str, Phase)>,
     step: &str,
 ) -> Result<CaptureReport, Failure> {
-    let mut collector = otdrift_protocols::build(asset).map_err(|e| step_failed(step, e))?;
+    let mut collector = otdrift_protocols::build(asset, &agent.config.agent.data_dir)
+        .map_err(|e| step_failed(step, e))?;
     let report = capture_asset(&mut agent.store, asset, collector.as_mut(), change)
         .await
         .map_err(|e| step_failed(step, Failure::from(e).error))?;
@@ -116,8 +117,18 @@ struct Extra {
     shutdown: Box<dyn Fn()>,
 }
 
+#[allow(dead_code)] // unused in a build with no protocol beyond Modbus
 fn loopback() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+}
+
+/// A closure sending one control command to a simulator, for `Extra::change`/`restore`.
+#[allow(dead_code)]
+fn send(
+    command: impl Fn(&str) -> Result<String, String> + 'static,
+    line: &'static str,
+) -> Box<dyn Fn() -> Result<(), String>> {
+    Box::new(move || command(line).map(|_| ()))
 }
 
 /// Starts a simulator for every other protocol in this build.
@@ -170,6 +181,56 @@ async fn extra_controllers() -> Result<Vec<Extra>, Failure> {
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }),
+            requests: Box::new(move || (d.request_log().total(), d.request_log().writes())),
+            shutdown: Box::new(move || c.shutdown()),
+        });
+    }
+    #[cfg(feature = "cip")]
+    {
+        use otdrift_simulators::cip::{CipSimHandle, CipSimulator, CipState};
+        let sim: CipSimHandle = CipSimulator::start(loopback(), CipState::demo())
+            .await
+            .runtime("cannot start the CIP simulator")?;
+        let (a, b, c, d) = (sim.clone(), sim.clone(), sim.clone(), sim.clone());
+        extras.push(Extra {
+            title: "an Allen-Bradley CompactLogix (EtherNet/IP CIP)",
+            asset: "oven-cip",
+            config: format!(
+                "[[asset]]\nid = \"oven-cip\"\nprotocol = \"cip\"\naddress = \"{}\"\nslot = 0\n  [[asset.setpoints]]\n  name = \"oven setpoint\"\n  tag = \"Oven_SP\"\n",
+                sim.local_addr()
+            ),
+            what: "the REAL tag Oven_SP goes from 180.0 to 185.5 °C",
+            change: send(move |l| a.command(l).map_err(|e| e.to_string()), "set Oven_SP 185.5"),
+            restore: send(move |l| b.command(l).map_err(|e| e.to_string()), "set Oven_SP 180.0"),
+            requests: Box::new(move || (d.request_log().total(), d.request_log().writes())),
+            shutdown: Box::new(move || c.shutdown()),
+        });
+    }
+    #[cfg(feature = "opcua")]
+    {
+        use otdrift_simulators::opcua::{OpcuaSimHandle, OpcuaSimulator, OpcuaState};
+        let sim: OpcuaSimHandle = OpcuaSimulator::start(loopback(), OpcuaState::demo())
+            .await
+            .map_err(|e| {
+                Failure::runtime(anyhow!(e).context("cannot start the OPC UA simulator"))
+            })?;
+        let (a, b, c, d) = (sim.clone(), sim.clone(), sim.clone(), sim.clone());
+        extras.push(Extra {
+            title: "an OPC UA server (a mixer)",
+            asset: "mixer-opcua",
+            config: format!(
+                "[[asset]]\nid = \"mixer-opcua\"\nprotocol = \"opcua\"\naddress = \"{}\"\n  [[asset.setpoints]]\n  name = \"recipe\"\n  node = \"ns=2;s=Mixer.Setpoints\"\n",
+                sim.endpoint_url()
+            ),
+            what: "the Double variable Mixer.Setpoints.MixSpeed goes from 72.5 to 75.0",
+            change: send(
+                move |l| a.command(l).map_err(|e| e.to_string()),
+                "set Mixer.Setpoints.MixSpeed 75.0",
+            ),
+            restore: send(
+                move |l| b.command(l).map_err(|e| e.to_string()),
+                "set Mixer.Setpoints.MixSpeed 72.5",
+            ),
             requests: Box::new(move || (d.request_log().total(), d.request_log().writes())),
             shutdown: Box::new(move || c.shutdown()),
         });

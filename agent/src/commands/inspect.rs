@@ -23,7 +23,10 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
     let now = agent.store.clock().now();
     let count = |key: &str, want: &Json| rows.iter().filter(|r| &r[key] == want).count();
     let open: u64 = rows.iter().filter_map(|r| r["open_drift"].as_u64()).sum();
-    let pending: u64 = rows.iter().filter_map(|r| r["pending_approvals"].as_u64()).sum();
+    let pending: u64 = rows
+        .iter()
+        .filter_map(|r| r["pending_approvals"].as_u64())
+        .sum();
     println!(
         "{}: {} asset(s), {} unreachable, {} open drift, {} provisional baseline(s), {} pending approval(s)\n",
         agent.config.agent.id,

@@ -189,6 +189,7 @@ pub async fn run(config_path: &Path) -> CmdResult {
         events: events.clone(),
         shutdown: shutdown.clone(),
         backoff_max: Duration::from_secs(config.agent.backoff_max_secs),
+        data_dir: config.agent.data_dir.clone(),
     });
     let sched = scheduler::Scheduler::start(&config.assets, shared)
         .await

@@ -39,6 +39,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// The longest backoff.
     pub backoff_max: Duration,
+    /// The agent's data directory (collectors keep certificates there).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// A running scheduler: the cron jobs and the workers they tick.
@@ -183,7 +185,7 @@ impl Worker {
             return;
         };
         if self.collector.is_none() {
-            match otdrift_protocols::build(&self.asset) {
+            match otdrift_protocols::build(&self.asset, &shared.data_dir) {
                 Ok(c) => self.collector = Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "no collector");

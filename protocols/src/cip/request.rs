@@ -88,11 +88,6 @@ impl TagAddress {
             path,
         })
     }
-
-    /// Encoded request-path length in bytes (for packet planning).
-    pub(crate) fn path_len(&self) -> usize {
-        self.path.len()
-    }
 }
 
 /// Raw, already encoded path bytes, so composed paths go through rseip's `MessageRequest`.
@@ -151,8 +146,10 @@ const MAX_PATH_BYTES: usize = 510;
 
 fn encode_path(path: &EPath) -> Result<Vec<u8>, String> {
     let len = path.bytes_count();
-    if len > MAX_PATH_BYTES || len % 2 != 0 {
-        return Err(format!("request path of {len} bytes does not fit a CIP path"));
+    if len > MAX_PATH_BYTES || !len.is_multiple_of(2) {
+        return Err(format!(
+            "request path of {len} bytes does not fit a CIP path"
+        ));
     }
     let mut buf = BytesMut::with_capacity(len);
     path.encode_by_ref(&mut buf, &mut LittleEndian)
@@ -392,7 +389,10 @@ impl Request {
                     .iter()
                     .map(|r| {
                         if r.is_connection_management() || matches!(r, Request::Multiple(_)) {
-                            Err(format!("{} cannot travel in a Multiple Service Packet", r.describe()))
+                            Err(format!(
+                                "{} cannot travel in a Multiple Service Packet",
+                                r.describe()
+                            ))
                         } else {
                             r.encode(route)
                         }
@@ -400,12 +400,19 @@ impl Request {
                     .collect::<Result<Vec<_>, _>>()?;
                 let count = parts.len();
                 let header = 2 + 2 * count;
-                let mut data = Vec::with_capacity(header + parts.iter().map(Vec::len).sum::<usize>());
-                data.extend_from_slice(&u16::try_from(count).map_err(|e| e.to_string())?.to_le_bytes());
+                let mut data =
+                    Vec::with_capacity(header + parts.iter().map(Vec::len).sum::<usize>());
+                data.extend_from_slice(
+                    &u16::try_from(count)
+                        .map_err(|e| e.to_string())?
+                        .to_le_bytes(),
+                );
                 let mut offset = header;
                 for part in &parts {
                     data.extend_from_slice(
-                        &u16::try_from(offset).map_err(|e| e.to_string())?.to_le_bytes(),
+                        &u16::try_from(offset)
+                            .map_err(|e| e.to_string())?
+                            .to_le_bytes(),
                     );
                     offset += part.len();
                 }
@@ -482,23 +489,73 @@ impl Request {
     }
 }
 
-/// The backplane route to the controller: port 1 (backplane), link = slot.
+/// The backplane route to the controller: port 1 (backplane), link = slot. Routes are kept
+/// as hops encoded `port, link length, link bytes`, so a link can be a slot or an address.
 pub(crate) fn backplane_route(slot: u8) -> Vec<u8> {
-    vec![0x01, slot]
+    vec![0x01, 1, slot]
+}
+
+/// A configured multi-hop route (`route = "1/2/2/10.0.0.5/1/0"`), encoded as hops.
+pub(crate) fn configured_route(hops: &[(u8, otdrift_config::CipLink)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (port, link) in hops {
+        let bytes = match link {
+            otdrift_config::CipLink::Slot(slot) => vec![*slot],
+            // An EtherNet/IP hop names the next node by its address as ASCII text, which the
+            // port segment carries as an extended link address.
+            otdrift_config::CipLink::Address(ip) => ip.to_string().into_bytes(),
+        };
+        out.push(*port);
+        out.push(u8::try_from(bytes.len()).unwrap_or(u8::MAX));
+        out.extend(bytes);
+    }
+    out
+}
+
+/// The route as an operator wrote it: "slot (backplane port 1, slot 2)" for the one-hop
+/// backplane route, "route 1/2/2/10.0.0.5/1/0" for a configured one.
+pub(crate) fn describe_route(route: &[u8]) -> String {
+    let mut hops = Vec::new();
+    let mut rest = route;
+    while let [port, len, tail @ ..] = rest {
+        let len = usize::from(*len);
+        let Some(link) = tail.get(..len) else {
+            break;
+        };
+        let link = match link {
+            [slot] => slot.to_string(),
+            text => String::from_utf8_lossy(text).into_owned(),
+        };
+        hops.push((*port, link));
+        rest = &tail[len..];
+    }
+    match hops.as_slice() {
+        [(1, slot)] => format!("slot (backplane port 1, slot {slot})"),
+        _ => format!(
+            "route {}",
+            hops.iter()
+                .map(|(p, l)| format!("{p}/{l}"))
+                .collect::<Vec<_>>()
+                .join("/")
+        ),
+    }
 }
 
 fn route_segments(route: &[u8]) -> Vec<Segment> {
-    // The route is a sequence of simple port segments (port byte, link byte).
-    route
-        .chunks_exact(2)
-        .filter_map(|pair| match pair {
-            [port, link] => Some(Segment::Port(PortSegment {
-                port: u16::from(*port & 0x0F),
-                link: Bytes::copy_from_slice(&[*link]),
-            })),
-            _ => None,
-        })
-        .collect()
+    let mut segments = Vec::new();
+    let mut rest = route;
+    while let [port, len, tail @ ..] = rest {
+        let len = usize::from(*len);
+        let Some(link) = tail.get(..len) else {
+            break;
+        };
+        segments.push(Segment::Port(PortSegment {
+            port: u16::from(*port & 0x0F),
+            link: Bytes::copy_from_slice(link),
+        }));
+        rest = &tail[len..];
+    }
+    segments
 }
 
 /// Wraps an encoded message-router request in an Unconnected Send to the connection manager
@@ -548,8 +605,12 @@ mod tests {
     fn allowed(service: u8, path: &[u8]) -> bool {
         let cm = [0x20, 0x06, 0x24, 0x01];
         match service {
-            GET_ATTRIBUTES_ALL | GET_ATTRIBUTE_LIST | GET_INSTANCE_ATTRIBUTE_LIST
-            | MULTIPLE_SERVICE_PACKET | READ_TAG | READ_TAG_FRAGMENTED => {
+            GET_ATTRIBUTES_ALL
+            | GET_ATTRIBUTE_LIST
+            | GET_INSTANCE_ATTRIBUTE_LIST
+            | MULTIPLE_SERVICE_PACKET
+            | READ_TAG
+            | READ_TAG_FRAGMENTED => {
                 // 0x52 is Unconnected Send on the connection manager, Read Tag Fragmented
                 // on a tag; both read-only.
                 true
@@ -565,7 +626,10 @@ mod tests {
         let service = message[0];
         let words = usize::from(message[1]);
         let path = &message[2..2 + 2 * words];
-        assert!(allowed(service, path), "service 0x{service:02x} path {path:02x?}");
+        assert!(
+            allowed(service, path),
+            "service 0x{service:02x} path {path:02x?}"
+        );
         assert!(
             ![0x02, 0x04, 0x05, 0x06, 0x07, 0x10, 0x4D, 0x53].contains(&service),
             "state-changing service 0x{service:02x}"
@@ -655,13 +719,20 @@ mod tests {
     #[test]
     fn tag_paths_are_encoded_as_symbolic_and_element_segments() {
         let tag = TagAddress::parse("Program:Main.Oven_SP").expect("tag");
-        let message = Request::ReadTag { tag, count: 1 }.encode(&[]).expect("encodes");
+        let message = Request::ReadTag { tag, count: 1 }
+            .encode(&[])
+            .expect("encodes");
         assert_eq!(message[0], 0x4C);
         assert_eq!(message[2], 0x91);
         assert_eq!(usize::from(message[3]), "Program:Main".len());
         let tag = TagAddress::parse("Arr[300]").expect("tag");
-        let message = Request::ReadTag { tag, count: 2 }.encode(&[]).expect("encodes");
-        assert_eq!(&message[2..], &[0x91, 3, b'A', b'r', b'r', 0, 0x29, 0, 0x2C, 0x01, 2, 0]);
+        let message = Request::ReadTag { tag, count: 2 }
+            .encode(&[])
+            .expect("encodes");
+        assert_eq!(
+            &message[2..],
+            &[0x91, 3, b'A', b'r', b'r', 0, 0x29, 0, 0x2C, 0x01, 2, 0]
+        );
         assert!(TagAddress::parse("1bad").is_err());
         assert_eq!(instance_segment(70_000)[0], 0x26);
     }

@@ -129,7 +129,11 @@ pub(crate) fn parse_symbols(data: &[u8]) -> Result<Vec<Symbol>, WireError> {
         }
         let raw = c.take(len)?;
         let name = std::str::from_utf8(raw)
-            .map_err(|_| bad(format!("symbol instance {instance} has a name that is not text")))?
+            .map_err(|_| {
+                bad(format!(
+                    "symbol instance {instance} has a name that is not text"
+                ))
+            })?
             .to_owned();
         if name.chars().any(|ch| ch.is_control()) {
             return Err(bad(format!(
@@ -173,7 +177,9 @@ pub(crate) fn parse_template_info(data: &[u8]) -> Result<TemplateInfo, WireError
     let mut c = Cursor::new(data, "template attributes");
     let count = c.u16()?;
     if count != 4 {
-        return Err(bad(format!("template attributes: {count} answered, 4 asked")));
+        return Err(bad(format!(
+            "template attributes: {count} answered, 4 asked"
+        )));
     }
     let (mut words, mut size, mut members, mut handle) = (None, None, None, None);
     for _ in 0..4 {
@@ -285,11 +291,13 @@ pub(crate) fn parse_template(
         .next()
         .ok_or_else(|| bad("template definition has no name"))?;
     let first = text(first, "template name")?;
-    let name = first.split(';').next().unwrap_or("").to_owned();
+    let mut name = first.split(';').next().unwrap_or("").to_owned();
+    if name == "ASCIISTRING82" {
+        // Logix's internal name of the predefined STRING type.
+        name = "STRING".to_owned();
+    }
     if name.is_empty() {
-        return Err(bad(format!(
-            "template 0x{instance:03x} has an empty name"
-        )));
+        return Err(bad(format!("template 0x{instance:03x} has an empty name")));
     }
     let mut members = Vec::with_capacity(count);
     for (i, (info_word, kind, offset)) in raw.into_iter().enumerate() {
@@ -300,12 +308,12 @@ pub(crate) fn parse_template(
         })?;
         let member_name = text(member_name, "member name")?;
         let element = kind.element();
-        if let ElementType::Atomic(code) = element {
-            if atomic_size(code).is_none() {
-                return Err(bad(format!(
-                    "member {name}.{member_name} has unknown type code 0x{code:02x}"
-                )));
-            }
+        if let ElementType::Atomic(code) = element
+            && atomic_size(code).is_none()
+        {
+            return Err(bad(format!(
+                "member {name}.{member_name} has unknown type code 0x{code:02x}"
+            )));
         }
         if offset >= info.structure_size.max(1) && info.structure_size > 0 {
             return Err(bad(format!(
@@ -320,11 +328,14 @@ pub(crate) fn parse_template(
             0
         };
         let bit = if is_bool && array == 0 {
-            let bit = u8::try_from(info_word).ok().filter(|b| *b < 8).ok_or_else(|| {
-                bad(format!(
-                    "BOOL member {name}.{member_name} has bit number {info_word}"
-                ))
-            })?;
+            let bit = u8::try_from(info_word)
+                .ok()
+                .filter(|b| *b < 8)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "BOOL member {name}.{member_name} has bit number {info_word}"
+                    ))
+                })?;
             Some(bit)
         } else {
             None
@@ -386,8 +397,7 @@ pub(crate) fn decode(
     data: &[u8],
     templates: &Templates,
 ) -> Result<Value, WireError> {
-    let size = element_size(element, templates)
-        .ok_or_else(|| bad("element size unknown"))?;
+    let size = element_size(element, templates).ok_or_else(|| bad("element size unknown"))?;
     let expected = size
         .checked_mul(count)
         .ok_or_else(|| bad("value size overflows"))?;
@@ -451,9 +461,8 @@ fn decode_one(
                     })?;
                     Value::Bool(byte & (1 << bit) != 0)
                 } else {
-                    let size = element_size(member.element, templates).ok_or_else(|| {
-                        bad(format!("member {} has no known size", member.name))
-                    })?;
+                    let size = element_size(member.element, templates)
+                        .ok_or_else(|| bad(format!("member {} has no known size", member.name)))?;
                     let n = usize::from(member.array.max(1));
                     let end = size
                         .checked_mul(n)
@@ -542,7 +551,12 @@ mod tests {
     #[test]
     fn hostile_symbol_lists_are_errors() {
         assert!(parse_symbols(&[1, 0, 0, 0, 0xFF, 0xFF]).is_err());
-        assert!(parse_symbols(&[1, 0, 0, 0, 2, 0, 0xFF, 0xFE, 0xC4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(
+            parse_symbols(&[
+                1, 0, 0, 0, 2, 0, 0xFF, 0xFE, 0xC4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+            ])
+            .is_err()
+        );
         // One dimension declared, dimension 0.
         let mut one = vec![1, 0, 0, 0, 1, 0, b'A', 0xC4, 0x20];
         one.extend_from_slice(&[0; 12]);
@@ -551,13 +565,23 @@ mod tests {
 
     #[test]
     fn atomic_values_decode_by_type() {
-        assert_eq!(decode_atomic(0xCA, &72.5f32.to_le_bytes()), Ok(Value::F32(72.5)));
-        assert_eq!(decode_atomic(0xC3, &(-2i16).to_le_bytes()), Ok(Value::Int(-2)));
+        assert_eq!(
+            decode_atomic(0xCA, &72.5f32.to_le_bytes()),
+            Ok(Value::F32(72.5))
+        );
+        assert_eq!(
+            decode_atomic(0xC3, &(-2i16).to_le_bytes()),
+            Ok(Value::Int(-2))
+        );
         assert!(decode_atomic(0xC4, &[1, 2]).is_err());
         assert!(decode_atomic(0xC4, &[1, 2, 3, 4, 5]).is_err());
         assert_eq!(
             unpack_bools(&[0b101, 0, 0, 0], 3),
-            Ok(Value::List(vec![Value::Bool(true), Value::Bool(false), Value::Bool(true)]))
+            Ok(Value::List(vec![
+                Value::Bool(true),
+                Value::Bool(false),
+                Value::Bool(true)
+            ]))
         );
     }
 }

@@ -22,7 +22,6 @@ pub(crate) const CMD_REGISTER_SESSION: u16 = 0x0065;
 pub(crate) const CMD_UNREGISTER_SESSION: u16 = 0x0066;
 pub(crate) const CMD_SEND_RR_DATA: u16 = 0x006F;
 pub(crate) const CMD_SEND_UNIT_DATA: u16 = 0x0070;
-pub(crate) const CMD_NOP: u16 = 0x0000;
 
 /// Common Packet Format item types.
 const CPF_NULL_ADDRESS: u16 = 0x0000;
@@ -76,7 +75,10 @@ impl<'a> Cursor<'a> {
 
     /// The next `n` bytes.
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        let end = self.pos.checked_add(n).ok_or_else(|| bad("length overflow"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or_else(|| bad("length overflow"))?;
         let slice = self.buf.get(self.pos..end).ok_or_else(|| {
             bad(format!(
                 "{}: needs {n} more bytes at offset {}, only {} left",
@@ -212,7 +214,11 @@ pub(crate) fn send_rr_data(message: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&CPF_NULL_ADDRESS.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&CPF_UNCONNECTED_DATA.to_le_bytes());
-    out.extend_from_slice(&u16::try_from(message.len()).unwrap_or(u16::MAX).to_le_bytes());
+    out.extend_from_slice(
+        &u16::try_from(message.len())
+            .unwrap_or(u16::MAX)
+            .to_le_bytes(),
+    );
     out.extend_from_slice(message);
     out
 }
@@ -242,7 +248,9 @@ fn cpf_items(data: &[u8]) -> Result<[(u16, &[u8]); 2], WireError> {
     let _timeout = c.u16()?;
     let count = c.u16()?;
     if count != 2 {
-        return Err(bad(format!("common packet format has {count} items, expected 2")));
+        return Err(bad(format!(
+            "common packet format has {count} items, expected 2"
+        )));
     }
     let mut items = [(0u16, &[][..]); 2];
     for item in &mut items {
@@ -325,7 +333,12 @@ impl Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CIP status 0x{:02x} ({})", self.general, status_text(self.general))?;
+        write!(
+            f,
+            "CIP status 0x{:02x} ({})",
+            self.general,
+            status_text(self.general)
+        )?;
         for word in &self.extended {
             write!(f, ", extended 0x{word:04x}")?;
         }
@@ -434,7 +447,10 @@ pub(crate) fn multiple_service_replies(
                 data.len()
             )));
         }
-        replies.push(data.get(*start..end).ok_or_else(|| bad("reply offset out of range"))?);
+        replies.push(
+            data.get(*start..end)
+                .ok_or_else(|| bad("reply offset out of range"))?,
+        );
     }
     Ok(replies)
 }
@@ -448,9 +464,7 @@ mod tests {
         assert!(rr_data_reply(&[]).is_err());
         assert!(rr_data_reply(&[0, 0, 0, 0, 0]).is_err());
         // Two items, the second claims 200 bytes but carries 2.
-        let lying = [
-            0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0xB2, 0, 200, 0, 0xCC, 0,
-        ];
+        let lying = [0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0xB2, 0, 200, 0, 0xCC, 0];
         assert!(rr_data_reply(&lying).is_err());
         assert!(mr_reply(&[0xCC, 0, 0, 200]).is_err());
         assert!(mr_reply(&[0x4C, 0, 0, 0]).is_err(), "no reply bit");

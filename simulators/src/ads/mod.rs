@@ -750,7 +750,7 @@ pub async fn run(opts: RunOptions) -> Result<(), SimError> {
         }
         out.flush()
     };
-    let stop = stop_signal()?;
+    let stop = crate::control::stop_signal()?;
     run_until(opts, true, print_ready, stop).await
 }
 
@@ -816,27 +816,6 @@ async fn run_until(
     handle.shutdown();
     handle.stopped().await;
     stopped.map_err(SimError::from)
-}
-
-/// Registers Ctrl-C and SIGTERM now; the future resolves on either.
-#[cfg(unix)]
-fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        Ok(())
-    })
-}
-
-/// Ctrl-C (the only stop signal outside Unix).
-#[cfg(not(unix))]
-fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
-    Ok(tokio::signal::ctrl_c())
 }
 
 #[cfg(test)]

@@ -592,7 +592,7 @@ pub async fn run(opts: RunOptions) -> Result<(), SimError> {
     };
     // Handlers are installed before the ready line: a supervisor may send
     // SIGTERM as soon as it has read it.
-    let stop = stop_signal()?;
+    let stop = crate::control::stop_signal()?;
     run_until(opts, true, print_ready, stop).await
 }
 
@@ -660,27 +660,6 @@ async fn run_until(
     handle.shutdown();
     handle.stopped().await;
     stopped.map_err(SimError::from)
-}
-
-/// Registers Ctrl-C and SIGTERM now; the future resolves on either.
-#[cfg(unix)]
-fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        Ok(())
-    })
-}
-
-/// Ctrl-C (the only stop signal outside Unix).
-#[cfg(not(unix))]
-fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
-    Ok(tokio::signal::ctrl_c())
 }
 
 #[cfg(test)]

@@ -1,30 +1,817 @@
-//! Simulated OPC UA PLC: being written.
+//! A simulated OPC UA server (opc.tcp) that behaves like a PLC's embedded server.
+//!
+//! It exists so that otdrift's tests, `otdrift demo` and test rigs (`otdrift sim opcua`)
+//! have an OPC UA server to read, to drift and to prove things about: every service call is
+//! logged (see [`crate::request_log`] and "Request log" below), so a test can assert that
+//! otdrift never sent a Write, Call or node-management request.
+//!
+//! It is an [async-opcua](https://crates.io/crates/async-opcua) server (secure channels,
+//! sessions, security policies and user authentication are async-opcua's) with one node
+//! manager of ours that owns every node: a subset of namespace 0 (Root, Objects, the Server
+//! object with ServerArray, NamespaceArray, ServerStatus and its BuildInfo, ServiceLevel,
+//! ServerCapabilities with MaxBrowseContinuationPoints and OperationLimits/MaxNodesPerRead and
+//! MaxNodesPerBrowse) and the PLC's folders and variables from the state.
+//!
+//! # Endpoints and security
+//!
+//! The endpoint URL is `opc.tcp://<ip:port>/` (path `/`). The server offers, per the state,
+//! security mode `None` and `Sign`/`SignAndEncrypt` with the policies Basic256Sha256,
+//! Aes128Sha256RsaOaep and Aes256Sha256RsaPss, anonymous and/or user name/password
+//! sessions. Client certificates are trusted automatically (a simulator). The server's own
+//! application certificate (RSA 2048, self-signed, application URI and `localhost`,
+//! `127.0.0.1` as alternative names) is made on first start and reused: within a process for
+//! every start of the same state (clones share it), across processes when the state names a
+//! `pki_dir`. The `new-certificate` quirk makes every start present a new certificate.
+//!
+//! # Address space
+//!
+//! The PLC's nodes live in the namespace `namespace_uri` (index 2, or later when
+//! `extra_namespaces` are listed before it), as string NodeIds: the node `Mixer.Setpoints.Speed`
+//! is `ns=2;s=Mixer.Setpoints.Speed`, its browse name `2:Speed`, its parent the folder
+//! `Mixer.Setpoints` (a dot separates path segments); top-level nodes hang under Objects.
+//! Folders are `FolderType` objects organizing their children; variables are
+//! `BaseDataVariableType` with a built-in data type, value rank -1 (scalar) or 1 (array, with
+//! ArrayDimensions), AccessLevel CurrentRead. References are browsed in identifier order.
+//!
+//! # State file
+//!
+//! TOML; unknown keys are refused so typos do not go unnoticed.
+//!
+//! ```toml
+//! tick_ms = 1000                  # default 1000; how often ticking variables move (0 = only on `tick`)
+//! application_name = "Mixer PLC"  # the server's application name and certificate CN
+//! application_uri = "urn:plc:mixer"          # the server's application URI (namespace 1)
+//! namespace_uri = "urn:plc:mixer:program"    # the PLC's namespace
+//! extra_namespaces = ["urn:vendor:extras"]   # optional, placed before the PLC's namespace
+//! pki_dir = "sim-pki"             # optional; keeps the server certificate across processes
+//!                                 # (relative to the state file)
+//!
+//! [build_info]                    # the Server object's BuildInfo; all six fields required
+//! product_uri = "urn:vendor:plc"
+//! manufacturer_name = "Vendor"
+//! product_name = "PLC 1516-3"
+//! software_version = "V3.1.2"
+//! build_number = "3.1.2.4711"
+//! build_date = "2024-02-01T00:00:00Z"   # RFC 3339
+//!
+//! [limits]                        # advertised in OperationLimits and enforced
+//! max_nodes_per_read = 1000       # default 1000
+//! max_nodes_per_browse = 500      # default 500
+//! max_references_per_node = 1000  # default 1000; references per Browse answer, the rest
+//!                                 # follows through a continuation point
+//!
+//! [security]                      # optional; default: every mode and policy, anonymous
+//! modes = ["none", "sign", "sign-and-encrypt"]
+//! policies = ["Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"]
+//! anonymous = true                # false: a user name is required
+//! [[security.user]]
+//! name = "otdrift"
+//! password = "read-only-please"
+//!
+//! [quirks]                        # optional, all default false; same as `quirk` below
+//! tiny-limits = false
+//!
+//! [[folder]]
+//! id = "Mixer.Setpoints"          # parent "Mixer" must be a folder too (folders may be
+//! name = "Setpoints"              # listed in any order); name defaults to the last segment
+//!
+//! [[variable]]
+//! id = "Mixer.Setpoints.Speed"
+//! type = "Double"                 # Boolean, SByte, Byte, Int16, UInt16, Int32, UInt32,
+//!                                 # Int64, UInt64, Float, Double, String, DateTime,
+//!                                 # ByteString (hex), LocalizedText
+//! value = 72.5                    # or an array: value = [1, 2, 3] (value rank 1)
+//! tick = "sine"                   # optional: "counter" (numbers +1, booleans toggle),
+//!                                 # "sine" (numbers 50 ± 50, period 60 ticks), "clock"
+//!                                 # (DateTime = now): a runtime value
+//! readable = true                 # optional; false answers BadNotReadable for its value
+//! ```
+//!
+//! # Commands
+//!
+//! One command per line; the reply is one line: `ok`, `ok <json>` or `error: <reason>`.
+//! Available through [`OpcuaSimHandle::command`], on the process's stdin and on the optional
+//! control port of [`run`]. Blank lines and lines starting with `#` are ignored.
+//!
+//! | command | effect |
+//! |---|---|
+//! | `set ID VALUE` | sets a variable's value (TOML syntax of its type: `75.0`, `true`, `"text"`, `[1, 2]`) |
+//! | `get ID` | `ok <json>`: the variable's value |
+//! | `add folder ID` / `add variable ID TYPE VALUE` | a structural change: a node appears under its parent folder |
+//! | `remove ID` | removes a node and everything below it |
+//! | `build_info FIELD VALUE...` | sets a BuildInfo field (`product_uri`, `manufacturer_name`, `product_name`, `software_version`, `build_number`, `build_date`) |
+//! | `tick [N]` | advances ticking variables once (or N times) |
+//! | `quirk` / `quirk NAME on\|off` | lists the quirks / switches one |
+//! | `drop` | closes every client connection now (a PLC restarting its OPC UA stack) |
+//! | `certificate` | `ok {"thumbprint": "..."}`: the SHA-1 thumbprint of the certificate presented |
+//! | `log` / `log clear` | `ok {"total":N,"writes":W,"by_service":{"read":..}}` / resets the in-memory log |
+//! | `help` | one-line summary |
+//!
+//! # Quirks
+//!
+//! | quirk | behaviour |
+//! |---|---|
+//! | `stall` | Read, Browse and other node services are accepted and never answered (until switched off; then they answer BadTimeout) |
+//! | `drop-session` | Read and Browse requests are answered by closing every client connection |
+//! | `no-browse-next` | BrowseNext is refused with BadServiceUnsupported on every result |
+//! | `browse-next-restarts` | BrowseNext ignores the continuation point and answers the first page again (with a new continuation point) |
+//! | `tiny-limits` | MaxNodesPerRead 5, MaxNodesPerBrowse 5, 3 references per Browse answer |
+//! | `hidden-limits` | OperationLimits and its variables do not exist (BadNodeIdUnknown) |
+//! | `empty-build-info` | BuildInfo fields are empty strings and the build date is the null date |
+//! | `placeholder-build-info` | BuildInfo answers fixed placeholders (`Unknown`, `OPC UA Server`, `1.0.0`, 2000-01-01) |
+//! | `refuse-identity` | reads of BuildInfo and its fields answer BadUserAccessDenied |
+//! | `reverse-order` | Browse answers list references in reverse order |
+//! | `new-certificate` | every start presents a newly made certificate |
+//!
+//! A request over a limit is answered BadTooManyOperations on every result (the limits are
+//! enforced by the node manager so that `tiny-limits` can change them at run time).
+//!
+//! # Request log
+//!
+//! What the log covers, exactly: every call async-opcua hands to the node manager (Read,
+//! Browse, BrowseNext with continuation points to follow, TranslateBrowsePathsToNodeIds,
+//! RegisterNodes, HistoryRead, Write, HistoryUpdate, Call, AddNodes, AddReferences,
+//! DeleteNodes, DeleteReferences, CreateMonitoredItems), every ActivateSession (through the
+//! authenticator, with the user and security mode; its `peer` is `0.0.0.0:0`), and every TCP
+//! connection (`connect`). `service` is the request's binary encoding id (Read 631, Browse
+//! 527, BrowseNext 533, Write 673, Call 712, AddNodes 488, DeleteNodes 500...), `count` the
+//! number of operations, `detail` the first node ids and the message security mode, and
+//! `write` is set for Write, HistoryUpdate, Call and node management, which the simulator logs
+//! and then refuses (Write is applied to PLC variables when the value's type fits).
+//!
+//! Not logged, because async-opcua answers them before any hook of ours: the secure channel
+//! (Hello, OpenSecureChannel, CloseSecureChannel), GetEndpoints, FindServers, CreateSession,
+//! CloseSession, the subscription services, a BrowseNext that only releases continuation
+//! points, and requests the framework refuses before dispatch (empty operation lists). None of
+//! these change the server's address space.
+//!
+//! # What it cannot emulate
+//!
+//! Responses that break the OPC UA encoding (missing headers, wrong array counts) — the
+//! collector's tests use a raw TCP peer for those; model-change events; historical access;
+//! methods; type nodes (type definitions are referenced but not served); certificate
+//! revocation lists and server-side certificate validation (client certificates are trusted).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod certs;
+mod commands;
+mod manager;
+mod proxy;
+mod state;
 
-/// What `otdrift sim opcua` passes in.
+use std::{
+    collections::HashMap,
+    fmt,
+    io::{self, Write},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use opcua_crypto::SecurityPolicy;
+use opcua_server::{
+    ANONYMOUS_USER_TOKEN_ID, ServerBuilder, ServerEndpoint, ServerUserToken,
+    authenticator::DefaultAuthenticator,
+};
+use opcua_types::{DateTime, MessageSecurityMode};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_util::sync::CancellationToken;
+
+pub use self::certs::ServerCertificate;
+pub use self::state::{
+    BUILD_INFO_FIELDS, BuildInfo, Limits, MIXER_DEMO_TOML, Mode, OpcuaState, PlcNode, Quirk,
+    Quirks, StateError, TINY_LIMITS, Tick, ValueType, VariableNode,
+};
+pub use crate::control::CommandError;
+use crate::{
+    control::{self, CommandTarget},
+    request_log::RequestLog,
+};
+
+/// What the simulator's tasks share.
+pub(crate) struct Shared {
+    state: Mutex<OpcuaState>,
+    log: RequestLog,
+    /// Turns true once on shutdown.
+    shutdown: watch::Sender<bool>,
+    /// Every task holds a receiver; all gone = fully stopped.
+    alive: watch::Sender<()>,
+    /// Bumped to close every client connection.
+    drops: watch::Sender<u64>,
+    /// Mirrors the stall quirk, so stalled requests can wait for it to end.
+    stalled: watch::Sender<bool>,
+    /// Secure channel id → client address, learnt by the proxy.
+    channels: Mutex<HashMap<u32, SocketAddr>>,
+    local_addr: SocketAddr,
+    start_time: DateTime,
+    thumbprint: String,
+    /// The per-start PKI folder async-opcua uses; removed on shutdown.
+    pki_dir: PathBuf,
+    /// Cancels the async-opcua server.
+    cancel: CancellationToken,
+}
+
+impl Shared {
+    fn lock_state(&self) -> MutexGuard<'_, OpcuaState> {
+        // Every change is a plain assignment; a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn peer_of(&self, channel: u32) -> SocketAddr {
+        self.channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&channel)
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    fn drop_connections(&self) {
+        self.drops.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn set_quirk(&self, quirk: Quirk, on: bool) {
+        self.lock_state().quirks.set(quirk, on);
+        if quirk == Quirk::Stall {
+            self.stalled.send_replace(on);
+        }
+    }
+
+    async fn wait_while_stalled(&self) {
+        let mut stalled = self.stalled.subscribe();
+        let mut stop = self.shutdown.subscribe();
+        tokio::select! {
+            _ = stalled.wait_for(|on| !*on) => {}
+            _ = stop.wait_for(|stop| *stop) => {}
+        }
+    }
+}
+
+impl CommandTarget for Shared {
+    fn execute(&self, line: &str) -> Result<String, CommandError> {
+        commands::execute(self, line)
+    }
+}
+
+/// Shuts the simulator down when the last handle clone is dropped.
+struct StopOnDrop(Arc<Shared>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        stop(&self.0);
+    }
+}
+
+fn stop(shared: &Shared) {
+    shared.shutdown.send_replace(true);
+    shared.cancel.cancel();
+}
+
+/// Why the simulator could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The state file could not be read or is invalid.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// An address could not be bound.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// `"opcua"` or `"control"`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The server certificate could not be made, read or installed.
+    #[error("server certificate: {0}")]
+    Certificate(io::Error),
+    /// async-opcua refused the server configuration.
+    #[error("OPC UA server: {0}")]
+    Server(String),
+    /// The request log file could not be opened.
+    #[error("cannot open request log {path}: {source}")]
+    RequestLog {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Installing signal handlers or writing the ready lines to stdout failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Starts simulated OPC UA servers.
+#[derive(Debug)]
+pub struct OpcuaSimulator;
+
+impl OpcuaSimulator {
+    /// Binds `listen` (use `127.0.0.1:0` in tests: the OS picks a free port, see
+    /// [`OpcuaSimHandle::local_addr`]) and serves `state` until
+    /// [`OpcuaSimHandle::shutdown`] or until the last handle is dropped. Must be called
+    /// inside a tokio runtime. The first start of a state makes its certificate (an RSA key:
+    /// takes a moment).
+    ///
+    /// # Errors
+    /// If an address cannot be bound, the certificate cannot be made or async-opcua refuses
+    /// the configuration.
+    pub async fn start(listen: SocketAddr, state: OpcuaState) -> Result<OpcuaSimHandle, SimError> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| SimError::Bind {
+                what: "opcua",
+                addr: listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr()?;
+        let certificate = {
+            let slot = state.certificate.clone();
+            let renew = state.quirks.on(Quirk::NewCertificate);
+            let (uri, name) = (
+                state.application_uri.clone(),
+                state.application_name.clone(),
+            );
+            tokio::task::spawn_blocking(move || resolve_certificate(&slot, renew, &uri, &name))
+                .await
+                .map_err(|e| SimError::Certificate(io::Error::other(e.to_string())))?
+                .map_err(SimError::Certificate)?
+        };
+        let pki_dir = certs::scratch_dir("pki").map_err(SimError::Certificate)?;
+        certificate
+            .install(&pki_dir)
+            .map_err(SimError::Certificate)?;
+        let internal = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let upstream = internal.local_addr()?;
+        let cancel = CancellationToken::new();
+        let (shutdown, _) = watch::channel(false);
+        let (alive, _) = watch::channel(());
+        let (drops, _) = watch::channel(0);
+        let (stalled, _) = watch::channel(state.quirks.on(Quirk::Stall));
+        let tick_ms = state.tick_ms;
+        let security = state.security.clone();
+        let (app_name, app_uri, product_uri) = (
+            state.application_name.clone(),
+            state.application_uri.clone(),
+            state.build_info.product_uri.clone(),
+        );
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            log: RequestLog::new(),
+            shutdown,
+            alive,
+            drops,
+            stalled,
+            channels: Mutex::new(HashMap::new()),
+            local_addr,
+            start_time: DateTime::now(),
+            thumbprint: certificate.thumbprint.clone(),
+            pki_dir: pki_dir.clone(),
+            cancel: cancel.clone(),
+        });
+
+        let mut builder = ServerBuilder::new()
+            .application_name(app_name)
+            .application_uri(app_uri)
+            .product_uri(product_uri)
+            .host(local_addr.ip().to_string())
+            .port(local_addr.port())
+            .pki_dir(&pki_dir)
+            .certificate_path(certs::CERT_PATH)
+            .private_key_path(certs::KEY_PATH)
+            .create_sample_keypair(false)
+            .trust_client_certs(true)
+            .discovery_urls(vec!["/".to_owned()])
+            .max_browse_continuation_points(usize::from(manager::MAX_BROWSE_CONTINUATION_POINTS))
+            .token(cancel.clone());
+        {
+            let limits = builder.limits_mut();
+            let ops = &mut limits.operational;
+            // The node manager enforces the state's limits (they change at run time).
+            ops.max_nodes_per_read = 1_000_000;
+            ops.max_nodes_per_browse = 1_000_000;
+            ops.max_references_per_browse_node = 1_000_000;
+        }
+        let mut token_ids = Vec::new();
+        if security.anonymous {
+            token_ids.push(ANONYMOUS_USER_TOKEN_ID.to_owned());
+        }
+        let mut users = std::collections::BTreeMap::new();
+        for (index, (name, password)) in security.users.iter().enumerate() {
+            let id = format!("user{index}");
+            let token = ServerUserToken {
+                user: name.clone(),
+                pass: Some(password.clone()),
+                ..Default::default()
+            };
+            users.insert(id.clone(), token.clone());
+            builder = builder.add_user_token(&id, token);
+            token_ids.push(id);
+        }
+        for mode in &security.modes {
+            let pairs: Vec<(SecurityPolicy, MessageSecurityMode)> = match mode {
+                Mode::None => vec![(SecurityPolicy::None, MessageSecurityMode::None)],
+                Mode::Sign | Mode::SignAndEncrypt => security
+                    .policies
+                    .iter()
+                    .map(|p| {
+                        (
+                            format!(
+                                "http://opcfoundation.org/UA/SecurityPolicy#{}",
+                                policy_uri_suffix(p)
+                            )
+                            .parse()
+                            .unwrap_or(SecurityPolicy::Unknown),
+                            if *mode == Mode::Sign {
+                                MessageSecurityMode::Sign
+                            } else {
+                                MessageSecurityMode::SignAndEncrypt
+                            },
+                        )
+                    })
+                    .collect(),
+            };
+            for (policy, mode) in pairs
+                .into_iter()
+                .filter(|(p, _)| *p != SecurityPolicy::Unknown)
+            {
+                let id = format!("{policy}-{mode}");
+                builder =
+                    builder.add_endpoint(&id, ServerEndpoint::new("/", policy, mode, &token_ids));
+            }
+        }
+        let for_manager = Arc::clone(&shared);
+        builder = builder
+            .with_node_manager(move |context| manager::SimNodeManager::new(for_manager, context))
+            .with_authenticator(Arc::new(manager::SimAuthenticator::new(
+                DefaultAuthenticator::new(users),
+                Arc::clone(&shared),
+            )));
+        let (server, _handle) = builder.build().map_err(SimError::Server)?;
+
+        let alive_rx = shared.alive.subscribe();
+        tokio::spawn(async move {
+            let _alive = alive_rx;
+            if let Err(err) = server.run_with(internal).await {
+                tracing::warn!(%err, "OPC UA simulator server ended");
+            }
+        });
+        tokio::spawn(proxy::accept_loop(
+            Arc::clone(&shared),
+            listener,
+            upstream,
+            shared.alive.subscribe(),
+        ));
+        if tick_ms > 0 {
+            tokio::spawn(tick_loop(
+                Arc::clone(&shared),
+                Duration::from_millis(tick_ms),
+                shared.alive.subscribe(),
+            ));
+        }
+        tracing::debug!(%local_addr, "opcua simulator listening");
+        Ok(OpcuaSimHandle {
+            guard: Arc::new(StopOnDrop(Arc::clone(&shared))),
+            shared,
+        })
+    }
+}
+
+/// The URI fragment of a policy name as the state file writes it.
+fn policy_uri_suffix(name: &str) -> &str {
+    match name {
+        "Aes128Sha256RsaOaep" => "Aes128_Sha256_RsaOaep",
+        "Aes256Sha256RsaPss" => "Aes256_Sha256_RsaPss",
+        other => other,
+    }
+}
+
+/// The certificate a start presents: the state's (made on first start, or kept in its
+/// `pki_dir`), or a new one with the `new-certificate` quirk.
+fn resolve_certificate(
+    slot: &state::CertificateSlot,
+    renew: bool,
+    uri: &str,
+    name: &str,
+) -> io::Result<Arc<ServerCertificate>> {
+    let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
+    if !renew && let Some(found) = current.as_ref() {
+        return Ok(Arc::clone(found));
+    }
+    let made = match &slot.dir {
+        Some(dir) => Arc::new(ServerCertificate::load_or_create(dir, renew, uri, name)?),
+        None if renew => Arc::new(ServerCertificate::generate(uri, name)?),
+        None => certs::shared_for(uri, name)?,
+    };
+    *current = Some(Arc::clone(&made));
+    Ok(made)
+}
+
+async fn tick_loop(shared: Arc<Shared>, period: Duration, _alive: watch::Receiver<()>) {
+    let mut stop = shared.shutdown.subscribe();
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            _ = interval.tick() => shared.lock_state().tick(),
+        }
+    }
+}
+
+/// Controls a running simulator: its address, its request log, mutations.
+///
+/// Cheap to clone; all clones control the same simulator. Dropping the last clone shuts the
+/// simulator down.
+#[derive(Clone)]
+pub struct OpcuaSimHandle {
+    shared: Arc<Shared>,
+    guard: Arc<StopOnDrop>,
+}
+
+impl fmt::Debug for OpcuaSimHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpcuaSimHandle")
+            .field("local_addr", &self.shared.local_addr)
+            .field("handles", &Arc::strong_count(&self.guard))
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpcuaSimHandle {
+    /// The address actually bound (with the OS-chosen port).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The endpoint URL clients connect to: `opc.tcp://<ip:port>/`.
+    #[must_use]
+    pub fn endpoint_url(&self) -> String {
+        format!("opc.tcp://{}/", self.shared.local_addr)
+    }
+
+    /// The request log (shared; clone it to keep it past the handle).
+    #[must_use]
+    pub fn request_log(&self) -> &RequestLog {
+        &self.shared.log
+    }
+
+    /// Starts appending every request from now on to `path` as JSON lines.
+    ///
+    /// # Errors
+    /// If the file cannot be opened for appending.
+    pub fn log_to_file(&self, path: &Path) -> io::Result<()> {
+        self.shared.log.log_to_file(path)
+    }
+
+    /// Executes one line of the command language (see the module docs). `Ok` carries the text
+    /// after `ok` (possibly empty).
+    ///
+    /// # Errors
+    /// The reason the command was refused; nothing was changed.
+    pub fn command(&self, line: &str) -> Result<String, CommandError> {
+        commands::execute(&self.shared, line)
+    }
+
+    /// Sets a variable's value from TOML syntax of its type (`75.0`, `"text"`, `[1, 2]`).
+    ///
+    /// # Errors
+    /// If there is no such variable or the value does not fit its type.
+    pub fn set_value(&self, id: &str, value: &str) -> Result<(), CommandError> {
+        commands::set_value(&mut self.shared.lock_state(), id, value)
+    }
+
+    /// Adds a variable under its parent folder (a structural change).
+    ///
+    /// # Errors
+    /// If the parent folder does not exist, the id is taken or the value does not fit.
+    pub fn add_variable(
+        &self,
+        id: &str,
+        vtype: ValueType,
+        value: &str,
+    ) -> Result<(), CommandError> {
+        commands::add_variable(&mut self.shared.lock_state(), id, vtype.name(), value)
+    }
+
+    /// Removes a node and everything below it.
+    ///
+    /// # Errors
+    /// If there is no such node.
+    pub fn remove(&self, id: &str) -> Result<(), CommandError> {
+        self.shared
+            .lock_state()
+            .remove_node(id)
+            .map(|_| ())
+            .map_err(CommandError::Usage)
+    }
+
+    /// Advances every ticking variable once.
+    pub fn tick(&self) {
+        self.shared.lock_state().tick();
+    }
+
+    /// Switches a quirk on or off.
+    pub fn set_quirk(&self, quirk: Quirk, on: bool) {
+        self.shared.set_quirk(quirk, on);
+    }
+
+    /// Closes every client connection now.
+    pub fn drop_connections(&self) {
+        self.shared.drop_connections();
+    }
+
+    /// The SHA-1 thumbprint (lowercase hex) of the certificate this start presents.
+    #[must_use]
+    pub fn certificate_thumbprint(&self) -> String {
+        self.shared.thumbprint.clone()
+    }
+
+    /// A copy of the whole state (sharing the certificate, so starting a simulator with it
+    /// presents the same certificate).
+    #[must_use]
+    pub fn state(&self) -> OpcuaState {
+        self.shared.lock_state().clone()
+    }
+
+    /// Stops accepting connections, closes the open ones and stops ticking. Await
+    /// [`stopped`](Self::stopped) to know it is complete.
+    pub fn shutdown(&self) {
+        stop(&self.shared);
+    }
+
+    /// Resolves once the simulator has stopped: listener closed, every connection closed,
+    /// tick task and server ended (after [`shutdown`](Self::shutdown)). Removes the per-start
+    /// PKI folder.
+    pub async fn stopped(&self) {
+        self.shared.alive.closed().await;
+        let _ = std::fs::remove_dir_all(&self.shared.pki_dir);
+    }
+}
+
+/// Options of [`run`], i.e. of `otdrift sim opcua`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Where to listen.
+    /// Where to listen (e.g. `127.0.0.1:4840`; bound exactly as given).
     pub listen: SocketAddr,
-    /// State file.
+    /// State file; `None` serves [`OpcuaState::demo`].
     pub state: Option<PathBuf>,
     /// Append every request as JSON lines to this file.
     pub request_log: Option<PathBuf>,
-    /// Also accept commands on this TCP address.
+    /// Also accept commands on this TCP address (one per line).
     pub control: Option<SocketAddr>,
 }
 
-/// Why the simulator stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    /// Not written yet.
-    #[error("the OPC UA simulator is not part of this build yet")]
-    NotYet,
+/// Runs a simulator as a process: what `otdrift sim opcua` calls.
+///
+/// Loads the state (or the demo), starts the server, prints exactly one ready line
+/// `otdrift-sim opcua listening on <ip:port>` to stdout (the endpoint URL is
+/// `opc.tcp://<ip:port>/`; with a control port a second line `otdrift-sim control listening
+/// on <ip:port>`), flushes, then serves commands from stdin and the control port until
+/// Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// If the state cannot be loaded, an address cannot be bound, the certificate cannot be made,
+/// the log file cannot be opened or stdout is closed, before the ready line is printed.
+pub async fn run(opts: RunOptions) -> Result<(), SimError> {
+    let stop_signal = crate::control::stop_signal()?;
+    let state = match &opts.state {
+        Some(path) => OpcuaState::load(path)?,
+        None => OpcuaState::demo(),
+    };
+    let handle = OpcuaSimulator::start(opts.listen, state).await?;
+    if let Some(path) = &opts.request_log {
+        handle
+            .log_to_file(path)
+            .map_err(|source| SimError::RequestLog {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    let mut ready = vec![format!(
+        "otdrift-sim opcua listening on {}",
+        handle.local_addr()
+    )];
+    let control = match opts.control {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| SimError::Bind {
+                    what: "control",
+                    addr,
+                    source,
+                })?;
+            ready.push(format!(
+                "otdrift-sim control listening on {}",
+                listener.local_addr()?
+            ));
+            Some(listener)
+        }
+        None => None,
+    };
+    let target: Arc<dyn CommandTarget> = Arc::clone(&handle.shared) as Arc<dyn CommandTarget>;
+    if let Some(listener) = control {
+        tokio::spawn(control::serve_control(
+            listener,
+            Arc::clone(&target),
+            handle.shared.shutdown.subscribe(),
+        ));
+    }
+    {
+        let mut out = io::stdout().lock();
+        for line in &ready {
+            writeln!(out, "{line}")?;
+        }
+        out.flush()?;
+    }
+    control::spawn_stdin_thread(target);
+    let stopped = stop_signal.await;
+    handle.shutdown();
+    handle.stopped().await;
+    stopped.map_err(SimError::from)
 }
 
-/// Runs the simulator until Ctrl-C or SIGTERM.
-pub async fn run(_opts: RunOptions) -> Result<(), SimError> {
-    Err(SimError::NotYet)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commands_mutate_the_state_and_refuse_nonsense() {
+        let sim = OpcuaSimulator::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            OpcuaState::demo().with_tick_ms(0),
+        )
+        .await
+        .expect("simulator starts");
+        assert!(sim.endpoint_url().starts_with("opc.tcp://127.0.0.1:"));
+        assert_eq!(
+            sim.command("get Mixer.Setpoints.MixSpeed").as_deref(),
+            Ok("72.5")
+        );
+        assert_eq!(
+            sim.command("set Mixer.Setpoints.MixSpeed 75").as_deref(),
+            Ok("")
+        );
+        assert_eq!(
+            sim.command("get Mixer.Setpoints.MixSpeed").as_deref(),
+            Ok("75.0")
+        );
+        assert_eq!(
+            sim.command("get Mixer.Setpoints.RampProfile").as_deref(),
+            Ok("[10,25,50,75,100]")
+        );
+        assert!(
+            sim.command("set Mixer.Setpoints.MixSpeed \"fast\"")
+                .is_err()
+        );
+        assert!(sim.command("set Mixer.Setpoints.MixTime -1").is_err());
+        assert!(sim.command("set Mixer.Nowhere 1").is_err());
+        assert_eq!(
+            sim.command("add variable Mixer.Setpoints.Viscosity UInt16 12")
+                .as_deref(),
+            Ok("")
+        );
+        assert!(
+            sim.command("add variable Mixer.Setpoints.Viscosity UInt16 12")
+                .is_err()
+        );
+        assert!(sim.command("add variable Nowhere.X Double 1").is_err());
+        assert_eq!(sim.command("add folder Mixer.Extra").as_deref(), Ok(""));
+        assert_eq!(
+            sim.command("remove Mixer.Setpoints.Viscosity").as_deref(),
+            Ok("{\"removed\":1}")
+        );
+        let before = sim.command("get Mixer.Runtime.BatchCounter").expect("get");
+        assert_eq!(sim.command("tick 3").as_deref(), Ok(""));
+        let after = sim.command("get Mixer.Runtime.BatchCounter").expect("get");
+        assert_eq!(
+            after.parse::<u64>().expect("number"),
+            before.parse::<u64>().expect("number") + 3
+        );
+        assert!(sim.command("tick 0").is_err());
+        assert_eq!(sim.command("quirk tiny-limits on").as_deref(), Ok(""));
+        assert!(
+            sim.command("quirk")
+                .expect("quirks")
+                .contains("\"tiny-limits\":true")
+        );
+        assert!(sim.command("quirk flying on").is_err());
+        assert!(sim.command("build_info software_version V4.0").is_ok());
+        assert_eq!(sim.state().build_info().software_version, "V4.0");
+        assert!(sim.command("build_info build_date yesterday").is_err());
+        assert!(
+            sim.command("certificate")
+                .expect("certificate")
+                .contains(&sim.certificate_thumbprint())
+        );
+        assert!(sim.command("log").expect("log").contains("\"writes\":0"));
+        assert!(matches!(
+            sim.command("fly"),
+            Err(CommandError::Unknown(word)) if word == "fly"
+        ));
+        assert!(sim.command("help").expect("help").contains("quirk"));
+        sim.shutdown();
+        sim.stopped().await;
+    }
 }

@@ -7,9 +7,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use opcua::types::{
-    ByteString, DateTime, LocalizedText, UAString, Variant, VariantScalarTypeId,
-    array::Array,
+use opcua_types::{
+    ByteString, DateTime, LocalizedText, UAString, Variant, VariantScalarTypeId, array::Array,
 };
 use serde::Deserialize;
 
@@ -205,7 +204,9 @@ impl ValueType {
                 let n = *n;
                 let out_of_range = || format!("{n} is out of range for {}", t.name());
                 Ok(match t {
-                    ValueType::SByte => Variant::SByte(i8::try_from(n).map_err(|_| out_of_range())?),
+                    ValueType::SByte => {
+                        Variant::SByte(i8::try_from(n).map_err(|_| out_of_range())?)
+                    }
                     ValueType::Byte => Variant::Byte(u8::try_from(n).map_err(|_| out_of_range())?),
                     ValueType::Int16 => {
                         Variant::Int16(i16::try_from(n).map_err(|_| out_of_range())?)
@@ -230,9 +231,9 @@ impl ValueType {
             (ValueType::String, toml::Value::String(s)) => {
                 Ok(Variant::String(UAString::from(s.as_str())))
             }
-            (ValueType::LocalizedText, toml::Value::String(s)) => Ok(Variant::LocalizedText(
-                Box::new(LocalizedText::new("", s)),
-            )),
+            (ValueType::LocalizedText, toml::Value::String(s)) => {
+                Ok(Variant::LocalizedText(Box::new(LocalizedText::new("", s))))
+            }
             (ValueType::DateTime, toml::Value::String(s)) => DateTime::parse_from_rfc3339(s)
                 .map(|d| Variant::DateTime(Box::new(d)))
                 .map_err(|e| format!("{s:?} is not an RFC 3339 date and time: {e}")),
@@ -251,12 +252,15 @@ impl ValueType {
 
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.strip_prefix("0x").unwrap_or(text);
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
         .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
         .collect()
 }
 
@@ -291,7 +295,10 @@ impl Tick {
         if fits {
             Ok(tick)
         } else {
-            Err(format!("tick = {text:?} does not apply to {}", vtype.name()))
+            Err(format!(
+                "tick = {text:?} does not apply to {}",
+                vtype.name()
+            ))
         }
     }
 }
@@ -730,10 +737,10 @@ impl OpcuaState {
         self.ticks = self.ticks.wrapping_add(1);
         let n = self.ticks;
         for node in self.nodes.values_mut() {
-            if let Some(var) = node.variable.as_mut() {
-                if let Some(tick) = var.tick {
-                    var.value = ticked(&var.value, tick, n);
-                }
+            if let Some(var) = node.variable.as_mut()
+                && let Some(tick) = var.tick
+            {
+                var.value = ticked(&var.value, tick, n);
             }
         }
     }
@@ -973,10 +980,9 @@ impl RawState {
             },
             Some(raw) => {
                 let mut modes = BTreeSet::new();
-                for mode in raw
-                    .modes
-                    .unwrap_or_else(|| vec!["none".into(), "sign".into(), "sign-and-encrypt".into()])
-                {
+                for mode in raw.modes.unwrap_or_else(|| {
+                    vec!["none".into(), "sign".into(), "sign-and-encrypt".into()]
+                }) {
                     modes.insert(match mode.as_str() {
                         "none" => Mode::None,
                         "sign" => Mode::Sign,
@@ -1150,7 +1156,9 @@ mod tests {
         .expect("state parses");
         state.tick();
         assert_eq!(state.value("F.Count"), Some(&Variant::UInt16(0)));
-        assert!(matches!(state.value("F.Wave"), Some(Variant::Double(v)) if (*v - 55.226).abs() < 0.01));
+        assert!(
+            matches!(state.value("F.Wave"), Some(Variant::Double(v)) if (*v - 55.226).abs() < 0.01)
+        );
         assert!(matches!(state.value("F.List"), Some(Variant::Array(a)) if a.values.len() == 3));
         assert_eq!(
             state.value("F.Bytes"),

@@ -496,7 +496,7 @@ pub enum SimError {
 /// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
 /// or stdout is closed, before the ready line is printed.
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    let stop = stop_signal()?;
+    let stop = crate::control::stop_signal()?;
     let state = match &opts.state {
         Some(path) => S7State::load(path)?,
         None => S7State::demo(),
@@ -551,27 +551,6 @@ pub async fn run(opts: RunOptions) -> Result<(), SimError> {
     handle.shutdown();
     handle.stopped().await;
     stopped.map_err(SimError::from)
-}
-
-/// Registers Ctrl-C and SIGTERM now; the future resolves on either.
-#[cfg(unix)]
-fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        Ok(())
-    })
-}
-
-/// Ctrl-C (the only stop signal outside Unix).
-#[cfg(not(unix))]
-fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
-    Ok(tokio::signal::ctrl_c())
 }
 
 #[cfg(test)]
@@ -669,6 +648,14 @@ mod tests {
             .map(|e| e.name.as_str())
             .collect();
         assert_eq!(writes, vec!["write_var", "plc_stop"]);
+        // snap7 reports its events from its own thread: wait (bounded) for both to arrive.
+        for _ in 0..200 {
+            if sim.snap7_writes() >= 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         assert!(sim.snap7_writes() >= 2, "{:?}", sim.snap7_events());
         let log: serde_json::Value =
             serde_json::from_str(&sim.command("log").expect("log")).expect("json");

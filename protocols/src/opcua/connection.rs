@@ -1,0 +1,421 @@
+//! The session: the agent's application certificate, endpoint choice, server certificate
+//! pinning, the password file, and the async-opcua session with the task that drives it.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use opcua::{
+    client::{Client, ClientBuilder, IdentityToken, Session, SessionPollResult},
+    types::{EndpointDescription, MessageSecurityMode, StatusCode, UserTokenType},
+};
+use otdrift_config::OpcuaSecurity;
+use sha1::{Digest, Sha1};
+use tokio::{sync::watch, task::JoinHandle};
+
+/// Security policy URIs by the names the config uses.
+pub(crate) const POLICIES: [(&str, &str); 3] = [
+    (
+        "Aes256Sha256RsaPss",
+        "http://opcfoundation.org/UA/SecurityPolicy#Aes256_Sha256_RsaPss",
+    ),
+    (
+        "Basic256Sha256",
+        "http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256",
+    ),
+    (
+        "Aes128Sha256RsaOaep",
+        "http://opcfoundation.org/UA/SecurityPolicy#Aes128_Sha256_RsaOaep",
+    ),
+];
+
+const POLICY_NONE: &str = "http://opcfoundation.org/UA/SecurityPolicy#None";
+
+/// The agent's OPC UA application URI (also in its certificate).
+pub(crate) const APPLICATION_URI: &str = "urn:otdrift:agent";
+
+fn policy_name(uri: &str) -> &str {
+    POLICIES
+        .iter()
+        .find(|(_, u)| *u == uri)
+        .map_or_else(|| uri.rsplit('#').next().unwrap_or(uri), |(name, _)| name)
+}
+
+/// Picks the endpoint to use: the configured mode; for `sign`/`sign-and-encrypt` the
+/// configured policy or else the strongest supported one the server offers (highest
+/// SecurityLevel, then the order of [`POLICIES`]); and a user token policy for the
+/// configured identity. `Err` explains, listing what the server offers.
+pub(crate) fn choose_endpoint(
+    endpoints: &[EndpointDescription],
+    security: OpcuaSecurity,
+    policy: Option<&str>,
+    user: bool,
+) -> Result<EndpointDescription, String> {
+    let mode = match security {
+        OpcuaSecurity::None => MessageSecurityMode::None,
+        OpcuaSecurity::Sign => MessageSecurityMode::Sign,
+        OpcuaSecurity::SignAndEncrypt => MessageSecurityMode::SignAndEncrypt,
+    };
+    let wanted_policy = policy.and_then(|name| {
+        POLICIES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, uri)| *uri)
+    });
+    let token = if user {
+        UserTokenType::UserName
+    } else {
+        UserTokenType::Anonymous
+    };
+    let offers_token = |e: &EndpointDescription| {
+        e.user_identity_tokens
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|t| t.token_type == token)
+    };
+    let rank = |uri: &str| POLICIES.iter().position(|(_, u)| *u == uri);
+    let mut candidates: Vec<&EndpointDescription> = endpoints
+        .iter()
+        .filter(|e| e.security_mode == mode)
+        .filter(|e| {
+            let uri = e.security_policy_uri.as_ref();
+            match (mode, wanted_policy) {
+                (MessageSecurityMode::None, _) => uri == POLICY_NONE,
+                (_, Some(wanted)) => uri == wanted,
+                (_, None) => rank(uri).is_some(),
+            }
+        })
+        .collect();
+    candidates.sort_by_key(|e| {
+        (
+            std::cmp::Reverse(e.security_level),
+            rank(e.security_policy_uri.as_ref()).unwrap_or(usize::MAX),
+        )
+    });
+    let offered = || {
+        let mut list: Vec<String> = endpoints
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e.security_mode,
+                    policy_name(e.security_policy_uri.as_ref())
+                )
+            })
+            .collect();
+        list.sort();
+        list.dedup();
+        if list.is_empty() {
+            "none".to_owned()
+        } else {
+            list.join(", ")
+        }
+    };
+    let Some(first) = candidates.first() else {
+        return Err(format!(
+            "the server offers no endpoint with security {security}{} (it offers {})",
+            policy
+                .map(|p| format!(" and policy {p}"))
+                .unwrap_or_default(),
+            offered()
+        ));
+    };
+    match candidates.iter().find(|e| offers_token(e)) {
+        Some(found) => Ok((*found).clone()),
+        None => Err(format!(
+            "the server's {}/{} endpoint does not accept {} logins",
+            first.security_mode,
+            policy_name(first.security_policy_uri.as_ref()),
+            if user { "user name" } else { "anonymous" }
+        )),
+    }
+}
+
+/// The first DER element of a certificate field (servers may send the whole chain).
+pub(crate) fn first_der(bytes: &[u8]) -> &[u8] {
+    let parsed = (|| {
+        if *bytes.first()? != 0x30 {
+            return None;
+        }
+        let first_len = *bytes.get(1)?;
+        let (header, len) = if first_len < 0x80 {
+            (2usize, usize::from(first_len))
+        } else {
+            let n = usize::from(first_len & 0x7f);
+            if n == 0 || n > 4 {
+                return None;
+            }
+            let mut len = 0usize;
+            for i in 0..n {
+                len = (len << 8) | usize::from(*bytes.get(2 + i)?);
+            }
+            (2 + n, len)
+        };
+        let end = header.checked_add(len)?;
+        bytes.get(..end)
+    })();
+    parsed.unwrap_or(bytes)
+}
+
+/// SHA-1 thumbprint, lowercase hex: what OPC UA tools (UaExpert, server web pages) show.
+pub(crate) fn thumbprint(der: &[u8]) -> String {
+    Sha1::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What the server certificate check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Pin {
+    /// No pin yet: this certificate is now pinned.
+    FirstUse,
+    /// The pinned certificate.
+    Matches,
+    /// A different certificate than the pinned one (which stays pinned).
+    Changed {
+        /// Thumbprint of the pinned certificate.
+        pinned: String,
+        /// Where the presented certificate was put for the operator to inspect.
+        rejected: PathBuf,
+    },
+    /// The server presented no certificate (security none).
+    NoCertificate,
+}
+
+impl Pin {
+    /// Text for the capture's runtime record.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Pin::FirstUse => "pinned on first use".to_owned(),
+            Pin::Matches => "matches the pinned certificate".to_owned(),
+            Pin::Changed { pinned, rejected } => format!(
+                "CHANGED: pinned {pinned}; presented certificate saved to {}",
+                rejected.display()
+            ),
+            Pin::NoCertificate => "no certificate presented".to_owned(),
+        }
+    }
+}
+
+/// The pin file of an asset.
+pub(crate) fn pin_path(pki: &Path, asset: &str) -> PathBuf {
+    pki.join("pinned").join(format!("{asset}.der"))
+}
+
+/// Compares `der` with the asset's pinned certificate, pinning it on first use.
+pub(crate) fn check_pin(pki: &Path, asset: &str, der: &[u8]) -> io::Result<Pin> {
+    if der.is_empty() {
+        return Ok(Pin::NoCertificate);
+    }
+    let path = pin_path(pki, asset);
+    match std::fs::read(&path) {
+        Ok(pinned) if pinned == der => Ok(Pin::Matches),
+        Ok(pinned) => {
+            let presented = thumbprint(der);
+            let rejected = pki
+                .join("rejected")
+                .join(format!("{asset}-{presented}.der"));
+            if let Some(dir) = rejected.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&rejected, der)?;
+            Ok(Pin::Changed {
+                pinned: thumbprint(&pinned),
+                rejected,
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            // Write then rename: a crash never leaves half a pin behind.
+            let tmp = path.with_extension("der.tmp");
+            std::fs::write(&tmp, der)?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(Pin::FirstUse)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads a password file: refused when group or others may read it; one trailing newline
+/// is not part of the password.
+pub(crate) fn read_password(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read password file {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "password file {} is readable by group or others (mode {mode:04o}); run chmod 600 on it",
+                path.display()
+            ));
+        }
+    }
+    if !meta.is_file() {
+        return Err(format!("password file {} is not a file", path.display()));
+    }
+    if meta.len() > 4096 {
+        return Err(format!(
+            "password file {} is larger than 4096 bytes",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read password file {}: {e}", path.display()))?;
+    let text = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if text.is_empty() {
+        return Err(format!("password file {} is empty", path.display()));
+    }
+    Ok(text.to_owned())
+}
+
+/// Makes the async-opcua client: the agent's application certificate is made in the PKI
+/// folder on first use (RSA 2048; the private key mode 0600). No automatic reconnection and
+/// no keep-alive traffic beyond the one read async-opcua sends right after connecting: the
+/// collector reconnects itself, once, when it needs to.
+pub(crate) fn make_client(pki: &Path, timeout: Duration) -> Result<Client, String> {
+    // Two collectors making the same certificate at once would interleave the files.
+    static MAKING: Mutex<()> = Mutex::new(());
+    let _guard = MAKING.lock().unwrap_or_else(PoisonError::into_inner);
+    std::fs::create_dir_all(pki)
+        .map_err(|e| format!("cannot create the PKI folder {}: {e}", pki.display()))?;
+    let client = ClientBuilder::new()
+        .application_name("otdrift")
+        .application_uri(APPLICATION_URI)
+        .product_uri("urn:otdrift")
+        .create_sample_keypair(true)
+        .pki_dir(pki)
+        // Trust is otdrift's pin (see `check_pin`), checked before a session is opened.
+        .trust_server_certs(true)
+        .verify_server_certs(false)
+        .session_retry_limit(0)
+        .keep_alive_interval(Duration::from_secs(24 * 3600))
+        .max_failed_keep_alive_count(0)
+        .request_timeout(timeout)
+        .session_timeout(15 * 60 * 1000)
+        .session_name("otdrift")
+        .max_message_size(super::MAX_MESSAGE_SIZE)
+        .max_chunk_count(super::MAX_CHUNK_COUNT)
+        .max_array_length(super::MAX_ARRAY_LEN)
+        .max_string_length(super::MAX_STRING_LEN)
+        .max_byte_string_length(super::MAX_BYTE_STRING_LEN)
+        .client()
+        .map_err(|errors| format!("invalid OPC UA client settings: {}", errors.join("; ")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = pki.join("private");
+        let _ = std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = std::fs::read_dir(&private) {
+            for entry in entries.flatten() {
+                let _ =
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
+    Ok(client)
+}
+
+/// The identity the session logs in with.
+pub(crate) fn identity(user: Option<(&str, &str)>) -> IdentityToken {
+    match user {
+        Some((name, password)) => IdentityToken::new_user_name(name, password),
+        None => IdentityToken::Anonymous,
+    }
+}
+
+/// The state of the driven session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// Connecting (secure channel, CreateSession, ActivateSession).
+    Connecting,
+    /// Connected.
+    Up,
+    /// Connecting failed or the connection ended, with async-opcua's reason.
+    Down(StatusCode),
+}
+
+/// A live session and the task that drives its event loop. Dropping it closes the
+/// connection.
+pub(crate) struct Live {
+    pub(crate) session: Arc<Session>,
+    pub(crate) link: watch::Receiver<Link>,
+    /// Keep-alive reads async-opcua has completed on this session.
+    pub(crate) keep_alives: watch::Receiver<u32>,
+    driver: JoinHandle<()>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Live {
+    /// Starts connecting to `endpoint` (whose URL is already the configured one).
+    pub(crate) fn start(
+        client: &mut Client,
+        endpoint: EndpointDescription,
+        identity: IdentityToken,
+    ) -> Result<Live, StatusCode> {
+        let (session, event_loop) = client
+            .connect_to_endpoint_directly(endpoint, identity)
+            .map_err(|e| e.status())?;
+        session.disable_reconnects();
+        let (link_tx, link) = watch::channel(Link::Connecting);
+        let (alive_tx, keep_alives) = watch::channel(0u32);
+        let driver = tokio::spawn(async move {
+            let stream = event_loop.enter();
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(SessionPollResult::Reconnected(_)) => {
+                        link_tx.send_replace(Link::Up);
+                    }
+                    Ok(SessionPollResult::SessionActivity(_)) => {
+                        alive_tx.send_modify(|n| *n = n.saturating_add(1));
+                    }
+                    Ok(SessionPollResult::ConnectionLost(status)) => {
+                        link_tx.send_replace(Link::Down(status));
+                    }
+                    Ok(_) => {}
+                    Err(status) => {
+                        link_tx.send_replace(Link::Down(status));
+                        break;
+                    }
+                }
+            }
+            link_tx.send_if_modified(|link| {
+                if matches!(link, Link::Down(_)) {
+                    false
+                } else {
+                    *link = Link::Down(StatusCode::BadConnectionClosed);
+                    true
+                }
+            });
+        });
+        Ok(Live {
+            session,
+            link,
+            keep_alives,
+            driver,
+        })
+    }
+
+    /// Whether the connection is still up.
+    pub(crate) fn is_up(&self) -> bool {
+        matches!(*self.link.borrow(), Link::Up)
+    }
+}

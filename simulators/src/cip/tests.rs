@@ -1,0 +1,245 @@
+//! The simulator's own tests: the process entry point, the command language, hostile bytes,
+//! and that state-changing services are logged as writes.
+
+use super::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn address_in(line: &str, prefix: &str) -> SocketAddr {
+    line.strip_prefix(prefix)
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("ready line {line:?} does not start with {prefix:?}"))
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("address")
+}
+
+/// A minimal client for these tests: register, then unconnected requests.
+struct Raw {
+    stream: TcpStream,
+    session: u32,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Raw {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(&encap(0x65, 0, 0, &[0; 8], &[1, 0, 0, 0]))
+            .await
+            .expect("register");
+        let (head, _) = read_frame(&mut stream).await.expect("register reply");
+        let session = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        Raw { stream, session }
+    }
+
+    async fn request(&mut self, message: &[u8]) -> Vec<u8> {
+        let mut data = vec![0u8; 6];
+        data.extend_from_slice(&2u16.to_le_bytes());
+        data.extend_from_slice(&[0, 0, 0, 0]);
+        data.extend_from_slice(&0xB2u16.to_le_bytes());
+        data.extend_from_slice(&(message.len() as u16).to_le_bytes());
+        data.extend_from_slice(message);
+        self.stream
+            .write_all(&encap(0x6F, self.session, 0, &[0; 8], &data))
+            .await
+            .expect("send");
+        let (_, body) = read_frame(&mut self.stream).await.expect("reply");
+        body[16..].to_vec()
+    }
+}
+
+async fn read_frame(stream: &mut TcpStream) -> io::Result<([u8; 24], Vec<u8>)> {
+    let mut head = [0u8; 24];
+    stream.read_exact(&mut head).await?;
+    let len = usize::from(u16::from_le_bytes([head[2], head[3]]));
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    Ok((head, body))
+}
+
+fn symbolic(service: u8, tag: &str, data: &[u8]) -> Vec<u8> {
+    let mut path = vec![0x91, tag.len() as u8];
+    path.extend_from_slice(tag.as_bytes());
+    if tag.len() % 2 == 1 {
+        path.push(0);
+    }
+    let mut m = vec![service, (path.len() / 2) as u8];
+    m.extend_from_slice(&path);
+    m.extend_from_slice(data);
+    m
+}
+
+#[tokio::test]
+async fn run_prints_ready_lines_and_serves_the_control_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_path = dir.path().join("requests.jsonl");
+    let opts = RunOptions {
+        listen: loopback(),
+        state: None,
+        request_log: Some(log_path.clone()),
+        control: Some(loopback()),
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(run_until(
+        opts,
+        false,
+        move |lines| {
+            let _ = ready_tx.send(lines.to_vec());
+            Ok(())
+        },
+        async move {
+            let _ = stop_rx.await;
+            Ok(())
+        },
+    ));
+    let lines = ready_rx.await.expect("ready lines");
+    assert_eq!(lines.len(), 2);
+    let cip = address_in(&lines[0], "otdrift-sim cip listening on ");
+    let control = address_in(&lines[1], "otdrift-sim control listening on ");
+
+    let stream = TcpStream::connect(control).await.expect("control connect");
+    let (read, mut write) = stream.into_split();
+    let mut replies = BufReader::new(read).lines();
+    write
+        .write_all(b"set Oven_SP 185.5\nget Oven_SP\n")
+        .await
+        .expect("send");
+    assert_eq!(
+        replies.next_line().await.expect("reply").as_deref(),
+        Some("ok")
+    );
+    assert_eq!(
+        replies.next_line().await.expect("reply").as_deref(),
+        Some("ok 185.5")
+    );
+
+    let mut raw = Raw::connect(cip).await;
+    let reply = raw.request(&symbolic(0x4C, "Oven_SP", &[1, 0])).await;
+    assert_eq!(&reply[..4], &[0xCC, 0, 0, 0]);
+    assert_eq!(&reply[4..6], &[0xCA, 0]);
+    assert_eq!(
+        f32::from_le_bytes([reply[6], reply[7], reply[8], reply[9]]),
+        185.5
+    );
+
+    stop_tx.send(()).expect("stop");
+    running.await.expect("run task").expect("run ends cleanly");
+    let logged = RequestLog::read_json_lines(&log_path).expect("request log file");
+    assert!(
+        logged
+            .iter()
+            .any(|e| e.service == 0x4C && e.name == "read_tag")
+    );
+    assert!(logged.iter().all(|e| !e.write));
+}
+
+#[tokio::test]
+async fn run_refuses_a_bad_state_file() {
+    let opts = RunOptions {
+        listen: loopback(),
+        state: Some(PathBuf::from("/nonexistent/state.toml")),
+        request_log: None,
+        control: None,
+    };
+    let result = run_until(opts, false, |_| Ok(()), async { Ok(()) }).await;
+    assert!(matches!(
+        result,
+        Err(SimError::State(StateError::Io { .. }))
+    ));
+}
+
+#[tokio::test]
+async fn writes_are_applied_and_logged_as_writes() {
+    let sim = CipSimulator::start(loopback(), CipState::demo().with_tick_ms(0))
+        .await
+        .expect("start");
+    let mut raw = Raw::connect(sim.local_addr()).await;
+    // Write Tag: REAL, 1 element, 200.0.
+    let mut data = vec![0xCA, 0, 1, 0];
+    data.extend_from_slice(&200.0f32.to_le_bytes());
+    let reply = raw.request(&symbolic(0x4D, "Oven_SP", &data)).await;
+    assert_eq!(&reply[..4], &[0xCD, 0, 0, 0]);
+    assert_eq!(sim.tag("Oven_SP").expect("value"), serde_json::json!(200.0));
+    // Set Attribute Single on Identity: refused, still a write.
+    let reply = raw
+        .request(&[0x10, 3, 0x20, 0x01, 0x24, 0x01, 0x30, 0x07, b'x'])
+        .await;
+    assert_eq!(reply[2], 0x0E);
+    // Reset: refused.
+    let reply = raw.request(&[0x05, 2, 0x20, 0x01, 0x24, 0x01]).await;
+    assert_eq!(reply[2], 0x0C);
+    assert_eq!(sim.request_log().writes(), 3);
+    // Forward Close on the connection manager is not a write (0x4E only writes on tags).
+    assert!(!services::is_write(0x4E, Some(0x06)));
+    assert!(services::is_write(0x4E, None));
+}
+
+#[tokio::test]
+async fn hostile_bytes_get_statuses_or_a_closed_session_never_a_panic() {
+    let sim = CipSimulator::start(loopback(), CipState::demo().with_tick_ms(0))
+        .await
+        .expect("start");
+    let mut raw = Raw::connect(sim.local_addr()).await;
+    for message in [
+        vec![],
+        vec![0x4C],
+        vec![0x4C, 200, 0x91],
+        vec![0x4C, 1, 0x91, 9],
+        vec![0x0A, 2, 0x20, 0x02, 0x24, 0x01, 5, 0, 0xFF, 0xFF],
+        vec![0x55, 2, 0x20, 0x6B, 0x24, 0x00, 0xFF],
+        vec![0x52, 2, 0x20, 0x06, 0x24, 0x01, 1, 1, 0xFF, 0xFF],
+        vec![0x4C, 2, 0x20, 0x6C, 0x24, 0x01, 1],
+        symbolic(0x52, "Recipe", &[1, 0, 0xFF, 0xFF, 0xFF, 0xFF]),
+        symbolic(0x4C, "Oven_SP", &[0xFF, 0xFF]),
+    ] {
+        let reply = raw.request(&message).await;
+        assert!(reply.len() >= 4, "{message:02x?} -> {reply:02x?}");
+        assert_ne!(reply[2], 0, "{message:02x?} must not succeed");
+    }
+    // Garbage framing: the connection closes, the simulator keeps serving.
+    let mut junk = TcpStream::connect(sim.local_addr()).await.expect("connect");
+    junk.write_all(&[0x6F, 0, 0xFF, 0xFF]).await.expect("send");
+    junk.write_all(&[0u8; 64]).await.expect("send");
+    drop(junk);
+    let mut again = Raw::connect(sim.local_addr()).await;
+    let reply = again.request(&symbolic(0x4C, "Line_Speed", &[1, 0])).await;
+    assert_eq!(&reply[..6], &[0xCC, 0, 0, 0, 0xC4, 0]);
+}
+
+#[test]
+fn commands_change_structure_and_the_audit_value() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let sim = CipSimulator::start(loopback(), CipState::demo().with_tick_ms(0))
+            .await
+            .expect("start");
+        let before = sim.audit_value();
+        sim.set_tag("Oven_SP", "190").expect("set");
+        assert_eq!(sim.audit_value(), before, "a value is not a download");
+        sim.add_tag("Program:Oven.Fan_Speed", "REAL").expect("add");
+        assert_ne!(sim.audit_value(), before);
+        sim.remove_tag("Program:Oven.Fan_Speed").expect("remove");
+        assert_eq!(sim.audit_value(), before, "putting it back restores it");
+        sim.command("add-member Recipe_t Hold_Time DINT")
+            .expect("add member");
+        assert_eq!(
+            sim.tag("Recipe.Hold_Time").expect("member"),
+            serde_json::json!(0)
+        );
+        assert_eq!(
+            sim.tag("Recipe.Temp").expect("kept"),
+            serde_json::json!(182.5)
+        );
+        assert!(sim.command("set Nope 1").is_err());
+        assert!(sim.command("add-tag 1x DINT").is_err());
+        assert!(sim.command("quirk bogus on").is_err());
+        assert!(sim.command("quirk no-audit on").is_ok());
+        assert!(sim.command("frobnicate").is_err());
+        let help = sim.command("help").expect("help");
+        assert!(help.contains("add-tag"));
+    });
+}

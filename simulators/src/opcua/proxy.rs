@@ -1,0 +1,160 @@
+//! The simulator's front door: clients connect here and every connection is relayed to the
+//! async-opcua server on an internal loopback port. Relaying lets the simulator drop
+//! connections on command (the `drop` command, the `drop-session` quirk), log connections, and
+//! learn which client owns which secure channel (the channel id is plaintext in every chunk
+//! header, even with SignAndEncrypt) so that logged requests name their peer.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, tcp::OwnedReadHalf, tcp::OwnedWriteHalf},
+    sync::watch,
+};
+
+use super::Shared;
+use crate::request_log::LoggedRequest;
+
+/// Largest chunk relayed from the server (async-opcua's default buffer is 64 KiB; anything
+/// far beyond is not OPC UA).
+const MAX_CHUNK: usize = 16 * 1024 * 1024;
+
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    upstream: SocketAddr,
+    alive: watch::Receiver<()>,
+) {
+    let mut stop = shared.shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                shared.log.record(LoggedRequest {
+                    seq: 0,
+                    time: Utc::now(),
+                    protocol: "opcua".into(),
+                    peer,
+                    unit_id: None,
+                    service: 0,
+                    name: "connect".into(),
+                    detail: String::new(),
+                    address: None,
+                    count: None,
+                    write: false,
+                    outcome: "ok".into(),
+                });
+                tokio::spawn(relay(
+                    Arc::clone(&shared),
+                    stream,
+                    peer,
+                    upstream,
+                    alive.clone(),
+                ));
+            }
+            Err(err) => {
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn relay(
+    shared: Arc<Shared>,
+    client: TcpStream,
+    peer: SocketAddr,
+    upstream: SocketAddr,
+    _alive: watch::Receiver<()>,
+) {
+    let server = match TcpStream::connect(upstream).await {
+        Ok(server) => server,
+        Err(err) => {
+            tracing::warn!(%err, "cannot reach the internal OPC UA server");
+            return;
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let mut stop = shared.shutdown.subscribe();
+    let mut drops = shared.drops.subscribe();
+    drops.mark_unchanged();
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let channels_seen = std::sync::Mutex::new(Vec::new());
+    tokio::select! {
+        _ = stop.wait_for(|stop| *stop) => {}
+        _ = drops.changed() => tracing::debug!(%peer, "dropping connection"),
+        _ = copy(client_read, server_write) => {}
+        _ = downstream(&shared, server_read, client_write, peer, &channels_seen) => {}
+    }
+    let seen = channels_seen.lock().map(|v| v.clone()).unwrap_or_default();
+    let mut map = shared
+        .channels
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for id in seen {
+        map.remove(&id);
+    }
+}
+
+async fn copy(mut from: OwnedReadHalf, mut to: OwnedWriteHalf) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let Some(data) = buf.get(..n) else { break };
+                if to.write_all(data).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Relays server → client chunk by chunk, noting the secure channel id of each chunk.
+async fn downstream(
+    shared: &Shared,
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    peer: SocketAddr,
+    seen: &std::sync::Mutex<Vec<u32>>,
+) {
+    let mut header = [0u8; 8];
+    let mut body = Vec::new();
+    loop {
+        if from.read_exact(&mut header).await.is_err() {
+            break;
+        }
+        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if !(8..=MAX_CHUNK).contains(&size) {
+            break;
+        }
+        body.resize(size - 8, 0);
+        if from.read_exact(&mut body).await.is_err() {
+            break;
+        }
+        if matches!(&header[..3], b"OPN" | b"MSG" | b"CLO")
+            && let Some(id) = body.get(..4)
+        {
+            let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+            let mut map = shared
+                .channels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if map.insert(id, peer).is_none()
+                && let Ok(mut seen) = seen.lock()
+            {
+                seen.push(id);
+            }
+        }
+        if to.write_all(&header).await.is_err() || to.write_all(&body).await.is_err() {
+            break;
+        }
+    }
+}

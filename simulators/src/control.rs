@@ -169,28 +169,6 @@ pub(crate) async fn serve_control(
     }
 }
 
-/// Registers Ctrl-C and SIGTERM now (so a supervisor's SIGTERM right after the ready line is
-/// not lost); the future resolves on either. Every simulator's `run` stops on it.
-#[cfg(unix)]
-pub fn stop_signal() -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        Ok(())
-    })
-}
-
-/// Ctrl-C (the only stop signal outside Unix).
-#[cfg(not(unix))]
-pub fn stop_signal() -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>>> {
-    Ok(tokio::signal::ctrl_c())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ pub mod control;
 pub mod modbus;
 #[cfg(feature = "opcua")]
 pub mod opcua;
+pub mod process;
 pub mod request_log;
 #[cfg(feature = "s7")]
 pub mod s7;

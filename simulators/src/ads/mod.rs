@@ -139,8 +139,7 @@ mod types;
 mod wire;
 
 use std::{
-    fmt,
-    io::{self, Write},
+    fmt, io,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -161,7 +160,7 @@ pub use self::state::{
 pub use self::wire::MAX_SUM_COMMANDS;
 pub use crate::control::CommandError;
 use crate::{
-    control::{self, CommandTarget},
+    control::CommandTarget,
     request_log::{LoggedRequest, RequestLog},
 };
 use wire::Action;
@@ -690,18 +689,7 @@ async fn serve_connection(
     }
 }
 
-/// Options of [`run`], i.e. of `otdrift sim ads`.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Where to serve AMS/TCP (e.g. `127.0.0.1:48898`; bound exactly as given).
-    pub listen: SocketAddr,
-    /// State file; `None` serves [`AdsState::demo`].
-    pub state: Option<PathBuf>,
-    /// Append every request as JSON lines to this file.
-    pub request_log: Option<PathBuf>,
-    /// Also accept commands on this TCP address (one per line).
-    pub control: Option<SocketAddr>,
-}
+pub use crate::process::RunOptions;
 
 /// Why [`run`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -732,28 +720,22 @@ pub enum SimError {
     Io(#[from] io::Error),
 }
 
-/// Runs the simulator as a process: what `otdrift sim ads` calls.
-///
-/// Loads the state (or the demo), starts the simulator, prints exactly one ready line
-/// `otdrift-sim ads listening on <ip:port>` (and `otdrift-sim control listening on
-/// <ip:port>` with a control port), flushes, then serves commands from stdin and the control
-/// port until Ctrl-C or SIGTERM.
+/// Runs the simulator as a process: what `otdrift sim ads` calls. Loads the state (or the
+/// built-in demo), starts the simulator and serves it as every simulator process does
+/// ([`crate::process::serve`]): request log, ready lines, stdin and control-port commands,
+/// until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 /// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
 /// or stdout is closed, before the ready line is printed.
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    let print_ready = |lines: &[String]| -> io::Result<()> {
-        let mut out = io::stdout().lock();
-        for line in lines {
-            writeln!(out, "{line}")?;
-        }
-        out.flush()
-    };
-    let stop = crate::control::stop_signal()?;
-    run_until(opts, true, print_ready, stop).await
+    // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
+    // it has read it.
+    let stop = crate::process::stop_signal()?;
+    run_until(opts, true, crate::process::print_ready, stop).await
 }
 
+/// [`run`] with the ready lines, stdin and the stop signal pluggable (for tests).
 async fn run_until(
     opts: RunOptions,
     serve_stdin: bool,
@@ -766,57 +748,17 @@ async fn run_until(
     };
     let handle = AdsSimulator::start(opts.listen, state)
         .await
-        .map_err(|source| SimError::Bind {
+        .map_err(|source| crate::process::ProcessError::Bind {
             what: "ads",
             addr: opts.listen,
             source,
         })?;
-    if let Some(path) = &opts.request_log {
-        handle
-            .log_to_file(path)
-            .map_err(|source| SimError::RequestLog {
-                path: path.clone(),
-                source,
-            })?;
-    }
-    let mut ready = vec![format!(
-        "otdrift-sim ads listening on {}",
-        handle.local_addr()
-    )];
-    let control = match opts.control {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| SimError::Bind {
-                    what: "control",
-                    addr,
-                    source,
-                })?;
-            ready.push(format!(
-                "otdrift-sim control listening on {}",
-                listener.local_addr()?
-            ));
-            Some(listener)
-        }
-        None => None,
-    };
-    let target: Arc<dyn CommandTarget> = Arc::clone(&handle.shared) as Arc<dyn CommandTarget>;
-    if let Some(listener) = control {
-        tokio::spawn(control::serve_control(
-            listener,
-            Arc::clone(&target),
-            handle.shared.shutdown.subscribe(),
-        ));
-    }
-    on_ready(&ready)?;
-    if serve_stdin {
-        control::spawn_stdin_thread(target);
-    }
-    let stopped = stop.await;
-    handle.shutdown();
-    handle.stopped().await;
-    stopped.map_err(SimError::from)
+    crate::process::serve("ads", &handle, &opts, serve_stdin, on_ready, stop).await?;
+    Ok(())
 }
+
+crate::process::served!(AdsSimHandle);
+crate::process::absorbs_process_errors!(SimError);
 
 #[cfg(test)]
 mod tests;

@@ -142,8 +142,7 @@ mod services;
 mod state;
 
 use std::{
-    fmt,
-    io::{self, Write},
+    fmt, io,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -160,7 +159,7 @@ use tokio::{
 pub use self::state::{CipState, OVEN_DEMO_TOML, Quirk, Quirks, StateError};
 pub use crate::control::CommandError;
 use crate::{
-    control::{self, CommandTarget},
+    control::CommandTarget,
     request_log::{LoggedRequest, RequestLog},
 };
 use services::{Conn, Ctx, Entry};
@@ -753,18 +752,7 @@ fn route(
     (reply, close)
 }
 
-/// What `otdrift sim cip` passes in.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Where to listen.
-    pub listen: SocketAddr,
-    /// State file.
-    pub state: Option<PathBuf>,
-    /// Append every request as JSON lines to this file.
-    pub request_log: Option<PathBuf>,
-    /// Also accept commands on this TCP address.
-    pub control: Option<SocketAddr>,
-}
+pub use crate::process::RunOptions;
 
 /// Why the simulator stopped.
 #[derive(Debug, thiserror::Error)]
@@ -795,31 +783,22 @@ pub enum SimError {
     Io(#[from] io::Error),
 }
 
-/// Runs the simulator as a process: what `otdrift sim cip` calls. Prints
-/// `otdrift-sim cip listening on <ip:port>` (and `otdrift-sim control listening on
-/// <ip:port>` with a control port), then serves stdin and control commands until Ctrl-C or
-/// SIGTERM.
+/// Runs the simulator as a process: what `otdrift sim cip` calls. Loads the state (or the
+/// built-in demo), starts the simulator and serves it as every simulator process does
+/// ([`crate::process::serve`]): request log, ready lines, stdin and control-port commands,
+/// until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 /// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
-/// or stdout is closed, before the ready line.
+/// or stdout is closed, before the ready line is printed.
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    let stop = crate::control::stop_signal()?;
-    run_until(
-        opts,
-        true,
-        |lines| {
-            let mut out = io::stdout().lock();
-            for line in lines {
-                writeln!(out, "{line}")?;
-            }
-            out.flush()
-        },
-        stop,
-    )
-    .await
+    // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
+    // it has read it.
+    let stop = crate::process::stop_signal()?;
+    run_until(opts, true, crate::process::print_ready, stop).await
 }
 
+/// [`run`] with the ready lines, stdin and the stop signal pluggable (for tests).
 async fn run_until(
     opts: RunOptions,
     serve_stdin: bool,
@@ -832,57 +811,17 @@ async fn run_until(
     };
     let handle = CipSimulator::start(opts.listen, state)
         .await
-        .map_err(|source| SimError::Bind {
+        .map_err(|source| crate::process::ProcessError::Bind {
             what: "cip",
             addr: opts.listen,
             source,
         })?;
-    if let Some(path) = &opts.request_log {
-        handle
-            .log_to_file(path)
-            .map_err(|source| SimError::RequestLog {
-                path: path.clone(),
-                source,
-            })?;
-    }
-    let mut ready = vec![format!(
-        "otdrift-sim cip listening on {}",
-        handle.local_addr()
-    )];
-    let control = match opts.control {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| SimError::Bind {
-                    what: "control",
-                    addr,
-                    source,
-                })?;
-            ready.push(format!(
-                "otdrift-sim control listening on {}",
-                listener.local_addr()?
-            ));
-            Some(listener)
-        }
-        None => None,
-    };
-    let target: Arc<dyn CommandTarget> = Arc::clone(&handle.shared) as Arc<dyn CommandTarget>;
-    if let Some(listener) = control {
-        tokio::spawn(control::serve_control(
-            listener,
-            Arc::clone(&target),
-            handle.shared.shutdown.subscribe(),
-        ));
-    }
-    on_ready(&ready)?;
-    if serve_stdin {
-        control::spawn_stdin_thread(target);
-    }
-    let stopped = stop.await;
-    handle.shutdown();
-    handle.stopped().await;
-    stopped.map_err(SimError::from)
+    crate::process::serve("cip", &handle, &opts, serve_stdin, on_ready, stop).await?;
+    Ok(())
 }
+
+crate::process::served!(CipSimHandle);
+crate::process::absorbs_process_errors!(SimError);
 
 #[cfg(test)]
 mod tests;

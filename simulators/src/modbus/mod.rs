@@ -116,8 +116,7 @@ mod pdu;
 mod state;
 
 use std::{
-    fmt,
-    io::{self, Write},
+    fmt, io,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -136,7 +135,7 @@ pub use self::state::{
 };
 pub use crate::control::CommandError;
 use crate::{
-    control::{self, CommandTarget},
+    control::CommandTarget,
     request_log::{LoggedRequest, RequestLog},
 };
 use state::TableKind;
@@ -527,19 +526,7 @@ async fn serve_connection(
     }
 }
 
-/// Options of [`run`], i.e. of `otdrift sim modbus`.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Where to serve Modbus TCP (e.g. `127.0.0.1:5020`; bound exactly as
-    /// given).
-    pub listen: SocketAddr,
-    /// State file; `None` serves [`ModbusState::press_demo`].
-    pub state: Option<PathBuf>,
-    /// Append every request as JSON lines to this file.
-    pub request_log: Option<PathBuf>,
-    /// Also accept commands on this TCP address (one per line).
-    pub control: Option<SocketAddr>,
-}
+pub use crate::process::RunOptions;
 
 /// Why [`run`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -570,34 +557,22 @@ pub enum SimError {
     Io(#[from] io::Error),
 }
 
-/// Runs a simulator as a process: what `otdrift sim modbus` calls.
-///
-/// Loads the state (or the press demo), starts the simulator, prints exactly
-/// one ready line `otdrift-sim modbus listening on <ip:port>` to stdout (and,
-/// with a control port, a second line `otdrift-sim control listening on
-/// <ip:port>`), flushes, then serves commands from stdin (replies on stdout;
-/// EOF on stdin only stops reading stdin) and from the control port until
-/// Ctrl-C or SIGTERM.
+/// Runs the simulator as a process: what `otdrift sim modbus` calls. Loads the state (or the
+/// built-in demo), starts the simulator and serves it as every simulator process does
+/// ([`crate::process::serve`]): request log, ready lines, stdin and control-port commands,
+/// until Ctrl-C or SIGTERM.
 ///
 /// # Errors
-/// If the state cannot be loaded, an address cannot be bound, the log file
-/// cannot be opened or stdout is closed, before the ready line is printed.
+/// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
+/// or stdout is closed, before the ready line is printed.
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    let print_ready = |lines: &[String]| -> io::Result<()> {
-        let mut out = io::stdout().lock();
-        for line in lines {
-            writeln!(out, "{line}")?;
-        }
-        out.flush()
-    };
-    // Handlers are installed before the ready line: a supervisor may send
-    // SIGTERM as soon as it has read it.
-    let stop = crate::control::stop_signal()?;
-    run_until(opts, true, print_ready, stop).await
+    // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
+    // it has read it.
+    let stop = crate::process::stop_signal()?;
+    run_until(opts, true, crate::process::print_ready, stop).await
 }
 
-/// [`run`] with the ready lines, stdin and the stop signal pluggable (for
-/// tests).
+/// [`run`] with the ready lines, stdin and the stop signal pluggable (for tests).
 async fn run_until(
     opts: RunOptions,
     serve_stdin: bool,
@@ -610,57 +585,17 @@ async fn run_until(
     };
     let handle = ModbusSimulator::start(opts.listen, state)
         .await
-        .map_err(|source| SimError::Bind {
+        .map_err(|source| crate::process::ProcessError::Bind {
             what: "modbus",
             addr: opts.listen,
             source,
         })?;
-    if let Some(path) = &opts.request_log {
-        handle
-            .log_to_file(path)
-            .map_err(|source| SimError::RequestLog {
-                path: path.clone(),
-                source,
-            })?;
-    }
-    let mut ready = vec![format!(
-        "otdrift-sim modbus listening on {}",
-        handle.local_addr()
-    )];
-    let control = match opts.control {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| SimError::Bind {
-                    what: "control",
-                    addr,
-                    source,
-                })?;
-            ready.push(format!(
-                "otdrift-sim control listening on {}",
-                listener.local_addr()?
-            ));
-            Some(listener)
-        }
-        None => None,
-    };
-    let target: Arc<dyn CommandTarget> = Arc::clone(&handle.shared) as Arc<dyn CommandTarget>;
-    if let Some(listener) = control {
-        tokio::spawn(control::serve_control(
-            listener,
-            Arc::clone(&target),
-            handle.shared.shutdown.subscribe(),
-        ));
-    }
-    on_ready(&ready)?;
-    if serve_stdin {
-        control::spawn_stdin_thread(target);
-    }
-    let stopped = stop.await;
-    handle.shutdown();
-    handle.stopped().await;
-    stopped.map_err(SimError::from)
+    crate::process::serve("modbus", &handle, &opts, serve_stdin, on_ready, stop).await?;
+    Ok(())
 }
+
+crate::process::served!(ModbusSimHandle);
+crate::process::absorbs_process_errors!(SimError);
 
 #[cfg(test)]
 mod tests {

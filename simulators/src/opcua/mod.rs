@@ -160,8 +160,7 @@ mod state;
 
 use std::{
     collections::HashMap,
-    fmt,
-    io::{self, Write},
+    fmt, io,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -183,10 +182,7 @@ pub use self::state::{
     Quirks, StateError, TINY_LIMITS, Tick, ValueType, VariableNode,
 };
 pub use crate::control::CommandError;
-use crate::{
-    control::{self, CommandTarget},
-    request_log::RequestLog,
-};
+use crate::{control::CommandTarget, request_log::RequestLog};
 
 /// What the simulator's tasks share.
 pub(crate) struct Shared {
@@ -650,87 +646,41 @@ impl OpcuaSimHandle {
     }
 }
 
-/// Options of [`run`], i.e. of `otdrift sim opcua`.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Where to listen (e.g. `127.0.0.1:4840`; bound exactly as given).
-    pub listen: SocketAddr,
-    /// State file; `None` serves [`OpcuaState::demo`].
-    pub state: Option<PathBuf>,
-    /// Append every request as JSON lines to this file.
-    pub request_log: Option<PathBuf>,
-    /// Also accept commands on this TCP address (one per line).
-    pub control: Option<SocketAddr>,
-}
+pub use crate::process::RunOptions;
 
-/// Runs a simulator as a process: what `otdrift sim opcua` calls.
-///
-/// Loads the state (or the demo), starts the server, prints exactly one ready line
-/// `otdrift-sim opcua listening on <ip:port>` to stdout (the endpoint URL is
-/// `opc.tcp://<ip:port>/`; with a control port a second line `otdrift-sim control listening
-/// on <ip:port>`), flushes, then serves commands from stdin and the control port until
-/// Ctrl-C or SIGTERM.
+/// Runs the simulator as a process: what `otdrift sim opcua` calls. Loads the state (or the
+/// built-in demo), starts the simulator and serves it as every simulator process does
+/// ([`crate::process::serve`]): request log, ready lines, stdin and control-port commands,
+/// until Ctrl-C or SIGTERM.
 ///
 /// # Errors
-/// If the state cannot be loaded, an address cannot be bound, the certificate cannot be made,
-/// the log file cannot be opened or stdout is closed, before the ready line is printed.
+/// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
+/// or stdout is closed, before the ready line is printed.
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    let stop_signal = crate::control::stop_signal()?;
+    // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
+    // it has read it.
+    let stop = crate::process::stop_signal()?;
+    run_until(opts, true, crate::process::print_ready, stop).await
+}
+
+/// [`run`] with the ready lines, stdin and the stop signal pluggable (for tests).
+async fn run_until(
+    opts: RunOptions,
+    serve_stdin: bool,
+    on_ready: impl FnOnce(&[String]) -> io::Result<()>,
+    stop: impl Future<Output = io::Result<()>>,
+) -> Result<(), SimError> {
     let state = match &opts.state {
         Some(path) => OpcuaState::load(path)?,
         None => OpcuaState::demo(),
     };
     let handle = OpcuaSimulator::start(opts.listen, state).await?;
-    if let Some(path) = &opts.request_log {
-        handle
-            .log_to_file(path)
-            .map_err(|source| SimError::RequestLog {
-                path: path.clone(),
-                source,
-            })?;
-    }
-    let mut ready = vec![format!(
-        "otdrift-sim opcua listening on {}",
-        handle.local_addr()
-    )];
-    let control = match opts.control {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| SimError::Bind {
-                    what: "control",
-                    addr,
-                    source,
-                })?;
-            ready.push(format!(
-                "otdrift-sim control listening on {}",
-                listener.local_addr()?
-            ));
-            Some(listener)
-        }
-        None => None,
-    };
-    let target: Arc<dyn CommandTarget> = Arc::clone(&handle.shared) as Arc<dyn CommandTarget>;
-    if let Some(listener) = control {
-        tokio::spawn(control::serve_control(
-            listener,
-            Arc::clone(&target),
-            handle.shared.shutdown.subscribe(),
-        ));
-    }
-    {
-        let mut out = io::stdout().lock();
-        for line in &ready {
-            writeln!(out, "{line}")?;
-        }
-        out.flush()?;
-    }
-    control::spawn_stdin_thread(target);
-    let stopped = stop_signal.await;
-    handle.shutdown();
-    handle.stopped().await;
-    stopped.map_err(SimError::from)
+    crate::process::serve("opcua", &handle, &opts, serve_stdin, on_ready, stop).await?;
+    Ok(())
 }
+
+crate::process::served!(OpcuaSimHandle);
+crate::process::absorbs_process_errors!(SimError);
 
 #[cfg(test)]
 mod tests {

@@ -147,8 +147,7 @@ mod state;
 
 use std::{
     collections::BTreeMap,
-    fmt,
-    io::{self, Write},
+    fmt, io,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -162,10 +161,7 @@ pub use self::state::{
     ProgramType, Quirk, Quirks, S7State, Selector, StateError, TickKind, parse_block_time,
 };
 pub use crate::control::CommandError;
-use crate::{
-    control::{self, CommandTarget},
-    request_log::RequestLog,
-};
+use crate::{control::CommandTarget, request_log::RequestLog};
 use backend::Backend;
 
 /// What the simulator's tasks share.
@@ -445,18 +441,7 @@ async fn tick_loop(shared: Arc<Shared>, period: Duration, _alive: watch::Receive
     }
 }
 
-/// What `otdrift sim s7` passes in.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Where to listen.
-    pub listen: SocketAddr,
-    /// State file; `None` serves [`S7State::demo`].
-    pub state: Option<PathBuf>,
-    /// Append every request as JSON lines to this file.
-    pub request_log: Option<PathBuf>,
-    /// Also accept commands on this TCP address.
-    pub control: Option<SocketAddr>,
-}
+pub use crate::process::RunOptions;
 
 /// Why [`run`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -487,71 +472,45 @@ pub enum SimError {
     Io(#[from] io::Error),
 }
 
-/// Runs a simulator as a process: what `otdrift sim s7` calls. Loads the state (or the
-/// demo), starts, prints exactly `otdrift-sim s7 listening on <ip:port>` (and
-/// `otdrift-sim control listening on <ip:port>` with a control port), flushes, then serves
-/// commands from stdin and the control port until Ctrl-C or SIGTERM.
+/// Runs the simulator as a process: what `otdrift sim s7` calls. Loads the state (or the
+/// built-in demo), starts the simulator and serves it as every simulator process does
+/// ([`crate::process::serve`]): request log, ready lines, stdin and control-port commands,
+/// until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 /// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
 /// or stdout is closed, before the ready line is printed.
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    let stop = crate::control::stop_signal()?;
+    // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
+    // it has read it.
+    let stop = crate::process::stop_signal()?;
+    run_until(opts, true, crate::process::print_ready, stop).await
+}
+
+/// [`run`] with the ready lines, stdin and the stop signal pluggable (for tests).
+async fn run_until(
+    opts: RunOptions,
+    serve_stdin: bool,
+    on_ready: impl FnOnce(&[String]) -> io::Result<()>,
+    stop: impl Future<Output = io::Result<()>>,
+) -> Result<(), SimError> {
     let state = match &opts.state {
         Some(path) => S7State::load(path)?,
         None => S7State::demo(),
     };
     let handle = S7Simulator::start(opts.listen, state)
         .await
-        .map_err(|source| SimError::Bind {
+        .map_err(|source| crate::process::ProcessError::Bind {
             what: "s7",
             addr: opts.listen,
             source,
         })?;
-    if let Some(path) = &opts.request_log {
-        handle
-            .log_to_file(path)
-            .map_err(|source| SimError::RequestLog {
-                path: path.clone(),
-                source,
-            })?;
-    }
-    let mut ready = vec![format!(
-        "otdrift-sim s7 listening on {}",
-        handle.local_addr()
-    )];
-    let target: Arc<dyn CommandTarget> = Arc::clone(&handle.shared) as Arc<dyn CommandTarget>;
-    if let Some(addr) = opts.control {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| SimError::Bind {
-                what: "control",
-                addr,
-                source,
-            })?;
-        ready.push(format!(
-            "otdrift-sim control listening on {}",
-            listener.local_addr()?
-        ));
-        tokio::spawn(control::serve_control(
-            listener,
-            Arc::clone(&target),
-            handle.shared.shutdown.subscribe(),
-        ));
-    }
-    {
-        let mut out = io::stdout().lock();
-        for line in &ready {
-            writeln!(out, "{line}")?;
-        }
-        out.flush()?;
-    }
-    control::spawn_stdin_thread(target);
-    let stopped = stop.await;
-    handle.shutdown();
-    handle.stopped().await;
-    stopped.map_err(SimError::from)
+    crate::process::serve("s7", &handle, &opts, serve_stdin, on_ready, stop).await?;
+    Ok(())
 }
+
+crate::process::served!(S7SimHandle);
+crate::process::absorbs_process_errors!(SimError);
 
 #[cfg(test)]
 mod tests {

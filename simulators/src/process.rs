@@ -1,0 +1,205 @@
+//! What every `otdrift sim <protocol>` process does once its simulator has started: open the
+//! request-log file, bind the control port, print the ready lines, serve commands from stdin
+//! and the control port, and stop on Ctrl-C or SIGTERM. One implementation for all simulators,
+//! so that the test rigs and the end-to-end tests can rely on the same behaviour from each.
+
+use std::future::Future;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::control::{self, CommandTarget};
+
+/// The options of every `otdrift sim <protocol>` command.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where to serve the protocol (bound exactly as given, e.g. `127.0.0.1:5020`).
+    pub listen: SocketAddr,
+    /// State file; `None` serves the protocol's built-in demo device.
+    pub state: Option<PathBuf>,
+    /// Append every request as JSON lines to this file.
+    pub request_log: Option<PathBuf>,
+    /// Also accept commands on this TCP address (one per line).
+    pub control: Option<SocketAddr>,
+}
+
+/// Why a simulator process could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// An address could not be bound.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// The protocol's name, or `"control"`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The request log file could not be opened.
+    #[error("cannot open request log {path}: {source}")]
+    RequestLog {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Installing signal handlers or writing the ready lines to stdout failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// What the shared process loop needs from a started simulator.
+pub(crate) trait Served {
+    /// Where the simulator answers.
+    fn local_addr(&self) -> SocketAddr;
+    /// Starts appending every request to `path` as JSON lines.
+    fn log_to_file(&self, path: &Path) -> io::Result<()>;
+    /// The simulator's command interpreter.
+    fn command_target(&self) -> Arc<dyn CommandTarget>;
+    /// Turns true when the simulator shuts down (ends the control port).
+    fn shutdown_watch(&self) -> watch::Receiver<bool>;
+    /// Stops the simulator and resolves once every connection is closed.
+    fn stop(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// Prints the ready lines on stdout and flushes: a supervisor reads them to learn the ports.
+pub(crate) fn print_ready(lines: &[String]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()
+}
+
+/// Serves a started simulator as a process: request-log file, ready lines
+/// (`otdrift-sim <protocol> listening on <ip:port>`, and `otdrift-sim control listening on
+/// <ip:port>` with a control port), commands from stdin (when `serve_stdin`; EOF only stops
+/// reading stdin) and from the control port, until `stop` resolves; then stops the simulator.
+pub(crate) async fn serve(
+    protocol: &'static str,
+    handle: &impl Served,
+    opts: &RunOptions,
+    serve_stdin: bool,
+    on_ready: impl FnOnce(&[String]) -> io::Result<()>,
+    stop: impl Future<Output = io::Result<()>>,
+) -> Result<(), ProcessError> {
+    if let Some(path) = &opts.request_log {
+        handle
+            .log_to_file(path)
+            .map_err(|source| ProcessError::RequestLog {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    let mut ready = vec![format!(
+        "otdrift-sim {protocol} listening on {}",
+        handle.local_addr()
+    )];
+    let target = handle.command_target();
+    if let Some(addr) = opts.control {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProcessError::Bind {
+                what: "control",
+                addr,
+                source,
+            })?;
+        ready.push(format!(
+            "otdrift-sim control listening on {}",
+            listener.local_addr()?
+        ));
+        tokio::spawn(control::serve_control(
+            listener,
+            Arc::clone(&target),
+            handle.shutdown_watch(),
+        ));
+    }
+    on_ready(&ready)?;
+    if serve_stdin {
+        control::spawn_stdin_thread(target);
+    }
+    let stopped = stop.await;
+    handle.stop().await;
+    Ok(stopped?)
+}
+
+/// Registers Ctrl-C and SIGTERM now (so a supervisor's SIGTERM right after the ready line is
+/// not lost); the future resolves on either. Every simulator's `run` stops on it.
+#[cfg(unix)]
+pub fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        Ok(())
+    })
+}
+
+/// Ctrl-C (the only stop signal outside Unix).
+#[cfg(not(unix))]
+pub fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
+    Ok(tokio::signal::ctrl_c())
+}
+
+/// Implements [`Served`] for a simulator handle with the shape every simulator here has: a
+/// `shared: Arc<Shared>` field whose `Shared` executes commands and holds the `shutdown`
+/// sender, and inherent `local_addr`, `log_to_file`, `shutdown` and `stopped` methods.
+macro_rules! served {
+    ($handle:ty) => {
+        impl $crate::process::Served for $handle {
+            fn local_addr(&self) -> ::std::net::SocketAddr {
+                <$handle>::local_addr(self)
+            }
+            fn log_to_file(&self, path: &::std::path::Path) -> ::std::io::Result<()> {
+                <$handle>::log_to_file(self, path)
+            }
+            fn command_target(&self) -> ::std::sync::Arc<dyn $crate::control::CommandTarget> {
+                ::std::sync::Arc::clone(&self.shared)
+                    as ::std::sync::Arc<dyn $crate::control::CommandTarget>
+            }
+            fn shutdown_watch(&self) -> ::tokio::sync::watch::Receiver<bool> {
+                self.shared.shutdown.subscribe()
+            }
+            fn stop(
+                &self,
+            ) -> ::std::pin::Pin<Box<dyn ::std::future::Future<Output = ()> + Send + '_>> {
+                Box::pin(async move {
+                    self.shutdown();
+                    self.stopped().await;
+                })
+            }
+        }
+    };
+}
+pub(crate) use served;
+
+/// Lets a simulator's own `SimError` (with `Bind`, `RequestLog` and `Io` variants) absorb a
+/// [`ProcessError`], so its `run` keeps its error type.
+macro_rules! absorbs_process_errors {
+    ($error:ty) => {
+        impl From<$crate::process::ProcessError> for $error {
+            fn from(e: $crate::process::ProcessError) -> Self {
+                match e {
+                    $crate::process::ProcessError::Bind { what, addr, source } => {
+                        Self::Bind { what, addr, source }
+                    }
+                    $crate::process::ProcessError::RequestLog { path, source } => {
+                        Self::RequestLog { path, source }
+                    }
+                    $crate::process::ProcessError::Io(e) => Self::Io(e),
+                }
+            }
+        }
+    };
+}
+pub(crate) use absorbs_process_errors;

@@ -196,6 +196,13 @@ impl World {
     }
 
     fn run(&mut self, line: &str, expect: i32) -> String {
+        if line.starts_with("curl ")
+            && Command::new("curl").arg("--version").output().is_err()
+            && std::env::var_os("OTDRIFT_REQUIRE_PEERS").is_none_or(|v| v != "1")
+        {
+            eprintln!("skipping `{line}`: curl is not installed here");
+            return String::new();
+        }
         let mut command = line.replace("sudo -u otdrift ", "").replace("sudo ", "");
         command = command
             .replace(" -o otdrift -g otdrift", "")

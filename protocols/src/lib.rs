@@ -185,6 +185,31 @@ pub trait Collector: Send {
     async fn close(&mut self);
 }
 
+/// Runs one capture the way every collector does: inside `span` (which carries the asset and
+/// protocol), timed into [`CaptureStats::duration`], and logged with its size and cost. The
+/// collector's `body` only reads and returns the capture.
+async fn timed_capture(
+    span: tracing::Span,
+    body: impl std::future::Future<Output = Result<Capture, CollectError>>,
+) -> Result<Capture, CollectError> {
+    use tracing::Instrument;
+    async {
+        let started = std::time::Instant::now();
+        let mut capture = body.await?;
+        capture.stats.duration = started.elapsed();
+        tracing::debug!(
+            items = capture.snapshot.len(),
+            requests = capture.stats.requests,
+            connects = capture.stats.connects,
+            ms = capture.stats.duration.as_millis() as u64,
+            "captured"
+        );
+        Ok(capture)
+    }
+    .instrument(span)
+    .await
+}
+
 /// Builds the collector for an asset. `data_dir` is the agent's data directory: collectors
 /// that keep state on disk (the OPC UA collector's certificates and pinned server
 /// certificates, under `opcua-pki/`) keep it there.

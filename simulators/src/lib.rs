@@ -23,6 +23,7 @@ pub mod process;
 pub mod request_log;
 #[cfg(feature = "s7")]
 pub mod s7;
+mod tasks;
 
 pub use modbus::{ModbusSimHandle, ModbusSimulator, ModbusState};
 pub use request_log::{LoggedRequest, RequestLog};

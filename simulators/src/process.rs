@@ -3,6 +3,7 @@
 //! and the control port, and stop on Ctrl-C or SIGTERM. One implementation for all simulators,
 //! so that the test rigs and the end-to-end tests can rely on the same behaviour from each.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -28,9 +29,17 @@ pub struct RunOptions {
     pub control: Option<SocketAddr>,
 }
 
-/// Why a simulator process could not start or serve.
+/// Why a simulator process failed. One type for every simulator: `S` is the protocol's
+/// state-file error, `T` what its start can fail with besides binding its port (only the OPC UA
+/// server has such failures; the others use the default).
 #[derive(Debug, thiserror::Error)]
-pub enum ProcessError {
+pub enum SimError<S, T = Infallible> {
+    /// The state file could not be read or is invalid.
+    #[error(transparent)]
+    State(S),
+    /// The simulator could not start for a protocol-specific reason.
+    #[error(transparent)]
+    Start(T),
     /// An address could not be bound.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
@@ -52,6 +61,37 @@ pub enum ProcessError {
     /// Installing signal handlers or writing the ready lines to stdout failed.
     #[error("{0}")]
     Io(#[from] io::Error),
+}
+
+impl<S, T> SimError<S, T> {
+    /// Maps a failure to bind `addr` for `what` (a protocol's name, or `"control"`).
+    pub(crate) fn bind(what: &'static str, addr: SocketAddr) -> impl FnOnce(io::Error) -> Self {
+        move |source| Self::Bind { what, addr, source }
+    }
+}
+
+/// A simulator that `otdrift sim <protocol>` runs as a process ([`run`]): how to load its
+/// state and how to start it.
+pub(crate) trait Simulator {
+    /// The protocol's name in the ready line and in errors (`"modbus"`).
+    const PROTOCOL: &'static str;
+    /// The simulated device.
+    type State;
+    /// Why a state file was refused.
+    type StateError;
+    /// What starting can fail with besides binding the port.
+    type StartError;
+    /// The running simulator.
+    type Handle: Served;
+    /// Loads a state file.
+    fn load(path: &Path) -> Result<Self::State, Self::StateError>;
+    /// The built-in demo device, served without a state file.
+    fn demo() -> Self::State;
+    /// Starts serving `state` on `listen`.
+    fn start(
+        listen: SocketAddr,
+        state: Self::State,
+    ) -> impl Future<Output = Result<Self::Handle, SimError<Self::StateError, Self::StartError>>> + Send;
 }
 
 /// What the shared process loop needs from a started simulator.
@@ -77,39 +117,55 @@ pub(crate) fn print_ready(lines: &[String]) -> io::Result<()> {
     out.flush()
 }
 
-/// Serves a started simulator as a process: request-log file, ready lines
+/// Runs a simulator as a process: what `otdrift sim <protocol>` calls. Loads the state (or
+/// the built-in demo), starts the simulator, then serves it: request-log file, ready lines
 /// (`otdrift-sim <protocol> listening on <ip:port>`, and `otdrift-sim control listening on
-/// <ip:port>` with a control port), commands from stdin (when `serve_stdin`; EOF only stops
-/// reading stdin) and from the control port, until `stop` resolves; then stops the simulator.
-pub(crate) async fn serve(
-    protocol: &'static str,
-    handle: &impl Served,
-    opts: &RunOptions,
+/// <ip:port>` with a control port), commands from stdin and the control port, until Ctrl-C or
+/// SIGTERM; then stops the simulator.
+///
+/// # Errors
+/// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
+/// or stdout is closed, before the ready line is printed.
+pub(crate) async fn run<Sim: Simulator>(
+    opts: RunOptions,
+) -> Result<(), SimError<Sim::StateError, Sim::StartError>> {
+    // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
+    // it has read it.
+    let stop = stop_signal()?;
+    run_until::<Sim>(opts, true, print_ready, stop).await
+}
+
+/// [`run`] with the ready lines, stdin (read only when `serve_stdin`; EOF only stops reading
+/// it) and the stop signal pluggable (for tests).
+pub(crate) async fn run_until<Sim: Simulator>(
+    opts: RunOptions,
     serve_stdin: bool,
     on_ready: impl FnOnce(&[String]) -> io::Result<()>,
     stop: impl Future<Output = io::Result<()>>,
-) -> Result<(), ProcessError> {
+) -> Result<(), SimError<Sim::StateError, Sim::StartError>> {
+    let state = match &opts.state {
+        Some(path) => Sim::load(path).map_err(SimError::State)?,
+        None => Sim::demo(),
+    };
+    let handle = Sim::start(opts.listen, state).await?;
     if let Some(path) = &opts.request_log {
         handle
             .log_to_file(path)
-            .map_err(|source| ProcessError::RequestLog {
+            .map_err(|source| SimError::RequestLog {
                 path: path.clone(),
                 source,
             })?;
     }
     let mut ready = vec![format!(
-        "otdrift-sim {protocol} listening on {}",
+        "otdrift-sim {} listening on {}",
+        Sim::PROTOCOL,
         handle.local_addr()
     )];
     let target = handle.command_target();
     if let Some(addr) = opts.control {
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| ProcessError::Bind {
-                what: "control",
-                addr,
-                source,
-            })?;
+            .map_err(SimError::bind("control", addr))?;
         ready.push(format!(
             "otdrift-sim control listening on {}",
             listener.local_addr()?
@@ -182,24 +238,3 @@ macro_rules! served {
     };
 }
 pub(crate) use served;
-
-/// Lets a simulator's own `SimError` (with `Bind`, `RequestLog` and `Io` variants) absorb a
-/// [`ProcessError`], so its `run` keeps its error type.
-macro_rules! absorbs_process_errors {
-    ($error:ty) => {
-        impl From<$crate::process::ProcessError> for $error {
-            fn from(e: $crate::process::ProcessError) -> Self {
-                match e {
-                    $crate::process::ProcessError::Bind { what, addr, source } => {
-                        Self::Bind { what, addr, source }
-                    }
-                    $crate::process::ProcessError::RequestLog { path, source } => {
-                        Self::RequestLog { path, source }
-                    }
-                    $crate::process::ProcessError::Io(e) => Self::Io(e),
-                }
-            }
-        }
-    };
-}
-pub(crate) use absorbs_process_errors;

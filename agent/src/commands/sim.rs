@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::anyhow;
+use clap::ValueEnum;
 
 use crate::cli::SimProtocol;
 use crate::exit::{CmdResult, Exit, Failure};
@@ -17,69 +18,44 @@ pub async fn run(
     control: Option<SocketAddr>,
 ) -> CmdResult {
     let listen = listen.unwrap_or_else(|| protocol.default_listen());
-    let fail =
-        |what: &str, e: &dyn std::fmt::Display| Failure::runtime(anyhow!("{what} simulator: {e}"));
-    match protocol {
-        SimProtocol::Modbus => {
-            otdrift_simulators::modbus::run(otdrift_simulators::modbus::RunOptions {
-                listen,
-                state,
-                request_log,
-                control,
-            })
+    let opts = otdrift_simulators::process::RunOptions {
+        listen,
+        state,
+        request_log,
+        control,
+    };
+    let served = match protocol {
+        SimProtocol::Modbus => otdrift_simulators::modbus::run(opts)
             .await
-            .map_err(|e| fail("modbus", &e))?;
-        }
+            .map_err(|e| e.to_string()),
         #[cfg(feature = "s7")]
-        SimProtocol::S7 => {
-            otdrift_simulators::s7::run(otdrift_simulators::s7::RunOptions {
-                listen,
-                state,
-                request_log,
-                control,
-            })
+        SimProtocol::S7 => otdrift_simulators::s7::run(opts)
             .await
-            .map_err(|e| fail("s7", &e))?;
-        }
+            .map_err(|e| e.to_string()),
         #[cfg(feature = "ads")]
-        SimProtocol::Ads => {
-            otdrift_simulators::ads::run(otdrift_simulators::ads::RunOptions {
-                listen,
-                state,
-                request_log,
-                control,
-            })
+        SimProtocol::Ads => otdrift_simulators::ads::run(opts)
             .await
-            .map_err(|e| fail("ads", &e))?;
-        }
+            .map_err(|e| e.to_string()),
         #[cfg(feature = "cip")]
-        SimProtocol::Cip => {
-            otdrift_simulators::cip::run(otdrift_simulators::cip::RunOptions {
-                listen,
-                state,
-                request_log,
-                control,
-            })
+        SimProtocol::Cip => otdrift_simulators::cip::run(opts)
             .await
-            .map_err(|e| fail("cip", &e))?;
-        }
+            .map_err(|e| e.to_string()),
         #[cfg(feature = "opcua")]
-        SimProtocol::Opcua => {
-            otdrift_simulators::opcua::run(otdrift_simulators::opcua::RunOptions {
-                listen,
-                state,
-                request_log,
-                control,
-            })
+        SimProtocol::Opcua => otdrift_simulators::opcua::run(opts)
             .await
-            .map_err(|e| fail("opcua", &e))?;
-        }
+            .map_err(|e| e.to_string()),
         #[allow(unreachable_patterns)]
         other => {
             return Err(Failure::usage(anyhow!(
                 "the {other:?} simulator is not part of this otdrift build"
             )));
         }
-    }
+    };
+    served.map_err(|e| {
+        let name = protocol
+            .to_possible_value()
+            .map_or_else(|| format!("{protocol:?}"), |v| v.get_name().to_owned());
+        Failure::runtime(anyhow!("{name} simulator: {e}"))
+    })?;
     Ok(Exit::Ok)
 }

@@ -95,7 +95,7 @@ mod wire;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use otdrift_config::{AdsConfig, AdsSetpoint, AssetConfig, Protocol};
@@ -1501,25 +1501,15 @@ impl Collector for AdsCollector {
 
     async fn capture(&mut self) -> Result<Capture, CollectError> {
         let span = tracing::info_span!("capture", asset = %self.asset, protocol = "ads");
-        async {
-            let started = Instant::now();
+        crate::timed_capture(span, async {
             self.stats = CaptureStats::default();
             let (snapshot, runtime) = self.capture_inner().await?;
-            let mut stats = self.stats;
-            stats.duration = started.elapsed();
-            tracing::debug!(
-                items = snapshot.len(),
-                requests = stats.requests,
-                ms = stats.duration.as_millis() as u64,
-                "captured"
-            );
             Ok(Capture {
                 snapshot,
                 runtime,
-                stats,
+                stats: self.stats,
             })
-        }
-        .instrument(span)
+        })
         .await
     }
 

@@ -83,7 +83,7 @@ mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use otdrift_config::{AssetConfig, CipConfig, Protocol};
@@ -1628,14 +1628,11 @@ impl Collector for CipCollector {
 
     async fn capture(&mut self) -> Result<Capture, CollectError> {
         let span = tracing::info_span!("capture", asset = %self.asset, protocol = "cip");
-        async {
-            let started = Instant::now();
+        crate::timed_capture(span, async {
             self.stats = CaptureStats::default();
             self.runtime
                 .retain(|k, _| k == "cip/connection" || k == "cip/multiple_service_packet");
             let snapshot = self.capture_inner().await?;
-            let mut stats = self.stats;
-            stats.duration = started.elapsed();
             self.runtime.insert(
                 "cip/multiple_service_packet".to_owned(),
                 self.runtime
@@ -1644,19 +1641,12 @@ impl Collector for CipCollector {
                     .filter(|_| !self.multi_service)
                     .unwrap_or(Value::Text("used".to_owned())),
             );
-            tracing::debug!(
-                items = snapshot.len(),
-                requests = stats.requests,
-                ms = stats.duration.as_millis() as u64,
-                "captured"
-            );
             Ok(Capture {
                 snapshot,
                 runtime: self.runtime.clone(),
-                stats,
+                stats: self.stats,
             })
-        }
-        .instrument(span)
+        })
         .await
     }
 

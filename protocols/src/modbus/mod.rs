@@ -19,7 +19,7 @@
 pub mod plan;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use otdrift_config::{AssetConfig, ModbusConfig, ModbusTable, Protocol};
@@ -509,25 +509,15 @@ impl Collector for ModbusCollector {
 
     async fn capture(&mut self) -> Result<Capture, CollectError> {
         let span = tracing::info_span!("capture", asset = %self.asset, protocol = "modbus");
-        async {
-            let started = Instant::now();
+        crate::timed_capture(span, async {
             self.stats = CaptureStats::default();
             let snapshot = self.capture_inner().await?;
-            let mut stats = self.stats;
-            stats.duration = started.elapsed();
-            tracing::debug!(
-                items = snapshot.len(),
-                requests = stats.requests,
-                ms = stats.duration.as_millis() as u64,
-                "captured"
-            );
             Ok(Capture {
                 snapshot,
                 runtime: Default::default(),
-                stats,
+                stats: self.stats,
             })
-        }
-        .instrument(span)
+        })
         .await
     }
 

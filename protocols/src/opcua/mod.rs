@@ -95,7 +95,7 @@ mod convert;
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -1461,8 +1461,7 @@ impl Collector for OpcuaCollector {
 
     async fn capture(&mut self) -> Result<Capture, CollectError> {
         let span = tracing::info_span!("capture", asset = %self.asset, protocol = "opcua");
-        async {
-            let started = Instant::now();
+        crate::timed_capture(span, async {
             self.stats = CaptureStats::default();
             self.lost = false;
             let pooled = self.conn.is_some();
@@ -1474,21 +1473,12 @@ impl Collector for OpcuaCollector {
                 result = self.capture_once().await;
             }
             let (snapshot, runtime) = result?;
-            let mut stats = self.stats;
-            stats.duration = started.elapsed();
-            tracing::debug!(
-                items = snapshot.len(),
-                requests = stats.requests,
-                ms = stats.duration.as_millis() as u64,
-                "captured"
-            );
             Ok(Capture {
                 snapshot,
                 runtime,
-                stats,
+                stats: self.stats,
             })
-        }
-        .instrument(span)
+        })
         .await
     }
 

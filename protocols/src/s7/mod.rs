@@ -67,7 +67,7 @@ mod wire;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use otdrift_config::{AssetConfig, Protocol, S7Config, S7Setpoint};
@@ -1112,26 +1112,15 @@ impl Collector for S7Collector {
 
     async fn capture(&mut self) -> Result<Capture, CollectError> {
         let span = tracing::info_span!("capture", asset = %self.asset, protocol = "s7");
-        async {
-            let started = Instant::now();
+        crate::timed_capture(span, async {
             self.stats = CaptureStats::default();
             let (snapshot, runtime) = self.capture_inner().await?;
-            let mut stats = self.stats;
-            stats.duration = started.elapsed();
-            tracing::debug!(
-                items = snapshot.len(),
-                requests = stats.requests,
-                connects = stats.connects,
-                ms = stats.duration.as_millis() as u64,
-                "captured"
-            );
             Ok(Capture {
                 snapshot,
                 runtime,
-                stats,
+                stats: self.stats,
             })
-        }
-        .instrument(span)
+        })
         .await
     }
 

@@ -141,7 +141,7 @@ mod wire;
 use std::{
     fmt, io,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
@@ -150,7 +150,7 @@ use chrono::Utc;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    sync::watch,
 };
 
 pub use self::state::{
@@ -228,18 +228,25 @@ impl AdsSimulator {
             alive,
             local_addr,
         });
-        tokio::spawn(accept_loop(
-            Arc::clone(&shared),
+        crate::tasks::spawn_accept_loop(
+            "ads",
             listener,
-            max_connections,
-            shared.alive.subscribe(),
-        ));
+            &shared.shutdown,
+            &shared.alive,
+            Some(max_connections),
+            {
+                let shared = Arc::clone(&shared);
+                move |stream, peer| serve_connection(Arc::clone(&shared), stream, peer)
+            },
+        );
         if tick_ms > 0 {
-            tokio::spawn(tick_loop(
-                Arc::clone(&shared),
+            let ticking = Arc::clone(&shared);
+            crate::tasks::spawn_ticker(
                 Duration::from_millis(tick_ms),
-                shared.alive.subscribe(),
-            ));
+                &shared.shutdown,
+                &shared.alive,
+                move || ticking.lock_state().tick(),
+            );
         }
         tracing::debug!(%local_addr, "ads simulator listening");
         Ok(AdsSimHandle {
@@ -374,54 +381,6 @@ impl AdsSimHandle {
     }
 }
 
-async fn accept_loop(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    max_connections: usize,
-    alive: watch::Receiver<()>,
-) {
-    let mut stop = shared.shutdown.subscribe();
-    let slots = Arc::new(Semaphore::new(max_connections));
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    tracing::debug!(%peer, max_connections, "connection limit reached; closing");
-                    drop(stream);
-                    continue;
-                };
-                tokio::spawn(serve_connection(
-                    Arc::clone(&shared),
-                    stream,
-                    peer,
-                    permit,
-                    alive.clone(),
-                ));
-            }
-            Err(err) => {
-                tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-async fn tick_loop(shared: Arc<Shared>, period: Duration, _alive: watch::Receiver<()>) {
-    let mut stop = shared.shutdown.subscribe();
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            _ = interval.tick() => shared.lock_state().tick(),
-        }
-    }
-}
-
 /// The parts of an AMS header the answer needs.
 struct Header {
     target: [u8; 8],
@@ -528,13 +487,7 @@ async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u16, Vec<u8>)>, St
     Ok(Some((reserved, body)))
 }
 
-async fn serve_connection(
-    shared: Arc<Shared>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
-    _alive: watch::Receiver<()>,
-) {
+async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut stop = shared.shutdown.subscribe();
     let log = |command: u16,
@@ -692,73 +645,42 @@ async fn serve_connection(
 pub use crate::process::RunOptions;
 
 /// Why [`run`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    /// The state file could not be read or is invalid.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// An address could not be bound.
-    #[error("cannot listen for {what} on {addr}: {source}")]
-    Bind {
-        /// `"ads"` or `"control"`.
-        what: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// The request log file could not be opened.
-    #[error("cannot open request log {path}: {source}")]
-    RequestLog {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// Installing signal handlers or writing the ready lines failed.
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
+pub type SimError = crate::process::SimError<StateError>;
 
-/// Runs the simulator as a process: what `otdrift sim ads` calls. Loads the state (or the
-/// built-in demo), starts the simulator and serves it as every simulator process does
-/// ([`crate::process::serve`]): request log, ready lines, stdin and control-port commands,
-/// until Ctrl-C or SIGTERM.
+/// Runs the simulator as a process: what `otdrift sim ads` calls (see
+/// [`crate::process::run`]): the state file or the built-in demo, request log, ready lines,
+/// stdin and control-port commands, until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 /// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
 /// or stdout is closed, before the ready line is printed.
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
-    // it has read it.
-    let stop = crate::process::stop_signal()?;
-    run_until(opts, true, crate::process::print_ready, stop).await
+    crate::process::run::<AdsSimulator>(opts).await
 }
 
-/// [`run`] with the ready lines, stdin and the stop signal pluggable (for tests).
-async fn run_until(
-    opts: RunOptions,
-    serve_stdin: bool,
-    on_ready: impl FnOnce(&[String]) -> io::Result<()>,
-    stop: impl Future<Output = io::Result<()>>,
-) -> Result<(), SimError> {
-    let state = match &opts.state {
-        Some(path) => AdsState::load(path)?,
-        None => AdsState::demo(),
-    };
-    let handle = AdsSimulator::start(opts.listen, state)
-        .await
-        .map_err(|source| crate::process::ProcessError::Bind {
-            what: "ads",
-            addr: opts.listen,
-            source,
-        })?;
-    crate::process::serve("ads", &handle, &opts, serve_stdin, on_ready, stop).await?;
-    Ok(())
+impl crate::process::Simulator for AdsSimulator {
+    const PROTOCOL: &'static str = "ads";
+    type State = AdsState;
+    type StateError = StateError;
+    type StartError = std::convert::Infallible;
+    type Handle = AdsSimHandle;
+
+    fn load(path: &Path) -> Result<AdsState, StateError> {
+        AdsState::load(path)
+    }
+
+    fn demo() -> AdsState {
+        AdsState::demo()
+    }
+
+    async fn start(listen: SocketAddr, state: AdsState) -> Result<AdsSimHandle, SimError> {
+        AdsSimulator::start(listen, state)
+            .await
+            .map_err(SimError::bind(Self::PROTOCOL, listen))
+    }
 }
 
 crate::process::served!(AdsSimHandle);
-crate::process::absorbs_process_errors!(SimError);
 
 #[cfg(test)]
 mod tests;

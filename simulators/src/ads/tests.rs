@@ -3,6 +3,7 @@
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::*;
+use std::path::PathBuf;
 
 const TARGET: [u8; 6] = [5, 80, 201, 232, 1, 1];
 
@@ -319,7 +320,7 @@ async fn run_prints_ready_lines_and_serves_the_control_port() {
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(run_until(
+    let running = tokio::spawn(crate::process::run_until::<AdsSimulator>(
         opts,
         false,
         move |lines| {
@@ -370,7 +371,8 @@ async fn run_refuses_a_bad_state_file() {
         request_log: None,
         control: None,
     };
-    let result = run_until(opts, false, |_| Ok(()), async { Ok(()) }).await;
+    let result =
+        crate::process::run_until::<AdsSimulator>(opts, false, |_| Ok(()), async { Ok(()) }).await;
     assert!(matches!(
         result,
         Err(SimError::State(StateError::Io { .. }))

@@ -144,7 +144,7 @@ mod state;
 use std::{
     fmt, io,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
@@ -272,17 +272,25 @@ impl CipSimulator {
             local_addr,
             next_session: Mutex::new(0x0001_0000),
         });
-        tokio::spawn(accept_loop(
-            Arc::clone(&shared),
+        crate::tasks::spawn_accept_loop(
+            "cip",
             listener,
-            shared.alive.subscribe(),
-        ));
+            &shared.shutdown,
+            &shared.alive,
+            Some(MAX_CONNECTIONS),
+            {
+                let shared = Arc::clone(&shared);
+                move |stream, peer| serve(Arc::clone(&shared), stream, peer)
+            },
+        );
         if tick_ms > 0 {
-            tokio::spawn(tick_loop(
-                Arc::clone(&shared),
+            let ticking = Arc::clone(&shared);
+            crate::tasks::spawn_ticker(
                 Duration::from_millis(tick_ms),
-                shared.alive.subscribe(),
-            ));
+                &shared.shutdown,
+                &shared.alive,
+                move || ticking.lock_state().tick(),
+            );
         }
         tracing::debug!(%local_addr, "cip simulator listening");
         Ok(CipSimHandle {
@@ -400,48 +408,6 @@ impl CipSimHandle {
     /// Resolves once everything has stopped.
     pub async fn stopped(&self) {
         self.shared.alive.closed().await;
-    }
-}
-
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, alive: watch::Receiver<()>) {
-    let mut stop = shared.shutdown.subscribe();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    drop(stream);
-                    continue;
-                };
-                let shared = Arc::clone(&shared);
-                let alive = alive.clone();
-                tokio::spawn(async move {
-                    serve(shared, stream, peer).await;
-                    drop(permit);
-                    drop(alive);
-                });
-            }
-            Err(err) => {
-                tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-async fn tick_loop(shared: Arc<Shared>, period: Duration, _alive: watch::Receiver<()>) {
-    let mut stop = shared.shutdown.subscribe();
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            _ = interval.tick() => shared.lock_state().tick(),
-        }
     }
 }
 
@@ -754,74 +720,43 @@ fn route(
 
 pub use crate::process::RunOptions;
 
-/// Why the simulator stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    /// The state file could not be read or is invalid.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// An address could not be bound.
-    #[error("cannot listen for {what} on {addr}: {source}")]
-    Bind {
-        /// `"cip"` or `"control"`.
-        what: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The reason.
-        source: io::Error,
-    },
-    /// The request log file could not be opened.
-    #[error("cannot open request log {path}: {source}")]
-    RequestLog {
-        /// The file.
-        path: PathBuf,
-        /// The reason.
-        source: io::Error,
-    },
-    /// Signal handlers or stdout failed.
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
+/// Why [`run`] failed.
+pub type SimError = crate::process::SimError<StateError>;
 
-/// Runs the simulator as a process: what `otdrift sim cip` calls. Loads the state (or the
-/// built-in demo), starts the simulator and serves it as every simulator process does
-/// ([`crate::process::serve`]): request log, ready lines, stdin and control-port commands,
-/// until Ctrl-C or SIGTERM.
+/// Runs the simulator as a process: what `otdrift sim cip` calls (see
+/// [`crate::process::run`]): the state file or the built-in demo, request log, ready lines,
+/// stdin and control-port commands, until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 /// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
 /// or stdout is closed, before the ready line is printed.
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
-    // it has read it.
-    let stop = crate::process::stop_signal()?;
-    run_until(opts, true, crate::process::print_ready, stop).await
+    crate::process::run::<CipSimulator>(opts).await
 }
 
-/// [`run`] with the ready lines, stdin and the stop signal pluggable (for tests).
-async fn run_until(
-    opts: RunOptions,
-    serve_stdin: bool,
-    on_ready: impl FnOnce(&[String]) -> io::Result<()>,
-    stop: impl Future<Output = io::Result<()>>,
-) -> Result<(), SimError> {
-    let state = match &opts.state {
-        Some(path) => CipState::load(path)?,
-        None => CipState::demo(),
-    };
-    let handle = CipSimulator::start(opts.listen, state)
-        .await
-        .map_err(|source| crate::process::ProcessError::Bind {
-            what: "cip",
-            addr: opts.listen,
-            source,
-        })?;
-    crate::process::serve("cip", &handle, &opts, serve_stdin, on_ready, stop).await?;
-    Ok(())
+impl crate::process::Simulator for CipSimulator {
+    const PROTOCOL: &'static str = "cip";
+    type State = CipState;
+    type StateError = StateError;
+    type StartError = std::convert::Infallible;
+    type Handle = CipSimHandle;
+
+    fn load(path: &Path) -> Result<CipState, StateError> {
+        CipState::load(path)
+    }
+
+    fn demo() -> CipState {
+        CipState::demo()
+    }
+
+    async fn start(listen: SocketAddr, state: CipState) -> Result<CipSimHandle, SimError> {
+        CipSimulator::start(listen, state)
+            .await
+            .map_err(SimError::bind(Self::PROTOCOL, listen))
+    }
 }
 
 crate::process::served!(CipSimHandle);
-crate::process::absorbs_process_errors!(SimError);
 
 #[cfg(test)]
 mod tests;

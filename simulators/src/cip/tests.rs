@@ -2,6 +2,7 @@
 //! and that state-changing services are logged as writes.
 
 use super::*;
+use std::path::PathBuf;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn address_in(line: &str, prefix: &str) -> SocketAddr {
@@ -81,7 +82,7 @@ async fn run_prints_ready_lines_and_serves_the_control_port() {
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(run_until(
+    let running = tokio::spawn(crate::process::run_until::<CipSimulator>(
         opts,
         false,
         move |lines| {
@@ -142,7 +143,8 @@ async fn run_refuses_a_bad_state_file() {
         request_log: None,
         control: None,
     };
-    let result = run_until(opts, false, |_| Ok(()), async { Ok(()) }).await;
+    let result =
+        crate::process::run_until::<CipSimulator>(opts, false, |_| Ok(()), async { Ok(()) }).await;
     assert!(matches!(
         result,
         Err(SimError::State(StateError::Io { .. }))

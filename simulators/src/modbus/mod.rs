@@ -118,7 +118,7 @@ mod state;
 use std::{
     fmt, io,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
@@ -127,7 +127,7 @@ use chrono::Utc;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    sync::watch,
 };
 
 pub use self::state::{
@@ -203,18 +203,25 @@ impl ModbusSimulator {
             alive,
             local_addr,
         });
-        tokio::spawn(accept_loop(
-            Arc::clone(&shared),
+        crate::tasks::spawn_accept_loop(
+            "modbus",
             listener,
-            max_connections,
-            shared.alive.subscribe(),
-        ));
+            &shared.shutdown,
+            &shared.alive,
+            Some(max_connections),
+            {
+                let shared = Arc::clone(&shared);
+                move |stream, peer| serve_connection(Arc::clone(&shared), stream, peer)
+            },
+        );
         if tick_ms > 0 {
-            tokio::spawn(tick_loop(
-                Arc::clone(&shared),
+            let ticking = Arc::clone(&shared);
+            crate::tasks::spawn_ticker(
                 Duration::from_millis(tick_ms),
-                shared.alive.subscribe(),
-            ));
+                &shared.shutdown,
+                &shared.alive,
+                move || ticking.lock_state().tick(),
+            );
         }
         tracing::debug!(%local_addr, "modbus simulator listening");
         Ok(ModbusSimHandle {
@@ -384,58 +391,6 @@ impl ModbusSimHandle {
     }
 }
 
-async fn accept_loop(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    max_connections: usize,
-    alive: watch::Receiver<()>,
-) {
-    let mut stop = shared.shutdown.subscribe();
-    let slots = Arc::new(Semaphore::new(max_connections));
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    tracing::debug!(%peer, max_connections, "connection limit reached; closing");
-                    drop(stream);
-                    continue;
-                };
-                tracing::debug!(%peer, "modbus connection");
-                tokio::spawn(serve_connection(
-                    Arc::clone(&shared),
-                    stream,
-                    peer,
-                    permit,
-                    alive.clone(),
-                ));
-            }
-            Err(err) => {
-                // Typically out of file descriptors: back off briefly rather
-                // than spin.
-                tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    tracing::debug!(addr = %shared.local_addr, "modbus simulator stopped accepting");
-}
-
-async fn tick_loop(shared: Arc<Shared>, period: Duration, _alive: watch::Receiver<()>) {
-    let mut stop = shared.shutdown.subscribe();
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            _ = interval.tick() => shared.lock_state().tick(),
-        }
-    }
-}
-
 /// MBAP header length (transaction id, protocol id, length, unit id).
 const MBAP_LEN: usize = 7;
 /// Largest MBAP length field: unit id + 253-byte PDU.
@@ -460,13 +415,7 @@ async fn read_frame(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<Option
     Ok(Some(total))
 }
 
-async fn serve_connection(
-    shared: Arc<Shared>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
-    _alive: watch::Receiver<()>,
-) {
+async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut stop = shared.shutdown.subscribe();
     let mut buf = [0u8; MBAP_LEN - 1 + MAX_MBAP_LENGTH];
@@ -529,77 +478,47 @@ async fn serve_connection(
 pub use crate::process::RunOptions;
 
 /// Why [`run`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    /// The state file could not be read or is invalid.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// An address could not be bound.
-    #[error("cannot listen for {what} on {addr}: {source}")]
-    Bind {
-        /// `"modbus"` or `"control"`.
-        what: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// The request log file could not be opened.
-    #[error("cannot open request log {path}: {source}")]
-    RequestLog {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// Installing signal handlers or writing the ready lines to stdout failed.
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
+pub type SimError = crate::process::SimError<StateError>;
 
-/// Runs the simulator as a process: what `otdrift sim modbus` calls. Loads the state (or the
-/// built-in demo), starts the simulator and serves it as every simulator process does
-/// ([`crate::process::serve`]): request log, ready lines, stdin and control-port commands,
-/// until Ctrl-C or SIGTERM.
+/// Runs the simulator as a process: what `otdrift sim modbus` calls (see
+/// [`crate::process::run`]): the state file or the built-in demo, request log, ready lines,
+/// stdin and control-port commands, until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 /// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
 /// or stdout is closed, before the ready line is printed.
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
-    // it has read it.
-    let stop = crate::process::stop_signal()?;
-    run_until(opts, true, crate::process::print_ready, stop).await
+    crate::process::run::<ModbusSimulator>(opts).await
 }
 
-/// [`run`] with the ready lines, stdin and the stop signal pluggable (for tests).
-async fn run_until(
-    opts: RunOptions,
-    serve_stdin: bool,
-    on_ready: impl FnOnce(&[String]) -> io::Result<()>,
-    stop: impl Future<Output = io::Result<()>>,
-) -> Result<(), SimError> {
-    let state = match &opts.state {
-        Some(path) => ModbusState::load(path)?,
-        None => ModbusState::press_demo(),
-    };
-    let handle = ModbusSimulator::start(opts.listen, state)
-        .await
-        .map_err(|source| crate::process::ProcessError::Bind {
-            what: "modbus",
-            addr: opts.listen,
-            source,
-        })?;
-    crate::process::serve("modbus", &handle, &opts, serve_stdin, on_ready, stop).await?;
-    Ok(())
+impl crate::process::Simulator for ModbusSimulator {
+    const PROTOCOL: &'static str = "modbus";
+    type State = ModbusState;
+    type StateError = StateError;
+    type StartError = std::convert::Infallible;
+    type Handle = ModbusSimHandle;
+
+    fn load(path: &Path) -> Result<ModbusState, StateError> {
+        ModbusState::load(path)
+    }
+
+    fn demo() -> ModbusState {
+        ModbusState::press_demo()
+    }
+
+    async fn start(listen: SocketAddr, state: ModbusState) -> Result<ModbusSimHandle, SimError> {
+        ModbusSimulator::start(listen, state)
+            .await
+            .map_err(SimError::bind(Self::PROTOCOL, listen))
+    }
 }
 
 crate::process::served!(ModbusSimHandle);
-crate::process::absorbs_process_errors!(SimError);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
     use tokio::io::{AsyncBufReadExt, BufReader};
     use tokio_modbus::client::{Reader, tcp};
 
@@ -621,7 +540,7 @@ mod tests {
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(run_until(
+        let running = tokio::spawn(crate::process::run_until::<ModbusSimulator>(
             opts,
             false,
             move |lines| {
@@ -687,7 +606,9 @@ mod tests {
             request_log: None,
             control: None,
         };
-        let result = run_until(opts, false, |_| Ok(()), async { Ok(()) }).await;
+        let result =
+            crate::process::run_until::<ModbusSimulator>(opts, false, |_| Ok(()), async { Ok(()) })
+                .await;
         assert!(matches!(
             result,
             Err(SimError::State(StateError::Io { .. }))

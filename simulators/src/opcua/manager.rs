@@ -699,7 +699,7 @@ impl SimNodeManager {
         SimNodeManager { shared }
     }
 
-    /// Logs one service call; returns the peer it came from.
+    /// Records one service call in the request log, with the peer and security mode.
     fn log(
         &self,
         context: &RequestContext,
@@ -727,6 +727,19 @@ impl SimNodeManager {
             write: service.writes(),
             outcome: outcome.into(),
         });
+    }
+
+    /// Logs a service this simulated PLC does not offer (history, method calls,
+    /// subscriptions) as refused and answers it with `status`.
+    fn refuse(
+        &self,
+        context: &RequestContext,
+        service: Service,
+        count: usize,
+        status: StatusCode,
+    ) -> Result<(), StatusCode> {
+        self.log(context, service, count, String::new(), "refused");
+        Err(status)
     }
 
     /// Applies the transport quirks before a service is answered: `stall` waits until the
@@ -1049,14 +1062,12 @@ impl NodeManager for SimNodeManager {
         nodes: &mut [&mut HistoryNode],
         _timestamps_to_return: TimestampsToReturn,
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::HistoryRead,
             nodes.len(),
-            String::new(),
-            "refused",
-        );
-        Err(StatusCode::BadHistoryOperationUnsupported)
+            StatusCode::BadHistoryOperationUnsupported,
+        )
     }
 
     async fn history_read_processed(
@@ -1066,14 +1077,12 @@ impl NodeManager for SimNodeManager {
         nodes: &mut [&mut HistoryNode],
         _timestamps_to_return: TimestampsToReturn,
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::HistoryRead,
             nodes.len(),
-            String::new(),
-            "refused",
-        );
-        Err(StatusCode::BadHistoryOperationUnsupported)
+            StatusCode::BadHistoryOperationUnsupported,
+        )
     }
 
     async fn history_read_at_time(
@@ -1083,14 +1092,12 @@ impl NodeManager for SimNodeManager {
         nodes: &mut [&mut HistoryNode],
         _timestamps_to_return: TimestampsToReturn,
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::HistoryRead,
             nodes.len(),
-            String::new(),
-            "refused",
-        );
-        Err(StatusCode::BadHistoryOperationUnsupported)
+            StatusCode::BadHistoryOperationUnsupported,
+        )
     }
 
     async fn history_read_events(
@@ -1100,14 +1107,12 @@ impl NodeManager for SimNodeManager {
         nodes: &mut [&mut HistoryNode],
         _timestamps_to_return: TimestampsToReturn,
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::HistoryRead,
             nodes.len(),
-            String::new(),
-            "refused",
-        );
-        Err(StatusCode::BadHistoryOperationUnsupported)
+            StatusCode::BadHistoryOperationUnsupported,
+        )
     }
 
     async fn history_read_annotations(
@@ -1117,14 +1122,12 @@ impl NodeManager for SimNodeManager {
         nodes: &mut [&mut HistoryNode],
         _timestamps_to_return: TimestampsToReturn,
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::HistoryRead,
             nodes.len(),
-            String::new(),
-            "refused",
-        );
-        Err(StatusCode::BadHistoryOperationUnsupported)
+            StatusCode::BadHistoryOperationUnsupported,
+        )
     }
 
     async fn history_update(
@@ -1132,14 +1135,12 @@ impl NodeManager for SimNodeManager {
         context: &RequestContext,
         nodes: &mut [&mut HistoryUpdateNode],
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::HistoryUpdate,
             nodes.len(),
-            String::new(),
-            "refused",
-        );
-        Err(StatusCode::BadHistoryOperationUnsupported)
+            StatusCode::BadHistoryOperationUnsupported,
+        )
     }
 
     async fn call(
@@ -1222,14 +1223,12 @@ impl NodeManager for SimNodeManager {
         context: &RequestContext,
         items: &mut [&mut CreateMonitoredItem],
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::CreateMonitoredItems,
             items.len(),
-            String::new(),
-            "refused",
-        );
-        Err(StatusCode::BadServiceUnsupported)
+            StatusCode::BadServiceUnsupported,
+        )
     }
 }
 

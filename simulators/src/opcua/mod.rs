@@ -263,39 +263,24 @@ fn stop(shared: &Shared) {
     shared.cancel.cancel();
 }
 
-/// Why the simulator could not start or stopped.
+/// Why [`OpcuaSimulator::start`] or [`run`] failed.
+pub type SimError = crate::process::SimError<StateError, StartError>;
+
+/// What starting the OPC UA server can fail with besides binding its port.
 #[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    /// The state file could not be read or is invalid.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// An address could not be bound.
-    #[error("cannot listen for {what} on {addr}: {source}")]
-    Bind {
-        /// `"opcua"` or `"control"`.
-        what: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The underlying error.
-        source: io::Error,
-    },
+pub enum StartError {
     /// The server certificate could not be made, read or installed.
     #[error("server certificate: {0}")]
     Certificate(io::Error),
     /// async-opcua refused the server configuration.
     #[error("OPC UA server: {0}")]
     Server(String),
-    /// The request log file could not be opened.
-    #[error("cannot open request log {path}: {source}")]
-    RequestLog {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// Installing signal handlers or writing the ready lines to stdout failed.
-    #[error("{0}")]
-    Io(#[from] io::Error),
+}
+
+impl From<StartError> for SimError {
+    fn from(e: StartError) -> Self {
+        SimError::Start(e)
+    }
 }
 
 /// Starts simulated OPC UA servers.
@@ -315,11 +300,7 @@ impl OpcuaSimulator {
     pub async fn start(listen: SocketAddr, state: OpcuaState) -> Result<OpcuaSimHandle, SimError> {
         let listener = TcpListener::bind(listen)
             .await
-            .map_err(|source| SimError::Bind {
-                what: "opcua",
-                addr: listen,
-                source,
-            })?;
+            .map_err(SimError::bind("opcua", listen))?;
         let local_addr = listener.local_addr()?;
         let certificate = {
             let slot = state.certificate.clone();
@@ -330,13 +311,13 @@ impl OpcuaSimulator {
             );
             tokio::task::spawn_blocking(move || resolve_certificate(&slot, renew, &uri, &name))
                 .await
-                .map_err(|e| SimError::Certificate(io::Error::other(e.to_string())))?
-                .map_err(SimError::Certificate)?
+                .map_err(|e| StartError::Certificate(io::Error::other(e.to_string())))?
+                .map_err(StartError::Certificate)?
         };
-        let pki_dir = certs::scratch_dir("pki").map_err(SimError::Certificate)?;
+        let pki_dir = certs::scratch_dir("pki").map_err(StartError::Certificate)?;
         certificate
             .install(&pki_dir)
-            .map_err(SimError::Certificate)?;
+            .map_err(StartError::Certificate)?;
         let internal = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let upstream = internal.local_addr()?;
         let cancel = CancellationToken::new();
@@ -443,7 +424,7 @@ impl OpcuaSimulator {
                 DefaultAuthenticator::new(users),
                 Arc::clone(&shared),
             )));
-        let (server, _handle) = builder.build().map_err(SimError::Server)?;
+        let (server, _handle) = builder.build().map_err(StartError::Server)?;
 
         let alive_rx = shared.alive.subscribe();
         tokio::spawn(async move {
@@ -452,18 +433,25 @@ impl OpcuaSimulator {
                 tracing::warn!(%err, "OPC UA simulator server ended");
             }
         });
-        tokio::spawn(proxy::accept_loop(
-            Arc::clone(&shared),
+        crate::tasks::spawn_accept_loop(
+            "opcua",
             listener,
-            upstream,
-            shared.alive.subscribe(),
-        ));
+            &shared.shutdown,
+            &shared.alive,
+            None,
+            {
+                let shared = Arc::clone(&shared);
+                move |stream, peer| proxy::accept(Arc::clone(&shared), stream, peer, upstream)
+            },
+        );
         if tick_ms > 0 {
-            tokio::spawn(tick_loop(
-                Arc::clone(&shared),
+            let ticking = Arc::clone(&shared);
+            crate::tasks::spawn_ticker(
                 Duration::from_millis(tick_ms),
-                shared.alive.subscribe(),
-            ));
+                &shared.shutdown,
+                &shared.alive,
+                move || ticking.lock_state().tick(),
+            );
         }
         tracing::debug!(%local_addr, "opcua simulator listening");
         Ok(OpcuaSimHandle {
@@ -501,18 +489,6 @@ fn resolve_certificate(
     };
     *current = Some(Arc::clone(&made));
     Ok(made)
-}
-
-async fn tick_loop(shared: Arc<Shared>, period: Duration, _alive: watch::Receiver<()>) {
-    let mut stop = shared.shutdown.subscribe();
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            _ = interval.tick() => shared.lock_state().tick(),
-        }
-    }
 }
 
 /// Controls a running simulator: its address, its request log, mutations.
@@ -648,39 +624,38 @@ impl OpcuaSimHandle {
 
 pub use crate::process::RunOptions;
 
-/// Runs the simulator as a process: what `otdrift sim opcua` calls. Loads the state (or the
-/// built-in demo), starts the simulator and serves it as every simulator process does
-/// ([`crate::process::serve`]): request log, ready lines, stdin and control-port commands,
-/// until Ctrl-C or SIGTERM.
+/// Runs the simulator as a process: what `otdrift sim opcua` calls (see
+/// [`crate::process::run`]): the state file or the built-in demo, request log, ready lines,
+/// stdin and control-port commands, until Ctrl-C or SIGTERM.
 ///
 /// # Errors
-/// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
-/// or stdout is closed, before the ready line is printed.
+/// If the state cannot be loaded, an address cannot be bound, the certificate cannot be made,
+/// the log file cannot be opened or stdout is closed, before the ready line is printed.
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
-    // it has read it.
-    let stop = crate::process::stop_signal()?;
-    run_until(opts, true, crate::process::print_ready, stop).await
+    crate::process::run::<OpcuaSimulator>(opts).await
 }
 
-/// [`run`] with the ready lines, stdin and the stop signal pluggable (for tests).
-async fn run_until(
-    opts: RunOptions,
-    serve_stdin: bool,
-    on_ready: impl FnOnce(&[String]) -> io::Result<()>,
-    stop: impl Future<Output = io::Result<()>>,
-) -> Result<(), SimError> {
-    let state = match &opts.state {
-        Some(path) => OpcuaState::load(path)?,
-        None => OpcuaState::demo(),
-    };
-    let handle = OpcuaSimulator::start(opts.listen, state).await?;
-    crate::process::serve("opcua", &handle, &opts, serve_stdin, on_ready, stop).await?;
-    Ok(())
+impl crate::process::Simulator for OpcuaSimulator {
+    const PROTOCOL: &'static str = "opcua";
+    type State = OpcuaState;
+    type StateError = StateError;
+    type StartError = StartError;
+    type Handle = OpcuaSimHandle;
+
+    fn load(path: &Path) -> Result<OpcuaState, StateError> {
+        OpcuaState::load(path)
+    }
+
+    fn demo() -> OpcuaState {
+        OpcuaState::demo()
+    }
+
+    async fn start(listen: SocketAddr, state: OpcuaState) -> Result<OpcuaSimHandle, SimError> {
+        OpcuaSimulator::start(listen, state).await
+    }
 }
 
 crate::process::served!(OpcuaSimHandle);
-crate::process::absorbs_process_errors!(SimError);
 
 #[cfg(test)]
 mod tests {

@@ -4,13 +4,12 @@
 //! learn which client owns which secure channel (the channel id is plaintext in every chunk
 //! header, even with SignAndEncrypt) so that logged requests name their peer.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use chrono::Utc;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream, tcp::OwnedReadHalf, tcp::OwnedWriteHalf},
-    sync::watch,
+    net::{TcpStream, tcp::OwnedReadHalf, tcp::OwnedWriteHalf},
 };
 
 use super::Shared;
@@ -20,57 +19,31 @@ use crate::request_log::LoggedRequest;
 /// far beyond is not OPC UA).
 const MAX_CHUNK: usize = 16 * 1024 * 1024;
 
-pub(crate) async fn accept_loop(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    upstream: SocketAddr,
-    alive: watch::Receiver<()>,
-) {
-    let mut stop = shared.shutdown.subscribe();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                shared.log.record(LoggedRequest {
-                    seq: 0,
-                    time: Utc::now(),
-                    protocol: "opcua".into(),
-                    peer,
-                    unit_id: None,
-                    service: 0,
-                    name: "connect".into(),
-                    detail: String::new(),
-                    address: None,
-                    count: None,
-                    write: false,
-                    outcome: "ok".into(),
-                });
-                tokio::spawn(relay(
-                    Arc::clone(&shared),
-                    stream,
-                    peer,
-                    upstream,
-                    alive.clone(),
-                ));
-            }
-            Err(err) => {
-                tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-async fn relay(
+/// Logs a client's connect and returns the task relaying it to the internal server.
+pub(crate) fn accept(
     shared: Arc<Shared>,
     client: TcpStream,
     peer: SocketAddr,
     upstream: SocketAddr,
-    _alive: watch::Receiver<()>,
-) {
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    shared.log.record(LoggedRequest {
+        seq: 0,
+        time: Utc::now(),
+        protocol: "opcua".into(),
+        peer,
+        unit_id: None,
+        service: 0,
+        name: "connect".into(),
+        detail: String::new(),
+        address: None,
+        count: None,
+        write: false,
+        outcome: "ok".into(),
+    });
+    relay(shared, client, peer, upstream)
+}
+
+async fn relay(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, upstream: SocketAddr) {
     let server = match TcpStream::connect(upstream).await {
         Ok(server) => server,
         Err(err) => {

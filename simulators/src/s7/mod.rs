@@ -149,7 +149,7 @@ use std::{
     collections::BTreeMap,
     fmt, io,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
@@ -236,17 +236,18 @@ impl S7Simulator {
             alive,
             local_addr,
         });
-        tokio::spawn(accept_loop(
-            Arc::clone(&shared),
-            listener,
-            shared.alive.subscribe(),
-        ));
+        crate::tasks::spawn_accept_loop("s7", listener, &shared.shutdown, &shared.alive, None, {
+            let shared = Arc::clone(&shared);
+            move |stream, peer| proxy::serve(Arc::clone(&shared), stream, peer)
+        });
         if tick_ms > 0 {
-            tokio::spawn(tick_loop(
-                Arc::clone(&shared),
+            let ticking = Arc::clone(&shared);
+            crate::tasks::spawn_ticker(
                 Duration::from_millis(tick_ms),
-                shared.alive.subscribe(),
-            ));
+                &shared.shutdown,
+                &shared.alive,
+                move || commands::tick(&ticking),
+            );
         }
         tracing::debug!(%local_addr, snap7 = %shared.backend_addr, "s7 simulator listening");
         Ok(S7SimHandle {
@@ -404,113 +405,45 @@ impl S7SimHandle {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, alive: watch::Receiver<()>) {
-    let mut stop = shared.shutdown.subscribe();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                tracing::debug!(%peer, "s7 connection");
-                tokio::spawn(proxy::serve(
-                    Arc::clone(&shared),
-                    stream,
-                    peer,
-                    alive.clone(),
-                ));
-            }
-            Err(err) => {
-                tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-async fn tick_loop(shared: Arc<Shared>, period: Duration, _alive: watch::Receiver<()>) {
-    let mut stop = shared.shutdown.subscribe();
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            _ = interval.tick() => commands::tick(&shared),
-        }
-    }
-}
-
 pub use crate::process::RunOptions;
 
 /// Why [`run`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    /// The state file could not be read or is invalid.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// An address could not be bound, or snap7's server could not start.
-    #[error("cannot listen for {what} on {addr}: {source}")]
-    Bind {
-        /// `"s7"` or `"control"`.
-        what: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// The request log file could not be opened.
-    #[error("cannot open request log {path}: {source}")]
-    RequestLog {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// Installing signal handlers or writing the ready lines failed.
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
+pub type SimError = crate::process::SimError<StateError>;
 
-/// Runs the simulator as a process: what `otdrift sim s7` calls. Loads the state (or the
-/// built-in demo), starts the simulator and serves it as every simulator process does
-/// ([`crate::process::serve`]): request log, ready lines, stdin and control-port commands,
-/// until Ctrl-C or SIGTERM.
+/// Runs the simulator as a process: what `otdrift sim s7` calls (see
+/// [`crate::process::run`]): the state file or the built-in demo, request log, ready lines,
+/// stdin and control-port commands, until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 /// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
 /// or stdout is closed, before the ready line is printed.
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
-    // it has read it.
-    let stop = crate::process::stop_signal()?;
-    run_until(opts, true, crate::process::print_ready, stop).await
+    crate::process::run::<S7Simulator>(opts).await
 }
 
-/// [`run`] with the ready lines, stdin and the stop signal pluggable (for tests).
-async fn run_until(
-    opts: RunOptions,
-    serve_stdin: bool,
-    on_ready: impl FnOnce(&[String]) -> io::Result<()>,
-    stop: impl Future<Output = io::Result<()>>,
-) -> Result<(), SimError> {
-    let state = match &opts.state {
-        Some(path) => S7State::load(path)?,
-        None => S7State::demo(),
-    };
-    let handle = S7Simulator::start(opts.listen, state)
-        .await
-        .map_err(|source| crate::process::ProcessError::Bind {
-            what: "s7",
-            addr: opts.listen,
-            source,
-        })?;
-    crate::process::serve("s7", &handle, &opts, serve_stdin, on_ready, stop).await?;
-    Ok(())
+impl crate::process::Simulator for S7Simulator {
+    const PROTOCOL: &'static str = "s7";
+    type State = S7State;
+    type StateError = StateError;
+    type StartError = std::convert::Infallible;
+    type Handle = S7SimHandle;
+
+    fn load(path: &Path) -> Result<S7State, StateError> {
+        S7State::load(path)
+    }
+
+    fn demo() -> S7State {
+        S7State::demo()
+    }
+
+    async fn start(listen: SocketAddr, state: S7State) -> Result<S7SimHandle, SimError> {
+        S7Simulator::start(listen, state)
+            .await
+            .map_err(SimError::bind(Self::PROTOCOL, listen))
+    }
 }
 
 crate::process::served!(S7SimHandle);
-crate::process::absorbs_process_errors!(SimError);
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,6 @@ use chrono::Utc;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    sync::watch,
 };
 
 use super::{Shared, answers, answers::Parsed, backend, state::Quirks};
@@ -276,12 +275,7 @@ fn record(shared: &Shared, peer: SocketAddr, service: Service, outcome: &str) {
 }
 
 /// Serves one client until it closes, a quirk drops it, or the simulator stops.
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    mut client: TcpStream,
-    peer: SocketAddr,
-    _alive: watch::Receiver<()>,
-) {
+pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
     let _ = client.set_nodelay(true);
     let mut stop = shared.shutdown.subscribe();
     let mut session = Session {

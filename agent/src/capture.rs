@@ -1,13 +1,17 @@
 //! One capture of one asset, from the device to the store: shared by `otdrift capture`, the
-//! demo and the daemon so that every path records the same way.
+//! demo and the daemon so that every path collects, judges and records the same way.
 //!
-//! Collecting (async, talks to the PLC) and recording (blocking, one SQLite transaction) are
-//! separate steps so the daemon can run the second on a blocking thread.
+//! Collecting (async, talks to the PLC, under the asset's `capture_timeout_ms`) and recording
+//! (blocking, one SQLite transaction) are separate steps so the daemon can run the second on
+//! a blocking thread. Between them sits the field-truth check
+//! (`docs/decisions/0004-field-truth.md`): a capture whose refusals replace what the baseline
+//! holds is a failed collection, never state.
 
 use anyhow::anyhow;
 use otdrift_config::AssetConfig;
-use otdrift_protocols::{Capture, CollectError, Collector};
-use otdrift_store::{CaptureOutcome, CaptureRecord, Phase, Store, StoreError};
+use otdrift_core::Value;
+use otdrift_protocols::{Capture, CollectError, Collector, FailureReason, Scope};
+use otdrift_store::{CaptureOutcome, CaptureRecord, FailedCollection, Phase, Store, StoreError};
 
 use crate::exit::Failure;
 
@@ -22,16 +26,29 @@ pub struct CaptureReport {
 /// Why a capture failed.
 #[derive(Debug)]
 pub enum CaptureFailure {
-    /// The device could not be reached or answered badly.
+    /// The device could not be reached, or its answers could not be recorded as state.
     Device(CollectError),
     /// The store could not record it.
     Store(StoreError),
 }
 
+impl From<crate::daemon::db::DbError> for CaptureFailure {
+    fn from(e: crate::daemon::db::DbError) -> Self {
+        match e {
+            crate::daemon::db::DbError::Store(e) => CaptureFailure::Store(e),
+            crate::daemon::db::DbError::Join(e) => CaptureFailure::Device(
+                Scope::new("", "").internal(format!("the store task failed: {e}")),
+            ),
+        }
+    }
+}
+
 impl From<CaptureFailure> for Failure {
     fn from(f: CaptureFailure) -> Self {
         match f {
-            CaptureFailure::Device(e @ CollectError::Config { .. }) => Failure::usage(anyhow!(e)),
+            CaptureFailure::Device(e) if e.reason() == FailureReason::Config => {
+                Failure::usage(anyhow!(e))
+            }
             CaptureFailure::Device(e) => Failure::runtime(anyhow!(e)),
             CaptureFailure::Store(e) => {
                 Failure::runtime(anyhow!(e).context("cannot record the capture"))
@@ -40,7 +57,8 @@ impl From<CaptureFailure> for Failure {
     }
 }
 
-/// Records a finished capture and everything it implies, in one transaction.
+/// Records a finished capture and everything it implies, in one transaction. Callers check
+/// [`refusals`] first; [`record_checked`] does both.
 pub fn record(
     store: &mut Store,
     asset: &AssetConfig,
@@ -63,40 +81,124 @@ pub fn record(
     })
 }
 
+/// The field-truth check: `Err` when the capture holds `not available` items that the
+/// baseline holds otherwise (a value, another reason, or not at all) and no pending approval
+/// names this exact state. The error names the first such item and the device's words.
+pub fn refusals(
+    store: &Store,
+    asset: &AssetConfig,
+    capture: &Capture,
+) -> Result<(), CaptureFailure> {
+    let found = store
+        .unapproved_refusals(&asset.id, &capture.snapshot)
+        .map_err(CaptureFailure::Store)?;
+    let Some(first) = found.first() else {
+        return Ok(());
+    };
+    let words = match &first.observed {
+        Value::Unavailable(reason) => reason.clone(),
+        other => other.to_string(),
+    };
+    let held = match &first.baseline {
+        Some(Value::Unavailable(reason)) => {
+            format!("the baseline has it refused otherwise ({reason})")
+        }
+        Some(value) => format!("the baseline holds {value}"),
+        None => "the baseline does not have it".to_owned(),
+    };
+    let more = match found.len() {
+        1 => String::new(),
+        n => format!(" (and {} more item(s))", n - 1),
+    };
+    Err(CaptureFailure::Device(Scope::new(&asset.id, &asset.address).refused(
+        first.path.clone(),
+        format!(
+            "{words}; {held}{more}. A refusal is not state: approve signature {} to make it the baseline",
+            capture.snapshot.digest()
+        ),
+    )))
+}
+
+/// [`refusals`] then [`record`]; a refusal is recorded as a failed collection.
+pub fn record_checked(
+    store: &mut Store,
+    asset: &AssetConfig,
+    capture: &Capture,
+    change: Option<(&str, Phase)>,
+) -> Result<CaptureOutcome, CaptureFailure> {
+    if let Err(failure) = refusals(store, asset, capture) {
+        if let CaptureFailure::Device(error) = &failure {
+            let observed = capture.snapshot.digest();
+            if let Err(e) = record_failure(store, asset, error, Some(&observed)) {
+                tracing::error!(asset = %asset.id, error = %e, "cannot record the failure");
+            }
+        }
+        return Err(failure);
+    }
+    record(store, asset, capture, change).map_err(CaptureFailure::Store)
+}
+
+/// What recording a failure started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureStart {
+    /// The asset was reachable (or unknown) and now is not: `asset.unreachable` was queued.
+    Outage,
+    /// The asset answered, but this is the first failed collection of a streak:
+    /// `asset.collection_failed` was queued.
+    Streak,
+    /// The failure continues an outage or a streak: only counted.
+    Continues,
+}
+
 /// Records a failed capture: an unreachable device is marked so (one `asset.unreachable` event
-/// per outage); a device that answered badly keeps its reachability and gets the error noted.
-/// Returns whether this failure started an outage.
+/// per outage); a device that answered but whose answers are not state starts or continues a
+/// failure streak (one `asset.collection_failed` event per streak).
 pub fn record_failure(
     store: &mut Store,
     asset: &AssetConfig,
     error: &CollectError,
-) -> Result<bool, StoreError> {
+    observed: Option<&otdrift_core::Digest>,
+) -> Result<FailureStart, StoreError> {
     let protocol = asset.protocol.kind().as_str();
-    if error.is_unreachable() {
-        store.record_unreachable(&asset.id, protocol, &asset.address, &error.to_string())
-    } else {
+    let started = if error.is_unreachable() {
         store
-            .record_failure(&asset.id, protocol, &asset.address, &error.to_string())
-            .map(|()| false)
-    }
+            .record_unreachable(&asset.id, protocol, &asset.address, &error.to_string())
+            .map(|started| started.then_some(FailureStart::Outage))?
+    } else {
+        let reason = error.reason();
+        store
+            .record_failure(&FailedCollection {
+                asset: &asset.id,
+                protocol,
+                address: &asset.address,
+                reason: reason.as_str(),
+                request: &error.request,
+                detail: &error.detail(),
+                message: &error.to_string(),
+                observed,
+            })
+            .map(|started| started.then_some(FailureStart::Streak))?
+    };
+    Ok(started.unwrap_or(FailureStart::Continues))
 }
 
-/// Captures `asset` with `collector` and records the result (or the failure).
+/// Captures `asset` with `collector` under its `capture_timeout_ms`, checks it, and records
+/// the result (or the failure).
 pub async fn capture_asset(
     store: &mut Store,
     asset: &AssetConfig,
     collector: &mut dyn Collector,
     change: Option<(&str, Phase)>,
 ) -> Result<CaptureReport, CaptureFailure> {
-    let capture = match collector.capture().await {
+    let capture = match otdrift_protocols::capture_within(collector, asset).await {
         Ok(capture) => capture,
         Err(error) => {
-            if let Err(store_error) = record_failure(store, asset, &error) {
+            if let Err(store_error) = record_failure(store, asset, &error, None) {
                 tracing::error!(asset = %asset.id, error = %store_error, "cannot record the failure");
             }
             return Err(CaptureFailure::Device(error));
         }
     };
-    let outcome = record(store, asset, &capture, change).map_err(CaptureFailure::Store)?;
+    let outcome = record_checked(store, asset, &capture, change)?;
     Ok(CaptureReport { capture, outcome })
 }

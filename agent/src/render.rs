@@ -295,6 +295,13 @@ pub fn asset_rows(
             "last_capture": known.as_ref().and_then(|k| k.last_capture).map(format_timestamp),
             "last_attempt": known.as_ref().and_then(|k| k.last_attempt).map(format_timestamp),
             "last_error": known.as_ref().and_then(|k| k.last_error.clone()),
+            "collection": known.as_ref().and_then(|k| {
+                k.failing_since.map(|since| json!({
+                    "failing_since": format_timestamp(since),
+                    "reason": k.failure_reason,
+                    "failures": k.failure_count,
+                }))
+            }),
             "baseline": baseline.as_ref().map(|b| json!({
                 "digest": b.digest,
                 "provisional": b.provisional,

@@ -26,6 +26,11 @@ pub mod event_type {
     /// The controller's operating state (CPU mode, ADS state) changed: reported, not drift.
     /// An extension of SPEC.md's list of types.
     pub const ASSET_STATE_CHANGED: &str = "io.otdrift.asset.state_changed";
+    /// A capture failed although the device answered (refused, malformed, a safety bound,
+    /// busy, the gateway's own config, an internal error): once per failure streak.
+    pub const ASSET_COLLECTION_FAILED: &str = "io.otdrift.asset.collection_failed";
+    /// A capture succeeded again after a failure streak.
+    pub const ASSET_COLLECTION_RECOVERED: &str = "io.otdrift.asset.collection_recovered";
     /// The audit chain's head, published so tampering shows centrally.
     pub const AUDIT_HEAD: &str = "io.otdrift.audit.head";
 }

@@ -14,7 +14,7 @@
 //! without its event or an event without its drift.
 
 use chrono::{DateTime, Utc};
-use otdrift_core::{Diff, Digest, Snapshot, SnapshotDigests, format_timestamp};
+use otdrift_core::{Diff, Digest, Snapshot, SnapshotDigests, Value, format_timestamp};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::json;
 
@@ -46,6 +46,40 @@ pub struct CaptureRecord<'a> {
     pub requests: u64,
     /// Names the config's setpoint that covers an item path, for diffs and events.
     pub label: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// A capture that reached the device but failed, as [`Store::record_failure`] records it.
+/// The store knows nothing of protocols: the agent fills this from the collector's error.
+#[derive(Clone, Copy, Debug)]
+pub struct FailedCollection<'a> {
+    /// The asset.
+    pub asset: &'a str,
+    /// Its protocol (kept for `status`).
+    pub protocol: &'a str,
+    /// Its address.
+    pub address: &'a str,
+    /// `refused`, `malformed`, `bound`, `busy`, `config` or `internal`.
+    pub reason: &'a str,
+    /// The request that failed (empty when none).
+    pub request: &'a str,
+    /// The device's own words (or the bound, or what is wrong).
+    pub detail: &'a str,
+    /// The whole message, as shown to people.
+    pub message: &'a str,
+    /// The signature of what was observed, when the device answered everything but some of
+    /// it was a refusal: an approver who wants the refusal to be the new state signs this.
+    pub observed: Option<&'a Digest>,
+}
+
+/// An item the device would not tell although the baseline holds it otherwise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    /// The item.
+    pub path: String,
+    /// What was observed (`not available: <the device's words>`).
+    pub observed: Value,
+    /// What the baseline holds, if it holds the item at all.
+    pub baseline: Option<Value>,
 }
 
 /// What recording a capture did to the asset's drift state.
@@ -318,25 +352,124 @@ impl Store {
         })
     }
 
-    /// Records a capture that reached the device but failed (a refused or malformed answer):
-    /// the error is kept for `status`, reachability is unchanged, nothing is drift.
-    pub fn record_failure(
-        &mut self,
-        asset: &str,
-        protocol: &str,
-        address: &str,
-        error: &str,
-    ) -> Result<(), StoreError> {
+    /// Records a capture that reached the device but failed: refused, malformed, a safety
+    /// bound, busy, the gateway's config, an internal error. Nothing of it is state: the
+    /// error is kept for `status`, reachability is unchanged, nothing is drift. The first
+    /// failure of a streak is an audit entry and an `asset.collection_failed` event; later
+    /// failures of the same streak only count. Returns whether this failure started a streak.
+    pub fn record_failure(&mut self, failure: &FailedCollection<'_>) -> Result<bool, StoreError> {
         let now_text = format_timestamp(self.clock.now());
-        self.conn.execute(
-            "INSERT INTO assets(id, protocol, address, last_attempt, last_error)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+        let clock = self.clock.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let was_failing: Option<Option<String>> = tx
+            .query_row(
+                "SELECT failing_since FROM assets WHERE id = ?1",
+                [failure.asset],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let starts = !matches!(was_failing, Some(Some(_)));
+        tx.execute(
+            "INSERT INTO assets(id, protocol, address, last_attempt, last_error, failing_since,
+                                failure_reason, failure_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6, 1)
              ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol,
                  address = excluded.address, last_attempt = excluded.last_attempt,
-                 last_error = excluded.last_error",
-            params![asset, protocol, address, now_text, error],
+                 last_error = excluded.last_error,
+                 failing_since = COALESCE(assets.failing_since, excluded.failing_since),
+                 failure_reason = COALESCE(assets.failure_reason, excluded.failure_reason),
+                 failure_count = assets.failure_count + 1",
+            params![
+                failure.asset,
+                failure.protocol,
+                failure.address,
+                now_text,
+                failure.message,
+                failure.reason
+            ],
         )?;
-        Ok(())
+        if starts {
+            let body = json!({
+                "asset": failure.asset,
+                "address": failure.address,
+                "reason": failure.reason,
+                "request": failure.request,
+                "detail": failure.detail,
+                "message": failure.message,
+                "observed_digest": failure.observed.map(|d| d.to_string()),
+                "since": now_text,
+            });
+            audit::append(
+                &tx,
+                clock.as_ref(),
+                "asset.collection_failed",
+                Some(failure.asset),
+                &body,
+            )?;
+            enqueue(
+                &tx,
+                clock.as_ref(),
+                event_type::ASSET_COLLECTION_FAILED,
+                Some(failure.asset),
+                &body,
+            )?;
+        }
+        tx.commit()?;
+        Ok(starts)
+    }
+
+    /// The items of `snapshot` that the device did not tell (`not available`) although the
+    /// asset's baseline holds them otherwise: with another value, another reason, or not at
+    /// all. Such a capture is a refusal, not state (the field-truth rule,
+    /// `docs/decisions/0004-field-truth.md`), unless a pending approval names exactly this
+    /// state, which is how a device's lost capability (a firmware that no longer serves block
+    /// lists) becomes the baseline on purpose. Empty when the asset has no baseline yet: the
+    /// first capture records what the device can tell.
+    pub fn unapproved_refusals(
+        &self,
+        asset: &str,
+        snapshot: &Snapshot,
+    ) -> Result<Vec<Refusal>, StoreError> {
+        let unavailable: Vec<&otdrift_core::Item> = snapshot
+            .items()
+            .filter(|i| matches!(i.value(), Value::Unavailable(_)))
+            .collect();
+        if unavailable.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(baseline) = current_baseline(&self.conn, asset)? else {
+            return Ok(Vec::new());
+        };
+        let digest = snapshot.digest();
+        if baseline.digest == digest {
+            return Ok(Vec::new());
+        }
+        let approved: bool = self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM approvals WHERE asset = ?1 AND to_digest = ?2
+                                                     AND status = 'pending')",
+            params![asset, digest.to_string()],
+            |r| r.get(0),
+        )?;
+        if approved {
+            return Ok(Vec::new());
+        }
+        let before = load_snapshot(&self.conn, &baseline.digest)?;
+        Ok(unavailable
+            .into_iter()
+            .filter_map(|item| {
+                let held = before.get(item.path());
+                if held.is_some_and(|b| b.value() == item.value()) {
+                    return None;
+                }
+                Some(Refusal {
+                    path: item.path().to_owned(),
+                    observed: item.value().clone(),
+                    baseline: held.map(|b| b.value().clone()),
+                })
+            })
+            .collect())
     }
 
     /// Records a failed attempt to reach an asset. Returns true when this is the transition
@@ -390,11 +523,19 @@ fn mark_reachable(
     address: &str,
     now: &str,
 ) -> Result<(), StoreError> {
-    let was: Option<(Option<i64>, Option<String>)> = conn
+    type Was = (
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+    );
+    let was: Option<Was> = conn
         .query_row(
-            "SELECT reachable, unreachable_since FROM assets WHERE id = ?1",
+            "SELECT reachable, unreachable_since, failing_since, failure_reason, failure_count
+             FROM assets WHERE id = ?1",
             [asset],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()?;
     conn.execute(
@@ -402,9 +543,35 @@ fn mark_reachable(
          VALUES (?1, ?2, ?3, 1, ?4, ?4)
          ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol, address = excluded.address,
              reachable = 1, last_attempt = excluded.last_attempt,
-             last_capture = excluded.last_capture, last_error = NULL, unreachable_since = NULL",
+             last_capture = excluded.last_capture, last_error = NULL, unreachable_since = NULL,
+             failing_since = NULL, failure_reason = NULL, failure_count = 0",
         params![asset, protocol, address, now],
     )?;
+    if let Some((_, _, Some(failing_since), reason, failures)) = &was {
+        let body = json!({
+            "asset": asset,
+            "address": address,
+            "reason": reason,
+            "failing_since": failing_since,
+            "failures": failures,
+            "since": now,
+        });
+        audit::append(
+            conn,
+            clock,
+            "asset.collection_recovered",
+            Some(asset),
+            &body,
+        )?;
+        enqueue(
+            conn,
+            clock,
+            event_type::ASSET_COLLECTION_RECOVERED,
+            Some(asset),
+            &body,
+        )?;
+    }
+    let was = was.map(|(reachable, since, ..)| (reachable, since));
     if let Some((Some(0), since)) = was {
         // Only a known outage ends with `asset.reachable`; a first contact is not news.
         enqueue(

@@ -36,7 +36,10 @@ pub use approvals::{
 };
 pub use audit::{AuditBreak, AuditEntry, AuditReport, chain_hash};
 pub use events::{OutboxEvent, event_type};
-pub use ingest::{CaptureOutcome, CaptureRecord, DriftOutcome, StateChange, is_operating_state};
+pub use ingest::{
+    CaptureOutcome, CaptureRecord, DriftOutcome, FailedCollection, Refusal, StateChange,
+    is_operating_state,
+};
 pub use model::{
     AssetRow, Baseline, CaptureRow, ChangeRecord, DriftEvent, DriftFilter, DriftStatus, Phase,
 };

@@ -223,6 +223,13 @@ pub struct AssetRow {
     pub last_capture: Option<DateTime<Utc>>,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
+    /// Since when captures fail although the device answers (refused, malformed, bound...);
+    /// `None` while captures succeed.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Why the current failure streak started (`refused`, `malformed`, `bound`, ...).
+    pub failure_reason: Option<String>,
+    /// Failed captures in the current streak.
+    pub failure_count: u64,
 }
 
 pub(crate) fn ts(s: &str) -> Result<DateTime<Utc>, StoreError> {

@@ -10,17 +10,6 @@ use crate::ingest::{
 use crate::model::{AssetRow, Baseline, CaptureRow, DriftEvent, DriftFilter, opt_ts};
 use crate::{Store, StoreError};
 
-/// An asset row as SQLite returns it.
-type RawAsset = (
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
 impl Store {
     /// The snapshot with this digest, checked against it.
     pub fn snapshot(&self, digest: &Digest) -> Result<Snapshot, StoreError> {
@@ -139,40 +128,43 @@ impl Store {
         )?)
     }
 
-    /// What the store knows about the asset's reachability.
+    /// What the store knows about the asset's reachability and failures.
     pub fn asset(&self, id: &str) -> Result<Option<AssetRow>, StoreError> {
-        let raw: Option<RawAsset> = self
-            .conn
+        self.conn
             .query_row(
-                "SELECT id, protocol, address, reachable, last_attempt, last_capture, last_error
+                "SELECT id, protocol, address, reachable, last_attempt, last_capture, last_error,
+                        failing_since, failure_reason, failure_count
                  FROM assets WHERE id = ?1",
                 [id],
                 |r| {
                     Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
+                        AssetRow {
+                            id: r.get(0)?,
+                            protocol: r.get(1)?,
+                            address: r.get(2)?,
+                            reachable: r.get::<_, Option<i64>>(3)?.map(|v| v != 0),
+                            last_attempt: None,
+                            last_capture: None,
+                            last_error: r.get(6)?,
+                            failing_since: None,
+                            failure_reason: r.get(8)?,
+                            failure_count: r.get::<_, i64>(9)?.max(0) as u64,
+                        },
+                        [
+                            r.get::<_, Option<String>>(4)?,
+                            r.get::<_, Option<String>>(5)?,
+                            r.get::<_, Option<String>>(7)?,
+                        ],
                     ))
                 },
             )
-            .optional()?;
-        raw.map(
-            |(id, protocol, address, reachable, last_attempt, last_capture, last_error)| {
-                Ok(AssetRow {
-                    id,
-                    protocol,
-                    address,
-                    reachable: reachable.map(|r| r != 0),
-                    last_attempt: opt_ts(last_attempt)?,
-                    last_capture: opt_ts(last_capture)?,
-                    last_error,
-                })
-            },
-        )
-        .transpose()
+            .optional()?
+            .map(|(mut row, [attempt, capture, failing])| {
+                row.last_attempt = opt_ts(attempt)?;
+                row.last_capture = opt_ts(capture)?;
+                row.failing_since = opt_ts(failing)?;
+                Ok(row)
+            })
+            .transpose()
     }
 }

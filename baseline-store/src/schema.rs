@@ -145,6 +145,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_change ON approvals(change_id);
     ALTER TABLE baselines ADD COLUMN approval_id INTEGER REFERENCES approvals(id);
     "#,
+    // 3: failed collections are a state of their own (one event per failure streak).
+    r#"
+    ALTER TABLE assets ADD COLUMN failing_since TEXT;
+    ALTER TABLE assets ADD COLUMN failure_reason TEXT;
+    ALTER TABLE assets ADD COLUMN failure_count INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build writes.

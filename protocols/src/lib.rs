@@ -23,6 +23,10 @@ use async_trait::async_trait;
 use otdrift_config::{AssetConfig, Protocol, ProtocolConfig};
 use otdrift_core::{Item, Snapshot, Value};
 
+mod error;
+
+pub use error::{CollectError, ErrorKind, FailureReason, Scope, WHOLE_CAPTURE};
+
 #[cfg(feature = "ads")]
 pub mod ads;
 #[cfg(feature = "cip")]
@@ -55,112 +59,6 @@ pub struct CaptureStats {
     pub connects: u32,
     /// Wall time.
     pub duration: Duration,
-}
-
-/// Why a capture failed. Transport failures (the device could not be reached) are kept apart
-/// from device refusals (the device answered "no") and malformed answers, because the first
-/// is an availability problem and the others are shown to people as what the device said.
-#[derive(Debug, thiserror::Error)]
-pub enum CollectError {
-    /// No TCP connection could be made.
-    #[error("asset {asset}: cannot connect to {address}: {source}")]
-    Connect {
-        /// The asset.
-        asset: String,
-        /// Where it was looked for.
-        address: String,
-        /// The operating system's reason.
-        source: std::io::Error,
-    },
-    /// The device did not answer in time.
-    #[error("asset {asset}: no answer from {address} to {request} within {timeout_ms} ms{hint}")]
-    Timeout {
-        /// The asset.
-        asset: String,
-        /// Its address.
-        address: String,
-        /// The request that went unanswered (or "connect").
-        request: String,
-        /// The deadline.
-        timeout_ms: u64,
-        /// Advice for the operator, starting with "; " when present.
-        hint: String,
-    },
-    /// The connection broke during a request.
-    #[error("asset {asset}: connection to {address} failed during {request}: {source}")]
-    Transport {
-        /// The asset.
-        asset: String,
-        /// Its address.
-        address: String,
-        /// The request in flight.
-        request: String,
-        /// The reason.
-        source: std::io::Error,
-    },
-    /// The device answered with a protocol-level refusal (exception, error code, status).
-    #[error("asset {asset}: {address} refused {request}: {reason}")]
-    Refused {
-        /// The asset.
-        asset: String,
-        /// Its address.
-        address: String,
-        /// The refused request.
-        request: String,
-        /// The device's reason, decoded.
-        reason: String,
-    },
-    /// The device answered something that does not fit the request.
-    #[error("asset {asset}: malformed answer from {address} to {request}: {detail}")]
-    Malformed {
-        /// The asset.
-        asset: String,
-        /// Its address.
-        address: String,
-        /// The request answered.
-        request: String,
-        /// What was wrong.
-        detail: String,
-    },
-    /// The asset's protocol is not compiled into this build.
-    #[error("asset {asset}: the {protocol} collector is not part of this otdrift build")]
-    Unsupported {
-        /// The asset.
-        asset: String,
-        /// Its protocol.
-        protocol: Protocol,
-    },
-    /// The gateway's side is not set up to talk to this asset: a secret file that is missing
-    /// or readable by others, a certificate store that cannot be written. Fixing it is the
-    /// operator's job, not the device's.
-    #[error("asset {asset}: {detail}")]
-    Config {
-        /// The asset.
-        asset: String,
-        /// What is wrong and how to fix it.
-        detail: String,
-    },
-    /// A collector produced an invalid item (a bug or a device name beyond limits).
-    #[error("asset {asset}: {detail}")]
-    Item {
-        /// The asset.
-        asset: String,
-        /// What was wrong.
-        detail: String,
-    },
-}
-
-impl CollectError {
-    /// Whether the failure means the device could not be reached (as opposed to answering
-    /// badly): drives `asset.unreachable` and the daemon's backoff.
-    pub fn is_unreachable(&self) -> bool {
-        matches!(
-            self,
-            CollectError::Connect { .. }
-                | CollectError::Timeout { .. }
-                | CollectError::Transport { .. }
-        )
-    }
 }
 
 /// One asset's collector. Implementations keep their connection between captures.
@@ -210,6 +108,30 @@ async fn timed_capture(
     .await
 }
 
+/// Runs one capture under the asset's whole-capture deadline (`capture_timeout_ms`), the same
+/// way for `otdrift capture`, the demo and the daemon. A capture that overruns it fails with
+/// [`FailureReason::Bound`] (request [`WHOLE_CAPTURE`]): the device kept answering, but the
+/// capture would not end (a million references, an endless continuation point), and the
+/// collector's connection is left in an unknown state ([`CollectError::poisons_connection`]).
+/// One request that goes unanswered is the collector's own `timeout_ms`, an unreachable device.
+pub async fn capture_within(
+    collector: &mut dyn Collector,
+    asset: &AssetConfig,
+) -> Result<Capture, CollectError> {
+    let deadline = Duration::from_millis(asset.capture_timeout_ms);
+    match tokio::time::timeout(deadline, collector.capture()).await {
+        Ok(result) => result,
+        Err(_) => Err(Scope::new(&asset.id, &asset.address).bound(
+            WHOLE_CAPTURE,
+            format!(
+                "not finished within capture_timeout_ms ({} ms): an answer that does not end, \
+                 or an asset too large for the deadline",
+                asset.capture_timeout_ms
+            ),
+        )),
+    }
+}
+
 /// Builds the collector for an asset. `data_dir` is the agent's data directory: collectors
 /// that keep state on disk (the OPC UA collector's certificates and pinned server
 /// certificates, under `opcua-pki/`) keep it there.
@@ -230,10 +152,10 @@ pub fn build(asset: &AssetConfig, data_dir: &Path) -> Result<Box<dyn Collector>,
         ProtocolConfig::Opcua(cfg) => Ok(Box::new(
             opcua::OpcuaCollector::new(asset, cfg).with_pki_dir(data_dir.join("opcua-pki")),
         )),
-        other => Err(CollectError::Unsupported {
-            asset: asset.id.clone(),
-            protocol: other.kind(),
-        }),
+        other => {
+            Err(Scope::new(&asset.id, &asset.address)
+                .error("", ErrorKind::Unsupported(other.kind())))
+        }
     }
 }
 

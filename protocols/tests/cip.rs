@@ -9,7 +9,7 @@ use common::{SimulatedDevice, assert_collector_compliance, asset_from};
 use otdrift_config::ProtocolConfig;
 use otdrift_core::{ChangeKind, Diff, Value};
 use otdrift_protocols::cip::{CipCollector, REBROWSE_EVERY, setpoint_label};
-use otdrift_protocols::{CollectError, Collector};
+use otdrift_protocols::{CollectError, Collector, ErrorKind};
 use otdrift_simulators::cip::{CipSimHandle, CipSimulator, CipState, Quirk};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -548,7 +548,7 @@ async fn each_quirk_gives_the_documented_item_or_a_typed_error() {
     sim.set_quirk(Quirk::Malformed, true);
     let mut c = collector(&address, "", RECIPE);
     match c.capture().await {
-        Err(e @ CollectError::Malformed { .. }) => {
+        Err(e) if matches!(e.kind, ErrorKind::Malformed(_)) => {
             let text = e.to_string();
             assert!(text.contains("oven-3"), "{text}");
             assert!(text.contains("announces"), "{text}");
@@ -581,7 +581,7 @@ async fn unknown_setpoints_and_a_wrong_slot_are_clear() {
 
     let mut wrong = collector(&sim.local_addr().to_string(), "slot = 3", setpoints);
     match wrong.capture().await {
-        Err(e @ CollectError::Refused { .. }) => {
+        Err(e) if matches!(e.kind, ErrorKind::Refused(_)) => {
             let text = e.to_string();
             assert!(text.contains("slot 3"), "{text}");
         }
@@ -717,12 +717,13 @@ async fn hostile_answers_are_errors_never_panics() {
         let mut c = collector(&addr.to_string(), "", RECIPE);
         let result = c.capture().await;
         match result {
-            Err(CollectError::Malformed { ref asset, .. }) => assert_eq!(asset, "oven-3"),
-            Err(
-                CollectError::Timeout { .. }
-                | CollectError::Transport { .. }
-                | CollectError::Refused { .. },
-            ) => {}
+            Err(ref e) if matches!(e.kind, ErrorKind::Malformed(_)) => {
+                assert_eq!(e.asset, "oven-3")
+            }
+            Err(CollectError {
+                kind: ErrorKind::Timeout { .. } | ErrorKind::Transport(_) | ErrorKind::Refused(_),
+                ..
+            }) => {}
             other => panic!(
                 "reply {reply:02x?} / register {register:02x?}: expected an error, got {other:?}"
             ),

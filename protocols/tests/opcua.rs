@@ -10,7 +10,7 @@ use common::{SimulatedDevice, assert_collector_compliance, asset_from};
 use otdrift_config::ProtocolConfig;
 use otdrift_core::{ChangeKind, Class, Diff, Value};
 use otdrift_protocols::opcua::OpcuaCollector;
-use otdrift_protocols::{CollectError, Collector};
+use otdrift_protocols::{Collector, ErrorKind};
 use otdrift_simulators::opcua::{OpcuaSimHandle, OpcuaSimulator, OpcuaState, Quirk, ValueType};
 
 const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
@@ -450,7 +450,7 @@ async fn sign_and_encrypt_with_a_user_name() {
     );
     let mut c = collector(&sim.endpoint_url(), &extra, RECIPE, &pki);
     match c.capture().await {
-        Err(e @ CollectError::Refused { .. }) => {
+        Err(e) if matches!(e.kind, ErrorKind::Refused(_)) => {
             assert!(e.to_string().contains("mixer-2"), "{e}");
             assert!(!e.is_unreachable());
         }

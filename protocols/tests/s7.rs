@@ -11,7 +11,7 @@ use common::{SimulatedDevice, assert_collector_compliance, asset_from};
 use otdrift_config::ProtocolConfig;
 use otdrift_core::{Class, Diff, Value};
 use otdrift_protocols::s7::S7Collector;
-use otdrift_protocols::{Capture, CollectError, Collector};
+use otdrift_protocols::{Capture, Collector, ErrorKind};
 use otdrift_simulators::s7::{Quirk, S7SimHandle, S7Simulator, S7State};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -538,7 +538,7 @@ async fn a_wrong_slot_is_refused_by_the_cpu_with_a_clear_error() {
     };
     let mut c = S7Collector::new(&asset, cfg);
     match c.capture().await {
-        Err(e @ CollectError::Refused { .. }) => {
+        Err(e) if matches!(e.kind, ErrorKind::Refused(_)) => {
             let text = e.to_string();
             assert!(
                 text.contains("filler-3") && text.contains("slot 3"),
@@ -578,7 +578,7 @@ async fn nothing_listening_is_a_connect_error() {
         .expect("addr");
     let mut c = collector(&closed.to_string(), "", RECIPE);
     match c.capture().await {
-        Err(e @ CollectError::Connect { .. }) => {
+        Err(e) if matches!(e.kind, ErrorKind::Connect(_)) => {
             assert!(e.is_unreachable());
             assert!(e.to_string().contains("filler-3"), "{e}");
         }

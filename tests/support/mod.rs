@@ -5,6 +5,8 @@
 
 pub mod receiver;
 
+pub mod peers;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
@@ -170,30 +172,71 @@ pub fn database(data_dir: &Path) -> PathBuf {
     data_dir.join("otdrift.db")
 }
 
-/// Runs an independent peer check (a Python script under `tests/peers/`). Returns `None` when
-/// the peer cannot run here (no python3, or its packages are missing); CI sets
-/// `OTDRIFT_REQUIRE_PEERS=1`, which turns that into a failure so the check always runs there.
+/// Runs an independent peer check (a Python script under `tests/peers/`) to completion;
+/// `None` when it cannot run here (see [`peers`] for how a skip is kept visible).
 pub fn peer(script: &str, args: &[&Path]) -> Option<bool> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/peers")
-        .join(script);
-    let required = std::env::var_os("OTDRIFT_REQUIRE_PEERS").is_some_and(|v| v == "1");
-    let out = match Command::new("python3").arg(&path).args(args).output() {
-        Ok(out) => out,
-        Err(e) => {
-            assert!(!required, "python3 is required for {script}: {e}");
-            eprintln!("skipping the {script} peer check: no python3 ({e})");
-            return None;
+    let args: Vec<&str> = args.iter().filter_map(|p| p.to_str()).collect();
+    peers::run(script, &["blake3", "cryptography"], script, &args).map(|out| out.status.success())
+}
+
+/// What the store held before a capture that must fail: compared after it by
+/// [`assert_collection_fails`].
+pub struct StoreView {
+    baseline: serde_json::Value,
+    drift: serde_json::Value,
+}
+
+impl StoreView {
+    /// The asset's baseline (from `status --json`) and every drift event (`drift --json`).
+    pub fn of(config: &Path, asset: &str) -> StoreView {
+        let status = run(config, &["status", "--json"]);
+        assert_eq!(status.code, 0, "{status:?}");
+        let row = status.json()["assets"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["id"] == asset).cloned())
+            .unwrap_or_else(|| panic!("{asset} in status"));
+        let drift = run(config, &["drift", "--asset", asset, "--json"]);
+        assert_eq!(drift.code, 0, "{drift:?}");
+        StoreView {
+            baseline: row["baseline"].clone(),
+            drift: drift.json(),
         }
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("ModuleNotFoundError") {
-        assert!(!required, "{script} needs its Python packages: {stderr}");
-        eprintln!("skipping the {script} peer check: {stderr}");
-        return None;
     }
-    eprintln!("{script}: {}{stderr}", String::from_utf8_lossy(&out.stdout));
-    Some(out.status.success())
+}
+
+/// The field-truth rule, end to end: `otdrift capture ASSET --json` fails with exit 1 and
+/// error kind `reason`, the baseline and every drift event stay exactly as they were (nothing
+/// stored as state, no drift), and `status` shows the failing collection. Returns the error
+/// object (kind, request, detail, message) for further checks.
+pub fn assert_collection_fails(config: &Path, asset: &str, reason: &str) -> serde_json::Value {
+    let before = StoreView::of(config, asset);
+    let failed = run(config, &["capture", asset, "--json"]);
+    assert_eq!(failed.code, 1, "a failed collection exits 1: {failed:?}");
+    let error = failed.json()["error"].clone();
+    assert_eq!(error["kind"], reason, "{failed:?}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(asset),
+        "the message names the asset: {message}"
+    );
+    let after = StoreView::of(config, asset);
+    assert_eq!(before.baseline, after.baseline, "the baseline did not move");
+    assert_eq!(
+        before.drift, after.drift,
+        "no drift event was opened or changed"
+    );
+    let status = run(config, &["status", "--json"]);
+    let row = status.json()["assets"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["id"] == asset).cloned())
+        .unwrap_or_default();
+    if reason != "unreachable" {
+        assert!(
+            row["collection"]["failing_since"].is_string(),
+            "status shows the failing collection: {row}"
+        );
+    }
+    error
 }
 
 /// A port that was free a moment ago on 127.0.0.1, for configs that need a fixed one.

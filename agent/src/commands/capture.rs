@@ -10,8 +10,9 @@ use crate::context::Agent;
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::render;
 
-/// Captures one asset now; exit 0 when it matches its baseline, 3 on drift, 1 when the
-/// device cannot be read.
+/// Captures one asset now, under its `capture_timeout_ms`; exit 0 when it matches its
+/// baseline, 3 on drift, 1 when the device cannot be read or its answers are not state
+/// (refused, malformed, a safety bound: an `asset.collection_failed` event).
 pub async fn run(
     config: &Path,
     asset_id: &str,
@@ -29,21 +30,22 @@ pub async fn run(
         Ok(report) => report,
         Err(failure) => {
             if json {
-                let (kind, message) = match &failure {
-                    CaptureFailure::Device(e) => (
-                        if e.is_unreachable() {
-                            "unreachable"
-                        } else {
-                            "device"
-                        },
-                        e.to_string(),
-                    ),
-                    CaptureFailure::Store(e) => ("store", e.to_string()),
+                let error = match &failure {
+                    CaptureFailure::Device(e) => json!({
+                        "kind": e.reason().as_str(),
+                        "request": e.request,
+                        "detail": e.detail(),
+                        "message": e.to_string(),
+                    }),
+                    CaptureFailure::Store(e) => json!({
+                        "kind": "store",
+                        "message": e.to_string(),
+                    }),
                 };
                 render::print_json(&json!({
                     "asset": asset.id,
                     "address": asset.address,
-                    "error": {"kind": kind, "message": message},
+                    "error": error,
                 }));
             }
             return Err(failure.into());

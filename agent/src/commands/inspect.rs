@@ -27,11 +27,13 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
         .iter()
         .filter_map(|r| r["pending_approvals"].as_u64())
         .sum();
+    let failing = rows.iter().filter(|r| !r["collection"].is_null()).count();
     println!(
-        "{}: {} asset(s), {} unreachable, {} open drift, {} provisional baseline(s), {} pending approval(s)\n",
+        "{}: {} asset(s), {} unreachable, {} failing collection, {} open drift, {} provisional baseline(s), {} pending approval(s)\n",
         agent.config.agent.id,
         rows.len(),
         count("reachable", &Json::Bool(false)),
+        failing,
         open,
         rows.iter()
             .filter(|r| r["baseline"]["provisional"] == Json::Bool(true))
@@ -52,10 +54,12 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
     );
     let mut problems = Vec::new();
     for (asset, row) in agent.config.assets.iter().zip(&rows) {
-        let reachable = match row["reachable"] {
-            Json::Bool(true) => "yes",
-            Json::Bool(false) => "NO",
-            _ => "not yet",
+        let reachable = match (&row["reachable"], &row["collection"]["reason"]) {
+            (Json::Bool(false), _) => "NO".to_owned(),
+            // Answers, but what it answers is not state: say why in the same column.
+            (_, Json::String(reason)) => format!("FAIL:{reason}"),
+            (Json::Bool(true), _) => "yes".to_owned(),
+            _ => "not yet".to_owned(),
         };
         let baseline = match &row["baseline"] {
             Json::Null => "none yet".to_owned(),
@@ -83,7 +87,7 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
                 &asset.id,
                 asset.protocol.kind().as_str(),
                 &asset.address,
-                reachable,
+                &reachable,
                 &last,
                 &baseline,
                 &open,
@@ -91,6 +95,14 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
         );
         if let Some(error) = row["last_error"].as_str() {
             problems.push(format!("  {}: {error}", asset.id));
+        }
+        if let Some(since) = row["collection"]["failing_since"].as_str() {
+            problems.push(format!(
+                "  {}: collection failing since {since} ({} failed capture(s), reason {})",
+                asset.id,
+                row["collection"]["failures"],
+                row["collection"]["reason"].as_str().unwrap_or("unknown"),
+            ));
         }
     }
     if !problems.is_empty() {

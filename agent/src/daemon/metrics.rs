@@ -19,8 +19,18 @@ pub struct AssetLabel {
 pub struct CaptureLabel {
     /// The asset id.
     pub asset: String,
-    /// `match`, `drift`, `baseline`, `unreachable`, `refused`, `timeout`, `error`.
+    /// `match`, `drift`, `baseline`, `unreachable`, `timeout`, a failure reason (`refused`,
+    /// `malformed`, `bound`, `busy`, `config`, `internal`), or `error` (the store failed).
     pub outcome: String,
+}
+
+/// Labels of a failed collection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabel {
+    /// The asset id.
+    pub asset: String,
+    /// `refused`, `malformed`, `bound`, `busy`, `config`, `internal`.
+    pub reason: String,
 }
 
 /// Every metric the daemon exports.
@@ -28,6 +38,8 @@ pub struct Metrics {
     registry: Registry,
     /// Captures by asset and outcome.
     pub captures: Family<CaptureLabel, Counter>,
+    /// Failed collections of reachable devices, by asset and reason.
+    pub collection_failures: Family<FailureLabel, Counter>,
     /// Wall time of successful captures.
     pub capture_seconds: Histogram,
     /// Schedule ticks skipped because the asset's previous capture was still running.
@@ -51,6 +63,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let captures = Family::<CaptureLabel, Counter>::default();
+        let collection_failures = Family::<FailureLabel, Counter>::default();
         let capture_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 17));
         let missed = Family::<AssetLabel, Counter>::default();
         let backoff_skips = Family::<AssetLabel, Counter>::default();
@@ -63,6 +76,11 @@ impl Metrics {
             "otdrift_captures",
             "Captures by asset and outcome",
             captures.clone(),
+        );
+        registry.register(
+            "otdrift_collection_failures",
+            "Captures of a reachable device that produced no state, by asset and reason",
+            collection_failures.clone(),
         );
         registry.register(
             "otdrift_capture_duration_seconds",
@@ -107,6 +125,7 @@ impl Metrics {
         Metrics {
             registry,
             captures,
+            collection_failures,
             capture_seconds,
             missed,
             backoff_skips,
@@ -133,6 +152,16 @@ impl Metrics {
             .get_or_create(&CaptureLabel {
                 asset: asset.to_owned(),
                 outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed collection of a reachable device.
+    pub fn collection_failed(&self, asset: &str, reason: otdrift_protocols::FailureReason) {
+        self.collection_failures
+            .get_or_create(&FailureLabel {
+                asset: asset.to_owned(),
+                reason: reason.as_str().to_owned(),
             })
             .inc();
     }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use otdrift_config::AssetConfig;
-use otdrift_protocols::{CollectError, Collector};
+use otdrift_protocols::{CollectError, Collector, ErrorKind};
 use otdrift_store::DriftOutcome;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -189,7 +189,8 @@ impl Worker {
                 Ok(c) => self.collector = Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "no collector");
-                    shared.metrics.capture(&id, "error");
+                    self.failed(shared, e).await;
+                    shared.events.notify_one();
                     return;
                 }
             }
@@ -197,10 +198,9 @@ impl Worker {
         let Some(collector) = self.collector.as_mut() else {
             return;
         };
-        let deadline = Duration::from_millis(self.asset.capture_timeout_ms);
         let started = Instant::now();
         let result = tokio::select! {
-            r = tokio::time::timeout(deadline, collector.capture()) => r,
+            r = otdrift_protocols::capture_within(collector.as_mut(), &self.asset) => r,
             () = shared.shutdown.cancelled() => {
                 // Abandoned mid-capture: nothing was recorded; the connection is dropped.
                 self.collector = None;
@@ -208,28 +208,22 @@ impl Worker {
                 return;
             }
         };
-        let result = match result {
-            Ok(r) => r,
-            Err(_) => {
-                // The collector was stopped mid-request: its connection state is unknown.
-                self.collector = None;
-                Err(CollectError::Timeout {
-                    asset: id.clone(),
-                    address: self.asset.address.clone(),
-                    request: "the whole capture".to_owned(),
-                    timeout_ms: self.asset.capture_timeout_ms,
-                    hint: "; raise capture_timeout_ms if the device is slow but healthy".to_owned(),
-                })
-            }
-        };
+        if let Err(e) = &result
+            && e.poisons_connection()
+        {
+            // The collector was stopped mid-request: its connection state is unknown.
+            self.collector = None;
+        }
         let asset = self.asset.clone();
         match result {
             Ok(c) => {
                 let elapsed = started.elapsed();
                 let recorded = shared
                     .db
-                    .call(move |store| capture::record(store, &asset, &c, None))
-                    .await;
+                    .call(move |store| Ok(capture::record_checked(store, &asset, &c, None)))
+                    .await
+                    .map_err(capture::CaptureFailure::from)
+                    .and_then(|r| r);
                 match recorded {
                     Ok(outcome) => {
                         self.backoff.succeeded();
@@ -271,43 +265,61 @@ impl Worker {
                             ),
                         }
                     }
-                    Err(e) => {
+                    Err(capture::CaptureFailure::Device(e)) => {
+                        // The field-truth check refused the capture (recorded as a failure).
+                        shared.metrics.capture(&id, e.reason().as_str());
+                        shared.metrics.collection_failed(&id, e.reason());
+                        tracing::warn!(error = %e, "capture refused: not state");
+                    }
+                    Err(capture::CaptureFailure::Store(e)) => {
                         shared.metrics.capture(&id, "error");
                         tracing::error!(error = %e, "cannot record the capture");
                     }
                 }
             }
-            Err(error) => {
-                let unreachable = error.is_unreachable();
-                let outcome = match &error {
-                    CollectError::Timeout { .. } => "timeout",
-                    e if e.is_unreachable() => "unreachable",
-                    CollectError::Refused { .. } => "refused",
-                    _ => "error",
-                };
-                shared.metrics.capture(&id, outcome);
-                let wait = if unreachable {
-                    shared.metrics.set(&shared.metrics.reachable, &id, 0);
-                    Some(self.backoff.failed(tokio::time::Instant::now()))
-                } else {
-                    None
-                };
-                let message = error.to_string();
-                let recorded = shared
-                    .db
-                    .call(move |store| capture::record_failure(store, &asset, &error))
-                    .await;
-                match recorded {
-                    Ok(true) => tracing::warn!(error = %message, "asset unreachable"),
-                    Ok(false) => tracing::debug!(
-                        error = %message,
-                        retry_in_ms = wait.map(|w| w.as_millis() as u64),
-                        "capture failed"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "cannot record the failure"),
-                }
-            }
+            Err(error) => self.failed(shared, error).await,
         }
         shared.events.notify_one();
+    }
+
+    /// A capture that did not produce state: counted, recorded (one event per outage or
+    /// failure streak), and, for an unreachable device, backed off.
+    async fn failed(&mut self, shared: &Shared, error: CollectError) {
+        let id = self.asset.id.clone();
+        let asset = self.asset.clone();
+        let unreachable = error.is_unreachable();
+        let outcome = match &error.kind {
+            ErrorKind::Timeout { .. } => "timeout",
+            _ => error.reason().as_str(),
+        };
+        shared.metrics.capture(&id, outcome);
+        if !unreachable {
+            shared.metrics.collection_failed(&id, error.reason());
+        }
+        let wait = if unreachable {
+            shared.metrics.set(&shared.metrics.reachable, &id, 0);
+            Some(self.backoff.failed(tokio::time::Instant::now()))
+        } else {
+            None
+        };
+        let message = error.to_string();
+        let recorded = shared
+            .db
+            .call(move |store| capture::record_failure(store, &asset, &error, None))
+            .await;
+        match recorded {
+            Ok(capture::FailureStart::Outage) => {
+                tracing::warn!(error = %message, "asset unreachable")
+            }
+            Ok(capture::FailureStart::Streak) => {
+                tracing::warn!(error = %message, "collection failed")
+            }
+            Ok(capture::FailureStart::Continues) => tracing::debug!(
+                error = %message,
+                retry_in_ms = wait.map(|w| w.as_millis() as u64),
+                "capture failed"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot record the failure"),
+        }
     }
 }

@@ -302,6 +302,10 @@ impl AdsCollector {
         }
     }
 
+    fn scope(&self) -> crate::Scope {
+        crate::Scope::new(&self.asset, &self.address)
+    }
+
     fn timeout_ms(&self) -> u64 {
         u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
     }
@@ -314,28 +318,18 @@ impl AdsCollector {
     }
 
     fn malformed(&self, request: &Request, detail: impl Into<String>) -> CollectError {
-        CollectError::Malformed {
-            asset: self.asset.clone(),
-            address: self.address.clone(),
-            request: request.describe(),
-            detail: detail.into(),
-        }
+        self.scope().malformed(request.describe(), detail.into())
     }
 
     fn refused(&self, request: &Request, code: u32) -> CollectError {
-        CollectError::Refused {
-            asset: self.asset.clone(),
-            address: self.address.clone(),
-            request: format!("{} at {}", request.describe(), self.target()),
-            reason: error_text(code),
-        }
+        self.scope().refused(
+            format!("{} at {}", request.describe(), self.target()),
+            error_text(code),
+        )
     }
 
     fn item(&self, path: String, class: Class, value: Value) -> Result<Item, CollectError> {
-        Item::new(path, class, value).map_err(|e| CollectError::Item {
-            asset: self.asset.clone(),
-            detail: e.to_string(),
-        })
+        Item::new(path, class, value).map_err(|e| self.scope().item(e))
     }
 
     async fn open(&mut self) -> Result<(), CollectError> {
@@ -357,20 +351,10 @@ impl AdsCollector {
         };
         let stream = match tokio::time::timeout(self.timeout, connect).await {
             Err(_) => {
-                return Err(CollectError::Timeout {
-                    asset: self.asset.clone(),
-                    address: self.address.clone(),
-                    request: "connect".to_owned(),
-                    timeout_ms: self.timeout_ms(),
-                    hint: String::new(),
-                });
+                return Err(self.scope().timeout("connect", self.timeout_ms(), ""));
             }
             Ok(Err(source)) => {
-                return Err(CollectError::Connect {
-                    asset: self.asset.clone(),
-                    address: self.address.clone(),
-                    source,
-                });
+                return Err(self.scope().connect(source));
             }
             Ok(Ok(stream)) => stream,
         };
@@ -381,24 +365,16 @@ impl AdsCollector {
             None => {
                 let local = stream
                     .local_addr()
-                    .map_err(|source| CollectError::Connect {
-                        asset: self.asset.clone(),
-                        address: self.address.clone(),
-                        source,
-                    })?;
+                    .map_err(|source| self.scope().connect(source))?;
                 let v4 = match local.ip() {
                     IpAddr::V4(v4) => Some(v4),
                     IpAddr::V6(v6) => v6.to_ipv4_mapped(),
                 };
                 let Some(v4) = v4 else {
-                    return Err(CollectError::Connect {
-                        asset: self.asset.clone(),
-                        address: self.address.clone(),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            "connected over IPv6, so no AMS Net Id can be derived from the gateway's address; set source_ams_net_id for this asset",
-                        ),
-                    });
+                    return Err(self.scope().connect(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "connected over IPv6, so no AMS Net Id can be derived from the gateway's address; set source_ams_net_id for this asset",
+                    )));
                 };
                 let [a, b, c, d] = v4.octets();
                 [a, b, c, d, 1, 1]
@@ -437,13 +413,11 @@ impl AdsCollector {
                 Ok(Ok(answer)) => return Ok(answer),
                 Err(_) => {
                     self.conn = None;
-                    return Err(CollectError::Timeout {
-                        asset: self.asset.clone(),
-                        address: self.address.clone(),
-                        request: request.describe(),
-                        timeout_ms: self.timeout_ms(),
-                        hint: "; check the AMS route on the PLC (without one TwinCAT may stay silent) and the ams_net_id/ams_port".to_owned(),
-                    });
+                    return Err(self.scope().timeout(
+                        request.describe(),
+                        self.timeout_ms(),
+                        "; check the AMS route on the PLC (without one TwinCAT may stay silent) and the ams_net_id/ams_port",
+                    ));
                 }
                 Ok(Err(CallError::Malformed(detail))) => {
                     self.conn = None;
@@ -456,12 +430,7 @@ impl AdsCollector {
                         tracing::debug!(error = %source, "connection lost, reconnecting once");
                         continue;
                     }
-                    return Err(CollectError::Transport {
-                        asset: self.asset.clone(),
-                        address: self.address.clone(),
-                        request: request.describe(),
-                        source,
-                    });
+                    return Err(self.scope().transport(request.describe(), source));
                 }
             }
         }
@@ -1283,9 +1252,11 @@ impl AdsCollector {
 }
 
 fn put(snapshot: &mut Snapshot, item: Item, asset: &str) -> Result<(), CollectError> {
-    snapshot.insert(item).map_err(|e| CollectError::Item {
+    snapshot.insert(item).map_err(|e| CollectError {
         asset: asset.to_owned(),
-        detail: e.to_string(),
+        address: String::new(),
+        request: String::new(),
+        kind: crate::ErrorKind::Bound(format!("item beyond limits: {e}")),
     })
 }
 

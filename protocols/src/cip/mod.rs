@@ -261,46 +261,29 @@ impl CipCollector {
         }
     }
 
+    fn scope(&self) -> crate::Scope {
+        crate::Scope::new(&self.asset, &self.address)
+    }
+
     fn timeout_ms(&self) -> u64 {
         u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn timeout_error(&self, request: String) -> CollectError {
-        CollectError::Timeout {
-            asset: self.asset.clone(),
-            address: self.address.clone(),
-            request,
-            timeout_ms: self.timeout_ms(),
-            hint: String::new(),
-        }
+        self.scope().timeout(request, self.timeout_ms(), "")
     }
 
     fn malformed(&self, request: &str, detail: impl std::fmt::Display) -> CollectError {
-        CollectError::Malformed {
-            asset: self.asset.clone(),
-            address: self.address.clone(),
-            request: request.to_owned(),
-            detail: detail.to_string(),
-        }
+        self.scope().malformed(request, detail)
     }
 
     fn refused(&self, request: &str, reason: String) -> CollectError {
-        CollectError::Refused {
-            asset: self.asset.clone(),
-            address: self.address.clone(),
-            request: request.to_owned(),
-            reason,
-        }
+        self.scope().refused(request, reason)
     }
 
     fn session_error(&self, request: &str, e: SessionError) -> CollectError {
         match e {
-            SessionError::Io(source) => CollectError::Transport {
-                asset: self.asset.clone(),
-                address: self.address.clone(),
-                request: request.to_owned(),
-                source,
-            },
+            SessionError::Io(source) => self.scope().transport(request, source),
             SessionError::Wire(w) => self.malformed(request, w),
             SessionError::Encapsulation(status) => self.refused(
                 request,
@@ -323,11 +306,7 @@ impl CipCollector {
         let addrs = match tokio::time::timeout(self.timeout, lookup).await {
             Err(_) => return Err(self.timeout_error("connect".to_owned())),
             Ok(Err(source)) => {
-                return Err(CollectError::Connect {
-                    asset: self.asset.clone(),
-                    address: self.address.clone(),
-                    source,
-                });
+                return Err(self.scope().connect(source));
             }
             Ok(Ok(addrs)) => addrs,
         };
@@ -350,11 +329,7 @@ impl CipCollector {
             }
         }
         let Some(mut session) = session else {
-            return Err(CollectError::Connect {
-                asset: self.asset.clone(),
-                address: self.address.clone(),
-                source: last,
-            });
+            return Err(self.scope().connect(last));
         };
         self.stats.connects += 1;
         for large in [true, false] {
@@ -824,7 +799,7 @@ impl CipCollector {
                 browse.unavailable = Some(reason);
                 return Ok(browse);
             }
-            Err(e @ CollectError::Transport { .. }) => {
+            Err(e) if matches!(e.kind, crate::ErrorKind::Transport(_)) => {
                 // Reachable but closes the session on this service: record the gap and go on
                 // with a fresh session; a second failure to connect is an outage.
                 self.session = None;
@@ -1351,10 +1326,7 @@ impl CipCollector {
     }
 
     fn item(&self, path: String, class: Class, value: Value) -> Result<Item, CollectError> {
-        Item::new(path, class, value).map_err(|e| CollectError::Item {
-            asset: self.asset.clone(),
-            detail: e.to_string(),
-        })
+        Item::new(path, class, value).map_err(|e| self.scope().item(e))
     }
 
     fn insert(
@@ -1365,10 +1337,7 @@ impl CipCollector {
         value: Value,
     ) -> Result<(), CollectError> {
         let item = self.item(path, class, value)?;
-        snapshot.insert(item).map_err(|e| CollectError::Item {
-            asset: self.asset.clone(),
-            detail: e.to_string(),
-        })
+        snapshot.insert(item).map_err(|e| self.scope().item(e))
     }
 
     async fn capture_inner(&mut self) -> Result<Snapshot, CollectError> {

@@ -31,7 +31,7 @@ use tokio_modbus::prelude::{
 };
 use tracing::Instrument;
 
-use crate::{Capture, CaptureStats, CollectError, Collector};
+use crate::{Capture, CaptureStats, CollectError, Collector, Scope};
 use plan::ReadOp;
 
 /// The only requests this collector can send.
@@ -88,6 +88,16 @@ fn object_name(id: u8) -> String {
     }
 }
 
+/// The object ids a stream of `code` carries (6.21: basic 0x00-0x02; regular adds
+/// 0x03-0x7F; extended is 0x80-0xFF).
+fn id_category(code: ReadCode) -> std::ops::RangeInclusive<u8> {
+    match code {
+        ReadCode::Basic => 0x00..=0x02,
+        ReadCode::Extended => 0x80..=0xFF,
+        ReadCode::Regular | ReadCode::Specific => 0x00..=0x7F,
+    }
+}
+
 fn exception_text(e: ExceptionCode) -> String {
     format!("exception 0x{:02x} ({e})", u8::from(e))
 }
@@ -98,6 +108,7 @@ pub struct ModbusCollector {
     host: String,
     port: u16,
     address: String,
+    scope: Scope,
     unit_id: u8,
     device_id: bool,
     timeout: Duration,
@@ -124,6 +135,7 @@ impl ModbusCollector {
             host: asset.host.clone(),
             port: asset.port,
             address: asset.address.clone(),
+            scope: Scope::new(&asset.id, &asset.address),
             unit_id: cfg.unit_id,
             device_id: cfg.device_id,
             timeout: Duration::from_millis(asset.timeout_ms),
@@ -143,21 +155,20 @@ impl ModbusCollector {
     }
 
     fn timeout_error(&self, request: String, hint: &str) -> CollectError {
-        CollectError::Timeout {
-            asset: self.asset.clone(),
-            address: self.address.clone(),
-            request,
-            timeout_ms: self.timeout_ms(),
-            hint: hint.to_owned(),
-        }
+        self.scope.timeout(request, self.timeout_ms(), hint)
     }
 
     fn malformed(&self, read: &Read, detail: String) -> CollectError {
-        CollectError::Malformed {
-            asset: self.asset.clone(),
-            address: self.address.clone(),
-            request: read.describe(),
-            detail,
+        self.scope.malformed(read.describe(), detail)
+    }
+
+    /// An exception answer: busy (exception 6, "server device busy") is its own kind, so the
+    /// daemon backs off; every other exception is a refusal.
+    fn exception(&self, read: &Read, e: ExceptionCode) -> CollectError {
+        if e == ExceptionCode::ServerDeviceBusy {
+            self.scope.busy(read.describe(), exception_text(e))
+        } else {
+            self.scope.refused(read.describe(), exception_text(e))
         }
     }
 
@@ -180,13 +191,7 @@ impl ModbusCollector {
         };
         let stream = match tokio::time::timeout(self.timeout, connect).await {
             Err(_) => return Err(self.timeout_error("connect".to_owned(), "")),
-            Ok(Err(source)) => {
-                return Err(CollectError::Connect {
-                    asset: self.asset.clone(),
-                    address: self.address.clone(),
-                    source,
-                });
-            }
+            Ok(Err(source)) => return Err(self.scope.connect(source)),
             Ok(Ok(stream)) => stream,
         };
         // Requests are small and strictly request/response: do not wait to coalesce them.
@@ -242,12 +247,7 @@ impl ModbusCollector {
                         tracing::debug!(error = %source, "pooled connection lost, reconnecting");
                         continue;
                     }
-                    return Err(CollectError::Transport {
-                        asset: self.asset.clone(),
-                        address: self.address.clone(),
-                        request: read.describe(),
-                        source,
-                    });
+                    return Err(self.scope.transport(read.describe(), source));
                 }
                 Ok(Err(tokio_modbus::Error::Protocol(e))) => {
                     // Mismatched transaction id or function code: the stream is out of step.
@@ -262,14 +262,7 @@ impl ModbusCollector {
         let read = Read::Table(op);
         let answer = match self.call(read).await? {
             Ok(answer) => answer,
-            Err(exception) => {
-                return Err(CollectError::Refused {
-                    asset: self.asset.clone(),
-                    address: self.address.clone(),
-                    request: read.describe(),
-                    reason: exception_text(exception),
-                });
-            }
+            Err(exception) => return Err(self.exception(&read, exception)),
         };
         let wanted = usize::from(op.count);
         let values: Vec<Value> = match (op.table, answer) {
@@ -308,13 +301,21 @@ impl ModbusCollector {
     /// Reads one identification stream (basic, regular or extended objects), following
     /// "more follows" with a bound on the number of requests and a check that the device
     /// makes progress.
+    ///
+    /// The Modbus application protocol (v1.1b3, 6.21) tells a device that does not know the
+    /// object id it was asked for to answer "as if object 0 were pointed out": asked for the
+    /// extended stream from 0x80, a device without extended objects (pymodbus's server among
+    /// them) restarts at object 0 and sends the regular objects again. So only objects of the
+    /// requested category count; others are ignored, and a "next object" outside the category
+    /// ends the stream. An object sent twice with the same value is a harmless repeat; with
+    /// another value the device contradicts itself.
     async fn device_id_stream(
         &mut self,
         code: ReadCode,
-        first: u8,
     ) -> Result<Result<(Vec<(u8, Value)>, u8), ExceptionCode>, CollectError> {
+        let category = id_category(code);
         let mut objects: Vec<(u8, Value)> = Vec::new();
-        let mut next = first;
+        let mut next = *category.start();
         let mut conformity = None;
         for _ in 0..MAX_DEVICE_ID_REQUESTS {
             let read = Read::DeviceId { code, object: next };
@@ -334,18 +335,30 @@ impl ModbusCollector {
             } = answer;
             let level = *conformity.get_or_insert(conformity_level.value());
             for object in device_id_objects {
-                if objects.iter().any(|(id, _)| *id == object.id) {
-                    return Err(
-                        self.malformed(&read, format!("object 0x{:02x} sent twice", object.id))
-                    );
+                if !category.contains(&object.id) {
+                    continue;
                 }
                 let value = match object.value_as_str() {
                     Some(text) => Value::Text(text.trim_end_matches('\0').to_owned()),
                     None => Value::Bytes(object.value.to_vec()),
                 };
-                objects.push((object.id, value));
+                match objects.iter().find(|(id, _)| *id == object.id) {
+                    Some((_, seen)) if *seen == value => {}
+                    Some((_, seen)) => {
+                        return Err(self.malformed(
+                            &read,
+                            format!(
+                                "object 0x{:02x} sent twice with different values ({seen} and {value})",
+                                object.id
+                            ),
+                        ));
+                    }
+                    None => objects.push((object.id, value)),
+                }
             }
-            if !more_follows {
+            if !more_follows || !category.contains(&next_object_id) {
+                // Done, or the device restarted at object 0 of another category: nothing
+                // more of this one.
                 return Ok(Ok((objects, level)));
             }
             if next_object_id <= next {
@@ -377,9 +390,9 @@ impl ModbusCollector {
                     | ExceptionCode::IllegalDataValue
             )
         }
-        let mut regular = self.device_id_stream(ReadCode::Regular, 0).await?;
+        let mut regular = self.device_id_stream(ReadCode::Regular).await?;
         if let Err(ExceptionCode::IllegalDataValue) = regular {
-            regular = self.device_id_stream(ReadCode::Basic, 0).await?;
+            regular = self.device_id_stream(ReadCode::Basic).await?;
         }
         let (objects, level) = match regular {
             Ok(found) => found,
@@ -410,7 +423,7 @@ impl ModbusCollector {
         )?);
         // Conformity 0x03 / 0x83: the device has extended objects (0x80-0xFF).
         if matches!(level, 0x03 | 0x83) {
-            match self.device_id_stream(ReadCode::Extended, 0x80).await? {
+            match self.device_id_stream(ReadCode::Extended).await? {
                 Ok((extended, _)) => {
                     for (id, value) in extended {
                         items.push(self.item(
@@ -435,26 +448,15 @@ impl ModbusCollector {
     }
 
     fn refused(&self, code: ReadCode, e: ExceptionCode) -> CollectError {
-        CollectError::Refused {
-            asset: self.asset.clone(),
-            address: self.address.clone(),
-            request: Read::DeviceId { code, object: 0 }.describe(),
-            reason: exception_text(e),
-        }
+        self.exception(&Read::DeviceId { code, object: 0 }, e)
     }
 
     fn item(&self, path: String, class: Class, value: Value) -> Result<Item, CollectError> {
-        Item::new(path, class, value).map_err(|e| CollectError::Item {
-            asset: self.asset.clone(),
-            detail: e.to_string(),
-        })
+        Item::new(path, class, value).map_err(|e| self.scope.item(e))
     }
 
     fn insert(&self, snapshot: &mut Snapshot, item: Item) -> Result<(), CollectError> {
-        snapshot.insert(item).map_err(|e| CollectError::Item {
-            asset: self.asset.clone(),
-            detail: e.to_string(),
-        })
+        snapshot.insert(item).map_err(|e| self.scope.item(e))
     }
 
     async fn capture_inner(&mut self) -> Result<Snapshot, CollectError> {

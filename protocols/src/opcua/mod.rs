@@ -368,55 +368,38 @@ impl OpcuaCollector {
         &self.pki_dir
     }
 
+    fn scope(&self) -> crate::Scope {
+        crate::Scope::new(&self.asset, &self.endpoint_url)
+    }
+
     fn timeout_ms(&self) -> u64 {
         u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn timeout_error(&self, request: String) -> CollectError {
-        CollectError::Timeout {
-            asset: self.asset.clone(),
-            address: self.endpoint_url.clone(),
-            request,
-            timeout_ms: self.timeout_ms(),
-            hint: String::new(),
-        }
+        self.scope().timeout(request, self.timeout_ms(), "")
     }
 
     fn malformed(&self, request: String, detail: String) -> CollectError {
-        CollectError::Malformed {
-            asset: self.asset.clone(),
-            address: self.endpoint_url.clone(),
-            request,
-            detail,
-        }
+        self.scope().malformed(request, detail)
     }
 
     fn refused(&self, request: String, reason: String) -> CollectError {
-        CollectError::Refused {
-            asset: self.asset.clone(),
-            address: self.endpoint_url.clone(),
-            request,
-            reason,
-        }
+        self.scope().refused(request, reason)
     }
 
     fn transport(&self, request: String, status: StatusCode) -> CollectError {
-        CollectError::Transport {
-            asset: self.asset.clone(),
-            address: self.endpoint_url.clone(),
+        self.scope().transport(
             request,
-            source: std::io::Error::new(
+            std::io::Error::new(
                 std::io::ErrorKind::ConnectionAborted,
                 convert::status_text(status),
             ),
-        }
+        )
     }
 
     fn local(&self, detail: String) -> CollectError {
-        CollectError::Config {
-            asset: self.asset.clone(),
-            detail,
-        }
+        self.scope().config(detail)
     }
 
     /// Turns a failed service call into the capture's error, dropping the session when the
@@ -520,14 +503,12 @@ impl OpcuaCollector {
                 if connection_lost(e.status())
                     || e.status() == StatusCode::BadTcpEndpointUrlInvalid =>
             {
-                return Err(CollectError::Connect {
-                    asset: self.asset.clone(),
-                    address: url,
-                    source: std::io::Error::new(
+                return Err(
+                    crate::Scope::new(&self.asset, url).connect(std::io::Error::new(
                         std::io::ErrorKind::ConnectionRefused,
                         format!("no OPC UA answer ({})", convert::status_text(e.status())),
-                    ),
-                });
+                    )),
+                );
             }
             Ok(Err(e)) if e.status() == StatusCode::BadTimeout => {
                 return Err(self.timeout_error("GetEndpoints (connect)".to_owned()));
@@ -665,11 +646,10 @@ impl OpcuaCollector {
         let request = "CreateSession/ActivateSession".to_owned();
         let reason = convert::status_text(status);
         if connection_lost(status) {
-            return CollectError::Connect {
-                asset: self.asset.clone(),
-                address: self.endpoint_url.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, reason),
-            };
+            return self.scope().connect(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                reason,
+            ));
         }
         let hint = match status {
             StatusCode::BadIdentityTokenRejected
@@ -899,7 +879,10 @@ impl OpcuaCollector {
                         }
                         continue;
                     }
-                    Err(Fault::Fatal(CollectError::Refused { reason, .. })) => {
+                    Err(Fault::Fatal(CollectError {
+                        kind: crate::ErrorKind::Refused(reason),
+                        ..
+                    })) => {
                         // A service fault for BrowseNext: the server cannot continue.
                         for (index, _, _) in group {
                             if let Some(slot) = out.get_mut(*index) {
@@ -963,8 +946,8 @@ impl OpcuaCollector {
                 release: true,
             };
             match self.call(request).await {
-                Ok(_) | Err(Fault::Status(_)) | Err(Fault::Fatal(CollectError::Refused { .. })) => {
-                }
+                Ok(_) | Err(Fault::Status(_)) => {}
+                Err(Fault::Fatal(e)) if matches!(e.kind, crate::ErrorKind::Refused(_)) => {}
                 Err(Fault::Fatal(e)) => return Err(e),
             }
         }

@@ -299,45 +299,28 @@ impl S7Collector {
         plan::minimum_requests(&self.ranges, pdu)
     }
 
+    fn scope(&self) -> crate::Scope {
+        crate::Scope::new(&self.asset, &self.address)
+    }
+
     fn timeout_ms(&self) -> u64 {
         u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn timeout_error(&self, request: String, hint: &str) -> CollectError {
-        CollectError::Timeout {
-            asset: self.asset.clone(),
-            address: self.address.clone(),
-            request,
-            timeout_ms: self.timeout_ms(),
-            hint: hint.to_owned(),
-        }
+        self.scope().timeout(request, self.timeout_ms(), hint)
     }
 
     fn malformed(&self, request: &str, detail: impl std::fmt::Display) -> CollectError {
-        CollectError::Malformed {
-            asset: self.asset.clone(),
-            address: self.address.clone(),
-            request: request.to_owned(),
-            detail: detail.to_string(),
-        }
+        self.scope().malformed(request, detail)
     }
 
     fn refused(&self, request: &str, reason: impl std::fmt::Display) -> CollectError {
-        CollectError::Refused {
-            asset: self.asset.clone(),
-            address: self.address.clone(),
-            request: request.to_owned(),
-            reason: reason.to_string(),
-        }
+        self.scope().refused(request, reason)
     }
 
     fn transport(&self, request: &str, source: io::Error) -> CollectError {
-        CollectError::Transport {
-            asset: self.asset.clone(),
-            address: self.address.clone(),
-            request: request.to_owned(),
-            source,
-        }
+        self.scope().transport(request, source)
     }
 
     fn collect_error(&self, e: CallError) -> CollectError {
@@ -369,11 +352,7 @@ impl S7Collector {
         let mut stream = match tokio::time::timeout(self.timeout, connect).await {
             Err(_) => return Err(self.timeout_error("connect".to_owned(), "")),
             Ok(Err(source)) => {
-                return Err(CollectError::Connect {
-                    asset: self.asset.clone(),
-                    address: self.address.clone(),
-                    source,
-                });
+                return Err(self.scope().connect(source));
             }
             Ok(Ok(stream)) => stream,
         };
@@ -1030,10 +1009,10 @@ impl S7Collector {
             }
             for offset in sp.start..sp.start.saturating_add(sp.size) {
                 let Some(byte) = byte_at(sp.db, offset) else {
-                    return Err(CollectError::Item {
-                        asset: self.asset.clone(),
-                        detail: format!("DB{} byte {offset} was planned but not read", sp.db),
-                    });
+                    return Err(self.scope().internal(format!(
+                        "DB{} byte {offset} was planned but not read",
+                        sp.db
+                    )));
                 };
                 put(
                     found,
@@ -1051,14 +1030,8 @@ impl S7Collector {
             .into_iter()
             .map(|(path, (class, value))| Item::new(path, class, value))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CollectError::Item {
-                asset: self.asset.clone(),
-                detail: e.to_string(),
-            })?;
-        Snapshot::from_items(items).map_err(|e| CollectError::Item {
-            asset: self.asset.clone(),
-            detail: e.to_string(),
-        })
+            .map_err(|e| self.scope().item(e))?;
+        Snapshot::from_items(items).map_err(|e| self.scope().item(e))
     }
 
     async fn capture_inner(&mut self) -> Result<(Snapshot, BTreeMap<String, Value>), CollectError> {

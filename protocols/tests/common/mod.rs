@@ -3,9 +3,12 @@
 
 #![allow(dead_code)] // each protocol's test binary uses what it needs
 
+#[path = "../../../tests/support/peers.rs"]
+pub mod peers;
+
 use otdrift_config::{AssetConfig, Config};
 use otdrift_core::{ChangeKind, Diff};
-use otdrift_protocols::{CollectError, Collector};
+use otdrift_protocols::{Collector, ErrorKind};
 
 /// What the compliance checks need from a simulated device.
 pub trait SimulatedDevice {
@@ -66,7 +69,7 @@ pub async fn assert_collector_compliance(
 
     device.stall(true);
     match collector.capture().await {
-        Err(e @ CollectError::Timeout { .. }) => {
+        Err(e) if matches!(e.kind, ErrorKind::Timeout { .. }) => {
             assert!(e.is_unreachable());
             assert!(e.to_string().contains(&asset), "{e}");
         }

@@ -569,3 +569,89 @@ fn an_unreachable_asset_is_announced_once_and_again_when_back() {
     assert_eq!(daemon.terminate(), Some(0));
     rig.sim.assert_no_writes();
 }
+
+/// A device that answers, but whose answers are not state (here it refuses every read, then
+/// is busy), is announced upstream once per failure streak as `asset.collection_failed`,
+/// counted per reason in the metrics, shown in `/v1/assets`, and never raises drift; the first
+/// good capture after it is `asset.collection_recovered`.
+#[test]
+fn a_failed_collection_is_an_event_once_per_streak_and_never_drift() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    let mut rig = rig(Some(&receiver.url()), "");
+    let daemon = rig.daemon();
+    let got = &receiver.received;
+    rig.wait_for_baseline();
+    rig.sim.cmd("quirk refuse-reads on");
+    assert!(
+        wait_until(Duration::from_secs(15), || rig
+            .metric("otdrift_collection_failures_total", "reason=\"refused\"")
+            >= 3),
+        "log:\n{}",
+        daemon.log()
+    );
+    // A second reason inside the same streak is counted, not announced again.
+    rig.sim.cmd("quirk refuse-reads off");
+    rig.sim.cmd("quirk busy on");
+    assert!(
+        wait_until(Duration::from_secs(15), || rig
+            .metric("otdrift_collection_failures_total", "reason=\"busy\"")
+            >= 2),
+        "log:\n{}",
+        daemon.log()
+    );
+    let asset = &rig.api_get("/v1/assets")["assets"][0];
+    assert_eq!(asset["collection"]["reason"], "refused", "{asset}");
+    assert_eq!(asset["reachable"], true, "a refusing device is reachable");
+    assert!(
+        wait_until(Duration::from_secs(10), || got
+            .types()
+            .contains(&"io.otdrift.asset.collection_failed".to_owned())),
+        "no collection_failed upstream"
+    );
+    rig.sim.cmd("quirk busy off");
+    assert!(
+        wait_until(Duration::from_secs(15), || got
+            .types()
+            .contains(&"io.otdrift.asset.collection_recovered".to_owned())),
+        "no collection_recovered upstream; log:\n{}",
+        daemon.log()
+    );
+    let events = got.unique();
+    let failed: Vec<&Json> = events
+        .iter()
+        .filter(|e| e["type"] == "io.otdrift.asset.collection_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "one event per streak: {failed:?}");
+    let data = &failed[0]["data"];
+    assert_eq!(data["asset"], "press-7");
+    assert_eq!(data["reason"], "refused");
+    assert_eq!(data["request"], "read holding registers 0..64 (FC 3)");
+    assert!(
+        data["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("exception 0x02")),
+        "{data}"
+    );
+    let recovered = events
+        .iter()
+        .find(|e| e["type"] == "io.otdrift.asset.collection_recovered")
+        .expect("recovered");
+    assert!(
+        recovered["data"]["failures"]
+            .as_u64()
+            .is_some_and(|n| n >= 5)
+    );
+    assert!(
+        !types(&events)
+            .iter()
+            .any(|t| t.starts_with("io.otdrift.drift.")),
+        "a refusal is never drift: {:?}",
+        types(&events)
+    );
+    assert!(rig.api_get("/v1/assets")["assets"][0]["collection"].is_null());
+    assert_eq!(daemon.terminate(), Some(0));
+    // Both announcements are in the audit log too, and the chain holds.
+    let audit = run(&rig.cfg, &["audit-verify"]);
+    assert_eq!(audit.code, 0, "{audit:?}");
+    rig.sim.assert_no_writes();
+}

@@ -323,3 +323,89 @@ fn the_demo_tells_the_whole_story() {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
 }
+
+/// The field-truth rule for Modbus: after a baseline, a device that refuses the configured
+/// reads, answers "busy", or stops telling its identity fails the capture (exit 1, no
+/// snapshot, no drift); once it behaves again the capture matches the baseline.
+#[test]
+fn refusals_are_failed_collections_never_drift() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = start_sim(dir.path());
+    let cfg = config(dir.path(), &sim.addr, 3000);
+    let first = run(&cfg, &["capture", "press-7", "--json"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let baseline = first.json()["digest"].clone();
+
+    sim.cmd("quirk refuse-reads on");
+    let error = support::assert_collection_fails(&cfg, "press-7", "refused");
+    assert_eq!(error["request"], "read holding registers 0..100 (FC 3)");
+    sim.cmd("quirk refuse-reads off");
+
+    sim.cmd("quirk busy on");
+    support::assert_collection_fails(&cfg, "press-7", "busy");
+    sim.cmd("quirk busy off");
+
+    // The baseline holds the identity; a device that now refuses FC 43 is refusing, not
+    // changing state: the agent's baseline check turns the `not available` item into a
+    // failed collection naming the item.
+    sim.cmd("identity off");
+    let error = support::assert_collection_fails(&cfg, "press-7", "refused");
+    assert_eq!(error["request"], "modbus/identity");
+    assert!(
+        error["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("exception 0x01") && d.contains("approve signature")),
+        "{error}"
+    );
+    sim.cmd("identity on");
+
+    let again = run(&cfg, &["capture", "press-7", "--json"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(again.json()["digest"], baseline);
+    let status = run(&cfg, &["status", "--json"]);
+    assert!(status.json()["assets"][0]["collection"].is_null());
+    sim.assert_no_writes();
+}
+
+/// The whole-capture deadline holds for a one-shot capture too: a device that answers every
+/// request in time (50 ms, under `timeout_ms`) but 100 of them take longer than
+/// `capture_timeout_ms` ends with `bound`, not with a hang or "unreachable".
+#[test]
+fn a_one_shot_capture_keeps_the_capture_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = start_sim(dir.path());
+    sim.cmd("quirk slow on");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+id = "gw-test"
+data_dir = "{data}"
+
+[[asset]]
+id = "press-7"
+protocol = "modbus"
+address = "{addr}"
+timeout_ms = 3000
+capture_timeout_ms = 500
+max_registers = 1
+
+  [[asset.setpoints]]
+  name = "recipe"
+  table = "holding"
+  start = 0
+  count = 100
+"#,
+            data = dir.path().join("data").display(),
+            addr = sim.addr,
+        ),
+    );
+    let started = Instant::now();
+    let failed = run(&cfg, &["capture", "press-7", "--json"]);
+    let took = started.elapsed();
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert_eq!(failed.json()["error"]["kind"], "bound", "{failed:?}");
+    assert_eq!(failed.json()["error"]["request"], "the whole capture");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}

@@ -480,3 +480,177 @@ fn an_operating_state_change_is_reported_and_is_not_drift() {
     assert!(otdrift_store::is_operating_state("ads_state"));
     assert!(!otdrift_store::is_operating_state("s7/cpu_clock"));
 }
+
+fn failure<'a>(reason: &'a str, detail: &'a str) -> otdrift_store::FailedCollection<'a> {
+    otdrift_store::FailedCollection {
+        asset: "press-7",
+        protocol: "modbus",
+        address: "127.0.0.1:502",
+        reason,
+        request: "read holding registers 40..42 (FC 3)",
+        detail,
+        message: "asset press-7: 127.0.0.1:502 refused read holding registers 40..42 (FC 3)",
+        observed: None,
+    }
+}
+
+/// A failed collection is announced once per streak (an audit entry and an event), counted
+/// while it lasts, never touches the baseline or drift, and ends with one recovery.
+#[test]
+fn a_failure_streak_is_announced_once_and_recovers_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(&dir.path().join("otdrift.db"), clock()).expect("open");
+    let s = snapshot(100, "1.4");
+    record(&mut store, &s);
+    assert!(
+        store
+            .record_failure(&failure("refused", "exception 0x02"))
+            .expect("recorded")
+    );
+    assert!(
+        !store
+            .record_failure(&failure("busy", "exception 0x06"))
+            .expect("recorded")
+    );
+    let row = store.asset("press-7").expect("asset").expect("known");
+    assert_eq!(row.failure_reason.as_deref(), Some("refused"));
+    assert_eq!(row.failure_count, 2);
+    assert!(row.failing_since.is_some());
+    assert_eq!(row.reachable, Some(true), "a refusing device is reachable");
+    let types = event_types(&store);
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| *t == event_type::ASSET_COLLECTION_FAILED)
+            .count(),
+        1
+    );
+    let failed = store
+        .events_after(0, 100)
+        .expect("events")
+        .into_iter()
+        .find(|e| e.event_type == event_type::ASSET_COLLECTION_FAILED)
+        .expect("event");
+    assert_eq!(failed.data["reason"], "refused");
+    assert_eq!(failed.data["detail"], "exception 0x02");
+    assert_eq!(
+        failed.data["request"],
+        "read holding registers 40..42 (FC 3)"
+    );
+    assert_eq!(
+        store
+            .drift_events(&DriftFilter::default())
+            .expect("drift")
+            .len(),
+        0
+    );
+
+    let out = record(&mut store, &s);
+    assert_eq!(out.drift, DriftOutcome::None);
+    let row = store.asset("press-7").expect("asset").expect("known");
+    assert_eq!(row.failing_since, None);
+    assert_eq!(row.failure_count, 0);
+    let events = store.events_after(0, 100).expect("events");
+    let recovered: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == event_type::ASSET_COLLECTION_RECOVERED)
+        .collect();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].data["failures"], 2);
+    assert_eq!(recovered[0].data["reason"], "refused");
+    // Another good capture is not news.
+    record(&mut store, &s);
+    assert_eq!(
+        event_types(&store)
+            .iter()
+            .filter(|t| *t == event_type::ASSET_COLLECTION_RECOVERED)
+            .count(),
+        1
+    );
+    let kinds: Vec<String> = store
+        .audit_entries(0, 100)
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        kinds.contains(&"asset.collection_failed".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"asset.collection_recovered".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(store.audit_verify().expect("verify").first_break.is_none());
+}
+
+fn with_refused_setpoint(reason: &str) -> Snapshot {
+    Snapshot::from_items([
+        Item::new(
+            "modbus/identity/revision",
+            Class::Identity,
+            Value::from("1.4"),
+        )
+        .expect("valid"),
+        Item::new(
+            "modbus/holding/40",
+            Class::Setpoint,
+            Value::unavailable(reason),
+        )
+        .expect("valid"),
+        Item::new("modbus/holding/41", Class::Setpoint, Value::UInt(5)).expect("valid"),
+    ])
+    .expect("unique paths")
+}
+
+/// The field-truth check: a `not available` item is acceptable only where the baseline holds
+/// exactly that refusal (or there is no baseline yet, or a pending approval names the state).
+#[test]
+fn refusals_are_checked_against_the_baseline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(&dir.path().join("otdrift.db"), clock()).expect("open");
+    let refused = with_refused_setpoint("device refused it");
+    // No baseline: the first capture records what the device can tell.
+    assert!(
+        store
+            .unapproved_refusals("press-7", &refused)
+            .expect("check")
+            .is_empty()
+    );
+    record(&mut store, &snapshot(100, "1.4"));
+    let found = store
+        .unapproved_refusals("press-7", &refused)
+        .expect("check");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].path, "modbus/holding/40");
+    assert_eq!(found[0].baseline, Some(Value::UInt(100)));
+    // A capture without refusals is never held back.
+    assert!(
+        store
+            .unapproved_refusals("press-7", &snapshot(999, "1.4"))
+            .expect("check")
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_stable_refusal_the_baseline_holds_is_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(&dir.path().join("otdrift.db"), clock()).expect("open");
+    let refused = with_refused_setpoint("service not supported");
+    record(&mut store, &refused);
+    assert!(
+        store
+            .unapproved_refusals("press-7", &refused)
+            .expect("check")
+            .is_empty()
+    );
+    // The same item refused with other words is not the stable refusal the baseline holds.
+    let other = with_refused_setpoint("device busy");
+    let found = store.unapproved_refusals("press-7", &other).expect("check");
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].baseline,
+        Some(Value::unavailable("service not supported"))
+    );
+}

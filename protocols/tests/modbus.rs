@@ -345,3 +345,210 @@ async fn hostile_answers_are_errors_never_panics() {
         );
     }
 }
+
+// ------------------------------------------------------------------ field truth
+
+/// A device that claims extended identification objects it does not have (conformity 0x83,
+/// like pymodbus's server) restarts the extended stream at object 0, as the specification
+/// tells it to: the regular objects come again, and they are not duplicates of anything.
+#[tokio::test]
+async fn an_identification_restarted_at_object_0_is_understood() {
+    let sim = press().await;
+    let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
+    let plain = c.capture().await.expect("capture");
+    sim.set_quirk(Quirk::Conformity83, true);
+    let restarted = c.capture().await.expect("capture with conformity 0x83");
+    let get =
+        |cap: &otdrift_protocols::Capture, p: &str| cap.snapshot.get(p).map(|i| i.value().clone());
+    assert_eq!(
+        get(&restarted, "modbus/identity/conformity_level"),
+        Some(Value::UInt(0x83))
+    );
+    // Everything but the conformity level is what the device said without the quirk, and no
+    // object below 0x80 arrived as an "extended" object.
+    for item in plain.snapshot.items() {
+        if item.path() != "modbus/identity/conformity_level" {
+            assert_eq!(
+                get(&restarted, item.path()).as_ref(),
+                Some(item.value()),
+                "{}",
+                item.path()
+            );
+        }
+    }
+    assert_eq!(restarted.snapshot.len(), plain.snapshot.len());
+    // The collector asked for the extended stream once: 2 identification requests in all.
+    let fc43 = sim
+        .request_log()
+        .entries()
+        .iter()
+        .filter(|r| r.name == "read_device_identification")
+        .count();
+    assert_eq!(fc43, 1 + 2, "one plain capture, then regular + extended");
+}
+
+#[tokio::test]
+async fn a_busy_device_is_busy_not_state() {
+    let sim = press().await;
+    let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
+    let before = c.capture().await.expect("capture");
+    sim.set_quirk(Quirk::Busy, true);
+    match c.capture().await {
+        Err(e) if matches!(e.kind, ErrorKind::Busy(_)) => {
+            assert_eq!(e.reason().as_str(), "busy");
+            assert!(e.to_string().contains("exception 0x06"), "{e}");
+            assert!(!e.is_unreachable());
+        }
+        other => panic!("expected busy, got {other:?}"),
+    }
+    sim.set_quirk(Quirk::Busy, false);
+    let after = c.capture().await.expect("capture once the device is idle");
+    assert_eq!(after.snapshot.digest(), before.snapshot.digest());
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+#[tokio::test]
+async fn refused_reads_fail_the_capture_naming_the_request() {
+    let sim = press().await;
+    let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
+    let before = c.capture().await.expect("capture");
+    sim.set_quirk(Quirk::RefuseReads, true);
+    match c.capture().await {
+        Err(e) if matches!(e.kind, ErrorKind::Refused(_)) => {
+            assert_eq!(e.request, "read holding registers 0..50 (FC 3)");
+            assert!(e.detail().contains("exception 0x02"), "{e}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    sim.set_quirk(Quirk::RefuseReads, false);
+    let after = c.capture().await.expect("capture");
+    assert_eq!(after.snapshot.digest(), before.snapshot.digest());
+}
+
+// ------------------------------------------------------------------ peers (pymodbus)
+
+/// The pymodbus server's state: the press's recipe and interlocks, and an identity.
+const PYMODBUS_STATE: &str = r#"{
+  "unit_id": 1,
+  "holding": {"0": 500, "6": 250, "12": 90, "49": 7},
+  "coils": {"3": true, "15": true},
+  "identity": {
+    "vendor_name": "pymodbus peer", "product_code": "PM-1", "revision": "3.16",
+    "vendor_url": "https://example.invalid", "product_name": "Peer press",
+    "model_name": "PP-7", "user_application_name": "line 3"
+  }
+}"#;
+
+/// The collector against pymodbus's server, a Modbus TCP implementation we did not write: its
+/// framing, its exceptions and its FC 43 (conformity 0x83 without extended objects, so the
+/// extended stream restarts at object 0).
+#[tokio::test]
+async fn the_collector_reads_a_pymodbus_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state.json");
+    std::fs::write(&state, PYMODBUS_STATE).expect("state");
+    let log = dir.path().join("requests.jsonl");
+    let (state, log) = (state.display().to_string(), log.display().to_string());
+    let Some(server) = common::peers::PeerServer::start(
+        "pymodbus server read by the collector",
+        &["pymodbus"],
+        "modbus_server.py",
+        &["--state", &state, "--request-log", &log],
+    ) else {
+        return;
+    };
+    let mut c = collector(&server.addr.to_string(), "", RECIPE);
+    let first = c.capture().await.expect("capture from pymodbus");
+    let get = |p: &str| first.snapshot.get(p).map(|i| i.value().clone());
+    assert_eq!(
+        get("modbus/identity/vendor_name"),
+        Some(Value::from("pymodbus peer"))
+    );
+    assert_eq!(
+        get("modbus/identity/user_application_name"),
+        Some(Value::from("line 3"))
+    );
+    assert_eq!(
+        get("modbus/identity/conformity_level"),
+        Some(Value::UInt(0x83))
+    );
+    assert_eq!(get("modbus/holding/0"), Some(Value::UInt(500)));
+    assert_eq!(get("modbus/holding/6"), Some(Value::UInt(250)));
+    assert_eq!(get("modbus/holding/1"), Some(Value::UInt(0)));
+    assert_eq!(get("modbus/coil/3"), Some(Value::Bool(true)));
+    assert_eq!(get("modbus/coil/4"), Some(Value::Bool(false)));
+    // 7 regular objects + conformity, 50 registers, 16 coils.
+    assert_eq!(first.snapshot.len(), 8 + 50 + 16);
+    let second = c.capture().await.expect("second capture");
+    assert_eq!(second.snapshot.digest(), first.snapshot.digest());
+    c.close().await;
+    drop(server);
+    // pymodbus logged every request it decoded: reads and FC 43 only.
+    let logged = std::fs::read_to_string(&log).expect("request log");
+    let codes: Vec<u64> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["fc"].as_u64())
+        .collect();
+    assert!(!codes.is_empty(), "pymodbus logged the requests");
+    assert!(
+        codes.iter().all(|c| matches!(c, 1..=4 | 43)),
+        "only read function codes: {codes:?}"
+    );
+}
+
+/// pymodbus's client reads the simulator: values and identification as the collector sees
+/// them, so the simulator is checked against a reading that is not ours.
+#[tokio::test]
+async fn pymodbus_reads_the_simulator_like_the_collector_does() {
+    let sim = press().await;
+    let addr = sim.local_addr();
+    let mut c = collector(&addr.to_string(), "", RECIPE);
+    let capture = c.capture().await.expect("capture");
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        common::peers::run(
+            "pymodbus client reads the simulator",
+            &["pymodbus"],
+            "modbus_client.py",
+            &[
+                &host,
+                &port,
+                "--unit",
+                "1",
+                "--holding",
+                "0",
+                "50",
+                "--coils",
+                "0",
+                "16",
+                "--device-id",
+            ],
+        )
+    })
+    .await
+    .expect("peer thread");
+    let Some(out) = out else { return };
+    assert!(out.status.success(), "pymodbus client failed");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the peer prints JSON");
+    let holding = doc["holding"]["values"].as_array().expect("holding values");
+    assert_eq!(holding.len(), 50);
+    for (i, v) in holding.iter().enumerate() {
+        let ours = capture
+            .snapshot
+            .get(&format!("modbus/holding/{i}"))
+            .map(|item| item.value().clone());
+        assert_eq!(ours, v.as_u64().map(Value::UInt), "holding {i}");
+    }
+    let coils = doc["coils"]["values"].as_array().expect("coil values");
+    for (i, v) in coils.iter().enumerate() {
+        let ours = capture
+            .snapshot
+            .get(&format!("modbus/coil/{i}"))
+            .map(|item| item.value().clone());
+        assert_eq!(ours, v.as_bool().map(Value::Bool), "coil {i}");
+    }
+    assert_eq!(doc["device_id"]["0x00"], "otdrift");
+    assert_eq!(doc["device_id"]["0x01"], "SIM-PRESS");
+    assert_eq!(sim.request_log().writes(), 0);
+}

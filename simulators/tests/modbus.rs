@@ -529,7 +529,9 @@ async fn limit_64_quirk_refuses_65_registers() {
     );
     assert_eq!(
         sim.command("quirk").as_deref(),
-        Ok(r#"{"limit-64":true,"short-read":false,"stall":false}"#)
+        Ok(
+            r#"{"busy":false,"conformity-83":false,"limit-64":true,"refuse-reads":false,"short-read":false,"slow":false,"stall":false}"#
+        )
     );
     assert!(sim.command("quirk wobble on").is_err());
 }

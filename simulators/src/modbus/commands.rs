@@ -17,7 +17,7 @@ set holding|input|coil|discrete ADDR VALUE... ; \
 get holding|input|coil|discrete ADDR [COUNT] ; \
 identity [FIELD VALUE...|on|off] ; \
 tick [N] ; \
-quirk [stall|short-read|limit-64 on|off] ; \
+quirk [stall|short-read|limit-64|busy|refuse-reads|conformity-83|slow on|off] ; \
 log [clear] ; \
 help";
 
@@ -290,7 +290,8 @@ fn quirks_json(state: &ModbusState) -> String {
     serde_json::to_string(&map).unwrap_or_default()
 }
 
-const QUIRK_USAGE: &str = "quirk stall|short-read|limit-64 on|off";
+const QUIRK_USAGE: &str =
+    "quirk stall|short-read|limit-64|busy|refuse-reads|conformity-83|slow on|off";
 
 fn quirk(shared: &Shared, rest: &str) -> Result<String, CommandError> {
     let mut state = shared.lock_state();
@@ -303,7 +304,7 @@ fn quirk(shared: &Shared, rest: &str) -> Result<String, CommandError> {
     };
     let quirk = Quirk::parse(name).ok_or_else(|| {
         CommandError::Usage(format!(
-            "unknown quirk {name:?}; one of stall, short-read, limit-64"
+            "unknown quirk {name:?}; one of stall, short-read, limit-64, busy, refuse-reads, conformity-83, slow"
         ))
     })?;
     let on = parse_bit(switch).map_err(|_| usage(QUIRK_USAGE))?;

@@ -79,6 +79,10 @@
 //! stall = false
 //! short_read = false
 //! limit_64 = false
+//! busy = false
+//! refuse_reads = false
+//! conformity_83 = false
+//! slow = false
 //! ```
 //!
 //! FC 43 implements the specification's access types: read codes 1 (basic,
@@ -105,8 +109,8 @@
 //! | `identity FIELD VALUE...` | sets an object (`vendor_name`, `product_code`, `revision`, `vendor_url`, `product_name`, `model_name`, `user_application_name` or an id 0x80..0xFF); the value is the rest of the line. Does not switch FC 43 on. |
 //! | `identity off` / `identity on` | refuse FC 43 with 0x01 from now on / answer it again |
 //! | `tick [N]` | advances ticking registers once (or N times): deterministic tests without waiting |
-//! | `quirk` | `ok {"limit-64":false,"short-read":false,"stall":false}` |
-//! | `quirk NAME on\|off` | `stall`: accept requests, never answer (timeouts); `short-read`: register reads answer one register fewer than asked, bit reads one data byte fewer (malformed); `limit-64`: register reads of more than 64 answer 0x03 |
+//! | `quirk` | `ok {"busy":false,"conformity-83":false,"limit-64":false,"refuse-reads":false,"short-read":false,"stall":false}` |
+//! | `quirk NAME on\|off` | `stall`: accept requests, never answer (timeouts); `short-read`: register reads answer one register fewer than asked, bit reads one data byte fewer (malformed); `limit-64`: register reads of more than 64 answer 0x03; `busy`: every request answers 0x06; `refuse-reads`: every table read answers 0x02; `conformity-83`: identification claims extended objects it does not have (pymodbus's server does); `slow`: every answer comes 50 ms late |
 //! | `log` | `ok {"total":N,"writes":W,"by_function":{"3":80,...}}` |
 //! | `log clear` | resets the in-memory log and its counters |
 //! | `help` | one-line summary |
@@ -439,7 +443,11 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
             continue;
         }
         let pdu = &buf[MBAP_LEN..total];
-        let (described, answer) = pdu::handle(&mut shared.lock_state(), unit, pdu);
+        let (described, answer, slow) = {
+            let mut state = shared.lock_state();
+            let (described, answer) = pdu::handle(&mut state, unit, pdu);
+            (described, answer, state.quirks.slow)
+        };
         let response = answer.response_pdu(described.function);
         shared.log.record(LoggedRequest {
             seq: 0,
@@ -458,6 +466,9 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
         let Some(response) = response else {
             continue;
         };
+        if slow {
+            tokio::time::sleep(std::time::Duration::from_millis(state::SLOW_ANSWER_MS)).await;
+        }
         let mut frame = Vec::with_capacity(MBAP_LEN + response.len());
         frame.extend_from_slice(&transaction);
         frame.extend_from_slice(&[0, 0]);

@@ -16,6 +16,8 @@ pub(crate) const ILLEGAL_FUNCTION: u8 = 0x01;
 pub(crate) const ILLEGAL_DATA_ADDRESS: u8 = 0x02;
 /// Exception 0x03: a quantity, byte count or value is out of range.
 pub(crate) const ILLEGAL_DATA_VALUE: u8 = 0x03;
+/// Exception 0x06: the device is busy with a long command (the `busy` quirk).
+pub(crate) const SERVER_DEVICE_BUSY: u8 = 0x06;
 /// Exception 0x0B: the addressed unit does not answer (gateway behaviour).
 pub(crate) const GATEWAY_TARGET_FAILED: u8 = 0x0B;
 
@@ -401,6 +403,13 @@ pub(crate) fn handle(state: &mut ModbusState, unit: u8, pdu: &[u8]) -> (Describe
     if unit != state.unit_id && unit != 0 && unit != 0xFF {
         return (described, Answer::Exception(GATEWAY_TARGET_FAILED));
     }
+    if state.quirks.busy {
+        return (described, Answer::Exception(SERVER_DEVICE_BUSY));
+    }
+    if state.quirks.refuse_reads && matches!(req, Req::ReadBits { .. } | Req::ReadRegisters { .. })
+    {
+        return (described, Answer::Exception(ILLEGAL_DATA_ADDRESS));
+    }
     let answer = match execute(state, fc, body, req) {
         Ok(pdu) => Answer::Pdu(pdu),
         Err(code) => Answer::Exception(code),
@@ -628,7 +637,11 @@ fn device_identification(state: &ModbusState, read_code: u8, object_id: u8) -> R
     if !identity.enabled {
         return Err(ILLEGAL_FUNCTION);
     }
-    let conformity = identity.conformity_level();
+    let conformity = if state.quirks.conformity_83 {
+        0x83
+    } else {
+        identity.conformity_level()
+    };
     let header = |more_follows: bool, next: u8, count: usize| {
         vec![
             0x2B,

@@ -256,7 +256,23 @@ pub struct Quirks {
     /// Refuse reads of more than 64 registers with exception 0x03, like some
     /// small devices.
     pub limit_64: bool,
+    /// Answer every request with exception 0x06 (server device busy).
+    pub busy: bool,
+    /// Refuse every table read with exception 0x02, like a device whose
+    /// register map changed under the reader.
+    pub refuse_reads: bool,
+    /// Report identification conformity level 0x83 (extended objects) even
+    /// without extended objects, like pymodbus's server: a client asking for
+    /// the extended stream then gets the regular objects again (the
+    /// specification's restart at object 0).
+    pub conformity_83: bool,
+    /// Answer every request [`SLOW_ANSWER_MS`] late: a healthy but slow device, for
+    /// whole-capture deadlines.
+    pub slow: bool,
 }
+
+/// How late the `slow` quirk answers.
+pub const SLOW_ANSWER_MS: u64 = 50;
 
 /// A device quirk, switchable at run time (`quirk NAME on|off`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,11 +283,27 @@ pub enum Quirk {
     ShortRead,
     /// `limit-64`: refuse register reads of more than 64 with exception 0x03.
     Limit64,
+    /// `busy`: answer everything with exception 0x06.
+    Busy,
+    /// `refuse-reads`: answer table reads with exception 0x02.
+    RefuseReads,
+    /// `conformity-83`: claim extended identification objects without having any.
+    Conformity83,
+    /// `slow`: answer every request 50 ms late.
+    Slow,
 }
 
 impl Quirk {
     /// Every quirk, in the order `help` lists them.
-    pub const ALL: [Quirk; 3] = [Quirk::Stall, Quirk::ShortRead, Quirk::Limit64];
+    pub const ALL: [Quirk; 7] = [
+        Quirk::Stall,
+        Quirk::ShortRead,
+        Quirk::Limit64,
+        Quirk::Busy,
+        Quirk::RefuseReads,
+        Quirk::Conformity83,
+        Quirk::Slow,
+    ];
 
     /// The command-language name.
     #[must_use]
@@ -280,6 +312,10 @@ impl Quirk {
             Self::Stall => "stall",
             Self::ShortRead => "short-read",
             Self::Limit64 => "limit-64",
+            Self::Busy => "busy",
+            Self::RefuseReads => "refuse-reads",
+            Self::Conformity83 => "conformity-83",
+            Self::Slow => "slow",
         }
     }
 
@@ -305,6 +341,10 @@ impl Quirks {
             Quirk::Stall => self.stall,
             Quirk::ShortRead => self.short_read,
             Quirk::Limit64 => self.limit_64,
+            Quirk::Busy => self.busy,
+            Quirk::RefuseReads => self.refuse_reads,
+            Quirk::Conformity83 => self.conformity_83,
+            Quirk::Slow => self.slow,
         }
     }
 
@@ -314,6 +354,10 @@ impl Quirks {
             Quirk::Stall => self.stall = on,
             Quirk::ShortRead => self.short_read = on,
             Quirk::Limit64 => self.limit_64 = on,
+            Quirk::Busy => self.busy = on,
+            Quirk::RefuseReads => self.refuse_reads = on,
+            Quirk::Conformity83 => self.conformity_83 = on,
+            Quirk::Slow => self.slow = on,
         }
     }
 }
@@ -490,6 +534,14 @@ struct RawQuirks {
     short_read: bool,
     #[serde(default, alias = "limit-64")]
     limit_64: bool,
+    #[serde(default)]
+    busy: bool,
+    #[serde(default, alias = "refuse-reads")]
+    refuse_reads: bool,
+    #[serde(default, alias = "conformity-83")]
+    conformity_83: bool,
+    #[serde(default)]
+    slow: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -516,6 +568,10 @@ impl RawState {
             stall: q.stall,
             short_read: q.short_read,
             limit_64: q.limit_64,
+            busy: q.busy,
+            refuse_reads: q.refuse_reads,
+            conformity_83: q.conformity_83,
+            slow: q.slow,
         });
         Ok(ModbusState {
             unit_id: self.unit_id.unwrap_or(1),

@@ -306,3 +306,111 @@ fn an_s7_1500_without_block_functions_is_captured_with_a_visible_gap() {
     assert_eq!(again["digest"], first["digest"]);
     assert_only_reads(&sim);
 }
+
+/// The field-truth rule end to end: for each way a CPU can refuse what it must answer,
+/// contradict its own block directory, answer something that does not add up or say it is
+/// busy, `otdrift capture` fails (exit 1, the reason, the request), stores nothing as state
+/// (baseline and drift untouched) and `status` shows the failing collection; with the quirk
+/// off the next capture exits 0 and matches the baseline.
+#[test]
+fn refusals_contradictions_malformed_and_busy_answers_fail_the_collection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = start_sim(dir.path());
+    let cfg = config(dir.path(), &sim.addr, 3000, "");
+    let (code, baseline) = capture(&cfg);
+    assert_eq!(code, 0, "{baseline}");
+    for (quirk, reason, request, detail) in [
+        ("put-get-off", "refused", "read var DB1.DBB0..16", "0x8104"),
+        (
+            "refuse-db-read",
+            "refused",
+            "read var DB1.DBB0..16",
+            "item return code 0x0A",
+        ),
+        (
+            "refuse-db-range",
+            "refused",
+            "read var DB1.DBB0..16",
+            "item return code 0x05",
+        ),
+        (
+            "deny-db-read",
+            "refused",
+            "read var DB1.DBB0..16",
+            "item return code 0x03",
+        ),
+        (
+            "refuse-identity",
+            "refused",
+            "read SZL 0x0011 index 0x0000",
+            "0xD401",
+        ),
+        (
+            "refuse-block-list",
+            "refused",
+            "list blocks of type OB",
+            "counts 1 OB blocks",
+        ),
+        (
+            "refuse-block-info",
+            "refused",
+            "block info OB1",
+            "still lists OB1",
+        ),
+        (
+            "szl-overclaim",
+            "malformed",
+            "read SZL 0x0011 index 0x0000",
+            "claims 4 records",
+        ),
+        (
+            "szl-no-header",
+            "malformed",
+            "read SZL 0x0011 index 0x0000",
+            "SZL header",
+        ),
+        (
+            "szl-placeholder",
+            "malformed",
+            "read SZL 0x001C index 0x0000",
+            "SZL 0x0011",
+        ),
+        (
+            "blockinfo-placeholder",
+            "malformed",
+            "block info OB1",
+            "describes block number 0",
+        ),
+        ("busy", "busy", "read SZL 0x0011 index 0x0000", "0x8302"),
+        ("congested", "busy", "ISO connection request", "reason 0x81"),
+        // A stable capability the baseline does not agree with: the CPU stops offering
+        // SZL 0x0232 (say, after a firmware change). The collector records the gap; the
+        // agent refuses it against the baseline's protection level.
+        (
+            "no-protection-szl",
+            "refused",
+            "",
+            "s7/identity/protection_level",
+        ),
+    ] {
+        sim.cmd(&format!("quirk {quirk} on"));
+        let error = support::assert_collection_fails(&cfg, "filler-3", reason);
+        assert!(
+            error["request"]
+                .as_str()
+                .is_some_and(|r| r.starts_with(request)),
+            "{quirk}: {error}"
+        );
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(detail)),
+            "{quirk}: {error}"
+        );
+        sim.cmd(&format!("quirk {quirk} off"));
+        let (code, again) = capture(&cfg);
+        assert_eq!(code, 0, "{quirk} off: {again}");
+        assert_eq!(again["digest"], baseline["digest"], "{quirk} off");
+    }
+    assert_only_reads(&sim);
+}

@@ -7,7 +7,7 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::{SimulatedDevice, assert_collector_compliance, asset_from};
+use common::{SimulatedDevice, assert_collector_compliance, asset_from, peers};
 use otdrift_config::ProtocolConfig;
 use otdrift_core::{Class, Diff, Value};
 use otdrift_protocols::s7::S7Collector;
@@ -400,7 +400,7 @@ async fn setpoints_take_the_fewest_read_requests_the_pdu_allows() {
 }
 
 #[tokio::test]
-async fn refused_and_placeholder_services_become_stable_not_available_items() {
+async fn stable_capability_refusals_become_stable_not_available_items() {
     let sim = start(demo_state()).await;
     let addr = sim.local_addr().to_string();
     let mut c = collector(&addr, "", RECIPE);
@@ -423,10 +423,13 @@ async fn refused_and_placeholder_services_become_stable_not_available_items() {
         }
     };
 
-    // S7-1200/1500: no block functions. The identity and setpoints are still captured.
+    // S7-1200/1500: no block functions (0x8104). The identity and setpoints are still captured.
     let refused = check(Quirk::RefuseBlocks).await;
     let reason = unavailable(&refused, "s7/blocks");
-    assert!(reason.contains("0x8104"), "{reason}");
+    assert_eq!(
+        reason,
+        "list blocks refused: error 0x8104 (service not implemented on the module (PUT/GET access off?))"
+    );
     assert!(refused.snapshot.get("s7/block/OB1/checksum").is_none());
     assert_eq!(value(&refused, "s7/db1/5"), Some(Value::UInt(0x91)));
 
@@ -436,44 +439,18 @@ async fn refused_and_placeholder_services_become_stable_not_available_items() {
     assert!(reason.contains("closes the connection"), "{reason}");
     assert_eq!(value(&dropped, "s7/db1/5"), Some(Value::UInt(0x91)));
 
-    // PUT/GET off: the setpoint ranges are not available, named by range.
-    let put_get = check(Quirk::PutGetOff).await;
-    let reason = unavailable(&put_get, "s7/db1/0..16");
-    assert!(reason.contains("0x8104"), "{reason}");
-    assert!(put_get.snapshot.get("s7/db1/5").is_none());
-    assert!(matches!(
-        value(&put_get, "s7/block/DB1/checksum"),
-        Some(Value::UInt(_))
-    ));
-
-    // SZL answers without their header: identity not available; the rest captured.
-    let no_header = check(Quirk::SzlNoHeader).await;
-    let reason = unavailable(&no_header, "s7/identity/module_id");
-    assert!(reason.contains("no standard SZL header"), "{reason}");
-    unavailable(&no_header, "s7/identity/component_id");
-    unavailable(&no_header, "s7/identity/protection_level");
+    // Firmware without SZL 0x0232: the protection level is a stable gap, named by its code.
+    let no_protection = check(Quirk::NoProtectionSzl).await;
+    let reason = unavailable(&no_protection, "s7/identity/protection_level");
+    assert!(
+        reason.contains("read SZL 0x0232") && reason.contains("0xD401"),
+        "{reason}"
+    );
+    assert!(!no_protection.runtime.contains_key("s7/mode_selector"));
 
     // SZL answers without a record count: the records are still whole and taken.
     let no_count = check(Quirk::SzlNoCount).await;
     assert_eq!(no_count.snapshot.digest(), base.snapshot.digest());
-
-    // Every SZL answered with the same placeholder list.
-    let placeholder = check(Quirk::SzlPlaceholder).await;
-    assert_eq!(
-        value(&placeholder, "s7/identity/module/order_number"),
-        value(&base, "s7/identity/module/order_number")
-    );
-    let reason = unavailable(&placeholder, "s7/identity/component_id");
-    assert!(reason.contains("placeholder"), "{reason}");
-    assert!(matches!(
-        placeholder.runtime.get("s7/cpu_mode"),
-        Some(Value::Unavailable(_))
-    ));
-
-    // Block info answered with a fixed record: each block not available, by name.
-    let info = check(Quirk::BlockinfoPlaceholder).await;
-    let reason = unavailable(&info, "s7/block/FB1");
-    assert!(reason.contains("placeholder"), "{reason}");
 
     // Plain snap7: its own fixed identity, DB-only block functions with checksum 0.
     let snap7 = check(Quirk::Snap7Only).await;
@@ -501,9 +478,246 @@ async fn refused_and_placeholder_services_become_stable_not_available_items() {
     assert_eq!(sim.snap7_writes(), 0);
 }
 
+/// One quirk that must fail the capture: the kind it must fail with, the request the error
+/// must name, and a word of the device's answer the detail must carry.
+struct Failing {
+    quirk: Quirk,
+    kind: fn(&ErrorKind) -> bool,
+    request: &'static str,
+    detail: &'static str,
+}
+
+fn refused(kind: &ErrorKind) -> bool {
+    matches!(kind, ErrorKind::Refused(_))
+}
+fn malformed(kind: &ErrorKind) -> bool {
+    matches!(kind, ErrorKind::Malformed(_))
+}
+fn busy(kind: &ErrorKind) -> bool {
+    matches!(kind, ErrorKind::Busy(_))
+}
+
+/// The field-truth rule against the simulator: every quirk below makes the CPU refuse what
+/// it must answer, contradict its own block directory, answer something that does not add
+/// up, or say it is busy. Each fails the capture with the right kind, naming the request;
+/// with the quirk off, the same collector captures exactly the earlier state again.
 #[tokio::test]
-async fn a_missing_db_is_a_stable_not_available_range() {
+async fn refusals_contradictions_malformed_and_busy_answers_fail_the_capture() {
     let sim = start(demo_state()).await;
+    let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
+    let base = c.capture().await.expect("capture");
+    let cases = [
+        // PUT/GET off: a configured setpoint refused as a whole.
+        Failing {
+            quirk: Quirk::PutGetOff,
+            kind: refused,
+            request: "read var DB1.DBB0..16",
+            detail: "error 0x8104",
+        },
+        // A DB the block list and block info still show, "does not exist": a contradiction.
+        Failing {
+            quirk: Quirk::RefuseDbRead,
+            kind: refused,
+            request: "read var DB1.DBB0..16",
+            detail: "DB1: item return code 0x0A (object does not exist), yet the block list shows DB1",
+        },
+        Failing {
+            quirk: Quirk::RefuseDbRange,
+            kind: refused,
+            request: "read var DB1.DBB0..16",
+            detail: "DB1: item return code 0x05 (address out of range), yet the block list shows DB1",
+        },
+        Failing {
+            quirk: Quirk::DenyDbRead,
+            kind: refused,
+            request: "read var DB1.DBB0..16",
+            detail: "DB1: item return code 0x03",
+        },
+        // Identity is required.
+        Failing {
+            quirk: Quirk::RefuseIdentity,
+            kind: refused,
+            request: "read SZL 0x0011 index 0x0000",
+            detail: "error 0xD401",
+        },
+        // Lists and block info refused for blocks the directory still counts or lists.
+        Failing {
+            quirk: Quirk::RefuseBlockList,
+            kind: refused,
+            request: "list blocks of type OB",
+            detail: "list blocks counts 3 OB blocks",
+        },
+        Failing {
+            quirk: Quirk::RefuseBlockInfo,
+            kind: refused,
+            request: "block info OB1",
+            detail: "still lists OB1",
+        },
+        // Answers that do not add up or answer something else.
+        Failing {
+            quirk: Quirk::SzlOverclaim,
+            kind: malformed,
+            request: "read SZL 0x0011 index 0x0000",
+            detail: "claims 4 records of 28 bytes",
+        },
+        Failing {
+            quirk: Quirk::SzlNoHeader,
+            kind: malformed,
+            request: "read SZL 0x0011 index 0x0000",
+            detail: "does not start with an SZL header",
+        },
+        Failing {
+            quirk: Quirk::SzlPlaceholder,
+            kind: malformed,
+            request: "read SZL 0x001C index 0x0000",
+            detail: "answered with SZL 0x0011",
+        },
+        Failing {
+            quirk: Quirk::BlockinfoPlaceholder,
+            kind: malformed,
+            request: "block info OB1",
+            detail: "describes block number 0",
+        },
+        // Busy: S7's "no resources available", and a congested connection request.
+        Failing {
+            quirk: Quirk::Busy,
+            kind: busy,
+            request: "read SZL 0x0011 index 0x0000",
+            detail: "error 0x8302",
+        },
+        Failing {
+            quirk: Quirk::Congested,
+            kind: busy,
+            request: "ISO connection request",
+            detail: "disconnect reason 0x81",
+        },
+    ];
+    for case in cases {
+        let quirk = case.quirk;
+        sim.set_quirk(quirk, true);
+        if quirk == Quirk::Congested {
+            // Only a new connection meets the congestion.
+            c.close().await;
+        }
+        let error = match c.capture().await {
+            Ok(capture) => panic!("{quirk}: captured {:?}", capture.snapshot),
+            Err(e) => e,
+        };
+        assert!((case.kind)(&error.kind), "{quirk}: {error:?}");
+        assert!(
+            error.request.starts_with(case.request),
+            "{quirk}: the error names {:?}: {error}",
+            case.request
+        );
+        let text = error.to_string();
+        assert!(text.contains("filler-3"), "{quirk}: {text}");
+        assert!(text.contains(case.detail), "{quirk}: {text}");
+        assert!(!error.is_unreachable(), "{quirk}: {error:?}");
+        sim.set_quirk(quirk, false);
+        let again = c
+            .capture()
+            .await
+            .unwrap_or_else(|e| panic!("{quirk} off: {e}"));
+        assert_eq!(
+            again.snapshot.digest(),
+            base.snapshot.digest(),
+            "{quirk} off: the same state as before"
+        );
+    }
+    assert_eq!(sim.request_log().writes(), 0);
+    assert_eq!(sim.snap7_writes(), 0);
+}
+
+/// Absence is state only when the CPU's own directory agrees: a DB the block list does not
+/// show and block info says does not exist, or a range beyond the size block info gives.
+#[tokio::test]
+async fn a_missing_or_shrunk_db_is_a_stable_not_available_range() {
+    let sim = start(demo_state()).await;
+    let setpoints = r#"
+  [[asset.setpoints]]
+  name = "ghost"
+  db = 99
+  start = 0
+  size = 4
+  [[asset.setpoints]]
+  name = "limits"
+  db = 3
+  start = 0
+  size = 8
+"#;
+    let mut c = collector(&sim.local_addr().to_string(), "", setpoints);
+    sim.request_log().clear();
+    let capture = c.capture().await.expect("capture");
+    let reason = unavailable(&capture, "s7/db99/0..4");
+    assert_eq!(
+        reason,
+        "DB99 does not exist: read var answered item return code 0x0A (object does not exist), \
+         the block list does not show DB99, and block info DB99 refused: error 0xD209 (block not \
+         found on the module)"
+    );
+    assert_eq!(value(&capture, "s7/db3/1"), Some(Value::UInt(0x5A)));
+    // The confirmation costs one block info, only because the read was refused.
+    let infos = |sim: &S7SimHandle| {
+        sim.request_log()
+            .entries()
+            .iter()
+            .filter(|e| e.name == "block_info" && e.detail == "DB99")
+            .count()
+    };
+    assert_eq!(infos(&sim), 1);
+    let again = c.capture().await.expect("capture");
+    assert_eq!(again.snapshot.digest(), capture.snapshot.digest());
+
+    // DB3 shrinks below the range: program drift in its block info, and the range is a stable
+    // gap stating the size, not read at all.
+    sim.command("db resize 3 4").expect("resize");
+    sim.request_log().clear();
+    let shrunk = c.capture().await.expect("capture");
+    assert_eq!(
+        unavailable(&shrunk, "s7/db3/0..8"),
+        "DB3 holds 4 bytes (block info); bytes 0..8 are not all in it"
+    );
+    assert_eq!(
+        value(&shrunk, "s7/block/DB3/mc7_size"),
+        Some(Value::UInt(4))
+    );
+    assert!(
+        sim.request_log()
+            .entries()
+            .iter()
+            .all(|e| !(e.name == "read_var" && e.detail.contains("DB3"))),
+        "nothing beyond DB3's end is asked for"
+    );
+    let again = c.capture().await.expect("capture");
+    assert_eq!(again.snapshot.digest(), shrunk.snapshot.digest());
+    // Grown again (bytes beyond the first 4 now 0, a new checksum): read again.
+    sim.command("db resize 3 16").expect("resize back");
+    let back = c.capture().await.expect("capture");
+    assert!(back.snapshot.get("s7/db3/0..8").is_none());
+    assert_eq!(value(&back, "s7/db3/1"), Some(Value::UInt(0x5A)));
+    assert_eq!(value(&back, "s7/db3/7"), Some(Value::UInt(0)));
+
+    let cfg = match &asset_from(&format!(
+        "[agent]\nid = \"gw\"\ndata_dir = \"/tmp/x\"\n[[asset]]\nid = \"a\"\nprotocol = \"s7\"\naddress = \"x\"\nrack = 0\nslot = 2\n{setpoints}"
+    ))
+    .protocol
+    {
+        ProtocolConfig::S7(cfg) => cfg.clone(),
+        _ => panic!("s7"),
+    };
+    assert_eq!(
+        otdrift_protocols::s7::setpoint_label(&cfg, "s7/db99/0..4").as_deref(),
+        Some("ghost")
+    );
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+/// A CPU that lists no blocks (S7-1200/1500) cannot confirm a DB's absence: a refused
+/// setpoint read fails the capture instead of becoming a gap.
+#[tokio::test]
+async fn without_a_block_directory_a_refused_db_read_fails() {
+    let sim = start(demo_state()).await;
+    sim.set_quirk(Quirk::RefuseBlocks, true);
     let setpoints = r#"
   [[asset.setpoints]]
   name = "ghost"
@@ -512,18 +726,41 @@ async fn a_missing_db_is_a_stable_not_available_range() {
   size = 4
 "#;
     let mut c = collector(&sim.local_addr().to_string(), "", setpoints);
-    let capture = c.capture().await.expect("capture");
-    let reason = unavailable(&capture, "s7/db99/0..4");
-    assert!(reason.contains("0x0A"), "{reason}");
-    assert_eq!(otdrift_protocols::s7::setpoint_label(
-        match &asset_from(&format!(
-            "[agent]\nid = \"gw\"\ndata_dir = \"/tmp/x\"\n[[asset]]\nid = \"a\"\nprotocol = \"s7\"\naddress = \"x\"\nrack = 0\nslot = 2\n{setpoints}"
-        )).protocol {
-            ProtocolConfig::S7(cfg) => cfg,
-            _ => panic!("s7"),
-        },
-        "s7/db99/0..4"
-    ).as_deref(), Some("ghost"));
+    match c.capture().await {
+        Err(e) if matches!(e.kind, ErrorKind::Refused(_)) => {
+            assert_eq!(e.request, "read var DB99.DBB0..4");
+            let text = e.to_string();
+            assert!(
+                text.contains("0x0A") && text.contains("absence cannot be confirmed"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// A setpoint S7comm cannot address is the configuration's fault, said before any read.
+#[tokio::test]
+async fn a_range_beyond_what_s7comm_addresses_is_a_config_error() {
+    let sim = start(demo_state()).await;
+    let setpoints = r#"
+  [[asset.setpoints]]
+  name = "far"
+  db = 1
+  start = 2097150
+  size = 4
+"#;
+    let mut c = collector(&sim.local_addr().to_string(), "", setpoints);
+    match c.capture().await {
+        Err(e) if matches!(e.kind, ErrorKind::Config(_)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("\"far\"") && text.contains("2097151"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -589,6 +826,12 @@ async fn nothing_listening_is_a_connect_error() {
 /// A peer that confirms the ISO connection, answers setup properly, then answers every
 /// following request with `answer` (a hostile device).
 async fn hostile_peer(answer: Vec<u8>) -> SocketAddr {
+    hostile_peer_echoing(answer, false).await
+}
+
+/// Like [`hostile_peer`]; with `echo_ref` the answer carries each request's PDU reference, so
+/// the same answer fits every request (a device that repeats itself forever).
+async fn hostile_peer_echoing(answer: Vec<u8>, echo_ref: bool) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind(LOOPBACK).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -616,7 +859,16 @@ async fn hostile_peer(answer: Vec<u8>) -> SocketAddr {
                                 0, 0, 0xF0, 0, 0, 1, 0, 1, 3, 0xC0,
                             ]
                         }
-                        _ => answer.clone(),
+                        _ => {
+                            let mut reply = answer.clone();
+                            if echo_ref
+                                && let (Some(to), Some(from)) =
+                                    (reply.get_mut(11..13), buf.get(11..13))
+                            {
+                                to.copy_from_slice(from);
+                            }
+                            reply
+                        }
                     };
                     n += 1;
                     if stream.write_all(&reply).await.is_err() {
@@ -702,67 +954,39 @@ async fn hostile_answers_are_errors_or_gaps_never_panics_or_hangs() {
     }
 }
 
-/// Runs a peer script from python-snap7 (an independent S7 implementation). `None` when it
-/// cannot run here; `OTDRIFT_REQUIRE_PEERS=1` makes that a failure.
-fn python_peer() -> Option<std::process::Command> {
-    let required = std::env::var_os("OTDRIFT_REQUIRE_PEERS").is_some_and(|v| v == "1");
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import snap7.server, snap7.client"])
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => Some(std::process::Command::new("python3")),
-        Ok(out) => {
-            let why = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(!required, "python-snap7 is required: {why}");
-            eprintln!("skipping the python-snap7 peer check: {why}");
-            None
+/// The python-snap7 peer checks: the interpreter and package must import.
+const SNAP7: &[&str] = &["snap7.server", "snap7.client"];
+
+/// python-snap7's server answers SZL 0x001C with a list header of record length 0 followed by
+/// 206 bytes: an answer that does not add up, refused as malformed (field truth), not taken
+/// as a gap.
+#[tokio::test]
+async fn python_snap7s_unframed_szl_is_refused_as_malformed() {
+    let Some(server) =
+        peers::PeerServer::start("s7 python-snap7 server", SNAP7, "s7_server.py", &[])
+    else {
+        return;
+    };
+    let mut c = collector(&server.addr.to_string(), "", "");
+    match c.capture().await {
+        Err(e) if matches!(e.kind, ErrorKind::Malformed(_)) => {
+            assert_eq!(e.request, "read SZL 0x001C index 0x0000");
+            assert!(e.to_string().contains("record length of 0"), "{e}");
         }
-        Err(e) => {
-            assert!(
-                !required,
-                "python3 is required for the python-snap7 peer check: {e}"
-            );
-            eprintln!("skipping the python-snap7 peer check: no python3 ({e})");
-            None
-        }
+        other => panic!("expected a malformed SZL 0x001C, got {other:?}"),
     }
 }
 
-const PY_SERVER: &str = r#"
-import socket, sys, time
-from snap7.server import Server
-from snap7.type import SrvArea
-s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-server = Server(log=False)
-db = bytearray(range(64))
-server.register_area(SrvArea.DB, 7, db)
-server.start_to("127.0.0.1", tcp_port=port)
-print(port, flush=True)
-sys.stdin.read()
-server.stop()
-"#;
-
 #[tokio::test]
 async fn the_collector_reads_python_snap7s_server() {
-    let Some(mut python) = python_peer() else {
+    let Some(server) = peers::PeerServer::start(
+        "s7 python-snap7 server (standard SZL 0x001C)",
+        SNAP7,
+        "s7_server.py",
+        &["--standard-szl"],
+    ) else {
         return;
     };
-    let mut child = python
-        .args(["-c", PY_SERVER])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("python3 runs");
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        let stdout = child.stdout.take().expect("stdout");
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("port line");
-    }
-    let port: u16 = line.trim().parse().expect("a port");
     let setpoints = r#"
   [[asset.setpoints]]
   name = "table"
@@ -770,25 +994,30 @@ async fn the_collector_reads_python_snap7s_server() {
   start = 0
   size = 64
 "#;
-    let mut c = collector(&format!("127.0.0.1:{port}"), "", setpoints);
-    let capture = c.capture().await;
-    let _ = child.kill();
-    let _ = child.wait();
-    let capture = capture.expect("capture from python-snap7's server");
+    let mut c = collector(&server.addr.to_string(), "", setpoints);
+    let capture = c
+        .capture()
+        .await
+        .expect("capture from python-snap7's server");
     for offset in 0..64u64 {
         assert_eq!(
             value(&capture, &format!("s7/db7/{offset}")),
             Some(Value::UInt(offset))
         );
     }
-    // Its SZL answers are not Siemens-shaped (short 0x0011 records, a 0x001C without record
-    // length): what it does say is taken, the rest is a visible, stable gap.
+    // Its other SZL answers are consistent but not Siemens-shaped: 26-byte 0x0011 records
+    // without the version words, 1-byte 0x0232 records. Their own record length says the
+    // fields are not there: what they do say is taken, the rest is a stable gap.
     assert_eq!(
         value(&capture, "s7/identity/module/order_number"),
         Some(Value::Text("6ES7 315-2EH14-0AB0".into()))
     );
     unavailable(&capture, "s7/identity/module/version");
-    unavailable(&capture, "s7/identity/component_id");
+    unavailable(&capture, "s7/identity/protection_level");
+    assert_eq!(
+        value(&capture, "s7/identity/serial_number"),
+        Some(Value::Text("S C-C2UR28922012".into()))
+    );
     let program: Vec<String> = capture
         .snapshot
         .items_of(Class::Program)
@@ -803,54 +1032,26 @@ async fn the_collector_reads_python_snap7s_server() {
         value(&capture, "s7/block/DB7/author"),
         Some(Value::Text("SNAP7EMU".into()))
     );
-    eprintln!(
-        "python-snap7 server: {} items, identity: {:?}",
-        capture.snapshot.len(),
-        capture
-            .snapshot
-            .items_of(Class::Identity)
-            .map(|i| format!("{}={:?}", i.path(), i.value()))
-            .collect::<Vec<_>>()
-    );
+    let again = c.capture().await.expect("second capture");
+    assert_eq!(again.snapshot.digest(), capture.snapshot.digest());
 }
-
-const PY_CLIENT: &str = r#"
-import sys
-import snap7
-host, port = sys.argv[1], int(sys.argv[2])
-c = snap7.client.Client()
-c.connect(host, 0, 2, tcp_port=port)
-data = c.db_read(1, 0, 16)
-assert data[5] == 0x91, list(data)
-order = c.get_order_code()
-print("order", order.OrderCode.decode(), "V%d.%d.%d" % (order.V1, order.V2, order.V3))
-info = c.get_cpu_info()
-print("cpu", info.ModuleTypeName, info.SerialNumber, info.ASName)
-blocks = c.list_blocks()
-print("blocks", blocks.OBCount, blocks.FBCount, blocks.FCCount, blocks.DBCount)
-print("obs", list(c.list_blocks_of_type(snap7.type.Block.OB, 16)))
-bi = c.get_block_info(snap7.type.Block.FB, 1)
-print("fb1", bi.MC7Size, bi.CheckSum)
-image, size = c.full_upload(snap7.type.Block.FB, 1)
-print("upload", size)
-c.disconnect()
-"#;
 
 #[tokio::test]
 async fn python_snap7s_client_reads_the_simulator() {
-    let Some(mut python) = python_peer() else {
-        return;
-    };
     let sim = start(demo_state()).await;
-    let addr = sim.local_addr();
-    let out = tokio::task::spawn_blocking(move || {
-        python
-            .args(["-c", PY_CLIENT, "127.0.0.1", &addr.port().to_string()])
-            .output()
-            .expect("python3 runs")
+    let port = sim.local_addr().port().to_string();
+    let Some(out) = tokio::task::spawn_blocking(move || {
+        peers::run(
+            "s7 python-snap7 client",
+            SNAP7,
+            "s7_client.py",
+            &["127.0.0.1", &port],
+        )
     })
     .await
-    .expect("join");
+    .expect("join") else {
+        return;
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -867,4 +1068,30 @@ async fn python_snap7s_client_reads_the_simulator() {
     assert!(stdout.contains("blocks 3 1 2 3"), "{stdout}");
     assert!(stdout.contains("fb1 860"), "{stdout}");
     assert_eq!(sim.request_log().writes(), 0);
+}
+
+/// An SZL answer whose "more data follows" never ends stops at the part bound: `bound`,
+/// naming the request where it stopped.
+#[tokio::test]
+async fn an_szl_that_never_ends_stops_at_a_bound() {
+    let payload = [0x00, 0x11, 0x00, 0x00, 0x00, 0x1C, 0x00, 0x01];
+    let mut pdu = vec![0x32, 7, 0, 0, 0, 0, 0, 12, 0, (4 + payload.len()) as u8];
+    pdu.extend_from_slice(&[
+        0x00, 0x01, 0x12, 0x08, 0x12, 0x84, 0x01, 0x01, 0x00, 0x01, 0, 0,
+    ]);
+    pdu.extend_from_slice(&[0xFF, 0x09, 0x00, payload.len() as u8]);
+    pdu.extend_from_slice(&payload);
+    let mut frame = vec![3, 0];
+    frame.extend_from_slice(&((pdu.len() + 7) as u16).to_be_bytes());
+    frame.extend_from_slice(&[2, 0xF0, 0x80]);
+    frame.extend_from_slice(&pdu);
+    let addr = hostile_peer_echoing(frame, true).await;
+    let mut c = collector(&addr.to_string(), "", RECIPE);
+    match tokio::time::timeout(Duration::from_secs(20), c.capture()).await {
+        Ok(Err(e)) if matches!(e.kind, ErrorKind::Bound(_)) => {
+            assert_eq!(e.request, "read SZL 0x0011 index 0x0000 (next part)");
+            assert!(e.to_string().contains("after 64 parts"), "{e}");
+        }
+        other => panic!("expected a bound, got {other:?}"),
+    }
 }

@@ -1,11 +1,14 @@
 //! The meaning of S7 answers: SZL lists (identity, protection, CPU mode), the clock, block
 //! lists, block info and upload parts.
 //!
-//! Two kinds of failure are kept apart. A [`WireError`] is an answer whose own lengths do not
-//! add up: the capture fails with `Malformed`. A `String` reason is a well-framed answer that
-//! does not carry what was asked (no SZL header, another list than the one asked, a block info
-//! for another block): the item becomes a stable "not available" value, because such devices
-//! exist and answer the same way every time.
+//! Two kinds of result are kept apart (`docs/decisions/0004-field-truth.md`). A [`WireError`]
+//! is an answer that does not add up or does not answer what was asked (an SZL list header
+//! claiming more records than it carries, another SZL than the one asked, a block info for
+//! another block): the capture fails with `Malformed`. A `String` reason is a well-formed
+//! answer that, in the device's own format, does not carry a field (SZL 0x0011 records too
+//! short for the version words, an SZL 0x0232 record without the protection words): the item
+//! becomes a stable "not available" value, because the device answers the same way every time
+//! and its own record length says the field is not there.
 
 use std::collections::BTreeMap;
 
@@ -25,13 +28,20 @@ pub(crate) struct SzlList {
     pub(crate) records: Vec<Vec<u8>>,
 }
 
-/// Interprets the concatenated parts of an SZL answer for list `id`/`index`.
-pub(crate) fn szl_list(asked_id: u16, asked_index: u16, bytes: &[u8]) -> Result<SzlList, String> {
+/// Interprets the concatenated parts of an SZL answer for list `id`/`index`: the 8-byte SZL
+/// header (ID, index, record length `LENTHDR`, record count `N_DR`) and `N_DR` records of
+/// `LENTHDR` bytes each.
+pub(crate) fn szl_list(
+    asked_id: u16,
+    asked_index: u16,
+    bytes: &[u8],
+) -> Result<SzlList, WireError> {
     let Some((&[id_hi, id_lo, ix_hi, ix_lo, len_hi, len_lo, n_hi, n_lo], records)) =
         bytes.split_first_chunk::<8>()
     else {
-        return Err(format!(
-            "SZL 0x{asked_id:04X} answer is shorter than the SZL header"
+        return bad(format!(
+            "an SZL answer of {} bytes is shorter than the 8-byte SZL header",
+            bytes.len()
         ));
     };
     let id = u16::from_be_bytes([id_hi, id_lo]);
@@ -40,16 +50,16 @@ pub(crate) fn szl_list(asked_id: u16, asked_index: u16, bytes: &[u8]) -> Result<
     let declared = usize::from(u16::from_be_bytes([n_hi, n_lo]));
     let consistent = record_len > 0 && declared * record_len == records.len();
     if id != asked_id {
-        return Err(if consistent {
-            format!(
-                "SZL 0x{asked_id:04X} was answered with SZL 0x{id:04X} (a fixed placeholder answer)"
-            )
+        return bad(if consistent {
+            format!("SZL 0x{asked_id:04X} was answered with SZL 0x{id:04X}")
         } else {
-            format!("SZL 0x{asked_id:04X} answer has no standard SZL header")
+            format!(
+                "the answer for SZL 0x{asked_id:04X} does not start with an SZL header (it names SZL 0x{id:04X})"
+            )
         });
     }
     if asked_index != 0 && index != asked_index {
-        return Err(format!(
+        return bad(format!(
             "SZL 0x{asked_id:04X} index 0x{asked_index:04X} was answered for index 0x{index:04X}"
         ));
     }
@@ -61,22 +71,31 @@ pub(crate) fn szl_list(asked_id: u16, asked_index: u16, bytes: &[u8]) -> Result<
                 records: Vec::new(),
             });
         }
-        return Err(format!(
-            "SZL 0x{asked_id:04X} answer has records but a record length of 0"
+        return bad(format!(
+            "the SZL header gives a record length of 0 but {} record bytes follow",
+            records.len()
         ));
     }
-    if records.len() % record_len != 0 {
-        return Err(format!(
-            "SZL 0x{asked_id:04X} answer is not a whole number of {record_len}-byte records"
+    if declared * record_len > records.len() {
+        return bad(format!(
+            "the SZL header claims {declared} records of {record_len} bytes ({} bytes), the answer carries {}",
+            declared * record_len,
+            records.len()
+        ));
+    }
+    if !records.len().is_multiple_of(record_len) {
+        return bad(format!(
+            "{} record bytes are not a whole number of {record_len}-byte records",
+            records.len()
         ));
     }
     let count = records.len() / record_len;
-    // A record count of 0 with records present is a known variation (some stacks leave the
-    // count out); the records are still whole and are taken. Any other mismatch means the
+    // A record count of 0 with whole records present is a known variation (some stacks leave
+    // the count out); the records are still whole and are taken. Any other mismatch means the
     // answer lost or invented records.
     if declared != count && declared != 0 {
-        return Err(format!(
-            "SZL 0x{asked_id:04X} answer announces {declared} records and carries {count}"
+        return bad(format!(
+            "the SZL header announces {declared} records, the answer carries {count}"
         ));
     }
     Ok(SzlList {
@@ -455,7 +474,7 @@ pub(crate) fn language_name(code: u8) -> String {
 }
 
 /// Block info for `block` `number`. `Ok(Err(reason))` when the answer describes another
-/// block (a placeholder answer).
+/// block (a placeholder answer), which the collector treats as malformed.
 pub(crate) fn block_info(
     payload: &[u8],
     block: BlockType,
@@ -476,7 +495,7 @@ pub(crate) fn block_info(
     // (python-snap7's server) repeat the ASCII block type instead. Either names the block.
     if answered_number != number || (sub_type != block.sub_type() && sub_type != block.code()) {
         return Ok(Err(format!(
-            "block info for {}{number} describes another block (a fixed placeholder answer)",
+            "block info for {}{number} describes block number {answered_number} of sub-block type 0x{sub_type:02X}",
             block.name()
         )));
     }
@@ -500,7 +519,8 @@ pub(crate) fn block_info(
 /// The largest block an upload may deliver.
 pub(crate) const MAX_UPLOAD_BYTES: usize = 1024 * 1024;
 
-/// The upload id and announced length from a start-upload answer's parameters.
+/// The upload id and announced length from a start-upload answer's parameters (the caller
+/// holds the length to [`MAX_UPLOAD_BYTES`]).
 pub(crate) fn start_upload(params: &[u8]) -> Result<([u8; 4], Option<usize>), WireError> {
     let Some(&[_, _, _, _, a, b, c, d]) = params.first_chunk::<8>() else {
         return bad(format!(
@@ -521,11 +541,6 @@ pub(crate) fn start_upload(params: &[u8]) -> Result<([u8; 4], Option<usize>), Wi
             let value = digits.iter().fold(0usize, |acc, d| {
                 acc.saturating_mul(10).saturating_add(usize::from(d - b'0'))
             });
-            if value > MAX_UPLOAD_BYTES {
-                return bad(format!(
-                    "announced block length {value} exceeds {MAX_UPLOAD_BYTES} bytes"
-                ));
-            }
             Some(value)
         }
     };
@@ -578,21 +593,29 @@ mod tests {
         // Count missing: the records are still taken.
         ok[7] = 0;
         assert_eq!(szl_list(0x0011, 0, &ok).expect("valid").records.len(), 2);
-        // Count wrong.
+        // More records claimed than carried (LENTHDR x N_DR > data): malformed.
         ok[7] = 3;
+        let err = szl_list(0x0011, 0, &ok).expect_err("overclaim");
+        assert!(err.0.contains("claims 3 records of 2 bytes"), "{err}");
+        // Fewer claimed than carried, but not 0: records lost or invented.
+        ok[7] = 1;
         assert!(szl_list(0x0011, 0, &ok).is_err());
-        // Another list: a placeholder.
+        // Another list than the one asked.
         let other = [0x00, 0x12, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01, 1, 2];
-        let reason = szl_list(0x0011, 0, &other).expect_err("placeholder");
-        assert!(reason.contains("placeholder"), "{reason}");
+        let err = szl_list(0x0011, 0, &other).expect_err("another list");
+        assert!(err.0.contains("answered with SZL 0x0012"), "{err}");
         // No header at all.
-        let reason = szl_list(
+        let err = szl_list(
             0x0011,
             0,
             &[0x00, 0x01, 0x36, 0x45, 0x53, 0x37, 0x20, 0x33, 0x31],
         )
         .expect_err("no header");
-        assert!(reason.contains("no standard SZL header"), "{reason}");
+        assert!(err.0.contains("does not start with an SZL header"), "{err}");
+        // A record length of 0 with bytes after it (python-snap7's SZL 0x001C).
+        let err = szl_list(0x001C, 0, &[0x00, 0x1C, 0, 0, 0, 0, 0, 0, 1, 2, 3])
+            .expect_err("no record length");
+        assert!(err.0.contains("record length of 0"), "{err}");
     }
 
     #[test]

@@ -34,11 +34,33 @@
 //! `s7/blocks/count`, `s7/block/<TYPE><n>/<field>` (e.g. `s7/block/DB10/checksum`),
 //! `s7/block/<TYPE><n>/code` (`blake3:` of the uploaded block) and `code_size`, and
 //! `s7/db<N>/<offset>` for each setpoint byte as an unsigned integer (S7comm does not know a
-//! DB's layout). What the CPU refuses or answers unusably becomes one stable "not available"
-//! item instead of failing the capture: `s7/identity/module_id`, `s7/identity/component_id`,
-//! `s7/identity/protection_level`, `s7/blocks`, `s7/blocks/<TYPE>`, `s7/block/<TYPE><n>`,
-//! `s7/block/<TYPE><n>/code`, `s7/db<N>/<start>..<end>`. Answers whose own lengths do not add
-//! up fail the capture as `Malformed`.
+//! DB's layout).
+//!
+//! # What fails a capture, what is a stable gap
+//!
+//! The field-truth rule (`docs/decisions/0004-field-truth.md`; the operator's table is in
+//! `docs/protocols/s7.md`). Only what the CPU refuses as a stable capability, or what its own
+//! directory agrees does not exist, becomes one "not available" item with a stable reason:
+//!
+//! - `s7/blocks`: list blocks answered with 0x8104, 0x8305 or 0x8702 (service not offered:
+//!   S7-1200/1500 over PUT/GET), or the session closed on it;
+//! - `s7/block/<TYPE><n>/code`: start upload refused for the protection level (0xD241,
+//!   0xD0A1) or as not offered (`upload_blocks = true` only);
+//! - `s7/identity/protection_level`: SZL 0x0232 index 4 unknown to the CPU (0xD401, 0xD402,
+//!   return code 0x0A), or its record without the protection words;
+//! - `s7/identity/<name>/version`: SZL 0x0011 records too short for the version words;
+//! - `s7/db<N>/<start>..<end>`: a DB the block list does not show and block info says does
+//!   not exist, or a range beyond the size block info gives a listed DB.
+//!
+//! Everything else fails the capture, naming the request: a refused identity SZL (0x0011,
+//! 0x001C), list of type, block info, upload part, or Read Var (`Refused`; a Read Var item
+//! refused with 0x05 or 0x0A for a DB the block list and block info show is a contradiction);
+//! busy answers (error class 0x83 except 0x8305, 0x011A, 0x011B, 0x0140, 0x0141,
+//! 0xD061-0xD067, COTP disconnect reasons 0x01 and 0x81: `Busy`); answers that do not add up
+//! or answer something else (an SZL header claiming more records than carried, another SZL,
+//! block info for another block: `Malformed`); and the bounds on SZL, block list and upload
+//! parts and sizes (`Bound`). Runtime-only reads (CPU mode, clock) that are refused or garbled
+//! are recorded in runtime as not available.
 //!
 //! # CPU generations
 //!
@@ -78,7 +100,7 @@ use tracing::Instrument;
 
 use crate::{Capture, CaptureStats, CollectError, Collector};
 use decode::{Protection, SzlList};
-use wire::{BlockType, ReadItem, Request, WireError};
+use wire::{BlockType, ReadItem, Refusal, Request, WireError};
 
 /// Our own TSAP: a PG-type connection from a "local rack 0 slot 0", as snap7 and STEP 7 use.
 const LOCAL_TSAP: u16 = 0x0100;
@@ -129,6 +151,64 @@ impl From<WireError> for IoFail {
 enum CallError {
     Collect(CollectError),
     Dropped { request: String, source: io::Error },
+}
+
+/// What a device did instead of answering a request.
+#[derive(Clone, Copy, Debug)]
+enum Denial {
+    /// An error code.
+    Code(Refusal),
+    /// It closed a fresh connection in answer to the request.
+    Dropped,
+}
+
+/// A request the device would not answer, and how it said so. Each caller decides whether
+/// that is a stable capability (a "not available" item) or fails the capture
+/// ([`S7Collector::fail`]).
+#[derive(Debug)]
+struct Denied {
+    request: String,
+    denial: Denial,
+}
+
+impl Denied {
+    fn code(&self) -> Option<Refusal> {
+        match self.denial {
+            Denial::Code(refusal) => Some(refusal),
+            Denial::Dropped => None,
+        }
+    }
+
+    fn is_busy(&self) -> bool {
+        self.code().is_some_and(Refusal::is_busy)
+    }
+
+    /// What the device said, in its own terms (the code and its meaning).
+    fn said(&self) -> String {
+        match self.denial {
+            Denial::Code(refusal) => refusal.to_string(),
+            Denial::Dropped => "the CPU closed the connection in answer to it".to_owned(),
+        }
+    }
+
+    /// A stable "not available" reason naming the request: the same every poll for the same
+    /// device, because it holds only the request and the device's code.
+    fn reason(&self) -> String {
+        match self.denial {
+            Denial::Code(refusal) => format!("{} refused: {refusal}", self.request),
+            Denial::Dropped => format!("the CPU closes the connection on {}", self.request),
+        }
+    }
+}
+
+/// What the CPU's own block directory said about its DBs in this capture: the authority
+/// that decides whether a DB a setpoint names is absent (state) or refused (a failure).
+enum DbDirectory {
+    /// The CPU does not offer block functions (S7-1200/1500): no absence can be confirmed.
+    Unknown,
+    /// The DBs the block list shows, with their size in bytes from block info (a DB's MC7
+    /// size is its data length).
+    Listed(BTreeMap<u16, u32>),
 }
 
 /// Cached upload result of one block, valid while the block's info and the protection stay
@@ -330,6 +410,18 @@ impl S7Collector {
         }
     }
 
+    /// The capture fails because the device would not answer: `busy` when it said it lacks
+    /// the resources, `refused` otherwise. `context` says why this refusal is not a gap (what
+    /// the device's own directory still shows, or why the object is required).
+    fn fail(&self, denied: &Denied, context: &str) -> CollectError {
+        let detail = format!("{}{context}", denied.said());
+        if denied.is_busy() {
+            self.scope().busy(&denied.request, detail)
+        } else {
+            self.refused(&denied.request, detail)
+        }
+    }
+
     /// Opens TCP, the ISO connection (COTP) and the S7 session (setup communication), each
     /// under the asset's timeout.
     async fn open(&mut self) -> Result<(), CollectError> {
@@ -388,6 +480,19 @@ impl S7Collector {
         };
         match wire::parse_cotp(&tpdu) {
             Ok(wire::Cotp::ConnectConfirm) => {}
+            // ISO 8073 disconnect reasons 0x01 (congestion at TSAP) and 0x81 (remote transport
+            // entity congestion at connect request time): the CPU has no connection resource
+            // free now.
+            Ok(wire::Cotp::Disconnect {
+                reason: reason @ (0x01 | 0x81),
+            }) => {
+                return Err(self.scope().busy(
+                    &what,
+                    format!(
+                        "the device refused the connection for congestion (disconnect reason 0x{reason:02X}); its connection resources are in use"
+                    ),
+                ));
+            }
             Ok(wire::Cotp::Disconnect { reason }) => {
                 return Err(self.refused(
                     &what,
@@ -426,7 +531,13 @@ impl S7Collector {
         let answer = wire::parse_answer(&pdu).map_err(|e| self.malformed(&what, e))?;
         let params = match wire::job_answer(&answer, wire::FN_SETUP) {
             Err(e) => return Err(self.malformed(&what, e)),
-            Ok(Err(refusal)) => return Err(self.refused(&what, refusal)),
+            Ok(Err(refusal)) => {
+                let denied = Denied {
+                    request: what,
+                    denial: Denial::Code(refusal),
+                };
+                return Err(self.fail(&denied, ""));
+            }
             Ok(Ok(params)) => params,
         };
         let granted = wire::setup_answer(params).map_err(|e| self.malformed(&what, e))?;
@@ -491,19 +602,22 @@ impl S7Collector {
         }
     }
 
-    /// A userdata request. `Ok(Err(reason))` for what the device refuses (an error code, or
-    /// dropping the session), with a stable reason text.
+    /// A userdata request. `Ok(Err(..))` for what the device refuses (an error code, or
+    /// dropping a fresh session in answer to it); the caller decides what that means.
     async fn userdata(
         &mut self,
         request: &Request,
         group: u8,
         subfunction: u8,
-    ) -> Result<Result<(u8, bool, Vec<u8>), String>, CollectError> {
+    ) -> Result<Result<(u8, bool, Vec<u8>), Denied>, CollectError> {
         let what = request.describe();
         let pdu = match self.call(request).await {
             Ok(pdu) => pdu,
             Err(CallError::Dropped { .. }) => {
-                return Ok(Err(format!("the CPU closes the connection on {what}")));
+                return Ok(Err(Denied {
+                    request: what,
+                    denial: Denial::Dropped,
+                }));
             }
             Err(e) => return Err(self.collect_error(e)),
         };
@@ -513,22 +627,28 @@ impl S7Collector {
                 self.conn = None;
                 Err(self.malformed(&what, e))
             }
-            Ok(Err(refusal)) => Ok(Err(format!("{what} refused: {refusal}"))),
+            Ok(Err(refusal)) => Ok(Err(Denied {
+                request: what,
+                denial: Denial::Code(refusal),
+            })),
             Ok(Ok(part)) => Ok(Ok((part.seq, part.more, part.payload.to_vec()))),
         }
     }
 
-    /// A job (ack-data) request. `Ok(Err(reason))` for a refusal or a dropped session.
+    /// A job (ack-data) request. `Ok(Err(..))` for a refusal or a dropped session.
     async fn job(
         &mut self,
         request: &Request,
         function: u8,
-    ) -> Result<Result<(Vec<u8>, Vec<u8>), String>, CollectError> {
+    ) -> Result<Result<(Vec<u8>, Vec<u8>), Denied>, CollectError> {
         let what = request.describe();
         let pdu = match self.call(request).await {
             Ok(pdu) => pdu,
             Err(CallError::Dropped { .. }) => {
-                return Ok(Err(format!("the CPU closes the connection on {what}")));
+                return Ok(Err(Denied {
+                    request: what,
+                    denial: Denial::Dropped,
+                }));
             }
             Err(e) => return Err(self.collect_error(e)),
         };
@@ -538,33 +658,39 @@ impl S7Collector {
                 self.conn = None;
                 Err(self.malformed(&what, e))
             }
-            Ok(Err(refusal)) => Ok(Err(format!("{what} refused: {refusal}"))),
+            Ok(Err(refusal)) => Ok(Err(Denied {
+                request: what,
+                denial: Denial::Code(refusal),
+            })),
             Ok(Ok(params)) => Ok(Ok((params.to_vec(), answer.data.to_vec()))),
         }
     }
 
-    /// Reads a whole SZL list, following "more data follows" for at most [`MAX_PARTS`]
-    /// parts. `Ok(Err(reason))` when the CPU refuses it or answers something else.
+    /// Reads the bytes of a whole SZL list, following "more data follows" for at most
+    /// [`MAX_PARTS`] parts and [`decode::MAX_SZL_BYTES`] bytes (a `bound`). `Ok(Err(..))` when
+    /// the CPU refuses a part.
     async fn read_szl(
         &mut self,
         id: u16,
         index: u16,
-    ) -> Result<Result<SzlList, String>, CollectError> {
+    ) -> Result<Result<Vec<u8>, Denied>, CollectError> {
         let first = Request::ReadSzl { id, index };
         let (mut seq, mut more, mut bytes) =
             match self.userdata(&first, wire::GROUP_SZL, 0x01).await? {
                 Ok(part) => part,
-                Err(reason) => return Ok(Err(reason)),
+                Err(denied) => return Ok(Err(denied)),
             };
         let mut parts = 1;
         while more {
             let next = Request::ReadSzlNext { id, index, seq };
             if parts >= MAX_PARTS || bytes.len() > decode::MAX_SZL_BYTES {
-                return Err(self.malformed(
-                    &next.describe(),
+                self.conn = None;
+                return Err(self.scope().bound(
+                    next.describe(),
                     format!(
-                        "more data still follows after {parts} parts and {} bytes",
-                        bytes.len()
+                        "more data still follows after {parts} parts and {} bytes (at most {MAX_PARTS} parts and {} bytes are read)",
+                        bytes.len(),
+                        decode::MAX_SZL_BYTES
                     ),
                 ));
             }
@@ -573,50 +699,66 @@ impl S7Collector {
                     bytes.extend_from_slice(&payload);
                     (seq, more) = (s, m);
                 }
-                Err(reason) => return Ok(Err(reason)),
+                Err(denied) => return Ok(Err(denied)),
             }
             parts += 1;
         }
-        Ok(decode::szl_list(id, index, &bytes))
+        Ok(Ok(bytes))
     }
 
-    /// Identity items (SZL 0x0011, 0x001C, 0x0232) and the protection found.
+    /// Reads SZL `id`/`index` and checks its header and records against each other: an answer
+    /// that does not add up is `malformed`, naming the request. `Ok(Err(..))` when the CPU
+    /// refuses it.
+    async fn szl(&mut self, id: u16, index: u16) -> Result<Result<SzlList, Denied>, CollectError> {
+        let bytes = match self.read_szl(id, index).await? {
+            Ok(bytes) => bytes,
+            Err(denied) => return Ok(Err(denied)),
+        };
+        decode::szl_list(id, index, &bytes)
+            .map(Ok)
+            .map_err(|e| self.malformed(&Request::ReadSzl { id, index }.describe(), e))
+    }
+
+    /// Identity items (SZL 0x0011, 0x001C, 0x0232) and the protection found. A CPU must say
+    /// what and who it is: a refused SZL 0x0011 or 0x001C fails the capture. Only SZL 0x0232,
+    /// which S7-1200/1500 firmware does not always offer, may be absent, and only when the CPU
+    /// says the list does not exist on it.
     async fn read_identity(
         &mut self,
         found: &mut Found,
         runtime: &mut BTreeMap<String, Value>,
     ) -> Result<Option<Protection>, CollectError> {
-        match self.read_szl(0x0011, 0x0000).await? {
-            Ok(list) => {
-                for (path, value) in decode::module_identity(&list) {
-                    put(found, format!("s7/identity/{path}"), Class::Identity, value);
-                }
+        let module = match self.szl(0x0011, 0x0000).await? {
+            Ok(list) => list,
+            Err(denied) => {
+                return Err(self.fail(
+                    &denied,
+                    "; a CPU must say what it is (order number, versions)",
+                ));
             }
-            Err(reason) => put(
-                found,
-                "s7/identity/module_id".to_owned(),
-                Class::Identity,
-                Value::unavailable(reason),
-            ),
+        };
+        for (path, value) in decode::module_identity(&module) {
+            put(found, format!("s7/identity/{path}"), Class::Identity, value);
         }
-        match self.read_szl(0x001C, 0x0000).await? {
-            Ok(list) => {
-                for (path, value) in decode::component_identity(&list) {
-                    put(found, format!("s7/identity/{path}"), Class::Identity, value);
-                }
+        let component = match self.szl(0x001C, 0x0000).await? {
+            Ok(list) => list,
+            Err(denied) => {
+                return Err(self.fail(&denied, "; a CPU must say who it is (names, serial number)"));
             }
-            Err(reason) => put(
-                found,
-                "s7/identity/component_id".to_owned(),
-                Class::Identity,
-                Value::unavailable(reason),
-            ),
+        };
+        for (path, value) in decode::component_identity(&component) {
+            put(found, format!("s7/identity/{path}"), Class::Identity, value);
         }
-        let protection = match self
-            .read_szl(0x0232, 0x0004)
-            .await?
-            .and_then(|list| decode::protection(&list))
-        {
+        let protection = match self.szl(0x0232, 0x0004).await? {
+            Ok(list) => decode::protection(&list),
+            Err(denied)
+                if !denied.is_busy() && denied.code().is_some_and(Refusal::is_unknown_szl) =>
+            {
+                Err(denied.reason())
+            }
+            Err(denied) => return Err(self.fail(&denied, "")),
+        };
+        match protection {
             Ok(p) => {
                 put(
                     found,
@@ -632,7 +774,7 @@ impl S7Collector {
                     "s7/mode_selector".to_owned(),
                     Value::Text(decode::selector_name(p.selector)),
                 );
-                Some(p)
+                Ok(Some(p))
             }
             Err(reason) => {
                 put(
@@ -641,21 +783,24 @@ impl S7Collector {
                     Class::Identity,
                     Value::unavailable(reason),
                 );
-                None
+                Ok(None)
             }
-        };
-        Ok(protection)
+        }
     }
 
-    /// CPU mode (SZL 0x0424) and clock: runtime only.
+    /// CPU mode (SZL 0x0424) and clock: runtime only, never hashed, so a refused or garbled
+    /// answer is recorded in runtime as not available. A busy CPU still fails the capture.
     async fn read_runtime(
         &mut self,
         runtime: &mut BTreeMap<String, Value>,
     ) -> Result<(), CollectError> {
-        let mode = self
-            .read_szl(0x0424, 0x0000)
-            .await?
-            .and_then(|list| decode::cpu_mode(&list));
+        let mode = match self.read_szl(0x0424, 0x0000).await? {
+            Ok(bytes) => decode::szl_list(0x0424, 0x0000, &bytes)
+                .map_err(|e| format!("read SZL 0x0424 index 0x0000: {e}"))
+                .and_then(|list| decode::cpu_mode(&list)),
+            Err(denied) if denied.is_busy() => return Err(self.fail(&denied, "")),
+            Err(denied) => Err(denied.reason()),
+        };
         runtime.insert(
             "s7/cpu_mode".to_owned(),
             mode.map_or_else(Value::unavailable, Value::Text),
@@ -665,7 +810,8 @@ impl S7Collector {
             .await?
         {
             Ok((_, _, payload)) => decode::clock(&payload),
-            Err(reason) => Err(reason),
+            Err(denied) if denied.is_busy() => return Err(self.fail(&denied, "")),
+            Err(denied) => Err(denied.reason()),
         };
         runtime.insert(
             "s7/cpu_clock".to_owned(),
@@ -674,16 +820,17 @@ impl S7Collector {
         Ok(())
     }
 
-    /// The numbers of the blocks of one type, following continuation parts.
+    /// The numbers of the blocks of one type, following continuation parts (at most
+    /// [`MAX_LIST_PARTS`], a `bound`). `Ok(Err(..))` when the CPU refuses a part.
     async fn list_blocks_of_type(
         &mut self,
         block: BlockType,
-    ) -> Result<Result<Vec<u16>, String>, CollectError> {
+    ) -> Result<Result<Vec<u16>, Denied>, CollectError> {
         let first = Request::ListBlocksOfType { block };
         let (mut seq, mut more, payload) =
             match self.userdata(&first, wire::GROUP_BLOCKS, 0x02).await? {
                 Ok(part) => part,
-                Err(reason) => return Ok(Err(reason)),
+                Err(denied) => return Ok(Err(denied)),
             };
         let mut numbers = Vec::new();
         fn add(
@@ -696,9 +843,10 @@ impl S7Collector {
                 decode::block_list(payload).map_err(|e| this.malformed(&request.describe(), e))?;
             numbers.extend(entries.iter().map(|e| e.number));
             if numbers.len() > usize::from(u16::MAX) + 1 {
-                return Err(
-                    this.malformed(&request.describe(), "more than 65536 blocks of one type")
-                );
+                return Err(this.malformed(
+                    &request.describe(),
+                    "more than 65536 blocks of one type (some listed twice)",
+                ));
             }
             Ok(())
         }
@@ -707,9 +855,10 @@ impl S7Collector {
         while more {
             let next = Request::ListBlocksOfTypeNext { block, seq };
             if parts >= MAX_LIST_PARTS {
-                return Err(self.malformed(
-                    &next.describe(),
-                    format!("more data still follows after {parts} parts"),
+                self.conn = None;
+                return Err(self.scope().bound(
+                    next.describe(),
+                    format!("more data still follows after {parts} parts (at most {MAX_LIST_PARTS} are read)"),
                 ));
             }
             match self.userdata(&next, wire::GROUP_BLOCKS, 0x02).await? {
@@ -717,7 +866,7 @@ impl S7Collector {
                     add(self, &next, &payload, &mut numbers)?;
                     (seq, more) = (s, m);
                 }
-                Err(reason) => return Ok(Err(reason)),
+                Err(denied) => return Ok(Err(denied)),
             }
             parts += 1;
         }
@@ -729,42 +878,79 @@ impl S7Collector {
         Ok(Ok(sorted))
     }
 
-    /// Uploads one block (CPU to us) and returns its bytes.
+    /// Uploads one block (CPU to us) and returns its bytes. `Ok(Err(..))` only when the CPU
+    /// refuses to start the upload for a stable reason (protection level, service not
+    /// offered); any other refusal, and a refusal after the upload started, fail the capture.
     async fn upload(
         &mut self,
         block: BlockType,
         number: u16,
-    ) -> Result<Result<Vec<u8>, String>, CollectError> {
+    ) -> Result<Result<Vec<u8>, Denied>, CollectError> {
         let start = Request::StartUpload { block, number };
         let (params, _) = match self.job(&start, wire::FN_START_UPLOAD).await? {
             Ok(answer) => answer,
-            Err(reason) => return Ok(Err(reason)),
+            Err(denied)
+                if !denied.is_busy()
+                    && denied
+                        .code()
+                        .is_some_and(|r| r.is_protection() || r.is_not_offered()) =>
+            {
+                return Ok(Err(denied));
+            }
+            Err(denied) => return Err(self.fail(&denied, "")),
         };
         let (id, announced) =
             decode::start_upload(&params).map_err(|e| self.malformed(&start.describe(), e))?;
+        if let Some(length) = announced.filter(|n| *n > decode::MAX_UPLOAD_BYTES) {
+            self.conn = None;
+            return Err(self.scope().bound(
+                start.describe(),
+                format!(
+                    "the CPU announces a block of {length} bytes; at most {} are uploaded",
+                    decode::MAX_UPLOAD_BYTES
+                ),
+            ));
+        }
         let limit = announced.unwrap_or(decode::MAX_UPLOAD_BYTES);
         let mut bytes = Vec::new();
         let mut parts = 0;
+        // From here on the CPU holds an open upload: any failure drops the connection, so the
+        // CPU releases it (an upload left open blocks the next one: error 0x8304).
         loop {
             let part = Request::Upload { block, number, id };
             if parts >= MAX_UPLOAD_PARTS {
-                return Err(self.malformed(
-                    &part.describe(),
-                    format!("still not finished after {parts} parts"),
+                self.conn = None;
+                return Err(self.scope().bound(
+                    part.describe(),
+                    format!("still not finished after {parts} parts (at most {MAX_UPLOAD_PARTS} are read)"),
                 ));
             }
             parts += 1;
             let (params, data) = match self.job(&part, wire::FN_UPLOAD).await? {
                 Ok(answer) => answer,
-                Err(reason) => return Ok(Err(reason)),
+                Err(denied) => {
+                    self.conn = None;
+                    return Err(self.fail(&denied, "; the upload had started"));
+                }
             };
-            let (more, chunk) = decode::upload_part(&params, &data)
-                .map_err(|e| self.malformed(&part.describe(), e))?;
+            let (more, chunk) = match decode::upload_part(&params, &data) {
+                Ok(part) => part,
+                Err(e) => {
+                    self.conn = None;
+                    return Err(self.malformed(&part.describe(), e));
+                }
+            };
             if bytes.len() + chunk.len() > limit {
-                return Err(self.malformed(
-                    &part.describe(),
-                    format!("the upload exceeds the {limit} bytes announced"),
-                ));
+                self.conn = None;
+                return Err(match announced {
+                    Some(_) => self.malformed(
+                        &part.describe(),
+                        format!("the upload exceeds the {limit} bytes announced"),
+                    ),
+                    None => self
+                        .scope()
+                        .bound(part.describe(), format!("the upload exceeds {limit} bytes")),
+                });
             }
             bytes.extend_from_slice(chunk);
             if !more {
@@ -772,35 +958,42 @@ impl S7Collector {
             }
         }
         let end = Request::EndUpload { block, number, id };
-        if let Err(reason) = self.job(&end, wire::FN_END_UPLOAD).await? {
+        if let Err(denied) = self.job(&end, wire::FN_END_UPLOAD).await? {
             // The block is complete; a CPU that will not confirm the end is noted only.
-            tracing::debug!(%reason, "end upload not confirmed");
+            tracing::debug!(reason = %denied.reason(), "end upload not confirmed");
         }
         Ok(Ok(bytes))
     }
 
     /// The program: block counts, the blocks of each type with their block info, and (with
-    /// `upload_blocks`) the digest of each code block's contents.
+    /// `upload_blocks`) the digest of each code block's contents. Returns what the block
+    /// directory says about DBs, for the setpoints.
     async fn read_blocks(
         &mut self,
         found: &mut Found,
         protection: Option<Protection>,
-    ) -> Result<(), CollectError> {
+    ) -> Result<DbDirectory, CollectError> {
         let counts = match self
             .userdata(&Request::ListBlocks, wire::GROUP_BLOCKS, 0x01)
             .await?
         {
             Ok((_, _, payload)) => decode::block_counts(&payload)
                 .map_err(|e| self.malformed(&Request::ListBlocks.describe(), e))?,
-            Err(reason) => {
+            // S7-1200/1500 answer every block function with 0x8104 over PUT/GET; some stacks
+            // close the session instead. Their program is not visible over S7comm at all: a
+            // stable capability, recorded once.
+            Err(denied)
+                if !denied.is_busy() && denied.code().is_none_or(Refusal::is_not_offered) =>
+            {
                 put(
                     found,
                     "s7/blocks".to_owned(),
                     Class::Program,
-                    Value::unavailable(reason),
+                    Value::unavailable(denied.reason()),
                 );
-                return Ok(());
+                return Ok(DbDirectory::Unknown);
             }
+            Err(denied) => return Err(self.fail(&denied, "")),
         };
         put(
             found,
@@ -814,50 +1007,58 @@ impl S7Collector {
             ),
         );
         let mut seen = Vec::new();
+        let mut dbs = BTreeMap::new();
         for block in BlockType::LISTED {
-            if counts.get(block.name()).copied().unwrap_or(0) == 0 {
+            let count = counts.get(block.name()).copied().unwrap_or(0);
+            if count == 0 {
                 continue;
             }
             let numbers = match self.list_blocks_of_type(block).await? {
                 Ok(numbers) => numbers,
-                Err(reason) => {
-                    put(
-                        found,
-                        format!("s7/blocks/{}", block.name()),
-                        Class::Program,
-                        Value::unavailable(reason),
-                    );
-                    continue;
+                Err(denied) => {
+                    return Err(self.fail(
+                        &denied,
+                        &format!("; list blocks counts {count} {} blocks", block.name()),
+                    ));
                 }
             };
             for number in numbers {
                 seen.push((block, number));
-                self.read_block(found, block, number, protection).await?;
+                let size = self.read_block(found, block, number, protection).await?;
+                if block == BlockType::Db {
+                    dbs.insert(number, size);
+                }
             }
         }
         self.uploads.retain(|key, _| seen.contains(key));
-        Ok(())
+        Ok(DbDirectory::Listed(dbs))
     }
 
+    /// Block info (and with `upload_blocks` the code) of one listed block; returns its MC7
+    /// size. The block was listed, so a refused block info is a contradiction and a block info
+    /// for another block is malformed: both fail the capture.
     async fn read_block(
         &mut self,
         found: &mut Found,
         block: BlockType,
         number: u16,
         protection: Option<Protection>,
-    ) -> Result<(), CollectError> {
+    ) -> Result<u32, CollectError> {
         let name = format!("s7/block/{}{number}", block.name());
         let request = Request::BlockInfo { block, number };
         let info = match self.userdata(&request, wire::GROUP_BLOCKS, 0x03).await? {
             Ok((_, _, payload)) => decode::block_info(&payload, block, number)
-                .map_err(|e| self.malformed(&request.describe(), e))?,
-            Err(reason) => Err(reason),
-        };
-        let info = match info {
-            Ok(info) => info,
-            Err(reason) => {
-                put(found, name, Class::Program, Value::unavailable(reason));
-                return Ok(());
+                .map_err(|e| self.malformed(&request.describe(), e))?
+                .map_err(|reason| self.malformed(&request.describe(), reason))?,
+            Err(denied) => {
+                return Err(self.fail(
+                    &denied,
+                    &format!(
+                        "; list blocks of type {} still lists {}{number}",
+                        block.name(),
+                        block.name()
+                    ),
+                ));
             }
         };
         let fields = [
@@ -880,8 +1081,9 @@ impl S7Collector {
         for (field, value) in fields {
             put(found, format!("{name}/{field}"), Class::Program, value);
         }
+        let size = u32::from(info.mc7_size);
         if !(self.upload_blocks && block.uploadable()) {
-            return Ok(());
+            return Ok(size);
         }
         let key = (
             info.checksum,
@@ -894,7 +1096,7 @@ impl S7Collector {
             for (path, value) in &cached.items {
                 put(found, path.clone(), Class::Program, value.clone());
             }
-            return Ok(());
+            return Ok(size);
         }
         let items = match self.upload(block, number).await? {
             Ok(bytes) => vec![
@@ -904,28 +1106,104 @@ impl S7Collector {
                 ),
                 (format!("{name}/code_size"), Value::UInt(bytes.len() as u64)),
             ],
-            Err(reason) => vec![(format!("{name}/code"), Value::unavailable(reason))],
+            Err(denied) => vec![(format!("{name}/code"), Value::unavailable(denied.reason()))],
         };
         for (path, value) in &items {
             put(found, path.clone(), Class::Program, value.clone());
         }
         self.uploads
             .insert((block, number), CachedUpload { key, items });
-        Ok(())
+        Ok(size)
     }
 
-    /// The setpoint ranges, read with the plan for the negotiated PDU.
-    async fn read_setpoints(&mut self, found: &mut Found) -> Result<(), CollectError> {
-        if self.ranges.is_empty() && self.unaddressable.is_empty() {
+    /// Why DB `db`, which the block list does not show and which Read Var answered with item
+    /// return code `code` (`what`), is absent: block info must agree that it does not exist.
+    /// Anything else fails the capture.
+    async fn confirm_absent(
+        &mut self,
+        db: u16,
+        code: u8,
+        what: &str,
+    ) -> Result<String, CollectError> {
+        let request = Request::BlockInfo {
+            block: BlockType::Db,
+            number: db,
+        };
+        match self.userdata(&request, wire::GROUP_BLOCKS, 0x03).await? {
+            Err(denied)
+                if !denied.is_busy() && denied.code().is_some_and(Refusal::is_no_such_block) =>
+            {
+                Ok(format!(
+                    "DB{db} does not exist: read var answered item return code 0x{code:02X} ({}), the block list does not show DB{db}, and {}",
+                    wire::item_error_text(code),
+                    denied.reason()
+                ))
+            }
+            Err(denied) => Err(self.fail(&denied, "")),
+            Ok(_) => Err(self.refused(
+                what,
+                format!(
+                    "DB{db}: item return code 0x{code:02X} ({}), yet block info describes DB{db}",
+                    wire::item_error_text(code)
+                ),
+            )),
+        }
+    }
+
+    /// The setpoint ranges, read with the plan for the negotiated PDU. The config asks for
+    /// them, so a refusal fails the capture, except where the CPU's own block directory
+    /// agrees the bytes do not exist: a DB the block list does not show and block info says
+    /// does not exist, or a range beyond a listed DB's size. Those are stable "not available"
+    /// ranges (state: a DB deleted or shrunk).
+    async fn read_setpoints(
+        &mut self,
+        found: &mut Found,
+        directory: &DbDirectory,
+    ) -> Result<(), CollectError> {
+        if let Some(sp) = self.unaddressable.first() {
+            return Err(self.scope().config(format!(
+                "setpoint {:?}: DB{} bytes {}..{} lie beyond what S7comm can address (byte offsets 0..={})",
+                sp.name,
+                sp.db,
+                sp.start,
+                u64::from(sp.start) + u64::from(sp.size),
+                wire::MAX_BYTE_ADDRESS
+            )));
+        }
+        if self.ranges.is_empty() {
             return Ok(());
         }
+        let mut setpoints = self.setpoints.clone();
+        setpoints.sort_by_key(|sp| (sp.db, sp.start, sp.size));
+        // Ranges beyond a listed DB's size: the directory already says they do not exist.
+        let mut absent: BTreeMap<String, String> = BTreeMap::new();
+        let mut readable = Vec::new();
+        for sp in &setpoints {
+            let end = u64::from(sp.start) + u64::from(sp.size);
+            match directory {
+                DbDirectory::Listed(dbs) => match dbs.get(&sp.db) {
+                    Some(&size) if end > u64::from(size) => {
+                        absent.insert(
+                            sp.name.clone(),
+                            format!(
+                                "DB{} holds {size} bytes (block info); bytes {}..{end} are not all in it",
+                                sp.db, sp.start
+                            ),
+                        );
+                    }
+                    _ => readable.push(sp.clone()),
+                },
+                DbDirectory::Unknown => readable.push(sp.clone()),
+            }
+        }
+        let (ranges, _) = plan::merge(&readable);
         if self.conn.is_none() {
             self.open().await?;
         }
         let pdu = self.conn.as_ref().map_or(self.pdu_wanted, |c| c.pdu);
         let mut pieces: Vec<(ReadItem, Vec<u8>)> = Vec::new();
-        let mut failures: Vec<(ReadItem, String)> = Vec::new();
-        for items in plan::plan(&self.ranges, pdu) {
+        let mut refused: Vec<(ReadItem, u8, String)> = Vec::new();
+        for items in plan::plan(&ranges, pdu) {
             let request = Request::ReadVar {
                 items: items.clone(),
             };
@@ -941,9 +1219,11 @@ impl S7Collector {
                     return Err(self.malformed(&what, e));
                 }
                 Ok(Err(refusal)) => {
-                    let reason = format!("read var refused: {refusal}");
-                    failures.extend(items.iter().map(|item| (*item, reason.clone())));
-                    continue;
+                    let denied = Denied {
+                        request: what,
+                        denial: Denial::Code(refusal),
+                    };
+                    return Err(self.fail(&denied, "; the configured setpoints must be readable"));
                 }
                 Ok(Ok(params)) => params,
             };
@@ -957,14 +1237,50 @@ impl S7Collector {
             for (item, result) in items.iter().zip(results) {
                 match result {
                     Ok(bytes) => pieces.push((*item, bytes)),
-                    Err(code) => failures.push((
-                        *item,
+                    Err(code) => refused.push((*item, code, what.clone())),
+                }
+            }
+        }
+        // Each refused item: absent only when the directory agrees, else the capture fails.
+        let mut missing_dbs: BTreeMap<u16, String> = BTreeMap::new();
+        for (item, code, what) in &refused {
+            if missing_dbs.contains_key(&item.db) {
+                continue;
+            }
+            let text = wire::item_error_text(*code);
+            let does_not_exist = matches!(code, 0x05 | 0x0A);
+            let listed = match directory {
+                DbDirectory::Listed(dbs) => Some(dbs.get(&item.db).copied()),
+                DbDirectory::Unknown => None,
+            };
+            match listed {
+                Some(None) if does_not_exist => {
+                    let reason = self.confirm_absent(item.db, *code, what).await?;
+                    missing_dbs.insert(item.db, reason);
+                }
+                Some(Some(size)) if does_not_exist => {
+                    return Err(self.refused(
+                        what,
                         format!(
-                            "DB{} read refused: {} (item error 0x{code:02X})",
-                            item.db,
-                            wire::item_error_text(code)
+                            "DB{}: item return code 0x{code:02X} ({text}), yet the block list shows DB{} and block info gives it {size} bytes",
+                            item.db, item.db
                         ),
-                    )),
+                    ));
+                }
+                None if does_not_exist => {
+                    return Err(self.refused(
+                        what,
+                        format!(
+                            "DB{}: item return code 0x{code:02X} ({text}); this CPU does not list its blocks, so the absence cannot be confirmed (on an S7-1200/1500: does DB{} exist, with \"Optimized block access\" off?)",
+                            item.db, item.db
+                        ),
+                    ));
+                }
+                _ => {
+                    return Err(self.refused(
+                        what,
+                        format!("DB{}: item return code 0x{code:02X} ({text})", item.db),
+                    ));
                 }
             }
         }
@@ -979,26 +1295,10 @@ impl S7Collector {
                 .get(usize::try_from(offset.checked_sub(item.start)?).ok()?)
                 .copied()
         };
-        let mut setpoints = self.setpoints.clone();
-        setpoints.sort_by_key(|sp| (sp.db, sp.start, sp.size));
         for sp in &setpoints {
             let end = u64::from(sp.start) + u64::from(sp.size);
             let range_path = format!("s7/db{}/{}..{end}", sp.db, sp.start);
-            if self.unaddressable.contains(sp) {
-                put(
-                    found,
-                    range_path,
-                    Class::Setpoint,
-                    Value::unavailable("the range lies beyond the 2 MiB S7comm can address"),
-                );
-                continue;
-            }
-            let failure = failures.iter().find(|(item, _)| {
-                item.db == sp.db
-                    && u64::from(item.start) < end
-                    && u64::from(item.start) + u64::from(item.len) > u64::from(sp.start)
-            });
-            if let Some((_, reason)) = failure {
+            if let Some(reason) = absent.get(&sp.name).or_else(|| missing_dbs.get(&sp.db)) {
                 put(
                     found,
                     range_path,
@@ -1042,8 +1342,8 @@ impl S7Collector {
         }
         let protection = self.read_identity(&mut found, &mut runtime).await?;
         self.read_runtime(&mut runtime).await?;
-        self.read_blocks(&mut found, protection).await?;
-        self.read_setpoints(&mut found).await?;
+        let directory = self.read_blocks(&mut found, protection).await?;
+        self.read_setpoints(&mut found, &directory).await?;
         if let Some(conn) = &self.conn {
             runtime.insert("s7/pdu_size".to_owned(), Value::UInt(conn.pdu.into()));
         }

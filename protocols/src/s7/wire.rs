@@ -549,15 +549,77 @@ pub(crate) fn parse_answer(pdu: &[u8]) -> Result<Answer<'_>, WireError> {
     })
 }
 
-/// A device's refusal: an error code from the header, the parameters or an item, decoded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub(crate) code: u16,
+/// A device's refusal of a request, as the device coded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// An error class and code: the header of an ack / ack-data, or the error code in a
+    /// userdata answer's parameters.
+    Error(u16),
+    /// A return code other than 0xFF (success) in a userdata answer's data part; the same
+    /// codes as a Read Var item's.
+    ReturnCode(u8),
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error 0x{:04X} ({})", self.code, error_text(self.code))
+        match *self {
+            Refusal::Error(code) => write!(f, "error 0x{code:04X} ({})", error_text(code)),
+            Refusal::ReturnCode(code) => {
+                write!(f, "return code 0x{code:02X} ({})", item_error_text(code))
+            }
+        }
+    }
+}
+
+impl Refusal {
+    /// Whether the device said it lacks the resources to serve the request now: S7comm's
+    /// error class 0x83 ("no resources available": 0x8301 memory, 0x8302 too few resources
+    /// or processor resources not available, 0x8304 no further parallel upload, a resource
+    /// bottleneck), except 0x8305 ("function not available", a capability); the parameter
+    /// codes 0x011A / 0x011B (PG / PLC resource error), 0x0140 (insufficient memory) and 0x0141
+    /// (job cannot be processed for lack of resources); and 0xD061-0xD067 ("resource error":
+    /// job memory, job list, triggers, timers). Nothing else is busy.
+    pub(crate) fn is_busy(self) -> bool {
+        match self {
+            Refusal::Error(code) => {
+                (code >> 8 == 0x83 && code != 0x8305)
+                    || matches!(code, 0x011A | 0x011B | 0x0140 | 0x0141 | 0xD061..=0xD067)
+            }
+            Refusal::ReturnCode(_) => false,
+        }
+    }
+
+    /// Whether the device says it does not offer this service at all: 0x8104 (service not
+    /// implemented on the module; what S7-1200/1500 answer to block functions over PUT/GET),
+    /// 0x8305 (function not available), 0x8702 (service not supported by the module).
+    pub(crate) fn is_not_offered(self) -> bool {
+        matches!(self, Refusal::Error(0x8104 | 0x8305 | 0x8702))
+    }
+
+    /// Whether the device refuses because of its protection level: 0xD0A1 and 0xD241
+    /// (function not permitted in the current protection level).
+    pub(crate) fn is_protection(self) -> bool {
+        matches!(self, Refusal::Error(0xD0A1 | 0xD241))
+    }
+
+    /// Whether the device says the SZL (or its index) does not exist on it: 0xD401 / 0xD402
+    /// (information function unavailable: SZL ID or index unknown) or a data return code 0x0A
+    /// (object does not exist).
+    pub(crate) fn is_unknown_szl(self) -> bool {
+        matches!(
+            self,
+            Refusal::Error(0xD401 | 0xD402) | Refusal::ReturnCode(0x0A)
+        )
+    }
+
+    /// Whether the device says the block does not exist: 0xD209 (block not found on the
+    /// module), 0xD20E (no block available), 0x0114 (block not found) or a data return code
+    /// 0x0A (object does not exist).
+    pub(crate) fn is_no_such_block(self) -> bool {
+        matches!(
+            self,
+            Refusal::Error(0xD209 | 0xD20E | 0x0114) | Refusal::ReturnCode(0x0A)
+        )
     }
 }
 
@@ -567,15 +629,23 @@ pub(crate) fn error_text(code: u16) -> &'static str {
         0x0000 => "no error",
         0x0110 | 0x0118 | 0xD210 => "invalid block number",
         0x0114 => "block not found",
-        0x8000..=0x80FF => "application relationship error (function in use or not allowed)",
+        0x011A => "PG resource error",
+        0x011B => "PLC resource error",
+        0x0140 => "insufficient memory available",
+        0x0141 => "job cannot be processed for lack of resources",
         0x8104 => "service not implemented on the module (PUT/GET access off?)",
-        0x8304 => "no further parallel upload possible",
+        0x8000..=0x80FF => "application relationship error (function in use or not allowed)",
+        0x8301 => "insufficient memory on the module",
+        0x8302 => "too few resources available (processor resources not available)",
+        0x8304 => "no further parallel upload possible (resource bottleneck)",
         0x8305 => "function not available",
+        0x8300..=0x83FF => "no resources available",
         0x8401 => "invalid service sequence",
         0x8404 => "the function cannot be performed",
         0x8500 => "wrong frames (PDU size exceeded)",
         0x8702 => "service not supported by the module",
         0x8703 => "access to object refused",
+        0xD061..=0xD067 => "resource error (job memory, job list, trigger or timer occupied)",
         0xD081 => "function not permitted in the current mode",
         0xD0A1 | 0xD241 => "function not permitted in the current protection level",
         0xD209 => "block not found on the module",
@@ -615,7 +685,7 @@ pub(crate) fn job_answer<'a>(
         ));
     }
     if answer.error != 0 {
-        return Ok(Err(Refusal { code: answer.error }));
+        return Ok(Err(Refusal::Error(answer.error)));
     }
     if answer.rosctr == ROSCTR_ACK {
         return bad("an ack without data and without an error");
@@ -752,7 +822,7 @@ pub(crate) fn userdata_answer<'a>(
     if answer.rosctr != ROSCTR_USERDATA {
         if answer.error != 0 {
             // Some CPUs answer an unsupported userdata function with a plain ack + error.
-            return Ok(Err(Refusal { code: answer.error }));
+            return Ok(Err(Refusal::Error(answer.error)));
         }
         return bad(format!(
             "PDU type 0x{:02X} where a userdata answer was expected",
@@ -786,7 +856,7 @@ pub(crate) fn userdata_answer<'a>(
     let more = at(9) != 0;
     let error = u16::from_be_bytes([at(10), at(11)]);
     if error != 0 {
-        return Ok(Err(Refusal { code: error }));
+        return Ok(Err(Refusal::Error(error)));
     }
     let d = answer.data;
     let Some((&[ret, _tsize, len_hi, len_lo], payload)) = d.split_first_chunk::<4>() else {
@@ -796,9 +866,7 @@ pub(crate) fn userdata_answer<'a>(
         ));
     };
     if ret != 0xFF {
-        return Ok(Err(Refusal {
-            code: u16::from(ret),
-        }));
+        return Ok(Err(Refusal::ReturnCode(ret)));
     }
     let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
     if len != payload.len() {

@@ -72,6 +72,13 @@ pub(crate) fn job_error(pdu_ref: u16, error: u16) -> Vec<u8> {
     header(0x02, pdu_ref, Some(error), &[], &[])
 }
 
+/// A Read Var answer whose `count` items are all refused with item return code `code` (an
+/// error item carries no data: return code, transport size 0, length 0).
+pub(crate) fn read_var_refused(pdu_ref: u16, count: u8, code: u8) -> Vec<u8> {
+    let data: Vec<u8> = (0..count).flat_map(|_| [code, 0x00, 0x00, 0x00]).collect();
+    job_answer(pdu_ref, &[0x04, count], &data)
+}
+
 /// An ack-data answer to a job.
 pub(crate) fn job_answer(pdu_ref: u16, params: &[u8], data: &[u8]) -> Vec<u8> {
     header(0x03, pdu_ref, Some(0), params, data)

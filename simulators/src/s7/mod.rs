@@ -127,6 +127,18 @@
 //! | `szl-placeholder` | answers every SZL read, whatever the ID, with the SZL 0x0011 list |
 //! | `blockinfo-placeholder` | answers every block info with the same all-zero record |
 //! | `snap7-only` | relays everything to snap7: its fixed identity, DB-only block functions, refused uploads |
+//! | `refuse-db-read` | answers every Read Var item with return code 0x0A (object does not exist), the DB still listed |
+//! | `refuse-db-range` | answers every Read Var item with return code 0x05 (address out of range), the range within the DB |
+//! | `deny-db-read` | answers every Read Var item with return code 0x03 (access to the object not allowed) |
+//! | `szl-overclaim` | answers SZL 0x0011/0x001C/0x0232 with a header claiming one record more than it carries |
+//! | `refuse-identity` | refuses SZL 0x0011 and 0x001C with error 0xD401 |
+//! | `no-protection-szl` | refuses SZL 0x0232 with error 0xD401 (S7-1200/1500 firmware without it) |
+//! | `refuse-block-list` | refuses list blocks of type with 0x8104 while list blocks still counts the blocks |
+//! | `refuse-block-info` | refuses block info with 0xD209 (block not found) for listed blocks |
+//! | `busy` | answers every request after Setup Communication with error 0x8302 (too few resources) |
+//! | `congested` | refuses new ISO connections with COTP disconnect reason 0x81 (congestion) |
+//!
+//! Every request is logged whatever the quirk (its `outcome` names the quirk that answered).
 //!
 //! # Request log
 //!

@@ -364,6 +364,16 @@ async fn connect(
         record(shared, peer, connect, "no answer (stall quirk)");
         return true;
     }
+    if quirks.congested {
+        record(
+            shared,
+            peer,
+            connect,
+            "refused: disconnect reason 0x81, congestion (congested quirk)",
+        );
+        let _ = client.write_all(&answers::disconnect(0x81)).await;
+        return false;
+    }
     if !quirks.snap7_only
         && let Some(tsap) = called
         && (tsap & 0xFF != expected || !(1..=3).contains(&(tsap >> 8)))
@@ -457,10 +467,30 @@ fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Qui
     if quirks.stall {
         return Action::Silence("no answer (stall quirk)".into());
     }
+    if quirks.busy && req.function() != Some(0xF0) {
+        const TOO_FEW_RESOURCES: u16 = 0x8302;
+        let outcome = "refused 0x8302 (busy quirk)".to_owned();
+        return match req.userdata() {
+            Some((group, sub, _, _)) => Action::Answer(
+                answers::userdata_answer(req.pdu_ref, group, sub, 0, false, Err(TOO_FEW_RESOURCES)),
+                outcome,
+            ),
+            None => Action::Answer(answers::job_error(req.pdu_ref, TOO_FEW_RESOURCES), outcome),
+        };
+    }
     if quirks.snap7_only {
         return Action::Forward(rewrite_setup(shared, req));
     }
     if let Some(function) = req.function() {
+        let item_refusal = if quirks.refuse_db_read {
+            Some((0x0A, "refuse-db-read"))
+        } else if quirks.refuse_db_range {
+            Some((0x05, "refuse-db-range"))
+        } else if quirks.deny_db_read {
+            Some((0x03, "deny-db-read"))
+        } else {
+            None
+        };
         return match function {
             0xF0 => Action::Forward(rewrite_setup(shared, req)),
             0x04 | 0x05 if quirks.put_get_off => Action::Answer(
@@ -476,6 +506,14 @@ fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Qui
             0x05 if !items_add_up(req, true) => Action::Answer(
                 answers::job_error(req.pdu_ref, 0x8500),
                 "refused 0x8500 (malformed item list)".into(),
+            ),
+            0x04 if let Some((code, quirk)) = item_refusal => Action::Answer(
+                answers::read_var_refused(
+                    req.pdu_ref,
+                    req.params.get(1).copied().unwrap_or(0),
+                    code,
+                ),
+                format!("every item refused with return code 0x{code:02X} ({quirk} quirk)"),
             ),
             0x1D..=0x1F => upload(shared, session, req, function),
             _ => Action::Forward(rebuild(req)),
@@ -505,6 +543,12 @@ fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Qui
                 u16::from_be_bytes([b[0], b[1]]),
                 u16::from_be_bytes([b[2], b[3]]),
             );
+            if quirks.refuse_identity && matches!(id, 0x0011 | 0x001C) {
+                return refusal(req, 4, 1, 0xD401, "refuse-identity quirk");
+            }
+            if quirks.no_protection_szl && id == 0x0232 {
+                return refusal(req, 4, 1, 0xD401, "no-protection-szl quirk");
+            }
             let list = {
                 let state = shared.lock_state();
                 if quirks.szl_placeholder {
@@ -520,6 +564,12 @@ fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Qui
                 && let Some(count) = list.get_mut(6..8)
             {
                 count.copy_from_slice(&[0, 0]);
+            }
+            if quirks.szl_overclaim
+                && let Some(count) = list.get_mut(6..8)
+            {
+                let claimed = u16::from_be_bytes([count[0], count[1]]).saturating_add(1);
+                count.copy_from_slice(&claimed.to_be_bytes());
             }
             if quirks.szl_no_header {
                 list.drain(..8.min(list.len()));
@@ -638,6 +688,8 @@ fn blocks(
             drop(state);
             continuation(session, req, 3, 2)
         }
+        2 if quirks.refuse_block_list => refusal(req, 3, 2, 0x8104, "refuse-block-list quirk"),
+        3 if quirks.refuse_block_info => refusal(req, 3, 3, 0xD209, "refuse-block-info quirk"),
         2 => {
             let Some(&kind) = req.data.get(5) else {
                 return refusal(req, 3, 2, 0xD20E, "no block type");

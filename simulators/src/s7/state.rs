@@ -244,85 +244,106 @@ impl Selector {
     }
 }
 
-/// Device quirks: how real devices deviate, for testing the client. Each can be set in the
-/// state file's `[quirks]` and switched with `quirk NAME on|off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Quirks {
-    /// Accept connections and requests, never answer.
-    pub stall: bool,
-    /// Refuse block functions (list, list of type, block info) with error 0x8104, like an
-    /// S7-1200/1500.
-    pub refuse_blocks: bool,
-    /// Close the session on any block function request.
-    pub drop_on_blocks: bool,
-    /// Refuse Read/Write Var with header error 0x8104, like an S7-1200/1500 with PUT/GET off.
-    pub put_get_off: bool,
-    /// Answer SZL reads without the 8-byte SZL header (records only).
-    pub szl_no_header: bool,
-    /// Answer SZL reads with a record count of 0.
-    pub szl_no_count: bool,
-    /// Answer every SZL read with the SZL 0x0011 list, whatever was asked.
-    pub szl_placeholder: bool,
-    /// Answer every block info request with the same all-zero record.
-    pub blockinfo_placeholder: bool,
-    /// Let snap7's server answer everything itself (its fixed identity, DB-only block
-    /// functions, refused uploads): a plain snap7 peer.
-    pub snap7_only: bool,
+/// Defines the quirks once: the [`Quirks`] flags (also the state file's `[quirks]` table, with
+/// `_` for `-`), the [`Quirk`] names and their switches.
+macro_rules! quirks {
+    ($( $(#[doc = $doc:expr])* $field:ident / $variant:ident = $name:literal; )*) => {
+        /// Device quirks: how real devices deviate, for testing the client. Each can be set in
+        /// the state file's `[quirks]` and switched with `quirk NAME on|off`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Quirks {
+            $( $(#[doc = $doc])* pub $field: bool, )*
+        }
+
+        /// A device quirk, switchable at run time (`quirk NAME on|off`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Quirk {
+            $( #[doc = concat!("`", $name, "`.")] $variant, )*
+        }
+
+        impl Quirk {
+            /// Every quirk, in the order `help` lists them.
+            pub const ALL: [Quirk; [$($name),*].len()] = [$(Quirk::$variant),*];
+
+            /// The command-language name.
+            #[must_use]
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $name, )*
+                }
+            }
+        }
+
+        impl Quirks {
+            /// Whether `quirk` is on.
+            #[must_use]
+            pub fn get(&self, quirk: Quirk) -> bool {
+                match quirk {
+                    $( Quirk::$variant => self.$field, )*
+                }
+            }
+
+            /// Switches `quirk`.
+            pub fn set(&mut self, quirk: Quirk, on: bool) {
+                let flag = match quirk {
+                    $( Quirk::$variant => &mut self.$field, )*
+                };
+                *flag = on;
+            }
+        }
+    };
 }
 
-/// A device quirk, switchable at run time (`quirk NAME on|off`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quirk {
-    /// `stall`.
-    Stall,
-    /// `refuse-blocks`.
-    RefuseBlocks,
-    /// `drop-on-blocks`.
-    DropOnBlocks,
-    /// `put-get-off`.
-    PutGetOff,
-    /// `szl-no-header`.
-    SzlNoHeader,
-    /// `szl-no-count`.
-    SzlNoCount,
-    /// `szl-placeholder`.
-    SzlPlaceholder,
-    /// `blockinfo-placeholder`.
-    BlockinfoPlaceholder,
-    /// `snap7-only`.
-    Snap7Only,
+quirks! {
+    /// Accept connections and requests, never answer.
+    stall / Stall = "stall";
+    /// Refuse block functions (list, list of type, block info) with error 0x8104, like an
+    /// S7-1200/1500.
+    refuse_blocks / RefuseBlocks = "refuse-blocks";
+    /// Close the session on any block function request.
+    drop_on_blocks / DropOnBlocks = "drop-on-blocks";
+    /// Refuse Read/Write Var with header error 0x8104, like an S7-1200/1500 with PUT/GET off.
+    put_get_off / PutGetOff = "put-get-off";
+    /// Answer SZL reads without the 8-byte SZL header (records only).
+    szl_no_header / SzlNoHeader = "szl-no-header";
+    /// Answer SZL reads with a record count of 0.
+    szl_no_count / SzlNoCount = "szl-no-count";
+    /// Answer every SZL read with the SZL 0x0011 list, whatever was asked.
+    szl_placeholder / SzlPlaceholder = "szl-placeholder";
+    /// Answer every block info request with the same all-zero record.
+    blockinfo_placeholder / BlockinfoPlaceholder = "blockinfo-placeholder";
+    /// Let snap7's server answer everything itself (its fixed identity, DB-only block
+    /// functions, refused uploads): a plain snap7 peer.
+    snap7_only / Snap7Only = "snap7-only";
+    /// Answer every Read Var item with return code 0x0A (object does not exist), although
+    /// the block list and block info still show the DB.
+    refuse_db_read / RefuseDbRead = "refuse-db-read";
+    /// Answer every Read Var item with return code 0x05 (address out of range), although
+    /// the range lies within the DB block info describes.
+    refuse_db_range / RefuseDbRange = "refuse-db-range";
+    /// Answer every Read Var item with return code 0x03 (access to the object not allowed).
+    deny_db_read / DenyDbRead = "deny-db-read";
+    /// Answer SZL 0x0011, 0x001C and 0x0232 with a list header claiming one record more than
+    /// the answer carries.
+    szl_overclaim / SzlOverclaim = "szl-overclaim";
+    /// Refuse SZL 0x0011 and 0x001C (identity) with error 0xD401 (SZL ID unknown).
+    refuse_identity / RefuseIdentity = "refuse-identity";
+    /// Refuse SZL 0x0232 with error 0xD401, like S7-1200/1500 firmware without that list.
+    no_protection_szl / NoProtectionSzl = "no-protection-szl";
+    /// Refuse list blocks of type with error 0x8104 while list blocks still counts the blocks.
+    refuse_block_list / RefuseBlockList = "refuse-block-list";
+    /// Refuse block info with error 0xD209 (block not found) for blocks the list still shows.
+    refuse_block_info / RefuseBlockInfo = "refuse-block-info";
+    /// Answer every request after Setup Communication with error 0x8302 (too few resources
+    /// available): a CPU busy serving other connections.
+    busy / Busy = "busy";
+    /// Refuse new ISO connections with COTP disconnect reason 0x81 (congestion at connect
+    /// request time): a CPU whose connection resources are all in use.
+    congested / Congested = "congested";
 }
 
 impl Quirk {
-    /// Every quirk, in the order `help` lists them.
-    pub const ALL: [Quirk; 9] = [
-        Quirk::Stall,
-        Quirk::RefuseBlocks,
-        Quirk::DropOnBlocks,
-        Quirk::PutGetOff,
-        Quirk::SzlNoHeader,
-        Quirk::SzlNoCount,
-        Quirk::SzlPlaceholder,
-        Quirk::BlockinfoPlaceholder,
-        Quirk::Snap7Only,
-    ];
-
-    /// The command-language name.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Stall => "stall",
-            Self::RefuseBlocks => "refuse-blocks",
-            Self::DropOnBlocks => "drop-on-blocks",
-            Self::PutGetOff => "put-get-off",
-            Self::SzlNoHeader => "szl-no-header",
-            Self::SzlNoCount => "szl-no-count",
-            Self::SzlPlaceholder => "szl-placeholder",
-            Self::BlockinfoPlaceholder => "blockinfo-placeholder",
-            Self::Snap7Only => "snap7-only",
-        }
-    }
-
     /// Parses a command-language name (`_` accepted for `-`).
     #[must_use]
     pub fn parse(name: &str) -> Option<Self> {
@@ -334,40 +355,6 @@ impl Quirk {
 impl fmt::Display for Quirk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl Quirks {
-    /// Whether `quirk` is on.
-    #[must_use]
-    pub fn get(&self, quirk: Quirk) -> bool {
-        match quirk {
-            Quirk::Stall => self.stall,
-            Quirk::RefuseBlocks => self.refuse_blocks,
-            Quirk::DropOnBlocks => self.drop_on_blocks,
-            Quirk::PutGetOff => self.put_get_off,
-            Quirk::SzlNoHeader => self.szl_no_header,
-            Quirk::SzlNoCount => self.szl_no_count,
-            Quirk::SzlPlaceholder => self.szl_placeholder,
-            Quirk::BlockinfoPlaceholder => self.blockinfo_placeholder,
-            Quirk::Snap7Only => self.snap7_only,
-        }
-    }
-
-    /// Switches `quirk`.
-    pub fn set(&mut self, quirk: Quirk, on: bool) {
-        let flag = match quirk {
-            Quirk::Stall => &mut self.stall,
-            Quirk::RefuseBlocks => &mut self.refuse_blocks,
-            Quirk::DropOnBlocks => &mut self.drop_on_blocks,
-            Quirk::PutGetOff => &mut self.put_get_off,
-            Quirk::SzlNoHeader => &mut self.szl_no_header,
-            Quirk::SzlNoCount => &mut self.szl_no_count,
-            Quirk::SzlPlaceholder => &mut self.szl_placeholder,
-            Quirk::BlockinfoPlaceholder => &mut self.blockinfo_placeholder,
-            Quirk::Snap7Only => &mut self.snap7_only,
-        };
-        *flag = on;
     }
 }
 
@@ -428,7 +415,7 @@ struct StateFile {
     #[serde(default)]
     block: Vec<BlockFile>,
     #[serde(default)]
-    quirks: QuirksFile,
+    quirks: Quirks,
 }
 
 fn default_slot() -> u16 {
@@ -537,29 +524,6 @@ struct BlockFile {
 
 fn default_code_size() -> u16 {
     128
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct QuirksFile {
-    #[serde(default)]
-    stall: bool,
-    #[serde(default)]
-    refuse_blocks: bool,
-    #[serde(default)]
-    drop_on_blocks: bool,
-    #[serde(default)]
-    put_get_off: bool,
-    #[serde(default)]
-    szl_no_header: bool,
-    #[serde(default)]
-    szl_no_count: bool,
-    #[serde(default)]
-    szl_placeholder: bool,
-    #[serde(default)]
-    blockinfo_placeholder: bool,
-    #[serde(default)]
-    snap7_only: bool,
 }
 
 /// Days since 1984-01-01 of a civil date.
@@ -919,7 +883,6 @@ impl S7State {
                 return Err(invalid(format!("{what} is defined twice")));
             }
         }
-        let q = file.quirks;
         Ok(S7State {
             rack: file.rack,
             slot: file.slot,
@@ -938,17 +901,7 @@ impl S7State {
             system_blocks: (file.system_blocks.sfc, file.system_blocks.sfb),
             dbs,
             blocks,
-            quirks: Quirks {
-                stall: q.stall,
-                refuse_blocks: q.refuse_blocks,
-                drop_on_blocks: q.drop_on_blocks,
-                put_get_off: q.put_get_off,
-                szl_no_header: q.szl_no_header,
-                szl_no_count: q.szl_no_count,
-                szl_placeholder: q.szl_placeholder,
-                blockinfo_placeholder: q.blockinfo_placeholder,
-                snap7_only: q.snap7_only,
-            },
+            quirks: file.quirks,
             ticks: 0,
         })
     }
@@ -1050,6 +1003,30 @@ mod tests {
         assert!(state.dbs.contains_key(&1));
         assert!(state.dbs.values().any(|db| db.tick.is_some()));
         assert!(state.blocks.contains_key(&(ProgramType::Ob, 1)));
+    }
+
+    #[test]
+    fn every_quirk_has_a_file_key_and_a_switch() {
+        let state = S7State::from_toml("[quirks]\nrefuse_db_read = true\ncongested = true\n")
+            .expect("quirks table");
+        assert!(state.quirks.refuse_db_read && state.quirks.congested);
+        assert!(!state.quirks.busy);
+        let err = S7State::from_toml("[quirks]\nrefuse_everything = true\n").expect_err("typo");
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        for quirk in Quirk::ALL {
+            let mut quirks = Quirks::default();
+            quirks.set(quirk, true);
+            assert!(quirks.get(quirk), "{quirk}");
+            assert_eq!(
+                Quirk::ALL.into_iter().filter(|q| quirks.get(*q)).count(),
+                1,
+                "{quirk} switches only itself"
+            );
+            assert_eq!(Quirk::parse(&quirk.name().replace('-', "_")), Some(quirk));
+            let file = format!("[quirks]\n{} = true\n", quirk.name().replace('-', "_"));
+            let parsed = S7State::from_toml(&file).expect("a quirk key");
+            assert_eq!(parsed.quirks, quirks, "{file}");
+        }
     }
 
     #[test]

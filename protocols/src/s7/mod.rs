@@ -740,14 +740,29 @@ impl S7Collector {
         for (path, value) in decode::module_identity(&module) {
             put(found, format!("s7/identity/{path}"), Class::Identity, value);
         }
-        let component = match self.szl(0x001C, 0x0000).await? {
-            Ok(list) => list,
+        // SZL 0x001C (component identification: names, serial number) is optional: some
+        // firmware (S7-1200 4.x) answers "SZL ID not available" every time. That is a stable
+        // capability of the CPU, recorded as one not-available item; the module identity
+        // above is what a CPU must always tell. Any other refusal fails the capture.
+        match self.szl(0x001C, 0x0000).await? {
+            Ok(component) => {
+                for (path, value) in decode::component_identity(&component) {
+                    put(found, format!("s7/identity/{path}"), Class::Identity, value);
+                }
+            }
+            Err(denied)
+                if !denied.is_busy() && denied.code().is_some_and(Refusal::is_unknown_szl) =>
+            {
+                put(
+                    found,
+                    "s7/identity/components".to_owned(),
+                    Class::Identity,
+                    Value::unavailable(denied.reason()),
+                );
+            }
             Err(denied) => {
                 return Err(self.fail(&denied, "; a CPU must say who it is (names, serial number)"));
             }
-        };
-        for (path, value) in decode::component_identity(&component) {
-            put(found, format!("s7/identity/{path}"), Class::Identity, value);
         }
         let protection = match self.szl(0x0232, 0x0004).await? {
             Ok(list) => decode::protection(&list),

@@ -56,8 +56,14 @@
 //! | | `clock_skew_secs` | no, 60 | tolerance on approval tokens' `nbf`/`exp`, 0-3600 |
 //! | | `audit_head_interval_secs` | no, 3600 | how often `otdrift run` publishes the audit chain head, 1-604800 |
 //! | | `backoff_max_secs` | no, 300 | longest pause between attempts on an unreachable asset, 1-86400 |
+//! | | `max_token_lifetime` | no, `"30d"` | longest validity of an approval token (`exp - iat`), a duration from 1m to 3660d |
+//! | | `approval_max_observation_age` | no, two schedule periods of the asset | how recently the approved state must have been seen for an approval to apply at once, a duration from 1s to 366d |
 //! | `[api]` | `listen` | yes | socket address, `127.0.0.1:8410` or `[::1]:8410`; port not 0 |
-//! | | `token_file` | yes | file holding the bearer token |
+//! | | `token_file` | yes | file holding the bearer token that reads (events, assets, metrics) |
+//! | | `approve_token_file` | no | file holding a second token, needed for `POST /v1/approvals`; without it approvals over HTTP are off. Must be another file than `token_file` |
+//!
+//! Durations are strings of a number and a unit (`"90s"`, `"30m"`, `"12h"`, `"35d"`, or parts
+//! such as `"1h 30m"`).
 //! | `[upstream]` | `url` | yes | `http://` or `https://` URL with a host, no user info |
 //! | | `token_file` | no | file holding the bearer token for the receiver |
 //! | | `batch_size` | no, 100 | events per push, 1-10000 |
@@ -110,7 +116,7 @@
 //!
 //! | protocol | keys |
 //! |---|---|
-//! | s7 | `db` (1-65535), `start` (byte offset, 0-4294967295), `size` (bytes, 1-65536) |
+//! | s7 | `db` (1-65535), `start` (byte offset, 0-2097151), `size` (bytes, 1-65536; the range must end within the 2 MiB S7comm can address) |
 //! | ads | `symbol`: a symbol name, or a prefix ending in `.*` (e.g. `"GVL_Recipe.*"`); no whitespace |
 //! | cip | `tag`: controller-scoped `Oven_SP`, or `Program:<program>.<tag>` |
 //! | modbus | `table` (`holding`, `coil`, `input`, `discrete`), `start` (0-65535), `count` (1-65535; `start + count` ≤ 65536). Ranges of one table must not overlap |
@@ -169,6 +175,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
 
@@ -194,6 +201,71 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// `path` is only used in error messages and [`Config::path`].
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     validate::parse(text, path)
+}
+
+/// Parses a duration written the way every duration in the config is written: a number and
+/// a unit, `"90s"`, `"30m"`, `"12h"`, `"35d"`, or several such parts (`"1h 30m"`). Also the
+/// parser of every duration on the command line (`--valid 24h`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("an empty duration; write e.g. \"30s\", \"12h\" or \"35d\"".to_owned());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{text:?} has no unit; write e.g. \"{text}s\", \"{text}h\" or \"{text}d\""
+        ));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration ({e})"))
+}
+
+/// Writes a duration the way [`parse_duration`] reads it, in its largest whole unit.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 || s == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if s % size == 0 {
+            return format!("{}{unit}", s / size);
+        }
+    }
+    format!("{s}s")
+}
+
+/// The gap between the next two firings of a (valid) cron schedule with seconds after
+/// `after`: its period, for schedules like `*/10 * * * * *`, and the gap an operator would
+/// expect for the others. `None` for a schedule that does not parse or never fires twice.
+pub fn schedule_period(
+    schedule: &str,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    let cron = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .build()
+        .parse(schedule)
+        .ok()?;
+    let mut next = cron.iter_after(after);
+    let first = next.next()?;
+    let second = next.next()?;
+    (second - first).to_std().ok()
+}
+
+impl AssetConfig {
+    /// How recently the state an approval names must have been seen for the approval to
+    /// apply at once: `[agent] approval_max_observation_age`, or two periods of this asset's
+    /// schedule (the gap between its next two firings after `now`).
+    pub fn approval_max_observation_age(
+        &self,
+        agent: &AgentConfig,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Duration {
+        agent.approval_max_observation_age.unwrap_or_else(|| {
+            schedule_period(&self.schedule, now)
+                .map(|p| p.saturating_mul(2))
+                .unwrap_or(Duration::from_secs(600))
+        })
+    }
 }
 
 /// The whole, validated configuration; the agent runs from this and nothing else.
@@ -245,6 +317,15 @@ pub struct AgentConfig {
     /// The longest pause between attempts to reach an unreachable asset
     /// (`backoff_max_secs`, default 300, 1..=86400).
     pub backoff_max_secs: u64,
+    /// The longest an approval token may be valid, `exp - iat` (`max_token_lifetime`, a
+    /// duration, default `"30d"`, 1 minute to 3660 days). A longer-lived token is refused: an
+    /// approval that waits for months is how a stale pre-approval rolls a plant back.
+    pub max_token_lifetime: Duration,
+    /// How recently the state an approval names must have been seen for the approval to apply
+    /// at once (`approval_max_observation_age`, a duration; default: two schedule periods of
+    /// the asset, see [`AssetConfig::approval_max_observation_age`]). Older observations make
+    /// the approval wait for the next capture.
+    pub approval_max_observation_age: Option<Duration>,
 }
 
 /// `[api]`: the pull and approval HTTP API.
@@ -252,8 +333,12 @@ pub struct AgentConfig {
 pub struct ApiConfig {
     /// Address the API listens on.
     pub listen: SocketAddr,
-    /// File holding the bearer token clients must present (read by the agent, not here).
+    /// File holding the bearer token clients must present to read (read by the agent, not
+    /// here).
     pub token_file: PathBuf,
+    /// File holding the second token that `POST /v1/approvals` needs
+    /// (`approve_token_file`); without it approvals over HTTP are off.
+    pub approve_token_file: Option<PathBuf>,
 }
 
 /// `[upstream]`: where events are pushed.

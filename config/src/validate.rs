@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -37,8 +38,10 @@ const AGENT_KEYS: &[&str] = &[
     "clock_skew_secs",
     "audit_head_interval_secs",
     "backoff_max_secs",
+    "max_token_lifetime",
+    "approval_max_observation_age",
 ];
-const API_KEYS: &[&str] = &["listen", "token_file"];
+const API_KEYS: &[&str] = &["listen", "token_file", "approve_token_file"];
 const UPSTREAM_KEYS: &[&str] = &["url", "token_file", "batch_size", "timeout_ms"];
 const APPROVER_KEYS: &[&str] = &["id", "public_key"];
 const ASSET_COMMON_KEYS: &[&str] = &[
@@ -390,6 +393,52 @@ fn get_bool(cx: &mut Cx<'_>, t: &Tbl<'_, '_>, k: &str) -> Got<bool> {
     }
 }
 
+/// A duration written as a string (`"90s"`, `"30m"`, `"12h"`, `"35d"`, `"1h 30m"`) in
+/// `lo..=hi`.
+fn get_duration(
+    cx: &mut Cx<'_>,
+    t: &Tbl<'_, '_>,
+    k: &str,
+    lo: Duration,
+    hi: Duration,
+) -> Got<Duration> {
+    let Some(v) = t.get(k) else {
+        return Got::Absent;
+    };
+    let expected = format!(
+        "a duration string from {} to {}, such as \"30s\", \"12h\" or \"35d\"",
+        crate::format_duration(lo),
+        crate::format_duration(hi)
+    );
+    match v.get_ref() {
+        DeValue::String(s) => match crate::parse_duration(s) {
+            Ok(d) if (lo..=hi).contains(&d) => Got::Val(d, v.span()),
+            Ok(_) => {
+                cx.push(
+                    v.span(),
+                    t.key(k),
+                    Kind::InvalidValue,
+                    format!("{}expected {expected}, found {s:?}", t.who),
+                );
+                Got::Bad
+            }
+            Err(m) => {
+                cx.push(
+                    v.span(),
+                    t.key(k),
+                    Kind::InvalidValue,
+                    format!("{}{m}; expected {expected}", t.who),
+                );
+                Got::Bad
+            }
+        },
+        _ => {
+            wrong_type(cx, t, k, v, &expected);
+            Got::Bad
+        }
+    }
+}
+
 /// An integer in `lo..=hi`, converted to the field's type.
 fn get_int<N: TryFrom<i128>>(
     cx: &mut Cx<'_>,
@@ -654,6 +703,22 @@ fn agent(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<AgentConfig> {
     let audit_head_interval_secs =
         get_int::<u64>(cx, t, "audit_head_interval_secs", 1, 604_800).or(3600);
     let backoff_max_secs = get_int::<u64>(cx, t, "backoff_max_secs", 1, 86_400).or(300);
+    let max_token_lifetime = get_duration(
+        cx,
+        t,
+        "max_token_lifetime",
+        Duration::from_secs(60),
+        Duration::from_secs(3660 * 86_400),
+    )
+    .or(Duration::from_secs(30 * 86_400));
+    let approval_max_observation_age = get_duration(
+        cx,
+        t,
+        "approval_max_observation_age",
+        Duration::from_secs(1),
+        Duration::from_secs(366 * 86_400),
+    )
+    .opt();
     Some(AgentConfig {
         id: id?.0,
         data_dir: data_dir?.0,
@@ -661,6 +726,8 @@ fn agent(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<AgentConfig> {
         clock_skew_secs: clock_skew_secs?,
         audit_head_interval_secs: audit_head_interval_secs?,
         backoff_max_secs: backoff_max_secs?,
+        max_token_lifetime: max_token_lifetime?,
+        approval_max_observation_age: approval_max_observation_age?,
     })
 }
 
@@ -682,9 +749,27 @@ fn api(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<ApiConfig> {
         "token_file",
         "the bearer token clients must present",
     );
+    let approve_token_file = match get_path(cx, t, "approve_token_file") {
+        // One file for both scopes would make every reader an approver.
+        Got::Val(path, span) if token_file.as_ref().is_some_and(|(read, _)| *read == path) => {
+            cx.push(
+                span,
+                t.key("approve_token_file"),
+                Kind::InvalidValue,
+                format!(
+                    "{}approve_token_file must be another file than token_file: the approval token is a second, stronger secret",
+                    t.who
+                ),
+            );
+            Got::Bad
+        }
+        other => other,
+    }
+    .opt();
     Some(ApiConfig {
         listen: listen?.0,
         token_file: token_file?.0,
+        approve_token_file: approve_token_file?,
     })
 }
 
@@ -1011,9 +1096,22 @@ fn s7(
         .zip(names)
         .map(|(sp, name)| {
             let db = get_int::<u16>(cx, sp, "db", 1, 65_535).req(cx, sp, "db", &need);
-            let start = get_int::<u32>(cx, sp, "start", 0, i128::from(u32::MAX))
-                .req(cx, sp, "start", &need);
+            // S7comm addresses bytes with 21 bits (a 24-bit bit address): 2 MiB per DB.
+            let start = get_int::<u32>(cx, sp, "start", 0, 2_097_151).req(cx, sp, "start", &need);
             let size = get_int::<u32>(cx, sp, "size", 1, 65_536).req(cx, sp, "size", &need);
+            if let (Some((st, _)), Some((sz, span))) = (&start, &size)
+                && u64::from(*st) + u64::from(*sz) > 2_097_152
+            {
+                cx.push(
+                    span.clone(),
+                    sp.key("size"),
+                    Kind::InvalidValue,
+                    format!(
+                        "{}start {st} + size {sz} ends beyond byte 2097152, the last byte S7comm can address in a DB",
+                        sp.who
+                    ),
+                );
+            }
             Some(S7Setpoint {
                 name: name.clone()?,
                 db: db?.0,

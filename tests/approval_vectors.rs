@@ -25,6 +25,9 @@ fn config() -> otdrift_config::Config {
 [agent]
 id = "gw-vectors"
 data_dir = "/tmp/otdrift-vectors-unused"
+# The vectors are valid for ten years (2026-11-18 .. 2036-11-11); this agent's default cap of
+# 30 days would refuse them (see `the_default_lifetime_cap_refuses_the_ten_year_vectors`).
+max_token_lifetime = "3660d"
 
 [[approver]]
 id = "plant-eng-mgr"
@@ -53,6 +56,7 @@ fn outcome(name: &str) -> Result<otdrift::approval::VerifiedToken, &'static str>
         asset_known: &known,
         now: now(),
         skew: TimeDelta::seconds(60),
+        max_lifetime: TimeDelta::from_std(config.agent.max_token_lifetime).expect("lifetime"),
     };
     verify(&read(name), &cx).map_err(|r| r.code())
 }
@@ -64,7 +68,7 @@ fn valid_tokens_are_accepted() {
         assert_eq!(token.claims.iss, "plant-eng-mgr");
         assert_eq!(token.claims.sub, "press-7");
         assert_eq!(
-            token.claims.to.to_string(),
+            token.claims.to.map(|d| d.to_string()).unwrap_or_default(),
             "blake3:0a4c31b163bd004dc41e8e6cd327a88bed4a0d4021516ea1fa833745bffe035b"
         );
     }
@@ -93,15 +97,15 @@ fn valid_tokens_are_accepted() {
 fn every_bad_token_is_refused_for_the_readme_reason() {
     let expected = [
         ("expired.jwt", "expired"),
-        ("not-yet-valid.jwt", "not_yet_valid"),
+        ("not-yet-valid.jwt", "not-yet-valid"),
         ("bad-signature.jwt", "signature"),
         ("tampered-claims.jwt", "signature"),
         ("wrong-key.jwt", "signature"),
-        ("unknown-kid.jwt", "unknown_approver"),
-        ("iss-kid-mismatch.jwt", "issuer_mismatch"),
-        ("self-approved.jwt", "self_approved"),
-        ("missing-to.jwt", "missing_claim"),
-        ("bad-digest.jwt", "bad_digest"),
+        ("unknown-kid.jwt", "unknown-approver"),
+        ("iss-kid-mismatch.jwt", "issuer-mismatch"),
+        ("self-approved.jwt", "self-approved"),
+        ("missing-to.jwt", "missing-claim"),
+        ("bad-digest.jwt", "bad-digest"),
         ("alg-hs256-raw.jwt", "algorithm"),
         ("alg-hs256-text.jwt", "algorithm"),
         ("alg-none.jwt", "algorithm"),
@@ -131,6 +135,7 @@ fn the_missing_claim_and_the_bad_digest_are_named() {
         asset_known: &known,
         now: now(),
         skew: TimeDelta::seconds(60),
+        max_lifetime: TimeDelta::from_std(config.agent.max_token_lifetime).expect("lifetime"),
     };
     let missing = verify(&read("missing-to.jwt"), &cx).expect_err("refused");
     assert_eq!(missing.to_string(), "the token has no `to` claim");
@@ -143,20 +148,44 @@ fn the_missing_claim_and_the_bad_digest_are_named() {
     assert!(alg.to_string().contains("HS256"), "{alg}");
 }
 
+/// The independent vectors are valid for ten years. With this agent's default
+/// `max_token_lifetime` (30 days) the same tokens are refused for their lifetime, whatever
+/// else is right with them: a pre-approval that waits for years is how a stale approval rolls
+/// a plant back.
+#[test]
+fn the_default_lifetime_cap_refuses_the_ten_year_vectors() {
+    let config = config();
+    let known = |id: &str| config.asset(id).is_some();
+    let cx = VerifyContext {
+        approvers: &config.approvers,
+        asset_known: &known,
+        now: now(),
+        skew: TimeDelta::seconds(60),
+        max_lifetime: TimeDelta::days(30),
+    };
+    for name in ["valid.jwt", "valid-emergency.jwt", "valid-no-from.jwt"] {
+        let refused = verify(&read(name), &cx).expect_err("a ten-year token");
+        assert_eq!(refused.code(), "lifetime", "{name}");
+        assert!(refused.to_string().contains("30d"), "{refused}");
+    }
+}
+
 #[test]
 fn valid_jwt_is_refused_the_second_time() {
     let config = config();
     let clock = Arc::new(ManualClock::new(now()));
     let mut store = Store::open_in_memory(clock).expect("store");
     let token = read("valid.jwt");
-    let first = approval::submit(&config, &mut store, &token).expect("submitted");
+    let first =
+        approval::submit(&config, &mut store, &token, approval::COMMAND_LINE).expect("submitted");
     // It verifies; what it does then depends on the asset (here it has no baseline for
     // `from` to match), and either way its jti is now spent.
     match first {
-        Outcome::Rejected { ref code, .. } => assert_eq!(code, "from_mismatch"),
-        Outcome::Pending { .. } | Outcome::Applied { .. } => {}
+        Outcome::Rejected { ref code, .. } => assert_eq!(code, "from-mismatch"),
+        Outcome::Pending { .. } | Outcome::Applied { .. } | Outcome::Withdrawn { .. } => {}
     }
-    let second = approval::submit(&config, &mut store, &token).expect("submitted");
+    let second =
+        approval::submit(&config, &mut store, &token, approval::COMMAND_LINE).expect("submitted");
     let Outcome::Rejected { code, message } = second else {
         panic!("a replayed token was not refused");
     };
@@ -164,8 +193,13 @@ fn valid_jwt_is_refused_the_second_time() {
     assert!(message.contains("vec-valid-0001"), "{message}");
 
     // A token without `from` is held as pending until the asset shows its `to`.
-    let no_from =
-        approval::submit(&config, &mut store, &read("valid-no-from.jwt")).expect("submitted");
+    let no_from = approval::submit(
+        &config,
+        &mut store,
+        &read("valid-no-from.jwt"),
+        approval::COMMAND_LINE,
+    )
+    .expect("submitted");
     assert!(matches!(no_from, Outcome::Pending { .. }), "{no_from:?}");
 
     // Every refusal is in the audit log and the outbox.

@@ -173,8 +173,16 @@ pub enum Command {
         #[arg(long)]
         change: String,
         /// The signature of the approved state (from `otdrift capture`).
-        #[arg(long)]
-        to: String,
+        #[arg(
+            long,
+            required_unless_present = "withdraw",
+            conflicts_with = "withdraw"
+        )]
+        to: Option<String>,
+        /// Instead of approving a state, withdraw the pending approval whose token id (`jti`)
+        /// this is: a `withdraw` token.
+        #[arg(long, conflicts_with_all = ["from", "kind"])]
+        withdraw: Option<String>,
         /// The baseline the change starts from; if given, it must be the current baseline.
         #[arg(long)]
         from: Option<String>,
@@ -187,7 +195,8 @@ pub enum Command {
         /// The change kind; only an emergency change may be approved after implementation.
         #[arg(long, value_enum, default_value_t = KindArg::Normal)]
         kind: KindArg,
-        /// How long the token is valid: 90s, 30m, 24h, 7d.
+        /// How long the token is valid (a duration: 90s, 30m, 24h, 7d); the agent refuses
+        /// tokens valid longer than its `[agent] max_token_lifetime` (default 30d).
         #[arg(long, default_value = "24h")]
         valid: String,
         /// The approver id (`kid`); by default the config's approver whose public key matches.
@@ -223,12 +232,26 @@ pub enum Command {
     EvidenceVerify {
         /// The evidence.json file.
         file: PathBuf,
-        /// The agent's public key (`ed25519:...`) the pack must be signed with.
-        #[arg(long)]
+        /// The agent's public key (`ed25519:...`) the pack must be signed with, as the agent
+        /// published it (`io.otdrift.agent.key`, `otdrift status --json`).
+        #[arg(long, conflicts_with_all = ["agent_key_file", "trust_embedded_key"])]
         agent_key: Option<String>,
+        /// A file holding that key (`ed25519:...`).
+        #[arg(long, conflicts_with = "trust_embedded_key")]
+        agent_key_file: Option<PathBuf>,
+        /// Accept the key inside the pack: proves the pack is intact, not who signed it.
+        /// Without a pinned key or this flag, verification fails (exit 5).
+        #[arg(long)]
+        trust_embedded_key: bool,
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
+    },
+    /// The agent's own identity key (signs evidence packs, reports and audit heads).
+    AgentKey {
+        /// What to do.
+        #[command(subcommand)]
+        action: AgentKeyAction,
     },
     /// Copy the database and the agent key to a directory, consistently, while the agent runs.
     Backup {
@@ -259,6 +282,24 @@ pub enum Command {
         /// Also accept control commands on this TCP address.
         #[arg(long)]
         control: Option<SocketAddr>,
+    },
+}
+
+/// `otdrift agent-key` actions.
+#[derive(Debug, Subcommand)]
+pub enum AgentKeyAction {
+    /// Print the public key (`ed25519:...`), to pin it for `evidence-verify --agent-key`.
+    Show {
+        /// Print one JSON document, with the key's history.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the key on purpose: the new key is announced in a statement signed by the old
+    /// one, recorded in the audit log and published as `io.otdrift.agent.key`.
+    Rotate {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -73,6 +73,21 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data_dir {}", dir.display()))
 }
 
+/// The public key the audit log last recorded for this agent (`agent.key_created`, then every
+/// `agent.key_rotated`), `None` for a database without history.
+pub fn recorded_agent_key(store: &Store) -> Result<Option<String>, Failure> {
+    let entries = store
+        .audit_entries_of_kind(&["agent.key_created", "agent.key_rotated"])
+        .map_err(|e| Failure::runtime(anyhow!(e).context("cannot read the agent key's history")))?;
+    Ok(entries.last().and_then(|e| {
+        serde_json::from_str::<serde_json::Value>(&e.body)
+            .ok()?
+            .get("public_key")?
+            .as_str()
+            .map(str::to_owned)
+    }))
+}
+
 /// The config, the store and the agent's identity key, ready; the config's change (if any)
 /// already audited.
 pub struct Agent {
@@ -97,7 +112,8 @@ impl Agent {
         store
             .note_config(&config.path.display().to_string(), config_digest)
             .map_err(|e| Failure::runtime(anyhow!(e).context("cannot record the config")))?;
-        let (key, created) = crate::keys::agent_key(&config.agent.data_dir)
+        let recorded = recorded_agent_key(&store)?;
+        let (key, created) = crate::keys::agent_key(&config.agent.data_dir, recorded.as_deref())
             .map_err(|e| Failure::runtime(e.context("cannot load the agent key")))?;
         if created {
             let public = crate::keys::public_key_text(&key.verifying_key());
@@ -111,6 +127,11 @@ impl Agent {
             tracing::info!(public_key = %public, "agent identity key created");
         }
         Ok(Agent { config, store, key })
+    }
+
+    /// The agent's public key, `ed25519:...`.
+    pub fn public_key(&self) -> String {
+        crate::keys::public_key_text(&self.key.verifying_key())
     }
 
     /// The asset with this id, or a usage error that lists the configured ones.

@@ -115,13 +115,64 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Loads the agent's identity key from `data_dir`, making it on first start. Returns the key
-/// and whether it was just created.
-pub fn agent_key(data_dir: &Path) -> anyhow::Result<(SigningKey, bool)> {
+/// Where a rotation leaves the new key until the database has recorded it.
+pub const AGENT_KEY_NEW_FILE: &str = "agent.key.new";
+
+/// A short, stable name of a public key for JWS `kid` headers and logs:
+/// `otdrift-agent:` + the first 16 hex digits of the BLAKE3 of its 32 bytes.
+pub fn key_id(key: &VerifyingKey) -> String {
+    let digest = otdrift_core::Digest::of(&key.to_bytes()).hex();
+    format!("otdrift-agent:{}", &digest[..16])
+}
+
+/// Loads the agent's identity key from `data_dir`. `recorded` is the public key the
+/// database's audit log last recorded for this agent (`agent.key_created` or
+/// `agent.key_rotated`), `None` for a database without history.
+///
+/// The key is made on first start only. Once the database holds history, a missing or
+/// different key file is refused: the evidence packs and audit heads already signed name the
+/// recorded key, and a silently new key would let anyone with write access to `data_dir`
+/// re-sign history. The operator restores the key from the backup, or replaces it on purpose
+/// with `otdrift agent-key rotate`. A rotation interrupted between recording the new key and
+/// renaming its file is completed here. Returns the key and whether it was just created.
+pub fn agent_key(data_dir: &Path, recorded: Option<&str>) -> anyhow::Result<(SigningKey, bool)> {
     let path = data_dir.join(AGENT_KEY_FILE);
+    let pending = data_dir.join(AGENT_KEY_NEW_FILE);
+    if let Some(recorded) = recorded
+        && pending.exists()
+    {
+        check_private_mode(&pending)?;
+        let new = read_private_key(&pending)?;
+        if public_key_text(&new.verifying_key()) == recorded {
+            std::fs::rename(&pending, &path).with_context(|| {
+                format!(
+                    "cannot finish the key rotation: rename {} to {}",
+                    pending.display(),
+                    path.display()
+                )
+            })?;
+            tracing::info!("finished an interrupted agent key rotation");
+        }
+    }
     if path.exists() {
         check_private_mode(&path)?;
-        return Ok((read_private_key(&path)?, false));
+        let key = read_private_key(&path)?;
+        if let Some(recorded) = recorded {
+            let actual = public_key_text(&key.verifying_key());
+            if actual != recorded {
+                bail!(
+                    "{} holds the key {actual}, but this database's history is signed by {recorded}:                      put the agent.key back from the backup that holds it (README: Backup and restore);                      a key is replaced on purpose with `otdrift agent-key rotate`, never by swapping the file",
+                    path.display()
+                );
+            }
+        }
+        return Ok((key, false));
+    }
+    if let Some(recorded) = recorded {
+        bail!(
+            "the agent key {} is missing, but this database's history is signed by {recorded}:              restore agent.key from the backup made with `otdrift backup` (README: Backup and restore).              otdrift will not make a new key for a database with history; if the key is lost for good,              keep this data_dir as evidence and start the gateway on a new, empty one",
+            path.display()
+        );
     }
     let key = generate()?;
     let pem = key
@@ -129,6 +180,34 @@ pub fn agent_key(data_dir: &Path) -> anyhow::Result<(SigningKey, bool)> {
         .map_err(|e| anyhow!("cannot encode the agent key: {e}"))?;
     write_private(&path, pem.as_bytes())?;
     Ok((key, true))
+}
+
+/// Writes a new agent key as `agent.key.new` (mode 0600), the first step of a rotation.
+pub fn write_pending_agent_key(data_dir: &Path, key: &SigningKey) -> anyhow::Result<PathBuf> {
+    let pending = data_dir.join(AGENT_KEY_NEW_FILE);
+    if pending.exists() {
+        bail!(
+            "{} exists: a rotation was interrupted before the database recorded it; remove the file and rotate again",
+            pending.display()
+        );
+    }
+    let pem = key
+        .to_pkcs8_pem(Default::default())
+        .map_err(|e| anyhow!("cannot encode the agent key: {e}"))?;
+    write_private(&pending, pem.as_bytes())?;
+    Ok(pending)
+}
+
+/// Replaces `agent.key` with `agent.key.new` (after the database recorded the new key).
+pub fn commit_pending_agent_key(data_dir: &Path) -> anyhow::Result<()> {
+    let pending = data_dir.join(AGENT_KEY_NEW_FILE);
+    let path = data_dir.join(AGENT_KEY_FILE);
+    std::fs::rename(&pending, &path)
+        .with_context(|| format!("cannot rename {} to {}", pending.display(), path.display()))?;
+    if let Ok(dir) = std::fs::File::open(data_dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 /// Refuses a private key file that others can read: a leaked agent key lets anyone forge
@@ -197,9 +276,9 @@ mod tests {
     #[test]
     fn the_agent_key_is_made_once_and_guarded() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (first, created) = agent_key(dir.path()).expect("made");
+        let (first, created) = agent_key(dir.path(), None).expect("made");
         assert!(created);
-        let (second, created) = agent_key(dir.path()).expect("loaded");
+        let (second, created) = agent_key(dir.path(), None).expect("loaded");
         assert!(!created);
         assert_eq!(first.to_bytes(), second.to_bytes());
         #[cfg(unix)]
@@ -207,7 +286,7 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let path = dir.path().join(AGENT_KEY_FILE);
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-            let err = agent_key(dir.path()).expect_err("world-readable key refused");
+            let err = agent_key(dir.path(), None).expect_err("world-readable key refused");
             assert!(err.to_string().contains("chmod 600"), "{err}");
         }
     }

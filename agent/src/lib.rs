@@ -5,6 +5,7 @@
 //! codes of SPEC.md. The binary (`src/main.rs`) only parses arguments and calls [`run`].
 
 pub mod approval;
+pub mod audit_head;
 pub mod capture;
 pub mod cli;
 pub mod commands;
@@ -15,6 +16,7 @@ pub mod evidence;
 pub mod exit;
 pub mod keys;
 pub mod render;
+pub mod strict_json;
 
 use crate::cli::{Cli, Command, LogFormat};
 use crate::exit::Failure;

@@ -2,22 +2,34 @@
 //!
 //! The agent verifies a token (signature, approver, time window, claims) before it reaches the
 //! store; the store decides what the verified token does, in one transaction with everything it
-//! implies:
+//! implies. An approval is a small state machine:
 //!
 //! ```text
-//! jti seen before?                  rejected: replay
-//! `from` present and not the
-//!   current baseline?               rejected: from mismatch          (jti is spent)
-//! `to` = latest observed state?     applied: baseline moves; an open drift whose observed
-//!                                     state is `to` becomes approved
-//! otherwise                         pending until `exp`: the first capture that observes
-//!                                     `to` (with `from` still the baseline) applies it
+//!                 ┌─► rejected      jti seen before (replay), or `from` is not the baseline
+//!                 │                 (the jti is spent either way)
+//! token ─► verify ┼─► applied       `to` is the asset's state, seen within
+//!                 │                 approval_max_observation_age: the baseline moves at once
+//!                 └─► pending ─┬─► applied     the first capture that observes `to` (with
+//!                              │               `from`, if any, still the baseline)
+//!                              ├─► superseded  the baseline moved elsewhere and the approval's
+//!                              │               `from` is absent or no longer the baseline
+//!                              ├─► expired     `exp` passed first
+//!                              └─► refused     an approver withdrew it (a `withdraw` token)
 //! ```
 //!
-//! Every outcome is an audit entry; rejections are also `approval.rejected` events and every
-//! baseline move a `baseline.moved` event. An approval is **retroactive** when its token was
-//! issued after the approved state was first seen on the asset: the change was implemented
-//! before it was approved. Only an `emergency` approval permits that; evidence packs flag it.
+//! `applied`, `rejected`, `superseded`, `expired` and `refused` are final. Every transition is
+//! an audit entry; rejections are `approval.rejected` events, supersessions
+//! `approval.superseded`, withdrawals `approval.refused`, and every baseline move a
+//! `baseline.moved` event. Superseding is what stops a stale pre-approval from rolling a plant
+//! back: once the team has deployed X' instead of the pre-approved X, loading X months later is
+//! drift, not an approved change. An approval is **retroactive** when its token was issued after
+//! the approved state was first seen on the asset: the change was implemented before it was
+//! approved. Only an `emergency` approval permits that; evidence packs flag it.
+//!
+//! Rejections are rate-limited per source (an API client's address, `command-line`): beyond
+//! [`REJECTIONS_PER_MINUTE`] in a minute they are counted and summarised once
+//! (`approval.rejections_suppressed`), so a flood of bad tokens can neither fill the audit log
+//! nor queue thousands of events ahead of a drift event.
 
 use chrono::{DateTime, Utc};
 use otdrift_core::{Clock, Digest, format_timestamp};
@@ -61,6 +73,11 @@ pub struct ApprovalInput<'a> {
     pub token: &'a str,
     /// The decoded claims.
     pub claims: &'a serde_json::Value,
+    /// How recently `to` must have been seen for the approval to apply at once; an older
+    /// observation makes it pending until the next capture.
+    pub max_observation_age: chrono::TimeDelta,
+    /// Who submitted it (an API client's address, `command-line`), for rate limits.
+    pub source: &'a str,
 }
 
 /// Where an approval stands.
@@ -74,6 +91,11 @@ pub enum ApprovalStatus {
     Rejected,
     /// `exp` passed before the asset reached `to`.
     Expired,
+    /// The baseline moved elsewhere and the approval's `from` is absent or no longer the
+    /// baseline: it can never apply safely.
+    Superseded,
+    /// An approver withdrew it.
+    Refused,
 }
 
 impl ApprovalStatus {
@@ -84,6 +106,8 @@ impl ApprovalStatus {
             ApprovalStatus::Applied => "applied",
             ApprovalStatus::Rejected => "rejected",
             ApprovalStatus::Expired => "expired",
+            ApprovalStatus::Superseded => "superseded",
+            ApprovalStatus::Refused => "refused",
         }
     }
 
@@ -93,6 +117,8 @@ impl ApprovalStatus {
             "applied" => Ok(ApprovalStatus::Applied),
             "rejected" => Ok(ApprovalStatus::Rejected),
             "expired" => Ok(ApprovalStatus::Expired),
+            "superseded" => Ok(ApprovalStatus::Superseded),
+            "refused" => Ok(ApprovalStatus::Refused),
             other => Err(StoreError::Corrupt(format!(
                 "unknown approval status {other:?}"
             ))),
@@ -145,6 +171,8 @@ pub struct ApprovalRow {
     pub retroactive: bool,
     /// The baseline it created.
     pub baseline_id: Option<i64>,
+    /// When it became superseded, expired or refused.
+    pub closed_at: Option<DateTime<Utc>>,
 }
 
 /// Why the store refused a verified token.
@@ -164,6 +192,13 @@ pub enum ApprovalRefusal {
         /// The current baseline, if any.
         baseline: Option<Digest>,
     },
+    /// A withdrawal names an approval that is not pending on this asset.
+    NotPending {
+        /// The `jti` it names.
+        target: String,
+        /// Where that approval stands, if it exists.
+        status: Option<ApprovalStatus>,
+    },
 }
 
 impl ApprovalRefusal {
@@ -171,7 +206,8 @@ impl ApprovalRefusal {
     pub fn code(&self) -> &'static str {
         match self {
             ApprovalRefusal::Replay { .. } => "replay",
-            ApprovalRefusal::FromMismatch { .. } => "from_mismatch",
+            ApprovalRefusal::FromMismatch { .. } => "from-mismatch",
+            ApprovalRefusal::NotPending { .. } => "not-pending",
         }
     }
 }
@@ -197,8 +233,51 @@ impl std::fmt::Display for ApprovalRefusal {
                     "the token's `from` {from} names a baseline, but the asset has none yet"
                 ),
             },
+            ApprovalRefusal::NotPending { target, status } => match status {
+                Some(status) => write!(
+                    f,
+                    "approval {target:?} is {}, not pending: only a pending approval can be withdrawn",
+                    status.as_str()
+                ),
+                None => write!(f, "no approval {target:?} on this asset"),
+            },
         }
     }
+}
+
+/// A verified `withdraw` token, as the store records it.
+#[derive(Clone, Debug)]
+pub struct WithdrawInput<'a> {
+    /// The withdrawal's own token id.
+    pub jti: &'a str,
+    /// The asset (`sub`).
+    pub asset: &'a str,
+    /// The change ticket the withdrawal belongs to.
+    pub change_id: &'a str,
+    /// The configured approver whose key signed it.
+    pub approver_id: &'a str,
+    /// The withdrawing person.
+    pub approver: Option<&'a str>,
+    /// The `jti` of the pending approval to withdraw.
+    pub target_jti: &'a str,
+    /// The compact JWS as received.
+    pub token: &'a str,
+    /// The decoded claims.
+    pub claims: &'a serde_json::Value,
+    /// Who submitted it, for rate limits.
+    pub source: &'a str,
+}
+
+/// When a token id was first received, by an approval or a withdrawal.
+fn jti_received(conn: &Connection, jti: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT received_at FROM approvals WHERE jti = ?1
+             UNION ALL SELECT received_at FROM withdrawals WHERE jti = ?1 LIMIT 1",
+            [jti],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// An approval that moved a baseline.
@@ -225,7 +304,7 @@ pub enum ApprovalDecision {
     Rejected(ApprovalRefusal),
 }
 
-const APPROVAL_COLUMNS: &str = "id, jti, asset, change_id, kind, approver_id, approver, requestor, from_digest, to_digest, issued_at, not_before, expires_at, token, claims, status, reason, received_at, applied_at, retroactive, baseline_id";
+const APPROVAL_COLUMNS: &str = "id, jti, asset, change_id, kind, approver_id, approver, requestor, from_digest, to_digest, issued_at, not_before, expires_at, token, claims, status, reason, received_at, applied_at, retroactive, baseline_id, closed_at";
 
 fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ApprovalRow, StoreError>> {
     let from: Option<String> = r.get(8)?;
@@ -237,6 +316,7 @@ fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ApprovalRow, S
     let status: String = r.get(15)?;
     let received: String = r.get(17)?;
     let applied: Option<String> = r.get(18)?;
+    let closed: Option<String> = r.get(21)?;
     let id: i64 = r.get(0)?;
     let fields = (
         r.get::<_, String>(1)?,
@@ -288,6 +368,7 @@ fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ApprovalRow, S
             applied_at: opt_ts(applied)?,
             retroactive: retro != 0,
             baseline_id,
+            closed_at: opt_ts(closed)?,
         })
     })())
 }
@@ -329,9 +410,10 @@ pub(crate) fn expire_pending(conn: &Connection, clock: &dyn Clock) -> Result<(),
     };
     for (id, jti, asset, change_id) in expired {
         conn.execute(
-            "UPDATE approvals SET status = 'expired', reason = 'the asset did not reach the approved state before exp'
+            "UPDATE approvals SET status = 'expired', closed_at = ?2,
+                 reason = 'the asset did not reach the approved state before exp'
              WHERE id = ?1",
-            [id],
+            params![id, now],
         )?;
         audit::append(
             conn,
@@ -360,6 +442,69 @@ pub(crate) fn applicable_pending(
             && now <= a.expires_at
             && a.from.is_none_or(|f| Some(&f) == baseline)
     }))
+}
+
+/// After `applied` moved the baseline: every other pending approval of the asset whose `from`
+/// is absent or is not the new baseline can no longer apply safely (it was meant for another
+/// starting point, or it would carry the asset to an older plan), so it becomes `superseded`,
+/// with an audit entry and an `approval.superseded` event each. Approvals that start from the
+/// new baseline stay pending: they are the next change.
+fn supersede_pending(
+    conn: &Connection,
+    clock: &dyn Clock,
+    applied: &ApprovalRow,
+    baseline: &Baseline,
+) -> Result<(), StoreError> {
+    let now = format_timestamp(clock.now());
+    let pending = approvals_where(conn, "status = 'pending' AND asset = ?1", &applied.asset)?;
+    for other in pending {
+        if other.id == applied.id || other.from == Some(baseline.digest) {
+            continue;
+        }
+        let reason = format!(
+            "the baseline moved to {} (change {}, approval {:?}) and this approval {}",
+            baseline.digest,
+            applied.change_id,
+            applied.jti,
+            match other.from {
+                None => "names no `from`".to_owned(),
+                Some(from) => format!("starts from {from}"),
+            }
+        );
+        conn.execute(
+            "UPDATE approvals SET status = 'superseded', reason = ?2, closed_at = ?3 WHERE id = ?1",
+            params![other.id, reason, now],
+        )?;
+        let body = json!({
+            "approval_id": other.id,
+            "jti": other.jti,
+            "asset": other.asset,
+            "change_id": other.change_id,
+            "to": other.to.to_string(),
+            "from": other.from.map(|d| d.to_string()),
+            "superseded_by": {
+                "jti": applied.jti,
+                "change_id": applied.change_id,
+                "baseline_digest": baseline.digest.to_string(),
+            },
+            "reason": reason,
+        });
+        audit::append(
+            conn,
+            clock,
+            "approval.superseded",
+            Some(&other.asset),
+            &body,
+        )?;
+        enqueue(
+            conn,
+            clock,
+            event_type::APPROVAL_SUPERSEDED,
+            Some(&other.asset),
+            &body,
+        )?;
+    }
+    Ok(())
 }
 
 /// Moves the asset's baseline to the approval's `to`, inside the caller's transaction.
@@ -412,6 +557,7 @@ pub(crate) fn apply(
          WHERE id = ?1",
         params![approval.id, now_text, baseline.id, i64::from(retroactive)],
     )?;
+    supersede_pending(conn, clock, approval, &baseline)?;
 
     let open: Option<DriftEvent> = conn
         .query_row(
@@ -523,17 +669,63 @@ pub(crate) fn apply(
     })
 }
 
+/// Rejections per source and minute that are recorded one by one; beyond this they are
+/// counted and summarised (`approval.rejections_suppressed`) once per minute.
+pub const REJECTIONS_PER_MINUTE: i64 = 10;
+
+/// Records a rejection: an audit entry and an `approval.rejected` event, unless `source` has
+/// already had [`REJECTIONS_PER_MINUTE`] this minute, in which case it is only counted (and
+/// the count is summarised when the minute is over).
 fn rejection(
     conn: &Connection,
     clock: &dyn Clock,
+    source: &str,
     code: &str,
     message: &str,
     details: &serde_json::Value,
     asset: Option<&str>,
 ) -> Result<(), StoreError> {
+    let now = clock.now();
+    let window: Option<(String, i64, i64)> = conn
+        .query_row(
+            "SELECT window_start, count, suppressed FROM rejection_windows WHERE source = ?1",
+            [source],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let count = match window {
+        Some((start, count, suppressed)) if now - ts(&start)? < chrono::TimeDelta::minutes(1) => {
+            conn.execute(
+                "UPDATE rejection_windows SET count = count + 1,
+                     suppressed = suppressed + ?2 WHERE source = ?1",
+                params![source, i64::from(count >= REJECTIONS_PER_MINUTE)],
+            )?;
+            let _ = suppressed;
+            count + 1
+        }
+        previous => {
+            if let Some((start, _, suppressed)) = previous
+                && suppressed > 0
+            {
+                summarise(conn, clock, source, &start, suppressed)?;
+            }
+            conn.execute(
+                "INSERT INTO rejection_windows(source, window_start, count, suppressed)
+                 VALUES (?1, ?2, 1, 0)
+                 ON CONFLICT(source) DO UPDATE SET window_start = excluded.window_start,
+                     count = 1, suppressed = 0",
+                params![source, format_timestamp(now)],
+            )?;
+            1
+        }
+    };
+    if count > REJECTIONS_PER_MINUTE {
+        return Ok(());
+    }
     let body = json!({
         "reason": code,
         "message": message,
+        "source": source,
         "token": details,
     });
     audit::append(conn, clock, "approval.rejected", asset, &body)?;
@@ -541,11 +733,38 @@ fn rejection(
     Ok(())
 }
 
+/// One audit entry and event for the rejections of `source` that were only counted.
+fn summarise(
+    conn: &Connection,
+    clock: &dyn Clock,
+    source: &str,
+    window_start: &str,
+    suppressed: i64,
+) -> Result<(), StoreError> {
+    let body = json!({
+        "source": source,
+        "window_start": window_start,
+        "recorded": REJECTIONS_PER_MINUTE,
+        "suppressed": suppressed,
+    });
+    audit::append(conn, clock, "approval.rejections_suppressed", None, &body)?;
+    enqueue(
+        conn,
+        clock,
+        event_type::APPROVAL_REJECTIONS_SUPPRESSED,
+        None,
+        &body,
+    )?;
+    Ok(())
+}
+
 impl Store {
     /// Records a token the agent refused before it reached the store (bad signature, unknown
-    /// approver, ...): an audit entry and an `approval.rejected` event, together.
+    /// approver, ...): an audit entry and an `approval.rejected` event, together, rate-limited
+    /// per `source` (see the module documentation).
     pub fn record_rejection(
         &mut self,
+        source: &str,
         code: &str,
         message: &str,
         details: &serde_json::Value,
@@ -555,18 +774,164 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        rejection(&tx, clock.as_ref(), code, message, details, asset)?;
+        rejection(&tx, clock.as_ref(), source, code, message, details, asset)?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Whether a token id was already used.
-    pub fn jti_used(&self, jti: &str) -> Result<bool, StoreError> {
-        Ok(self
+    /// Summarises the rejections counted but not recorded in minutes that are over (the
+    /// daemon calls this every minute; a later rejection from the same source does it too).
+    pub fn flush_rejection_summaries(&mut self) -> Result<usize, StoreError> {
+        let clock = self.clock.clone();
+        let cutoff = format_timestamp(clock.now() - chrono::TimeDelta::minutes(1));
+        let tx = self
             .conn
-            .query_row("SELECT 1 FROM approvals WHERE jti = ?1", [jti], |_| Ok(()))
-            .optional()?
-            .is_some())
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let due: Vec<(String, String, i64)> = {
+            let mut stmt = tx.prepare(
+                "SELECT source, window_start, suppressed FROM rejection_windows
+                 WHERE suppressed > 0 AND window_start <= ?1",
+            )?;
+            let rows = stmt.query_map([&cutoff], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (source, start, suppressed) in &due {
+            summarise(&tx, clock.as_ref(), source, start, *suppressed)?;
+            tx.execute("DELETE FROM rejection_windows WHERE source = ?1", [source])?;
+        }
+        tx.commit()?;
+        Ok(due.len())
+    }
+
+    /// Whether a token id was already used (by an approval or a withdrawal).
+    pub fn jti_used(&self, jti: &str) -> Result<bool, StoreError> {
+        Ok(jti_received(&self.conn, jti)?.is_some())
+    }
+
+    /// Withdraws a pending approval (a verified `withdraw` token): pending -> refused, with an
+    /// audit entry and an `approval.refused` event. Any configured approver may withdraw: a
+    /// withdrawal only ever stops a baseline from moving. The withdrawal's own `jti` is spent
+    /// whatever the outcome.
+    pub fn withdraw_approval(
+        &mut self,
+        input: &WithdrawInput<'_>,
+    ) -> Result<Result<ApprovalRow, ApprovalRefusal>, StoreError> {
+        let clock = self.clock.clone();
+        let now_text = format_timestamp(clock.now());
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        expire_pending(&tx, clock.as_ref())?;
+        let details = json!({
+            "jti": input.jti,
+            "asset": input.asset,
+            "change_id": input.change_id,
+            "approver_id": input.approver_id,
+            "withdraws": input.target_jti,
+        });
+        let refusal = if let Some(first) = jti_received(&tx, input.jti)? {
+            Some(ApprovalRefusal::Replay {
+                jti: input.jti.to_owned(),
+                first_received: ts(&first)?,
+            })
+        } else {
+            let target: Option<ApprovalRow> = tx
+                .query_row(
+                    &format!(
+                        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE jti = ?1 AND asset = ?2"
+                    ),
+                    params![input.target_jti, input.asset],
+                    approval_row,
+                )
+                .optional()?
+                .transpose()?;
+            match target {
+                Some(t) if t.status == ApprovalStatus::Pending => None,
+                other => Some(ApprovalRefusal::NotPending {
+                    target: input.target_jti.to_owned(),
+                    status: other.map(|t| t.status),
+                }),
+            }
+        };
+        let outcome = refusal.as_ref().map_or("withdrawn", |r| r.code());
+        if !matches!(refusal, Some(ApprovalRefusal::Replay { .. })) {
+            tx.execute(
+                "INSERT INTO withdrawals(jti, asset, change_id, approver_id, approver, target_jti,
+                     outcome, token, claims, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    input.jti,
+                    input.asset,
+                    input.change_id,
+                    input.approver_id,
+                    input.approver,
+                    input.target_jti,
+                    outcome,
+                    input.token,
+                    input.claims.to_string(),
+                    now_text
+                ],
+            )?;
+        }
+        if let Some(refusal) = refusal {
+            rejection(
+                &tx,
+                clock.as_ref(),
+                input.source,
+                refusal.code(),
+                &refusal.to_string(),
+                &details,
+                Some(input.asset),
+            )?;
+            tx.commit()?;
+            return Ok(Err(refusal));
+        }
+        let reason = format!(
+            "withdrawn by approver {} ({}) with token {:?}",
+            input.approver_id,
+            input.approver.unwrap_or("no name given"),
+            input.jti
+        );
+        tx.execute(
+            "UPDATE approvals SET status = 'refused', reason = ?3, closed_at = ?4
+             WHERE jti = ?1 AND asset = ?2",
+            params![input.target_jti, input.asset, reason, now_text],
+        )?;
+        let row = tx.query_row(
+            &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE jti = ?1"),
+            [input.target_jti],
+            approval_row,
+        )??;
+        let body = json!({
+            "approval_id": row.id,
+            "jti": row.jti,
+            "asset": row.asset,
+            "change_id": row.change_id,
+            "to": row.to.to_string(),
+            "withdrawn_by": {
+                "jti": input.jti,
+                "approver_id": input.approver_id,
+                "approver": input.approver,
+                "change_id": input.change_id,
+            },
+            "reason": reason,
+        });
+        audit::append(
+            &tx,
+            clock.as_ref(),
+            "approval.refused",
+            Some(input.asset),
+            &body,
+        )?;
+        enqueue(
+            &tx,
+            clock.as_ref(),
+            event_type::APPROVAL_REFUSED,
+            Some(input.asset),
+            &body,
+        )?;
+        tx.commit()?;
+        Ok(Ok(row))
     }
 
     /// Submits a verified token (see the module documentation for what it does).
@@ -590,17 +955,12 @@ impl Store {
             "from": input.from.map(|d| d.to_string()),
         });
 
-        let used: Option<String> = tx
-            .query_row(
-                "SELECT received_at FROM approvals WHERE jti = ?1",
-                [input.jti],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let used = jti_received(&tx, input.jti)?;
         let refuse = |tx: rusqlite::Transaction<'_>, refusal: ApprovalRefusal| {
             rejection(
                 &tx,
                 clock.as_ref(),
+                input.source,
                 refusal.code(),
                 &refusal.to_string(),
                 &details,
@@ -663,14 +1023,22 @@ impl Store {
             return refuse(tx, refusal);
         }
 
-        let observed: Option<String> = tx
+        // "Observed now" means the asset's latest capture is this state *and* was seen
+        // recently: an asset unreachable for days may be in any state by now, so the approval
+        // waits for the next capture to see it.
+        let observed: Option<(String, String)> = tx
             .query_row(
-                "SELECT digest FROM captures WHERE asset = ?1 ORDER BY id DESC LIMIT 1",
+                "SELECT digest, last_seen FROM captures WHERE asset = ?1 ORDER BY id DESC LIMIT 1",
                 [input.asset],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let observed_now = observed.as_deref() == Some(input.to.to_string().as_str());
+        let observed_now = match observed {
+            Some((digest, last_seen)) if digest == input.to.to_string() => {
+                now - ts(&last_seen)? <= input.max_observation_age
+            }
+            _ => false,
+        };
         audit::append(
             &tx,
             clock.as_ref(),

@@ -198,17 +198,70 @@ impl Store {
             .transpose()
     }
 
-    /// Queues an `audit.head` event carrying the chain's head, so that a central system holds
-    /// a copy a local attacker cannot rewrite. Returns the head published.
-    pub fn publish_audit_head(&mut self) -> Result<Option<(i64, Digest)>, StoreError> {
-        let head = self.audit_head()?;
-        let data = serde_json::json!({
-            "seq": head.map(|(seq, _)| seq),
-            "hash": head.map(|(_, hash)| hash.to_string()),
-            "entries": head.map(|(seq, _)| seq).unwrap_or(0),
-        });
-        self.enqueue_event(crate::events::event_type::AUDIT_HEAD, None, &data)?;
+    /// Queues an `audit.head` event: `data` is built by `sign` from the chain's head (the agent
+    /// signs it with its key, so a central system holds a copy a local attacker can neither
+    /// rewrite nor forge). Head and event are read and written in one transaction. Returns the
+    /// head published.
+    pub fn publish_audit_head(
+        &mut self,
+        sign: impl FnOnce(Option<(i64, Digest)>) -> serde_json::Value,
+    ) -> Result<Option<(i64, Digest)>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let head: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let head = head
+            .map(|(seq, hash)| Ok::<_, StoreError>((seq, crate::model::digest(&hash)?)))
+            .transpose()?;
+        let data = sign(head);
+        crate::events::enqueue(
+            &tx,
+            self.clock.as_ref(),
+            crate::events::event_type::AUDIT_HEAD,
+            None,
+            &data,
+        )?;
+        tx.commit()?;
         Ok(head)
+    }
+
+    /// Every audit entry of the given kinds, in chain order (e.g. the agent key's history).
+    pub fn audit_entries_of_kind(&self, kinds: &[&str]) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut out = Vec::new();
+        for kind in kinds {
+            let mut stmt = self
+                .conn
+                .prepare(&format!("{SELECT} WHERE kind = ?1 ORDER BY seq"))?;
+            let rows = stmt.query_map([kind], raw_row)?;
+            for row in rows {
+                out.push(to_entry(row?)?);
+            }
+        }
+        out.sort_by_key(|e| e.seq);
+        Ok(out)
+    }
+
+    /// Appends an audit entry and queues an event with the same body, in one transaction.
+    pub fn audit_and_event(
+        &mut self,
+        kind: &str,
+        event_type: &str,
+        asset: Option<&str>,
+        body: &serde_json::Value,
+    ) -> Result<AuditEntry, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let entry = append(&tx, self.clock.as_ref(), kind, asset, body)?;
+        crate::events::enqueue(&tx, self.clock.as_ref(), event_type, asset, body)?;
+        tx.commit()?;
+        Ok(entry)
     }
 
     /// Entries in chain order, from `after_seq` (exclusive), at most `limit`.

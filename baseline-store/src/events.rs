@@ -19,6 +19,12 @@ pub mod event_type {
     pub const BASELINE_MOVED: &str = "io.otdrift.baseline.moved";
     /// An approval token was refused.
     pub const APPROVAL_REJECTED: &str = "io.otdrift.approval.rejected";
+    /// A pending approval can no longer apply: the baseline moved elsewhere.
+    pub const APPROVAL_SUPERSEDED: &str = "io.otdrift.approval.superseded";
+    /// A pending approval was withdrawn by an approver.
+    pub const APPROVAL_REFUSED: &str = "io.otdrift.approval.refused";
+    /// Rejections from one source beyond the per-minute threshold, summarised.
+    pub const APPROVAL_REJECTIONS_SUPPRESSED: &str = "io.otdrift.approval.rejections_suppressed";
     /// An asset stopped answering.
     pub const ASSET_UNREACHABLE: &str = "io.otdrift.asset.unreachable";
     /// An asset answers again.
@@ -31,6 +37,9 @@ pub mod event_type {
     pub const ASSET_COLLECTION_FAILED: &str = "io.otdrift.asset.collection_failed";
     /// A capture succeeded again after a failure streak.
     pub const ASSET_COLLECTION_RECOVERED: &str = "io.otdrift.asset.collection_recovered";
+    /// The agent's public key (at every start, and after a rotation with the statement signed
+    /// by the previous key).
+    pub const AGENT_KEY: &str = "io.otdrift.agent.key";
     /// The audit chain's head, published so tampering shows centrally.
     pub const AUDIT_HEAD: &str = "io.otdrift.audit.head";
 }

@@ -33,6 +33,7 @@ use rusqlite::Connection;
 
 pub use approvals::{
     AppliedApproval, ApprovalDecision, ApprovalInput, ApprovalRefusal, ApprovalRow, ApprovalStatus,
+    REJECTIONS_PER_MINUTE, WithdrawInput,
 };
 pub use audit::{AuditBreak, AuditEntry, AuditReport, chain_hash};
 pub use events::{OutboxEvent, event_type};
@@ -125,8 +126,9 @@ impl Store {
         // journal_mode answers with a row; WAL lets readers (the API, `status`) run beside
         // the writer, FULL makes every commit durable.
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        conn.execute_batch("PRAGMA synchronous = FULL;")?;
         schema::migrate(&mut conn)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         Ok(Store { conn, clock })
     }
 

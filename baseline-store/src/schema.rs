@@ -5,7 +5,7 @@
 //! the old schema or the new one. A database written by a newer otdrift is refused rather than
 //! guessed at.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::StoreError;
 
@@ -151,6 +151,70 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE assets ADD COLUMN failure_reason TEXT;
     ALTER TABLE assets ADD COLUMN failure_count INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 4: approvals as a state machine (superseded, refused = withdrawn), withdrawals, and
+    // rate-limited rejections. SQLite cannot change a CHECK constraint, so the approvals table
+    // is rebuilt (foreign keys are off while migrations run; see `migrate`).
+    r#"
+    CREATE TABLE approvals_v4 (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        jti           TEXT NOT NULL UNIQUE,
+        asset         TEXT NOT NULL,
+        change_id     TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        approver_id   TEXT NOT NULL,
+        approver      TEXT,
+        requestor     TEXT,
+        from_digest   TEXT,
+        to_digest     TEXT NOT NULL,
+        issued_at     TEXT NOT NULL,
+        not_before    TEXT NOT NULL,
+        expires_at    TEXT NOT NULL,
+        token         TEXT NOT NULL,
+        claims        TEXT NOT NULL,
+        status        TEXT NOT NULL CHECK (status IN
+                          ('pending', 'applied', 'rejected', 'expired', 'superseded', 'refused')),
+        reason        TEXT,
+        received_at   TEXT NOT NULL,
+        applied_at    TEXT,
+        retroactive   INTEGER NOT NULL DEFAULT 0,
+        baseline_id   INTEGER REFERENCES baselines(id),
+        closed_at     TEXT
+    ) STRICT;
+    INSERT INTO approvals_v4(id, jti, asset, change_id, kind, approver_id, approver, requestor,
+        from_digest, to_digest, issued_at, not_before, expires_at, token, claims, status,
+        reason, received_at, applied_at, retroactive, baseline_id)
+    SELECT id, jti, asset, change_id, kind, approver_id, approver, requestor, from_digest,
+        to_digest, issued_at, not_before, expires_at, token, claims, status, reason,
+        received_at, applied_at, retroactive, baseline_id FROM approvals;
+    DROP TABLE approvals;
+    ALTER TABLE approvals_v4 RENAME TO approvals;
+    CREATE INDEX approvals_pending ON approvals(asset, to_digest) WHERE status = 'pending';
+    CREATE INDEX approvals_change ON approvals(change_id);
+
+    -- Signed withdrawals of pending approvals. Their jti is spent like an approval's.
+    CREATE TABLE withdrawals (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        jti           TEXT NOT NULL UNIQUE,
+        asset         TEXT NOT NULL,
+        change_id     TEXT NOT NULL,
+        approver_id   TEXT NOT NULL,
+        approver      TEXT,
+        target_jti    TEXT NOT NULL,
+        outcome       TEXT NOT NULL,
+        token         TEXT NOT NULL,
+        claims        TEXT NOT NULL,
+        received_at   TEXT NOT NULL
+    ) STRICT;
+
+    -- Rejected tokens per source and minute: beyond a threshold they are counted here and
+    -- summarised once, so a flood of bad tokens cannot flood the audit log or the outbox.
+    CREATE TABLE rejection_windows (
+        source        TEXT PRIMARY KEY,
+        window_start  TEXT NOT NULL,
+        count         INTEGER NOT NULL,
+        suppressed    INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -165,6 +229,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
+    // Foreign keys are enforced outside migrations only: a migration that rebuilds a table
+    // (SQLite's only way to change a constraint) must drop the old one while rows in other
+    // tables still refer to it. Every migration is checked with `foreign_key_check` instead.
+    conn.execute_batch("PRAGMA foreign_keys = OFF;")?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let target = index as u32 + 1;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
@@ -176,6 +244,14 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         }
         tx.execute_batch(sql)
             .map_err(|source| StoreError::Migration { target, source })?;
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(StoreError::Corrupt(format!(
+                "migration {target} left rows in {table} pointing nowhere"
+            )));
+        }
         tx.execute_batch(&format!("PRAGMA user_version = {target}"))?;
         tx.commit()?;
         tracing::info!(version = target, "database schema migrated");

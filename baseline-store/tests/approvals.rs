@@ -83,6 +83,8 @@ impl Token {
                 expires_at: self.expires_at,
                 token: "header.claims.signature",
                 claims: &claims,
+                max_observation_age: chrono::TimeDelta::minutes(10),
+                source: "test",
             })
             .expect("submitted")
     }

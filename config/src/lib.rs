@@ -236,10 +236,7 @@ pub fn format_duration(d: Duration) -> String {
 /// The gap between the next two firings of a (valid) cron schedule with seconds after
 /// `after`: its period, for schedules like `*/10 * * * * *`, and the gap an operator would
 /// expect for the others. `None` for a schedule that does not parse or never fires twice.
-pub fn schedule_period(
-    schedule: &str,
-    after: chrono::DateTime<chrono::Utc>,
-) -> Option<Duration> {
+pub fn schedule_period(schedule: &str, after: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let cron = croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Required)
         .build()

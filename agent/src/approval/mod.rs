@@ -1,12 +1,14 @@
 //! Approvals: verifying a signed token and handing it to the store, shared by
-//! `otdrift approve` and (later) `POST /v1/approvals`.
+//! `otdrift approve` and `POST /v1/approvals`. The state machine an approval goes through is
+//! documented in `otdrift_store`'s approvals module and in ARCHITECTURE.md.
 
+pub mod names;
 pub mod token;
 
 use chrono::TimeDelta;
 use otdrift_config::Config;
 use otdrift_store::{
-    AppliedApproval, ApprovalDecision, ApprovalInput, ApprovalRow, Store, StoreError,
+    AppliedApproval, ApprovalDecision, ApprovalInput, ApprovalRow, Store, StoreError, WithdrawInput,
 };
 use serde_json::{Value as Json, json};
 
@@ -29,6 +31,13 @@ pub enum Outcome {
         /// The stored approval.
         approval: Box<ApprovalRow>,
     },
+    /// A pending approval was withdrawn (it is now `refused`).
+    Withdrawn {
+        /// The withdraw token.
+        token: Box<VerifiedToken>,
+        /// The approval it withdrew.
+        approval: Box<ApprovalRow>,
+    },
     /// Refused; already recorded in the audit log and as an `approval.rejected` event.
     Rejected {
         /// Stable reason code.
@@ -38,9 +47,18 @@ pub enum Outcome {
     },
 }
 
-/// Verifies `raw` against the config and submits it to the store. Every outcome is recorded
-/// by the store before this returns.
-pub fn submit(config: &Config, store: &mut Store, raw: &str) -> Result<Outcome, StoreError> {
+/// The source of a token submitted on the command line, for rate limits and the audit log.
+pub const COMMAND_LINE: &str = "command-line";
+
+/// Verifies `raw` against the config and submits it to the store. Every outcome, a rejection
+/// for whatever reason included, is recorded by the store before this returns. `source`
+/// names who submitted it (an API client's address, or [`COMMAND_LINE`]).
+pub fn submit(
+    config: &Config,
+    store: &mut Store,
+    raw: &str,
+    source: &str,
+) -> Result<Outcome, StoreError> {
     let now = store.clock().now();
     let asset_known = |id: &str| config.asset(id).is_some();
     let cx = token::VerifyContext {
@@ -48,6 +66,8 @@ pub fn submit(config: &Config, store: &mut Store, raw: &str) -> Result<Outcome, 
         asset_known: &asset_known,
         now,
         skew: TimeDelta::seconds(i64::try_from(config.agent.clock_skew_secs).unwrap_or(3600)),
+        max_lifetime: TimeDelta::from_std(config.agent.max_token_lifetime)
+            .unwrap_or(TimeDelta::MAX),
     };
     let verified = match token::verify(raw, &cx) {
         Ok(v) => v,
@@ -72,7 +92,7 @@ pub fn submit(config: &Config, store: &mut Store, raw: &str) -> Result<Outcome, 
                 "verified": false,
             });
             let message = rejection.to_string();
-            store.record_rejection(rejection.code(), &message, &details, asset)?;
+            store.record_rejection(source, rejection.code(), &message, &details, asset)?;
             return Ok(Outcome::Rejected {
                 code: rejection.code().to_owned(),
                 message,
@@ -80,6 +100,37 @@ pub fn submit(config: &Config, store: &mut Store, raw: &str) -> Result<Outcome, 
         }
     };
     let c = &verified.claims;
+    if let Some(target) = &c.withdraws {
+        let result = store.withdraw_approval(&WithdrawInput {
+            jti: &c.jti,
+            asset: &c.sub,
+            change_id: &c.change_id,
+            approver_id: &c.iss,
+            approver: c.approver.as_deref(),
+            target_jti: target,
+            token: &verified.raw,
+            claims: &verified.claims_json,
+            source,
+        })?;
+        return Ok(match result {
+            Ok(approval) => Outcome::Withdrawn {
+                token: Box::new(verified),
+                approval: Box::new(approval),
+            },
+            Err(refusal) => Outcome::Rejected {
+                code: refusal.code().to_owned(),
+                message: refusal.to_string(),
+            },
+        });
+    }
+    let (Some(to), Some(asset)) = (c.to, config.asset(&c.sub)) else {
+        // verify() guarantees both for an approving token.
+        return Ok(Outcome::Rejected {
+            code: "malformed".to_owned(),
+            message: "an approval token without `to`, or for an unknown asset".to_owned(),
+        });
+    };
+    let max_age = asset.approval_max_observation_age(&config.agent, now);
     let decision = store.submit_approval(&ApprovalInput {
         jti: &c.jti,
         asset: &c.sub,
@@ -89,12 +140,14 @@ pub fn submit(config: &Config, store: &mut Store, raw: &str) -> Result<Outcome, 
         approver: c.approver.as_deref(),
         requestor: c.requestor.as_deref(),
         from: c.from,
-        to: c.to,
+        to,
         issued_at: c.iat,
         not_before: c.nbf,
         expires_at: c.exp,
         token: &verified.raw,
         claims: &verified.claims_json,
+        max_observation_age: TimeDelta::from_std(max_age).unwrap_or(TimeDelta::MAX),
+        source,
     })?;
     Ok(match decision {
         ApprovalDecision::Applied(applied) => Outcome::Applied {

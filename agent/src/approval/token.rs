@@ -2,14 +2,19 @@
 //!
 //! Verification order matters and is fixed:
 //! 1. shape: three base64url parts (no padding), at most [`MAX_TOKEN_LEN`] bytes;
-//! 2. header: a JSON object whose `alg` is exactly `EdDSA` — anything else (`none`, `HS256`
-//!    keyed with the public key, ...) is refused **before any key is looked up**; no `crit`;
+//! 2. header: a strict JSON object (no member twice, see [`crate::strict_json`]) whose `alg`
+//!    is exactly `EdDSA`; anything else (`none`, `HS256` keyed with the public key, ...) is
+//!    refused **before any key is looked up**; no `crit`;
 //! 3. `kid` names a configured approver, and the signature verifies (strict Ed25519) against
 //!    that approver's key over `header.payload` as received;
-//! 4. only then are the claims read: `iss` = `kid`, required claims present and typed, `to`
-//!    and `from` well-formed digests, the time window (`nbf` .. `exp`, and `iat` not in the
-//!    future, each with the configured clock skew), `requestor` ≠ `approver`, `sub` a configured
-//!    asset.
+//! 4. only then are the claims read, again as strict JSON: `iss` = `kid`, required claims
+//!    present and typed, time claims inside years 1970-9999 with `nbf <= exp` and `iat <= exp`,
+//!    a lifetime `exp - iat` of at most `[agent] max_token_lifetime`, the time window (`nbf` ..
+//!    `exp`, and `iat` not in the future, each with the configured clock skew), the claims of
+//!    the token's kind (`to`/`from` digests for approvals, `withdraws` for a withdrawal),
+//!    separation of duties ([`names`](super::names): the requestor is required for `standard`
+//!    and `normal` changes and is never the approver, the issuer or the signing approver's id),
+//!    and `sub` a configured asset.
 //!
 //! Whether the token was used before (`jti`) and what it does to a baseline are decided by the
 //! store, in the same transaction that records it.
@@ -25,15 +30,20 @@ use serde_json::{Map, Value as Json, json};
 /// Tokens longer than this are refused unread: a real one is well under 2 KiB.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
-/// The change kinds of SPEC.md.
+/// What a token is for: three kinds of change approval, and the withdrawal of one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// A pre-approved routine change.
     Standard,
     /// A change that went through the normal approval process.
     Normal,
-    /// An emergency change: the only kind that may be approved after it was implemented.
+    /// An emergency change: the only kind that may be approved after it was implemented, and
+    /// the only approval that may come without a `requestor` (the on-call engineer who fixes
+    /// the line at night may be alone); when it names one, the requestor still cannot be the
+    /// approver.
     Emergency,
+    /// Withdraws a pending approval (claim `withdraws` = its `jti`); approves nothing.
+    Withdraw,
 }
 
 impl Kind {
@@ -43,6 +53,7 @@ impl Kind {
             Kind::Standard => "standard",
             Kind::Normal => "normal",
             Kind::Emergency => "emergency",
+            Kind::Withdraw => "withdraw",
         }
     }
 
@@ -52,8 +63,14 @@ impl Kind {
             "standard" => Some(Kind::Standard),
             "normal" => Some(Kind::Normal),
             "emergency" => Some(Kind::Emergency),
+            "withdraw" => Some(Kind::Withdraw),
             _ => None,
         }
+    }
+
+    /// Whether the token approves a state (as opposed to withdrawing an approval).
+    pub const fn approves(self) -> bool {
+        !matches!(self, Kind::Withdraw)
     }
 }
 
@@ -74,10 +91,12 @@ pub struct Claims {
     pub exp: DateTime<Utc>,
     /// The change ticket.
     pub change_id: String,
-    /// The approved state.
-    pub to: Digest,
+    /// The approved state (every kind but `withdraw`).
+    pub to: Option<Digest>,
     /// The state the change starts from.
     pub from: Option<Digest>,
+    /// The `jti` of the pending approval a `withdraw` token withdraws.
+    pub withdraws: Option<String>,
     /// The approving person.
     pub approver: Option<String>,
     /// The requesting person.
@@ -147,30 +166,66 @@ pub enum Rejection {
     /// `nbf` (or `iat`) is in the future.
     #[error("token not valid yet: {0}")]
     NotYetValid(String),
-    /// `requestor` equals `approver`.
-    #[error("requestor {0:?} cannot approve their own change")]
-    SelfApproved(String),
+    /// `requestor` names the approver (after Unicode normalisation, see
+    /// [`names`](super::names)), the issuer, or the signing approver's id.
+    #[error(
+        "requestor {requestor:?} cannot approve their own change: it names the same person as {field} {other:?}"
+    )]
+    SelfApproved {
+        /// The requestor as written.
+        requestor: String,
+        /// `approver`, `iss` or `kid`.
+        field: &'static str,
+        /// That field as written.
+        other: String,
+    },
+    /// A member name appears twice in the header or the claims.
+    #[error(
+        "the {part} has the member {name:?} more than once; a token must say one thing to every reader"
+    )]
+    DuplicateMember {
+        /// `header` or `claims`.
+        part: &'static str,
+        /// The member.
+        name: String,
+    },
+    /// `exp - iat` is longer than `[agent] max_token_lifetime`.
+    #[error(
+        "the token is valid for {lifetime} (iat to exp), longer than this agent accepts ({max}, [agent] max_token_lifetime)"
+    )]
+    Lifetime {
+        /// `exp - iat`.
+        lifetime: String,
+        /// The limit.
+        max: String,
+    },
+    /// The time claims contradict each other (`nbf` after `exp`, `iat` after `exp`).
+    #[error("the time claims contradict each other: {0}")]
+    TimeWindow(String),
     /// `sub` is not a configured asset.
     #[error("asset {0:?} is not configured on this agent")]
     UnknownAsset(String),
 }
 
 impl Rejection {
-    /// A stable reason code.
+    /// A stable reason code (events, JSON, tests).
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::Malformed(_) => "malformed",
             Rejection::Algorithm(_) => "algorithm",
-            Rejection::UnknownApprover(_) => "unknown_approver",
+            Rejection::UnknownApprover(_) => "unknown-approver",
             Rejection::Signature(_) => "signature",
-            Rejection::IssuerMismatch { .. } => "issuer_mismatch",
-            Rejection::MissingClaim(_) => "missing_claim",
-            Rejection::BadClaim { .. } => "bad_claim",
-            Rejection::BadDigest { .. } => "bad_digest",
+            Rejection::IssuerMismatch { .. } => "issuer-mismatch",
+            Rejection::MissingClaim(_) => "missing-claim",
+            Rejection::BadClaim { .. } => "bad-claim",
+            Rejection::BadDigest { .. } => "bad-digest",
             Rejection::Expired(_) => "expired",
-            Rejection::NotYetValid(_) => "not_yet_valid",
-            Rejection::SelfApproved(_) => "self_approved",
-            Rejection::UnknownAsset(_) => "unknown_asset",
+            Rejection::NotYetValid(_) => "not-yet-valid",
+            Rejection::SelfApproved { .. } => "self-approved",
+            Rejection::UnknownAsset(_) => "unknown-asset",
+            Rejection::DuplicateMember { .. } => "duplicate-member",
+            Rejection::Lifetime { .. } => "lifetime",
+            Rejection::TimeWindow(_) => "time-window",
         }
     }
 }
@@ -185,6 +240,8 @@ pub struct VerifyContext<'a> {
     pub now: DateTime<Utc>,
     /// Tolerance on `nbf`, `exp` and `iat`.
     pub skew: TimeDelta,
+    /// The longest `exp - iat` accepted (`[agent] max_token_lifetime`).
+    pub max_lifetime: TimeDelta,
 }
 
 fn b64(part: &str, what: &str) -> Result<Vec<u8>, Rejection> {
@@ -193,13 +250,16 @@ fn b64(part: &str, what: &str) -> Result<Vec<u8>, Rejection> {
     })
 }
 
-fn json_object(bytes: &[u8], what: &str) -> Result<Map<String, Json>, Rejection> {
-    match serde_json::from_slice::<Json>(bytes) {
+fn json_object(bytes: &[u8], part: &'static str) -> Result<Map<String, Json>, Rejection> {
+    match crate::strict_json::parse(bytes) {
         Ok(Json::Object(map)) => Ok(map),
         Ok(_) => Err(Rejection::Malformed(format!(
-            "the {what} is not a JSON object"
+            "the {part} is not a JSON object"
         ))),
-        Err(e) => Err(Rejection::Malformed(format!("the {what} is not JSON: {e}"))),
+        Err(crate::strict_json::StrictJsonError::DuplicateMember(name)) => {
+            Err(Rejection::DuplicateMember { part, name })
+        }
+        Err(e) => Err(Rejection::Malformed(format!("the {part} is not JSON: {e}"))),
     }
 }
 
@@ -245,6 +305,12 @@ fn time_claim(
                         .map(|f| f.floor() as i64)
                 })
                 .ok_or_else(|| bad(format!("{n} is not a time")))?;
+            // Years 1970 to 9999: every timestamp is then written and read back the same
+            // way (RFC 3339 has four-digit years), and nothing sensible lies outside.
+            const LAST: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+            if !(0..=LAST).contains(&secs) {
+                return Err(bad(format!("{secs} is outside the years 1970 to 9999")));
+            }
             DateTime::from_timestamp(secs, 0)
                 .map(Some)
                 .ok_or_else(|| bad(format!("{secs} is out of range")))
@@ -325,7 +391,7 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
         .map_err(|_| Rejection::Signature(kid.clone()))?;
 
     // Signed by a configured approver: now the claims are worth reading.
-    let claims = json_object(&b64(payload_b64, "payload")?, "payload")?;
+    let claims = json_object(&b64(payload_b64, "payload")?, "claims")?;
     let iss = required(&claims, "iss")?;
     if iss != kid {
         return Err(Rejection::IssuerMismatch { iss, kid });
@@ -333,12 +399,10 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
     let sub = required(&claims, "sub")?;
     let jti = required(&claims, "jti")?;
     let change_id = required(&claims, "change_id")?;
-    let to = digest_claim(&claims, "to")?.ok_or(Rejection::MissingClaim("to"))?;
-    let from = digest_claim(&claims, "from")?;
     let kind_text = required(&claims, "kind")?;
     let kind = Kind::parse(&kind_text).ok_or_else(|| Rejection::BadClaim {
         claim: "kind",
-        reason: format!("{kind_text:?} is not standard, normal or emergency"),
+        reason: format!("{kind_text:?} is not standard, normal, emergency or withdraw"),
     })?;
     let approver_name = string_claim(&claims, "approver")?;
     let requestor = string_claim(&claims, "requestor")?;
@@ -347,6 +411,29 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
     let nbf = time_claim(&claims, "nbf")?.unwrap_or(iat);
 
     let fmt = otdrift_core::format_timestamp;
+    if nbf > exp {
+        return Err(Rejection::TimeWindow(format!(
+            "nbf {} is after exp {}",
+            fmt(nbf),
+            fmt(exp)
+        )));
+    }
+    if iat > exp {
+        return Err(Rejection::TimeWindow(format!(
+            "iat {} is after exp {}",
+            fmt(iat),
+            fmt(exp)
+        )));
+    }
+    if exp - iat > cx.max_lifetime {
+        let human = |d: TimeDelta| {
+            otdrift_config::format_duration(d.to_std().unwrap_or(std::time::Duration::MAX))
+        };
+        return Err(Rejection::Lifetime {
+            lifetime: human(exp - iat),
+            max: human(cx.max_lifetime),
+        });
+    }
     if cx.now - cx.skew >= exp {
         return Err(Rejection::Expired(fmt(exp)));
     }
@@ -359,11 +446,23 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
             fmt(iat)
         )));
     }
-    if let (Some(a), Some(r)) = (&approver_name, &requestor)
-        && a.trim().eq_ignore_ascii_case(r.trim())
-    {
-        return Err(Rejection::SelfApproved(r.clone()));
-    }
+
+    let (to, from, withdraws) = if kind.approves() {
+        let to = digest_claim(&claims, "to")?.ok_or(Rejection::MissingClaim("to"))?;
+        (Some(to), digest_claim(&claims, "from")?, None)
+    } else {
+        for claim in ["to", "from"] {
+            if claims.contains_key(claim) {
+                return Err(Rejection::BadClaim {
+                    claim: if claim == "to" { "to" } else { "from" },
+                    reason: "a withdraw token approves no state".to_owned(),
+                });
+            }
+        }
+        (None, None, Some(required(&claims, "withdraws")?))
+    };
+
+    separation_of_duties(kind, requestor.as_deref(), approver_name.as_deref(), &iss)?;
     if !(cx.asset_known)(&sub) {
         return Err(Rejection::UnknownAsset(sub));
     }
@@ -381,11 +480,42 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
             change_id,
             to,
             from,
+            withdraws,
             approver: approver_name,
             requestor,
             kind,
         },
     })
+}
+
+/// The requestor of a change never approves it: required for `standard` and `normal`
+/// changes, optional for `emergency` ones (see [`Kind::Emergency`]), irrelevant to a
+/// withdrawal. Names are compared by [`names::identity_key`](super::names::identity_key), with
+/// the `approver` claim, the issuer and the signing approver's id (`kid`, equal to `iss` here).
+fn separation_of_duties(
+    kind: Kind,
+    requestor: Option<&str>,
+    approver: Option<&str>,
+    iss: &str,
+) -> Result<(), Rejection> {
+    let requestor = match (kind, requestor) {
+        (Kind::Withdraw, _) | (Kind::Emergency, None) => return Ok(()),
+        (_, None) => return Err(Rejection::MissingClaim("requestor")),
+        (_, Some(r)) => r,
+    };
+    let others = [("approver", approver), ("iss", Some(iss))];
+    for (field, other) in others {
+        if let Some(other) = other
+            && super::names::same_person(requestor, other)
+        {
+            return Err(Rejection::SelfApproved {
+                requestor: requestor.to_owned(),
+                field,
+                other: other.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Decodes a token's header and claims without verifying anything, for showing what a rejected

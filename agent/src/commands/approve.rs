@@ -36,8 +36,10 @@ pub struct SignArgs {
     pub asset: String,
     /// Change ticket.
     pub change: String,
-    /// Approved state.
-    pub to: String,
+    /// Approved state (absent for a withdrawal).
+    pub to: Option<String>,
+    /// The `jti` of a pending approval to withdraw instead.
+    pub withdraw: Option<String>,
     /// Starting state.
     pub from: Option<String>,
     /// Approving person.
@@ -58,40 +60,26 @@ pub struct SignArgs {
     pub out: Option<PathBuf>,
 }
 
-/// Parses `90s`, `30m`, `24h`, `7d`.
+/// Parses a token's validity (`90s`, `30m`, `24h`, `7d`), the config's duration syntax.
 pub fn parse_validity(text: &str) -> Result<TimeDelta, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit: use s, m, h or d (e.g. 24h)"))?;
-    let (number, unit) = text.split_at(split);
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a number"))?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
-        "d" => n.saturating_mul(86_400),
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}: use s, m, h or d"
-            ));
-        }
-    };
-    if seconds <= 0 || seconds > 366 * 86_400 {
-        return Err(format!("{text:?}: a validity between 1s and 366d"));
+    let d = otdrift_config::parse_duration(text)?;
+    if d.as_secs() == 0 || d.as_secs() > 3660 * 86_400 {
+        return Err(format!("{text:?}: a validity between 1s and 3660d"));
     }
-    Ok(TimeDelta::seconds(seconds))
+    TimeDelta::from_std(d).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// Mints an approval token.
 pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
     let key = keys::read_private_key(&args.key).map_err(Failure::usage)?;
-    let to: Digest = args
+    let to: Option<Digest> = args
         .to
-        .parse()
-        .map_err(|e| Failure::usage(anyhow!("--to {:?}: {e}", args.to)))?;
+        .as_deref()
+        .map(|t| {
+            t.parse()
+                .map_err(|e| Failure::usage(anyhow!("--to {t:?}: {e}")))
+        })
+        .transpose()?;
     let from: Option<Digest> = args
         .from
         .as_deref()
@@ -127,10 +115,22 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
     };
     let approver = args.approver.clone().unwrap_or_else(|| kid.clone());
     if let Some(requestor) = &args.requestor
-        && requestor.trim().eq_ignore_ascii_case(approver.trim())
+        && (approval::names::same_person(requestor, &approver)
+            || approval::names::same_person(requestor, &kid))
     {
         return Err(Failure::usage(anyhow!(
             "the requestor ({requestor}) cannot approve their own change"
+        )));
+    }
+    let kind = if args.withdraw.is_some() {
+        Kind::Withdraw
+    } else {
+        args.kind
+    };
+    if matches!(kind, Kind::Standard | Kind::Normal) && args.requestor.is_none() {
+        return Err(Failure::usage(anyhow!(
+            "a {} change needs --requestor (separation of duties); only an emergency change may name none",
+            kind.as_str()
         )));
     }
     let now = match &args.issued_at {
@@ -146,10 +146,18 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
         "nbf": now.timestamp(),
         "exp": (now + validity).timestamp(),
         "change_id": args.change,
-        "to": to,
         "approver": approver,
-        "kind": args.kind.as_str(),
+        "kind": kind.as_str(),
     });
+    match (&to, &args.withdraw) {
+        (Some(to), _) => claims["to"] = json!(to),
+        (None, Some(target)) => claims["withdraws"] = json!(target),
+        (None, None) => {
+            return Err(Failure::usage(anyhow!(
+                "give --to DIGEST, or --withdraw JTI"
+            )));
+        }
+    }
     if let Some(from) = from {
         claims["from"] = json!(from);
     }
@@ -162,8 +170,15 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
             std::fs::write(path, format!("{token}\n"))
                 .with_context(|| format!("cannot write {}", path.display()))
                 .map_err(Failure::runtime)?;
+            let what = match (&to, &args.withdraw) {
+                (Some(to), _) => format!("an approval (to {to})"),
+                (None, target) => format!(
+                    "a withdrawal of approval {}",
+                    target.as_deref().unwrap_or_default()
+                ),
+            };
             eprintln!(
-                "wrote an approval for change {} on {} (to {to}), valid until {}, to {}",
+                "wrote {what} for change {} on {}, valid until {}, to {}",
                 args.change,
                 args.asset,
                 format_timestamp(now + validity),
@@ -197,8 +212,13 @@ fn read_token(source: &str) -> Result<String, Failure> {
 pub fn approve(config_path: &Path, source: &str, json: bool) -> CmdResult {
     let raw = read_token(source)?;
     let mut agent = Agent::open(config_path)?;
-    let outcome = approval::submit(&agent.config, &mut agent.store, &raw)
-        .map_err(|e| Failure::runtime(anyhow!(e).context("cannot record the approval")))?;
+    let outcome = approval::submit(
+        &agent.config,
+        &mut agent.store,
+        &raw,
+        approval::COMMAND_LINE,
+    )
+    .map_err(|e| Failure::runtime(anyhow!(e).context("cannot record the approval")))?;
     match outcome {
         Outcome::Applied { token, applied } => {
             let c = &token.claims;
@@ -275,11 +295,29 @@ pub fn approve(config_path: &Path, source: &str, json: bool) -> CmdResult {
                 }));
             } else {
                 println!(
-                    "pending: change {} for {} is approved but not observed yet\n  the baseline moves to {} when a capture sees that state (until {})",
+                    "pending: change {} for {} is approved but not observed yet (or not recently)\n  the baseline moves to {} when a capture sees that state (until {})",
                     c.change_id,
                     c.sub,
-                    c.to,
+                    approval.to,
                     format_timestamp(approval.expires_at)
+                );
+            }
+            Ok(Exit::Ok)
+        }
+        Outcome::Withdrawn { token, approval } => {
+            let c = &token.claims;
+            if json {
+                render::print_json(&json!({
+                    "status": "withdrawn",
+                    "asset": c.sub,
+                    "change_id": c.change_id,
+                    "withdrawn": approval.jti,
+                    "approval_status": approval.status.as_str(),
+                }));
+            } else {
+                println!(
+                    "withdrawn: approval {:?} (change {}) for {} is refused and can no longer move the baseline",
+                    approval.jti, approval.change_id, c.sub
                 );
             }
             Ok(Exit::Ok)
@@ -309,6 +347,7 @@ mod tests {
         assert_eq!(parse_validity("7d").map(|d| d.num_seconds()), Ok(604_800));
         assert!(parse_validity("24").is_err());
         assert!(parse_validity("0h").is_err());
-        assert!(parse_validity("5y").is_err());
+        assert!(parse_validity("5y").is_ok_and(|d| d.num_days() > 1800));
+        assert!(parse_validity("20y").is_err());
     }
 }

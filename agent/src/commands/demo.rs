@@ -331,6 +331,7 @@ async fn story(sim: &ModbusSimHandle, extras: &[Extra]) -> CmdResult {
         &agent.config,
         &mut agent.store,
         &token(&approver_key, "CHG-1000", &b0, None),
+        approval::COMMAND_LINE,
     )
     .runtime("cannot record the approval")?;
     let Outcome::Applied { .. } = approved else {
@@ -426,6 +427,7 @@ async fn story(sim: &ModbusSimHandle, extras: &[Extra]) -> CmdResult {
         &agent.config,
         &mut agent.store,
         &token(&approver_key, "CHG-1042", &planned, Some(&b0)),
+        approval::COMMAND_LINE,
     )
     .runtime("cannot record the approval")?;
     let Outcome::Pending { .. } = pending else {
@@ -473,7 +475,8 @@ async fn story(sim: &ModbusSimHandle, extras: &[Extra]) -> CmdResult {
     std::fs::write(out.join("evidence.json"), &text).runtime("cannot write the pack")?;
     std::fs::write(out.join("evidence.html"), evidence::html::render(&pack))
         .runtime("cannot write the pack")?;
-    let report = evidence::verify(&text, None);
+    let agent_public = crate::keys::public_key_text(&agent.key.verifying_key());
+    let report = evidence::verify(&text, evidence::KeyTrust::Pinned(&agent_public));
     if !report.ok() {
         return Err(step_failed("evidence pack", report.problems.join("; ")));
     }

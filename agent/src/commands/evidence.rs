@@ -10,6 +10,19 @@ use crate::evidence::{self, EvidenceError};
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::render;
 
+/// Where `evidence-verify` gets the agent key it trusts.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// `--agent-key ed25519:...`.
+    Key(String),
+    /// `--agent-key-file FILE` (a `.pub` file holding `ed25519:...`).
+    File(std::path::PathBuf),
+    /// `--trust-embedded-key`.
+    Embedded,
+    /// Nothing given: verification fails (exit 5).
+    None,
+}
+
 /// Writes `evidence.json` and `evidence.html` for a change.
 pub fn write(config: &Path, change_id: &str, out: &Path) -> CmdResult {
     let agent = Agent::open(config)?;
@@ -58,11 +71,38 @@ pub fn write(config: &Path, change_id: &str, out: &Path) -> CmdResult {
 }
 
 /// Checks a pack offline; exit 5 on any problem.
-pub fn verify(file: &Path, agent_key: Option<&str>, json: bool) -> CmdResult {
+pub fn verify(file: &Path, trust: &KeySource, json: bool) -> CmdResult {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read {}", file.display()))
         .map_err(Failure::usage)?;
-    let report = evidence::verify(&text, agent_key);
+    let pinned = match trust {
+        KeySource::Key(k) => Some(k.trim().to_owned()),
+        KeySource::File(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the agent key file {}", path.display()))
+                .map_err(Failure::usage)?
+                .trim()
+                .to_owned(),
+        ),
+        KeySource::Embedded => None,
+        KeySource::None => {
+            let message = "no agent key is pinned: give --agent-key ed25519:... (from the agent's io.otdrift.agent.key event or `otdrift status --json`) or --agent-key-file FILE; --trust-embedded-key checks only that the pack is intact, not who signed it";
+            if json {
+                render::print_json(&json!({"ok": false, "problems": [message]}));
+            } else {
+                println!("evidence NOT verified: {message}");
+            }
+            return Ok(Exit::VerificationFailed);
+        }
+    };
+    let agent_key = pinned.as_deref();
+    let report = evidence::verify(
+        &text,
+        match agent_key {
+            Some(k) => evidence::verify::KeyTrust::Pinned(k),
+            None => evidence::verify::KeyTrust::Embedded,
+        },
+    );
     if json {
         render::print_json(&json!({
             "ok": report.ok(),
@@ -80,7 +120,7 @@ pub fn verify(file: &Path, agent_key: Option<&str>, json: bool) -> CmdResult {
         );
         if agent_key.is_none() {
             println!(
-                "  (compare the agent key with the one your central system recorded, or pass --agent-key)"
+                "  WARNING: the key was taken from the pack itself (--trust-embedded-key): this proves the pack is intact, not that this agent signed it"
             );
         }
     } else {

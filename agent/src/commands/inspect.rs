@@ -17,7 +17,11 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
     let rows =
         render::asset_rows(&agent.config, &agent.store).runtime("cannot read asset state")?;
     if json {
-        render::print_json(&json!({ "agent": agent.config.agent.id, "assets": rows }));
+        render::print_json(&json!({
+            "agent": agent.config.agent.id,
+            "agent_key": agent.public_key(),
+            "assets": rows,
+        }));
         return Ok(Exit::Ok);
     }
     let now = agent.store.clock().now();

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod agent_key;
 mod approve;
 mod audit;
 mod capture;
@@ -38,12 +39,17 @@ pub async fn dispatch(cli: Cli) -> CmdResult {
         } => inspect::diff(&config, &asset, from.as_deref(), to.as_deref(), json),
         Command::AuditVerify { json } => audit::verify(&config, json),
         Command::Backup { out } => audit::backup(&config, &out),
+        Command::AgentKey { action } => match action {
+            crate::cli::AgentKeyAction::Show { json } => agent_key::show(&config, json),
+            crate::cli::AgentKeyAction::Rotate { json } => agent_key::rotate(&config, json),
+        },
         Command::Keygen { out } => approve::keygen(&out),
         Command::SignApproval {
             key,
             asset,
             change,
             to,
+            withdraw,
             from,
             approver,
             requestor,
@@ -60,6 +66,7 @@ pub async fn dispatch(cli: Cli) -> CmdResult {
                 asset,
                 change,
                 to,
+                withdraw,
                 from,
                 approver,
                 requestor,
@@ -76,8 +83,18 @@ pub async fn dispatch(cli: Cli) -> CmdResult {
         Command::EvidenceVerify {
             file,
             agent_key,
+            agent_key_file,
+            trust_embedded_key,
             json,
-        } => evidence::verify(&file, agent_key.as_deref(), json),
+        } => {
+            let source = match (agent_key, agent_key_file, trust_embedded_key) {
+                (Some(key), _, _) => evidence::KeySource::Key(key),
+                (None, Some(file), _) => evidence::KeySource::File(file),
+                (None, None, true) => evidence::KeySource::Embedded,
+                (None, None, false) => evidence::KeySource::None,
+            };
+            evidence::verify(&file, &source, json)
+        }
         Command::Sim {
             protocol,
             listen,

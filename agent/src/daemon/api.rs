@@ -1,14 +1,20 @@
 //! The pull and approval API (SPEC.md "HTTP API"), on axum.
 //!
-//! Every route but `/healthz` requires `Authorization: Bearer <token>`; the token is compared
+//! Every route but `/healthz` requires `Authorization: Bearer <token>`; tokens are compared
 //! in constant time (both sides are hashed to 32 bytes first, so not even the length leaks).
-//! Request bodies are capped at 16 KiB: the only body is an approval token.
+//! Two scopes: the token of `[api] token_file` reads (events, assets, metrics); `POST
+//! /v1/approvals` needs the token of `[api] approve_token_file`, a second secret, and is off
+//! without it, so a central system or dashboard that only reads can never move a baseline.
+//! The approval token reads too. Request bodies are capped at 16 KiB: the only body is an
+//! approval token.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -38,25 +44,32 @@ pub struct ApiState {
     pub db: Db,
     /// The config (approvers, assets).
     pub config: Arc<Config>,
-    /// BLAKE3 of the bearer token.
+    /// BLAKE3 of the read token.
     pub token_hash: [u8; 32],
+    /// BLAKE3 of the approval token; `None` turns approvals over HTTP off.
+    pub approve_token_hash: Option<[u8; 32]>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Wakes the push worker after an approval queued events.
     pub events: Arc<Notify>,
+    /// The agent's public key (`ed25519:...`), shown with the assets.
+    pub agent_key: String,
 }
 
 /// The routes.
 pub fn router(state: ApiState) -> Router {
-    let protected = Router::new()
+    let reading = Router::new()
         .route("/v1/events", get(events))
         .route("/v1/assets", get(assets))
-        .route("/v1/approvals", post(approvals))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    let approving = Router::new()
+        .route("/v1/approvals", post(approvals))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth_approve));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .merge(protected)
+        .merge(reading)
+        .merge(approving)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -69,31 +82,78 @@ fn error(status: StatusCode, reason: &str, message: impl Into<String>) -> Respon
         .into_response()
 }
 
+/// Which of the configured tokens the request presents.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Presented {
+    None,
+    Read,
+    Approve,
+}
+
+fn presented(state: &ApiState, headers: &HeaderMap) -> Presented {
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return Presented::None;
+    };
+    let hash = otdrift_core::Digest::of(token.trim().as_bytes());
+    // Both comparisons always run, so the timing does not say which token matched.
+    let read = bool::from(hash.as_bytes().ct_eq(&state.token_hash));
+    let approve = state
+        .approve_token_hash
+        .is_some_and(|h| bool::from(hash.as_bytes().ct_eq(&h)));
+    match (read, approve) {
+        (_, true) => Presented::Approve,
+        (true, false) => Presented::Read,
+        (false, false) => Presented::None,
+    }
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(json!({"error": "unauthorized", "message": "a valid bearer token is required"})),
+    )
+        .into_response()
+}
+
 async fn auth(
     State(state): State<ApiState>,
     headers: HeaderMap,
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let ok = presented.is_some_and(|token| {
-        let hash = otdrift_core::Digest::of(token.trim().as_bytes());
-        bool::from(hash.as_bytes().ct_eq(&state.token_hash))
-    });
-    if !ok {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            axum::Json(
-                json!({"error": "unauthorized", "message": "a valid bearer token is required"}),
-            ),
-        )
-            .into_response();
+    match presented(&state, &headers) {
+        Presented::None => unauthorized(),
+        Presented::Read | Presented::Approve => next.run(request).await,
     }
-    next.run(request).await
+}
+
+async fn auth_approve(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.approve_token_hash.is_none() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "approvals-disabled",
+            "approvals over HTTP are off on this agent: set [api] approve_token_file to allow them",
+        );
+    }
+    match presented(&state, &headers) {
+        Presented::Approve => next.run(request).await,
+        Presented::Read => error(
+            StatusCode::FORBIDDEN,
+            "read-only-token",
+            "this token may only read; POST /v1/approvals needs the token of [api] approve_token_file",
+        ),
+        Presented::None => unauthorized(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -121,9 +181,12 @@ async fn events(State(state): State<ApiState>, Query(q): Query<EventsQuery>) -> 
 async fn assets(State(state): State<ApiState>) -> Response {
     let config = state.config.clone();
     match state.db.call(move |s| render::asset_rows(&config, s)).await {
-        Ok(rows) => {
-            axum::Json(json!({"agent": state.config.agent.id, "assets": rows})).into_response()
-        }
+        Ok(rows) => axum::Json(json!({
+            "agent": state.config.agent.id,
+            "agent_key": state.agent_key,
+            "assets": rows,
+        }))
+        .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
 }
@@ -133,14 +196,18 @@ async fn assets(State(state): State<ApiState>) -> Response {
 /// that conflicts with what the agent already recorded is a conflict.
 fn rejection_status(code: &str) -> StatusCode {
     match code {
-        "malformed" => StatusCode::BAD_REQUEST,
-        "algorithm" | "unknown_approver" | "signature" | "issuer_mismatch" => StatusCode::FORBIDDEN,
-        "replay" | "from_mismatch" => StatusCode::CONFLICT,
+        "malformed" | "duplicate-member" => StatusCode::BAD_REQUEST,
+        "algorithm" | "unknown-approver" | "signature" | "issuer-mismatch" => StatusCode::FORBIDDEN,
+        "replay" | "from-mismatch" | "not-pending" => StatusCode::CONFLICT,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
-async fn approvals(State(state): State<ApiState>, body: Bytes) -> Response {
+async fn approvals(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
     let Ok(raw) = String::from_utf8(body.to_vec()) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -151,7 +218,7 @@ async fn approvals(State(state): State<ApiState>, body: Bytes) -> Response {
     let config = state.config.clone();
     let outcome = state
         .db
-        .call(move |s| approval::submit(&config, s, &raw))
+        .call(move |s| approval::submit(&config, s, &raw, &format!("api:{}", peer.ip())))
         .await;
     state.events.notify_one();
     match outcome {
@@ -178,6 +245,17 @@ async fn approvals(State(state): State<ApiState>, body: Bytes) -> Response {
                 "change_id": token.claims.change_id,
                 "to": token.claims.to,
                 "expires_at": otdrift_core::format_timestamp(approval.expires_at),
+            })),
+        )
+            .into_response(),
+        Ok(Outcome::Withdrawn { token, approval }) => (
+            StatusCode::OK,
+            axum::Json(json!({
+                "status": "withdrawn",
+                "asset": token.claims.sub,
+                "change_id": token.claims.change_id,
+                "withdrawn": approval.jti,
+                "approval_status": approval.status.as_str(),
             })),
         )
             .into_response(),

@@ -36,6 +36,25 @@ use crate::exit::{CmdResult, Exit, Failure};
 /// How long in-flight captures get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long the push worker gets to deliver what is left (the last audit head) at shutdown;
+/// anything not delivered stays in the outbox for the next start.
+pub const FINAL_DELIVERY: Duration = Duration::from_secs(3);
+
+/// Publishes the signed audit head (see [`crate::audit_head`]); a failure is logged, not fatal.
+async fn publish_head(db: &db::Db, key: &ed25519_dalek::SigningKey, agent_id: &str) {
+    let (key, agent_id) = (key.clone(), agent_id.to_owned());
+    let published = db
+        .call(move |s| {
+            let now = s.clock().now();
+            s.publish_audit_head(|head| crate::audit_head::signed_head(&key, &agent_id, head, now))
+        })
+        .await;
+    match published {
+        Ok(head) => tracing::debug!(head = ?head, "audit head published"),
+        Err(e) => tracing::error!(error = %e, "cannot publish the audit head"),
+    }
+}
+
 /// Reads a secret token file, refusing one that group or others can read.
 pub fn read_secret(path: &Path, what: &str) -> anyhow::Result<String> {
     #[cfg(unix)]
@@ -95,6 +114,7 @@ async fn signal() -> &'static str {
 pub async fn run(config_path: &Path) -> CmdResult {
     let agent = Agent::open(config_path)?;
     let config = Arc::new(agent.config.clone());
+    let key = agent.key.clone();
     // rustls needs a process-wide crypto provider; ring is small and builds anywhere.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -102,6 +122,19 @@ pub async fn run(config_path: &Path) -> CmdResult {
         Some(api) => Some(read_secret(&api.token_file, "API").map_err(Failure::usage)?),
         None => None,
     };
+    let approve_token = match config
+        .api
+        .as_ref()
+        .and_then(|a| a.approve_token_file.as_ref())
+    {
+        Some(path) => Some(read_secret(path, "API approval").map_err(Failure::usage)?),
+        None => None,
+    };
+    if approve_token.is_some() && approve_token == api_token {
+        return Err(Failure::usage(anyhow!(
+            "[api] token_file and approve_token_file hold the same token: the approval token must be a second secret"
+        )));
+    }
     let upstream_token = match config.upstream.as_ref().and_then(|u| u.token_file.as_ref()) {
         Some(path) => Some(read_secret(path, "upstream").map_err(Failure::usage)?),
         None => None,
@@ -110,7 +143,22 @@ pub async fn run(config_path: &Path) -> CmdResult {
     let db = db::Db::new(agent.store);
     let metrics = Arc::new(metrics::Metrics::new());
     let events = Arc::new(Notify::new());
+    // Two stops: captures and tickers stop first; delivery (push, API) a moment later, so the
+    // last audit head still leaves the gateway.
     let shutdown = CancellationToken::new();
+    let delivery = CancellationToken::new();
+
+    // Who we are, and where the log stands, before anything else happens.
+    {
+        let announce = crate::audit_head::key_announcement(&key, &config.agent.id);
+        db.call(move |s| {
+            s.enqueue_event(otdrift_store::event_type::AGENT_KEY, None, &announce)
+                .map(|_| ())
+        })
+        .await
+        .map_err(|e| Failure::runtime(anyhow!(e).context("cannot announce the agent key")))?;
+        publish_head(&db, &key, &config.agent.id).await;
+    }
     let mut tasks = tokio::task::JoinSet::new();
 
     // The API first: a port that cannot be bound is a configuration problem, said at once.
@@ -125,12 +173,18 @@ pub async fn run(config_path: &Path) -> CmdResult {
             db: db.clone(),
             config: config.clone(),
             token_hash: *otdrift_core::Digest::of(token.as_bytes()).as_bytes(),
+            approve_token_hash: approve_token
+                .as_ref()
+                .map(|t| *otdrift_core::Digest::of(t.as_bytes()).as_bytes()),
             metrics: metrics.clone(),
             events: events.clone(),
+            agent_key: crate::keys::public_key_text(&key.verifying_key()),
         };
-        let stop = shutdown.clone();
+        let stop = delivery.clone();
         tasks.spawn(async move {
-            let served = axum::serve(listener, api::router(state))
+            let app =
+                api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
             if let Err(e) = served {
@@ -155,26 +209,51 @@ pub async fn run(config_path: &Path) -> CmdResult {
             db.clone(),
             events.clone(),
             metrics.clone(),
-            shutdown.clone(),
+            delivery.clone(),
         ));
     }
 
-    // The audit chain's head, published periodically.
+    // The audit chain's head, signed, every interval (and at start and shutdown, around this).
     {
         let db = db.clone();
         let events = events.clone();
         let stop = shutdown.clone();
+        let key = key.clone();
+        let agent_id = config.agent.id.clone();
         let every = Duration::from_secs(config.agent.audit_head_interval_secs);
         tasks.spawn(async move {
             let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {
-                        match db.call(|s| s.publish_audit_head()).await {
-                            Ok(head) => tracing::debug!(head = ?head, "audit head published"),
-                            Err(e) => tracing::error!(error = %e, "cannot publish the audit head"),
-                        }
+                        publish_head(&db, &key, &agent_id).await;
                         events.notify_one();
+                    }
+                    () = stop.cancelled() => break,
+                }
+            }
+        });
+    }
+
+    // Rejected approval tokens beyond the per-source threshold are summarised once a minute.
+    {
+        let db = db.clone();
+        let events = events.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let every = Duration::from_secs(60);
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {
+                        match db.call(|s| s.flush_rejection_summaries()).await {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                tracing::warn!(sources = n, "rejected approval tokens were rate-limited");
+                                events.notify_one();
+                            }
+                            Err(e) => tracing::error!(error = %e, "cannot summarise rejections"),
+                        }
                     }
                     () = stop.cancelled() => break,
                 }
@@ -217,6 +296,18 @@ pub async fn run(config_path: &Path) -> CmdResult {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     shutdown.cancel();
     sched.stop(SHUTDOWN_GRACE).await;
+    // The log's last word before the agent stops, then a short chance to deliver it.
+    publish_head(&db, &key, &config.agent.id).await;
+    events.notify_one();
+    if config.upstream.is_some() {
+        let drained = async {
+            while db.call(|s| s.outbox_depth()).await.is_ok_and(|d| d > 0) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let _ = tokio::time::timeout(FINAL_DELIVERY, drained).await;
+    }
+    delivery.cancel();
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
         tracing::warn!("some tasks did not stop in time");

@@ -12,7 +12,7 @@
 //! exactly as `serde_json` writes them. `evidence-verify` needs nothing but the file.
 
 pub mod html;
-mod verify;
+pub mod verify;
 
 use std::collections::BTreeMap;
 
@@ -27,7 +27,7 @@ use serde_json::{Value as Json, json};
 use crate::keys;
 use crate::render;
 
-pub use verify::{VerifyReport, verify};
+pub use verify::{KeyTrust, VerifyReport, verify};
 
 /// The pack schema this build writes.
 pub const SCHEMA: &str = "otdrift.evidence/v1";

@@ -1,7 +1,11 @@
 //! `evidence-verify`: checks a pack offline, with nothing but the file.
 //!
-//! - the agent's signature over the canonical JSON of `pack`, with the key named in the pack
-//!   (and, when the auditor pins one, that key);
+//! - the document is strict JSON (no member twice, see [`crate::strict_json`]): a pack must
+//!   say one thing to every reader;
+//! - the agent's signature over the canonical JSON of `pack`, with the key the auditor pins
+//!   (from the agent's `io.otdrift.agent.key` event or `otdrift status --json`); only when the
+//!   auditor explicitly trusts it is the key inside the pack enough, since anyone can sign a
+//!   pack with a key of their own and put that key in it;
 //! - every embedded snapshot hashes to its digest and decodes;
 //! - every capture's class digests are those of its snapshot;
 //! - the diff is exactly what the before and after snapshots give;
@@ -51,13 +55,28 @@ fn digest_at(v: &Json, key: &str) -> Option<Digest> {
     v.get(key)?.as_str()?.parse().ok()
 }
 
-/// Checks an evidence document (the text of `evidence.json`). `pinned_key` is a public key
-/// the auditor trusts for this agent (`ed25519:...`); without it the key in the pack is used
-/// and reported.
-pub fn verify(text: &str, pinned_key: Option<&str>) -> VerifyReport {
+/// Which agent key an evidence pack must be signed with.
+#[derive(Clone, Copy, Debug)]
+pub enum KeyTrust<'a> {
+    /// This public key (`ed25519:...`), obtained independently of the pack.
+    Pinned(&'a str),
+    /// Whatever key the pack names (`--trust-embedded-key`): proves only that the pack was
+    /// not changed after it was signed, not who signed it.
+    Embedded,
+}
+
+/// Checks an evidence document (the text of `evidence.json`) against the agent key the
+/// auditor trusts.
+pub fn verify(text: &str, trust: KeyTrust<'_>) -> VerifyReport {
     let mut r = VerifyReport::default();
-    let doc: Json = match serde_json::from_str(text) {
+    let doc: Json = match crate::strict_json::parse(text.as_bytes()) {
         Ok(doc) => doc,
+        Err(crate::strict_json::StrictJsonError::DuplicateMember(name)) => {
+            r.problems.push(format!(
+                "duplicate-member: the member {name:?} appears twice in one object; two readers could see two different packs"
+            ));
+            return r;
+        }
         Err(e) => {
             r.problems.push(format!("not JSON: {e}"));
             return r;
@@ -80,7 +99,7 @@ pub fn verify(text: &str, pinned_key: Option<&str>) -> VerifyReport {
         r.problems
             .push("the signing key differs from the agent key named in the pack".to_owned());
     }
-    if let Some(pinned) = pinned_key
+    if let KeyTrust::Pinned(pinned) = trust
         && pinned.trim() != key_text
     {
         r.problems.push(format!(

@@ -264,3 +264,227 @@ ams_port = 800
     assert_ne!(drifted["digest"], first["digest"]);
     assert_read_only(&sim);
 }
+
+/// Every way the simulator can answer that is not the PLC's state, end to end: the capture
+/// fails with its reason (nothing stored, no drift, the failing collection in `status`), and
+/// with the quirk off the next capture matches the baseline again.
+#[test]
+fn refusals_contradictions_malformed_tables_and_busy_fail_the_collection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = start_sim(dir.path());
+    let cfg = config(dir.path(), &sim.addr, 3000);
+    let baseline = run(&cfg, &["capture", "filler-3", "--json"]);
+    assert_eq!(baseline.code, 0, "{baseline:?}");
+    let digest = baseline.json()["digest"].clone();
+    // (quirk on, quirk off, reason, what the request names)
+    let cases = [
+        (
+            "quirk refuse-all on",
+            "quirk refuse-all off",
+            "refused",
+            "ReadDeviceInfo",
+        ),
+        (
+            "quirk refuse-all on 0x710",
+            "quirk refuse-all off",
+            "refused",
+            "ReadDeviceInfo",
+        ),
+        ("quirk busy on", "quirk busy off", "busy", "ReadDeviceInfo"),
+        (
+            "quirk no-device-info on",
+            "quirk no-device-info off",
+            "refused",
+            "ReadDeviceInfo",
+        ),
+        (
+            "quirk no-read-state on",
+            "quirk no-read-state off",
+            "refused",
+            "ReadState",
+        ),
+        (
+            "quirk refuse-symbol on GVL_Recipe.FillVolume",
+            "quirk refuse-symbol off",
+            "refused",
+            "GVL_Recipe.FillVolume",
+        ),
+        (
+            "quirk refuse-symbol on GVL_Config.MaxSpeed 0x708",
+            "quirk refuse-symbol off",
+            "busy",
+            "GVL_Config.MaxSpeed",
+        ),
+        (
+            "quirk refuse-symbol on TwinCAT_SystemInfoVarList._AppInfo",
+            "quirk refuse-symbol off",
+            "refused",
+            "_AppInfo",
+        ),
+        (
+            "quirk no-table-upload on",
+            "quirk no-table-upload off",
+            "refused",
+            "0xF00B",
+        ),
+        (
+            "quirk upload-info-mismatch on",
+            "quirk upload-info-mismatch off",
+            "malformed",
+            "0xF00B",
+        ),
+        (
+            "quirk self-referencing-type on",
+            "quirk self-referencing-type off",
+            "malformed",
+            "0xF00E",
+        ),
+        (
+            "quirk bad-symbol-entry on",
+            "quirk bad-symbol-entry off",
+            "malformed",
+            "0xF00B",
+        ),
+    ];
+    for (on, off, reason, request) in cases {
+        sim.cmd(on);
+        let error = support::assert_collection_fails(&cfg, "filler-3", reason);
+        assert!(
+            error["request"]
+                .as_str()
+                .is_some_and(|r| r.contains(request)),
+            "{on}: {error}"
+        );
+        sim.cmd(off);
+        let healthy = run(&cfg, &["capture", "filler-3", "--json"]);
+        assert_eq!(healthy.code, 0, "{off}: {healthy:?}");
+        assert_eq!(healthy.json()["digest"], digest, "{off}");
+    }
+    // The contradiction names the symbol and the device's own words.
+    sim.cmd("quirk refuse-symbol on GVL_Recipe.FillVolume");
+    let error = support::assert_collection_fails(&cfg, "filler-3", "refused");
+    let detail = error["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("0x710")
+            && detail.contains("symbol table (0xF00B) lists GVL_Recipe.FillVolume"),
+        "{error}"
+    );
+    sim.cmd("quirk refuse-symbol off");
+
+    // A sum-read that fails its sub-reads is read again alone: the same state, no failure.
+    sim.cmd("quirk sum-read-sub-error on");
+    let retried = run(&cfg, &["capture", "filler-3", "--json"]);
+    assert_eq!(retried.code, 0, "{retried:?}");
+    assert_eq!(retried.json()["digest"], digest);
+    sim.cmd("quirk sum-read-sub-error off");
+
+    let drift = run(&cfg, &["drift", "--json"]).json();
+    assert_eq!(drift["events"], json!([]), "no refusal ever became drift");
+    assert_read_only(&sim);
+}
+
+/// A PLC that refuses everything from the start: its first capture fails, so no provisional
+/// baseline of refusals is ever recorded; once it answers, the first good capture becomes the
+/// baseline.
+#[test]
+fn a_first_capture_against_a_refusing_plc_fails_and_records_no_baseline() {
+    for code in ["0x701", "0x710"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sim = start_sim(dir.path());
+        let cfg = config(dir.path(), &sim.addr, 3000);
+        sim.cmd(&format!("quirk refuse-all on {code}"));
+        let error = support::assert_collection_fails(&cfg, "filler-3", "refused");
+        assert!(
+            error["detail"].as_str().is_some_and(|d| d.contains(code)),
+            "{error}"
+        );
+        let status = run(&cfg, &["status", "--json"]).json();
+        let row = status["assets"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["id"] == "filler-3").cloned())
+            .expect("the asset in status");
+        assert!(row["baseline"].is_null(), "no baseline of refusals: {row}");
+        sim.cmd("quirk refuse-all off");
+        let first = run(&cfg, &["capture", "filler-3", "--json"]);
+        assert_eq!(first.code, 0, "{first:?}");
+        assert_eq!(first.json()["baseline"]["provisional"], true);
+        assert_read_only(&sim);
+    }
+}
+
+/// A small controller without a symbol upload: its by-name lookup (0xF009) is its directory.
+/// When it stops finding a setpoint the baseline holds, the collector records the absence it
+/// reports and the agent refuses to take it as state (it is not in the baseline); a lookup
+/// refused for any other reason fails in the collector itself.
+#[test]
+fn a_controller_without_upload_losing_a_setpoint_fails_instead_of_drifting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("bc.toml");
+    std::fs::write(
+        &state,
+        r#"
+ams_net_id = "5.80.201.232.1.1"
+ams_port = 800
+device_name = "BC9191"
+version = "2.11.2300"
+tick_ms = 0
+[[symbol]]
+name = "GVL_Recipe.FillVolume"
+type = "REAL"
+value = 480.0
+[quirks]
+no_upload = true
+no_sum = true
+"#,
+    )
+    .expect("state");
+    let mut sim = Sim::start("ads", Some(&state), dir.path());
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+id = "gw-test"
+data_dir = "{data}"
+
+[[asset]]
+id = "bc-1"
+protocol = "ads"
+address = "{addr}"
+ams_net_id = "5.80.201.232.1.1"
+ams_port = 800
+
+  [[asset.setpoints]]
+  name = "fill"
+  symbol = "GVL_Recipe.FillVolume"
+"#,
+            data = dir.path().join("data").display(),
+            addr = sim.addr
+        ),
+    );
+    let first = run(&cfg, &["capture", "bc-1", "--json"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let digest = first.json()["digest"].clone();
+    // 0x710: the device's directory says the symbol is gone; the agent holds that against
+    // the baseline (the request is the item). 0x701: the lookup itself is refused.
+    for (code, request) in [
+        ("0x710", "ads/value/GVL_Recipe.FillVolume"),
+        ("0x701", "ReadWrite 0xF009"),
+    ] {
+        sim.cmd(&format!(
+            "quirk refuse-symbol on GVL_Recipe.FillVolume {code}"
+        ));
+        let error = support::assert_collection_fails(&cfg, "bc-1", "refused");
+        assert!(
+            error["request"]
+                .as_str()
+                .is_some_and(|r| r.contains(request)),
+            "{code}: {error}"
+        );
+        sim.cmd("quirk refuse-symbol off");
+        let back = run(&cfg, &["capture", "bc-1", "--json"]);
+        assert_eq!(back.code, 0, "{back:?}");
+        assert_eq!(back.json()["digest"], digest);
+    }
+    assert_read_only(&sim);
+}

@@ -1,19 +1,20 @@
 //! The ADS collector against the TwinCAT simulator over loopback, hostile peers, and
-//! independent ADS implementations (the `ads` crate, pyads) as peers.
+//! independent ADS implementations (the `ads` crate, pyads through `tests/peers/ads_*.py`)
+//! as peers.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
 
-use common::{SimulatedDevice, assert_collector_compliance, asset_from};
+use common::{SimulatedDevice, assert_collector_compliance, asset_from, peers};
 use otdrift_config::ProtocolConfig;
 use otdrift_core::{ChangeKind, Class, Diff, Value};
 use otdrift_protocols::ads::AdsCollector;
 use otdrift_protocols::{Capture, Collector, ErrorKind};
-use otdrift_simulators::ads::{AdsSimHandle, AdsSimulator, AdsState, MEMORY_GROUP, Quirk};
+use otdrift_simulators::ads::{
+    APP_INFO_SYMBOL, AdsSimHandle, AdsSimulator, AdsState, MEMORY_GROUP, Quirk,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
@@ -396,10 +397,12 @@ async fn a_device_without_sum_read_ex_gets_the_plain_sum_read() {
     );
 }
 
+/// A small controller without a symbol upload (both upload infos answer "service not
+/// supported"): what it cannot give is recorded as stable not-available items; what its
+/// by-name directory (0xF009) says it does not have is absent; what it has is read.
 #[tokio::test]
-async fn refused_and_placeholder_services_become_stable_gaps() {
+async fn stable_capability_gaps_are_recorded_and_stay_stable() {
     let sim = start(filler()).await;
-    sim.set_quirk(Quirk::NoDeviceInfo, true);
     sim.set_quirk(Quirk::NoUpload, true);
     sim.set_quirk(Quirk::SymverPlaceholder, true);
     let setpoints = r#"
@@ -419,11 +422,17 @@ async fn refused_and_placeholder_services_become_stable_gaps() {
         Some(Value::Unavailable(reason)) => reason,
         other => panic!("{p}: expected not available, got {other:?}"),
     };
-    assert!(gap("ads/device").contains("0x701"), "{}", gap("ads/device"));
-    assert!(gap("ads/symbols").contains("symbol upload"));
+    assert!(gap("ads/symbols").contains("service not supported"));
+    assert!(gap("ads/datatypes").contains("symbol upload"));
     assert!(gap("ads/app").contains("no symbol table"));
     assert!(gap("ads/value/GVL_Recipe.*").contains("prefix"));
-    assert!(gap("ads/value/GVL_Recipe.Nope").contains("0x710"));
+    let nope = gap("ads/value/GVL_Recipe.Nope");
+    assert!(nope.contains("0x710") && nope.contains("0xF009"), "{nope}");
+    // Identity is never a gap.
+    assert_eq!(
+        get(&capture, "ads/device/name"),
+        Some(Value::from("Plc30 App"))
+    );
     // Exact names are still found, one by one, with symbol info by name (0xF009).
     assert_eq!(
         get(&capture, "ads/value/GVL_Recipe.FillVolume"),
@@ -441,6 +450,361 @@ async fn refused_and_placeholder_services_become_stable_gaps() {
     let diff = Diff::between(&capture.snapshot, &moved.snapshot);
     assert_eq!(diff.changes.len(), 1);
     assert_eq!(diff.changes[0].path, "ads/value/GVL_Recipe.FillVolume");
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+/// One way a device can answer that is not its state, and what the collector must say.
+struct Refusal {
+    quirk: &'static str,
+    on: fn(&AdsSimHandle),
+    off: fn(&AdsSimHandle),
+    /// The failure reason (`refused`, `busy`, `malformed`, `bound`).
+    reason: &'static str,
+    /// What the error's request must name.
+    request: &'static [&'static str],
+    /// What the device's words (the error's detail) must contain.
+    detail: &'static str,
+    /// Whether a collector that already knows the program must fail too (a quirk on the
+    /// table upload does not touch a poll whose change signals did not move).
+    warm: bool,
+}
+
+fn refusals() -> Vec<Refusal> {
+    vec![
+        Refusal {
+            quirk: "refuse-all 0x701",
+            on: |s| s.refuse_all(Some(0x701)),
+            off: |s| s.refuse_all(None),
+            reason: "refused",
+            request: &["ReadDeviceInfo"],
+            detail: "0x701: service not supported",
+            warm: true,
+        },
+        Refusal {
+            quirk: "refuse-all 0x710",
+            on: |s| s.refuse_all(Some(0x710)),
+            off: |s| s.refuse_all(None),
+            reason: "refused",
+            request: &["ReadDeviceInfo"],
+            detail: "0x710: symbol not found",
+            warm: true,
+        },
+        Refusal {
+            quirk: "busy",
+            on: |s| s.set_quirk(Quirk::Busy, true),
+            off: |s| s.set_quirk(Quirk::Busy, false),
+            reason: "busy",
+            request: &["ReadDeviceInfo"],
+            detail: "0x708",
+            warm: true,
+        },
+        Refusal {
+            quirk: "no-device-info",
+            on: |s| s.set_quirk(Quirk::NoDeviceInfo, true),
+            off: |s| s.set_quirk(Quirk::NoDeviceInfo, false),
+            reason: "refused",
+            request: &["ReadDeviceInfo"],
+            detail: "0x701",
+            warm: true,
+        },
+        Refusal {
+            quirk: "no-read-state",
+            on: |s| s.set_quirk(Quirk::NoReadState, true),
+            off: |s| s.set_quirk(Quirk::NoReadState, false),
+            reason: "refused",
+            request: &["ReadState"],
+            detail: "0x701",
+            warm: true,
+        },
+        Refusal {
+            quirk: "refuse-symbol GVL_Recipe.FillVolume",
+            on: |s| {
+                s.refuse_symbol("GVL_Recipe.FillVolume", 0x710)
+                    .expect("quirk")
+            },
+            off: |s| s.set_quirk(Quirk::RefuseSymbol, false),
+            reason: "refused",
+            request: &["0x4040", "GVL_Recipe.FillVolume"],
+            detail: "0x710: symbol not found, although the symbol table (0xF00B) lists GVL_Recipe.FillVolume",
+            warm: true,
+        },
+        Refusal {
+            quirk: "refuse-symbol GVL_Config.MaxSpeed 0x708",
+            on: |s| {
+                s.refuse_symbol("GVL_Config.MaxSpeed", 0x708)
+                    .expect("quirk")
+            },
+            off: |s| s.set_quirk(Quirk::RefuseSymbol, false),
+            reason: "busy",
+            request: &["GVL_Config.MaxSpeed"],
+            detail: "0x708",
+            warm: true,
+        },
+        Refusal {
+            quirk: "refuse-symbol _AppInfo 0x701",
+            on: |s| s.refuse_symbol(APP_INFO_SYMBOL, 0x701).expect("quirk"),
+            off: |s| s.set_quirk(Quirk::RefuseSymbol, false),
+            reason: "refused",
+            request: &[APP_INFO_SYMBOL],
+            detail: "0x701",
+            warm: true,
+        },
+        Refusal {
+            quirk: "no-table-upload",
+            on: |s| s.set_quirk(Quirk::NoTableUpload, true),
+            off: |s| s.set_quirk(Quirk::NoTableUpload, false),
+            reason: "refused",
+            request: &["0xF00B"],
+            detail: "although the upload info announced this table",
+            warm: false,
+        },
+        Refusal {
+            quirk: "upload-info-mismatch",
+            on: |s| s.set_quirk(Quirk::UploadInfoMismatch, true),
+            off: |s| s.set_quirk(Quirk::UploadInfoMismatch, false),
+            reason: "malformed",
+            request: &["0xF00B"],
+            detail: "the table holds",
+            warm: true,
+        },
+        Refusal {
+            quirk: "self-referencing-type",
+            on: |s| s.set_quirk(Quirk::SelfReferencingType, true),
+            off: |s| s.set_quirk(Quirk::SelfReferencingType, false),
+            reason: "malformed",
+            request: &["0xF00E"],
+            detail: "ST_Loop contains itself (ST_Loop -> ST_Loop)",
+            warm: true,
+        },
+    ]
+}
+
+/// The field-truth rule for ADS: every refusal, contradiction, malformed table and busy
+/// answer fails the capture with its reason, naming the request, both on a first capture
+/// (no provisional baseline of refusals) and on a collector that knows the program; with
+/// the quirk off, the same collector captures exactly the earlier state again.
+#[tokio::test]
+async fn refusals_contradictions_and_malformed_tables_fail_the_capture() {
+    let sim = start(filler()).await;
+    let addr = sim.local_addr().to_string();
+    let baseline = collector(&addr, "", RECIPE)
+        .capture()
+        .await
+        .expect("baseline")
+        .snapshot
+        .digest();
+    let mut warm = collector(&addr, "", RECIPE);
+    warm.capture().await.expect("warm up");
+    for case in refusals() {
+        let mut fresh = collector(&addr, "", RECIPE);
+        (case.on)(&sim);
+        let mut failed = vec![("first capture", fresh.capture().await)];
+        if case.warm {
+            failed.push(("known program", warm.capture().await));
+        }
+        for (which, result) in failed {
+            let e = match result {
+                Err(e) => e,
+                Ok(c) => panic!(
+                    "{} ({which}): the capture succeeded: {:?}",
+                    case.quirk,
+                    c.snapshot
+                        .items()
+                        .filter(|i| matches!(i.value(), Value::Unavailable(_)))
+                        .collect::<Vec<_>>()
+                ),
+            };
+            eprintln!("{} ({which}): {e}", case.quirk);
+            assert_eq!(
+                e.reason().as_str(),
+                case.reason,
+                "{} ({which}): {e}",
+                case.quirk
+            );
+            for needle in case.request {
+                assert!(
+                    e.request.contains(needle),
+                    "{} ({which}): request {:?}",
+                    case.quirk,
+                    e.request
+                );
+            }
+            assert!(
+                e.detail().contains(case.detail),
+                "{} ({which}): detail {:?}",
+                case.quirk,
+                e.detail()
+            );
+            assert!(e.to_string().contains("filler-3"), "{e}");
+            assert!(!e.is_unreachable());
+        }
+        (case.off)(&sim);
+        for c in [&mut fresh, &mut warm] {
+            let again = c.capture().await.expect("capture with the quirk off");
+            assert_eq!(again.snapshot.digest(), baseline, "{} off", case.quirk);
+        }
+    }
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+/// A sum-read that fails some of its sub-reads is not the device refusing the symbols:
+/// each is read again alone (the same index group, offset and length), and the digest is
+/// exactly the device's state. A symbol refused alone too is a contradiction.
+#[tokio::test]
+async fn a_sub_read_refused_in_a_sum_read_is_read_again_alone() {
+    let sim = start(filler()).await;
+    let addr = sim.local_addr().to_string();
+    let baseline = collector(&addr, "", RECIPE)
+        .capture()
+        .await
+        .expect("baseline");
+    sim.set_quirk(Quirk::SumReadSubError, true);
+    let mut c = collector(&addr, "", RECIPE);
+    sim.request_log().clear();
+    let capture = c.capture().await.expect("capture through single reads");
+    assert_eq!(capture.snapshot.digest(), baseline.snapshot.digest());
+    let single_memory_reads = sim
+        .request_log()
+        .entries()
+        .iter()
+        .filter(|e| e.service == 2 && e.address == Some(MEMORY_GROUP))
+        .count();
+    let planned = baseline
+        .snapshot
+        .items_of(Class::Setpoint)
+        .map(|i| i.path().split('.').take(2).collect::<Vec<_>>().join("."))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    // Every setpoint symbol and _AppInfo, each alone once.
+    assert_eq!(single_memory_reads, planned + 1);
+    assert_eq!(
+        capture.runtime.get("sum_read"),
+        Some(&Value::from("0xF083"))
+    );
+
+    sim.refuse_symbol("GVL_Recipe.Product", 0x710)
+        .expect("quirk");
+    let e = c.capture().await.expect_err("refused alone too");
+    assert!(matches!(e.kind, ErrorKind::Refused(_)), "{e}");
+    assert!(e.request.contains("GVL_Recipe.Product"), "{e}");
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+/// Without a symbol table, the device's by-name lookup (0xF009) is its directory: "symbol
+/// not found" from it is absence (state, which the agent holds against the baseline), any
+/// other refusal fails; and a symbol it found whose read is refused is a contradiction.
+#[tokio::test]
+async fn without_a_symbol_table_the_by_name_lookup_is_the_directory() {
+    let sim = start(filler()).await;
+    sim.set_quirk(Quirk::NoUpload, true);
+    let addr = sim.local_addr().to_string();
+    let fill = "[[asset.setpoints]]\nname = \"fill\"\nsymbol = \"GVL_Recipe.FillVolume\"\n";
+    let baseline = collector(&addr, "", fill)
+        .capture()
+        .await
+        .expect("baseline");
+
+    sim.refuse_symbol("GVL_Recipe.FillVolume", 0x710)
+        .expect("quirk");
+    let absent = collector(&addr, "", fill)
+        .capture()
+        .await
+        .expect("absence is state");
+    match get(&absent, "ads/value/GVL_Recipe.FillVolume") {
+        Some(Value::Unavailable(reason)) => {
+            assert!(
+                reason.contains("no symbol GVL_Recipe.FillVolume"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected absence, got {other:?}"),
+    }
+
+    sim.refuse_symbol("GVL_Recipe.FillVolume", 0x701)
+        .expect("quirk");
+    let e = collector(&addr, "", fill)
+        .capture()
+        .await
+        .expect_err("a refused lookup fails");
+    assert!(matches!(e.kind, ErrorKind::Refused(_)), "{e}");
+    assert!(
+        e.request.contains("0xF009") && e.request.contains("GVL_Recipe.FillVolume"),
+        "{e}"
+    );
+
+    // A collector that found the symbol by name, then has its read refused.
+    sim.set_quirk(Quirk::RefuseSymbol, false);
+    let mut c = collector(&addr, "", fill);
+    c.capture().await.expect("found by name");
+    sim.refuse_symbol("GVL_Recipe.FillVolume", 0x710)
+        .expect("quirk");
+    let e = c.capture().await.expect_err("a contradiction");
+    assert!(
+        e.detail()
+            .contains("although symbol info by name (0xF009) lists GVL_Recipe.FillVolume"),
+        "{e}"
+    );
+    sim.set_quirk(Quirk::RefuseSymbol, false);
+    let back = c.capture().await.expect("capture");
+    assert_eq!(back.snapshot.digest(), baseline.snapshot.digest());
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+/// A setpoint whose type nests deeper than the collector follows, or whose value is larger
+/// than it reads, is a bound on that setpoint: the capture fails, it is never recorded as
+/// bytes or as a gap.
+#[tokio::test]
+async fn types_nested_too_deep_and_values_too_large_are_bounds() {
+    let mut text = String::from("tick_ms = 0\n");
+    for i in 0..18 {
+        let target = if i == 17 {
+            "REAL".to_owned()
+        } else {
+            format!("T_{}", i + 1)
+        };
+        text.push_str(&format!(
+            "[[type]]\nname = \"T_{i}\"\nalias = \"{target}\"\n"
+        ));
+    }
+    text.push_str(
+        "[[symbol]]\nname = \"GVL_Deep.x\"\ntype = \"T_0\"\n\
+         [[symbol]]\nname = \"GVL_Deep.shallow\"\ntype = \"T_5\"\nvalue = 1.5\n\
+         [[symbol]]\nname = \"GVL_Big.a\"\ntype = \"ARRAY [1..140000] OF LREAL\"\n",
+    );
+    let sim = start(AdsState::from_toml(&text).expect("state")).await;
+    let addr = sim.local_addr().to_string();
+    let net_id = "ams_net_id = \"127.0.0.1.1.1\"";
+    let one = |symbol: &str| format!("[[asset.setpoints]]\nname = \"x\"\nsymbol = \"{symbol}\"\n");
+    let sim_collector = |setpoints: &str| {
+        let asset = asset_from(&format!(
+            "[agent]\nid = \"gw\"\ndata_dir = \"/tmp/unused\"\n[[asset]]\nid = \"deep-1\"\nprotocol = \"ads\"\naddress = \"{addr}\"\n{net_id}\ntimeout_ms = 500\n{setpoints}"
+        ));
+        let ProtocolConfig::Ads(cfg) = &asset.protocol else {
+            panic!("ads")
+        };
+        AdsCollector::new(&asset, cfg)
+    };
+    let shallow = sim_collector(&one("GVL_Deep.shallow"))
+        .capture()
+        .await
+        .expect("12 levels are followed");
+    assert_eq!(
+        get(&shallow, "ads/value/GVL_Deep.shallow"),
+        Some(Value::F32(1.5))
+    );
+    for (symbol, detail) in [
+        ("GVL_Deep.x", "levels deep"),
+        ("GVL_Big.a", "1120000 bytes"),
+    ] {
+        let e = sim_collector(&one(symbol))
+            .capture()
+            .await
+            .expect_err("a bound");
+        assert!(matches!(e.kind, ErrorKind::Bound(_)), "{symbol}: {e}");
+        assert!(e.request.contains(symbol), "{e}");
+        assert!(e.detail().contains(detail), "{e}");
+    }
+    assert_eq!(sim.request_log().writes(), 0);
 }
 
 #[tokio::test]
@@ -897,70 +1261,25 @@ async fn a_write_from_a_peer_is_logged_as_a_write() {
     );
 }
 
-/// Runs a Python peer script (given inline); `None` when Python or pyads is missing here,
-/// unless `OTDRIFT_REQUIRE_PEERS=1` (CI), which makes that a failure.
-fn python_peer(script: &str, args: &[&str]) -> Option<(bool, String)> {
-    let required = std::env::var_os("OTDRIFT_REQUIRE_PEERS").is_some_and(|v| v == "1");
-    let out = match Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) => {
-            assert!(!required, "python3 is required for the pyads peer: {e}");
-            eprintln!("skipping the pyads peer check: no python3 ({e})");
-            return None;
-        }
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("ModuleNotFoundError") {
-        assert!(
-            !required,
-            "the pyads peer needs `pip install pyads==3.6.0`: {stderr}"
-        );
-        eprintln!("skipping the pyads peer check (pip install pyads==3.6.0): {stderr}");
-        return None;
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!("pyads peer: {stdout}{stderr}");
-    Some((out.status.success(), stdout))
-}
-
-const PYADS_CLIENT: &str = r#"
-import json, sys
-import pyads
-addr, net_id = sys.argv[1], sys.argv[2]
-plc = pyads.Connection(net_id, 851, addr)
-plc.open()
-plc.set_timeout(3000)
-name, version = plc.read_device_info()
-ads_state, _ = plc.read_state()
-names = ["GVL_Recipe.FillVolume", "GVL_Recipe.BottlesPerMinute", "GVL_Recipe.Product", "GVL_Config.MaxSpeed"]
-values = plc.read_list_by_name(names)
-symbols = plc.get_all_symbols()
-info = plc.get_symbol("GVL_Recipe.CapTorque")
-torque = plc.read(info.index_group, info.index_offset, pyads.PLCTYPE_LREAL)
-plc.close()
-print(json.dumps({
-    "name": name, "version": [version.version, version.revision, version.build],
-    "ads_state": ads_state, "values": values, "torque": torque,
-    "symbols": sorted(s.name for s in symbols),
-}))
-"#;
-
 /// pyads (Beckhoff's AdsLib underneath, not our code) reads the simulator: identity, state,
 /// symbol info by name with a plain sum-read (0xF080), the symbol upload, a plain Read.
 #[tokio::test]
 async fn pyads_reads_the_simulator() {
     let sim = start(filler()).await;
     let addr = sim.local_addr().to_string();
-    let out = tokio::task::spawn_blocking(move || python_peer(PYADS_CLIENT, &[&addr, NET_ID]))
-        .await
-        .expect("peer thread");
-    let Some((ok, stdout)) = out else { return };
-    assert!(ok, "pyads failed: {stdout}");
+    let out = tokio::task::spawn_blocking(move || {
+        peers::run(
+            "pyads reads the ADS simulator",
+            &["pyads"],
+            "ads_client.py",
+            &[&addr, NET_ID],
+        )
+    })
+    .await
+    .expect("peer thread");
+    let Some(out) = out else { return };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "pyads failed: {stdout}");
     let doc: serde_json::Value = serde_json::from_str(stdout.trim()).expect("pyads JSON");
     assert_eq!(doc["name"], "Plc30 App");
     assert_eq!(doc["version"], serde_json::json!([3, 1, 4024]));
@@ -977,56 +1296,27 @@ async fn pyads_reads_the_simulator() {
     assert_eq!(sim.request_log().writes(), 0);
 }
 
-const PYADS_SERVER: &str = r#"
-import sys
-from pyads.testserver import AdsTestServer, AdvancedHandler, PLCVariable
-import pyads
-handler = AdvancedHandler()
-handler.add_variable(PLCVariable("GVL.Speed", 1500, pyads.constants.ADST_INT16, "INT"))
-server = AdsTestServer(handler=handler, ip_address="127.0.0.1", port=0, logging=False)
-server.start()
-print(server.server.getsockname()[1], flush=True)
-sys.stdin.read()
-server.stop()
-"#;
-
 /// Our collector against pyads's ADS test server (an ADS server we did not write): its
 /// framing of ReadDeviceInfo and ReadState answers.
 #[tokio::test]
 async fn the_collector_identifies_pyads_test_server() {
-    let required = std::env::var_os("OTDRIFT_REQUIRE_PEERS").is_some_and(|v| v == "1");
-    let probe = python_peer("import pyads.testserver", &[]);
-    if probe.is_none() {
-        return;
-    }
-    let child = Command::new("python3")
-        .arg("-c")
-        .arg(PYADS_SERVER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) => {
-            assert!(!required, "python3: {e}");
-            return;
-        }
-    };
-    let stdout = child.stdout.take().expect("stdout");
-    let port: u16 = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("port line");
-        line.trim().parse().expect("a port")
+    let server = tokio::task::spawn_blocking(|| {
+        peers::PeerServer::start(
+            "pyads test server",
+            &["pyads.testserver"],
+            "ads_server.py",
+            &[],
+        )
     })
     .await
-    .expect("reader");
-    let mut c = collector(&format!("127.0.0.1:{port}"), "", RECIPE);
+    .expect("peer thread");
+    let Some(server) = server else { return };
+    let mut c = collector(&server.addr.to_string(), "", RECIPE);
     let identity = c.identify().await;
-    let _ = child.kill();
-    let _ = child.wait();
+    c.close().await;
+    tokio::task::spawn_blocking(move || drop(server))
+        .await
+        .expect("peer stops");
     let items = identity.expect("identify against pyads's test server");
     let get = |p: &str| {
         items

@@ -31,13 +31,32 @@
 //! symbol whose name starts with `GVL_Recipe.`). Names are matched ignoring ASCII case, as
 //! TwinCAT does; paths use the device's spelling.
 //!
-//! What a device cannot or will not tell becomes one stable item whose value is
-//! `not available: <reason>`, so the digest stays stable and the gap stays visible:
-//! `ads/device` (ReadDeviceInfo refused), `ads/symbols` and `ads/datatypes` (no symbol or
-//! data-type upload, or a placeholder table), `ads/app` (no `_AppInfo`, e.g. TwinCAT 2 or
-//! another vendor's ADS server), `ads/value/<SYMBOL>` (no such symbol, a prefix without a
-//! symbol table, or the read was refused).
+//! # What fails a capture, and what is a not-available item
 //!
+//! The field-truth rule (`docs/decisions/0004-field-truth.md`): absence is state only when
+//! the device's own directory agrees. Only these stable gaps become items whose value is
+//! `not available: <reason>` (same words every poll):
+//!
+//! - `ads/symbols`, `ads/datatypes`: both upload infos (0xF00F, 0xF00C) answered "service
+//!   not supported" (0x701, or 0x702 for an index group the device does not serve), or the
+//!   upload answered only nameless placeholder entries; `ads/datatypes` also when the device
+//!   only has the legacy upload info (no data-type table announced);
+//! - `ads/app`: `_AppInfo` is not in the symbol table (TwinCAT 2, other vendors), or there
+//!   is no symbol or data-type table to find and lay it out with;
+//! - `ads/value/<SYMBOL>`: the symbol table does not list it (or, without a symbol table,
+//!   symbol info by name 0xF009 answers 0x710 "symbol not found"), a `.*` prefix on a device
+//!   without a symbol table, or a bit-addressed symbol of size 0.
+//!
+//! Everything else fails the capture with a [`CollectError`] naming the request:
+//! ReadDeviceInfo or ReadState refused, a table refused after the upload info announced it,
+//! a listed symbol (or `_AppInfo`) whose read is refused even when read alone (a
+//! contradiction, naming the symbol and the ADS error), a refused 0xF009 other than 0x710
+//! (`Refused`); ADS error 0x708 anywhere (`Busy`, and only that); answers whose lengths or
+//! counts do not add up, a data-type table in which a type contains itself (`Malformed`);
+//! tables, values, nesting or field counts beyond this collector's limits (`Bound`). A
+//! sub-read refused inside a sum-read is first read again alone with a plain Read of the
+//! same index group, offset and length: the value then is exactly the device's.
+
 //! # What is NOT hashed (`Capture::runtime`)
 //!
 //! - `ads_state` (`RUN`, `STOP`, `CONFIG`...), `ads_state_code`, `device_state`: a PLC
@@ -62,7 +81,8 @@
 //!
 //! Sum-reads use 0xF083 (which returns each sub-read's length, so a short answer is seen);
 //! a device that refuses it (ADS error 0x701-0x705) is asked with the plain sum-read 0xF080,
-//! and one that refuses that too with one Read per symbol. The choice is remembered.
+//! and one that refuses that too with one Read per symbol. The choice is remembered. A
+//! sub-read a sum-read refuses (other than busy) costs one more round trip: it is read alone.
 //!
 //! # Device generations
 //!
@@ -106,8 +126,11 @@ use tracing::Instrument;
 use crate::{Capture, CaptureStats, CollectError, Collector};
 use conn::{CallError, Connection};
 use tables::{DataType, FLAG_PERSISTENT, Symbol, TableError, UploadInfo};
-use types::{Shape, Types};
-use wire::{AmsAddr, Answer, Cursor, ReadSpec, Request, error_text, group, is_not_offered};
+use types::{Shape, ShapeError, Types};
+use wire::{
+    AmsAddr, Answer, Cursor, ReadSpec, Request, code, error_text, group, is_service_not_supported,
+    is_sum_read_refused,
+};
 
 /// The most sub-reads in one sum-read (Beckhoff's documented limit for sum commands).
 pub const MAX_SUM_READS: usize = 500;
@@ -177,8 +200,9 @@ struct Program {
     /// Program items derived from the tables (or their not-available gaps).
     items: Vec<Item>,
     app: Result<AppInfoLoc, String>,
-    /// Symbols looked up by name with 0xF009 when there is no symbol table.
-    by_name: BTreeMap<String, Result<Symbol, u32>>,
+    /// Symbols looked up by name with 0xF009 when there is no symbol table; `None`: the
+    /// device said it has no such symbol (0x710).
+    by_name: BTreeMap<String, Option<Symbol>>,
 }
 
 /// A setpoint read to make.
@@ -187,6 +211,29 @@ struct Planned {
     name: String,
     spec: ReadSpec,
     shape: Shape,
+    /// Which of the device's directories lists the symbol: a refused read of it contradicts
+    /// that directory.
+    directory: &'static str,
+}
+
+/// The directory a symbol was found in: the uploaded symbol table.
+const SYMBOL_TABLE: &str = "the symbol table (0xF00B)";
+/// The directory a symbol was found in without a symbol table.
+const BY_NAME: &str = "symbol info by name (0xF009)";
+
+/// A setpoint that is not read: either the device's own directory says there is nothing to
+/// read (a stable, not-available item), or the capture fails.
+enum Unplanned {
+    /// Why there is no value, in stable words.
+    NotAvailable(String),
+    /// Why the capture fails.
+    Fails(CollectError),
+}
+
+impl From<CollectError> for Unplanned {
+    fn from(e: CollectError) -> Self {
+        Unplanned::Fails(e)
+    }
 }
 
 /// The Beckhoff ADS collector for one asset; keeps its AMS/TCP connection and what it
@@ -321,11 +368,51 @@ impl AdsCollector {
         self.scope().malformed(request.describe(), detail.into())
     }
 
+    /// The device answered `request` with ADS error `code`: busy (0x708) is
+    /// [`ErrorKind::Busy`](crate::ErrorKind::Busy), every other code a refusal. `why` says
+    /// what makes the refusal a failure when that is not obvious (a contradiction).
+    fn ads_error(&self, request: String, code: u32, why: &str) -> CollectError {
+        let request = format!("{request} at {}", self.target());
+        if code == code::BUSY {
+            self.scope().busy(request, error_text(code))
+        } else {
+            self.scope()
+                .refused(request, format!("{}{why}", error_text(code)))
+        }
+    }
+
     fn refused(&self, request: &Request, code: u32) -> CollectError {
-        self.scope().refused(
-            format!("{} at {}", request.describe(), self.target()),
-            error_text(code),
+        self.ads_error(request.describe(), code, "")
+    }
+
+    /// The device refused to read `symbol`, which its own `directory` lists: a
+    /// contradiction, never a gap.
+    fn contradiction(
+        &self,
+        spec: ReadSpec,
+        symbol: &str,
+        directory: &str,
+        code: u32,
+    ) -> CollectError {
+        self.ads_error(
+            format!("{} of symbol {symbol}", Request::Read(spec).describe()),
+            code,
+            &format!(", although {directory} lists {symbol}"),
         )
+    }
+
+    /// A value's type could not be followed: a table that contains itself is malformed (the
+    /// data-type upload is named), nesting beyond the bound is a bound on reading `symbol`.
+    fn shape_error(&self, symbol: &str, error: ShapeError) -> CollectError {
+        match error {
+            ShapeError::Cycle(detail) => self.scope().malformed(
+                format!("Read 0x{:04X} (data-type upload)", group::SYM_DT_UPLOAD),
+                detail,
+            ),
+            ShapeError::Bound(detail) => self
+                .scope()
+                .bound(format!("the value of symbol {symbol}"), detail),
+        }
     }
 
     fn item(&self, path: String, class: Class, value: Value) -> Result<Item, CollectError> {
@@ -545,15 +632,19 @@ impl AdsCollector {
         Ok(Ok(out))
     }
 
-    /// Reads many values in as few round trips as the device allows.
-    async fn read_many(&mut self, specs: &[ReadSpec]) -> Result<Vec<SubResult>, CollectError> {
+    /// Reads many values in as few round trips as the device allows; each result says
+    /// whether a sum-read carried it.
+    async fn read_many(
+        &mut self,
+        specs: &[ReadSpec],
+    ) -> Result<Vec<(SubResult, bool)>, CollectError> {
         let mut out = Vec::with_capacity(specs.len());
         for batch in batches(specs) {
             loop {
                 let ex = match self.sum_mode {
                     SumMode::Single => {
                         for spec in batch {
-                            out.push(self.read(*spec).await?);
+                            out.push((self.read(*spec).await?, false));
                         }
                         break;
                     }
@@ -562,10 +653,10 @@ impl AdsCollector {
                 };
                 match self.sum_read(ex, batch).await? {
                     Ok(results) => {
-                        out.extend(results);
+                        out.extend(results.into_iter().map(|r| (r, true)));
                         break;
                     }
-                    Err(code) if is_not_offered(code) || code == 0x705 => {
+                    Err(code) if is_sum_read_refused(code) => {
                         let next = if ex { SumMode::Plain } else { SumMode::Single };
                         tracing::debug!(
                             refused = self.sum_mode.name(),
@@ -588,6 +679,31 @@ impl AdsCollector {
         Ok(out)
     }
 
+    /// [`read_many`](Self::read_many), and every sub-read a sum-read refused (other than
+    /// busy) read again alone, once, with a plain Read of exactly the same index group,
+    /// offset and length: an honest retry (a sum-read can fail a sub-read for reasons of its
+    /// own), so what comes back is exactly the device's value. A read refused alone too is
+    /// returned as refused, for the caller to judge.
+    async fn read_values(&mut self, specs: &[ReadSpec]) -> Result<Vec<SubResult>, CollectError> {
+        let tagged = self.read_many(specs).await?;
+        let mut out = Vec::with_capacity(tagged.len());
+        for (spec, (result, summed)) in specs.iter().zip(tagged) {
+            out.push(match result {
+                Err(code) if summed && code != code::BUSY => {
+                    tracing::debug!(
+                        group = spec.group,
+                        offset = spec.offset,
+                        reason = %error_text(code),
+                        "sub-read refused inside a sum-read, reading it alone"
+                    );
+                    self.read(*spec).await?
+                }
+                other => other,
+            });
+        }
+        Ok(out)
+    }
+
     /// ReadDeviceInfo: the identity items.
     async fn read_identity(&mut self) -> Result<Vec<Item>, CollectError> {
         let request = Request::DeviceInfo;
@@ -598,17 +714,8 @@ impl AdsCollector {
         } else {
             c.u32("result").map_err(|e| self.malformed(&request, e))?
         };
+        // Every ADS device answers ReadDeviceInfo: a refusal is never a capability gap.
         if result != 0 {
-            if is_not_offered(result) {
-                return Ok(vec![self.item(
-                    "ads/device".to_owned(),
-                    Class::Identity,
-                    Value::unavailable(format!(
-                        "device refused ReadDeviceInfo ({})",
-                        error_text(result)
-                    )),
-                )?]);
-            }
             return Err(self.refused(&request, result));
         }
         // The standard answer is 24 bytes (a 16-byte name field); some ADS servers other than
@@ -665,17 +772,8 @@ impl AdsCollector {
         } else {
             c.u32("result").map_err(|e| self.malformed(&request, e))?
         };
+        // Every ADS device answers ReadState: a refusal fails the capture.
         if result != 0 {
-            if is_not_offered(result) {
-                runtime.insert(
-                    "ads_state".to_owned(),
-                    Value::unavailable(format!(
-                        "device refused ReadState ({})",
-                        error_text(result)
-                    )),
-                );
-                return Ok(());
-            }
             return Err(self.refused(&request, result));
         }
         if answer.data.len() != 8 {
@@ -719,11 +817,12 @@ impl AdsCollector {
             .as_ref()
             .and_then(|p| p.app.as_ref().ok())
             .map(|a| a.spec);
-        let mut specs = vec![ReadSpec {
+        let symver_spec = ReadSpec {
             group: group::SYM_VERSION,
             offset: 0,
             length: 1,
-        }];
+        };
+        let mut specs = vec![symver_spec];
         let info_spec = match info_source {
             InfoSource::Info2 => Some(ReadSpec {
                 group: group::SYM_UPLOAD_INFO2,
@@ -739,29 +838,45 @@ impl AdsCollector {
         };
         specs.extend(info_spec);
         specs.extend(app_spec);
-        let mut results = self.read_many(&specs).await?.into_iter();
+        let mut results = self.read_values(&specs).await?.into_iter();
+        // The symbol version is runtime only (never hashed) and only one of three change
+        // signals: a device that will not give it is recorded as such, unless it is busy.
         let symbol_version = match results.next() {
-            Some(Ok(bytes)) => bytes.first().copied(),
-            _ => None,
+            Some(Ok(bytes)) => bytes.first().copied().ok_or_else(|| {
+                "device answered the symbol version (0xF008) without data".to_owned()
+            }),
+            Some(Err(code::BUSY)) => {
+                return Err(self.refused(&Request::Read(symver_spec), code::BUSY));
+            }
+            Some(Err(code)) => Err(format!(
+                "device refused the symbol version (0xF008): {}",
+                error_text(code)
+            )),
+            None => return Err(self.no_result(symver_spec)),
         };
         runtime.insert(
             "symbol_version".to_owned(),
-            match symbol_version {
-                Some(v) => Value::from(u64::from(v)),
-                None => Value::unavailable("device did not answer the symbol version (0xF008)"),
+            match &symbol_version {
+                Ok(v) => Value::from(u64::from(*v)),
+                Err(reason) => Value::unavailable(reason.clone()),
             },
         );
+        let symbol_version = symbol_version.ok();
         let (upload, info_source) = match info_spec {
             None => (None, InfoSource::None),
             Some(spec) => {
-                let result = results.next().unwrap_or(Err(0x701));
+                let result = results.next().ok_or_else(|| self.no_result(spec))?;
                 self.upload_info(spec, result, info_source).await?
             }
         };
-        let app_bytes = if app_spec.is_some() {
-            results.next()
-        } else {
-            None
+        // A refused `_AppInfo` is judged once the tables say whether it is still there (a
+        // download may have moved it); busy is busy at once.
+        let app_bytes = match (app_spec, results.next()) {
+            (Some(spec), Some(Err(code::BUSY))) => {
+                return Err(self.refused(&Request::Read(spec), code::BUSY));
+            }
+            (Some(_), bytes) => bytes,
+            (None, _) => None,
         };
         let app_now = match (&self.program, &app_bytes) {
             (Some(p), Some(Ok(bytes))) => p.app.as_ref().ok().map(|a| app_signals(a, bytes)),
@@ -804,48 +919,69 @@ impl AdsCollector {
         Ok((program, app_bytes))
     }
 
-    /// Interprets the upload info sub-read, falling back from 0xF00F to 0xF00C.
+    /// Interprets the upload info sub-read, falling back from 0xF00F to 0xF00C. The upload
+    /// is a capability gap only when the device says, for both, that it does not offer the
+    /// service (0x701, or 0x702 for an index group it does not serve); any other refusal
+    /// fails the capture.
     async fn upload_info(
         &mut self,
         spec: ReadSpec,
         result: SubResult,
         source: InfoSource,
     ) -> Result<(Option<UploadInfo>, InfoSource), CollectError> {
+        let legacy = ReadSpec {
+            group: group::SYM_UPLOAD_INFO,
+            offset: 0,
+            length: 8,
+        };
         match result {
-            Ok(bytes) => {
-                let info = UploadInfo::parse(&bytes)
-                    .map_err(|e| self.malformed(&Request::Read(spec), e))?;
-                Ok((Some(info), source))
-            }
-            Err(code) if is_not_offered(code) && source == InfoSource::Info2 => {
-                let legacy = ReadSpec {
-                    group: group::SYM_UPLOAD_INFO,
-                    offset: 0,
-                    length: 8,
-                };
+            Ok(bytes) => Ok((
+                Some(self.parse_upload_info(&bytes, spec, source == InfoSource::Legacy)?),
+                source,
+            )),
+            Err(code) if is_service_not_supported(code) && source == InfoSource::Info2 => {
                 match self.read(legacy).await? {
-                    Ok(bytes) => {
-                        let info = UploadInfo::parse(&bytes)
-                            .map_err(|e| self.malformed(&Request::Read(legacy), e))?;
-                        Ok((Some(info), InfoSource::Legacy))
-                    }
-                    Err(code) if is_not_offered(code) => Ok((None, InfoSource::None)),
+                    Ok(bytes) => Ok((
+                        Some(self.parse_upload_info(&bytes, legacy, true)?),
+                        InfoSource::Legacy,
+                    )),
+                    Err(code) if is_service_not_supported(code) => Ok((None, InfoSource::None)),
                     Err(code) => Err(self.refused(&Request::Read(legacy), code)),
                 }
             }
-            Err(code) if is_not_offered(code) => Ok((None, InfoSource::None)),
+            Err(code) if is_service_not_supported(code) => Ok((None, InfoSource::None)),
             Err(code) => Err(self.refused(&Request::Read(spec), code)),
         }
     }
 
-    /// Reads one table of `bytes` bytes; `Ok(Err(reason))` when the device will not give it.
-    async fn read_table(
-        &mut self,
-        table_group: u32,
-        bytes: u32,
-    ) -> Result<Result<Vec<u8>, String>, CollectError> {
+    fn parse_upload_info(
+        &self,
+        bytes: &[u8],
+        spec: ReadSpec,
+        legacy: bool,
+    ) -> Result<UploadInfo, CollectError> {
+        UploadInfo::parse(bytes, legacy).map_err(|e| self.table_error(&Request::Read(spec), e))
+    }
+
+    /// A read in a batch that got no result at all: the batch's answer did not add up.
+    fn no_result(&self, spec: ReadSpec) -> CollectError {
+        self.malformed(&Request::Read(spec), "no result for this read")
+    }
+
+    /// A table (or upload info) that cannot be taken: malformed, or beyond a bound. A
+    /// placeholder is not an error; callers handle it before.
+    fn table_error(&self, request: &Request, error: TableError) -> CollectError {
+        match error {
+            TableError::Malformed(e) | TableError::Placeholder(e) => self.malformed(request, e),
+            TableError::Bound(e) => self.scope().bound(request.describe(), e),
+        }
+    }
+
+    /// Reads one table of `bytes` bytes. The upload info announced it, so a refusal
+    /// contradicts the device's own answer and fails the capture.
+    async fn read_table(&mut self, table_group: u32, bytes: u32) -> Result<Vec<u8>, CollectError> {
         if bytes == 0 {
-            return Ok(Ok(Vec::new()));
+            return Ok(Vec::new());
         }
         let spec = ReadSpec {
             group: table_group,
@@ -853,7 +989,7 @@ impl AdsCollector {
             length: bytes,
         };
         match self.read(spec).await? {
-            Ok(data) if data.len() == bytes as usize => Ok(Ok(data)),
+            Ok(data) if data.len() == bytes as usize => Ok(data),
             Ok(data) => Err(self.malformed(
                 &Request::Read(spec),
                 format!(
@@ -861,8 +997,11 @@ impl AdsCollector {
                     data.len()
                 ),
             )),
-            Err(code) if is_not_offered(code) => Ok(Err(error_text(code))),
-            Err(code) => Err(self.refused(&Request::Read(spec), code)),
+            Err(code) => Err(self.ads_error(
+                Request::Read(spec).describe(),
+                code,
+                &format!(", although the upload info announced this table ({bytes} bytes)"),
+            )),
         }
     }
 
@@ -875,85 +1014,81 @@ impl AdsCollector {
         let mut items = Vec::new();
         let mut symbols = None;
         let mut types = BTreeMap::new();
+        // The size of the data-type table when it was uploaded (it must then describe every
+        // type the symbol table names).
+        let mut type_table = None;
+        let gap = |path: &str, reason: String| {
+            Item::new(path.to_owned(), Class::Program, Value::unavailable(reason))
+        };
         match signals.upload {
             None => {
-                items.push(self.item(
-                    "ads/symbols".to_owned(),
-                    Class::Program,
-                    Value::unavailable(
-                        "device does not offer the symbol upload (0xF00F/0xF00C refused)",
-                    ),
-                )?);
-                items.push(self.item(
-                    "ads/datatypes".to_owned(),
-                    Class::Program,
-                    Value::unavailable(
-                        "device does not offer the symbol upload (0xF00F/0xF00C refused)",
-                    ),
-                )?);
+                // Both upload infos answered "not supported": a device without the upload
+                // (BC/BX controllers, gateways). A stable capability, recorded as such.
+                let reason = "device does not offer the symbol upload (0xF00F/0xF00C: service not supported)";
+                items
+                    .push(gap("ads/symbols", reason.to_owned()).map_err(|e| self.scope().item(e))?);
+                items.push(
+                    gap("ads/datatypes", reason.to_owned()).map_err(|e| self.scope().item(e))?,
+                );
             }
             Some(info) => {
-                let sym_spec = Request::Read(ReadSpec {
+                let sym_request = Request::Read(ReadSpec {
                     group: group::SYM_UPLOAD,
                     offset: 0,
                     length: info.symbol_bytes,
                 });
-                match self
+                let bytes = self
                     .read_table(group::SYM_UPLOAD, info.symbol_bytes)
-                    .await?
-                {
-                    Ok(bytes) => match tables::parse_symbols(&bytes, info.symbols) {
-                        Ok(list) => symbols = Some(list),
-                        Err(TableError::Malformed(e)) => return Err(self.malformed(&sym_spec, e)),
-                        Err(TableError::Placeholder(e)) => items.push(self.item(
-                            "ads/symbols".to_owned(),
-                            Class::Program,
-                            Value::unavailable(format!(
-                                "device answered the symbol upload with placeholder entries ({e})"
-                            )),
-                        )?),
-                    },
-                    Err(reason) => items.push(self.item(
-                        "ads/symbols".to_owned(),
-                        Class::Program,
-                        Value::unavailable(format!("device refused the symbol upload ({reason})")),
-                    )?),
+                    .await?;
+                match tables::parse_symbols(&bytes, info.symbols) {
+                    Ok(list) => symbols = Some(list),
+                    // Every entry nameless: the device's way of having no table to give.
+                    Err(TableError::Placeholder(e)) => items.push(
+                        gap(
+                            "ads/symbols",
+                            format!(
+                                "device answers the symbol upload with placeholder entries ({e})"
+                            ),
+                        )
+                        .map_err(|e| self.scope().item(e))?,
+                    ),
+                    Err(e) => return Err(self.table_error(&sym_request, e)),
                 }
                 match info.datatypes {
-                    None => items.push(self.item(
-                        "ads/datatypes".to_owned(),
-                        Class::Program,
-                        Value::unavailable(
-                            "device reports no data-type table (legacy upload info 0xF00C)",
-                        ),
-                    )?),
+                    // The legacy upload info has no data-type figures: the device's own
+                    // answer says there is no data-type table to ask for.
+                    None => items.push(
+                        gap(
+                            "ads/datatypes",
+                            "device reports no data-type table (legacy upload info 0xF00C)"
+                                .to_owned(),
+                        )
+                        .map_err(|e| self.scope().item(e))?,
+                    ),
                     Some((count, bytes)) => {
-                        let dt_spec = Request::Read(ReadSpec {
+                        let dt_request = Request::Read(ReadSpec {
                             group: group::SYM_DT_UPLOAD,
                             offset: 0,
                             length: bytes,
                         });
-                        match self.read_table(group::SYM_DT_UPLOAD, bytes).await? {
-                            Ok(data) => match tables::parse_datatypes(&data, count) {
-                                Ok(list) => types = tables::index_types(list),
-                                Err(TableError::Malformed(e)) => {
-                                    return Err(self.malformed(&dt_spec, e));
-                                }
-                                Err(TableError::Placeholder(e)) => items.push(self.item(
-                                    "ads/datatypes".to_owned(),
-                                    Class::Program,
-                                    Value::unavailable(format!(
-                                        "device answered the data-type upload with placeholder entries ({e})"
-                                    )),
-                                )?),
-                            },
-                            Err(reason) => items.push(self.item(
-                                "ads/datatypes".to_owned(),
-                                Class::Program,
-                                Value::unavailable(format!(
-                                    "device refused the data-type upload ({reason})"
-                                )),
-                            )?),
+                        let data = self.read_table(group::SYM_DT_UPLOAD, bytes).await?;
+                        match tables::parse_datatypes(&data, count) {
+                            Ok(list) => {
+                                types = tables::index_types(list);
+                                types::check_table(&types)
+                                    .map_err(|e| self.malformed(&dt_request, e))?;
+                                type_table = Some(bytes);
+                            }
+                            Err(TableError::Placeholder(e)) => items.push(
+                                gap(
+                                    "ads/datatypes",
+                                    format!(
+                                        "device answers the data-type upload with placeholder entries ({e})"
+                                    ),
+                                )
+                                .map_err(|e| self.scope().item(e))?,
+                            ),
+                            Err(e) => return Err(self.table_error(&dt_request, e)),
                         }
                     }
                 }
@@ -975,32 +1110,7 @@ impl AdsCollector {
                 datatype_value(dt),
             )?);
         }
-        let app = match &symbols {
-            None => Err("no symbol table to find TwinCAT_SystemInfoVarList._AppInfo in".to_owned()),
-            Some(list) => match list
-                .iter()
-                .find(|s| s.name.eq_ignore_ascii_case(APP_INFO_SYMBOL))
-            {
-                None => Err(format!(
-                    "{APP_INFO_SYMBOL} is not in the symbol table (TwinCAT 2 or another vendor's ADS server)"
-                )),
-                Some(s) => match (Types { table: &types }).shape(&s.type_name, s.size, s.base_type)
-                {
-                    Shape::Struct(fields) if s.size <= MAX_VALUE_BYTES => Ok(AppInfoLoc {
-                        spec: ReadSpec {
-                            group: s.group,
-                            offset: s.offset,
-                            length: s.size,
-                        },
-                        fields,
-                    }),
-                    _ => Err(format!(
-                        "the layout of {APP_INFO_SYMBOL} (type {}) is not in the data-type table",
-                        s.type_name
-                    )),
-                },
-            },
-        };
+        let app = self.locate_app_info(symbols.as_deref(), &types, type_table)?;
         Ok(Program {
             signals,
             info_source,
@@ -1012,8 +1122,64 @@ impl AdsCollector {
         })
     }
 
-    /// Resolves the configured setpoints to reads, and the ones that cannot be read to
-    /// not-available items.
+    /// Where `_AppInfo` is, or why it is not there in stable words: no symbol table to look
+    /// in, or a symbol table that does not list it (TwinCAT 2, other vendors), or no
+    /// data-type table to lay it out with. A data-type table that is there but does not
+    /// describe the type the symbol table gives `_AppInfo` contradicts it: malformed.
+    fn locate_app_info(
+        &self,
+        symbols: Option<&[Symbol]>,
+        types: &BTreeMap<String, DataType>,
+        type_table: Option<u32>,
+    ) -> Result<Result<AppInfoLoc, String>, CollectError> {
+        let Some(list) = symbols else {
+            return Ok(Err(
+                "no symbol table to find TwinCAT_SystemInfoVarList._AppInfo in".to_owned(),
+            ));
+        };
+        let Some(s) = list
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(APP_INFO_SYMBOL))
+        else {
+            return Ok(Err(format!(
+                "{APP_INFO_SYMBOL} is not in the symbol table (TwinCAT 2 or another vendor's ADS server)"
+            )));
+        };
+        let Some(type_table) = type_table else {
+            return Ok(Err(format!(
+                "the layout of {APP_INFO_SYMBOL} (type {}) needs the data-type table, which this device does not give",
+                s.type_name
+            )));
+        };
+        let shape = (Types { table: types })
+            .shape(&s.type_name, s.size, s.base_type)
+            .map_err(|e| self.shape_error(APP_INFO_SYMBOL, e))?;
+        match shape {
+            Shape::Struct(fields) if s.size <= MAX_VALUE_BYTES => Ok(Ok(AppInfoLoc {
+                spec: ReadSpec {
+                    group: s.group,
+                    offset: s.offset,
+                    length: s.size,
+                },
+                fields,
+            })),
+            _ => Err(self.malformed(
+                &Request::Read(ReadSpec {
+                    group: group::SYM_DT_UPLOAD,
+                    offset: 0,
+                    length: type_table,
+                }),
+                format!(
+                    "the symbol table lists {APP_INFO_SYMBOL} as {} ({} bytes), which the data-type table does not describe as a structure",
+                    s.type_name, s.size
+                ),
+            )),
+        }
+    }
+
+    /// Resolves the configured setpoints to reads. A setpoint the device's own directory
+    /// does not list (or cannot be asked for) becomes a stable not-available item; anything
+    /// else that stops a setpoint from being read fails the capture.
     async fn plan_setpoints(
         &mut self,
         program: &mut Program,
@@ -1022,13 +1188,16 @@ impl AdsCollector {
         let mut gaps = Vec::new();
         let mut seen = HashSet::new();
         for sp in self.setpoints.clone() {
-            let mut found: Vec<Result<Planned, String>> = Vec::new();
+            let mut found: Vec<Result<Planned, Unplanned>> = Vec::new();
+            let types = Types {
+                table: &program.types,
+            };
             if let Some(prefix) = sp.symbol.strip_suffix('*') {
                 match &program.symbols {
-                    None => found.push(Err(
+                    None => found.push(Err(Unplanned::NotAvailable(
                         "a symbol prefix needs the symbol table, which this device does not upload"
                             .to_owned(),
-                    )),
+                    ))),
                     Some(list) => {
                         let mut matches: Vec<&Symbol> = list
                             .iter()
@@ -1036,26 +1205,22 @@ impl AdsCollector {
                             .collect();
                         matches.sort_by(|a, b| a.name.cmp(&b.name));
                         if matches.is_empty() {
-                            found.push(Err(format!("no symbol starts with {prefix}")));
+                            found.push(Err(Unplanned::NotAvailable(format!(
+                                "no symbol starts with {prefix}"
+                            ))));
                         }
-                        let types = Types {
-                            table: &program.types,
-                        };
                         for s in matches {
-                            found.push(plan_symbol(&types, s));
+                            found.push(self.plan_symbol(&types, s, SYMBOL_TABLE));
                         }
                     }
                 }
             } else if let Some(list) = &program.symbols {
-                let types = Types {
-                    table: &program.types,
-                };
                 match list
                     .iter()
                     .find(|s| s.name.eq_ignore_ascii_case(&sp.symbol))
                 {
-                    Some(s) => found.push(plan_symbol(&types, s)),
-                    None => found.push(plan_field(&types, list, &sp.symbol)),
+                    Some(s) => found.push(self.plan_symbol(&types, s, SYMBOL_TABLE)),
+                    None => found.push(self.plan_field(&types, list, &sp.symbol)),
                 }
             } else {
                 let key = sp.symbol.to_ascii_lowercase();
@@ -1071,12 +1236,14 @@ impl AdsCollector {
                     table: &program.types,
                 };
                 found.push(match entry {
-                    Ok(s) => plan_symbol(&types, &s),
-                    Err(code) => Err(format!(
-                        "device does not give the symbol {} ({})",
+                    Some(s) => self.plan_symbol(&types, &s, BY_NAME),
+                    // Without a symbol table, the by-name lookup is the device's directory:
+                    // "symbol not found" from it means there is no such symbol.
+                    None => Err(Unplanned::NotAvailable(format!(
+                        "no symbol {} on the device ({BY_NAME}: {})",
                         sp.symbol,
-                        error_text(code)
-                    )),
+                        error_text(code::SYMBOL_NOT_FOUND)
+                    ))),
                 });
             }
             for f in found {
@@ -1086,7 +1253,7 @@ impl AdsCollector {
                             planned.push(p);
                         }
                     }
-                    Err(reason) => {
+                    Err(Unplanned::NotAvailable(reason)) => {
                         if seen.insert(sp.symbol.to_ascii_lowercase()) {
                             gaps.push(self.item(
                                 format!("ads/value/{}", sp.symbol),
@@ -1095,14 +1262,140 @@ impl AdsCollector {
                             )?);
                         }
                     }
+                    Err(Unplanned::Fails(e)) => return Err(e),
                 }
             }
         }
         Ok((planned, gaps))
     }
 
-    /// 0xF009: one symbol's entry by name, for devices without a symbol upload.
-    async fn symbol_by_name(&mut self, name: &str) -> Result<Result<Symbol, u32>, CollectError> {
+    /// A symbol whose value is beyond [`MAX_VALUE_BYTES`]: the configuration asks for more
+    /// than this collector reads, a bound.
+    fn too_large(&self, symbol: &str, size: u32) -> Unplanned {
+        Unplanned::Fails(self.scope().bound(
+            format!("the value of symbol {symbol}"),
+            format!(
+                "{symbol} is {size} bytes; otdrift reads at most {MAX_VALUE_BYTES} bytes per symbol"
+            ),
+        ))
+    }
+
+    /// Plans the read of a whole symbol that `directory` lists.
+    fn plan_symbol(
+        &self,
+        types: &Types<'_>,
+        s: &Symbol,
+        directory: &'static str,
+    ) -> Result<Planned, Unplanned> {
+        if s.size == 0 {
+            // The directory's own, stable answer: a bit-addressed symbol has no whole byte.
+            return Err(Unplanned::NotAvailable(format!(
+                "{} has size 0 (a bit-addressed symbol); otdrift captures whole bytes",
+                s.name
+            )));
+        }
+        if s.size > MAX_VALUE_BYTES {
+            return Err(self.too_large(&s.name, s.size));
+        }
+        let shape = types
+            .shape(&s.type_name, s.size, s.base_type)
+            .map_err(|e| self.shape_error(&s.name, e))?;
+        Ok(Planned {
+            name: s.name.clone(),
+            spec: ReadSpec {
+                group: s.group,
+                offset: s.offset,
+                length: s.size,
+            },
+            shape,
+            directory,
+        })
+    }
+
+    /// Plans the read of a structure field named `Symbol.Field.Sub`, through the data-type
+    /// table.
+    fn plan_field(
+        &self,
+        types: &Types<'_>,
+        symbols: &[Symbol],
+        path: &str,
+    ) -> Result<Planned, Unplanned> {
+        let not_found = || Unplanned::NotAvailable(format!("no symbol {path} in the symbol table"));
+        // The longest symbol name that is a prefix of the path followed by '.'.
+        let base = symbols
+            .iter()
+            .filter(|s| {
+                starts_with_ci(path, &s.name) && path.as_bytes().get(s.name.len()) == Some(&b'.')
+            })
+            .max_by_key(|s| s.name.len())
+            .ok_or_else(not_found)?;
+        let mut shape = types
+            .shape(&base.type_name, base.size, base.base_type)
+            .map_err(|e| self.shape_error(&base.name, e))?;
+        let mut offset = 0u32;
+        let mut size = base.size;
+        let mut name = base.name.clone();
+        for part in path
+            .get(base.name.len() + 1..)
+            .unwrap_or_default()
+            .split('.')
+        {
+            let Shape::Struct(fields) = &shape else {
+                if types.table.is_empty() {
+                    return Err(Unplanned::NotAvailable(format!(
+                        "the fields of {} are unknown without the data-type table",
+                        base.name
+                    )));
+                }
+                return Err(not_found());
+            };
+            let Some((fname, foff, fsize, fshape)) =
+                fields.iter().find(|(n, ..)| n.eq_ignore_ascii_case(part))
+            else {
+                return Err(not_found());
+            };
+            offset = offset
+                .checked_add(*foff)
+                .ok_or_else(|| self.overflow(path))?;
+            size = *fsize;
+            name = format!("{name}.{fname}");
+            shape = fshape.clone();
+        }
+        if size == 0 {
+            return Err(Unplanned::NotAvailable(format!(
+                "{path} has size 0 (a bit field); otdrift captures whole bytes"
+            )));
+        }
+        if size > MAX_VALUE_BYTES {
+            return Err(self.too_large(path, size));
+        }
+        Ok(Planned {
+            name,
+            spec: ReadSpec {
+                group: base.group,
+                offset: base
+                    .offset
+                    .checked_add(offset)
+                    .ok_or_else(|| self.overflow(path))?,
+                length: size,
+            },
+            shape,
+            directory: SYMBOL_TABLE,
+        })
+    }
+
+    /// Field offsets that run past the 4 GiB an index offset can address: the tables do not
+    /// add up.
+    fn overflow(&self, path: &str) -> Unplanned {
+        Unplanned::Fails(self.scope().malformed(
+            format!("Read 0x{:04X} (data-type upload)", group::SYM_DT_UPLOAD),
+            format!("the offsets of {path} add up to more than 4 GiB"),
+        ))
+    }
+
+    /// 0xF009: one symbol's entry by name, for devices without a symbol table. `None`: the
+    /// device says it has no such symbol (0x710); any other refusal fails the capture.
+    async fn symbol_by_name(&mut self, name: &str) -> Result<Option<Symbol>, CollectError> {
         let request = Request::SymbolInfoByName {
             name: name.to_owned(),
             max: MAX_SYMBOL_ENTRY,
@@ -1111,9 +1404,13 @@ impl AdsCollector {
             Ok(bytes) => {
                 let (symbol, _) =
                     tables::parse_symbol_entry(&bytes).map_err(|e| self.malformed(&request, e))?;
-                Ok(Ok(symbol))
+                if !symbol.name.eq_ignore_ascii_case(name) {
+                    return Err(self
+                        .malformed(&request, format!("answered the entry of {:?}", symbol.name)));
+                }
+                Ok(Some(symbol))
             }
-            Err(code) if is_not_offered(code) => Ok(Err(code)),
+            Err(code::SYMBOL_NOT_FOUND) => Ok(None),
             Err(code) => Err(self.refused(&request, code)),
         }
     }
@@ -1174,7 +1471,7 @@ impl AdsCollector {
         if let (true, Ok(loc)) = (read_app, &app_loc) {
             specs.push(loc.spec);
         }
-        let mut results = self.read_many(&specs).await?.into_iter();
+        let mut results = self.read_values(&specs).await?.into_iter();
         for p in &planned {
             let request = Request::Read(p.spec);
             match results.next() {
@@ -1200,17 +1497,12 @@ impl AdsCollector {
                         ),
                     ));
                 }
-                Some(Err(code)) if is_not_offered(code) => items.push(self.item(
-                    format!("ads/value/{}", p.name),
-                    Class::Setpoint,
-                    Value::unavailable(format!(
-                        "device refused to read {} ({})",
-                        p.name,
-                        error_text(code)
-                    )),
-                )?),
-                Some(Err(code)) => return Err(self.refused(&request, code)),
-                None => return Err(self.malformed(&request, "no result for this read")),
+                // Refused even when read alone: the directory lists the symbol, the device
+                // will not read it. A contradiction, never a gap.
+                Some(Err(code)) => {
+                    return Err(self.contradiction(p.spec, &p.name, p.directory, code));
+                }
+                None => return Err(self.no_result(p.spec)),
             }
         }
         if read_app {
@@ -1229,22 +1521,16 @@ impl AdsCollector {
                     app_items.push(self.item(path, Class::Program, value)?);
                 }
             }
-            (Ok(_), Some(Err(code))) if is_not_offered(*code) => app_items.push(self.item(
-                "ads/app".to_owned(),
-                Class::Program,
-                Value::unavailable(format!(
-                    "device refused to read {APP_INFO_SYMBOL} ({})",
-                    error_text(*code)
-                )),
-            )?),
-            (Ok(loc), other) => {
-                let request = Request::Read(loc.spec);
-                return Err(match other {
-                    Some(Err(code)) => self.refused(&request, *code),
-                    _ => {
-                        self.malformed(&request, format!("{APP_INFO_SYMBOL} did not read in full"))
-                    }
-                });
+            // The symbol table lists `_AppInfo` and the device refuses to read it, even
+            // alone: a contradiction.
+            (Ok(loc), Some(Err(code))) => {
+                return Err(self.contradiction(loc.spec, APP_INFO_SYMBOL, SYMBOL_TABLE, *code));
+            }
+            (Ok(loc), _) => {
+                return Err(self.malformed(
+                    &Request::Read(loc.spec),
+                    format!("{APP_INFO_SYMBOL} did not read in full"),
+                ));
             }
         }
         Ok((items, app_items))
@@ -1315,81 +1601,6 @@ fn datatype_value(dt: &DataType) -> Value {
         m.insert("fields".to_owned(), Value::List(fields));
     }
     Value::Map(m)
-}
-
-/// Plans the read of a whole symbol.
-fn plan_symbol(types: &Types<'_>, s: &Symbol) -> Result<Planned, String> {
-    if s.size == 0 {
-        return Err(format!(
-            "{} has size 0 (a bit-addressed symbol); otdrift captures whole bytes",
-            s.name
-        ));
-    }
-    if s.size > MAX_VALUE_BYTES {
-        return Err(format!(
-            "{} is {} bytes, more than the {MAX_VALUE_BYTES} bytes otdrift captures per symbol",
-            s.name, s.size
-        ));
-    }
-    Ok(Planned {
-        name: s.name.clone(),
-        spec: ReadSpec {
-            group: s.group,
-            offset: s.offset,
-            length: s.size,
-        },
-        shape: types.shape(&s.type_name, s.size, s.base_type),
-    })
-}
-
-/// Plans the read of a structure field named `Symbol.Field.Sub`, through the data-type
-/// table.
-fn plan_field(types: &Types<'_>, symbols: &[Symbol], path: &str) -> Result<Planned, String> {
-    let not_found = || format!("no symbol {path} in the symbol table");
-    // The longest symbol name that is a prefix of the path followed by '.'.
-    let base = symbols
-        .iter()
-        .filter(|s| {
-            starts_with_ci(path, &s.name) && path.as_bytes().get(s.name.len()) == Some(&b'.')
-        })
-        .max_by_key(|s| s.name.len())
-        .ok_or_else(not_found)?;
-    let mut shape = types.shape(&base.type_name, base.size, base.base_type);
-    let mut offset = 0u32;
-    let mut size = base.size;
-    let mut name = base.name.clone();
-    for part in path
-        .get(base.name.len() + 1..)
-        .unwrap_or_default()
-        .split('.')
-    {
-        let Shape::Struct(fields) = &shape else {
-            return Err(not_found());
-        };
-        let Some((fname, foff, fsize, fshape)) =
-            fields.iter().find(|(n, ..)| n.eq_ignore_ascii_case(part))
-        else {
-            return Err(not_found());
-        };
-        offset = offset.checked_add(*foff).ok_or_else(not_found)?;
-        size = *fsize;
-        name = format!("{name}.{fname}");
-        shape = fshape.clone();
-    }
-    if size == 0 || size > MAX_VALUE_BYTES {
-        return Err(format!(
-            "{path} is {size} bytes; otdrift captures 1 to {MAX_VALUE_BYTES}"
-        ));
-    }
-    Ok(Planned {
-        name,
-        spec: ReadSpec {
-            group: base.group,
-            offset: base.offset.checked_add(offset).ok_or_else(not_found)?,
-            length: size,
-        },
-        shape,
-    })
 }
 
 /// The `_AppInfo` field named `name` (ignoring case), decoded.

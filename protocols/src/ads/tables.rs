@@ -26,8 +26,9 @@ pub(crate) const MAX_TABLE_BYTES: u32 = 64 * 1024 * 1024;
 /// The most entries a table may declare.
 pub(crate) const MAX_ENTRIES: u32 = 1_000_000;
 /// Nesting of data-type sub-entries accepted (structures of structures are separate
-/// entries; sub-entries themselves do not nest in TwinCAT's format).
-const MAX_SUBITEM_DEPTH: usize = 4;
+/// entries; sub-entries themselves do not nest in TwinCAT's format). Deeper nesting is a
+/// bound, so a hostile table cannot recurse the parser off its stack.
+pub(crate) const MAX_SUBITEM_DEPTH: usize = 4;
 /// The most array dimensions a type may declare.
 const MAX_ARRAY_DIMS: u16 = 16;
 /// The most fields a structure may declare.
@@ -36,6 +37,11 @@ const MAX_FIELDS: u16 = 8192;
 const SYMBOL_FIXED: usize = 30 + 3;
 /// Smallest data-type entry: the 42-byte fixed part plus three terminators.
 const DATATYPE_FIXED: usize = 42 + 3;
+/// Upload info 2 (0xF00F) answers at least the six counters of `AdsSymbolUploadInfo2` (24
+/// bytes; TwinCAT 3 adds more, up to 64).
+const UPLOAD_INFO2_MIN: usize = 24;
+/// The legacy upload info (0xF00C): symbol count and table size.
+const UPLOAD_INFO_LEGACY: usize = 8;
 
 /// Symbol flag: the variable is PERSISTENT (kept across restarts): a good hint for
 /// "which symbols are setpoints?".
@@ -52,15 +58,28 @@ pub(crate) struct UploadInfo {
 
 impl UploadInfo {
     /// Parses an upload info 2 answer (0xF00F: 24 bytes on older runtimes, 64 on TwinCAT 3)
-    /// or a legacy 0xF00C answer (8 bytes).
-    pub(crate) fn parse(bytes: &[u8]) -> Result<UploadInfo, String> {
-        let mut c = Cursor::new(bytes);
-        let symbols = c.u32("symbol count")?;
-        let symbol_bytes = c.u32("symbol table size")?;
-        let datatypes = if bytes.len() >= 16 {
-            Some((c.u32("data-type count")?, c.u32("data-type table size")?))
+    /// or, with `legacy`, a 0xF00C answer (8 bytes). Counts that cannot fit the announced
+    /// sizes are malformed; tables beyond this collector's limits are a bound.
+    pub(crate) fn parse(bytes: &[u8], legacy: bool) -> Result<UploadInfo, TableError> {
+        let need = if legacy {
+            UPLOAD_INFO_LEGACY
         } else {
+            UPLOAD_INFO2_MIN
+        };
+        if bytes.len() < need {
+            return Err(TableError::Malformed(format!(
+                "{} bytes; this upload info answers at least {need}",
+                bytes.len()
+            )));
+        }
+        let mut c = Cursor::new(bytes);
+        let mut field = |what: &str| c.u32(what).map_err(TableError::Malformed);
+        let symbols = field("symbol count")?;
+        let symbol_bytes = field("symbol table size")?;
+        let datatypes = if legacy {
             None
+        } else {
+            Some((field("data-type count")?, field("data-type table size")?))
         };
         let info = UploadInfo {
             symbols,
@@ -71,19 +90,19 @@ impl UploadInfo {
         Ok(info)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), TableError> {
         let tables = std::iter::once(("symbol", self.symbols, self.symbol_bytes))
             .chain(self.datatypes.map(|(n, b)| ("data-type", n, b)));
         for (what, count, bytes) in tables {
             if bytes > MAX_TABLE_BYTES {
-                return Err(format!(
+                return Err(TableError::Bound(format!(
                     "announces a {what} table of {bytes} bytes; this collector reads at most {MAX_TABLE_BYTES}"
-                ));
+                )));
             }
             if count > MAX_ENTRIES {
-                return Err(format!(
+                return Err(TableError::Bound(format!(
                     "announces {count} {what} entries; this collector accepts at most {MAX_ENTRIES}"
-                ));
+                )));
             }
             let smallest = if what == "symbol" {
                 SYMBOL_FIXED
@@ -91,9 +110,9 @@ impl UploadInfo {
                 DATATYPE_FIXED
             };
             if u64::from(count) * smallest as u64 > u64::from(bytes) {
-                return Err(format!(
+                return Err(TableError::Malformed(format!(
                     "announces {count} {what} entries in {bytes} bytes, too few for that many"
-                ));
+                )));
             }
         }
         Ok(())
@@ -227,13 +246,66 @@ pub(crate) fn parse_symbol_entry(bytes: &[u8]) -> Result<(Symbol, usize), String
     ))
 }
 
-/// Why a table could not be taken.
+/// Why a table (or the upload info) could not be taken.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum TableError {
-    /// The bytes do not follow the format (a malformed answer).
+    /// The bytes do not follow the format, or contradict themselves (a malformed answer).
     Malformed(String),
-    /// Well-formed entries that carry no information (empty names): a placeholder answer.
+    /// Well-formed entries that carry no information (every name empty): a device that
+    /// answers the upload with placeholders, which is how it says it has no table to give.
     Placeholder(String),
+    /// Beyond this collector's limits (sizes, counts, nesting).
+    Bound(String),
+}
+
+/// What a parse of one entry can say: malformed, or beyond a bound.
+enum EntryError {
+    Malformed(String),
+    Bound(String),
+}
+
+impl EntryError {
+    fn at(self, index: usize, what: &str) -> TableError {
+        match self {
+            EntryError::Malformed(e) => {
+                TableError::Malformed(format!("{what} entry #{index}: {e}"))
+            }
+            EntryError::Bound(e) => TableError::Bound(format!("{what} entry #{index}: {e}")),
+        }
+    }
+
+    fn within(self, context: String) -> EntryError {
+        match self {
+            EntryError::Malformed(e) => EntryError::Malformed(format!("{context}: {e}")),
+            EntryError::Bound(e) => EntryError::Bound(format!("{context}: {e}")),
+        }
+    }
+}
+
+impl From<String> for EntryError {
+    fn from(e: String) -> Self {
+        EntryError::Malformed(e)
+    }
+}
+
+impl From<&str> for EntryError {
+    fn from(e: &str) -> Self {
+        EntryError::Malformed(e.to_owned())
+    }
+}
+
+/// A table answered with entries whose names are all empty is a placeholder; one with some
+/// named and some nameless entries contradicts itself.
+fn nameless(named: usize, first_nameless: Option<usize>, what: &str) -> Result<(), TableError> {
+    match first_nameless {
+        None => Ok(()),
+        Some(_) if named == 0 => Err(TableError::Placeholder(format!(
+            "every {what} entry has an empty name"
+        ))),
+        Some(index) => Err(TableError::Malformed(format!(
+            "{what} entry #{index} has an empty name among {named} named entries"
+        ))),
+    }
 }
 
 /// Parses the symbol table; `expected` is the count from the upload info.
@@ -242,15 +314,13 @@ pub(crate) fn parse_symbols(bytes: &[u8], expected: u32) -> Result<Vec<Symbol>, 
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut rest = bytes;
     let mut index = 0usize;
+    let mut first_nameless = None;
     while !rest.is_empty() {
         let (symbol, len) = parse_symbol_entry(rest)
             .map_err(|e| TableError::Malformed(format!("symbol entry #{index}: {e}")))?;
         if symbol.name.is_empty() {
-            return Err(TableError::Placeholder(format!(
-                "symbol entry #{index} has an empty name"
-            )));
-        }
-        if let Some(first) = seen.insert(symbol.name.to_ascii_lowercase(), index) {
+            first_nameless.get_or_insert(index);
+        } else if let Some(first) = seen.insert(symbol.name.to_ascii_lowercase(), index) {
             return Err(TableError::Malformed(format!(
                 "symbol {:?} is listed twice (entries #{first} and #{index})",
                 symbol.name
@@ -260,7 +330,7 @@ pub(crate) fn parse_symbols(bytes: &[u8], expected: u32) -> Result<Vec<Symbol>, 
         rest = rest.get(len..).unwrap_or_default();
         index += 1;
         if index > MAX_ENTRIES as usize {
-            return Err(TableError::Malformed(format!(
+            return Err(TableError::Bound(format!(
                 "more than {MAX_ENTRIES} symbol entries"
             )));
         }
@@ -271,24 +341,25 @@ pub(crate) fn parse_symbols(bytes: &[u8], expected: u32) -> Result<Vec<Symbol>, 
             out.len()
         )));
     }
+    nameless(seen.len(), first_nameless, "symbol")?;
     Ok(out)
 }
 
 /// Parses one data-type entry; returns it, its raw `offs` field (a field's place in its
 /// structure) and the entry's declared length.
-fn parse_datatype_entry(bytes: &[u8], depth: usize) -> Result<(DataType, u32, usize), String> {
+fn parse_datatype_entry(bytes: &[u8], depth: usize) -> Result<(DataType, u32, usize), EntryError> {
     let mut head = Cursor::new(bytes);
     let entry_len = head.u32("data-type entry length")? as usize;
     if entry_len < DATATYPE_FIXED {
-        return Err(format!(
+        return Err(EntryError::Malformed(format!(
             "data-type entry length {entry_len} is below the {DATATYPE_FIXED}-byte minimum"
-        ));
+        )));
     }
     if entry_len > bytes.len() {
-        return Err(format!(
+        return Err(EntryError::Malformed(format!(
             "data-type entry length {entry_len} runs past the {} bytes left",
             bytes.len()
-        ));
+        )));
     }
     let entry = bytes
         .get(..entry_len)
@@ -313,17 +384,19 @@ fn parse_datatype_entry(bytes: &[u8], depth: usize) -> Result<(DataType, u32, us
         + usize::from(comment_len)
         + 8 * usize::from(dims);
     if declared > entry_len {
-        return Err(format!(
+        return Err(EntryError::Malformed(format!(
             "data-type entry of {entry_len} bytes declares {declared} bytes of names and array bounds"
-        ));
+        )));
     }
     if dims > MAX_ARRAY_DIMS {
-        return Err(format!(
+        return Err(EntryError::Bound(format!(
             "{dims} array dimensions (at most {MAX_ARRAY_DIMS})"
-        ));
+        )));
     }
     if sub_items > MAX_FIELDS {
-        return Err(format!("{sub_items} fields (at most {MAX_FIELDS})"));
+        return Err(EntryError::Bound(format!(
+            "{sub_items} fields (at most {MAX_FIELDS})"
+        )));
     }
     let name = terminated(&mut c, name_len, "data-type name")?;
     let type_name = terminated(&mut c, type_len, "data-type type")?;
@@ -336,12 +409,14 @@ fn parse_datatype_entry(bytes: &[u8], depth: usize) -> Result<(DataType, u32, us
     }
     let mut fields = Vec::with_capacity(usize::from(sub_items));
     if sub_items > 0 && depth >= MAX_SUBITEM_DEPTH {
-        return Err(format!("sub-items nested deeper than {MAX_SUBITEM_DEPTH}"));
+        return Err(EntryError::Bound(format!(
+            "{name:?} has sub-items nested deeper than {MAX_SUBITEM_DEPTH} levels"
+        )));
     }
     for i in 0..sub_items {
         let rest = entry.get(c.position()..).unwrap_or_default();
         let (field, field_offset, len) = parse_datatype_entry(rest, depth + 1)
-            .map_err(|e| format!("field #{i} of {name:?}: {e}"))?;
+            .map_err(|e| e.within(format!("field #{i} of {name:?}")))?;
         c.take(len, "field")?;
         fields.push(Field {
             name: field.name,
@@ -373,19 +448,20 @@ pub(crate) fn parse_datatypes(bytes: &[u8], expected: u32) -> Result<Vec<DataTyp
     let mut out = Vec::with_capacity((expected as usize).min(bytes.len() / DATATYPE_FIXED + 1));
     let mut rest = bytes;
     let mut index = 0usize;
+    let mut first_nameless = None;
+    let mut named = 0usize;
     while !rest.is_empty() {
-        let (dt, _, len) = parse_datatype_entry(rest, 0)
-            .map_err(|e| TableError::Malformed(format!("data-type entry #{index}: {e}")))?;
+        let (dt, _, len) = parse_datatype_entry(rest, 0).map_err(|e| e.at(index, "data-type"))?;
         if dt.name.is_empty() {
-            return Err(TableError::Placeholder(format!(
-                "data-type entry #{index} has an empty name"
-            )));
+            first_nameless.get_or_insert(index);
+        } else {
+            named += 1;
         }
         out.push(dt);
         rest = rest.get(len..).unwrap_or_default();
         index += 1;
         if index > MAX_ENTRIES as usize {
-            return Err(TableError::Malformed(format!(
+            return Err(TableError::Bound(format!(
                 "more than {MAX_ENTRIES} data-type entries"
             )));
         }
@@ -396,6 +472,7 @@ pub(crate) fn parse_datatypes(bytes: &[u8], expected: u32) -> Result<Vec<DataTyp
             out.len()
         )));
     }
+    nameless(named, first_nameless, "data-type")?;
     Ok(out)
 }
 
@@ -476,27 +553,108 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn upload_info_is_bounded() {
+    fn upload_info_is_checked_and_bounded() {
         let mut info = Vec::new();
-        for v in [2u32, 100, 1, 50] {
+        for v in [2u32, 100, 1, 50, 0, 0] {
             info.extend_from_slice(&v.to_le_bytes());
         }
         assert_eq!(
-            UploadInfo::parse(&info),
+            UploadInfo::parse(&info, false),
             Ok(UploadInfo {
                 symbols: 2,
                 symbol_bytes: 100,
                 datatypes: Some((1, 50))
             })
         );
-        assert_eq!(UploadInfo::parse(&info[..8]).map(|i| i.datatypes), Ok(None));
-        assert!(UploadInfo::parse(&info[..6]).is_err());
+        assert_eq!(
+            UploadInfo::parse(&info[..8], true).map(|i| i.datatypes),
+            Ok(None)
+        );
+        // Too short for the service that was asked.
+        assert!(matches!(
+            UploadInfo::parse(&info[..16], false),
+            Err(TableError::Malformed(_))
+        ));
+        assert!(matches!(
+            UploadInfo::parse(&info[..6], true),
+            Err(TableError::Malformed(_))
+        ));
+        // A table beyond the collector's limit is a bound; counts that cannot fit are
+        // malformed.
         let mut huge = info.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(UploadInfo::parse(&huge).is_err());
+        assert!(matches!(
+            UploadInfo::parse(&huge, false),
+            Err(TableError::Bound(_))
+        ));
         let mut crowded = info;
         crowded[0..4].copy_from_slice(&1000u32.to_le_bytes());
-        assert!(UploadInfo::parse(&crowded).is_err());
+        assert!(matches!(
+            UploadInfo::parse(&crowded, false),
+            Err(TableError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_table_of_only_nameless_entries_is_a_placeholder_a_mixed_one_malformed() {
+        let mut empty = symbol_entry("", "", 0, 0, 0);
+        empty.extend(symbol_entry("", "", 0, 0, 0));
+        assert!(matches!(
+            parse_symbols(&empty, 2),
+            Err(TableError::Placeholder(_))
+        ));
+        let mut mixed = symbol_entry("GVL.a", "REAL", 0x4040, 0, 4);
+        mixed.extend(symbol_entry("", "", 0, 0, 0));
+        assert!(
+            matches!(parse_symbols(&mixed, 2), Err(TableError::Malformed(e)) if e.contains("#1"))
+        );
+        // The count is checked first: a placeholder that does not add up is malformed.
+        assert!(matches!(
+            parse_symbols(&empty, 3),
+            Err(TableError::Malformed(_))
+        ));
+    }
+
+    /// A data-type entry whose one sub-item nests `levels` more sub-items inside it.
+    pub(crate) fn nested_datatype(name: &str, levels: usize) -> Vec<u8> {
+        let inner = if levels == 0 {
+            Vec::new()
+        } else {
+            nested_datatype("Inner", levels - 1)
+        };
+        let mut e = Vec::new();
+        for v in [1u32, 0, 0, 1, 0, 17, 1] {
+            e.extend_from_slice(&v.to_le_bytes());
+        }
+        let type_name = if levels == 0 { "BYTE" } else { "" };
+        for v in [name.len(), type_name.len(), 0, 0, usize::from(levels > 0)] {
+            e.extend_from_slice(&(v as u16).to_le_bytes());
+        }
+        e.extend_from_slice(name.as_bytes());
+        e.push(0);
+        e.extend_from_slice(type_name.as_bytes());
+        e.push(0);
+        e.push(0);
+        e.extend(inner);
+        let mut entry = ((e.len() + 4) as u32).to_le_bytes().to_vec();
+        entry.extend(e);
+        entry
+    }
+
+    #[test]
+    fn sub_items_nested_beyond_the_bound_are_a_bound_not_a_stack_overflow() {
+        let fine = nested_datatype("ST_Ok", MAX_SUBITEM_DEPTH);
+        assert!(parse_datatypes(&fine, 1).is_ok());
+        let deep = nested_datatype("ST_Deep", MAX_SUBITEM_DEPTH + 1);
+        assert!(
+            matches!(parse_datatypes(&deep, 1), Err(TableError::Bound(e)) if e.contains("nested deeper")),
+        );
+        // Far deeper than any stack would allow if the parser did not stop.
+        let absurd = nested_datatype("ST_Absurd", 1_000);
+        assert!(matches!(
+            parse_datatypes(&absurd, 1),
+            Err(TableError::Bound(_))
+        ));
     }
 
     #[test]

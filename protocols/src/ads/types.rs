@@ -17,16 +17,59 @@
 //! | enumerations, aliases | the underlying type |
 //! | anything else (pointers, interfaces, unknown names) | `Bytes` |
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use otdrift_core::Value;
 
 use super::tables::{DataType, windows_1252};
 
-/// How deep type references are followed (a hostile table could make them circular).
-const MAX_DEPTH: usize = 16;
+/// How deep a value's type nests (fields, array elements, aliases) before the collector
+/// stops following it.
+pub(crate) const MAX_DEPTH: usize = 16;
 /// The most elements an array may have.
 const MAX_ELEMENTS: u64 = 1_000_000;
+/// The most dimensions an array may have (as the data-type table's own limit).
+const MAX_ARRAY_DIMS: usize = 16;
+/// The most structure fields one value may expand to (fields of fields included): a table
+/// of structures of many structures could otherwise multiply into millions.
+pub(crate) const MAX_FIELDS_PER_VALUE: usize = 65_536;
+
+/// Why a value's shape could not be worked out from the data-type table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ShapeError {
+    /// A type contains itself, directly or through others: the table contradicts itself (such
+    /// a value would have no end).
+    Cycle(String),
+    /// Nesting deeper than [`MAX_DEPTH`], or more than [`MAX_FIELDS_PER_VALUE`] fields: a
+    /// bound.
+    Bound(String),
+}
+
+/// `POINTER TO x` and `REFERENCE TO x` hold an address, not an `x`: they are leaves, never
+/// followed (a structure may well point to its own type, as a linked list does).
+fn is_indirection(name: &str) -> bool {
+    let name = name.trim_start();
+    ["POINTER TO ", "REFERENCE TO "].iter().any(|prefix| {
+        name.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    })
+}
+
+/// Where a walk through the types is: the table entries it is inside (for cycles) and how
+/// many fields it has expanded.
+#[derive(Default)]
+struct Walk {
+    inside: Vec<String>,
+    fields: usize,
+}
+
+impl Walk {
+    fn chain(&self, last: &str) -> String {
+        let mut names: Vec<&str> = self.inside.iter().map(String::as_str).collect();
+        names.push(last);
+        names.join(" -> ")
+    }
+}
 
 /// ADS base types (`ADST_*`).
 mod base {
@@ -152,40 +195,70 @@ pub(crate) struct Types<'a> {
 
 impl Types<'_> {
     /// The shape of a value of type `name` that occupies `size` bytes and has ADS base type
-    /// `base`.
-    pub(crate) fn shape(&self, name: &str, size: u32, base: u32) -> Shape {
-        self.shape_at(name, size, base, 0)
+    /// `base`. Never loops and never recurses deeper than [`MAX_DEPTH`]: a type that contains
+    /// itself is a [`ShapeError::Cycle`], deeper nesting a [`ShapeError::Bound`].
+    pub(crate) fn shape(&self, name: &str, size: u32, base: u32) -> Result<Shape, ShapeError> {
+        self.shape_at(name, size, base, 0, &mut Walk::default())
     }
 
-    fn shape_at(&self, name: &str, size: u32, base: u32, depth: usize) -> Shape {
-        if depth > MAX_DEPTH {
-            return Shape::Bytes;
-        }
+    fn shape_at(
+        &self,
+        name: &str,
+        size: u32,
+        base: u32,
+        depth: usize,
+        walk: &mut Walk,
+    ) -> Result<Shape, ShapeError> {
         let name = name.trim();
+        if depth > MAX_DEPTH {
+            return Err(ShapeError::Bound(format!(
+                "type {} nests more than {MAX_DEPTH} levels deep",
+                walk.chain(name)
+            )));
+        }
+        if is_indirection(name) {
+            return Ok(by_base(base, size));
+        }
         let upper = name.to_ascii_uppercase();
-        if let Some(dt) = self.table.get(&name.to_ascii_lowercase()) {
-            return self.table_shape(dt, depth);
+        let key = name.to_ascii_lowercase();
+        if let Some(dt) = self.table.get(&key) {
+            if walk.inside.contains(&key) {
+                return Err(ShapeError::Cycle(format!(
+                    "data type {} contains itself ({})",
+                    dt.name,
+                    walk.chain(&key)
+                )));
+            }
+            walk.inside.push(key);
+            let shape = self.table_shape(dt, depth, walk);
+            walk.inside.pop();
+            return shape;
         }
         if let Some(prim) = Prim::by_name(&upper) {
-            return if prim.size() == size {
+            return Ok(if prim.size() == size {
                 Shape::Prim(prim)
             } else {
                 Shape::Bytes
-            };
+            });
         }
         if upper.starts_with("STRING") {
-            return Shape::Str { wide: false };
+            return Ok(Shape::Str { wide: false });
         }
         if upper.starts_with("WSTRING") {
-            return Shape::Str { wide: true };
+            return Ok(Shape::Str { wide: true });
         }
         if let Some((dims, elem)) = parse_array(name) {
-            return self.array(dims, elem, size, base, depth);
+            return self.array(dims, elem, size, base, depth, walk);
         }
-        by_base(base, size)
+        Ok(by_base(base, size))
     }
 
-    fn table_shape(&self, dt: &DataType, depth: usize) -> Shape {
+    fn table_shape(
+        &self,
+        dt: &DataType,
+        depth: usize,
+        walk: &mut Walk,
+    ) -> Result<Shape, ShapeError> {
         if !dt.array.is_empty() {
             return self.array(
                 dt.array.clone(),
@@ -193,6 +266,7 @@ impl Types<'_> {
                 dt.size,
                 dt.base_type,
                 depth,
+                walk,
             );
         }
         if !dt.fields.is_empty() {
@@ -201,31 +275,40 @@ impl Types<'_> {
                 let Some(offset) = f.offset else { continue };
                 let end = u64::from(offset) + u64::from(f.size);
                 if end > u64::from(dt.size) {
-                    // A field outside its structure: the table is inconsistent; show bytes.
-                    return Shape::Bytes;
+                    // A field beyond its structure's end: bit fields (whose offsets and
+                    // sizes TwinCAT gives in bits) look like this, so the value is kept
+                    // as the bytes it is rather than guessed at.
+                    return Ok(Shape::Bytes);
+                }
+                walk.fields += 1;
+                if walk.fields > MAX_FIELDS_PER_VALUE {
+                    return Err(ShapeError::Bound(format!(
+                        "a value of type {} expands to more than {MAX_FIELDS_PER_VALUE} fields",
+                        walk.inside.first().map_or(dt.name.as_str(), String::as_str)
+                    )));
                 }
                 let shape = if f.array.is_empty() {
-                    self.shape_at(&f.type_name, f.size, f.base_type, depth + 1)
+                    self.shape_at(&f.type_name, f.size, f.base_type, depth + 1, walk)?
                 } else {
                     let elem = parse_array(&f.type_name)
                         .map(|(_, e)| e)
                         .unwrap_or_else(|| f.type_name.clone());
-                    self.array(f.array.clone(), elem, f.size, f.base_type, depth + 1)
+                    self.array(f.array.clone(), elem, f.size, f.base_type, depth + 1, walk)?
                 };
                 fields.push((f.name.clone(), offset, f.size, shape));
             }
-            return Shape::Struct(fields);
+            return Ok(Shape::Struct(fields));
         }
         if !dt.type_name.is_empty() && !dt.type_name.eq_ignore_ascii_case(&dt.name) {
             // An alias or an enumeration: the underlying type.
-            return self.shape_at(&dt.type_name, dt.size, dt.base_type, depth + 1);
+            return self.shape_at(&dt.type_name, dt.size, dt.base_type, depth + 1, walk);
         }
         if let Some(prim) = Prim::by_name(&dt.name.to_ascii_uppercase())
             && prim.size() == dt.size
         {
-            return Shape::Prim(prim);
+            return Ok(Shape::Prim(prim));
         }
-        by_base(dt.base_type, dt.size)
+        Ok(by_base(dt.base_type, dt.size))
     }
 
     fn array(
@@ -235,29 +318,148 @@ impl Types<'_> {
         size: u32,
         base: u32,
         depth: usize,
-    ) -> Shape {
+        walk: &mut Walk,
+    ) -> Result<Shape, ShapeError> {
         let total = dims
             .iter()
             .try_fold(1u64, |acc, &(_, n)| acc.checked_mul(u64::from(n)));
+        if dims.len() > MAX_ARRAY_DIMS {
+            return Err(ShapeError::Bound(format!(
+                "an array of {elem_name} with {} dimensions (at most {MAX_ARRAY_DIMS})",
+                dims.len()
+            )));
+        }
         let Some(total) = total.filter(|&t| t > 0 && t <= MAX_ELEMENTS) else {
-            return Shape::Bytes;
+            return Ok(Shape::Bytes);
         };
         if u64::from(size) % total != 0 {
-            return Shape::Bytes;
+            return Ok(Shape::Bytes);
         }
         let Ok(elem_size) = u32::try_from(u64::from(size) / total) else {
-            return Shape::Bytes;
+            return Ok(Shape::Bytes);
         };
         if elem_size == 0 {
-            return Shape::Bytes;
+            return Ok(Shape::Bytes);
         }
-        let elem = self.shape_at(&elem_name, elem_size, base, depth + 1);
-        Shape::Array {
+        let elem = self.shape_at(&elem_name, elem_size, base, depth + 1, walk)?;
+        Ok(Shape::Array {
             dims,
             elem: Box::new(elem),
             elem_size,
+        })
+    }
+}
+
+/// The table entry a type name leads to, the way [`Types::shape`] follows it: the name
+/// itself when the table lists it, else the element type of an `ARRAY [..] OF` name;
+/// pointers and references lead nowhere.
+fn referenced<'t>(table: &'t BTreeMap<String, DataType>, name: &str) -> Option<&'t str> {
+    let mut name = name.trim();
+    // Each step drops at least `ARRAY [..] OF`, so this ends within the name's length.
+    loop {
+        if is_indirection(name) {
+            return None;
+        }
+        if let Some((key, _)) = table.get_key_value(&name.to_ascii_lowercase()) {
+            return Some(key.as_str());
+        }
+        let (_, elem) = parse_array(name)?;
+        let rest = name.len().saturating_sub(elem.len());
+        name = name.get(rest..)?.trim();
+    }
+}
+
+/// The entries one entry refers to: its fields' types, its element type, or the type it
+/// aliases.
+fn references<'t>(table: &'t BTreeMap<String, DataType>, dt: &DataType) -> Vec<&'t str> {
+    let mut out = Vec::new();
+    if !dt.array.is_empty() {
+        out.extend(referenced(table, &dt.type_name));
+    } else if !dt.fields.is_empty() {
+        // An array field's type is `ARRAY [..] OF T`, which `referenced` follows to `T`.
+        for f in &dt.fields {
+            out.extend(referenced(table, &f.type_name));
+        }
+    } else if !dt.type_name.is_empty() && !dt.type_name.eq_ignore_ascii_case(&dt.name) {
+        out.extend(referenced(table, &dt.type_name));
+    }
+    out
+}
+
+/// Checks a whole data-type table for types that contain themselves (directly, or through
+/// other types). Such a table contradicts itself: a structure cannot contain itself, and
+/// anything that followed it would never end. Iterative, so even a chain of a million types
+/// cannot exhaust the stack; each entry and reference is visited once.
+pub(crate) fn check_table(table: &BTreeMap<String, DataType>) -> Result<(), String> {
+    let index: HashMap<&str, usize> = table
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let entries: Vec<&DataType> = table.values().collect();
+    let edges: Vec<Vec<usize>> = entries
+        .iter()
+        .map(|dt| {
+            references(table, dt)
+                .into_iter()
+                .filter_map(|k| index.get(k).copied())
+                .collect()
+        })
+        .collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    let mut marks = vec![Mark::New; entries.len()];
+    for root in 0..entries.len() {
+        if marks.get(root) != Some(&Mark::New) {
+            continue;
+        }
+        // (entry, next reference to follow)
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        if let Some(m) = marks.get_mut(root) {
+            *m = Mark::Open;
+        }
+        while let Some(top) = path.last_mut() {
+            let (node, edge) = *top;
+            top.1 += 1;
+            let target = edges.get(node).and_then(|e| e.get(edge)).copied();
+            let Some(target) = target else {
+                if let Some(m) = marks.get_mut(node) {
+                    *m = Mark::Done;
+                }
+                path.pop();
+                continue;
+            };
+            match marks.get(target) {
+                Some(Mark::New) => {
+                    if let Some(m) = marks.get_mut(target) {
+                        *m = Mark::Open;
+                    }
+                    path.push((target, 0));
+                }
+                Some(Mark::Open) => {
+                    let from = path.iter().position(|&(n, _)| n == target).unwrap_or(0);
+                    let mut names: Vec<&str> = path
+                        .get(from..)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|&(n, _)| entries.get(n).map(|dt| dt.name.as_str()))
+                        .collect();
+                    let first = entries.get(target).map_or("?", |dt| dt.name.as_str());
+                    names.push(first);
+                    return Err(format!(
+                        "data type {first} contains itself ({})",
+                        names.join(" -> ")
+                    ));
+                }
+                _ => {}
+            }
         }
     }
+    Ok(())
 }
 
 fn by_base(base: u32, size: u32) -> Shape {
@@ -456,7 +658,7 @@ mod tests {
         let table = BTreeMap::new();
         let t = Types { table: &table };
         let d = |name: &str, size: u32, base: u32, bytes: &[u8]| {
-            decode(&t.shape(name, size, base), bytes).into_value()
+            decode(&t.shape(name, size, base).expect("shape"), bytes).into_value()
         };
         assert_eq!(d("REAL", 4, 4, &72.5f32.to_le_bytes()), Value::F32(72.5));
         assert_eq!(d("INT", 2, 2, &(-3i16).to_le_bytes()), Value::Int(-3));
@@ -552,7 +754,8 @@ mod tests {
         bytes.extend_from_slice(&1i16.to_le_bytes());
         bytes.extend_from_slice(&[0, 0]);
         let mut flat = Vec::new();
-        decode(&t.shape("ST_Recipe", 8, 65), &bytes).flatten("GVL.r".into(), &mut flat);
+        decode(&t.shape("ST_Recipe", 8, 65).expect("shape"), &bytes)
+            .flatten("GVL.r".into(), &mut flat);
         assert_eq!(
             flat,
             vec![
@@ -560,7 +763,120 @@ mod tests {
                 ("GVL.r.Mode".to_owned(), Value::Int(1)),
             ]
         );
-        assert_eq!(t.shape("T_Loop", 4, 65), Shape::Bytes);
+        assert!(
+            matches!(t.shape("T_Loop", 4, 65), Err(ShapeError::Cycle(e)) if e.contains("T_Loop")),
+        );
+        assert!(check_table(&table).is_err_and(|e| e.contains("T_Loop")));
+    }
+
+    fn alias(name: &str, target: &str, size: u32) -> DataType {
+        DataType {
+            name: name.into(),
+            size,
+            base_type: 4,
+            flags: 1,
+            type_name: target.into(),
+            array: vec![],
+            fields: vec![],
+        }
+    }
+
+    fn structure(name: &str, fields: &[(&str, &str)]) -> DataType {
+        DataType {
+            name: name.into(),
+            size: 8,
+            base_type: 65,
+            flags: 1,
+            type_name: String::new(),
+            array: vec![],
+            fields: fields
+                .iter()
+                .map(|(f, ty)| Field {
+                    name: (*f).into(),
+                    type_name: (*ty).into(),
+                    offset: Some(0),
+                    size: 8,
+                    base_type: 65,
+                    array: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn table_of(types: Vec<DataType>) -> BTreeMap<String, DataType> {
+        types
+            .into_iter()
+            .map(|dt| (dt.name.to_ascii_lowercase(), dt))
+            .collect()
+    }
+
+    #[test]
+    fn a_type_containing_itself_is_a_cycle_a_pointer_to_itself_is_not() {
+        // Directly: a structure whose field is the structure.
+        let direct = table_of(vec![structure("ST_Loop", &[("Next", "ST_Loop")])]);
+        assert!(check_table(&direct).is_err_and(|e| e.contains("ST_Loop -> ST_Loop")));
+        let t = Types { table: &direct };
+        assert!(matches!(
+            t.shape("ST_Loop", 8, 65),
+            Err(ShapeError::Cycle(_))
+        ));
+        // Through others, and through an array of itself.
+        let indirect = table_of(vec![
+            structure("ST_A", &[("b", "ST_B")]),
+            structure("ST_B", &[("c", "ARRAY [1..2] OF ST_C")]),
+            structure("ST_C", &[("a", "ST_A")]),
+        ]);
+        assert!(check_table(&indirect).is_err_and(|e| e.contains("ST_A -> ST_B -> ST_C -> ST_A")));
+        // A linked list points to its own type: that is an address, not containment.
+        let list = table_of(vec![structure(
+            "ST_Node",
+            &[
+                ("pNext", "POINTER TO ST_Node"),
+                ("rSelf", "REFERENCE TO ST_Node"),
+            ],
+        )]);
+        assert_eq!(check_table(&list), Ok(()));
+        assert!(Types { table: &list }.shape("ST_Node", 8, 65).is_ok());
+        // A base type listed under its own name is not an alias of itself.
+        let base = table_of(vec![alias("REAL", "REAL", 4)]);
+        assert_eq!(check_table(&base), Ok(()));
+    }
+
+    #[test]
+    fn nesting_beyond_the_bound_is_a_bound_and_a_long_chain_is_no_stack_overflow() {
+        // A chain of aliases one deeper than followed.
+        let chain: Vec<DataType> = (0..=MAX_DEPTH + 1)
+            .map(|i| {
+                let target = if i == MAX_DEPTH + 1 {
+                    "REAL".to_owned()
+                } else {
+                    format!("T_{}", i + 1)
+                };
+                alias(&format!("T_{i}"), &target, 4)
+            })
+            .collect();
+        let table = table_of(chain);
+        assert_eq!(check_table(&table), Ok(()), "deep is not circular");
+        let t = Types { table: &table };
+        assert!(
+            matches!(t.shape("T_0", 4, 4), Err(ShapeError::Bound(e)) if e.contains("levels deep"))
+        );
+        assert_eq!(t.shape("T_2", 4, 4), Ok(Shape::Prim(Prim::F32)));
+        // A chain of 200 000 types closing on itself: found without recursion.
+        let n = 200_000usize;
+        let ring = table_of(
+            (0..n)
+                .map(|i| alias(&format!("R{i}"), &format!("R{}", (i + 1) % n), 4))
+                .collect(),
+        );
+        assert!(check_table(&ring).is_err());
+        // An array name with thousands of dimensions is refused, not recursed into.
+        let dims = vec!["0..0"; 5000].join(",");
+        let empty = BTreeMap::new();
+        assert!(matches!(
+            Types { table: &empty }.shape(&format!("ARRAY [{dims}] OF BYTE"), 1, 17),
+            Err(ShapeError::Bound(_))
+        ));
     }
 
     #[test]

@@ -430,10 +430,32 @@ pub(crate) fn error_text(code: u32) -> String {
     }
 }
 
-/// Return codes meaning "this device does not offer that", as opposed to a transient
-/// condition: a stable gap, recorded as a not-available item.
-pub(crate) fn is_not_offered(code: u32) -> bool {
-    matches!(code, 0x701..=0x704 | 0x710)
+/// ADS return codes the collector tells apart (Beckhoff "ADS Return Codes"); every other
+/// code is a refusal.
+pub(crate) mod code {
+    /// The device does not offer this service.
+    pub const SERVICE_NOT_SUPPORTED: u32 = 0x701;
+    /// The device does not serve this index group.
+    pub const INVALID_GROUP: u32 = 0x702;
+    /// Parameter size not correct: how some devices refuse a sum-read.
+    pub const INVALID_SIZE: u32 = 0x705;
+    /// The device is busy: the only code that is `ErrorKind::Busy`.
+    pub const BUSY: u32 = 0x708;
+    /// The device knows no symbol of that name.
+    pub const SYMBOL_NOT_FOUND: u32 = 0x710;
+}
+
+/// Whether `code` says the device does not offer a service at all (0x701, or 0x702 for an
+/// index group it does not serve), as opposed to refusing one particular request: the only
+/// answer that makes the symbol upload a stable capability gap.
+pub(crate) fn is_service_not_supported(code: u32) -> bool {
+    matches!(code, code::SERVICE_NOT_SUPPORTED | code::INVALID_GROUP)
+}
+
+/// Whether a refused sum-read means "use another sum-read service" (0x701-0x705): the
+/// collector then reads the same objects another way, which changes nothing in the digest.
+pub(crate) fn is_sum_read_refused(code: u32) -> bool {
+    matches!(code, code::SERVICE_NOT_SUPPORTED..=code::INVALID_SIZE)
 }
 
 #[cfg(test)]

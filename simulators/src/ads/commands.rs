@@ -3,7 +3,10 @@
 use serde_json::json;
 
 use super::Shared;
-use super::state::{ADS_STATES, AdsState, Quirk, SYM_FLAG_PERSISTENT, StateError, parse_ads_state};
+use super::state::{
+    ADS_STATES, AdsState, Quirk, RefusedSymbol, SERVICE_NOT_SUPPORTED, SYM_FLAG_PERSISTENT,
+    SYMBOL_NOT_FOUND, StateError, parse_ads_state,
+};
 use super::types;
 use crate::control::CommandError;
 
@@ -12,7 +15,8 @@ pub(crate) const HELP: &str = "commands: \
 set PATH VALUE ; get PATH ; info ; symbols [PREFIX] ; tick [N] ; \
 state RUN|STOP|CONFIG|... ; device name TEXT|version X.Y.Z ; \
 online-change add NAME TYPE [= VALUE] ; online-change remove NAME ; download ; restart ; \
-quirk [NAME on|off] ; log [clear] ; help";
+quirk [NAME on|off] ; quirk refuse-all on [CODE] ; quirk refuse-symbol on NAME [CODE] ; \
+log [clear] ; help";
 
 fn usage(text: &str) -> CommandError {
     CommandError::Usage(format!("usage: {text}"))
@@ -142,6 +146,66 @@ pub(crate) fn restart(state: &mut AdsState) {
     state.handles.clear();
     state.symbol_version = state.symbol_version.wrapping_add(1);
     state.ads_state = 5;
+}
+
+/// Parses an ADS error code: `0x710` or `1808`.
+fn parse_code(text: &str) -> Result<u32, CommandError> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    };
+    parsed
+        .filter(|&c| c != 0)
+        .ok_or_else(|| usage("an ADS error code, e.g. 0x701 or 1793 (not 0)"))
+}
+
+/// Refuses every read of symbol `name` with `code` (the `refuse-symbol` quirk).
+pub(crate) fn refuse_symbol(
+    state: &mut AdsState,
+    name: &str,
+    code: u32,
+) -> Result<(), CommandError> {
+    let Some(sym) = state
+        .symbols
+        .iter()
+        .find(|s| s.name.eq_ignore_ascii_case(name))
+    else {
+        return Err(CommandError::Usage(format!("no symbol {name}")));
+    };
+    state.quirks.refuse_symbol = Some(RefusedSymbol {
+        name: sym.name.clone(),
+        code,
+    });
+    Ok(())
+}
+
+/// `quirk NAME on [ARGS]` / `quirk NAME off`.
+fn switch_quirk(state: &mut AdsState, rest: &str) -> Result<(), CommandError> {
+    let (name, tail) = split_word(rest);
+    let quirk = Quirk::parse(name).ok_or_else(|| {
+        usage(&format!(
+            "quirk NAME on|off, NAME one of {}",
+            Quirk::ALL.map(Quirk::name).join(", ")
+        ))
+    })?;
+    let (switch, args) = split_word(tail);
+    let args: Vec<&str> = args.split_whitespace().collect();
+    match (quirk, switch, args.as_slice()) {
+        (_, "off", []) => state.quirks.set(quirk, false),
+        (Quirk::RefuseAll, "on", []) => state.quirks.refuse_all = Some(SERVICE_NOT_SUPPORTED),
+        (Quirk::RefuseAll, "on", [code]) => state.quirks.refuse_all = Some(parse_code(code)?),
+        (Quirk::RefuseSymbol, "on", [symbol]) => refuse_symbol(state, symbol, SYMBOL_NOT_FOUND)?,
+        (Quirk::RefuseSymbol, "on", [symbol, code]) => {
+            refuse_symbol(state, symbol, parse_code(code)?)?;
+        }
+        (Quirk::RefuseAll, ..) => return Err(usage("quirk refuse-all on [CODE] | off")),
+        (Quirk::RefuseSymbol, ..) => {
+            return Err(usage("quirk refuse-symbol on NAME [CODE] | off"));
+        }
+        (_, "on", []) => state.quirks.set(quirk, true),
+        _ => return Err(usage("quirk NAME on|off")),
+    }
+    Ok(())
 }
 
 fn state_error(e: StateError) -> CommandError {
@@ -294,19 +358,7 @@ pub(crate) fn execute(shared: &Shared, line: &str) -> Result<String, CommandErro
                     .collect();
                 return Ok(serde_json::Value::Object(flags).to_string());
             }
-            let (name, switch) = split_word(rest);
-            let quirk = Quirk::parse(name).ok_or_else(|| {
-                usage(&format!(
-                    "quirk NAME on|off, NAME one of {}",
-                    Quirk::ALL.map(Quirk::name).join(", ")
-                ))
-            })?;
-            let on = match switch {
-                "on" => true,
-                "off" => false,
-                _ => return Err(usage("quirk NAME on|off")),
-            };
-            state.quirks.set(quirk, on);
+            switch_quirk(&mut state, rest)?;
             Ok(String::new())
         }
         "log" => {

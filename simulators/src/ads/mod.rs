@@ -88,8 +88,10 @@
 //! tick = "sine"                    # optional runtime movement: "counter" (+1), "sine"
 //!                                  # (50 + 50·sin(2π·n/60)), "toggle" (BOOL)
 //!
-//! [quirks]                         # optional, all default false; same as `quirk` below
+//! [quirks]                         # optional, all default off; same as `quirk` below
 //! stall = false
+//! refuse_all = 0x701               # an ADS error code for every request
+//! refuse_symbol = { name = "GVL_Recipe.FillVolume", code = 0x710 }
 //! ```
 //!
 //! Without `--state` the simulator runs [`AdsState::demo`], a TwinCAT 3 bottle filler
@@ -115,6 +117,8 @@
 //! | `download` | a full download of the loaded project: its symbol table and `_AppInfo` again (same timestamp, its online change count), symbol version +1, PERSISTENT values kept, others initial |
 //! | `restart` | a runtime restart: symbol version +1, non-persistent values back to initial |
 //! | `quirk` / `quirk NAME on\|off` | lists / switches a quirk (below) |
+//! | `quirk refuse-all on [CODE]` | answers every request with ADS error CODE (default 0x701; `0x710`, `1808` both work) |
+//! | `quirk refuse-symbol on NAME [CODE]` | refuses every read of symbol NAME with CODE (default 0x710) |
 //! | `log` / `log clear` | `ok {"total", "writes", "by_command": {"2": 3, "9": 4}}` / resets the log |
 //! | `help` | one-line summary |
 //!
@@ -125,13 +129,21 @@
 //! | `stall` | accepts requests, never answers |
 //! | `drop-session` | closes the connection on the next request without answering, then switches itself off |
 //! | `no-device-info` | ReadDeviceInfo answers ADS error 0x701 |
+//! | `no-read-state` | ReadState answers ADS error 0x701 |
 //! | `no-upload` | upload info, symbol and data-type uploads answer 0x701 (0xF009 by name still works) |
+//! | `no-table-upload` | the symbol (0xF00B) and data-type (0xF00E) uploads answer 0x701 while the upload info still announces them |
 //! | `no-sum-read-ex` | 0xF083/0xF084 answer 0x702 (only the plain sum-read 0xF080) |
 //! | `no-sum` | every sum command answers 0x702 |
 //! | `sum-read-no-results` | sum-reads answer the data without the per-read result (and length) block |
+//! | `sum-read-sub-error` | inside sum-reads, every sub-read of PLC memory answers 0x70A (out of memory); the same reads alone work |
 //! | `symver-placeholder` | the symbol version always reads 0 |
 //! | `bad-symbol-entry` | the second symbol entry's name length runs past its entry |
+//! | `upload-info-mismatch` | the upload info (0xF00F, 0xF00C) announces one symbol more than the table holds |
+//! | `self-referencing-type` | the data-type table gains `ST_Loop`, a structure whose field `Next` is an `ST_Loop` (the upload info's counts and sizes include it) |
 //! | `legacy-upload-info` | upload info 2 (0xF00F) and the data-type upload answer 0x701; only the legacy upload info 0xF00C (symbol count and size) is answered |
+//! | `refuse-all` | every request answers an ADS error in its result field: 0x701 unless another code is given |
+//! | `busy` | every request answers ADS error 0x708 (device busy) |
+//! | `refuse-symbol` | every read of one symbol's memory (Read, sum-read sub-read, value by handle), its handle and its symbol info by name answer 0x710 (or the given code); the symbol table still lists it |
 
 mod commands;
 mod state;
@@ -154,8 +166,9 @@ use tokio::{
 };
 
 pub use self::state::{
-    APP_INFO_SYMBOL, AdsState, DEFAULT_MAX_CONNECTIONS, FILLER_DEMO_TOML, MEMORY_GROUP, Quirk,
-    Quirks, StateError,
+    APP_INFO_SYMBOL, AdsState, DEFAULT_MAX_CONNECTIONS, DEVICE_BUSY, FILLER_DEMO_TOML,
+    MEMORY_GROUP, Quirk, Quirks, RefusedSymbol, SERVICE_NOT_SUPPORTED, SYMBOL_NOT_FOUND,
+    StateError,
 };
 pub use self::wire::MAX_SUM_COMMANDS;
 pub use crate::control::CommandError;
@@ -363,6 +376,20 @@ impl AdsSimHandle {
         self.shared.lock_state().quirks.set(quirk, on);
     }
 
+    /// Answers every request with ADS error `code` from now on (`None`: serves again).
+    pub fn refuse_all(&self, code: Option<u32>) {
+        self.shared.lock_state().quirks.refuse_all = code;
+    }
+
+    /// Refuses every read of symbol `name` (its memory, a handle to it, its symbol info by
+    /// name) with ADS error `code`, while the symbol table still lists it.
+    ///
+    /// # Errors
+    /// If there is no such symbol.
+    pub fn refuse_symbol(&self, name: &str, code: u32) -> Result<(), CommandError> {
+        commands::refuse_symbol(&mut self.shared.lock_state(), name, code)
+    }
+
     /// A copy of the whole state.
     #[must_use]
     pub fn state(&self) -> AdsState {
@@ -435,6 +462,8 @@ fn ads_error_text(code: u32) -> String {
         0x703 => "invalid index offset",
         0x705 => "invalid size",
         0x706 => "invalid parameter",
+        0x708 => "device busy",
+        0x70A => "out of memory",
         0x710 => "symbol not found",
         _ => "error",
     };
@@ -607,6 +636,14 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
                 Action::Reply {
                     error: wire::err::TARGET_PORT_NOT_FOUND,
                     data: Vec::new(),
+                }
+            } else if let Some(code) = state.quirks.refusal() {
+                // Described on a copy, so that a refused request changes nothing.
+                let (d, _) = wire::handle(&mut state.clone(), header.command, data);
+                described = d;
+                Action::Reply {
+                    error: 0,
+                    data: code.to_le_bytes().to_vec(),
                 }
             } else {
                 let (d, action) = wire::handle(&mut state, header.command, data);

@@ -42,8 +42,9 @@ pub enum StateError {
     Invalid(String),
 }
 
-/// The behaviours that make the simulator act like particular real devices.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+/// The behaviours that make the simulator act like particular real devices, or like a
+/// device answering in ways a collector must not take as state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Quirks {
     /// Accept requests, never answer.
@@ -52,21 +53,64 @@ pub struct Quirks {
     pub drop_session: bool,
     /// Refuse ReadDeviceInfo (ADS error 0x701).
     pub no_device_info: bool,
-    /// Refuse the upload info and the symbol and data-type uploads (0x701).
+    /// Refuse ReadState (ADS error 0x701).
+    pub no_read_state: bool,
+    /// Refuse the upload info and the symbol and data-type uploads (0x701), like a small
+    /// controller without a symbol upload.
     pub no_upload: bool,
+    /// Refuse the symbol and data-type uploads (0x701) while the upload info still
+    /// announces them: a device contradicting itself.
+    pub no_table_upload: bool,
     /// Refuse the sum-read with lengths 0xF083 (0x702), like older runtimes.
     pub no_sum_read_ex: bool,
     /// Refuse every sum command (0x702), like small controllers.
     pub no_sum: bool,
     /// Answer sum-reads with the data only, without the per-read results.
     pub sum_read_no_results: bool,
+    /// Inside sum-reads, answer every sub-read of PLC memory with 0x70A (out of memory);
+    /// the same reads alone still work.
+    pub sum_read_sub_error: bool,
     /// Answer the symbol version (0xF008) with a fixed 0.
     pub symver_placeholder: bool,
     /// Corrupt the second symbol entry: its name length runs past the entry.
     pub bad_symbol_entry: bool,
+    /// Announce one symbol more in the upload info (0xF00F, 0xF00C) than the table holds.
+    pub upload_info_mismatch: bool,
+    /// Add a structure `ST_Loop` whose field `Next` is an `ST_Loop` to the data-type table
+    /// (its counts and sizes in the upload info included).
+    pub self_referencing_type: bool,
     /// Refuse upload info 2 (0xF00F, 0x701) and the data-type upload; answer only the
     /// legacy upload info 0xF00C, like early runtimes.
     pub legacy_upload_info: bool,
+    /// Answer every request with this ADS error (in the result field), e.g. 0x701 or 0x710.
+    pub refuse_all: Option<u32>,
+    /// Answer every request with ADS error 0x708 (device busy).
+    pub busy: bool,
+    /// Refuse every read of one symbol's memory, its handle and its symbol info by name,
+    /// while the symbol table still lists it.
+    pub refuse_symbol: Option<RefusedSymbol>,
+}
+
+/// The symbol the `refuse-symbol` quirk refuses, and with which ADS error.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefusedSymbol {
+    /// The symbol's name (ignoring case).
+    pub name: String,
+    /// The ADS error every read of it gets (default 0x710, symbol not found).
+    #[serde(default = "symbol_not_found")]
+    pub code: u32,
+}
+
+/// ADS error 0x701: service not supported (the default of `refuse-all`).
+pub const SERVICE_NOT_SUPPORTED: u32 = 0x701;
+/// ADS error 0x708: device busy.
+pub const DEVICE_BUSY: u32 = 0x708;
+/// ADS error 0x710: symbol not found (the default of `refuse-symbol`).
+pub const SYMBOL_NOT_FOUND: u32 = 0x710;
+
+fn symbol_not_found() -> u32 {
+    SYMBOL_NOT_FOUND
 }
 
 /// One quirk, for `set_quirk` and the `quirk` command.
@@ -78,35 +122,60 @@ pub enum Quirk {
     DropSession,
     /// See [`Quirks::no_device_info`].
     NoDeviceInfo,
+    /// See [`Quirks::no_read_state`].
+    NoReadState,
     /// See [`Quirks::no_upload`].
     NoUpload,
+    /// See [`Quirks::no_table_upload`].
+    NoTableUpload,
     /// See [`Quirks::no_sum_read_ex`].
     NoSumReadEx,
     /// See [`Quirks::no_sum`].
     NoSum,
     /// See [`Quirks::sum_read_no_results`].
     SumReadNoResults,
+    /// See [`Quirks::sum_read_sub_error`].
+    SumReadSubError,
     /// See [`Quirks::symver_placeholder`].
     SymverPlaceholder,
     /// See [`Quirks::bad_symbol_entry`].
     BadSymbolEntry,
+    /// See [`Quirks::upload_info_mismatch`].
+    UploadInfoMismatch,
+    /// See [`Quirks::self_referencing_type`].
+    SelfReferencingType,
     /// See [`Quirks::legacy_upload_info`].
     LegacyUploadInfo,
+    /// See [`Quirks::refuse_all`]; switched on with 0x701 unless a code is given.
+    RefuseAll,
+    /// See [`Quirks::busy`].
+    Busy,
+    /// See [`Quirks::refuse_symbol`]; switched on only with a name
+    /// ([`AdsSimHandle::refuse_symbol`](super::AdsSimHandle::refuse_symbol)).
+    RefuseSymbol,
 }
 
 impl Quirk {
     /// Every quirk.
-    pub const ALL: [Quirk; 10] = [
+    pub const ALL: [Quirk; 18] = [
         Quirk::Stall,
         Quirk::DropSession,
         Quirk::NoDeviceInfo,
+        Quirk::NoReadState,
         Quirk::NoUpload,
+        Quirk::NoTableUpload,
         Quirk::NoSumReadEx,
         Quirk::NoSum,
         Quirk::SumReadNoResults,
+        Quirk::SumReadSubError,
         Quirk::SymverPlaceholder,
         Quirk::BadSymbolEntry,
+        Quirk::UploadInfoMismatch,
+        Quirk::SelfReferencingType,
         Quirk::LegacyUploadInfo,
+        Quirk::RefuseAll,
+        Quirk::Busy,
+        Quirk::RefuseSymbol,
     ];
 
     /// The name in the `quirk` command.
@@ -115,13 +184,21 @@ impl Quirk {
             Quirk::Stall => "stall",
             Quirk::DropSession => "drop-session",
             Quirk::NoDeviceInfo => "no-device-info",
+            Quirk::NoReadState => "no-read-state",
             Quirk::NoUpload => "no-upload",
+            Quirk::NoTableUpload => "no-table-upload",
             Quirk::NoSumReadEx => "no-sum-read-ex",
             Quirk::NoSum => "no-sum",
             Quirk::SumReadNoResults => "sum-read-no-results",
+            Quirk::SumReadSubError => "sum-read-sub-error",
             Quirk::SymverPlaceholder => "symver-placeholder",
             Quirk::BadSymbolEntry => "bad-symbol-entry",
+            Quirk::UploadInfoMismatch => "upload-info-mismatch",
+            Quirk::SelfReferencingType => "self-referencing-type",
             Quirk::LegacyUploadInfo => "legacy-upload-info",
+            Quirk::RefuseAll => "refuse-all",
+            Quirk::Busy => "busy",
+            Quirk::RefuseSymbol => "refuse-symbol",
         }
     }
 
@@ -133,30 +210,64 @@ impl Quirk {
 }
 
 impl Quirks {
-    /// Switches one quirk.
+    /// Switches one quirk. `refuse-all` comes on with its code so far (0x701 at first);
+    /// `refuse-symbol` needs a name, so `on` leaves it as it is.
     pub fn set(&mut self, quirk: Quirk, on: bool) {
-        *self.flag(quirk) = on;
+        match quirk {
+            Quirk::RefuseAll => {
+                self.refuse_all = on.then(|| self.refuse_all.unwrap_or(SERVICE_NOT_SUPPORTED));
+            }
+            Quirk::RefuseSymbol => {
+                if !on {
+                    self.refuse_symbol = None;
+                }
+            }
+            other => {
+                if let Some(flag) = self.flag(other) {
+                    *flag = on;
+                }
+            }
+        }
     }
 
     /// Whether a quirk is on.
     pub fn get(&self, quirk: Quirk) -> bool {
-        let mut copy = *self;
-        *copy.flag(quirk)
+        match quirk {
+            Quirk::RefuseAll => self.refuse_all.is_some(),
+            Quirk::RefuseSymbol => self.refuse_symbol.is_some(),
+            other => self.clone().flag(other).is_some_and(|flag| *flag),
+        }
     }
 
-    fn flag(&mut self, quirk: Quirk) -> &mut bool {
-        match quirk {
+    /// The ADS error every request gets, if any (busy first).
+    pub(crate) fn refusal(&self) -> Option<u32> {
+        if self.busy {
+            Some(DEVICE_BUSY)
+        } else {
+            self.refuse_all
+        }
+    }
+
+    fn flag(&mut self, quirk: Quirk) -> Option<&mut bool> {
+        Some(match quirk {
             Quirk::Stall => &mut self.stall,
             Quirk::DropSession => &mut self.drop_session,
             Quirk::NoDeviceInfo => &mut self.no_device_info,
+            Quirk::NoReadState => &mut self.no_read_state,
             Quirk::NoUpload => &mut self.no_upload,
+            Quirk::NoTableUpload => &mut self.no_table_upload,
             Quirk::NoSumReadEx => &mut self.no_sum_read_ex,
             Quirk::NoSum => &mut self.no_sum,
             Quirk::SumReadNoResults => &mut self.sum_read_no_results,
+            Quirk::SumReadSubError => &mut self.sum_read_sub_error,
             Quirk::SymverPlaceholder => &mut self.symver_placeholder,
             Quirk::BadSymbolEntry => &mut self.bad_symbol_entry,
+            Quirk::UploadInfoMismatch => &mut self.upload_info_mismatch,
+            Quirk::SelfReferencingType => &mut self.self_referencing_type,
             Quirk::LegacyUploadInfo => &mut self.legacy_upload_info,
-        }
+            Quirk::Busy => &mut self.busy,
+            Quirk::RefuseAll | Quirk::RefuseSymbol => return None,
+        })
     }
 }
 
@@ -772,6 +883,31 @@ impl AdsState {
             .iter()
             .find(|s| s.name.eq_ignore_ascii_case(name))
             .map(|s| s.offset)
+    }
+
+    /// The `refuse-symbol` quirk's code and the memory range (start, end) of the symbol it
+    /// refuses, when it is on and the symbol exists.
+    pub(crate) fn refused_range(&self) -> Option<(u32, u32, u32)> {
+        let refused = self.quirks.refuse_symbol.as_ref()?;
+        let sym = self
+            .symbols
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(&refused.name))?;
+        Some((
+            refused.code,
+            sym.offset,
+            sym.offset.saturating_add(sym.ty.size()),
+        ))
+    }
+
+    /// The `refuse-symbol` quirk's code when it refuses `name`.
+    pub(crate) fn refuses_name(&self, name: &str) -> Option<u32> {
+        let refused = self.quirks.refuse_symbol.as_ref()?;
+        let name = name.trim_end_matches('\0');
+        refused
+            .name
+            .eq_ignore_ascii_case(name)
+            .then_some(refused.code)
     }
 
     /// Every symbol's name, in table order.

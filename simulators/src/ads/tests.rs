@@ -378,3 +378,224 @@ async fn run_refuses_a_bad_state_file() {
         Err(SimError::State(StateError::Io { .. }))
     ));
 }
+
+/// The result field of an answer.
+fn result_of(data: &[u8]) -> u32 {
+    u32::from_le_bytes([data[0], data[1], data[2], data[3]])
+}
+
+#[tokio::test]
+async fn refusing_quirks_answer_with_their_codes_and_change_nothing() {
+    let sim = demo().await;
+    let mut s = TcpStream::connect(sim.local_addr()).await.expect("connect");
+    sim.command("quirk refuse-all on").expect("refuse-all");
+    for (cmd, data) in [(1u16, vec![]), (4, vec![]), (2, read_req(0xF008, 0, 1))] {
+        let (e, answer) = call(&mut s, &frame(TARGET, 851, cmd, 1, &data)).await;
+        assert_eq!((e, result_of(&answer)), (0, 0x701), "command {cmd}");
+    }
+    sim.command("quirk refuse-all on 0x710")
+        .expect("refuse-all 0x710");
+    let (_, answer) = call(&mut s, &frame(TARGET, 851, 1, 2, &[])).await;
+    assert_eq!(result_of(&answer), 0x710);
+    // A refused Write changes nothing, but is still logged as a write.
+    let offset = sim
+        .state()
+        .symbol_offset("GVL_Recipe.BottlesPerMinute")
+        .expect("offset");
+    let mut write = read_req(MEMORY_GROUP, offset, 2);
+    write.extend_from_slice(&7u16.to_le_bytes());
+    let (_, answer) = call(&mut s, &frame(TARGET, 851, 3, 3, &write)).await;
+    assert_eq!(result_of(&answer), 0x710);
+    assert_eq!(
+        sim.get("GVL_Recipe.BottlesPerMinute"),
+        Some(serde_json::json!(240))
+    );
+    assert_eq!(sim.request_log().writes(), 1);
+    // Busy wins over refuse-all; off serves again.
+    sim.command("quirk busy on").expect("busy");
+    let (_, answer) = call(&mut s, &frame(TARGET, 851, 4, 4, &[])).await;
+    assert_eq!(result_of(&answer), 0x708);
+    sim.command("quirk busy off").expect("busy off");
+    sim.command("quirk refuse-all off").expect("refuse-all off");
+    let (_, answer) = call(&mut s, &frame(TARGET, 851, 4, 5, &[])).await;
+    assert_eq!(answer, vec![0, 0, 0, 0, 5, 0, 0, 0]);
+    assert!(sim.command("quirk refuse-all on 0").is_err());
+    assert!(sim.command("quirk refuse-all on bogus").is_err());
+    assert!(sim.command("quirk busy on 0x708").is_err());
+    let outcomes: Vec<String> = sim
+        .request_log()
+        .entries()
+        .iter()
+        .map(|e| e.outcome.clone())
+        .collect();
+    assert!(outcomes[0].contains("0x701"), "{outcomes:?}");
+    assert!(outcomes[5].contains("device busy"), "{outcomes:?}");
+}
+
+#[tokio::test]
+async fn refuse_symbol_refuses_its_memory_handle_and_info_only() {
+    let sim = demo().await;
+    let mut s = TcpStream::connect(sim.local_addr()).await.expect("connect");
+    let state = sim.state();
+    let fill = state
+        .symbol_offset("GVL_Recipe.FillVolume")
+        .expect("offset");
+    let bpm = state
+        .symbol_offset("GVL_Recipe.BottlesPerMinute")
+        .expect("offset");
+    assert!(
+        sim.command("quirk refuse-symbol on GVL_Recipe.Nope")
+            .is_err()
+    );
+    assert!(sim.command("quirk refuse-symbol on").is_err());
+    sim.command("quirk refuse-symbol on gvl_recipe.fillvolume")
+        .expect("refuse-symbol");
+    let (_, answer) = call(
+        &mut s,
+        &frame(TARGET, 851, 2, 1, &read_req(MEMORY_GROUP, fill, 4)),
+    )
+    .await;
+    assert_eq!(result_of(&answer), 0x710);
+    // A read overlapping it by one byte is refused too; a read beside it is not.
+    let (_, answer) = call(
+        &mut s,
+        &frame(TARGET, 851, 2, 2, &read_req(MEMORY_GROUP, fill + 3, 1)),
+    )
+    .await;
+    assert_eq!(result_of(&answer), 0x710);
+    let (_, answer) = call(
+        &mut s,
+        &frame(TARGET, 851, 2, 3, &read_req(MEMORY_GROUP, bpm, 2)),
+    )
+    .await;
+    assert_eq!(result_of(&answer), 0);
+    let by_name = |g: u32, name: &str| {
+        let mut d = read_req(g, 0, 1024);
+        d.extend_from_slice(&((name.len() + 1) as u32).to_le_bytes());
+        d.extend_from_slice(name.as_bytes());
+        d.push(0);
+        d
+    };
+    for g in [0xF009, 0xF003] {
+        let (_, answer) = call(
+            &mut s,
+            &frame(TARGET, 851, 9, 4, &by_name(g, "GVL_Recipe.FillVolume")),
+        )
+        .await;
+        assert_eq!(result_of(&answer), 0x710, "group 0x{g:X}");
+    }
+    // Inside a sum-read, with another code.
+    sim.refuse_symbol("GVL_Recipe.FillVolume", 0x70A)
+        .expect("refuse-symbol");
+    let mut sum = read_req(0xF083, 2, 2 * 8 + 4 + 2);
+    sum.extend_from_slice(&24u32.to_le_bytes());
+    sum.extend(read_req(MEMORY_GROUP, fill, 4));
+    sum.extend(read_req(MEMORY_GROUP, bpm, 2));
+    let (_, answer) = call(&mut s, &frame(TARGET, 851, 9, 5, &sum)).await;
+    assert_eq!(&answer[8..12], &0x70Au32.to_le_bytes());
+    assert_eq!(&answer[16..20], &[0, 0, 0, 0]);
+    // The symbol table still lists it.
+    assert!(
+        sim.command("symbols GVL_Recipe.FillVolume")
+            .expect("symbols")
+            .contains("FillVolume")
+    );
+    sim.command("quirk refuse-symbol off").expect("off");
+    let (_, answer) = call(
+        &mut s,
+        &frame(TARGET, 851, 2, 6, &read_req(MEMORY_GROUP, fill, 4)),
+    )
+    .await;
+    assert_eq!(result_of(&answer), 0);
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+/// Reads upload info 2 and the two tables: (symbol count, symbol bytes, data-type count,
+/// data-type bytes, symbol table, data-type table).
+async fn upload(s: &mut TcpStream) -> (u32, u32, u32, u32, Vec<u8>, Vec<u8>) {
+    let (_, info) = call(s, &frame(TARGET, 851, 2, 1, &read_req(0xF00F, 0, 64))).await;
+    let field = |i: usize| u32::from_le_bytes(info[8 + 4 * i..12 + 4 * i].try_into().expect("u32"));
+    let (n, bytes, dn, dbytes) = (field(0), field(1), field(2), field(3));
+    let (_, symbols) = call(s, &frame(TARGET, 851, 2, 2, &read_req(0xF00B, 0, bytes))).await;
+    let (_, types) = call(s, &frame(TARGET, 851, 2, 3, &read_req(0xF00E, 0, dbytes))).await;
+    (n, bytes, dn, dbytes, symbols, types)
+}
+
+#[tokio::test]
+async fn table_quirks_keep_or_break_the_upload_info_on_purpose() {
+    let sim = demo().await;
+    let mut s = TcpStream::connect(sim.local_addr()).await.expect("connect");
+    let (n, bytes, dn, dbytes, _, types) = upload(&mut s).await;
+    assert_eq!(types.len() - 8, dbytes as usize);
+
+    // The self-referencing type is in the table and in its counts: they still add up.
+    sim.set_quirk(Quirk::SelfReferencingType, true);
+    let (n2, bytes2, dn2, dbytes2, _, looped) = upload(&mut s).await;
+    assert_eq!((n2, bytes2, dn2), (n, bytes, dn + 1));
+    assert_eq!(looped.len() - 8, dbytes2 as usize);
+    let extra = &looped[8 + dbytes as usize..];
+    assert_eq!(
+        extra.windows(7).filter(|w| *w == b"ST_Loop").count(),
+        2,
+        "its name, and its field's type"
+    );
+    sim.set_quirk(Quirk::SelfReferencingType, false);
+
+    // One symbol more announced than listed.
+    sim.set_quirk(Quirk::UploadInfoMismatch, true);
+    let (n3, bytes3, ..) = upload(&mut s).await;
+    assert_eq!((n3, bytes3), (n + 1, bytes));
+    sim.set_quirk(Quirk::UploadInfoMismatch, false);
+
+    // The tables refused while the upload info announces them.
+    sim.set_quirk(Quirk::NoTableUpload, true);
+    let (n4, _, _, _, symbols, types) = upload(&mut s).await;
+    assert_eq!(n4, n);
+    assert_eq!(result_of(&symbols), 0x701);
+    assert_eq!(result_of(&types), 0x701);
+    sim.set_quirk(Quirk::NoTableUpload, false);
+
+    sim.set_quirk(Quirk::NoReadState, true);
+    let (_, state) = call(&mut s, &frame(TARGET, 851, 4, 9, &[])).await;
+    assert_eq!(result_of(&state), 0x701);
+    sim.set_quirk(Quirk::NoReadState, false);
+
+    // Sub-reads of memory fail inside a sum-read, not alone.
+    sim.set_quirk(Quirk::SumReadSubError, true);
+    let fill = sim
+        .state()
+        .symbol_offset("GVL_Recipe.FillVolume")
+        .expect("offset");
+    let mut sum = read_req(0xF083, 2, 2 * 8 + 4 + 1);
+    sum.extend_from_slice(&24u32.to_le_bytes());
+    sum.extend(read_req(MEMORY_GROUP, fill, 4));
+    sum.extend(read_req(0xF008, 0, 1));
+    let (_, answer) = call(&mut s, &frame(TARGET, 851, 9, 10, &sum)).await;
+    assert_eq!(&answer[8..12], &0x70Au32.to_le_bytes());
+    assert_eq!(&answer[16..20], &[0, 0, 0, 0]);
+    let (_, alone) = call(
+        &mut s,
+        &frame(TARGET, 851, 2, 11, &read_req(MEMORY_GROUP, fill, 4)),
+    )
+    .await;
+    assert_eq!(&alone[8..], &500.0f32.to_le_bytes());
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+#[test]
+fn quirks_load_from_the_state_file() {
+    let state = AdsState::from_toml(
+        "[[symbol]]\nname = \"GVL.a\"\ntype = \"INT\"\n[quirks]\nrefuse_all = 0x710\nbusy = true\nrefuse_symbol = { name = \"GVL.a\" }\n",
+    )
+    .expect("state");
+    assert_eq!(state.quirks.refuse_all, Some(0x710));
+    assert!(state.quirks.busy);
+    assert_eq!(
+        state.quirks.refuse_symbol,
+        Some(RefusedSymbol {
+            name: "GVL.a".into(),
+            code: 0x710
+        })
+    );
+    assert!(AdsState::from_toml("[quirks]\nrefuse_symbol = { name = \"x\", colour = 1 }").is_err());
+}

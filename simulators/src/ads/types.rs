@@ -122,6 +122,9 @@ pub(crate) enum Ty {
     },
 }
 
+/// How deep declared types may nest (a state file could declare them circularly).
+const MAX_NESTING: usize = 64;
+
 /// The largest value the simulator lays out (bounds arrays written in a state file).
 const MAX_TYPE_SIZE: u64 = 16 * 1024 * 1024;
 
@@ -213,8 +216,11 @@ impl Resolver<'_> {
     }
 
     fn resolve_at(&self, name: &str, depth: usize) -> Result<Ty, String> {
-        if depth > 16 {
-            return Err(format!("type {name:?} refers to itself"));
+        // Deep enough for state files that test a collector's own nesting bound (16).
+        if depth > MAX_NESTING {
+            return Err(format!(
+                "type {name:?} nests more than {MAX_NESTING} levels deep, or refers to itself"
+            ));
         }
         let name = name.trim();
         if let Some((prim, canonical)) = Prim::by_name(name) {

@@ -2,6 +2,7 @@
 //! silence) out, with what the request log records about it.
 
 use super::state::{AdsState, MEMORY_GROUP, Tables};
+use super::types::{Prim, Ty, datatype_entry};
 
 /// ADS return codes the simulator gives.
 pub(crate) mod err {
@@ -14,6 +15,7 @@ pub(crate) mod err {
     pub const INVALID_OFFSET: u32 = 0x703;
     pub const INVALID_SIZE: u32 = 0x705;
     pub const INVALID_PARAMETER: u32 = 0x706;
+    pub const OUT_OF_MEMORY: u32 = 0x70A;
     pub const SYMBOL_NOT_FOUND: u32 = 0x710;
 }
 
@@ -126,6 +128,33 @@ fn upload_info2(t: &Tables) -> Vec<u8> {
     out
 }
 
+/// The tables as this device serves them: the program's, with what the quirks add.
+fn served_tables(state: &mut AdsState) -> Tables {
+    let mut t = state.tables();
+    if state.quirks.self_referencing_type {
+        // A structure whose only field is the structure itself: no real compiler makes one,
+        // so a table holding it contradicts itself. The field is described as a 4-byte
+        // item of type `ST_Loop`, which is all a table can say.
+        let field = Ty::Alias {
+            name: "ST_Loop".to_owned(),
+            target: Box::new(Ty::Prim(Prim::Udint, "UDINT")),
+        };
+        let looped = Ty::Struct {
+            name: "ST_Loop".to_owned(),
+            fields: vec![("Next".to_owned(), field, 0)],
+            size: 4,
+            align: 4,
+        };
+        t.datatypes
+            .extend(datatype_entry("ST_Loop", &looped, 0, false, ""));
+        t.datatype_count += 1;
+    }
+    if state.quirks.upload_info_mismatch {
+        t.symbol_count += 1;
+    }
+    t
+}
+
 /// Corrupts the second symbol entry: its name length runs past the entry.
 fn corrupt_second_entry(table: &mut [u8]) {
     let Some(first) = le_u32(table, 0) else {
@@ -154,9 +183,18 @@ pub(crate) fn read_area(
         );
     let legacy_refused = state.quirks.legacy_upload_info
         && matches!(g, group::SYM_UPLOAD_INFO2 | group::SYM_DT_UPLOAD);
-    if upload_refused || legacy_refused {
+    let tables_refused =
+        state.quirks.no_table_upload && matches!(g, group::SYM_UPLOAD | group::SYM_DT_UPLOAD);
+    if upload_refused || legacy_refused || tables_refused {
         return Err(err::SERVICE_NOT_SUPPORTED);
     }
+    let refused = state.refused_range();
+    let overlaps_refused = |at: u32, len: u32| {
+        refused.and_then(|(code, start, end)| {
+            (u64::from(at) < u64::from(end) && u64::from(at) + u64::from(len) > u64::from(start))
+                .then_some(code)
+        })
+    };
     let whole = |bytes: Vec<u8>| {
         if (length as usize) < bytes.len() {
             Err(err::INVALID_SIZE)
@@ -170,6 +208,9 @@ pub(crate) fn read_area(
             if start >= state.memory.len() {
                 return Err(err::INVALID_OFFSET);
             }
+            if let Some(code) = overlaps_refused(offset, length) {
+                return Err(code);
+            }
             state
                 .memory
                 .get(start..start + length as usize)
@@ -178,6 +219,9 @@ pub(crate) fn read_area(
         }
         group::VALUE_BY_HANDLE => {
             let (at, size) = *state.handles.get(&offset).ok_or(err::INVALID_OFFSET)?;
+            if let Some(code) = overlaps_refused(at, size) {
+                return Err(code);
+            }
             if length < size {
                 return Err(err::INVALID_SIZE);
             }
@@ -199,7 +243,7 @@ pub(crate) fn read_area(
             }])
         }
         group::SYM_UPLOAD_INFO => {
-            let t = state.tables();
+            let t = served_tables(state);
             let mut out = t.symbol_count.to_le_bytes().to_vec();
             out.extend_from_slice(
                 &u32::try_from(t.symbols.len())
@@ -210,18 +254,18 @@ pub(crate) fn read_area(
             Ok(out)
         }
         group::SYM_UPLOAD_INFO2 => {
-            let mut out = upload_info2(&state.tables());
+            let mut out = upload_info2(&served_tables(state));
             out.truncate(length as usize);
             Ok(out)
         }
         group::SYM_UPLOAD => {
-            let mut table = state.tables().symbols;
+            let mut table = served_tables(state).symbols;
             if state.quirks.bad_symbol_entry {
                 corrupt_second_entry(&mut table);
             }
             whole(table)
         }
-        group::SYM_DT_UPLOAD => whole(state.tables().datatypes),
+        group::SYM_DT_UPLOAD => whole(served_tables(state).datatypes),
         _ => Err(err::INVALID_GROUP),
     }
 }
@@ -279,6 +323,9 @@ fn read_write_area(
     match g {
         group::HANDLE_BY_NAME => {
             let name = name_of(write);
+            if let Some(code) = state.refuses_name(&name) {
+                return (Err(code), false);
+            }
             let located = state.locate(&name);
             (
                 match located {
@@ -293,14 +340,25 @@ fn read_write_area(
                 false,
             )
         }
-        group::SYM_INFO_BY_NAME_EX => (
-            match state.symbol_entry_by_name(&name_of(write)) {
-                Some(entry) if entry.len() <= read_len as usize => Ok(entry),
-                Some(_) => Err(err::INVALID_SIZE),
-                None => Err(err::SYMBOL_NOT_FOUND),
-            },
-            false,
-        ),
+        group::SYM_INFO_BY_NAME_EX => {
+            let name = name_of(write);
+            let entry = match state.refuses_name(&name) {
+                Some(code) => Err(code),
+                None => state
+                    .symbol_entry_by_name(&name)
+                    .ok_or(err::SYMBOL_NOT_FOUND),
+            };
+            (
+                entry.and_then(|e| {
+                    if e.len() <= read_len as usize {
+                        Ok(e)
+                    } else {
+                        Err(err::INVALID_SIZE)
+                    }
+                }),
+                false,
+            )
+        }
         MEMORY_GROUP | group::VALUE_BY_HANDLE => {
             let written = write_area(state, g, offset, write);
             (
@@ -350,7 +408,11 @@ fn sum_command(
                 ) else {
                     return (Err(err::INVALID_SIZE), false, label);
                 };
-                let sub = read_area(state, sg, so, sl);
+                let sub = if state.quirks.sum_read_sub_error && sg == MEMORY_GROUP {
+                    Err(err::OUT_OF_MEMORY)
+                } else {
+                    read_area(state, sg, so, sl)
+                };
                 let (code, bytes) = match sub {
                     Ok(b) => (0, b),
                     Err(c) => (c, Vec::new()),
@@ -521,6 +583,9 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
         }
         4 => {
             d.name = "read_state";
+            if state.quirks.no_read_state {
+                return (d, ok(result_only(err::SERVICE_NOT_SUPPORTED)));
+            }
             let mut out = result_only(0);
             out.extend_from_slice(&state.ads_state.to_le_bytes());
             out.extend_from_slice(&state.device_state.to_le_bytes());

@@ -124,6 +124,22 @@ impl Rig {
     fn approve(&self, token: &Path) -> Run {
         self.run(&["approve", &token.display().to_string(), "--json"])
     }
+
+    /// The agent's public key, as an auditor pins it (`agent-key show`).
+    fn agent_key(&self) -> String {
+        let r = self.run(&["agent-key", "show"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout.trim().to_owned()
+    }
+
+    /// `evidence-verify` against the pinned agent key.
+    fn verify_pack(&self, pack: &Path, extra: &[&str]) -> Run {
+        let key = self.agent_key();
+        let pack = pack.display().to_string();
+        let mut args = vec!["evidence-verify", &pack, "--agent-key", &key];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
 }
 
 fn plus_seconds(ts: &str, secs: i64) -> String {
@@ -210,11 +226,29 @@ fn an_approved_change_moves_the_baseline_and_leaves_a_verifiable_evidence_pack()
     assert_eq!(written.code, 0, "{written:?}");
     assert!(written.stdout.contains("VIOLATION"), "{written:?}");
     let pack_path = out.join("evidence.json");
-    let verified = rig.run(&["evidence-verify", &pack_path.display().to_string()]);
+    let verified = rig.verify_pack(&pack_path, &[]);
     assert_eq!(verified.code, 0, "{verified:?}");
+    // Without a pinned key nothing is verified: anyone can sign a pack with a key of their own.
+    let unpinned = rig.run(&["evidence-verify", &pack_path.display().to_string()]);
+    assert_eq!(unpinned.code, 5, "{unpinned:?}");
+    assert!(
+        unpinned.stdout.contains("no agent key is pinned"),
+        "{unpinned:?}"
+    );
+    let embedded = rig.run(&[
+        "evidence-verify",
+        &pack_path.display().to_string(),
+        "--trust-embedded-key",
+    ]);
+    assert_eq!(embedded.code, 0, "{embedded:?}");
+    assert!(embedded.stdout.contains("WARNING"), "{embedded:?}");
     // An implementation that shares no code with otdrift agrees.
+    let agent_key = rig.agent_key();
     assert_ne!(
-        support::peer("verify_evidence.py", &[&pack_path]),
+        support::peer(
+            "verify_evidence.py",
+            &[&pack_path.display().to_string(), &agent_key]
+        ),
         Some(false),
         "the independent verifier refused the pack"
     );
@@ -275,10 +309,13 @@ fn an_approved_change_moves_the_baseline_and_leaves_a_verifiable_evidence_pack()
     assert_ne!(value_flipped, text);
     let tampered = rig.dir.path().join("tampered-value.json");
     std::fs::write(&tampered, value_flipped).expect("write");
-    let r = rig.run(&["evidence-verify", &tampered.display().to_string()]);
+    let r = rig.verify_pack(&tampered, &[]);
     assert_eq!(r.code, 5, "{r:?}");
     assert_ne!(
-        support::peer("verify_evidence.py", &[&tampered]),
+        support::peer(
+            "verify_evidence.py",
+            &[&tampered.display().to_string(), &agent_key]
+        ),
         Some(true),
         "the independent verifier accepted a tampered pack"
     );
@@ -295,7 +332,7 @@ fn an_approved_change_moves_the_baseline_and_leaves_a_verifiable_evidence_pack()
     assert_ne!(digest_flipped, text);
     let tampered = rig.dir.path().join("tampered-digest.json");
     std::fs::write(&tampered, digest_flipped).expect("write");
-    let r = rig.run(&["evidence-verify", &tampered.display().to_string(), "--json"]);
+    let r = rig.verify_pack(&tampered, &["--json"]);
     assert_eq!(r.code, 5, "{r:?}");
     assert_eq!(r.json()["ok"], false);
 
@@ -432,14 +469,7 @@ fn a_token_minted_before_the_change_is_applied_by_the_first_capture_that_reaches
         doc["pack"]["flags"]
     );
     assert_eq!(doc["pack"]["approvals"][0]["retroactive"], false);
-    assert_eq!(
-        rig.run(&[
-            "evidence-verify",
-            &out.join("evidence.json").display().to_string()
-        ])
-        .code,
-        0
-    );
+    assert_eq!(rig.verify_pack(&out.join("evidence.json"), &[]).code, 0);
 
     rig.sim.assert_no_writes();
     twin.assert_no_writes();
@@ -503,6 +533,8 @@ fn an_emergency_approval_after_the_fact_is_permitted_but_noted() {
             "1h",
             "--issued-at",
             "2020-01-01T00:00:00Z",
+            "--requestor",
+            "Lee Brandt",
         ],
     );
     let r = rig.approve(&expired);

@@ -33,6 +33,7 @@ tick = "counter"
 
 const UPSTREAM_TOKEN: &str = "upstream-token-0123456789abcdef";
 const API_TOKEN: &str = "api-token-0123456789abcdef-xyz";
+const APPROVE_TOKEN: &str = "approve-token-9876543210fedcba-xyz";
 
 /// Every schedule in these tests: every second.
 const EVERY_SECOND: &str = "* * * * * *";
@@ -406,8 +407,25 @@ fn the_api_authenticates_pages_and_approves() {
         metrics.body
     );
 
+    // Approvals over HTTP are off until a second, stronger token is configured.
+    let off = http(
+        "POST",
+        &rig.api,
+        "/v1/approvals",
+        Some(API_TOKEN),
+        Some(("application/jwt", "x.y.z")),
+    );
+    assert_eq!(off.status, 403, "{}", off.body);
+    assert_eq!(off.json()["error"], "approvals-disabled");
+
     // An approval over the API moves the baseline like the CLI.
     let assets = rig.api_get("/v1/assets");
+    assert!(
+        assets["agent_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("ed25519:")),
+        "{assets}"
+    );
     let digest = assets["assets"][0]["baseline"]["digest"]
         .as_str()
         .expect("digest")
@@ -424,15 +442,18 @@ fn the_api_authenticates_pages_and_approves() {
             .success()
     );
     let public = std::fs::read_to_string(rig.dir.path().join("approver.pub")).expect("pub");
-    // The approver must be configured: add it and restart, as an operator would.
+    // The approver must be configured, and the approval token: add both and restart, as an
+    // operator would.
+    let approve_token = secret(rig.dir.path(), "approve.token", APPROVE_TOKEN);
     let cfg_text = std::fs::read_to_string(&rig.cfg).expect("cfg");
     std::fs::write(
         &rig.cfg,
         cfg_text.replace(
             "[api]",
             &format!(
-                "[[approver]]\nid = \"plant-eng-mgr\"\npublic_key = \"{}\"\n\n[api]",
-                public.trim()
+                "[[approver]]\nid = \"plant-eng-mgr\"\npublic_key = \"{}\"\n\n[api]\napprove_token_file = \"{}\"",
+                public.trim(),
+                approve_token.display()
             ),
         ),
     )
@@ -457,11 +478,21 @@ fn the_api_authenticates_pages_and_approves() {
     );
     assert_eq!(token.code, 0, "{token:?}");
     let token = token.stdout.trim().to_owned();
-    let posted = http(
+    // The read token cannot approve.
+    let read_only = http(
         "POST",
         &rig.api,
         "/v1/approvals",
         Some(API_TOKEN),
+        Some(("application/jwt", &token)),
+    );
+    assert_eq!(read_only.status, 403, "{}", read_only.body);
+    assert_eq!(read_only.json()["error"], "read-only-token");
+    let posted = http(
+        "POST",
+        &rig.api,
+        "/v1/approvals",
+        Some(APPROVE_TOKEN),
         Some(("application/jwt", &token)),
     );
     assert_eq!(posted.status, 200, "{}", posted.body);
@@ -474,7 +505,7 @@ fn the_api_authenticates_pages_and_approves() {
         "POST",
         &rig.api,
         "/v1/approvals",
-        Some(API_TOKEN),
+        Some(APPROVE_TOKEN),
         Some(("application/jwt", &token)),
     );
     assert_eq!(replay.status, 409, "{}", replay.body);
@@ -483,7 +514,7 @@ fn the_api_authenticates_pages_and_approves() {
         "POST",
         &rig.api,
         "/v1/approvals",
-        Some(API_TOKEN),
+        Some(APPROVE_TOKEN),
         Some(("application/jwt", "garbage")),
     );
     assert_eq!(garbage.status, 400, "{}", garbage.body);
@@ -492,7 +523,7 @@ fn the_api_authenticates_pages_and_approves() {
         "POST",
         &rig.api,
         "/v1/approvals",
-        Some(API_TOKEN),
+        Some(APPROVE_TOKEN),
         Some(("application/jwt", &huge)),
     );
     assert_eq!(too_big.status, 413);

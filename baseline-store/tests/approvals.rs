@@ -251,7 +251,7 @@ fn replay_and_a_wrong_from_are_refused_and_recorded() {
         .filter(|e| e.event_type == event_type::APPROVAL_REJECTED)
         .collect();
     assert_eq!(rejected.len(), 2);
-    assert_eq!(rejected[0].data["reason"], "from_mismatch");
+    assert_eq!(rejected[0].data["reason"], "from-mismatch");
     assert_eq!(rejected[1].data["reason"], "replay");
     assert_eq!(
         store

@@ -345,7 +345,7 @@ fn unknown_key() {
     assert!(e.message.contains("did you mean `max_concurrency`"), "{e}");
     assert!(
         e.message
-            .ends_with("; expected one of id, data_dir, max_concurrency, clock_skew_secs, audit_head_interval_secs, backoff_max_secs"),
+            .ends_with("; expected one of id, data_dir, max_concurrency, clock_skew_secs, audit_head_interval_secs, backoff_max_secs, max_token_lifetime, approval_max_observation_age"),
         "{e}"
     );
 

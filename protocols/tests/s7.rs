@@ -742,25 +742,16 @@ async fn without_a_block_directory_a_refused_db_read_fails() {
 /// A setpoint S7comm cannot address is the configuration's fault, said before any read.
 #[tokio::test]
 async fn a_range_beyond_what_s7comm_addresses_is_a_config_error() {
-    let sim = start(demo_state()).await;
-    let setpoints = r#"
-  [[asset.setpoints]]
-  name = "far"
-  db = 1
-  start = 2097150
-  size = 4
-"#;
-    let mut c = collector(&sim.local_addr().to_string(), "", setpoints);
-    match c.capture().await {
-        Err(e) if matches!(e.kind, ErrorKind::Config(_)) => {
-            let text = e.to_string();
-            assert!(
-                text.contains("\"far\"") && text.contains("2097151"),
-                "{text}"
-            );
-        }
-        other => panic!("expected a config error, got {other:?}"),
-    }
+    // S7comm addresses 2 MiB of a DB: a range beyond it is refused when the config is read,
+    // with its line, before any capture (the collector refuses it too, as a config error).
+    let text = "[agent]\nid = \"gw\"\ndata_dir = \"/tmp/x\"\n[[asset]]\nid = \"filler-3\"\nprotocol = \"s7\"\naddress = \"127.0.0.1:1\"\nrack = 0\nslot = 1\n  [[asset.setpoints]]\n  name = \"far\"\n  db = 1\n  start = 2097150\n  size = 4\n";
+    let errors = otdrift_config::parse(text, std::path::Path::new("s7.toml"))
+        .expect_err("a range beyond 2 MiB");
+    let message = errors.to_string();
+    assert!(
+        message.contains("s7.toml:14:") && message.contains("size") && message.contains("2097152"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

@@ -2,11 +2,14 @@
 """An independent check of an otdrift evidence pack, written from docs/evidence-pack.md and the
 canonical-encoding documentation (core/src/encoding.rs) without reusing otdrift's code.
 
-Checks: the agent's Ed25519 signature over the canonical JSON of `pack`; every embedded
-snapshot's BLAKE3 digest; every capture's class digests, recomputed by re-encoding the
-snapshot's items per class; every approval token's Ed25519 signature with the approver key.
+Checks: the document is strict JSON (no member name twice in one object); the agent's Ed25519
+signature over the canonical JSON of `pack`, made by the agent key the auditor pinned (the key
+inside the pack proves nothing on its own); every embedded snapshot's BLAKE3 digest; every
+capture's class digests, recomputed by re-encoding the snapshot's items per class; every
+approval token's Ed25519 signature with the approver key.
 
-Usage: verify_evidence.py evidence.json   (exit 0 when everything checks, 1 otherwise)
+Usage: verify_evidence.py evidence.json AGENT_KEY   (AGENT_KEY: ed25519:..., the pinned key;
+exit 0 when everything checks, 1 otherwise)
 Needs: pip install blake3 cryptography
 """
 import base64
@@ -93,10 +96,25 @@ def class_digest(all_items, cls):
     return digest(MAGIC + b"\x01" + struct.pack(">I", len(chosen)) + b"".join(chosen))
 
 
-def main(path):
+def strict(pairs):
+    """Refuses a member name that appears twice in one object (after unescaping)."""
+    names = [k for k, _ in pairs]
+    duplicate = next((k for k in names if names.count(k) > 1), None)
+    if duplicate is not None:
+        raise ValueError("duplicate member %r" % duplicate)
+    return dict(pairs)
+
+
+def main(path, pinned):
     problems = []
-    doc = json.load(open(path, encoding="utf-8"))
+    try:
+        doc = json.load(open(path, encoding="utf-8"), object_pairs_hook=strict)
+    except ValueError as e:
+        print("problem:", e)
+        return 1
     pack, sig = doc["pack"], doc["signature"]
+    if sig["public_key"] != pinned.strip():
+        problems.append("signed by %s, not by the pinned agent key" % sig["public_key"])
     canonical = json.dumps(pack, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     try:
         public_key(sig["public_key"]).verify(b64url(sig["value"]), canonical.encode("utf-8"))
@@ -137,4 +155,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -174,9 +174,8 @@ pub fn database(data_dir: &Path) -> PathBuf {
 
 /// Runs an independent peer check (a Python script under `tests/peers/`) to completion;
 /// `None` when it cannot run here (see [`peers`] for how a skip is kept visible).
-pub fn peer(script: &str, args: &[&Path]) -> Option<bool> {
-    let args: Vec<&str> = args.iter().filter_map(|p| p.to_str()).collect();
-    peers::run(script, &["blake3", "cryptography"], script, &args).map(|out| out.status.success())
+pub fn peer(script: &str, args: &[&str]) -> Option<bool> {
+    peers::run(script, &["blake3", "cryptography"], script, args).map(|out| out.status.success())
 }
 
 /// What the store held before a capture that must fail: compared after it by

@@ -138,6 +138,11 @@ async fn auth_approve(
     request: Request,
     next: Next,
 ) -> Response {
+    // Who is asking comes first: an unknown client learns nothing about the scopes.
+    let who = presented(&state, &headers);
+    if who == Presented::None {
+        return unauthorized();
+    }
     if state.approve_token_hash.is_none() {
         return error(
             StatusCode::FORBIDDEN,
@@ -145,7 +150,7 @@ async fn auth_approve(
             "approvals over HTTP are off on this agent: set [api] approve_token_file to allow them",
         );
     }
-    match presented(&state, &headers) {
+    match who {
         Presented::Approve => next.run(request).await,
         Presented::Read => error(
             StatusCode::FORBIDDEN,

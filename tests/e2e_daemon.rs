@@ -686,3 +686,89 @@ fn a_failed_collection_is_an_event_once_per_streak_and_never_drift() {
     assert_eq!(audit.code, 0, "{audit:?}");
     rig.sim.assert_no_writes();
 }
+
+/// The agent publishes its key at start and signs the audit chain's head at start, every
+/// interval and at shutdown; a JWT library that shares no code with otdrift (PyJWT) verifies
+/// the heads with the published key, and the last head names the log's last entry.
+#[test]
+fn audit_heads_are_signed_and_verify_with_the_published_key() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    let rig = rig(Some(&receiver.url()), "audit_head_interval_secs = 1");
+    let daemon = rig.daemon();
+    let got = &receiver.received;
+    assert!(
+        wait_until(Duration::from_secs(15), || got
+            .types()
+            .iter()
+            .filter(|t| *t == "io.otdrift.audit.head")
+            .count()
+            >= 2),
+        "log:\n{}",
+        daemon.log()
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+    let events = got.unique();
+    let key_event = events
+        .iter()
+        .find(|e| e["type"] == "io.otdrift.agent.key")
+        .expect("the agent announces its key at start");
+    let key = key_event["data"]["public_key"]
+        .as_str()
+        .expect("public key")
+        .to_owned();
+    assert_eq!(key_event["source"], "otdrift://gw-daemon");
+    let status = run(&rig.cfg, &["status", "--json"]);
+    assert_eq!(status.json()["agent_key"], Json::String(key.clone()));
+
+    let heads: Vec<&Json> = events
+        .iter()
+        .filter(|e| e["type"] == "io.otdrift.audit.head")
+        .collect();
+    // The first event of all is the key, the second the head at start; the last is the head
+    // written at shutdown.
+    assert_eq!(
+        types(&events)[..2],
+        ["io.otdrift.agent.key", "io.otdrift.audit.head"]
+    );
+    assert_eq!(
+        types(&events).last().copied(),
+        Some("io.otdrift.audit.head"),
+        "the head at shutdown is delivered before the agent stops"
+    );
+    let last = heads.last().expect("heads");
+    for head in [heads[0], *last] {
+        let jws = head["data"]["jws"].as_str().expect("a signed head");
+        let Some(out) = support::peers::run(
+            "PyJWT verifies a signed audit head",
+            &["jwt", "cryptography"],
+            "verify_jws.py",
+            &[jws, &key],
+        ) else {
+            return;
+        };
+        assert!(out.status.success(), "PyJWT refused the audit head");
+        let claims: Json = serde_json::from_slice(&out.stdout).expect("claims");
+        assert_eq!(claims["iss"], "gw-daemon");
+        assert_eq!(claims["sub"], "audit-head");
+        assert_eq!(claims["seq"], head["data"]["seq"]);
+        assert_eq!(claims["hash"], head["data"]["hash"]);
+    }
+    // The last head is the log's head: nothing was appended after it.
+    let audit = run(&rig.cfg, &["audit-verify", "--json"]).json();
+    assert_eq!(audit["head"]["seq"], last["data"]["seq"], "{audit}");
+    // A head signed by another key does not verify with the published one.
+    let forged = heads[0]["data"]["jws"]
+        .as_str()
+        .expect("jws")
+        .rsplit_once('.')
+        .map(|(signed, _)| format!("{signed}.{}", "A".repeat(86)))
+        .expect("jws");
+    if let Some(out) = support::peers::run(
+        "PyJWT refuses a forged audit head",
+        &["jwt", "cryptography"],
+        "verify_jws.py",
+        &[&forged, &key],
+    ) {
+        assert!(!out.status.success(), "PyJWT accepted a forged head");
+    }
+}

@@ -557,7 +557,13 @@ pub(crate) fn apply(
          WHERE id = ?1",
         params![approval.id, now_text, baseline.id, i64::from(retroactive)],
     )?;
-    supersede_pending(conn, clock, approval, &baseline)?;
+    // Confirming a provisional baseline (same digest) moves nothing on the plant floor.
+    if previous
+        .as_ref()
+        .is_none_or(|p| p.digest != baseline.digest)
+    {
+        supersede_pending(conn, clock, approval, &baseline)?;
+    }
 
     let open: Option<DriftEvent> = conn
         .query_row(

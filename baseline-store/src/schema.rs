@@ -258,3 +258,54 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written by the previous version, with an applied approval that a baseline
+    /// refers to, survives the approvals table's rebuild in migration 4 row for row, and the
+    /// foreign keys still hold.
+    #[test]
+    fn the_approvals_rebuild_keeps_every_row_and_reference() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        for (i, sql) in MIGRATIONS.iter().take(3).enumerate() {
+            conn.execute_batch(sql).expect("old migration");
+            conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .expect("version");
+        }
+        conn.execute_batch(
+            "INSERT INTO snapshots VALUES ('blake3:aa', 1, x'00', 'i', 'p', 's', 0, 't');
+             INSERT INTO approvals(jti, asset, change_id, kind, approver_id, to_digest,
+                 issued_at, not_before, expires_at, token, claims, status, received_at)
+             VALUES ('j-1', 'press-7', 'CHG-1', 'normal', 'eng', 'blake3:aa', 't', 't', 't',
+                 'h.c.s', '{}', 'applied', 't');
+             INSERT INTO baselines(asset, digest, provisional, set_at, reason, approval_id)
+             VALUES ('press-7', 'blake3:aa', 0, 't', 'approval', 1);",
+        )
+        .expect("old rows");
+        migrate(&mut conn).expect("migrated");
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .expect("fk on");
+        let (jti, status): (String, String) = conn
+            .query_row("SELECT jti, status FROM approvals WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("row kept");
+        assert_eq!((jti.as_str(), status.as_str()), ("j-1", "applied"));
+        let broken: Option<String> = conn
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()
+            .expect("check");
+        assert_eq!(broken, None);
+        conn.execute(
+            "UPDATE approvals SET status = 'superseded' WHERE id = 1",
+            [],
+        )
+        .expect("the new status is allowed");
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+}

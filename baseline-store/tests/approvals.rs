@@ -6,7 +6,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use otdrift_core::{Class, Clock, Digest, Item, ManualClock, Snapshot, Value, parse_timestamp};
 use otdrift_store::{
     ApprovalDecision, ApprovalInput, ApprovalRefusal, ApprovalStatus, CaptureOutcome,
-    CaptureRecord, DriftOutcome, DriftStatus, Store, event_type,
+    CaptureRecord, DriftOutcome, DriftStatus, REJECTIONS_PER_MINUTE, Store, WithdrawInput,
+    event_type,
 };
 
 fn start() -> DateTime<Utc> {
@@ -299,4 +300,206 @@ fn a_provisional_baseline_is_approved_with_its_own_digest() {
     let history = store.baseline_history("press-7").expect("history");
     assert_eq!(history.len(), 2);
     assert!(history[0].provisional && !history[1].provisional);
+}
+
+fn status_of(store: &Store, jti: &str) -> ApprovalStatus {
+    store
+        .approvals_for_change("CHG-1042")
+        .expect("approvals")
+        .into_iter()
+        .chain(store.approvals_for_change("CHG-X").expect("approvals"))
+        .chain(store.approvals_for_change("CHG-Y").expect("approvals"))
+        .find(|a| a.jti == jti)
+        .map(|a| a.status)
+        .unwrap_or_else(|| panic!("no approval {jti}"))
+}
+
+/// The rollback the state machine closes: X is pre-approved without `from`, the team deploys
+/// X' under another approval, and months later someone loads X. X's approval was superseded
+/// when the baseline moved to X', so loading X is drift, not an approved change.
+#[test]
+fn a_stale_pre_approval_is_superseded_and_cannot_roll_the_plant_back() {
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    let b0 = snapshot(100);
+    capture(&mut store, &b0);
+    let (x, x2) = (snapshot(200), snapshot(210));
+
+    // Confirming the provisional baseline moves nothing: the pre-approval of X stays pending.
+    let confirm = Token::new("t-b0", b0.digest(), clock.now());
+    assert!(matches!(
+        confirm.submit(&mut store),
+        ApprovalDecision::Applied(_)
+    ));
+    let mut pre = Token::new("t-x", x.digest(), clock.now());
+    pre.change = "CHG-X".to_owned();
+    assert!(matches!(
+        pre.submit(&mut store),
+        ApprovalDecision::Pending(_)
+    ));
+    // A second pre-approval that starts from b0 is superseded by the move too: it was meant
+    // for a starting point the asset has left.
+    let mut other = Token::new("t-y", snapshot(300).digest(), clock.now());
+    other.from = Some(b0.digest());
+    other.change = "CHG-Y".to_owned();
+    assert!(matches!(
+        other.submit(&mut store),
+        ApprovalDecision::Pending(_)
+    ));
+
+    clock.advance(TimeDelta::minutes(10));
+    capture(&mut store, &x2);
+    let mut deployed = Token::new("t-x2", x2.digest(), clock.now());
+    deployed.from = Some(b0.digest());
+    assert!(matches!(
+        deployed.submit(&mut store),
+        ApprovalDecision::Applied(_)
+    ));
+    assert_eq!(status_of(&store, "t-x"), ApprovalStatus::Superseded);
+    assert_eq!(status_of(&store, "t-y"), ApprovalStatus::Superseded);
+    let superseded = store
+        .events_after(0, 100)
+        .expect("events")
+        .into_iter()
+        .find(|e| e.event_type == event_type::APPROVAL_SUPERSEDED)
+        .expect("superseded event");
+    assert_eq!(superseded.data["jti"], "t-x");
+    assert_eq!(superseded.data["superseded_by"]["jti"], "t-x2");
+
+    // Later, someone loads X: drift, and the baseline stays X'.
+    clock.advance(TimeDelta::hours(20));
+    let loaded = capture(&mut store, &x);
+    assert!(loaded.drift.is_drifted(), "{:?}", loaded.drift);
+    assert_eq!(loaded.baseline.digest, x2.digest());
+    assert!(loaded.approval.is_none());
+    assert!(store.audit_verify().expect("verify").first_break.is_none());
+}
+
+#[test]
+fn a_withdrawn_approval_is_refused_and_never_applies() {
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    capture(&mut store, &snapshot(100));
+    let planned = snapshot(150);
+    Token::new("t-plan", planned.digest(), clock.now()).submit(&mut store);
+    let claims = serde_json::json!({"kind": "withdraw"});
+    let withdraw = |store: &mut Store, jti: &str, target: &str| {
+        store
+            .withdraw_approval(&WithdrawInput {
+                jti,
+                asset: "press-7",
+                change_id: "CHG-1042",
+                approver_id: "plant-eng-mgr",
+                approver: Some("Dana Okafor"),
+                target_jti: target,
+                token: "h.c.s",
+                claims: &claims,
+                source: "test",
+            })
+            .expect("recorded")
+    };
+    let withdrawn = withdraw(&mut store, "w-1", "t-plan").expect("withdrawn");
+    assert_eq!(withdrawn.status, ApprovalStatus::Refused);
+    assert!(
+        withdrawn
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("withdrawn by approver plant-eng-mgr")),
+        "{withdrawn:?}"
+    );
+    // The planned state arrives anyway: drift, not an approved change.
+    let reached = capture(&mut store, &planned);
+    assert!(reached.drift.is_drifted());
+    assert!(reached.approval.is_none());
+    // Withdrawing again, or something that is not pending, is refused; a withdrawal's jti is
+    // spent like an approval's.
+    assert!(matches!(
+        withdraw(&mut store, "w-2", "t-plan"),
+        Err(ApprovalRefusal::NotPending {
+            status: Some(ApprovalStatus::Refused),
+            ..
+        })
+    ));
+    assert!(matches!(
+        withdraw(&mut store, "w-1", "nothing"),
+        Err(ApprovalRefusal::Replay { .. })
+    ));
+    assert!(store.jti_used("w-2").expect("jti"));
+    let types = events(&store);
+    assert!(
+        types.contains(&event_type::APPROVAL_REFUSED.to_owned()),
+        "{types:?}"
+    );
+}
+
+/// "Observed now" needs a recent observation: the latest capture of an asset that has been
+/// unreachable for a day says nothing about its state now.
+#[test]
+fn an_approval_for_a_stale_observation_waits_for_the_next_capture() {
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    capture(&mut store, &snapshot(100));
+    let changed = snapshot(130);
+    capture(&mut store, &changed);
+    clock.advance(TimeDelta::days(1));
+    let token = Token::new("t-late", changed.digest(), clock.now());
+    let ApprovalDecision::Pending(row) = token.submit(&mut store) else {
+        panic!("a day-old observation must not apply at once");
+    };
+    assert_eq!(row.status, ApprovalStatus::Pending);
+    let seen = capture(&mut store, &changed);
+    let applied = seen.approval.expect("applied by the fresh capture");
+    assert_eq!(applied.approval.jti, "t-late");
+    assert_eq!(seen.baseline.digest, changed.digest());
+}
+
+/// A flood of bad tokens from one source writes at most REJECTIONS_PER_MINUTE entries and
+/// events a minute, then one summary; another source is not held back by it.
+#[test]
+fn rejections_are_rate_limited_per_source_and_summarised() {
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    let details = serde_json::json!({"verified": false});
+    for _ in 0..25 {
+        store
+            .record_rejection("api:10.0.0.66", "signature", "bad", &details, None)
+            .expect("recorded");
+    }
+    store
+        .record_rejection("command-line", "expired", "old", &details, None)
+        .expect("recorded");
+    let rejected = |store: &Store| {
+        events(store)
+            .iter()
+            .filter(|t| *t == event_type::APPROVAL_REJECTED)
+            .count() as i64
+    };
+    assert_eq!(rejected(&store), REJECTIONS_PER_MINUTE + 1);
+    assert_eq!(store.flush_rejection_summaries().expect("flush"), 0);
+    clock.advance(TimeDelta::seconds(61));
+    assert_eq!(store.flush_rejection_summaries().expect("flush"), 1);
+    let summary = store
+        .events_after(0, 1000)
+        .expect("events")
+        .into_iter()
+        .find(|e| e.event_type == event_type::APPROVAL_REJECTIONS_SUPPRESSED)
+        .expect("summary");
+    assert_eq!(summary.data["source"], "api:10.0.0.66");
+    assert_eq!(summary.data["suppressed"], 25 - REJECTIONS_PER_MINUTE);
+    // A new minute starts afresh.
+    store
+        .record_rejection("api:10.0.0.66", "signature", "bad", &details, None)
+        .expect("recorded");
+    assert_eq!(rejected(&store), REJECTIONS_PER_MINUTE + 2);
+    let kinds: Vec<String> = store
+        .audit_entries(0, 1000)
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "approval.rejected").count() as i64,
+        REJECTIONS_PER_MINUTE + 2
+    );
+    assert!(kinds.contains(&"approval.rejections_suppressed".to_owned()));
 }

@@ -5,6 +5,7 @@
 
 pub mod receiver;
 
+pub mod approval_rig;
 pub mod peers;
 
 use std::io::{BufRead, BufReader, Write};

@@ -334,7 +334,9 @@ mod tests {
         assert!(c.check_reply_id(0x4F54_0001).is_ok());
         assert!(c.check_reply_id(0x5100_0001).is_ok());
         for other in [0, 0x5100_0002, 0x4F54_0002, u32::MAX] {
-            let e = c.check_reply_id(other).expect_err("another connection's reply");
+            let e = c
+                .check_reply_id(other)
+                .expect_err("another connection's reply");
             assert!(e.0.contains(&format!("0x{other:08x}")), "{e}");
             assert!(e.0.contains("0x4f540001 (T->O)"), "{e}");
             assert!(e.0.contains("0x51000001 (O->T)"), "{e}");

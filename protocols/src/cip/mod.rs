@@ -896,7 +896,7 @@ impl CipCollector {
             out.extend(page);
             if out.len() > MAX_SYMBOLS {
                 return Err(self.scope().bound(
-                    &request.describe(),
+                    request.describe(),
                     format!("more than {MAX_SYMBOLS} symbols"),
                 ));
             }
@@ -1049,7 +1049,7 @@ impl CipCollector {
             .saturating_sub(21);
         if total > MAX_TEMPLATE_BYTES {
             return Err(self.scope().bound(
-                &format!("Template (class 0x6C) instance 0x{instance:03x}"),
+                format!("Template (class 0x6C) instance 0x{instance:03x}"),
                 format!("definition of {total} bytes exceeds {MAX_TEMPLATE_BYTES}"),
             ));
         }

@@ -247,3 +247,221 @@ fn an_unreachable_controller_is_exit_1_and_recorded() {
     let status = run(&cfg, &["status", "--json"]).json();
     assert_eq!(status["assets"][0]["reachable"], false);
 }
+
+/// The capture's digest, from `otdrift capture --json` that must exit 0.
+fn healthy_digest(cfg: &Path) -> serde_json::Value {
+    let capture = run(cfg, &["capture", "oven-3", "--json"]);
+    assert_eq!(capture.code, 0, "{capture:?}");
+    capture.json()["digest"].clone()
+}
+
+#[test]
+fn each_refusal_fails_the_collection_and_the_healthy_capture_matches_the_baseline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = start(dir.path(), "");
+    let cfg = config(dir.path(), &sim.addr);
+    let baseline = healthy_digest(&cfg);
+
+    // (switch on, switch off, failure reason, what the failing request names)
+    let cases = [
+        (
+            "quirk refuse-all on 0x04",
+            "quirk refuse-all off",
+            "refused",
+            Some("Identity"),
+        ),
+        (
+            "quirk refuse-all on 0x05",
+            "quirk refuse-all off",
+            "refused",
+            Some("Identity"),
+        ),
+        (
+            "quirk refuse-all on 0x08",
+            "quirk refuse-all off",
+            "refused",
+            Some("Identity"),
+        ),
+        (
+            "quirk busy on",
+            "quirk busy off",
+            "busy",
+            Some("Multiple Service Packet"),
+        ),
+        // A tag the tag list lists, refused: a contradiction, not an absence.
+        (
+            "quirk refuse-tag on Oven_SP",
+            "quirk refuse-tag off",
+            "refused",
+            Some("Oven_SP"),
+        ),
+        (
+            "quirk refuse-tag on Recipe 0x08",
+            "quirk refuse-tag off",
+            "refused",
+            Some("Recipe"),
+        ),
+        (
+            "quirk refuse-template on",
+            "quirk refuse-template off",
+            "refused",
+            Some("Template"),
+        ),
+        (
+            "quirk placeholder-identity on",
+            "quirk placeholder-identity off",
+            "refused",
+            Some("Identity"),
+        ),
+        // A stable capability the collector records as not available, but the baseline has
+        // the project name: the agent's baseline check refuses it.
+        (
+            "quirk no-program-name on",
+            "quirk no-program-name off",
+            "refused",
+            None,
+        ),
+    ];
+    for (on, off, reason, request) in cases {
+        sim.cmd(on);
+        let error = support::assert_collection_fails(&cfg, "oven-3", reason);
+        if let Some(request) = request {
+            assert!(
+                error["request"]
+                    .as_str()
+                    .is_some_and(|r| r.contains(request)),
+                "{on}: {error}"
+            );
+        }
+        sim.cmd(off);
+        assert_eq!(healthy_digest(&cfg), baseline, "{on}: healthy again");
+    }
+
+    // Honest retries and runtime-only gaps: the same state, exit 0.
+    for quirk in ["broken-msp", "foreign-connection-id", "garbled-clock"] {
+        sim.cmd(&format!("quirk {quirk} on"));
+        assert_eq!(healthy_digest(&cfg), baseline, "{quirk}");
+        sim.cmd(&format!("quirk {quirk} off"));
+    }
+    let events = run(&cfg, &["drift", "--json"]).json();
+    assert_eq!(events["events"], json!([]), "no refusal ever became drift");
+    sim.assert_no_writes();
+}
+
+#[test]
+fn the_first_capture_of_a_controller_that_refuses_everything_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = start(dir.path(), "[quirks]\nrefuse-all = 5\n");
+    let cfg = config(dir.path(), &sim.addr);
+    let error = support::assert_collection_fails(&cfg, "oven-3", "refused");
+    assert!(
+        error["detail"].as_str().is_some_and(|d| d.contains("0x05")),
+        "{error}"
+    );
+    let status = run(&cfg, &["status", "--json"]).json();
+    assert_eq!(
+        status["assets"][0]["baseline"],
+        serde_json::Value::Null,
+        "no provisional baseline of refusals: {status}"
+    );
+    sim.cmd("quirk refuse-all off");
+    let first = run(&cfg, &["capture", "oven-3", "--json"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(first.json()["baseline"]["provisional"], true);
+    sim.assert_no_writes();
+}
+
+/// A cpppo tag set (see `tests/peers/cip_server.py`) with `Oven_SP` at `oven_sp`.
+fn cpppo_tags(dir: &Path, oven_sp: f64) -> PathBuf {
+    let path = dir.join("cpppo-tags.json");
+    let tags = json!({
+        "Oven_SP": {"type": "REAL", "value": oven_sp},
+        "Line_Speed": {"type": "DINT", "value": 1200},
+        "identity": {"vendor": 1, "device_type": 14, "product_code": 108,
+                     "revision": "33.11", "serial": 1623261166,
+                     "product_name": "1769-L33ER/A LOGIX5333ER"},
+    });
+    std::fs::write(&path, tags.to_string()).expect("write tags");
+    path
+}
+
+fn cpppo_config(dir: &Path, address: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            r#"
+[agent]
+id = "gw-test"
+data_dir = "{data}"
+
+[[asset]]
+id = "oven-3"
+protocol = "cip"
+address = "{address}"
+timeout_ms = 5000
+
+  [[asset.setpoints]]
+  name = "oven setpoint"
+  tag = "Oven_SP"
+
+  [[asset.setpoints]]
+  name = "line speed"
+  tag = "Line_Speed"
+"#,
+            data = dir.join("data").display()
+        ),
+    )
+}
+
+/// cpppo serving `tags` on `port` (0: any free one); `None` when it cannot run here.
+fn cpppo(tags: &Path, port: u16) -> Option<support::peers::PeerServer> {
+    let tags = tags.to_string_lossy().into_owned();
+    let port = port.to_string();
+    support::peers::PeerServer::start(
+        "cip cpppo server (end to end)",
+        &["cpppo"],
+        "cip_server.py",
+        &["--tags", &tags, "--port", &port],
+    )
+}
+
+#[test]
+fn cpppo_is_captured_by_the_binary_and_a_changed_value_drifts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(server) = cpppo(&cpppo_tags(dir.path(), 180.0), 0) else {
+        return;
+    };
+    let port = server.addr.port();
+    let cfg = cpppo_config(dir.path(), &server.addr.to_string());
+    let first = run(&cfg, &["capture", "oven-3", "--json"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let first = first.json();
+    assert_eq!(first["baseline"]["provisional"], true);
+    let again = run(&cfg, &["capture", "oven-3", "--json"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(
+        again.json()["digest"],
+        first["digest"],
+        "the same signature"
+    );
+
+    // cpppo cannot be written (and otdrift never writes): restart it with another value.
+    drop(server);
+    let Some(server) = cpppo(&cpppo_tags(dir.path(), 185.5), port) else {
+        return;
+    };
+    let drifted = run(&cfg, &["capture", "oven-3", "--json"]);
+    assert_eq!(drifted.code, 3, "{drifted:?}");
+    assert_eq!(
+        drifted.json()["drift"]["changes"],
+        json!([{
+            "path": "cip/value/Oven_SP",
+            "class": "setpoint",
+            "kind": "changed",
+            "before": 180.0,
+            "after": 185.5,
+            "setpoint": "oven setpoint",
+        }])
+    );
+    drop(server);
+}

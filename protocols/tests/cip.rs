@@ -3,7 +3,6 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
 
 use common::{SimulatedDevice, assert_collector_compliance, asset_from};
 use otdrift_config::ProtocolConfig;
@@ -525,12 +524,12 @@ async fn each_quirk_gives_the_documented_item_or_a_typed_error() {
         sim.set_quirk(quirk, false);
     }
 
-    // A placeholder identity is not taken for one.
+    // A placeholder identity is not taken for one: a refusal of what every device has.
     sim.set_quirk(Quirk::PlaceholderIdentity, true);
     let mut c = collector(&address, "", RECIPE);
-    let capture = c.capture().await.expect("capture");
-    assert!(unavailable(&capture, "cip/identity").contains("placeholder"));
-    assert!(capture.snapshot.get("cip/identity/vendor_id").is_none());
+    let e = c.capture().await.expect_err("a placeholder is no identity");
+    assert!(matches!(e.kind, ErrorKind::Refused(_)), "{e}");
+    assert!(e.to_string().contains("placeholder"), "{e}");
     sim.set_quirk(Quirk::PlaceholderIdentity, false);
 
     // A dropped session is reopened transparently.
@@ -557,6 +556,240 @@ async fn each_quirk_gives_the_documented_item_or_a_typed_error() {
         other => panic!("expected a malformed answer, got {other:?}"),
     }
     sim.set_quirk(Quirk::Malformed, false);
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+/// A fresh collector's first capture, and the error it must fail with.
+async fn first_capture_fails(address: &str, setpoints: &str) -> CollectError {
+    let mut c = collector(address, "", setpoints);
+    let result = c.capture().await;
+    c.close().await;
+    result.expect_err("the capture fails")
+}
+
+#[tokio::test]
+async fn every_refusal_fails_the_capture_and_the_healthy_capture_is_the_same_state() {
+    let sim = oven().await;
+    let address = sim.local_addr().to_string();
+    let mut steady = collector(&address, "", RECIPE);
+    let baseline = steady.capture().await.expect("baseline");
+    // (switch on, switch off, failure reason, the request it names, also in a steady poll)
+    let cases = [
+        (
+            "quirk refuse-all on 0x04",
+            "quirk refuse-all off",
+            "refused",
+            "Identity",
+            true,
+        ),
+        (
+            "quirk refuse-all on 0x05",
+            "quirk refuse-all off",
+            "refused",
+            "Identity",
+            true,
+        ),
+        (
+            "quirk refuse-all on 0x08",
+            "quirk refuse-all off",
+            "refused",
+            "Identity",
+            true,
+        ),
+        (
+            "quirk busy on",
+            "quirk busy off",
+            "busy",
+            "Multiple Service Packet",
+            true,
+        ),
+        // A listed tag refused, whatever the status: a contradiction, never absence.
+        (
+            "quirk refuse-tag on Oven_SP",
+            "quirk refuse-tag off",
+            "refused",
+            "Oven_SP",
+            true,
+        ),
+        (
+            "quirk refuse-tag on Program:Oven.Ramp_Rate 0x04",
+            "quirk refuse-tag off",
+            "refused",
+            "Program:Oven.Ramp_Rate",
+            true,
+        ),
+        (
+            "quirk refuse-tag on Recipe 0x08",
+            "quirk refuse-tag off",
+            "refused",
+            "Recipe",
+            true,
+        ),
+        (
+            "quirk refuse-tag on Recipe 0x02",
+            "quirk refuse-tag off",
+            "busy",
+            "Recipe",
+            true,
+        ),
+        // Templates are read when the tag list is browsed, not in steady polls.
+        (
+            "quirk refuse-template on",
+            "quirk refuse-template off",
+            "refused",
+            "Template",
+            false,
+        ),
+        (
+            "quirk placeholder-identity on",
+            "quirk placeholder-identity off",
+            "refused",
+            "Identity",
+            true,
+        ),
+    ];
+    for (on, off, reason, request, steady_too) in cases {
+        sim.command(on).expect(on);
+        let e = first_capture_fails(&address, RECIPE).await;
+        assert_eq!(e.reason().as_str(), reason, "{on}: {e}");
+        assert!(e.request.contains(request), "{on}: {e}");
+        assert!(e.to_string().contains("oven-3"), "{on}: {e}");
+        assert!(!e.is_unreachable(), "{on}: {e}");
+        if steady_too {
+            let e = steady.capture().await.expect_err(on);
+            assert_eq!(e.reason().as_str(), reason, "{on}, steady poll: {e}");
+        }
+        sim.command(off).expect(off);
+        let healthy = steady.capture().await.expect("healthy again");
+        assert_eq!(
+            healthy.snapshot.digest(),
+            baseline.snapshot.digest(),
+            "{on}: {:?}",
+            Diff::between(&baseline.snapshot, &healthy.snapshot)
+        );
+        let mut fresh = collector(&address, "", RECIPE);
+        let again = fresh.capture().await.expect("a fresh healthy capture");
+        assert_eq!(again.snapshot.digest(), baseline.snapshot.digest(), "{on}");
+        fresh.close().await;
+    }
+    // identify() alone applies the same rule.
+    sim.command("quirk refuse-all on 0x05").expect("on");
+    let mut c = collector(&address, "", RECIPE);
+    let e = c.identify().await.expect_err("identity refused");
+    assert!(matches!(e.kind, ErrorKind::Refused(_)), "{e}");
+    sim.command("quirk refuse-all off").expect("off");
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+#[tokio::test]
+async fn stable_capabilities_and_honest_retries_keep_the_state_exact() {
+    let sim = oven().await;
+    let address = sim.local_addr().to_string();
+    let mut reference = collector(&address, "", RECIPE);
+    let baseline = reference.capture().await.expect("baseline");
+
+    // Replies on the O->T id (cpppo's way), a Multiple Service Packet whose offsets do not
+    // add up (re-read item by item), a clock answered without its count (runtime only): the
+    // same state, exactly.
+    for quirk in [
+        Quirk::ForeignConnectionId,
+        Quirk::BrokenMsp,
+        Quirk::GarbledClock,
+    ] {
+        sim.set_quirk(quirk, true);
+        let mut c = collector(&address, "", RECIPE);
+        let first = c.capture().await.expect("capture");
+        let second = c.capture().await.expect("steady capture");
+        for capture in [&first, &second] {
+            assert_eq!(
+                capture.snapshot.digest(),
+                baseline.snapshot.digest(),
+                "{quirk:?}: {:?}",
+                Diff::between(&baseline.snapshot, &capture.snapshot)
+            );
+        }
+        match quirk {
+            Quirk::BrokenMsp => assert!(
+                matches!(first.runtime.get("cip/multiple_service_packet"), Some(Value::Text(t)) if t.contains("outside")),
+                "{:?}",
+                first.runtime
+            ),
+            Quirk::GarbledClock => assert!(
+                matches!(first.runtime.get("cip/wall_clock_us"), Some(Value::Unavailable(r)) if r.contains("does not fit")),
+                "{:?}",
+                first.runtime
+            ),
+            _ => assert!(matches!(
+                first.runtime.get("cip/wall_clock_us"),
+                Some(Value::UInt(_))
+            )),
+        }
+        sim.set_quirk(quirk, false);
+        let after = c.capture().await.expect("quirk off");
+        assert_eq!(after.snapshot.digest(), baseline.snapshot.digest());
+    }
+
+    // No program-name object: one stable not-available item, nothing else differs.
+    sim.set_quirk(Quirk::NoProgramName, true);
+    let mut c = collector(&address, "", RECIPE);
+    let first = c.capture().await.expect("capture");
+    assert_eq!(
+        unavailable(&first, "cip/controller/name"),
+        "the device has no Logix program-name object (class 0x64)"
+    );
+    let diff = Diff::between(&baseline.snapshot, &first.snapshot);
+    assert_eq!(diff.changes.len(), 1, "{diff:?}");
+    let second = c.capture().await.expect("capture");
+    assert_eq!(second.snapshot.digest(), first.snapshot.digest());
+    sim.set_quirk(Quirk::NoProgramName, false);
+
+    // The tag list unsupported as cpppo says it (encapsulation status 0x0008, connection
+    // closed): a stable gap, values still read, and the absent tag is absent.
+    sim.set_quirk(Quirk::BrowseEncapUnsupported, true);
+    let with_ghost =
+        format!("{RECIPE}\n  [[asset.setpoints]]\n  name = \"ghost\"\n  tag = \"Ghost\"\n");
+    let mut c = collector(&address, "", &with_ghost);
+    let first = c.capture().await.expect("capture");
+    assert!(
+        unavailable(&first, "cip/tags").contains("encapsulation status 0x00000008"),
+        "{:?}",
+        first.snapshot.get("cip/tags")
+    );
+    assert_eq!(
+        first.stats.connects, 2,
+        "reconnected after the closed connection"
+    );
+    assert_eq!(value(&first, "cip/value/Oven_SP"), Value::F32(180.0));
+    assert_eq!(
+        unavailable(&first, "cip/value/Ghost"),
+        "the controller has no such tag (its tag list cannot be read, and Read Tag answers path unknown)"
+    );
+    let second = c.capture().await.expect("capture");
+    assert_eq!(second.snapshot.digest(), first.snapshot.digest());
+    assert_eq!(second.stats.connects, 0);
+    sim.set_quirk(Quirk::BrowseEncapUnsupported, false);
+
+    // Without a tag list, "path unknown" is the controller's directory speaking; "service
+    // not supported" (or any other refusal) for a configured tag fails.
+    sim.set_quirk(Quirk::NoBrowse, true);
+    for (status, outcome) in [("0x05", None), ("0x04", None), ("0x08", Some("refused"))] {
+        sim.command(&format!("quirk refuse-tag on Oven_SP {status}"))
+            .expect("refuse-tag");
+        let mut c = collector(&address, "", RECIPE);
+        let result = c.capture().await;
+        match (outcome, result) {
+            (None, Ok(capture)) => {
+                assert!(unavailable(&capture, "cip/value/Oven_SP").contains("no such tag"));
+            }
+            (Some(reason), Err(e)) => {
+                assert_eq!(e.reason().as_str(), reason, "{e}");
+                assert!(e.request.contains("Oven_SP"), "{e}");
+            }
+            (outcome, result) => panic!("{status}: expected {outcome:?}, got {result:?}"),
+        }
+        sim.command("quirk refuse-tag off").expect("off");
+    }
+    sim.set_quirk(Quirk::NoBrowse, false);
     assert_eq!(sim.request_log().writes(), 0);
 }
 
@@ -749,98 +982,34 @@ fn setpoint_labels_follow_the_config() {
     assert_eq!(setpoint_label(cfg, "modbus/holding/1"), None);
 }
 
-/// Runs a peer (an independent Python client) with `python3`; `None` when it cannot run
-/// here, unless `OTDRIFT_REQUIRE_PEERS=1` (CI), which makes that a failure.
-fn peer(script: &str, args: &[String]) -> Option<String> {
-    let required = std::env::var_os("OTDRIFT_REQUIRE_PEERS").is_some_and(|v| v == "1");
-    let dir = tempfile_dir();
-    let path = dir.join("peer.py");
-    std::fs::write(&path, script).expect("write the peer script");
-    let out = match Command::new("python3").arg(&path).args(args).output() {
-        Ok(out) => out,
-        Err(e) => {
-            assert!(
-                !required,
-                "python3 is required for the CIP peer checks: {e}"
-            );
-            eprintln!("skipping the CIP peer check: no python3 ({e})");
-            return None;
-        }
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if stderr.contains("ModuleNotFoundError") {
-        assert!(
-            !required,
-            "the CIP peer check needs its Python package: {stderr}"
-        );
-        eprintln!("skipping the CIP peer check: {stderr}");
-        return None;
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "peer failed:\n{stdout}\n{stderr}");
-    Some(stdout)
+/// Runs peer `script` (an independent Python client in `tests/peers/`) against `addr` off
+/// the async runtime; its JSON output, or `None` when the peer cannot run here (see
+/// `common::peers`).
+async fn peer_json(
+    check: &'static str,
+    module: &'static str,
+    script: &'static str,
+    addr: SocketAddr,
+) -> Option<serde_json::Value> {
+    let args = [addr.ip().to_string(), addr.port().to_string()];
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::peers::run(check, &[module], script, &args)
+    })
+    .await
+    .expect("peer thread")?;
+    assert!(out.status.success(), "{check} failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Some(serde_json::from_str(stdout.trim()).expect("peer prints JSON"))
 }
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "otdrift-cip-peer-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-const PYCOMM3: &str = r#"
-import json, sys
-from pycomm3 import LogixDriver
-with LogixDriver(f"{sys.argv[1]}:{sys.argv[2]}") as plc:
-    out = {"name": plc.name, "programs": sorted(plc.info.get("programs", {})), "tags": sorted(plc.tags)}
-    for r in plc.read("Oven_SP", "Line_Speed", "Recipe", "Program:Oven.Zone_Temp{4}",
-                      "Program:MainProgram.Operator_Note", "Zones[1].SP"):
-        if r.error:
-            sys.exit(f"{r.tag}: {r.error}")
-        out[r.tag] = r.value
-    print(json.dumps(out, default=str))
-"#;
-
-const PYLOGIX: &str = r#"
-import json, sys
-from pylogix import PLC
-with PLC(sys.argv[1], slot=0, port=int(sys.argv[2])) as comm:
-    out = {}
-    tags = comm.GetTagList(True)
-    if tags.Status != "Success":
-        sys.exit("GetTagList: " + tags.Status)
-    out["tags"] = sorted(t.TagName for t in tags.Value)
-    out["programs"] = sorted(comm.GetProgramsList().Value or [])
-    for r in comm.Read(["Oven_SP", "Line_Speed", "Program:Oven.Ramp_Rate", "Program:MainProgram.Operator_Note"]):
-        if r.Status != "Success":
-            sys.exit(f"{r.TagName}: {r.Status}")
-        out[r.TagName] = r.Value
-    zone = comm.Read("Program:Oven.Zone_Temp[0]", 4)
-    if zone.Status != "Success":
-        sys.exit("Zone_Temp: " + zone.Status)
-    out["zone"] = zone.Value
-    out["time"] = comm.GetPLCTime().Status
-    print(json.dumps(out, default=str))
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pycomm3_reads_the_simulator_like_the_collector_does() {
     let sim = oven().await;
     let addr = sim.local_addr();
-    let args = vec![addr.ip().to_string(), addr.port().to_string()];
-    let Some(out) = tokio::task::spawn_blocking(move || peer(PYCOMM3, &args))
-        .await
-        .expect("peer thread")
-    else {
+    let Some(json) = peer_json("cip pycomm3", "pycomm3", "cip_pycomm3.py", addr).await else {
         return;
     };
-    let json: serde_json::Value = serde_json::from_str(out.trim()).expect("peer prints JSON");
     assert_eq!(json["name"], "Line3_Oven");
     assert_eq!(json["programs"], serde_json::json!(["MainProgram", "Oven"]));
     assert_eq!(json["Oven_SP"], 180.0);
@@ -860,6 +1029,10 @@ async fn pycomm3_reads_the_simulator_like_the_collector_does() {
     let mut c = collector(&addr.to_string(), "", RECIPE);
     let capture = c.capture().await.expect("capture");
     assert_eq!(value(&capture, "cip/value/Oven_SP"), Value::F32(180.0));
+    assert_eq!(
+        value(&capture, "cip/controller/name"),
+        Value::from("Line3_Oven")
+    );
     assert_eq!(sim.request_log().writes(), 0);
 }
 
@@ -867,14 +1040,9 @@ async fn pycomm3_reads_the_simulator_like_the_collector_does() {
 async fn pylogix_reads_the_simulator_like_the_collector_does() {
     let sim = oven().await;
     let addr = sim.local_addr();
-    let args = vec![addr.ip().to_string(), addr.port().to_string()];
-    let Some(out) = tokio::task::spawn_blocking(move || peer(PYLOGIX, &args))
-        .await
-        .expect("peer thread")
-    else {
+    let Some(json) = peer_json("cip pylogix", "pylogix", "cip_pylogix.py", addr).await else {
         return;
     };
-    let json: serde_json::Value = serde_json::from_str(out.trim()).expect("peer prints JSON");
     let tags: Vec<String> = serde_json::from_value(json["tags"].clone()).expect("tags");
     for tag in ["Oven_SP", "Recipe", "Program:Oven.Zone_Temp"] {
         assert!(tags.iter().any(|t| t == tag), "{tag} in {tags:?}");
@@ -896,4 +1064,156 @@ async fn pylogix_reads_the_simulator_like_the_collector_does() {
     );
     assert_eq!(json["time"], "Success");
     assert_eq!(sim.request_log().writes(), 0);
+}
+
+/// cpppo's tags for the peer checks (`tests/peers/cip_server.py`): the values the collector
+/// must read, an array read by element, and a tag cpppo refuses with "service not
+/// supported" on every read.
+const CPPPO_TAGS: &str = r#"{
+  "Oven_SP": {"type": "REAL", "value": 180.0},
+  "Line_Speed": {"type": "DINT", "value": 1200},
+  "Zones": {"type": "REAL", "count": 4, "value": [180.0, 182.0, 184.0, 186.0]},
+  "Locked": {"type": "DINT", "value": 7, "error": 8},
+  "identity": {"vendor": 1, "device_type": 14, "product_code": 108, "revision": "33.11",
+               "serial": 1623261166, "product_name": "1769-L33ER/A LOGIX5333ER"}
+}"#;
+
+/// A file removed when dropped (the tag set handed to cpppo's wrapper).
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path =
+            std::env::temp_dir().join(format!("otdrift-cip-{}-{nanos}-{name}", std::process::id()));
+        std::fs::write(&path, text).expect("write the temporary file");
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Starts cpppo (an independent EtherNet/IP server) with `tags`; `None` when it cannot run
+/// here. The server exits when the returned handle is dropped (its stdin closes).
+async fn cpppo(tags: &TempFile) -> Option<common::peers::PeerServer> {
+    let path = tags.0.to_string_lossy().into_owned();
+    tokio::task::spawn_blocking(move || {
+        common::peers::PeerServer::start(
+            "cip cpppo server",
+            &["cpppo"],
+            "cip_server.py",
+            &["--tags", &path],
+        )
+    })
+    .await
+    .expect("peer thread")
+}
+
+fn cpppo_collector(addr: SocketAddr, setpoints: &str) -> CipCollector {
+    // cpppo is Python: a wider timeout than the simulator's, still well under a poll.
+    let asset = asset_from(&format!(
+        r#"
+[agent]
+id = "gw"
+data_dir = "/tmp/unused"
+
+[[asset]]
+id = "cpppo-1"
+protocol = "cip"
+address = "{addr}"
+timeout_ms = 5000
+{setpoints}
+"#
+    ));
+    let ProtocolConfig::Cip(cfg) = &asset.protocol else {
+        panic!("a cip asset");
+    };
+    CipCollector::new(&asset, cfg)
+}
+
+const CPPPO_SETPOINTS: &str = r#"
+  [[asset.setpoints]]
+  name = "oven setpoint"
+  tag = "Oven_SP"
+  [[asset.setpoints]]
+  name = "line speed"
+  tag = "Line_Speed"
+  [[asset.setpoints]]
+  name = "zone 3"
+  tag = "Zones[2]"
+  [[asset.setpoints]]
+  name = "ghost"
+  tag = "Ghost"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpppo_an_independent_server_is_captured_exactly_and_stably() {
+    let tags = TempFile::new("tags.json", CPPPO_TAGS);
+    let Some(server) = cpppo(&tags).await else {
+        return;
+    };
+    let mut c = cpppo_collector(server.addr, CPPPO_SETPOINTS);
+    let first = c.capture().await.expect("cpppo is captured");
+    // Identity, as configured in cpppo.
+    assert_eq!(value(&first, "cip/identity/vendor_id"), Value::UInt(1));
+    assert_eq!(value(&first, "cip/identity/device_type"), Value::UInt(14));
+    assert_eq!(value(&first, "cip/identity/product_code"), Value::UInt(108));
+    assert_eq!(value(&first, "cip/identity/revision"), Value::from("33.11"));
+    assert_eq!(
+        value(&first, "cip/identity/serial_number"),
+        Value::from("60C0FFEE")
+    );
+    assert_eq!(
+        value(&first, "cip/identity/product_name"),
+        Value::from("1769-L33ER/A LOGIX5333ER")
+    );
+    // The setpoints, read by the type cpppo answers (it has no tag list).
+    assert_eq!(value(&first, "cip/value/Oven_SP"), Value::F32(180.0));
+    assert_eq!(value(&first, "cip/value/Line_Speed"), Value::Int(1200));
+    assert_eq!(value(&first, "cip/value/Zones[2]"), Value::F32(184.0));
+    assert!(unavailable(&first, "cip/value/Ghost").contains("no such tag"));
+    // cpppo's deviations, as documented in docs/protocols/cip.md: no tag list (encapsulation
+    // status 0x0008, then it closes the connection), its tag values where the project name
+    // should be, a clock reply without its count.
+    assert!(unavailable(&first, "cip/tags").contains("encapsulation status 0x00000008"));
+    assert_eq!(
+        unavailable(&first, "cip/controller/name"),
+        "the device's answer for the program-name object (class 0x64) is not a Logix project name"
+    );
+    assert!(matches!(
+        first.runtime.get("cip/wall_clock_us"),
+        Some(Value::Unavailable(_))
+    ));
+    assert!(
+        matches!(first.runtime.get("cip/connection"), Some(Value::Text(t)) if t.starts_with("Large Forward Open")),
+        "the connected path: {:?}",
+        first.runtime
+    );
+    // Stable: the same digest on the next poll, on the same connection.
+    let second = c.capture().await.expect("second capture");
+    assert_eq!(
+        second.snapshot.digest(),
+        first.snapshot.digest(),
+        "{:?}",
+        Diff::between(&first.snapshot, &second.snapshot)
+    );
+    assert_eq!(second.stats.connects, 0);
+    c.close().await;
+
+    // A tag cpppo refuses with "service not supported": without a tag list, only "path
+    // unknown" is absence; this fails the capture.
+    let locked = "\n  [[asset.setpoints]]\n  name = \"locked\"\n  tag = \"Locked\"\n";
+    let mut c = cpppo_collector(server.addr, locked);
+    let e = c.capture().await.expect_err("a refused read is no state");
+    assert!(matches!(e.kind, ErrorKind::Refused(_)), "{e}");
+    assert!(e.request.contains("Locked"), "{e}");
+    c.close().await;
+    drop(server);
 }

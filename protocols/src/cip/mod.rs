@@ -23,11 +23,16 @@
 //! browsed or reused (`cip/tag_list`) and whether Multiple Service Packet worked
 //! (`cip/multiple_service_packet`). Tag values that are not configured setpoints are never read.
 //!
-//! Gaps become one stable `not available: <reason>` item instead of failing the capture:
-//! `cip/identity` (identity refused or a placeholder answer), `cip/controller/name`,
-//! `cip/controller/audit_value` / `changes_to_detect` (no change-detection tags),
-//! `cip/tags` (the tag list cannot be browsed), `cip/templates` (templates not readable),
-//! `cip/value/<tag>` (a setpoint the controller does not have or refuses to read).
+//! What the controller will not tell fails the capture, except for the stable capabilities
+//! that become one `not available: <reason>` item (decision 0004, field truth; the full list
+//! is in `docs/protocols/cip.md`): `cip/controller/name` (no Logix program-name object, or an
+//! answer that is no Logix name), `cip/controller/audit_value` / `changes_to_detect` (no
+//! change-detection tags), `cip/tags` (the tag list cannot be browsed: service not supported,
+//! or the session closed on it every time), `cip/value/<tag>` (a setpoint the tag list does
+//! not list, or, without a tag list, one the controller answers "path unknown" for). Identity
+//! refused, a listed tag or template refused, a busy answer (0x02), a malformed answer or a
+//! bound fail the capture. A refused or garbled wall clock is recorded in the runtime as not
+//! available (it is never hashed).
 //!
 //! # Change detection and cheap polling
 //!
@@ -117,6 +122,12 @@ const MAX_TEMPLATE_BYTES: usize = 1 << 20;
 const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Reply size assumed for a setpoint whose type is unknown (no tag list).
 const UNKNOWN_REPLY: usize = 96;
+/// CIP general status 0x02, resource unavailable: the one status that means "busy".
+const BUSY: u8 = 0x02;
+/// The encapsulation status cpppo answers (then closing the connection) for a request it
+/// cannot serve at all; EtherNet/IP does not define it (its CIP meaning is "service not
+/// supported", put in the wrong layer).
+const ENCAP_UNSUPPORTED: u32 = 0x0008;
 
 /// A configured setpoint.
 #[derive(Clone, Debug)]
@@ -140,8 +151,6 @@ struct Browse {
     templates: Templates,
     /// Why the tag list is not available (then everything above is empty).
     unavailable: Option<String>,
-    /// Why some templates are not available.
-    templates_unavailable: Option<String>,
 }
 
 /// How the audit value is read on this controller.
@@ -176,6 +185,36 @@ struct Probe {
     changes_value: Option<Value>,
     audit_failed: bool,
 }
+
+/// What listing one scope's symbols gave.
+#[derive(Debug)]
+enum Listing {
+    /// The symbols, every page.
+    Symbols(Vec<Symbol>),
+    /// The stable capability "no tag list", with its reason.
+    Unsupported(String),
+    /// The connection broke on the controller scope's first page: a capability only if it
+    /// breaks again on a fresh session.
+    Closed(CollectError),
+}
+
+/// Why a configured setpoint is not read.
+#[derive(Debug)]
+enum Unresolved {
+    /// The tag list says it does not exist (or cannot be decoded): a stable not-available
+    /// item with this reason.
+    NotAvailable(String),
+    /// The configured text is no Logix tag path: the gateway's configuration is wrong.
+    Config(String),
+    /// Larger than otdrift reads.
+    Bound(String),
+    /// A bug on our side.
+    Internal(String),
+}
+
+/// Why a setpoint is not available when the controller, without a tag list, answers "path
+/// unknown" for it: one text for 0x04 and 0x05, so it is stable.
+const NO_SUCH_TAG: &str = "the controller has no such tag (its tag list cannot be read, and Read Tag answers path unknown)";
 
 /// A setpoint resolved against the tag list.
 #[derive(Clone, Debug)]
@@ -378,6 +417,21 @@ impl CipCollector {
     /// A pooled session the controller dropped since the last capture fails on first use;
     /// that one failure is retried once on a fresh session.
     async fn call(&mut self, request: &Request) -> Result<Answer, CollectError> {
+        match self.call_or_encapsulation(request).await? {
+            Ok(answer) => Ok(answer),
+            Err(status) => {
+                Err(self.session_error(&request.describe(), SessionError::Encapsulation(status)))
+            }
+        }
+    }
+
+    /// [`Self::call`], except that an answer refused at the encapsulation layer (non-zero
+    /// encapsulation status, no CIP reply at all) comes back as `Ok(Err(status))` for the
+    /// caller to judge; the session is dropped, since the device may close it (cpppo does).
+    async fn call_or_encapsulation(
+        &mut self,
+        request: &Request,
+    ) -> Result<Result<Answer, u32>, CollectError> {
         let mut reused = self.session.is_some();
         loop {
             if self.session.is_none() {
@@ -428,7 +482,7 @@ impl CipCollector {
                             ),
                         ));
                     }
-                    return Ok(answer);
+                    return Ok(Ok(answer));
                 }
                 Ok(Err(SessionError::Io(source))) => {
                     self.session = None;
@@ -439,11 +493,27 @@ impl CipCollector {
                     }
                     return Err(self.session_error(&request.describe(), SessionError::Io(source)));
                 }
+                Ok(Err(SessionError::Encapsulation(status))) => {
+                    self.session = None;
+                    return Ok(Err(status));
+                }
                 Ok(Err(e)) => {
                     self.session = None;
                     return Err(self.session_error(&request.describe(), e));
                 }
             }
+        }
+    }
+
+    /// The error for a request the controller answered with a non-success `status`:
+    /// [`ErrorKind::Busy`](crate::ErrorKind::Busy) for general status 0x02 (resource
+    /// unavailable), the only status that means "later"; otherwise a refusal, `why` saying what
+    /// the refusal means here (a contradiction with the tag list, a must-have object).
+    fn refusal(&self, request: &str, why: &str, status: &Status) -> CollectError {
+        if status.general == BUSY {
+            self.scope().busy(request, status)
+        } else {
+            self.refused(request, format!("{why} ({status})"))
         }
     }
 
@@ -499,6 +569,9 @@ impl CipCollector {
             } else {
                 let multiple = Request::Multiple(group.clone());
                 let answer = self.call(&multiple).await?;
+                if answer.status.general == BUSY {
+                    return Err(self.scope().busy(multiple.describe(), &answer.status));
+                }
                 if !answer.status.is_ok()
                     && !matches!(answer.status.general, 0x08 | 0x1E)
                     && answer.data.is_empty()
@@ -519,8 +592,11 @@ impl CipCollector {
                 match split_multiple(&answer, &group) {
                     Ok(parts) => answers.extend(parts),
                     Err(reason) => {
-                        // Service refused, or answered without its standard count/offsets:
-                        // send these one by one, and never pack again on this controller.
+                        // Service refused, or answered without its standard count/offsets (or
+                        // with offsets that do not add up): send these one by one, and never
+                        // pack again on this controller. The honest retry of the field-truth
+                        // rule: the very same requests, so the capture is exactly the device's
+                        // state, or fails on what the single answers say.
                         tracing::debug!(%reason, "multiple service packet unusable");
                         self.multi_service = false;
                         self.runtime.insert(
@@ -565,54 +641,25 @@ impl CipCollector {
 
         let (identity, fingerprint) = match identity_answer {
             Some(a) if a.status.is_ok() => self.parse_identity(&a.data)?,
-            Some(a) => (
-                vec![(
-                    "cip/identity".to_owned(),
-                    Value::unavailable(format!(
-                        "controller refused Get Attributes All on Identity ({})",
-                        a.status
-                    )),
-                )],
-                vec![],
-            ),
-            None => return Err(self.malformed("Identity", "no answer")),
+            // Every CIP device has an Identity object: refusing it is never a capability.
+            Some(a) => {
+                return Err(self.refusal(
+                    &Request::Identity.describe(),
+                    "the controller refused its identity",
+                    &a.status,
+                ));
+            }
+            None => return Err(self.malformed(&Request::Identity.describe(), "no answer")),
         };
         let name = match name_answer {
-            Some(a) if a.status.is_ok() => match parse_cip_string(&a.data) {
-                Ok(text) => Value::Text(text),
-                Err(e) => {
-                    return Err(self.malformed(&Request::ControllerName.describe(), e));
-                }
-            },
-            Some(a) => Value::unavailable(format!(
-                "controller refused the project name ({})",
-                a.status
-            )),
-            None => Value::unavailable("no answer"),
+            Some(a) => self.project_name(&a)?,
+            None => return Err(self.malformed(&Request::ControllerName.describe(), "no answer")),
         };
-        if let Some(a) = clock_answer
-            && a.status.is_ok()
-        {
-            let mut c = wire::Cursor::new(&a.data, "wall clock");
-            let parsed = (|| -> Result<u64, wire::WireError> {
-                let count = c.u16()?;
-                let attribute = c.u16()?;
-                let status = c.u16()?;
-                if count != 1 || attribute != request::WALL_CLOCK_ATTRIBUTE || status != 0 {
-                    return Err(wire::bad("unexpected wall clock attribute"));
-                }
-                c.u64()
-            })();
-            match parsed {
-                Ok(us) => {
-                    self.runtime
-                        .insert("cip/wall_clock_us".to_owned(), Value::UInt(us));
-                }
-                Err(e) => {
-                    return Err(self.malformed(&Request::WallClock.describe(), e));
-                }
-            }
-        }
+        let clock = match clock_answer {
+            Some(a) => self.wall_clock(&a)?,
+            None => return Err(self.malformed(&Request::WallClock.describe(), "no answer")),
+        };
+        self.runtime.insert("cip/wall_clock_us".to_owned(), clock);
         let mut audit_value = None;
         let mut changes_value = None;
         let mut audit_failed = false;
@@ -625,8 +672,14 @@ impl CipCollector {
                             self.malformed(&format!("Read Tag (0x4C) {}", address.text), e)
                         })?
                     }
+                    Some(a) if a.status.general == BUSY => {
+                        return Err(self
+                            .scope()
+                            .busy(format!("Read Tag (0x4C) {}", address.text), &a.status));
+                    }
                     _ => {
-                        // The tag went away (a download removed it): browse again.
+                        // The tag went away (a download removed it): browse again, which
+                        // finds it gone (not available) or listed yet refused (a refusal).
                         audit_failed = true;
                         continue;
                     }
@@ -645,6 +698,56 @@ impl CipCollector {
             audit_value,
             changes_value,
             audit_failed,
+        })
+    }
+
+    /// The project name from the program-name object's answer.
+    ///
+    /// Logix answers a STRING (then bytes nobody has documented), always a Logix name. A
+    /// device without that object either refuses (0x04/0x05 path unknown, 0x08 service not
+    /// supported) or, like cpppo, answers "success" with whatever its own object holds (a
+    /// dump of its tag values). Both are the same stable capability, "no Logix project
+    /// name", recorded with a text that names neither status nor bytes, so it is identical
+    /// every poll; a controller that had a name and loses it fails against its baseline.
+    /// Busy is busy; any other refusal fails.
+    fn project_name(&self, answer: &Answer) -> Result<Value, CollectError> {
+        let describe = Request::ControllerName.describe();
+        if answer.status.is_ok() {
+            return Ok(match parse_project_name(&answer.data) {
+                Some(name) => Value::Text(name),
+                None => Value::unavailable(NO_PROJECT_NAME_ANSWER),
+            });
+        }
+        if matches!(answer.status.general, 0x04 | 0x05 | 0x08) {
+            tracing::debug!(status = %answer.status, "no program-name object");
+            return Ok(Value::unavailable(NO_PROJECT_NAME_OBJECT));
+        }
+        Err(self.refusal(
+            &describe,
+            "the controller refused its project name",
+            &answer.status,
+        ))
+    }
+
+    /// The controller's clock for the runtime (never hashed): a refused or garbled answer is
+    /// recorded there as not available instead of failing the capture (cpppo answers the
+    /// attribute list without its count, and "object does not exist" for the attribute).
+    /// Busy is still busy.
+    fn wall_clock(&self, answer: &Answer) -> Result<Value, CollectError> {
+        if answer.status.general == BUSY {
+            return Err(self
+                .scope()
+                .busy(Request::WallClock.describe(), &answer.status));
+        }
+        if !answer.status.is_ok() {
+            return Ok(Value::unavailable(format!(
+                "the controller refused its wall clock ({})",
+                stable_status(&answer.status)
+            )));
+        }
+        Ok(match parse_wall_clock(&answer.data) {
+            Ok(us) => Value::UInt(us),
+            Err(e) => Value::unavailable(format!("the wall clock answer does not fit: {e}")),
         })
     }
 
@@ -688,15 +791,11 @@ impl CipCollector {
         );
         if vendor == 0 && product_code == 0 && serial == 0 {
             // ODVA never assigns vendor 0: some gateways answer a fixed placeholder for
-            // routed requests instead of refusing.
-            return Ok((
-                vec![(
-                    "cip/identity".to_owned(),
-                    Value::unavailable(
-                        "device answered a placeholder identity (vendor 0, product code 0, serial 0)",
-                    ),
-                )],
-                vec![],
+            // routed requests instead of refusing. That is a refusal in disguise of something
+            // every device has, so the capture fails.
+            return Err(self.refused(
+                &describe,
+                "the device answered a placeholder identity (vendor 0, product code 0, serial 0) instead of its own".to_owned(),
             ));
         }
         let name = match std::str::from_utf8(name) {
@@ -729,26 +828,56 @@ impl CipCollector {
         ))
     }
 
-    /// Lists one scope's symbols, following "partial transfer" pages. `Ok(Err(reason))` when
-    /// the controller refuses the service.
-    async fn list_symbols(
-        &mut self,
-        program: Option<&str>,
-    ) -> Result<Result<Vec<Symbol>, String>, CollectError> {
+    /// Lists one scope's symbols, following "partial transfer" pages.
+    ///
+    /// [`Listing::Unsupported`] only for the stable capability "no tag list": the controller
+    /// scope's first page answered "service not supported" (0x08, firmware without the
+    /// service), or refused at the encapsulation layer with 0x0008 (cpppo, which then closes
+    /// the connection). [`Listing::Closed`] when the connection broke on that first page.
+    /// Anything else that is not an answer fails: a program the controller itself lists
+    /// whose scope is refused, or a refusal after the first page, contradicts the listing;
+    /// 0x04/0x05 mean the device has no Symbol object, which no Logix lacks.
+    async fn list_symbols(&mut self, program: Option<&str>) -> Result<Listing, CollectError> {
         let mut start = 0u32;
         let mut out: Vec<Symbol> = Vec::new();
+        let scope = program.map_or_else(|| "the controller".to_owned(), |p| format!("Program:{p}"));
         for _ in 0..MAX_PAGES {
             let request = Request::ListSymbols {
                 program: program.map(str::to_owned),
                 start,
             };
-            let answer = self.call(&request).await?;
+            let capability = program.is_none() && start == 0;
+            let answer = match self.call_or_encapsulation(&request).await {
+                Ok(Ok(answer)) => answer,
+                Err(e) if capability && matches!(e.kind, crate::ErrorKind::Transport(_)) => {
+                    return Ok(Listing::Closed(e));
+                }
+                Err(e) => return Err(e),
+                Ok(Err(ENCAP_UNSUPPORTED)) if capability => {
+                    return Ok(Listing::Unsupported(format!(
+                        "the controller does not support Get Instance Attribute List (0x55): encapsulation status 0x{ENCAP_UNSUPPORTED:08x}, and it closes the connection"
+                    )));
+                }
+                Ok(Err(status)) => {
+                    return Err(self
+                        .session_error(&request.describe(), SessionError::Encapsulation(status)));
+                }
+            };
             if !answer.status.is_ok() && !answer.status.is_partial() {
-                return Ok(Err(format!(
-                    "controller refused Get Instance Attribute List (0x55) on {} ({})",
-                    program.map_or_else(|| "the controller".to_owned(), |p| format!("Program:{p}")),
-                    answer.status
-                )));
+                if capability && answer.status.general == 0x08 {
+                    return Ok(Listing::Unsupported(format!(
+                        "controller refused Get Instance Attribute List (0x55) on {scope} ({})",
+                        answer.status
+                    )));
+                }
+                let why = match program {
+                    Some(_) => "the controller lists this program but refuses to list its tags",
+                    None if start > 0 => {
+                        "the controller refused a later page of the tag list it had started"
+                    }
+                    None => "the controller refused its tag list",
+                };
+                return Err(self.refusal(&request.describe(), why, &answer.status));
             }
             let page = types::parse_symbols(&answer.data)
                 .map_err(|e| self.malformed(&request.describe(), e))?;
@@ -766,13 +895,13 @@ impl CipCollector {
             let last = page.last().map(|s| s.instance);
             out.extend(page);
             if out.len() > MAX_SYMBOLS {
-                return Err(self.malformed(
-                    &request.describe(),
+                return Err(self.scope().bound(
+                    request.describe(),
                     format!("more than {MAX_SYMBOLS} symbols"),
                 ));
             }
             if answer.status.is_ok() {
-                return Ok(Ok(out));
+                return Ok(Listing::Symbols(out));
             }
             match last.and_then(|l| l.checked_add(1)) {
                 Some(next) => start = next,
@@ -784,7 +913,7 @@ impl CipCollector {
                 }
             }
         }
-        Err(self.malformed(
+        Err(self.scope().bound(
             "Get Instance Attribute List (0x55)",
             format!("still incomplete after {MAX_PAGES} pages"),
         ))
@@ -793,26 +922,31 @@ impl CipCollector {
     /// Lists the controller, its programs and the templates their tags use.
     async fn browse(&mut self) -> Result<Browse, CollectError> {
         let mut browse = Browse::default();
-        let controller = match self.list_symbols(None).await {
-            Ok(Ok(symbols)) => symbols,
-            Ok(Err(reason)) => {
+        let mut listed = self.list_symbols(None).await?;
+        if let Listing::Closed(e) = &listed {
+            // The connection broke on the tag list: ask once more on a fresh session, so a
+            // glitch is not taken for a capability.
+            tracing::debug!(error = %e, "connection lost on the tag list, asking again");
+            self.session = None;
+            listed = self.list_symbols(None).await?;
+        }
+        let controller = match listed {
+            Listing::Symbols(symbols) => symbols,
+            Listing::Unsupported(reason) => {
                 browse.unavailable = Some(reason);
                 return Ok(browse);
             }
-            Err(e) if matches!(e.kind, crate::ErrorKind::Transport(_)) => {
-                // Reachable but closes the session on this service: record the gap and go on
-                // with a fresh session; a second failure to connect is an outage.
+            Listing::Closed(_) => {
+                // Reachable, yet closes the session on this service every time: a stable
+                // capability. Go on with a fresh session; failing to reconnect is an outage.
                 self.session = None;
-                if self.open().await.is_ok() {
-                    browse.unavailable = Some(
-                        "the controller closes the session when asked for its tag list (Get Instance Attribute List 0x55)"
-                            .to_owned(),
-                    );
-                    return Ok(browse);
-                }
-                return Err(e);
+                self.open().await?;
+                browse.unavailable = Some(
+                    "the controller closes the session when asked for its tag list (Get Instance Attribute List 0x55)"
+                        .to_owned(),
+                );
+                return Ok(browse);
             }
-            Err(e) => return Err(e),
         };
         for symbol in controller {
             let name = symbol.name.clone();
@@ -829,14 +963,10 @@ impl CipCollector {
         let programs: Vec<String> = browse.programs.keys().cloned().collect();
         for program in programs {
             let symbols = match self.list_symbols(Some(&program)).await? {
-                Ok(symbols) => symbols,
-                Err(reason) => {
-                    browse.unavailable = Some(reason);
-                    return Ok(Browse {
-                        unavailable: browse.unavailable,
-                        ..Browse::default()
-                    });
-                }
+                Listing::Symbols(symbols) => symbols,
+                // Only the controller scope's first page is a capability (see list_symbols).
+                Listing::Unsupported(reason) => return Err(self.scope().internal(reason)),
+                Listing::Closed(e) => return Err(e),
             };
             let info = browse.programs.entry(program).or_default();
             for symbol in symbols {
@@ -856,10 +986,11 @@ impl CipCollector {
             .chain(browse.programs.values().flat_map(|p| p.tags.iter()))
             .filter_map(|s| s.kind.template())
             .collect();
-        let mut refused: Vec<String> = Vec::new();
+        // A template is only ever asked for because a listed tag or member has its type, so
+        // refusing it contradicts the controller's own listing: the capture fails.
         while !wanted.is_empty() {
             if browse.templates.len() + wanted.len() > MAX_TEMPLATES {
-                return Err(self.malformed(
+                return Err(self.scope().bound(
                     "Template (class 0x6C)",
                     format!("more than {MAX_TEMPLATES} templates"),
                 ));
@@ -873,22 +1004,19 @@ impl CipCollector {
             for (instance, answer) in instances.into_iter().zip(answers) {
                 let describe = Request::TemplateAttributes { instance }.describe();
                 if !answer.status.is_ok() {
-                    refused.push(format!("{describe}: {}", answer.status));
-                    continue;
+                    return Err(self.refusal(
+                        &describe,
+                        "the tag list uses this structure type, but the controller refuses its template",
+                        &answer.status,
+                    ));
                 }
                 let info = types::parse_template_info(&answer.data)
                     .map_err(|e| self.malformed(&describe, e))?;
-                let template = match self.read_template(instance, info).await? {
-                    Ok(t) => t,
-                    Err(reason) => {
-                        refused.push(reason);
-                        continue;
-                    }
-                };
+                let template = self.read_template(instance, info).await?;
                 for member in &template.members {
                     if let ElementType::Struct(t) = member.element
-                        && !browse.templates.contains_key(&t)
                         && t != instance
+                        && !browse.templates.contains_key(&t)
                     {
                         wanted.insert(t);
                     }
@@ -897,28 +1025,31 @@ impl CipCollector {
             }
             wanted.retain(|t| !browse.templates.contains_key(t));
         }
-        if let Some(first) = refused.first() {
-            browse.templates_unavailable = Some(format!(
-                "{} template(s) not readable, first: {first}",
-                refused.len()
+        if let Some(name) = template_cycle(&browse.templates) {
+            // A structure cannot contain itself, directly or through its members: the type
+            // table contradicts itself.
+            return Err(self.malformed(
+                "Read Template (0x4C)",
+                format!("structure {name} contains itself through its members"),
             ));
         }
         Ok(browse)
     }
 
+    /// Reads one template's definition, following partial transfers.
     async fn read_template(
         &mut self,
         instance: u16,
         info: types::TemplateInfo,
-    ) -> Result<Result<Template, String>, CollectError> {
+    ) -> Result<Template, CollectError> {
         // The definition is (words * 4 - 21) bytes (1756-PM020; pycomm3 reads it so).
         let total = usize::try_from(info.definition_words)
             .unwrap_or(usize::MAX)
             .saturating_mul(4)
             .saturating_sub(21);
         if total > MAX_TEMPLATE_BYTES {
-            return Err(self.malformed(
-                &format!("Template (class 0x6C) instance 0x{instance:03x}"),
+            return Err(self.scope().bound(
+                format!("Template (class 0x6C) instance 0x{instance:03x}"),
                 format!("definition of {total} bytes exceeds {MAX_TEMPLATE_BYTES}"),
             ));
         }
@@ -933,7 +1064,11 @@ impl CipCollector {
             };
             let answer = self.call(&request).await?;
             if !answer.status.is_ok() && !answer.status.is_partial() {
-                return Ok(Err(format!("{}: {}", request.describe(), answer.status)));
+                return Err(self.refusal(
+                    &request.describe(),
+                    "the controller answered this template's attributes, but refuses its definition",
+                    &answer.status,
+                ));
             }
             if answer.data.len() > remaining.saturating_add(4) {
                 return Err(self.malformed(
@@ -952,43 +1087,49 @@ impl CipCollector {
                 ));
             }
         }
-        let template = types::parse_template(instance, info, &data).map_err(|e| {
+        types::parse_template(instance, info, &data).map_err(|e| {
             self.malformed(
                 &format!("Read Template (0x4C) instance 0x{instance:03x}"),
                 e,
             )
-        })?;
-        Ok(Ok(template))
+        })
     }
 
     /// Finds a configured tag in the tag list and works out what to read.
-    fn resolve(&self, browse: &Browse, text: &str) -> Result<Resolved, String> {
-        if let Some(reason) = &browse.unavailable {
+    fn resolve(&self, browse: &Browse, text: &str) -> Result<Resolved, Unresolved> {
+        let parse = |t: &str| {
+            TagAddress::parse(t).map_err(|e| Unresolved::Config(format!("tag path rejected: {e}")))
+        };
+        if browse.unavailable.is_some() {
             // No tag list: read one element and decode it by the reply's type code.
-            let _ = reason;
             return Ok(Resolved {
-                address: TagAddress::parse(text).map_err(|e| format!("tag path rejected: {e}"))?,
+                address: parse(text)?,
                 element: None,
                 count: 1,
                 bools: None,
                 reply_bytes: UNKNOWN_REPLY,
             });
         }
-        let parts = split_tag(text)?;
+        let absent = Unresolved::NotAvailable;
+        let parts = split_tag(text).map_err(Unresolved::Config)?;
         let mut parts = parts.into_iter();
-        let first = parts.next().ok_or("empty tag")?;
+        let first = parts
+            .next()
+            .ok_or_else(|| Unresolved::Config("empty tag".to_owned()))?;
         let (symbols, base) = match strip_prefix_ci(&first.name, "Program:") {
             Some(program) => {
                 if !first.indices.is_empty() {
-                    return Err("a program has no elements".to_owned());
+                    return Err(Unresolved::Config("a program has no elements".to_owned()));
                 }
                 let info = browse
                     .programs
                     .iter()
                     .find(|(p, _)| p.eq_ignore_ascii_case(program))
                     .map(|(_, info)| info)
-                    .ok_or_else(|| format!("the controller has no program {program}"))?;
-                let base = parts.next().ok_or("no tag after the program")?;
+                    .ok_or_else(|| absent(format!("the controller has no program {program}")))?;
+                let base = parts
+                    .next()
+                    .ok_or_else(|| Unresolved::Config("no tag after the program".to_owned()))?;
                 (&info.tags, base)
             }
             None => (&browse.controller, first),
@@ -996,66 +1137,72 @@ impl CipCollector {
         let symbol = symbols
             .iter()
             .find(|s| s.name.eq_ignore_ascii_case(&base.name))
-            .ok_or_else(|| format!("{} is not in the controller's tag list", base.name))?;
+            .ok_or_else(|| absent(format!("{} is not in the controller's tag list", base.name)))?;
         let mut element = symbol.kind.element();
         let mut dims: Vec<u32> = symbol.dims.clone();
         let mut tag_level_bool_array =
             element == ElementType::Atomic(types::BOOL) && !dims.is_empty();
-        apply_indices(&mut dims, &base.indices, &base.name)?;
+        apply_indices(&mut dims, &base.indices, &base.name).map_err(absent)?;
         if !base.indices.is_empty() {
             tag_level_bool_array = false;
         }
         for part in parts {
             if !dims.is_empty() {
-                return Err(format!(
+                return Err(absent(format!(
                     "{} is an array: index it before a member",
                     part.name
-                ));
+                )));
             }
             let ElementType::Struct(t) = element else {
-                return Err(format!("{} is not a member of an atomic value", part.name));
+                return Err(absent(format!(
+                    "{} is not a member of an atomic value",
+                    part.name
+                )));
             };
-            let template = browse
-                .templates
-                .get(&t)
-                .ok_or_else(|| "the structure's template is not readable".to_owned())?;
+            // Every template a listed tag uses was read by the browse, or it failed.
+            let template = browse.templates.get(&t).ok_or_else(|| {
+                Unresolved::Internal(format!("template 0x{t:03x} missing after the browse"))
+            })?;
             let member = template
                 .members
                 .iter()
                 .find(|m| !m.is_hidden() && m.name.eq_ignore_ascii_case(&part.name))
-                .ok_or_else(|| format!("{} has no member {}", template.name, part.name))?;
+                .ok_or_else(|| absent(format!("{} has no member {}", template.name, part.name)))?;
             element = member.element;
             dims = if member.array > 0 {
                 vec![u32::from(member.array)]
             } else {
                 vec![]
             };
-            apply_indices(&mut dims, &part.indices, &part.name)?;
+            apply_indices(&mut dims, &part.indices, &part.name).map_err(absent)?;
         }
         let count: usize = dims
             .iter()
             .try_fold(1usize, |acc, d| acc.checked_mul(usize::try_from(*d).ok()?))
-            .ok_or("array size overflows")?;
+            .ok_or_else(|| Unresolved::Bound("the array's size overflows".to_owned()))?;
         // A whole array is read from its first element.
         let read_text = if dims.is_empty() {
             text.to_owned()
         } else {
             format!("{text}[{}]", vec!["0"; dims.len()].join(","))
         };
-        let address =
-            TagAddress::parse(&read_text).map_err(|e| format!("tag path rejected: {e}"))?;
+        let address = parse(&read_text)?;
         let (bools, wire_count, data_bytes) = if tag_level_bool_array {
             let words = count.div_ceil(32);
             (Some(count), words, words.saturating_mul(4))
         } else {
-            let size = types::element_size(element, &browse.templates)
-                .ok_or("the element's size is unknown")?;
+            let size = types::element_size(element, &browse.templates).ok_or_else(|| {
+                absent(format!(
+                    "its type ({}) is not one otdrift can decode",
+                    types::type_name(element, &browse.templates)
+                ))
+            })?;
             (None, count, count.saturating_mul(size))
         };
         if data_bytes > MAX_VALUE_BYTES || wire_count > usize::from(u16::MAX) {
-            return Err(format!(
-                "{data_bytes} bytes is larger than otdrift reads for one setpoint"
-            ));
+            return Err(Unresolved::Bound(format!(
+                "{data_bytes} bytes is larger than the {MAX_VALUE_BYTES} bytes otdrift reads for one setpoint"
+            )));
         }
         let header = if matches!(element, ElementType::Struct(_)) {
             4
@@ -1083,10 +1230,24 @@ impl CipCollector {
         let setpoints = self.setpoints.clone();
         let single_limit = self.capacity().saturating_sub(12);
         for (i, setpoint) in setpoints.iter().enumerate() {
-            match self.resolve(browse, &setpoint.tag) {
+            let tag = &setpoint.tag;
+            match self.resolve(browse, tag) {
                 Ok(r) if r.reply_bytes > single_limit => large.push((i, r)),
                 Ok(r) => small.push((i, r)),
-                Err(reason) => out.push((i, Value::unavailable(reason))),
+                Err(Unresolved::NotAvailable(reason)) => out.push((i, Value::unavailable(reason))),
+                Err(Unresolved::Config(reason)) => {
+                    return Err(self
+                        .scope()
+                        .config(format!("setpoint tag {tag} cannot be read: {reason}")));
+                }
+                Err(Unresolved::Bound(limit)) => {
+                    return Err(self.scope().bound(format!("Read Tag (0x4C) {tag}"), limit));
+                }
+                Err(Unresolved::Internal(detail)) => {
+                    return Err(self
+                        .scope()
+                        .internal(format!("setpoint tag {tag}: {detail}")));
+                }
             }
         }
         let requests = small
@@ -1130,15 +1291,37 @@ impl CipCollector {
     ) -> Result<Value, CollectError> {
         let describe = format!("Read Tag (0x4C) {}", resolved.address.text);
         if !answer.status.is_ok() {
-            return Ok(Value::unavailable(format!(
-                "controller refused the read ({})",
-                stable_status(&answer.status)
-            )));
+            return self.read_refused(browse, &describe, &answer.status);
         }
         let (type_word, handle, data) =
             split_typed(&answer.data).map_err(|e| self.malformed(&describe, e))?;
         self.decode_typed(browse, resolved, type_word, handle, data)
             .map_err(|e| self.malformed(&describe, e))
+    }
+
+    /// A configured setpoint's read refused with `status`. With a tag list, the controller
+    /// listed the tag (else it was not read): a refusal contradicts its own list. Without
+    /// one, "path unknown" (0x04, 0x05) is the controller's own directory saying the tag
+    /// does not exist, which is state; any other refusal (0x08, a range error...) fails.
+    fn read_refused(
+        &self,
+        browse: &Browse,
+        request: &str,
+        status: &Status,
+    ) -> Result<Value, CollectError> {
+        match &browse.unavailable {
+            Some(_) if matches!(status.general, 0x04 | 0x05) => Ok(Value::unavailable(NO_SUCH_TAG)),
+            Some(_) => Err(self.refusal(
+                request,
+                "the controller refused to read a configured tag",
+                status,
+            )),
+            None => Err(self.refusal(
+                request,
+                "the controller lists this tag in its tag list, but refuses to read it",
+                status,
+            )),
+        }
     }
 
     fn decode_typed(
@@ -1225,10 +1408,7 @@ impl CipCollector {
             };
             let answer = self.call(&request).await?;
             if !answer.status.is_ok() && !answer.status.is_partial() {
-                return Ok(Value::unavailable(format!(
-                    "controller refused the read ({})",
-                    stable_status(&answer.status)
-                )));
+                return self.read_refused(browse, &request.describe(), &answer.status);
             }
             let (type_word, handle, chunk) =
                 split_typed(&answer.data).map_err(|e| self.malformed(&request.describe(), e))?;
@@ -1240,11 +1420,16 @@ impl CipCollector {
                 Some(_) => {}
             }
             data.extend_from_slice(chunk);
-            if data.len() > MAX_VALUE_BYTES || (resolved.element.is_some() && data.len() > expected)
-            {
+            if resolved.element.is_some() && data.len() > expected {
                 return Err(self.malformed(
                     &request.describe(),
                     format!("fragments add up to {} bytes, more than asked", data.len()),
+                ));
+            }
+            if data.len() > MAX_VALUE_BYTES {
+                return Err(self.scope().bound(
+                    request.describe(),
+                    format!("fragments add up to more than the {MAX_VALUE_BYTES} bytes otdrift reads for one setpoint"),
                 ));
             }
             if answer.status.is_ok() {
@@ -1313,11 +1498,12 @@ impl CipCollector {
                 };
                 let answer = self.call(&request).await?;
                 if !answer.status.is_ok() {
-                    return Ok(Value::unavailable(format!(
-                        "not available: controller refused reading {} ({})",
-                        address.text,
-                        stable_status(&answer.status)
-                    )));
+                    // Found in the tag list moments ago: a refusal contradicts it.
+                    return Err(self.refusal(
+                        &request.describe(),
+                        "the controller lists its change-detection tag, but refuses to read it",
+                        &answer.status,
+                    ));
                 }
                 audit_from_reply(&answer.data, *dint_pair)
                     .map_err(|e| self.malformed(&request.describe(), e))
@@ -1450,14 +1636,6 @@ impl CipCollector {
                 Value::unavailable(reason.clone()),
             )?;
         }
-        if let Some(reason) = &browse.templates_unavailable {
-            self.insert(
-                &mut s,
-                "cip/templates".into(),
-                Class::Program,
-                Value::unavailable(reason.clone()),
-            )?;
-        }
         for task in &browse.tasks {
             self.insert(
                 &mut s,
@@ -1575,17 +1753,14 @@ impl Collector for CipCollector {
         let span = tracing::info_span!("identify", asset = %self.asset, protocol = "cip");
         async {
             let answer = self.call(&Request::Identity).await?;
-            let pairs = if answer.status.is_ok() {
-                self.parse_identity(&answer.data)?.0
-            } else {
-                vec![(
-                    "cip/identity".to_owned(),
-                    Value::unavailable(format!(
-                        "controller refused Get Attributes All on Identity ({})",
-                        answer.status
-                    )),
-                )]
-            };
+            if !answer.status.is_ok() {
+                return Err(self.refusal(
+                    &Request::Identity.describe(),
+                    "the controller refused its identity",
+                    &answer.status,
+                ));
+            }
+            let pairs = self.parse_identity(&answer.data)?.0;
             pairs
                 .into_iter()
                 .map(|(path, value)| self.item(path, Class::Identity, value))
@@ -1680,6 +1855,53 @@ fn split_multiple(answer: &Answer, group: &[Request]) -> Result<Vec<Answer>, Str
     Ok(out)
 }
 
+/// A template that contains itself, directly or through its members' types, if any (by
+/// removing, Kahn's way, every template no remaining template contains: what is left is on
+/// a cycle).
+fn template_cycle(templates: &Templates) -> Option<String> {
+    let children = |t: &Template| -> Vec<u16> {
+        t.members
+            .iter()
+            .filter_map(|m| match m.element {
+                ElementType::Struct(c) if templates.contains_key(&c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut contained_by: BTreeMap<u16, usize> = templates.keys().map(|k| (*k, 0)).collect();
+    for template in templates.values() {
+        for child in children(template) {
+            if let Some(n) = contained_by.get_mut(&child) {
+                *n += 1;
+            }
+        }
+    }
+    let mut free: Vec<u16> = contained_by
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(k, _)| *k)
+        .collect();
+    while let Some(k) = free.pop() {
+        contained_by.remove(&k);
+        let Some(template) = templates.get(&k) else {
+            continue;
+        };
+        for child in children(template) {
+            if let Some(n) = contained_by.get_mut(&child) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    free.push(child);
+                }
+            }
+        }
+    }
+    contained_by
+        .keys()
+        .next()
+        .and_then(|k| templates.get(k))
+        .map(|t| t.name.clone())
+}
+
 /// A Read Tag reply's type word (and structure handle), then the value bytes.
 fn split_typed(data: &[u8]) -> Result<(u16, Option<u16>, &[u8]), wire::WireError> {
     let mut c = wire::Cursor::new(data, "Read Tag reply");
@@ -1721,14 +1943,63 @@ fn audit_from_reply(data: &[u8], dint_pair: bool) -> Result<Value, wire::WireErr
     Ok(Value::Text(format!("16#{}", groups.join("_"))))
 }
 
-/// A CIP STRING (UINT length, characters) as the program-name object answers it.
-fn parse_cip_string(data: &[u8]) -> Result<String, wire::WireError> {
+/// Why `cip/controller/name` is not available when the device refuses the program-name
+/// object (0x04/0x05/0x08): the same text whatever the status, so it is stable.
+const NO_PROJECT_NAME_OBJECT: &str = "the device has no Logix program-name object (class 0x64)";
+/// Why `cip/controller/name` is not available when the object answers something that is no
+/// project name (cpppo answers its own attributes for classes it does not have).
+const NO_PROJECT_NAME_ANSWER: &str =
+    "the device's answer for the program-name object (class 0x64) is not a Logix project name";
+
+/// The longest Logix name (tags, programs, the controller's project).
+const MAX_LOGIX_NAME: usize = 40;
+
+/// The project name from a Get Attributes All reply on the program-name object: a STRING
+/// (UINT length, characters) that must be a Logix name (1 to 40 letters, digits or `_`, not
+/// starting with a digit), followed by bytes Logix does not document (ignored). `None` when
+/// the reply is not that: too short for its length, empty, or not a name.
+fn parse_project_name(data: &[u8]) -> Option<String> {
     let mut c = wire::Cursor::new(data, "STRING");
-    let len = usize::from(c.u16()?);
-    let bytes = c.take(len)?;
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(|_| wire::bad("project name is not text"))
+    let len = usize::from(c.u16().ok()?);
+    if len == 0 || len > MAX_LOGIX_NAME {
+        return None;
+    }
+    let bytes = c.take(len).ok()?;
+    let name = std::str::from_utf8(bytes).ok()?;
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_');
+    (first_ok && chars.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')).then(|| name.to_owned())
+}
+
+/// The clock from a Get Attribute List reply on WallClockTime: exactly one attribute, 0x0B,
+/// status 0, a ULINT of microseconds, nothing after it.
+fn parse_wall_clock(data: &[u8]) -> Result<u64, wire::WireError> {
+    let mut c = wire::Cursor::new(data, "wall clock");
+    let count = c.u16()?;
+    if count != 1 {
+        return Err(wire::bad(format!("{count} attributes answered, 1 asked")));
+    }
+    let attribute = c.u16()?;
+    if attribute != request::WALL_CLOCK_ATTRIBUTE {
+        return Err(wire::bad(format!(
+            "attribute {attribute} answered, {} asked",
+            request::WALL_CLOCK_ATTRIBUTE
+        )));
+    }
+    let status = c.u16()?;
+    if status != 0 {
+        return Err(wire::bad(format!("attribute status 0x{status:04x}")));
+    }
+    let us = c.u64()?;
+    if !c.is_empty() {
+        return Err(wire::bad(format!(
+            "{} bytes after the clock",
+            c.remaining()
+        )));
+    }
+    Ok(us)
 }
 
 /// A status for a not-available reason: general status only, so the reason (and the
@@ -1746,6 +2017,9 @@ fn encap_status(status: u32) -> &'static str {
         0x0001 => "invalid or unsupported command",
         0x0002 => "no resources",
         0x0003 => "incorrect data",
+        ENCAP_UNSUPPORTED => {
+            "not an EtherNet/IP status: the CIP \"service not supported\" in the encapsulation header"
+        }
         0x0064 => "invalid session handle",
         0x0065 => "invalid length",
         0x0069 => "unsupported protocol version",
@@ -1848,3 +2122,6 @@ fn apply_indices(dims: &mut Vec<u32>, indices: &[u32], name: &str) -> Result<(),
     dims.clear();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

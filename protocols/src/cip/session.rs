@@ -79,6 +79,25 @@ struct Connection {
     sequence: u16,
 }
 
+impl Connection {
+    /// Checks the connection id a connected reply carries.
+    ///
+    /// CIP Vol. 2 has the target address its replies with the T->O id, which Logix does.
+    /// Other targets (cpppo) copy the O->T id of the request into the reply. Either id names
+    /// *this* connection, as the Forward Open reply granted it, so both are accepted: the
+    /// check exists to catch a reply that belongs to another connection (or to nobody), and
+    /// any other id still fails, naming both ids it could have been.
+    fn check_reply_id(&self, connection: u32) -> Result<(), WireError> {
+        if connection == self.t_o_id || connection == self.o_t_id {
+            return Ok(());
+        }
+        Err(bad(format!(
+            "connected reply on connection 0x{connection:08x}, ours is 0x{:08x} (T->O) or 0x{:08x} (O->T)",
+            self.t_o_id, self.o_t_id
+        )))
+    }
+}
+
 /// One registered session.
 pub(crate) struct Session {
     stream: TcpStream,
@@ -188,13 +207,7 @@ impl Session {
                 let data = wire::send_unit_data(c.o_t_id, c.sequence, &message);
                 let (_, body) = self.exchange(CMD_SEND_UNIT_DATA, &data).await?;
                 let (connection, sequence, reply) = wire::unit_data_reply(&body)?;
-                if connection != c.t_o_id {
-                    return Err(bad(format!(
-                        "connected reply on connection 0x{connection:08x}, ours is 0x{:08x}",
-                        c.t_o_id
-                    ))
-                    .into());
-                }
+                c.check_reply_id(connection)?;
                 if sequence != c.sequence {
                     return Err(bad(format!(
                         "connected reply has sequence {sequence}, we sent {}",
@@ -294,5 +307,39 @@ impl Session {
         let frame = wire::encap_frame(CMD_UNREGISTER_SESSION, self.handle, [0; 8], &[]);
         let _ = self.stream.write_all(&frame).await;
         let _ = self.stream.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(o_t_id: u32, t_o_id: u32) -> Connection {
+        Connection {
+            o_t_id,
+            t_o_id,
+            close: CloseParams {
+                serial: 1,
+                originator: 2,
+            },
+            size: 504,
+            sequence: 0,
+        }
+    }
+
+    #[test]
+    fn a_connected_reply_may_name_either_id_of_this_connection_and_no_other() {
+        let c = connection(0x5100_0001, 0x4F54_0001);
+        // Logix: the T->O id; cpppo: the O->T id it granted.
+        assert!(c.check_reply_id(0x4F54_0001).is_ok());
+        assert!(c.check_reply_id(0x5100_0001).is_ok());
+        for other in [0, 0x5100_0002, 0x4F54_0002, u32::MAX] {
+            let e = c
+                .check_reply_id(other)
+                .expect_err("another connection's reply");
+            assert!(e.0.contains(&format!("0x{other:08x}")), "{e}");
+            assert!(e.0.contains("0x4f540001 (T->O)"), "{e}");
+            assert!(e.0.contains("0x51000001 (O->T)"), "{e}");
+        }
     }
 }

@@ -6,7 +6,10 @@ use serde_json::json;
 
 use super::Shared;
 use super::services;
-use super::state::{CipState, Program, Quirk, Tag, Ty, UdtMember, Val, check_name, parse_revision};
+use super::state::{
+    CipState, DEFAULT_REFUSE_ALL_STATUS, DEFAULT_REFUSE_TAG_STATUS, Program, Quirk, Tag, Ty,
+    UdtMember, Val, check_name, parse_revision,
+};
 use crate::control::CommandError;
 
 /// The `help` reply.
@@ -16,7 +19,7 @@ add-tag [Program:P.]NAME TYPE[dims] ; remove-tag [Program:P.]NAME ; \
 add-program NAME [ROUTINE...] ; remove-program NAME ; \
 add-member UDT NAME TYPE[dims] ; remove-member UDT NAME ; \
 logic N ; audit ; change-detection on|off ; \
-identity [FIELD VALUE] ; tick [N] ; quirk [NAME on|off] ; log [clear] ; help";
+identity [FIELD VALUE] ; tick [N] ; quirk [NAME on|off [ARG]] ; log [clear] ; help";
 
 fn usage(text: &str) -> CommandError {
     CommandError::Usage(format!("usage: {text}"))
@@ -210,7 +213,8 @@ pub(crate) fn execute(shared: &Shared, line: &str) -> Result<String, CommandErro
                     .collect();
                 return Ok(serde_json::to_string(&map).unwrap_or_default());
             }
-            let (name, on) = split_word(rest);
+            let (name, rest) = split_word(rest);
+            let (on, args) = split_word(rest);
             let quirk = Quirk::parse(name).ok_or_else(|| {
                 CommandError::Usage(format!(
                     "unknown quirk {name:?} ({})",
@@ -222,7 +226,32 @@ pub(crate) fn execute(shared: &Shared, line: &str) -> Result<String, CommandErro
                 ))
             })?;
             let on = parse_on_off(on).ok_or_else(|| usage("quirk NAME on|off"))?;
-            state.quirks.set(quirk, on);
+            match (quirk, on) {
+                (Quirk::RefuseAll, true) => {
+                    let status = match args {
+                        "" => DEFAULT_REFUSE_ALL_STATUS,
+                        text => parse_status(text)?,
+                    };
+                    state.quirks.refuse_all(status);
+                }
+                (Quirk::RefuseTag, true) => {
+                    let (tag, status) = split_word(args);
+                    if tag.is_empty() {
+                        return Err(usage("quirk refuse-tag on TAG [STATUS]"));
+                    }
+                    let status = match status {
+                        "" => DEFAULT_REFUSE_TAG_STATUS,
+                        text => parse_status(text)?,
+                    };
+                    state.quirks.refuse_tag(tag, status);
+                }
+                (_, on) if args.is_empty() => state.quirks.set(quirk, on),
+                _ => {
+                    return Err(usage(
+                        "quirk NAME on|off (refuse-all on [STATUS], refuse-tag on TAG [STATUS])",
+                    ));
+                }
+            }
             Ok(String::new())
         }
         "log" => match rest {
@@ -249,6 +278,17 @@ pub(crate) fn execute(shared: &Shared, line: &str) -> Result<String, CommandErro
         "" => Err(usage("help")),
         other => Err(CommandError::Unknown(other.to_owned())),
     }
+}
+
+/// A CIP general status for the refusing quirks: `0x05` or `5`, never success.
+fn parse_status(text: &str) -> Result<u8, CommandError> {
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u8::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    };
+    parsed
+        .filter(|s| *s != 0)
+        .ok_or_else(|| usage("STATUS is a CIP general status 0x01..0xFF, e.g. 0x05"))
 }
 
 fn parse_on_off(text: &str) -> Option<bool> {

@@ -115,7 +115,7 @@
 //! | `change-detection on\|off` | the AuditValue / ChangesToDetect tags exist or not |
 //! | `identity` / `identity FIELD VALUE` | shows / sets `revision`, `serial_number`, `product_code`, `vendor_id`, `status`, `product_name`, `name` |
 //! | `tick [N]` | moves ticking tags once (or N times) |
-//! | `quirk` / `quirk NAME on\|off` | lists / switches quirks (below) |
+//! | `quirk` / `quirk NAME on\|off` | lists / switches quirks (below); `quirk refuse-all on [STATUS]`, `quirk refuse-tag on TAG [STATUS]` take a parameter |
 //! | `log` / `log clear` | `ok {"total":N,"writes":W,"by_service":{"0x4c":12,...}}` / resets the log |
 //! | `help` | one-line summary |
 //!
@@ -128,6 +128,20 @@
 //! (0x0A answered without its count and offsets), `placeholder-identity` (Identity answered
 //! with vendor 0, product 0, serial 0, empty name), `malformed` (every reply's CPF data item
 //! announces 7 bytes more than it carries).
+//!
+//! Quirks that make the collector's field-truth decisions testable (decision 0004):
+//! `refuse-all [STATUS]` (every message-router service, embedded ones too, answered with one
+//! general status, 0x08 unless given: `quirk refuse-all on 0x05`; the connection manager still
+//! works), `refuse-tag TAG [STATUS]` (reads of a listed tag answered 0x05 unless given; `quirk
+//! refuse-tag on Program:Oven.Ramp_Rate 0x08`; repeat for more tags, `off` forgets them all),
+//! `busy` (every message-router request, a Multiple Service Packet as a whole too, answered
+//! 0x02), `broken-msp` (Multiple Service Packet replies whose last offset points past the
+//! end), `foreign-connection-id` (connected replies carry the O->T id, as cpppo's do),
+//! `no-program-name` (class 0x64 answered 0x08), `garbled-clock` (the wall clock answered as
+//! cpppo does: `0b 00 16 00`, no count), `browse-encap-unsupported` (0x55 answered with
+//! encapsulation status 0x0008 and no reply, then the connection closed, as cpppo does),
+//! `refuse-template` (Read Template answered 0x05). In a state file, `refuse-all = 5` and
+//! `refuse-tag = "Oven_SP"` (or a list) switch them on with a parameter.
 //!
 //! # Request log
 //!
@@ -414,6 +428,8 @@ impl CipSimHandle {
 /// What to do after a frame.
 enum Next {
     Reply(Vec<u8>),
+    /// Reply, then close the connection (an encapsulation-level refusal, as cpppo does).
+    ReplyThenClose(Vec<u8>),
     Silent,
     Close,
 }
@@ -456,18 +472,18 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
             break;
         }
         let next = frame(&shared, &mut conv, peer, command, session, &head, &data);
-        match next {
+        let (bytes, then_close) = match next {
             Next::Close => break,
             Next::Silent => continue,
-            Next::Reply(bytes) => {
-                let written = tokio::select! {
-                    _ = stop.wait_for(|s| *s) => break,
-                    w = stream.write_all(&bytes) => w,
-                };
-                if written.is_err() {
-                    break;
-                }
-            }
+            Next::Reply(bytes) => (bytes, false),
+            Next::ReplyThenClose(bytes) => (bytes, true),
+        };
+        let written = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            w = stream.write_all(&bytes) => w,
+        };
+        if written.is_err() || then_close {
+            break;
         }
     }
 }
@@ -635,10 +651,14 @@ fn frame(
                     [(0x0000, []), (0x00B2, message)] => *message,
                     _ => return Next::Reply(encap(command, session, 0x0003, context, &[])),
                 };
-                let (reply, close) = route(shared, conv, peer, message, services::UNCONNECTED_SIZE);
-                if close {
+                let routed = route(shared, conv, peer, message, services::UNCONNECTED_SIZE);
+                if let Some(status) = routed.encap_status {
+                    return Next::ReplyThenClose(encap(command, session, status, context, &[]));
+                }
+                if routed.close {
                     return Next::Close;
                 }
+                let reply = routed.reply;
                 let body = cpf_reply(&[(0x0000, &[]), (0x00B2, &reply)], overstate);
                 Next::Reply(encap(command, session, 0, context, &body))
             } else {
@@ -655,8 +675,7 @@ fn frame(
                 };
                 let sequence = &payload[..2];
                 let message = &payload[2..];
-                let (reply, close) = match conv.conns.iter().find(|c| c.o_t_id == conn_id).copied()
-                {
+                let routed = match conv.conns.iter().find(|c| c.o_t_id == conn_id).copied() {
                     Some(c) => route(
                         shared,
                         conv,
@@ -666,17 +685,27 @@ fn frame(
                     ),
                     None => {
                         let service = message.first().copied().unwrap_or(0);
-                        (vec![service | 0x80, 0, 0x01, 1, 0x07, 0x01], false)
+                        Routed {
+                            reply: vec![service | 0x80, 0, 0x01, 1, 0x07, 0x01],
+                            close: false,
+                            encap_status: None,
+                        }
                     }
                 };
-                if close {
+                if let Some(status) = routed.encap_status {
+                    return Next::ReplyThenClose(encap(command, session, status, context, &[]));
+                }
+                if routed.close {
                     return Next::Close;
                 }
+                let reply = routed.reply;
+                // CIP addresses replies with the T->O id; cpppo copies the request's O->T id.
+                let foreign = shared.lock_state().quirks.get(Quirk::ForeignConnectionId);
                 let t_o = conv
                     .conns
                     .iter()
                     .find(|c| c.o_t_id == conn_id)
-                    .map_or(conn_id, |c| c.t_o_id);
+                    .map_or(conn_id, |c| if foreign { c.o_t_id } else { c.t_o_id });
                 let mut data_item = sequence.to_vec();
                 data_item.extend_from_slice(&reply);
                 let body = cpf_reply(
@@ -693,29 +722,43 @@ fn frame(
     }
 }
 
+/// What the message router made of one message.
+struct Routed {
+    reply: Vec<u8>,
+    /// Close the session instead of answering.
+    close: bool,
+    /// Answer with this encapsulation status (no reply), then close.
+    encap_status: Option<u32>,
+}
+
 fn route(
     shared: &Shared,
     conv: &mut Conversation,
     peer: SocketAddr,
     message: &[u8],
     capacity: usize,
-) -> (Vec<u8>, bool) {
+) -> Routed {
     let mut state = shared.lock_state();
     let mut ctx = Ctx {
         state: &mut state,
         capacity,
         log: Vec::new(),
         close: false,
+        encap_status: None,
         conns: &mut conv.conns,
         next_conn_id: &mut conv.next_conn_id,
     };
     let reply = services::handle(&mut ctx, message, false);
-    let (log, close) = (std::mem::take(&mut ctx.log), ctx.close);
+    let (log, close, encap_status) = (std::mem::take(&mut ctx.log), ctx.close, ctx.encap_status);
     drop(state);
     for entry in log {
         shared.record(peer, entry);
     }
-    (reply, close)
+    Routed {
+        reply,
+        close,
+        encap_status,
+    }
 }
 
 pub use crate::process::RunOptions;

@@ -42,6 +42,8 @@ pub(crate) struct Ctx<'a> {
     pub log: Vec<Entry>,
     /// Close the session instead of answering.
     pub close: bool,
+    /// Answer with this encapsulation status and no reply, then close the session.
+    pub encap_status: Option<u32>,
     pub conns: &'a mut Vec<Conn>,
     pub next_conn_id: &'a mut u32,
 }
@@ -293,8 +295,41 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, message: &[u8], nested: bool) -> Vec<u8>
     if service == 0x52 && class == Some(0x06) && !tag_path {
         return unconnected_send(ctx, data);
     }
+    let connection_manager = class == Some(0x06) && !tag_path;
+    if ctx.state.quirks.get(Quirk::Busy) && !connection_manager {
+        return logged(
+            ctx,
+            service,
+            class,
+            write,
+            format!("{detail} (busy quirk)"),
+            class,
+            None,
+            reply(service, 0x02, &[], &[]),
+        );
+    }
     if service == 0x0A && !nested {
         return multiple(ctx, &segs, data);
+    }
+    if let Some(status) = ctx.state.quirks.refuse_all_status()
+        && !connection_manager
+    {
+        // Logix adds one extended status word (0) to its path errors.
+        let ext: &[u16] = if matches!(status, 0x04 | 0x05) {
+            &[0]
+        } else {
+            &[]
+        };
+        return logged(
+            ctx,
+            service,
+            class,
+            write,
+            format!("{detail} (refuse-all quirk)"),
+            class,
+            None,
+            reply(service, status, ext, &[]),
+        );
     }
     let result: Result<(Vec<u8>, Option<u8>), Fail> = if write {
         apply_write(ctx, service, &segs, data, tag_path).map(|d| (d, None))
@@ -309,15 +344,25 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, message: &[u8], nested: bool) -> Vec<u8>
             (0x4E, Some(0x06), false) => forward_close(ctx, data).map(|d| (d, None)),
             (0x01, Some(0x01), false) => Ok((identity(ctx.state), None)),
             (0x0E, Some(0x01), false) => identity_attribute(ctx.state, &segs).map(|d| (d, None)),
+            (0x01, Some(0x64), false) if ctx.state.quirks.get(Quirk::NoProgramName) => {
+                Err(fail(0x08))
+            }
             (0x01, Some(0x64), false) => {
                 let name = ctx.state.name.as_bytes();
                 let mut d = (name.len() as u16).to_le_bytes().to_vec();
                 d.extend_from_slice(name);
                 Ok((d, None))
             }
+            // cpppo's shape: attribute 0x0B, status 0x16 (object does not exist), no count.
+            (0x03, Some(0x8B), false) if ctx.state.quirks.get(Quirk::GarbledClock) => {
+                Ok((vec![0x0B, 0, 0x16, 0], None))
+            }
             (0x03, Some(0x8B), false) => wall_clock(data).map(|d| (d, None)),
             (0x03, Some(0x6C), false) => {
                 template_attributes(ctx.state, &segs, data).map(|d| (d, None))
+            }
+            (0x4C, Some(0x6C), false) if ctx.state.quirks.get(Quirk::RefuseTemplate) => {
+                Err((0x05, vec![0]))
             }
             (0x4C, Some(0x6C), false) => read_template(ctx, &segs, data),
             (0x0A, _, _) => Err(fail(0x08)),
@@ -326,6 +371,10 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, message: &[u8], nested: bool) -> Vec<u8>
         }
     };
     if ctx.close {
+        let outcome = match ctx.encap_status {
+            Some(status) => format!("encapsulation status 0x{status:04x}, session closed (quirk)"),
+            None => "session closed (quirk)".to_owned(),
+        };
         ctx.log.push(Entry {
             service,
             name: service_name(service, class, tag_path).into(),
@@ -333,7 +382,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, message: &[u8], nested: bool) -> Vec<u8>
             address: class,
             count: None,
             write,
-            outcome: "session closed (quirk)".into(),
+            outcome,
         });
         return Vec::new();
     }
@@ -520,8 +569,15 @@ fn multiple(ctx: &mut Ctx<'_>, segs: &[Seg], data: &[u8]) -> Vec<u8> {
     if !ctx.state.quirks.get(Quirk::MspNoHeader) {
         body.extend_from_slice(&(n as u16).to_le_bytes());
         let mut offset = 2 + 2 * n;
-        for r in &replies {
-            body.extend_from_slice(&(offset as u16).to_le_bytes());
+        let broken = ctx.state.quirks.get(Quirk::BrokenMsp);
+        for (i, r) in replies.iter().enumerate() {
+            // broken-msp: the last offset points past the end of the reply.
+            let shown = if broken && i + 1 == n {
+                offset + 0x100
+            } else {
+                offset
+            };
+            body.extend_from_slice(&(shown as u16).to_le_bytes());
             offset += r.len();
         }
     }
@@ -706,6 +762,11 @@ fn scope_entries(state: &CipState, program: Option<&str>) -> Result<Vec<SymbolEn
 fn list_symbols(ctx: &mut Ctx<'_>, segs: &[Seg], data: &[u8]) -> Result<(Vec<u8>, u8), Fail> {
     if ctx.state.quirks.get(Quirk::BrowseDropsSession) {
         ctx.close = true;
+        return Err(fail(0x08));
+    }
+    if ctx.state.quirks.get(Quirk::BrowseEncapUnsupported) {
+        ctx.close = true;
+        ctx.encap_status = Some(0x0008);
         return Err(fail(0x08));
     }
     if ctx.state.quirks.get(Quirk::NoBrowse) {
@@ -1046,6 +1107,14 @@ fn read_tag(
     if count == 0 {
         return Err(fail(0x03));
     }
+    if let Some(status) = ctx.state.quirks.refused_tag(&base_tag_name(segs)) {
+        let ext = if matches!(status, 0x04 | 0x05) {
+            vec![0]
+        } else {
+            vec![]
+        };
+        return Err((status, ext));
+    }
     let (target, _) = resolve(ctx.state, segs)?;
     let state = &*ctx.state;
     let mut header = Vec::new();
@@ -1104,6 +1173,26 @@ fn read_tag(
         Ok((out, Some(0x06)))
     } else {
         Ok((out, None))
+    }
+}
+
+/// The tag a symbolic path starts with, as `refuse-tag` names it: `Oven_SP`, or
+/// `Program:Oven.Zone_Temp` for a program's tag.
+fn base_tag_name(segs: &[Seg]) -> String {
+    let mut symbols = segs.iter().filter_map(|s| match s {
+        Seg::Symbol(name) => Some(name.as_str()),
+        _ => None,
+    });
+    match symbols.next() {
+        Some(first)
+            if first
+                .get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("Program:")) =>
+        {
+            format!("{first}.{}", symbols.next().unwrap_or(""))
+        }
+        Some(first) => first.to_owned(),
+        None => String::new(),
     }
 }
 

@@ -237,11 +237,33 @@ pub enum Quirk {
     PlaceholderIdentity,
     /// Every reply's data item announces 7 bytes more than it carries.
     Malformed,
+    /// Every message-router service (embedded ones too, not the connection manager's)
+    /// answered with one general status, 0x08 unless set (`quirk refuse-all on 0x05`).
+    RefuseAll,
+    /// Reads of the named, listed tags answered with a general status (0x05 unless set:
+    /// `quirk refuse-tag on Oven_SP 0x04`).
+    RefuseTag,
+    /// Every message-router request, a Multiple Service Packet as a whole too, answered
+    /// "resource unavailable" (0x02).
+    Busy,
+    /// Multiple Service Packet replies whose last offset points past the end of the reply.
+    BrokenMsp,
+    /// Connected replies carry the O->T connection id (as cpppo does) instead of the T->O id.
+    ForeignConnectionId,
+    /// No program-name object: Get Attributes All on class 0x64 answered 0x08.
+    NoProgramName,
+    /// The wall clock answered as cpppo does: attribute 0x0B with status 0x16, no count.
+    GarbledClock,
+    /// Get Instance Attribute List answered with encapsulation status 0x0008 and no reply,
+    /// then the connection closed (as cpppo does).
+    BrowseEncapUnsupported,
+    /// Read Template answered "path destination unknown" (0x05) for every template.
+    RefuseTemplate,
 }
 
 impl Quirk {
     /// All quirks.
-    pub const ALL: [Quirk; 12] = [
+    pub const ALL: [Quirk; 21] = [
         Quirk::Stall,
         Quirk::DropSession,
         Quirk::NoAudit,
@@ -254,6 +276,15 @@ impl Quirk {
         Quirk::MspNoHeader,
         Quirk::PlaceholderIdentity,
         Quirk::Malformed,
+        Quirk::RefuseAll,
+        Quirk::RefuseTag,
+        Quirk::Busy,
+        Quirk::BrokenMsp,
+        Quirk::ForeignConnectionId,
+        Quirk::NoProgramName,
+        Quirk::GarbledClock,
+        Quirk::BrowseEncapUnsupported,
+        Quirk::RefuseTemplate,
     ];
 
     /// The name used by `quirk NAME on|off` and in the state file (with `_` for `-`).
@@ -271,6 +302,15 @@ impl Quirk {
             Quirk::MspNoHeader => "msp-no-header",
             Quirk::PlaceholderIdentity => "placeholder-identity",
             Quirk::Malformed => "malformed",
+            Quirk::RefuseAll => "refuse-all",
+            Quirk::RefuseTag => "refuse-tag",
+            Quirk::Busy => "busy",
+            Quirk::BrokenMsp => "broken-msp",
+            Quirk::ForeignConnectionId => "foreign-connection-id",
+            Quirk::NoProgramName => "no-program-name",
+            Quirk::GarbledClock => "garbled-clock",
+            Quirk::BrowseEncapUnsupported => "browse-encap-unsupported",
+            Quirk::RefuseTemplate => "refuse-template",
         }
     }
 
@@ -281,23 +321,73 @@ impl Quirk {
     }
 }
 
-/// The set of quirks switched on.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Quirks(std::collections::BTreeSet<Quirk>);
+/// The general status `refuse-all` answers unless told otherwise: service not supported.
+pub const DEFAULT_REFUSE_ALL_STATUS: u8 = 0x08;
+/// The general status `refuse-tag` answers unless told otherwise: path destination unknown,
+/// the status that would pass for "no such tag" if the tag list did not list it.
+pub const DEFAULT_REFUSE_TAG_STATUS: u8 = 0x05;
+
+/// The quirks switched on, with the parameters of those that take one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quirks {
+    on: std::collections::BTreeSet<Quirk>,
+    /// The status `refuse-all` answers.
+    refuse_all_status: u8,
+    /// `refuse-tag`: tag name (lower case, `Program:P.Tag` for program scope) -> status.
+    refused_tags: BTreeMap<String, u8>,
+}
+
+impl Default for Quirks {
+    fn default() -> Self {
+        Quirks {
+            on: std::collections::BTreeSet::new(),
+            refuse_all_status: DEFAULT_REFUSE_ALL_STATUS,
+            refused_tags: BTreeMap::new(),
+        }
+    }
+}
 
 impl Quirks {
     /// Whether a quirk is on.
     pub fn get(&self, quirk: Quirk) -> bool {
-        self.0.contains(&quirk)
+        self.on.contains(&quirk)
     }
 
-    /// Switches a quirk.
+    /// Switches a quirk. Switching `refuse-tag` off forgets every refused tag.
     pub fn set(&mut self, quirk: Quirk, on: bool) {
         if on {
-            self.0.insert(quirk);
+            self.on.insert(quirk);
         } else {
-            self.0.remove(&quirk);
+            self.on.remove(&quirk);
+            if quirk == Quirk::RefuseTag {
+                self.refused_tags.clear();
+            }
         }
+    }
+
+    /// Switches `refuse-all` on with the general status it answers.
+    pub fn refuse_all(&mut self, status: u8) {
+        self.refuse_all_status = status;
+        self.on.insert(Quirk::RefuseAll);
+    }
+
+    /// The general status every service gets while `refuse-all` is on.
+    pub fn refuse_all_status(&self) -> Option<u8> {
+        self.get(Quirk::RefuseAll).then_some(self.refuse_all_status)
+    }
+
+    /// Switches `refuse-tag` on for one more tag (`Oven_SP`, `Program:Oven.Zone_Temp`).
+    pub fn refuse_tag(&mut self, tag: &str, status: u8) {
+        self.refused_tags.insert(tag.to_ascii_lowercase(), status);
+        self.on.insert(Quirk::RefuseTag);
+    }
+
+    /// The general status reads of `tag` get while `refuse-tag` names it.
+    pub fn refused_tag(&self, tag: &str) -> Option<u8> {
+        if !self.get(Quirk::RefuseTag) {
+            return None;
+        }
+        self.refused_tags.get(&tag.to_ascii_lowercase()).copied()
     }
 }
 
@@ -1094,7 +1184,7 @@ struct RawState {
     changes_to_detect: Option<u64>,
     audit_seed: Option<u64>,
     identity: Option<RawIdentity>,
-    quirks: Option<BTreeMap<String, bool>>,
+    quirks: Option<BTreeMap<String, toml::Value>>,
     #[serde(default)]
     udt: Vec<RawUdt>,
     #[serde(default)]
@@ -1216,10 +1306,33 @@ impl RawState {
             return Err(invalid("identity.product_name is longer than 255 bytes"));
         }
         let mut quirks = Quirks::default();
-        for (name, on) in self.quirks.unwrap_or_default() {
+        for (name, value) in self.quirks.unwrap_or_default() {
             let q =
                 Quirk::parse(&name).ok_or_else(|| invalid(format!("unknown quirk {name:?}")))?;
-            quirks.set(q, on);
+            match (q, value) {
+                (_, toml::Value::Boolean(on)) => quirks.set(q, on),
+                (Quirk::RefuseAll, toml::Value::Integer(status)) => {
+                    quirks.refuse_all(u8::try_from(status).map_err(|_| {
+                        invalid(format!("quirk {name}: status {status} is not 0..255"))
+                    })?)
+                }
+                (Quirk::RefuseTag, toml::Value::String(tag)) => {
+                    quirks.refuse_tag(&tag, DEFAULT_REFUSE_TAG_STATUS);
+                }
+                (Quirk::RefuseTag, toml::Value::Array(tags)) => {
+                    for tag in tags {
+                        let toml::Value::String(tag) = tag else {
+                            return Err(invalid(format!("quirk {name}: tags are strings")));
+                        };
+                        quirks.refuse_tag(&tag, DEFAULT_REFUSE_TAG_STATUS);
+                    }
+                }
+                (_, other) => {
+                    return Err(invalid(format!(
+                        "quirk {name}: {other} is not true/false (refuse-all also takes a status, refuse-tag a tag or a list of tags)"
+                    )));
+                }
+            }
         }
         let mut state = CipState {
             identity,

@@ -245,3 +245,190 @@ fn commands_change_structure_and_the_audit_value() {
         assert!(help.contains("add-tag"));
     });
 }
+
+/// Reads a SendRRData reply frame's header status and CPF body, or `None` once the
+/// simulator closed the connection.
+async fn request_raw(raw: &mut Raw, message: &[u8]) -> Option<(u32, Vec<u8>)> {
+    let mut data = vec![0u8; 6];
+    data.extend_from_slice(&2u16.to_le_bytes());
+    data.extend_from_slice(&[0, 0, 0, 0]);
+    data.extend_from_slice(&0xB2u16.to_le_bytes());
+    data.extend_from_slice(&(message.len() as u16).to_le_bytes());
+    data.extend_from_slice(message);
+    raw.stream
+        .write_all(&encap(0x6F, raw.session, 0, &[0; 8], &data))
+        .await
+        .ok()?;
+    let (head, body) = read_frame(&mut raw.stream).await.ok()?;
+    Some((
+        u32::from_le_bytes([head[8], head[9], head[10], head[11]]),
+        body,
+    ))
+}
+
+fn multiple(messages: &[Vec<u8>]) -> Vec<u8> {
+    let n = messages.len();
+    let mut data = (n as u16).to_le_bytes().to_vec();
+    let mut offset = 2 + 2 * n;
+    for m in messages {
+        data.extend_from_slice(&(offset as u16).to_le_bytes());
+        offset += m.len();
+    }
+    for m in messages {
+        data.extend_from_slice(m);
+    }
+    let mut out = vec![0x0A, 2, 0x20, 0x02, 0x24, 0x01];
+    out.extend_from_slice(&data);
+    out
+}
+
+const IDENTITY: [u8; 6] = [0x01, 2, 0x20, 0x01, 0x24, 0x01];
+
+#[tokio::test]
+async fn refusing_quirks_answer_their_status_and_take_parameters() {
+    let sim = CipSimulator::start(loopback(), CipState::demo().with_tick_ms(0))
+        .await
+        .expect("start");
+    let mut raw = Raw::connect(sim.local_addr()).await;
+
+    // refuse-all: every service, embedded ones too, with the chosen status (0x08 default).
+    for (command, status, ext) in [
+        ("quirk refuse-all on", 0x08, 0),
+        ("quirk refuse-all on 0x05", 0x05, 1),
+        ("quirk refuse-all on 4", 0x04, 1),
+    ] {
+        sim.command(command).expect(command);
+        let reply = raw.request(&IDENTITY).await;
+        assert_eq!(&reply[..4], &[0x81, 0, status, ext], "{command}");
+        let reply = raw
+            .request(&multiple(&[
+                IDENTITY.to_vec(),
+                symbolic(0x4C, "Oven_SP", &[1, 0]),
+            ]))
+            .await;
+        assert_eq!(
+            &reply[..4],
+            &[0x8A, 0, 0x1E, 0],
+            "{command}: embedded refusals"
+        );
+    }
+    sim.command("quirk refuse-all off").expect("off");
+    assert!(
+        sim.command("quirk refuse-all on 0").is_err(),
+        "never success"
+    );
+    assert!(sim.command("quirk refuse-all on 0x1FF").is_err());
+    assert!(sim.command("quirk no-audit on 5").is_err(), "no argument");
+
+    // refuse-tag: that tag only, controller or program scope, status 0x05 unless set.
+    sim.command("quirk refuse-tag on Oven_SP").expect("on");
+    sim.command("quirk refuse-tag on Program:Oven.Ramp_Rate 0x08")
+        .expect("on");
+    assert!(sim.command("quirk refuse-tag on").is_err(), "needs a tag");
+    let reply = raw.request(&symbolic(0x4C, "oven_sp", &[1, 0])).await;
+    assert_eq!(&reply[..4], &[0xCC, 0, 0x05, 1]);
+    let mut program = vec![0x4C, 0];
+    for name in ["Program:Oven", "Ramp_Rate"] {
+        program.push(0x91);
+        program.push(name.len() as u8);
+        program.extend_from_slice(name.as_bytes());
+        if name.len() % 2 == 1 {
+            program.push(0);
+        }
+    }
+    program[1] = ((program.len() - 2) / 2) as u8;
+    program.extend_from_slice(&[1, 0]);
+    let reply = raw.request(&program).await;
+    assert_eq!(&reply[..4], &[0xCC, 0, 0x08, 0]);
+    let reply = raw.request(&symbolic(0x4C, "Line_Speed", &[1, 0])).await;
+    assert_eq!(&reply[..4], &[0xCC, 0, 0, 0], "other tags are read");
+    sim.command("quirk refuse-tag off").expect("off");
+    let reply = raw.request(&symbolic(0x4C, "Oven_SP", &[1, 0])).await;
+    assert_eq!(
+        &reply[..4],
+        &[0xCC, 0, 0, 0],
+        "off forgets every refused tag"
+    );
+
+    // busy: every message-router service, the Multiple Service Packet as a whole too.
+    sim.set_quirk(Quirk::Busy, true);
+    let reply = raw.request(&IDENTITY).await;
+    assert_eq!(&reply[..4], &[0x81, 0, 0x02, 0]);
+    let reply = raw.request(&multiple(&[IDENTITY.to_vec()])).await;
+    assert_eq!(&reply[..4], &[0x8A, 0, 0x02, 0]);
+    sim.set_quirk(Quirk::Busy, false);
+
+    // no-program-name, garbled-clock, refuse-template.
+    sim.set_quirk(Quirk::NoProgramName, true);
+    let reply = raw.request(&[0x01, 2, 0x20, 0x64, 0x24, 0x01]).await;
+    assert_eq!(&reply[..4], &[0x81, 0, 0x08, 0]);
+    sim.set_quirk(Quirk::GarbledClock, true);
+    let reply = raw
+        .request(&[0x03, 2, 0x20, 0x8B, 0x24, 0x01, 1, 0, 0x0B, 0])
+        .await;
+    assert_eq!(reply, vec![0x83, 0, 0, 0, 0x0B, 0, 0x16, 0]);
+    sim.set_quirk(Quirk::RefuseTemplate, true);
+    let reply = raw
+        .request(&[0x4C, 3, 0x20, 0x6C, 0x25, 0, 0x23, 0x01, 0, 0, 0, 0, 10, 0])
+        .await;
+    assert_eq!(&reply[..4], &[0xCC, 0, 0x05, 1]);
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+#[tokio::test]
+async fn broken_multiple_service_packets_and_cpppos_refusals_are_what_they_say() {
+    let sim = CipSimulator::start(loopback(), CipState::demo().with_tick_ms(0))
+        .await
+        .expect("start");
+    let mut raw = Raw::connect(sim.local_addr()).await;
+
+    // broken-msp: the last offset points past the end of the reply.
+    sim.set_quirk(Quirk::BrokenMsp, true);
+    let reply = raw
+        .request(&multiple(&[
+            IDENTITY.to_vec(),
+            symbolic(0x4C, "Oven_SP", &[1, 0]),
+        ]))
+        .await;
+    assert_eq!(&reply[..4], &[0x8A, 0, 0, 0]);
+    let data = &reply[4..];
+    let last = usize::from(u16::from_le_bytes([data[4], data[5]]));
+    assert!(last > data.len(), "offset {last} of {} bytes", data.len());
+    sim.set_quirk(Quirk::BrokenMsp, false);
+
+    // browse-encap-unsupported: encapsulation status 0x0008, no reply, connection closed.
+    sim.set_quirk(Quirk::BrowseEncapUnsupported, true);
+    let list = [0x55, 2, 0x20, 0x6B, 0x24, 0x00, 1, 0, 1, 0];
+    let (status, body) = request_raw(&mut raw, &list).await.expect("an answer");
+    assert_eq!((status, body.len()), (8, 0));
+    assert!(
+        request_raw(&mut raw, &IDENTITY).await.is_none(),
+        "the connection is closed"
+    );
+    // The simulator itself keeps serving.
+    let mut again = Raw::connect(sim.local_addr()).await;
+    let reply = again.request(&IDENTITY).await;
+    assert_eq!(&reply[..4], &[0x81, 0, 0, 0]);
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+#[test]
+fn state_files_switch_parameterised_quirks() {
+    let state = CipState::from_toml(
+        "[quirks]\nrefuse-all = 5\nrefuse-tag = [\"Oven_SP\", \"Program:Oven.Ramp_Rate\"]\nbusy = false\n",
+    )
+    .expect("valid");
+    let quirks = state.quirks();
+    assert_eq!(quirks.refuse_all_status(), Some(0x05));
+    assert_eq!(quirks.refused_tag("OVEN_SP"), Some(0x05));
+    assert_eq!(quirks.refused_tag("program:oven.ramp_rate"), Some(0x05));
+    assert_eq!(quirks.refused_tag("Line_Speed"), None);
+    assert!(!quirks.get(Quirk::Busy));
+    for bad in [
+        "[quirks]\nrefuse-all = 300\n",
+        "[quirks]\nbusy = 2\n",
+        "[quirks]\nrefuse-tag = [1]\n",
+    ] {
+        assert!(CipState::from_toml(bad).is_err(), "{bad}");
+    }
+}

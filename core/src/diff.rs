@@ -71,7 +71,7 @@ impl Severity {
     pub const fn of(class: Class) -> Self {
         match class {
             Class::Setpoint => Severity::Medium,
-            Class::Program | Class::Identity => Severity::High,
+            Class::Program | Class::Identity | Class::History => Severity::High,
         }
     }
 
@@ -162,13 +162,14 @@ impl Diff {
     }
 
     /// How many changes fall in each class, in [`Class::ALL`] order.
-    pub fn counts(&self) -> [usize; 3] {
-        let mut counts = [0; 3];
+    pub fn counts(&self) -> [usize; 4] {
+        let mut counts = [0; 4];
         for change in &self.changes {
             let slot = match change.class {
                 Class::Identity => 0,
                 Class::Program => 1,
                 Class::Setpoint => 2,
+                Class::History => 3,
             };
             counts[slot] += 1;
         }

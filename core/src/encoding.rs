@@ -12,7 +12,7 @@
 //!   count   := u32                             number of items
 //!   item*   := items sorted by path, byte-wise, paths unique
 //! item     := path:str class:u8 value
-//!   class   := 0x01 identity | 0x02 program | 0x03 setpoint
+//!   class   := 0x01 identity | 0x02 program | 0x03 setpoint | 0x04 history
 //! str      := len:u32 utf8-bytes
 //! value    := tag:u8 payload
 //!   0x00 null       (no payload)
@@ -31,6 +31,9 @@
 //! All integers are big-endian. Digests (see [`crate::Snapshot::digests`]):
 //! - the **signature** is BLAKE3 of the whole snapshot encoding;
 //! - a **class digest** is BLAKE3 of the snapshot encoding of only that class's items;
+//! - the **change signature** is BLAKE3 of the snapshot encoding of only the content items
+//!   (classes program and setpoint): what a change delivers, the same on every controller that
+//!   runs it, whatever its serial number or change counters;
 //! - an **item digest** is BLAKE3 of the `item` encoding.
 //!
 //! Decoding is strict: it accepts exactly the bytes the encoder produces (sorted unique paths

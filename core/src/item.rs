@@ -13,22 +13,40 @@ use crate::value::Value;
 /// they are bounded like any other device data.
 pub const MAX_PATH_LEN: usize = 4096;
 
-/// What kind of state an item belongs to. The class decides a drift's severity: identity and
-/// program changes rank above setpoint changes.
+/// What kind of state an item belongs to. The class decides a drift's severity (identity,
+/// program and history changes rank above setpoint changes) and whether an item is *content*
+/// (what a change delivers: program and setpoint items) or a *device fact* (identity and
+/// history: what makes this controller this controller, and what happened to it). The change
+/// signature covers content only, so a change staged on a spare controller has the same change
+/// signature there as on production.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
     /// Who the controller is: vendor, model, serial number, firmware.
     Identity,
-    /// What it runs: blocks, symbols, tags, types, and the controller's own change counters.
+    /// What it runs: blocks and their checksums, symbols, tags, types.
     Program,
     /// The configured parameter areas an operator names in the config.
     Setpoint,
+    /// The controller's own record of what happened to it: change counters, audit values,
+    /// download times. Two controllers running the same program never share it.
+    History,
 }
 
 impl Class {
     /// Every class, in the order the encoding numbers them.
-    pub const ALL: [Class; 3] = [Class::Identity, Class::Program, Class::Setpoint];
+    pub const ALL: [Class; 4] = [
+        Class::Identity,
+        Class::Program,
+        Class::Setpoint,
+        Class::History,
+    ];
+
+    /// Whether the class is content (program, setpoint), as opposed to device facts and
+    /// history (identity, history).
+    pub const fn is_content(self) -> bool {
+        matches!(self, Class::Program | Class::Setpoint)
+    }
 
     /// The class's name as written in paths, JSON and the database.
     pub const fn as_str(self) -> &'static str {
@@ -36,6 +54,7 @@ impl Class {
             Class::Identity => "identity",
             Class::Program => "program",
             Class::Setpoint => "setpoint",
+            Class::History => "history",
         }
     }
 
@@ -45,6 +64,7 @@ impl Class {
             Class::Identity => 1,
             Class::Program => 2,
             Class::Setpoint => 3,
+            Class::History => 4,
         }
     }
 
@@ -53,6 +73,7 @@ impl Class {
             1 => Some(Class::Identity),
             2 => Some(Class::Program),
             3 => Some(Class::Setpoint),
+            4 => Some(Class::History),
             _ => None,
         }
     }
@@ -72,6 +93,7 @@ impl FromStr for Class {
             "identity" => Ok(Class::Identity),
             "program" => Ok(Class::Program),
             "setpoint" => Ok(Class::Setpoint),
+            "history" => Ok(Class::History),
             other => Err(ItemError::UnknownClass(other.to_owned())),
         }
     }

@@ -33,6 +33,10 @@ pub struct SnapshotDigests {
     pub program: Digest,
     /// Setpoint items only.
     pub setpoint: Digest,
+    /// History items only (change counters, audit values, download times).
+    pub history: Digest,
+    /// The change signature: content items only (program and setpoint).
+    pub content: Digest,
 }
 
 impl SnapshotDigests {
@@ -42,6 +46,7 @@ impl SnapshotDigests {
             Class::Identity => self.identity,
             Class::Program => self.program,
             Class::Setpoint => self.setpoint,
+            Class::History => self.history,
         }
     }
 }
@@ -132,13 +137,24 @@ impl Snapshot {
         Digest::of(&out)
     }
 
-    /// The signature and the three class digests.
+    /// The change signature: the digest of the content items (program and setpoint),
+    /// encoded as a snapshot of their own.
+    pub fn content_digest(&self) -> Digest {
+        let items: Vec<&Item> = self.items.values().filter(|i| i.class().is_content()).collect();
+        let mut out = Vec::new();
+        encoding::write_snapshot(&mut out, items.into_iter());
+        Digest::of(&out)
+    }
+
+    /// The signature, the class digests and the change signature.
     pub fn digests(&self) -> SnapshotDigests {
         SnapshotDigests {
             overall: self.digest(),
             identity: self.class_digest(Class::Identity),
             program: self.class_digest(Class::Program),
             setpoint: self.class_digest(Class::Setpoint),
+            history: self.class_digest(Class::History),
+            content: self.content_digest(),
         }
     }
 }

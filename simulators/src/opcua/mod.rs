@@ -178,11 +178,18 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::certs::ServerCertificate;
 pub use self::state::{
-    BUILD_INFO_FIELDS, BuildInfo, Limits, MIXER_DEMO_TOML, Mode, OpcuaState, PlcNode, Quirk,
-    Quirks, StateError, TINY_LIMITS, Tick, ValueType, VariableNode,
+    BUILD_INFO_FIELDS, BuildInfo, DEEP_NESTING_LEVELS, HUGE_STRING_BYTES, Limits, MILLION_REFS,
+    MIXER_DEMO_TOML, Mode, OpcuaState, PlcNode, Quirk, Quirks, SLOW_ANSWER_MS, StateError,
+    TINY_LIMITS, Tick, ValueType, VariableNode,
 };
 pub use crate::control::CommandError;
 use crate::{control::CommandTarget, request_log::RequestLog};
+
+/// Largest message the simulated server sends or accepts: above the `huge-string` quirk's
+/// value, so that quirk is limited by the client only.
+const SERVER_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// Most chunks per message, matching [`SERVER_MAX_MESSAGE_SIZE`] at 64 KiB per chunk.
+const SERVER_MAX_CHUNK_COUNT: usize = 1024;
 
 /// What the simulator's tasks share.
 pub(crate) struct Shared {
@@ -360,6 +367,11 @@ impl OpcuaSimulator {
             .trust_client_certs(true)
             .discovery_urls(vec!["/".to_owned()])
             .max_browse_continuation_points(usize::from(manager::MAX_BROWSE_CONTINUATION_POINTS))
+            // Room for the `huge-string` quirk's 10 MiB answer: the server must be able to
+            // send what a broken PLC stack would; the client's own limits (from its Hello)
+            // still apply unless the proxy rewrites them.
+            .max_message_size(SERVER_MAX_MESSAGE_SIZE)
+            .max_chunk_count(SERVER_MAX_CHUNK_COUNT)
             .token(cancel.clone());
         {
             let limits = builder.limits_mut();

@@ -309,8 +309,12 @@ pub(crate) fn make_client(pki: &Path, timeout: Duration) -> Result<Client, Strin
         .max_message_size(super::MAX_MESSAGE_SIZE)
         .max_chunk_count(super::MAX_CHUNK_COUNT)
         .max_array_length(super::MAX_ARRAY_LEN)
-        .max_string_length(super::MAX_STRING_LEN)
-        .max_byte_string_length(super::MAX_BYTE_STRING_LEN)
+        // Strings and byte strings are bounded by the message size: async-opcua reports a
+        // string over its own limit as BadDecodingError, which cannot be told from garbage;
+        // the message limits report BadResponseTooLarge / BadEncodingLimitsExceeded, which
+        // are bounds, and the collector bounds each value after decoding.
+        .max_string_length(super::MAX_MESSAGE_SIZE)
+        .max_byte_string_length(super::MAX_MESSAGE_SIZE)
         .client()
         .map_err(|errors| format!("invalid OPC UA client settings: {}", errors.join("; ")))?;
     #[cfg(unix)]

@@ -626,7 +626,10 @@ async fn what_the_server_answers_is_recorded_what_it_refuses_fails_the_capture()
     sim.set_quirk(Quirk::PlaceholderBuildInfo, true);
     let placeholder = c.capture().await.expect("capture");
     assert_eq!(
-        get(&placeholder.snapshot, "opcua/server/build_info/product_name"),
+        get(
+            &placeholder.snapshot,
+            "opcua/server/build_info/product_name"
+        ),
         Some(Value::from("OPC UA Server"))
     );
     sim.set_quirk(Quirk::PlaceholderBuildInfo, false);
@@ -686,7 +689,10 @@ async fn what_the_server_answers_is_recorded_what_it_refuses_fails_the_capture()
     let hidden_value = h.capture().await.expect("capture");
     let again = h.capture().await.expect("capture");
     assert_eq!(
-        get(&hidden_value.snapshot, &value_path("Mixer.Setpoints.MaxTorque")),
+        get(
+            &hidden_value.snapshot,
+            &value_path("Mixer.Setpoints.MaxTorque")
+        ),
         Some(Value::unavailable(
             "the server does not let this user read it (UserAccessLevel without CurrentRead)"
         ))
@@ -766,7 +772,9 @@ async fn quirk_fails_then_recovers(
     let sim = mixer().await;
     let pki = Pki::new();
     let (mut c, asset) = collector_for(&sim.endpoint_url(), extra, RECIPE, &pki);
-    let before = capture_within(&mut c, &asset).await.expect("healthy capture");
+    let before = capture_within(&mut c, &asset)
+        .await
+        .expect("healthy capture");
     sim.set_quirk(quirk, true);
     let started = Instant::now();
     let err = capture_within(&mut c, &asset)
@@ -774,8 +782,16 @@ async fn quirk_fails_then_recovers(
         .expect_err("the quirk fails the capture");
     let elapsed = started.elapsed();
     assert_eq!(err.reason(), reason, "{err}");
-    assert!(err.request.contains(request), "request {:?}: {err}", err.request);
-    assert!(err.detail().contains(detail), "detail {:?}: {err}", err.detail());
+    assert!(
+        err.request.contains(request),
+        "request {:?}: {err}",
+        err.request
+    );
+    assert!(
+        err.detail().contains(detail),
+        "detail {:?}: {err}",
+        err.detail()
+    );
     assert!(err.to_string().contains("mixer-2"), "{err}");
     // The whole-capture deadline itself may be what stops it (the `slow` quirk): allow the
     // time it takes to notice.
@@ -873,8 +889,8 @@ async fn a_ten_mebibyte_string_is_refused_by_size() {
         Quirk::HugeString,
         DEADLINE,
         FailureReason::Bound,
-        &format!("Read of Value of ns=2;s=Mixer.Setpoints.RecipeName"),
-        "larger than the 2097152 bytes",
+        "Read of Value of ns=2;s=Mixer.Setpoints.RecipeName",
+        "server answered BadResponseTooLarge: the answer is larger than the 2097152 bytes",
     )
     .await;
 }

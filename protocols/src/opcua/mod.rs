@@ -39,31 +39,45 @@
 //! the certificate pin. Process values are never hashed unless a configured node contains
 //! them: configure the folder holding the recipe, not the one holding measurements.
 //!
-//! # What a server may not reveal
+//! # Field truth: what fails a capture
 //!
-//! A field or node the server refuses (an access-restricted user, BadNotReadable), answers
-//! empty (BuildInfo left blank by a firmware) or does not have becomes one stable item whose
-//! value is `not available: <reason>` (e.g. `server answered BadUserAccessDenied`), so the
-//! digest stays stable and the gap visible. A configured node the server does not know is
-//! recorded as `opcua/node/<node>` = not available. A server that refuses BrowseNext or
-//! ignores continuation points gets `opcua/node/<node>/children` = not available for the
-//! nodes whose references did not fit in one answer.
+//! Only what the server answered completely and consistently is recorded
+//! (`docs/decisions/0004-field-truth.md`; the full list is in `docs/protocols/opcua.md`):
+//!
+//! - **state**: what the server answers as it answers it (an empty BuildInfo field is `""`);
+//!   a configured node its address space does not have (a Browse of it answers
+//!   BadNodeIdUnknown) or whose namespace its NamespaceArray lacks is
+//!   `opcua/node/<node>/node_class` = `absent (...)`: deleting a configured folder is drift;
+//! - **not available** (stable capability refusals, the same text every poll): a value below a
+//!   configured node refused with BadNotReadable/BadUserAccessDenied whose UserAccessLevel
+//!   agrees (no CurrentRead), and the thumbprint of a security-none server without a
+//!   certificate;
+//! - **refused**: any other Bad status, and every Uncertain one, on an attribute of a node the
+//!   walk found or the config names; BuildInfo or NamespaceArray refused; BrowseNext refused;
+//!   contradictions (a node its parent lists answering BadNodeIdUnknown; a refused value whose
+//!   UserAccessLevel grants reading);
+//! - **malformed**: BuildInfo or NamespaceArray missing (mandatory in the Server object), wrong
+//!   types, repeated references after a continuation point, counts that do not match;
+//! - **busy**: [`busy_status`];
+//! - **bound**: the constants below, and the whole capture's deadline.
 //!
 //! # Cost and bounds
 //!
 //! A capture sends one Read for identity, one Browse per tree level (plus BrowseNext for long
 //! reference lists) and ⌈operations / MaxNodesPerRead⌉ Reads for attributes and values, where
 //! a variable costs 4 operations (data type, value rank, array dimensions, value) and a
-//! configured root 6. MaxNodesPerRead and MaxNodesPerBrowse come from the server's
-//! OperationLimits, read once per session (0 = no limit → 10 000; not published → 100); a
-//! server that answers BadTooManyOperations anyway gets half the batch size until it accepts.
-//! The session is kept between captures; a session the server dropped is replaced once,
-//! transparently. Connecting costs GetEndpoints, CreateSession, ActivateSession, one
-//! keep-alive Read by async-opcua and one Read of the limits. Every request runs under the
-//! asset's `timeout_ms`. Bounds: 50 000 nodes per capture (more is an error asking for a
-//! narrower node), 32 levels below a configured node (deeper nodes are recorded as not
-//! walked), 1 000 BrowseNext rounds, messages of 16 MiB, arrays of 100 000 elements, strings
-//! of 65 535 bytes, byte strings of 1 MiB.
+//! configured root 6; one more Read only when values were refused with an access status.
+//! MaxNodesPerRead, MaxNodesPerBrowse and MaxBrowseContinuationPoints come from the server's
+//! capabilities, read once per session (0 = no limit → 10 000; not published → 100); a server
+//! that answers BadTooManyOperations anyway gets half the batch size until it accepts, one
+//! that answers BadResponseTooLarge gets smaller batches for that call. The session is kept
+//! between captures; a session the server dropped is replaced once, transparently.
+//! Connecting costs GetEndpoints, CreateSession, ActivateSession, one keep-alive Read by
+//! async-opcua and one Read of the limits. Every request runs under the asset's `timeout_ms`.
+//! The bounds are the constants [`MAX_DEPTH`], [`MAX_REFERENCES_PER_NODE`],
+//! [`MAX_REFERENCES`], [`MAX_NODES`], [`MAX_BROWSE_NEXT_ROUNDS_PER_NODE`],
+//! [`MAX_BROWSE_NEXT_ROUNDS`], [`MAX_MESSAGE_SIZE`], [`MAX_CHUNK_COUNT`], [`MAX_TEXT_VALUE`]
+//! and [`MAX_BYTES_VALUE`]; each is a `bound` failure, never a partial capture.
 //!
 //! # Security
 //!
@@ -103,9 +117,8 @@ use opcua::{
     client::{Client, Session},
     types::{
         AttributeId, BrowseDescription, BrowseDirection, BrowseResult, BrowseResultMask,
-        ByteString, DataValue, ExpandedNodeId, NodeClass, NodeId, ReadValueId,
-        MessageSecurityMode, ReferenceDescription, ReferenceTypeId, StatusCode,
-        TimestampsToReturn, Variant,
+        ByteString, DataValue, ExpandedNodeId, MessageSecurityMode, NodeClass, NodeId, ReadValueId,
+        ReferenceDescription, ReferenceTypeId, StatusCode, TimestampsToReturn, Variant,
     },
 };
 use otdrift_config::{AssetConfig, OpcuaConfig, Protocol};
@@ -518,7 +531,9 @@ impl OpcuaCollector {
             }
             Ok(Ok(answer)) => Ok(answer),
             // The caller meets these by asking for fewer operations at once.
-            Ok(Err(e)) if e.status() == StatusCode::BadTooManyOperations || too_large(e.status()) => {
+            Ok(Err(e))
+                if e.status() == StatusCode::BadTooManyOperations || too_large(e.status()) =>
+            {
                 Err(Fault::Status(e.status()))
             }
             Ok(Err(e)) => Err(Fault::Fatal(
@@ -827,7 +842,11 @@ impl OpcuaCollector {
             let chunk = ops.get(at..end).unwrap_or_default();
             let request = Request::Read(chunk);
             let describe = match chunk {
-                [one] => format!("Read of {} of {}", attribute_name(one.attribute_id), one.node_id),
+                [one] => format!(
+                    "Read of {} of {}",
+                    attribute_name(one.attribute_id),
+                    one.node_id
+                ),
                 _ => request.describe(),
             };
             let status = match self.call(request).await {
@@ -899,9 +918,11 @@ impl OpcuaCollector {
     fn operation_error(&self, request: String, status: StatusCode) -> CollectError {
         let text = convert::status_text(status);
         if busy_status(status) {
-            self.scope().busy(request, format!("server answered {text}"))
+            self.scope()
+                .busy(request, format!("server answered {text}"))
         } else if too_large(status) {
-            self.scope().bound(request, format!("server answered {text}"))
+            self.scope()
+                .bound(request, format!("server answered {text}"))
         } else if status.is_uncertain() {
             self.refused(
                 request,
@@ -981,7 +1002,10 @@ impl OpcuaCollector {
             let mut failed = None;
             for (offset, result) in results.into_iter().enumerate() {
                 let index = at + offset;
-                let key = nodes.get(index).map(|(k, _)| k.as_str()).unwrap_or_default();
+                let key = nodes
+                    .get(index)
+                    .map(|(k, _)| k.as_str())
+                    .unwrap_or_default();
                 if result.status_code == StatusCode::BadNodeIdUnknown {
                     if let Some(slot) = out.get_mut(index) {
                         *slot = None;
@@ -1078,12 +1102,7 @@ impl OpcuaCollector {
         out: &mut [Option<Vec<ReferenceDescription>>],
         mut pending: Vec<(usize, ByteString, BTreeSet<String>)>,
     ) -> Result<(), CollectError> {
-        let key_of = |index: usize| {
-            nodes
-                .get(index)
-                .map(|(k, _)| k.clone())
-                .unwrap_or_default()
-        };
+        let key_of = |index: usize| nodes.get(index).map(|(k, _)| k.clone()).unwrap_or_default();
         let mut rounds = 0usize;
         while !pending.is_empty() {
             rounds += 1;
@@ -1098,9 +1117,7 @@ impl OpcuaCollector {
                          node: the server's continuation points do not end"
                     )
                 } else {
-                    format!(
-                        "more than {MAX_BROWSE_NEXT_ROUNDS} BrowseNext requests in one capture"
-                    )
+                    format!("more than {MAX_BROWSE_NEXT_ROUNDS} BrowseNext requests in one capture")
                 };
                 return Err(self.scope().bound(format!("BrowseNext of {key}"), limit));
             }
@@ -1119,10 +1136,11 @@ impl OpcuaCollector {
                     [(index, _, _)] => format!("BrowseNext of {}", key_of(*index)),
                     _ => request.describe(),
                 };
-                let unfinished = |groups: Vec<Vec<(usize, ByteString, BTreeSet<String>)>>,
-                                  next: Vec<(usize, ByteString, BTreeSet<String>)>| {
-                    groups.into_iter().flatten().chain(next).collect::<Vec<_>>()
-                };
+                let unfinished =
+                    |groups: Vec<Vec<(usize, ByteString, BTreeSet<String>)>>,
+                     next: Vec<(usize, ByteString, BTreeSet<String>)>| {
+                        groups.into_iter().flatten().chain(next).collect::<Vec<_>>()
+                    };
                 let results = match self.call(request).await {
                     Ok(Answer::Browsed(results)) => results,
                     Ok(Answer::Values(_)) => {
@@ -1182,12 +1200,14 @@ impl OpcuaCollector {
                         if more {
                             next.push((index, result.continuation_point, seen));
                         }
-                        failure = Some(self.malformed(
-                            format!("BrowseNext of {}", key_of(index)),
-                            "the answer repeats references already received: the server does \
+                        failure = Some(
+                            self.malformed(
+                                format!("BrowseNext of {}", key_of(index)),
+                                "the answer repeats references already received: the server does \
                              not honour continuation points"
-                                .to_owned(),
-                        ));
+                                    .to_owned(),
+                            ),
+                        );
                         continue;
                     }
                     if let Some(Some(slot)) = out.get_mut(index) {
@@ -1322,10 +1342,11 @@ impl OpcuaCollector {
             Some(Variant::Array(array)) => {
                 for v in &array.values {
                     match v {
-                        Variant::String(s) => namespaces.push(
-                            convert::text(s.as_ref())
-                                .map_err(|convert::Oversize(why)| self.scope().bound(request, why))?,
-                        ),
+                        Variant::String(s) => {
+                            namespaces.push(convert::text(s.as_ref()).map_err(
+                                |convert::Oversize(why)| self.scope().bound(request, why),
+                            )?)
+                        }
                         other => {
                             return Err(self.malformed(
                                 request.to_owned(),
@@ -1482,9 +1503,7 @@ impl OpcuaCollector {
                 let key = walkable.first().map(|(k, _)| k.clone()).unwrap_or_default();
                 return Err(self.scope().bound(
                     format!("Browse of {key}"),
-                    format!(
-                        "nodes nested more than {MAX_DEPTH} levels below a configured node"
-                    ),
+                    format!("nodes nested more than {MAX_DEPTH} levels below a configured node"),
                 ));
             }
             let browsed = self.browse_all(&walkable).await?;
@@ -1527,8 +1546,7 @@ impl OpcuaCollector {
                     if is_new {
                         found.id = child_id;
                         found.class = Some(r.node_class);
-                        found.browse_name =
-                            Some(convert::browse_name(&r.browse_name, namespaces));
+                        found.browse_name = Some(convert::browse_name(&r.browse_name, namespaces));
                         if !r.type_definition.is_null() {
                             found.type_definition =
                                 Some(expanded_key(&r.type_definition, namespaces).0);
@@ -1604,7 +1622,10 @@ impl OpcuaCollector {
             let node = |attribute: &str| format!("opcua/node/{key}/{attribute}");
             let request = |a: AttributeId| format!("Read of {} of {key}", attribute_name(a as u32));
             let class = if found.root {
-                let dv = self.listed_attribute(&request(AttributeId::NodeClass), attr(AttributeId::NodeClass))?;
+                let dv = self.listed_attribute(
+                    &request(AttributeId::NodeClass),
+                    attr(AttributeId::NodeClass),
+                )?;
                 match dv.value {
                     Some(Variant::Int32(n)) => NodeClass::try_from(n).ok(),
                     _ => None,
@@ -1625,7 +1646,10 @@ impl OpcuaCollector {
                 Value::Text(class_name(class)),
             )?;
             let browse = if found.root {
-                let dv = self.listed_attribute(&request(AttributeId::BrowseName), attr(AttributeId::BrowseName))?;
+                let dv = self.listed_attribute(
+                    &request(AttributeId::BrowseName),
+                    attr(AttributeId::BrowseName),
+                )?;
                 match &dv.value {
                     Some(Variant::QualifiedName(q)) => convert::browse_name(q, namespaces),
                     other => {
@@ -1639,9 +1663,15 @@ impl OpcuaCollector {
                 found.browse_name.clone().unwrap_or_default()
             };
             let browse = convert::text(&browse).map_err(|convert::Oversize(why)| {
-                self.scope().bound(format!("Browse of {key}"), format!("browse name: {why}"))
+                self.scope()
+                    .bound(format!("Browse of {key}"), format!("browse name: {why}"))
             })?;
-            self.insert(snapshot, node("browse_name"), Class::Program, Value::Text(browse))?;
+            self.insert(
+                snapshot,
+                node("browse_name"),
+                Class::Program,
+                Value::Text(browse),
+            )?;
             if let Some(t) = &found.type_definition {
                 self.insert(
                     snapshot,
@@ -1662,7 +1692,10 @@ impl OpcuaCollector {
                 continue;
             }
             let data_type = {
-                let dv = self.listed_attribute(&request(AttributeId::DataType), attr(AttributeId::DataType))?;
+                let dv = self.listed_attribute(
+                    &request(AttributeId::DataType),
+                    attr(AttributeId::DataType),
+                )?;
                 match &dv.value {
                     Some(Variant::NodeId(id)) => convert::data_type_name(id, namespaces),
                     other => {
@@ -1673,9 +1706,17 @@ impl OpcuaCollector {
                     }
                 }
             };
-            self.insert(snapshot, node("data_type"), Class::Program, Value::Text(data_type))?;
+            self.insert(
+                snapshot,
+                node("data_type"),
+                Class::Program,
+                Value::Text(data_type),
+            )?;
             let rank = {
-                let dv = self.listed_attribute(&request(AttributeId::ValueRank), attr(AttributeId::ValueRank))?;
+                let dv = self.listed_attribute(
+                    &request(AttributeId::ValueRank),
+                    attr(AttributeId::ValueRank),
+                )?;
                 match dv.value {
                     Some(Variant::Int32(n)) => Value::Int(i64::from(n)),
                     other => {
@@ -1713,7 +1754,12 @@ impl OpcuaCollector {
                 let dv = self.listed_attribute(&value_request, Some(&dv))?;
                 self.typed(&value_request, &dv)?
             };
-            self.insert(snapshot, format!("opcua/value/{key}"), Class::Setpoint, value)?;
+            self.insert(
+                snapshot,
+                format!("opcua/value/{key}"),
+                Class::Setpoint,
+                value,
+            )?;
         }
         self.refused_values(snapshot, access_refused).await
     }
@@ -1746,9 +1792,7 @@ impl OpcuaCollector {
             let readable = match level.value {
                 Some(Variant::Byte(bits)) => bits & 1 != 0,
                 other => {
-                    return Err(
-                        self.malformed(request, format!("expected a Byte, got {other:?}"))
-                    );
+                    return Err(self.malformed(request, format!("expected a Byte, got {other:?}")));
                 }
             };
             if readable {

@@ -468,7 +468,10 @@ fn locate<'a>(state: &OpcuaState, id: &'a NodeId) -> Option<Located<'a>> {
 
 /// A generated node, when its quirk is on and its folder exists.
 fn locate_generated<'a>(state: &OpcuaState, folder: &'a str, rest: &str) -> Option<Located<'a>> {
-    let is_folder = state.nodes.get(folder).is_some_and(|n| n.variable.is_none());
+    let is_folder = state
+        .nodes
+        .get(folder)
+        .is_some_and(|n| n.variable.is_none());
     let (prefix, n) = rest.split_once('-')?;
     let n: u32 = n.parse().ok()?;
     let kind = [Generated::Deep, Generated::Ref, Generated::More]
@@ -808,7 +811,7 @@ impl Generator {
         let Located::Plc(id) = located else {
             return None;
         };
-        if !state.nodes.get(*id).is_some_and(|n| n.variable.is_none()) {
+        if state.nodes.get(*id).is_none_or(|n| n.variable.is_some()) {
             return None;
         }
         let kind = if state.quirks.on(Quirk::EndlessContinuation) {

@@ -85,6 +85,7 @@
 //!                                 # "sine" (numbers 50 ± 50, period 60 ticks), "clock"
 //!                                 # (DateTime = now): a runtime value
 //! readable = true                 # optional; false answers BadNotReadable for its value
+//!                                 # and AccessLevel/UserAccessLevel without CurrentRead
 //! ```
 //!
 //! # Commands
@@ -122,6 +123,15 @@
 //! | `refuse-identity` | reads of BuildInfo and its fields answer BadUserAccessDenied |
 //! | `reverse-order` | Browse answers list references in reverse order |
 //! | `new-certificate` | every start presents a newly made certificate |
+//! | `bad-values` | the Value of every PLC variable answers BadOutOfService |
+//! | `uncertain-values` | the Value of every PLC variable comes with UncertainLastUsableValue |
+//! | `no-buildinfo` | the Server object has no BuildInfo: its variable and fields answer BadNodeIdUnknown and are not referenced |
+//! | `endless-continuation` | a Browse of a PLC folder always carries a continuation point; every BrowseNext answers one new generated reference (`<folder>#more-<n>`) and another continuation point, forever |
+//! | `deep-nesting` | every PLC folder holds a chain of 10 000 nested folders (`<folder>#deep-1` … `#deep-10000`) |
+//! | `million-refs` | every PLC folder has 1 000 000 more references (`<folder>#ref-<n>`), made page by page as a client pages through them: the simulator holds a counter, not a million references |
+//! | `huge-string` | String variables answer a 10 MiB value; connections opened while it is on have their Hello's MaxMessageSize and MaxChunkCount set to 0 ("no limit") by the front proxy, so the server sends what the client refused (async-opcua's server would otherwise refuse with BadResponseTooLarge, which sessions opened before still see) |
+//! | `busy` | Read and Browse are answered BadServerTooBusy |
+//! | `slow` | Read and Browse are answered after 250 ms ([`SLOW_ANSWER_MS`]) |
 //!
 //! A request over a limit is answered BadTooManyOperations on every result (the limits are
 //! enforced by the node manager so that `tiny-limits` can change them at run time).

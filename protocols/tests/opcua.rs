@@ -381,6 +381,61 @@ async fn requests_are_batched_to_the_servers_limits() {
     assert_eq!(sim.request_log().writes(), 0);
 }
 
+/// 70 folders of two variables each under one folder; `page` references per Browse answer.
+fn many_folders(page: u32) -> OpcuaState {
+    let mut text = format!(
+        "tick_ms = 0\nnamespace_uri = \"urn:many\"\n[limits]\nmax_references_per_node = {page}\n[[folder]]\nid = \"Many\"\n"
+    );
+    for f in 0..70 {
+        text.push_str(&format!("[[folder]]\nid = \"Many.F{f:02}\"\n"));
+        for v in 0..2 {
+            text.push_str(&format!(
+                "[[variable]]\nid = \"Many.F{f:02}.V{v}\"\ntype = \"Int16\"\nvalue = {v}\n"
+            ));
+        }
+    }
+    OpcuaState::from_toml(&text).expect("state")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_refused_a_continuation_point_are_browsed_again() {
+    // One reference per answer: each of the 70 folders needs a continuation point, and the
+    // simulator gives a session 64; the other 6 answer BadNoContinuationPoints and are
+    // browsed again once the first 64 are done. The result is the same as with no
+    // continuation points at all.
+    let setpoints = "  [[asset.setpoints]]\n  name = \"many\"\n  node = \"ns=2;s=Many\"\n";
+    let paged = OpcuaSimulator::start(LOOPBACK, many_folders(1))
+        .await
+        .expect("simulator");
+    let mut c = collector(&paged.endpoint_url(), "", setpoints, &Pki::new());
+    let capture = c
+        .capture()
+        .await
+        .expect("capture despite too few continuation points");
+    assert_eq!(capture.snapshot.items_of(Class::Setpoint).count(), 140);
+    // The root, the 70 folders, the 6 of them again, the 140 variables.
+    let browses = paged
+        .request_log()
+        .entries()
+        .iter()
+        .filter(|e| e.name == "browse")
+        .map(|e| e.count.unwrap_or(0))
+        .collect::<Vec<_>>();
+    assert_eq!(browses, vec![1, 70, 6, 140]);
+    let whole = OpcuaSimulator::start(LOOPBACK, many_folders(1000))
+        .await
+        .expect("simulator");
+    let mut w = collector(&whole.endpoint_url(), "", setpoints, &Pki::new());
+    let reference = w.capture().await.expect("capture");
+    for class in [Class::Program, Class::Setpoint] {
+        assert_eq!(
+            capture.snapshot.class_digest(class),
+            reference.snapshot.class_digest(class)
+        );
+    }
+    assert_eq!(paged.request_log().writes(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_and_encrypt_with_a_user_name() {
     let sim = mixer().await;

@@ -67,11 +67,13 @@
 //! reference lists) and ⌈operations / MaxNodesPerRead⌉ Reads for attributes and values, where
 //! a variable costs 4 operations (data type, value rank, array dimensions, value) and a
 //! configured root 6; one more Read only when values were refused with an access status.
-//! MaxNodesPerRead, MaxNodesPerBrowse and MaxBrowseContinuationPoints come from the server's
-//! capabilities, read once per session (0 = no limit → 10 000; not published → 100); a server
-//! that answers BadTooManyOperations anyway gets half the batch size until it accepts, one
-//! that answers BadResponseTooLarge gets smaller batches for that call. The session is kept
-//! between captures; a session the server dropped is replaced once, transparently.
+//! MaxNodesPerRead and MaxNodesPerBrowse come from the server's OperationLimits, read once per
+//! session (0 = no limit → 10 000; not published → 100); a server that answers
+//! BadTooManyOperations anyway gets half the batch size until it accepts, one that answers
+//! BadResponseTooLarge gets smaller batches for that call, and nodes a Browse answered
+//! BadNoContinuationPoints are browsed again once the batch's continuation points are done.
+//! The session is kept between captures; a session the server dropped is replaced once,
+//! transparently.
 //! Connecting costs GetEndpoints, CreateSession, ActivateSession, one keep-alive Read by
 //! async-opcua and one Read of the limits. Every request runs under the asset's `timeout_ms`.
 //! The bounds are the constants [`MAX_DEPTH`], [`MAX_REFERENCES_PER_NODE`],
@@ -191,9 +193,6 @@ const BUILD_INFO_FIELDS: [(u32, &str); 6] = [
 ];
 const MAX_NODES_PER_READ: u32 = 11705;
 const MAX_NODES_PER_BROWSE: u32 = 11710;
-/// ServerCapabilities/MaxBrowseContinuationPoints: how many nodes one Browse may leave
-/// unfinished; the browse batch stays below it so the server never runs out.
-const MAX_BROWSE_CONTINUATION_POINTS: u32 = 2735;
 
 /// The value of `opcua/node/<node>/node_class` for a configured node the server does not
 /// have: its address space (a Browse answering BadNodeIdUnknown) says so, which is state.
@@ -780,15 +779,10 @@ impl OpcuaCollector {
         self.refused(request, format!("{reason}{hint}"))
     }
 
-    /// Reads MaxNodesPerRead, MaxNodesPerBrowse and MaxBrowseContinuationPoints (once per
-    /// session). These are not state: a refused or missing one means the defaults.
+    /// Reads MaxNodesPerRead and MaxNodesPerBrowse (once per session). These are not state:
+    /// a refused or missing one means the defaults.
     async fn read_limits(&mut self) -> Result<(), CollectError> {
-        let ops = [
-            MAX_NODES_PER_READ,
-            MAX_NODES_PER_BROWSE,
-            MAX_BROWSE_CONTINUATION_POINTS,
-        ]
-        .map(|id| value_of(NodeId::new(0, id)));
+        let ops = [MAX_NODES_PER_READ, MAX_NODES_PER_BROWSE].map(|id| value_of(NodeId::new(0, id)));
         let values = self.read_all(&ops).await?;
         let limit = |dv: Option<&DataValue>| match dv.map(|dv| (dv.status(), dv.value.as_ref())) {
             Some((status, Some(Variant::UInt32(0)))) if status.is_good() => Some(MAX_BATCH),
@@ -798,18 +792,10 @@ impl OpcuaCollector {
             _ => None,
         };
         let (read, browse) = (limit(values.first()), limit(values.get(1)));
-        // Every node of a Browse may need a continuation point; the spec's minimum per
-        // session is one, which a server that publishes 0 ("no limit") does not mean.
-        let points = match values.get(2).map(|dv| (dv.status(), dv.value.as_ref())) {
-            Some((status, Some(Variant::UInt16(n)))) if status.is_good() && *n > 0 => {
-                usize::from(*n)
-            }
-            _ => MAX_BATCH,
-        };
         if let Some(conn) = self.conn.as_mut() {
             conn.limits = Limits {
                 read: read.unwrap_or(DEFAULT_BATCH),
-                browse: browse.unwrap_or(DEFAULT_BATCH).min(points),
+                browse: browse.unwrap_or(DEFAULT_BATCH),
                 published: read.is_some(),
             };
         }
@@ -948,11 +934,13 @@ impl OpcuaCollector {
         let mut out: Vec<Option<Vec<ReferenceDescription>>> =
             nodes.iter().map(|_| Some(Vec::new())).collect();
         let mut size_cap = usize::MAX;
-        let mut at = 0;
-        while at < nodes.len() {
+        // Indexes into `nodes` still to browse, in order.
+        let mut queue: std::collections::VecDeque<usize> = (0..nodes.len()).collect();
+        while !queue.is_empty() {
             let batch = self.limits().browse.clamp(1, size_cap);
-            let end = at.saturating_add(batch).min(nodes.len());
-            let group = nodes.get(at..end).unwrap_or_default();
+            let indexes: Vec<usize> = queue.drain(..batch.min(queue.len())).collect();
+            let group: Vec<&(String, NodeId)> =
+                indexes.iter().filter_map(|i| nodes.get(*i)).collect();
             let chunk: Vec<BrowseDescription> = group
                 .iter()
                 .map(|(_, id)| BrowseDescription {
@@ -965,7 +953,7 @@ impl OpcuaCollector {
                 })
                 .collect();
             let request = Request::Browse(&chunk);
-            let describe = match group {
+            let describe = match group.as_slice() {
                 [(key, _)] => format!("Browse of {key}"),
                 _ => request.describe(),
             };
@@ -975,10 +963,13 @@ impl OpcuaCollector {
                     return Err(self.malformed(describe, "a read answer to a browse".to_owned()));
                 }
                 Err(Fault::Status(status)) if too_large(status) => {
-                    if batch == 1 {
+                    if indexes.len() == 1 {
                         return Err(self.too_large_error(describe, status));
                     }
-                    size_cap = batch / 2;
+                    size_cap = indexes.len() / 2;
+                    for index in indexes.into_iter().rev() {
+                        queue.push_front(index);
+                    }
                     continue;
                 }
                 Err(Fault::Status(status)) => {
@@ -1000,8 +991,14 @@ impl OpcuaCollector {
             // (index into `out`, continuation point, references seen so far for it)
             let mut pending: Vec<(usize, ByteString, BTreeSet<String>)> = Vec::new();
             let mut failed = None;
-            for (offset, result) in results.into_iter().enumerate() {
-                let index = at + offset;
+            // Nodes the server had no continuation point left for: browsed again once the
+            // points of this batch are done (the same nodes, so nothing changes but timing).
+            let mut again = Vec::new();
+            for (&index, result) in indexes.iter().zip(results) {
+                if result.status_code == StatusCode::BadNoContinuationPoints {
+                    again.push(index);
+                    continue;
+                }
                 let key = nodes
                     .get(index)
                     .map(|(k, _)| k.as_str())
@@ -1038,7 +1035,22 @@ impl OpcuaCollector {
                 return Err(self.operation_error(request, status));
             }
             self.follow(nodes, &mut out, pending).await?;
-            at = end;
+            if again.len() == indexes.len() {
+                // Not one node got a continuation point although none of ours is held: the
+                // server is out of them (other sessions hold them), which is "busy".
+                let key = again
+                    .first()
+                    .and_then(|i| nodes.get(*i))
+                    .map(|(k, _)| k.clone())
+                    .unwrap_or_default();
+                return Err(self.operation_error(
+                    format!("Browse of {key}"),
+                    StatusCode::BadNoContinuationPoints,
+                ));
+            }
+            for index in again.into_iter().rev() {
+                queue.push_front(index);
+            }
         }
         Ok(out)
     }

@@ -322,6 +322,8 @@ fn every_quirk_fails_the_capture_and_the_next_healthy_capture_matches_the_baseli
         ("million-refs", "bound", "Mixer.Setpoints"),
         ("huge-string", "bound", "Mixer.Setpoints.RecipeName"),
         ("busy", "busy", "Read of Server/NamespaceArray"),
+        ("unknown-on-read", "refused", "Mixer.Setpoints."),
+        ("unreadable-values", "refused", "Read of Value of"),
     ] {
         sim.cmd(&format!("quirk {quirk} on"));
         let started = std::time::Instant::now();

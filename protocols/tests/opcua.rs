@@ -963,6 +963,30 @@ async fn a_busy_server_is_busy_not_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_node_that_reads_as_unknown_is_a_contradiction() {
+    quirk_fails_then_recovers(
+        Quirk::UnknownOnRead,
+        DEADLINE,
+        FailureReason::Refused,
+        &format!("of nsu={PLC};s=Mixer.Setpoints."),
+        "its own Browse lists (a contradiction)",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_refused_although_its_access_level_grants_reading_is_a_contradiction() {
+    quirk_fails_then_recovers(
+        Quirk::UnreadableValues,
+        DEADLINE,
+        FailureReason::Refused,
+        &format!("Read of Value of nsu={PLC};s=Mixer.Setpoints."),
+        "UserAccessLevel grants CurrentRead (a contradiction)",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_slower_than_its_deadline_stops_at_the_deadline() {
     quirk_fails_then_recovers(
         Quirk::Slow,

@@ -599,7 +599,7 @@ fn view(state: &OpcuaState, start_time: DateTime, located: &Located<'_>) -> View
                     }
                     _ => None,
                 };
-                let value = if !v.readable {
+                let value = if !v.readable || state.quirks.on(Quirk::UnreadableValues) {
                     Err(StatusCode::BadNotReadable)
                 } else if state.quirks.on(Quirk::BadValues) {
                     Err(StatusCode::BadOutOfService)
@@ -1058,6 +1058,12 @@ impl NodeManager for SimNodeManager {
             };
             if !wanted.index_range.is_none() {
                 node.set_error(StatusCode::BadIndexRangeInvalid);
+                continue;
+            }
+            let is_variable = matches!(located, Located::Plc(id)
+                if state.nodes.get(id).is_some_and(|n| n.variable.is_some()));
+            if is_variable && state.quirks.on(Quirk::UnknownOnRead) {
+                node.set_error(StatusCode::BadNodeIdUnknown);
                 continue;
             }
             let v = view(&state, self.shared.start_time, &located);

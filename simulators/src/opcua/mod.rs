@@ -132,6 +132,8 @@
 //! | `huge-string` | String variables answer a 10 MiB value; connections opened while it is on have their Hello's MaxMessageSize and MaxChunkCount set to 0 ("no limit") by the front proxy, so the server sends what the client refused (async-opcua's server would otherwise refuse with BadResponseTooLarge, which sessions opened before still see) |
 //! | `busy` | Read and Browse are answered BadServerTooBusy |
 //! | `slow` | Read and Browse are answered after 250 ms ([`SLOW_ANSWER_MS`]) |
+//! | `unknown-on-read` | reads of PLC variables answer BadNodeIdUnknown while Browse still lists them |
+//! | `unreadable-values` | PLC values answer BadNotReadable while AccessLevel and UserAccessLevel still grant CurrentRead |
 //!
 //! A request over a limit is answered BadTooManyOperations on every result (the limits are
 //! enforced by the node manager so that `tiny-limits` can change them at run time).

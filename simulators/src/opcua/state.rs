@@ -467,6 +467,12 @@ pub enum Quirk {
     Busy,
     /// Read and Browse are answered after a delay of [`SLOW_ANSWER_MS`].
     Slow,
+    /// Reads of PLC variables answer BadNodeIdUnknown while Browse still lists them (a
+    /// contradiction).
+    UnknownOnRead,
+    /// The Value of every PLC variable answers BadNotReadable while its AccessLevel and
+    /// UserAccessLevel still grant CurrentRead (a contradiction).
+    UnreadableValues,
 }
 
 /// How long the `slow` quirk delays each Read and Browse answer: long enough that a capture
@@ -485,7 +491,7 @@ pub const HUGE_STRING_BYTES: usize = 10 * 1024 * 1024;
 
 impl Quirk {
     /// Every quirk.
-    pub const ALL: [Quirk; 20] = [
+    pub const ALL: [Quirk; 22] = [
         Quirk::Stall,
         Quirk::DropSession,
         Quirk::NoBrowseNext,
@@ -506,6 +512,8 @@ impl Quirk {
         Quirk::HugeString,
         Quirk::Busy,
         Quirk::Slow,
+        Quirk::UnknownOnRead,
+        Quirk::UnreadableValues,
     ];
 
     /// The quirk's name in commands and state files.
@@ -531,6 +539,8 @@ impl Quirk {
             Quirk::HugeString => "huge-string",
             Quirk::Busy => "busy",
             Quirk::Slow => "slow",
+            Quirk::UnknownOnRead => "unknown-on-read",
+            Quirk::UnreadableValues => "unreadable-values",
         }
     }
 

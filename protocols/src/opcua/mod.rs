@@ -73,9 +73,9 @@
 //! BadResponseTooLarge gets smaller batches for that call, and nodes a Browse answered
 //! BadNoContinuationPoints are browsed again once the batch's continuation points are done.
 //! The session is kept between captures; a session the server dropped is replaced once,
-//! transparently.
-//! Connecting costs GetEndpoints, CreateSession, ActivateSession, one keep-alive Read by
-//! async-opcua and one Read of the limits. Every request runs under the asset's `timeout_ms`.
+//! transparently. Connecting costs GetEndpoints, CreateSession, ActivateSession, one
+//! keep-alive Read by async-opcua and one Read of the limits. Every request runs under the
+//! asset's `timeout_ms`.
 //! The bounds are the constants [`MAX_DEPTH`], [`MAX_REFERENCES_PER_NODE`],
 //! [`MAX_REFERENCES`], [`MAX_NODES`], [`MAX_BROWSE_NEXT_ROUNDS_PER_NODE`],
 //! [`MAX_BROWSE_NEXT_ROUNDS`], [`MAX_MESSAGE_SIZE`], [`MAX_CHUNK_COUNT`], [`MAX_TEXT_VALUE`]
@@ -119,7 +119,7 @@ use opcua::{
     client::{Client, Session},
     types::{
         AttributeId, BrowseDescription, BrowseDirection, BrowseResult, BrowseResultMask,
-        ByteString, DataValue, ExpandedNodeId, MessageSecurityMode, NodeClass, NodeId, ReadValueId,
+        ByteString, DataValue, ExpandedNodeId, NodeClass, NodeId, ReadValueId,
         ReferenceDescription, ReferenceTypeId, StatusCode, TimestampsToReturn, Variant,
     },
 };
@@ -635,24 +635,8 @@ impl OpcuaCollector {
                 .unwrap_or_default();
             connection::first_der(if own.is_empty() { any } else { own }).to_vec()
         };
-        if endpoint.security_mode != MessageSecurityMode::None && certificate.is_empty() {
-            return Err(self.malformed(
-                "GetEndpoints".to_owned(),
-                format!(
-                    "the server offers a {} endpoint without a certificate: a secured channel \
-                     cannot exist without one",
-                    endpoint.security_mode
-                ),
-            ));
-        }
-        if endpoint.server.application_uri.as_ref().is_empty() {
-            return Err(self.malformed(
-                "GetEndpoints".to_owned(),
-                "the server's endpoint has no ApplicationUri, which every OPC UA application \
-                 must have"
-                    .to_owned(),
-            ));
-        }
+        connection::check_endpoint(&endpoint, &certificate)
+            .map_err(|why| self.malformed("GetEndpoints".to_owned(), why))?;
         let pin = connection::check_pin(&self.pki_dir, &self.asset, &certificate).map_err(|e| {
             self.local(format!(
                 "cannot keep the pinned server certificate in {}: {e}",
@@ -2062,6 +2046,23 @@ mod tests {
             );
             assert_eq!(request.len(), 1);
         }
+    }
+
+    #[test]
+    fn endpoints_must_carry_what_every_server_has() {
+        use opcua::types::{EndpointDescription, MessageSecurityMode};
+        let mut endpoint = EndpointDescription::default();
+        endpoint.server.application_uri = "urn:plc".into();
+        endpoint.security_mode = MessageSecurityMode::None;
+        // Security none without a certificate: allowed (the thumbprint is "not available").
+        assert_eq!(connection::check_endpoint(&endpoint, &[]), Ok(()));
+        endpoint.security_mode = MessageSecurityMode::SignAndEncrypt;
+        let refused = connection::check_endpoint(&endpoint, &[]).expect_err("no certificate");
+        assert!(refused.contains("without a certificate"), "{refused}");
+        assert_eq!(connection::check_endpoint(&endpoint, &[0x30, 0x00]), Ok(()));
+        endpoint.server.application_uri = "".into();
+        let refused = connection::check_endpoint(&endpoint, &[0x30, 0x00]).expect_err("no URI");
+        assert!(refused.contains("ApplicationUri"), "{refused}");
     }
 
     #[test]

@@ -56,8 +56,9 @@
 //!   walk found or the config names; BuildInfo or NamespaceArray refused; BrowseNext refused;
 //!   contradictions (a node its parent lists answering BadNodeIdUnknown; a refused value whose
 //!   UserAccessLevel grants reading);
-//! - **malformed**: BuildInfo or NamespaceArray missing (mandatory in the Server object), wrong
-//!   types, repeated references after a continuation point, counts that do not match;
+//! - **malformed**: BuildInfo or NamespaceArray missing or unreadable to anyone (mandatory in
+//!   the Server object), wrong types, repeated references after a continuation point, counts
+//!   that do not match;
 //! - **busy**: [`busy_status`];
 //! - **bound**: the constants below, and the whole capture's deadline.
 //!
@@ -1294,8 +1295,10 @@ impl OpcuaCollector {
     }
 
     /// The status of a variable every server must have (NamespaceArray, BuildInfo): a node
-    /// the server says it lacks is malformed (the Server object is incomplete), any other Bad
-    /// or Uncertain status is the operation's error.
+    /// the server says it lacks, or says no one may read (BadNotReadable: its AccessLevel),
+    /// is malformed (the Server object is incomplete); any other Bad or Uncertain status is
+    /// the operation's error (BadUserAccessDenied: this user is refused, which the operator
+    /// can change, so `refused`).
     fn mandatory_status(&self, request: &str, dv: &DataValue) -> Result<(), CollectError> {
         let status = dv.status();
         if status.is_good() {
@@ -1303,13 +1306,15 @@ impl OpcuaCollector {
         }
         if matches!(
             status,
-            StatusCode::BadNodeIdUnknown | StatusCode::BadAttributeIdInvalid
+            StatusCode::BadNodeIdUnknown
+                | StatusCode::BadAttributeIdInvalid
+                | StatusCode::BadNotReadable
         ) {
             return Err(self.malformed(
                 request.to_owned(),
                 format!(
-                    "server answered {}: the Server object lacks a variable every OPC UA \
-                     server must have",
+                    "server answered {}: the Server object lacks a readable variable every \
+                     OPC UA server must have",
                     convert::status_text(status)
                 ),
             ));

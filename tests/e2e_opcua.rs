@@ -267,3 +267,169 @@ fn an_unreachable_server_fails_with_exit_1_naming_the_asset() {
     assert_eq!(failed.code, 1, "{failed:?}");
     assert!(failed.stderr.contains(&asset), "{failed:?}");
 }
+
+/// Peak resident memory (KiB) of `otdrift capture ASSET --json` under GNU time, with its exit
+/// code; `None` where /usr/bin/time is missing (the bounds are then only checked for time).
+fn capture_peak_rss(config: &Path, asset: &str) -> Option<(i32, u64)> {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        eprintln!("no /usr/bin/time: peak memory of the capture not measured");
+        return None;
+    }
+    let out = std::process::Command::new(time)
+        .args(["-f", "peak-rss-kib %M"])
+        .arg(env!("CARGO_BIN_EXE_otdrift"))
+        .env_remove("OTDRIFT_CONFIG")
+        .env("OTDRIFT_LOG", "warn")
+        .arg("--config")
+        .arg(config)
+        .args(["capture", asset, "--json"])
+        .output()
+        .expect("otdrift runs under time");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kib = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("peak-rss-kib "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("GNU time printed no peak: {stderr}"));
+    // time exits with the command's code.
+    Some((out.status.code().unwrap_or(-1), kib))
+}
+
+/// The memory budget of one capture, whatever the server sends.
+const PEAK_RSS_BUDGET_KIB: u64 = 256 * 1024;
+
+/// Field truth end to end, quirk by quirk: a baseline; the quirk on → `otdrift capture` exits
+/// 1 with the reason, the baseline and drift untouched, the failure in `status` (and, for the
+/// bounds, under the memory budget); the quirk off → exit 0 at the baseline's digest.
+#[test]
+fn every_quirk_fails_the_capture_and_the_next_healthy_capture_matches_the_baseline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let asset = asset_id(dir.path());
+    let _cleanup = PkiCleanup(asset.clone());
+    let mut sim = Sim::start("opcua", Some(&state(dir.path(), "")), dir.path());
+    let cfg = config(dir.path(), &asset, &sim.addr, "capture_timeout_ms = 20000");
+    let baseline = run(&cfg, &["capture", &asset, "--json"]);
+    assert_eq!(baseline.code, 0, "{baseline:?}");
+    let digest = baseline.json()["digest"].clone();
+    for (quirk, reason, request) in [
+        ("bad-values", "refused", "Read of Value of"),
+        ("uncertain-values", "refused", "Read of Value of"),
+        ("no-buildinfo", "malformed", "BuildInfo"),
+        ("endless-continuation", "bound", "BrowseNext of"),
+        ("deep-nesting", "bound", "Browse of"),
+        ("million-refs", "bound", "Mixer.Setpoints"),
+        ("huge-string", "bound", "Mixer.Setpoints.RecipeName"),
+        ("busy", "busy", "Read of Server/NamespaceArray"),
+        ("unknown-on-read", "refused", "Mixer.Setpoints."),
+        ("unreadable-values", "refused", "Read of Value of"),
+    ] {
+        sim.cmd(&format!("quirk {quirk} on"));
+        let started = std::time::Instant::now();
+        let error = support::assert_collection_fails(&cfg, &asset, reason);
+        assert!(
+            error["request"]
+                .as_str()
+                .is_some_and(|r| r.contains(request)),
+            "{quirk}: {error}"
+        );
+        if quirk == "huge-string" {
+            // A fresh process, so a fresh Hello that the simulator rewrote to "no limits": the
+            // server sent the 10 MiB answer and the client cut it off by chunk count.
+            assert!(
+                error["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("BadEncodingLimitsExceeded")),
+                "{error}"
+            );
+        }
+        // assert_collection_fails runs `status` and `drift` four times besides the capture.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{quirk}: {:?}",
+            started.elapsed()
+        );
+        if reason == "bound"
+            && let Some((code, kib)) = capture_peak_rss(&cfg, &asset)
+        {
+            eprintln!("{quirk}: peak RSS of otdrift capture {kib} KiB");
+            assert_eq!(code, 1, "{quirk}");
+            assert!(kib < PEAK_RSS_BUDGET_KIB, "{quirk}: {kib} KiB");
+        }
+        sim.cmd(&format!("quirk {quirk} off"));
+        let healthy = run(&cfg, &["capture", &asset, "--json"]);
+        assert_eq!(healthy.code, 0, "{quirk}: {healthy:?}");
+        assert_eq!(healthy.json()["digest"], digest, "{quirk}");
+    }
+    assert_no_state_changing_service(&sim);
+}
+
+/// A capture slower than `capture_timeout_ms` stops there: `otdrift capture` ends at the
+/// deadline with reason `bound` and request `the whole capture`.
+#[test]
+fn a_slow_server_is_stopped_at_the_capture_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let asset = asset_id(dir.path());
+    let _cleanup = PkiCleanup(asset.clone());
+    let mut sim = Sim::start("opcua", Some(&state(dir.path(), "")), dir.path());
+    // The first capture makes the agent's certificate (an RSA key): not under a tight deadline.
+    let cfg = config(dir.path(), &asset, &sim.addr, "");
+    let baseline = run(&cfg, &["capture", &asset, "--json"]);
+    assert_eq!(baseline.code, 0, "{baseline:?}");
+    let cfg = config(dir.path(), &asset, &sim.addr, "capture_timeout_ms = 1000");
+    sim.cmd("quirk slow on");
+    let started = std::time::Instant::now();
+    let slow = run(&cfg, &["capture", &asset, "--json"]);
+    let elapsed = started.elapsed();
+    assert_eq!(slow.code, 1, "{slow:?}");
+    assert_eq!(slow.json()["error"]["kind"], "bound", "{slow:?}");
+    assert_eq!(slow.json()["error"]["request"], "the whole capture");
+    // The deadline plus the process's own start and store work, not a request timeout more.
+    assert!(
+        elapsed < std::time::Duration::from_millis(1000 + 1500),
+        "{elapsed:?}"
+    );
+    let error = support::assert_collection_fails(&cfg, &asset, "bound");
+    assert_eq!(error["request"], "the whole capture");
+    sim.cmd("quirk slow off");
+    let cfg = config(dir.path(), &asset, &sim.addr, "");
+    let healthy = run(&cfg, &["capture", &asset, "--json"]);
+    assert_eq!(healthy.code, 0, "{healthy:?}");
+    assert_eq!(healthy.json()["digest"], baseline.json()["digest"]);
+    assert_no_state_changing_service(&sim);
+}
+
+/// BuildInfo is mandatory in the Server object: a first capture of a fresh asset against a
+/// server without it fails (no provisional baseline of a broken identity).
+#[test]
+fn a_first_capture_without_buildinfo_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let asset = asset_id(dir.path());
+    let _cleanup = PkiCleanup(asset.clone());
+    let mut sim = Sim::start("opcua", Some(&state(dir.path(), "")), dir.path());
+    sim.cmd("quirk no-buildinfo on");
+    let cfg = config(dir.path(), &asset, &sim.addr, "");
+    let first = run(&cfg, &["capture", &asset, "--json"]);
+    assert_eq!(first.code, 1, "{first:?}");
+    let error = first.json()["error"].clone();
+    assert_eq!(error["kind"], "malformed", "{error}");
+    assert!(
+        error["request"]
+            .as_str()
+            .is_some_and(|r| r.contains("Server/ServerStatus/BuildInfo/")),
+        "{error}"
+    );
+    let status = run(&cfg, &["status", "--json"]);
+    let row = status.json()["assets"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["id"] == asset.as_str()).cloned())
+        .unwrap_or_default();
+    assert_eq!(row["baseline"], serde_json::Value::Null, "{row}");
+    assert!(row["collection"]["failing_since"].is_string(), "{row}");
+    sim.cmd("quirk no-buildinfo off");
+    let healthy = run(&cfg, &["capture", &asset, "--json"]);
+    assert_eq!(healthy.code, 0, "{healthy:?}");
+    assert_eq!(healthy.json()["baseline"]["provisional"], true);
+    assert_no_state_changing_service(&sim);
+}

@@ -6,11 +6,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use common::{SimulatedDevice, assert_collector_compliance, asset_from};
-use otdrift_config::ProtocolConfig;
+use std::time::{Duration, Instant};
+
+use common::{SimulatedDevice, assert_collector_compliance, asset_from, peers};
+use otdrift_config::{AssetConfig, ProtocolConfig};
 use otdrift_core::{ChangeKind, Class, Diff, Value};
 use otdrift_protocols::opcua::OpcuaCollector;
-use otdrift_protocols::{Collector, ErrorKind};
+use otdrift_protocols::{Collector, ErrorKind, FailureReason, capture_within};
 use otdrift_simulators::opcua::{OpcuaSimHandle, OpcuaSimulator, OpcuaState, Quirk, ValueType};
 
 const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
@@ -53,6 +55,16 @@ async fn mixer() -> OpcuaSimHandle {
 }
 
 fn collector(endpoint: &str, extra: &str, setpoints: &str, pki: &Pki) -> OpcuaCollector {
+    collector_for(endpoint, extra, setpoints, pki).0
+}
+
+/// A collector and its asset (for its `capture_timeout_ms`).
+fn collector_for(
+    endpoint: &str,
+    extra: &str,
+    setpoints: &str,
+    pki: &Pki,
+) -> (OpcuaCollector, AssetConfig) {
     let asset = asset_from(&format!(
         r#"
 [agent]
@@ -71,7 +83,8 @@ timeout_ms = 2000
     let ProtocolConfig::Opcua(cfg) = &asset.protocol else {
         panic!("an opcua asset");
     };
-    OpcuaCollector::new(&asset, cfg).with_pki_dir(pki.0.clone())
+    let collector = OpcuaCollector::new(&asset, cfg).with_pki_dir(pki.0.clone());
+    (collector, asset)
 }
 
 const RECIPE: &str = r#"
@@ -368,6 +381,61 @@ async fn requests_are_batched_to_the_servers_limits() {
     assert_eq!(sim.request_log().writes(), 0);
 }
 
+/// 70 folders of two variables each under one folder; `page` references per Browse answer.
+fn many_folders(page: u32) -> OpcuaState {
+    let mut text = format!(
+        "tick_ms = 0\nnamespace_uri = \"urn:many\"\n[limits]\nmax_references_per_node = {page}\n[[folder]]\nid = \"Many\"\n"
+    );
+    for f in 0..70 {
+        text.push_str(&format!("[[folder]]\nid = \"Many.F{f:02}\"\n"));
+        for v in 0..2 {
+            text.push_str(&format!(
+                "[[variable]]\nid = \"Many.F{f:02}.V{v}\"\ntype = \"Int16\"\nvalue = {v}\n"
+            ));
+        }
+    }
+    OpcuaState::from_toml(&text).expect("state")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_refused_a_continuation_point_are_browsed_again() {
+    // One reference per answer: each of the 70 folders needs a continuation point, and the
+    // simulator gives a session 64; the other 6 answer BadNoContinuationPoints and are
+    // browsed again once the first 64 are done. The result is the same as with no
+    // continuation points at all.
+    let setpoints = "  [[asset.setpoints]]\n  name = \"many\"\n  node = \"ns=2;s=Many\"\n";
+    let paged = OpcuaSimulator::start(LOOPBACK, many_folders(1))
+        .await
+        .expect("simulator");
+    let mut c = collector(&paged.endpoint_url(), "", setpoints, &Pki::new());
+    let capture = c
+        .capture()
+        .await
+        .expect("capture despite too few continuation points");
+    assert_eq!(capture.snapshot.items_of(Class::Setpoint).count(), 140);
+    // The root, the 70 folders, the 6 of them again, the 140 variables.
+    let browses = paged
+        .request_log()
+        .entries()
+        .iter()
+        .filter(|e| e.name == "browse")
+        .map(|e| e.count.unwrap_or(0))
+        .collect::<Vec<_>>();
+    assert_eq!(browses, vec![1, 70, 6, 140]);
+    let whole = OpcuaSimulator::start(LOOPBACK, many_folders(1000))
+        .await
+        .expect("simulator");
+    let mut w = collector(&whole.endpoint_url(), "", setpoints, &Pki::new());
+    let reference = w.capture().await.expect("capture");
+    for class in [Class::Program, Class::Setpoint] {
+        assert_eq!(
+            capture.snapshot.class_digest(class),
+            reference.snapshot.class_digest(class)
+        );
+    }
+    assert_eq!(paged.request_log().writes(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_and_encrypt_with_a_user_name() {
     let sim = mixer().await;
@@ -589,80 +657,70 @@ async fn a_changed_server_certificate_is_reported_not_trusted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quirks_become_not_available_items_or_typed_errors() {
+async fn what_the_server_answers_is_recorded_what_it_refuses_fails_the_capture() {
     let sim = mixer().await;
     let pki = Pki::new();
     let mut c = collector(&sim.endpoint_url(), "", RECIPE, &pki);
     let normal = c.capture().await.expect("capture");
-    let unavailable = |s: &otdrift_core::Snapshot, p: &str| match s.get(p).map(|i| i.value()) {
-        Some(Value::Unavailable(reason)) => reason.clone(),
-        other => panic!("{p}: expected not available, got {other:?}"),
-    };
+    let get = |s: &otdrift_core::Snapshot, p: &str| s.get(p).map(|i| i.value().clone());
 
+    // Empty or placeholder BuildInfo is what the server answers: recorded as it is.
     sim.set_quirk(Quirk::EmptyBuildInfo, true);
     let empty = c.capture().await.expect("capture");
     assert_eq!(
-        unavailable(&empty.snapshot, "opcua/server/build_info/product_name"),
-        "server reports an empty product_name"
+        get(&empty.snapshot, "opcua/server/build_info/product_name"),
+        Some(Value::from(""))
     );
     assert_eq!(
-        unavailable(&empty.snapshot, "opcua/server/build_info/build_date"),
-        "server reports no build_date"
+        get(&empty.snapshot, "opcua/server/build_info/build_date"),
+        Some(Value::Null)
     );
     let empty_again = c.capture().await.expect("capture");
     assert_eq!(empty.snapshot.digest(), empty_again.snapshot.digest());
     sim.set_quirk(Quirk::EmptyBuildInfo, false);
-
     sim.set_quirk(Quirk::PlaceholderBuildInfo, true);
     let placeholder = c.capture().await.expect("capture");
     assert_eq!(
-        placeholder
-            .snapshot
-            .get("opcua/server/build_info/product_name")
-            .map(|i| i.value().clone()),
+        get(
+            &placeholder.snapshot,
+            "opcua/server/build_info/product_name"
+        ),
         Some(Value::from("OPC UA Server"))
     );
     sim.set_quirk(Quirk::PlaceholderBuildInfo, false);
 
+    // Identity refused: the capture fails, naming the field and the status.
     sim.set_quirk(Quirk::RefuseIdentity, true);
-    let refused = c.capture().await.expect("capture");
-    assert_eq!(
-        unavailable(
-            &refused.snapshot,
-            "opcua/server/build_info/software_version"
-        ),
-        "server answered BadUserAccessDenied"
-    );
-    assert_eq!(
-        refused.snapshot.class_digest(Class::Setpoint),
-        normal.snapshot.class_digest(Class::Setpoint)
-    );
+    let err = c.capture().await.expect_err("identity refused");
+    assert_eq!(err.reason(), FailureReason::Refused, "{err}");
+    assert!(err.request.contains("BuildInfo/"), "{err}");
+    assert!(err.detail().contains("BadUserAccessDenied"), "{err}");
     sim.set_quirk(Quirk::RefuseIdentity, false);
 
+    // Continuation points a server will not continue, or does not honour: the node's children
+    // would be incomplete, so the capture fails.
     sim.set_quirk(Quirk::NoBrowseNext, true);
     sim.set_quirk(Quirk::TinyLimits, true);
     let mut tiny = collector(&sim.endpoint_url(), "", RECIPE, &Pki::new());
-    let no_next = tiny.capture().await.expect("capture");
-    assert!(
-        unavailable(&no_next.snapshot, &node_path("Mixer.Setpoints", "children"))
-            .contains("BadServiceUnsupported")
-    );
-    let no_next_again = tiny.capture().await.expect("capture");
-    assert_eq!(no_next.snapshot.digest(), no_next_again.snapshot.digest());
+    let err = tiny.capture().await.expect_err("BrowseNext refused");
+    assert_eq!(err.reason(), FailureReason::Refused, "{err}");
+    assert!(err.request.starts_with("BrowseNext"), "{err}");
+    assert!(err.detail().contains("BadServiceUnsupported"), "{err}");
     sim.set_quirk(Quirk::NoBrowseNext, false);
     sim.set_quirk(Quirk::BrowseNextRestarts, true);
-    let restarts = tiny.capture().await.expect("capture");
+    let err = tiny.capture().await.expect_err("BrowseNext restarts");
+    assert_eq!(err.reason(), FailureReason::Malformed, "{err}");
     assert!(
-        unavailable(
-            &restarts.snapshot,
-            &node_path("Mixer.Setpoints", "children")
-        )
-        .contains("does not honour continuation points")
+        err.detail().contains("does not honour continuation points"),
+        "{err}"
     );
     sim.set_quirk(Quirk::BrowseNextRestarts, false);
     sim.set_quirk(Quirk::TinyLimits, false);
+    let healthy = tiny.capture().await.expect("capture");
+    assert_eq!(healthy.snapshot.digest(), normal.snapshot.digest());
     tiny.close().await;
 
+    // Unpublished limits are not state: the defaults are used.
     sim.set_quirk(Quirk::HiddenLimits, true);
     let mut hidden = collector(&sim.endpoint_url(), "", RECIPE, &Pki::new());
     let defaults = hidden.capture().await.expect("capture");
@@ -674,42 +732,62 @@ async fn quirks_become_not_available_items_or_typed_errors() {
     sim.set_quirk(Quirk::HiddenLimits, false);
     hidden.close().await;
 
-    // A node the server hides.
-    let mut hiding = OpcuaState::demo().with_tick_ms(0);
+    // A value the server's own model says this user may not read (UserAccessLevel without
+    // CurrentRead) is a stable capability refusal: the same "not available" every poll.
     let text = otdrift_simulators::opcua::MIXER_DEMO_TOML.replace(
         "id = \"Mixer.Setpoints.MaxTorque\"         # Nm\ntype = \"Int32\"\nvalue = 420",
         "id = \"Mixer.Setpoints.MaxTorque\"\ntype = \"Int32\"\nvalue = 420\nreadable = false",
     );
-    hiding = OpcuaState::from_toml(&text)
-        .unwrap_or(hiding)
-        .with_tick_ms(0);
+    let hiding = OpcuaState::from_toml(&text).expect("state").with_tick_ms(0);
     let hider = OpcuaSimulator::start(LOOPBACK, hiding).await.expect("sim");
     let mut h = collector(&hider.endpoint_url(), "", RECIPE, &Pki::new());
     let hidden_value = h.capture().await.expect("capture");
+    let again = h.capture().await.expect("capture");
     assert_eq!(
-        unavailable(
+        get(
             &hidden_value.snapshot,
             &value_path("Mixer.Setpoints.MaxTorque")
         ),
-        "server answered BadNotReadable"
+        Some(Value::unavailable(
+            "the server does not let this user read it (UserAccessLevel without CurrentRead)"
+        ))
     );
+    assert_eq!(hidden_value.snapshot.digest(), again.snapshot.digest());
+    // ...but configured directly, the same node is a setpoint the config asks for: refused.
+    let direct = "  [[asset.setpoints]]\n  name = \"torque\"\n  node = \"ns=2;s=Mixer.Setpoints.MaxTorque\"\n";
+    let mut d = collector(&hider.endpoint_url(), "", direct, &Pki::new());
+    let err = d.capture().await.expect_err("a configured node refused");
+    assert_eq!(err.reason(), FailureReason::Refused, "{err}");
+    assert!(err.request.contains("Mixer.Setpoints.MaxTorque"), "{err}");
+    assert!(err.detail().contains("BadNotReadable"), "{err}");
 
-    // A configured node the server does not have.
+    // A configured node the server does not have, as its address space says: absent (state,
+    // so removing a configured folder is drift, not a failure).
     let missing = "  [[asset.setpoints]]\n  name = \"gone\"\n  node = \"ns=2;s=Mixer.Nowhere\"\n";
     let mut m = collector(&sim.endpoint_url(), "", missing, &Pki::new());
     let capture = m.capture().await.expect("capture");
     assert_eq!(
-        unavailable(
+        get(
             &capture.snapshot,
-            &format!("opcua/node/nsu={PLC};s=Mixer.Nowhere")
+            &format!("opcua/node/nsu={PLC};s=Mixer.Nowhere/node_class")
         ),
-        "server answered BadNodeIdUnknown"
+        Some(Value::from("absent (not in the server's address space)"))
     );
     let unknown_ns = "  [[asset.setpoints]]\n  name = \"gone\"\n  node = \"nsu=urn:nope;s=X\"\n";
     let mut u = collector(&sim.endpoint_url(), "", unknown_ns, &Pki::new());
     let capture = u.capture().await.expect("capture");
+    assert_eq!(
+        get(&capture.snapshot, "opcua/node/nsu=urn:nope;s=X/node_class"),
+        Some(Value::from(
+            "absent (namespace not in the server's NamespaceArray)"
+        ))
+    );
     assert!(
-        unavailable(&capture.snapshot, "opcua/node/nsu=urn:nope;s=X").contains("NamespaceArray")
+        capture
+            .snapshot
+            .items()
+            .all(|i| !matches!(i.value(), Value::Unavailable(_))),
+        "nothing the server answered is recorded as not available"
     );
 
     // A session the server drops is replaced once, transparently.
@@ -733,6 +811,191 @@ async fn quirks_become_not_available_items_or_typed_errors() {
     let recovered = c.capture().await.expect("capture");
     assert_eq!(recovered.snapshot.digest(), normal.snapshot.digest());
     assert_eq!(sim.request_log().writes(), 0);
+    assert_eq!(hider.request_log().writes(), 0);
+}
+
+/// One quirk, the field-truth way: a healthy capture; the quirk on → the capture fails with
+/// `reason`, naming the request (`request` is part of it) and the server's words (`detail`),
+/// well inside the asset's capture deadline; the quirk off → a capture equal to the first.
+async fn quirk_fails_then_recovers(
+    quirk: Quirk,
+    extra: &str,
+    reason: FailureReason,
+    request: &str,
+    detail: &str,
+) {
+    let sim = mixer().await;
+    let pki = Pki::new();
+    let (mut c, asset) = collector_for(&sim.endpoint_url(), extra, RECIPE, &pki);
+    let before = capture_within(&mut c, &asset)
+        .await
+        .expect("healthy capture");
+    sim.set_quirk(quirk, true);
+    let started = Instant::now();
+    let err = capture_within(&mut c, &asset)
+        .await
+        .expect_err("the quirk fails the capture");
+    let elapsed = started.elapsed();
+    assert_eq!(err.reason(), reason, "{err}");
+    assert!(
+        err.request.contains(request),
+        "request {:?}: {err}",
+        err.request
+    );
+    assert!(
+        err.detail().contains(detail),
+        "detail {:?}: {err}",
+        err.detail()
+    );
+    assert!(err.to_string().contains("mixer-2"), "{err}");
+    // The whole-capture deadline itself may be what stops it (the `slow` quirk): allow the
+    // time it takes to notice.
+    let deadline = Duration::from_millis(asset.capture_timeout_ms) + Duration::from_millis(500);
+    assert!(elapsed < deadline, "{quirk:?} took {elapsed:?}");
+    sim.set_quirk(quirk, false);
+    if err.poisons_connection() {
+        // What the daemon and the CLI do after an abandoned capture.
+        c.close().await;
+        c = collector_for(&sim.endpoint_url(), extra, RECIPE, &pki).0;
+    }
+    let after = capture_within(&mut c, &asset).await.expect("healthy again");
+    assert_eq!(after.snapshot.digest(), before.snapshot.digest());
+    assert_eq!(sim.request_log().writes(), 0);
+    c.close().await;
+}
+
+const DEADLINE: &str = "capture_timeout_ms = 20000";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_values_fail_the_capture_naming_the_node() {
+    quirk_fails_then_recovers(
+        Quirk::BadValues,
+        DEADLINE,
+        FailureReason::Refused,
+        &format!("Read of Value of nsu={PLC};s=Mixer.Setpoints."),
+        "BadOutOfService",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncertain_values_fail_the_capture() {
+    quirk_fails_then_recovers(
+        Quirk::UncertainValues,
+        DEADLINE,
+        FailureReason::Refused,
+        "Read of Value of",
+        "UncertainLastUsableValue",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_object_without_buildinfo_is_malformed() {
+    quirk_fails_then_recovers(
+        Quirk::NoBuildInfo,
+        DEADLINE,
+        FailureReason::Malformed,
+        "Server/ServerStatus/BuildInfo/",
+        "BadNodeIdUnknown",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuation_points_that_never_end_hit_a_bound() {
+    quirk_fails_then_recovers(
+        Quirk::EndlessContinuation,
+        DEADLINE,
+        FailureReason::Bound,
+        &format!("BrowseNext of nsu={PLC};s=Mixer.Setpoints"),
+        "BrowseNext rounds",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_nested_folders_hit_the_depth_bound() {
+    quirk_fails_then_recovers(
+        Quirk::DeepNesting,
+        DEADLINE,
+        FailureReason::Bound,
+        "Browse of",
+        "more than 64 levels",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_with_a_million_references_hits_the_width_bound_quickly() {
+    quirk_fails_then_recovers(
+        Quirk::MillionRefs,
+        DEADLINE,
+        FailureReason::Bound,
+        &format!("of nsu={PLC};s=Mixer.Setpoints"),
+        "more than 10000 references from one node",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_mebibyte_string_is_refused_by_size() {
+    quirk_fails_then_recovers(
+        Quirk::HugeString,
+        DEADLINE,
+        FailureReason::Bound,
+        "Read of Value of ns=2;s=Mixer.Setpoints.RecipeName",
+        "server answered BadResponseTooLarge: the answer is larger than the 2097152 bytes",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_server_is_busy_not_refused() {
+    quirk_fails_then_recovers(
+        Quirk::Busy,
+        DEADLINE,
+        FailureReason::Busy,
+        "Read of Server/NamespaceArray",
+        "BadServerTooBusy",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_node_that_reads_as_unknown_is_a_contradiction() {
+    quirk_fails_then_recovers(
+        Quirk::UnknownOnRead,
+        DEADLINE,
+        FailureReason::Refused,
+        &format!("of nsu={PLC};s=Mixer.Setpoints."),
+        "its own Browse lists (a contradiction)",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_refused_although_its_access_level_grants_reading_is_a_contradiction() {
+    quirk_fails_then_recovers(
+        Quirk::UnreadableValues,
+        DEADLINE,
+        FailureReason::Refused,
+        &format!("Read of Value of nsu={PLC};s=Mixer.Setpoints."),
+        "UserAccessLevel grants CurrentRead (a contradiction)",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_slower_than_its_deadline_stops_at_the_deadline() {
+    quirk_fails_then_recovers(
+        Quirk::Slow,
+        "capture_timeout_ms = 1000",
+        FailureReason::Bound,
+        otdrift_protocols::WHOLE_CAPTURE,
+        "capture_timeout_ms (1000 ms)",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -891,95 +1154,28 @@ async fn hostile_answers_from_a_raw_peer_never_panic() {
 
 // ------------------------------------------------------------------ peers (asyncua)
 
-/// Whether the independent peer (asyncua, `pip install asyncua==2.1.0`) can run here. CI sets
-/// `OTDRIFT_REQUIRE_PEERS=1`, which turns "missing" into a failure so the check always runs
-/// there (the same rule as `tests/support::peer`).
-fn asyncua_available(check: &str) -> bool {
-    let required = std::env::var_os("OTDRIFT_REQUIRE_PEERS").is_some_and(|v| v == "1");
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import asyncua"])
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => true,
-        Ok(out) => {
-            let why = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(
-                !required,
-                "{check} needs asyncua (pip install asyncua==2.1.0): {why}"
-            );
-            eprintln!("skipping {check}: asyncua is not installed ({why})");
-            false
-        }
-        Err(e) => {
-            assert!(!required, "{check} needs python3: {e}");
-            eprintln!("skipping {check}: no python3 ({e})");
-            false
-        }
-    }
-}
-
-fn write_script(name: &str, text: &str) -> (Pki, PathBuf) {
-    let dir = Pki::new();
-    std::fs::create_dir_all(&dir.0).expect("dir");
-    let path = dir.0.join(name);
-    std::fs::write(&path, text).expect("write script");
-    (dir, path)
-}
-
-const ASYNCUA_CLIENT: &str = r#"
-import asyncio, json, sys
-from asyncua import Client, ua
-
-async def main(url, user, password):
-    client = Client(url=url, timeout=10)
-    if user:
-        client.set_user(user)
-        client.set_password(password)
-    async with client:
-        ns = await client.get_namespace_array()
-        idx = ns.index("urn:otdrift:sim:mixer-m2:program")
-        out = {"namespaces": ns}
-        for name, nid in [
-            ("product_name", ua.ObjectIds.Server_ServerStatus_BuildInfo_ProductName),
-            ("software_version", ua.ObjectIds.Server_ServerStatus_BuildInfo_SoftwareVersion),
-            ("max_nodes_per_read", ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead),
-        ]:
-            out[name] = await client.get_node(nid).read_value()
-        folder = client.get_node(f"ns={idx};s=Mixer.Setpoints")
-        names = []
-        for child in await folder.get_children():
-            names.append((await child.read_browse_name()).Name)
-        out["children"] = sorted(names)
-        speed = client.get_node(f"ns={idx};s=Mixer.Setpoints.MixSpeed")
-        out["speed"] = await speed.read_value()
-        out["speed_type"] = (await speed.read_data_type_as_variant_type()).name
-        out["ramp"] = await client.get_node(f"ns={idx};s=Mixer.Setpoints.RampProfile").read_value()
-        out["recipe"] = await client.get_node(f"ns={idx};s=Mixer.Setpoints.RecipeName").read_value()
-    print(json.dumps(out))
-
-asyncio.run(main(*sys.argv[1:]))
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_asyncua_client_reads_the_simulator() {
-    if !asyncua_available("the asyncua client against the simulator") {
-        return;
-    }
     let sim = mixer().await;
-    let (_dir, script) = write_script("client.py", ASYNCUA_CLIENT);
+    let url = sim.endpoint_url();
     for (user, password) in [("", ""), ("otdrift", "otdrift-demo")] {
-        let out = tokio::process::Command::new("python3")
-            .arg(&script)
-            .args([sim.endpoint_url().as_str(), user, password])
-            .output()
-            .await
-            .expect("python3 runs");
+        let url = url.clone();
+        let check = "the asyncua client against the OPC UA simulator";
+        // The peer blocks on its own network calls: run it off the runtime the simulator
+        // needs.
+        let out = tokio::task::spawn_blocking(move || {
+            peers::run(
+                check,
+                &["asyncua"],
+                "opcua_client.py",
+                &[&url, user, password],
+            )
+        })
+        .await
+        .expect("peer task");
+        let Some(out) = out else { return };
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "asyncua client failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "asyncua client failed:\n{stdout}");
         let doc: serde_json::Value =
             serde_json::from_str(stdout.trim()).expect("one JSON document");
         assert_eq!(doc["namespaces"][2], PLC);
@@ -1016,72 +1212,26 @@ async fn peer_asyncua_client_reads_the_simulator() {
     assert_eq!(sim.request_log().writes(), 0);
 }
 
-const ASYNCUA_SERVER: &str = r#"
-import asyncio, sys
-from asyncua import Server, ua
-
-async def main(port):
-    server = Server()
-    await server.init()
-    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/peer/")
-    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-    idx = await server.register_namespace("urn:peer:plant")
-    recipe = await server.nodes.objects.add_folder(ua.NodeId("Recipe", idx), "Recipe")
-    speed = await recipe.add_variable(ua.NodeId("Recipe.Speed", idx), "Speed", 72.5)
-    await recipe.add_variable(ua.NodeId("Recipe.Count", idx), "Count", ua.Variant(12, ua.VariantType.UInt32))
-    await recipe.add_variable(ua.NodeId("Recipe.Name", idx), "Name", "B12")
-    await recipe.add_variable(ua.NodeId("Recipe.Enabled", idx), "Enabled", True)
-    await recipe.add_variable(ua.NodeId("Recipe.Profile", idx), "Profile", ua.Variant([1, 2, 3], ua.VariantType.Int16))
-    async with server:
-        print("ready", flush=True)
-        loop = asyncio.get_running_loop()
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                break
-            if line.startswith("set "):
-                await speed.write_value(float(line.split()[1]))
-                print("ok", flush=True)
-
-asyncio.run(main(sys.argv[1]))
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_asyncua_server_is_captured() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    if !asyncua_available("the collector against an asyncua server") {
-        return;
-    }
+    let check = "the collector against an asyncua server";
     let port = std::net::TcpListener::bind(LOOPBACK)
         .and_then(|l| l.local_addr())
         .expect("a free port")
-        .port();
-    let (_dir, script) = write_script("server.py", ASYNCUA_SERVER);
-    let mut child = tokio::process::Command::new("python3")
-        .arg(&script)
-        .arg(port.to_string())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 runs");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let ready = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("asyncua server starts in time")
-        .expect("read");
-    assert_eq!(ready.as_deref(), Some("ready"));
-
+        .port()
+        .to_string();
+    let Some(server) = tokio::task::spawn_blocking(move || {
+        peers::PeerServer::start(check, &["asyncua"], "opcua_server.py", &[&port])
+    })
+    .await
+    .expect("peer task") else {
+        return;
+    };
+    let url = format!("opc.tcp://{}/peer/", server.addr);
     let pki = Pki::new();
     let setpoints =
         "  [[asset.setpoints]]\n  name = \"recipe\"\n  node = \"nsu=urn:peer:plant;s=Recipe\"\n";
-    let mut c = collector(
-        &format!("opc.tcp://127.0.0.1:{port}/peer/"),
-        "",
-        setpoints,
-        &pki,
-    );
+    let mut c = collector(&url, "", setpoints, &pki);
     let first = c.capture().await.expect("capture of the asyncua server");
     let value = |s: &otdrift_core::Snapshot, id: &str| {
         s.get(&format!("opcua/value/nsu=urn:peer:plant;s={id}"))
@@ -1128,9 +1278,19 @@ async fn peer_asyncua_server_is_captured() {
     assert_eq!(second.snapshot.digest(), first.snapshot.digest());
     assert_eq!(second.stats.connects, 0);
 
-    stdin.write_all(b"set 75.0\n").await.expect("send");
-    let ack = lines.next_line().await.expect("read");
-    assert_eq!(ack.as_deref(), Some("ok"));
+    let write_url = url.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        peers::run(
+            check,
+            &["asyncua"],
+            "opcua_write.py",
+            &[&write_url, "ns=2;s=Recipe.Speed", "75.0"],
+        )
+    })
+    .await
+    .expect("peer task")
+    .expect("asyncua ran for the server, so it runs for the client");
+    assert!(written.status.success(), "the peer write failed");
     let changed = c.capture().await.expect("capture after the change");
     let diff = changes(&first.snapshot, &changed.snapshot);
     assert_eq!(
@@ -1141,6 +1301,5 @@ async fn peer_asyncua_server_is_captured() {
         )]
     );
     c.close().await;
-    drop(stdin);
-    let _ = child.kill().await;
+    drop(server);
 }

@@ -136,6 +136,31 @@ pub(crate) fn choose_endpoint(
     }
 }
 
+/// What an endpoint must carry before a session is opened on it (`Err` says what is missing,
+/// and the capture fails as malformed): an ApplicationUri, which every OPC UA application has
+/// and which is the server's identity; and, for `Sign`/`SignAndEncrypt`, the server's
+/// certificate, without which a secured channel cannot exist. Security none without a
+/// certificate is allowed: the thumbprint is then a stable "not available".
+pub(crate) fn check_endpoint(
+    endpoint: &EndpointDescription,
+    certificate: &[u8],
+) -> Result<(), String> {
+    if endpoint.security_mode != MessageSecurityMode::None && certificate.is_empty() {
+        return Err(format!(
+            "the server offers a {} endpoint without a certificate: a secured channel cannot \
+             exist without one",
+            endpoint.security_mode
+        ));
+    }
+    if endpoint.server.application_uri.as_ref().is_empty() {
+        return Err(
+            "the server's endpoint has no ApplicationUri, which every OPC UA application must have"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
 /// The first DER element of a certificate field (servers may send the whole chain).
 pub(crate) fn first_der(bytes: &[u8]) -> &[u8] {
     let parsed = (|| {
@@ -309,8 +334,12 @@ pub(crate) fn make_client(pki: &Path, timeout: Duration) -> Result<Client, Strin
         .max_message_size(super::MAX_MESSAGE_SIZE)
         .max_chunk_count(super::MAX_CHUNK_COUNT)
         .max_array_length(super::MAX_ARRAY_LEN)
-        .max_string_length(super::MAX_STRING_LEN)
-        .max_byte_string_length(super::MAX_BYTE_STRING_LEN)
+        // Strings and byte strings are bounded by the message size: async-opcua reports a
+        // string over its own limit as BadDecodingError, which cannot be told from garbage;
+        // the message limits report BadResponseTooLarge / BadEncodingLimitsExceeded, which
+        // are bounds, and the collector bounds each value after decoding.
+        .max_string_length(super::MAX_MESSAGE_SIZE)
+        .max_byte_string_length(super::MAX_MESSAGE_SIZE)
         .client()
         .map_err(|errors| format!("invalid OPC UA client settings: {}", errors.join("; ")))?;
     #[cfg(unix)]

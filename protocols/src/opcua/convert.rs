@@ -6,34 +6,48 @@ use std::str::FromStr;
 use opcua::types::{DataValue, Identifier, NodeId, QualifiedName, StatusCode, Variant};
 use otdrift_core::Value;
 
-/// Longest text taken into a value; longer strings are cut (and marked) so one hostile
-/// string cannot make an item path or a diff unbounded. async-opcua's decoder already
-/// bounds strings at [`super::MAX_STRING_LEN`].
-const MAX_TEXT: usize = super::MAX_STRING_LEN;
+use super::{MAX_BYTES_VALUE, MAX_TEXT_VALUE};
+
+/// A value too large to keep: the capture stops at a bound (never a cut value, which would
+/// hide a change in its tail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Oversize(pub(crate) String);
 
 /// The stable text of a status code, e.g. `BadNotReadable`.
 pub(crate) fn status_text(status: StatusCode) -> String {
     status.sub_code().name().to_owned()
 }
 
-/// The item value of an attribute read: the typed value, or "not available" with the
-/// server's status.
-pub(crate) fn data_value(dv: &DataValue) -> Value {
+/// A runtime fact from an attribute read (never hashed): the typed value, or "not available"
+/// with the server's status, or with the bound a value exceeded.
+pub(crate) fn runtime_value(dv: &DataValue) -> Value {
     let status = dv.status();
-    if status.is_bad() {
+    if !status.is_good() {
         return Value::unavailable(format!("server answered {}", status_text(status)));
     }
     match &dv.value {
         None => Value::Null,
-        Some(v) => variant(v),
+        Some(v) => variant(v).unwrap_or_else(|Oversize(why)| Value::unavailable(why)),
     }
+}
+
+/// Text from the device, refused beyond [`MAX_TEXT_VALUE`] bytes.
+pub(crate) fn text(s: &str) -> Result<String, Oversize> {
+    if s.len() > MAX_TEXT_VALUE {
+        return Err(Oversize(format!(
+            "a text of {} bytes, more than the {MAX_TEXT_VALUE} bytes kept per value",
+            s.len()
+        )));
+    }
+    Ok(s.to_owned())
 }
 
 /// A variant as a typed value: integers, floats, booleans, text and bytes keep their type;
 /// DateTime is RFC 3339 text; LocalizedText its text; arrays lists; other types their string
-/// form.
-pub(crate) fn variant(v: &Variant) -> Value {
-    match v {
+/// form. Text beyond [`MAX_TEXT_VALUE`] or bytes beyond [`MAX_BYTES_VALUE`] are
+/// [`Oversize`].
+pub(crate) fn variant(v: &Variant) -> Result<Value, Oversize> {
+    Ok(match v {
         Variant::Empty => Value::Null,
         Variant::Boolean(b) => Value::Bool(*b),
         Variant::SByte(n) => Value::Int(i64::from(*n)),
@@ -48,10 +62,16 @@ pub(crate) fn variant(v: &Variant) -> Value {
         Variant::Double(f) => Value::F64(*f),
         Variant::String(s) => match s.value() {
             None => Value::Null,
-            Some(s) => Value::Text(bounded(s)),
+            Some(s) => Value::Text(text(s)?),
         },
         Variant::ByteString(b) => match &b.value {
             None => Value::Null,
+            Some(bytes) if bytes.len() > MAX_BYTES_VALUE => {
+                return Err(Oversize(format!(
+                    "a byte string of {} bytes, more than the {MAX_BYTES_VALUE} bytes kept per value",
+                    bytes.len()
+                )));
+            }
             Some(bytes) => Value::Bytes(bytes.clone()),
         },
         Variant::DateTime(d) => {
@@ -63,26 +83,21 @@ pub(crate) fn variant(v: &Variant) -> Value {
         }
         Variant::LocalizedText(t) => match t.text.value() {
             None => Value::Null,
-            Some(s) => Value::Text(bounded(s)),
+            Some(s) => Value::Text(text(s)?),
         },
-        Variant::QualifiedName(q) => Value::Text(bounded(&qualified_plain(q))),
-        Variant::NodeId(id) => Value::Text(bounded(&id.to_string())),
+        Variant::QualifiedName(q) => Value::Text(text(&qualified_plain(q))?),
+        Variant::NodeId(id) => Value::Text(text(&id.to_string())?),
         Variant::StatusCode(s) => Value::Text(status_text(*s)),
-        Variant::Array(array) => Value::List(array.values.iter().map(variant).collect()),
-        Variant::Variant(inner) => variant(inner),
-        other => Value::Text(bounded(&other.to_string())),
-    }
-}
-
-fn bounded(s: &str) -> String {
-    if s.len() <= MAX_TEXT {
-        return s.to_owned();
-    }
-    let mut end = MAX_TEXT;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", s.get(..end).unwrap_or_default())
+        Variant::Array(array) => Value::List(
+            array
+                .values
+                .iter()
+                .map(variant)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Variant::Variant(inner) => variant(inner)?,
+        other => Value::Text(text(&other.to_string())?),
+    })
 }
 
 fn qualified_plain(q: &QualifiedName) -> String {
@@ -103,13 +118,15 @@ pub(crate) fn node_key(id: &NodeId, namespaces: &[String]) -> String {
     }
 }
 
+/// An identifier as text, whole: a long one makes a long item path, which the snapshot refuses
+/// (a bound), rather than being cut into a key another node could share.
 fn identifier_text(id: &Identifier) -> String {
-    bounded(&id.to_string())
+    id.to_string()
 }
 
 /// A browse name with its namespace as a URI (namespace 0 names stand alone).
 pub(crate) fn browse_name(q: &QualifiedName, namespaces: &[String]) -> String {
-    let name = bounded(q.name.as_ref());
+    let name = q.name.as_ref().to_owned();
     if q.namespace_index == 0 {
         return name;
     }
@@ -308,6 +325,7 @@ mod tests {
 
     #[test]
     fn values_keep_their_types() {
+        let variant = |v: &Variant| variant(v).expect("within bounds");
         assert_eq!(variant(&Variant::Double(72.5)), Value::F64(72.5));
         assert_eq!(variant(&Variant::Float(65.0)), Value::F32(65.0));
         assert_eq!(variant(&Variant::Int16(-3)), Value::Int(-3));
@@ -346,13 +364,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            data_value(&bad),
+            runtime_value(&bad),
             Value::unavailable("server answered BadNotReadable")
         );
-        let long = "x".repeat(MAX_TEXT + 10);
-        assert!(
-            matches!(variant(&Variant::String(UAString::from(long))), Value::Text(t) if t.chars().count() == MAX_TEXT + 1)
-        );
+        // Never cut: a value beyond the bound is refused whole.
+        let long = "x".repeat(MAX_TEXT_VALUE + 1);
+        assert!(super::variant(&Variant::String(UAString::from(long))).is_err());
+        let exact = "x".repeat(MAX_TEXT_VALUE);
+        assert!(super::variant(&Variant::String(UAString::from(exact))).is_ok());
+        let bytes = ByteString::from(vec![0u8; MAX_BYTES_VALUE + 1]);
+        assert!(super::variant(&Variant::ByteString(bytes)).is_err());
     }
 
     #[test]

@@ -39,31 +39,48 @@
 //! the certificate pin. Process values are never hashed unless a configured node contains
 //! them: configure the folder holding the recipe, not the one holding measurements.
 //!
-//! # What a server may not reveal
+//! # Field truth: what fails a capture
 //!
-//! A field or node the server refuses (an access-restricted user, BadNotReadable), answers
-//! empty (BuildInfo left blank by a firmware) or does not have becomes one stable item whose
-//! value is `not available: <reason>` (e.g. `server answered BadUserAccessDenied`), so the
-//! digest stays stable and the gap visible. A configured node the server does not know is
-//! recorded as `opcua/node/<node>` = not available. A server that refuses BrowseNext or
-//! ignores continuation points gets `opcua/node/<node>/children` = not available for the
-//! nodes whose references did not fit in one answer.
+//! Only what the server answered completely and consistently is recorded
+//! (`docs/decisions/0004-field-truth.md`; the full list is in `docs/protocols/opcua.md`):
+//!
+//! - **state**: what the server answers as it answers it (an empty BuildInfo field is `""`);
+//!   a configured node its address space does not have (a Browse of it answers
+//!   BadNodeIdUnknown) or whose namespace its NamespaceArray lacks is
+//!   `opcua/node/<node>/node_class` = `absent (...)`: deleting a configured folder is drift;
+//! - **not available** (stable capability refusals, the same text every poll): a value below a
+//!   configured node refused with BadNotReadable/BadUserAccessDenied whose UserAccessLevel
+//!   agrees (no CurrentRead), and the thumbprint of a security-none server without a
+//!   certificate;
+//! - **refused**: any other Bad status, and every Uncertain one, on an attribute of a node the
+//!   walk found or the config names; BuildInfo or NamespaceArray refused; BrowseNext refused;
+//!   contradictions (a node its parent lists answering BadNodeIdUnknown; a refused value whose
+//!   UserAccessLevel grants reading);
+//! - **malformed**: BuildInfo or NamespaceArray missing or unreadable to anyone (mandatory in
+//!   the Server object), wrong types, repeated references after a continuation point, counts
+//!   that do not match;
+//! - **busy**: [`busy_status`];
+//! - **bound**: the constants below, and the whole capture's deadline.
 //!
 //! # Cost and bounds
 //!
 //! A capture sends one Read for identity, one Browse per tree level (plus BrowseNext for long
 //! reference lists) and ⌈operations / MaxNodesPerRead⌉ Reads for attributes and values, where
 //! a variable costs 4 operations (data type, value rank, array dimensions, value) and a
-//! configured root 6. MaxNodesPerRead and MaxNodesPerBrowse come from the server's
-//! OperationLimits, read once per session (0 = no limit → 10 000; not published → 100); a
-//! server that answers BadTooManyOperations anyway gets half the batch size until it accepts.
+//! configured root 6; one more Read only when values were refused with an access status.
+//! MaxNodesPerRead and MaxNodesPerBrowse come from the server's OperationLimits, read once per
+//! session (0 = no limit → 10 000; not published → 100); a server that answers
+//! BadTooManyOperations anyway gets half the batch size until it accepts, one that answers
+//! BadResponseTooLarge gets smaller batches for that call, and nodes a Browse answered
+//! BadNoContinuationPoints are browsed again once the batch's continuation points are done.
 //! The session is kept between captures; a session the server dropped is replaced once,
 //! transparently. Connecting costs GetEndpoints, CreateSession, ActivateSession, one
 //! keep-alive Read by async-opcua and one Read of the limits. Every request runs under the
-//! asset's `timeout_ms`. Bounds: 50 000 nodes per capture (more is an error asking for a
-//! narrower node), 32 levels below a configured node (deeper nodes are recorded as not
-//! walked), 1 000 BrowseNext rounds, messages of 16 MiB, arrays of 100 000 elements, strings
-//! of 65 535 bytes, byte strings of 1 MiB.
+//! asset's `timeout_ms`.
+//! The bounds are the constants [`MAX_DEPTH`], [`MAX_REFERENCES_PER_NODE`],
+//! [`MAX_REFERENCES`], [`MAX_NODES`], [`MAX_BROWSE_NEXT_ROUNDS_PER_NODE`],
+//! [`MAX_BROWSE_NEXT_ROUNDS`], [`MAX_MESSAGE_SIZE`], [`MAX_CHUNK_COUNT`], [`MAX_TEXT_VALUE`]
+//! and [`MAX_BYTES_VALUE`]; each is a `bound` failure, never a partial capture.
 //!
 //! # Security
 //!
@@ -114,21 +131,46 @@ use tracing::Instrument;
 use crate::{Capture, CaptureStats, CollectError, Collector};
 use connection::{Link, Live, Pin};
 
-/// Largest message accepted from a server.
-pub(crate) const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
-/// Most chunks in one message.
-pub(crate) const MAX_CHUNK_COUNT: usize = 512;
-/// Longest array accepted from a server (reference lists, values).
+/// Largest message accepted from a server (the MaxMessageSize of our Hello, and the largest
+/// chunk the decoder takes). 2 MiB holds a Read of thousands of values or a Browse of a
+/// thousand references per node many times over; an honest server answers a larger response
+/// with BadResponseTooLarge, which the collector meets by asking for fewer operations at once
+/// (the same objects, so the digest is unchanged), and a single value larger than this is a
+/// bound. Kept small because async-opcua holds a whole chunk before checking it.
+pub const MAX_MESSAGE_SIZE: usize = 2 * 1024 * 1024;
+/// Most chunks in one message (the MaxChunkCount of our Hello): [`MAX_MESSAGE_SIZE`] at the
+/// usual 64 KiB chunk size. A server that ignores it is cut off at the next chunk
+/// (BadEncodingLimitsExceeded, a bound), so at most 32 chunks of an answer are ever held.
+pub const MAX_CHUNK_COUNT: usize = 32;
+/// Longest array the decoder accepts (reference lists, array values): 100 000 elements of a
+/// few dozen bytes each stay far below the memory budget; longer arrays fail to decode
+/// (malformed: a length that large cannot be told from a garbled one).
 pub(crate) const MAX_ARRAY_LEN: usize = 100_000;
-/// Longest string accepted from a server.
-pub(crate) const MAX_STRING_LEN: usize = 65_535;
-/// Longest byte string accepted from a server (certificates, ByteString values).
-pub(crate) const MAX_BYTE_STRING_LEN: usize = 1024 * 1024;
-/// Most nodes one capture walks.
+/// Longest text kept in one value (a setpoint string, a browse name, a BuildInfo field):
+/// PLC strings are at most a few KiB (an S7 WString holds 16 382 characters); a longer one
+/// stops the capture at a bound rather than being cut, which would hide a change in its tail.
+pub const MAX_TEXT_VALUE: usize = 65_535;
+/// Longest byte string kept in one value (a ByteString setpoint): 1 MiB, for the same reason.
+pub const MAX_BYTES_VALUE: usize = 1024 * 1024;
+/// Most nodes one capture walks: PLC configuration folders hold hundreds to a few thousand
+/// nodes; more means a configured node is too wide (a whole server), and the snapshot and
+/// its diff must stay small enough to read.
 pub const MAX_NODES: usize = 50_000;
-/// Deepest level walked below a configured node.
-pub const MAX_DEPTH: usize = 32;
-/// Most BrowseNext rounds in one walk step.
+/// Deepest level walked below a configured node: PLC data (structures of structures, arrays
+/// of UDTs) nests a dozen levels at most; deeper is a loop or a hostile server.
+pub const MAX_DEPTH: usize = 64;
+/// Most hierarchical references one node may have: a folder with more children than this is
+/// not a configuration folder. Checked as each answer arrives, so a folder with a million
+/// references costs a handful of requests, not a million references in memory.
+pub const MAX_REFERENCES_PER_NODE: usize = 10_000;
+/// Most references one capture takes in (every node has at least one): twice [`MAX_NODES`],
+/// room for nodes organized from several parents.
+pub const MAX_REFERENCES: usize = 2 * MAX_NODES;
+/// Most BrowseNext rounds for one node: [`MAX_REFERENCES_PER_NODE`] at 100 references per
+/// answer (servers answer up to [`REFERENCES_PER_NODE`]); a chain of continuation points
+/// longer than this never ends.
+pub const MAX_BROWSE_NEXT_ROUNDS_PER_NODE: usize = 100;
+/// Most BrowseNext requests in one capture.
 pub const MAX_BROWSE_NEXT_ROUNDS: usize = 1_000;
 /// Operations per Read or nodes per Browse when the server does not publish a limit.
 pub const DEFAULT_BATCH: usize = 100;
@@ -152,6 +194,12 @@ const BUILD_INFO_FIELDS: [(u32, &str); 6] = [
 ];
 const MAX_NODES_PER_READ: u32 = 11705;
 const MAX_NODES_PER_BROWSE: u32 = 11710;
+
+/// The value of `opcua/node/<node>/node_class` for a configured node the server does not
+/// have: its address space (a Browse answering BadNodeIdUnknown) says so, which is state.
+const ABSENT: &str = "absent (not in the server's address space)";
+/// The same for a configured node whose namespace is not in the server's NamespaceArray.
+const ABSENT_NAMESPACE: &str = "absent (namespace not in the server's NamespaceArray)";
 
 /// The only requests a session carries: reads and browses. This enum and [`send`] are the
 /// collector's read-only boundary; nothing else in this module talks to a server except the
@@ -257,14 +305,42 @@ fn malformed_status(status: StatusCode) -> bool {
     matches!(
         status,
         StatusCode::BadDecodingError
-            | StatusCode::BadEncodingLimitsExceeded
-            | StatusCode::BadResponseTooLarge
             | StatusCode::BadUnknownResponse
             | StatusCode::BadDataEncodingInvalid
-            | StatusCode::BadTcpMessageTooLarge
             | StatusCode::BadTcpMessageTypeInvalid
             | StatusCode::BadSequenceNumberInvalid
             | StatusCode::BadSecurityChecksFailed
+    )
+}
+
+/// Statuses that mean an answer was larger than our limits ([`MAX_MESSAGE_SIZE`],
+/// [`MAX_CHUNK_COUNT`]): a bound. BadResponseTooLarge comes from an honest server refusing to
+/// send it, BadEncodingLimitsExceeded from async-opcua cutting off a server that sent it
+/// anyway, BadTcpMessageTooLarge from a single chunk over the limit.
+fn too_large(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BadResponseTooLarge
+            | StatusCode::BadEncodingLimitsExceeded
+            | StatusCode::BadTcpMessageTooLarge
+    )
+}
+
+/// Statuses that honestly mean "busy, try later" (OPC 10000-4 status codes): the server or its
+/// data source lacks the resources now, not the node or the right to read it.
+/// BadTooManyOperations is not among them: it is the server's per-request limit, met by
+/// smaller batches.
+pub(crate) fn busy_status(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BadServerTooBusy
+            | StatusCode::BadTcpServerTooBusy
+            | StatusCode::BadTooManySessions
+            | StatusCode::BadMaxConnectionsReached
+            | StatusCode::BadResourceUnavailable
+            | StatusCode::BadOutOfMemory
+            | StatusCode::BadNoContinuationPoints
+            | StatusCode::BadWaitingForInitialData
     )
 }
 
@@ -306,9 +382,7 @@ struct Found {
     browse_name: Option<String>,
     type_definition: Option<String>,
     parents: BTreeSet<String>,
-    depth: usize,
     root: bool,
-    children: Option<String>,
 }
 
 /// The OPC UA collector for one asset; keeps its session between captures.
@@ -323,6 +397,11 @@ pub struct OpcuaCollector {
     stats: CaptureStats,
     /// Set when the last failure was a lost connection or session (worth one reconnect).
     lost: bool,
+    /// What the current capture's walk has taken in.
+    walk: Walk,
+    /// Set while a capture runs; still set at `close` when the capture was abandoned (its
+    /// deadline passed), so `close` does not wait on a server in an unknown state.
+    in_flight: bool,
 }
 
 impl std::fmt::Debug for OpcuaCollector {
@@ -351,6 +430,8 @@ impl OpcuaCollector {
             conn: None,
             stats: CaptureStats::default(),
             lost: false,
+            walk: Walk::default(),
+            in_flight: false,
         }
     }
 
@@ -422,10 +503,10 @@ impl OpcuaCollector {
             self.conn = None;
             return self.malformed(request, convert::status_text(status));
         }
-        self.refused(
-            request,
-            format!("server answered {}", convert::status_text(status)),
-        )
+        if too_large(status) {
+            return self.too_large_error(request, status);
+        }
+        self.operation_error(request, status)
     }
 
     /// Sends one request under the deadline.
@@ -449,7 +530,10 @@ impl OpcuaCollector {
                 Err(Fault::Fatal(self.timeout_error(request.describe())))
             }
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) if e.status() == StatusCode::BadTooManyOperations => {
+            // The caller meets these by asking for fewer operations at once.
+            Ok(Err(e))
+                if e.status() == StatusCode::BadTooManyOperations || too_large(e.status()) =>
+            {
                 Err(Fault::Status(e.status()))
             }
             Ok(Err(e)) => Err(Fault::Fatal(
@@ -513,6 +597,12 @@ impl OpcuaCollector {
             Ok(Err(e)) if e.status() == StatusCode::BadTimeout => {
                 return Err(self.timeout_error("GetEndpoints (connect)".to_owned()));
             }
+            Ok(Err(e)) if busy_status(e.status()) => {
+                return Err(self.scope().busy(
+                    "GetEndpoints".to_owned(),
+                    format!("server answered {}", convert::status_text(e.status())),
+                ));
+            }
             Ok(Err(e)) if malformed_status(e.status()) => {
                 return Err(
                     self.malformed("GetEndpoints".to_owned(), convert::status_text(e.status()))
@@ -546,6 +636,8 @@ impl OpcuaCollector {
                 .unwrap_or_default();
             connection::first_der(if own.is_empty() { any } else { own }).to_vec()
         };
+        connection::check_endpoint(&endpoint, &certificate)
+            .map_err(|why| self.malformed("GetEndpoints".to_owned(), why))?;
         let pin = connection::check_pin(&self.pki_dir, &self.asset, &certificate).map_err(|e| {
             self.local(format!(
                 "cannot keep the pinned server certificate in {}: {e}",
@@ -651,6 +743,11 @@ impl OpcuaCollector {
                 reason,
             ));
         }
+        if busy_status(status) {
+            return self
+                .scope()
+                .busy(request, format!("server answered {reason}"));
+        }
         let hint = match status {
             StatusCode::BadIdentityTokenRejected
             | StatusCode::BadIdentityTokenInvalid
@@ -667,7 +764,8 @@ impl OpcuaCollector {
         self.refused(request, format!("{reason}{hint}"))
     }
 
-    /// Reads MaxNodesPerRead and MaxNodesPerBrowse (once per session).
+    /// Reads MaxNodesPerRead and MaxNodesPerBrowse (once per session). These are not state:
+    /// a refused or missing one means the defaults.
     async fn read_limits(&mut self) -> Result<(), CollectError> {
         let ops = [MAX_NODES_PER_READ, MAX_NODES_PER_BROWSE].map(|id| value_of(NodeId::new(0, id)));
         let values = self.read_all(&ops).await?;
@@ -701,17 +799,28 @@ impl OpcuaCollector {
     }
 
     /// Reads every operation in batches of MaxNodesPerRead; the answer has exactly one value
-    /// per operation, in order. A BadTooManyOperations halves the batch and retries.
+    /// per operation, in order. A BadTooManyOperations halves the batch for the session (the
+    /// server's limit); an answer too large for [`MAX_MESSAGE_SIZE`] halves it for this call
+    /// only. Either way the same operations are read, so the digest cannot change; a single
+    /// operation whose answer is still too large is a bound naming its node.
     async fn read_all(&mut self, ops: &[ReadValueId]) -> Result<Vec<DataValue>, CollectError> {
         let mut out = Vec::with_capacity(ops.len());
+        let mut size_cap = usize::MAX;
         let mut at = 0;
         while at < ops.len() {
-            let batch = self.limits().read.max(1);
+            let batch = self.limits().read.clamp(1, size_cap);
             let end = at.saturating_add(batch).min(ops.len());
             let chunk = ops.get(at..end).unwrap_or_default();
             let request = Request::Read(chunk);
-            let describe = request.describe();
-            let too_many = match self.call(request).await {
+            let describe = match chunk {
+                [one] => format!(
+                    "Read of {} of {}",
+                    attribute_name(one.attribute_id),
+                    one.node_id
+                ),
+                _ => request.describe(),
+            };
+            let status = match self.call(request).await {
                 Ok(Answer::Values(values)) => {
                     if values.len() != chunk.len() {
                         self.conn = None;
@@ -724,54 +833,102 @@ impl OpcuaCollector {
                         .iter()
                         .all(|v| v.status() == StatusCode::BadTooManyOperations)
                     {
-                        true
+                        StatusCode::BadTooManyOperations
                     } else {
                         out.extend(values);
                         at = end;
-                        false
+                        continue;
                     }
                 }
                 Ok(Answer::Browsed(_)) => {
                     return Err(self.malformed(describe, "a browse answer to a read".to_owned()));
                 }
-                Err(Fault::Status(_)) => true,
+                Err(Fault::Status(status)) => status,
                 Err(Fault::Fatal(e)) => return Err(e),
             };
-            if too_many {
+            if too_large(status) {
                 if batch == 1 {
-                    return Err(self.refused(
-                        describe,
-                        "server answered BadTooManyOperations to a single operation".to_owned(),
-                    ));
+                    return Err(self.too_large_error(describe, status));
                 }
-                tracing::warn!(batch, "server refused the batch size; halving it");
-                if let Some(conn) = self.conn.as_mut() {
-                    conn.limits.read = batch / 2;
-                }
+                tracing::debug!(batch, "answer too large; asking for fewer values at once");
+                size_cap = batch / 2;
+                continue;
+            }
+            if batch == 1 {
+                return Err(self.refused(
+                    describe,
+                    "server answered BadTooManyOperations to a single operation".to_owned(),
+                ));
+            }
+            tracing::warn!(batch, "server refused the batch size; halving it");
+            if let Some(conn) = self.conn.as_mut() {
+                conn.limits.read = batch / 2;
             }
         }
         Ok(out)
     }
 
+    fn too_large_error(&mut self, request: String, status: StatusCode) -> CollectError {
+        if status != StatusCode::BadResponseTooLarge {
+            // The server sent it anyway: the rest of it may still be on the wire.
+            self.conn = None;
+        }
+        self.scope().bound(
+            request,
+            format!(
+                "server answered {}: the answer is larger than the {MAX_MESSAGE_SIZE} bytes \
+                 ({MAX_CHUNK_COUNT} chunks) a message may have",
+                convert::status_text(status)
+            ),
+        )
+    }
+
+    /// A Bad or Uncertain status on one operation, as the capture's error: busy statuses are
+    /// [`ErrorKind::Busy`](crate::ErrorKind::Busy), size statuses a bound, everything else a
+    /// refusal (an uncertain value is not approved state).
+    fn operation_error(&self, request: String, status: StatusCode) -> CollectError {
+        let text = convert::status_text(status);
+        if busy_status(status) {
+            self.scope()
+                .busy(request, format!("server answered {text}"))
+        } else if too_large(status) {
+            self.scope()
+                .bound(request, format!("server answered {text}"))
+        } else if status.is_uncertain() {
+            self.refused(
+                request,
+                format!(
+                    "server answered {text}: the server is not sure of the value, and an \
+                     uncertain value is not approved state"
+                ),
+            )
+        } else {
+            self.refused(request, format!("server answered {text}"))
+        }
+    }
+
     /// Browses nodes (forward hierarchical references, all node classes) in batches of
-    /// MaxNodesPerBrowse and follows continuation points with BrowseNext. Per node: the
-    /// references, or the reason they are incomplete, plus references found before that.
+    /// MaxNodesPerBrowse and follows continuation points with BrowseNext. Per node: its
+    /// references, or `None` when the server says the node does not exist (BadNodeIdUnknown;
+    /// the caller decides whether that is absence or a contradiction). References are counted
+    /// as they arrive against [`MAX_REFERENCES_PER_NODE`] and [`MAX_REFERENCES`].
     async fn browse_all(
         &mut self,
-        ids: &[NodeId],
-    ) -> Result<Vec<(Vec<ReferenceDescription>, Option<String>)>, CollectError> {
-        let mut out: Vec<(Vec<ReferenceDescription>, Option<String>)> =
-            ids.iter().map(|_| (Vec::new(), None)).collect();
-        let mut at = 0;
-        while at < ids.len() {
-            let end = at
-                .saturating_add(self.limits().browse.max(1))
-                .min(ids.len());
-            let chunk: Vec<BrowseDescription> = ids
-                .get(at..end)
-                .unwrap_or_default()
+        nodes: &[(String, NodeId)],
+    ) -> Result<Vec<Option<Vec<ReferenceDescription>>>, CollectError> {
+        let mut out: Vec<Option<Vec<ReferenceDescription>>> =
+            nodes.iter().map(|_| Some(Vec::new())).collect();
+        let mut size_cap = usize::MAX;
+        // Indexes into `nodes` still to browse, in order.
+        let mut queue: std::collections::VecDeque<usize> = (0..nodes.len()).collect();
+        while !queue.is_empty() {
+            let batch = self.limits().browse.clamp(1, size_cap);
+            let indexes: Vec<usize> = queue.drain(..batch.min(queue.len())).collect();
+            let group: Vec<&(String, NodeId)> =
+                indexes.iter().filter_map(|i| nodes.get(*i)).collect();
+            let chunk: Vec<BrowseDescription> = group
                 .iter()
-                .map(|id| BrowseDescription {
+                .map(|(_, id)| BrowseDescription {
                     node_id: id.clone(),
                     browse_direction: BrowseDirection::Forward,
                     reference_type_id: ReferenceTypeId::HierarchicalReferences.into(),
@@ -781,14 +938,27 @@ impl OpcuaCollector {
                 })
                 .collect();
             let request = Request::Browse(&chunk);
-            let describe = request.describe();
+            let describe = match group.as_slice() {
+                [(key, _)] => format!("Browse of {key}"),
+                _ => request.describe(),
+            };
             let results = match self.call(request).await {
                 Ok(Answer::Browsed(results)) => results,
                 Ok(Answer::Values(_)) => {
                     return Err(self.malformed(describe, "a read answer to a browse".to_owned()));
                 }
+                Err(Fault::Status(status)) if too_large(status) => {
+                    if indexes.len() == 1 {
+                        return Err(self.too_large_error(describe, status));
+                    }
+                    size_cap = indexes.len() / 2;
+                    for index in indexes.into_iter().rev() {
+                        queue.push_front(index);
+                    }
+                    continue;
+                }
                 Err(Fault::Status(status)) => {
-                    return Err(self.refused(describe, convert::status_text(status)));
+                    return Err(self.operation_error(describe, status));
                 }
                 Err(Fault::Fatal(e)) => return Err(e),
             };
@@ -805,62 +975,169 @@ impl OpcuaCollector {
             }
             // (index into `out`, continuation point, references seen so far for it)
             let mut pending: Vec<(usize, ByteString, BTreeSet<String>)> = Vec::new();
-            for (offset, result) in results.into_iter().enumerate() {
-                let index = at + offset;
-                let Some(slot) = out.get_mut(index) else {
+            let mut failed = None;
+            // Nodes the server had no continuation point left for: browsed again once the
+            // points of this batch are done (the same nodes, so nothing changes but timing).
+            let mut again = Vec::new();
+            for (&index, result) in indexes.iter().zip(results) {
+                if result.status_code == StatusCode::BadNoContinuationPoints {
+                    again.push(index);
                     continue;
-                };
-                if result.status_code.is_bad() {
-                    slot.1 = Some(format!(
-                        "server answered {}",
-                        convert::status_text(result.status_code)
-                    ));
+                }
+                let key = nodes
+                    .get(index)
+                    .map(|(k, _)| k.as_str())
+                    .unwrap_or_default();
+                if result.status_code == StatusCode::BadNodeIdUnknown {
+                    if let Some(slot) = out.get_mut(index) {
+                        *slot = None;
+                    }
+                    continue;
+                }
+                if !result.status_code.is_good() {
+                    failed = Some((format!("Browse of {key}"), result.status_code));
+                    if !result.continuation_point.is_null_or_empty() {
+                        pending.push((index, result.continuation_point, BTreeSet::new()));
+                    }
                     continue;
                 }
                 let refs = result.references.unwrap_or_default();
                 let seen: BTreeSet<String> = refs.iter().map(|r| r.node_id.to_string()).collect();
-                slot.0.extend(refs);
+                if let Some(Some(slot)) = out.get_mut(index) {
+                    slot.extend(refs);
+                }
+                if let Err(e) = self.count_references(&out, index, key) {
+                    pending.push((index, result.continuation_point, seen));
+                    self.release(pending).await;
+                    return Err(e);
+                }
                 if !result.continuation_point.is_null_or_empty() {
                     pending.push((index, result.continuation_point, seen));
                 }
             }
-            self.follow(&mut out, pending).await?;
-            at = end;
+            if let Some((request, status)) = failed {
+                self.release(pending).await;
+                return Err(self.operation_error(request, status));
+            }
+            self.follow(nodes, &mut out, pending).await?;
+            if again.len() == indexes.len() {
+                // Not one node got a continuation point although none of ours is held: the
+                // server is out of them (other sessions hold them), which is "busy".
+                let key = again
+                    .first()
+                    .and_then(|i| nodes.get(*i))
+                    .map(|(k, _)| k.clone())
+                    .unwrap_or_default();
+                return Err(self.operation_error(
+                    format!("Browse of {key}"),
+                    StatusCode::BadNoContinuationPoints,
+                ));
+            }
+            for index in again.into_iter().rev() {
+                queue.push_front(index);
+            }
         }
         Ok(out)
     }
 
-    /// BrowseNext until every continuation point is done; a server that refuses BrowseNext
-    /// or repeats itself leaves the node's children marked incomplete.
+    /// Counts the references of node `index` (after an answer added some) against
+    /// [`MAX_REFERENCES_PER_NODE`] and the capture's [`MAX_REFERENCES`].
+    fn count_references(
+        &mut self,
+        out: &[Option<Vec<ReferenceDescription>>],
+        index: usize,
+        key: &str,
+    ) -> Result<(), CollectError> {
+        let here = out.get(index).and_then(Option::as_ref).map_or(0, Vec::len);
+        if here > MAX_REFERENCES_PER_NODE {
+            return Err(self.scope().bound(
+                format!("Browse of {key}"),
+                format!(
+                    "more than {MAX_REFERENCES_PER_NODE} references from one node; configure a \
+                     narrower node"
+                ),
+            ));
+        }
+        let total: usize = out.iter().flatten().map(Vec::len).sum();
+        if self.walk.references.saturating_add(total) > MAX_REFERENCES {
+            return Err(self.scope().bound(
+                format!("Browse of {key}"),
+                format!(
+                    "more than {MAX_REFERENCES} references below the configured nodes; \
+                     configure narrower nodes"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Frees continuation points the walk will not follow (best effort: the server frees them
+    /// with the session anyway).
+    async fn release(&mut self, pending: Vec<(usize, ByteString, BTreeSet<String>)>) {
+        let points: Vec<ByteString> = pending
+            .into_iter()
+            .map(|(_, p, _)| p)
+            .filter(|p| !p.is_null_or_empty())
+            .collect();
+        if points.is_empty() || self.conn.is_none() {
+            return;
+        }
+        let request = Request::BrowseNext {
+            points: &points,
+            release: true,
+        };
+        let _ = self.call(request).await;
+    }
+
+    /// BrowseNext until every continuation point is done. A chain longer than
+    /// [`MAX_BROWSE_NEXT_ROUNDS_PER_NODE`] (or the capture's [`MAX_BROWSE_NEXT_ROUNDS`]) is a
+    /// bound; a server that refuses BrowseNext fails the capture (the node's children would be
+    /// incomplete); one that repeats references it already sent is malformed.
     async fn follow(
         &mut self,
-        out: &mut [(Vec<ReferenceDescription>, Option<String>)],
+        nodes: &[(String, NodeId)],
+        out: &mut [Option<Vec<ReferenceDescription>>],
         mut pending: Vec<(usize, ByteString, BTreeSet<String>)>,
     ) -> Result<(), CollectError> {
-        let mut rounds = 0;
-        let mut release: Vec<ByteString> = Vec::new();
+        let key_of = |index: usize| nodes.get(index).map(|(k, _)| k.clone()).unwrap_or_default();
+        let mut rounds = 0usize;
         while !pending.is_empty() {
             rounds += 1;
-            if rounds > MAX_BROWSE_NEXT_ROUNDS {
-                for (index, point, _) in pending.drain(..) {
-                    if let Some(slot) = out.get_mut(index) {
-                        slot.1 = Some(format!(
-                            "more than {MAX_BROWSE_NEXT_ROUNDS} BrowseNext rounds: not walked"
-                        ));
-                    }
-                    release.push(point);
-                }
-                break;
+            if rounds > MAX_BROWSE_NEXT_ROUNDS_PER_NODE
+                || self.walk.browse_next >= MAX_BROWSE_NEXT_ROUNDS
+            {
+                let key = key_of(pending.first().map_or(0, |(i, _, _)| *i));
+                self.release(pending).await;
+                let limit = if rounds > MAX_BROWSE_NEXT_ROUNDS_PER_NODE {
+                    format!(
+                        "more than {MAX_BROWSE_NEXT_ROUNDS_PER_NODE} BrowseNext rounds for one \
+                         node: the server's continuation points do not end"
+                    )
+                } else {
+                    format!("more than {MAX_BROWSE_NEXT_ROUNDS} BrowseNext requests in one capture")
+                };
+                return Err(self.scope().bound(format!("BrowseNext of {key}"), limit));
             }
             let batch = self.limits().browse.max(1);
             let mut next = Vec::new();
-            for group in pending.chunks(batch) {
+            let mut groups = pending.chunks(batch).map(<[_]>::to_vec).collect::<Vec<_>>();
+            groups.reverse();
+            while let Some(group) = groups.pop() {
+                self.walk.browse_next += 1;
                 let points: Vec<ByteString> = group.iter().map(|(_, p, _)| p.clone()).collect();
                 let request = Request::BrowseNext {
                     points: &points,
                     release: false,
                 };
-                let describe = request.describe();
+                let describe = match group.as_slice() {
+                    [(index, _, _)] => format!("BrowseNext of {}", key_of(*index)),
+                    _ => request.describe(),
+                };
+                let unfinished =
+                    |groups: Vec<Vec<(usize, ByteString, BTreeSet<String>)>>,
+                     next: Vec<(usize, ByteString, BTreeSet<String>)>| {
+                        groups.into_iter().flatten().chain(next).collect::<Vec<_>>()
+                    };
                 let results = match self.call(request).await {
                     Ok(Answer::Browsed(results)) => results,
                     Ok(Answer::Values(_)) => {
@@ -869,29 +1146,19 @@ impl OpcuaCollector {
                         );
                     }
                     Err(Fault::Status(status)) => {
-                        for (index, _, _) in group {
-                            if let Some(slot) = out.get_mut(*index) {
-                                slot.1 = Some(format!(
-                                    "BrowseNext refused: {}",
-                                    convert::status_text(status)
-                                ));
-                            }
-                        }
-                        continue;
+                        self.release(unfinished(groups, next)).await;
+                        return Err(if too_large(status) {
+                            self.too_large_error(describe, status)
+                        } else {
+                            self.operation_error(describe, status)
+                        });
                     }
-                    Err(Fault::Fatal(CollectError {
-                        kind: crate::ErrorKind::Refused(reason),
-                        ..
-                    })) => {
-                        // A service fault for BrowseNext: the server cannot continue.
-                        for (index, _, _) in group {
-                            if let Some(slot) = out.get_mut(*index) {
-                                slot.1 = Some(format!("BrowseNext refused: {reason}"));
-                            }
+                    Err(Fault::Fatal(e)) => {
+                        if self.conn.is_some() {
+                            self.release(unfinished(groups, next)).await;
                         }
-                        continue;
+                        return Err(e);
                     }
-                    Err(Fault::Fatal(e)) => return Err(e),
                 };
                 if results.len() != group.len() {
                     self.conn = None;
@@ -904,58 +1171,68 @@ impl OpcuaCollector {
                         ),
                     ));
                 }
-                for ((index, _, mut seen), result) in group.iter().cloned().zip(results) {
-                    let Some(slot) = out.get_mut(index) else {
+                let mut failure = None;
+                for ((index, _, mut seen), result) in group.into_iter().zip(results) {
+                    let more = !result.continuation_point.is_null_or_empty();
+                    if failure.is_some() {
+                        if more {
+                            next.push((index, result.continuation_point, seen));
+                        }
                         continue;
-                    };
-                    if result.status_code.is_bad() {
-                        slot.1 = Some(format!(
-                            "BrowseNext refused: {}",
-                            convert::status_text(result.status_code)
+                    }
+                    if !result.status_code.is_good() {
+                        failure = Some(self.operation_error(
+                            format!("BrowseNext of {}", key_of(index)),
+                            result.status_code,
                         ));
+                        if more {
+                            next.push((index, result.continuation_point, seen));
+                        }
                         continue;
                     }
                     let refs = result.references.unwrap_or_default();
                     let before = seen.len();
                     seen.extend(refs.iter().map(|r| r.node_id.to_string()));
-                    let progressed = seen.len() > before;
-                    let more = !result.continuation_point.is_null_or_empty();
-                    if !progressed && (more || !refs.is_empty()) {
-                        slot.1 = Some(
-                            "BrowseNext repeats references already received (the server does \
-                             not honour continuation points)"
-                                .to_owned(),
-                        );
+                    if seen.len() < before + refs.len() {
                         if more {
-                            release.push(result.continuation_point);
+                            next.push((index, result.continuation_point, seen));
                         }
+                        failure = Some(
+                            self.malformed(
+                                format!("BrowseNext of {}", key_of(index)),
+                                "the answer repeats references already received: the server does \
+                             not honour continuation points"
+                                    .to_owned(),
+                            ),
+                        );
                         continue;
                     }
-                    slot.0.extend(refs);
+                    if let Some(Some(slot)) = out.get_mut(index) {
+                        slot.extend(refs);
+                    }
+                    if let Err(e) = self.count_references(out, index, &key_of(index)) {
+                        if more {
+                            next.push((index, result.continuation_point, seen));
+                        }
+                        failure = Some(e);
+                        continue;
+                    }
                     if more {
                         next.push((index, result.continuation_point, seen));
                     }
                 }
+                if let Some(e) = failure {
+                    self.release(unfinished(groups, next)).await;
+                    return Err(e);
+                }
             }
             pending = next;
-        }
-        if !release.is_empty() {
-            // Free the server's continuation points; its answer changes nothing here.
-            let request = Request::BrowseNext {
-                points: &release,
-                release: true,
-            };
-            match self.call(request).await {
-                Ok(_) | Err(Fault::Status(_)) => {}
-                Err(Fault::Fatal(e)) if matches!(e.kind, crate::ErrorKind::Refused(_)) => {}
-                Err(Fault::Fatal(e)) => return Err(e),
-            }
         }
         Ok(())
     }
 
     fn item(&self, path: String, class: Class, value: Value) -> Result<Item, CollectError> {
-        Item::new(path, class, value).map_err(|e| self.local(e.to_string()))
+        Item::new(path, class, value).map_err(|e| self.scope().item(e))
     }
 
     fn insert(
@@ -966,7 +1243,12 @@ impl OpcuaCollector {
         value: Value,
     ) -> Result<(), CollectError> {
         let item = self.item(path, class, value)?;
-        snapshot.insert(item).map_err(|e| self.local(e.to_string()))
+        snapshot.insert(item).map_err(|e| {
+            self.malformed(
+                "Browse".to_owned(),
+                format!("two nodes of the server map to the same item path ({e})"),
+            )
+        })
     }
 
     async fn ensure_open(&mut self) -> Result<(), CollectError> {
@@ -979,6 +1261,65 @@ impl OpcuaCollector {
             self.conn = None;
         }
         opened
+    }
+
+    /// A mandatory text field of the Server object (BuildInfo): a String, or null.
+    fn server_text(&self, field: &str, dv: &DataValue) -> Result<Value, CollectError> {
+        let request = format!("Read of Server/ServerStatus/BuildInfo/{field}");
+        self.mandatory_status(&request, dv)?;
+        match &dv.value {
+            None | Some(Variant::Empty) => Ok(Value::Null),
+            Some(Variant::String(s)) => match s.value() {
+                None => Ok(Value::Null),
+                Some(t) => convert::text(t)
+                    .map(Value::Text)
+                    .map_err(|convert::Oversize(why)| self.scope().bound(request, why)),
+            },
+            Some(Variant::DateTime(d)) if field == "build_date" => Ok(if d.is_null() {
+                Value::Null
+            } else {
+                Value::Text(d.to_rfc3339())
+            }),
+            Some(other) => Err(self.malformed(
+                request,
+                format!(
+                    "expected a {}, got {other:?}",
+                    if field == "build_date" {
+                        "DateTime"
+                    } else {
+                        "String"
+                    }
+                ),
+            )),
+        }
+    }
+
+    /// The status of a variable every server must have (NamespaceArray, BuildInfo): a node
+    /// the server says it lacks, or says no one may read (BadNotReadable: its AccessLevel),
+    /// is malformed (the Server object is incomplete); any other Bad or Uncertain status is
+    /// the operation's error (BadUserAccessDenied: this user is refused, which the operator
+    /// can change, so `refused`).
+    fn mandatory_status(&self, request: &str, dv: &DataValue) -> Result<(), CollectError> {
+        let status = dv.status();
+        if status.is_good() {
+            return Ok(());
+        }
+        if matches!(
+            status,
+            StatusCode::BadNodeIdUnknown
+                | StatusCode::BadAttributeIdInvalid
+                | StatusCode::BadNotReadable
+        ) {
+            return Err(self.malformed(
+                request.to_owned(),
+                format!(
+                    "server answered {}: the Server object lacks a readable variable every \
+                     OPC UA server must have",
+                    convert::status_text(status)
+                ),
+            ));
+        }
+        Err(self.operation_error(request.to_owned(), status))
     }
 
     /// Identity, namespaces and server status: one read.
@@ -995,49 +1336,44 @@ impl OpcuaCollector {
         let get = |i: usize| values.get(i).cloned().unwrap_or_default();
 
         let namespaces_dv = get(0);
+        let request = "Read of Server/NamespaceArray";
+        self.mandatory_status(request, &namespaces_dv)?;
         let mut namespaces = Vec::new();
-        if namespaces_dv.status().is_bad() {
-            self.insert(
-                snapshot,
-                "opcua/namespace".to_owned(),
-                Class::Identity,
-                convert::data_value(&namespaces_dv),
-            )?;
-        } else {
-            match &namespaces_dv.value {
-                Some(Variant::Array(array)) => {
-                    for v in &array.values {
-                        namespaces.push(match v {
-                            Variant::String(s) => s.as_ref().to_owned(),
-                            other => other.to_string(),
-                        });
+        match &namespaces_dv.value {
+            Some(Variant::Array(array)) => {
+                for v in &array.values {
+                    match v {
+                        Variant::String(s) => {
+                            namespaces.push(convert::text(s.as_ref()).map_err(
+                                |convert::Oversize(why)| self.scope().bound(request, why),
+                            )?)
+                        }
+                        other => {
+                            return Err(self.malformed(
+                                request.to_owned(),
+                                format!("expected an array of strings, got an element {other:?}"),
+                            ));
+                        }
                     }
                 }
-                other => {
-                    return Err(self.malformed(
-                        "Read of Server/NamespaceArray".to_owned(),
-                        format!("expected an array of strings, got {other:?}"),
-                    ));
-                }
             }
-            for (index, uri) in namespaces.iter().enumerate() {
-                self.insert(
-                    snapshot,
-                    format!("opcua/namespace/{index}"),
-                    Class::Identity,
-                    Value::Text(uri.clone()),
-                )?;
+            other => {
+                return Err(self.malformed(
+                    request.to_owned(),
+                    format!("expected an array of strings, got {other:?}"),
+                ));
             }
         }
+        for (index, uri) in namespaces.iter().enumerate() {
+            self.insert(
+                snapshot,
+                format!("opcua/namespace/{index}"),
+                Class::Identity,
+                Value::Text(uri.clone()),
+            )?;
+        }
         for (i, (_, field)) in BUILD_INFO_FIELDS.iter().enumerate() {
-            let dv = get(i + 1);
-            let value = match convert::data_value(&dv) {
-                Value::Text(t) if t.is_empty() => {
-                    Value::unavailable(format!("server reports an empty {field}"))
-                }
-                Value::Null => Value::unavailable(format!("server reports no {field}")),
-                other => other,
-            };
+            let value = self.server_text(field, &get(i + 1))?;
             self.insert(
                 snapshot,
                 format!("opcua/server/build_info/{field}"),
@@ -1047,7 +1383,7 @@ impl OpcuaCollector {
         }
         let status_base = 1 + BUILD_INFO_FIELDS.len();
         for (offset, name) in ["state", "start_time", "current_time"].iter().enumerate() {
-            let value = convert::data_value(&get(status_base + offset));
+            let value = convert::runtime_value(&get(status_base + offset));
             let value = match (name, value) {
                 (&"state", Value::Int(0)) => Value::Text("Running".to_owned()),
                 (_, other) => other,
@@ -1056,14 +1392,15 @@ impl OpcuaCollector {
         }
         if let Some(conn) = self.conn.as_ref() {
             let facts = &conn.server;
-            let app = if facts.application_uri.is_empty() {
-                Value::unavailable("server reports no application URI")
-            } else {
-                Value::Text(facts.application_uri.clone())
-            };
+            let app = Value::Text(facts.application_uri.clone());
             let thumb = match &facts.thumbprint {
                 Some(t) => Value::Text(t.clone()),
-                None => Value::unavailable("server presents no application certificate"),
+                // Only reachable with security none (a secured endpoint without a certificate
+                // is refused when connecting): a server that never presents one is a stable
+                // capability, the same text every poll.
+                None => Value::unavailable(
+                    "the server presents no application certificate (security none)",
+                ),
             };
             let pin = facts.pin.describe();
             let (mode, policy) = (facts.mode.clone(), facts.policy.clone());
@@ -1117,72 +1454,79 @@ impl OpcuaCollector {
     ) -> Result<(), CollectError> {
         let mut nodes: BTreeMap<String, Found> = BTreeMap::new();
         for setpoint in &self.cfg.setpoints.clone() {
-            let resolved = convert::ConfigNode::parse(&setpoint.node)
-                .ok_or_else(|| format!("{:?} is not a NodeId", setpoint.node))
-                .and_then(|n| n.resolve(namespaces));
-            match resolved {
+            let parsed = convert::ConfigNode::parse(&setpoint.node).ok_or_else(|| {
+                self.local(format!(
+                    "setpoint {:?}: {:?} is not a NodeId",
+                    setpoint.name, setpoint.node
+                ))
+            })?;
+            match parsed.resolve(namespaces) {
                 Ok(id) => {
                     let key = convert::node_key(&id, namespaces);
                     let found = nodes.entry(key).or_default();
                     found.id = Some(id);
                     found.root = true;
                 }
-                Err(reason) => {
-                    let path = format!("opcua/node/{}", setpoint.node);
+                Err(_) => {
+                    // The server's own list of namespaces does not have it: absent, as the
+                    // server says.
+                    let path = format!("opcua/node/{}/node_class", setpoint.node);
                     if snapshot.get(&path).is_none() {
-                        self.insert(snapshot, path, Class::Program, Value::unavailable(reason))?;
+                        self.insert(
+                            snapshot,
+                            path,
+                            Class::Program,
+                            Value::Text(ABSENT_NAMESPACE.to_owned()),
+                        )?;
                     }
                 }
             }
         }
         let mut frontier: Vec<String> = nodes.keys().cloned().collect();
-        let mut missing_roots: BTreeSet<String> = BTreeSet::new();
+        let mut absent_roots: BTreeSet<String> = BTreeSet::new();
         for depth in 0..=MAX_DEPTH {
-            let walkable: Vec<String> = frontier
+            let walkable: Vec<(String, NodeId)> = frontier
                 .iter()
-                .filter(|key| {
-                    nodes.get(*key).is_some_and(|f| {
-                        matches!(
-                            f.class,
-                            None | Some(NodeClass::Object | NodeClass::Variable | NodeClass::View)
-                        )
-                    })
+                .filter_map(|key| {
+                    let found = nodes.get(key)?;
+                    let walk = matches!(
+                        found.class,
+                        None | Some(NodeClass::Object | NodeClass::Variable | NodeClass::View)
+                    );
+                    walk.then(|| found.id.clone().map(|id| (key.clone(), id)))
+                        .flatten()
                 })
-                .cloned()
                 .collect();
             if walkable.is_empty() {
                 break;
             }
             if depth == MAX_DEPTH {
-                for key in &walkable {
-                    if let Some(found) = nodes.get_mut(key) {
-                        found.children = Some(format!(
-                            "deeper than {MAX_DEPTH} levels below a configured node: not walked"
-                        ));
-                    }
-                }
-                break;
+                let key = walkable.first().map(|(k, _)| k.clone()).unwrap_or_default();
+                return Err(self.scope().bound(
+                    format!("Browse of {key}"),
+                    format!("nodes nested more than {MAX_DEPTH} levels below a configured node"),
+                ));
             }
-            let ids: Vec<NodeId> = walkable
-                .iter()
-                .filter_map(|k| nodes.get(k).and_then(|f| f.id.clone()))
-                .collect();
-            if ids.len() != walkable.len() {
-                return Err(self.local("internal: a walked node has no id".to_owned()));
-            }
-            let browsed = self.browse_all(&ids).await?;
+            let browsed = self.browse_all(&walkable).await?;
+            self.walk.references = self
+                .walk
+                .references
+                .saturating_add(browsed.iter().flatten().map(Vec::len).sum());
             let mut next = Vec::new();
-            for (parent, (refs, note)) in walkable.iter().zip(browsed) {
-                if let Some(note) = note {
+            for ((parent, _), refs) in walkable.iter().zip(browsed) {
+                let Some(refs) = refs else {
                     let is_root = nodes.get(parent).is_some_and(|f| f.root);
-                    if is_root && depth == 0 && note.contains("BadNodeIdUnknown") {
-                        missing_roots.insert(parent.clone());
+                    if is_root && depth == 0 {
+                        absent_roots.insert(parent.clone());
                         continue;
                     }
-                    if let Some(found) = nodes.get_mut(parent) {
-                        found.children = Some(note);
-                    }
-                }
+                    return Err(self.refused(
+                        format!("Browse of {parent}"),
+                        "server answered BadNodeIdUnknown for a node its own Browse lists (a \
+                         contradiction)"
+                            .to_owned(),
+                    ));
+                };
                 for r in refs {
                     if !r.is_forward || r.node_id.server_index != 0 {
                         continue;
@@ -1190,15 +1534,18 @@ impl OpcuaCollector {
                     let (child_key, child_id) = expanded_key(&r.node_id, namespaces);
                     let is_new = !nodes.contains_key(&child_key);
                     if is_new && nodes.len() >= MAX_NODES {
-                        return Err(self.local(format!(
-                            "more than {MAX_NODES} nodes below the configured setpoint nodes; configure narrower nodes"
-                        )));
+                        return Err(self.scope().bound(
+                            format!("Browse of {parent}"),
+                            format!(
+                                "more than {MAX_NODES} nodes below the configured setpoint \
+                                 nodes; configure narrower nodes"
+                            ),
+                        ));
                     }
                     let found = nodes.entry(child_key.clone()).or_default();
                     found.parents.insert(parent.clone());
                     if is_new {
                         found.id = child_id;
-                        found.depth = depth + 1;
                         found.class = Some(r.node_class);
                         found.browse_name = Some(convert::browse_name(&r.browse_name, namespaces));
                         if !r.type_definition.is_null() {
@@ -1213,20 +1560,29 @@ impl OpcuaCollector {
             }
             frontier = next;
         }
-        for key in &missing_roots {
+        for key in &absent_roots {
             nodes.remove(key);
             self.insert(
                 snapshot,
-                format!("opcua/node/{key}"),
+                format!("opcua/node/{key}/node_class"),
                 Class::Program,
-                Value::unavailable("server answered BadNodeIdUnknown"),
+                Value::Text(ABSENT.to_owned()),
             )?;
         }
+        self.read_attributes(snapshot, namespaces, &nodes).await
+    }
 
-        // Attributes: roots 6 operations (class and name unknown), variables 4.
+    /// Reads the attributes of every node found (roots 6 operations: class and name are not
+    /// known from a browse; variables 4) and inserts the items.
+    async fn read_attributes(
+        &mut self,
+        snapshot: &mut Snapshot,
+        namespaces: &[String],
+        nodes: &BTreeMap<String, Found>,
+    ) -> Result<(), CollectError> {
         let mut ops = Vec::new();
         let mut plan: Vec<(String, Vec<AttributeId>)> = Vec::new();
-        for (key, found) in &nodes {
+        for (key, found) in nodes {
             let Some(id) = &found.id else { continue };
             let mut attrs = Vec::new();
             if found.root {
@@ -1258,43 +1614,65 @@ impl OpcuaCollector {
                 entry.insert(a as u32, values.next().unwrap_or_default());
             }
         }
-        for (key, found) in &nodes {
+        // Values the server refused to read with an access status: kept as "not available"
+        // only when the node's own UserAccessLevel agrees (see `refused_values`).
+        let mut access_refused: Vec<(String, NodeId, StatusCode)> = Vec::new();
+        for (key, found) in nodes {
             let attrs = read.remove(key).unwrap_or_default();
             let attr = |a: AttributeId| attrs.get(&(a as u32));
+            let node = |attribute: &str| format!("opcua/node/{key}/{attribute}");
+            let request = |a: AttributeId| format!("Read of {} of {key}", attribute_name(a as u32));
             let class = if found.root {
-                match attr(AttributeId::NodeClass).map(|dv| (dv.status(), dv.value.as_ref())) {
-                    Some((s, Some(Variant::Int32(n)))) if s.is_good() => {
-                        NodeClass::try_from(*n).ok()
-                    }
+                let dv = self.listed_attribute(
+                    &request(AttributeId::NodeClass),
+                    attr(AttributeId::NodeClass),
+                )?;
+                match dv.value {
+                    Some(Variant::Int32(n)) => NodeClass::try_from(n).ok(),
                     _ => None,
                 }
+                .ok_or_else(|| {
+                    self.malformed(
+                        request(AttributeId::NodeClass),
+                        format!("expected a NodeClass, got {:?}", dv.value),
+                    )
+                })?
             } else {
-                found.class
+                found.class.unwrap_or(NodeClass::Unspecified)
             };
-            let node = |attribute: &str| format!("opcua/node/{key}/{attribute}");
             self.insert(
                 snapshot,
                 node("node_class"),
                 Class::Program,
-                class.map_or_else(
-                    || Value::unavailable("node class not readable"),
-                    |c| Value::Text(class_name(c)),
-                ),
+                Value::Text(class_name(class)),
             )?;
             let browse = if found.root {
-                match attr(AttributeId::BrowseName).map(|dv| (dv.status(), dv.value.as_ref())) {
-                    Some((s, Some(Variant::QualifiedName(q)))) if s.is_good() => {
-                        Value::Text(convert::browse_name(q, namespaces))
+                let dv = self.listed_attribute(
+                    &request(AttributeId::BrowseName),
+                    attr(AttributeId::BrowseName),
+                )?;
+                match &dv.value {
+                    Some(Variant::QualifiedName(q)) => convert::browse_name(q, namespaces),
+                    other => {
+                        return Err(self.malformed(
+                            request(AttributeId::BrowseName),
+                            format!("expected a QualifiedName, got {other:?}"),
+                        ));
                     }
-                    Some((s, _)) if s.is_bad() => {
-                        Value::unavailable(format!("server answered {}", convert::status_text(s)))
-                    }
-                    _ => Value::unavailable("browse name not readable"),
                 }
             } else {
-                found.browse_name.clone().map_or(Value::Null, Value::Text)
+                found.browse_name.clone().unwrap_or_default()
             };
-            self.insert(snapshot, node("browse_name"), Class::Program, browse)?;
+            let browse = convert::text(&browse).map_err(|convert::Oversize(why)| {
+                self.scope()
+                    .bound(format!("Browse of {key}"), format!("browse name: {why}"))
+            })?;
+            self.insert(
+                snapshot,
+                node("browse_name"),
+                Class::Program,
+                Value::Text(browse),
+            )?;
             if let Some(t) = &found.type_definition {
                 self.insert(
                     snapshot,
@@ -1311,33 +1689,72 @@ impl OpcuaCollector {
                     Value::List(found.parents.iter().cloned().map(Value::Text).collect()),
                 )?;
             }
-            if let Some(note) = &found.children {
-                self.insert(
-                    snapshot,
-                    node("children"),
-                    Class::Program,
-                    Value::unavailable(note.clone()),
-                )?;
-            }
-            if class != Some(NodeClass::Variable) {
+            if class != NodeClass::Variable {
                 continue;
             }
-            let data_type =
-                match attr(AttributeId::DataType).map(|dv| (dv.status(), dv.value.as_ref())) {
-                    Some((s, Some(Variant::NodeId(id)))) if s.is_good() => {
-                        Value::Text(convert::data_type_name(id, namespaces))
+            let data_type = {
+                let dv = self.listed_attribute(
+                    &request(AttributeId::DataType),
+                    attr(AttributeId::DataType),
+                )?;
+                match &dv.value {
+                    Some(Variant::NodeId(id)) => convert::data_type_name(id, namespaces),
+                    other => {
+                        return Err(self.malformed(
+                            request(AttributeId::DataType),
+                            format!("expected a NodeId, got {other:?}"),
+                        ));
                     }
-                    Some((_, _)) => {
-                        attr(AttributeId::DataType).map_or(Value::Null, convert::data_value)
+                }
+            };
+            self.insert(
+                snapshot,
+                node("data_type"),
+                Class::Program,
+                Value::Text(data_type),
+            )?;
+            let rank = {
+                let dv = self.listed_attribute(
+                    &request(AttributeId::ValueRank),
+                    attr(AttributeId::ValueRank),
+                )?;
+                match dv.value {
+                    Some(Variant::Int32(n)) => Value::Int(i64::from(n)),
+                    other => {
+                        return Err(self.malformed(
+                            request(AttributeId::ValueRank),
+                            format!("expected an Int32, got {other:?}"),
+                        ));
                     }
-                    None => Value::Null,
-                };
-            self.insert(snapshot, node("data_type"), Class::Program, data_type)?;
-            let rank = attr(AttributeId::ValueRank).map_or(Value::Null, convert::data_value);
+                }
+            };
             self.insert(snapshot, node("value_rank"), Class::Program, rank)?;
-            let dims = attr(AttributeId::ArrayDimensions).map_or(Value::Null, convert::data_value);
+            // ArrayDimensions is optional: BadAttributeIdInvalid is the server saying the
+            // node has none, which is what an empty one says too.
+            let dims = match attr(AttributeId::ArrayDimensions) {
+                Some(dv) if dv.status() == StatusCode::BadAttributeIdInvalid => Value::Null,
+                dv => {
+                    let dv = self.listed_attribute(&request(AttributeId::ArrayDimensions), dv)?;
+                    self.typed(&request(AttributeId::ArrayDimensions), &dv)?
+                }
+            };
             self.insert(snapshot, node("array_dimensions"), Class::Program, dims)?;
-            let value = attr(AttributeId::Value).map_or(Value::Null, convert::data_value);
+            let value_request = request(AttributeId::Value);
+            let dv = attr(AttributeId::Value).cloned().unwrap_or_default();
+            let status = dv.status();
+            let value = if matches!(
+                status,
+                StatusCode::BadNotReadable | StatusCode::BadUserAccessDenied
+            ) && !found.root
+            {
+                if let Some(id) = &found.id {
+                    access_refused.push((key.clone(), id.clone(), status));
+                }
+                continue;
+            } else {
+                let dv = self.listed_attribute(&value_request, Some(&dv))?;
+                self.typed(&value_request, &dv)?
+            };
             self.insert(
                 snapshot,
                 format!("opcua/value/{key}"),
@@ -1345,17 +1762,129 @@ impl OpcuaCollector {
                 value,
             )?;
         }
+        self.refused_values(snapshot, access_refused).await
+    }
+
+    /// Values refused with BadNotReadable or BadUserAccessDenied, below (not at) a configured
+    /// node: a stable capability refusal when the node's UserAccessLevel agrees (no
+    /// CurrentRead: the server's own model says this user may not read it), recorded as "not
+    /// available" with a text that is the same every poll; a contradiction otherwise. One more
+    /// Read, sent only when there is such a value.
+    async fn refused_values(
+        &mut self,
+        snapshot: &mut Snapshot,
+        refused: Vec<(String, NodeId, StatusCode)>,
+    ) -> Result<(), CollectError> {
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let ops: Vec<ReadValueId> = refused
+            .iter()
+            .map(|(_, id, _)| ReadValueId {
+                node_id: id.clone(),
+                attribute_id: AttributeId::UserAccessLevel as u32,
+                ..Default::default()
+            })
+            .collect();
+        let levels = self.read_all(&ops).await?;
+        for ((key, _, status), level) in refused.into_iter().zip(levels) {
+            let request = format!("Read of UserAccessLevel of {key}");
+            let level = self.listed_attribute(&request, Some(&level))?;
+            let readable = match level.value {
+                Some(Variant::Byte(bits)) => bits & 1 != 0,
+                other => {
+                    return Err(self.malformed(request, format!("expected a Byte, got {other:?}")));
+                }
+            };
+            if readable {
+                return Err(self.refused(
+                    format!("Read of Value of {key}"),
+                    format!(
+                        "server answered {} although the node's UserAccessLevel grants \
+                         CurrentRead (a contradiction)",
+                        convert::status_text(status)
+                    ),
+                ));
+            }
+            self.insert(
+                snapshot,
+                format!("opcua/value/{key}"),
+                Class::Setpoint,
+                Value::unavailable(
+                    "the server does not let this user read it (UserAccessLevel without \
+                     CurrentRead)",
+                ),
+            )?;
+        }
         Ok(())
+    }
+
+    /// An attribute of a node the walk found (or the config names and the browse confirmed):
+    /// Good, or the capture's error. BadNodeIdUnknown here contradicts the browse.
+    fn listed_attribute(
+        &self,
+        request: &str,
+        dv: Option<&DataValue>,
+    ) -> Result<DataValue, CollectError> {
+        let Some(dv) = dv else {
+            return Err(self.malformed(request.to_owned(), "no value in the answer".to_owned()));
+        };
+        let status = dv.status();
+        if status.is_good() {
+            return Ok(dv.clone());
+        }
+        if status == StatusCode::BadNodeIdUnknown {
+            return Err(self.refused(
+                request.to_owned(),
+                "server answered BadNodeIdUnknown for a node its own Browse lists (a \
+                 contradiction)"
+                    .to_owned(),
+            ));
+        }
+        Err(self.operation_error(request.to_owned(), status))
+    }
+
+    /// A Good attribute value as a typed item value; a value beyond the size bounds is a bound.
+    fn typed(&self, request: &str, dv: &DataValue) -> Result<Value, CollectError> {
+        match &dv.value {
+            None => Ok(Value::Null),
+            Some(v) => convert::variant(v)
+                .map_err(|convert::Oversize(why)| self.scope().bound(request.to_owned(), why)),
+        }
     }
 
     async fn capture_once(&mut self) -> Result<(Snapshot, BTreeMap<String, Value>), CollectError> {
         self.ensure_open().await?;
+        self.walk = Walk::default();
         let mut snapshot = Snapshot::new();
         let mut runtime = BTreeMap::new();
         let namespaces = self.read_identity(&mut snapshot, &mut runtime).await?;
         self.read_tree(&mut snapshot, &namespaces).await?;
         Ok((snapshot, runtime))
     }
+}
+
+/// The name of an attribute in requests (`Read of Value of <node>`).
+fn attribute_name(id: u32) -> &'static str {
+    match AttributeId::from_u32(id) {
+        Ok(AttributeId::NodeClass) => "NodeClass",
+        Ok(AttributeId::BrowseName) => "BrowseName",
+        Ok(AttributeId::DataType) => "DataType",
+        Ok(AttributeId::ValueRank) => "ValueRank",
+        Ok(AttributeId::ArrayDimensions) => "ArrayDimensions",
+        Ok(AttributeId::Value) => "Value",
+        Ok(AttributeId::UserAccessLevel) => "UserAccessLevel",
+        _ => "an attribute",
+    }
+}
+
+/// What one capture's walk has taken in so far, against the bounds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Walk {
+    /// References received for finished browse levels.
+    references: usize,
+    /// BrowseNext requests sent.
+    browse_next: usize,
 }
 
 /// A ReadValueId for the Value attribute.
@@ -1447,6 +1976,7 @@ impl Collector for OpcuaCollector {
         crate::timed_capture(span, async {
             self.stats = CaptureStats::default();
             self.lost = false;
+            self.in_flight = true;
             let pooled = self.conn.is_some();
             let mut result = self.capture_once().await;
             if result.is_err() && pooled && self.lost && self.stats.connects == 0 {
@@ -1455,6 +1985,7 @@ impl Collector for OpcuaCollector {
                 self.lost = false;
                 result = self.capture_once().await;
             }
+            self.in_flight = false;
             let (snapshot, runtime) = result?;
             Ok(Capture {
                 snapshot,
@@ -1466,6 +1997,13 @@ impl Collector for OpcuaCollector {
     }
 
     async fn close(&mut self) {
+        if std::mem::take(&mut self.in_flight) {
+            // The capture was abandoned at its deadline: the server is in an unknown state
+            // (slow, stuck), so do not wait on it again; dropping the connection ends the
+            // session on its side.
+            self.conn = None;
+            return;
+        }
         if let Some(conn) = self.conn.take() {
             let _ = tokio::time::timeout(self.timeout, conn.live.session.disconnect()).await;
         }
@@ -1513,6 +2051,23 @@ mod tests {
             );
             assert_eq!(request.len(), 1);
         }
+    }
+
+    #[test]
+    fn endpoints_must_carry_what_every_server_has() {
+        use opcua::types::{EndpointDescription, MessageSecurityMode};
+        let mut endpoint = EndpointDescription::default();
+        endpoint.server.application_uri = "urn:plc".into();
+        endpoint.security_mode = MessageSecurityMode::None;
+        // Security none without a certificate: allowed (the thumbprint is "not available").
+        assert_eq!(connection::check_endpoint(&endpoint, &[]), Ok(()));
+        endpoint.security_mode = MessageSecurityMode::SignAndEncrypt;
+        let refused = connection::check_endpoint(&endpoint, &[]).expect_err("no certificate");
+        assert!(refused.contains("without a certificate"), "{refused}");
+        assert_eq!(connection::check_endpoint(&endpoint, &[0x30, 0x00]), Ok(()));
+        endpoint.server.application_uri = "".into();
+        let refused = connection::check_endpoint(&endpoint, &[0x30, 0x00]).expect_err("no URI");
+        assert!(refused.contains("ApplicationUri"), "{refused}");
     }
 
     #[test]

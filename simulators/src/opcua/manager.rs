@@ -28,7 +28,10 @@ use opcua_types::{
 
 use super::{
     Shared,
-    state::{OpcuaState, Quirk, ValueType},
+    state::{
+        DEEP_NESTING_LEVELS, HUGE_STRING_BYTES, MILLION_REFS, OpcuaState, Quirk, SLOW_ANSWER_MS,
+        ValueType,
+    },
 };
 use crate::request_log::LoggedRequest;
 
@@ -388,11 +391,55 @@ struct VarView {
     array_dimensions: Option<Vec<u32>>,
     /// The value, or the status a read of it answers.
     value: Result<Variant, StatusCode>,
+    /// Whether AccessLevel and UserAccessLevel grant CurrentRead.
+    readable: bool,
+}
+
+/// The nodes the structural quirks generate below a PLC folder, named
+/// `<folder>#deep-<n>`, `<folder>#ref-<n>` and `<folder>#more-<n>` (state ids never hold a
+/// `#`). They are computed, never stored: a million references cost nothing until browsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Generated {
+    /// `deep-nesting`: level `n` of the chain (its child is level `n + 1`).
+    Deep,
+    /// `million-refs`: the `n`-th extra reference of the folder.
+    Ref,
+    /// `endless-continuation`: the `n`-th page's reference.
+    More,
+}
+
+impl Generated {
+    fn prefix(self) -> &'static str {
+        match self {
+            Generated::Deep => "deep",
+            Generated::Ref => "ref",
+            Generated::More => "more",
+        }
+    }
+
+    fn quirk(self) -> Quirk {
+        match self {
+            Generated::Deep => Quirk::DeepNesting,
+            Generated::Ref => Quirk::MillionRefs,
+            Generated::More => Quirk::EndlessContinuation,
+        }
+    }
+
+    /// The highest `n` that exists.
+    fn last(self) -> u32 {
+        match self {
+            Generated::Deep => DEEP_NESTING_LEVELS,
+            Generated::Ref => MILLION_REFS,
+            Generated::More => u32::MAX,
+        }
+    }
 }
 
 enum Located<'a> {
     Std(&'static StdNode),
     Plc(&'a str),
+    /// A generated node: the folder it hangs under, its kind and number.
+    Generated(&'a str, Generated, u32),
 }
 
 /// What a node resolves to, given the state and quirks.
@@ -400,19 +447,42 @@ fn locate<'a>(state: &OpcuaState, id: &'a NodeId) -> Option<Located<'a>> {
     match (&id.identifier, id.namespace) {
         (Identifier::Numeric(n), 0) => {
             let node = std_node(*n)?;
-            let hidden = state.quirks.on(Quirk::HiddenLimits)
+            let hidden = (state.quirks.on(Quirk::HiddenLimits)
                 && matches!(
                     node.id,
                     OPERATION_LIMITS | MAX_NODES_PER_READ | MAX_NODES_PER_BROWSE
-                );
+                ))
+                || (state.quirks.on(Quirk::NoBuildInfo) && (BUILD_INFO..=2266).contains(&node.id));
             (!hidden).then_some(Located::Std(node))
         }
         (Identifier::String(s), ns) if ns == state.namespace_index() => {
             let text = s.as_ref();
+            if let Some((folder, rest)) = text.split_once('#') {
+                return locate_generated(state, folder, rest);
+            }
             state.nodes.contains_key(text).then_some(Located::Plc(text))
         }
         _ => None,
     }
+}
+
+/// A generated node, when its quirk is on and its folder exists.
+fn locate_generated<'a>(state: &OpcuaState, folder: &'a str, rest: &str) -> Option<Located<'a>> {
+    let is_folder = state
+        .nodes
+        .get(folder)
+        .is_some_and(|n| n.variable.is_none());
+    let (prefix, n) = rest.split_once('-')?;
+    let n: u32 = n.parse().ok()?;
+    let kind = [Generated::Deep, Generated::Ref, Generated::More]
+        .into_iter()
+        .find(|k| k.prefix() == prefix)?;
+    (is_folder && state.quirks.on(kind.quirk()) && (1..=kind.last()).contains(&n))
+        .then_some(Located::Generated(folder, kind, n))
+}
+
+fn generated_id(folder: &str, kind: Generated, n: u32) -> String {
+    format!("{folder}#{}-{n}", kind.prefix())
 }
 
 fn plc_id(state: &OpcuaState, id: &str) -> NodeId {
@@ -505,7 +575,18 @@ fn view(state: &OpcuaState, start_time: DateTime, located: &Located<'_>) -> View
                 value_rank,
                 array_dimensions: (value_rank == 1).then(|| vec![0]),
                 value: std_value(state, start_time, node),
+                readable: true,
             }),
+        },
+        Located::Generated(folder, kind, n) => View {
+            id: plc_id(state, &generated_id(folder, *kind, *n)),
+            class: NodeClass::Object,
+            browse_name: QualifiedName::new(
+                state.namespace_index(),
+                format!("{}-{n}", kind.prefix()),
+            ),
+            type_definition: NodeId::new(0, FOLDER_TYPE),
+            variable: None,
         },
         Located::Plc(id) => {
             let ns = state.namespace_index();
@@ -518,15 +599,21 @@ fn view(state: &OpcuaState, start_time: DateTime, located: &Located<'_>) -> View
                     }
                     _ => None,
                 };
+                let value = if !v.readable || state.quirks.on(Quirk::UnreadableValues) {
+                    Err(StatusCode::BadNotReadable)
+                } else if state.quirks.on(Quirk::BadValues) {
+                    Err(StatusCode::BadOutOfService)
+                } else if state.quirks.on(Quirk::HugeString) && v.vtype == ValueType::String {
+                    Ok(Variant::from("x".repeat(HUGE_STRING_BYTES)))
+                } else {
+                    Ok(v.value.clone())
+                };
                 VarView {
                     data_type: NodeId::new(0, v.vtype.data_type_id()),
                     value_rank: if dims.is_some() { 1 } else { -1 },
                     array_dimensions: dims,
-                    value: if v.readable {
-                        Ok(v.value.clone())
-                    } else {
-                        Err(StatusCode::BadNotReadable)
-                    },
+                    value,
+                    readable: v.readable,
                 }
             });
             View {
@@ -572,8 +659,11 @@ fn read_attribute(view: &View, attribute: AttributeId) -> Result<Variant, Status
             None => Variant::Empty,
         },
         AttributeId::AccessLevel | AttributeId::UserAccessLevel => {
-            need_var()?;
-            Variant::Byte(AccessLevel::CURRENT_READ.bits())
+            if need_var()?.readable {
+                Variant::Byte(AccessLevel::CURRENT_READ.bits())
+            } else {
+                Variant::Byte(0)
+            }
         }
         AttributeId::MinimumSamplingInterval => {
             need_var()?;
@@ -645,6 +735,18 @@ fn references(
                 ));
             }
         }
+        Located::Generated(folder, kind, n) => {
+            if *kind == Generated::Deep && *n < DEEP_NESTING_LEVELS {
+                let child = Located::Generated(folder, Generated::Deep, n + 1);
+                out.push(reference(state, start_time, &child, ORGANIZES, true));
+            }
+            let parent = if *kind == Generated::Deep && *n > 1 {
+                Located::Generated(folder, Generated::Deep, n - 1)
+            } else {
+                Located::Plc(folder)
+            };
+            out.push(reference(state, start_time, &parent, ORGANIZES, false));
+        }
         Located::Plc(id) => {
             for child in state.children.get(*id).into_iter().flatten() {
                 out.push(reference(
@@ -654,6 +756,11 @@ fn references(
                     ORGANIZES,
                     true,
                 ));
+            }
+            let is_folder = state.nodes.get(*id).is_some_and(|n| n.variable.is_none());
+            if is_folder && state.quirks.on(Quirk::DeepNesting) {
+                let chain = Located::Generated(id, Generated::Deep, 1);
+                out.push(reference(state, start_time, &chain, ORGANIZES, true));
             }
             let parent = OpcuaState::parent_of(id);
             let parent_ref = if parent.is_empty() {
@@ -682,9 +789,66 @@ fn references(
     out
 }
 
-/// The rest of a node's references, handed back through a browse continuation point.
+/// The rest of a node's references, handed back through a browse continuation point: the
+/// listed ones still to send, then the generated ones (`million-refs`, or the
+/// `endless-continuation` page that never ends), made page by page.
 struct Remaining {
-    references: Vec<ReferenceDescription>,
+    references: std::collections::VecDeque<ReferenceDescription>,
+    generator: Option<Generator>,
+}
+
+/// Makes the references of a quirk on demand: a folder's millionth reference costs nothing
+/// until a client pages that far.
+struct Generator {
+    folder: String,
+    kind: Generated,
+    next: u32,
+}
+
+impl Generator {
+    /// The generator for a browsed node, when a quirk adds references to it.
+    fn for_node(state: &OpcuaState, located: &Located<'_>) -> Option<Generator> {
+        let Located::Plc(id) = located else {
+            return None;
+        };
+        if state.nodes.get(*id).is_none_or(|n| n.variable.is_some()) {
+            return None;
+        }
+        let kind = if state.quirks.on(Quirk::EndlessContinuation) {
+            Generated::More
+        } else if state.quirks.on(Quirk::MillionRefs) {
+            Generated::Ref
+        } else {
+            return None;
+        };
+        Some(Generator {
+            folder: (*id).to_owned(),
+            kind,
+            next: 1,
+        })
+    }
+
+    fn exhausted(&self) -> bool {
+        self.next > self.kind.last()
+    }
+
+    /// The current reference (its node id, name and class only: what a browse needs).
+    fn current(&self, state: &OpcuaState) -> ReferenceDescription {
+        let ns = state.namespace_index();
+        let name = format!("{}-{}", self.kind.prefix(), self.next);
+        ReferenceDescription {
+            reference_type_id: ORGANIZES.into(),
+            is_forward: true,
+            node_id: ExpandedNodeId::from(plc_id(
+                state,
+                &generated_id(&self.folder, self.kind, self.next),
+            )),
+            display_name: LocalizedText::new("", &name),
+            browse_name: QualifiedName::new(ns, name),
+            node_class: NodeClass::Object,
+            type_definition: ExpandedNodeId::from(NodeId::new(0, FOLDER_TYPE)),
+        }
+    }
 }
 
 // ------------------------------------------------------------------ node manager
@@ -744,15 +908,25 @@ impl SimNodeManager {
 
     /// Applies the transport quirks before a service is answered: `stall` waits until the
     /// quirk is switched off (or the simulator stops), `drop-session` closes every client
-    /// connection. Returns the error the service must end with, if any.
+    /// connection, `slow` delays the answer, `busy` refuses it. Returns the error the service
+    /// must end with, if any.
     async fn transport_quirks(&self) -> Result<(), StatusCode> {
-        let (stall, drop) = {
+        let (stall, drop, slow, busy) = {
             let state = self.shared.lock_state();
             (
                 state.quirks.on(Quirk::Stall),
                 state.quirks.on(Quirk::DropSession),
+                state.quirks.on(Quirk::Slow),
+                state.quirks.on(Quirk::Busy),
             )
         };
+        if slow {
+            // A simulated slow PLC stack: the delay is the behaviour under test.
+            tokio::time::sleep(Duration::from_millis(SLOW_ANSWER_MS)).await;
+        }
+        if busy {
+            return Err(StatusCode::BadServerTooBusy);
+        }
         if stall {
             self.shared.wait_while_stalled().await;
             return Err(StatusCode::BadTimeout);
@@ -772,6 +946,8 @@ impl SimNodeManager {
             "no answer (stall quirk)"
         } else if state.quirks.on(Quirk::DropSession) {
             "connection dropped (drop-session quirk)"
+        } else if state.quirks.on(Quirk::Busy) {
+            "refused: BadServerTooBusy (busy quirk)"
         } else {
             "ok"
         }
@@ -884,6 +1060,12 @@ impl NodeManager for SimNodeManager {
                 node.set_error(StatusCode::BadIndexRangeInvalid);
                 continue;
             }
+            let is_variable = matches!(located, Located::Plc(id)
+                if state.nodes.get(id).is_some_and(|n| n.variable.is_some()));
+            if is_variable && state.quirks.on(Quirk::UnknownOnRead) {
+                node.set_error(StatusCode::BadNodeIdUnknown);
+                continue;
+            }
             let v = view(&state, self.shared.start_time, &located);
             match read_attribute(&v, wanted.attribute_id) {
                 Ok(value) => {
@@ -891,6 +1073,11 @@ impl NodeManager for SimNodeManager {
                     if wanted.attribute_id == AttributeId::Value {
                         dv.source_timestamp = Some(DateTime::now());
                         dv.server_timestamp = Some(DateTime::now());
+                        if state.quirks.on(Quirk::UncertainValues)
+                            && matches!(located, Located::Plc(_))
+                        {
+                            dv.status = Some(StatusCode::UncertainLastUsableValue);
+                        }
                     }
                     node.set_result(dv);
                 }
@@ -938,11 +1125,13 @@ impl NodeManager for SimNodeManager {
             return Ok(());
         }
         let page = usize::try_from(limits.max_references_per_node).unwrap_or(usize::MAX);
+        let restarts = state.quirks.on(Quirk::BrowseNextRestarts);
         for node in nodes_to_browse.iter_mut() {
             let id = node.node_id().clone();
             let pending = node.take_continuation_point::<Remaining>();
-            let mut refs = match pending {
-                Some(rest) if !state.quirks.on(Quirk::BrowseNextRestarts) => rest.references,
+            let first_page = pending.is_none() || restarts;
+            let mut rest = match pending {
+                Some(rest) if !restarts => *rest,
                 _ => {
                     let Some(located) = locate(&state, &id) else {
                         node.set_status(StatusCode::BadNodeIdUnknown);
@@ -952,29 +1141,54 @@ impl NodeManager for SimNodeManager {
                     if state.quirks.on(Quirk::ReverseOrder) {
                         all.reverse();
                     }
-                    all
+                    let (forward, inverse) = (node.allows_forward(), node.allows_inverse());
+                    all.retain(|r| if r.is_forward { forward } else { inverse });
+                    Remaining {
+                        references: all.into(),
+                        generator: Generator::for_node(&state, &located),
+                    }
                 }
             };
-            let (forward, inverse) = (node.allows_forward(), node.allows_inverse());
-            refs.retain(|r| if r.is_forward { forward } else { inverse });
             node.set_status(StatusCode::Good);
             let mut added = 0usize;
-            let mut rest = Vec::new();
-            for r in std::mem::take(&mut refs) {
-                if !rest.is_empty() || added >= page {
-                    if node.matches_filter(type_tree.get(), &r) {
-                        rest.push(r);
+            while added < page {
+                if let Some(r) = rest.references.pop_front() {
+                    match node.add(type_tree.get(), r) {
+                        AddReferenceResult::Added => added += 1,
+                        AddReferenceResult::Full(r) => {
+                            rest.references.push_front(r);
+                            break;
+                        }
+                        AddReferenceResult::Rejected => {}
                     }
                     continue;
                 }
-                match node.add(type_tree.get(), r) {
-                    AddReferenceResult::Added => added += 1,
-                    AddReferenceResult::Full(r) => rest.push(r),
-                    AddReferenceResult::Rejected => {}
+                let Some(generator) = rest.generator.as_mut() else {
+                    break;
+                };
+                // `endless-continuation`: the first answer lists the folder, every later one
+                // a single new reference, and each carries another continuation point.
+                if generator.kind == Generated::More && (first_page || added > 0) {
+                    break;
+                }
+                if generator.exhausted() {
+                    rest.generator = None;
+                    break;
+                }
+                match node.add(type_tree.get(), generator.current(&state)) {
+                    AddReferenceResult::Added => {
+                        added += 1;
+                        generator.next = generator.next.saturating_add(1);
+                    }
+                    AddReferenceResult::Full(_) => break,
+                    // The client's filter excludes them all (they are all alike).
+                    AddReferenceResult::Rejected => rest.generator = None,
                 }
             }
-            if !rest.is_empty() {
-                node.set_next_continuation_point(Box::new(Remaining { references: rest }));
+            rest.references
+                .retain(|r| node.matches_filter(type_tree.get(), r));
+            if !rest.references.is_empty() || rest.generator.is_some() {
+                node.set_next_continuation_point(Box::new(rest));
             }
         }
         Ok(())

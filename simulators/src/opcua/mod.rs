@@ -85,6 +85,7 @@
 //!                                 # "sine" (numbers 50 ± 50, period 60 ticks), "clock"
 //!                                 # (DateTime = now): a runtime value
 //! readable = true                 # optional; false answers BadNotReadable for its value
+//!                                 # and AccessLevel/UserAccessLevel without CurrentRead
 //! ```
 //!
 //! # Commands
@@ -122,6 +123,17 @@
 //! | `refuse-identity` | reads of BuildInfo and its fields answer BadUserAccessDenied |
 //! | `reverse-order` | Browse answers list references in reverse order |
 //! | `new-certificate` | every start presents a newly made certificate |
+//! | `bad-values` | the Value of every PLC variable answers BadOutOfService |
+//! | `uncertain-values` | the Value of every PLC variable comes with UncertainLastUsableValue |
+//! | `no-buildinfo` | the Server object has no BuildInfo: its variable and fields answer BadNodeIdUnknown and are not referenced |
+//! | `endless-continuation` | a Browse of a PLC folder always carries a continuation point; every BrowseNext answers one new generated reference (`<folder>#more-<n>`) and another continuation point, forever |
+//! | `deep-nesting` | every PLC folder holds a chain of 10 000 nested folders (`<folder>#deep-1` … `#deep-10000`) |
+//! | `million-refs` | every PLC folder has 1 000 000 more references (`<folder>#ref-<n>`), made page by page as a client pages through them: the simulator holds a counter, not a million references |
+//! | `huge-string` | String variables answer a 10 MiB value; connections opened while it is on have their Hello's MaxMessageSize and MaxChunkCount set to 0 ("no limit") by the front proxy, so the server sends what the client refused (async-opcua's server would otherwise refuse with BadResponseTooLarge, which sessions opened before still see) |
+//! | `busy` | Read and Browse are answered BadServerTooBusy |
+//! | `slow` | Read and Browse are answered after 250 ms ([`SLOW_ANSWER_MS`]) |
+//! | `unknown-on-read` | reads of PLC variables answer BadNodeIdUnknown while Browse still lists them |
+//! | `unreadable-values` | PLC values answer BadNotReadable while AccessLevel and UserAccessLevel still grant CurrentRead |
 //!
 //! A request over a limit is answered BadTooManyOperations on every result (the limits are
 //! enforced by the node manager so that `tiny-limits` can change them at run time).
@@ -178,11 +190,18 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::certs::ServerCertificate;
 pub use self::state::{
-    BUILD_INFO_FIELDS, BuildInfo, Limits, MIXER_DEMO_TOML, Mode, OpcuaState, PlcNode, Quirk,
-    Quirks, StateError, TINY_LIMITS, Tick, ValueType, VariableNode,
+    BUILD_INFO_FIELDS, BuildInfo, DEEP_NESTING_LEVELS, HUGE_STRING_BYTES, Limits, MILLION_REFS,
+    MIXER_DEMO_TOML, Mode, OpcuaState, PlcNode, Quirk, Quirks, SLOW_ANSWER_MS, StateError,
+    TINY_LIMITS, Tick, ValueType, VariableNode,
 };
 pub use crate::control::CommandError;
 use crate::{control::CommandTarget, request_log::RequestLog};
+
+/// Largest message the simulated server sends or accepts: above the `huge-string` quirk's
+/// value, so that quirk is limited by the client only.
+const SERVER_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// Most chunks per message, matching [`SERVER_MAX_MESSAGE_SIZE`] at 64 KiB per chunk.
+const SERVER_MAX_CHUNK_COUNT: usize = 1024;
 
 /// What the simulator's tasks share.
 pub(crate) struct Shared {
@@ -360,6 +379,11 @@ impl OpcuaSimulator {
             .trust_client_certs(true)
             .discovery_urls(vec!["/".to_owned()])
             .max_browse_continuation_points(usize::from(manager::MAX_BROWSE_CONTINUATION_POINTS))
+            // Room for the `huge-string` quirk's 10 MiB answer: the server must be able to
+            // send what a broken PLC stack would; the client's own limits (from its Hello)
+            // still apply unless the proxy rewrites them.
+            .max_message_size(SERVER_MAX_MESSAGE_SIZE)
+            .max_chunk_count(SERVER_MAX_CHUNK_COUNT)
             .token(cancel.clone());
         {
             let limits = builder.limits_mut();

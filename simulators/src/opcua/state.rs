@@ -448,11 +448,50 @@ pub enum Quirk {
     ReverseOrder,
     /// Every start presents a newly made application certificate.
     NewCertificate,
+    /// The Value of every PLC variable answers BadOutOfService.
+    BadValues,
+    /// The Value of every PLC variable comes with UncertainLastUsableValue.
+    UncertainValues,
+    /// The Server object has no BuildInfo (its variable and fields do not exist).
+    NoBuildInfo,
+    /// A browse of a PLC folder never ends: every answer carries another continuation point.
+    EndlessContinuation,
+    /// Every PLC folder holds a chain of 10 000 nested folders.
+    DeepNesting,
+    /// Every PLC folder holds 1 000 000 more references (generated page by page).
+    MillionRefs,
+    /// String variables answer a 10 MiB value, and the server ignores the client's message
+    /// limits for connections opened while it is on.
+    HugeString,
+    /// Read and Browse are answered BadServerTooBusy.
+    Busy,
+    /// Read and Browse are answered after a delay of [`SLOW_ANSWER_MS`].
+    Slow,
+    /// Reads of PLC variables answer BadNodeIdUnknown while Browse still lists them (a
+    /// contradiction).
+    UnknownOnRead,
+    /// The Value of every PLC variable answers BadNotReadable while its AccessLevel and
+    /// UserAccessLevel still grant CurrentRead (a contradiction).
+    UnreadableValues,
 }
+
+/// How long the `slow` quirk delays each Read and Browse answer: long enough that a capture
+/// of the demo (about ten requests) overruns a one-second `capture_timeout_ms`, short enough
+/// that no single request reaches a `timeout_ms` of a second or more.
+pub const SLOW_ANSWER_MS: u64 = 250;
+
+/// Nested folders of the `deep-nesting` quirk.
+pub const DEEP_NESTING_LEVELS: u32 = 10_000;
+
+/// Extra references per folder of the `million-refs` quirk.
+pub const MILLION_REFS: u32 = 1_000_000;
+
+/// Bytes of the `huge-string` quirk's value.
+pub const HUGE_STRING_BYTES: usize = 10 * 1024 * 1024;
 
 impl Quirk {
     /// Every quirk.
-    pub const ALL: [Quirk; 11] = [
+    pub const ALL: [Quirk; 22] = [
         Quirk::Stall,
         Quirk::DropSession,
         Quirk::NoBrowseNext,
@@ -464,6 +503,17 @@ impl Quirk {
         Quirk::RefuseIdentity,
         Quirk::ReverseOrder,
         Quirk::NewCertificate,
+        Quirk::BadValues,
+        Quirk::UncertainValues,
+        Quirk::NoBuildInfo,
+        Quirk::EndlessContinuation,
+        Quirk::DeepNesting,
+        Quirk::MillionRefs,
+        Quirk::HugeString,
+        Quirk::Busy,
+        Quirk::Slow,
+        Quirk::UnknownOnRead,
+        Quirk::UnreadableValues,
     ];
 
     /// The quirk's name in commands and state files.
@@ -480,6 +530,17 @@ impl Quirk {
             Quirk::RefuseIdentity => "refuse-identity",
             Quirk::ReverseOrder => "reverse-order",
             Quirk::NewCertificate => "new-certificate",
+            Quirk::BadValues => "bad-values",
+            Quirk::UncertainValues => "uncertain-values",
+            Quirk::NoBuildInfo => "no-buildinfo",
+            Quirk::EndlessContinuation => "endless-continuation",
+            Quirk::DeepNesting => "deep-nesting",
+            Quirk::MillionRefs => "million-refs",
+            Quirk::HugeString => "huge-string",
+            Quirk::Busy => "busy",
+            Quirk::Slow => "slow",
+            Quirk::UnknownOnRead => "unknown-on-read",
+            Quirk::UnreadableValues => "unreadable-values",
         }
     }
 
@@ -793,6 +854,11 @@ fn check_id(id: &str) -> Result<(), String> {
     if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(format!(
             "node id {id:?} must not contain whitespace or control characters"
+        ));
+    }
+    if id.contains('#') {
+        return Err(format!(
+            "node id {id:?} must not contain '#' (the quirks' generated nodes use it)"
         ));
     }
     Ok(())

@@ -13,8 +13,8 @@
 //! | `ads/device/version` | identity | ReadDeviceInfo's version, `major.minor.build` (`3.1.4024`: the TwinCAT build) |
 //! | `ads/symbol/<NAME>` | program | every symbol of the symbol table (0xF00B): `type`, `size`, `group`, `offset`, `flags`, `base_type`, `persistent` (flag 0x01) |
 //! | `ads/datatype/<NAME>` | program | every entry of the data-type table (0xF00E): `size`, `base_type`, `flags`, and where present `type` (element or aliased type), `array` (`[lower, count]` per dimension) and `fields` (`name`, `type`, `offset`, `size`) |
-//! | `ads/app/online_change_count` | program | `TwinCAT_SystemInfoVarList._AppInfo.OnlineChangeCnt` |
-//! | `ads/app/timestamp` | program | `_AppInfo.AppTimestamp` as `DT#YYYY-MM-DD-hh:mm:ss` (PLC local time) |
+//! | `ads/app/online_change_count` | history | `TwinCAT_SystemInfoVarList._AppInfo.OnlineChangeCnt` |
+//! | `ads/app/timestamp` | history | `_AppInfo.AppTimestamp` as `DT#YYYY-MM-DD-hh:mm:ss` (PLC local time) |
 //! | `ads/app/project_name`, `ads/app/app_name`, `ads/app/task_count` | program | `_AppInfo.ProjectName`, `AppName`, `TaskCnt` |
 //! | `ads/value/<SYMBOL>` | setpoint | the value of each symbol named by `[[asset.setpoints]]`, typed (table below); a structure gives one item per field, `ads/value/<SYMBOL>.<Field>` |
 //!
@@ -1518,7 +1518,7 @@ impl AdsCollector {
             (Ok(loc), Some(Ok(bytes))) if bytes.len() == loc.spec.length as usize => {
                 program.signals.app = Some(app_signals(loc, bytes));
                 for (path, value) in app_values(loc, bytes) {
-                    app_items.push(self.item(path, Class::Program, value)?);
+                    app_items.push(self.item(path.clone(), app_class(&path), value)?);
                 }
             }
             // The symbol table lists `_AppInfo` and the device refuses to read it, even
@@ -1635,6 +1635,17 @@ fn app_signals(loc: &AppInfoLoc, bytes: &[u8]) -> (Option<u64>, Option<u64>) {
 }
 
 /// The hashed `ads/app/...` items.
+/// The class of an `ads/app/...` item: the online change counter and the application's
+/// timestamp are the runtime's own record of what was done to it (history: two controllers
+/// running the same project never share them); the project, application name and task count
+/// are what the project delivers (program).
+fn app_class(path: &str) -> Class {
+    match path {
+        "ads/app/online_change_count" | "ads/app/timestamp" => Class::History,
+        _ => Class::Program,
+    }
+}
+
 fn app_values(loc: &AppInfoLoc, bytes: &[u8]) -> Vec<(String, Value)> {
     let fields = [
         ("OnlineChangeCnt", "online_change_count"),

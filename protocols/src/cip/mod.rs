@@ -9,7 +9,7 @@
 //! | `cip/identity/serial_number` | identity | 8 hex digits, as RSLinx shows it |
 //! | `cip/identity/product_name` | identity | e.g. `"1769-L33ER/A LOGIX5333ER"` |
 //! | `cip/controller/name` | program | the project name (program-name object 0x64) |
-//! | `cip/controller/audit_value`, `cip/controller/changes_to_detect` | program | the controller's change-detection values, `"16#xxxx_xxxx_xxxx_xxxx"` (see below) |
+//! | `cip/controller/audit_value`, `cip/controller/changes_to_detect` | history | the controller's change-detection values, `"16#xxxx_xxxx_xxxx_xxxx"` (see below) |
 //! | `cip/program/<program>` | program | `{routines: [...]}` |
 //! | `cip/task/<task>` | program | null (the task exists) |
 //! | `cip/tag/<tag>` and `cip/tag/Program:<program>.<tag>` | program | `{type: "REAL", dims: [10]}` (dims only for arrays) |
@@ -1615,16 +1615,18 @@ impl CipCollector {
             Class::Program,
             probe.name.clone(),
         )?;
+        // The controller's change-detection values are its own history (two controllers
+        // running the same project never share them), not content a change delivers.
         self.insert(
             &mut s,
             "cip/controller/audit_value".into(),
-            Class::Program,
+            Class::History,
             cache.audit_value.clone(),
         )?;
         self.insert(
             &mut s,
             "cip/controller/changes_to_detect".into(),
-            Class::Program,
+            Class::History,
             cache.changes_value.clone(),
         )?;
         let browse = &cache.browse;

@@ -151,6 +151,25 @@ impl Diff {
         Diff { changes }
     }
 
+    /// The changes of content items (program and setpoint classes): what a change delivers.
+    pub fn content_changes(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.class.is_content())
+    }
+
+    /// The digest of the content changes, in the diff encoding of [`crate::encoding`]: what an
+    /// approver signs as `diff` to prove which changes they reviewed. Device facts and history
+    /// (serial numbers, change counters) are left out, so the diff reviewed on a staging
+    /// controller is the diff production will show.
+    pub fn content_digest(&self) -> crate::Digest {
+        let changes: Vec<(&str, Option<&Value>, Option<&Value>)> = self
+            .content_changes()
+            .map(|c| (c.path.as_str(), c.before.as_ref(), c.after.as_ref()))
+            .collect();
+        let mut out = Vec::new();
+        crate::encoding::write_diff(&mut out, changes.into_iter());
+        crate::Digest::of(&out)
+    }
+
     /// Whether the snapshots are the same.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()

@@ -28,6 +28,18 @@
 //!   0x0a unavailable  reason:str
 //! ```
 //!
+//! The content changes between two snapshots (what an approver reviewed, see
+//! [`crate::Diff::content_digest`]) have an encoding of their own:
+//!
+//! ```text
+//! diff     := magic version 0xd1 count change*
+//!   0xd1    := marks a diff, so no diff encoding is ever a snapshot encoding
+//!   count   := u32                             number of changes
+//!   change* := content changes only (classes program and setpoint), sorted by path
+//! change   := path:str before:opt after:opt
+//! opt      := 0x00 (absent) | 0x01 value
+//! ```
+//!
 //! All integers are big-endian. Digests (see [`crate::Snapshot::digests`]):
 //! - the **signature** is BLAKE3 of the whole snapshot encoding;
 //! - a **class digest** is BLAKE3 of the snapshot encoding of only that class's items;
@@ -124,6 +136,32 @@ pub(crate) fn write_snapshot<'a>(
     write_len(out, items.len());
     for item in items {
         write_item(out, item);
+    }
+}
+
+/// The marker byte after magic and version that makes an encoding a diff encoding.
+pub const DIFF_MARKER: u8 = 0xd1;
+
+/// Writes the diff encoding of `changes` (already filtered and in path order).
+pub(crate) fn write_diff<'a>(
+    out: &mut Vec<u8>,
+    changes: impl ExactSizeIterator<Item = (&'a str, Option<&'a Value>, Option<&'a Value>)>,
+) {
+    out.extend_from_slice(MAGIC);
+    out.push(ENCODING_VERSION);
+    out.push(DIFF_MARKER);
+    write_len(out, changes.len());
+    for (path, before, after) in changes {
+        write_str(out, path);
+        for side in [before, after] {
+            match side {
+                None => out.push(0x00),
+                Some(v) => {
+                    out.push(0x01);
+                    write_value(out, v);
+                }
+            }
+        }
     }
 }
 

@@ -60,3 +60,46 @@ fn version_1_digests_are_pinned() {
     expect!["blake3:bfe5f55521b9e2a4be3110110b6b6be469ccb848399eec3708c7df80cdeec116"]
         .assert_eq(&item.digest().to_string());
 }
+
+/// The history class (0x04) and the change signature: content items only, so a serial number
+/// or a change counter never moves it. Checked against an independent BLAKE3 (Python's
+/// `blake3`) over the bytes pinned here.
+#[test]
+fn history_and_the_change_signature_are_pinned() {
+    let mut s = sample();
+    s.replace(Item::new("hist/changes", Class::History, Value::UInt(7)).expect("valid"));
+    let bytes = s.encode();
+    let history_item = hex(&s.get("hist/changes").expect("present").encode());
+    expect!["0000000c686973742f6368616e67657304030000000000000007"].assert_eq(&history_item);
+    assert!(hex(&bytes).contains(&history_item));
+    let d = s.digests();
+    expect!["blake3:c5f465b76f6ec317d0f73496b8632f7023bd7ec368e9b651d98b2497ca09305a"]
+        .assert_eq(&d.setpoint.to_string());
+    let content_before = d.content;
+    // Device facts and history move the signature, never the change signature.
+    s.replace(Item::new("hist/changes", Class::History, Value::UInt(8)).expect("valid"));
+    s.replace(Item::new("id/vendor", Class::Identity, Value::Text("OTHER".into())).expect("valid"));
+    assert_ne!(s.digests().overall, d.overall);
+    assert_eq!(s.digests().content, content_before);
+    expect!["blake3:4607e50a8bee38d31db6722ca73e0426103d5186463d4f4404aef2341f95f90e"]
+        .assert_eq(&content_before.to_string());
+}
+
+/// The diff encoding (what `diff` claims in approval tokens sign): content changes only.
+#[test]
+fn the_content_diff_encoding_is_pinned() {
+    let before = sample();
+    let mut after = sample();
+    after.replace(
+        Item::new("modbus/holding/40", Class::Setpoint, Value::UInt(1300)).expect("valid"),
+    );
+    after.replace(Item::new("prog/OB2", Class::Program, Value::Bytes(vec![1])).expect("valid"));
+    after.replace(
+        Item::new("id/vendor", Class::Identity, Value::Text("OTHER".into())).expect("valid"),
+    );
+    let diff = otdrift_core::Diff::between(&before, &after);
+    assert_eq!(diff.changes.len(), 3);
+    assert_eq!(diff.content_changes().count(), 2);
+    expect!["blake3:6648102a29db2312deefbbc8ef5565a71ed7ea26febe77bb503a5259778d14c0"]
+        .assert_eq(&diff.content_digest().to_string());
+}

@@ -182,7 +182,10 @@ fn valid_jwt_is_refused_the_second_time() {
     // `from` to match), and either way its jti is now spent.
     match first {
         Outcome::Rejected { ref code, .. } => assert_eq!(code, "from-mismatch"),
-        Outcome::Pending { .. } | Outcome::Applied { .. } | Outcome::Withdrawn { .. } => {}
+        Outcome::Pending { .. }
+        | Outcome::Applied { .. }
+        | Outcome::Withdrawn { .. }
+        | Outcome::Reviewed { .. } => {}
     }
     let second =
         approval::submit(&config, &mut store, &token, approval::COMMAND_LINE).expect("submitted");

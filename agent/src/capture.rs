@@ -11,7 +11,9 @@ use anyhow::anyhow;
 use otdrift_config::AssetConfig;
 use otdrift_core::Value;
 use otdrift_protocols::{Capture, CollectError, Collector, FailureReason, Scope};
-use otdrift_store::{CaptureOutcome, CaptureRecord, FailedCollection, Phase, Store, StoreError};
+use otdrift_store::{
+    CaptureOutcome, CaptureRecord, ChangeRules, FailedCollection, Phase, Store, StoreError,
+};
 
 use crate::exit::Failure;
 
@@ -62,6 +64,7 @@ impl From<CaptureFailure> for Failure {
 pub fn record(
     store: &mut Store,
     asset: &AssetConfig,
+    rules: &ChangeRules,
     capture: &Capture,
     change: Option<(&str, Phase)>,
 ) -> Result<CaptureOutcome, StoreError> {
@@ -78,6 +81,7 @@ pub fn record(
         duration_ms: u64::try_from(capture.stats.duration.as_millis()).unwrap_or(u64::MAX),
         requests: u64::from(capture.stats.requests),
         label: &label,
+        rules,
     })
 }
 
@@ -123,6 +127,7 @@ pub fn refusals(
 pub fn record_checked(
     store: &mut Store,
     asset: &AssetConfig,
+    rules: &ChangeRules,
     capture: &Capture,
     change: Option<(&str, Phase)>,
 ) -> Result<CaptureOutcome, CaptureFailure> {
@@ -135,7 +140,7 @@ pub fn record_checked(
         }
         return Err(failure);
     }
-    record(store, asset, capture, change).map_err(CaptureFailure::Store)
+    record(store, asset, rules, capture, change).map_err(CaptureFailure::Store)
 }
 
 /// What recording a failure started.
@@ -187,6 +192,7 @@ pub fn record_failure(
 pub async fn capture_asset(
     store: &mut Store,
     asset: &AssetConfig,
+    rules: &ChangeRules,
     collector: &mut dyn Collector,
     change: Option<(&str, Phase)>,
 ) -> Result<CaptureReport, CaptureFailure> {
@@ -199,6 +205,6 @@ pub async fn capture_asset(
             return Err(CaptureFailure::Device(error));
         }
     };
-    let outcome = record_checked(store, asset, &capture, change)?;
+    let outcome = record_checked(store, asset, rules, &capture, change)?;
     Ok(CaptureReport { capture, outcome })
 }

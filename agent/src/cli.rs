@@ -54,6 +54,8 @@ pub enum KindArg {
     Normal,
     /// An emergency change.
     Emergency,
+    /// A review of an emergency change (`--to` = the state it applied).
+    Review,
 }
 
 impl KindArg {
@@ -63,6 +65,7 @@ impl KindArg {
             KindArg::Standard => crate::approval::Kind::Standard,
             KindArg::Normal => crate::approval::Kind::Normal,
             KindArg::Emergency => crate::approval::Kind::Emergency,
+            KindArg::Review => crate::approval::Kind::Review,
         }
     }
 }
@@ -173,12 +176,17 @@ pub enum Command {
         #[arg(long)]
         change: String,
         /// The signature of the approved state (from `otdrift capture`).
-        #[arg(
-            long,
-            required_unless_present = "withdraw",
-            conflicts_with = "withdraw"
-        )]
+        #[arg(long, required_unless_present_any = ["withdraw", "content"], conflicts_with_all = ["withdraw", "content"])]
         to: Option<String>,
+        /// Approve a change signature instead of a full signature: any controller running this
+        /// content, with its identity unchanged (`otdrift capture` prints it as
+        /// `change signature`; learn it on a staging controller).
+        #[arg(long, conflicts_with = "withdraw")]
+        content: Option<String>,
+        /// The digest of the content changes you reviewed (`otdrift diff ASSET --to ... --json`
+        /// prints it as `diff_digest`), for assets whose policy has `diff_review`.
+        #[arg(long, conflicts_with = "withdraw")]
+        diff: Option<String>,
         /// Instead of approving a state, withdraw the pending approval whose token id (`jti`)
         /// this is: a `withdraw` token.
         #[arg(long, conflicts_with_all = ["from", "kind"])]

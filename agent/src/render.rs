@@ -56,6 +56,7 @@ pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
             "status": e.status.as_str(),
             "severity": e.severity.as_str(),
             "first_seen": format_timestamp(e.first_seen),
+            "policy_reason": e.policy_reason,
             "changes": e.changes,
         }),
         DriftOutcome::None | DriftOutcome::Resolved(_) | DriftOutcome::Approved(_) => Json::Null,
@@ -68,10 +69,12 @@ pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
         "address": asset.address,
         "captured_at": format_timestamp(outcome.capture.last_seen),
         "digest": outcome.digests.overall,
+        "change_signature": outcome.digests.content,
         "classes": {
             "identity": outcome.digests.identity,
             "program": outcome.digests.program,
             "setpoint": outcome.digests.setpoint,
+            "history": outcome.digests.history,
         },
         "item_count": snapshot.len(),
         "items": items,
@@ -85,6 +88,11 @@ pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
             DriftOutcome::Approved(e) => json!(e.id),
             _ => Json::Null,
         },
+        "policy_unmet": outcome.policy_unmet.as_ref().map(|(change, policy, unmet)| json!({
+            "change_id": change,
+            "policy": policy,
+            "unmet": unmet,
+        })),
         "approval_applied": outcome.approval.as_ref().map(|a| json!({
             "change_id": a.approval.change_id,
             "jti": a.approval.jti,
@@ -153,6 +161,10 @@ pub fn capture_human(asset: &AssetConfig, report: &CaptureReport) -> String {
         stats.duration.as_millis()
     ));
     out.push_str(&format!("  signature  {}\n", o.digests.overall));
+    out.push_str(&format!(
+        "  change signature {}  (content only: program and setpoint items)\n",
+        o.digests.content
+    ));
     for class in Class::ALL {
         out.push_str(&format!(
             "  {:<9}  {}  ({} items)\n",
@@ -182,6 +194,12 @@ pub fn capture_human(asset: &AssetConfig, report: &CaptureReport) -> String {
         out.push_str(&format!(
             "  operating state {}: {} -> {} (reported, not drift)\n",
             c.key, c.before, c.after
+        ));
+    }
+    if let Some((change, policy, unmet)) = &o.policy_unmet {
+        out.push_str(&format!(
+            "  change {change} is approved but policy {policy} is not met: {}\n",
+            unmet.join("; ")
         ));
     }
     if let Some(a) = &o.approval {
@@ -286,7 +304,22 @@ pub fn asset_rows(
         let baseline = store.current_baseline(&asset.id)?;
         let open = store.open_drift_count(&asset.id)?;
         let pending = store.pending_approvals(&asset.id)?.len();
+        let review_due: Vec<Json> = store
+            .reviews_due(&asset.id)?
+            .iter()
+            .map(|c| {
+                json!({
+                    "change_id": c.change_id,
+                    "status": c.status,
+                    "review_due_by": c.review_due_by.map(format_timestamp),
+                    "reviews_needed": c.review_approvals,
+                })
+            })
+            .collect();
         rows.push(json!({
+            "policy": asset.policy,
+            "staging_for": asset.staging_for,
+            "review_due": review_due,
             "id": asset.id,
             "protocol": asset.protocol.kind().as_str(),
             "address": asset.address,

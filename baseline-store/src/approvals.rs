@@ -61,8 +61,13 @@ pub struct ApprovalInput<'a> {
     pub requestor: Option<&'a str>,
     /// The state the change starts from, when the token names one.
     pub from: Option<Digest>,
-    /// The approved state.
-    pub to: Digest,
+    /// The approved state (`to`): this device in exactly this state.
+    pub to: Option<Digest>,
+    /// The approved content (`content`, a change signature): any controller running it,
+    /// with the asset's identity unchanged. Exactly one of `to` and `content` is set.
+    pub content: Option<Digest>,
+    /// The digest of the content changes the approver reviewed (`diff`).
+    pub diff: Option<Digest>,
     /// `iat`.
     pub issued_at: DateTime<Utc>,
     /// `nbf`.
@@ -78,6 +83,8 @@ pub struct ApprovalInput<'a> {
     pub max_observation_age: chrono::TimeDelta,
     /// Who submitted it (an API client's address, `command-line`), for rate limits.
     pub source: &'a str,
+    /// The asset's change policy and staging relations.
+    pub rules: &'a crate::ChangeRules,
 }
 
 /// Where an approval stands.
@@ -147,8 +154,14 @@ pub struct ApprovalRow {
     pub requestor: Option<String>,
     /// `from`.
     pub from: Option<Digest>,
-    /// `to`.
-    pub to: Digest,
+    /// `to`: the approved state, when the token names one.
+    pub to: Option<Digest>,
+    /// `content`: the approved change signature, when the token names one.
+    pub content: Option<Digest>,
+    /// `diff`: the digest of the content changes the approver reviewed.
+    pub diff: Option<Digest>,
+    /// The state the baseline moved to when it was applied.
+    pub applied_digest: Option<Digest>,
     /// `iat`.
     pub issued_at: DateTime<Utc>,
     /// `nbf`.
@@ -192,6 +205,14 @@ pub enum ApprovalRefusal {
         /// The current baseline, if any.
         baseline: Option<Digest>,
     },
+    /// A review names a change that is not an emergency awaiting review on this asset, or
+    /// another state than the one the change applied.
+    NotUnderReview {
+        /// The change it names.
+        change_id: String,
+        /// Where that change stands, if it exists.
+        status: Option<String>,
+    },
     /// A withdrawal names an approval that is not pending on this asset.
     NotPending {
         /// The `jti` it names.
@@ -208,6 +229,7 @@ impl ApprovalRefusal {
             ApprovalRefusal::Replay { .. } => "replay",
             ApprovalRefusal::FromMismatch { .. } => "from-mismatch",
             ApprovalRefusal::NotPending { .. } => "not-pending",
+            ApprovalRefusal::NotUnderReview { .. } => "not-under-review",
         }
     }
 }
@@ -231,6 +253,16 @@ impl std::fmt::Display for ApprovalRefusal {
                 None => write!(
                     f,
                     "the token's `from` {from} names a baseline, but the asset has none yet"
+                ),
+            },
+            ApprovalRefusal::NotUnderReview { change_id, status } => match status {
+                Some(status) => write!(
+                    f,
+                    "change {change_id:?} on this asset is {status}, or applied another state: only an emergency change is reviewed, with `to` = the state it applied"
+                ),
+                None => write!(
+                    f,
+                    "change {change_id:?} moved no baseline of this asset: there is nothing to review"
                 ),
             },
             ApprovalRefusal::NotPending { target, status } => match status {
@@ -268,12 +300,13 @@ pub struct WithdrawInput<'a> {
     pub source: &'a str,
 }
 
-/// When a token id was first received, by an approval or a withdrawal.
-fn jti_received(conn: &Connection, jti: &str) -> Result<Option<String>, StoreError> {
+/// When a token id was first received, by an approval, a withdrawal or a review.
+pub(crate) fn jti_received(conn: &Connection, jti: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT received_at FROM approvals WHERE jti = ?1
-             UNION ALL SELECT received_at FROM withdrawals WHERE jti = ?1 LIMIT 1",
+             UNION ALL SELECT received_at FROM withdrawals WHERE jti = ?1
+             UNION ALL SELECT received_at FROM reviews WHERE jti = ?1 LIMIT 1",
             [jti],
             |r| r.get(0),
         )
@@ -304,11 +337,13 @@ pub enum ApprovalDecision {
     Rejected(ApprovalRefusal),
 }
 
-const APPROVAL_COLUMNS: &str = "id, jti, asset, change_id, kind, approver_id, approver, requestor, from_digest, to_digest, issued_at, not_before, expires_at, token, claims, status, reason, received_at, applied_at, retroactive, baseline_id, closed_at";
+pub(crate) const APPROVAL_COLUMNS: &str = "id, jti, asset, change_id, kind, approver_id, approver, requestor, from_digest, to_digest, issued_at, not_before, expires_at, token, claims, status, reason, received_at, applied_at, retroactive, baseline_id, closed_at, content_digest, diff_digest, (SELECT digest FROM baselines WHERE baselines.id = approvals.baseline_id)";
 
-fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ApprovalRow, StoreError>> {
+pub(crate) fn approval_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<ApprovalRow, StoreError>> {
     let from: Option<String> = r.get(8)?;
-    let to: String = r.get(9)?;
+    let to: Option<String> = r.get(9)?;
     let issued: String = r.get(10)?;
     let nbf: String = r.get(11)?;
     let exp: String = r.get(12)?;
@@ -317,6 +352,9 @@ fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ApprovalRow, S
     let received: String = r.get(17)?;
     let applied: Option<String> = r.get(18)?;
     let closed: Option<String> = r.get(21)?;
+    let content: Option<String> = r.get(22)?;
+    let diff: Option<String> = r.get(23)?;
+    let applied_digest: Option<String> = r.get(24)?;
     let id: i64 = r.get(0)?;
     let fields = (
         r.get::<_, String>(1)?,
@@ -355,7 +393,10 @@ fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ApprovalRow, S
             approver,
             requestor,
             from: from.as_deref().map(digest).transpose()?,
-            to: digest(&to)?,
+            to: to.as_deref().map(digest).transpose()?,
+            content: content.as_deref().map(digest).transpose()?,
+            diff: diff.as_deref().map(digest).transpose()?,
+            applied_digest: applied_digest.as_deref().map(digest).transpose()?,
             issued_at: ts(&issued)?,
             not_before: ts(&nbf)?,
             expires_at: ts(&exp)?,
@@ -373,7 +414,7 @@ fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ApprovalRow, S
     })())
 }
 
-fn approval_by_id(conn: &Connection, id: i64) -> Result<ApprovalRow, StoreError> {
+pub(crate) fn approval_by_id(conn: &Connection, id: i64) -> Result<ApprovalRow, StoreError> {
     conn.query_row(
         &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
         [id],
@@ -381,7 +422,7 @@ fn approval_by_id(conn: &Connection, id: i64) -> Result<ApprovalRow, StoreError>
     )?
 }
 
-fn approvals_where(
+pub(crate) fn approvals_where(
     conn: &Connection,
     filter: &str,
     param: &dyn rusqlite::ToSql,
@@ -426,22 +467,29 @@ pub(crate) fn expire_pending(conn: &Connection, clock: &dyn Clock) -> Result<(),
     Ok(())
 }
 
-/// The first pending approval that the asset's arrival at `observed` applies: `to` equal to
-/// the observed state, inside its time window, and `from` (if any) still the baseline.
-pub(crate) fn applicable_pending(
-    conn: &Connection,
-    asset: &str,
-    observed: &Digest,
+/// Whether a pending approval covers an observation of its asset: the observed state is its
+/// `to`, or the observed change signature is its `content` with the asset's identity
+/// unchanged from the baseline's; inside its time window; `from` (if any) still the baseline.
+pub(crate) fn covers(
+    a: &ApprovalRow,
+    observed: &crate::changes::Observed,
     baseline: Option<&Digest>,
     now: DateTime<Utc>,
-) -> Result<Option<ApprovalRow>, StoreError> {
-    let candidates = approvals_where(conn, "status = 'pending' AND asset = ?1", &asset)?;
-    Ok(candidates.into_iter().find(|a| {
-        a.to == *observed
-            && a.not_before <= now
-            && now <= a.expires_at
-            && a.from.is_none_or(|f| Some(&f) == baseline)
-    }))
+) -> bool {
+    let state = match (a.to, a.content) {
+        (Some(to), _) => to == observed.digest,
+        (None, Some(content)) => {
+            content == observed.content
+                && observed
+                    .baseline_identity
+                    .is_some_and(|identity| identity == observed.identity)
+        }
+        (None, None) => false,
+    };
+    state
+        && a.not_before <= now
+        && now <= a.expires_at
+        && a.from.is_none_or(|f| Some(&f) == baseline)
 }
 
 /// After `applied` moved the baseline: every other pending approval of the asset whose `from`
@@ -480,7 +528,8 @@ fn supersede_pending(
             "jti": other.jti,
             "asset": other.asset,
             "change_id": other.change_id,
-            "to": other.to.to_string(),
+            "to": other.to.map(|d| d.to_string()),
+            "content": other.content.map(|d| d.to_string()),
             "from": other.from.map(|d| d.to_string()),
             "superseded_by": {
                 "jti": applied.jti,
@@ -507,13 +556,15 @@ fn supersede_pending(
     Ok(())
 }
 
-/// Moves the asset's baseline to the approval's `to`, inside the caller's transaction.
-/// `observed_now` is true when the asset is being captured in that state right now, in which
-/// case an open drift is approved whatever intermediate state it last recorded.
+/// Moves the asset's baseline to `target` (the approval's `to`, or the observed state its
+/// `content` covers), inside the caller's transaction. `observed_now` is true when the asset
+/// is being captured in that state right now, in which case an open drift is approved whatever
+/// intermediate state it last recorded.
 pub(crate) fn apply(
     conn: &Connection,
     clock: &dyn Clock,
     approval: &ApprovalRow,
+    target: &Digest,
     observed_now: bool,
 ) -> Result<AppliedApproval, StoreError> {
     let now = clock.now();
@@ -521,27 +572,27 @@ pub(crate) fn apply(
     let previous = current_baseline(conn, &approval.asset)?;
     let first_seen: Option<String> = conn.query_row(
         "SELECT MIN(first_seen) FROM captures WHERE asset = ?1 AND digest = ?2",
-        params![approval.asset, approval.to.to_string()],
+        params![approval.asset, target.to_string()],
         |r| r.get(0),
     )?;
     let first_seen = opt_ts(first_seen)?;
     // `iat` has whole seconds; the same second counts as "not after" (benefit of the doubt).
     // Approving the state that already is the baseline (a provisional first baseline) changes
     // nothing on the plant floor, so it cannot come after an implementation.
-    let confirms_baseline = previous.as_ref().is_some_and(|b| b.digest == approval.to);
+    let confirms_baseline = previous.as_ref().is_some_and(|b| b.digest == *target);
     let retroactive = !confirms_baseline
         && first_seen.is_some_and(|seen| approval.issued_at.timestamp() > seen.timestamp());
     let capture_id: Option<i64> = conn
         .query_row(
             "SELECT id FROM captures WHERE asset = ?1 AND digest = ?2 ORDER BY id DESC LIMIT 1",
-            params![approval.asset, approval.to.to_string()],
+            params![approval.asset, target.to_string()],
             |r| r.get(0),
         )
         .optional()?;
     let baseline = insert_baseline(
         conn,
         &approval.asset,
-        &approval.to,
+        target,
         false,
         now,
         "approval",
@@ -577,12 +628,12 @@ pub(crate) fn apply(
         .map(DriftRaw::parse)
         .transpose()?;
     let drift = match open {
-        Some(d) if observed_now || d.observed_digest == approval.to => {
+        Some(d) if observed_now || d.observed_digest == *target => {
             conn.execute(
                 "UPDATE drift_events SET status = 'approved', change_id = ?2, closed_at = ?3,
                      observed_digest = ?4
                  WHERE id = ?1",
-                params![d.id, approval.change_id, now_text, approval.to.to_string()],
+                params![d.id, approval.change_id, now_text, target.to_string()],
             )?;
             let approved = conn
                 .query_row(
@@ -601,7 +652,7 @@ pub(crate) fn apply(
                     "asset": approval.asset,
                     "change_id": approval.change_id,
                     "approval_id": approval.id,
-                    "observed_digest": approval.to.to_string(),
+                    "observed_digest": target.to_string(),
                 }),
             )?;
             Some(approved)
@@ -624,7 +675,8 @@ pub(crate) fn apply(
             "approver_id": approval.approver_id,
             "approver": approval.approver,
             "requestor": approval.requestor,
-            "to": approval.to.to_string(),
+            "to": target.to_string(),
+            "content": approval.content.map(|d| d.to_string()),
             "retroactive": retroactive,
         }),
     )?;
@@ -637,7 +689,7 @@ pub(crate) fn apply(
             "asset": approval.asset,
             "baseline_id": baseline.id,
             "previous_digest": previous_digest,
-            "digest": approval.to.to_string(),
+            "digest": target.to_string(),
             "change_id": approval.change_id,
             "approval_id": approval.id,
             "reason": "approval",
@@ -650,7 +702,7 @@ pub(crate) fn apply(
         Some(&approval.asset),
         &json!({
             "asset": approval.asset,
-            "digest": approval.to.to_string(),
+            "digest": target.to_string(),
             "previous_digest": previous_digest,
             "provisional": false,
             "reason": "approval",
@@ -682,7 +734,7 @@ pub const REJECTIONS_PER_MINUTE: i64 = 10;
 /// Records a rejection: an audit entry and an `approval.rejected` event, unless `source` has
 /// already had [`REJECTIONS_PER_MINUTE`] this minute, in which case it is only counted (and
 /// the count is summarised when the minute is over).
-fn rejection(
+pub(crate) fn rejection(
     conn: &Connection,
     clock: &dyn Clock,
     source: &str,
@@ -913,7 +965,8 @@ impl Store {
             "jti": row.jti,
             "asset": row.asset,
             "change_id": row.change_id,
-            "to": row.to.to_string(),
+            "to": row.to.map(|d| d.to_string()),
+            "content": row.content.map(|d| d.to_string()),
             "withdrawn_by": {
                 "jti": input.jti,
                 "approver_id": input.approver_id,
@@ -957,7 +1010,8 @@ impl Store {
             "asset": input.asset,
             "change_id": input.change_id,
             "approver_id": input.approver_id,
-            "to": input.to.to_string(),
+            "to": input.to.map(|d| d.to_string()),
+            "content": input.content.map(|d| d.to_string()),
             "from": input.from.map(|d| d.to_string()),
         });
 
@@ -1002,8 +1056,9 @@ impl Store {
             &format!(
                 "INSERT INTO approvals(jti, asset, change_id, kind, approver_id, approver, requestor,
                      from_digest, to_digest, issued_at, not_before, expires_at, token, claims,
-                     status, reason, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, '{status}', ?15, ?16)"
+                     status, reason, received_at, content_digest, diff_digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, '{status}', ?15, ?16,
+                     ?17, ?18)"
             ),
             params![
                 input.jti,
@@ -1014,7 +1069,7 @@ impl Store {
                 input.approver,
                 input.requestor,
                 input.from.map(|d| d.to_string()),
-                input.to.to_string(),
+                input.to.map(|d| d.to_string()),
                 format_timestamp(input.issued_at),
                 format_timestamp(input.not_before),
                 format_timestamp(input.expires_at),
@@ -1022,6 +1077,8 @@ impl Store {
                 input.claims.to_string(),
                 refusal.as_ref().map(ToString::to_string),
                 now_text,
+                input.content.map(|d| d.to_string()),
+                input.diff.map(|d| d.to_string()),
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -1029,22 +1086,15 @@ impl Store {
             return refuse(tx, refusal);
         }
 
-        // "Observed now" means the asset's latest capture is this state *and* was seen
-        // recently: an asset unreachable for days may be in any state by now, so the approval
-        // waits for the next capture to see it.
-        let observed: Option<(String, String)> = tx
-            .query_row(
-                "SELECT digest, last_seen FROM captures WHERE asset = ?1 ORDER BY id DESC LIMIT 1",
-                [input.asset],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let observed_now = match observed {
-            Some((digest, last_seen)) if digest == input.to.to_string() => {
-                now - ts(&last_seen)? <= input.max_observation_age
-            }
-            _ => false,
-        };
+        // "Observed now" means the asset's latest capture is the approved state *and* was
+        // seen recently: an asset unreachable for days may be in any state by now, so the
+        // approval waits for the next capture to see it.
+        let observed = crate::changes::latest_observation(&tx, input.asset)?;
+        let row = approval_by_id(&tx, id)?;
+        let fresh = observed
+            .as_ref()
+            .filter(|o| now - o.last_seen <= input.max_observation_age)
+            .filter(|o| covers(&row, o, baseline.as_ref().map(|b| &b.digest), now));
         audit::append(
             &tx,
             clock.as_ref(),
@@ -1060,17 +1110,35 @@ impl Store {
                 "approver": input.approver,
                 "requestor": input.requestor,
                 "from": input.from.map(|d| d.to_string()),
-                "to": input.to.to_string(),
+                "to": input.to.map(|d| d.to_string()),
+                "content": input.content.map(|d| d.to_string()),
+                "diff": input.diff.map(|d| d.to_string()),
                 "issued_at": format_timestamp(input.issued_at),
                 "expires_at": format_timestamp(input.expires_at),
-                "status": if observed_now { "applied" } else { "pending" },
+                "observed_now": fresh.is_some(),
             }),
         )?;
-        let row = approval_by_id(&tx, id)?;
-        let decision = if observed_now {
-            ApprovalDecision::Applied(Box::new(apply(&tx, clock.as_ref(), &row, false)?))
-        } else {
-            ApprovalDecision::Pending(Box::new(row))
+        if row.content.is_some() {
+            crate::changes::link_earlier_staging(&tx, clock.as_ref(), &row, input.rules)?;
+        }
+        let decision = match fresh {
+            Some(observation) => {
+                match crate::changes::try_apply(
+                    &tx,
+                    clock.as_ref(),
+                    input.rules,
+                    observation,
+                    true,
+                )? {
+                    crate::changes::Verdict::Applied(applied)
+                        if applied.approval.change_id == row.change_id =>
+                    {
+                        ApprovalDecision::Applied(applied)
+                    }
+                    _ => ApprovalDecision::Pending(Box::new(approval_by_id(&tx, id)?)),
+                }
+            }
+            None => ApprovalDecision::Pending(Box::new(row)),
         };
         tx.commit()?;
         Ok(decision)

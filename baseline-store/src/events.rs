@@ -40,6 +40,12 @@ pub mod event_type {
     /// The agent's public key (at every start, and after a rotation with the statement signed
     /// by the previous key).
     pub const AGENT_KEY: &str = "io.otdrift.agent.key";
+    /// A staging controller was seen with the content a change approves.
+    pub const CHANGE_STAGED: &str = "io.otdrift.change.staged";
+    /// An emergency change's review window passed before its review was complete.
+    pub const CHANGE_REVIEW_OVERDUE: &str = "io.otdrift.change.review_overdue";
+    /// An emergency change's review is complete.
+    pub const CHANGE_REVIEWED: &str = "io.otdrift.change.reviewed";
     /// The audit chain's head, published so tampering shows centrally.
     pub const AUDIT_HEAD: &str = "io.otdrift.audit.head";
 }

@@ -46,6 +46,8 @@ pub struct CaptureRecord<'a> {
     pub requests: u64,
     /// Names the config's setpoint that covers an item path, for diffs and events.
     pub label: &'a dyn Fn(&str) -> Option<String>,
+    /// The asset's change policy and staging relations.
+    pub rules: &'a crate::ChangeRules,
 }
 
 /// A capture that reached the device but failed, as [`Store::record_failure`] records it.
@@ -138,6 +140,9 @@ pub struct CaptureOutcome {
     pub drift: DriftOutcome,
     /// The pending approval this capture applied, if any.
     pub approval: Option<AppliedApproval>,
+    /// Approvals cover the observed state, but the change policy is not met yet: the change,
+    /// the policy and the unmet rules (also the open drift's `policy_reason`).
+    pub policy_unmet: Option<(String, String, Vec<String>)>,
     /// Changes of the controller's operating state (CPU mode, ADS state, ...) since the
     /// previous capture: reported, never drift.
     pub state_changes: Vec<StateChange>,
@@ -234,8 +239,9 @@ impl Store {
 
         tx.execute(
             "INSERT OR IGNORE INTO snapshots(digest, encoding_version, body, identity_digest,
-                 program_digest, setpoint_digest, item_count, first_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 program_digest, setpoint_digest, item_count, first_seen, content_digest,
+                 history_digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 digest_text,
                 otdrift_core::ENCODING_VERSION,
@@ -244,7 +250,9 @@ impl Store {
                 digests.program.to_string(),
                 digests.setpoint.to_string(),
                 rec.snapshot.len() as i64,
-                now_text
+                now_text,
+                digests.content.to_string(),
+                digests.history.to_string()
             ],
         )?;
         mark_reachable(
@@ -259,23 +267,43 @@ impl Store {
         let state_changes = operating_state_changes(&tx, clock.as_ref(), rec)?;
         let capture = upsert_capture(&tx, clock.as_ref(), rec, &digest_text, &now_text)?;
 
-        // A pending approval for exactly this state moves the baseline before drift is judged.
+        // Approvals that cover this state move the baseline before drift is judged, when the
+        // asset's change policy is met (crate::changes).
         approvals::expire_pending(&tx, clock.as_ref())?;
-        let mut current = current_baseline(&tx, rec.asset)?;
-        let pending = approvals::applicable_pending(
-            &tx,
-            rec.asset,
-            &digests.overall,
-            current.as_ref().map(|b| &b.digest),
-            now,
-        )?;
-        let approval = match pending {
-            Some(p) => {
-                let applied = approvals::apply(&tx, clock.as_ref(), &p, true)?;
-                current = Some(applied.baseline.clone());
-                Some(applied)
+        crate::changes::check_overdue(&tx, clock.as_ref())?;
+        let observed = crate::changes::Observed {
+            asset: rec.asset.to_owned(),
+            digest: digests.overall,
+            content: digests.content,
+            identity: digests.identity,
+            baseline_identity: crate::changes::baseline_identity(&tx, rec.asset)?,
+            reached_at: capture.first_seen,
+            last_seen: now,
+            capture_id: capture.id,
+        };
+        let mut policy_unmet = None;
+        let mut approval = match &rec.rules.production {
+            // A staging controller: linked to the changes it validates, and moved by a
+            // `content` approval of its production asset.
+            Some(production) => {
+                crate::changes::on_staging_capture(&tx, clock.as_ref(), production, &observed)?
             }
             None => None,
+        };
+        if approval.is_none() {
+            match crate::changes::try_apply(&tx, clock.as_ref(), rec.rules, &observed, true)? {
+                crate::changes::Verdict::Applied(applied) => approval = Some(*applied),
+                crate::changes::Verdict::Unmet {
+                    change_id,
+                    policy,
+                    unmet,
+                } => policy_unmet = Some((change_id, policy, unmet)),
+                crate::changes::Verdict::None => {}
+            }
+        }
+        let current = match &approval {
+            Some(applied) => Some(applied.baseline.clone()),
+            None => current_baseline(&tx, rec.asset)?,
         };
 
         let (baseline, baseline_created, diff, drift) = match current {
@@ -334,8 +362,16 @@ impl Store {
             Some(baseline) => {
                 let before = load_snapshot(&tx, &baseline.digest)?;
                 let diff = Diff::between(&before, rec.snapshot);
-                let drift =
-                    record_drift(&tx, clock.as_ref(), rec, &baseline, &digests, &diff, now)?;
+                let drift = record_drift(
+                    &tx,
+                    clock.as_ref(),
+                    rec,
+                    &baseline,
+                    &digests,
+                    &diff,
+                    now,
+                    policy_unmet.as_ref(),
+                )?;
                 (baseline, false, diff, drift)
             }
         };
@@ -348,6 +384,7 @@ impl Store {
             diff,
             drift,
             approval,
+            policy_unmet,
             state_changes,
         })
     }
@@ -821,7 +858,47 @@ pub(crate) fn load_snapshot(conn: &Connection, digest: &Digest) -> Result<Snapsh
         .map_err(|e| StoreError::Corrupt(format!("snapshot {digest} does not decode: {e}")))
 }
 
-pub(crate) const DRIFT_COLUMNS: &str = "id, asset, status, severity, baseline_digest, observed_digest, first_seen, last_seen, seen_count, closed_at, change_id, changes";
+/// Marks the asset's open drift approved by `change_id` (a baseline moved to `observed`), with
+/// an audit entry; returns it.
+pub(crate) fn approve_open_drift(
+    conn: &Connection,
+    clock: &dyn otdrift_core::Clock,
+    asset: &str,
+    change_id: &str,
+    approval_id: i64,
+    observed: &Digest,
+) -> Result<Option<DriftEvent>, StoreError> {
+    let Some(open) = open_drift(conn, asset)? else {
+        return Ok(None);
+    };
+    conn.execute(
+        "UPDATE drift_events SET status = 'approved', change_id = ?2, closed_at = ?3,
+             observed_digest = ?4, policy_reason = NULL
+         WHERE id = ?1",
+        params![
+            open.id,
+            change_id,
+            format_timestamp(clock.now()),
+            observed.to_string()
+        ],
+    )?;
+    audit::append(
+        conn,
+        clock,
+        "drift.approved",
+        Some(asset),
+        &json!({
+            "drift_id": open.id,
+            "asset": asset,
+            "change_id": change_id,
+            "approval_id": approval_id,
+            "observed_digest": observed.to_string(),
+        }),
+    )?;
+    drift_by_id(conn, open.id).map(Some)
+}
+
+pub(crate) const DRIFT_COLUMNS: &str = "id, asset, status, severity, baseline_digest, observed_digest, first_seen, last_seen, seen_count, closed_at, change_id, changes, policy_reason";
 
 pub(crate) struct DriftRaw {
     id: i64,
@@ -836,6 +913,7 @@ pub(crate) struct DriftRaw {
     closed_at: Option<String>,
     change_id: Option<String>,
     changes: String,
+    policy_reason: Option<String>,
 }
 
 pub(crate) fn drift_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DriftRaw> {
@@ -852,6 +930,7 @@ pub(crate) fn drift_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DriftRaw> {
         closed_at: r.get(9)?,
         change_id: r.get(10)?,
         changes: r.get(11)?,
+        policy_reason: r.get(12)?,
     })
 }
 
@@ -871,6 +950,7 @@ impl DriftRaw {
             change_id: self.change_id,
             changes: serde_json::from_str(&self.changes)
                 .map_err(|e| StoreError::Corrupt(format!("drift {} changes: {e}", self.id)))?,
+            policy_reason: self.policy_reason,
         })
     }
 }
@@ -896,7 +976,10 @@ fn drift_by_id(conn: &Connection, id: i64) -> Result<DriftEvent, StoreError> {
 }
 
 /// The `data` of a `drift.detected` event.
-pub(crate) fn drift_event_data(d: &DriftEvent) -> serde_json::Value {
+pub(crate) fn drift_event_data(
+    d: &DriftEvent,
+    change_signatures: (&Digest, &Digest),
+) -> serde_json::Value {
     json!({
         "drift_id": d.id,
         "asset": d.asset,
@@ -904,11 +987,30 @@ pub(crate) fn drift_event_data(d: &DriftEvent) -> serde_json::Value {
         "severity": d.severity.as_str(),
         "baseline_digest": d.baseline_digest.to_string(),
         "observed_digest": d.observed_digest.to_string(),
+        "baseline_change_signature": change_signatures.0.to_string(),
+        "observed_change_signature": change_signatures.1.to_string(),
         "first_seen": format_timestamp(d.first_seen),
         "last_seen": format_timestamp(d.last_seen),
         "change_id": d.change_id,
+        "policy_reason": d.policy_reason,
         "changes": d.changes,
     })
+}
+
+/// The change signature of a stored snapshot.
+pub(crate) fn content_digest_of(conn: &Connection, digest: &Digest) -> Result<Digest, StoreError> {
+    let stored: Option<String> = conn
+        .query_row(
+            "SELECT content_digest FROM snapshots WHERE digest = ?1",
+            [digest.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    match stored {
+        Some(c) => crate::model::digest(&c),
+        None => Ok(load_snapshot(conn, digest)?.content_digest()),
+    }
 }
 
 fn record_drift(
@@ -919,8 +1021,15 @@ fn record_drift(
     digests: &SnapshotDigests,
     diff: &Diff,
     now: DateTime<Utc>,
+    policy_unmet: Option<&(String, String, Vec<String>)>,
 ) -> Result<DriftOutcome, StoreError> {
     let now_text = format_timestamp(now);
+    let policy_reason = policy_unmet.map(|(change, policy, unmet)| {
+        format!(
+            "change {change} is approved but policy {policy} is not met: {}",
+            unmet.join("; ")
+        )
+    });
     let observed = digests.overall.to_string();
     let severity = diff
         .severity()
@@ -942,7 +1051,8 @@ fn record_drift(
     let (id, opened) = match open_drift(conn, rec.asset)? {
         Some(open)
             if open.observed_digest == digests.overall
-                && open.baseline_digest == baseline.digest =>
+                && open.baseline_digest == baseline.digest
+                && open.policy_reason == policy_reason =>
         {
             conn.execute(
                 "UPDATE drift_events SET last_seen = ?2, seen_count = seen_count + 1 WHERE id = ?1",
@@ -953,7 +1063,8 @@ fn record_drift(
         Some(open) => {
             conn.execute(
                 "UPDATE drift_events SET last_seen = ?2, seen_count = seen_count + 1,
-                     observed_digest = ?3, baseline_digest = ?4, severity = ?5, changes = ?6
+                     observed_digest = ?3, baseline_digest = ?4, severity = ?5, changes = ?6,
+                     policy_reason = ?7
                  WHERE id = ?1",
                 params![
                     open.id,
@@ -961,7 +1072,8 @@ fn record_drift(
                     observed,
                     baseline.digest.to_string(),
                     severity,
-                    changes_text
+                    changes_text,
+                    policy_reason
                 ],
             )?;
             (open.id, false)
@@ -969,15 +1081,16 @@ fn record_drift(
         None => {
             conn.execute(
                 "INSERT INTO drift_events(asset, status, severity, baseline_digest,
-                     observed_digest, first_seen, last_seen, changes)
-                 VALUES (?1, 'open', ?2, ?3, ?4, ?5, ?5, ?6)",
+                     observed_digest, first_seen, last_seen, changes, policy_reason)
+                 VALUES (?1, 'open', ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
                 params![
                     rec.asset,
                     severity,
                     baseline.digest.to_string(),
                     observed,
                     now_text,
-                    changes_text
+                    changes_text,
+                    policy_reason
                 ],
             )?;
             (conn.last_insert_rowid(), true)
@@ -1008,7 +1121,13 @@ fn record_drift(
         clock,
         event_type::DRIFT_DETECTED,
         Some(rec.asset),
-        &drift_event_data(&event),
+        &drift_event_data(
+            &event,
+            (
+                &content_digest_of(conn, &baseline.digest)?,
+                &digests.content,
+            ),
+        ),
     )?;
     Ok(if opened {
         DriftOutcome::Opened(event)

@@ -18,6 +18,7 @@
 
 mod approvals;
 mod audit;
+mod changes;
 mod events;
 mod ingest;
 mod model;
@@ -36,6 +37,9 @@ pub use approvals::{
     REJECTIONS_PER_MINUTE, WithdrawInput,
 };
 pub use audit::{AuditBreak, AuditEntry, AuditReport, chain_hash};
+pub use changes::{
+    ChangeRow, ChangeRules, Observed, PolicyRule, ReviewInput, ReviewOutcome, StagingLink, Verdict,
+};
 pub use events::{OutboxEvent, event_type};
 pub use ingest::{
     CaptureOutcome, CaptureRecord, DriftOutcome, FailedCollection, Refusal, StateChange,
@@ -129,7 +133,9 @@ impl Store {
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
         schema::migrate(&mut conn)?;
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
-        Ok(Store { conn, clock })
+        let mut store = Store { conn, clock };
+        store.backfill_snapshot_digests()?;
+        Ok(store)
     }
 
     /// The clock the store stamps records with.

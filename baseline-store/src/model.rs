@@ -195,6 +195,9 @@ pub struct DriftEvent {
     pub change_id: Option<String>,
     /// The changed items.
     pub changes: Vec<ChangeRecord>,
+    /// Why approvals that cover the observed state have not applied (the change policy's
+    /// unmet rules); `None` when no approval covers it.
+    pub policy_reason: Option<String>,
 }
 
 /// Which drift events to list.

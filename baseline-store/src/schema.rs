@@ -165,7 +165,7 @@ const MIGRATIONS: &[&str] = &[
         approver      TEXT,
         requestor     TEXT,
         from_digest   TEXT,
-        to_digest     TEXT NOT NULL,
+        to_digest     TEXT,
         issued_at     TEXT NOT NULL,
         not_before    TEXT NOT NULL,
         expires_at    TEXT NOT NULL,
@@ -178,7 +178,11 @@ const MIGRATIONS: &[&str] = &[
         applied_at    TEXT,
         retroactive   INTEGER NOT NULL DEFAULT 0,
         baseline_id   INTEGER REFERENCES baselines(id),
-        closed_at     TEXT
+        closed_at     TEXT,
+        -- A token names either the full state (`to`) or the content (`content`), never both.
+        content_digest TEXT,
+        diff_digest   TEXT,
+        CHECK ((to_digest IS NULL) <> (content_digest IS NULL))
     ) STRICT;
     INSERT INTO approvals_v4(id, jti, asset, change_id, kind, approver_id, approver, requestor,
         from_digest, to_digest, issued_at, not_before, expires_at, token, claims, status,
@@ -214,6 +218,69 @@ const MIGRATIONS: &[&str] = &[
         count         INTEGER NOT NULL,
         suppressed    INTEGER NOT NULL
     ) STRICT;
+    "#,
+    // 5: change signatures, change policy, staging and emergency reviews.
+    r#"
+    -- The change signature (content items only) and the history digest of every snapshot;
+    -- rows written before this migration are filled in when the store opens.
+    ALTER TABLE snapshots ADD COLUMN content_digest TEXT;
+    ALTER TABLE snapshots ADD COLUMN history_digest TEXT;
+    CREATE INDEX snapshots_content ON snapshots(content_digest);
+
+    -- A change that moved a baseline, with what its approval still owes (an emergency's
+    -- review). One row per change and asset.
+    CREATE TABLE changes (
+        id                INTEGER PRIMARY KEY AUTOINCREMENT,
+        change_id         TEXT NOT NULL,
+        asset             TEXT NOT NULL,
+        kind              TEXT NOT NULL,
+        policy            TEXT,
+        status            TEXT NOT NULL CHECK (status IN
+                              ('applied', 'review_due', 'reviewed', 'review_overdue')),
+        baseline_id       INTEGER NOT NULL REFERENCES baselines(id),
+        digest            TEXT NOT NULL,
+        content_digest    TEXT NOT NULL,
+        diff_digest       TEXT NOT NULL,
+        applied_at        TEXT NOT NULL,
+        review_due_by     TEXT,
+        review_approvals  INTEGER NOT NULL DEFAULT 0,
+        review_diff       INTEGER NOT NULL DEFAULT 0,
+        approver_id       TEXT NOT NULL,
+        reviewed_at       TEXT,
+        overdue_at        TEXT,
+        UNIQUE (change_id, asset)
+    ) STRICT;
+
+    -- Review tokens of emergency changes. Their jti is spent like an approval's.
+    CREATE TABLE reviews (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        jti           TEXT NOT NULL UNIQUE,
+        change_id     TEXT NOT NULL,
+        asset         TEXT NOT NULL,
+        approver_id   TEXT NOT NULL,
+        approver      TEXT,
+        to_digest     TEXT NOT NULL,
+        diff_digest   TEXT,
+        token         TEXT NOT NULL,
+        claims        TEXT NOT NULL,
+        received_at   TEXT NOT NULL,
+        outcome       TEXT NOT NULL
+    ) STRICT;
+
+    -- A staging controller seen with the content a change approves, before production.
+    CREATE TABLE staging_links (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        change_id       TEXT NOT NULL,
+        production      TEXT NOT NULL,
+        staging         TEXT NOT NULL,
+        capture_id      INTEGER NOT NULL REFERENCES captures(id),
+        content_digest  TEXT NOT NULL,
+        seen_at         TEXT NOT NULL,
+        UNIQUE (change_id, staging)
+    ) STRICT;
+
+    -- Why an open drift that approvals cover is not approved yet (the unmet policy rules).
+    ALTER TABLE drift_events ADD COLUMN policy_reason TEXT;
     "#,
 ];
 

@@ -41,6 +41,7 @@ fn capture(store: &mut Store, s: &Snapshot) -> CaptureOutcome {
             duration_ms: 1,
             requests: 1,
             label: &|_| None,
+            rules: &otdrift_store::ChangeRules::default(),
         })
         .expect("capture recorded")
 }
@@ -78,7 +79,9 @@ impl Token {
                 approver: Some("Dana Okafor"),
                 requestor: Some("Lee Brandt"),
                 from: self.from,
-                to: self.to,
+                to: Some(self.to),
+                content: None,
+                diff: None,
                 issued_at: self.issued_at,
                 not_before: self.issued_at,
                 expires_at: self.expires_at,
@@ -86,6 +89,7 @@ impl Token {
                 claims: &claims,
                 max_observation_age: chrono::TimeDelta::minutes(10),
                 source: "test",
+                rules: &otdrift_store::ChangeRules::default(),
             })
             .expect("submitted")
     }

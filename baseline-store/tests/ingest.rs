@@ -55,6 +55,7 @@ fn record_with(
             duration_ms: 3,
             requests: 2,
             label: &label,
+            rules: &otdrift_store::ChangeRules::default(),
         })
         .expect("capture recorded")
 }
@@ -368,6 +369,7 @@ fn two_processes_can_write_at_once() {
                             duration_ms: 1,
                             requests: 1,
                             label: &label,
+                            rules: &otdrift_store::ChangeRules::default(),
                         })
                         .expect("no lock error reaches the caller");
                 }
@@ -446,6 +448,7 @@ fn an_operating_state_change_is_reported_and_is_not_drift() {
                 duration_ms: 1,
                 requests: 1,
                 label: &label,
+                rules: &otdrift_store::ChangeRules::default(),
             })
             .expect("capture")
     };

@@ -5,6 +5,25 @@
 use crate::CipLink;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+/// An item path pattern (`safety = [...]`): a path, or a prefix ending in `*`
+/// (`s7/db10/*`). A `*` anywhere else would promise a glob the matcher does not do.
+pub(crate) fn item_pattern(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("an item pattern must not be empty".into());
+    }
+    if let Some(i) = s.find('*')
+        && i != s.len() - 1
+    {
+        return Err(format!(
+            "{s:?}: `*` is only allowed at the end, as a prefix wildcard (e.g. \"s7/db10/*\")"
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("{s:?} contains a control character"));
+    }
+    Ok(())
+}
+
 /// Asset and agent ids end up in file paths, URLs and CloudEvents sources, so they are kept to
 /// a conservative character set.
 pub(crate) fn id(s: &str) -> Result<(), String> {

@@ -44,8 +44,8 @@
 //!
 //! # Sections
 //!
-//! Top-level keys are `agent`, `api`, `upstream`, `approver` and `asset`; anything else is an
-//! error. Paths are used as written (a relative path is relative to the agent's working
+//! Top-level keys are `agent`, `api`, `upstream`, `approver`, `policy` and `asset`; anything
+//! else is an error. Paths are used as written (a relative path is relative to the agent's working
 //! directory).
 //!
 //! | section | key | required | meaning |
@@ -70,6 +70,12 @@
 //! | | `timeout_ms` | no, 10000 | deadline of one push request, 100-300000 |
 //! | `[[approver]]` | `id` | yes | token `kid`/`iss`: 1-128 characters, no whitespace; unique |
 //! | | `public_key` | yes | `ed25519:` + standard padded base64 of exactly 32 bytes |
+//! | `[[policy]]` | `id` | yes | what assets name in `policy` / `safety_policy`: 1-64 of `A-Z a-z 0-9 . _ -`; unique |
+//! | | `approvals` | no, 1 | distinct approver ids that must sign the same change id and content, 1-16 |
+//! | | `notice` | no, `"0s"` | least time between the agent receiving the change's first approval and the change reaching the device, a duration up to 366d |
+//! | | `require_staging` | no, false | the change must first be seen on a staging controller of the asset (`staging_for`) |
+//! | | `diff_review` | no, false | each counted approval carries `diff`, the digest of the content changes the approver reviewed (`otdrift diff --json` prints it as `diff_digest`) |
+//! | | `review_within` | no, `"7d"` | after an emergency change, the time within which review tokens must meet `approvals` and `diff_review`, a duration from 1h to 366d |
 //!
 //! # Assets
 //!
@@ -82,7 +88,11 @@
 //! | `address` | yes | `host` or `host:port` (IPv4, `[IPv6]`, or a DNS name; not resolved here); the port defaults to the protocol's own: s7 102, ads 48898, cip 44818, modbus 502. For opcua an endpoint URL `opc.tcp://host[:port][/path]` (port 4840) |
 //! | `schedule` | no, `"0 */5 * * * *"` | cron with a seconds field (6 fields, optional 7th = year) |
 //! | `timeout_ms` | no, 3000 | per-request device timeout, 50-600000 |
-//! | `capture_timeout_ms` | no, 60000 | deadline of a whole capture in the daemon, 100-3600000 |
+//! | `capture_timeout_ms` | no, 60000 | deadline of a whole capture (the daemon and `otdrift capture`), 100-3600000 |
+//! | `policy` | no | the `[[policy]]` a change to this asset must satisfy; without one, a single valid approval applies |
+//! | `safety` | no | item path patterns of safety configuration: exact paths, or prefixes ending in `*` (`"s7/db10/*"`); needs `safety_policy` |
+//! | `safety_policy` | with `safety` | the `[[policy]]` a change that touches a `safety` item must satisfy instead of `policy` |
+//! | `staging_for` | no | this asset is a staging controller for the named production asset (same protocol, not itself a staging controller) |
 //! | `setpoints` | no | the `[[asset.setpoints]]` entries below |
 //!
 //! and the keys of its protocol; a key of another protocol is an error that says so:
@@ -278,6 +288,8 @@ pub struct Config {
     pub upstream: Option<UpstreamConfig>,
     /// `[[approver]]`: who may sign approval tokens, in file order.
     pub approvers: Vec<ApproverConfig>,
+    /// `[[policy]]`: the plant's change policies, in file order.
+    pub policies: Vec<PolicyConfig>,
     /// `[[asset]]`: the PLCs to watch, in file order.
     pub assets: Vec<AssetConfig>,
 }
@@ -286,6 +298,19 @@ impl Config {
     /// Looks an asset up by id, as CLI commands and approval tokens name assets.
     pub fn asset(&self, id: &str) -> Option<&AssetConfig> {
         self.assets.iter().find(|a| a.id == id)
+    }
+
+    /// Looks a change policy up by id.
+    pub fn policy(&self, id: &str) -> Option<&PolicyConfig> {
+        self.policies.iter().find(|p| p.id == id)
+    }
+
+    /// The staging controllers of a production asset (`staging_for = "<id>"`).
+    pub fn staging_of(&self, production: &str) -> Vec<&AssetConfig> {
+        self.assets
+            .iter()
+            .filter(|a| a.staging_for.as_deref() == Some(production))
+            .collect()
     }
 
     /// Looks an approver up by id, as a token's `kid` names its signer.
@@ -360,6 +385,31 @@ pub struct ApproverConfig {
     pub public_key: [u8; 32],
 }
 
+/// `[[policy]]`: what a change must satisfy before the agent accepts it as approved (a tier
+/// of the plant's change runbook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// What assets name in `policy = "..."` and `safety_policy = "..."`.
+    pub id: String,
+    /// How many distinct approver ids must sign the same change id and content
+    /// (`approvals`, default 1, 1-16).
+    pub approvals: u32,
+    /// The least time between the agent receiving the change's first approval and the change
+    /// reaching the device (`notice`, a duration, default `"0s"`).
+    pub notice: Duration,
+    /// Whether the change must first be seen on one of the asset's staging controllers
+    /// (`require_staging`, default false).
+    pub require_staging: bool,
+    /// Whether each counted approval must carry `diff`, the digest of the content changes the
+    /// approver reviewed (`diff_review`, default false).
+    pub diff_review: bool,
+    /// How long after an emergency change its review must be complete (`review_within`, a
+    /// duration, default `"7d"`).
+    pub review_within: Duration,
+    /// 1-based line of the `[[policy]]` header.
+    pub line: usize,
+}
+
 /// `[[asset]]`: one PLC to watch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AssetConfig {
@@ -381,6 +431,18 @@ pub struct AssetConfig {
     pub capture_timeout_ms: u64,
     /// Protocol and its settings and setpoints.
     pub protocol: ProtocolConfig,
+    /// The change policy a change to this asset must satisfy (`policy`); none: one valid
+    /// approval suffices.
+    pub policy: Option<String>,
+    /// Item path patterns (an exact path, or a prefix ending in `*`) of safety configuration
+    /// (`safety`); a change touching one of them needs `safety_policy` instead of `policy`.
+    pub safety: Vec<String>,
+    /// The policy for changes that touch `safety` items (`safety_policy`).
+    pub safety_policy: Option<String>,
+    /// This asset is a staging controller for the named production asset (`staging_for`):
+    /// changes are validated here before production, and a `content` approval for the
+    /// production asset approves the same content here.
+    pub staging_for: Option<String>,
     /// 1-based line of the `[[asset]]` header, so later messages can point into the file.
     pub line: usize,
 }

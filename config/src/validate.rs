@@ -23,14 +23,22 @@ use crate::error::{ConfigError, ConfigErrorKind as Kind, ConfigErrors};
 use crate::{
     AdsConfig, AdsSetpoint, AgentConfig, ApiConfig, ApproverConfig, AssetConfig, CipConfig,
     CipSetpoint, Config, ModbusConfig, ModbusSetpoint, ModbusTable, OpcuaConfig, OpcuaSecurity,
-    OpcuaSetpoint, Protocol, ProtocolConfig, S7Config, S7Setpoint, UpstreamConfig,
+    OpcuaSetpoint, PolicyConfig, Protocol, ProtocolConfig, S7Config, S7Setpoint, UpstreamConfig,
 };
 
 type Span = Range<usize>;
 type Val<'i> = Spanned<DeValue<'i>>;
 
 const DEFAULT_SCHEDULE: &str = "0 */5 * * * *";
-const ROOT_KEYS: &[&str] = &["agent", "api", "upstream", "approver", "asset"];
+const ROOT_KEYS: &[&str] = &["agent", "api", "upstream", "approver", "policy", "asset"];
+const POLICY_KEYS: &[&str] = &[
+    "id",
+    "approvals",
+    "notice",
+    "require_staging",
+    "diff_review",
+    "review_within",
+];
 const AGENT_KEYS: &[&str] = &[
     "id",
     "data_dir",
@@ -52,6 +60,10 @@ const ASSET_COMMON_KEYS: &[&str] = &[
     "timeout_ms",
     "capture_timeout_ms",
     "setpoints",
+    "policy",
+    "safety",
+    "safety_policy",
+    "staging_for",
 ];
 
 /// Asset-level keys each protocol adds to [`ASSET_COMMON_KEYS`].
@@ -380,6 +392,54 @@ fn get_str<'a>(cx: &mut Cx<'_>, t: &Tbl<'a, '_>, k: &str) -> Got<&'a str> {
     }
 }
 
+/// An array of strings, each checked by `f`.
+fn get_str_list(
+    cx: &mut Cx<'_>,
+    t: &Tbl<'_, '_>,
+    k: &str,
+    f: impl Fn(&str) -> Result<(), String>,
+) -> Got<Vec<String>> {
+    let Some(v) = t.get(k) else {
+        return Got::Absent;
+    };
+    let DeValue::Array(items) = v.get_ref() else {
+        wrong_type(cx, t, k, v, "an array of strings");
+        return Got::Bad;
+    };
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (j, item) in items.iter().enumerate() {
+        match item.get_ref() {
+            DeValue::String(s) => match f(s) {
+                Ok(()) => out.push(s.to_string()),
+                Err(m) => {
+                    ok = false;
+                    cx.push(
+                        item.span(),
+                        format!("{}[{j}]", t.key(k)),
+                        Kind::InvalidValue,
+                        format!("{}{m}", t.who),
+                    );
+                }
+            },
+            other => {
+                ok = false;
+                cx.push(
+                    item.span(),
+                    format!("{}[{j}]", t.key(k)),
+                    Kind::InvalidValue,
+                    format!("{}expected a string, found {}", t.who, describe(other)),
+                );
+            }
+        }
+    }
+    if ok {
+        Got::Val(out, v.span())
+    } else {
+        Got::Bad
+    }
+}
+
 fn get_bool(cx: &mut Cx<'_>, t: &Tbl<'_, '_>, k: &str) -> Got<bool> {
     match t.get(k) {
         None => Got::Absent,
@@ -671,14 +731,33 @@ fn config(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Config> {
     });
     let approvers = approvers.and_then(|v| v.into_iter().collect::<Option<Vec<_>>>());
 
+    let policies = table_array(cx, root, "policy", "[[policy]]").map(|tables| {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        tables
+            .iter()
+            .map(|t| policy(cx, t, &mut seen))
+            .collect::<Vec<_>>()
+    });
+    let policies = policies.and_then(|v| v.into_iter().collect::<Option<Vec<_>>>());
+    let policy_ids: Vec<String> = policies
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
+
+    let mut links = Vec::new();
     let assets = table_array(cx, root, "asset", "[[asset]]").map(|tables| {
         let mut seen: HashMap<String, (String, usize)> = HashMap::new();
         tables
             .iter()
-            .map(|t| asset(cx, t, &mut seen))
+            .map(|t| asset(cx, t, &mut seen, &policy_ids, &mut links))
             .collect::<Vec<_>>()
     });
     let assets = assets.and_then(|v| v.into_iter().collect::<Option<Vec<_>>>());
+    if let Some(assets) = &assets {
+        check_staging(cx, assets, &links);
+    }
 
     Some(Config {
         path: cx.file.clone(),
@@ -686,7 +765,114 @@ fn config(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Config> {
         api: api?,
         upstream: upstream?,
         approvers: approvers?,
+        policies: policies?,
         assets: assets?,
+    })
+}
+
+/// A `staging_for` reference, kept with its place in the file for the checks that need every
+/// asset.
+struct StagingLink {
+    asset: String,
+    production: String,
+    key: String,
+    span: Span,
+}
+
+/// `staging_for` names another configured asset, of the same protocol, that is not itself a
+/// staging controller.
+fn check_staging(cx: &mut Cx<'_>, assets: &[AssetConfig], links: &[StagingLink]) {
+    for link in links {
+        let who = format!("asset {:?}: ", link.asset);
+        let Some(production) = assets.iter().find(|a| a.id == link.production) else {
+            let known: Vec<&str> = assets.iter().map(|a| a.id.as_str()).collect();
+            cx.push(
+                link.span.clone(),
+                link.key.clone(),
+                Kind::InvalidValue,
+                format!(
+                    "{who}staging_for = {:?} names no configured asset (configured: {})",
+                    link.production,
+                    known.join(", ")
+                ),
+            );
+            continue;
+        };
+        let staging = assets.iter().find(|a| a.id == link.asset);
+        let message = if production.id == link.asset {
+            Some("an asset cannot be its own staging controller".to_owned())
+        } else if production.staging_for.is_some() {
+            Some(format!(
+                "{:?} is itself a staging controller; staging_for must name a production asset",
+                production.id
+            ))
+        } else if staging.is_some_and(|s| s.protocol.kind() != production.protocol.kind()) {
+            Some(format!(
+                "{:?} speaks {}, another protocol: a staging controller runs the same content as its production asset",
+                production.id,
+                production.protocol.kind()
+            ))
+        } else {
+            None
+        };
+        if let Some(m) = message {
+            cx.push(
+                link.span.clone(),
+                link.key.clone(),
+                Kind::InvalidValue,
+                format!("{who}{m}"),
+            );
+        }
+    }
+}
+
+fn policy(
+    cx: &mut Cx<'_>,
+    t: &Tbl<'_, '_>,
+    seen: &mut HashMap<String, usize>,
+) -> Option<PolicyConfig> {
+    check_keys(cx, t, POLICY_KEYS, " in [[policy]]", &no_foreign);
+    let line = cx.line(t.span.start);
+    let mut id = get_checked(cx, t, "id", Kind::InvalidValue, |s| {
+        check::id(s).map(|()| s.to_owned())
+    })
+    .req(cx, t, "id", "the name assets use in `policy = \"...\"`");
+    if let Some((s, span)) = &id {
+        if let Some(first) = seen.get(s) {
+            let msg = format!("policy id {s:?} is already used by the policy on line {first}");
+            cx.push(span.clone(), t.key("id"), Kind::DuplicateId, msg);
+            id = None;
+        } else {
+            seen.insert(s.clone(), line);
+        }
+    }
+    let approvals = get_int::<u32>(cx, t, "approvals", 1, 16).or(1);
+    let notice = get_duration(
+        cx,
+        t,
+        "notice",
+        Duration::ZERO,
+        Duration::from_secs(366 * 86_400),
+    )
+    .or(Duration::ZERO);
+    let require_staging = get_bool(cx, t, "require_staging").or(false);
+    let diff_review = get_bool(cx, t, "diff_review").or(false);
+    let review_within = get_duration(
+        cx,
+        t,
+        "review_within",
+        Duration::from_secs(3600),
+        Duration::from_secs(366 * 86_400),
+    )
+    .or(Duration::from_secs(7 * 86_400));
+    Some(PolicyConfig {
+        id: id?.0,
+        approvals: approvals?,
+        notice: notice?,
+        require_staging: require_staging?,
+        diff_review: diff_review?,
+        review_within: review_within?,
+        line,
     })
 }
 
@@ -853,6 +1039,8 @@ fn asset(
     cx: &mut Cx<'_>,
     t: &Tbl<'_, '_>,
     seen: &mut HashMap<String, (String, usize)>,
+    policy_ids: &[String],
+    links: &mut Vec<StagingLink>,
 ) -> Option<AssetConfig> {
     let mut t = Tbl {
         t: t.t,
@@ -1004,6 +1192,74 @@ fn asset(
     };
     setpoints?;
 
+    // Change policy: which policy applies, and which items escalate to the safety policy.
+    let policy_ref = |cx: &mut Cx<'_>, k: &str| {
+        get_checked(cx, &t, k, Kind::InvalidValue, |s| {
+            if policy_ids.iter().any(|p| p == s) {
+                Ok(s.to_owned())
+            } else if policy_ids.is_empty() {
+                Err(format!(
+                    "{k} = {s:?} names no [[policy]]: none is configured"
+                ))
+            } else {
+                Err(format!(
+                    "{k} = {s:?} names no [[policy]] (configured: {})",
+                    policy_ids.join(", ")
+                ))
+            }
+        })
+    };
+    let policy = policy_ref(cx, "policy").opt();
+    let safety_policy_got = policy_ref(cx, "safety_policy");
+    let safety_got = get_str_list(cx, &t, "safety", check::item_pattern);
+    let (safety, safety_policy) = match (safety_got, safety_policy_got) {
+        (Got::Val(patterns, span), Got::Absent) => {
+            cx.push(
+                span,
+                t.key("safety"),
+                Kind::MissingKey,
+                format!(
+                    "{}safety lists items but no safety_policy says which [[policy]] a change to them needs",
+                    t.who
+                ),
+            );
+            let _ = patterns;
+            (None, None)
+        }
+        (Got::Absent, Got::Val(_, span)) => {
+            cx.push(
+                span,
+                t.key("safety_policy"),
+                Kind::MissingKey,
+                format!(
+                    "{}safety_policy is set but no safety = [...] lists the items it covers",
+                    t.who
+                ),
+            );
+            (None, None)
+        }
+        (Got::Val(patterns, _), Got::Val(p, _)) => (Some(patterns), Some(Some(p))),
+        (Got::Absent, Got::Absent) => (Some(Vec::new()), Some(None)),
+        _ => (None, None),
+    };
+    let staging_for = match get_checked(cx, &t, "staging_for", Kind::InvalidValue, |s| {
+        check::id(s).map(|()| s.to_owned())
+    }) {
+        Got::Val(p, span) => {
+            if let Some((own, _)) = &id {
+                links.push(StagingLink {
+                    asset: own.clone(),
+                    production: p.clone(),
+                    key: t.key("staging_for"),
+                    span: span.clone(),
+                });
+            }
+            Got::Val(p, span)
+        }
+        other => other,
+    }
+    .opt();
+
     let (host, port) = endpoint?;
     Some(AssetConfig {
         id: id?.0,
@@ -1014,6 +1270,10 @@ fn asset(
         timeout_ms: timeout_ms?,
         capture_timeout_ms: capture_timeout_ms?,
         protocol: proto_cfg?,
+        policy: policy?,
+        safety: safety?,
+        safety_policy: safety_policy?,
+        staging_for: staging_for?,
         line,
     })
 }

@@ -99,6 +99,16 @@ impl FromStr for Class {
     }
 }
 
+/// Whether an item path matches a pattern: the exact path, or, for a pattern ending in `*`,
+/// every path that starts with what comes before the `*` (`s7/db10/*`). Used by the config's
+/// `safety` patterns and by approval envelopes.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => pattern == path,
+    }
+}
+
 /// Why an item could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ItemError {

@@ -21,6 +21,6 @@ pub use clock::{Clock, ManualClock, SystemClock, format_timestamp, parse_timesta
 pub use diff::{Change, ChangeKind, Diff, Severity};
 pub use digest::{Digest, DigestParseError};
 pub use encoding::{DecodeError, ENCODING_VERSION};
-pub use item::{Class, Item, ItemError};
+pub use item::{Class, Item, ItemError, path_matches};
 pub use snapshot::{Snapshot, SnapshotDigests};
 pub use value::Value;

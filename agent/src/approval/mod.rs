@@ -8,7 +8,8 @@ pub mod token;
 use chrono::TimeDelta;
 use otdrift_config::Config;
 use otdrift_store::{
-    AppliedApproval, ApprovalDecision, ApprovalInput, ApprovalRow, Store, StoreError, WithdrawInput,
+    AppliedApproval, ApprovalDecision, ApprovalInput, ApprovalRow, ReviewInput, ReviewOutcome,
+    Store, StoreError, WithdrawInput,
 };
 use serde_json::{Value as Json, json};
 
@@ -30,6 +31,13 @@ pub enum Outcome {
         token: Box<VerifiedToken>,
         /// The stored approval.
         approval: Box<ApprovalRow>,
+    },
+    /// A review of an emergency change was recorded.
+    Reviewed {
+        /// The review token.
+        token: Box<VerifiedToken>,
+        /// Where the change's review stands.
+        review: Box<ReviewOutcome>,
     },
     /// A pending approval was withdrawn (it is now `refused`).
     Withdrawn {
@@ -123,14 +131,45 @@ pub fn submit(
             },
         });
     }
-    let (Some(to), Some(asset)) = (c.to, config.asset(&c.sub)) else {
-        // verify() guarantees both for an approving token.
+    let Some(asset) = config.asset(&c.sub) else {
+        // verify() refuses tokens for assets that are not configured.
         return Ok(Outcome::Rejected {
-            code: "malformed".to_owned(),
-            message: "an approval token without `to`, or for an unknown asset".to_owned(),
+            code: "unknown-asset".to_owned(),
+            message: format!("asset {:?} is not configured on this agent", c.sub),
         });
     };
+    if c.kind == Kind::Review {
+        let Some(to) = c.to else {
+            return Ok(Outcome::Rejected {
+                code: "missing-claim".to_owned(),
+                message: "the token has no `to` claim".to_owned(),
+            });
+        };
+        let result = store.submit_review(&ReviewInput {
+            jti: &c.jti,
+            change_id: &c.change_id,
+            asset: &c.sub,
+            approver_id: &c.iss,
+            approver: c.approver.as_deref(),
+            to,
+            diff: c.diff,
+            token: &verified.raw,
+            claims: &verified.claims_json,
+            source,
+        })?;
+        return Ok(match result {
+            Ok(review) => Outcome::Reviewed {
+                token: Box::new(verified),
+                review: Box::new(review),
+            },
+            Err(refusal) => Outcome::Rejected {
+                code: refusal.code().to_owned(),
+                message: refusal.to_string(),
+            },
+        });
+    }
     let max_age = asset.approval_max_observation_age(&config.agent, now);
+    let rules = crate::rules::change_rules(config, asset);
     let decision = store.submit_approval(&ApprovalInput {
         jti: &c.jti,
         asset: &c.sub,
@@ -140,7 +179,9 @@ pub fn submit(
         approver: c.approver.as_deref(),
         requestor: c.requestor.as_deref(),
         from: c.from,
-        to,
+        to: c.to,
+        content: c.content,
+        diff: c.diff,
         issued_at: c.iat,
         not_before: c.nbf,
         expires_at: c.exp,
@@ -148,6 +189,7 @@ pub fn submit(
         claims: &verified.claims_json,
         max_observation_age: TimeDelta::from_std(max_age).unwrap_or(TimeDelta::MAX),
         source,
+        rules: &rules,
     })?;
     Ok(match decision {
         ApprovalDecision::Applied(applied) => Outcome::Applied {

@@ -44,6 +44,9 @@ pub enum Kind {
     Emergency,
     /// Withdraws a pending approval (claim `withdraws` = its `jti`); approves nothing.
     Withdraw,
+    /// Reviews an emergency change after the fact (`to` = the state it applied, no `from`):
+    /// not an approval, the emergency already applied.
+    Review,
 }
 
 impl Kind {
@@ -54,6 +57,7 @@ impl Kind {
             Kind::Normal => "normal",
             Kind::Emergency => "emergency",
             Kind::Withdraw => "withdraw",
+            Kind::Review => "review",
         }
     }
 
@@ -64,13 +68,14 @@ impl Kind {
             "normal" => Some(Kind::Normal),
             "emergency" => Some(Kind::Emergency),
             "withdraw" => Some(Kind::Withdraw),
+            "review" => Some(Kind::Review),
             _ => None,
         }
     }
 
-    /// Whether the token approves a state (as opposed to withdrawing an approval).
+    /// Whether the token approves a change (as opposed to withdrawing or reviewing one).
     pub const fn approves(self) -> bool {
-        !matches!(self, Kind::Withdraw)
+        matches!(self, Kind::Standard | Kind::Normal | Kind::Emergency)
     }
 }
 
@@ -91,8 +96,15 @@ pub struct Claims {
     pub exp: DateTime<Utc>,
     /// The change ticket.
     pub change_id: String,
-    /// The approved state (every kind but `withdraw`).
+    /// The approved state (`to`): this device in exactly this state. For a `review`, the
+    /// state the emergency change applied.
     pub to: Option<Digest>,
+    /// The approved content (`content`, a change signature): any controller running it with
+    /// its identity unchanged. An approving token carries `to` or `content`, never both.
+    pub content: Option<Digest>,
+    /// The digest of the content changes the approver reviewed (`diff`), for policies with
+    /// `diff_review`.
+    pub diff: Option<Digest>,
     /// The state the change starts from.
     pub from: Option<Digest>,
     /// The `jti` of the pending approval a `withdraw` token withdraws.
@@ -402,7 +414,7 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
     let kind_text = required(&claims, "kind")?;
     let kind = Kind::parse(&kind_text).ok_or_else(|| Rejection::BadClaim {
         claim: "kind",
-        reason: format!("{kind_text:?} is not standard, normal, emergency or withdraw"),
+        reason: format!("{kind_text:?} is not standard, normal, emergency, review or withdraw"),
     })?;
     let approver_name = string_claim(&claims, "approver")?;
     let requestor = string_claim(&claims, "requestor")?;
@@ -447,19 +459,47 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
         )));
     }
 
-    let (to, from, withdraws) = if kind.approves() {
-        let to = digest_claim(&claims, "to")?.ok_or(Rejection::MissingClaim("to"))?;
-        (Some(to), digest_claim(&claims, "from")?, None)
-    } else {
-        for claim in ["to", "from"] {
-            if claims.contains_key(claim) {
-                return Err(Rejection::BadClaim {
-                    claim: if claim == "to" { "to" } else { "from" },
-                    reason: "a withdraw token approves no state".to_owned(),
-                });
-            }
+    let forbid = |names: &[&'static str], why: &str| -> Result<(), Rejection> {
+        match names.iter().find(|n| claims.contains_key(**n)) {
+            Some(claim) => Err(Rejection::BadClaim {
+                claim,
+                reason: why.to_owned(),
+            }),
+            None => Ok(()),
         }
-        (None, None, Some(required(&claims, "withdraws")?))
+    };
+    let diff = digest_claim(&claims, "diff")?;
+    let (to, content, from, withdraws) = match kind {
+        Kind::Standard | Kind::Normal | Kind::Emergency => {
+            let to = digest_claim(&claims, "to")?;
+            let content = digest_claim(&claims, "content")?;
+            match (to, content) {
+                (Some(_), Some(_)) => {
+                    return Err(Rejection::BadClaim {
+                        claim: "content",
+                        reason: "a token names `to` (this device in exactly this state) or `content` (any controller running this content), never both".to_owned(),
+                    });
+                }
+                (None, None) => return Err(Rejection::MissingClaim("to")),
+                _ => {}
+            }
+            (to, content, digest_claim(&claims, "from")?, None)
+        }
+        Kind::Review => {
+            forbid(
+                &["from", "content", "withdraws"],
+                "a review names the state the emergency change applied (`to`), nothing else",
+            )?;
+            let to = digest_claim(&claims, "to")?.ok_or(Rejection::MissingClaim("to"))?;
+            (Some(to), None, None, None)
+        }
+        Kind::Withdraw => {
+            forbid(
+                &["to", "from", "content"],
+                "a withdraw token approves no state",
+            )?;
+            (None, None, None, Some(required(&claims, "withdraws")?))
+        }
     };
 
     separation_of_duties(kind, requestor.as_deref(), approver_name.as_deref(), &iss)?;
@@ -479,6 +519,8 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
             exp,
             change_id,
             to,
+            content,
+            diff,
             from,
             withdraws,
             approver: approver_name,
@@ -499,7 +541,7 @@ fn separation_of_duties(
     iss: &str,
 ) -> Result<(), Rejection> {
     let requestor = match (kind, requestor) {
-        (Kind::Withdraw, _) | (Kind::Emergency, None) => return Ok(()),
+        (Kind::Withdraw | Kind::Review, _) | (Kind::Emergency, None) => return Ok(()),
         (_, None) => return Err(Rejection::MissingClaim("requestor")),
         (_, Some(r)) => r,
     };

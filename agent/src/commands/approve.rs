@@ -38,6 +38,10 @@ pub struct SignArgs {
     pub change: String,
     /// Approved state (absent for a withdrawal).
     pub to: Option<String>,
+    /// Approved content (a change signature) instead of a full state.
+    pub content: Option<String>,
+    /// The digest of the reviewed content changes.
+    pub diff: Option<String>,
     /// The `jti` of a pending approval to withdraw instead.
     pub withdraw: Option<String>,
     /// Starting state.
@@ -78,6 +82,22 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
         .map(|t| {
             t.parse()
                 .map_err(|e| Failure::usage(anyhow!("--to {t:?}: {e}")))
+        })
+        .transpose()?;
+    let content: Option<Digest> = args
+        .content
+        .as_deref()
+        .map(|t| {
+            t.parse()
+                .map_err(|e| Failure::usage(anyhow!("--content {t:?}: {e}")))
+        })
+        .transpose()?;
+    let diff: Option<Digest> = args
+        .diff
+        .as_deref()
+        .map(|t| {
+            t.parse()
+                .map_err(|e| Failure::usage(anyhow!("--diff {t:?}: {e}")))
         })
         .transpose()?;
     let from: Option<Digest> = args
@@ -127,6 +147,9 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
     } else {
         args.kind
     };
+    if kind == Kind::Review && args.from.is_some() {
+        return Err(Failure::usage(anyhow!("a review names no --from")));
+    }
     if matches!(kind, Kind::Standard | Kind::Normal) && args.requestor.is_none() {
         return Err(Failure::usage(anyhow!(
             "a {} change needs --requestor (separation of duties); only an emergency change may name none",
@@ -149,14 +172,23 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
         "approver": approver,
         "kind": kind.as_str(),
     });
-    match (&to, &args.withdraw) {
-        (Some(to), _) => claims["to"] = json!(to),
-        (None, Some(target)) => claims["withdraws"] = json!(target),
-        (None, None) => {
+    match (&to, &content, &args.withdraw) {
+        (Some(to), None, None) => claims["to"] = json!(to),
+        (None, Some(content), None) => claims["content"] = json!(content),
+        (None, None, Some(target)) => claims["withdraws"] = json!(target),
+        _ => {
             return Err(Failure::usage(anyhow!(
-                "give --to DIGEST, or --withdraw JTI"
+                "give one of --to DIGEST, --content DIGEST or --withdraw JTI"
             )));
         }
+    }
+    if kind == Kind::Review && to.is_none() {
+        return Err(Failure::usage(anyhow!(
+            "a review names the state the emergency change applied: give --to DIGEST"
+        )));
+    }
+    if let Some(diff) = diff {
+        claims["diff"] = json!(diff);
     }
     if let Some(from) = from {
         claims["from"] = json!(from);
@@ -170,9 +202,11 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
             std::fs::write(path, format!("{token}\n"))
                 .with_context(|| format!("cannot write {}", path.display()))
                 .map_err(Failure::runtime)?;
-            let what = match (&to, &args.withdraw) {
-                (Some(to), _) => format!("an approval (to {to})"),
-                (None, target) => format!(
+            let what = match (&to, &content, &args.withdraw) {
+                (Some(to), _, _) if kind == Kind::Review => format!("a review (of {to})"),
+                (Some(to), _, _) => format!("an approval (to {to})"),
+                (None, Some(content), _) => format!("an approval (content {content})"),
+                (None, None, target) => format!(
                     "a withdrawal of approval {}",
                     target.as_deref().unwrap_or_default()
                 ),
@@ -291,15 +325,55 @@ pub fn approve(config_path: &Path, source: &str, json: bool) -> CmdResult {
                     "change_id": c.change_id,
                     "kind": c.kind.as_str(),
                     "to": c.to,
+                    "content": c.content,
                     "expires_at": format_timestamp(approval.expires_at),
+                    "waiting_for": approval.reason,
                 }));
             } else {
                 println!(
-                    "pending: change {} for {} is approved but not observed yet (or not recently)\n  the baseline moves to {} when a capture sees that state (until {})",
+                    "pending: change {} for {} is approved but not observed yet (or not recently)\n  the baseline moves to {} when a capture sees that state and the change policy is met (until {})",
                     c.change_id,
                     c.sub,
-                    approval.to,
+                    match (approval.to, approval.content) {
+                        (Some(to), _) => to.to_string(),
+                        (None, Some(content)) =>
+                            format!("the state with change signature {content}"),
+                        (None, None) => String::new(),
+                    },
                     format_timestamp(approval.expires_at)
+                );
+                if let Some(reason) = &approval.reason {
+                    println!("  {reason}");
+                }
+            }
+            Ok(Exit::Ok)
+        }
+        Outcome::Reviewed { token, review } => {
+            let c = &token.claims;
+            let change = &review.change;
+            if json {
+                render::print_json(&json!({
+                    "status": "reviewed",
+                    "asset": c.sub,
+                    "change_id": c.change_id,
+                    "counted": review.counted,
+                    "reviewers": review.reviewers,
+                    "needed": change.review_approvals,
+                    "change_status": change.status,
+                }));
+            } else {
+                println!(
+                    "review of change {} on {}: {} ({} of {} reviewer(s)); the change is {}",
+                    c.change_id,
+                    c.sub,
+                    if review.counted {
+                        "counted"
+                    } else {
+                        "recorded, not counted (the emergency's own approver, or without the reviewed diff)"
+                    },
+                    review.reviewers,
+                    change.review_approvals,
+                    change.status
                 );
             }
             Ok(Exit::Ok)

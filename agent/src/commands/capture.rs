@@ -24,7 +24,15 @@ pub async fn run(
     let mut collector =
         otdrift_protocols::build(&asset, &agent.config.agent.data_dir).map_err(Failure::usage)?;
     let change_ref = change.as_ref().map(|(id, phase)| (id.as_str(), *phase));
-    let result = capture_asset(&mut agent.store, &asset, collector.as_mut(), change_ref).await;
+    let rules = crate::rules::change_rules(&agent.config, &asset);
+    let result = capture_asset(
+        &mut agent.store,
+        &asset,
+        &rules,
+        collector.as_mut(),
+        change_ref,
+    )
+    .await;
     collector.close().await;
     let report = match result {
         Ok(report) => report,

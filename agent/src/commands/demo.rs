@@ -46,7 +46,8 @@ async fn capture(
 ) -> Result<CaptureReport, Failure> {
     let mut collector = otdrift_protocols::build(asset, &agent.config.agent.data_dir)
         .map_err(|e| step_failed(step, e))?;
-    let report = capture_asset(&mut agent.store, asset, collector.as_mut(), change)
+    let rules = crate::rules::change_rules(&agent.config, asset);
+    let report = capture_asset(&mut agent.store, asset, &rules, collector.as_mut(), change)
         .await
         .map_err(|e| step_failed(step, Failure::from(e).error))?;
     collector.close().await;

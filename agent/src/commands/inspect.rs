@@ -100,6 +100,19 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
         if let Some(error) = row["last_error"].as_str() {
             problems.push(format!("  {}: {error}", asset.id));
         }
+        for due in row["review_due"].as_array().into_iter().flatten() {
+            problems.push(format!(
+                "  {}: emergency change {} {} (review due by {})",
+                asset.id,
+                due["change_id"].as_str().unwrap_or("?"),
+                if due["status"] == "review_overdue" {
+                    "REVIEW OVERDUE"
+                } else {
+                    "awaits its review"
+                },
+                due["review_due_by"].as_str().unwrap_or("?"),
+            ));
+        }
         if let Some(since) = row["collection"]["failing_since"].as_str() {
             problems.push(format!(
                 "  {}: collection failing since {since} ({} failed capture(s), reason {})",
@@ -110,7 +123,7 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
         }
     }
     if !problems.is_empty() {
-        println!("\nlast errors:\n{}", problems.join("\n"));
+        println!("\nneeds attention:\n{}", problems.join("\n"));
     }
     Ok(Exit::Ok)
 }
@@ -205,12 +218,21 @@ pub fn diff(
     };
     let before = load(&from)?;
     let after = load(&to)?;
-    let changes = render::change_records(asset, &Diff::between(&before, &after));
+    let diff = Diff::between(&before, &after);
+    let changes = render::change_records(asset, &diff);
+    // What an approver signs as `diff` for a policy with diff_review: the content changes
+    // only, so a diff taken against a staging controller's capture (another serial number,
+    // other change counters) is the diff production will show.
+    let diff_digest = diff.content_digest();
     if json {
         render::print_json(&json!({
             "asset": asset_id,
             "from": from,
             "to": to,
+            "from_change_signature": before.content_digest(),
+            "to_change_signature": after.content_digest(),
+            "diff_digest": diff_digest,
+            "content_changes": diff.content_changes().count(),
             "changes": changes,
         }));
     } else if changes.is_empty() {
@@ -223,6 +245,11 @@ pub fn diff(
         for line in render::change_lines(&changes, usize::MAX) {
             println!("  {line}");
         }
+        println!(
+            "  change signatures: {} -> {}\n  diff digest (sign it as `diff` for a diff_review policy): {diff_digest}",
+            before.content_digest(),
+            after.content_digest()
+        );
     }
     Ok(Exit::Ok)
 }

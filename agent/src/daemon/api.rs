@@ -249,7 +249,22 @@ async fn approvals(
                 "asset": token.claims.sub,
                 "change_id": token.claims.change_id,
                 "to": token.claims.to,
+                "content": token.claims.content,
                 "expires_at": otdrift_core::format_timestamp(approval.expires_at),
+                "waiting_for": approval.reason,
+            })),
+        )
+            .into_response(),
+        Ok(Outcome::Reviewed { token, review }) => (
+            StatusCode::OK,
+            axum::Json(json!({
+                "status": "reviewed",
+                "asset": token.claims.sub,
+                "change_id": token.claims.change_id,
+                "counted": review.counted,
+                "reviewers": review.reviewers,
+                "needed": review.change.review_approvals,
+                "change_status": review.change.status,
             })),
         )
             .into_response(),

@@ -235,7 +235,8 @@ pub async fn run(config_path: &Path) -> CmdResult {
         });
     }
 
-    // Rejected approval tokens beyond the per-source threshold are summarised once a minute.
+    // Once a minute: rejected approval tokens beyond the per-source threshold are summarised,
+    // and emergency changes whose review window passed become overdue.
     {
         let db = db.clone();
         let events = events.clone();
@@ -254,6 +255,15 @@ pub async fn run(config_path: &Path) -> CmdResult {
                             }
                             Err(e) => tracing::error!(error = %e, "cannot summarise rejections"),
                         }
+                        // Emergency changes whose review window has passed.
+                        match db.call(|s| s.check_reviews()).await {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                tracing::warn!(changes = n, "emergency change review overdue");
+                                events.notify_one();
+                            }
+                            Err(e) => tracing::error!(error = %e, "cannot check reviews"),
+                        }
                     }
                     () = stop.cancelled() => break,
                 }
@@ -270,7 +280,7 @@ pub async fn run(config_path: &Path) -> CmdResult {
         backoff_max: Duration::from_secs(config.agent.backoff_max_secs),
         data_dir: config.agent.data_dir.clone(),
     });
-    let sched = scheduler::Scheduler::start(&config.assets, shared)
+    let sched = scheduler::Scheduler::start(&config, shared)
         .await
         .map_err(|e| Failure::runtime(anyhow!(e)))?;
 

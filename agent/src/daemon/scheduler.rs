@@ -71,9 +71,10 @@ impl Scheduler {
     /// Starts one worker and one cron job per asset, and ticks every asset once right away so
     /// that a restart does not wait a whole period to look at the plant.
     pub async fn start(
-        assets: &[AssetConfig],
+        config: &otdrift_config::Config,
         shared: Arc<Shared>,
     ) -> Result<Self, SchedulerError> {
+        let assets = &config.assets;
         let cron = JobScheduler::new()
             .await
             .map_err(|e| SchedulerError::Start(e.to_string()))?;
@@ -83,6 +84,7 @@ impl Scheduler {
             let busy = Arc::new(AtomicBool::new(true));
             let asset_arc = Arc::new(asset.clone());
             let worker = Worker {
+                rules: Arc::new(crate::rules::change_rules(config, asset)),
                 asset: asset_arc.clone(),
                 collector: None,
                 backoff: Backoff::new(Duration::from_secs(1), shared.backoff_max),
@@ -145,6 +147,7 @@ impl Scheduler {
 
 struct Worker {
     asset: Arc<AssetConfig>,
+    rules: Arc<otdrift_store::ChangeRules>,
     collector: Option<Box<dyn Collector>>,
     backoff: Backoff,
     busy: Arc<AtomicBool>,
@@ -215,12 +218,13 @@ impl Worker {
             self.collector = None;
         }
         let asset = self.asset.clone();
+        let rules = self.rules.clone();
         match result {
             Ok(c) => {
                 let elapsed = started.elapsed();
                 let recorded = shared
                     .db
-                    .call(move |store| Ok(capture::record_checked(store, &asset, &c, None)))
+                    .call(move |store| Ok(capture::record_checked(store, &asset, &rules, &c, None)))
                     .await
                     .map_err(capture::CaptureFailure::from)
                     .and_then(|r| r);

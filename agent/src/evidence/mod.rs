@@ -113,6 +113,9 @@ fn approval_json(a: &ApprovalRow, approver_key: Option<String>) -> Json {
         "requestor": a.requestor,
         "from": a.from,
         "to": a.to,
+        "content": a.content,
+        "diff": a.diff,
+        "applied_digest": a.applied_digest,
         "issued_at": format_timestamp(a.issued_at),
         "not_before": format_timestamp(a.not_before),
         "expires_at": format_timestamp(a.expires_at),
@@ -205,7 +208,9 @@ pub fn build(
         .map(|c| c.digest)
         .or(applied.and_then(|a| a.from))
         .or(moved_from);
-    let after = after_capture.map(|c| c.digest).or(applied.map(|a| a.to));
+    let after = after_capture
+        .map(|c| c.digest)
+        .or(applied.and_then(|a| a.applied_digest.or(a.to)));
 
     let mut snapshots: BTreeMap<String, Snapshot> = BTreeMap::new();
     let mut keep = |d: Option<Digest>| -> Result<(), StoreError> {
@@ -267,14 +272,15 @@ pub fn build(
                 }
             }
             if let Some(after) = after_capture
-                && after.digest != a.to
+                && let Some(approved) = a.applied_digest.or(a.to)
+                && after.digest != approved
             {
                 flags.push(flag(
                     "violation",
                     "after_differs_from_approved",
                     format!(
-                        "the after signature {} is not the approved state {}",
-                        after.digest, a.to
+                        "the after signature {} is not the approved state {approved}",
+                        after.digest
                     ),
                 ));
             }
@@ -345,6 +351,82 @@ pub fn build(
     for c in &captures {
         capture_docs.push(capture_json(store, c)?);
     }
+    // Where the change was validated before production, and the review it owes.
+    let staging: Vec<Json> = store
+        .staging_links(change_id)?
+        .iter()
+        .map(|l| {
+            json!({
+                "staging_asset": l.staging,
+                "production_asset": l.production,
+                "capture_id": l.capture_id,
+                "change_signature": l.content,
+                "seen_at": format_timestamp(l.seen_at),
+                "text": format!(
+                    "validated on staging {} at {}",
+                    l.staging,
+                    format_timestamp(l.seen_at)
+                ),
+            })
+        })
+        .collect();
+    let changes = store.changes_for(change_id)?;
+    let reviews = store.reviews_for(change_id)?;
+    for c in &changes {
+        match c.status.as_str() {
+            "review_due" => flags.push(flag(
+                "warning",
+                "review_due",
+                format!(
+                    "emergency change on {}: its review ({} approver(s){}) is due by {}",
+                    c.asset,
+                    c.review_approvals,
+                    if c.review_diff { ", with the diff" } else { "" },
+                    c.review_due_by.map(format_timestamp).unwrap_or_default()
+                ),
+            )),
+            "review_overdue" => flags.push(flag(
+                "violation",
+                "review_overdue",
+                format!(
+                    "REVIEW OVERDUE: the emergency change on {} was due for review by {}",
+                    c.asset,
+                    c.review_due_by.map(format_timestamp).unwrap_or_default()
+                ),
+            )),
+            _ => {}
+        }
+    }
+    let change_docs: Vec<Json> = changes
+        .iter()
+        .map(|c| {
+            json!({
+                "asset": c.asset,
+                "kind": c.kind,
+                "policy": c.policy,
+                "status": c.status,
+                "digest": c.digest,
+                "change_signature": c.content,
+                "diff_digest": c.diff,
+                "applied_at": format_timestamp(c.applied_at),
+                "review_due_by": c.review_due_by.map(format_timestamp),
+                "reviews_needed": c.review_approvals,
+                "reviewed_at": c.reviewed_at.map(format_timestamp),
+                "overdue_at": c.overdue_at.map(format_timestamp),
+            })
+        })
+        .collect();
+    let review_docs: Vec<Json> = reviews
+        .iter()
+        .map(|(who, name, outcome, at)| {
+            json!({
+                "approver_id": who,
+                "approver": name,
+                "outcome": outcome,
+                "received_at": format_timestamp(*at),
+            })
+        })
+        .collect();
     let public_key = keys::public_key_text(&agent_key.verifying_key());
     let pack = json!({
         "schema": SCHEMA,
@@ -363,7 +445,19 @@ pub fn build(
             .iter()
             .map(|a| approval_json(a, approver_key(&a.approver_id)))
             .collect::<Vec<_>>(),
-        "signatures": {"before": before, "after": after},
+        "signatures": {
+            "before": before,
+            "after": after,
+            "before_change_signature": before
+                .and_then(|d| snapshots.get(&d.to_string()))
+                .map(|s| s.content_digest()),
+            "after_change_signature": after
+                .and_then(|d| snapshots.get(&d.to_string()))
+                .map(|s| s.content_digest()),
+        },
+        "staging": staging,
+        "changes": change_docs,
+        "reviews": review_docs,
         "captures": capture_docs,
         "diff": diff,
         "baseline_moves": baseline_moves,

@@ -1,0 +1,1088 @@
+//! Changes: what a plant's change policy asks of approvals before a baseline moves, staging
+//! controllers, and the review an emergency change still owes.
+//!
+//! ```text
+//! observation (a capture, or a fresh one at submission) of asset A in state D
+//!   ──► pending approvals of A that cover D (`to` = D, or `content` = D's change signature
+//!       with A's identity unchanged), grouped by change id
+//!   ──► per change: an emergency token?           apply now, review due within review_within
+//!                   no policy for A?               apply (one valid approval is enough)
+//!                   the policy's rules all met?    apply
+//!                   otherwise                      stay pending; the open drift says why
+//!                                                  ("approvals 1 of 2; notice 3h of 48h")
+//! ```
+//!
+//! The rules of a policy ([`PolicyRule`]), each measured, never assumed:
+//! - **approvals**: distinct approver ids among the change's tokens that cover the state (with
+//!   `diff_review`, only tokens whose `diff` is the digest of the content changes from the
+//!   baseline to the observed state count);
+//! - **notice**: from the agent receiving the change's first token to the change reaching the
+//!   device (the first capture of the current run of that state);
+//! - **require_staging**: a staging controller of the asset (`staging_for`) was seen with the
+//!   same change signature before the change reached the device;
+//! - the **safety policy** replaces the asset's policy when the change touches an item the
+//!   asset lists as safety configuration.
+//!
+//! A staging controller S of production asset P: a capture of S whose change signature is the
+//! content of an approval for P links the change to S (`change.staged`); a `content` approval
+//! for P approves the same content on S (S's baseline moves, identity unchanged). An emergency
+//! change is reviewed by `review` tokens (not approvals: the change already happened) from
+//! approvers other than the emergency's own, meeting the policy's `approvals` and
+//! `diff_review` within `review_within`; past it the change is `review_overdue`.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use otdrift_core::{Clock, Diff, Digest, Snapshot, format_timestamp, path_matches};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::json;
+
+use crate::approvals::{self, AppliedApproval, ApprovalRefusal, ApprovalRow, approvals_where};
+use crate::audit;
+use crate::events::{enqueue, event_type};
+use crate::ingest::{current_baseline, insert_baseline, load_snapshot};
+use crate::model::{Baseline, digest, opt_ts, ts};
+use crate::{Store, StoreError};
+
+/// One policy, as the agent hands it over from the config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyRule {
+    /// The policy's id.
+    pub id: String,
+    /// Distinct approver ids that must sign.
+    pub approvals: u32,
+    /// Least time between the first token and the change reaching the device.
+    pub notice: TimeDelta,
+    /// The change must first be seen on a staging controller.
+    pub require_staging: bool,
+    /// Counted tokens must carry the digest of the content changes.
+    pub diff_review: bool,
+    /// Time allowed for an emergency change's review.
+    pub review_within: TimeDelta,
+}
+
+/// The change rules of one asset (the store knows no config: the agent fills this in).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeRules {
+    /// The asset's policy; `None`: one valid approval applies.
+    pub policy: Option<PolicyRule>,
+    /// Item path patterns of safety configuration (exact, or a prefix ending in `*`).
+    pub safety: Vec<String>,
+    /// The policy for changes that touch `safety` items.
+    pub safety_policy: Option<PolicyRule>,
+    /// The staging controllers of this asset, when it is a production asset.
+    pub staging: Vec<String>,
+    /// The production asset, when this asset is a staging controller.
+    pub production: Option<String>,
+}
+
+/// Review obligations when an emergency change applies without a policy.
+const DEFAULT_REVIEW: (u32, i64) = (1, 7);
+
+/// What an observation of an asset is, for matching approvals against it.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    /// The asset.
+    pub asset: String,
+    /// Its full signature.
+    pub digest: Digest,
+    /// Its change signature.
+    pub content: Digest,
+    /// Its identity class digest.
+    pub identity: Digest,
+    /// The identity digest of the asset's current baseline, if it has one.
+    pub baseline_identity: Option<Digest>,
+    /// When this run of the state began (the capture row's first sighting).
+    pub reached_at: DateTime<Utc>,
+    /// When it was last seen.
+    pub last_seen: DateTime<Utc>,
+    /// The capture row.
+    pub capture_id: i64,
+}
+
+/// What an observation did to the asset's approvals.
+#[derive(Debug)]
+pub enum Verdict {
+    /// No approval covers the state.
+    None,
+    /// A change's approvals moved the baseline.
+    Applied(Box<AppliedApproval>),
+    /// A change's approvals cover the state but its policy is not met yet.
+    Unmet {
+        /// The change.
+        change_id: String,
+        /// The policy applied.
+        policy: String,
+        /// The rules not met, as people read them (`approvals 1 of 2`).
+        unmet: Vec<String>,
+    },
+}
+
+/// The latest observation of an asset, with the digests approvals are matched on.
+pub(crate) fn latest_observation(
+    conn: &Connection,
+    asset: &str,
+) -> Result<Option<Observed>, StoreError> {
+    let row: Option<(i64, String, String, String, Option<String>, String)> = conn
+        .query_row(
+            "SELECT c.id, c.digest, c.first_seen, c.last_seen, s.content_digest, s.identity_digest
+             FROM captures c JOIN snapshots s ON s.digest = c.digest
+             WHERE c.asset = ?1 ORDER BY c.id DESC LIMIT 1",
+            [asset],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((capture_id, d, first, last, content, identity)) = row else {
+        return Ok(None);
+    };
+    let d = digest(&d)?;
+    let content = match content {
+        Some(c) => digest(&c)?,
+        None => load_snapshot(conn, &d)?.content_digest(),
+    };
+    Ok(Some(Observed {
+        asset: asset.to_owned(),
+        digest: d,
+        content,
+        identity: digest(&identity)?,
+        baseline_identity: baseline_identity(conn, asset)?,
+        reached_at: ts(&first)?,
+        last_seen: ts(&last)?,
+        capture_id,
+    }))
+}
+
+/// The identity digest of the asset's current baseline.
+pub(crate) fn baseline_identity(
+    conn: &Connection,
+    asset: &str,
+) -> Result<Option<Digest>, StoreError> {
+    let Some(baseline) = current_baseline(conn, asset)? else {
+        return Ok(None);
+    };
+    let identity: Option<String> = conn
+        .query_row(
+            "SELECT identity_digest FROM snapshots WHERE digest = ?1",
+            [baseline.digest.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    identity.as_deref().map(digest).transpose()
+}
+
+/// The policy that applies to a change from `baseline` to `observed`: the safety policy when
+/// the change touches a safety item, else the asset's policy.
+fn rule_for<'r>(rules: &'r ChangeRules, diff: &Diff) -> Option<&'r PolicyRule> {
+    let touches_safety = !rules.safety.is_empty()
+        && diff
+            .changes
+            .iter()
+            .any(|c| rules.safety.iter().any(|p| path_matches(p, &c.path)));
+    match (touches_safety, &rules.safety_policy) {
+        (true, Some(safety)) => Some(safety),
+        _ => rules.policy.as_ref(),
+    }
+}
+
+/// When a staging controller of this asset was first seen with the change signature
+/// `content`, if ever.
+fn staged_at(
+    conn: &Connection,
+    rules: &ChangeRules,
+    content: &Digest,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let mut first: Option<DateTime<Utc>> = None;
+    for staging in &rules.staging {
+        let seen: Option<String> = conn.query_row(
+            "SELECT MIN(c.first_seen) FROM captures c JOIN snapshots s ON s.digest = c.digest
+             WHERE c.asset = ?1 AND s.content_digest = ?2",
+            params![staging, content.to_string()],
+            |r| r.get(0),
+        )?;
+        if let Some(seen) = opt_ts(seen)? {
+            first = Some(first.map_or(seen, |f| f.min(seen)));
+        }
+    }
+    Ok(first)
+}
+
+/// A duration as people read it in a reason: `3h`, `2d`, `45m`, `12s`.
+fn human(d: TimeDelta) -> String {
+    let secs = d.num_seconds().max(0);
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 3600 => format!("{}h", s / 3600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The rules of `rule` that the change's tokens (`group`) do not meet for this observation.
+fn unmet_rules(
+    rule: &PolicyRule,
+    group: &[ApprovalRow],
+    observed: &Observed,
+    diff_digest: &Digest,
+    staged: Option<DateTime<Utc>>,
+) -> Vec<String> {
+    let mut unmet = Vec::new();
+    let mut signers: Vec<&str> = group.iter().map(|a| a.approver_id.as_str()).collect();
+    signers.sort_unstable();
+    signers.dedup();
+    let mut reviewed: Vec<&str> = group
+        .iter()
+        .filter(|a| a.diff == Some(*diff_digest))
+        .map(|a| a.approver_id.as_str())
+        .collect();
+    reviewed.sort_unstable();
+    reviewed.dedup();
+    let counted = if rule.diff_review {
+        reviewed.len()
+    } else {
+        signers.len()
+    };
+    if counted < rule.approvals as usize {
+        unmet.push(format!("approvals {counted} of {}", rule.approvals));
+    }
+    if rule.diff_review && reviewed.len() < signers.len() {
+        unmet.push(format!(
+            "diff not reviewed ({} of {} approvals carry the digest {diff_digest} of the changes)",
+            reviewed.len(),
+            signers.len()
+        ));
+    }
+    if rule.notice > TimeDelta::zero() {
+        let first = group.iter().map(|a| a.received_at).min();
+        let given = first.map_or(TimeDelta::zero(), |f| observed.reached_at - f);
+        if given < rule.notice {
+            unmet.push(format!("notice {} of {}", human(given), human(rule.notice)));
+        }
+    }
+    if rule.require_staging && !staged.is_some_and(|s| s <= observed.reached_at) {
+        unmet.push("not staged".to_owned());
+    }
+    unmet
+}
+
+/// Applies the approvals that cover the asset's observation, if their change policy is met
+/// (see the module documentation). `observed_now`: the asset is in that state right now.
+pub(crate) fn try_apply(
+    conn: &Connection,
+    clock: &dyn Clock,
+    rules: &ChangeRules,
+    observed: &Observed,
+    observed_now: bool,
+) -> Result<Verdict, StoreError> {
+    let now = clock.now();
+    let baseline = current_baseline(conn, &observed.asset)?;
+    let candidates: Vec<ApprovalRow> =
+        approvals_where(conn, "status = 'pending' AND asset = ?1", &observed.asset)?
+            .into_iter()
+            .filter(|a| approvals::covers(a, observed, baseline.as_ref().map(|b| &b.digest), now))
+            .collect();
+    if candidates.is_empty() {
+        return Ok(Verdict::None);
+    }
+    let mut groups: Vec<(String, Vec<ApprovalRow>)> = Vec::new();
+    for a in candidates {
+        match groups.iter_mut().find(|(c, _)| *c == a.change_id) {
+            Some((_, g)) => g.push(a),
+            None => groups.push((a.change_id.clone(), vec![a])),
+        }
+    }
+    let diff = match &baseline {
+        Some(b) => Diff::between(
+            &load_snapshot(conn, &b.digest)?,
+            &load_snapshot(conn, &observed.digest)?,
+        ),
+        None => Diff::default(),
+    };
+    let diff_digest = diff.content_digest();
+    let staged = staged_at(conn, rules, &observed.content)?;
+    let mut first_unmet = None;
+    for (change_id, group) in groups {
+        let emergency = group.iter().find(|a| a.kind == "emergency");
+        let rule = rule_for(rules, &diff);
+        let unmet = match (emergency, rule) {
+            (Some(_), _) | (None, None) => Vec::new(),
+            (None, Some(rule)) => unmet_rules(rule, &group, observed, &diff_digest, staged),
+        };
+        if unmet.is_empty() {
+            let applied = apply_group(conn, clock, &group, observed, observed_now)?;
+            record_change(
+                conn,
+                clock,
+                &group,
+                rule,
+                &applied.baseline,
+                observed,
+                &diff_digest,
+            )?;
+            return Ok(Verdict::Applied(Box::new(applied)));
+        }
+        let reason = format!("waiting for: {}", unmet.join("; "));
+        for a in &group {
+            conn.execute(
+                "UPDATE approvals SET reason = ?2 WHERE id = ?1",
+                params![a.id, reason],
+            )?;
+        }
+        if first_unmet.is_none() {
+            first_unmet = Some(Verdict::Unmet {
+                change_id,
+                policy: rule.map(|r| r.id.clone()).unwrap_or_default(),
+                unmet,
+            });
+        }
+    }
+    Ok(first_unmet.unwrap_or(Verdict::None))
+}
+
+/// Applies a change's tokens: the first moves the baseline, the others are applied with it
+/// (co-signatures of the same change).
+fn apply_group(
+    conn: &Connection,
+    clock: &dyn Clock,
+    group: &[ApprovalRow],
+    observed: &Observed,
+    observed_now: bool,
+) -> Result<AppliedApproval, StoreError> {
+    let (first, rest) = group
+        .split_first()
+        .ok_or_else(|| StoreError::Corrupt("an empty approval group".to_owned()))?;
+    let applied = approvals::apply(conn, clock, first, &observed.digest, observed_now)?;
+    let now = format_timestamp(clock.now());
+    for other in rest {
+        conn.execute(
+            "UPDATE approvals SET status = 'applied', applied_at = ?2, baseline_id = ?3,
+                 reason = NULL
+             WHERE id = ?1",
+            params![other.id, now, applied.baseline.id],
+        )?;
+        audit::append(
+            conn,
+            clock,
+            "approval.applied",
+            Some(&other.asset),
+            &json!({
+                "approval_id": other.id,
+                "jti": other.jti,
+                "asset": other.asset,
+                "change_id": other.change_id,
+                "kind": other.kind,
+                "approver_id": other.approver_id,
+                "approver": other.approver,
+                "to": observed.digest.to_string(),
+                "co_signature_of": first.jti,
+            }),
+        )?;
+    }
+    conn.execute(
+        "UPDATE approvals SET reason = NULL WHERE id = ?1",
+        [first.id],
+    )?;
+    Ok(applied)
+}
+
+/// Records a change that moved a baseline, with the review an emergency still owes.
+fn record_change(
+    conn: &Connection,
+    clock: &dyn Clock,
+    group: &[ApprovalRow],
+    rule: Option<&PolicyRule>,
+    baseline: &Baseline,
+    observed: &Observed,
+    diff_digest: &Digest,
+) -> Result<(), StoreError> {
+    let now = clock.now();
+    let emergency = group.iter().find(|a| a.kind == "emergency");
+    let first = &group[0];
+    let (approvals, diff_review, within) = match rule {
+        Some(r) => (r.approvals, r.diff_review, r.review_within),
+        None => (DEFAULT_REVIEW.0, false, TimeDelta::days(DEFAULT_REVIEW.1)),
+    };
+    let (status, due) = match emergency {
+        Some(_) => ("review_due", Some(format_timestamp(now + within))),
+        None => ("applied", None),
+    };
+    conn.execute(
+        "INSERT INTO changes(change_id, asset, kind, policy, status, baseline_id, digest,
+             content_digest, diff_digest, applied_at, review_due_by, review_approvals,
+             review_diff, approver_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT(change_id, asset) DO UPDATE SET kind = excluded.kind,
+             policy = excluded.policy, status = excluded.status,
+             baseline_id = excluded.baseline_id, digest = excluded.digest,
+             content_digest = excluded.content_digest, diff_digest = excluded.diff_digest,
+             applied_at = excluded.applied_at, review_due_by = excluded.review_due_by,
+             review_approvals = excluded.review_approvals, review_diff = excluded.review_diff,
+             approver_id = excluded.approver_id, reviewed_at = NULL, overdue_at = NULL",
+        params![
+            first.change_id,
+            observed.asset,
+            emergency.map_or(first.kind.as_str(), |e| e.kind.as_str()),
+            rule.map(|r| r.id.clone()),
+            status,
+            baseline.id,
+            observed.digest.to_string(),
+            observed.content.to_string(),
+            diff_digest.to_string(),
+            format_timestamp(now),
+            due,
+            i64::from(approvals),
+            i64::from(diff_review),
+            emergency.map_or(first.approver_id.as_str(), |e| e.approver_id.as_str()),
+        ],
+    )?;
+    if let (Some(e), Some(due)) = (emergency, &due) {
+        audit::append(
+            conn,
+            clock,
+            "change.review_due",
+            Some(&observed.asset),
+            &json!({
+                "change_id": e.change_id,
+                "asset": observed.asset,
+                "approver_id": e.approver_id,
+                "digest": observed.digest.to_string(),
+                "review_due_by": due,
+                "reviews_needed": approvals,
+                "diff_review": diff_review,
+                "diff_digest": diff_digest.to_string(),
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+/// A capture of staging controller `observed.asset` (for production `production`): links
+/// every change approving its content for production (`change.staged`, once per change and
+/// staging controller), and applies a `content` approval of production to the staging
+/// controller itself when its identity is unchanged. Returns the baseline move, if any.
+pub(crate) fn on_staging_capture(
+    conn: &Connection,
+    clock: &dyn Clock,
+    production: &str,
+    observed: &Observed,
+) -> Result<Option<AppliedApproval>, StoreError> {
+    let approving: Vec<ApprovalRow> = approvals_where(
+        conn,
+        "asset = ?1 AND status IN ('pending', 'applied') AND content_digest IS NOT NULL",
+        &production,
+    )?
+    .into_iter()
+    .filter(|a| a.content == Some(observed.content))
+    .collect();
+    for a in &approving {
+        link(
+            conn,
+            clock,
+            a,
+            production,
+            &observed.asset,
+            observed.capture_id,
+            observed.reached_at,
+        )?;
+    }
+    let Some(approval) = approving.first() else {
+        return Ok(None);
+    };
+    let baseline = current_baseline(conn, &observed.asset)?;
+    if baseline
+        .as_ref()
+        .is_some_and(|b| b.digest == observed.digest)
+        || observed.baseline_identity != Some(observed.identity)
+    {
+        return Ok(None);
+    }
+    let now = clock.now();
+    let moved = insert_baseline(
+        conn,
+        &observed.asset,
+        &observed.digest,
+        false,
+        now,
+        "staging",
+        Some(&approval.change_id),
+        Some(observed.capture_id),
+    )?;
+    let drift = crate::ingest::approve_open_drift(
+        conn,
+        clock,
+        &observed.asset,
+        &approval.change_id,
+        approval.id,
+        &observed.digest,
+    )?;
+    let body = json!({
+        "asset": observed.asset,
+        "baseline_id": moved.id,
+        "previous_digest": baseline.as_ref().map(|b| b.digest.to_string()),
+        "digest": observed.digest.to_string(),
+        "change_id": approval.change_id,
+        "approval_id": approval.id,
+        "reason": "staging",
+        "production": production,
+    });
+    audit::append(conn, clock, "baseline.moved", Some(&observed.asset), &body)?;
+    enqueue(
+        conn,
+        clock,
+        event_type::BASELINE_MOVED,
+        Some(&observed.asset),
+        &json!({
+            "asset": observed.asset,
+            "digest": observed.digest.to_string(),
+            "previous_digest": baseline.as_ref().map(|b| b.digest.to_string()),
+            "provisional": false,
+            "reason": "staging",
+            "change_id": approval.change_id,
+            "set_at": format_timestamp(now),
+            "production": production,
+            "drift_id": drift.as_ref().map(|d| d.id),
+        }),
+    )?;
+    Ok(Some(AppliedApproval {
+        approval: approval.clone(),
+        baseline: moved,
+        previous: baseline,
+        drift,
+    }))
+}
+
+/// Links `approval`'s change to a staging capture (once per change and staging controller).
+fn link(
+    conn: &Connection,
+    clock: &dyn Clock,
+    approval: &ApprovalRow,
+    production: &str,
+    staging: &str,
+    capture_id: i64,
+    seen_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Some(content) = approval.content else {
+        return Ok(());
+    };
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO staging_links(change_id, production, staging, capture_id,
+             content_digest, seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            approval.change_id,
+            production,
+            staging,
+            capture_id,
+            content.to_string(),
+            format_timestamp(seen_at)
+        ],
+    )?;
+    if inserted == 1 {
+        let body = json!({
+            "change_id": approval.change_id,
+            "asset": production,
+            "staging_asset": staging,
+            "content_digest": content.to_string(),
+            "capture_id": capture_id,
+            "seen_at": format_timestamp(seen_at),
+        });
+        audit::append(conn, clock, "change.staged", Some(production), &body)?;
+        enqueue(
+            conn,
+            clock,
+            event_type::CHANGE_STAGED,
+            Some(production),
+            &body,
+        )?;
+    }
+    Ok(())
+}
+
+/// At the submission of a `content` approval: a staging controller that already ran that
+/// content (before the token arrived) is linked to the change.
+pub(crate) fn link_earlier_staging(
+    conn: &Connection,
+    clock: &dyn Clock,
+    approval: &ApprovalRow,
+    rules: &ChangeRules,
+) -> Result<(), StoreError> {
+    let Some(content) = approval.content else {
+        return Ok(());
+    };
+    for staging in &rules.staging {
+        let seen: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT c.id, c.first_seen FROM captures c JOIN snapshots s ON s.digest = c.digest
+                 WHERE c.asset = ?1 AND s.content_digest = ?2 ORDER BY c.first_seen LIMIT 1",
+                params![staging, content.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((capture_id, seen)) = seen {
+            link(
+                conn,
+                clock,
+                approval,
+                &approval.asset,
+                staging,
+                capture_id,
+                ts(&seen)?,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Marks emergency changes whose review window has passed as `review_overdue`, each with an
+/// audit entry and a `change.review_overdue` event.
+pub(crate) fn check_overdue(conn: &Connection, clock: &dyn Clock) -> Result<usize, StoreError> {
+    let now = format_timestamp(clock.now());
+    let due: Vec<(i64, String, String, String)> = {
+        let mut stmt = conn.prepare(
+            "SELECT id, change_id, asset, review_due_by FROM changes
+             WHERE status = 'review_due' AND review_due_by < ?1",
+        )?;
+        let rows = stmt.query_map([&now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, change_id, asset, by) in &due {
+        conn.execute(
+            "UPDATE changes SET status = 'review_overdue', overdue_at = ?2 WHERE id = ?1",
+            params![id, now],
+        )?;
+        let body = json!({
+            "change_id": change_id,
+            "asset": asset,
+            "review_due_by": by,
+            "overdue_since": now,
+        });
+        audit::append(conn, clock, "change.review_overdue", Some(asset), &body)?;
+        enqueue(
+            conn,
+            clock,
+            event_type::CHANGE_REVIEW_OVERDUE,
+            Some(asset),
+            &body,
+        )?;
+    }
+    Ok(due.len())
+}
+
+/// A change that moved a baseline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeRow {
+    /// The change ticket.
+    pub change_id: String,
+    /// The asset.
+    pub asset: String,
+    /// The kind of its approval (`emergency`, `normal`, ...).
+    pub kind: String,
+    /// The policy it met, if any.
+    pub policy: Option<String>,
+    /// `applied`, `review_due`, `reviewed` or `review_overdue`.
+    pub status: String,
+    /// The state it applied.
+    pub digest: Digest,
+    /// Its change signature.
+    pub content: Digest,
+    /// The digest of its content changes (what a review signs as `diff`).
+    pub diff: Digest,
+    /// When it applied.
+    pub applied_at: DateTime<Utc>,
+    /// When its review is due (emergencies).
+    pub review_due_by: Option<DateTime<Utc>>,
+    /// Distinct reviewers needed.
+    pub review_approvals: u32,
+    /// Whether reviews must carry the diff digest.
+    pub review_diff: bool,
+    /// The approver of the emergency (whose own review does not count).
+    pub approver_id: String,
+    /// When the review was complete.
+    pub reviewed_at: Option<DateTime<Utc>>,
+    /// When it became overdue.
+    pub overdue_at: Option<DateTime<Utc>>,
+}
+
+const CHANGE_COLUMNS: &str = "change_id, asset, kind, policy, status, digest, content_digest,
+    diff_digest, applied_at, review_due_by, review_approvals, review_diff, approver_id,
+    reviewed_at, overdue_at";
+
+type RawChange = (
+    (String, String, String, Option<String>, String),
+    (String, String, String, String, Option<String>),
+    (i64, i64, String, Option<String>, Option<String>),
+);
+
+fn change_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawChange> {
+    Ok((
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+        (r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?),
+        (r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?, r.get(14)?),
+    ))
+}
+
+fn parse_change(raw: RawChange) -> Result<ChangeRow, StoreError> {
+    let ((change_id, asset, kind, policy, status), (d, c, diff, at, due), (n, rd, who, rev, over)) =
+        raw;
+    Ok(ChangeRow {
+        change_id,
+        asset,
+        kind,
+        policy,
+        status,
+        digest: digest(&d)?,
+        content: digest(&c)?,
+        diff: digest(&diff)?,
+        applied_at: ts(&at)?,
+        review_due_by: opt_ts(due)?,
+        review_approvals: u32::try_from(n).unwrap_or(0),
+        review_diff: rd != 0,
+        approver_id: who,
+        reviewed_at: opt_ts(rev)?,
+        overdue_at: opt_ts(over)?,
+    })
+}
+
+fn changes_where(
+    conn: &Connection,
+    filter: &str,
+    param: &dyn rusqlite::ToSql,
+) -> Result<Vec<ChangeRow>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {CHANGE_COLUMNS} FROM changes WHERE {filter} ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([param], change_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(parse_change(row?)?);
+    }
+    Ok(out)
+}
+
+/// A staging controller seen with a change's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StagingLink {
+    /// The change.
+    pub change_id: String,
+    /// The production asset.
+    pub production: String,
+    /// The staging controller.
+    pub staging: String,
+    /// Its capture.
+    pub capture_id: i64,
+    /// The change signature seen.
+    pub content: Digest,
+    /// When it was first seen there.
+    pub seen_at: DateTime<Utc>,
+}
+
+/// A verified `review` token, as the store records it.
+#[derive(Clone, Debug)]
+pub struct ReviewInput<'a> {
+    /// The review's own token id.
+    pub jti: &'a str,
+    /// The change it reviews.
+    pub change_id: &'a str,
+    /// The asset.
+    pub asset: &'a str,
+    /// The configured approver whose key signed it.
+    pub approver_id: &'a str,
+    /// The reviewing person.
+    pub approver: Option<&'a str>,
+    /// The applied signature it reviews.
+    pub to: Digest,
+    /// The content-change digest the reviewer saw.
+    pub diff: Option<Digest>,
+    /// The compact JWS.
+    pub token: &'a str,
+    /// Its decoded claims.
+    pub claims: &'a serde_json::Value,
+    /// Who submitted it, for rate limits.
+    pub source: &'a str,
+}
+
+/// Where a change's review stands after a review token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReviewOutcome {
+    /// The change, after the review.
+    pub change: ChangeRow,
+    /// Whether this review counted (another approver than the emergency's, with the right
+    /// `diff` when the policy wants it).
+    pub counted: bool,
+    /// Distinct reviewers counted so far.
+    pub reviewers: u32,
+}
+
+impl Store {
+    /// Fills in the change signature and history digest of snapshots stored before those
+    /// digests existed (schema 5). Runs at open; a no-op once done.
+    pub(crate) fn backfill_snapshot_digests(&mut self) -> Result<(), StoreError> {
+        loop {
+            let batch: Vec<String> = {
+                let mut stmt = self.conn.prepare(
+                    "SELECT digest FROM snapshots WHERE content_digest IS NULL LIMIT 100",
+                )?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for d in &batch {
+                let snapshot: Snapshot = load_snapshot(&tx, &digest(d)?)?;
+                let digests = snapshot.digests();
+                tx.execute(
+                    "UPDATE snapshots SET content_digest = ?2, history_digest = ?3 WHERE digest = ?1",
+                    params![d, digests.content.to_string(), digests.history.to_string()],
+                )?;
+            }
+            tx.commit()?;
+        }
+    }
+
+    /// Records a `review` token of an emergency change (see the module documentation). The
+    /// review's `jti` is spent whatever the outcome.
+    pub fn submit_review(
+        &mut self,
+        input: &ReviewInput<'_>,
+    ) -> Result<Result<ReviewOutcome, ApprovalRefusal>, StoreError> {
+        let clock = self.clock.clone();
+        let now = clock.now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        check_overdue(&tx, clock.as_ref())?;
+        let details = json!({
+            "jti": input.jti,
+            "asset": input.asset,
+            "change_id": input.change_id,
+            "approver_id": input.approver_id,
+            "to": input.to.to_string(),
+            "kind": "review",
+        });
+        let change = changes_where(&tx, "change_id = ?1", &input.change_id)?
+            .into_iter()
+            .find(|c| c.asset == input.asset);
+        let refusal = if let Some(first) = approvals::jti_received(&tx, input.jti)? {
+            Some(ApprovalRefusal::Replay {
+                jti: input.jti.to_owned(),
+                first_received: ts(&first)?,
+            })
+        } else {
+            match &change {
+                Some(c)
+                    if matches!(
+                        c.status.as_str(),
+                        "review_due" | "review_overdue" | "reviewed"
+                    ) && c.digest == input.to =>
+                {
+                    None
+                }
+                other => Some(ApprovalRefusal::NotUnderReview {
+                    change_id: input.change_id.to_owned(),
+                    status: other.as_ref().map(|c| c.status.clone()),
+                }),
+            }
+        };
+        let counted = match (&refusal, &change) {
+            (None, Some(c)) => {
+                input.approver_id != c.approver_id && (!c.review_diff || input.diff == Some(c.diff))
+            }
+            _ => false,
+        };
+        if !matches!(refusal, Some(ApprovalRefusal::Replay { .. })) {
+            tx.execute(
+                "INSERT INTO reviews(jti, change_id, asset, approver_id, approver, to_digest,
+                     diff_digest, token, claims, received_at, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    input.jti,
+                    input.change_id,
+                    input.asset,
+                    input.approver_id,
+                    input.approver,
+                    input.to.to_string(),
+                    input.diff.map(|d| d.to_string()),
+                    input.token,
+                    input.claims.to_string(),
+                    format_timestamp(now),
+                    match (&refusal, counted) {
+                        (Some(r), _) => r.code(),
+                        (None, true) => "counted",
+                        (None, false) => "not-counted",
+                    },
+                ],
+            )?;
+        }
+        if let Some(refusal) = refusal {
+            approvals::rejection(
+                &tx,
+                clock.as_ref(),
+                input.source,
+                refusal.code(),
+                &refusal.to_string(),
+                &details,
+                Some(input.asset),
+            )?;
+            tx.commit()?;
+            return Ok(Err(refusal));
+        }
+        let Some(change) = change else {
+            return Err(StoreError::Corrupt(
+                "a review without its change".to_owned(),
+            ));
+        };
+        let reviewers: u32 = tx.query_row(
+            "SELECT COUNT(DISTINCT approver_id) FROM reviews
+             WHERE change_id = ?1 AND asset = ?2 AND outcome = 'counted'",
+            params![input.change_id, input.asset],
+            |r| r.get(0),
+        )?;
+        audit::append(
+            &tx,
+            clock.as_ref(),
+            "change.review_received",
+            Some(input.asset),
+            &json!({
+                "change_id": input.change_id,
+                "asset": input.asset,
+                "jti": input.jti,
+                "approver_id": input.approver_id,
+                "approver": input.approver,
+                "counted": counted,
+                "reviewers": reviewers,
+                "needed": change.review_approvals,
+            }),
+        )?;
+        if change.status != "reviewed" && reviewers >= change.review_approvals {
+            let late = change.status == "review_overdue";
+            tx.execute(
+                "UPDATE changes SET status = 'reviewed', reviewed_at = ?3
+                 WHERE change_id = ?1 AND asset = ?2",
+                params![input.change_id, input.asset, format_timestamp(now)],
+            )?;
+            let body = json!({
+                "change_id": input.change_id,
+                "asset": input.asset,
+                "reviewers": reviewers,
+                "late": late,
+                "reviewed_at": format_timestamp(now),
+            });
+            audit::append(
+                &tx,
+                clock.as_ref(),
+                "change.reviewed",
+                Some(input.asset),
+                &body,
+            )?;
+            enqueue(
+                &tx,
+                clock.as_ref(),
+                event_type::CHANGE_REVIEWED,
+                Some(input.asset),
+                &body,
+            )?;
+        }
+        let change = changes_where(&tx, "change_id = ?1", &input.change_id)?
+            .into_iter()
+            .find(|c| c.asset == input.asset)
+            .ok_or_else(|| StoreError::Corrupt("the change vanished".to_owned()))?;
+        tx.commit()?;
+        Ok(Ok(ReviewOutcome {
+            change,
+            counted,
+            reviewers,
+        }))
+    }
+
+    /// Marks overdue reviews (the daemon calls this every minute; captures and approvals do
+    /// too). Returns how many became overdue.
+    pub fn check_reviews(&mut self) -> Result<usize, StoreError> {
+        let clock = self.clock.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = check_overdue(&tx, clock.as_ref())?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Every change recorded under a change id (one per asset it moved).
+    pub fn changes_for(&self, change_id: &str) -> Result<Vec<ChangeRow>, StoreError> {
+        changes_where(&self.conn, "change_id = ?1", &change_id)
+    }
+
+    /// The asset's changes whose review is due or overdue.
+    pub fn reviews_due(&self, asset: &str) -> Result<Vec<ChangeRow>, StoreError> {
+        changes_where(
+            &self.conn,
+            "asset = ?1 AND status IN ('review_due', 'review_overdue')",
+            &asset,
+        )
+    }
+
+    /// The staging controllers a change was seen on before production.
+    pub fn staging_links(&self, change_id: &str) -> Result<Vec<StagingLink>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT change_id, production, staging, capture_id, content_digest, seen_at
+             FROM staging_links WHERE change_id = ?1 ORDER BY seen_at",
+        )?;
+        let rows = stmt.query_map([change_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (change_id, production, staging, capture_id, content, seen) = row?;
+            out.push(StagingLink {
+                change_id,
+                production,
+                staging,
+                capture_id,
+                content: digest(&content)?,
+                seen_at: ts(&seen)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Review tokens received for a change, oldest first: approver id, person, outcome, when.
+    pub fn reviews_for(
+        &self,
+        change_id: &str,
+    ) -> Result<Vec<(String, Option<String>, String, DateTime<Utc>)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT approver_id, approver, outcome, received_at FROM reviews
+             WHERE change_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([change_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (who, name, outcome, at) = row?;
+            out.push((who, name, outcome, ts(&at)?));
+        }
+        Ok(out)
+    }
+}

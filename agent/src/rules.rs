@@ -38,5 +38,6 @@ pub fn change_rules(config: &Config, asset: &AssetConfig) -> ChangeRules {
             .map(|a| a.id.clone())
             .collect(),
         production: asset.staging_for.clone(),
+        skew: TimeDelta::seconds(i64::try_from(config.agent.clock_skew_secs).unwrap_or(3600)),
     }
 }

@@ -469,12 +469,14 @@ pub(crate) fn expire_pending(conn: &Connection, clock: &dyn Clock) -> Result<(),
 
 /// Whether a pending approval covers an observation of its asset: the observed state is its
 /// `to`, or the observed change signature is its `content` with the asset's identity
-/// unchanged from the baseline's; inside its time window; `from` (if any) still the baseline.
+/// unchanged from the baseline's; valid at `valid_at` (`nbf`, with the agent's clock skew
+/// already added by the caller; `exp` is enforced by expiry); `from` (if any) still the
+/// baseline.
 pub(crate) fn covers(
     a: &ApprovalRow,
     observed: &crate::changes::Observed,
     baseline: Option<&Digest>,
-    now: DateTime<Utc>,
+    valid_at: DateTime<Utc>,
 ) -> bool {
     let state = match (a.to, a.content) {
         (Some(to), _) => to == observed.digest,
@@ -486,10 +488,7 @@ pub(crate) fn covers(
         }
         (None, None) => false,
     };
-    state
-        && a.not_before <= now
-        && now <= a.expires_at
-        && a.from.is_none_or(|f| Some(&f) == baseline)
+    state && a.not_before <= valid_at && a.from.is_none_or(|f| Some(&f) == baseline)
 }
 
 /// After `applied` moved the baseline: every other pending approval of the asset whose `from`
@@ -1094,7 +1093,14 @@ impl Store {
         let fresh = observed
             .as_ref()
             .filter(|o| now - o.last_seen <= input.max_observation_age)
-            .filter(|o| covers(&row, o, baseline.as_ref().map(|b| &b.digest), now));
+            .filter(|o| {
+                covers(
+                    &row,
+                    o,
+                    baseline.as_ref().map(|b| &b.digest),
+                    now + input.rules.skew,
+                )
+            });
         audit::append(
             &tx,
             clock.as_ref(),

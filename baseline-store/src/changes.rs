@@ -60,7 +60,8 @@ pub struct PolicyRule {
 }
 
 /// The change rules of one asset (the store knows no config: the agent fills this in).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The default is no policy, no staging relation, and the config's default skew (60 s).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChangeRules {
     /// The asset's policy; `None`: one valid approval applies.
     pub policy: Option<PolicyRule>,
@@ -72,6 +73,22 @@ pub struct ChangeRules {
     pub staging: Vec<String>,
     /// The production asset, when this asset is a staging controller.
     pub production: Option<String>,
+    /// How far an approver's clock may be off (`[agent] clock_skew_secs`): a token whose `nbf`
+    /// lies within it is already valid, as the verifier judged it.
+    pub skew: TimeDelta,
+}
+
+impl Default for ChangeRules {
+    fn default() -> Self {
+        ChangeRules {
+            policy: None,
+            safety: Vec::new(),
+            safety_policy: None,
+            staging: Vec::new(),
+            production: None,
+            skew: TimeDelta::seconds(60),
+        }
+    }
 }
 
 /// Review obligations when an emergency change applies without a policy.
@@ -251,7 +268,8 @@ fn unmet_rules(
     if counted < rule.approvals as usize {
         unmet.push(format!("approvals {counted} of {}", rule.approvals));
     }
-    if rule.diff_review && reviewed.len() < signers.len() {
+    // Signatures without the reviewed diff are why the count falls short: say so.
+    if rule.diff_review && counted < rule.approvals as usize && reviewed.len() < signers.len() {
         unmet.push(format!(
             "diff not reviewed ({} of {} approvals carry the digest {diff_digest} of the changes)",
             reviewed.len(),
@@ -285,7 +303,14 @@ pub(crate) fn try_apply(
     let candidates: Vec<ApprovalRow> =
         approvals_where(conn, "status = 'pending' AND asset = ?1", &observed.asset)?
             .into_iter()
-            .filter(|a| approvals::covers(a, observed, baseline.as_ref().map(|b| &b.digest), now))
+            .filter(|a| {
+                approvals::covers(
+                    a,
+                    observed,
+                    baseline.as_ref().map(|b| &b.digest),
+                    now + rules.skew,
+                )
+            })
             .collect();
     if candidates.is_empty() {
         return Ok(Verdict::None);

@@ -150,6 +150,51 @@ pub fn render(doc: &Json) -> String {
         ));
     }
     h.push_str("</table>\n");
+    h.push_str(&format!(
+        "<p>Change signatures (content only, the same on every controller that runs it): before {}, after {}.</p>\n",
+        code(pack.pointer("/signatures/before_change_signature")),
+        code(pack.pointer("/signatures/after_change_signature"))
+    ));
+
+    // Where it was validated, and what it still owes.
+    let staging: Vec<&Json> = pack
+        .get("staging")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    let changes: Vec<&Json> = pack
+        .get("changes")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    if !staging.is_empty() || !changes.is_empty() {
+        h.push_str("<h2>Staging and policy</h2>\n<ul>\n");
+        for l in &staging {
+            h.push_str(&format!(
+                "<li>{} (change signature {})</li>\n",
+                cell(l.get("text")),
+                code(l.get("change_signature"))
+            ));
+        }
+        for c in &changes {
+            h.push_str(&format!(
+                "<li>applied on {} at {} under policy {} ({} change): status <strong>{}</strong>; reviewed diff {}{}</li>\n",
+                cell(c.get("asset")),
+                cell(c.get("applied_at")),
+                cell(c.get("policy")),
+                cell(c.get("kind")),
+                cell(c.get("status")),
+                code(c.get("diff_digest")),
+                match c.get("review_due_by").and_then(Json::as_str) {
+                    Some(due) => format!("; review due by {}", esc(due)),
+                    None => String::new(),
+                }
+            ));
+        }
+        h.push_str("</ul>\n");
+    }
     let captures: Vec<&Json> = pack
         .get("captures")
         .and_then(Json::as_array)

@@ -276,10 +276,13 @@ pub fn verify(text: &str, trust: KeyTrust<'_>) -> VerifyReport {
             r.problems
                 .push(format!("approval {jti}: the token names another change"));
         }
-        if claims.get("to") != a.get("to") {
-            r.problems.push(format!(
-                "approval {jti}: the approved state differs from the token's `to`"
-            ));
+        for claim in ["to", "content", "diff"] {
+            let shown = a.get(claim).filter(|v| !v.is_null());
+            if claims.get(claim) != shown {
+                r.problems.push(format!(
+                    "approval {jti}: the pack's `{claim}` differs from the token's"
+                ));
+            }
         }
         match str_at(a, &["approver_public_key"]).map(keys::parse_public_key) {
             Some(Ok(key)) => {
@@ -312,8 +315,19 @@ pub fn verify(text: &str, trust: KeyTrust<'_>) -> VerifyReport {
         }
         let id = m.get("baseline_id").cloned().unwrap_or(Json::Null);
         let by = approvals.iter().find(|a| a.get("baseline_id") == Some(&id));
+        // A `to` approval names the state; a `content` approval names the change signature
+        // of the state it moved to (checked on the snapshot the pack embeds).
+        let content_of = |d: &Json| -> Option<Digest> {
+            let d: Digest = d.as_str()?.parse().ok()?;
+            snapshots.get(&d).map(Snapshot::content_digest)
+        };
         match by {
-            Some(a) if a.get("to") == m.get("digest") => {}
+            Some(a)
+                if a.get("to").is_some_and(|t| !t.is_null()) && a.get("to") == m.get("digest") => {}
+            Some(a)
+                if a.get("content")
+                    .and_then(|c| c.as_str()?.parse::<Digest>().ok())
+                    .is_some_and(|c| m.get("digest").and_then(content_of) == Some(c)) => {}
             Some(_) => r.problems.push(format!(
                 "baseline move {id} does not go to the state its approval approved"
             )),

@@ -232,6 +232,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Writes a duration the way [`parse_duration`] reads it, in its largest whole unit.
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
+    if d.is_zero() {
+        return "0s".to_owned();
+    }
     if d.subsec_nanos() != 0 || s == 0 {
         return format!("{}ms", d.as_millis());
     }

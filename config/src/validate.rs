@@ -731,7 +731,20 @@ fn config(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Config> {
     });
     let approvers = approvers.and_then(|v| v.into_iter().collect::<Option<Vec<_>>>());
 
-    let policies = table_array(cx, root, "policy", "[[policy]]").map(|tables| {
+    let policy_tables = table_array(cx, root, "policy", "[[policy]]");
+    // The ids assets may name: every `[[policy]]` that has one, even a policy with another
+    // mistake, so one error is reported once and not again at every asset naming it.
+    let policy_ids: Vec<String> = policy_tables
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| {
+            t.get("id")
+                .and_then(|v| v.get_ref().as_str())
+                .map(str::to_owned)
+        })
+        .collect();
+    let policies = policy_tables.map(|tables| {
         let mut seen: HashMap<String, usize> = HashMap::new();
         tables
             .iter()
@@ -739,12 +752,6 @@ fn config(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Config> {
             .collect::<Vec<_>>()
     });
     let policies = policies.and_then(|v| v.into_iter().collect::<Option<Vec<_>>>());
-    let policy_ids: Vec<String> = policies
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|p| p.id.clone())
-        .collect();
 
     let mut links = Vec::new();
     let assets = table_array(cx, root, "asset", "[[asset]]").map(|tables| {

@@ -725,3 +725,104 @@ fn cip_routes_and_change_detection_tags() {
         assert!(e.message.contains("route"), "{e}");
     }
 }
+
+/// Change policies: `[[policy]]` tables with durations, assets that name them, safety items
+/// that escalate, staging controllers; every mistake named with its line and key.
+#[test]
+fn change_policies_staging_and_safety() {
+    let good = format!(
+        "{AGENT}\n[[policy]]\nid = \"tier-1\"\napprovals = 2\nnotice = \"48h\"\nrequire_staging = true\ndiff_review = true\n\n[[policy]]\nid = \"board\"\napprovals = 3\nreview_within = \"3d\"\n\n[[asset]]\nid = \"line-1\"\nprotocol = \"modbus\"\naddress = \"10.0.0.1\"\npolicy = \"tier-1\"\nsafety = [\"modbus/holding/9*\", \"modbus/coil/3\"]\nsafety_policy = \"board\"\n\n[[asset]]\nid = \"line-1-spare\"\nprotocol = \"modbus\"\naddress = \"10.0.0.2\"\nstaging_for = \"line-1\"\n"
+    );
+    let config = parse(&good, Path::new(FILE)).expect("valid");
+    let tier = config.policy("tier-1").expect("tier-1");
+    assert_eq!(tier.approvals, 2);
+    assert_eq!(tier.notice, std::time::Duration::from_secs(48 * 3600));
+    assert!(tier.require_staging && tier.diff_review);
+    assert_eq!(
+        tier.review_within,
+        std::time::Duration::from_secs(7 * 86_400)
+    );
+    let line = config.asset("line-1").expect("asset");
+    assert_eq!(line.safety, ["modbus/holding/9*", "modbus/coil/3"]);
+    assert_eq!(line.safety_policy.as_deref(), Some("board"));
+    assert_eq!(config.staging_of("line-1").len(), 1);
+
+    // A policy the file does not define.
+    let text = good.replace("policy = \"tier-1\"", "policy = \"tier-9\"");
+    let e = only(
+        &text,
+        K::InvalidValue,
+        "asset[0].policy",
+        line_of(&text, "policy = \"tier-9\"", 0),
+    );
+    assert!(e.message.contains("tier-1, board"), "{e}");
+    // Safety items without a safety policy.
+    let text = good.replace("safety_policy = \"board\"\n", "");
+    only(
+        &text,
+        K::MissingKey,
+        "asset[0].safety",
+        line_of(&text, "safety = [", 0),
+    );
+    // A wildcard in the middle of a pattern.
+    let text = good.replace("modbus/holding/9*", "modbus/*/9");
+    only(
+        &text,
+        K::InvalidValue,
+        "asset[0].safety[0]",
+        line_of(&text, "modbus/*/9", 0),
+    );
+    // Staging for an asset that does not exist, for itself, or across protocols.
+    let text = good.replace("staging_for = \"line-1\"", "staging_for = \"line-7\"");
+    only(
+        &text,
+        K::InvalidValue,
+        "asset[1].staging_for",
+        line_of(&text, "staging_for", 0),
+    );
+    let text = good.replace("staging_for = \"line-1\"", "staging_for = \"line-1-spare\"");
+    let e = only(
+        &text,
+        K::InvalidValue,
+        "asset[1].staging_for",
+        line_of(&text, "staging_for", 0),
+    );
+    assert!(e.message.contains("its own staging controller"), "{e}");
+    let text = good.replace(
+        "id = \"line-1-spare\"\nprotocol = \"modbus\"\naddress = \"10.0.0.2\"",
+        "id = \"line-1-spare\"\nprotocol = \"s7\"\naddress = \"10.0.0.2\"\nrack = 0\nslot = 1",
+    );
+    let e = only(
+        &text,
+        K::InvalidValue,
+        "asset[1].staging_for",
+        line_of(&text, "staging_for", 0),
+    );
+    assert!(e.message.contains("another protocol"), "{e}");
+    // Durations are strings with a unit, in range.
+    let text = good.replace("notice = \"48h\"", "notice = 48");
+    only(
+        &text,
+        K::InvalidValue,
+        "policy[0].notice",
+        line_of(&text, "notice = 48", 0),
+    );
+    let text = good.replace("notice = \"48h\"", "notice = \"48\"");
+    let e = only(
+        &text,
+        K::InvalidValue,
+        "policy[0].notice",
+        line_of(&text, "notice = \"48\"", 0),
+    );
+    assert!(e.message.contains("no unit"), "{e}");
+    // Two policies with one id.
+    let text = good
+        .replace("id = \"board\"", "id = \"tier-1\"")
+        .replace("safety_policy = \"board\"", "safety_policy = \"tier-1\"");
+    only(
+        &text,
+        K::DuplicateId,
+        "policy[1].id",
+        line_of(&text, "id = \"tier-1\"", 1),
+    );
+}

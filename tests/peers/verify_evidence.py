@@ -5,7 +5,8 @@ canonical-encoding documentation (core/src/encoding.rs) without reusing otdrift'
 Checks: the document is strict JSON (no member name twice in one object); the agent's Ed25519
 signature over the canonical JSON of `pack`, made by the agent key the auditor pinned (the key
 inside the pack proves nothing on its own); every embedded snapshot's BLAKE3 digest; every
-capture's class digests, recomputed by re-encoding the snapshot's items per class; every
+capture's class digests and change signature, recomputed by re-encoding the snapshot's items
+per class (the change signature: classes program and setpoint); every
 approval token's Ed25519 signature with the approver key.
 
 Usage: verify_evidence.py evidence.json AGENT_KEY   (AGENT_KEY: ed25519:..., the pinned key;
@@ -91,8 +92,8 @@ def items(encoding):
     return out
 
 
-def class_digest(all_items, cls):
-    chosen = [raw for c, raw in all_items if c == cls]
+def class_digest(all_items, classes):
+    chosen = [raw for c, raw in all_items if c in classes]
     return digest(MAGIC + b"\x01" + struct.pack(">I", len(chosen)) + b"".join(chosen))
 
 
@@ -133,9 +134,12 @@ def main(path, pinned):
         if its is None:
             problems.append("capture %s: no snapshot" % c["capture_id"])
             continue
-        for name, code in (("identity", 1), ("program", 2), ("setpoint", 3)):
-            if class_digest(its, code) != c["classes"][name]:
+        for name, code in (("identity", 1), ("program", 2), ("setpoint", 3), ("history", 4)):
+            if class_digest(its, (code,)) != c["classes"][name]:
                 problems.append("capture %s: %s digest differs" % (c["capture_id"], name))
+        # The change signature: the content items (program and setpoint) only.
+        if class_digest(its, (2, 3)) != c["change_signature"]:
+            problems.append("capture %s: change signature differs" % c["capture_id"])
 
     for a in pack.get("approvals", []):
         if not a.get("approver_public_key"):

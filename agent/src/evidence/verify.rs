@@ -183,10 +183,15 @@ pub fn verify(text: &str, trust: KeyTrust<'_>) -> VerifyReport {
         };
         let d = s.digests();
         let classes = c.get("classes").cloned().unwrap_or(Json::Null);
-        if classes != json!({"identity": d.identity, "program": d.program, "setpoint": d.setpoint})
-        {
+        let expected = json!({
+            "identity": d.identity,
+            "program": d.program,
+            "setpoint": d.setpoint,
+            "history": d.history,
+        });
+        if classes != expected || c.get("change_signature") != Some(&json!(d.content)) {
             r.problems.push(format!(
-                "capture {id}: class digests do not match its snapshot"
+                "capture {id}: class digests or change signature do not match its snapshot"
             ));
         }
     }

@@ -100,6 +100,8 @@ impl SimProtocol {
 }
 
 /// The subcommands.
+// Parsed once per process: the size of the largest variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run simulators and the agent together and tell the whole story; needs no config.

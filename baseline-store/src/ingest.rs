@@ -270,7 +270,7 @@ impl Store {
         // Approvals that cover this state move the baseline before drift is judged, when the
         // asset's change policy is met (crate::changes).
         approvals::expire_pending(&tx, clock.as_ref())?;
-        crate::changes::check_overdue(&tx, clock.as_ref())?;
+        crate::reviews::check_overdue(&tx, clock.as_ref())?;
         let observed = crate::changes::Observed {
             asset: rec.asset.to_owned(),
             digest: digests.overall,
@@ -366,11 +366,13 @@ impl Store {
                     &tx,
                     clock.as_ref(),
                     rec,
-                    &baseline,
-                    &digests,
-                    &diff,
+                    &Judged {
+                        baseline: &baseline,
+                        digests: &digests,
+                        diff: &diff,
+                        policy_unmet: policy_unmet.as_ref(),
+                    },
                     now,
-                    policy_unmet.as_ref(),
                 )?;
                 (baseline, false, diff, drift)
             }
@@ -1013,16 +1015,28 @@ pub(crate) fn content_digest_of(conn: &Connection, digest: &Digest) -> Result<Di
     }
 }
 
+/// What a capture was judged against: the baseline, its digests and diff, and the policy
+/// verdict of the approvals that cover it.
+struct Judged<'a> {
+    baseline: &'a Baseline,
+    digests: &'a SnapshotDigests,
+    diff: &'a Diff,
+    policy_unmet: Option<&'a (String, String, Vec<String>)>,
+}
+
 fn record_drift(
     conn: &Connection,
     clock: &dyn otdrift_core::Clock,
     rec: &CaptureRecord<'_>,
-    baseline: &Baseline,
-    digests: &SnapshotDigests,
-    diff: &Diff,
+    judged: &Judged<'_>,
     now: DateTime<Utc>,
-    policy_unmet: Option<&(String, String, Vec<String>)>,
 ) -> Result<DriftOutcome, StoreError> {
+    let Judged {
+        baseline,
+        digests,
+        diff,
+        policy_unmet,
+    } = *judged;
     let now_text = format_timestamp(now);
     let policy_reason = policy_unmet.map(|(change, policy, unmet)| {
         format!(

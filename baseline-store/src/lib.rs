@@ -23,6 +23,7 @@ mod events;
 mod ingest;
 mod model;
 mod queries;
+mod reviews;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -37,9 +38,7 @@ pub use approvals::{
     REJECTIONS_PER_MINUTE, WithdrawInput,
 };
 pub use audit::{AuditBreak, AuditEntry, AuditReport, chain_hash};
-pub use changes::{
-    ChangeRow, ChangeRules, Observed, PolicyRule, ReviewInput, ReviewOutcome, StagingLink, Verdict,
-};
+pub use changes::{ChangeRules, Observed, PolicyRule, Verdict};
 pub use events::{OutboxEvent, event_type};
 pub use ingest::{
     CaptureOutcome, CaptureRecord, DriftOutcome, FailedCollection, Refusal, StateChange,
@@ -48,6 +47,7 @@ pub use ingest::{
 pub use model::{
     AssetRow, Baseline, CaptureRow, ChangeRecord, DriftEvent, DriftFilter, DriftStatus, Phase,
 };
+pub use reviews::{ChangeRow, ReviewInput, ReviewOutcome, ReviewRecord, StagingLink};
 pub use schema::SCHEMA_VERSION;
 
 /// How long a writer waits for another process's transaction (the daemon and a technician's

@@ -424,12 +424,12 @@ pub fn build(
         .collect();
     let review_docs: Vec<Json> = reviews
         .iter()
-        .map(|(who, name, outcome, at)| {
+        .map(|r| {
             json!({
-                "approver_id": who,
-                "approver": name,
-                "outcome": outcome,
-                "received_at": format_timestamp(*at),
+                "approver_id": r.approver_id,
+                "approver": r.approver,
+                "outcome": r.outcome,
+                "received_at": format_timestamp(r.received_at),
             })
         })
         .collect();

@@ -772,3 +772,96 @@ fn audit_heads_are_signed_and_verify_with_the_published_key() {
         assert!(!out.status.success(), "PyJWT accepted a forged head");
     }
 }
+
+/// A collector that panics (injected in this debug build) fails its capture as `internal`,
+/// once per streak, and the asset keeps being polled: the next captures succeed and recover.
+#[test]
+fn a_panicking_collector_is_caught_and_its_asset_keeps_being_polled() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    let rig = rig(Some(&receiver.url()), "");
+    let daemon = Daemon::start_with_env(
+        &rig.cfg,
+        &rig.dir.path().join("daemon.log"),
+        &[("OTDRIFT_TEST_PANIC", "press-7:3")],
+    );
+    let got = &receiver.received;
+    assert!(
+        wait_until(Duration::from_secs(20), || got
+            .types()
+            .contains(&"io.otdrift.asset.collection_recovered".to_owned())),
+        "log:\n{}",
+        daemon.log()
+    );
+    let events = got.unique();
+    let failed: Vec<&Json> = events
+        .iter()
+        .filter(|e| e["type"] == "io.otdrift.asset.collection_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["data"]["reason"], "internal");
+    assert!(
+        failed[0]["data"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("panicked")),
+        "{}",
+        failed[0]["data"]
+    );
+    assert_eq!(
+        rig.metric("otdrift_collection_failures_total", "reason=\"internal\""),
+        3
+    );
+    assert!(types(&events).contains(&"io.otdrift.baseline.moved"));
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+/// `otdrift maintenance ASSET --for 2h` holds an outage's alarm back (audited); drift is still
+/// raised; ending the window lets the alarm out while the outage lasts.
+#[test]
+fn a_maintenance_window_holds_outage_alarms_back_but_not_drift() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    let mut rig = rig(Some(&receiver.url()), "backoff_max_secs = 1");
+    let opened = run(
+        &rig.cfg,
+        &[
+            "maintenance",
+            "press-7",
+            "--for",
+            "2h",
+            "--reason",
+            "panel swap",
+        ],
+    );
+    assert_eq!(opened.code, 0, "{opened:?}");
+    let daemon = rig.daemon();
+    let got = &receiver.received;
+    rig.wait_for_baseline();
+    assert_eq!(
+        rig.api_get("/v1/assets")["assets"][0]["maintenance"]["reason"],
+        "panel swap"
+    );
+    rig.sim.cmd("set holding 40 1300");
+    assert!(
+        wait_until(Duration::from_secs(10), || got
+            .types()
+            .contains(&"io.otdrift.drift.detected".to_owned())),
+        "drift is raised inside a maintenance window"
+    );
+    rig.sim.cmd("quirk stall on");
+    assert!(wait_until(Duration::from_secs(15), || rig
+        .api_get("/v1/assets")["assets"][0]["reachable"]
+        == false));
+    assert!(
+        !got.types()
+            .contains(&"io.otdrift.asset.unreachable".to_owned())
+    );
+    let ended = run(&rig.cfg, &["maintenance", "press-7", "--end"]);
+    assert_eq!(ended.code, 0, "{ended:?}");
+    assert!(
+        wait_until(Duration::from_secs(15), || got
+            .types()
+            .contains(&"io.otdrift.asset.unreachable".to_owned())),
+        "the outage outlasts the window: announced; log:\n{}",
+        daemon.log()
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+}

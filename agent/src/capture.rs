@@ -12,7 +12,7 @@ use otdrift_config::AssetConfig;
 use otdrift_core::Value;
 use otdrift_protocols::{Capture, CollectError, Collector, FailureReason, Scope};
 use otdrift_store::{
-    CaptureOutcome, CaptureRecord, ChangeRules, FailedCollection, Phase, Store, StoreError,
+    Alarm, CaptureOutcome, CaptureRecord, ChangeRules, FailedCollection, Phase, Store, StoreError,
 };
 
 use crate::exit::Failure;
@@ -151,7 +151,8 @@ pub enum FailureStart {
     /// The asset answered, but this is the first failed collection of a streak:
     /// `asset.collection_failed` was queued.
     Streak,
-    /// The failure continues an outage or a streak: only counted.
+    /// The failure continues an outage or a streak, or a maintenance window held its alarm
+    /// back: only counted (and audited).
     Continues,
 }
 
@@ -165,10 +166,17 @@ pub fn record_failure(
     observed: Option<&otdrift_core::Digest>,
 ) -> Result<FailureStart, StoreError> {
     let protocol = asset.protocol.kind().as_str();
+    let maintenance = crate::maintenance::active(asset, store)?;
     let started = if error.is_unreachable() {
         store
-            .record_unreachable(&asset.id, protocol, &asset.address, &error.to_string())
-            .map(|started| started.then_some(FailureStart::Outage))?
+            .record_unreachable(
+                &asset.id,
+                protocol,
+                &asset.address,
+                &error.to_string(),
+                maintenance.as_deref(),
+            )
+            .map(|alarm| (alarm == Alarm::Announced).then_some(FailureStart::Outage))?
     } else {
         let reason = error.reason();
         store
@@ -181,8 +189,9 @@ pub fn record_failure(
                 detail: &error.detail(),
                 message: &error.to_string(),
                 observed,
+                maintenance: maintenance.as_deref(),
             })
-            .map(|started| started.then_some(FailureStart::Streak))?
+            .map(|alarm| (alarm == Alarm::Announced).then_some(FailureStart::Streak))?
     };
     Ok(started.unwrap_or(FailureStart::Continues))
 }

@@ -257,6 +257,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Open (or end) a maintenance window: unreachable, failed-collection and stale alarms of
+    /// the asset are held back (and audited) until it ends; drift is still raised.
+    Maintenance {
+        /// The asset.
+        asset: String,
+        /// How long, a duration such as 2h or 30m.
+        #[arg(
+            long = "for",
+            value_name = "DURATION",
+            conflicts_with = "end",
+            required_unless_present = "end"
+        )]
+        duration: Option<String>,
+        /// Why (shown in status and recorded in the audit log).
+        #[arg(long, default_value = "maintenance")]
+        reason: String,
+        /// End the asset's open window now.
+        #[arg(long)]
+        end: bool,
+    },
     /// The agent's own identity key (signs evidence packs, reports and audit heads).
     AgentKey {
         /// What to do.

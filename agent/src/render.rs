@@ -328,6 +328,10 @@ pub fn asset_rows(
             "last_capture": known.as_ref().and_then(|k| k.last_capture).map(format_timestamp),
             "last_attempt": known.as_ref().and_then(|k| k.last_attempt).map(format_timestamp),
             "last_error": known.as_ref().and_then(|k| k.last_error.clone()),
+            "maintenance": store.maintenance_now(&asset.id)?.map(|w| json!({
+                "until": format_timestamp(w.ends_at),
+                "reason": w.reason,
+            })),
             "collection": known.as_ref().and_then(|k| {
                 k.failing_since.map(|since| json!({
                     "failing_since": format_timestamp(since),

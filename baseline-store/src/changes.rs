@@ -228,7 +228,7 @@ fn staged_at(
 }
 
 /// A duration as people read it in a reason: `3h`, `2d`, `45m`, `12s`.
-fn human(d: TimeDelta) -> String {
+pub(crate) fn human(d: TimeDelta) -> String {
     let secs = d.num_seconds().max(0);
     match secs {
         s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),

@@ -27,6 +27,9 @@ pub mod event_type {
     pub const APPROVAL_REJECTIONS_SUPPRESSED: &str = "io.otdrift.approval.rejections_suppressed";
     /// An asset stopped answering.
     pub const ASSET_UNREACHABLE: &str = "io.otdrift.asset.unreachable";
+    /// An asset's last successful capture is older than three schedule periods, and no other
+    /// alarm explains it.
+    pub const ASSET_STALE: &str = "io.otdrift.asset.stale";
     /// An asset answers again.
     pub const ASSET_REACHABLE: &str = "io.otdrift.asset.reachable";
     /// The controller's operating state (CPU mode, ADS state) changed: reported, not drift.

@@ -50,29 +50,6 @@ pub struct CaptureRecord<'a> {
     pub rules: &'a crate::ChangeRules,
 }
 
-/// A capture that reached the device but failed, as [`Store::record_failure`] records it.
-/// The store knows nothing of protocols: the agent fills this from the collector's error.
-#[derive(Clone, Copy, Debug)]
-pub struct FailedCollection<'a> {
-    /// The asset.
-    pub asset: &'a str,
-    /// Its protocol (kept for `status`).
-    pub protocol: &'a str,
-    /// Its address.
-    pub address: &'a str,
-    /// `refused`, `malformed`, `bound`, `busy`, `config` or `internal`.
-    pub reason: &'a str,
-    /// The request that failed (empty when none).
-    pub request: &'a str,
-    /// The device's own words (or the bound, or what is wrong).
-    pub detail: &'a str,
-    /// The whole message, as shown to people.
-    pub message: &'a str,
-    /// The signature of what was observed, when the device answered everything but some of
-    /// it was a refusal: an approver who wants the refusal to be the new state signs this.
-    pub observed: Option<&'a Digest>,
-}
-
 /// An item the device would not tell although the baseline holds it otherwise.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Refusal {
@@ -255,7 +232,7 @@ impl Store {
                 digests.history.to_string()
             ],
         )?;
-        mark_reachable(
+        crate::alarms::mark_reachable(
             &tx,
             clock.as_ref(),
             rec.asset,
@@ -391,74 +368,6 @@ impl Store {
         })
     }
 
-    /// Records a capture that reached the device but failed: refused, malformed, a safety
-    /// bound, busy, the gateway's config, an internal error. Nothing of it is state: the
-    /// error is kept for `status`, reachability is unchanged, nothing is drift. The first
-    /// failure of a streak is an audit entry and an `asset.collection_failed` event; later
-    /// failures of the same streak only count. Returns whether this failure started a streak.
-    pub fn record_failure(&mut self, failure: &FailedCollection<'_>) -> Result<bool, StoreError> {
-        let now_text = format_timestamp(self.clock.now());
-        let clock = self.clock.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let was_failing: Option<Option<String>> = tx
-            .query_row(
-                "SELECT failing_since FROM assets WHERE id = ?1",
-                [failure.asset],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let starts = !matches!(was_failing, Some(Some(_)));
-        tx.execute(
-            "INSERT INTO assets(id, protocol, address, last_attempt, last_error, failing_since,
-                                failure_reason, failure_count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6, 1)
-             ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol,
-                 address = excluded.address, last_attempt = excluded.last_attempt,
-                 last_error = excluded.last_error,
-                 failing_since = COALESCE(assets.failing_since, excluded.failing_since),
-                 failure_reason = COALESCE(assets.failure_reason, excluded.failure_reason),
-                 failure_count = assets.failure_count + 1",
-            params![
-                failure.asset,
-                failure.protocol,
-                failure.address,
-                now_text,
-                failure.message,
-                failure.reason
-            ],
-        )?;
-        if starts {
-            let body = json!({
-                "asset": failure.asset,
-                "address": failure.address,
-                "reason": failure.reason,
-                "request": failure.request,
-                "detail": failure.detail,
-                "message": failure.message,
-                "observed_digest": failure.observed.map(|d| d.to_string()),
-                "since": now_text,
-            });
-            audit::append(
-                &tx,
-                clock.as_ref(),
-                "asset.collection_failed",
-                Some(failure.asset),
-                &body,
-            )?;
-            enqueue(
-                &tx,
-                clock.as_ref(),
-                event_type::ASSET_COLLECTION_FAILED,
-                Some(failure.asset),
-                &body,
-            )?;
-        }
-        tx.commit()?;
-        Ok(starts)
-    }
-
     /// The items of `snapshot` that the device did not tell (`not available`) although the
     /// asset's baseline holds them otherwise: with another value, another reason, or not at
     /// all. Such a capture is a refusal, not state (the field-truth rule,
@@ -510,118 +419,6 @@ impl Store {
             })
             .collect())
     }
-
-    /// Records a failed attempt to reach an asset. Returns true when this is the transition
-    /// from reachable (or unknown) to unreachable, which is when an `asset.unreachable` event
-    /// is queued: one per outage, not one per failed poll.
-    pub fn record_unreachable(
-        &mut self,
-        asset: &str,
-        protocol: &str,
-        address: &str,
-        error: &str,
-    ) -> Result<bool, StoreError> {
-        let now_text = format_timestamp(self.clock.now());
-        let clock = self.clock.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let was: Option<Option<i64>> = tx
-            .query_row("SELECT reachable FROM assets WHERE id = ?1", [asset], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        let transition = !matches!(was, Some(Some(0)));
-        tx.execute(
-            "INSERT INTO assets(id, protocol, address, reachable, last_attempt, last_error, unreachable_since)
-             VALUES (?1, ?2, ?3, 0, ?4, ?5, ?4)
-             ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol, address = excluded.address,
-                 reachable = 0, last_attempt = excluded.last_attempt, last_error = excluded.last_error,
-                 unreachable_since = COALESCE(assets.unreachable_since, excluded.unreachable_since)",
-            params![asset, protocol, address, now_text, error],
-        )?;
-        if transition {
-            enqueue(
-                &tx,
-                clock.as_ref(),
-                event_type::ASSET_UNREACHABLE,
-                Some(asset),
-                &json!({"asset": asset, "address": address, "error": error, "since": now_text}),
-            )?;
-        }
-        tx.commit()?;
-        Ok(transition)
-    }
-}
-
-fn mark_reachable(
-    conn: &Connection,
-    clock: &dyn otdrift_core::Clock,
-    asset: &str,
-    protocol: &str,
-    address: &str,
-    now: &str,
-) -> Result<(), StoreError> {
-    type Was = (
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        i64,
-    );
-    let was: Option<Was> = conn
-        .query_row(
-            "SELECT reachable, unreachable_since, failing_since, failure_reason, failure_count
-             FROM assets WHERE id = ?1",
-            [asset],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
-    conn.execute(
-        "INSERT INTO assets(id, protocol, address, reachable, last_attempt, last_capture)
-         VALUES (?1, ?2, ?3, 1, ?4, ?4)
-         ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol, address = excluded.address,
-             reachable = 1, last_attempt = excluded.last_attempt,
-             last_capture = excluded.last_capture, last_error = NULL, unreachable_since = NULL,
-             failing_since = NULL, failure_reason = NULL, failure_count = 0",
-        params![asset, protocol, address, now],
-    )?;
-    if let Some((_, _, Some(failing_since), reason, failures)) = &was {
-        let body = json!({
-            "asset": asset,
-            "address": address,
-            "reason": reason,
-            "failing_since": failing_since,
-            "failures": failures,
-            "since": now,
-        });
-        audit::append(
-            conn,
-            clock,
-            "asset.collection_recovered",
-            Some(asset),
-            &body,
-        )?;
-        enqueue(
-            conn,
-            clock,
-            event_type::ASSET_COLLECTION_RECOVERED,
-            Some(asset),
-            &body,
-        )?;
-    }
-    let was = was.map(|(reachable, since, ..)| (reachable, since));
-    if let Some((Some(0), since)) = was {
-        // Only a known outage ends with `asset.reachable`; a first contact is not news.
-        enqueue(
-            conn,
-            clock,
-            event_type::ASSET_REACHABLE,
-            Some(asset),
-            &json!({"asset": asset, "address": address, "unreachable_since": since, "since": now}),
-        )?;
-    }
-    Ok(())
 }
 
 fn upsert_capture(

@@ -16,6 +16,7 @@
 //!   a killed process and a power cut;
 //! - a snapshot read back is re-hashed and refused if it does not match its digest.
 
+mod alarms;
 mod approvals;
 mod audit;
 mod changes;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use otdrift_core::{Clock, Digest};
 use rusqlite::Connection;
 
+pub use alarms::{Alarm, FailedCollection, MaintenanceWindow};
 pub use approvals::{
     AppliedApproval, ApprovalDecision, ApprovalInput, ApprovalRefusal, ApprovalRow, ApprovalStatus,
     REJECTIONS_PER_MINUTE, WithdrawInput,
@@ -41,8 +43,7 @@ pub use audit::{AuditBreak, AuditEntry, AuditReport, chain_hash};
 pub use changes::{ChangeRules, Observed, PolicyRule, Verdict};
 pub use events::{OutboxEvent, event_type};
 pub use ingest::{
-    CaptureOutcome, CaptureRecord, DriftOutcome, FailedCollection, Refusal, StateChange,
-    is_operating_state,
+    CaptureOutcome, CaptureRecord, DriftOutcome, Refusal, StateChange, is_operating_state,
 };
 pub use model::{
     AssetRow, Baseline, CaptureRow, ChangeRecord, DriftEvent, DriftFilter, DriftStatus, Phase,

@@ -281,6 +281,25 @@ const MIGRATIONS: &[&str] = &[
 
     -- Why an open drift that approvals cover is not approved yet (the unmet policy rules).
     ALTER TABLE drift_events ADD COLUMN policy_reason TEXT;
+
+    -- Alarms: whether an outage or failure streak was announced (a maintenance window may
+    -- have suppressed it), and since when an asset is stale.
+    ALTER TABLE assets ADD COLUMN unreachable_announced INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE assets ADD COLUMN failure_announced INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE assets ADD COLUMN stale_since TEXT;
+    UPDATE assets SET unreachable_announced = 1 WHERE reachable = 0;
+    UPDATE assets SET failure_announced = 1 WHERE failing_since IS NOT NULL;
+
+    -- Explicit maintenance windows (`otdrift maintenance ASSET --for 2h`).
+    CREATE TABLE maintenance (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        asset       TEXT NOT NULL,
+        starts_at   TEXT NOT NULL,
+        ends_at     TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        source      TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX maintenance_asset ON maintenance(asset, ends_at);
     "#,
 ];
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use otdrift_core::{Class, Item, ManualClock, Severity, Snapshot, Value, parse_timestamp};
+use otdrift_core::{Class, Clock, Item, ManualClock, Severity, Snapshot, Value, parse_timestamp};
 use otdrift_store::{
     CaptureRecord, DriftFilter, DriftOutcome, DriftStatus, Phase, Store, StoreError, event_type,
 };
@@ -317,15 +317,29 @@ fn unreachable_is_announced_once_per_outage() {
     let mut store = Store::open_in_memory(clock.clone()).expect("open");
     let s = snapshot(100, "1.4");
     record(&mut store, &s);
-    assert!(
+    assert_eq!(
         store
-            .record_unreachable("press-7", "modbus", "127.0.0.1:502", "connection refused")
-            .expect("record")
+            .record_unreachable(
+                "press-7",
+                "modbus",
+                "127.0.0.1:502",
+                "connection refused",
+                None
+            )
+            .expect("record"),
+        otdrift_store::Alarm::Announced
     );
-    assert!(
-        !store
-            .record_unreachable("press-7", "modbus", "127.0.0.1:502", "connection refused")
-            .expect("record")
+    assert_eq!(
+        store
+            .record_unreachable(
+                "press-7",
+                "modbus",
+                "127.0.0.1:502",
+                "connection refused",
+                None
+            )
+            .expect("record"),
+        otdrift_store::Alarm::Continues
     );
     let row = store.asset("press-7").expect("query").expect("known");
     assert_eq!(row.reachable, Some(false));
@@ -494,6 +508,7 @@ fn failure<'a>(reason: &'a str, detail: &'a str) -> otdrift_store::FailedCollect
         detail,
         message: "asset press-7: 127.0.0.1:502 refused read holding registers 40..42 (FC 3)",
         observed: None,
+        maintenance: None,
     }
 }
 
@@ -505,15 +520,17 @@ fn a_failure_streak_is_announced_once_and_recovers_once() {
     let mut store = Store::open(&dir.path().join("otdrift.db"), clock()).expect("open");
     let s = snapshot(100, "1.4");
     record(&mut store, &s);
-    assert!(
+    assert_eq!(
         store
             .record_failure(&failure("refused", "exception 0x02"))
-            .expect("recorded")
+            .expect("recorded"),
+        otdrift_store::Alarm::Announced
     );
-    assert!(
-        !store
+    assert_eq!(
+        store
             .record_failure(&failure("busy", "exception 0x06"))
-            .expect("recorded")
+            .expect("recorded"),
+        otdrift_store::Alarm::Continues
     );
     let row = store.asset("press-7").expect("asset").expect("known");
     assert_eq!(row.failure_reason.as_deref(), Some("refused"));
@@ -656,4 +673,133 @@ fn a_stable_refusal_the_baseline_holds_is_state() {
         found[0].baseline,
         Some(Value::unavailable("service not supported"))
     );
+}
+
+/// A maintenance window holds back the unreachable alarm (audited instead); if the outage
+/// outlasts the window, the first failure after it is announced; the recovery of an alarm
+/// never announced is not news either.
+#[test]
+fn maintenance_holds_alarms_back_and_an_outage_that_outlasts_it_is_announced() {
+    let clock = clock();
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    let s = snapshot(100, "1.4");
+    record(&mut store, &s);
+    let window = store
+        .start_maintenance(
+            "press-7",
+            clock.now() + TimeDelta::hours(2),
+            "swap the panel PC",
+            "test",
+        )
+        .expect("window");
+    assert_eq!(window.reason, "swap the panel PC");
+    assert!(store.maintenance_now("press-7").expect("now").is_some());
+    let down = |store: &mut Store, m: Option<&str>| {
+        store
+            .record_unreachable("press-7", "modbus", "127.0.0.1:502", "refused", m)
+            .expect("record")
+    };
+    assert_eq!(
+        down(&mut store, Some("maintenance")),
+        otdrift_store::Alarm::Suppressed
+    );
+    assert_eq!(
+        down(&mut store, Some("maintenance")),
+        otdrift_store::Alarm::Continues
+    );
+    assert!(!event_types(&store).contains(&event_type::ASSET_UNREACHABLE.to_owned()));
+    // Still down after the window: announced now, once.
+    clock.advance(TimeDelta::hours(3));
+    assert!(store.maintenance_now("press-7").expect("now").is_none());
+    assert_eq!(down(&mut store, None), otdrift_store::Alarm::Announced);
+    assert_eq!(down(&mut store, None), otdrift_store::Alarm::Continues);
+    record(&mut store, &s);
+    let types = event_types(&store);
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| *t == event_type::ASSET_UNREACHABLE)
+            .count(),
+        1
+    );
+    assert!(types.contains(&event_type::ASSET_REACHABLE.to_owned()));
+    // An outage entirely inside a window: audited, never an event, no "reachable" either.
+    store
+        .start_maintenance(
+            "press-7",
+            clock.now() + TimeDelta::hours(1),
+            "again",
+            "test",
+        )
+        .expect("window");
+    down(&mut store, Some("maintenance"));
+    record(&mut store, &s);
+    assert_eq!(
+        event_types(&store)
+            .iter()
+            .filter(|t| *t == event_type::ASSET_REACHABLE)
+            .count(),
+        1
+    );
+    let kinds: Vec<String> = store
+        .audit_entries(0, 1000)
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"maintenance.started".to_owned()));
+    assert!(kinds.contains(&"asset.unreachable".to_owned()));
+}
+
+/// Stale: announced once when nothing else explains it, folded into an announced outage,
+/// cleared by the next good capture.
+#[test]
+fn stale_is_announced_once_or_folded_into_the_outage_that_explains_it() {
+    let clock = clock();
+    let mut store = Store::open_in_memory(clock.clone()).expect("open");
+    let s = snapshot(100, "1.4");
+    record(&mut store, &s);
+    let threshold = TimeDelta::minutes(15);
+    assert!(
+        !store
+            .check_stale("press-7", threshold, clock.now(), None)
+            .expect("check")
+    );
+    clock.advance(TimeDelta::minutes(20));
+    assert!(
+        store
+            .check_stale("press-7", threshold, clock.now(), None)
+            .expect("check")
+    );
+    assert!(
+        store
+            .check_stale("press-7", threshold, clock.now(), None)
+            .expect("check")
+    );
+    let stale = |store: &Store| {
+        event_types(store)
+            .iter()
+            .filter(|t| *t == event_type::ASSET_STALE)
+            .count()
+    };
+    assert_eq!(stale(&store), 1);
+    record(&mut store, &s);
+    // Unreachable and announced: stale is folded into that alarm.
+    store
+        .record_unreachable("press-7", "modbus", "127.0.0.1:502", "refused", None)
+        .expect("record");
+    clock.advance(TimeDelta::minutes(20));
+    assert!(
+        store
+            .check_stale("press-7", threshold, clock.now(), None)
+            .expect("check")
+    );
+    assert_eq!(stale(&store), 1);
+    let folded = store
+        .audit_entries(0, 1000)
+        .expect("audit")
+        .into_iter()
+        .rfind(|e| e.kind == "asset.stale")
+        .expect("audited");
+    assert!(folded.body.contains("folded_into"), "{}", folded.body);
 }

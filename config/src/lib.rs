@@ -93,6 +93,7 @@
 //! | `safety` | no | item path patterns of safety configuration: exact paths, or prefixes ending in `*` (`"s7/db10/*"`); needs `safety_policy` |
 //! | `safety_policy` | with `safety` | the `[[policy]]` a change that touches a `safety` item must satisfy instead of `policy` |
 //! | `staging_for` | no | this asset is a staging controller for the named production asset (same protocol, not itself a staging controller) |
+//! | `maintenance` | no | recurring maintenance windows, `[{ start = "0 0 2 * * Sun", duration = "4h" }]` (cron with seconds, UTC; a duration from 1m to 7d): unreachable, failed-collection and stale alarms are held back inside them (recorded in the audit log); drift is still raised |
 //! | `setpoints` | no | the `[[asset.setpoints]]` entries below |
 //!
 //! and the keys of its protocol; a key of another protocol is an error that says so:
@@ -413,6 +414,35 @@ pub struct PolicyConfig {
     pub line: usize,
 }
 
+/// A recurring maintenance window of an asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceConfig {
+    /// When a window starts: a cron schedule with seconds (UTC).
+    pub start: String,
+    /// How long it lasts.
+    pub duration: Duration,
+}
+
+impl MaintenanceConfig {
+    /// Whether `now` lies inside a window of this schedule (the latest start at or before
+    /// `now`, plus the duration). Looks back at most the duration.
+    pub fn contains(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let Ok(cron) = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .build()
+            .parse(&self.start)
+        else {
+            return false;
+        };
+        let Ok(span) = chrono::TimeDelta::from_std(self.duration) else {
+            return false;
+        };
+        cron.iter_after(now - span - chrono::TimeDelta::seconds(1))
+            .next()
+            .is_some_and(|start| start <= now && now < start + span)
+    }
+}
+
 /// `[[asset]]`: one PLC to watch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AssetConfig {
@@ -442,6 +472,10 @@ pub struct AssetConfig {
     pub safety: Vec<String>,
     /// The policy for changes that touch `safety` items (`safety_policy`).
     pub safety_policy: Option<String>,
+    /// Recurring maintenance windows (`maintenance = [{ start = "0 0 2 * * Sun", duration =
+    /// "4h" }]`): unreachable, failed-collection and stale alarms are held back inside them;
+    /// drift is not.
+    pub maintenance: Vec<MaintenanceConfig>,
     /// This asset is a staging controller for the named production asset (`staging_for`):
     /// changes are validated here before production, and a `content` approval for the
     /// production asset approves the same content here.

@@ -22,8 +22,9 @@ use crate::check;
 use crate::error::{ConfigError, ConfigErrorKind as Kind, ConfigErrors};
 use crate::{
     AdsConfig, AdsSetpoint, AgentConfig, ApiConfig, ApproverConfig, AssetConfig, CipConfig,
-    CipSetpoint, Config, ModbusConfig, ModbusSetpoint, ModbusTable, OpcuaConfig, OpcuaSecurity,
-    OpcuaSetpoint, PolicyConfig, Protocol, ProtocolConfig, S7Config, S7Setpoint, UpstreamConfig,
+    CipSetpoint, Config, MaintenanceConfig, ModbusConfig, ModbusSetpoint, ModbusTable, OpcuaConfig,
+    OpcuaSecurity, OpcuaSetpoint, PolicyConfig, Protocol, ProtocolConfig, S7Config, S7Setpoint,
+    UpstreamConfig,
 };
 
 type Span = Range<usize>;
@@ -64,6 +65,7 @@ const ASSET_COMMON_KEYS: &[&str] = &[
     "safety",
     "safety_policy",
     "staging_for",
+    "maintenance",
 ];
 
 /// Asset-level keys each protocol adds to [`ASSET_COMMON_KEYS`].
@@ -1267,6 +1269,40 @@ fn asset(
     }
     .opt();
 
+    // Recurring maintenance windows: a cron start (with seconds) and a duration.
+    let maintenance = table_array(cx, &t, "maintenance", "maintenance = [{...}]").map(|windows| {
+        windows
+            .iter()
+            .map(|w| {
+                check_keys(cx, w, &["start", "duration"], " in a maintenance window", &no_foreign);
+                let start = get_checked(cx, w, "start", Kind::BadCron, |s| {
+                    croner::parser::CronParser::builder()
+                        .seconds(croner::parser::Seconds::Required)
+                        .build()
+                        .parse(s)
+                        .map(|_| s.to_owned())
+                        .map_err(|e| {
+                            format!("{s:?} is not a cron schedule with seconds ({e}); e.g. \"0 0 2 * * Sun\"")
+                        })
+                })
+                .req(cx, w, "start", "a cron schedule with seconds");
+                let duration = get_duration(
+                    cx,
+                    w,
+                    "duration",
+                    Duration::from_secs(60),
+                    Duration::from_secs(7 * 86_400),
+                )
+                .req(cx, w, "duration", "a duration such as \"4h\"");
+                Some(MaintenanceConfig {
+                    start: start?.0,
+                    duration: duration?.0,
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+    });
+    let maintenance = maintenance.flatten();
+
     let (host, port) = endpoint?;
     Some(AssetConfig {
         id: id?.0,
@@ -1281,6 +1317,7 @@ fn asset(
         safety: safety?,
         safety_policy: safety_policy?,
         staging_for: staging_for?,
+        maintenance: maintenance?,
         line,
     })
 }

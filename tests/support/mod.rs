@@ -270,8 +270,17 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `otdrift --config CFG run` and waits for its ready line.
     pub fn start(config: &Path, log: &Path) -> Daemon {
+        Daemon::start_with_env(config, log, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables (fault injection in debug builds).
+    pub fn start_with_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Daemon {
         let stderr = std::fs::File::create(log).expect("log file");
-        let mut child = otdrift()
+        let mut cmd = otdrift();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .env("OTDRIFT_LOG", "info")
             .arg("--config")
             .arg(config)

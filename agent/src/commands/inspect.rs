@@ -253,3 +253,50 @@ pub fn diff(
     }
     Ok(Exit::Ok)
 }
+
+/// `otdrift maintenance ASSET --for DURATION [--reason R]` or `--end`.
+pub fn maintenance(
+    config: &Path,
+    asset_id: &str,
+    duration: Option<&str>,
+    reason: &str,
+    end: bool,
+) -> CmdResult {
+    let mut agent = Agent::open(config)?;
+    agent.asset(asset_id)?;
+    if end {
+        let n = agent
+            .store
+            .end_maintenance(asset_id, "command-line")
+            .runtime("cannot end the maintenance window")?;
+        println!(
+            "{asset_id}: {}",
+            if n == 0 {
+                "no maintenance window was open"
+            } else {
+                "maintenance ended; alarms are sent again"
+            }
+        );
+        return Ok(Exit::Ok);
+    }
+    let text = duration.unwrap_or_default();
+    let d =
+        otdrift_config::parse_duration(text).map_err(|e| Failure::usage(anyhow!("--for {e}")))?;
+    if d.as_secs() < 60 || d.as_secs() > 7 * 86_400 {
+        return Err(Failure::usage(anyhow!(
+            "--for {text:?}: a maintenance window lasts from 1m to 7d"
+        )));
+    }
+    let until = agent.store.clock().now()
+        + chrono::TimeDelta::from_std(d).map_err(|e| Failure::usage(anyhow!("--for {e}")))?;
+    let window = agent
+        .store
+        .start_maintenance(asset_id, until, reason, "command-line")
+        .runtime("cannot open the maintenance window")?;
+    println!(
+        "{asset_id}: maintenance until {} ({}): unreachable, failed-collection and stale alarms are held back and audited; drift is still raised",
+        otdrift_core::format_timestamp(window.ends_at),
+        window.reason
+    );
+    Ok(Exit::Ok)
+}

@@ -39,6 +39,12 @@ pub async fn dispatch(cli: Cli) -> CmdResult {
         } => inspect::diff(&config, &asset, from.as_deref(), to.as_deref(), json),
         Command::AuditVerify { json } => audit::verify(&config, json),
         Command::Backup { out } => audit::backup(&config, &out),
+        Command::Maintenance {
+            asset,
+            duration,
+            reason,
+            end,
+        } => inspect::maintenance(&config, &asset, duration.as_deref(), &reason, end),
         Command::AgentKey { action } => match action {
             crate::cli::AgentKeyAction::Show { json } => agent_key::show(&config, json),
             crate::cli::AgentKeyAction::Rotate { json } => agent_key::rotate(&config, json),

@@ -83,8 +83,13 @@ impl Scheduler {
             let (tx, rx) = mpsc::channel::<()>(1);
             let busy = Arc::new(AtomicBool::new(true));
             let asset_arc = Arc::new(asset.clone());
+            let period = otdrift_config::schedule_period(&asset.schedule, chrono::Utc::now())
+                .unwrap_or(Duration::from_secs(300));
             let worker = Worker {
                 rules: Arc::new(crate::rules::change_rules(config, asset)),
+                stale_after: period.saturating_mul(3),
+                last_success: chrono::Utc::now(),
+                stale: false,
                 asset: asset_arc.clone(),
                 collector: None,
                 backoff: Backoff::new(Duration::from_secs(1), shared.backoff_max),
@@ -145,8 +150,49 @@ impl Scheduler {
     }
 }
 
+/// The text of a panic payload.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// Fault injection for the daemon's own tests, compiled into debug builds only: the release
+/// binary in the package never reads the variable.
+mod fault {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static PANICS: AtomicU32 = AtomicU32::new(0);
+
+    /// With `OTDRIFT_TEST_PANIC=<asset>:<n>` in a debug build, the first `n` captures of that
+    /// asset panic inside the capture task (a stand-in for a collector bug).
+    pub(super) fn maybe_panic(asset: &str) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let Ok(spec) = std::env::var("OTDRIFT_TEST_PANIC") else {
+            return;
+        };
+        let Some((target, n)) = spec.split_once(':') else {
+            return;
+        };
+        let n: u32 = n.parse().unwrap_or(0);
+        if target == asset && PANICS.fetch_add(1, Ordering::SeqCst) < n {
+            panic!("injected collector panic for {asset} (OTDRIFT_TEST_PANIC)");
+        }
+    }
+}
+
 struct Worker {
     asset: Arc<AssetConfig>,
+    /// Three schedule periods: longer without a successful capture is `asset.stale`.
+    stale_after: Duration,
+    /// The last successful capture (the daemon's start before the first).
+    last_success: chrono::DateTime<chrono::Utc>,
+    /// Whether the store already knows this asset is stale.
+    stale: bool,
     rules: Arc<otdrift_store::ChangeRules>,
     collector: Option<Box<dyn Collector>>,
     backoff: Backoff,
@@ -180,6 +226,7 @@ impl Worker {
 
     async fn poll(&mut self, shared: &Shared) {
         let id = self.asset.id.clone();
+        self.check_stale(shared).await;
         if !self.backoff.ready(tokio::time::Instant::now()) {
             shared.metrics.inc(&shared.metrics.backoff_skips, &id);
             return;
@@ -198,15 +245,39 @@ impl Worker {
                 }
             }
         }
-        let Some(collector) = self.collector.as_mut() else {
+        let Some(mut collector) = self.collector.take() else {
             return;
         };
         let started = Instant::now();
+        // The capture runs in a task of its own: a collector that panics (a bug, never the
+        // device's doing) fails that capture as `internal` and its asset keeps being polled
+        // with a fresh collector, instead of leaving the worker stuck and the asset silent.
+        let asset = self.asset.clone();
+        let mut task = tokio::spawn(async move {
+            fault::maybe_panic(&asset.id);
+            let result = otdrift_protocols::capture_within(collector.as_mut(), &asset).await;
+            (collector, result)
+        });
         let result = tokio::select! {
-            r = otdrift_protocols::capture_within(collector.as_mut(), &self.asset) => r,
+            joined = &mut task => match joined {
+                Ok((collector, result)) => {
+                    self.collector = Some(collector);
+                    result
+                }
+                Err(e) => {
+                    let why = if e.is_panic() {
+                        panic_message(e.into_panic())
+                    } else {
+                        "the capture task was cancelled".to_owned()
+                    };
+                    tracing::error!(error = %why, "the collector panicked; the asset keeps being polled");
+                    Err(otdrift_protocols::Scope::new(&self.asset.id, &self.asset.address)
+                        .internal(format!("the collector panicked: {why}")))
+                }
+            },
             () = shared.shutdown.cancelled() => {
                 // Abandoned mid-capture: nothing was recorded; the connection is dropped.
-                self.collector = None;
+                task.abort();
                 tracing::info!("capture cancelled by shutdown");
                 return;
             }
@@ -231,6 +302,8 @@ impl Worker {
                 match recorded {
                     Ok(outcome) => {
                         self.backoff.succeeded();
+                        self.last_success = chrono::Utc::now();
+                        self.stale = false;
                         shared
                             .metrics
                             .capture_seconds
@@ -284,6 +357,36 @@ impl Worker {
             Err(error) => self.failed(shared, error).await,
         }
         shared.events.notify_one();
+    }
+
+    /// Every tick, captured or skipped: an asset without a successful capture for three
+    /// periods is stale (announced once by the store, unless another alarm explains it).
+    async fn check_stale(&mut self, shared: &Shared) {
+        let since = chrono::Utc::now() - self.last_success;
+        if self.stale || since.to_std().is_ok_and(|s| s <= self.stale_after) {
+            return;
+        }
+        let asset = self.asset.clone();
+        let threshold =
+            chrono::TimeDelta::from_std(self.stale_after).unwrap_or(chrono::TimeDelta::MAX);
+        let reference = self.last_success;
+        let checked = shared
+            .db
+            .call(move |store| {
+                let maintenance = crate::maintenance::active(&asset, store)?;
+                store.check_stale(&asset.id, threshold, reference, maintenance.as_deref())
+            })
+            .await;
+        match checked {
+            Ok(stale) => {
+                self.stale = stale;
+                if stale {
+                    tracing::warn!("asset stale: no successful capture for three schedule periods");
+                    shared.events.notify_one();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot check staleness"),
+        }
     }
 
     /// A capture that did not produce state: counted, recorded (one event per outage or

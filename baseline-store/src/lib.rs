@@ -18,6 +18,7 @@
 
 mod approvals;
 mod audit;
+mod delivery;
 mod events;
 mod ingest;
 mod model;
@@ -36,19 +37,34 @@ pub use approvals::{
     REJECTIONS_PER_MINUTE, WithdrawInput,
 };
 pub use audit::{AuditBreak, AuditEntry, AuditReport, chain_hash};
+pub use delivery::{
+    DeliveryRefusal, DeliveryState, ParkedEvent, ParkedStatus, Pause, REFUSAL_MESSAGE_MAX,
+    RetryTarget, UPSTREAM,
+};
 pub use events::{OutboxEvent, event_type};
 pub use ingest::{
-    CaptureOutcome, CaptureRecord, DriftOutcome, FailedCollection, Refusal, StateChange,
-    is_operating_state,
+    CaptureOutcome, CaptureRecord, DriftOutcome, ENVELOPE_ALLOWANCE, FailedCollection, Refusal,
+    StateChange, drift_changes_link, is_operating_state,
 };
 pub use model::{
     AssetRow, Baseline, CaptureRow, ChangeRecord, DriftEvent, DriftFilter, DriftStatus, Phase,
 };
+pub use queries::{DriftChanges, DriftHeader};
 pub use schema::SCHEMA_VERSION;
 
 /// How long a writer waits for another process's transaction (the daemon and a technician's
 /// `otdrift capture` share the database) before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default cap on one event's size (`[upstream] max_event_bytes`): 256 KiB.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// The smallest cap accepted: a drift event must still carry its header, counts and link.
+pub const MIN_MAX_EVENT_BYTES: usize = 16 * 1024;
+
+/// The largest cap accepted (16 MiB): beyond it one event is a bulk transfer, which is what
+/// the pull link of a truncated drift event is for.
+pub const MAX_MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Errors from the store. SQLite's own errors keep their cause; the others say what in the
 /// data is wrong.
@@ -96,6 +112,10 @@ pub enum StoreError {
 pub struct Store {
     conn: Connection,
     clock: Arc<dyn Clock>,
+    /// The most bytes one event (CloudEvents envelope included) may take; drift events
+    /// beyond it carry their first changes, counts and a pull link (see
+    /// [`Store::set_max_event_bytes`]).
+    max_event_bytes: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -129,7 +149,25 @@ impl Store {
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
         schema::migrate(&mut conn)?;
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
-        Ok(Store { conn, clock })
+        Ok(Store {
+            conn,
+            clock,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        })
+    }
+
+    /// Caps the size of the events this store writes (`[upstream] max_event_bytes`), clamped
+    /// to [`MIN_MAX_EVENT_BYTES`]..=[`MAX_MAX_EVENT_BYTES`]. A drift event whose changes do
+    /// not fit carries the first ones, counts per class and a pull link for the rest; the full
+    /// list stays in the drift record. The cap is applied when an event is written, so an
+    /// event's content never changes between retries.
+    pub fn set_max_event_bytes(&mut self, bytes: usize) {
+        self.max_event_bytes = bytes.clamp(MIN_MAX_EVENT_BYTES, MAX_MAX_EVENT_BYTES);
+    }
+
+    /// The cap on one event's size.
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
     }
 
     /// The clock the store stamps records with.

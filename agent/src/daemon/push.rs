@@ -63,7 +63,10 @@ pub async fn run(
             break;
         }
         let limit = cfg.batch_size;
-        let batch: Vec<OutboxEvent> = match db.call(move |s| s.undelivered(limit)).await {
+        let batch: Vec<OutboxEvent> = match db
+            .call(move |s| s.pending(otdrift_store::UPSTREAM, limit))
+            .await
+        {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the outbox");
@@ -97,7 +100,10 @@ pub async fn run(
         };
         let failure = match sent {
             Ok(resp) if resp.status().is_success() => {
-                match db.call(move |s| s.mark_delivered(last)).await {
+                match db
+                    .call(move |s| s.acknowledge(otdrift_store::UPSTREAM, last))
+                    .await
+                {
                     Ok(_) => {
                         metrics.events_pushed.inc_by(batch.len() as u64);
                         backoff.succeeded();

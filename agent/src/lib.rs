@@ -15,6 +15,7 @@ pub mod events;
 pub mod evidence;
 pub mod exit;
 pub mod keys;
+pub mod preflight;
 pub mod render;
 pub mod strict_json;
 

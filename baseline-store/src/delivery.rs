@@ -146,8 +146,9 @@ pub enum RetryTarget {
     All,
 }
 
-/// Cuts `text` to at most `max` bytes at a character boundary.
-pub(crate) fn cut(text: &str, max: usize) -> &str {
+/// Cuts `text` to at most `max` bytes at a character boundary (receivers' answers are kept
+/// and logged only this far).
+pub fn cut_text(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -310,7 +311,7 @@ impl Store {
         };
         let now = self.clock.now();
         let now_text = format_timestamp(now);
-        let message = cut(refusal.message, REFUSAL_MESSAGE_MAX);
+        let message = cut_text(refusal.message, REFUSAL_MESSAGE_MAX);
         tx.execute(
             "INSERT INTO parked(destination, seq, status, reason, http_status, message, parked_at)
              VALUES (?1, ?2, 'parked', ?3, ?4, ?5, ?6)",
@@ -398,7 +399,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = format_timestamp(self.clock.now());
-        let message = cut(refusal.message, REFUSAL_MESSAGE_MAX);
+        let message = cut_text(refusal.message, REFUSAL_MESSAGE_MAX);
         let changed = tx.execute(
             "UPDATE parked SET status = 'parked', reason = ?3, http_status = ?4, message = ?5,
                  parked_at = ?6
@@ -578,7 +579,7 @@ impl Store {
         ensure_cursor(&tx, destination)?;
         let (acked, paused, ..) = cursor(&tx, destination)?;
         let now = format_timestamp(self.clock.now());
-        let reason = cut(reason, REFUSAL_MESSAGE_MAX);
+        let reason = cut_text(reason, REFUSAL_MESSAGE_MAX);
         tx.execute(
             "UPDATE delivery_cursors SET paused_reason = ?2, paused_status = ?3,
                  paused_at = COALESCE(paused_at, ?4), updated_at = ?4

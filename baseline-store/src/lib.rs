@@ -39,7 +39,7 @@ pub use approvals::{
 pub use audit::{AuditBreak, AuditEntry, AuditReport, chain_hash};
 pub use delivery::{
     DeliveryRefusal, DeliveryState, ParkedEvent, ParkedStatus, Pause, REFUSAL_MESSAGE_MAX,
-    RetryTarget, UPSTREAM,
+    RetryTarget, UPSTREAM, cut_text,
 };
 pub use events::{OutboxEvent, event_type};
 pub use ingest::{
@@ -134,6 +134,33 @@ impl Store {
             source,
         })?;
         Self::setup(conn, clock)
+    }
+
+    /// Opens an existing database read-only, without migrating it: for checks that must not
+    /// change anything (`otdrift check-config` reads the agent key's history this way). A
+    /// database from a newer otdrift is refused as in [`Store::open`].
+    pub fn open_read_only(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(Store {
+            conn,
+            clock,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        })
     }
 
     /// An in-memory store, for tests and the demo's dry runs.

@@ -1183,6 +1183,11 @@ fn three_thousand_slow_connections_neither_take_the_descriptors_nor_stop_capture
         "the API never answered"
     );
     let answered_in = started.elapsed();
+    // Not after the slow ones time out (10 s): the oldest silent connection made room for it.
+    assert!(
+        answered_in < Duration::from_secs(3),
+        "answered only after {answered_in:?}"
+    );
     // Captures go on meanwhile.
     let seen = last_capture();
     assert!(
@@ -1190,9 +1195,13 @@ fn three_thousand_slow_connections_neither_take_the_descriptors_nor_stop_capture
         "no capture while the slow connections were held"
     );
     let rejected = rig.metric("otdrift_api_connections_rejected", "");
-    assert!(rejected > 0);
+    let evicted = rig.metric("otdrift_api_connections_evicted", "");
+    assert!(
+        rejected > 0 && evicted > 0,
+        "rejected {rejected}, evicted {evicted}"
+    );
     eprintln!(
-        "3000 slow connections ({refused} refused at connect): daemon fds {before} before, peak {peak}; {rejected} connections closed at once; a normal client answered after {answered_in:?}"
+        "3000 slow connections ({refused} refused at connect): daemon fds {before} before, peak {peak}; {rejected} connections closed at once, {evicted} silent ones closed to make room; a normal client answered after {answered_in:?}"
     );
     drop(slow);
     assert_eq!(daemon.terminate(), Some(0));

@@ -148,6 +148,15 @@ fn throttled(wait: std::time::Duration) -> Response {
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }
+    close(response)
+}
+
+/// Asks hyper to close the connection after this answer: a client without a valid token
+/// must not keep a connection slot warm with cheap refused requests.
+fn close(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
@@ -174,12 +183,16 @@ fn authenticate(state: &ApiState, request: &Request) -> Result<Presented, Respon
 }
 
 fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        axum::Json(json!({"error": "unauthorized", "message": "a valid bearer token is required"})),
+    close(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(
+                json!({"error": "unauthorized", "message": "a valid bearer token is required"}),
+            ),
+        )
+            .into_response(),
     )
-        .into_response()
 }
 
 async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Response {

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub api_connections: Gauge,
     /// API connections closed at once because `[api] max_connections` were open.
     pub api_connections_rejected: Counter,
+    /// API connections closed to make room because they sent no complete request.
+    pub api_connections_evicted: Counter,
     /// API requests with a missing or wrong token.
     pub api_auth_failures: Counter,
     /// API requests answered 429 because their client failed to authenticate too often.
@@ -92,6 +94,7 @@ impl Metrics {
         let events_parked = Counter::default();
         let api_connections = Gauge::default();
         let api_connections_rejected = Counter::default();
+        let api_connections_evicted = Counter::default();
         let api_auth_failures = Counter::default();
         let api_auth_throttled = Counter::default();
         registry.register(
@@ -170,6 +173,11 @@ impl Metrics {
             api_connections_rejected.clone(),
         );
         registry.register(
+            "otdrift_api_connections_evicted",
+            "API connections closed to make room because they sent no complete request",
+            api_connections_evicted.clone(),
+        );
+        registry.register(
             "otdrift_api_auth_failures",
             "API requests with a missing or wrong token",
             api_auth_failures.clone(),
@@ -196,6 +204,7 @@ impl Metrics {
             events_parked,
             api_connections,
             api_connections_rejected,
+            api_connections_evicted,
             api_auth_failures,
             api_auth_throttled,
         }

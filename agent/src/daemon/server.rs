@@ -5,8 +5,11 @@
 //! headers lets a few thousand slow, unauthenticated connections take them all. So:
 //!
 //! - **connection limit**: at most `[api] max_connections` (default 256) connections are
-//!   served at once; one more is answered `503` and closed at once, so it holds its file
-//!   descriptor for microseconds;
+//!   served at once. When all are taken, the oldest connection that has been open for
+//!   [`EVICT_AFTER`] without sending one complete request (a slow or silent client) is closed
+//!   to make room; when there is none, the new connection is answered `503` and closed at
+//!   once, so it holds its file descriptor for microseconds. A real client sends its request
+//!   right after connecting, so holding slots with half-sent requests keeps nobody out;
 //! - **header read timeout**: a client has [`HEADER_READ_TIMEOUT`] to send a request's
 //!   headers; hyper's timer also runs while a keep-alive connection waits for its next
 //!   request, so the same bound is the **idle timeout** between requests;
@@ -51,6 +54,43 @@ pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
 /// How long a connection asked to close (age, shutdown) gets before it is dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a connection may stay open without a complete request before a new connection
+/// may take its slot when all are taken.
+pub const EVICT_AFTER: Duration = Duration::from_secs(2);
+
+/// A served connection, as the accept loop sees it.
+struct Slot {
+    accepted: tokio::time::Instant,
+    /// Set once hyper handed one complete request to the service.
+    served: std::sync::atomic::AtomicBool,
+    /// Cancelled to close the connection (to make room for a new one).
+    evict: CancellationToken,
+}
+
+/// The open connections in the order they were accepted.
+type Slots = Arc<Mutex<std::collections::BTreeMap<u64, Arc<Slot>>>>;
+
+/// Closes the oldest connection that never completed a request and is older than
+/// [`EVICT_AFTER`]; returns whether there was one.
+fn evict_one(open: &Slots) -> bool {
+    let now = tokio::time::Instant::now();
+    let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+    let victim = open
+        .iter()
+        .find(|(_, s)| {
+            !s.served.load(std::sync::atomic::Ordering::Relaxed)
+                && now.duration_since(s.accepted) >= EVICT_AFTER
+        })
+        .map(|(id, _)| *id);
+    match victim.and_then(|id| open.remove(&id)) {
+        Some(slot) => {
+            slot.evict.cancel();
+            true
+        }
+        None => false,
+    }
+}
+
 /// What a connection beyond the limit is told before it is closed.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 10\r\nContent-Type: application/json\r\nContent-Length: 75\r\nConnection: close\r\n\r\n{\"error\":\"busy\",\"message\":\"too many open connections; try again shortly\"}\n";
 
@@ -64,6 +104,8 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(max_connections));
+    let open: Slots = Arc::default();
+    let mut next_id: u64 = 0;
     let mut connections = tokio::task::JoinSet::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -89,22 +131,49 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            // All taken: make room by closing the oldest silent connection, if any.
+            Err(_) if evict_one(&open) => {
+                metrics.api_connections_evicted.inc();
+                tokio::time::timeout(Duration::from_millis(100), slots.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            Err(_) => None,
+        };
+        let Some(permit) = permit else {
             metrics.api_connections_rejected.inc();
             let _ = stream.try_write(BUSY);
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
+        next_id += 1;
+        let id = next_id;
+        let slot = Arc::new(Slot {
+            accepted: tokio::time::Instant::now(),
+            served: std::sync::atomic::AtomicBool::new(false),
+            evict: CancellationToken::new(),
+        });
+        open.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, slot.clone());
         let app = app.clone();
         let builder = builder.clone();
         let metrics = metrics.clone();
         let stop = stop.clone();
+        let open = open.clone();
         connections.spawn(async move {
-            let _slot = slot;
+            let _permit = permit;
             metrics.api_connections.inc();
+            let marker = slot.clone();
             let service = TowerToHyperService::new(tower::service_fn(
                 move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    marker
+                        .served
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     request.extensions_mut().insert(ConnectInfo(peer));
                     app.clone().oneshot(request)
                 },
@@ -118,6 +187,10 @@ pub async fn serve(
                     }
                     false
                 }
+                () = slot.evict.cancelled() => {
+                    tracing::debug!(peer = %peer, "API connection closed to make room: no request yet");
+                    false
+                }
                 () = tokio::time::sleep(MAX_CONNECTION_AGE) => true,
                 () = stop.cancelled() => true,
             };
@@ -125,6 +198,7 @@ pub async fn serve(
                 connection.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await;
             }
+            open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             metrics.api_connections.dec();
         });
     }

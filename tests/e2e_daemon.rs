@@ -1012,6 +1012,12 @@ fn a_401_pauses_delivery_until_it_is_accepted_again() {
     assert_eq!(rig.metric("otdrift_upstream_paused", ""), 1);
     let status = run(&rig.cfg, &["outbox"]);
     assert!(status.stdout.contains("PAUSED"), "{status:?}");
+    let status = run(&rig.cfg, &["status"]);
+    assert!(status.stdout.contains("upstream: PAUSED"), "{status:?}");
+    assert_eq!(
+        rig.api_get("/v1/assets")["delivery"]["paused"]["http_status"],
+        401
+    );
     // Paused is quiet: no more requests until the re-check (every 5 minutes) or a restart.
     let asked = receiver.received.requests().len();
     assert!(asked <= 2, "{asked} requests before the pause");

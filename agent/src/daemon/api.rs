@@ -162,11 +162,11 @@ fn close(mut response: Response) -> Response {
 
 /// Who is asking: `Err` with the answer when the client is throttled or presents no valid
 /// token (counted against its address), else which token it presented.
-fn authenticate(state: &ApiState, request: &Request) -> Result<Presented, Response> {
+fn authenticate(state: &ApiState, request: &Request) -> Result<Presented, Box<Response>> {
     let ip = server::peer(request).map(|p| p.ip());
     if let Some(wait) = ip.and_then(|ip| state.auth_limiter.throttled(ip)) {
         state.metrics.api_auth_throttled.inc();
-        return Err(throttled(wait));
+        return Err(Box::new(throttled(wait)));
     }
     match presented(state, request.headers()) {
         Presented::None => {
@@ -176,7 +176,7 @@ fn authenticate(state: &ApiState, request: &Request) -> Result<Presented, Respon
             {
                 tracing::warn!(client = %ip, "API client throttled after repeated failed authentication");
             }
-            Err(unauthorized())
+            Err(Box::new(unauthorized()))
         }
         who => Ok(who),
     }
@@ -198,7 +198,7 @@ fn unauthorized() -> Response {
 async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     match authenticate(&state, &request) {
         Ok(_) => next.run(request).await,
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -206,7 +206,7 @@ async fn auth_approve(State(state): State<ApiState>, request: Request, next: Nex
     // Who is asking comes first: an unknown client learns nothing about the scopes.
     let who = match authenticate(&state, &request) {
         Ok(who) => who,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if state.approve_token_hash.is_none() {
         return error(
@@ -250,11 +250,25 @@ async fn events(State(state): State<ApiState>, Query(q): Query<EventsQuery>) -> 
 
 async fn assets(State(state): State<ApiState>) -> Response {
     let config = state.config.clone();
-    match state.db.call(move |s| render::asset_rows(&config, s)).await {
-        Ok(rows) => axum::Json(json!({
+    let read = state
+        .db
+        .call(move |s| {
+            Ok((
+                render::asset_rows(&config, s)?,
+                s.delivery_state(otdrift_store::UPSTREAM)?,
+            ))
+        })
+        .await;
+    match read {
+        Ok((rows, delivery)) => axum::Json(json!({
             "agent": state.config.agent.id,
             "agent_key": state.agent_key,
             "assets": rows,
+            // A central system that stopped receiving pushes can see why here.
+            "delivery": render::delivery_json(
+                &delivery,
+                state.config.upstream.as_ref().map(|u| u.url.as_str()),
+            ),
         }))
         .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),

@@ -92,7 +92,7 @@ fn evict_one(open: &Slots) -> bool {
 }
 
 /// What a connection beyond the limit is told before it is closed.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 10\r\nContent-Type: application/json\r\nContent-Length: 75\r\nConnection: close\r\n\r\n{\"error\":\"busy\",\"message\":\"too many open connections; try again shortly\"}\n";
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 10\r\nContent-Type: application/json\r\nContent-Length: 74\r\nConnection: close\r\n\r\n{\"error\":\"busy\",\"message\":\"too many open connections; try again shortly\"}\n";
 
 /// Serves `app` on `listener` within the limits above until `stop`, then lets the connections
 /// in flight finish for up to [`CLOSE_GRACE`].
@@ -335,6 +335,17 @@ mod tests {
         Arc::new(ManualClock::new(
             otdrift_core::parse_timestamp("2026-12-02T08:00:00Z").expect("time"),
         ))
+    }
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let text = std::str::from_utf8(BUSY).expect("ascii");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        serde_json::from_str::<serde_json::Value>(body).expect("JSON body");
     }
 
     #[test]

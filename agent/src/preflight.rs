@@ -3,6 +3,10 @@
 //! world-readable token file, two scopes sharing one token, a data dir the service user
 //! cannot write, a missing agent key for a database with history).
 //!
+//! Not checked here: whether `[api] listen` can be bound (the running agent holds that port
+//! while `check-config` runs next to it) and whether the devices answer; `run` reports both
+//! at start or per capture.
+//!
 //! Every check runs, and every problem is reported, like the config's own errors. A problem
 //! is *fatal* when `run` refuses to start over it; the others (an OPC UA password file that
 //! group can read: only that asset's captures fail) are warnings.

@@ -376,14 +376,35 @@ impl Store {
         )
     }
 
-    /// A retried event was accepted.
+    /// A retried event was accepted: it is delivered, and the destination takes our events
+    /// again (a pause ends here as on any acknowledgement).
     pub fn retry_delivered(&mut self, destination: &str, seq: i64) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = format_timestamp(self.clock.now());
-        self.conn.execute(
+        tx.execute(
             "UPDATE parked SET status = 'delivered', delivered_at = ?3
              WHERE destination = ?1 AND seq = ?2 AND status = 'queued'",
             params![destination, seq, now],
         )?;
+        let (acked, paused, ..) = cursor(&tx, destination)?;
+        if paused.is_some() {
+            tx.execute(
+                "UPDATE delivery_cursors SET paused_reason = NULL, paused_status = NULL,
+                     paused_at = NULL, updated_at = ?2
+                 WHERE destination = ?1",
+                params![destination, now],
+            )?;
+            audit::append(
+                &tx,
+                self.clock.as_ref(),
+                "delivery.resumed",
+                None,
+                &json!({"destination": destination, "acked_seq": acked, "retried": seq}),
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 

@@ -172,7 +172,15 @@ fn a_retry_requeues_a_parked_event_until_it_is_delivered() {
             .expect("all"),
         vec![seqs[0]]
     );
+    store
+        .pause_delivery(UPSTREAM, "the receiver answered 403", Some(403))
+        .expect("paused");
     store.retry_delivered(UPSTREAM, seqs[0]).expect("delivered");
+    assert_eq!(
+        store.delivery_state(UPSTREAM).expect("state").paused,
+        None,
+        "an accepted retry ends a pause too"
+    );
     assert!(
         store
             .parked_events(UPSTREAM, false)

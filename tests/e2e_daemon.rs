@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use support::receiver::Receiver;
+use support::receiver::{Answer, Receiver};
 use support::{Daemon, Sim, free_port, http, run, wait_until, write_config};
 
 const STATE: &str = r#"
@@ -22,7 +22,7 @@ revision = "1.0"
 
 [[holding]]
 start = 0
-count = 64
+count = REGISTERS
 fill = 500
 
 [[input]]
@@ -57,9 +57,20 @@ fn secret(dir: &Path, name: &str, value: &str) -> PathBuf {
 }
 
 fn rig(upstream: Option<&str>, extra_agent: &str) -> Rig {
+    rig_with(upstream, extra_agent, "", 64)
+}
+
+/// A rig whose `[upstream]` gets `extra_upstream` and whose press has `registers` holding
+/// registers, all of them setpoints.
+fn rig_with(
+    upstream: Option<&str>,
+    extra_agent: &str,
+    extra_upstream: &str,
+    registers: u16,
+) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state.toml");
-    std::fs::write(&state, STATE).expect("state");
+    std::fs::write(&state, STATE.replace("REGISTERS", &registers.to_string())).expect("state");
     let sim = Sim::start("modbus", Some(&state), dir.path());
     let api_token = secret(dir.path(), "api.token", API_TOKEN);
     let up_token = secret(dir.path(), "upstream.token", UPSTREAM_TOKEN);
@@ -67,7 +78,7 @@ fn rig(upstream: Option<&str>, extra_agent: &str) -> Rig {
     let upstream = upstream
         .map(|url| {
             format!(
-                "[upstream]\nurl = \"{url}\"\ntoken_file = \"{}\"\nbatch_size = 20\ntimeout_ms = 2000\n",
+                "[upstream]\nurl = \"{url}\"\ntoken_file = \"{}\"\nbatch_size = 20\ntimeout_ms = 2000\nallow_insecure_http = true\n{extra_upstream}\n",
                 up_token.display()
             )
         })
@@ -98,7 +109,7 @@ timeout_ms = 1000
   name = "recipe"
   table = "holding"
   start = 0
-  count = 64
+  count = {registers}
 "#,
             data = dir.path().join("data").display(),
             api_token = api_token.display(),
@@ -559,6 +570,20 @@ fn a_readable_token_file_stops_the_daemon_from_starting() {
         assert_eq!(r.code, 2, "{r:?}");
         assert!(r.stderr.contains("readable by group or others"), "{r:?}");
         assert!(r.stderr.contains("chmod 600"), "{r:?}");
+        // check-config makes the same checks (one function): no surprise at start.
+        let checked = run(&rig.cfg, &["check-config"]);
+        assert_eq!(checked.code, 2, "{checked:?}");
+        assert!(
+            checked.stdout.contains("api.token_file")
+                && checked.stdout.contains("readable by group or others"),
+            "{checked:?}"
+        );
+        let checked = run(&rig.cfg, &["check-config", "--json"]);
+        assert_eq!(checked.code, 2, "{checked:?}");
+        let doc = checked.json();
+        assert_eq!(doc["ok"], false);
+        assert_eq!(doc["problems"][0]["key"], "api.token_file");
+        assert_eq!(doc["problems"][0]["fatal"], true);
     }
 }
 
@@ -863,5 +888,437 @@ fn a_maintenance_window_holds_outage_alarms_back_but_not_drift() {
         "the outage outlasts the window: announced; log:\n{}",
         daemon.log()
     );
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+/// The types of events, the `otdriftseq` of each.
+fn seqs_of(events: &[Json], types: &[&str]) -> Vec<i64> {
+    events
+        .iter()
+        .filter(|e| types.is_empty() || types.contains(&e["type"].as_str().unwrap_or_default()))
+        .filter_map(|e| e["otdriftseq"].as_i64())
+        .collect()
+}
+
+#[test]
+fn a_redirect_is_a_failure_and_delivers_nothing() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    let target = receiver.moved_url();
+    let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(303));
+    {
+        let status = status.clone();
+        receiver.received.set_script(Some(Box::new(move |_| {
+            Some(Answer::status(status.load(Ordering::SeqCst)).with("location", target.clone()))
+        })));
+    }
+    let rig = rig(Some(&receiver.url()), "");
+    let daemon = rig.daemon();
+    rig.wait_for_baseline();
+    for code in [303, 301, 307] {
+        status.store(code, Ordering::SeqCst);
+        let seen = receiver.received.requests().len();
+        assert!(
+            wait_until(Duration::from_secs(20), || receiver
+                .received
+                .requests()
+                .iter()
+                .skip(seen)
+                .any(|r| r.status == code)),
+            "no {code} answered"
+        );
+    }
+    // Nothing was taken for delivered: the cursor has not moved, the target was never asked.
+    let outbox = rig.api_get("/v1/outbox");
+    assert_eq!(outbox["acked_seq"], 0, "{outbox}");
+    assert!(outbox["depth"].as_u64().unwrap_or(0) >= 2, "{outbox}");
+    assert_eq!(receiver.received.redirected_gets.load(Ordering::SeqCst), 0);
+    assert!(receiver.received.events.lock().expect("lock").is_empty());
+    // The log says where the receiver wanted to send us.
+    assert!(
+        daemon.log().contains(&receiver.moved_url()) && daemon.log().contains("not followed"),
+        "{}",
+        daemon.log()
+    );
+
+    receiver.received.set_script(None);
+    assert!(
+        wait_until(Duration::from_secs(90), || {
+            let o = rig.api_get("/v1/outbox");
+            o["acked_seq"].as_i64().unwrap_or(0) >= 2
+        }),
+        "log:\n{}",
+        daemon.log()
+    );
+    let got = receiver.received.unique();
+    assert_eq!(seqs_of(&got, &[])[..2], [1, 2]);
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[test]
+fn refused_events_are_parked_announced_and_retried_while_the_rest_flows_on() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    receiver.received.down.store(true, Ordering::SeqCst);
+    let mut rig = rig(Some(&receiver.url()), "audit_head_interval_secs = 1");
+    let daemon = rig.daemon();
+    rig.wait_for_baseline();
+    rig.sim.cmd("set holding 10 42");
+    assert!(wait_until(Duration::from_secs(10), || rig
+        .api_get("/v1/assets")["assets"][0]["open_drift"]
+        == 1));
+    rig.sim.cmd("set holding 10 500");
+    assert!(wait_until(Duration::from_secs(10), || rig
+        .api_get("/v1/assets")["assets"][0]["open_drift"]
+        == 0));
+    // The receiver takes at most 5 events a request, refuses the drift even alone (413) and
+    // its resolution as unprocessable (422).
+    receiver.received.set_script(Some(Box::new(|batch| {
+        let has = |t: &str| batch.iter().any(|e| e["type"] == t);
+        if batch.len() > 5 || has("io.otdrift.drift.detected") {
+            Some(Answer::status(413))
+        } else if has("io.otdrift.drift.resolved") {
+            Some(Answer::status(422))
+        } else {
+            None
+        }
+    })));
+    receiver.received.down.store(false, Ordering::SeqCst);
+
+    let announced = || seqs_of(&receiver.received.unique(), &["io.otdrift.outbox.parked"]);
+    assert!(
+        wait_until(Duration::from_secs(60), || announced().len() >= 2),
+        "log:\n{}",
+        daemon.log()
+    );
+    let held = rig.all_events();
+    let parked = seqs_of(
+        &held,
+        &["io.otdrift.drift.detected", "io.otdrift.drift.resolved"],
+    );
+    assert_eq!(parked.len(), 2, "{:?}", types(&held));
+    // Everything up to the cursor arrived, in order, but the two parked events.
+    let acked = rig.api_get("/v1/outbox")["acked_seq"]
+        .as_i64()
+        .expect("acked");
+    let expected: Vec<i64> = seqs_of(&held, &[])
+        .into_iter()
+        .filter(|s| *s <= acked && !parked.contains(s))
+        .collect();
+    let got: Vec<i64> = seqs_of(&receiver.received.unique(), &[])
+        .into_iter()
+        .filter(|s| *s <= acked)
+        .collect();
+    assert_eq!(got, expected, "in order, nothing missing");
+    for r in receiver.received.requests() {
+        if r.status == 200 {
+            assert!(
+                r.seqs.len() <= 5,
+                "a batch of {} was accepted",
+                r.seqs.len()
+            );
+        }
+    }
+    // Each refused event is announced once, with the receiver's status.
+    let announcements: Vec<Json> = receiver
+        .received
+        .unique()
+        .into_iter()
+        .filter(|e| e["type"] == "io.otdrift.outbox.parked")
+        .collect();
+    assert_eq!(announcements.len(), 2);
+    assert_eq!(announcements[0]["data"]["seq"], parked[0]);
+    assert_eq!(announcements[0]["data"]["http_status"], 413);
+    assert_eq!(announcements[0]["data"]["reason"], "too-large");
+    assert_eq!(announcements[1]["data"]["seq"], parked[1]);
+    assert_eq!(announcements[1]["data"]["http_status"], 422);
+    // Listed by the command line and the API, counted in the metrics.
+    let cli = run(&rig.cfg, &["outbox", "--parked", "--json"]);
+    assert_eq!(cli.code, 0, "{cli:?}");
+    let listed: Vec<i64> = cli.json()["parked"]
+        .as_array()
+        .expect("parked")
+        .iter()
+        .filter_map(|p| p["seq"].as_i64())
+        .collect();
+    assert_eq!(listed, parked);
+    let api: Vec<i64> = rig.api_get("/v1/outbox/parked")["parked"]
+        .as_array()
+        .expect("parked")
+        .iter()
+        .filter_map(|p| p["event"]["otdriftseq"].as_i64())
+        .collect();
+    assert_eq!(api, parked);
+    assert!(wait_until(Duration::from_secs(10), || rig
+        .metric("otdrift_outbox_parked", "")
+        == 2));
+    let human = run(&rig.cfg, &["outbox", "--parked"]);
+    assert!(human.stdout.contains("too-large"), "{human:?}");
+
+    // Once the receiver takes them, a retry delivers both (out of their original order).
+    receiver.received.set_script(None);
+    let retry = run(&rig.cfg, &["outbox", "--retry-all"]);
+    assert_eq!(retry.code, 0, "{retry:?}");
+    assert!(
+        retry.stdout.contains("out of their original order"),
+        "{retry:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let got = seqs_of(&receiver.received.unique(), &[]);
+            parked.iter().all(|p| got.contains(p))
+        }),
+        "log:\n{}",
+        daemon.log()
+    );
+    let open = run(&rig.cfg, &["outbox", "--parked", "--json"]).json();
+    assert_eq!(open["parked"].as_array().map(Vec::len), Some(0));
+    let all = run(&rig.cfg, &["outbox", "--parked", "--all", "--json"]).json();
+    assert!(
+        all["parked"]
+            .as_array()
+            .expect("all")
+            .iter()
+            .all(|p| p["status"] == "delivered" && p["retries"] == 1),
+        "{all}"
+    );
+    let nothing = run(&rig.cfg, &["outbox", "--retry", "999999"]);
+    assert_eq!(nothing.code, 2, "{nothing:?}");
+    assert_eq!(daemon.terminate(), Some(0));
+    assert_eq!(run(&rig.cfg, &["audit-verify"]).code, 0);
+}
+
+#[test]
+fn a_401_pauses_delivery_until_it_is_accepted_again() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    receiver
+        .received
+        .set_script(Some(Box::new(|_| Some(Answer::status(401)))));
+    let rig = rig(Some(&receiver.url()), "");
+    let daemon = rig.daemon();
+    assert!(
+        wait_until(
+            Duration::from_secs(15),
+            || rig.api_get("/v1/outbox")["paused"]["http_status"] == 401
+        ),
+        "log:\n{}",
+        daemon.log()
+    );
+    assert_eq!(rig.metric("otdrift_upstream_paused", ""), 1);
+    let status = run(&rig.cfg, &["outbox"]);
+    assert!(status.stdout.contains("PAUSED"), "{status:?}");
+    let status = run(&rig.cfg, &["status"]);
+    assert!(status.stdout.contains("upstream: PAUSED"), "{status:?}");
+    assert_eq!(
+        rig.api_get("/v1/assets")["delivery"]["paused"]["http_status"],
+        401
+    );
+    // Paused is quiet: no more requests until the re-check (every 5 minutes) or a restart.
+    let asked = receiver.received.requests().len();
+    assert!(asked <= 2, "{asked} requests before the pause");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(receiver.received.requests().len(), asked);
+    assert!(receiver.received.unique().is_empty());
+    assert_eq!(daemon.terminate(), Some(0));
+
+    // The credentials were fixed: the next start checks at once and delivers everything.
+    receiver.received.set_script(None);
+    let daemon = rig.daemon();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let o = rig.api_get("/v1/outbox");
+            o["paused"].is_null() && o["acked_seq"].as_i64() >= Some(3)
+        }),
+        "log:\n{}",
+        daemon.log()
+    );
+    assert!(!receiver.received.unique().is_empty());
+    assert_eq!(rig.metric("otdrift_upstream_paused", ""), 0);
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[test]
+fn a_429_is_retried_no_sooner_than_retry_after() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let answered = answered.clone();
+        receiver.received.set_script(Some(Box::new(move |_| {
+            (answered.fetch_add(1, Ordering::SeqCst) == 0)
+                .then(|| Answer::status(429).with("retry-after", "3"))
+        })));
+    }
+    let rig = rig(Some(&receiver.url()), "");
+    let daemon = rig.daemon();
+    assert!(wait_until(Duration::from_secs(20), || receiver
+        .received
+        .requests()
+        .len()
+        >= 2));
+    let r = receiver.received.requests();
+    assert_eq!((r[0].status, r[1].status), (429, 200));
+    let waited = r[1].at - r[0].at;
+    assert!(
+        waited >= Duration::from_millis(2900),
+        "retried after {waited:?}"
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[test]
+fn a_drift_beyond_max_event_bytes_is_cut_and_its_changes_are_paged() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    let mut rig = rig_with(Some(&receiver.url()), "", "max_event_bytes = 16384", 2000);
+    let daemon = rig.daemon();
+    rig.wait_for_baseline();
+    let values = vec!["7"; 2000].join(" ");
+    rig.sim.cmd(&format!("set holding 0 {values}"));
+    let drift = || {
+        receiver
+            .received
+            .unique()
+            .into_iter()
+            .find(|e| e["type"] == "io.otdrift.drift.detected")
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || drift().is_some()),
+        "log:\n{}",
+        daemon.log()
+    );
+    let event = drift().expect("drift");
+    let size = serde_json::to_vec(&event).expect("json").len();
+    assert!(size <= 16384, "the event is {size} bytes");
+    let data = &event["data"];
+    assert_eq!(data["truncated"], true);
+    assert_eq!(data["changes_total"], 2000);
+    assert_eq!(data["changes_by_class"]["setpoint"], 2000);
+    let mut changes: Vec<Json> = data["changes"].as_array().expect("changes").clone();
+    assert!(!changes.is_empty() && changes.len() < 2000);
+    // The pull link pages the rest (read token), in order, until `next` is null.
+    let mut link = data["changes_link"].as_str().expect("link").to_owned();
+    assert!(link.starts_with(&format!("/v1/drift/{}/changes?", data["drift_id"])));
+    loop {
+        let page = rig.api_get(&format!("{link}&limit=300"));
+        assert_eq!(page["changes_total"], 2000);
+        assert_eq!(page["observed_digest"], data["observed_digest"]);
+        changes.extend(page["changes"].as_array().expect("changes").iter().cloned());
+        match page["next"].as_u64() {
+            Some(next) => {
+                link = link.replace(
+                    &format!("after={}", page["after"]),
+                    &format!("after={next}"),
+                )
+            }
+            None => break,
+        }
+    }
+    let paths: std::collections::BTreeSet<String> = changes
+        .iter()
+        .filter_map(|c| c["path"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(changes.len(), 2000);
+    assert_eq!(paths.len(), 2000, "no change twice");
+    // The pull API serves the same event the push delivered.
+    let held = rig.all_events();
+    let same = held.iter().find(|e| e["id"] == event["id"]).expect("held");
+    assert_eq!(same, &event);
+    // Without a token the pages are closed like every other route.
+    let closed = http("GET", &rig.api, &link, None, None);
+    assert_eq!(closed.status, 401);
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[test]
+fn three_thousand_slow_connections_neither_take_the_descriptors_nor_stop_captures() {
+    use std::io::Write as _;
+    let rig = rig(None, "");
+    let daemon = rig.daemon();
+    rig.wait_for_baseline();
+    let pid = daemon.pid();
+    let fds = move || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let last_capture = || {
+        run(&rig.cfg, &["status", "--json"]).json()["assets"][0]["last_capture"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let before = fds();
+    let mut slow = Vec::with_capacity(3000);
+    let mut refused = 0;
+    for _ in 0..3000 {
+        match std::net::TcpStream::connect(&rig.api) {
+            Ok(mut s) => {
+                // A request line and one header, never finished.
+                let _ = s.write_all(b"GET /v1/assets HTTP/1.1\r\nHost: gw\r\n");
+                slow.push(s);
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    let mut peak = 0;
+    for _ in 0..20 {
+        peak = peak.max(fds());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The limit holds: at most 256 connections beyond what the daemon had open before.
+    assert!(
+        peak <= before + 256 + 16,
+        "{peak} descriptors open under 3000 slow connections ({before} before)"
+    );
+    // A normal client gets its answer while the slow ones are still held.
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(30), || http(
+            "GET",
+            &rig.api,
+            "/v1/assets",
+            Some(API_TOKEN),
+            None
+        )
+        .status
+            == 200),
+        "the API never answered"
+    );
+    let answered_in = started.elapsed();
+    // Not after the slow ones time out (10 s): the oldest silent connection made room for it.
+    assert!(
+        answered_in < Duration::from_secs(3),
+        "answered only after {answered_in:?}"
+    );
+    // Captures go on meanwhile.
+    let seen = last_capture();
+    assert!(
+        wait_until(Duration::from_secs(10), || last_capture() != seen),
+        "no capture while the slow connections were held"
+    );
+    let rejected = rig.metric("otdrift_api_connections_rejected", "");
+    let evicted = rig.metric("otdrift_api_connections_evicted", "");
+    assert!(
+        rejected > 0 && evicted > 0,
+        "rejected {rejected}, evicted {evicted}"
+    );
+    eprintln!(
+        "3000 slow connections ({refused} refused at connect): daemon fds {before} before, peak {peak}; {rejected} connections closed at once, {evicted} silent ones closed to make room; a normal client answered after {answered_in:?}"
+    );
+    drop(slow);
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[test]
+fn failed_authentications_are_throttled_per_client() {
+    let rig = rig(None, "");
+    let daemon = rig.daemon();
+    for _ in 0..20 {
+        let r = http("GET", &rig.api, "/v1/assets", Some("wrong-token"), None);
+        assert_eq!(r.status, 401);
+    }
+    // Throttled now: even the right token is not looked at for a minute.
+    let r = http("GET", &rig.api, "/v1/assets", Some(API_TOKEN), None);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("too-many-failures"), "{}", r.body);
+    // The health check stays open (no token involved).
+    assert_eq!(http("GET", &rig.api, "/healthz", None, None).status, 200);
     assert_eq!(daemon.terminate(), Some(0));
 }

@@ -289,6 +289,29 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Delivery upstream: where it stands, the events the receiver refused (parked), retries.
+    ///
+    /// Without options: the cursor, what waits, what is parked, and whether delivery is paused
+    /// (the receiver refused our credentials). A parked event is one the receiver refused on
+    /// its own (413, 422, 400); it is kept, and `--retry` queues it to be sent again, out of
+    /// its original order, by the running agent.
+    Outbox {
+        /// List the parked events (with `--all`, also those a retry delivered).
+        #[arg(long, conflicts_with_all = ["retry", "retry_all"])]
+        parked: bool,
+        /// With `--parked`: also list parked events a retry delivered.
+        #[arg(long, requires = "parked")]
+        all: bool,
+        /// Queue the parked event with this sequence number (`otdriftseq`) for another try.
+        #[arg(long, value_name = "SEQ", conflicts_with = "retry_all")]
+        retry: Option<i64>,
+        /// Queue every parked event for another try.
+        #[arg(long)]
+        retry_all: bool,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the audit log's hash chain (exit 5 on a break).
     AuditVerify {
         /// Print one JSON document.

@@ -109,6 +109,15 @@ impl Agent {
     /// Opens the store for an already loaded config.
     pub fn with_config(config: Config, config_digest: &Digest) -> Result<Self, Failure> {
         let mut store = open_store(&config.agent.data_dir)?;
+        // Every event written by this process (a technician's capture too) keeps the cap.
+        store.set_max_event_bytes(
+            config
+                .upstream
+                .as_ref()
+                .map_or(otdrift_config::DEFAULT_MAX_EVENT_BYTES, |u| {
+                    u.max_event_bytes
+                }),
+        );
         store
             .note_config(&config.path.display().to_string(), config_digest)
             .map_err(|e| Failure::runtime(anyhow!(e).context("cannot record the config")))?;

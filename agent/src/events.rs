@@ -47,7 +47,6 @@ mod tests {
             asset: Some("press-7".to_owned()),
             time: otdrift_core::parse_timestamp("2026-12-02T08:00:00Z").expect("time"),
             data: json!({"severity": "medium"}),
-            delivered_at: None,
         };
         let doc = cloud_event("gw-line3", &e);
         assert_eq!(doc["specversion"], "1.0");

@@ -182,6 +182,45 @@ pub fn agent_key(data_dir: &Path, recorded: Option<&str>) -> anyhow::Result<(Sig
     Ok((key, true))
 }
 
+/// Checks, without creating, renaming or writing anything, that [`agent_key`] would load a
+/// key: the same refusals (group- or world-readable, unreadable, another key than the
+/// recorded one, missing for a database with history), for `otdrift check-config`.
+pub fn check_agent_key(data_dir: &Path, recorded: Option<&str>) -> anyhow::Result<()> {
+    let path = data_dir.join(AGENT_KEY_FILE);
+    let pending = data_dir.join(AGENT_KEY_NEW_FILE);
+    if let Some(recorded) = recorded
+        && pending.exists()
+    {
+        check_private_mode(&pending)?;
+        let new = read_private_key(&pending)?;
+        if public_key_text(&new.verifying_key()) == recorded {
+            // `run` finishes this interrupted rotation by renaming the file.
+            return Ok(());
+        }
+    }
+    if path.exists() {
+        check_private_mode(&path)?;
+        let key = read_private_key(&path)?;
+        if let Some(recorded) = recorded {
+            let actual = public_key_text(&key.verifying_key());
+            if actual != recorded {
+                bail!(
+                    "{} holds the key {actual}, but this database's history is signed by {recorded}: put the agent.key back from the backup that holds it (README: Backup and restore)",
+                    path.display()
+                );
+            }
+        }
+        return Ok(());
+    }
+    if let Some(recorded) = recorded {
+        bail!(
+            "the agent key {} is missing, but this database's history is signed by {recorded}: restore agent.key from the backup made with `otdrift backup` (README: Backup and restore)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Writes a new agent key as `agent.key.new` (mode 0600), the first step of a rotation.
 pub fn write_pending_agent_key(data_dir: &Path, key: &SigningKey) -> anyhow::Result<PathBuf> {
     let pending = data_dir.join(AGENT_KEY_NEW_FILE);

@@ -16,6 +16,7 @@ pub mod evidence;
 pub mod exit;
 pub mod keys;
 pub mod maintenance;
+pub mod preflight;
 pub mod render;
 pub mod rules;
 pub mod strict_json;

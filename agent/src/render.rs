@@ -351,3 +351,99 @@ pub fn asset_rows(
     }
     Ok(rows)
 }
+
+/// Where the upstream's delivery stands: `otdrift outbox --json` and `GET /v1/outbox`.
+/// `url` is `[upstream] url`, `None` when no upstream is configured.
+pub fn delivery_json(d: &otdrift_store::DeliveryState, url: Option<&str>) -> Json {
+    json!({
+        "destination": d.destination,
+        "configured": url.is_some(),
+        "url": url,
+        "acked_seq": d.acked_seq,
+        "last_seq": d.last_seq,
+        "depth": d.depth,
+        "parked": d.parked,
+        "queued_retries": d.queued,
+        "paused": d.paused.as_ref().map(|p| json!({
+            "reason": p.reason,
+            "http_status": p.http_status,
+            "since": format_timestamp(p.since),
+        })),
+    })
+}
+
+/// A parked event with its fate and the event itself, as it is sent (CloudEvents).
+pub fn parked_json(agent_id: &str, p: &otdrift_store::ParkedEvent) -> Json {
+    json!({
+        "seq": p.event.seq,
+        "status": p.status.as_str(),
+        "reason": p.reason,
+        "http_status": p.http_status,
+        "message": p.message,
+        "parked_at": format_timestamp(p.parked_at),
+        "retries": p.retries,
+        "retried_at": p.retried_at.map(format_timestamp),
+        "delivered_at": p.delivered_at.map(format_timestamp),
+        "event": crate::events::cloud_event(agent_id, &p.event),
+    })
+}
+
+/// One page of a drift's changes (`GET /v1/drift/{id}/changes`), `None` when there is no such
+/// drift or the observed state asked for is not stored. The changes of the drift's current
+/// state come from its record; those of a state it has moved on from are computed again from
+/// the two stored snapshots, with the asset's setpoint names, exactly as the capture did.
+pub fn drift_changes_page(
+    config: &otdrift_config::Config,
+    store: &otdrift_store::Store,
+    id: i64,
+    observed: Option<otdrift_core::Digest>,
+    after: u64,
+    limit: u32,
+) -> Result<Option<Json>, otdrift_store::StoreError> {
+    let Some(header) = store.drift_header(id)? else {
+        return Ok(None);
+    };
+    let (observed, total, changes) = match observed {
+        Some(o) if o != header.observed_digest => {
+            if !store.has_snapshot(&o)? || !store.has_snapshot(&header.baseline_digest)? {
+                return Ok(None);
+            }
+            let before = store.snapshot(&header.baseline_digest)?;
+            let now = store.snapshot(&o)?;
+            let diff = Diff::between(&before, &now);
+            let records = match config.asset(&header.asset) {
+                Some(asset) => change_records(asset, &diff),
+                None => diff
+                    .changes
+                    .iter()
+                    .map(|c| ChangeRecord::from_change(c, &|_| None))
+                    .collect(),
+            };
+            let total = records.len() as u64;
+            let page: Vec<Json> = records
+                .iter()
+                .skip(usize::try_from(after).unwrap_or(usize::MAX))
+                .take(limit as usize)
+                .map(|c| serde_json::to_value(c).unwrap_or(Json::Null))
+                .collect();
+            (o, total, page)
+        }
+        _ => {
+            let Some(page) = store.drift_changes(id, after, limit)? else {
+                return Ok(None);
+            };
+            (header.observed_digest, header.changes_total, page.changes)
+        }
+    };
+    let end = after.saturating_add(changes.len() as u64);
+    Ok(Some(json!({
+        "drift_id": id,
+        "asset": header.asset,
+        "baseline_digest": header.baseline_digest,
+        "observed_digest": observed,
+        "changes_total": total,
+        "after": after,
+        "changes": changes,
+        "next": (end < total).then_some(end),
+    })))
+}

@@ -51,6 +51,9 @@ pub mod event_type {
     pub const CHANGE_REVIEWED: &str = "io.otdrift.change.reviewed";
     /// The audit chain's head, published so tampering shows centrally.
     pub const AUDIT_HEAD: &str = "io.otdrift.audit.head";
+    /// A destination refused one event on its own (413/422/400): the event is parked, kept
+    /// and listed, and the events behind it flow on.
+    pub const OUTBOX_PARKED: &str = "io.otdrift.outbox.parked";
 }
 
 /// One outbox row.
@@ -68,8 +71,6 @@ pub struct OutboxEvent {
     pub time: DateTime<Utc>,
     /// The event's `data`.
     pub data: serde_json::Value,
-    /// When the upstream acknowledged it.
-    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 /// Queues an event inside the caller's transaction.
@@ -94,16 +95,12 @@ pub(crate) fn enqueue(
     Ok(conn.last_insert_rowid())
 }
 
-/// An outbox row as SQLite returns it: seq, id, type, asset, time, data, delivered_at.
-type RawOutbox = (
-    i64,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-);
+/// An outbox row as SQLite returns it: seq, id, type, asset, time, data.
+type RawOutbox = (i64, String, String, Option<String>, String, String);
+
+/// The columns [`row`] reads, qualified so that joins can use them.
+pub(crate) const OUTBOX_COLUMNS: &str =
+    "outbox.seq, outbox.event_id, outbox.type, outbox.asset, outbox.time, outbox.data";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOutbox> {
     Ok((
@@ -113,33 +110,34 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOutbox> {
         r.get(3)?,
         r.get(4)?,
         r.get(5)?,
-        r.get(6)?,
     ))
 }
 
-/// Outbox rows selected by `tail` (the WHERE, ORDER and LIMIT clauses).
-fn select(
+/// Turns a raw row into an event, refusing unreadable data.
+fn parse(raw: RawOutbox) -> Result<OutboxEvent, StoreError> {
+    let (seq, id, event_type, asset, time, data) = raw;
+    Ok(OutboxEvent {
+        seq,
+        id,
+        event_type,
+        asset,
+        time: ts(&time)?,
+        data: serde_json::from_str(&data)
+            .map_err(|e| StoreError::Corrupt(format!("outbox event {seq}: {e}")))?,
+    })
+}
+
+/// Outbox rows selected by `tail` (FROM clause tail: joins, WHERE, ORDER and LIMIT).
+pub(crate) fn select(
     conn: &Connection,
     tail: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<OutboxEvent>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT seq, event_id, type, asset, time, data, delivered_at FROM outbox {tail}"
-    ))?;
+    let mut stmt = conn.prepare(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox {tail}"))?;
     let rows = stmt.query_map(params, row)?;
     let mut out = Vec::new();
     for r in rows {
-        let (seq, id, event_type, asset, time, data, delivered) = r?;
-        out.push(OutboxEvent {
-            seq,
-            id,
-            event_type,
-            asset,
-            time: ts(&time)?,
-            data: serde_json::from_str(&data)
-                .map_err(|e| StoreError::Corrupt(format!("outbox event {seq}: {e}")))?,
-            delivered_at: crate::model::opt_ts(delivered)?,
-        });
+        out.push(parse(r?)?);
     }
     Ok(out)
 }
@@ -171,34 +169,6 @@ impl Store {
 }
 
 impl Store {
-    /// The oldest undelivered events, in order, at most `limit`: the next batch to push.
-    pub fn undelivered(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
-        select(
-            &self.conn,
-            "WHERE delivered_at IS NULL ORDER BY seq LIMIT ?1",
-            params![limit],
-        )
-    }
-
-    /// Marks every event up to `seq` as delivered (the receiver acknowledged a batch that
-    /// ended there; batches are pushed strictly in order).
-    pub fn mark_delivered(&mut self, up_to_seq: i64) -> Result<usize, StoreError> {
-        let now = format_timestamp(self.clock.now());
-        Ok(self.conn.execute(
-            "UPDATE outbox SET delivered_at = ?2 WHERE seq <= ?1 AND delivered_at IS NULL",
-            params![up_to_seq, now],
-        )?)
-    }
-
-    /// How many events wait for delivery.
-    pub fn outbox_depth(&self) -> Result<u64, StoreError> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL",
-            [],
-            |r| r.get(0),
-        )?)
-    }
-
     /// The highest sequence number in the outbox (0 when empty).
     pub fn last_event_seq(&self) -> Result<i64, StoreError> {
         Ok(self

@@ -210,6 +210,7 @@ impl Store {
         let digests = rec.snapshot.digests();
         let digest_text = digests.overall.to_string();
         let clock = self.clock.clone();
+        let max_event_bytes = self.max_event_bytes;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -342,6 +343,7 @@ impl Store {
                 let drift = record_drift(
                     &tx,
                     clock.as_ref(),
+                    max_event_bytes,
                     rec,
                     &Judged {
                         baseline: &baseline,
@@ -774,12 +776,41 @@ fn drift_by_id(conn: &Connection, id: i64) -> Result<DriftEvent, StoreError> {
     .parse()
 }
 
-/// The `data` of a `drift.detected` event.
+/// Room kept for the CloudEvents envelope around an event's `data` (`id`, `source`, `type`,
+/// `time`, `subject`, `otdriftseq`): agent and asset ids are at most 64 characters, so the
+/// envelope stays well under this, and `data` within `max_event_bytes - ENVELOPE_ALLOWANCE`
+/// keeps the whole event within `max_event_bytes`.
+pub const ENVELOPE_ALLOWANCE: usize = 1024;
+
+/// The pull link of a drift's changes from the `after`-th on, relative to the agent's API.
+/// It names the observed state, so a link from an older `drift.detected` event still pages
+/// that event's changes after the drift moved on to another state.
+pub fn drift_changes_link(drift_id: i64, observed: &otdrift_core::Digest, after: usize) -> String {
+    format!("/v1/drift/{drift_id}/changes?observed={observed}&after={after}")
+}
+
+fn json_len(v: &serde_json::Value) -> usize {
+    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
+}
+
+/// The `data` of a `drift.detected` event, at most `max_event_bytes - ENVELOPE_ALLOWANCE`
+/// bytes of JSON. It always carries `changes_total`, `changes_by_class` and `truncated`; when
+/// every change does not fit (an ADS table may have a million symbols), `changes` holds the
+/// first ones that do, in the drift's order, `truncated` is true, and `changes_link` is
+/// `GET /v1/drift/{id}/changes?observed=...&after=N` for the rest. Sized on the serialized
+/// bytes, not on a count, because one change can be a 64 KiB string.
 pub(crate) fn drift_event_data(
     d: &DriftEvent,
     change_signatures: (&Digest, &Digest),
+    max_event_bytes: usize,
 ) -> serde_json::Value {
-    json!({
+    let mut by_class = serde_json::Map::new();
+    for class in otdrift_core::Class::ALL {
+        let n = d.changes.iter().filter(|c| c.class == class).count();
+        by_class.insert(class.as_str().to_owned(), json!(n));
+    }
+    let total = d.changes.len();
+    let mut data = json!({
         "drift_id": d.id,
         "asset": d.asset,
         "status": d.status.as_str(),
@@ -793,7 +824,33 @@ pub(crate) fn drift_event_data(
         "change_id": d.change_id,
         "policy_reason": d.policy_reason,
         "changes": d.changes,
-    })
+        "changes_total": total,
+        "changes_by_class": by_class,
+        "truncated": false,
+    });
+    let budget = max_event_bytes.saturating_sub(ENVELOPE_ALLOWANCE);
+    if json_len(&data) <= budget {
+        return data;
+    }
+    data["truncated"] = json!(true);
+    data["changes"] = json!([]);
+    // The longest the link can be, so that the final one (with a smaller `after`) fits too.
+    data["changes_link"] = json!(drift_changes_link(d.id, &d.observed_digest, total));
+    let mut used = json_len(&data);
+    let mut kept = 0;
+    for change in &d.changes {
+        let size = serde_json::to_vec(change)
+            .map_or(usize::MAX, |b| b.len())
+            .saturating_add(usize::from(kept > 0));
+        if used.saturating_add(size) > budget {
+            break;
+        }
+        used += size;
+        kept += 1;
+    }
+    data["changes"] = serde_json::to_value(&d.changes[..kept]).unwrap_or_else(|_| json!([]));
+    data["changes_link"] = json!(drift_changes_link(d.id, &d.observed_digest, kept));
+    data
 }
 
 /// The change signature of a stored snapshot.
@@ -824,6 +881,7 @@ struct Judged<'a> {
 fn record_drift(
     conn: &Connection,
     clock: &dyn otdrift_core::Clock,
+    max_event_bytes: usize,
     rec: &CaptureRecord<'_>,
     judged: &Judged<'_>,
     now: DateTime<Utc>,
@@ -938,6 +996,7 @@ fn record_drift(
                 &content_digest_of(conn, &baseline.digest)?,
                 &digests.content,
             ),
+            max_event_bytes,
         ),
     )?;
     Ok(if opened {

@@ -20,6 +20,7 @@ mod alarms;
 mod approvals;
 mod audit;
 mod changes;
+mod delivery;
 mod events;
 mod ingest;
 mod model;
@@ -41,19 +42,35 @@ pub use approvals::{
 };
 pub use audit::{AuditBreak, AuditEntry, AuditReport, chain_hash};
 pub use changes::{ChangeRules, Observed, PolicyRule, Verdict};
+pub use delivery::{
+    DeliveryRefusal, DeliveryState, ParkedEvent, ParkedStatus, Pause, REFUSAL_MESSAGE_MAX,
+    RetryTarget, UPSTREAM, cut_text,
+};
 pub use events::{OutboxEvent, event_type};
 pub use ingest::{
-    CaptureOutcome, CaptureRecord, DriftOutcome, Refusal, StateChange, is_operating_state,
+    CaptureOutcome, CaptureRecord, DriftOutcome, ENVELOPE_ALLOWANCE, Refusal, StateChange,
+    drift_changes_link, is_operating_state,
 };
 pub use model::{
     AssetRow, Baseline, CaptureRow, ChangeRecord, DriftEvent, DriftFilter, DriftStatus, Phase,
 };
+pub use queries::{DriftChanges, DriftHeader};
 pub use reviews::{ChangeRow, ReviewInput, ReviewOutcome, ReviewRecord, StagingLink};
 pub use schema::SCHEMA_VERSION;
 
 /// How long a writer waits for another process's transaction (the daemon and a technician's
 /// `otdrift capture` share the database) before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default cap on one event's size (`[upstream] max_event_bytes`): 256 KiB.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// The smallest cap accepted: a drift event must still carry its header, counts and link.
+pub const MIN_MAX_EVENT_BYTES: usize = 16 * 1024;
+
+/// The largest cap accepted (16 MiB): beyond it one event is a bulk transfer, which is what
+/// the pull link of a truncated drift event is for.
+pub const MAX_MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Errors from the store. SQLite's own errors keep their cause; the others say what in the
 /// data is wrong.
@@ -101,6 +118,10 @@ pub enum StoreError {
 pub struct Store {
     conn: Connection,
     clock: Arc<dyn Clock>,
+    /// The most bytes one event (CloudEvents envelope included) may take; drift events
+    /// beyond it carry their first changes, counts and a pull link (see
+    /// [`Store::set_max_event_bytes`]).
+    max_event_bytes: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -121,6 +142,33 @@ impl Store {
         Self::setup(conn, clock)
     }
 
+    /// Opens an existing database read-only, without migrating it: for checks that must not
+    /// change anything (`otdrift check-config` reads the agent key's history this way). A
+    /// database from a newer otdrift is refused as in [`Store::open`].
+    pub fn open_read_only(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(Store {
+            conn,
+            clock,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        })
+    }
+
     /// An in-memory store, for tests and the demo's dry runs.
     pub fn open_in_memory(clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         Self::setup(Connection::open_in_memory()?, clock)
@@ -134,9 +182,27 @@ impl Store {
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
         schema::migrate(&mut conn)?;
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
-        let mut store = Store { conn, clock };
+        let mut store = Store {
+            conn,
+            clock,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        };
         store.backfill_snapshot_digests()?;
         Ok(store)
+    }
+
+    /// Caps the size of the events this store writes (`[upstream] max_event_bytes`), clamped
+    /// to [`MIN_MAX_EVENT_BYTES`]..=[`MAX_MAX_EVENT_BYTES`]. A drift event whose changes do
+    /// not fit carries the first ones, counts per class and a pull link for the rest; the full
+    /// list stays in the drift record. The cap is applied when an event is written, so an
+    /// event's content never changes between retries.
+    pub fn set_max_event_bytes(&mut self, bytes: usize) {
+        self.max_event_bytes = bytes.clamp(MIN_MAX_EVENT_BYTES, MAX_MAX_EVENT_BYTES);
+    }
+
+    /// The cap on one event's size.
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
     }
 
     /// The clock the store stamps records with.

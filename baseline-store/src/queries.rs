@@ -168,3 +168,84 @@ impl Store {
             .transpose()
     }
 }
+
+/// What a drift record is about, without its (possibly huge) list of changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriftHeader {
+    /// The drift id.
+    pub id: i64,
+    /// The asset.
+    pub asset: String,
+    /// The baseline it drifted from.
+    pub baseline_digest: Digest,
+    /// The state last observed while open; the stored changes are between these two.
+    pub observed_digest: Digest,
+    /// How many changes the record holds.
+    pub changes_total: u64,
+}
+
+/// One page of a drift's changes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DriftChanges {
+    /// The drift.
+    pub header: DriftHeader,
+    /// The changes from the requested position on, as stored (the `changes` items of
+    /// `drift.detected`).
+    pub changes: Vec<serde_json::Value>,
+}
+
+impl Store {
+    /// The drift record `id` without its changes, `None` when there is none.
+    pub fn drift_header(&self, id: i64) -> Result<Option<DriftHeader>, StoreError> {
+        let raw: Option<(String, String, String, i64)> = self
+            .conn
+            .query_row(
+                "SELECT asset, baseline_digest, observed_digest, json_array_length(changes)
+                 FROM drift_events WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        raw.map(|(asset, baseline, observed, total)| {
+            Ok(DriftHeader {
+                id,
+                asset,
+                baseline_digest: crate::model::digest(&baseline)?,
+                observed_digest: crate::model::digest(&observed)?,
+                changes_total: u64::try_from(total).unwrap_or(0),
+            })
+        })
+        .transpose()
+    }
+
+    /// The changes of drift `id` from position `after` (0-based) on, at most `limit`, in the
+    /// order of the drift record (the order `drift.detected` carries them in). SQLite walks
+    /// the stored JSON, so a page of a million-change drift does not build the whole list in
+    /// memory. `None` when there is no such drift.
+    pub fn drift_changes(
+        &self,
+        id: i64,
+        after: u64,
+        limit: u32,
+    ) -> Result<Option<DriftChanges>, StoreError> {
+        let Some(header) = self.drift_header(id)? else {
+            return Ok(None);
+        };
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare(
+            "SELECT json_each.value FROM drift_events, json_each(drift_events.changes)
+             WHERE drift_events.id = ?1 AND json_each.key >= ?2
+             ORDER BY json_each.key LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![id, after, limit], |r| r.get::<_, String>(0))?;
+        let mut changes = Vec::new();
+        for row in rows {
+            let text = row?;
+            changes.push(
+                serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("drift {id} changes: {e}")))?,
+            );
+        }
+        Ok(Some(DriftChanges { header, changes }))
+    }
+}

@@ -301,6 +301,49 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX maintenance_asset ON maintenance(asset, ends_at);
     "#,
+    // 6: delivery state per destination instead of one `delivered_at` per outbox row, so
+    // more destinations (sinks) can each keep their own place on the same outbox, and events
+    // a receiver refuses can be parked without stopping the ones behind them.
+    r#"
+    -- One row per destination (`upstream`, later sinks): everything up to acked_seq was
+    -- acknowledged or parked, in order. A pause (401/403) is kept here so that the command
+    -- line and the API can show it.
+    CREATE TABLE delivery_cursors (
+        destination    TEXT PRIMARY KEY,
+        acked_seq      INTEGER NOT NULL DEFAULT 0,
+        paused_reason  TEXT,
+        paused_status  INTEGER,
+        paused_at      TEXT,
+        updated_at     TEXT
+    ) STRICT;
+    -- Batches were always acknowledged in order, so the first undelivered event is where
+    -- the upstream's cursor stands.
+    INSERT INTO delivery_cursors(destination, acked_seq)
+    SELECT 'upstream', COALESCE(
+        (SELECT MIN(seq) - 1 FROM outbox WHERE delivered_at IS NULL),
+        (SELECT MAX(seq) FROM outbox),
+        0);
+
+    -- Events a destination refused on their own (413/422/400 for a batch of one): kept, listed,
+    -- retried on request. The cursor moves past them, so later events flow on.
+    CREATE TABLE parked (
+        destination   TEXT NOT NULL,
+        seq           INTEGER NOT NULL REFERENCES outbox(seq),
+        status        TEXT NOT NULL CHECK (status IN ('parked', 'queued', 'delivered')),
+        reason        TEXT NOT NULL,
+        http_status   INTEGER,
+        message       TEXT NOT NULL DEFAULT '',
+        parked_at     TEXT NOT NULL,
+        retries       INTEGER NOT NULL DEFAULT 0,
+        retried_at    TEXT,
+        delivered_at  TEXT,
+        PRIMARY KEY (destination, seq)
+    ) STRICT;
+    CREATE INDEX parked_open ON parked(destination, status, seq) WHERE status != 'delivered';
+
+    DROP INDEX outbox_undelivered;
+    ALTER TABLE outbox DROP COLUMN delivered_at;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -393,5 +436,51 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// Migration 6 carries the `delivered_at` state over: the upstream's cursor stands just
+    /// before the first undelivered event, or at the end when everything was delivered.
+    #[test]
+    fn the_delivery_cursor_starts_where_delivered_at_stood() {
+        for (delivered, expected) in [(&[1, 2, 3][..], 3), (&[1, 2, 3, 4, 5][..], 5), (&[][..], 0)]
+        {
+            let mut conn = Connection::open_in_memory().expect("db");
+            for (i, sql) in MIGRATIONS.iter().take(5).enumerate() {
+                conn.execute_batch(sql).expect("old migration");
+                conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                    .expect("version");
+            }
+            for seq in 1..=5 {
+                let at = delivered
+                    .contains(&seq)
+                    .then_some("2026-12-01T08:00:00.000Z");
+                conn.execute(
+                    "INSERT INTO outbox(seq, event_id, type, time, data, delivered_at)
+                     VALUES (?1, ?2, 't', 't', '{}', ?3)",
+                    rusqlite::params![seq, format!("id-{seq}"), at],
+                )
+                .expect("row");
+            }
+            migrate(&mut conn).expect("migrated");
+            let acked: i64 = conn
+                .query_row(
+                    "SELECT acked_seq FROM delivery_cursors WHERE destination = 'upstream'",
+                    [],
+                    |r| r.get(0),
+                )
+                .expect("cursor");
+            assert_eq!(acked, expected, "delivered {delivered:?}");
+            let rows: i64 = conn
+                .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+                .expect("count");
+            assert_eq!(rows, 5, "every event is kept");
+        }
+        // An empty database gets a cursor at 0.
+        let mut conn = Connection::open_in_memory().expect("db");
+        migrate(&mut conn).expect("migrated");
+        let acked: i64 = conn
+            .query_row("SELECT acked_seq FROM delivery_cursors", [], |r| r.get(0))
+            .expect("cursor");
+        assert_eq!(acked, 0);
     }
 }

@@ -239,6 +239,11 @@ pub(crate) fn opcua_endpoint(s: &str) -> Result<(String, u16), String> {
 
 /// The upstream URL: `http://` or `https://` with a host; no credentials in it (they go into
 /// `token_file`).
+/// Whether a (valid) upstream URL is plain `http://`, in any case of the scheme.
+pub(crate) fn is_plain_http(s: &str) -> bool {
+    strip_scheme(s, "http://").is_some()
+}
+
 pub(crate) fn http_url(s: &str) -> Result<(), String> {
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("whitespace is not allowed".into());

@@ -61,6 +61,7 @@
 //! | `[api]` | `listen` | yes | socket address, `127.0.0.1:8410` or `[::1]:8410`; port not 0 |
 //! | | `token_file` | yes | file holding the bearer token that reads (events, assets, metrics) |
 //! | | `approve_token_file` | no | file holding a second token, needed for `POST /v1/approvals`; without it approvals over HTTP are off. Must be another file than `token_file` |
+//! | | `max_connections` | no, 256 | connections served at once, 1-1024; more are answered 503 and closed (the unit allows 4096 file descriptors, the rest are the PLCs' and the upstream's) |
 //!
 //! Durations are strings of a number and a unit (`"90s"`, `"30m"`, `"12h"`, `"35d"`, or parts
 //! such as `"1h 30m"`).
@@ -68,6 +69,8 @@
 //! | | `token_file` | no | file holding the bearer token for the receiver |
 //! | | `batch_size` | no, 100 | events per push, 1-10000 |
 //! | | `timeout_ms` | no, 10000 | deadline of one push request, 100-300000 |
+//! | | `max_event_bytes` | no, 262144 | the most bytes one event may take (envelope included), 16384-16777216; a drift event with more changes carries the first ones, `changes_total`, `changes_by_class`, `truncated = true` and `changes_link` for the rest (`GET /v1/drift/{id}/changes`) |
+//! | | `allow_insecure_http` | no, false | allow a `token_file` with an `http://` url; without it that is an error, since the token would cross the network readable |
 //! | `[[approver]]` | `id` | yes | token `kid`/`iss`: 1-128 characters, no whitespace; unique |
 //! | | `public_key` | yes | `ed25519:` + standard padded base64 of exactly 32 bytes |
 //! | `[[policy]]` | `id` | yes | what assets name in `policy` / `safety_policy`: 1-64 of `A-Z a-z 0-9 . _ -`; unique |
@@ -117,7 +120,8 @@
 //! | | `max_bits` | no, 2000 | coils/discrete inputs per read request, 1-2000 |
 //! | opcua | `security` | no, `"none"` | `none`, `sign` or `sign-and-encrypt` |
 //! | | `security_policy` | no | `Basic256Sha256`, `Aes128Sha256RsaOaep` or `Aes256Sha256RsaPss` (for `sign`/`sign-and-encrypt`) |
-//! | | `username`, `password_file` | no, anonymous | a user name and the file holding its password; both or neither |
+//! | | `username`, `password_file` | no, anonymous | a user name and the file holding its password; both or neither. A user name needs `security = "sign-and-encrypt"` |
+//! | | `allow_unencrypted_password` | no, false | allow `username` with `security` `none` or `sign`, for a server whose user-token policy encrypts the password itself (the certificate pin authenticates the server but encrypts nothing) |
 //!
 //! # Setpoints
 //!
@@ -154,6 +158,9 @@
 //! for programs. Asset ids are compared ignoring ASCII case when looking for duplicates (they
 //! name directories); setpoint names must be unique within their asset; the second use is the
 //! one reported, with the line of the first.
+//!
+//! A file that is not UTF-8 is one `Syntax` error at the line and column of its first bad
+//! byte (`load` only; [`parse`] takes text).
 //!
 //! A TOML syntax error stops checking there (the rest of the document would not mean what the
 //! operator wrote), but all syntax errors toml's parser can recover from are reported. Past
@@ -195,8 +202,11 @@ pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
 /// A file that cannot be read gives one [`ConfigErrorKind::Io`] error (line 0) naming the path;
 /// otherwise this is [`parse`] on the file's text.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, path),
+    match std::fs::read(path) {
+        Ok(bytes) => match std::str::from_utf8(&bytes) {
+            Ok(text) => parse(text, path),
+            Err(e) => Err(ConfigErrors(vec![not_utf8(&bytes, &e, path)])),
+        },
         Err(e) => Err(ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
             line: 0,
@@ -205,6 +215,29 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             kind: ConfigErrorKind::Io,
             message: format!("cannot read the config file: {e}"),
         }])),
+    }
+}
+
+/// The error for a file that is not UTF-8 (TOML must be): it names the line and column of
+/// the first bad byte (the column counted in characters, like every other error), and the
+/// byte, so an editor that silently shows a Latin-1 `°` or `µ` still leads to the spot.
+fn not_utf8(bytes: &[u8], e: &std::str::Utf8Error, path: &Path) -> ConfigError {
+    let good = e.valid_up_to();
+    // Everything before the bad byte is valid UTF-8 by definition.
+    let before = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    let byte = bytes.get(good).copied().unwrap_or_default();
+    ConfigError {
+        file: path.to_path_buf(),
+        line,
+        column,
+        key: String::new(),
+        kind: ConfigErrorKind::Syntax,
+        message: format!(
+            "the file is not UTF-8: byte 0x{byte:02x} at byte offset {good} is not valid UTF-8 (save the file as UTF-8; a Latin-1 editor writes `°` or `µ` this way)"
+        ),
     }
 }
 
@@ -365,6 +398,10 @@ pub struct ApiConfig {
     /// File holding the second token that `POST /v1/approvals` needs
     /// (`approve_token_file`); without it approvals over HTTP are off.
     pub approve_token_file: Option<PathBuf>,
+    /// Open connections the API serves at once (`max_connections`, default 256, 1..=1024);
+    /// more are closed at once. Well under the unit's 4096 file descriptors, so slow or idle
+    /// clients can never take the sockets the PLCs and the upstream need.
+    pub max_connections: usize,
 }
 
 /// `[upstream]`: where events are pushed.
@@ -378,7 +415,22 @@ pub struct UpstreamConfig {
     pub batch_size: usize,
     /// Deadline for one push request (`timeout_ms`, default 10000, 100..=300000).
     pub timeout_ms: u64,
+    /// The most bytes one event may take, envelope included (`max_event_bytes`, default
+    /// 262144 = 256 KiB, 16384..=16777216). A drift event with more changes than fit carries
+    /// the first ones, counts per class and a pull link; the full list stays in the store.
+    pub max_event_bytes: usize,
+    /// Allows a bearer token over plain `http://` (`allow_insecure_http`, default false).
+    /// Without it, `url = "http://..."` with a `token_file` is a config error.
+    pub allow_insecure_http: bool,
 }
+
+/// Default of `[upstream] max_event_bytes` (the store applies the same bounds).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
+/// Smallest `[upstream] max_event_bytes`: a drift event still carries its header, counts and
+/// pull link.
+pub const MIN_MAX_EVENT_BYTES: usize = 16 * 1024;
+/// Largest `[upstream] max_event_bytes` (16 MiB).
+pub const MAX_MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// `[[approver]]`: someone whose Ed25519 signature can move a baseline.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -766,6 +818,10 @@ pub struct OpcuaConfig {
     pub username: Option<String>,
     /// File holding the password of `username` (mode 0600).
     pub password_file: Option<PathBuf>,
+    /// Allows `username` with `security` `none` or `sign` (`allow_unencrypted_password`,
+    /// default false): only for a server whose user-token policy encrypts the password
+    /// itself. Without it a user name needs `sign-and-encrypt`.
+    pub allow_unencrypted_password: bool,
     /// Nodes to capture.
     pub setpoints: Vec<OpcuaSetpoint>,
 }

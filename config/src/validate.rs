@@ -50,8 +50,20 @@ const AGENT_KEYS: &[&str] = &[
     "max_token_lifetime",
     "approval_max_observation_age",
 ];
-const API_KEYS: &[&str] = &["listen", "token_file", "approve_token_file"];
-const UPSTREAM_KEYS: &[&str] = &["url", "token_file", "batch_size", "timeout_ms"];
+const API_KEYS: &[&str] = &[
+    "listen",
+    "token_file",
+    "approve_token_file",
+    "max_connections",
+];
+const UPSTREAM_KEYS: &[&str] = &[
+    "url",
+    "token_file",
+    "batch_size",
+    "timeout_ms",
+    "max_event_bytes",
+    "allow_insecure_http",
+];
 const APPROVER_KEYS: &[&str] = &["id", "public_key"];
 const ASSET_COMMON_KEYS: &[&str] = &[
     "id",
@@ -81,7 +93,13 @@ fn asset_keys(p: Protocol) -> &'static [&'static str] {
             "changes_tag",
         ],
         Protocol::Modbus => &["unit_id", "device_id", "max_registers", "max_bits"],
-        Protocol::Opcua => &["security", "security_policy", "username", "password_file"],
+        Protocol::Opcua => &[
+            "security",
+            "security_policy",
+            "username",
+            "password_file",
+            "allow_unencrypted_password",
+        ],
     }
 }
 
@@ -961,10 +979,12 @@ fn api(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<ApiConfig> {
         other => other,
     }
     .opt();
+    let max_connections = get_int::<usize>(cx, t, "max_connections", 1, 1024).or(256);
     Some(ApiConfig {
         listen: listen?.0,
         token_file: token_file?.0,
         approve_token_file: approve_token_file?,
+        max_connections: max_connections?,
     })
 }
 
@@ -976,14 +996,41 @@ fn upstream(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<UpstreamConfig> {
             .map_err(|m| format!("url {s:?}: {m}"))
     })
     .req(cx, t, "url", "");
-    let token_file = get_path(cx, t, "token_file").opt();
+    let token_file = get_path(cx, t, "token_file");
     let batch_size = get_int::<usize>(cx, t, "batch_size", 1, 10_000).or(100);
     let timeout_ms = get_int::<u64>(cx, t, "timeout_ms", 100, 300_000).or(10_000);
+    let max_event_bytes = get_int::<usize>(
+        cx,
+        t,
+        "max_event_bytes",
+        crate::MIN_MAX_EVENT_BYTES as i128,
+        crate::MAX_MAX_EVENT_BYTES as i128,
+    )
+    .or(crate::DEFAULT_MAX_EVENT_BYTES);
+    let allow_insecure_http = get_bool(cx, t, "allow_insecure_http").or(false);
+    // A bearer token over plain HTTP is readable by anyone on the path: refuse it unless the
+    // operator says so in as many words.
+    if let (Some((url, _)), Got::Val(_, span), Some(false)) =
+        (&url, &token_file, allow_insecure_http)
+        && crate::check::is_plain_http(url)
+    {
+        cx.push(
+            span.clone(),
+            t.key("token_file"),
+            Kind::InvalidValue,
+            format!(
+                "the upstream token would be sent in cleartext to {url}: use an https:// url, or set allow_insecure_http = true in [upstream] if the path is trusted"
+            ),
+        );
+        return None;
+    }
     Some(UpstreamConfig {
         url: url?.0,
-        token_file: token_file?,
+        token_file: token_file.opt()?,
         batch_size: batch_size?,
         timeout_ms: timeout_ms?,
+        max_event_bytes: max_event_bytes?,
+        allow_insecure_http: allow_insecure_http?,
     })
 }
 
@@ -1663,6 +1710,7 @@ fn opcua(
     })
     .opt();
     let password_file = get_path(cx, t, "password_file").opt();
+    let allow_unencrypted_password = get_bool(cx, t, "allow_unencrypted_password").or(false);
     let need = sp_need(Protocol::Opcua);
     let setpoints: Vec<Option<OpcuaSetpoint>> = sps
         .iter()
@@ -1696,12 +1744,34 @@ fn opcua(
         );
         return None;
     }
+    // Only sign-and-encrypt hides the password on the wire whatever the server's user-token
+    // policy says; the certificate pin (first use, data_dir/opcua-pki) authenticates the
+    // server but encrypts nothing, so it is no substitute.
+    let (security, allow_unencrypted_password) = (security?, allow_unencrypted_password?);
+    if username.is_some()
+        && security != OpcuaSecurity::SignAndEncrypt
+        && !allow_unencrypted_password
+    {
+        let span = t.get("username").map_or(t.span.clone(), |v| v.span());
+        cx.push(
+            span,
+            t.key("username"),
+            Kind::InvalidValue,
+            format!(
+                "{}a user name needs security = \"sign-and-encrypt\": with \"{}\" the password may cross the network readable (set allow_unencrypted_password = true only if the server's user-token policy encrypts it)",
+                t.who,
+                security.as_str()
+            ),
+        );
+        return None;
+    }
     Some(OpcuaConfig {
         endpoint: endpoint?,
-        security: security?,
+        security,
         security_policy: security_policy?,
         username,
         password_file,
+        allow_unencrypted_password,
         setpoints: all(setpoints)?,
     })
 }

@@ -826,3 +826,128 @@ fn change_policies_staging_and_safety() {
         line_of(&text, "id = \"tier-1\"", 1),
     );
 }
+
+#[test]
+fn an_upstream_token_over_plain_http_needs_an_explicit_opt_out() {
+    let base = format!(
+        "{AGENT}[upstream]\nurl = \"http://central.example/events\"\ntoken_file = \"/etc/otdrift/up.token\"\n"
+    );
+    let e = only(&base, K::InvalidValue, "upstream.token_file", 6);
+    assert!(e.message.contains("cleartext"), "{e}");
+    assert!(e.message.contains("allow_insecure_http = true"), "{e}");
+    // The scheme in any case is still plain HTTP.
+    let upper = base.replace("http://", "HTTP://");
+    only(&upper, K::InvalidValue, "upstream.token_file", 6);
+
+    let allowed = format!("{base}allow_insecure_http = true\n");
+    let up = parse(&allowed, Path::new(FILE))
+        .expect("valid")
+        .upstream
+        .expect("upstream");
+    assert!(up.allow_insecure_http);
+    // Without a token there is no credential to leak; with https the token is protected.
+    parse(
+        &format!("{AGENT}[upstream]\nurl = \"http://central.example/events\"\n"),
+        Path::new(FILE),
+    )
+    .expect("no token over http is allowed");
+    parse(&base.replace("http://", "https://"), Path::new(FILE)).expect("https with a token");
+}
+
+#[test]
+fn max_event_bytes_and_max_connections_have_defaults_and_bounds() {
+    let c = parse(FULL, Path::new(FILE)).expect("valid");
+    let up = c.upstream.expect("upstream");
+    assert_eq!(up.max_event_bytes, 262_144);
+    assert!(!up.allow_insecure_http);
+    assert_eq!(c.api.expect("api").max_connections, 256);
+
+    let small =
+        format!("{AGENT}[upstream]\nurl = \"https://c.example/e\"\nmax_event_bytes = 1000\n");
+    let e = only(&small, K::InvalidValue, "upstream.max_event_bytes", 6);
+    assert!(e.message.contains("16384"), "{e}");
+    let huge = small.replace("1000", "20000000");
+    only(&huge, K::InvalidValue, "upstream.max_event_bytes", 6);
+    let ok = small.replace("1000", "65536");
+    assert_eq!(
+        parse(&ok, Path::new(FILE))
+            .expect("valid")
+            .upstream
+            .expect("upstream")
+            .max_event_bytes,
+        65_536
+    );
+
+    let api = format!(
+        "{AGENT}[api]\nlisten = \"127.0.0.1:8410\"\ntoken_file = \"/t\"\nmax_connections = 5000\n"
+    );
+    only(&api, K::InvalidValue, "api.max_connections", 7);
+    let api = api.replace("5000", "64");
+    assert_eq!(
+        parse(&api, Path::new(FILE))
+            .expect("valid")
+            .api
+            .expect("api")
+            .max_connections,
+        64
+    );
+}
+
+#[test]
+fn an_opcua_user_name_needs_an_encrypted_channel_or_an_explicit_opt_out() {
+    let user = |security: &str, extra: &str| {
+        asset(&format!(
+            "id = \"ua\"\nprotocol = \"opcua\"\naddress = \"opc.tcp://ua-host\"\nsecurity = \"{security}\"\nusername = \"otdrift\"\npassword_file = \"/etc/otdrift/ua.pw\"\n{extra}"
+        ))
+    };
+    for security in ["none", "sign"] {
+        let e = only(
+            &user(security, ""),
+            K::InvalidValue,
+            "asset[0].username",
+            10,
+        );
+        assert!(e.message.contains("sign-and-encrypt"), "{e}");
+        assert!(e.message.contains("allow_unencrypted_password"), "{e}");
+        let c = parse(
+            &user(security, "allow_unencrypted_password = true\n"),
+            Path::new(FILE),
+        )
+        .expect("opted out");
+        let ProtocolConfig::Opcua(ua) = &c.assets[0].protocol else {
+            panic!("opcua")
+        };
+        assert!(ua.allow_unencrypted_password);
+    }
+    parse(&user("sign-and-encrypt", ""), Path::new(FILE)).expect("encrypted");
+    // Anonymous sessions send no password: any security mode.
+    parse(
+        &asset("id = \"ua\"\nprotocol = \"opcua\"\naddress = \"opc.tcp://ua-host\"\n"),
+        Path::new(FILE),
+    )
+    .expect("anonymous");
+}
+
+#[test]
+fn a_config_that_is_not_utf8_names_the_line_and_column_of_the_first_bad_byte() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("otdrift.toml");
+    let mut bytes = AGENT.as_bytes().to_vec();
+    bytes.extend_from_slice(b"# Ofen: 180\xb0C, ok\n");
+    std::fs::write(&path, &bytes).expect("write");
+    let errs = load(&path).expect_err("not UTF-8").0;
+    assert_eq!(errs.len(), 1);
+    let e = &errs[0];
+    assert_eq!((e.line, e.column), (4, 12), "{e}");
+    assert_eq!(e.kind, K::Syntax);
+    assert_eq!(e.file, path);
+    assert!(
+        e.message.contains("not UTF-8") && e.message.contains("0xb0"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}:4:12: ", path.display())),
+        "{e}"
+    );
+}

@@ -457,8 +457,10 @@ async fn sign_and_encrypt_with_a_user_name() {
         ("sign-and-encrypt", "Aes128Sha256RsaOaep"),
     ] {
         let extra = format!(
-            "security = \"{security}\"\nsecurity_policy = \"{policy}\"\nusername = \"otdrift\"\npassword_file = \"{}\"",
-            password.display()
+            // `sign` alone does not hide the password: the config demands the opt-out.
+            "security = \"{security}\"\nsecurity_policy = \"{policy}\"\nusername = \"otdrift\"\npassword_file = \"{}\"\nallow_unencrypted_password = {}",
+            password.display(),
+            security == "sign"
         );
         sim.request_log().clear();
         let mut c = collector(&sim.endpoint_url(), &extra, RECIPE, &pki);
@@ -637,7 +639,7 @@ async fn a_changed_server_certificate_is_reported_not_trusted() {
     }
     swapped.request_log().clear();
     let extra = format!(
-        "username = \"otdrift\"\npassword_file = \"{}\"",
+        "username = \"otdrift\"\npassword_file = \"{}\"\nallow_unencrypted_password = true",
         password.display()
     );
     let mut with_user = collector(&swapped.endpoint_url(), &extra, RECIPE, &pki);

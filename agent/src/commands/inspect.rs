@@ -16,11 +16,17 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
     let agent = Agent::open(config)?;
     let rows =
         render::asset_rows(&agent.config, &agent.store).runtime("cannot read asset state")?;
+    let delivery = agent
+        .store
+        .delivery_state(otdrift_store::UPSTREAM)
+        .runtime("cannot read the delivery state")?;
+    let url = agent.config.upstream.as_ref().map(|u| u.url.as_str());
     if json {
         render::print_json(&json!({
             "agent": agent.config.agent.id,
             "agent_key": agent.public_key(),
             "assets": rows,
+            "delivery": render::delivery_json(&delivery, url),
         }));
         return Ok(Exit::Ok);
     }
@@ -124,6 +130,23 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
     }
     if !problems.is_empty() {
         println!("\nneeds attention:\n{}", problems.join("\n"));
+    }
+    // Delivery upstream needs attention only when it is paused or holds refused events.
+    if url.is_some() && (delivery.paused.is_some() || delivery.parked > 0) {
+        println!();
+        if let Some(p) = &delivery.paused {
+            println!(
+                "upstream: PAUSED since {}: {}",
+                otdrift_core::format_timestamp(p.since),
+                p.reason
+            );
+        }
+        if delivery.parked > 0 {
+            println!(
+                "upstream: {} parked event(s) the receiver refused (otdrift outbox --parked)",
+                delivery.parked
+            );
+        }
     }
     Ok(Exit::Ok)
 }

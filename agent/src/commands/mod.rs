@@ -8,6 +8,7 @@ mod check_config;
 mod demo;
 mod evidence;
 mod inspect;
+mod outbox;
 mod sim;
 
 use crate::cli::{Cli, Command};
@@ -38,6 +39,21 @@ pub async fn dispatch(cli: Cli) -> CmdResult {
             json,
         } => inspect::diff(&config, &asset, from.as_deref(), to.as_deref(), json),
         Command::AuditVerify { json } => audit::verify(&config, json),
+        Command::Outbox {
+            parked,
+            all,
+            retry,
+            retry_all,
+            json,
+        } => {
+            let action = match (retry, retry_all, parked) {
+                (Some(seq), _, _) => outbox::Action::Retry(otdrift_store::RetryTarget::Seq(seq)),
+                (None, true, _) => outbox::Action::Retry(otdrift_store::RetryTarget::All),
+                (None, false, true) => outbox::Action::Parked { all },
+                (None, false, false) => outbox::Action::Status,
+            };
+            outbox::run(&config, action, json)
+        }
         Command::Backup { out } => audit::backup(&config, &out),
         Command::Maintenance {
             asset,

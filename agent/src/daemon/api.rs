@@ -7,6 +7,11 @@
 //! without it, so a central system or dashboard that only reads can never move a baseline.
 //! The approval token reads too. Request bodies are capped at 16 KiB: the only body is an
 //! approval token.
+//!
+//! A client that fails to authenticate 20 times in a minute is answered 429 for a minute
+//! without its tokens being compared ([`super::server::AuthLimiter`]); every request must be
+//! read and answered within [`super::server::REQUEST_TIMEOUT`]. Connection limits and header
+//! timeouts are the server's ([`super::server`]).
 
 use std::sync::Arc;
 
@@ -14,8 +19,8 @@ use axum::Router;
 use axum::body::Bytes;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,6 +32,7 @@ use tokio::sync::Notify;
 
 use super::db::Db;
 use super::metrics::Metrics;
+use super::server::{self, AuthLimiter};
 use crate::approval::{self, Outcome};
 use crate::events::cloud_event;
 use crate::render;
@@ -36,6 +42,9 @@ pub const MAX_BODY: usize = 16 * 1024;
 
 /// The most events one page holds.
 pub const MAX_PAGE: u32 = 1000;
+
+/// The most drift changes one page of `GET /v1/drift/{id}/changes` holds.
+pub const MAX_CHANGES_PAGE: u32 = 1000;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -54,6 +63,8 @@ pub struct ApiState {
     pub events: Arc<Notify>,
     /// The agent's public key (`ed25519:...`), shown with the assets.
     pub agent_key: String,
+    /// Failed authentications per client.
+    pub auth_limiter: Arc<AuthLimiter>,
 }
 
 /// The routes.
@@ -62,6 +73,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/assets", get(assets))
         .route("/metrics", get(metrics))
+        .route("/v1/outbox", get(outbox))
+        .route("/v1/outbox/parked", get(outbox_parked))
+        .route("/v1/drift/{id}/changes", get(drift_changes))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let approving = Router::new()
         .route("/v1/approvals", post(approvals))
@@ -71,7 +85,20 @@ pub fn router(state: ApiState) -> Router {
         .merge(reading)
         .merge(approving)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(deadline))
         .with_state(state)
+}
+
+/// Reading a request's body and answering it take at most [`server::REQUEST_TIMEOUT`].
+async fn deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(server::REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request was not read and answered in time",
+        ),
+    }
 }
 
 fn error(status: StatusCode, reason: &str, message: impl Into<String>) -> Response {
@@ -111,38 +138,76 @@ fn presented(state: &ApiState, headers: &HeaderMap) -> Presented {
     }
 }
 
+fn throttled(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs().max(1);
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too-many-failures",
+        format!("too many requests without a valid token from this address; try again in {secs} s"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    close(response)
+}
+
+/// Asks hyper to close the connection after this answer: a client without a valid token
+/// must not keep a connection slot warm with cheap refused requests.
+fn close(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Who is asking: `Err` with the answer when the client is throttled or presents no valid
+/// token (counted against its address), else which token it presented.
+fn authenticate(state: &ApiState, request: &Request) -> Result<Presented, Box<Response>> {
+    let ip = server::peer(request).map(|p| p.ip());
+    if let Some(wait) = ip.and_then(|ip| state.auth_limiter.throttled(ip)) {
+        state.metrics.api_auth_throttled.inc();
+        return Err(Box::new(throttled(wait)));
+    }
+    match presented(state, request.headers()) {
+        Presented::None => {
+            state.metrics.api_auth_failures.inc();
+            if let Some(ip) = ip
+                && state.auth_limiter.failed(ip)
+            {
+                tracing::warn!(client = %ip, "API client throttled after repeated failed authentication");
+            }
+            Err(Box::new(unauthorized()))
+        }
+        who => Ok(who),
+    }
+}
+
 fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        axum::Json(json!({"error": "unauthorized", "message": "a valid bearer token is required"})),
+    close(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(
+                json!({"error": "unauthorized", "message": "a valid bearer token is required"}),
+            ),
+        )
+            .into_response(),
     )
-        .into_response()
 }
 
-async fn auth(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    match presented(&state, &headers) {
-        Presented::None => unauthorized(),
-        Presented::Read | Presented::Approve => next.run(request).await,
+async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    match authenticate(&state, &request) {
+        Ok(_) => next.run(request).await,
+        Err(response) => *response,
     }
 }
 
-async fn auth_approve(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn auth_approve(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     // Who is asking comes first: an unknown client learns nothing about the scopes.
-    let who = presented(&state, &headers);
-    if who == Presented::None {
-        return unauthorized();
-    }
+    let who = match authenticate(&state, &request) {
+        Ok(who) => who,
+        Err(response) => return *response,
+    };
     if state.approve_token_hash.is_none() {
         return error(
             StatusCode::FORBIDDEN,
@@ -185,11 +250,25 @@ async fn events(State(state): State<ApiState>, Query(q): Query<EventsQuery>) -> 
 
 async fn assets(State(state): State<ApiState>) -> Response {
     let config = state.config.clone();
-    match state.db.call(move |s| render::asset_rows(&config, s)).await {
-        Ok(rows) => axum::Json(json!({
+    let read = state
+        .db
+        .call(move |s| {
+            Ok((
+                render::asset_rows(&config, s)?,
+                s.delivery_state(otdrift_store::UPSTREAM)?,
+            ))
+        })
+        .await;
+    match read {
+        Ok((rows, delivery)) => axum::Json(json!({
             "agent": state.config.agent.id,
             "agent_key": state.agent_key,
             "assets": rows,
+            // A central system that stopped receiving pushes can see why here.
+            "delivery": render::delivery_json(
+                &delivery,
+                state.config.upstream.as_ref().map(|u| u.url.as_str()),
+            ),
         }))
         .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
@@ -303,4 +382,87 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+async fn outbox(State(state): State<ApiState>) -> Response {
+    match state
+        .db
+        .call(|s| s.delivery_state(otdrift_store::UPSTREAM))
+        .await
+    {
+        Ok(d) => axum::Json(render::delivery_json(
+            &d,
+            state.config.upstream.as_ref().map(|u| u.url.as_str()),
+        ))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ParkedQuery {
+    all: Option<bool>,
+}
+
+async fn outbox_parked(State(state): State<ApiState>, Query(q): Query<ParkedQuery>) -> Response {
+    let all = q.all.unwrap_or(false);
+    match state
+        .db
+        .call(move |s| s.parked_events(otdrift_store::UPSTREAM, all))
+        .await
+    {
+        Ok(parked) => axum::Json(json!({
+            "destination": otdrift_store::UPSTREAM,
+            "parked": parked
+                .iter()
+                .map(|p| render::parked_json(&state.config.agent.id, p))
+                .collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChangesQuery {
+    after: Option<u64>,
+    limit: Option<u32>,
+    observed: Option<String>,
+}
+
+/// A page of a drift's changes: the pull link of a truncated `drift.detected` event. With
+/// `observed` naming a state the drift has since moved on from, that state's changes are
+/// computed again from the stored snapshots (the drift record keeps only the latest list).
+async fn drift_changes(
+    State(state): State<ApiState>,
+    Path(id): Path<i64>,
+    Query(q): Query<ChangesQuery>,
+) -> Response {
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(500).clamp(1, MAX_CHANGES_PAGE);
+    let observed: Option<otdrift_core::Digest> = match q.observed.as_deref().map(str::parse) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-digest",
+                format!("observed is not a digest: {e}"),
+            );
+        }
+    };
+    let config = state.config.clone();
+    let page = state
+        .db
+        .call(move |s| render::drift_changes_page(&config, s, id, observed, after, limit))
+        .await;
+    match page {
+        Ok(Some(page)) => axum::Json(page).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no drift {id}, or its observed state is not stored"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
 }

@@ -56,6 +56,23 @@ pub struct Metrics {
     pub events_pushed: Counter,
     /// Push attempts that failed (transport error or non-2xx).
     pub push_failures: Counter,
+    /// 1 while the upstream refuses our credentials (401/403) or every event, and delivery
+    /// waits for a re-check.
+    pub upstream_paused: Gauge,
+    /// Events the upstream refused on their own and that wait for `otdrift outbox --retry`.
+    pub outbox_parked: Gauge,
+    /// Events parked since the start.
+    pub events_parked: Counter,
+    /// Open API connections.
+    pub api_connections: Gauge,
+    /// API connections closed at once because `[api] max_connections` were open.
+    pub api_connections_rejected: Counter,
+    /// API connections closed to make room because they sent no complete request.
+    pub api_connections_evicted: Counter,
+    /// API requests with a missing or wrong token.
+    pub api_auth_failures: Counter,
+    /// API requests answered 429 because their client failed to authenticate too often.
+    pub api_auth_throttled: Counter,
 }
 
 impl Metrics {
@@ -72,6 +89,14 @@ impl Metrics {
         let outbox_depth = Gauge::default();
         let events_pushed = Counter::default();
         let push_failures = Counter::default();
+        let upstream_paused = Gauge::default();
+        let outbox_parked = Gauge::default();
+        let events_parked = Counter::default();
+        let api_connections = Gauge::default();
+        let api_connections_rejected = Counter::default();
+        let api_connections_evicted = Counter::default();
+        let api_auth_failures = Counter::default();
+        let api_auth_throttled = Counter::default();
         registry.register(
             "otdrift_captures",
             "Captures by asset and outcome",
@@ -122,6 +147,46 @@ impl Metrics {
             "Push attempts that failed",
             push_failures.clone(),
         );
+        registry.register(
+            "otdrift_upstream_paused",
+            "1 while the upstream refuses our credentials or every event and delivery waits for a re-check",
+            upstream_paused.clone(),
+        );
+        registry.register(
+            "otdrift_outbox_parked",
+            "Events the upstream refused on their own, waiting for otdrift outbox --retry",
+            outbox_parked.clone(),
+        );
+        registry.register(
+            "otdrift_events_parked",
+            "Events parked because the upstream refused them on their own",
+            events_parked.clone(),
+        );
+        registry.register(
+            "otdrift_api_connections",
+            "Open connections to the API",
+            api_connections.clone(),
+        );
+        registry.register(
+            "otdrift_api_connections_rejected",
+            "API connections closed at once because max_connections were open",
+            api_connections_rejected.clone(),
+        );
+        registry.register(
+            "otdrift_api_connections_evicted",
+            "API connections closed to make room because they sent no complete request",
+            api_connections_evicted.clone(),
+        );
+        registry.register(
+            "otdrift_api_auth_failures",
+            "API requests with a missing or wrong token",
+            api_auth_failures.clone(),
+        );
+        registry.register(
+            "otdrift_api_auth_throttled",
+            "API requests answered 429 because their client failed to authenticate too often",
+            api_auth_throttled.clone(),
+        );
         Metrics {
             registry,
             captures,
@@ -134,6 +199,14 @@ impl Metrics {
             outbox_depth,
             events_pushed,
             push_failures,
+            upstream_paused,
+            outbox_parked,
+            events_parked,
+            api_connections,
+            api_connections_rejected,
+            api_connections_evicted,
+            api_auth_failures,
+            api_auth_throttled,
         }
     }
 

@@ -9,8 +9,8 @@
 //! push worker: outbox ─► POST batches upstream, in order, retried ◄─┘ (woken by Notify)
 //! ```
 //!
-//! Startup refuses to run with a token file that group or others can read, and prints one
-//! ready line on stdout once every part is up. SIGTERM or SIGINT stops the schedule, lets
+//! Startup runs the checks of [`crate::preflight`] (the same `check-config` runs) and refuses
+//! to start on any fatal one, and prints one ready line on stdout once every part is up. SIGTERM or SIGINT stops the schedule, lets
 //! in-flight captures finish (or abandons them after a grace period: a capture is recorded in
 //! one transaction only once complete, so nothing half-written remains), stops the push worker
 //! between requests and the API between requests.
@@ -21,12 +21,13 @@ pub mod db;
 pub mod metrics;
 pub mod push;
 pub mod scheduler;
+pub mod server;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -55,39 +56,6 @@ async fn publish_head(db: &db::Db, key: &ed25519_dalek::SigningKey, agent_id: &s
     }
 }
 
-/// Reads a secret token file, refusing one that group or others can read.
-pub fn read_secret(path: &Path, what: &str) -> anyhow::Result<String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("cannot read the {what} token file {}", path.display()))?;
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            bail!(
-                "the {what} token file {} is readable by group or others (mode {:03o}); \
-                 refusing to start: run `chmod 600 {}`",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            );
-        }
-    }
-    let token = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the {what} token file {}", path.display()))?;
-    let token = token.trim().to_owned();
-    if token.is_empty() {
-        bail!("the {what} token file {} is empty", path.display());
-    }
-    if token.len() < 16 {
-        bail!(
-            "the {what} token in {} is shorter than 16 characters; use a long random token",
-            path.display()
-        );
-    }
-    Ok(token)
-}
-
 async fn signal() -> &'static str {
     #[cfg(unix)]
     {
@@ -112,34 +80,46 @@ async fn signal() -> &'static str {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path) -> CmdResult {
-    let agent = Agent::open(config_path)?;
+    let (config, digest) = crate::context::load_config(config_path)?;
+    // Every check `check-config` makes too (one function), before anything is written.
+    let (secrets, problems) = crate::preflight::check(&config);
+    for p in problems.iter().filter(|p| !p.fatal) {
+        tracing::warn!(key = %p.key, "{}", p.message);
+    }
+    let fatal: Vec<String> = problems
+        .iter()
+        .filter(|p| p.fatal)
+        .map(|p| format!("{}: {}", p.key, p.message))
+        .collect();
+    if !fatal.is_empty() {
+        let error = anyhow!(
+            "refusing to start ({}):\n{}",
+            crate::context::plural(fatal.len(), "problem"),
+            fatal.join("\n")
+        );
+        // Secrets and settings are the operator's config (exit 2); the data dir and the agent
+        // key are the machine's state (exit 1, as for every other command).
+        let config_problem = problems
+            .iter()
+            .any(|p| p.fatal && !p.key.starts_with("agent."));
+        return Err(if config_problem {
+            Failure::usage(error)
+        } else {
+            Failure::runtime(error)
+        });
+    }
+    let agent = Agent::with_config(config, &digest)?;
     let config = Arc::new(agent.config.clone());
     let key = agent.key.clone();
     // rustls needs a process-wide crypto provider; ring is small and builds anywhere.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let crate::preflight::Secrets {
+        api_token,
+        approve_token,
+        upstream_token,
+    } = secrets;
 
-    let api_token = match &config.api {
-        Some(api) => Some(read_secret(&api.token_file, "API").map_err(Failure::usage)?),
-        None => None,
-    };
-    let approve_token = match config
-        .api
-        .as_ref()
-        .and_then(|a| a.approve_token_file.as_ref())
-    {
-        Some(path) => Some(read_secret(path, "API approval").map_err(Failure::usage)?),
-        None => None,
-    };
-    if approve_token.is_some() && approve_token == api_token {
-        return Err(Failure::usage(anyhow!(
-            "[api] token_file and approve_token_file hold the same token: the approval token must be a second secret"
-        )));
-    }
-    let upstream_token = match config.upstream.as_ref().and_then(|u| u.token_file.as_ref()) {
-        Some(path) => Some(read_secret(path, "upstream").map_err(Failure::usage)?),
-        None => None,
-    };
-
+    let clock = agent.store.clock().clone();
     let db = db::Db::new(agent.store);
     let metrics = Arc::new(metrics::Metrics::new());
     let events = Arc::new(Notify::new());
@@ -179,24 +159,17 @@ pub async fn run(config_path: &Path) -> CmdResult {
             metrics: metrics.clone(),
             events: events.clone(),
             agent_key: crate::keys::public_key_text(&key.verifying_key()),
+            auth_limiter: Arc::new(server::AuthLimiter::new(clock.clone())),
         };
         let stop = delivery.clone();
+        let max_connections = api.max_connections;
+        let metrics = metrics.clone();
         tasks.spawn(async move {
-            let app =
-                api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "API server stopped");
-            }
+            server::serve(listener, api::router(state), max_connections, metrics, stop).await;
         });
     }
 
     if let Some(up) = &config.upstream {
-        if up.url.starts_with("http://") {
-            tracing::warn!(url = %up.url, "events are pushed without TLS");
-        }
         let cfg = push::PushConfig {
             url: up.url.clone(),
             token: upstream_token,
@@ -209,6 +182,7 @@ pub async fn run(config_path: &Path) -> CmdResult {
             db.clone(),
             events.clone(),
             metrics.clone(),
+            clock.clone(),
             delivery.clone(),
         ));
     }

@@ -94,7 +94,9 @@
 //! the server's `PKI/trusted` folder; Kepware/UA servers: move it from `rejected` to
 //! `trusted`), then capture again. `username` and `password_file` log in as that user
 //! (create a user with read-only rights on the server); the password file must not be
-//! readable by group or others. Without them the session is anonymous.
+//! readable by group or others. Without them the session is anonymous. The config accepts a
+//! user name only with `security = "sign-and-encrypt"` unless the asset sets
+//! `allow_unencrypted_password = true` (otdrift-config explains why the pin is no substitute).
 //!
 //! # Certificate pinning
 //!

@@ -68,9 +68,21 @@ fn rig_with(
     extra_upstream: &str,
     registers: u16,
 ) -> Rig {
+    let state = STATE.replace("REGISTERS", &registers.to_string());
+    rig_from(&state, upstream, extra_agent, extra_upstream, registers)
+}
+
+/// [`rig_with`] on a simulator state of the test's own.
+fn rig_from(
+    state_text: &str,
+    upstream: Option<&str>,
+    extra_agent: &str,
+    extra_upstream: &str,
+    registers: u16,
+) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state.toml");
-    std::fs::write(&state, STATE.replace("REGISTERS", &registers.to_string())).expect("state");
+    std::fs::write(&state, state_text).expect("state");
     let sim = Sim::start("modbus", Some(&state), dir.path());
     let api_token = secret(dir.path(), "api.token", API_TOKEN);
     let up_token = secret(dir.path(), "upstream.token", UPSTREAM_TOKEN);
@@ -1320,5 +1332,164 @@ fn failed_authentications_are_throttled_per_client() {
     assert!(r.body.contains("too-many-failures"), "{}", r.body);
     // The health check stays open (no token involved).
     assert_eq!(http("GET", &rig.api, "/healthz", None, None).status, 200);
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+/// Captures of press-7 so far, from the daemon's metrics.
+fn polls(rig: &Rig) -> u64 {
+    rig.metric("otdrift_captures_total", "press-7")
+}
+
+/// Sets a register and waits for two captures after it, so that one poll surely saw it.
+fn set_and_poll(rig: &mut Rig, register: u16, value: u32) {
+    let seen = polls(rig);
+    rig.sim.cmd(&format!("set holding {register} {value}"));
+    assert!(
+        wait_until(Duration::from_secs(10), || polls(rig) >= seen + 2),
+        "no capture after set holding {register} {value}"
+    );
+}
+
+#[test]
+fn a_flapping_setpoint_is_reported_once_then_muted_while_other_changes_still_raise_drift() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    // Register 40 really holds a process value: the simulator moves it every 300 ms, so it
+    // is new on every poll (once a second).
+    let state = r#"
+unit_id = 1
+tick_ms = 300
+
+[identity]
+vendor_name = "otdrift test"
+product_code = "E2E-4"
+revision = "1.0"
+
+[[holding]]
+start = 0
+count = 40
+fill = 500
+
+[[holding]]
+start = 40
+count = 1
+tick = "counter"
+
+[[holding]]
+start = 41
+count = 23
+fill = 500
+"#;
+    let mut rig = rig_from(state, Some(&receiver.url()), "", "", 64);
+    let daemon = rig.daemon();
+    rig.wait_for_baseline();
+    let got = &receiver.received;
+    let count = |t: &str| got.types().iter().filter(|e| *e == t).count();
+    assert!(
+        wait_until(Duration::from_secs(20), || count(
+            "io.otdrift.drift.flapping"
+        ) == 1),
+        "flapping reported once; got {:?}",
+        got.types()
+    );
+    let muted = rig.api_get("/v1/assets")["assets"][0]["muted_items"].clone();
+    assert_eq!(muted.as_array().map(Vec::len), Some(1), "{muted}");
+    assert!(
+        muted[0].as_str().unwrap_or_default().ends_with("/40"),
+        "{muted}"
+    );
+    let detected = count("io.otdrift.drift.detected");
+    assert!(detected <= 6, "{detected} drift events before the mute");
+    let seen = polls(&rig);
+    assert!(wait_until(Duration::from_secs(15), || polls(&rig) >= seen + 5));
+    assert_eq!(
+        count("io.otdrift.drift.detected"),
+        detected,
+        "no drift event per poll while muted"
+    );
+    assert_eq!(count("io.otdrift.drift.flapping"), 1);
+    // Another setpoint on the same asset still raises drift at once.
+    set_and_poll(&mut rig, 41, 4242);
+    assert!(
+        wait_until(Duration::from_secs(10), || count(
+            "io.otdrift.drift.detected"
+        ) > detected),
+        "a change of another item is drift"
+    );
+    let last = got
+        .events
+        .lock()
+        .expect("lock")
+        .iter()
+        .rfind(|e| e["type"] == "io.otdrift.drift.detected")
+        .cloned()
+        .expect("drift event");
+    let changes = last["data"]["changes"].to_string();
+    assert!(changes.contains("4242"), "{changes}");
+    // `status` names the muted item.
+    let status = run(&rig.cfg, &["status"]);
+    assert!(
+        status.stdout.contains("flapping item(s) muted"),
+        "{status:?}"
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[test]
+fn a_pull_client_asking_for_pruned_events_gets_410_and_where_to_resume() {
+    let mut rig = rig(None, "");
+    let daemon = rig.daemon();
+    rig.wait_for_baseline();
+    rig.sim.cmd("set holding 40 1300");
+    assert!(wait_until(Duration::from_secs(10), || rig
+        .all_events()
+        .iter()
+        .any(|e| e["type"] == "io.otdrift.drift.detected")));
+    assert_eq!(daemon.terminate(), Some(0));
+    // Every event, including those written at shutdown.
+    let db = rig.dir.path().join("data").join("otdrift.db");
+    let last = otdrift_store::Store::open(&db, std::sync::Arc::new(otdrift_core::SystemClock))
+        .expect("store")
+        .last_event_seq()
+        .expect("seq");
+    // Sixty days on, retention as the daemon runs it (pull only: no destination to wait for).
+    let later = chrono::Utc::now() + chrono::TimeDelta::days(60);
+    let clock = std::sync::Arc::new(otdrift_core::ManualClock::new(later));
+    let mut store = otdrift_store::Store::open(&db, clock).expect("store");
+    let retention = otdrift_store::Retention {
+        outbox: chrono::TimeDelta::days(30),
+        captures: chrono::TimeDelta::days(90),
+        destinations: Vec::new(),
+        batch: 2,
+    };
+    let mut pruned = 0;
+    while let step = store.prune_step(&retention).expect("prune")
+        && !step.is_empty()
+    {
+        pruned += step.outbox;
+    }
+    assert_eq!(pruned as i64, last, "every event was old enough");
+    drop(store);
+
+    let daemon = rig.daemon();
+    let gone = http("GET", &rig.api, "/v1/events?after=0", Some(API_TOKEN), None);
+    assert_eq!(gone.status, 410, "{}", gone.body);
+    let body = gone.json();
+    assert_eq!(body["pruned_through"], last, "{body}");
+    assert!(body["oldest_seq"].as_i64().unwrap_or(0) > last, "{body}");
+    // Resuming where it says works, and nothing after the pruned range is lost.
+    let resumed = http(
+        "GET",
+        &rig.api,
+        &format!("/v1/events?after={last}"),
+        Some(API_TOKEN),
+        None,
+    );
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    assert_eq!(
+        resumed.json()["events"][0]["otdriftseq"],
+        body["oldest_seq"],
+        "{}",
+        resumed.body
+    );
     assert_eq!(daemon.terminate(), Some(0));
 }

@@ -51,7 +51,10 @@ pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
         })
         .collect();
     let drift = match &outcome.drift {
-        DriftOutcome::Opened(e) | DriftOutcome::Updated(e) | DriftOutcome::Seen(e) => json!({
+        DriftOutcome::Opened(e)
+        | DriftOutcome::Updated(e)
+        | DriftOutcome::Seen(e)
+        | DriftOutcome::Muted(e) => json!({
             "id": e.id,
             "status": e.status.as_str(),
             "severity": e.severity.as_str(),
@@ -223,10 +226,14 @@ pub fn capture_human(asset: &AssetConfig, report: &CaptureReport) -> String {
             "  matches the baseline again: drift #{} resolved\n",
             e.id
         )),
-        DriftOutcome::Opened(e) | DriftOutcome::Updated(e) | DriftOutcome::Seen(e) => {
+        DriftOutcome::Opened(e)
+        | DriftOutcome::Updated(e)
+        | DriftOutcome::Seen(e)
+        | DriftOutcome::Muted(e) => {
             let what = match &o.drift {
                 DriftOutcome::Opened(_) => "opened",
                 DriftOutcome::Updated(_) => "updated",
+                DriftOutcome::Muted(_) => "still open, only flapping items moved",
                 _ => "still open",
             };
             out.push_str(&format!(
@@ -328,6 +335,8 @@ pub fn asset_rows(
             "last_capture": known.as_ref().and_then(|k| k.last_capture).map(format_timestamp),
             "last_attempt": known.as_ref().and_then(|k| k.last_attempt).map(format_timestamp),
             "last_error": known.as_ref().and_then(|k| k.last_error.clone()),
+            "stale_since": known.as_ref().and_then(|k| k.stale_since).map(format_timestamp),
+            "muted_items": store.muted_items(&asset.id)?,
             "maintenance": store.maintenance_now(&asset.id)?.map(|w| json!({
                 "until": format_timestamp(w.ends_at),
                 "reason": w.reason,

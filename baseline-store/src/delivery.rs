@@ -159,7 +159,7 @@ pub fn cut_text(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-fn ensure_cursor(conn: &Connection, destination: &str) -> Result<(), StoreError> {
+pub(crate) fn ensure_cursor(conn: &Connection, destination: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT OR IGNORE INTO delivery_cursors(destination, acked_seq) VALUES (?1, 0)",
         [destination],

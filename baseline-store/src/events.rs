@@ -54,6 +54,13 @@ pub mod event_type {
     /// A destination refused one event on its own (413/422/400): the event is parked, kept
     /// and listed, and the events behind it flow on.
     pub const OUTBOX_PARKED: &str = "io.otdrift.outbox.parked";
+    /// A destination's oldest unacknowledged event is more than a day old.
+    pub const OUTBOX_LAGGING: &str = "io.otdrift.outbox.lagging";
+    /// Items changed on at least 6 of the asset's last 10 polls: reported once, then muted on
+    /// their own while every other change is judged as always.
+    pub const DRIFT_FLAPPING: &str = "io.otdrift.drift.flapping";
+    /// Muted items went 10 polls without a change: judged as always again.
+    pub const DRIFT_FLAPPING_ENDED: &str = "io.otdrift.drift.flapping_ended";
 }
 
 /// One outbox row.

@@ -76,6 +76,9 @@ pub enum DriftOutcome {
     Resolved(DriftEvent),
     /// A pending approval for the observed state moved the baseline; the drift is approved.
     Approved(DriftEvent),
+    /// Only muted (flapping) items changed: the open drift took the new state without an
+    /// event, and stays open until the mute lifts (crate::flapping).
+    Muted(DriftEvent),
 }
 
 impl DriftOutcome {
@@ -87,7 +90,8 @@ impl DriftOutcome {
             | DriftOutcome::Updated(e)
             | DriftOutcome::Seen(e)
             | DriftOutcome::Resolved(e)
-            | DriftOutcome::Approved(e) => Some(e),
+            | DriftOutcome::Approved(e)
+            | DriftOutcome::Muted(e) => Some(e),
         }
     }
 
@@ -95,7 +99,10 @@ impl DriftOutcome {
     pub fn is_drifted(&self) -> bool {
         matches!(
             self,
-            DriftOutcome::Opened(_) | DriftOutcome::Updated(_) | DriftOutcome::Seen(_)
+            DriftOutcome::Opened(_)
+                | DriftOutcome::Updated(_)
+                | DriftOutcome::Seen(_)
+                | DriftOutcome::Muted(_)
         )
     }
 }
@@ -243,7 +250,30 @@ impl Store {
         )?;
 
         let state_changes = operating_state_changes(&tx, clock.as_ref(), rec)?;
-        let capture = upsert_capture(&tx, clock.as_ref(), rec, &digest_text, &now_text)?;
+        let previous = previous_capture(&tx, rec.asset)?;
+        // Which items moved since the previous poll: flapping items are muted on their own.
+        let changed = match &previous {
+            Some(p) if p.digest != digest_text => {
+                let before = load_snapshot(&tx, &crate::model::digest(&p.digest)?)?;
+                crate::flapping::changed_paths(&Diff::between(&before, rec.snapshot))
+            }
+            _ => Vec::new(),
+        };
+        let flaps = crate::flapping::observe(&tx, rec.asset, &changed, &now_text)?;
+        // A poll whose only changes are muted items folds into the last capture row and the
+        // open drift, without new rows, audit entries or events (crate::flapping).
+        let folded = flaps.only_muted(&changed)
+            && rec.change_id.is_none()
+            && previous.as_ref().is_some_and(|p| p.change_id.is_none());
+        let capture = upsert_capture(
+            &tx,
+            clock.as_ref(),
+            rec,
+            previous.as_ref(),
+            folded,
+            &digest_text,
+            &now_text,
+        )?;
 
         // Approvals that cover this state move the baseline before drift is judged, when the
         // asset's change policy is met (crate::changes).
@@ -329,6 +359,11 @@ impl Store {
             Some(baseline) if baseline.digest == digests.overall => {
                 let approved = approval.as_ref().and_then(|a| a.drift.clone());
                 let drift = match (open_drift(&tx, rec.asset)?, approved) {
+                    // A muted item went back to its baseline value: the item still flaps,
+                    // so its drift stays open until the mute lifts.
+                    (Some(open), None) if folded => {
+                        DriftOutcome::Muted(fold_drift(&tx, &open, &digests, None, now)?)
+                    }
                     (Some(open), _) => {
                         DriftOutcome::Resolved(resolve(&tx, clock.as_ref(), open, now)?)
                     }
@@ -340,22 +375,57 @@ impl Store {
             Some(baseline) => {
                 let before = load_snapshot(&tx, &baseline.digest)?;
                 let diff = Diff::between(&before, rec.snapshot);
-                let drift = record_drift(
-                    &tx,
-                    clock.as_ref(),
-                    max_event_bytes,
-                    rec,
-                    &Judged {
-                        baseline: &baseline,
-                        digests: &digests,
-                        diff: &diff,
-                        policy_unmet: policy_unmet.as_ref(),
-                    },
-                    now,
-                )?;
+                let open = match approval {
+                    None if folded => open_drift(&tx, rec.asset)?,
+                    _ => None,
+                };
+                let drift = if let Some(open) = open {
+                    DriftOutcome::Muted(fold_drift(
+                        &tx,
+                        &open,
+                        &digests,
+                        Some((&diff, rec.label)),
+                        now,
+                    )?)
+                } else {
+                    record_drift(
+                        &tx,
+                        clock.as_ref(),
+                        max_event_bytes,
+                        rec,
+                        &Judged {
+                            baseline: &baseline,
+                            digests: &digests,
+                            diff: &diff,
+                            policy_unmet: policy_unmet.as_ref(),
+                        },
+                        now,
+                    )?
+                };
                 (baseline, false, diff, drift)
             }
         };
+        let open = drift.event().filter(|_| drift.is_drifted());
+        crate::flapping::announce(&tx, clock.as_ref(), rec.asset, &flaps, open.map(|d| d.id))?;
+        if let (false, DriftOutcome::Seen(open)) = (flaps.ended.is_empty(), &drift) {
+            // The mute lifted: the open drift may have moved while it was silent.
+            enqueue(
+                &tx,
+                clock.as_ref(),
+                event_type::DRIFT_DETECTED,
+                Some(rec.asset),
+                &drift_event_data(
+                    open,
+                    (&content_digest_of(&tx, &baseline.digest)?, &digests.content),
+                    max_event_bytes,
+                ),
+            )?;
+        }
+        if let (true, Some(p)) = (folded, &previous) {
+            // The state the folded row held: gone unless a baseline, a drift or a change
+            // still names it.
+            crate::retention::drop_snapshot_if_unused(&tx, &p.digest)?;
+        }
         tx.commit()?;
         Ok(CaptureOutcome {
             capture,
@@ -423,26 +493,61 @@ impl Store {
     }
 }
 
+/// The asset's latest capture row, as far as recording the next one needs it.
+struct PreviousCapture {
+    id: i64,
+    digest: String,
+    change_id: Option<String>,
+}
+
+fn previous_capture(conn: &Connection, asset: &str) -> Result<Option<PreviousCapture>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, digest, change_id FROM captures WHERE asset = ?1 ORDER BY id DESC LIMIT 1",
+            [asset],
+            |r| {
+                Ok(PreviousCapture {
+                    id: r.get(0)?,
+                    digest: r.get(1)?,
+                    change_id: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Records the capture: a new row for a new state (or a technician's capture), a `last_seen`
+/// bump for the same state, and for a `folded` poll (only muted items changed) the previous
+/// row takes the new state, and the state it held goes if nothing else refers to it.
 fn upsert_capture(
     conn: &Connection,
     clock: &dyn otdrift_core::Clock,
     rec: &CaptureRecord<'_>,
+    previous: Option<&PreviousCapture>,
+    folded: bool,
     digest_text: &str,
     now_text: &str,
 ) -> Result<CaptureRow, StoreError> {
-    let previous: Option<(i64, String, Option<String>)> = conn
-        .query_row(
-            "SELECT id, digest, change_id FROM captures WHERE asset = ?1 ORDER BY id DESC LIMIT 1",
-            [rec.asset],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
     let runtime = rec.runtime.to_string();
-    let same_state = previous
-        .as_ref()
-        .is_some_and(|(_, d, change)| d == digest_text && change.is_none());
+    let same_state = previous.is_some_and(|p| p.digest == digest_text && p.change_id.is_none());
     let id = match previous {
-        Some((id, _, _)) if same_state && rec.change_id.is_none() => {
+        Some(p) if folded => {
+            conn.execute(
+                "UPDATE captures SET digest = ?2, last_seen = ?3, seen_count = seen_count + 1,
+                     runtime = ?4, duration_ms = ?5, requests = ?6 WHERE id = ?1",
+                params![
+                    p.id,
+                    digest_text,
+                    now_text,
+                    runtime,
+                    rec.duration_ms as i64,
+                    rec.requests as i64
+                ],
+            )?;
+            p.id
+        }
+        Some(p) if same_state && rec.change_id.is_none() => {
+            let id = p.id;
             conn.execute(
                 "UPDATE captures SET last_seen = ?2, seen_count = seen_count + 1, runtime = ?3,
                      duration_ms = ?4, requests = ?5 WHERE id = ?1",
@@ -473,7 +578,7 @@ fn upsert_capture(
                 ],
             )?;
             let id = conn.last_insert_rowid();
-            let state_changed = previous.as_ref().is_none_or(|(_, d, _)| d != digest_text);
+            let state_changed = previous.is_none_or(|p| p.digest != digest_text);
             if state_changed || rec.change_id.is_some() {
                 audit::append(
                     conn,
@@ -484,7 +589,7 @@ fn upsert_capture(
                         "asset": rec.asset,
                         "capture_id": id,
                         "digest": digest_text,
-                        "previous_digest": previous.as_ref().map(|(_, d, _)| d),
+                        "previous_digest": previous.map(|p| &p.digest),
                         "change_id": rec.change_id,
                         "phase": rec.phase.map(|p| p.as_str()),
                     }),
@@ -1004,6 +1109,50 @@ fn record_drift(
     } else {
         DriftOutcome::Updated(event)
     })
+}
+
+/// Names the config's setpoint that covers an item path.
+type Label<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+/// Moves the open drift to the observed state without an audit entry or event: only muted
+/// items changed. `diff` is the difference from the baseline (none when the state is the
+/// baseline's: the drift keeps its last list of changes).
+fn fold_drift(
+    conn: &Connection,
+    open: &DriftEvent,
+    digests: &SnapshotDigests,
+    diff: Option<(&Diff, &Label<'_>)>,
+    now: DateTime<Utc>,
+) -> Result<DriftEvent, StoreError> {
+    let changes = match diff {
+        Some((diff, label)) if !diff.changes.is_empty() => {
+            let changes: Vec<ChangeRecord> = diff
+                .changes
+                .iter()
+                .map(|c| ChangeRecord::from_change(c, label))
+                .collect();
+            Some((
+                serde_json::to_string(&changes)
+                    .map_err(|e| StoreError::Corrupt(format!("cannot render changes: {e}")))?,
+                diff.severity().map(|s| s.as_str()),
+            ))
+        }
+        _ => None,
+    };
+    conn.execute(
+        "UPDATE drift_events SET last_seen = ?2, seen_count = seen_count + 1,
+             observed_digest = ?3, changes = COALESCE(?4, changes),
+             severity = COALESCE(?5, severity)
+         WHERE id = ?1",
+        params![
+            open.id,
+            format_timestamp(now),
+            digests.overall.to_string(),
+            changes.as_ref().map(|c| &c.0),
+            changes.as_ref().and_then(|c| c.1)
+        ],
+    )?;
+    drift_by_id(conn, open.id)
 }
 
 fn resolve(

@@ -22,9 +22,11 @@ mod audit;
 mod changes;
 mod delivery;
 mod events;
+mod flapping;
 mod ingest;
 mod model;
 mod queries;
+mod retention;
 mod reviews;
 mod schema;
 
@@ -55,6 +57,7 @@ pub use model::{
     AssetRow, Baseline, CaptureRow, ChangeRecord, DriftEvent, DriftFilter, DriftStatus, Phase,
 };
 pub use queries::{DriftChanges, DriftHeader};
+pub use retention::{Pruned, PrunedPosition, Retention};
 pub use reviews::{ChangeRow, ReviewInput, ReviewOutcome, ReviewRecord, StagingLink};
 pub use schema::SCHEMA_VERSION;
 

@@ -233,6 +233,8 @@ pub struct AssetRow {
     pub failure_reason: Option<String>,
     /// Failed captures in the current streak.
     pub failure_count: u64,
+    /// Since when no capture succeeded for three schedule periods; `None` while fresh.
+    pub stale_since: Option<DateTime<Utc>>,
 }
 
 pub(crate) fn ts(s: &str) -> Result<DateTime<Utc>, StoreError> {

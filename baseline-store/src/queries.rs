@@ -133,7 +133,7 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT id, protocol, address, reachable, last_attempt, last_capture, last_error,
-                        failing_since, failure_reason, failure_count
+                        failing_since, failure_reason, failure_count, stale_since
                  FROM assets WHERE id = ?1",
                 [id],
                 |r| {
@@ -149,17 +149,20 @@ impl Store {
                             failing_since: None,
                             failure_reason: r.get(8)?,
                             failure_count: r.get::<_, i64>(9)?.max(0) as u64,
+                            stale_since: None,
                         },
                         [
                             r.get::<_, Option<String>>(4)?,
                             r.get::<_, Option<String>>(5)?,
                             r.get::<_, Option<String>>(7)?,
+                            r.get::<_, Option<String>>(10)?,
                         ],
                     ))
                 },
             )
             .optional()?
-            .map(|(mut row, [attempt, capture, failing])| {
+            .map(|(mut row, [attempt, capture, failing, stale])| {
+                row.stale_since = opt_ts(stale)?;
                 row.last_attempt = opt_ts(attempt)?;
                 row.last_capture = opt_ts(capture)?;
                 row.failing_since = opt_ts(failing)?;

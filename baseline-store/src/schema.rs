@@ -344,6 +344,37 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX outbox_undelivered;
     ALTER TABLE outbox DROP COLUMN delivered_at;
     "#,
+    // 7: bounded growth: flapping items, retention, lag alarms.
+    r#"
+    -- Items that changed on recent polls: bit 0 of mask is the latest poll, bit 9 ten polls
+    -- ago. An item is muted (muted_at) while it flaps; rows go when their mask is 0.
+    CREATE TABLE item_flaps (
+        asset     TEXT NOT NULL,
+        path      TEXT NOT NULL,
+        mask      INTEGER NOT NULL,
+        muted_at  TEXT,
+        PRIMARY KEY (asset, path)
+    ) STRICT, WITHOUT ROWID;
+
+    -- High-water marks of pruning (`outbox_pruned_through`: pull positions before it get 410).
+    CREATE TABLE retention_marks (
+        name   TEXT PRIMARY KEY,
+        value  INTEGER NOT NULL
+    ) STRICT;
+
+    -- Whether a destination's lag beyond a day was announced (once per episode).
+    ALTER TABLE delivery_cursors ADD COLUMN lag_announced INTEGER NOT NULL DEFAULT 0;
+
+    -- What retention asks of every snapshot: who still names it.
+    CREATE INDEX captures_digest ON captures(digest);
+    CREATE INDEX baselines_digest ON baselines(digest);
+    CREATE INDEX baselines_capture ON baselines(capture_id);
+    CREATE INDEX drift_observed ON drift_events(observed_digest);
+    CREATE INDEX drift_baseline ON drift_events(baseline_digest);
+    CREATE INDEX approvals_to ON approvals(to_digest);
+    CREATE INDEX approvals_from ON approvals(from_digest);
+    CREATE INDEX outbox_time ON outbox(time);
+    "#,
 ];
 
 /// The schema version this build writes.

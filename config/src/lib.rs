@@ -44,9 +44,9 @@
 //!
 //! # Sections
 //!
-//! Top-level keys are `agent`, `api`, `upstream`, `approver`, `policy` and `asset`; anything
-//! else is an error. Paths are used as written (a relative path is relative to the agent's working
-//! directory).
+//! Top-level keys are `agent`, `api`, `upstream`, `retention`, `approver`, `policy` and
+//! `asset`; anything else is an error. Paths are used as written (a relative path is relative
+//! to the agent's working directory).
 //!
 //! | section | key | required | meaning |
 //! |---|---|---|---|
@@ -62,15 +62,14 @@
 //! | | `token_file` | yes | file holding the bearer token that reads (events, assets, metrics) |
 //! | | `approve_token_file` | no | file holding a second token, needed for `POST /v1/approvals`; without it approvals over HTTP are off. Must be another file than `token_file` |
 //! | | `max_connections` | no, 256 | connections served at once, 1-1024; more are answered 503 and closed (the unit allows 4096 file descriptors, the rest are the PLCs' and the upstream's) |
-//!
-//! Durations are strings of a number and a unit (`"90s"`, `"30m"`, `"12h"`, `"35d"`, or parts
-//! such as `"1h 30m"`).
 //! | `[upstream]` | `url` | yes | `http://` or `https://` URL with a host, no user info |
 //! | | `token_file` | no | file holding the bearer token for the receiver |
 //! | | `batch_size` | no, 100 | events per push, 1-10000 |
 //! | | `timeout_ms` | no, 10000 | deadline of one push request, 100-300000 |
 //! | | `max_event_bytes` | no, 262144 | the most bytes one event may take (envelope included), 16384-16777216; a drift event with more changes carries the first ones, `changes_total`, `changes_by_class`, `truncated = true` and `changes_link` for the rest (`GET /v1/drift/{id}/changes`) |
 //! | | `allow_insecure_http` | no, false | allow a `token_file` with an `http://` url; without it that is an error, since the token would cross the network readable |
+//! | `[retention]` | `outbox` | no, `"30d"` | events delivered to the upstream (or, without one, served to pull clients) are deleted this long after they were written, a duration from 1d to 3660d; parked events are kept. A pull client asking for a deleted position gets 410 |
+//! | | `captures` | no, `"90d"` | captures and snapshots that no baseline, open or approved drift, approval, change, staging link or technician's capture refers to are deleted this long after they were last seen, a duration from 1d to 3660d. The audit log is never pruned |
 //! | `[[approver]]` | `id` | yes | token `kid`/`iss`: 1-128 characters, no whitespace; unique |
 //! | | `public_key` | yes | `ed25519:` + standard padded base64 of exactly 32 bytes |
 //! | `[[policy]]` | `id` | yes | what assets name in `policy` / `safety_policy`: 1-64 of `A-Z a-z 0-9 . _ -`; unique |
@@ -79,6 +78,9 @@
 //! | | `require_staging` | no, false | the change must first be seen on a staging controller of the asset (`staging_for`) |
 //! | | `diff_review` | no, false | each counted approval carries `diff`, the digest of the content changes the approver reviewed (`otdrift diff --json` prints it as `diff_digest`) |
 //! | | `review_within` | no, `"7d"` | after an emergency change, the time within which review tokens must meet `approvals` and `diff_review`, a duration from 1h to 366d |
+//!
+//! Durations are strings of a number and a unit (`"90s"`, `"30m"`, `"12h"`, `"35d"`, or parts
+//! such as `"1h 30m"`).
 //!
 //! # Assets
 //!
@@ -323,6 +325,8 @@ pub struct Config {
     pub api: Option<ApiConfig>,
     /// `[upstream]`: present when events should be pushed to a central system.
     pub upstream: Option<UpstreamConfig>,
+    /// `[retention]`: how long delivered events and unreferenced captures are kept.
+    pub retention: RetentionConfig,
     /// `[[approver]]`: who may sign approval tokens, in file order.
     pub approvers: Vec<ApproverConfig>,
     /// `[[policy]]`: the plant's change policies, in file order.
@@ -385,6 +389,27 @@ pub struct AgentConfig {
     /// the asset, see [`AssetConfig::approval_max_observation_age`]). Older observations make
     /// the approval wait for the next capture.
     pub approval_max_observation_age: Option<Duration>,
+}
+
+/// `[retention]`: what the store may delete, and when. The audit log is never pruned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Events delivered to every destination are deleted this long after they were written
+    /// (`outbox`, default `"30d"`). A pull client asking for a deleted position gets 410.
+    pub outbox: Duration,
+    /// Captures and snapshots no baseline, open or approved drift, change, staging link or
+    /// technician's capture refers to are deleted this long after they were last seen
+    /// (`captures`, default `"90d"`).
+    pub captures: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            outbox: Duration::from_secs(30 * 86_400),
+            captures: Duration::from_secs(90 * 86_400),
+        }
+    }
 }
 
 /// `[api]`: the pull and approval HTTP API.

@@ -23,15 +23,24 @@ use crate::error::{ConfigError, ConfigErrorKind as Kind, ConfigErrors};
 use crate::{
     AdsConfig, AdsSetpoint, AgentConfig, ApiConfig, ApproverConfig, AssetConfig, CipConfig,
     CipSetpoint, Config, MaintenanceConfig, ModbusConfig, ModbusSetpoint, ModbusTable, OpcuaConfig,
-    OpcuaSecurity, OpcuaSetpoint, PolicyConfig, Protocol, ProtocolConfig, S7Config, S7Setpoint,
-    UpstreamConfig,
+    OpcuaSecurity, OpcuaSetpoint, PolicyConfig, Protocol, ProtocolConfig, RetentionConfig,
+    S7Config, S7Setpoint, UpstreamConfig,
 };
 
 type Span = Range<usize>;
 type Val<'i> = Spanned<DeValue<'i>>;
 
 const DEFAULT_SCHEDULE: &str = "0 */5 * * * *";
-const ROOT_KEYS: &[&str] = &["agent", "api", "upstream", "approver", "policy", "asset"];
+const ROOT_KEYS: &[&str] = &[
+    "agent",
+    "api",
+    "upstream",
+    "retention",
+    "approver",
+    "policy",
+    "asset",
+];
+const RETENTION_KEYS: &[&str] = &["outbox", "captures"];
 const POLICY_KEYS: &[&str] = &[
     "id",
     "approvals",
@@ -742,6 +751,12 @@ fn config(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Config> {
         Got::Absent => Some(None),
     };
 
+    let retention = match sub_table(cx, root, "retention") {
+        Got::Val(t, _) => retention(cx, &t),
+        Got::Bad => None,
+        Got::Absent => Some(RetentionConfig::default()),
+    };
+
     let approvers = table_array(cx, root, "approver", "[[approver]]").map(|tables| {
         let mut seen: HashMap<String, usize> = HashMap::new();
         tables
@@ -791,6 +806,7 @@ fn config(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Config> {
         agent: agent?,
         api: api?,
         upstream: upstream?,
+        retention: retention?,
         approvers: approvers?,
         policies: policies?,
         assets: assets?,
@@ -941,6 +957,32 @@ fn agent(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<AgentConfig> {
         backoff_max_secs: backoff_max_secs?,
         max_token_lifetime: max_token_lifetime?,
         approval_max_observation_age: approval_max_observation_age?,
+    })
+}
+
+fn retention(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<RetentionConfig> {
+    check_keys(cx, t, RETENTION_KEYS, " in [retention]", &no_foreign);
+    let defaults = RetentionConfig::default();
+    const DAY: u64 = 86_400;
+    let outbox = get_duration(
+        cx,
+        t,
+        "outbox",
+        Duration::from_secs(DAY),
+        Duration::from_secs(3660 * DAY),
+    )
+    .or(defaults.outbox);
+    let captures = get_duration(
+        cx,
+        t,
+        "captures",
+        Duration::from_secs(DAY),
+        Duration::from_secs(3660 * DAY),
+    )
+    .or(defaults.captures);
+    Some(RetentionConfig {
+        outbox: outbox?,
+        captures: captures?,
     })
 }
 

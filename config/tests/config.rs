@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use otdrift_config::{
     AdsSetpoint, CipSetpoint, ConfigError, ConfigErrorKind as K, ModbusSetpoint, ModbusTable,
@@ -950,4 +951,26 @@ fn a_config_that_is_not_utf8_names_the_line_and_column_of_the_first_bad_byte() {
             .starts_with(&format!("{}:4:12: ", path.display())),
         "{e}"
     );
+}
+
+#[test]
+fn retention_has_defaults_and_durations_of_at_least_a_day() {
+    let defaults = parse(AGENT, Path::new(FILE)).expect("valid");
+    assert_eq!(defaults.retention.outbox, Duration::from_secs(30 * 86_400));
+    assert_eq!(
+        defaults.retention.captures,
+        Duration::from_secs(90 * 86_400)
+    );
+
+    let text = format!("{AGENT}[retention]\noutbox = \"7d\"\ncaptures = \"1y\"\n");
+    let c = parse(&text, Path::new(FILE)).expect("valid");
+    assert_eq!(c.retention.outbox, Duration::from_secs(7 * 86_400));
+    assert!(c.retention.captures >= Duration::from_secs(365 * 86_400));
+
+    let text = format!("{AGENT}[retention]\noutbox = \"12h\"\n");
+    let e = only(&text, K::InvalidValue, "retention.outbox", 5);
+    assert!(e.message.contains("from 1d"), "{e}");
+    let text = format!("{AGENT}[retention]\naudit = \"30d\"\n");
+    let e = only(&text, K::UnknownKey, "retention.audit", 5);
+    assert!(e.message.contains("outbox, captures"), "{e}");
 }

@@ -119,6 +119,20 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
                 due["review_due_by"].as_str().unwrap_or("?"),
             ));
         }
+        if let Some(muted) = row["muted_items"].as_array().filter(|m| !m.is_empty()) {
+            let names: Vec<&str> = muted.iter().filter_map(Json::as_str).take(5).collect();
+            problems.push(format!(
+                "  {}: {} flapping item(s) muted ({}{}): a process value read as a setpoint?",
+                asset.id,
+                muted.len(),
+                names.join(", "),
+                if muted.len() > names.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ));
+        }
         if let Some(since) = row["collection"]["failing_since"].as_str() {
             problems.push(format!(
                 "  {}: collection failing since {since} ({} failed capture(s), reason {})",

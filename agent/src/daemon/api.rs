@@ -235,8 +235,26 @@ struct EventsQuery {
 async fn events(State(state): State<ApiState>, Query(q): Query<EventsQuery>) -> Response {
     let after = q.after.unwrap_or(0).max(0);
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    match state.db.call(move |s| s.events_after(after, limit)).await {
-        Ok(rows) => {
+    let read = state
+        .db
+        .call(move |s| Ok((s.pruned_position(after)?, s.events_after(after, limit)?)))
+        .await;
+    match read {
+        // Retention deleted events after `after`: the client lost them and must know.
+        Ok((Some(gone), _)) => (
+            StatusCode::GONE,
+            axum::Json(json!({
+                "error": "pruned",
+                "message": format!(
+                    "events after {after} up to {} were deleted by retention; resume with after={}",
+                    gone.pruned_through, gone.pruned_through
+                ),
+                "pruned_through": gone.pruned_through,
+                "oldest_seq": gone.oldest_seq,
+            })),
+        )
+            .into_response(),
+        Ok((None, rows)) => {
             let next = rows.last().map_or(after, |e| e.seq);
             let events: Vec<Json> = rows
                 .iter()

@@ -73,6 +73,17 @@ pub struct Metrics {
     pub api_auth_failures: Counter,
     /// API requests answered 429 because their client failed to authenticate too often.
     pub api_auth_throttled: Counter,
+    /// Rows retention deleted, by kind (`outbox`, `captures`, `snapshots`).
+    pub pruned: Family<KindLabel, Counter>,
+    /// 1 while the upstream's oldest unacknowledged event is more than a day old.
+    pub delivery_lagging: Gauge,
+}
+
+/// Labels of pruned rows.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `outbox`, `captures` or `snapshots`.
+    pub kind: String,
 }
 
 impl Metrics {
@@ -97,6 +108,18 @@ impl Metrics {
         let api_connections_evicted = Counter::default();
         let api_auth_failures = Counter::default();
         let api_auth_throttled = Counter::default();
+        let pruned = Family::<KindLabel, Counter>::default();
+        let delivery_lagging = Gauge::default();
+        registry.register(
+            "otdrift_pruned_rows",
+            "Rows retention deleted, by kind (outbox, captures, snapshots)",
+            pruned.clone(),
+        );
+        registry.register(
+            "otdrift_delivery_lagging",
+            "1 while the upstream's oldest unacknowledged event is more than a day old",
+            delivery_lagging.clone(),
+        );
         registry.register(
             "otdrift_captures",
             "Captures by asset and outcome",
@@ -207,6 +230,8 @@ impl Metrics {
             api_connections_evicted,
             api_auth_failures,
             api_auth_throttled,
+            pruned,
+            delivery_lagging,
         }
     }
 

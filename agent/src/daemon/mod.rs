@@ -5,6 +5,7 @@
 //! scheduler ─┤                         semaphore: max_concurrency   ├─► Db (one SQLite connection,
 //!            └─ ...                                                 │    blocking threads)
 //! audit-head ticker ────────────────────────────────────────────────┤
+//! housekeeping: retention (hourly, small steps), delivery lag ──────┤
 //! API (axum): /v1/events /v1/assets /v1/approvals /metrics ─────────┤
 //! push worker: outbox ─► POST batches upstream, in order, retried ◄─┘ (woken by Notify)
 //! ```
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod backoff;
 pub mod db;
+pub mod housekeeping;
 pub mod metrics;
 pub mod push;
 pub mod scheduler;
@@ -244,6 +246,15 @@ pub async fn run(config_path: &Path) -> CmdResult {
             }
         });
     }
+
+    // Retention (hourly, in small steps) and delivery lag (every ten minutes).
+    tasks.spawn(housekeeping::run(
+        config.clone(),
+        db.clone(),
+        metrics.clone(),
+        events.clone(),
+        shutdown.clone(),
+    ));
 
     let shared = Arc::new(scheduler::Shared {
         db: db.clone(),

@@ -335,6 +335,11 @@ impl Worker {
                             DriftOutcome::Approved(d) => {
                                 tracing::info!(drift = d.id, "drift approved")
                             }
+                            DriftOutcome::Muted(d) => tracing::debug!(
+                                drift = d.id,
+                                observed = %outcome.digests.overall,
+                                "only flapping (muted) items changed"
+                            ),
                             DriftOutcome::Seen(_) | DriftOutcome::None => tracing::debug!(
                                 digest = %outcome.digests.overall,
                                 ms = elapsed.as_millis() as u64,

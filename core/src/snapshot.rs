@@ -1,6 +1,7 @@
 //! Snapshots: the set of items one capture found.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,10 +13,22 @@ use crate::item::{Class, Item};
 ///
 /// Items are held in path order from the start, so no collector can make the encoding depend
 /// on the order a device answered in.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     items: BTreeMap<String, Item>,
+    /// The digests, computed once: hashing a large snapshot is the heaviest step of
+    /// recording it, so the agent computes them before it takes the store's lock, and the
+    /// store's calls find them ready. Cleared by every change to the items.
+    digests: OnceLock<SnapshotDigests>,
 }
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.items == other.items
+    }
+}
+
+impl Eq for Snapshot {}
 
 /// A path was captured twice; a collector bug, reported rather than silently overwritten.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +85,7 @@ impl Snapshot {
             std::collections::btree_map::Entry::Occupied(e) => Err(DuplicatePath(e.key().clone())),
             std::collections::btree_map::Entry::Vacant(e) => {
                 e.insert(item);
+                self.digests = OnceLock::new();
                 Ok(())
             }
         }
@@ -79,11 +93,13 @@ impl Snapshot {
 
     /// Adds an item, replacing any item at the same path; for tests and mutations.
     pub fn replace(&mut self, item: Item) -> Option<Item> {
+        self.digests = OnceLock::new();
         self.items.insert(item.path().to_owned(), item)
     }
 
     /// Removes the item at `path`.
     pub fn remove(&mut self, path: &str) -> Option<Item> {
+        self.digests = OnceLock::new();
         self.items.remove(path)
     }
 
@@ -126,7 +142,7 @@ impl Snapshot {
 
     /// The signature: BLAKE3 of the canonical encoding.
     pub fn digest(&self) -> Digest {
-        Digest::of(&self.encode())
+        self.digests().overall
     }
 
     /// The digest of one class's items, encoded as a snapshot of their own.
@@ -140,6 +156,10 @@ impl Snapshot {
     /// The change signature: the digest of the content items (program and setpoint),
     /// encoded as a snapshot of their own.
     pub fn content_digest(&self) -> Digest {
+        self.digests().content
+    }
+
+    fn compute_content_digest(&self) -> Digest {
         let items: Vec<&Item> = self
             .items
             .values()
@@ -150,15 +170,15 @@ impl Snapshot {
         Digest::of(&out)
     }
 
-    /// The signature, the class digests and the change signature.
+    /// The signature, the class digests and the change signature (computed once).
     pub fn digests(&self) -> SnapshotDigests {
-        SnapshotDigests {
-            overall: self.digest(),
+        *self.digests.get_or_init(|| SnapshotDigests {
+            overall: Digest::of(&self.encode()),
             identity: self.class_digest(Class::Identity),
             program: self.class_digest(Class::Program),
             setpoint: self.class_digest(Class::Setpoint),
             history: self.class_digest(Class::History),
-            content: self.content_digest(),
-        }
+            content: self.compute_content_digest(),
+        })
     }
 }

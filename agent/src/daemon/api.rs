@@ -237,7 +237,7 @@ async fn events(State(state): State<ApiState>, Query(q): Query<EventsQuery>) -> 
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let read = state
         .db
-        .call(move |s| Ok((s.pruned_position(after)?, s.events_after(after, limit)?)))
+        .read(move |s| Ok((s.pruned_position(after)?, s.events_after(after, limit)?)))
         .await;
     match read {
         // Retention deleted events after `after`: the client lost them and must know.
@@ -270,7 +270,7 @@ async fn assets(State(state): State<ApiState>) -> Response {
     let config = state.config.clone();
     let read = state
         .db
-        .call(move |s| {
+        .read(move |s| {
             Ok((
                 render::asset_rows(&config, s)?,
                 s.delivery_state(otdrift_store::UPSTREAM)?,
@@ -386,7 +386,7 @@ async fn approvals(
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
-    if let Ok(depth) = state.db.call(|s| s.outbox_depth()).await {
+    if let Ok(depth) = state.db.read(|s| s.outbox_depth()).await {
         state
             .metrics
             .outbox_depth
@@ -405,7 +405,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 async fn outbox(State(state): State<ApiState>) -> Response {
     match state
         .db
-        .call(|s| s.delivery_state(otdrift_store::UPSTREAM))
+        .read(|s| s.delivery_state(otdrift_store::UPSTREAM))
         .await
     {
         Ok(d) => axum::Json(render::delivery_json(
@@ -426,7 +426,7 @@ async fn outbox_parked(State(state): State<ApiState>, Query(q): Query<ParkedQuer
     let all = q.all.unwrap_or(false);
     match state
         .db
-        .call(move |s| s.parked_events(otdrift_store::UPSTREAM, all))
+        .read(move |s| s.parked_events(otdrift_store::UPSTREAM, all))
         .await
     {
         Ok(parked) => axum::Json(json!({
@@ -472,7 +472,7 @@ async fn drift_changes(
     let config = state.config.clone();
     let page = state
         .db
-        .call(move |s| render::drift_changes_page(&config, s, id, observed, after, limit))
+        .read(move |s| render::drift_changes_page(&config, s, id, observed, after, limit))
         .await;
     match page {
         Ok(Some(page)) => axum::Json(page).into_response(),

@@ -122,7 +122,15 @@ pub async fn run(config_path: &Path) -> CmdResult {
     } = secrets;
 
     let clock = agent.store.clock().clone();
-    let db = db::Db::new(agent.store);
+    // The API reads on a connection of its own (WAL: readers never wait for the writer).
+    let db_path = config.agent.data_dir.join(crate::context::DB_FILE);
+    let db = match otdrift_store::Store::open_read_only(&db_path, clock.clone()) {
+        Ok(reader) => db::Db::with_reader(agent.store, reader),
+        Err(e) => {
+            tracing::warn!(error = %e, "no read-only connection; the API reads on the writer's");
+            db::Db::new(agent.store)
+        }
+    };
     let metrics = Arc::new(metrics::Metrics::new());
     let events = Arc::new(Notify::new());
     // Two stops: captures and tickers stop first; delivery (push, API) a moment later, so the

@@ -293,6 +293,20 @@ impl Worker {
         match result {
             Ok(c) => {
                 let elapsed = started.elapsed();
+                // Hashing is the heavy part of recording: done here, outside the store's lock,
+                // so other assets and the API do not wait for it (the snapshot keeps them).
+                let c = match tokio::task::spawn_blocking(move || {
+                    let _ = c.snapshot.digests();
+                    c
+                })
+                .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, "hashing the capture failed");
+                        return;
+                    }
+                };
                 let recorded = shared
                     .db
                     .call(move |store| Ok(capture::record_checked(store, &asset, &rules, &c, None)))

@@ -220,7 +220,7 @@ fn drift_reaches_the_upstream_within_a_period_and_resolves() {
         daemon.log()
     );
     let took = changed.elapsed();
-    // The SPEC's promise: one schedule period (1 s) plus 2 s.
+    // The README's promise: one schedule period (1 s) plus 2 s.
     assert!(
         took <= Duration::from_secs(3),
         "drift arrived after {took:?}"

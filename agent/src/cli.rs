@@ -1,4 +1,5 @@
-//! The command line of SPEC.md.
+//! The command line. `docs/reference/cli.md` is generated from these definitions
+//! ([`reference`]); a test keeps it current.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -363,5 +364,63 @@ impl PhaseArg {
             PhaseArg::Before => otdrift_store::Phase::Before,
             PhaseArg::After => otdrift_store::Phase::After,
         }
+    }
+}
+
+/// The command-line reference, `docs/reference/cli.md`: the exit codes and every command's
+/// long help, as clap renders it at a fixed width. `OTDRIFT_BLESS=1 cargo test -p otdrift
+/// --lib cli_reference` rewrites the file after a change here.
+pub fn reference() -> String {
+    use clap::CommandFactory;
+    let mut root = Cli::command().term_width(100).max_term_width(100);
+    root.build();
+    let mut out = String::from(
+        "# Command line\n\n\
+         Generated from the command definitions (`agent/src/cli.rs`); edit those, then run\n\
+         `OTDRIFT_BLESS=1 cargo test -p otdrift --lib cli_reference`. A test fails while this\n\
+         file differs from what the code would print.\n\n## Exit codes\n\n| code | meaning |\n|---|---|\n",
+    );
+    for (code, meaning) in crate::exit::EXIT_CODES {
+        out.push_str(&format!("| {code} | {meaning} |\n"));
+    }
+    out.push_str(&format!(
+        "\n## otdrift\n\n```text\n{}\n```\n",
+        root.render_long_help().to_string().trim_end()
+    ));
+    for sub in root.get_subcommands_mut() {
+        let name = sub.get_name().to_owned();
+        if name == "help" {
+            continue;
+        }
+        let help = sub.render_long_help().to_string();
+        out.push_str(&format!(
+            "\n## otdrift {name}\n\n```text\n{}\n```\n",
+            help.trim_end()
+        ));
+    }
+    // clap pads blank lines inside a help text; Markdown files keep no trailing spaces.
+    out.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    /// `docs/reference/cli.md` is what the code prints.
+    #[test]
+    fn cli_reference_is_current() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/reference/cli.md");
+        let now = super::reference();
+        if std::env::var_os("OTDRIFT_BLESS").is_some() {
+            std::fs::write(&path, &now).expect("write docs/reference/cli.md");
+        }
+        let written = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            written == now,
+            "docs/reference/cli.md is out of date: run OTDRIFT_BLESS=1 cargo test -p otdrift --lib cli_reference"
+        );
     }
 }

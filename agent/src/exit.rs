@@ -1,5 +1,28 @@
-//! Exit codes (SPEC.md): 0 done, 1 runtime failure, 2 usage or config error, 3 capture found
-//! drift, 4 approval token rejected, 5 a verification failed.
+//! Exit codes: 0 done, 1 runtime failure, 2 usage or config error, 3 capture found drift,
+//! 4 approval token rejected, 5 a verification failed ([`EXIT_CODES`], in
+//! `docs/reference/cli.md`).
+
+/// Every exit code and what it means, as the command-line reference lists them.
+pub const EXIT_CODES: [(u8, &str); 6] = [
+    (0, "done; for `capture`, the asset matches its baseline"),
+    (
+        1,
+        "runtime failure: a device unreachable or failing, I/O, the store",
+    ),
+    (
+        2,
+        "usage or config error (the message names the file, line and key)",
+    ),
+    (3, "`capture` found drift"),
+    (
+        4,
+        "an approval token was rejected (the message names the reason)",
+    ),
+    (
+        5,
+        "a verification failed (`audit-verify`, `evidence-verify`)",
+    ),
+];
 
 /// A command that finished and says how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

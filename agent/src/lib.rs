@@ -2,7 +2,7 @@
 //!
 //! This is the only crate that knows the command line, JSON output shapes and HTTP. Errors are
 //! `anyhow` here and only here, printed with their whole cause chain, and mapped to the exit
-//! codes of SPEC.md. The binary (`src/main.rs`) only parses arguments and calls [`run`].
+//! codes of `docs/reference/cli.md`. The binary (`src/main.rs`) only parses arguments and calls [`run`].
 
 pub mod approval;
 pub mod audit_head;
@@ -69,3 +69,6 @@ pub fn run(cli: Cli) -> u8 {
         }
     }
 }
+
+#[cfg(test)]
+mod reference_check;

@@ -1,6 +1,6 @@
-//! Output shapes: the `--json` documents of SPEC.md and their human counterparts.
+//! Output shapes: the `--json` documents and their human counterparts.
 //!
-//! The JSON shapes are a contract with scripts and central systems; keys listed in SPEC.md are
+//! The JSON shapes are a contract with scripts and central systems; keys listed in `docs/reference/` are
 //! always present, more are added where they help.
 
 use otdrift_config::AssetConfig;

@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 use crate::model::ts;
 use crate::{Store, StoreError};
 
-/// The CloudEvents `type`s of SPEC.md.
+/// The CloudEvents `type`s (`docs/reference/events.md`).
 pub mod event_type {
     /// An asset was seen in a state other than its baseline.
     pub const DRIFT_DETECTED: &str = "io.otdrift.drift.detected";
@@ -33,7 +33,6 @@ pub mod event_type {
     /// An asset answers again.
     pub const ASSET_REACHABLE: &str = "io.otdrift.asset.reachable";
     /// The controller's operating state (CPU mode, ADS state) changed: reported, not drift.
-    /// An extension of SPEC.md's list of types.
     pub const ASSET_STATE_CHANGED: &str = "io.otdrift.asset.state_changed";
     /// A capture failed although the device answered (refused, malformed, a safety bound,
     /// busy, the gateway's own config, an internal error): once per failure streak.
@@ -61,6 +60,32 @@ pub mod event_type {
     pub const DRIFT_FLAPPING: &str = "io.otdrift.drift.flapping";
     /// Muted items went 10 polls without a change: judged as always again.
     pub const DRIFT_FLAPPING_ENDED: &str = "io.otdrift.drift.flapping_ended";
+
+    /// Every type above, as `docs/reference/events.md` lists them.
+    pub const ALL: [&str; 22] = [
+        DRIFT_DETECTED,
+        DRIFT_RESOLVED,
+        BASELINE_MOVED,
+        APPROVAL_REJECTED,
+        APPROVAL_SUPERSEDED,
+        APPROVAL_REFUSED,
+        APPROVAL_REJECTIONS_SUPPRESSED,
+        ASSET_UNREACHABLE,
+        ASSET_STALE,
+        ASSET_REACHABLE,
+        ASSET_STATE_CHANGED,
+        ASSET_COLLECTION_FAILED,
+        ASSET_COLLECTION_RECOVERED,
+        AGENT_KEY,
+        CHANGE_STAGED,
+        CHANGE_REVIEW_OVERDUE,
+        CHANGE_REVIEWED,
+        AUDIT_HEAD,
+        OUTBOX_PARKED,
+        OUTBOX_LAGGING,
+        DRIFT_FLAPPING,
+        DRIFT_FLAPPING_ENDED,
+    ];
 }
 
 /// One outbox row.

@@ -248,7 +248,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Records that the configuration changed (SPEC: config changes are audit entries). Does
+    /// Records that the configuration changed (config changes are audit entries). Does
     /// nothing when `digest` equals the last recorded config digest; returns whether an entry
     /// was written.
     pub fn note_config(&mut self, path: &str, digest: &Digest) -> Result<bool, StoreError> {

@@ -105,7 +105,7 @@ pub enum DriftStatus {
 }
 
 impl DriftStatus {
-    /// The status's name, as in SPEC.md.
+    /// The status's name, as events and `--json` output spell it.
     pub const fn as_str(self) -> &'static str {
         match self {
             DriftStatus::Open => "open",
@@ -128,7 +128,7 @@ impl FromStr for DriftStatus {
     }
 }
 
-/// One changed item as recorded with a drift event, values in typed JSON (SPEC.md).
+/// One changed item as recorded with a drift event, values in typed JSON (`docs/reference/events.md`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChangeRecord {
     /// The item's path.

@@ -1,174 +1,10 @@
 //! otdrift's configuration file: what an operator writes, how it is checked, and the typed
-//! [`Config`] the agent runs from.
+//! [`Config`] the agent runs from ([`load`], [`parse`], [`ConfigErrors`]).
 //!
-//! The default path is `/etc/otdrift/otdrift.toml` (`--config PATH` or `OTDRIFT_CONFIG`
-//! override it). The file is TOML. It is checked completely before the agent starts: every
-//! problem is reported at once, each with file, line, column and key (see [Errors](#errors)).
+//! The reference below is `docs/reference/config.md`, included here.
+#![doc = include_str!("../../docs/reference/config.md")]
 //!
-//! # Example
-//!
-//! ```toml
-//! [agent]
-//! id = "gw-line3"                 # names this gateway in every event
-//! data_dir = "/var/lib/otdrift"   # SQLite database, agent key, exports
-//! max_concurrency = 16            # optional: assets polled at the same time (1-1024)
-//! clock_skew_secs = 60            # optional: tolerance on approval token times (0-3600)
-//!
-//! [api]                           # optional: the pull and approval API
-//! listen = "127.0.0.1:8410"
-//! token_file = "/etc/otdrift/api.token"
-//!
-//! [upstream]                      # optional: push of events
-//! url = "https://central.example/otdrift/events"
-//! token_file = "/etc/otdrift/upstream.token"   # optional
-//! batch_size = 100                # optional: events per push (1-10000)
-//!
-//! [[approver]]                    # zero or more: who may sign approval tokens
-//! id = "plant-eng-mgr"            # = the token's `kid` header and `iss` claim
-//! public_key = "ed25519:<base64 of the 32-byte public key>"
-//!
-//! [[asset]]
-//! id = "press-7"
-//! protocol = "modbus"             # s7 | ads | cip | modbus | opcua
-//! address = "10.0.3.17:502"       # host[:port]; opcua: opc.tcp://host[:port][/path]
-//! schedule = "0 */5 * * * *"      # cron with seconds; default every 5 minutes
-//! timeout_ms = 3000               # per-request device timeout (50-600000)
-//! unit_id = 1                     # modbus only
-//!
-//!   [[asset.setpoints]]
-//!   name = "recipe"
-//!   table = "holding"             # modbus: holding | coil | input | discrete
-//!   start = 0
-//!   count = 200
-//! ```
-//!
-//! # Sections
-//!
-//! Top-level keys are `agent`, `api`, `upstream`, `retention`, `approver`, `policy` and
-//! `asset`; anything else is an error. Paths are used as written (a relative path is relative
-//! to the agent's working directory).
-//!
-//! | section | key | required | meaning |
-//! |---|---|---|---|
-//! | `[agent]` | `id` | yes | gateway name in every event: 1-64 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit |
-//! | | `data_dir` | yes | directory for the SQLite database, the agent key and exports |
-//! | | `max_concurrency` | no, 16 | assets captured at the same time, 1-1024 |
-//! | | `clock_skew_secs` | no, 60 | tolerance on approval tokens' `nbf`/`exp`, 0-3600 |
-//! | | `audit_head_interval_secs` | no, 3600 | how often `otdrift run` publishes the audit chain head, 1-604800 |
-//! | | `backoff_max_secs` | no, 300 | longest pause between attempts on an unreachable asset, 1-86400 |
-//! | | `max_token_lifetime` | no, `"30d"` | longest validity of an approval token (`exp - iat`), a duration from 1m to 3660d |
-//! | | `approval_max_observation_age` | no, two schedule periods of the asset | how recently the approved state must have been seen for an approval to apply at once, a duration from 1s to 366d |
-//! | `[api]` | `listen` | yes | socket address, `127.0.0.1:8410` or `[::1]:8410`; port not 0 |
-//! | | `token_file` | yes | file holding the bearer token that reads (events, assets, metrics) |
-//! | | `approve_token_file` | no | file holding a second token, needed for `POST /v1/approvals`; without it approvals over HTTP are off. Must be another file than `token_file` |
-//! | | `max_connections` | no, 256 | connections served at once, 1-1024; more are answered 503 and closed (the unit allows 4096 file descriptors, the rest are the PLCs' and the upstream's) |
-//! | `[upstream]` | `url` | yes | `http://` or `https://` URL with a host, no user info |
-//! | | `token_file` | no | file holding the bearer token for the receiver |
-//! | | `batch_size` | no, 100 | events per push, 1-10000 |
-//! | | `timeout_ms` | no, 10000 | deadline of one push request, 100-300000 |
-//! | | `max_event_bytes` | no, 262144 | the most bytes one event may take (envelope included), 16384-16777216; a drift event with more changes carries the first ones, `changes_total`, `changes_by_class`, `truncated = true` and `changes_link` for the rest (`GET /v1/drift/{id}/changes`) |
-//! | | `allow_insecure_http` | no, false | allow a `token_file` with an `http://` url; without it that is an error, since the token would cross the network readable |
-//! | `[retention]` | `outbox` | no, `"30d"` | events delivered to the upstream (or, without one, served to pull clients) are deleted this long after they were written, a duration from 1d to 3660d; parked events are kept. A pull client asking for a deleted position gets 410 |
-//! | | `captures` | no, `"90d"` | captures and snapshots that no baseline, open or approved drift, approval, change, staging link or technician's capture refers to are deleted this long after they were last seen, a duration from 1d to 3660d. The audit log is never pruned |
-//! | `[[approver]]` | `id` | yes | token `kid`/`iss`: 1-128 characters, no whitespace; unique |
-//! | | `public_key` | yes | `ed25519:` + standard padded base64 of exactly 32 bytes |
-//! | `[[policy]]` | `id` | yes | what assets name in `policy` / `safety_policy`: 1-64 of `A-Z a-z 0-9 . _ -`; unique |
-//! | | `approvals` | no, 1 | distinct approver ids that must sign the same change id and content, 1-16 |
-//! | | `notice` | no, `"0s"` | least time between the agent receiving the change's first approval and the change reaching the device, a duration up to 366d |
-//! | | `require_staging` | no, false | the change must first be seen on a staging controller of the asset (`staging_for`) |
-//! | | `diff_review` | no, false | each counted approval carries `diff`, the digest of the content changes the approver reviewed (`otdrift diff --json` prints it as `diff_digest`) |
-//! | | `review_within` | no, `"7d"` | after an emergency change, the time within which review tokens must meet `approvals` and `diff_review`, a duration from 1h to 366d |
-//!
-//! Durations are strings of a number and a unit (`"90s"`, `"30m"`, `"12h"`, `"35d"`, or parts
-//! such as `"1h 30m"`).
-//!
-//! # Assets
-//!
-//! Every `[[asset]]` has these keys:
-//!
-//! | key | required | meaning |
-//! |---|---|---|
-//! | `id` | yes | 1-64 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit; unique |
-//! | `protocol` | yes | `s7`, `ads`, `cip`, `modbus` or `opcua` (ASCII case ignored) |
-//! | `address` | yes | `host` or `host:port` (IPv4, `[IPv6]`, or a DNS name; not resolved here); the port defaults to the protocol's own: s7 102, ads 48898, cip 44818, modbus 502. For opcua an endpoint URL `opc.tcp://host[:port][/path]` (port 4840) |
-//! | `schedule` | no, `"0 */5 * * * *"` | cron with a seconds field (6 fields, optional 7th = year) |
-//! | `timeout_ms` | no, 3000 | per-request device timeout, 50-600000 |
-//! | `capture_timeout_ms` | no, 60000 | deadline of a whole capture (the daemon and `otdrift capture`), 100-3600000 |
-//! | `policy` | no | the `[[policy]]` a change to this asset must satisfy; without one, a single valid approval applies |
-//! | `safety` | no | item path patterns of safety configuration: exact paths, or prefixes ending in `*` (`"s7/db10/*"`); needs `safety_policy` |
-//! | `safety_policy` | with `safety` | the `[[policy]]` a change that touches a `safety` item must satisfy instead of `policy` |
-//! | `staging_for` | no | this asset is a staging controller for the named production asset (same protocol, not itself a staging controller) |
-//! | `maintenance` | no | recurring maintenance windows, `[{ start = "0 0 2 * * Sun", duration = "4h" }]` (cron with seconds, UTC; a duration from 1m to 7d): unreachable, failed-collection and stale alarms are held back inside them (recorded in the audit log); drift is still raised |
-//! | `setpoints` | no | the `[[asset.setpoints]]` entries below |
-//!
-//! and the keys of its protocol; a key of another protocol is an error that says so:
-//!
-//! | protocol | key | required | meaning |
-//! |---|---|---|---|
-//! | s7 | `rack` | yes | 0-7 |
-//! | | `slot` | yes | 0-31 |
-//! | | `upload_blocks` | no, false | also hash the blocks' code as read from the PLC |
-//! | | `pdu_size` | no, 960 | PDU size to negotiate, 240-960 (the CPU may grant less) |
-//! | ads | `ams_net_id` | yes | target AMS Net Id, six dot-separated bytes `5.23.101.12.1.1` |
-//! | | `ams_port` | no, 851 | target AMS port (851 = first TwinCAT 3 PLC runtime) |
-//! | | `source_ams_net_id` | no | our own AMS Net Id, when the route on the PLC needs a fixed one |
-//! | cip | `slot` | no, 0 | backplane slot of the Logix controller, 0-255 |
-//! | | `route` | no | multi-hop route instead of `slot`, port/link pairs: `"1/2/2/10.0.0.5/1/0"` |
-//! | | `rebrowse_every` | no, 12 | without an audit value, re-browse the tag list every N polls |
-//! | | `audit_tag`, `changes_tag` | no, `AuditValue`, `ChangesToDetect` | tags a GSV rung fills with the controller's change-detection values |
-//! | modbus | `unit_id` | no, 1 | 0-255 |
-//! | | `device_id` | no, true | ask Read Device Identification (FC 43/14) for the identity |
-//! | | `max_registers` | no, 125 | registers per read request, 1-125 |
-//! | | `max_bits` | no, 2000 | coils/discrete inputs per read request, 1-2000 |
-//! | opcua | `security` | no, `"none"` | `none`, `sign` or `sign-and-encrypt` |
-//! | | `security_policy` | no | `Basic256Sha256`, `Aes128Sha256RsaOaep` or `Aes256Sha256RsaPss` (for `sign`/`sign-and-encrypt`) |
-//! | | `username`, `password_file` | no, anonymous | a user name and the file holding its password; both or neither. A user name needs `security = "sign-and-encrypt"` |
-//! | | `allow_unencrypted_password` | no, false | allow `username` with `security` `none` or `sign`, for a server whose user-token policy encrypts the password itself (the certificate pin authenticates the server but encrypts nothing) |
-//!
-//! # Setpoints
-//!
-//! Each `[[asset.setpoints]]` entry has a `name` (unique within the asset, used in diffs:
-//! 1-128 characters, no control characters, no `/`, no surrounding spaces) and the addressing
-//! keys of the asset's protocol, all required:
-//!
-//! | protocol | keys |
-//! |---|---|
-//! | s7 | `db` (1-65535), `start` (byte offset, 0-2097151), `size` (bytes, 1-65536; the range must end within the 2 MiB S7comm can address) |
-//! | ads | `symbol`: a symbol name, or a prefix ending in `.*` (e.g. `"GVL_Recipe.*"`); no whitespace |
-//! | cip | `tag`: controller-scoped `Oven_SP`, or `Program:<program>.<tag>` |
-//! | modbus | `table` (`holding`, `coil`, `input`, `discrete`), `start` (0-65535), `count` (1-65535; `start + count` ≤ 65536). Ranges of one table must not overlap |
-//! | opcua | `node`: a NodeId string, `[ns=<n>;]` then `i=<number>`, `s=<string>`, `g=<guid>` or `b=<base64>`; a folder is walked |
-//!
-//! # Errors
-//!
-//! [`load`] and [`parse`] return either a [`Config`] or [`ConfigErrors`], the list of every
-//! problem found, sorted by position. One error displays as
-//! `{file}:{line}:{column}: {key}: {message}`, lines and columns 1-based, the column counted in
-//! characters; keys are paths such as `asset[2].setpoints[0].table` with 0-based indexes in order
-//! of appearance. A missing key is reported at the header of the table that lacks it.
-//!
-//! ```text
-//! /etc/otdrift/otdrift.toml:9:1: asset[0].unti_id: asset "press-7": unknown key `unti_id` for a modbus asset (did you mean `unit_id`?); expected one of id, protocol, address, schedule, timeout_ms, capture_timeout_ms, setpoints, unit_id, device_id, max_registers, max_bits
-//! /etc/otdrift/otdrift.toml:14:11: asset[1].address: asset "oven-2": address "10.0.3.18:0": port 0 is out of range 1-65535
-//! /etc/otdrift/otdrift.toml:15:3: asset[1].setpoints[0].table: asset "oven-2": missing required key `table` in [[asset.setpoints]] (modbus setpoints need name, table, start, count)
-//! /etc/otdrift/otdrift.toml:17:3: asset[1].setpoints[0].db: `db` is an s7 setpoint key; asset "oven-2" uses modbus (setpoint keys: name, table, start, count)
-//! /etc/otdrift/otdrift.toml:25:12: asset[2].schedule: asset "mixer": "*/5 * * * *" is not a valid cron schedule with seconds (Invalid pattern: Pattern must have 6 or 7 fields when seconds are required and years are optional.); expected e.g. "0 */5 * * * *"
-//! ```
-//!
-//! Each error also has a [`ConfigErrorKind`] (`UnknownKey`, `MissingKey`, `InvalidValue`,
-//! `BadProtocol`, `BadAddress`, `DuplicateId`, `WrongProtocolKey`, `BadCron`, `Syntax`, `Io`)
-//! for programs. Asset ids are compared ignoring ASCII case when looking for duplicates (they
-//! name directories); setpoint names must be unique within their asset; the second use is the
-//! one reported, with the line of the first.
-//!
-//! A file that is not UTF-8 is one `Syntax` error at the line and column of its first bad
-//! byte (`load` only; [`parse`] takes text).
-//!
-//! A TOML syntax error stops checking there (the rest of the document would not mean what the
-//! operator wrote), but all syntax errors toml's parser can recover from are reported. Past
-//! syntax, every section, every `[[approver]]`, every `[[asset]]` and every setpoint is checked
-//! on its own, and inside one table unknown keys, missing keys and bad values are all reported,
-//! so one mistake never hides another.
+//! # Usage
 //!
 //! ```
 //! let text = r#"
@@ -198,6 +34,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
+pub use validate::accepted_keys;
 
 /// Reads and checks the config file at `path`.
 ///

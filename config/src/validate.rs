@@ -74,6 +74,7 @@ const UPSTREAM_KEYS: &[&str] = &[
     "allow_insecure_http",
 ];
 const APPROVER_KEYS: &[&str] = &["id", "public_key"];
+const MAINTENANCE_KEYS: &[&str] = &["start", "duration"];
 const ASSET_COMMON_KEYS: &[&str] = &[
     "id",
     "protocol",
@@ -88,6 +89,30 @@ const ASSET_COMMON_KEYS: &[&str] = &[
     "staging_for",
     "maintenance",
 ];
+
+/// Every key the validator accepts, by the table it belongs to (`[agent]`, `[[asset]]`,
+/// `[[asset]] s7`, `[[asset.setpoints]] s7`, ...): what `docs/reference/config.md` must list.
+pub fn accepted_keys() -> Vec<(String, &'static [&'static str])> {
+    let mut out: Vec<(String, &'static [&'static str])> = vec![
+        ("top level".into(), ROOT_KEYS),
+        ("[agent]".into(), AGENT_KEYS),
+        ("[api]".into(), API_KEYS),
+        ("[upstream]".into(), UPSTREAM_KEYS),
+        ("[retention]".into(), RETENTION_KEYS),
+        ("[[approver]]".into(), APPROVER_KEYS),
+        ("[[policy]]".into(), POLICY_KEYS),
+        ("[[asset]]".into(), ASSET_COMMON_KEYS),
+        ("[[asset]] maintenance".into(), MAINTENANCE_KEYS),
+    ];
+    for p in Protocol::ALL {
+        out.push((format!("[[asset]] {}", p.as_str()), asset_keys(p)));
+        out.push((
+            format!("[[asset.setpoints]] {}", p.as_str()),
+            setpoint_keys(p),
+        ));
+    }
+    out
+}
 
 /// Asset-level keys each protocol adds to [`ASSET_COMMON_KEYS`].
 fn asset_keys(p: Protocol) -> &'static [&'static str] {
@@ -1363,7 +1388,7 @@ fn asset(
         windows
             .iter()
             .map(|w| {
-                check_keys(cx, w, &["start", "duration"], " in a maintenance window", &no_foreign);
+                check_keys(cx, w, MAINTENANCE_KEYS, " in a maintenance window", &no_foreign);
                 let start = get_checked(cx, w, "start", Kind::BadCron, |s| {
                     croner::parser::CronParser::builder()
                         .seconds(croner::parser::Seconds::Required)

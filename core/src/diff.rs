@@ -22,7 +22,7 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
-    /// The kind's name as in SPEC.md.
+    /// The kind's name, as events and `--json` output spell it.
     pub const fn as_str(self) -> &'static str {
         match self {
             ChangeKind::Added => "added",

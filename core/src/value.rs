@@ -214,7 +214,7 @@ fn serialize_float<S: Serializer>(v: f64, serializer: S) -> Result<S::Ok, S::Err
     }
 }
 
-/// The typed JSON rendering of SPEC.md: numbers as numbers, text as strings, bytes as hex,
+/// The typed JSON rendering of values in events and `--json` output: numbers as numbers, text as strings, bytes as hex,
 /// structures as objects. NaN and infinities, which JSON lacks, become the strings `"NaN"`,
 /// `"inf"` and `"-inf"`; an unavailable value becomes `"not available: <reason>"`. The
 /// rendering is for people and other systems; it is lossy and is never hashed.

@@ -1,4 +1,4 @@
-//! The pull and approval API (SPEC.md "HTTP API"), on axum.
+//! The pull and approval API (`docs/reference/api.md`), on axum.
 //!
 //! Every route but `/healthz` requires `Authorization: Bearer <token>`; tokens are compared
 //! in constant time (both sides are hashed to 32 bytes first, so not even the length leaks).
@@ -67,21 +67,43 @@ pub struct ApiState {
     pub auth_limiter: Arc<AuthLimiter>,
 }
 
+/// Every route, as `docs/reference/api.md` lists them (a test keeps the two together).
+pub const ROUTES: [(&str, &str); 8] = [
+    ("GET", "/v1/events"),
+    ("GET", "/v1/assets"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/outbox"),
+    ("GET", "/v1/outbox/parked"),
+    ("GET", "/v1/drift/{id}/changes"),
+    ("POST", "/v1/approvals"),
+    ("GET", "/healthz"),
+];
+
 /// The routes.
 pub fn router(state: ApiState) -> Router {
+    let [
+        events_,
+        assets_,
+        metrics_,
+        outbox_,
+        parked_,
+        changes_,
+        approvals_,
+        health_,
+    ] = ROUTES.map(|(_, path)| path);
     let reading = Router::new()
-        .route("/v1/events", get(events))
-        .route("/v1/assets", get(assets))
-        .route("/metrics", get(metrics))
-        .route("/v1/outbox", get(outbox))
-        .route("/v1/outbox/parked", get(outbox_parked))
-        .route("/v1/drift/{id}/changes", get(drift_changes))
+        .route(events_, get(events))
+        .route(assets_, get(assets))
+        .route(metrics_, get(metrics))
+        .route(outbox_, get(outbox))
+        .route(parked_, get(outbox_parked))
+        .route(changes_, get(drift_changes))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let approving = Router::new()
-        .route("/v1/approvals", post(approvals))
+        .route(approvals_, post(approvals))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth_approve));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(health_, get(|| async { "ok\n" }))
         .merge(reading)
         .merge(approving)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -296,7 +318,7 @@ async fn assets(State(state): State<ApiState>) -> Response {
 /// The HTTP status for a rejection reason: a token that is not a token is a bad request;
 /// one that is not trusted is forbidden; one whose claims do not hold is unprocessable; one
 /// that conflicts with what the agent already recorded is a conflict.
-fn rejection_status(code: &str) -> StatusCode {
+pub(crate) fn rejection_status(code: &str) -> StatusCode {
     match code {
         "malformed" | "duplicate-member" => StatusCode::BAD_REQUEST,
         "algorithm" | "unknown-approver" | "signature" | "issuer-mismatch" => StatusCode::FORBIDDEN,

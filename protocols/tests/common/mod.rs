@@ -1,4 +1,4 @@
-//! The compliance checks every collector must pass against its simulator (STYLE.md: one
+//! The compliance checks every collector must pass against its simulator (one
 //! shared test helper every collector test calls).
 
 #![allow(dead_code)] // each protocol's test binary uses what it needs

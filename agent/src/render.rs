@@ -331,6 +331,7 @@ pub fn asset_rows(
             "protocol": asset.protocol.kind().as_str(),
             "address": asset.address,
             "schedule": asset.schedule,
+            "runs_on": otdrift_config::spread_schedule(&asset.schedule, &asset.id),
             "reachable": known.as_ref().and_then(|k| k.reachable),
             "last_capture": known.as_ref().and_then(|k| k.last_capture).map(format_timestamp),
             "last_attempt": known.as_ref().and_then(|k| k.last_attempt).map(format_timestamp),

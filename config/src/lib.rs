@@ -119,6 +119,46 @@ pub fn format_duration(d: Duration) -> String {
     format!("{s}s")
 }
 
+/// The schedule an asset actually runs on: an interval schedule shared by many assets is
+/// spread within its interval by a stable hash of the asset id, so 500 PLCs behind one switch
+/// are not all asked in the same second. Drift is still seen within one interval.
+///
+/// - seconds `*/N` (N dividing 60): the second becomes `K/N`, K = hash mod N;
+/// - seconds `0` and minutes `*` or `*/N` (N dividing 60): the second becomes hash mod 60 and
+///   minutes `*/N` become `M/N`, M = hash / 60 mod N;
+/// - anything else (explicit times such as `0 30 2 * * *`, lists, ranges, every second) is
+///   kept as written.
+///
+/// The hash is FNV-1a of the id: the same asset keeps its offset across restarts and
+/// versions.
+pub fn spread_schedule(schedule: &str, asset_id: &str) -> String {
+    let hash = asset_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    let every = |field: &str| -> Option<u64> {
+        let n: u64 = field.strip_prefix("*/")?.parse().ok()?;
+        (n > 1 && 60 % n == 0).then_some(n)
+    };
+    let mut out: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+    match fields.as_slice() {
+        [seconds, ..] if every(seconds).is_some() => {
+            let n = every(seconds).unwrap_or(1);
+            out[0] = format!("{}/{n}", hash % n);
+        }
+        ["0", "*", ..] => out[0] = (hash % 60).to_string(),
+        ["0", minutes, ..] if every(minutes).is_some() => {
+            let n = every(minutes).unwrap_or(1);
+            out[0] = (hash % 60).to_string();
+            out[1] = format!("{}/{n}", (hash / 60) % n);
+        }
+        _ => return schedule.to_owned(),
+    }
+    out.join(" ")
+}
+
 /// The gap between the next two firings of a (valid) cron schedule with seconds after
 /// `after`: its period, for schedules like `*/10 * * * * *`, and the gap an operator would
 /// expect for the others. `None` for a schedule that does not parse or never fires twice.

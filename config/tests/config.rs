@@ -974,3 +974,42 @@ fn retention_has_defaults_and_durations_of_at_least_a_day() {
     let e = only(&text, K::UnknownKey, "retention.audit", 5);
     assert!(e.message.contains("outbox, captures"), "{e}");
 }
+
+#[test]
+fn interval_schedules_are_spread_by_asset_and_explicit_times_are_kept() {
+    use otdrift_config::{schedule_period, spread_schedule};
+    let now = chrono::Utc::now();
+    // The default, every five minutes at second 0: spread over the five minutes.
+    let a = spread_schedule("0 */5 * * * *", "press-7");
+    let b = spread_schedule("0 */5 * * * *", "press-8");
+    assert_ne!(a, b, "two assets get two offsets");
+    assert_eq!(a, spread_schedule("0 */5 * * * *", "press-7"), "stable");
+    for s in [&a, &b] {
+        assert_eq!(
+            schedule_period(s, now),
+            Some(Duration::from_secs(300)),
+            "{s} keeps the interval"
+        );
+    }
+    let offsets: std::collections::BTreeSet<String> = (0..500)
+        .map(|i| spread_schedule("*/10 * * * * *", &format!("plc-{i}")))
+        .collect();
+    assert_eq!(offsets.len(), 10, "500 assets use every second of a 10 s interval");
+    assert_eq!(
+        schedule_period(&spread_schedule("*/10 * * * * *", "x"), now),
+        Some(Duration::from_secs(10))
+    );
+    let minute = spread_schedule("0 * * * * *", "press-7");
+    assert_eq!(schedule_period(&minute, now), Some(Duration::from_secs(60)));
+    // Explicit times, lists, ranges and every second stay as written.
+    for kept in [
+        "0 30 2 * * *",
+        "* * * * * *",
+        "0,30 * * * * *",
+        "0 0 */2 * * *",
+        "15 */5 * * * *",
+        "*/7 * * * * *",
+    ] {
+        assert_eq!(spread_schedule(kept, "press-7"), kept);
+    }
+}

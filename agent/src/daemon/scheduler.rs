@@ -83,7 +83,9 @@ impl Scheduler {
             let (tx, rx) = mpsc::channel::<()>(1);
             let busy = Arc::new(AtomicBool::new(true));
             let asset_arc = Arc::new(asset.clone());
-            let period = otdrift_config::schedule_period(&asset.schedule, chrono::Utc::now())
+            // Interval schedules shared by many assets are spread by asset (config docs).
+            let schedule = otdrift_config::spread_schedule(&asset.schedule, &asset.id);
+            let period = otdrift_config::schedule_period(&schedule, chrono::Utc::now())
                 .unwrap_or(Duration::from_secs(300));
             let worker = Worker {
                 rules: Arc::new(crate::rules::change_rules(config, asset)),
@@ -101,7 +103,7 @@ impl Scheduler {
 
             let metrics = shared.metrics.clone();
             let id = asset.id.clone();
-            let job = Job::new_async(asset.schedule.as_str(), move |_, _| {
+            let job = Job::new_async(schedule.as_str(), move |_, _| {
                 let tx = tx.clone();
                 let busy = busy.clone();
                 let metrics = metrics.clone();
@@ -117,7 +119,7 @@ impl Scheduler {
             })
             .map_err(|e| SchedulerError::Job {
                 asset: asset.id.clone(),
-                schedule: asset.schedule.clone(),
+                schedule: schedule.clone(),
                 reason: e.to_string(),
             })?;
             cron.add(job).await.map_err(|e| SchedulerError::Job {

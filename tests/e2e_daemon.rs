@@ -1493,3 +1493,45 @@ fn a_pull_client_asking_for_pruned_events_gets_410_and_where_to_resume() {
     );
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+#[test]
+fn a_busy_device_is_backed_off_and_announced_once_each_way() {
+    let receiver = Receiver::start(UPSTREAM_TOKEN);
+    let mut rig = rig(Some(&receiver.url()), "backoff_max_secs = 4");
+    let daemon = rig.daemon();
+    rig.wait_for_baseline();
+    let got = &receiver.received;
+    rig.sim.cmd("quirk busy on");
+    assert!(wait_until(Duration::from_secs(10), || rig
+        .metric("otdrift_captures_total", "outcome=\"busy\"")
+        >= 1));
+    let start = rig.metric("otdrift_captures_total", "outcome=\"busy\"");
+    std::thread::sleep(Duration::from_secs(8));
+    let during = rig.metric("otdrift_captures_total", "outcome=\"busy\"") - start;
+    // Every second without a backoff would be 8 polls; 1 + 2 + 4 s of backoff leave at most 4.
+    assert!(during <= 4, "{during} polls of a busy device in 8 s");
+    rig.sim.cmd("quirk busy off");
+    assert!(
+        wait_until(Duration::from_secs(15), || got
+            .types()
+            .contains(&"io.otdrift.asset.collection_recovered".to_owned())),
+        "recovered; log:\n{}",
+        daemon.log()
+    );
+    let types = got.types();
+    let failed: Vec<_> = types
+        .iter()
+        .filter(|t| *t == "io.otdrift.asset.collection_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{types:?}");
+    let event = got
+        .events
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|e| e["type"] == "io.otdrift.asset.collection_failed")
+        .cloned()
+        .expect("event");
+    assert_eq!(event["data"]["reason"], "busy", "{event}");
+    assert_eq!(daemon.terminate(), Some(0));
+}

@@ -132,11 +132,9 @@ pub fn format_duration(d: Duration) -> String {
 /// The hash is FNV-1a of the id: the same asset keeps its offset across restarts and
 /// versions.
 pub fn spread_schedule(schedule: &str, asset_id: &str) -> String {
-    let hash = asset_id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+    let hash = asset_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
     let fields: Vec<&str> = schedule.split_whitespace().collect();
     let every = |field: &str| -> Option<u64> {
         let n: u64 = field.strip_prefix("*/")?.parse().ok()?;

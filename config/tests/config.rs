@@ -994,7 +994,11 @@ fn interval_schedules_are_spread_by_asset_and_explicit_times_are_kept() {
     let offsets: std::collections::BTreeSet<String> = (0..500)
         .map(|i| spread_schedule("*/10 * * * * *", &format!("plc-{i}")))
         .collect();
-    assert_eq!(offsets.len(), 10, "500 assets use every second of a 10 s interval");
+    assert_eq!(
+        offsets.len(),
+        10,
+        "500 assets use every second of a 10 s interval"
+    );
     assert_eq!(
         schedule_period(&spread_schedule("*/10 * * * * *", "x"), now),
         Some(Duration::from_secs(10))

@@ -424,8 +424,14 @@ impl Worker {
         if !unreachable {
             shared.metrics.collection_failed(&id, error.reason());
         }
-        let wait = if unreachable {
-            shared.metrics.set(&shared.metrics.reachable, &id, 0);
+        // A device that does not answer, or answers "busy", is asked less often: exponential
+        // backoff with jitter, reset by the next success. Every other failure keeps the
+        // schedule (the field-truth rule: it is reported, and the next poll looks again).
+        let busy = error.reason() == otdrift_protocols::FailureReason::Busy;
+        let wait = if unreachable || busy {
+            if unreachable {
+                shared.metrics.set(&shared.metrics.reachable, &id, 0);
+            }
             Some(self.backoff.failed(tokio::time::Instant::now()))
         } else {
             None

@@ -39,7 +39,6 @@ pub use audit::{AuditBreak, AuditEntry, AuditReport, chain_hash};
 pub use events::{OutboxEvent, event_type};
 pub use ingest::{
     CaptureOutcome, CaptureRecord, DriftOutcome, FailedCollection, Refusal, StateChange,
-    is_operating_state,
 };
 pub use model::{
     AssetRow, Baseline, CaptureRow, ChangeRecord, DriftEvent, DriftFilter, DriftStatus, Phase,

@@ -43,11 +43,39 @@ pub mod s7;
 pub struct Capture {
     /// The hashed state: identity, program and setpoint items.
     pub snapshot: Snapshot,
-    /// Observed runtime facts that are recorded but never hashed (CPU mode, device state,
-    /// clocks): a controller switching to STOP is news, not drift.
+    /// Observed runtime facts that are recorded but never hashed (clocks, process values,
+    /// how the capture was made).
     pub runtime: BTreeMap<String, Value>,
+    /// The controller's operating state (CPU mode, ADS state, server state), never hashed
+    /// either: compared from capture to capture, a change is an `asset.state_changed` event,
+    /// never drift. Each collector says which of its facts these are.
+    pub operating_state: BTreeMap<String, Value>,
     /// What the capture cost the device.
     pub stats: CaptureStats,
+}
+
+impl Capture {
+    /// Everything observed but not hashed, runtime facts and operating state together: what
+    /// is stored with the capture and shown as its `runtime`.
+    pub fn observed(&self) -> BTreeMap<String, Value> {
+        let mut all = self.runtime.clone();
+        all.extend(
+            self.operating_state
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        all
+    }
+}
+
+/// Moves the runtime facts named in `keys` (a collector's operating state) out of `runtime`.
+fn split_operating_state(
+    runtime: &mut BTreeMap<String, Value>,
+    keys: &[&str],
+) -> BTreeMap<String, Value> {
+    keys.iter()
+        .filter_map(|k| runtime.remove_entry(*k))
+        .collect()
 }
 
 /// The cost of a capture, for the benchmark, metrics and the `--json` output.

@@ -215,7 +215,10 @@ async fn identity_program_setpoints_and_runtime_are_typed() {
         Some(Class::Setpoint)
     );
 
-    assert_eq!(capture.runtime.get("ads_state"), Some(&Value::from("RUN")));
+    assert_eq!(
+        capture.operating_state.get("ads_state"),
+        Some(&Value::from("RUN"))
+    );
     assert_eq!(capture.runtime.get("symbol_version"), Some(&Value::UInt(3)));
     assert_eq!(
         capture.runtime.get("sum_read"),
@@ -230,7 +233,10 @@ async fn identity_program_setpoints_and_runtime_are_typed() {
     sim.set_ads_state(6);
     let stopped = c.capture().await.expect("capture in STOP");
     assert_eq!(stopped.snapshot.digest(), capture.snapshot.digest());
-    assert_eq!(stopped.runtime.get("ads_state"), Some(&Value::from("STOP")));
+    assert_eq!(
+        stopped.operating_state.get("ads_state"),
+        Some(&Value::from("STOP"))
+    );
     assert_eq!(sim.request_log().writes(), 0);
 }
 

@@ -245,7 +245,7 @@ async fn identity_program_structure_and_typed_setpoints_are_captured() {
         capture.runtime.get("cip/wall_clock_us"),
         Some(Value::UInt(_))
     ));
-    assert!(capture.runtime.contains_key("cip/identity_status"));
+    assert!(capture.operating_state.contains_key("cip/identity_status"));
     assert_eq!(
         capture.runtime.get("cip/connection"),
         Some(&Value::from("Large Forward Open, 4002 bytes"))

@@ -189,7 +189,7 @@ async fn identity_program_and_setpoints_are_captured_with_types() {
     assert_eq!(setpoints, 16 + 8);
     // Runtime: mode, clock, PDU; never in the snapshot.
     assert_eq!(
-        capture.runtime.get("s7/cpu_mode"),
+        capture.operating_state.get("s7/cpu_mode"),
         Some(&Value::Text("RUN".into()))
     );
     assert!(matches!(
@@ -212,7 +212,7 @@ async fn identity_program_and_setpoints_are_captured_with_types() {
     sim.command("mode stop").expect("stop");
     let stopped = c.capture().await.expect("capture in STOP");
     assert_eq!(
-        stopped.runtime.get("s7/cpu_mode"),
+        stopped.operating_state.get("s7/cpu_mode"),
         Some(&Value::Text("STOP".into()))
     );
     assert_eq!(stopped.snapshot.digest(), capture.snapshot.digest());
@@ -470,7 +470,7 @@ async fn stable_capability_refusals_become_stable_not_available_items() {
     assert!(snap7.snapshot.get("s7/block/OB1/checksum").is_none());
     assert_eq!(value(&snap7, "s7/db1/5"), Some(Value::UInt(0x91)));
     assert_eq!(
-        snap7.runtime.get("s7/cpu_mode"),
+        snap7.operating_state.get("s7/cpu_mode"),
         Some(&Value::Text("RUN".into()))
     );
 

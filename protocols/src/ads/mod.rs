@@ -1697,9 +1697,13 @@ impl Collector for AdsCollector {
         crate::timed_capture(span, async {
             self.stats = CaptureStats::default();
             let (snapshot, runtime) = self.capture_inner().await?;
+            let mut runtime = runtime;
+            let operating_state =
+                crate::split_operating_state(&mut runtime, &["ads_state", "device_state"]);
             Ok(Capture {
                 snapshot,
                 runtime,
+                operating_state,
                 stats: self.stats,
             })
         })

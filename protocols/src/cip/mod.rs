@@ -1787,9 +1787,13 @@ impl Collector for CipCollector {
                     .filter(|_| !self.multi_service)
                     .unwrap_or(Value::Text("used".to_owned())),
             );
+            let mut runtime = self.runtime.clone();
+            let operating_state =
+                crate::split_operating_state(&mut runtime, &["cip/identity_status"]);
             Ok(Capture {
                 snapshot,
-                runtime: self.runtime.clone(),
+                runtime,
+                operating_state,
                 stats: self.stats,
             })
         })

@@ -517,6 +517,7 @@ impl Collector for ModbusCollector {
             Ok(Capture {
                 snapshot,
                 runtime: Default::default(),
+                operating_state: Default::default(),
                 stats: self.stats,
             })
         })

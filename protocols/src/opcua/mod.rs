@@ -1987,9 +1987,13 @@ impl Collector for OpcuaCollector {
             }
             self.in_flight = false;
             let (snapshot, runtime) = result?;
+            let mut runtime = runtime;
+            let operating_state =
+                crate::split_operating_state(&mut runtime, &["opcua/server/state"]);
             Ok(Capture {
                 snapshot,
                 runtime,
+                operating_state,
                 stats: self.stats,
             })
         })

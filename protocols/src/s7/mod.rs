@@ -1403,9 +1403,12 @@ impl Collector for S7Collector {
         crate::timed_capture(span, async {
             self.stats = CaptureStats::default();
             let (snapshot, runtime) = self.capture_inner().await?;
+            let mut runtime = runtime;
+            let operating_state = crate::split_operating_state(&mut runtime, &["s7/cpu_mode"]);
             Ok(Capture {
                 snapshot,
                 runtime,
+                operating_state,
                 stats: self.stats,
             })
         })

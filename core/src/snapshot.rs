@@ -140,7 +140,11 @@ impl Snapshot {
     /// The change signature: the digest of the content items (program and setpoint),
     /// encoded as a snapshot of their own.
     pub fn content_digest(&self) -> Digest {
-        let items: Vec<&Item> = self.items.values().filter(|i| i.class().is_content()).collect();
+        let items: Vec<&Item> = self
+            .items
+            .values()
+            .filter(|i| i.class().is_content())
+            .collect();
         let mut out = Vec::new();
         encoding::write_snapshot(&mut out, items.into_iter());
         Digest::of(&out)

@@ -1680,13 +1680,6 @@ impl Collector for AdsCollector {
         Protocol::Ads
     }
 
-    async fn connect(&mut self) -> Result<(), CollectError> {
-        if self.conn.is_none() {
-            self.open().await?;
-        }
-        Ok(())
-    }
-
     async fn identify(&mut self) -> Result<Vec<Item>, CollectError> {
         let span = tracing::info_span!("identify", asset = %self.asset, protocol = "ads");
         async { self.read_identity().await }.instrument(span).await

@@ -1744,13 +1744,6 @@ impl Collector for CipCollector {
         Protocol::Cip
     }
 
-    async fn connect(&mut self) -> Result<(), CollectError> {
-        if self.session.is_none() {
-            self.open().await?;
-        }
-        Ok(())
-    }
-
     async fn identify(&mut self) -> Result<Vec<Item>, CollectError> {
         let span = tracing::info_span!("identify", asset = %self.asset, protocol = "cip");
         async {

@@ -1953,11 +1953,6 @@ impl Collector for OpcuaCollector {
         Protocol::Opcua
     }
 
-    async fn connect(&mut self) -> Result<(), CollectError> {
-        let span = tracing::info_span!("connect", asset = %self.asset, protocol = "opcua");
-        async { self.ensure_open().await }.instrument(span).await
-    }
-
     async fn identify(&mut self) -> Result<Vec<Item>, CollectError> {
         let span = tracing::info_span!("identify", asset = %self.asset, protocol = "opcua");
         async {

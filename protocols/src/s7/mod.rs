@@ -1376,13 +1376,6 @@ impl Collector for S7Collector {
         Protocol::S7
     }
 
-    async fn connect(&mut self) -> Result<(), CollectError> {
-        if self.conn.is_none() {
-            self.open().await?;
-        }
-        Ok(())
-    }
-
     async fn identify(&mut self) -> Result<Vec<Item>, CollectError> {
         let span = tracing::info_span!("identify", asset = %self.asset, protocol = "s7");
         async {

@@ -372,6 +372,19 @@ impl<L: Link> Driver<L> {
         &mut self,
         request: &L::Request,
     ) -> Result<L::Answer, CollectError> {
+        match self.exchange_or_dropped(request).await? {
+            Ok(answer) => Ok(answer),
+            Err(source) => Err(self.scope.transport(self.link.describe(request), source)),
+        }
+    }
+
+    /// [`exchange`](Self::exchange), except that a fresh connection the device closes in
+    /// answer to this very request comes back as `Ok(Err(..))`, for the collector to judge:
+    /// some devices close the connection on a service they do not offer.
+    pub(crate) async fn exchange_or_dropped(
+        &mut self,
+        request: &L::Request,
+    ) -> Result<Result<L::Answer, io::Error>, CollectError> {
         let mut retried = false;
         loop {
             if self.conn.as_ref().is_some_and(|c| !self.link.usable(c)) {
@@ -403,21 +416,21 @@ impl<L: Link> Driver<L> {
                     ));
                 }
                 Ok(Ok(answer)) => match (self.link.judge(&answer), L::RECONNECT) {
-                    (Verdict::Keep, _) => return Ok(answer),
+                    (Verdict::Keep, _) => return Ok(Ok(answer)),
                     (Verdict::Close, _) => {
                         self.conn = None;
-                        return Ok(answer);
+                        return Ok(Ok(answer));
                     }
                     (Verdict::Stale, Reconnect::Capture) => {
                         self.conn = None;
                         self.lost = true;
-                        return Ok(answer);
+                        return Ok(Ok(answer));
                     }
                     (Verdict::Stale, Reconnect::Exchange) if served && !retried => {
                         self.conn = None;
                         tracing::debug!("the device no longer knows the pooled connection");
                     }
-                    (Verdict::Stale, Reconnect::Exchange) => return Ok(answer),
+                    (Verdict::Stale, Reconnect::Exchange) => return Ok(Ok(answer)),
                 },
                 Ok(Err(Failure::Lost(source))) => {
                     self.conn = None;
@@ -426,7 +439,7 @@ impl<L: Link> Driver<L> {
                         return Err(self.scope.transport(self.link.describe(request), source));
                     }
                     if !served || retried {
-                        return Err(self.scope.transport(self.link.describe(request), source));
+                        return Ok(Err(source));
                     }
                     tracing::debug!(error = %source, "pooled connection lost, reconnecting once");
                 }

@@ -181,6 +181,8 @@ pub async fn capture_within(
 const PROTOCOLS: &[module::Entry] = &[
     #[cfg(feature = "modbus")]
     module::Entry::of::<modbus::ModbusCollector>(),
+    #[cfg(feature = "s7")]
+    module::Entry::of::<s7::S7Collector>(),
 ];
 
 /// Builds the collector for an asset. `data_dir` is the agent's data directory: collectors
@@ -194,8 +196,6 @@ pub fn build(asset: &AssetConfig, data_dir: &Path) -> Result<Box<dyn Collector>,
     let _ = data_dir;
     #[allow(unreachable_patterns)]
     match &asset.protocol {
-        #[cfg(feature = "s7")]
-        ProtocolConfig::S7(cfg) => Ok(Box::new(s7::S7Collector::new(asset, cfg))),
         #[cfg(feature = "ads")]
         ProtocolConfig::Ads(cfg) => Ok(Box::new(ads::AdsCollector::new(asset, cfg))),
         #[cfg(feature = "cip")]
@@ -217,8 +217,6 @@ pub fn setpoint_label(asset: &AssetConfig, path: &str) -> Option<String> {
         return Some(label);
     }
     match &asset.protocol {
-        #[cfg(feature = "s7")]
-        ProtocolConfig::S7(cfg) => s7::setpoint_label(cfg, path),
         #[cfg(feature = "ads")]
         ProtocolConfig::Ads(cfg) => ads::setpoint_label(cfg, path),
         #[cfg(feature = "cip")]

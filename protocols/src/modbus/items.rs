@@ -43,7 +43,7 @@ pub(crate) fn setpoints(
 }
 
 /// The setpoint entry covering `path` (`modbus/<table>/<address>`).
-pub(crate) fn setpoint_label(cfg: &otdrift_config::ModbusConfig, path: &str) -> Option<String> {
+pub fn setpoint_label(cfg: &otdrift_config::ModbusConfig, path: &str) -> Option<String> {
     let mut parts = path.split('/');
     if parts.next() != Some("modbus") {
         return None;

@@ -38,6 +38,8 @@ use plan::ReadOp;
 use request::Read;
 use wire::{IdStream, MAX_DEVICE_ID_REQUESTS, exception_text, is_not_implemented};
 
+pub use items::setpoint_label;
+
 /// The Modbus collector for one asset; keeps its TCP connection between captures.
 #[derive(Debug)]
 pub struct ModbusCollector {

@@ -183,6 +183,8 @@ const PROTOCOLS: &[module::Entry] = &[
     module::Entry::of::<modbus::ModbusCollector>(),
     #[cfg(feature = "s7")]
     module::Entry::of::<s7::S7Collector>(),
+    #[cfg(feature = "ads")]
+    module::Entry::of::<ads::AdsCollector>(),
 ];
 
 /// Builds the collector for an asset. `data_dir` is the agent's data directory: collectors
@@ -196,8 +198,6 @@ pub fn build(asset: &AssetConfig, data_dir: &Path) -> Result<Box<dyn Collector>,
     let _ = data_dir;
     #[allow(unreachable_patterns)]
     match &asset.protocol {
-        #[cfg(feature = "ads")]
-        ProtocolConfig::Ads(cfg) => Ok(Box::new(ads::AdsCollector::new(asset, cfg))),
         #[cfg(feature = "cip")]
         ProtocolConfig::Cip(cfg) => Ok(Box::new(cip::CipCollector::new(asset, cfg))),
         #[cfg(feature = "opcua")]
@@ -217,8 +217,6 @@ pub fn setpoint_label(asset: &AssetConfig, path: &str) -> Option<String> {
         return Some(label);
     }
     match &asset.protocol {
-        #[cfg(feature = "ads")]
-        ProtocolConfig::Ads(cfg) => ads::setpoint_label(cfg, path),
         #[cfg(feature = "cip")]
         ProtocolConfig::Cip(cfg) => cip::setpoint_label(cfg, path),
         #[cfg(feature = "opcua")]

@@ -185,6 +185,8 @@ const PROTOCOLS: &[module::Entry] = &[
     module::Entry::of::<s7::S7Collector>(),
     #[cfg(feature = "ads")]
     module::Entry::of::<ads::AdsCollector>(),
+    #[cfg(feature = "cip")]
+    module::Entry::of::<cip::CipCollector>(),
 ];
 
 /// Builds the collector for an asset. `data_dir` is the agent's data directory: collectors
@@ -198,8 +200,6 @@ pub fn build(asset: &AssetConfig, data_dir: &Path) -> Result<Box<dyn Collector>,
     let _ = data_dir;
     #[allow(unreachable_patterns)]
     match &asset.protocol {
-        #[cfg(feature = "cip")]
-        ProtocolConfig::Cip(cfg) => Ok(Box::new(cip::CipCollector::new(asset, cfg))),
         #[cfg(feature = "opcua")]
         ProtocolConfig::Opcua(cfg) => Ok(Box::new(
             opcua::OpcuaCollector::new(asset, cfg).with_pki_dir(data_dir.join("opcua-pki")),
@@ -217,8 +217,6 @@ pub fn setpoint_label(asset: &AssetConfig, path: &str) -> Option<String> {
         return Some(label);
     }
     match &asset.protocol {
-        #[cfg(feature = "cip")]
-        ProtocolConfig::Cip(cfg) => cip::setpoint_label(cfg, path),
         #[cfg(feature = "opcua")]
         ProtocolConfig::Opcua(cfg) => opcua::setpoint_label(cfg, path),
         #[allow(unreachable_patterns)]

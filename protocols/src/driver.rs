@@ -25,9 +25,6 @@
 //! refusal or a failure of the capture. That is each collector's field-truth judgement
 //! (`docs/decisions/0004-field-truth.md`), made on the answers the driver returns.
 
-// Parts of the framework only some protocols use yet; the allowance goes when all five stand on it.
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -293,11 +290,6 @@ impl<L: Link> Driver<L> {
         &self.scope
     }
 
-    /// The per-request deadline.
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// The per-request deadline in milliseconds.
     pub(crate) fn timeout_ms(&self) -> u64 {
         millis(self.timeout)
@@ -348,10 +340,11 @@ impl<L: Link> Driver<L> {
         self.conn = None;
     }
 
-    /// Makes sure a usable connection is open, opening one if needed.
-    pub(crate) async fn connect(&mut self) -> Result<(), CollectError> {
+    /// Makes sure a usable connection is open, opening one if needed; `true` when it opened
+    /// one.
+    pub(crate) async fn connect(&mut self) -> Result<bool, CollectError> {
         if self.conn.as_ref().is_some_and(|c| self.link.usable(c)) {
-            return Ok(());
+            return Ok(false);
         }
         self.conn = None;
         let mut dial = Dial {
@@ -364,7 +357,7 @@ impl<L: Link> Driver<L> {
         self.conn = Some(conn);
         self.served = false;
         tracing::debug!(address = %self.scope.address, "connected");
-        Ok(())
+        Ok(true)
     }
 
     /// Sends one request and returns its answer, under the rules of the module docs.

@@ -37,7 +37,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otdrift_config::{AssetConfig, Protocol, ProtocolConfig};
+use otdrift_config::{AssetConfig, Protocol};
 use otdrift_core::{Item, Snapshot, Value};
 
 mod driver;
@@ -85,16 +85,6 @@ impl Capture {
         );
         all
     }
-}
-
-/// Moves the runtime facts named in `keys` (a collector's operating state) out of `runtime`.
-fn split_operating_state(
-    runtime: &mut BTreeMap<String, Value>,
-    keys: &[&str],
-) -> BTreeMap<String, Value> {
-    keys.iter()
-        .filter_map(|k| runtime.remove_entry(*k))
-        .collect()
 }
 
 /// The cost of a capture, for the benchmark, metrics and the `--json` output.
@@ -187,39 +177,24 @@ const PROTOCOLS: &[module::Entry] = &[
     module::Entry::of::<ads::AdsCollector>(),
     #[cfg(feature = "cip")]
     module::Entry::of::<cip::CipCollector>(),
+    #[cfg(feature = "opcua")]
+    module::Entry::of::<opcua::OpcuaCollector>(),
 ];
 
 /// Builds the collector for an asset. `data_dir` is the agent's data directory: collectors
 /// that keep state on disk (the OPC UA collector's certificates and pinned server
 /// certificates, under `opcua-pki/`) keep it there.
 pub fn build(asset: &AssetConfig, data_dir: &Path) -> Result<Box<dyn Collector>, CollectError> {
-    if let Some(collector) = PROTOCOLS.iter().find_map(|p| p.build(asset, data_dir)) {
-        return Ok(collector);
-    }
-    #[cfg(not(feature = "opcua"))]
-    let _ = data_dir;
-    #[allow(unreachable_patterns)]
-    match &asset.protocol {
-        #[cfg(feature = "opcua")]
-        ProtocolConfig::Opcua(cfg) => Ok(Box::new(
-            opcua::OpcuaCollector::new(asset, cfg).with_pki_dir(data_dir.join("opcua-pki")),
-        )),
-        other => {
-            Err(Scope::new(&asset.id, &asset.address)
-                .error("", ErrorKind::Unsupported(other.kind())))
-        }
-    }
+    PROTOCOLS
+        .iter()
+        .find_map(|p| p.build(asset, data_dir))
+        .ok_or_else(|| {
+            Scope::new(&asset.id, &asset.address)
+                .error("", ErrorKind::Unsupported(asset.protocol.kind()))
+        })
 }
 
 /// The name of the config's setpoint entry that covers an item path, for diffs and events.
 pub fn setpoint_label(asset: &AssetConfig, path: &str) -> Option<String> {
-    if let Some(label) = PROTOCOLS.iter().find_map(|p| p.setpoint_label(asset, path)) {
-        return Some(label);
-    }
-    match &asset.protocol {
-        #[cfg(feature = "opcua")]
-        ProtocolConfig::Opcua(cfg) => opcua::setpoint_label(cfg, path),
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
+    PROTOCOLS.iter().find_map(|p| p.setpoint_label(asset, path))
 }

@@ -7,14 +7,13 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use crate::control::{self, CommandTarget};
+use crate::control;
+use crate::runtime::Protocol;
 
 /// The options of every `otdrift sim <protocol>` command.
 #[derive(Debug, Clone)]
@@ -70,44 +69,6 @@ impl<S, T> SimError<S, T> {
     }
 }
 
-/// A simulator that `otdrift sim <protocol>` runs as a process ([`run`]): how to load its
-/// state and how to start it.
-pub(crate) trait Simulator {
-    /// The protocol's name in the ready line and in errors (`"modbus"`).
-    const PROTOCOL: &'static str;
-    /// The simulated device.
-    type State;
-    /// Why a state file was refused.
-    type StateError;
-    /// What starting can fail with besides binding the port.
-    type StartError;
-    /// The running simulator.
-    type Handle: Served;
-    /// Loads a state file.
-    fn load(path: &Path) -> Result<Self::State, Self::StateError>;
-    /// The built-in demo device, served without a state file.
-    fn demo() -> Self::State;
-    /// Starts serving `state` on `listen`.
-    fn start(
-        listen: SocketAddr,
-        state: Self::State,
-    ) -> impl Future<Output = Result<Self::Handle, SimError<Self::StateError, Self::StartError>>> + Send;
-}
-
-/// What the shared process loop needs from a started simulator.
-pub(crate) trait Served {
-    /// Where the simulator answers.
-    fn local_addr(&self) -> SocketAddr;
-    /// Starts appending every request to `path` as JSON lines.
-    fn log_to_file(&self, path: &Path) -> io::Result<()>;
-    /// The simulator's command interpreter.
-    fn command_target(&self) -> Arc<dyn CommandTarget>;
-    /// Turns true when the simulator shuts down (ends the control port).
-    fn shutdown_watch(&self) -> watch::Receiver<bool>;
-    /// Stops the simulator and resolves once every connection is closed.
-    fn stop(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-}
-
 /// Prints the ready lines on stdout and flushes: a supervisor reads them to learn the ports.
 pub(crate) fn print_ready(lines: &[String]) -> io::Result<()> {
     let mut out = io::stdout().lock();
@@ -121,12 +82,13 @@ pub(crate) fn print_ready(lines: &[String]) -> io::Result<()> {
 /// the built-in demo), starts the simulator, then serves it: request-log file, ready lines
 /// (`otdrift-sim <protocol> listening on <ip:port>`, and `otdrift-sim control listening on
 /// <ip:port>` with a control port), commands from stdin and the control port, until Ctrl-C or
-/// SIGTERM; then stops the simulator.
+/// SIGTERM; then stops the simulator. The protocol says how to load and start itself
+/// ([`Protocol::load`], [`Protocol::demo`], [`Protocol::start`]).
 ///
 /// # Errors
 /// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
 /// or stdout is closed, before the ready line is printed.
-pub(crate) async fn run<Sim: Simulator>(
+pub(crate) async fn run<Sim: Protocol>(
     opts: RunOptions,
 ) -> Result<(), SimError<Sim::StateError, Sim::StartError>> {
     // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
@@ -137,7 +99,7 @@ pub(crate) async fn run<Sim: Simulator>(
 
 /// [`run`] with the ready lines, stdin (read only when `serve_stdin`; EOF only stops reading
 /// it) and the stop signal pluggable (for tests).
-pub(crate) async fn run_until<Sim: Simulator>(
+pub(crate) async fn run_until<Sim: Protocol>(
     opts: RunOptions,
     serve_stdin: bool,
     on_ready: impl FnOnce(&[String]) -> io::Result<()>,
@@ -158,7 +120,7 @@ pub(crate) async fn run_until<Sim: Simulator>(
     }
     let mut ready = vec![format!(
         "otdrift-sim {} listening on {}",
-        Sim::PROTOCOL,
+        Sim::NAME,
         handle.local_addr()
     )];
     let target = handle.command_target();
@@ -173,7 +135,7 @@ pub(crate) async fn run_until<Sim: Simulator>(
         tokio::spawn(control::serve_control(
             listener,
             Arc::clone(&target),
-            handle.shutdown_watch(),
+            handle.shared().shutdown_watch(),
         ));
     }
     on_ready(&ready)?;
@@ -181,7 +143,8 @@ pub(crate) async fn run_until<Sim: Simulator>(
         control::spawn_stdin_thread(target);
     }
     let stopped = stop.await;
-    handle.stop().await;
+    handle.shutdown();
+    handle.stopped().await;
     Ok(stopped?)
 }
 
@@ -206,35 +169,3 @@ pub fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
 pub fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
     Ok(tokio::signal::ctrl_c())
 }
-
-/// Implements [`Served`] for a simulator handle with the shape every simulator here has: a
-/// `shared: Arc<Shared>` field whose `Shared` executes commands and holds the `shutdown`
-/// sender, and inherent `local_addr`, `log_to_file`, `shutdown` and `stopped` methods.
-macro_rules! served {
-    ($handle:ty) => {
-        impl $crate::process::Served for $handle {
-            fn local_addr(&self) -> ::std::net::SocketAddr {
-                <$handle>::local_addr(self)
-            }
-            fn log_to_file(&self, path: &::std::path::Path) -> ::std::io::Result<()> {
-                <$handle>::log_to_file(self, path)
-            }
-            fn command_target(&self) -> ::std::sync::Arc<dyn $crate::control::CommandTarget> {
-                ::std::sync::Arc::clone(&self.shared)
-                    as ::std::sync::Arc<dyn $crate::control::CommandTarget>
-            }
-            fn shutdown_watch(&self) -> ::tokio::sync::watch::Receiver<bool> {
-                self.shared.shutdown.subscribe()
-            }
-            fn stop(
-                &self,
-            ) -> ::std::pin::Pin<Box<dyn ::std::future::Future<Output = ()> + Send + '_>> {
-                Box::pin(async move {
-                    self.shutdown();
-                    self.stopped().await;
-                })
-            }
-        }
-    };
-}
-pub(crate) use served;

@@ -150,31 +150,24 @@ mod state;
 mod types;
 mod wire;
 
-use std::{
-    fmt, io,
-    net::SocketAddr,
-    path::Path,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
-};
+use std::{io, net::SocketAddr, path::Path, sync::Arc};
 
 use chrono::Utc;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::watch,
 };
 
 pub use self::state::{
     APP_INFO_SYMBOL, AdsState, DEFAULT_MAX_CONNECTIONS, DEVICE_BUSY, FILLER_DEMO_TOML,
-    MEMORY_GROUP, Quirk, Quirks, RefusedSymbol, SERVICE_NOT_SUPPORTED, SYMBOL_NOT_FOUND,
+    MEMORY_GROUP, Quirk, QuirkArg, Quirks, RefusedSymbol, SERVICE_NOT_SUPPORTED, SYMBOL_NOT_FOUND,
     StateError,
 };
 pub use self::wire::MAX_SUM_COMMANDS;
 pub use crate::control::CommandError;
 use crate::{
-    control::CommandTarget,
-    request_log::{LoggedRequest, RequestLog},
+    request_log::LoggedRequest,
+    runtime::{Protocol, SimHandle, verbs},
 };
 use wire::Action;
 
@@ -185,147 +178,97 @@ const HEADER: usize = 32;
 /// The largest request frame accepted.
 const MAX_FRAME: usize = 4 * 1024 * 1024;
 
-/// What the simulator tasks share.
-struct Shared {
-    state: Mutex<AdsState>,
-    log: RequestLog,
-    shutdown: watch::Sender<bool>,
-    alive: watch::Sender<()>,
-    local_addr: SocketAddr,
-}
-
-impl Shared {
-    fn lock_state(&self) -> MutexGuard<'_, AdsState> {
-        // Each change is applied whole under the lock, so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl CommandTarget for Shared {
-    fn execute(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(self, line)
-    }
-}
-
-/// Shuts the simulator down when the last handle is dropped.
-struct StopOnDrop(Arc<Shared>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.shutdown.send_replace(true);
-    }
-}
+type Shared = crate::runtime::Shared<AdsSimulator>;
 
 /// Starts simulated TwinCAT PLCs.
 #[derive(Debug)]
 pub struct AdsSimulator;
 
+/// Controls a running simulator. Cheap to clone; dropping the last clone shuts it down.
+pub type AdsSimHandle = SimHandle<AdsSimulator>;
+
 impl AdsSimulator {
-    /// Binds `listen` (use `127.0.0.1:0` in tests; see [`AdsSimHandle::local_addr`]) and
-    /// serves `state` until [`AdsSimHandle::shutdown`] or the last handle is dropped. Must be
-    /// called inside a tokio runtime.
+    /// Binds `listen` (`127.0.0.1:0` in tests) and serves `state` until
+    /// [`AdsSimHandle::shutdown`] or until the last handle is dropped. Must be called inside a
+    /// tokio runtime.
     ///
     /// # Errors
     /// If the address cannot be bound.
     pub async fn start(listen: SocketAddr, state: AdsState) -> io::Result<AdsSimHandle> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
-        let tick_ms = state.tick_ms;
-        let max_connections = state.max_connections;
-        let (shutdown, _) = watch::channel(false);
-        let (alive, _) = watch::channel(());
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            log: RequestLog::new(),
-            shutdown,
-            alive,
-            local_addr,
-        });
-        crate::tasks::spawn_accept_loop(
-            "ads",
-            listener,
-            &shared.shutdown,
-            &shared.alive,
-            Some(max_connections),
-            {
-                let shared = Arc::clone(&shared);
-                move |stream, peer| serve_connection(Arc::clone(&shared), stream, peer)
-            },
-        );
-        if tick_ms > 0 {
-            let ticking = Arc::clone(&shared);
-            crate::tasks::spawn_ticker(
-                Duration::from_millis(tick_ms),
-                &shared.shutdown,
-                &shared.alive,
-                move || ticking.lock_state().tick(),
-            );
-        }
-        tracing::debug!(%local_addr, "ads simulator listening");
-        Ok(AdsSimHandle {
-            guard: Arc::new(StopOnDrop(Arc::clone(&shared))),
-            shared,
-        })
+        let (tick_ms, max_connections) = (state.tick_ms, state.max_connections);
+        let shared = crate::runtime::Shared::new(local_addr, state, ());
+        shared.serve(listener, Some(max_connections), serve_connection);
+        shared.tick_every(tick_ms);
+        Ok(SimHandle::new(shared))
     }
 }
 
-/// Controls a running simulator. Cheap to clone; dropping the last clone shuts it down.
-#[derive(Clone)]
-pub struct AdsSimHandle {
-    shared: Arc<Shared>,
-    guard: Arc<StopOnDrop>,
-}
+impl Protocol for AdsSimulator {
+    const NAME: &'static str = "ads";
+    const HELP: &'static str = commands::HELP;
+    const LOG_KEY: &'static str = "by_command";
+    type State = AdsState;
+    type Quirk = Quirk;
+    type QuirkArg = QuirkArg;
+    type Extra = ();
+    type StateError = StateError;
+    type StartError = std::convert::Infallible;
 
-impl fmt::Debug for AdsSimHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdsSimHandle")
-            .field("local_addr", &self.shared.local_addr)
-            .field("handles", &Arc::strong_count(&self.guard))
-            .finish_non_exhaustive()
+    fn quirks(state: &mut AdsState) -> &mut Quirks {
+        &mut state.quirks
+    }
+
+    fn quirk_on(state: &mut AdsState, quirk: Quirk, args: &str) -> Result<(), CommandError> {
+        commands::quirk_on(state, quirk, args)
+    }
+
+    fn file_arg(quirk: Quirk, value: &toml::Value) -> Result<String, String> {
+        commands::file_arg(quirk, value)
+    }
+
+    fn tick(shared: &Shared) {
+        shared.lock_state().tick();
+    }
+
+    fn command(shared: &Shared, verb: &str, rest: &str) -> Option<Result<String, CommandError>> {
+        commands::command(shared, verb, rest)
+    }
+
+    fn log_summary(shared: &Shared) -> String {
+        verbs::log_counts::<Self, _>(shared.log().count_by_service())
+    }
+
+    fn load(path: &Path) -> Result<AdsState, StateError> {
+        AdsState::load(path)
+    }
+
+    fn demo() -> AdsState {
+        AdsState::demo()
+    }
+
+    async fn start(listen: SocketAddr, state: AdsState) -> Result<AdsSimHandle, SimError> {
+        AdsSimulator::start(listen, state)
+            .await
+            .map_err(SimError::bind(Self::NAME, listen))
     }
 }
 
-impl AdsSimHandle {
-    /// The address actually bound.
-    #[must_use]
-    pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
-    }
-
-    /// The request log.
-    #[must_use]
-    pub fn request_log(&self) -> &RequestLog {
-        &self.shared.log
-    }
-
-    /// Appends every request from now on to `path` as JSON lines.
-    ///
-    /// # Errors
-    /// If the file cannot be opened for appending.
-    pub fn log_to_file(&self, path: &Path) -> io::Result<()> {
-        self.shared.log.log_to_file(path)
-    }
-
-    /// Executes one line of the command language (see the module docs).
-    ///
-    /// # Errors
-    /// The reason the command was refused; nothing was changed.
-    pub fn command(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(&self.shared, line)
-    }
-
+/// ADS's own controls of a running simulator.
+impl SimHandle<AdsSimulator> {
     /// Sets a symbol, field or element to a TOML value (`set` without the parsing).
     ///
     /// # Errors
     /// An unknown path or a value that does not fit the type.
     pub fn set(&self, path: &str, value: impl Into<toml::Value>) -> Result<(), CommandError> {
-        commands::set_value(&mut self.shared.lock_state(), path, &value.into())
+        commands::set_value(&mut self.shared().lock_state(), path, &value.into())
     }
 
     /// The value at `path` as JSON, `None` if there is no such symbol.
     #[must_use]
     pub fn get(&self, path: &str) -> Option<serde_json::Value> {
-        commands::get_value(&self.shared.lock_state(), path).ok()
+        commands::get_value(&self.shared().lock_state(), path).ok()
     }
 
     /// An online change adding a symbol (see the `online-change` command); `value` is its
@@ -341,7 +284,7 @@ impl AdsSimHandle {
     ) -> Result<(), CommandError> {
         let value = value.map(commands::parse_value).transpose()?;
         commands::online_change_add(
-            &mut self.shared.lock_state(),
+            &mut self.shared().lock_state(),
             name,
             type_name,
             value.as_ref(),
@@ -353,32 +296,26 @@ impl AdsSimHandle {
     /// # Errors
     /// Only if the loaded project no longer lays out (it always does).
     pub fn download(&self) -> Result<(), CommandError> {
-        commands::download(&mut self.shared.lock_state())
+        commands::download(&mut self.shared().lock_state())
     }
 
     /// A runtime restart (see the `restart` command).
     pub fn restart(&self) {
-        commands::restart(&mut self.shared.lock_state());
+        commands::restart(&mut self.shared().lock_state());
     }
 
     /// Sets the ADS state (5 = RUN, 6 = STOP, 15 = CONFIG).
     pub fn set_ads_state(&self, state: u16) {
-        self.shared.lock_state().ads_state = state;
-    }
-
-    /// Moves every ticking symbol once.
-    pub fn tick(&self) {
-        self.shared.lock_state().tick();
-    }
-
-    /// Switches a quirk on or off.
-    pub fn set_quirk(&self, quirk: Quirk, on: bool) {
-        self.shared.lock_state().quirks.set(quirk, on);
+        self.shared().lock_state().ads_state = state;
     }
 
     /// Answers every request with ADS error `code` from now on (`None`: serves again).
     pub fn refuse_all(&self, code: Option<u32>) {
-        self.shared.lock_state().quirks.refuse_all = code;
+        let mut state = self.shared().lock_state();
+        match code {
+            Some(code) => state.quirks.replace(Quirk::RefuseAll, QuirkArg::Code(code)),
+            None => state.quirks.set(Quirk::RefuseAll, false),
+        }
     }
 
     /// Refuses every read of symbol `name` (its memory, a handle to it, its symbol info by
@@ -387,24 +324,13 @@ impl AdsSimHandle {
     /// # Errors
     /// If there is no such symbol.
     pub fn refuse_symbol(&self, name: &str, code: u32) -> Result<(), CommandError> {
-        commands::refuse_symbol(&mut self.shared.lock_state(), name, code)
+        commands::refuse_symbol(&mut self.shared().lock_state(), name, code)
     }
 
     /// A copy of the whole state.
     #[must_use]
     pub fn state(&self) -> AdsState {
-        self.shared.lock_state().clone()
-    }
-
-    /// Stops accepting connections, closes the open ones and stops ticking (asynchronously;
-    /// await [`stopped`](Self::stopped)).
-    pub fn shutdown(&self) {
-        self.shared.shutdown.send_replace(true);
-    }
-
-    /// Resolves once every task of the simulator has ended.
-    pub async fn stopped(&self) {
-        self.shared.alive.closed().await;
+        self.shared().lock_state().clone()
     }
 }
 
@@ -518,7 +444,7 @@ async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u16, Vec<u8>)>, St
 
 async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut stop = shared.shutdown.subscribe();
+    let mut stop = shared.shutdown_watch();
     let log = |command: u16,
                name: &str,
                detail: String,
@@ -526,7 +452,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
                count: Option<u32>,
                write: bool,
                outcome: String| {
-        shared.log.record(LoggedRequest {
+        shared.log().record(LoggedRequest {
             seq: 0,
             time: Utc::now(),
             protocol: "ads".to_owned(),
@@ -603,12 +529,12 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
                 count: None,
                 write: false,
             };
-            let action = if state.quirks.stall {
+            let action = if state.quirks.get(Quirk::Stall) {
                 let (d, _) = wire::handle(&mut state.clone(), header.command, data);
                 described = d;
                 Action::Silent
-            } else if state.quirks.drop_session {
-                state.quirks.drop_session = false;
+            } else if state.quirks.get(Quirk::DropSession) {
+                state.quirks.set(Quirk::DropSession, false);
                 let (d, _) = wire::handle(&mut state.clone(), header.command, data);
                 described = d;
                 Action::Drop("session dropped (drop-session quirk)")
@@ -694,30 +620,6 @@ pub type SimError = crate::process::SimError<StateError>;
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
     crate::process::run::<AdsSimulator>(opts).await
 }
-
-impl crate::process::Simulator for AdsSimulator {
-    const PROTOCOL: &'static str = "ads";
-    type State = AdsState;
-    type StateError = StateError;
-    type StartError = std::convert::Infallible;
-    type Handle = AdsSimHandle;
-
-    fn load(path: &Path) -> Result<AdsState, StateError> {
-        AdsState::load(path)
-    }
-
-    fn demo() -> AdsState {
-        AdsState::demo()
-    }
-
-    async fn start(listen: SocketAddr, state: AdsState) -> Result<AdsSimHandle, SimError> {
-        AdsSimulator::start(listen, state)
-            .await
-            .map_err(SimError::bind(Self::PROTOCOL, listen))
-    }
-}
-
-crate::process::served!(AdsSimHandle);
 
 #[cfg(test)]
 mod tests;

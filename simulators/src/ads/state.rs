@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::runtime::verbs::apply_file_quirks;
+use crate::runtime::{QuirkName, QuirkSet};
+
 use super::types::{self, Resolver, Ty, TypeDecl, collect_exported, datatype_entry};
 
 /// The index group of the simulated PLC's memory (TwinCAT's PLC data area).
@@ -43,53 +46,9 @@ pub enum StateError {
 }
 
 /// The behaviours that make the simulator act like particular real devices, or like a
-/// device answering in ways a collector must not take as state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Quirks {
-    /// Accept requests, never answer.
-    pub stall: bool,
-    /// Close the connection on the next request without answering (then switch off).
-    pub drop_session: bool,
-    /// Refuse ReadDeviceInfo (ADS error 0x701).
-    pub no_device_info: bool,
-    /// Refuse ReadState (ADS error 0x701).
-    pub no_read_state: bool,
-    /// Refuse the upload info and the symbol and data-type uploads (0x701), like a small
-    /// controller without a symbol upload.
-    pub no_upload: bool,
-    /// Refuse the symbol and data-type uploads (0x701) while the upload info still
-    /// announces them: a device contradicting itself.
-    pub no_table_upload: bool,
-    /// Refuse the sum-read with lengths 0xF083 (0x702), like older runtimes.
-    pub no_sum_read_ex: bool,
-    /// Refuse every sum command (0x702), like small controllers.
-    pub no_sum: bool,
-    /// Answer sum-reads with the data only, without the per-read results.
-    pub sum_read_no_results: bool,
-    /// Inside sum-reads, answer every sub-read of PLC memory with 0x70A (out of memory);
-    /// the same reads alone still work.
-    pub sum_read_sub_error: bool,
-    /// Answer the symbol version (0xF008) with a fixed 0.
-    pub symver_placeholder: bool,
-    /// Corrupt the second symbol entry: its name length runs past the entry.
-    pub bad_symbol_entry: bool,
-    /// Announce one symbol more in the upload info (0xF00F, 0xF00C) than the table holds.
-    pub upload_info_mismatch: bool,
-    /// Add a structure `ST_Loop` whose field `Next` is an `ST_Loop` to the data-type table
-    /// (its counts and sizes in the upload info included).
-    pub self_referencing_type: bool,
-    /// Refuse upload info 2 (0xF00F, 0x701) and the data-type upload; answer only the
-    /// legacy upload info 0xF00C, like early runtimes.
-    pub legacy_upload_info: bool,
-    /// Answer every request with this ADS error (in the result field), e.g. 0x701 or 0x710.
-    pub refuse_all: Option<u32>,
-    /// Answer every request with ADS error 0x708 (device busy).
-    pub busy: bool,
-    /// Refuse every read of one symbol's memory, its handle and its symbol info by name,
-    /// while the symbol table still lists it.
-    pub refuse_symbol: Option<RefusedSymbol>,
-}
+/// device answering in ways a collector must not take as state (`quirk NAME on|off [ARGS]`,
+/// or the state file's `[quirks]`).
+pub type Quirks = QuirkSet<Quirk, QuirkArg>;
 
 /// The symbol the `refuse-symbol` quirk refuses, and with which ADS error.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -113,51 +72,64 @@ fn symbol_not_found() -> u32 {
     SYMBOL_NOT_FOUND
 }
 
+/// The argument of the quirks that take one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QuirkArg {
+    /// `refuse-all`: the ADS error every request gets.
+    Code(u32),
+    /// `refuse-symbol`: the symbol refused, and how.
+    Symbol(RefusedSymbol),
+}
+
 /// One quirk, for `set_quirk` and the `quirk` command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Quirk {
-    /// See [`Quirks::stall`].
+    /// Accept requests, never answer.
     Stall,
-    /// See [`Quirks::drop_session`].
+    /// Close the connection on the next request without answering (then switch off).
     DropSession,
-    /// See [`Quirks::no_device_info`].
+    /// Refuse ReadDeviceInfo (ADS error 0x701).
     NoDeviceInfo,
-    /// See [`Quirks::no_read_state`].
+    /// Refuse ReadState (ADS error 0x701).
     NoReadState,
-    /// See [`Quirks::no_upload`].
+    /// Refuse the upload info and the symbol and data-type uploads (0x701), like a small
+    /// controller without a symbol upload.
     NoUpload,
-    /// See [`Quirks::no_table_upload`].
+    /// Refuse the symbol and data-type uploads (0x701) while the upload info still
+    /// announces them: a device contradicting itself.
     NoTableUpload,
-    /// See [`Quirks::no_sum_read_ex`].
+    /// Refuse the sum-read with lengths 0xF083 (0x702), like older runtimes.
     NoSumReadEx,
-    /// See [`Quirks::no_sum`].
+    /// Refuse every sum command (0x702), like small controllers.
     NoSum,
-    /// See [`Quirks::sum_read_no_results`].
+    /// Answer sum-reads with the data only, without the per-read results.
     SumReadNoResults,
-    /// See [`Quirks::sum_read_sub_error`].
+    /// Inside sum-reads, answer every sub-read of PLC memory with 0x70A (out of memory);
+    /// the same reads alone still work.
     SumReadSubError,
-    /// See [`Quirks::symver_placeholder`].
+    /// Answer the symbol version (0xF008) with a fixed 0.
     SymverPlaceholder,
-    /// See [`Quirks::bad_symbol_entry`].
+    /// Corrupt the second symbol entry: its name length runs past the entry.
     BadSymbolEntry,
-    /// See [`Quirks::upload_info_mismatch`].
+    /// Announce one symbol more in the upload info (0xF00F, 0xF00C) than the table holds.
     UploadInfoMismatch,
-    /// See [`Quirks::self_referencing_type`].
+    /// Add a structure `ST_Loop` whose field `Next` is an `ST_Loop` to the data-type table
+    /// (its counts and sizes in the upload info included).
     SelfReferencingType,
-    /// See [`Quirks::legacy_upload_info`].
+    /// Refuse upload info 2 (0xF00F, 0x701) and the data-type upload; answer only the
+    /// legacy upload info 0xF00C, like early runtimes.
     LegacyUploadInfo,
-    /// See [`Quirks::refuse_all`]; switched on with 0x701 unless a code is given.
+    /// Answer every request with this ADS error (in the result field), e.g. 0x701 or 0x710.
     RefuseAll,
-    /// See [`Quirks::busy`].
+    /// Answer every request with ADS error 0x708 (device busy).
     Busy,
-    /// See [`Quirks::refuse_symbol`]; switched on only with a name
-    /// ([`AdsSimHandle::refuse_symbol`](super::AdsSimHandle::refuse_symbol)).
+    /// Refuse every read of one symbol's memory, its handle and its symbol info by name,
+    /// while the symbol table still lists it.
     RefuseSymbol,
 }
 
-impl Quirk {
-    /// Every quirk.
-    pub const ALL: [Quirk; 18] = [
+impl QuirkName for Quirk {
+    const ALL: &'static [Quirk] = &[
         Quirk::Stall,
         Quirk::DropSession,
         Quirk::NoDeviceInfo,
@@ -178,8 +150,7 @@ impl Quirk {
         Quirk::RefuseSymbol,
     ];
 
-    /// The name in the `quirk` command.
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Quirk::Stall => "stall",
             Quirk::DropSession => "drop-session",
@@ -201,73 +172,39 @@ impl Quirk {
             Quirk::RefuseSymbol => "refuse-symbol",
         }
     }
-
-    /// Looks a quirk up by its command name (or the state file's snake_case key).
-    pub fn parse(name: &str) -> Option<Quirk> {
-        let name = name.replace('_', "-");
-        Quirk::ALL.into_iter().find(|q| q.name() == name)
-    }
 }
 
-impl Quirks {
-    /// Switches one quirk. `refuse-all` comes on with its code so far (0x701 at first);
-    /// `refuse-symbol` needs a name, so `on` leaves it as it is.
-    pub fn set(&mut self, quirk: Quirk, on: bool) {
-        match quirk {
-            Quirk::RefuseAll => {
-                self.refuse_all = on.then(|| self.refuse_all.unwrap_or(SERVICE_NOT_SUPPORTED));
-            }
-            Quirk::RefuseSymbol => {
-                if !on {
-                    self.refuse_symbol = None;
-                }
-            }
-            other => {
-                if let Some(flag) = self.flag(other) {
-                    *flag = on;
-                }
-            }
+/// What the quirks with arguments say.
+impl QuirkSet<Quirk, QuirkArg> {
+    /// The ADS error `refuse-all` answers every request with, if it is on (0x701 unless a
+    /// code was given).
+    #[must_use]
+    pub fn refuse_all(&self) -> Option<u32> {
+        if !self.get(Quirk::RefuseAll) {
+            return None;
         }
+        Some(match self.arg(Quirk::RefuseAll) {
+            Some(QuirkArg::Code(code)) => *code,
+            _ => SERVICE_NOT_SUPPORTED,
+        })
     }
 
-    /// Whether a quirk is on.
-    pub fn get(&self, quirk: Quirk) -> bool {
-        match quirk {
-            Quirk::RefuseAll => self.refuse_all.is_some(),
-            Quirk::RefuseSymbol => self.refuse_symbol.is_some(),
-            other => self.clone().flag(other).is_some_and(|flag| *flag),
+    /// The symbol `refuse-symbol` refuses, if it is on.
+    #[must_use]
+    pub fn refuse_symbol(&self) -> Option<&RefusedSymbol> {
+        match self.arg(Quirk::RefuseSymbol) {
+            Some(QuirkArg::Symbol(symbol)) => Some(symbol),
+            _ => None,
         }
     }
 
     /// The ADS error every request gets, if any (busy first).
     pub(crate) fn refusal(&self) -> Option<u32> {
-        if self.busy {
+        if self.get(Quirk::Busy) {
             Some(DEVICE_BUSY)
         } else {
-            self.refuse_all
+            self.refuse_all()
         }
-    }
-
-    fn flag(&mut self, quirk: Quirk) -> Option<&mut bool> {
-        Some(match quirk {
-            Quirk::Stall => &mut self.stall,
-            Quirk::DropSession => &mut self.drop_session,
-            Quirk::NoDeviceInfo => &mut self.no_device_info,
-            Quirk::NoReadState => &mut self.no_read_state,
-            Quirk::NoUpload => &mut self.no_upload,
-            Quirk::NoTableUpload => &mut self.no_table_upload,
-            Quirk::NoSumReadEx => &mut self.no_sum_read_ex,
-            Quirk::NoSum => &mut self.no_sum,
-            Quirk::SumReadNoResults => &mut self.sum_read_no_results,
-            Quirk::SumReadSubError => &mut self.sum_read_sub_error,
-            Quirk::SymverPlaceholder => &mut self.symver_placeholder,
-            Quirk::BadSymbolEntry => &mut self.bad_symbol_entry,
-            Quirk::UploadInfoMismatch => &mut self.upload_info_mismatch,
-            Quirk::SelfReferencingType => &mut self.self_referencing_type,
-            Quirk::LegacyUploadInfo => &mut self.legacy_upload_info,
-            Quirk::Busy => &mut self.busy,
-            Quirk::RefuseAll | Quirk::RefuseSymbol => return None,
-        })
     }
 }
 
@@ -388,7 +325,7 @@ struct RawState {
     types: Vec<RawType>,
     #[serde(rename = "symbol", default)]
     symbols: Vec<RawSymbol>,
-    quirks: Option<Quirks>,
+    quirks: Option<BTreeMap<String, toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -614,7 +551,6 @@ impl AdsState {
                     .ok_or_else(|| invalid(format!("route {r:?} is not an AMS Net Id")))?,
             );
         }
-        state.quirks = raw.quirks.unwrap_or_default();
         let app = match raw.app {
             None => None,
             Some(a) => Some(AppInfo {
@@ -698,6 +634,10 @@ impl AdsState {
         };
         state.app = app;
         state.rebuild(None)?;
+        if let Some(table) = &raw.quirks {
+            apply_file_quirks::<super::AdsSimulator>(&mut state, table)
+                .map_err(StateError::Invalid)?;
+        }
         Ok(state)
     }
 
@@ -888,7 +828,7 @@ impl AdsState {
     /// The `refuse-symbol` quirk's code and the memory range (start, end) of the symbol it
     /// refuses, when it is on and the symbol exists.
     pub(crate) fn refused_range(&self) -> Option<(u32, u32, u32)> {
-        let refused = self.quirks.refuse_symbol.as_ref()?;
+        let refused = self.quirks.refuse_symbol()?;
         let sym = self
             .symbols
             .iter()
@@ -902,7 +842,7 @@ impl AdsState {
 
     /// The `refuse-symbol` quirk's code when it refuses `name`.
     pub(crate) fn refuses_name(&self, name: &str) -> Option<u32> {
-        let refused = self.quirks.refuse_symbol.as_ref()?;
+        let refused = self.quirks.refuse_symbol()?;
         let name = name.trim_end_matches('\0');
         refused
             .name

@@ -3,7 +3,9 @@
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::*;
+use crate::request_log::RequestLog;
 use std::path::PathBuf;
+use std::time::Duration;
 
 const TARGET: [u8; 6] = [5, 80, 201, 232, 1, 1];
 
@@ -588,11 +590,11 @@ fn quirks_load_from_the_state_file() {
         "[[symbol]]\nname = \"GVL.a\"\ntype = \"INT\"\n[quirks]\nrefuse_all = 0x710\nbusy = true\nrefuse_symbol = { name = \"GVL.a\" }\n",
     )
     .expect("state");
-    assert_eq!(state.quirks.refuse_all, Some(0x710));
-    assert!(state.quirks.busy);
+    assert_eq!(state.quirks.refuse_all(), Some(0x710));
+    assert!(state.quirks.get(Quirk::Busy));
     assert_eq!(
-        state.quirks.refuse_symbol,
-        Some(RefusedSymbol {
+        state.quirks.refuse_symbol(),
+        Some(&RefusedSymbol {
             name: "GVL.a".into(),
             code: 0x710
         })

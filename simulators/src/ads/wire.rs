@@ -1,7 +1,7 @@
 //! The simulated PLC's ADS services: one request's data in, one answer (or a quirk's
 //! silence) out, with what the request log records about it.
 
-use super::state::{AdsState, MEMORY_GROUP, Tables};
+use super::state::{AdsState, MEMORY_GROUP, Quirk, Tables};
 use super::types::{Prim, Ty, datatype_entry};
 
 /// ADS return codes the simulator gives.
@@ -131,7 +131,7 @@ fn upload_info2(t: &Tables) -> Vec<u8> {
 /// The tables as this device serves them: the program's, with what the quirks add.
 fn served_tables(state: &mut AdsState) -> Tables {
     let mut t = state.tables();
-    if state.quirks.self_referencing_type {
+    if state.quirks.get(Quirk::SelfReferencingType) {
         // A structure whose only field is the structure itself: no real compiler makes one,
         // so a table holding it contradicts itself. The field is described as a 4-byte
         // item of type `ST_Loop`, which is all a table can say.
@@ -149,7 +149,7 @@ fn served_tables(state: &mut AdsState) -> Tables {
             .extend(datatype_entry("ST_Loop", &looped, 0, false, ""));
         t.datatype_count += 1;
     }
-    if state.quirks.upload_info_mismatch {
+    if state.quirks.get(Quirk::UploadInfoMismatch) {
         t.symbol_count += 1;
     }
     t
@@ -173,7 +173,7 @@ pub(crate) fn read_area(
     offset: u32,
     length: u32,
 ) -> Result<Vec<u8>, u32> {
-    let upload_refused = state.quirks.no_upload
+    let upload_refused = state.quirks.get(Quirk::NoUpload)
         && matches!(
             g,
             group::SYM_UPLOAD
@@ -181,10 +181,10 @@ pub(crate) fn read_area(
                 | group::SYM_UPLOAD_INFO2
                 | group::SYM_DT_UPLOAD
         );
-    let legacy_refused = state.quirks.legacy_upload_info
+    let legacy_refused = state.quirks.get(Quirk::LegacyUploadInfo)
         && matches!(g, group::SYM_UPLOAD_INFO2 | group::SYM_DT_UPLOAD);
-    let tables_refused =
-        state.quirks.no_table_upload && matches!(g, group::SYM_UPLOAD | group::SYM_DT_UPLOAD);
+    let tables_refused = state.quirks.get(Quirk::NoTableUpload)
+        && matches!(g, group::SYM_UPLOAD | group::SYM_DT_UPLOAD);
     if upload_refused || legacy_refused || tables_refused {
         return Err(err::SERVICE_NOT_SUPPORTED);
     }
@@ -236,7 +236,7 @@ pub(crate) fn read_area(
             if length == 0 {
                 return Err(err::INVALID_SIZE);
             }
-            Ok(vec![if state.quirks.symver_placeholder {
+            Ok(vec![if state.quirks.get(Quirk::SymverPlaceholder) {
                 0
             } else {
                 state.symbol_version
@@ -260,7 +260,7 @@ pub(crate) fn read_area(
         }
         group::SYM_UPLOAD => {
             let mut table = served_tables(state).symbols;
-            if state.quirks.bad_symbol_entry {
+            if state.quirks.get(Quirk::BadSymbolEntry) {
                 corrupt_second_entry(&mut table);
             }
             whole(table)
@@ -383,8 +383,8 @@ fn sum_command(
         g,
         group::SUMUP_WRITE | group::SUMUP_ADD_NOTE | group::SUMUP_DEL_NOTE
     );
-    if state.quirks.no_sum
-        || (state.quirks.no_sum_read_ex
+    if state.quirks.get(Quirk::NoSum)
+        || (state.quirks.get(Quirk::NoSumReadEx)
             && matches!(g, group::SUMUP_READ_EX | group::SUMUP_READ_EX2))
     {
         return (Err(err::INVALID_GROUP), writes, label);
@@ -408,7 +408,7 @@ fn sum_command(
                 ) else {
                     return (Err(err::INVALID_SIZE), false, label);
                 };
-                let sub = if state.quirks.sum_read_sub_error && sg == MEMORY_GROUP {
+                let sub = if state.quirks.get(Quirk::SumReadSubError) && sg == MEMORY_GROUP {
                     Err(err::OUT_OF_MEMORY)
                 } else {
                     read_area(state, sg, so, sl)
@@ -427,7 +427,7 @@ fn sum_command(
                     data.resize(start + sl as usize, 0);
                 }
             }
-            if state.quirks.sum_read_no_results {
+            if state.quirks.get(Quirk::SumReadNoResults) {
                 Ok(data)
             } else {
                 heads.extend(data);
@@ -526,7 +526,7 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
     let action = match cmd {
         1 => {
             d.name = "read_device_info";
-            if state.quirks.no_device_info {
+            if state.quirks.get(Quirk::NoDeviceInfo) {
                 ok(result_only(err::SERVICE_NOT_SUPPORTED))
             } else {
                 let mut out = result_only(0);
@@ -583,7 +583,7 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
         }
         4 => {
             d.name = "read_state";
-            if state.quirks.no_read_state {
+            if state.quirks.get(Quirk::NoReadState) {
                 return (d, ok(result_only(err::SERVICE_NOT_SUPPORTED)));
             }
             let mut out = result_only(0);

@@ -1,16 +1,17 @@
 //! The CIP simulator's command language (reference in the [`cip`](super) module docs).
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
-use super::Shared;
+use super::CipSimulator;
 use super::services;
 use super::state::{
-    CipState, DEFAULT_REFUSE_ALL_STATUS, DEFAULT_REFUSE_TAG_STATUS, Program, Quirk, Tag, Ty,
-    UdtMember, Val, check_name, parse_revision,
+    CipState, DEFAULT_REFUSE_TAG_STATUS, Program, Quirk, QuirkArg, Tag, Ty, UdtMember, Val,
+    check_name, parse_revision,
 };
 use crate::control::CommandError;
+use crate::runtime::verbs::{on_off as parse_on_off, split_word, usage};
+
+type Shared = crate::runtime::Shared<CipSimulator>;
 
 /// The `help` reply.
 pub(crate) const HELP: &str = "commands: \
@@ -21,23 +22,20 @@ add-member UDT NAME TYPE[dims] ; remove-member UDT NAME ; \
 logic N ; audit ; change-detection on|off ; \
 identity [FIELD VALUE] ; tick [N] ; quirk [NAME on|off [ARG]] ; log [clear] ; help";
 
-fn usage(text: &str) -> CommandError {
-    CommandError::Usage(format!("usage: {text}"))
-}
-
-fn split_word(text: &str) -> (&str, &str) {
-    let text = text.trim_start();
-    match text.find(char::is_whitespace) {
-        Some(at) => (&text[..at], text[at..].trim()),
-        None => (text, ""),
+/// The CIP simulator's own verbs.
+pub(crate) fn command(
+    shared: &Shared,
+    verb: &str,
+    rest: &str,
+) -> Option<Result<String, CommandError>> {
+    match execute(shared, verb, rest) {
+        Err(CommandError::Unknown(_)) => None,
+        other => Some(other),
     }
 }
 
-/// Executes one command line.
-pub(crate) fn execute(shared: &Shared, line: &str) -> Result<String, CommandError> {
-    let (word, rest) = split_word(line);
+fn execute(shared: &Shared, word: &str, rest: &str) -> Result<String, CommandError> {
     match word {
-        "help" => Ok(HELP.to_owned()),
         "set" => {
             let (tag, value) = split_word(rest);
             if tag.is_empty() || value.is_empty() {
@@ -192,91 +190,49 @@ pub(crate) fn execute(shared: &Shared, line: &str) -> Result<String, CommandErro
             Ok(String::new())
         }
         "identity" => identity(shared, rest),
-        "tick" => {
-            let n: u64 = if rest.is_empty() {
-                1
-            } else {
-                rest.parse().map_err(|_| usage("tick [N]"))?
-            };
-            let mut state = shared.lock_state();
-            for _ in 0..n.min(1_000_000) {
-                state.tick();
-            }
-            Ok(String::new())
-        }
-        "quirk" => {
-            let mut state = shared.lock_state();
-            if rest.is_empty() {
-                let map: BTreeMap<&str, bool> = Quirk::ALL
-                    .iter()
-                    .map(|q| (q.name(), state.quirks.get(*q)))
-                    .collect();
-                return Ok(serde_json::to_string(&map).unwrap_or_default());
-            }
-            let (name, rest) = split_word(rest);
-            let (on, args) = split_word(rest);
-            let quirk = Quirk::parse(name).ok_or_else(|| {
-                CommandError::Usage(format!(
-                    "unknown quirk {name:?} ({})",
-                    Quirk::ALL
-                        .iter()
-                        .map(|q| q.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
-            let on = parse_on_off(on).ok_or_else(|| usage("quirk NAME on|off"))?;
-            match (quirk, on) {
-                (Quirk::RefuseAll, true) => {
-                    let status = match args {
-                        "" => DEFAULT_REFUSE_ALL_STATUS,
-                        text => parse_status(text)?,
-                    };
-                    state.quirks.refuse_all(status);
-                }
-                (Quirk::RefuseTag, true) => {
-                    let (tag, status) = split_word(args);
-                    if tag.is_empty() {
-                        return Err(usage("quirk refuse-tag on TAG [STATUS]"));
-                    }
-                    let status = match status {
-                        "" => DEFAULT_REFUSE_TAG_STATUS,
-                        text => parse_status(text)?,
-                    };
-                    state.quirks.refuse_tag(tag, status);
-                }
-                (_, on) if args.is_empty() => state.quirks.set(quirk, on),
-                _ => {
-                    return Err(usage(
-                        "quirk NAME on|off (refuse-all on [STATUS], refuse-tag on TAG [STATUS])",
-                    ));
-                }
-            }
-            Ok(String::new())
-        }
-        "log" => match rest {
-            "" => {
-                let by: BTreeMap<String, usize> = shared
-                    .log
-                    .count_by_service()
-                    .into_iter()
-                    .map(|(k, v)| (format!("0x{k:02x}"), v))
-                    .collect();
-                Ok(json!({
-                    "total": shared.log.total(),
-                    "writes": shared.log.writes(),
-                    "by_service": by,
-                })
-                .to_string())
-            }
-            "clear" => {
-                shared.log.clear();
-                Ok(String::new())
-            }
-            _ => Err(usage("log [clear]")),
-        },
-        "" => Err(usage("help")),
         other => Err(CommandError::Unknown(other.to_owned())),
+    }
+}
+
+/// `quirk NAME on [ARGS]`: `refuse-all` takes an optional status, `refuse-tag` a tag and an
+/// optional status (once per tag); the others take nothing.
+pub(crate) fn quirk_on(state: &mut CipState, quirk: Quirk, args: &str) -> Result<(), CommandError> {
+    match quirk {
+        Quirk::RefuseAll if args.is_empty() => state.quirks.set(quirk, true),
+        Quirk::RefuseAll => state
+            .quirks
+            .replace(quirk, QuirkArg::Status(parse_status(args)?)),
+        Quirk::RefuseTag => {
+            let (tag, status) = split_word(args);
+            if tag.is_empty() {
+                return Err(usage("quirk refuse-tag on TAG [STATUS]"));
+            }
+            let status = match status {
+                "" => DEFAULT_REFUSE_TAG_STATUS,
+                text => parse_status(text)?,
+            };
+            state
+                .quirks
+                .push(quirk, QuirkArg::Tag(tag.to_ascii_lowercase(), status));
+        }
+        _ if args.is_empty() => state.quirks.set(quirk, true),
+        _ => {
+            return Err(usage(
+                "quirk NAME on|off (refuse-all on [STATUS], refuse-tag on TAG [STATUS])",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A state file's `refuse-tag` names tags (strings); `refuse-all` a status.
+pub(crate) fn file_arg(quirk: Quirk, value: &toml::Value) -> Result<String, String> {
+    match (quirk, value) {
+        (Quirk::RefuseTag, toml::Value::String(tag)) => Ok(tag.clone()),
+        (Quirk::RefuseTag, _) => Err("tags are strings".to_owned()),
+        (_, toml::Value::Integer(n)) => Ok(n.to_string()),
+        (_, toml::Value::String(s)) => Ok(s.clone()),
+        _ => Err("expected true, false or the quirk's argument".to_owned()),
     }
 }
 
@@ -289,14 +245,6 @@ fn parse_status(text: &str) -> Result<u8, CommandError> {
     parsed
         .filter(|s| *s != 0)
         .ok_or_else(|| usage("STATUS is a CIP general status 0x01..0xFF, e.g. 0x05"))
-}
-
-fn parse_on_off(text: &str) -> Option<bool> {
-    match text {
-        "on" | "true" | "1" => Some(true),
-        "off" | "false" | "0" => Some(false),
-        _ => None,
-    }
 }
 
 fn group(v: u64) -> String {

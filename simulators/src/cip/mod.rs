@@ -156,25 +156,23 @@ mod services;
 mod state;
 
 use std::{
-    fmt, io,
+    io,
     net::SocketAddr,
     path::Path,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use chrono::Utc;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::watch,
 };
 
-pub use self::state::{CipState, OVEN_DEMO_TOML, Quirk, Quirks, StateError};
+pub use self::state::{CipState, OVEN_DEMO_TOML, Quirk, QuirkArg, Quirks, StateError};
 pub use crate::control::CommandError;
 use crate::{
-    control::CommandTarget,
-    request_log::{LoggedRequest, RequestLog},
+    request_log::LoggedRequest,
+    runtime::{Protocol, SimHandle, verbs},
 };
 use services::{Conn, Ctx, Entry};
 
@@ -188,22 +186,18 @@ const MAX_CONNECTIONS: usize = 64;
 /// Largest encapsulation data length (CIP Vol. 2).
 const MAX_ENCAP_DATA: usize = 65_511;
 
-struct Shared {
-    state: Mutex<CipState>,
-    log: RequestLog,
-    shutdown: watch::Sender<bool>,
-    alive: watch::Sender<()>,
-    local_addr: SocketAddr,
+type Shared = crate::runtime::Shared<CipSimulator>;
+
+/// What the CIP simulator keeps beside its state: the next session handle.
+#[derive(Debug)]
+pub struct Sessions {
     next_session: Mutex<u32>,
 }
 
-impl Shared {
-    fn lock_state(&self) -> MutexGuard<'_, CipState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
+/// Request-log entries of the CIP simulator.
+impl crate::runtime::Shared<CipSimulator> {
     fn record(&self, peer: SocketAddr, e: Entry) {
-        self.log.record(LoggedRequest {
+        self.log().record(LoggedRequest {
             seq: 0,
             time: Utc::now(),
             protocol: "cip".to_owned(),
@@ -231,7 +225,7 @@ impl Shared {
             0x0070 => "send_unit_data",
             _ => "unknown_command",
         };
-        self.log.record(LoggedRequest {
+        self.log().record(LoggedRequest {
             seq: 0,
             time: Utc::now(),
             protocol: "cip".to_owned(),
@@ -248,27 +242,16 @@ impl Shared {
     }
 }
 
-impl CommandTarget for Shared {
-    fn execute(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(self, line)
-    }
-}
-
-struct StopOnDrop(Arc<Shared>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.shutdown.send_replace(true);
-    }
-}
-
 /// Starts simulated Logix controllers.
 #[derive(Debug)]
 pub struct CipSimulator;
 
+/// Controls a running simulator. Cheap to clone; the last clone dropped stops it.
+pub type CipSimHandle = SimHandle<CipSimulator>;
+
 impl CipSimulator {
-    /// Binds `listen` (`127.0.0.1:0` in tests) and serves `state` until
-    /// [`CipSimHandle::shutdown`] or until the last handle is dropped.
+    /// Binds `listen` and serves `state` until [`CipSimHandle::shutdown`] or the last handle
+    /// is dropped. Must be called inside a tokio runtime.
     ///
     /// # Errors
     /// If the address cannot be bound.
@@ -276,89 +259,74 @@ impl CipSimulator {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let tick_ms = state.tick_ms;
-        let (shutdown, _) = watch::channel(false);
-        let (alive, _) = watch::channel(());
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            log: RequestLog::new(),
-            shutdown,
-            alive,
-            local_addr,
+        let sessions = Sessions {
             next_session: Mutex::new(0x0001_0000),
-        });
-        crate::tasks::spawn_accept_loop(
-            "cip",
-            listener,
-            &shared.shutdown,
-            &shared.alive,
-            Some(MAX_CONNECTIONS),
-            {
-                let shared = Arc::clone(&shared);
-                move |stream, peer| serve(Arc::clone(&shared), stream, peer)
-            },
-        );
-        if tick_ms > 0 {
-            let ticking = Arc::clone(&shared);
-            crate::tasks::spawn_ticker(
-                Duration::from_millis(tick_ms),
-                &shared.shutdown,
-                &shared.alive,
-                move || ticking.lock_state().tick(),
-            );
-        }
-        tracing::debug!(%local_addr, "cip simulator listening");
-        Ok(CipSimHandle {
-            guard: Arc::new(StopOnDrop(Arc::clone(&shared))),
-            shared,
-        })
+        };
+        let shared = crate::runtime::Shared::new(local_addr, state, sessions);
+        shared.serve(listener, Some(MAX_CONNECTIONS), serve);
+        shared.tick_every(tick_ms);
+        Ok(SimHandle::new(shared))
     }
 }
 
-/// Controls a running simulator. Cheap to clone; dropping the last clone stops it.
-#[derive(Clone)]
-pub struct CipSimHandle {
-    shared: Arc<Shared>,
-    guard: Arc<StopOnDrop>,
-}
+impl Protocol for CipSimulator {
+    const NAME: &'static str = "cip";
+    const HELP: &'static str = commands::HELP;
+    const LOG_KEY: &'static str = "by_service";
+    type State = CipState;
+    type Quirk = Quirk;
+    type QuirkArg = QuirkArg;
+    type Extra = Sessions;
+    type StateError = StateError;
+    type StartError = std::convert::Infallible;
 
-impl fmt::Debug for CipSimHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CipSimHandle")
-            .field("local_addr", &self.shared.local_addr)
-            .field("handles", &Arc::strong_count(&self.guard))
-            .finish_non_exhaustive()
+    fn quirks(state: &mut CipState) -> &mut Quirks {
+        &mut state.quirks
+    }
+
+    fn quirk_on(state: &mut CipState, quirk: Quirk, args: &str) -> Result<(), CommandError> {
+        commands::quirk_on(state, quirk, args)
+    }
+
+    fn file_arg(quirk: Quirk, value: &toml::Value) -> Result<String, String> {
+        commands::file_arg(quirk, value)
+    }
+
+    fn tick(shared: &Shared) {
+        shared.lock_state().tick();
+    }
+
+    fn command(shared: &Shared, verb: &str, rest: &str) -> Option<Result<String, CommandError>> {
+        commands::command(shared, verb, rest)
+    }
+
+    fn log_summary(shared: &Shared) -> String {
+        let by: std::collections::BTreeMap<String, usize> = shared
+            .log()
+            .count_by_service()
+            .into_iter()
+            .map(|(k, v)| (format!("0x{k:02x}"), v))
+            .collect();
+        verbs::log_counts::<Self, _>(by)
+    }
+
+    fn load(path: &Path) -> Result<CipState, StateError> {
+        CipState::load(path)
+    }
+
+    fn demo() -> CipState {
+        CipState::demo()
+    }
+
+    async fn start(listen: SocketAddr, state: CipState) -> Result<CipSimHandle, SimError> {
+        CipSimulator::start(listen, state)
+            .await
+            .map_err(SimError::bind(Self::NAME, listen))
     }
 }
 
-impl CipSimHandle {
-    /// The address actually bound.
-    #[must_use]
-    pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
-    }
-
-    /// The request log.
-    #[must_use]
-    pub fn request_log(&self) -> &RequestLog {
-        &self.shared.log
-    }
-
-    /// Appends every request from now on to `path` as JSON lines.
-    ///
-    /// # Errors
-    /// If the file cannot be opened.
-    pub fn log_to_file(&self, path: &Path) -> io::Result<()> {
-        self.shared.log.log_to_file(path)
-    }
-
-    /// Executes one command line (see the module docs).
-    ///
-    /// # Errors
-    /// The reason the command was refused; nothing was changed.
-    pub fn command(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(&self.shared, line)
-    }
-
+/// CIP's own controls of a running simulator.
+impl SimHandle<CipSimulator> {
     /// Sets one value by tag path (`Oven_SP`, `Program:Oven.Zone_Temp[2]`, `Recipe.Temp`).
     ///
     /// # Errors
@@ -395,33 +363,13 @@ impl CipSimHandle {
     /// The controller's audit value now.
     #[must_use]
     pub fn audit_value(&self) -> u64 {
-        self.shared.lock_state().audit_value()
-    }
-
-    /// Moves ticking tags once.
-    pub fn tick(&self) {
-        self.shared.lock_state().tick();
-    }
-
-    /// Switches a quirk.
-    pub fn set_quirk(&self, quirk: Quirk, on: bool) {
-        self.shared.lock_state().quirks.set(quirk, on);
+        self.shared().lock_state().audit_value()
     }
 
     /// A copy of the whole state.
     #[must_use]
     pub fn state(&self) -> CipState {
-        self.shared.lock_state().clone()
-    }
-
-    /// Stops accepting, closes connections, stops ticking (asynchronously).
-    pub fn shutdown(&self) {
-        self.shared.shutdown.send_replace(true);
-    }
-
-    /// Resolves once everything has stopped.
-    pub async fn stopped(&self) {
-        self.shared.alive.closed().await;
+        self.shared().lock_state().clone()
     }
 }
 
@@ -442,7 +390,7 @@ struct Conversation {
 
 async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut stop = shared.shutdown.subscribe();
+    let mut stop = shared.shutdown_watch();
     let mut conv = Conversation {
         session: 0,
         conns: Vec::new(),
@@ -567,6 +515,7 @@ fn frame(
             }
             if conv.session == 0 {
                 let mut next = shared
+                    .extra
                     .next_session
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
@@ -589,8 +538,8 @@ fn frame(
                     let mut item = Vec::new();
                     item.extend_from_slice(&1u16.to_le_bytes()); // encapsulation version
                     item.extend_from_slice(&2u16.to_be_bytes()); // sockaddr: AF_INET
-                    item.extend_from_slice(&shared.local_addr.port().to_be_bytes());
-                    match shared.local_addr.ip() {
+                    item.extend_from_slice(&shared.local_addr().port().to_be_bytes());
+                    match shared.local_addr().ip() {
                         std::net::IpAddr::V4(ip) => item.extend_from_slice(&ip.octets()),
                         std::net::IpAddr::V6(_) => item.extend_from_slice(&[0; 4]),
                     }
@@ -776,30 +725,6 @@ pub type SimError = crate::process::SimError<StateError>;
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
     crate::process::run::<CipSimulator>(opts).await
 }
-
-impl crate::process::Simulator for CipSimulator {
-    const PROTOCOL: &'static str = "cip";
-    type State = CipState;
-    type StateError = StateError;
-    type StartError = std::convert::Infallible;
-    type Handle = CipSimHandle;
-
-    fn load(path: &Path) -> Result<CipState, StateError> {
-        CipState::load(path)
-    }
-
-    fn demo() -> CipState {
-        CipState::demo()
-    }
-
-    async fn start(listen: SocketAddr, state: CipState) -> Result<CipSimHandle, SimError> {
-        CipSimulator::start(listen, state)
-            .await
-            .map_err(SimError::bind(Self::PROTOCOL, listen))
-    }
-}
-
-crate::process::served!(CipSimHandle);
 
 #[cfg(test)]
 mod tests;

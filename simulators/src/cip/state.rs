@@ -7,6 +7,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::runtime::verbs::apply_file_quirks;
+use crate::runtime::{QuirkName, QuirkSet};
+
 /// The embedded demo state (`simulators/states/cip-oven.toml`).
 pub const OVEN_DEMO_TOML: &str = include_str!("../../states/cip-oven.toml");
 
@@ -261,9 +264,8 @@ pub enum Quirk {
     RefuseTemplate,
 }
 
-impl Quirk {
-    /// All quirks.
-    pub const ALL: [Quirk; 21] = [
+impl QuirkName for Quirk {
+    const ALL: &'static [Quirk] = &[
         Quirk::Stall,
         Quirk::DropSession,
         Quirk::NoAudit,
@@ -288,7 +290,7 @@ impl Quirk {
     ];
 
     /// The name used by `quirk NAME on|off` and in the state file (with `_` for `-`).
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Quirk::Stall => "stall",
             Quirk::DropSession => "drop-session",
@@ -313,12 +315,6 @@ impl Quirk {
             Quirk::RefuseTemplate => "refuse-template",
         }
     }
-
-    /// Parses a quirk name (`-` or `_`).
-    pub fn parse(name: &str) -> Option<Quirk> {
-        let name = name.replace('_', "-");
-        Quirk::ALL.into_iter().find(|q| q.name() == name)
-    }
 }
 
 /// The general status `refuse-all` answers unless told otherwise: service not supported.
@@ -327,67 +323,41 @@ pub const DEFAULT_REFUSE_ALL_STATUS: u8 = 0x08;
 /// the status that would pass for "no such tag" if the tag list did not list it.
 pub const DEFAULT_REFUSE_TAG_STATUS: u8 = 0x05;
 
-/// The quirks switched on, with the parameters of those that take one.
+/// The argument of the quirks that take one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Quirks {
-    on: std::collections::BTreeSet<Quirk>,
-    /// The status `refuse-all` answers.
-    refuse_all_status: u8,
-    /// `refuse-tag`: tag name (lower case, `Program:P.Tag` for program scope) -> status.
-    refused_tags: BTreeMap<String, u8>,
+pub enum QuirkArg {
+    /// `refuse-all`: the general status every service gets.
+    Status(u8),
+    /// `refuse-tag`: a tag (lower case, `program:p.tag` for program scope) and its status.
+    Tag(String, u8),
 }
 
-impl Default for Quirks {
-    fn default() -> Self {
-        Quirks {
-            on: std::collections::BTreeSet::new(),
-            refuse_all_status: DEFAULT_REFUSE_ALL_STATUS,
-            refused_tags: BTreeMap::new(),
-        }
-    }
-}
+/// The quirks switched on, with the parameters of those that take one.
+pub type Quirks = QuirkSet<Quirk, QuirkArg>;
 
-impl Quirks {
-    /// Whether a quirk is on.
-    pub fn get(&self, quirk: Quirk) -> bool {
-        self.on.contains(&quirk)
-    }
-
-    /// Switches a quirk. Switching `refuse-tag` off forgets every refused tag.
-    pub fn set(&mut self, quirk: Quirk, on: bool) {
-        if on {
-            self.on.insert(quirk);
-        } else {
-            self.on.remove(&quirk);
-            if quirk == Quirk::RefuseTag {
-                self.refused_tags.clear();
-            }
-        }
-    }
-
-    /// Switches `refuse-all` on with the general status it answers.
-    pub fn refuse_all(&mut self, status: u8) {
-        self.refuse_all_status = status;
-        self.on.insert(Quirk::RefuseAll);
-    }
-
+/// What the quirks with arguments say.
+impl QuirkSet<Quirk, QuirkArg> {
     /// The general status every service gets while `refuse-all` is on.
     pub fn refuse_all_status(&self) -> Option<u8> {
-        self.get(Quirk::RefuseAll).then_some(self.refuse_all_status)
-    }
-
-    /// Switches `refuse-tag` on for one more tag (`Oven_SP`, `Program:Oven.Zone_Temp`).
-    pub fn refuse_tag(&mut self, tag: &str, status: u8) {
-        self.refused_tags.insert(tag.to_ascii_lowercase(), status);
-        self.on.insert(Quirk::RefuseTag);
+        if !self.get(Quirk::RefuseAll) {
+            return None;
+        }
+        Some(match self.arg(Quirk::RefuseAll) {
+            Some(QuirkArg::Status(status)) => *status,
+            _ => DEFAULT_REFUSE_ALL_STATUS,
+        })
     }
 
     /// The general status reads of `tag` get while `refuse-tag` names it.
     pub fn refused_tag(&self, tag: &str) -> Option<u8> {
-        if !self.get(Quirk::RefuseTag) {
-            return None;
-        }
-        self.refused_tags.get(&tag.to_ascii_lowercase()).copied()
+        let tag = tag.to_ascii_lowercase();
+        self.args(Quirk::RefuseTag)
+            .iter()
+            .rev()
+            .find_map(|arg| match arg {
+                QuirkArg::Tag(name, status) if *name == tag => Some(*status),
+                _ => None,
+            })
     }
 }
 
@@ -1305,35 +1275,7 @@ impl RawState {
         if identity.product_name.len() > 255 {
             return Err(invalid("identity.product_name is longer than 255 bytes"));
         }
-        let mut quirks = Quirks::default();
-        for (name, value) in self.quirks.unwrap_or_default() {
-            let q =
-                Quirk::parse(&name).ok_or_else(|| invalid(format!("unknown quirk {name:?}")))?;
-            match (q, value) {
-                (_, toml::Value::Boolean(on)) => quirks.set(q, on),
-                (Quirk::RefuseAll, toml::Value::Integer(status)) => {
-                    quirks.refuse_all(u8::try_from(status).map_err(|_| {
-                        invalid(format!("quirk {name}: status {status} is not 0..255"))
-                    })?)
-                }
-                (Quirk::RefuseTag, toml::Value::String(tag)) => {
-                    quirks.refuse_tag(&tag, DEFAULT_REFUSE_TAG_STATUS);
-                }
-                (Quirk::RefuseTag, toml::Value::Array(tags)) => {
-                    for tag in tags {
-                        let toml::Value::String(tag) = tag else {
-                            return Err(invalid(format!("quirk {name}: tags are strings")));
-                        };
-                        quirks.refuse_tag(&tag, DEFAULT_REFUSE_TAG_STATUS);
-                    }
-                }
-                (_, other) => {
-                    return Err(invalid(format!(
-                        "quirk {name}: {other} is not true/false (refuse-all also takes a status, refuse-tag a tag or a list of tags)"
-                    )));
-                }
-            }
-        }
+        let quirks = self.quirks.unwrap_or_default();
         let mut state = CipState {
             identity,
             name: self.name.unwrap_or_else(|| "Simulated".to_owned()),
@@ -1347,7 +1289,7 @@ impl RawState {
             programs: Vec::new(),
             tasks: Vec::new(),
             tags: Vec::new(),
-            quirks,
+            quirks: Quirks::default(),
             next_instance: 0x20,
             ticks: 0,
             layouts: BTreeMap::new(),
@@ -1456,6 +1398,7 @@ impl RawState {
                 instance,
             });
         }
+        apply_file_quirks::<super::CipSimulator>(&mut state, &quirks).map_err(invalid)?;
         Ok(state)
     }
 }

@@ -126,7 +126,8 @@ async fn run_prints_ready_lines_and_serves_the_control_port() {
 
     stop_tx.send(()).expect("stop");
     running.await.expect("run task").expect("run ends cleanly");
-    let logged = RequestLog::read_json_lines(&log_path).expect("request log file");
+    let logged =
+        crate::request_log::RequestLog::read_json_lines(&log_path).expect("request log file");
     assert!(
         logged
             .iter()

@@ -8,7 +8,7 @@
 //! (0x01/0x03) and keeps the connection, while tokio-modbus's server codec
 //! drops the connection (and panics on some malformed FC 15 frames).
 
-use super::state::{ModbusState, TableKind};
+use super::state::{ModbusState, Quirk, TableKind};
 
 /// Exception 0x01: the function (or MEI type) is not supported.
 pub(crate) const ILLEGAL_FUNCTION: u8 = 0x01;
@@ -397,16 +397,17 @@ pub(crate) fn handle(state: &mut ModbusState, unit: u8, pdu: &[u8]) -> (Describe
     };
     let req = decode(fc, body);
     let described = describe(fc, &req, body.len());
-    if state.quirks.stall {
+    if state.quirks.get(Quirk::Stall) {
         return (described, Answer::Silent);
     }
     if unit != state.unit_id && unit != 0 && unit != 0xFF {
         return (described, Answer::Exception(GATEWAY_TARGET_FAILED));
     }
-    if state.quirks.busy {
+    if state.quirks.get(Quirk::Busy) {
         return (described, Answer::Exception(SERVER_DEVICE_BUSY));
     }
-    if state.quirks.refuse_reads && matches!(req, Req::ReadBits { .. } | Req::ReadRegisters { .. })
+    if state.quirks.get(Quirk::RefuseReads)
+        && matches!(req, Req::ReadBits { .. } | Req::ReadRegisters { .. })
     {
         return (described, Answer::Exception(ILLEGAL_DATA_ADDRESS));
     }
@@ -451,7 +452,7 @@ fn addr_qty_response(fc: u8, addr: u16, qty: u16) -> Vec<u8> {
 }
 
 fn register_read_limit(state: &ModbusState) -> u16 {
-    if state.quirks.limit_64 {
+    if state.quirks.get(Quirk::Limit64) {
         QUIRK_READ_LIMIT
     } else {
         MAX_READ_REGISTERS
@@ -472,7 +473,7 @@ fn read_registers(
     let mut values = table
         .read(addr, usize::from(qty))
         .ok_or(ILLEGAL_DATA_ADDRESS)?;
-    if state.quirks.short_read {
+    if state.quirks.get(Quirk::ShortRead) {
         values.pop();
     }
     Ok(values)
@@ -492,7 +493,7 @@ fn execute(state: &mut ModbusState, fc: u8, body: &[u8], req: Req<'_>) -> Result
             let mut bits = table
                 .read(addr, usize::from(qty))
                 .ok_or(ILLEGAL_DATA_ADDRESS)?;
-            if state.quirks.short_read {
+            if state.quirks.get(Quirk::ShortRead) {
                 // One data byte fewer than the quantity needs.
                 bits.truncate((bits.len().div_ceil(8) - 1) * 8);
             }
@@ -637,7 +638,7 @@ fn device_identification(state: &ModbusState, read_code: u8, object_id: u8) -> R
     if !identity.enabled {
         return Err(ILLEGAL_FUNCTION);
     }
-    let conformity = if state.quirks.conformity_83 {
+    let conformity = if state.quirks.get(Quirk::Conformity83) {
         0x83
     } else {
         identity.conformity_level()

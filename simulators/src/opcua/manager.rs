@@ -447,12 +447,12 @@ fn locate<'a>(state: &OpcuaState, id: &'a NodeId) -> Option<Located<'a>> {
     match (&id.identifier, id.namespace) {
         (Identifier::Numeric(n), 0) => {
             let node = std_node(*n)?;
-            let hidden = (state.quirks.on(Quirk::HiddenLimits)
+            let hidden = (state.quirks.get(Quirk::HiddenLimits)
                 && matches!(
                     node.id,
                     OPERATION_LIMITS | MAX_NODES_PER_READ | MAX_NODES_PER_BROWSE
                 ))
-                || (state.quirks.on(Quirk::NoBuildInfo) && (BUILD_INFO..=2266).contains(&node.id));
+                || (state.quirks.get(Quirk::NoBuildInfo) && (BUILD_INFO..=2266).contains(&node.id));
             (!hidden).then_some(Located::Std(node))
         }
         (Identifier::String(s), ns) if ns == state.namespace_index() => {
@@ -477,7 +477,7 @@ fn locate_generated<'a>(state: &OpcuaState, folder: &'a str, rest: &str) -> Opti
     let kind = [Generated::Deep, Generated::Ref, Generated::More]
         .into_iter()
         .find(|k| k.prefix() == prefix)?;
-    (is_folder && state.quirks.on(kind.quirk()) && (1..=kind.last()).contains(&n))
+    (is_folder && state.quirks.get(kind.quirk()) && (1..=kind.last()).contains(&n))
         .then_some(Located::Generated(folder, kind, n))
 }
 
@@ -491,7 +491,7 @@ fn plc_id(state: &OpcuaState, id: &str) -> NodeId {
 
 fn build_info_value(state: &OpcuaState) -> opcua_types::BuildInfo {
     let b = &state.build_info;
-    if state.quirks.on(Quirk::EmptyBuildInfo) {
+    if state.quirks.get(Quirk::EmptyBuildInfo) {
         return opcua_types::BuildInfo {
             product_uri: UAString::from(""),
             manufacturer_name: UAString::from(""),
@@ -501,7 +501,7 @@ fn build_info_value(state: &OpcuaState) -> opcua_types::BuildInfo {
             build_date: DateTime::null(),
         };
     }
-    if state.quirks.on(Quirk::PlaceholderBuildInfo) {
+    if state.quirks.get(Quirk::PlaceholderBuildInfo) {
         return opcua_types::BuildInfo {
             product_uri: UAString::from("urn:unknown"),
             manufacturer_name: UAString::from("Unknown"),
@@ -527,7 +527,7 @@ fn std_value(
     start_time: DateTime,
     node: &StdNode,
 ) -> Result<Variant, StatusCode> {
-    let refused = state.quirks.on(Quirk::RefuseIdentity);
+    let refused = state.quirks.get(Quirk::RefuseIdentity);
     let limits = state.effective_limits();
     let build = || build_info_value(state);
     let strings = |items: Vec<String>| {
@@ -599,11 +599,11 @@ fn view(state: &OpcuaState, start_time: DateTime, located: &Located<'_>) -> View
                     }
                     _ => None,
                 };
-                let value = if !v.readable || state.quirks.on(Quirk::UnreadableValues) {
+                let value = if !v.readable || state.quirks.get(Quirk::UnreadableValues) {
                     Err(StatusCode::BadNotReadable)
-                } else if state.quirks.on(Quirk::BadValues) {
+                } else if state.quirks.get(Quirk::BadValues) {
                     Err(StatusCode::BadOutOfService)
-                } else if state.quirks.on(Quirk::HugeString) && v.vtype == ValueType::String {
+                } else if state.quirks.get(Quirk::HugeString) && v.vtype == ValueType::String {
                     Ok(Variant::from("x".repeat(HUGE_STRING_BYTES)))
                 } else {
                     Ok(v.value.clone())
@@ -758,7 +758,7 @@ fn references(
                 ));
             }
             let is_folder = state.nodes.get(*id).is_some_and(|n| n.variable.is_none());
-            if is_folder && state.quirks.on(Quirk::DeepNesting) {
+            if is_folder && state.quirks.get(Quirk::DeepNesting) {
                 let chain = Located::Generated(id, Generated::Deep, 1);
                 out.push(reference(state, start_time, &chain, ORGANIZES, true));
             }
@@ -814,9 +814,9 @@ impl Generator {
         if state.nodes.get(*id).is_none_or(|n| n.variable.is_some()) {
             return None;
         }
-        let kind = if state.quirks.on(Quirk::EndlessContinuation) {
+        let kind = if state.quirks.get(Quirk::EndlessContinuation) {
             Generated::More
-        } else if state.quirks.on(Quirk::MillionRefs) {
+        } else if state.quirks.get(Quirk::MillionRefs) {
             Generated::Ref
         } else {
             return None;
@@ -877,7 +877,7 @@ impl SimNodeManager {
             (session.secure_channel_id(), session.message_security_mode())
         };
         let peer = self.shared.peer_of(channel);
-        self.shared.log.record(LoggedRequest {
+        self.shared.log().record(LoggedRequest {
             seq: 0,
             time: chrono::Utc::now(),
             protocol: "opcua".into(),
@@ -914,10 +914,10 @@ impl SimNodeManager {
         let (stall, drop, slow, busy) = {
             let state = self.shared.lock_state();
             (
-                state.quirks.on(Quirk::Stall),
-                state.quirks.on(Quirk::DropSession),
-                state.quirks.on(Quirk::Slow),
-                state.quirks.on(Quirk::Busy),
+                state.quirks.get(Quirk::Stall),
+                state.quirks.get(Quirk::DropSession),
+                state.quirks.get(Quirk::Slow),
+                state.quirks.get(Quirk::Busy),
             )
         };
         if slow {
@@ -942,11 +942,11 @@ impl SimNodeManager {
 
     fn outcome(&self) -> &'static str {
         let state = self.shared.lock_state();
-        if state.quirks.on(Quirk::Stall) {
+        if state.quirks.get(Quirk::Stall) {
             "no answer (stall quirk)"
-        } else if state.quirks.on(Quirk::DropSession) {
+        } else if state.quirks.get(Quirk::DropSession) {
             "connection dropped (drop-session quirk)"
-        } else if state.quirks.on(Quirk::Busy) {
+        } else if state.quirks.get(Quirk::Busy) {
             "refused: BadServerTooBusy (busy quirk)"
         } else {
             "ok"
@@ -1062,18 +1062,18 @@ impl NodeManager for SimNodeManager {
             }
             let is_variable = matches!(located, Located::Plc(id)
                 if state.nodes.get(id).is_some_and(|n| n.variable.is_some()));
-            if is_variable && state.quirks.on(Quirk::UnknownOnRead) {
+            if is_variable && state.quirks.get(Quirk::UnknownOnRead) {
                 node.set_error(StatusCode::BadNodeIdUnknown);
                 continue;
             }
-            let v = view(&state, self.shared.start_time, &located);
+            let v = view(&state, self.shared.extra.start_time, &located);
             match read_attribute(&v, wanted.attribute_id) {
                 Ok(value) => {
                     let mut dv = DataValue::value_only(value);
                     if wanted.attribute_id == AttributeId::Value {
                         dv.source_timestamp = Some(DateTime::now());
                         dv.server_timestamp = Some(DateTime::now());
-                        if state.quirks.on(Quirk::UncertainValues)
+                        if state.quirks.get(Quirk::UncertainValues)
                             && matches!(located, Located::Plc(_))
                         {
                             dv.status = Some(StatusCode::UncertainLastUsableValue);
@@ -1117,7 +1117,7 @@ impl NodeManager for SimNodeManager {
         {
             return Err(StatusCode::BadTooManyOperations);
         }
-        if next && state.quirks.on(Quirk::NoBrowseNext) {
+        if next && state.quirks.get(Quirk::NoBrowseNext) {
             for node in nodes_to_browse.iter_mut() {
                 let _ = node.take_continuation_point::<Remaining>();
                 node.set_status(StatusCode::BadServiceUnsupported);
@@ -1125,7 +1125,7 @@ impl NodeManager for SimNodeManager {
             return Ok(());
         }
         let page = usize::try_from(limits.max_references_per_node).unwrap_or(usize::MAX);
-        let restarts = state.quirks.on(Quirk::BrowseNextRestarts);
+        let restarts = state.quirks.get(Quirk::BrowseNextRestarts);
         for node in nodes_to_browse.iter_mut() {
             let id = node.node_id().clone();
             let pending = node.take_continuation_point::<Remaining>();
@@ -1137,8 +1137,8 @@ impl NodeManager for SimNodeManager {
                         node.set_status(StatusCode::BadNodeIdUnknown);
                         continue;
                     };
-                    let mut all = references(&state, self.shared.start_time, &located);
-                    if state.quirks.on(Quirk::ReverseOrder) {
+                    let mut all = references(&state, self.shared.extra.start_time, &located);
+                    if state.quirks.get(Quirk::ReverseOrder) {
                         all.reverse();
                     }
                     let (forward, inverse) = (node.allows_forward(), node.allows_inverse());
@@ -1468,7 +1468,7 @@ impl SimAuthenticator {
     }
 
     fn log(&self, endpoint: &ServerEndpoint, user: &str, outcome: &str) {
-        self.shared.log.record(LoggedRequest {
+        self.shared.log().record(LoggedRequest {
             seq: 0,
             time: chrono::Utc::now(),
             protocol: "opcua".into(),

@@ -26,7 +26,7 @@ pub(crate) fn accept(
     peer: SocketAddr,
     upstream: SocketAddr,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    shared.log.record(LoggedRequest {
+    shared.log().record(LoggedRequest {
         seq: 0,
         time: Utc::now(),
         protocol: "opcua".into(),
@@ -53,13 +53,13 @@ async fn relay(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, upstrea
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let mut stop = shared.shutdown.subscribe();
-    let mut drops = shared.drops.subscribe();
+    let mut stop = shared.shutdown_watch();
+    let mut drops = shared.extra.drops.subscribe();
     drops.mark_unchanged();
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     let channels_seen = std::sync::Mutex::new(Vec::new());
-    let ignore_limits = shared.lock_state().quirks.on(Quirk::HugeString);
+    let ignore_limits = shared.lock_state().quirks.get(Quirk::HugeString);
     tokio::select! {
         _ = stop.wait_for(|stop| *stop) => {}
         _ = drops.changed() => tracing::debug!(%peer, "dropping connection"),
@@ -68,6 +68,7 @@ async fn relay(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, upstrea
     }
     let seen = channels_seen.lock().map(|v| v.clone()).unwrap_or_default();
     let mut map = shared
+        .extra
         .channels
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -156,6 +157,7 @@ async fn downstream(
         {
             let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
             let mut map = shared
+                .extra
                 .channels
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);

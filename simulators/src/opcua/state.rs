@@ -12,6 +12,8 @@ use opcua_types::{
 };
 use serde::Deserialize;
 
+use crate::runtime::{QuirkName, QuirkSet};
+
 use super::certs::ServerCertificate;
 
 /// The embedded demo state (a batch mixer behind an S7-1500-like OPC UA server).
@@ -489,9 +491,8 @@ pub const MILLION_REFS: u32 = 1_000_000;
 /// Bytes of the `huge-string` quirk's value.
 pub const HUGE_STRING_BYTES: usize = 10 * 1024 * 1024;
 
-impl Quirk {
-    /// Every quirk.
-    pub const ALL: [Quirk; 22] = [
+impl QuirkName for Quirk {
+    const ALL: &'static [Quirk] = &[
         Quirk::Stall,
         Quirk::DropSession,
         Quirk::NoBrowseNext,
@@ -516,8 +517,7 @@ impl Quirk {
         Quirk::UnreadableValues,
     ];
 
-    /// The quirk's name in commands and state files.
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Quirk::Stall => "stall",
             Quirk::DropSession => "drop-session",
@@ -543,41 +543,10 @@ impl Quirk {
             Quirk::UnreadableValues => "unreadable-values",
         }
     }
-
-    /// Parses a name (`-` and `_` are interchangeable).
-    pub fn parse(text: &str) -> Option<Quirk> {
-        let text = text.replace('_', "-");
-        Quirk::ALL.into_iter().find(|q| q.name() == text)
-    }
 }
 
 /// The set of quirks switched on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Quirks(BTreeSet<Quirk>);
-
-impl Quirks {
-    /// Whether a quirk is on.
-    pub fn on(&self, quirk: Quirk) -> bool {
-        self.0.contains(&quirk)
-    }
-
-    /// Switches a quirk on or off.
-    pub fn set(&mut self, quirk: Quirk, on: bool) {
-        if on {
-            self.0.insert(quirk);
-        } else {
-            self.0.remove(&quirk);
-        }
-    }
-
-    /// Every quirk with its state, for the `quirk` command.
-    pub fn all(&self) -> BTreeMap<&'static str, bool> {
-        Quirk::ALL
-            .into_iter()
-            .map(|q| (q.name(), self.on(q)))
-            .collect()
-    }
-}
+pub type Quirks = QuirkSet<Quirk>;
 
 /// Where the server's certificate comes from.
 #[derive(Debug, Clone, Default)]
@@ -735,7 +704,7 @@ impl OpcuaState {
     /// The limits in force (the `tiny-limits` quirk overrides the configured ones).
     #[must_use]
     pub fn effective_limits(&self) -> Limits {
-        if self.quirks.on(Quirk::TinyLimits) {
+        if self.quirks.get(Quirk::TinyLimits) {
             TINY_LIMITS
         } else {
             self.limits
@@ -880,7 +849,7 @@ struct RawState {
     limits: Option<RawLimits>,
     security: Option<RawSecurity>,
     #[serde(default)]
-    quirks: BTreeMap<String, bool>,
+    quirks: BTreeMap<String, toml::Value>,
     #[serde(default)]
     folder: Vec<RawFolder>,
     #[serde(default)]
@@ -1097,16 +1066,6 @@ impl RawState {
                 }
             }
         };
-        let mut quirks = Quirks::default();
-        for (name, on) in self.quirks {
-            let quirk = Quirk::parse(&name).ok_or_else(|| {
-                invalid(format!(
-                    "[quirks] {name:?} is not a quirk; expected one of {}",
-                    Quirk::ALL.map(Quirk::name).join(", ")
-                ))
-            })?;
-            quirks.set(quirk, on);
-        }
         let application_uri = self
             .application_uri
             .unwrap_or_else(|| "urn:otdrift:sim:opcua".into());
@@ -1135,7 +1094,7 @@ impl RawState {
             build_info,
             limits,
             security,
-            quirks,
+            quirks: Quirks::default(),
             nodes: BTreeMap::new(),
             children: BTreeMap::new(),
             ticks: 0,
@@ -1166,6 +1125,8 @@ impl RawState {
             .map_err(invalid)?;
             state.add_node(&var.id, node).map_err(invalid)?;
         }
+        crate::runtime::verbs::apply_file_quirks::<super::OpcuaSimulator>(&mut state, &self.quirks)
+            .map_err(invalid)?;
         Ok(state)
     }
 }
@@ -1187,7 +1148,7 @@ mod tests {
                 .any(|v| v.tick.is_some())
         );
         assert_eq!(state.namespace_index(), 2);
-        assert!(state.quirks().all().values().all(|on| !on));
+        assert!(Quirk::ALL.iter().all(|q| !state.quirks().get(*q)));
     }
 
     #[test]

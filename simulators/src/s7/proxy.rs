@@ -15,7 +15,12 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::{Shared, answers, answers::Parsed, backend, state::Quirks};
+use super::{
+    Shared, answers,
+    answers::Parsed,
+    backend,
+    state::{Quirk, Quirks},
+};
 use crate::request_log::LoggedRequest;
 
 /// The largest TPKT frame accepted from a client.
@@ -246,7 +251,7 @@ async fn forward(
     };
     let shared = Arc::clone(shared);
     let (stream, result) = tokio::task::spawn_blocking(move || {
-        let result = shared.lock_backend().exchange(&mut stream, &frame);
+        let result = shared.extra.lock_backend().exchange(&mut stream, &frame);
         (stream, result)
     })
     .await
@@ -258,7 +263,7 @@ async fn forward(
 }
 
 fn record(shared: &Shared, peer: SocketAddr, service: Service, outcome: &str) {
-    shared.log.record(LoggedRequest {
+    shared.log().record(LoggedRequest {
         seq: 0,
         time: Utc::now(),
         protocol: "s7".to_owned(),
@@ -277,7 +282,7 @@ fn record(shared: &Shared, peer: SocketAddr, service: Service, outcome: &str) {
 /// Serves one client until it closes, a quirk drops it, or the simulator stops.
 pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
     let _ = client.set_nodelay(true);
-    let mut stop = shared.shutdown.subscribe();
+    let mut stop = shared.shutdown_watch();
     let mut session = Session {
         backend: None,
         pdu: 240,
@@ -342,7 +347,7 @@ async fn connect(
 ) -> bool {
     let (quirks, expected) = {
         let state = shared.lock_state();
-        (state.quirks, state.rack * 0x20 + state.slot)
+        (state.quirks.clone(), state.rack * 0x20 + state.slot)
     };
     // Parameters after the fixed part: code, length, value.
     let mut called = None;
@@ -360,11 +365,11 @@ async fn connect(
         |t| format!("called TSAP 0x{t:04X}"),
     );
     let connect = service(0x00E0, "cotp_connect", false, detail);
-    if quirks.stall {
+    if quirks.get(Quirk::Stall) {
         record(shared, peer, connect, "no answer (stall quirk)");
         return true;
     }
-    if quirks.congested {
+    if quirks.get(Quirk::Congested) {
         record(
             shared,
             peer,
@@ -374,7 +379,7 @@ async fn connect(
         let _ = client.write_all(&answers::disconnect(0x81)).await;
         return false;
     }
-    if !quirks.snap7_only
+    if !quirks.get(Quirk::Snap7Only)
         && let Some(tsap) = called
         && (tsap & 0xFF != expected || !(1..=3).contains(&(tsap >> 8)))
     {
@@ -382,7 +387,7 @@ async fn connect(
         let _ = client.write_all(&answers::disconnect(0x80)).await;
         return false;
     }
-    let addr = shared.backend_addr;
+    let addr = shared.extra.backend_addr;
     let opened = tokio::task::spawn_blocking(move || backend::connect(addr)).await;
     let Ok(Ok(stream)) = opened else {
         record(shared, peer, connect, "failed: snap7 server not reachable");
@@ -420,8 +425,8 @@ async fn request(
         return false;
     };
     let svc = classify(&req);
-    let quirks = shared.lock_state().quirks;
-    let action = decide(shared, session, &req, quirks);
+    let quirks = shared.lock_state().quirks.clone();
+    let action = decide(shared, session, &req, &quirks);
     match action {
         Action::Silence(outcome) => {
             record(shared, peer, svc, &outcome);
@@ -463,11 +468,11 @@ fn refusal(req: &Parsed, group: u8, sub: u8, code: u16, why: &str) -> Action {
 }
 
 /// Decides how to answer one request.
-fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Quirks) -> Action {
-    if quirks.stall {
+fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: &Quirks) -> Action {
+    if quirks.get(Quirk::Stall) {
         return Action::Silence("no answer (stall quirk)".into());
     }
-    if quirks.busy && req.function() != Some(0xF0) {
+    if quirks.get(Quirk::Busy) && req.function() != Some(0xF0) {
         const TOO_FEW_RESOURCES: u16 = 0x8302;
         let outcome = "refused 0x8302 (busy quirk)".to_owned();
         return match req.userdata() {
@@ -478,22 +483,22 @@ fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Qui
             None => Action::Answer(answers::job_error(req.pdu_ref, TOO_FEW_RESOURCES), outcome),
         };
     }
-    if quirks.snap7_only {
+    if quirks.get(Quirk::Snap7Only) {
         return Action::Forward(rewrite_setup(shared, req));
     }
     if let Some(function) = req.function() {
-        let item_refusal = if quirks.refuse_db_read {
+        let item_refusal = if quirks.get(Quirk::RefuseDbRead) {
             Some((0x0A, "refuse-db-read"))
-        } else if quirks.refuse_db_range {
+        } else if quirks.get(Quirk::RefuseDbRange) {
             Some((0x05, "refuse-db-range"))
-        } else if quirks.deny_db_read {
+        } else if quirks.get(Quirk::DenyDbRead) {
             Some((0x03, "deny-db-read"))
         } else {
             None
         };
         return match function {
             0xF0 => Action::Forward(rewrite_setup(shared, req)),
-            0x04 | 0x05 if quirks.put_get_off => Action::Answer(
+            0x04 | 0x05 if quirks.get(Quirk::PutGetOff) => Action::Answer(
                 answers::job_error(req.pdu_ref, 0x8104),
                 "refused 0x8104 (put-get-off quirk)".into(),
             ),
@@ -524,10 +529,10 @@ fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Qui
     };
     match group {
         3 => {
-            if quirks.drop_on_blocks {
+            if quirks.get(Quirk::DropOnBlocks) {
                 return Action::Drop("dropped the session (drop-on-blocks quirk)".into());
             }
-            if quirks.refuse_blocks {
+            if quirks.get(Quirk::RefuseBlocks) {
                 return refusal(req, 3, sub, 0x8104, "refuse-blocks quirk");
             }
             blocks(shared, session, req, sub, next, quirks)
@@ -543,15 +548,15 @@ fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Qui
                 u16::from_be_bytes([b[0], b[1]]),
                 u16::from_be_bytes([b[2], b[3]]),
             );
-            if quirks.refuse_identity && matches!(id, 0x0011 | 0x001C) {
+            if quirks.get(Quirk::RefuseIdentity) && matches!(id, 0x0011 | 0x001C) {
                 return refusal(req, 4, 1, 0xD401, "refuse-identity quirk");
             }
-            if quirks.no_protection_szl && id == 0x0232 {
+            if quirks.get(Quirk::NoProtectionSzl) && id == 0x0232 {
                 return refusal(req, 4, 1, 0xD401, "no-protection-szl quirk");
             }
             let list = {
                 let state = shared.lock_state();
-                if quirks.szl_placeholder {
+                if quirks.get(Quirk::SzlPlaceholder) {
                     answers::szl_list(&state, 0x0011, 0)
                 } else {
                     answers::szl_list(&state, id, index)
@@ -560,18 +565,18 @@ fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Qui
             let Some(mut list) = list else {
                 return Action::Forward(rebuild(req));
             };
-            if quirks.szl_no_count
+            if quirks.get(Quirk::SzlNoCount)
                 && let Some(count) = list.get_mut(6..8)
             {
                 count.copy_from_slice(&[0, 0]);
             }
-            if quirks.szl_overclaim
+            if quirks.get(Quirk::SzlOverclaim)
                 && let Some(count) = list.get_mut(6..8)
             {
                 let claimed = u16::from_be_bytes([count[0], count[1]]).saturating_add(1);
                 count.copy_from_slice(&claimed.to_be_bytes());
             }
-            if quirks.szl_no_header {
+            if quirks.get(Quirk::SzlNoHeader) {
                 list.drain(..8.min(list.len()));
             }
             first_part(session, req, 4, 1, list, 1)
@@ -669,7 +674,7 @@ fn blocks(
     req: &Parsed,
     sub: u8,
     next: bool,
-    quirks: Quirks,
+    quirks: &Quirks,
 ) -> Action {
     let state = shared.lock_state();
     match sub {
@@ -688,8 +693,12 @@ fn blocks(
             drop(state);
             continuation(session, req, 3, 2)
         }
-        2 if quirks.refuse_block_list => refusal(req, 3, 2, 0x8104, "refuse-block-list quirk"),
-        3 if quirks.refuse_block_info => refusal(req, 3, 3, 0xD209, "refuse-block-info quirk"),
+        2 if quirks.get(Quirk::RefuseBlockList) => {
+            refusal(req, 3, 2, 0x8104, "refuse-block-list quirk")
+        }
+        3 if quirks.get(Quirk::RefuseBlockInfo) => {
+            refusal(req, 3, 3, 0xD209, "refuse-block-info quirk")
+        }
         2 => {
             let Some(&kind) = req.data.get(5) else {
                 return refusal(req, 3, 2, 0xD20E, "no block type");
@@ -706,7 +715,7 @@ fn blocks(
             let Some((kind, number)) = req.data.get(4..11).and_then(ascii_block) else {
                 return refusal(req, 3, 3, 0xD201, "bad block name");
             };
-            let info = if quirks.blockinfo_placeholder {
+            let info = if quirks.get(Quirk::BlockinfoPlaceholder) {
                 Some(answers::placeholder_info())
             } else {
                 answers::block_info(&state, kind, number)
@@ -741,7 +750,7 @@ fn upload(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, function: u
                     return error(0xD241, "protection level 3");
                 }
                 let db = if kind == 0x41 {
-                    shared.lock_backend().db(number).map(<[u8]>::to_vec)
+                    shared.extra.lock_backend().db(number).map(<[u8]>::to_vec)
                 } else {
                     None
                 };

@@ -5,6 +5,9 @@ use std::{collections::BTreeMap, fmt, path::Path};
 
 use serde::Deserialize;
 
+use crate::runtime::verbs::apply_file_quirks;
+use crate::runtime::{QuirkName, QuirkSet};
+
 /// Why a state file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -244,111 +247,105 @@ impl Selector {
     }
 }
 
-/// Defines the quirks once: the [`Quirks`] flags (also the state file's `[quirks]` table, with
-/// `_` for `-`), the [`Quirk`] names and their switches.
-macro_rules! quirks {
-    ($( $(#[doc = $doc:expr])* $field:ident / $variant:ident = $name:literal; )*) => {
-        /// Device quirks: how real devices deviate, for testing the client. Each can be set in
-        /// the state file's `[quirks]` and switched with `quirk NAME on|off`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-        #[serde(default, deny_unknown_fields)]
-        pub struct Quirks {
-            $( $(#[doc = $doc])* pub $field: bool, )*
-        }
+/// Device quirks: how real devices deviate, for testing the client. Each can be set in the
+/// state file's `[quirks]` and switched with `quirk NAME on|off`.
+pub type Quirks = QuirkSet<Quirk>;
 
-        /// A device quirk, switchable at run time (`quirk NAME on|off`).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Quirk {
-            $( #[doc = concat!("`", $name, "`.")] $variant, )*
-        }
-
-        impl Quirk {
-            /// Every quirk, in the order `help` lists them.
-            pub const ALL: [Quirk; [$($name),*].len()] = [$(Quirk::$variant),*];
-
-            /// The command-language name.
-            #[must_use]
-            pub fn name(self) -> &'static str {
-                match self {
-                    $( Self::$variant => $name, )*
-                }
-            }
-        }
-
-        impl Quirks {
-            /// Whether `quirk` is on.
-            #[must_use]
-            pub fn get(&self, quirk: Quirk) -> bool {
-                match quirk {
-                    $( Quirk::$variant => self.$field, )*
-                }
-            }
-
-            /// Switches `quirk`.
-            pub fn set(&mut self, quirk: Quirk, on: bool) {
-                let flag = match quirk {
-                    $( Quirk::$variant => &mut self.$field, )*
-                };
-                *flag = on;
-            }
-        }
-    };
-}
-
-quirks! {
+/// A device quirk, switchable at run time (`quirk NAME on|off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Quirk {
     /// Accept connections and requests, never answer.
-    stall / Stall = "stall";
+    Stall,
     /// Refuse block functions (list, list of type, block info) with error 0x8104, like an
     /// S7-1200/1500.
-    refuse_blocks / RefuseBlocks = "refuse-blocks";
+    RefuseBlocks,
     /// Close the session on any block function request.
-    drop_on_blocks / DropOnBlocks = "drop-on-blocks";
+    DropOnBlocks,
     /// Refuse Read/Write Var with header error 0x8104, like an S7-1200/1500 with PUT/GET off.
-    put_get_off / PutGetOff = "put-get-off";
+    PutGetOff,
     /// Answer SZL reads without the 8-byte SZL header (records only).
-    szl_no_header / SzlNoHeader = "szl-no-header";
+    SzlNoHeader,
     /// Answer SZL reads with a record count of 0.
-    szl_no_count / SzlNoCount = "szl-no-count";
+    SzlNoCount,
     /// Answer every SZL read with the SZL 0x0011 list, whatever was asked.
-    szl_placeholder / SzlPlaceholder = "szl-placeholder";
+    SzlPlaceholder,
     /// Answer every block info request with the same all-zero record.
-    blockinfo_placeholder / BlockinfoPlaceholder = "blockinfo-placeholder";
+    BlockinfoPlaceholder,
     /// Let snap7's server answer everything itself (its fixed identity, DB-only block
     /// functions, refused uploads): a plain snap7 peer.
-    snap7_only / Snap7Only = "snap7-only";
+    Snap7Only,
     /// Answer every Read Var item with return code 0x0A (object does not exist), although
     /// the block list and block info still show the DB.
-    refuse_db_read / RefuseDbRead = "refuse-db-read";
+    RefuseDbRead,
     /// Answer every Read Var item with return code 0x05 (address out of range), although
     /// the range lies within the DB block info describes.
-    refuse_db_range / RefuseDbRange = "refuse-db-range";
+    RefuseDbRange,
     /// Answer every Read Var item with return code 0x03 (access to the object not allowed).
-    deny_db_read / DenyDbRead = "deny-db-read";
+    DenyDbRead,
     /// Answer SZL 0x0011, 0x001C and 0x0232 with a list header claiming one record more than
     /// the answer carries.
-    szl_overclaim / SzlOverclaim = "szl-overclaim";
+    SzlOverclaim,
     /// Refuse SZL 0x0011 and 0x001C (identity) with error 0xD401 (SZL ID unknown).
-    refuse_identity / RefuseIdentity = "refuse-identity";
+    RefuseIdentity,
     /// Refuse SZL 0x0232 with error 0xD401, like S7-1200/1500 firmware without that list.
-    no_protection_szl / NoProtectionSzl = "no-protection-szl";
+    NoProtectionSzl,
     /// Refuse list blocks of type with error 0x8104 while list blocks still counts the blocks.
-    refuse_block_list / RefuseBlockList = "refuse-block-list";
+    RefuseBlockList,
     /// Refuse block info with error 0xD209 (block not found) for blocks the list still shows.
-    refuse_block_info / RefuseBlockInfo = "refuse-block-info";
+    RefuseBlockInfo,
     /// Answer every request after Setup Communication with error 0x8302 (too few resources
     /// available): a CPU busy serving other connections.
-    busy / Busy = "busy";
+    Busy,
     /// Refuse new ISO connections with COTP disconnect reason 0x81 (congestion at connect
     /// request time): a CPU whose connection resources are all in use.
-    congested / Congested = "congested";
+    Congested,
 }
 
-impl Quirk {
-    /// Parses a command-language name (`_` accepted for `-`).
-    #[must_use]
-    pub fn parse(name: &str) -> Option<Self> {
-        let name = name.to_ascii_lowercase().replace('_', "-");
-        Self::ALL.into_iter().find(|q| q.name() == name)
+impl QuirkName for Quirk {
+    const ALL: &'static [Quirk] = &[
+        Quirk::Stall,
+        Quirk::RefuseBlocks,
+        Quirk::DropOnBlocks,
+        Quirk::PutGetOff,
+        Quirk::SzlNoHeader,
+        Quirk::SzlNoCount,
+        Quirk::SzlPlaceholder,
+        Quirk::BlockinfoPlaceholder,
+        Quirk::Snap7Only,
+        Quirk::RefuseDbRead,
+        Quirk::RefuseDbRange,
+        Quirk::DenyDbRead,
+        Quirk::SzlOverclaim,
+        Quirk::RefuseIdentity,
+        Quirk::NoProtectionSzl,
+        Quirk::RefuseBlockList,
+        Quirk::RefuseBlockInfo,
+        Quirk::Busy,
+        Quirk::Congested,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Quirk::Stall => "stall",
+            Quirk::RefuseBlocks => "refuse-blocks",
+            Quirk::DropOnBlocks => "drop-on-blocks",
+            Quirk::PutGetOff => "put-get-off",
+            Quirk::SzlNoHeader => "szl-no-header",
+            Quirk::SzlNoCount => "szl-no-count",
+            Quirk::SzlPlaceholder => "szl-placeholder",
+            Quirk::BlockinfoPlaceholder => "blockinfo-placeholder",
+            Quirk::Snap7Only => "snap7-only",
+            Quirk::RefuseDbRead => "refuse-db-read",
+            Quirk::RefuseDbRange => "refuse-db-range",
+            Quirk::DenyDbRead => "deny-db-read",
+            Quirk::SzlOverclaim => "szl-overclaim",
+            Quirk::RefuseIdentity => "refuse-identity",
+            Quirk::NoProtectionSzl => "no-protection-szl",
+            Quirk::RefuseBlockList => "refuse-block-list",
+            Quirk::RefuseBlockInfo => "refuse-block-info",
+            Quirk::Busy => "busy",
+            Quirk::Congested => "congested",
+        }
     }
 }
 
@@ -415,7 +412,7 @@ struct StateFile {
     #[serde(default)]
     block: Vec<BlockFile>,
     #[serde(default)]
-    quirks: Quirks,
+    quirks: BTreeMap<String, toml::Value>,
 }
 
 fn default_slot() -> u16 {
@@ -901,8 +898,12 @@ impl S7State {
             system_blocks: (file.system_blocks.sfc, file.system_blocks.sfb),
             dbs,
             blocks,
-            quirks: file.quirks,
+            quirks: Quirks::default(),
             ticks: 0,
+        })
+        .and_then(|mut state| {
+            apply_file_quirks::<super::S7Simulator>(&mut state, &file.quirks).map_err(invalid)?;
+            Ok(state)
         })
     }
 
@@ -1009,16 +1010,16 @@ mod tests {
     fn every_quirk_has_a_file_key_and_a_switch() {
         let state = S7State::from_toml("[quirks]\nrefuse_db_read = true\ncongested = true\n")
             .expect("quirks table");
-        assert!(state.quirks.refuse_db_read && state.quirks.congested);
-        assert!(!state.quirks.busy);
+        assert!(state.quirks.get(Quirk::RefuseDbRead) && state.quirks.get(Quirk::Congested));
+        assert!(!state.quirks.get(Quirk::Busy));
         let err = S7State::from_toml("[quirks]\nrefuse_everything = true\n").expect_err("typo");
         assert!(err.to_string().contains("unknown field"), "{err}");
-        for quirk in Quirk::ALL {
+        for &quirk in Quirk::ALL {
             let mut quirks = Quirks::default();
             quirks.set(quirk, true);
             assert!(quirks.get(quirk), "{quirk}");
             assert_eq!(
-                Quirk::ALL.into_iter().filter(|q| quirks.get(*q)).count(),
+                Quirk::ALL.iter().filter(|q| quirks.get(**q)).count(),
                 1,
                 "{quirk} switches only itself"
             );

@@ -3,11 +3,11 @@
 use serde_json::json;
 
 use super::CipSimulator;
-use super::services;
+use super::file::{check_name, parse_revision};
 use super::state::{
     CipState, DEFAULT_REFUSE_TAG_STATUS, Program, Quirk, QuirkArg, Tag, Ty, UdtMember, Val,
-    check_name, parse_revision,
 };
+use super::tags;
 use crate::control::CommandError;
 use crate::runtime::verbs::{on_off as parse_on_off, split_word, usage};
 
@@ -42,15 +42,15 @@ fn execute(shared: &Shared, word: &str, rest: &str) -> Result<String, CommandErr
                 return Err(usage("set TAG VALUE"));
             }
             let mut state = shared.lock_state();
-            services::set_by_text(&mut state, tag, value).map_err(CommandError::Usage)?;
+            tags::set_by_text(&mut state, tag, value).map_err(CommandError::Usage)?;
             Ok(String::new())
         }
         "get" => {
             let state = shared.lock_state();
             if rest.is_empty() {
-                return Ok(serde_json::to_string(&services::dump(&state)).unwrap_or_default());
+                return Ok(serde_json::to_string(&tags::dump(&state)).unwrap_or_default());
             }
-            let value = services::get_by_text(&state, rest).map_err(CommandError::Usage)?;
+            let value = tags::get_by_text(&state, rest).map_err(CommandError::Usage)?;
             Ok(value.to_string())
         }
         "add-tag" => {
@@ -339,7 +339,7 @@ fn parse_type(text: &str) -> Result<(Ty, Vec<u32>), String> {
         }
         None => (text, vec![]),
     };
-    services::check_dims(&dims)?;
+    tags::check_dims(&dims)?;
     Ok((Ty::parse(name), dims))
 }
 

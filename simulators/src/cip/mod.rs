@@ -152,8 +152,12 @@
 //! service. `address` is the class of a logical path; `count` the element count of a read.
 
 mod commands;
+mod file;
+mod layout;
+mod path;
 mod services;
 mod state;
+mod tags;
 
 use std::{
     io,

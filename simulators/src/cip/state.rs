@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-
 use super::file::RawState;
 use super::layout::TemplateLayout;
 use crate::runtime::{QuirkName, QuirkSet};

@@ -5,7 +5,8 @@ use serde_json::json;
 
 use super::{
     OpcuaSimulator,
-    state::{OpcuaState, folder_node, variable_node},
+    file::{folder_node, variable_node},
+    state::OpcuaState,
 };
 use crate::control::CommandError;
 use crate::runtime::verbs::{split_word, usage};

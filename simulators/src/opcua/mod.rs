@@ -166,9 +166,12 @@
 
 mod certs;
 mod commands;
+mod file;
 mod manager;
+mod nodes;
 mod proxy;
 mod state;
+mod values;
 
 use std::{
     collections::HashMap,
@@ -191,8 +194,9 @@ pub use self::certs::ServerCertificate;
 pub use self::state::{
     BUILD_INFO_FIELDS, BuildInfo, DEEP_NESTING_LEVELS, HUGE_STRING_BYTES, Limits, MILLION_REFS,
     MIXER_DEMO_TOML, Mode, OpcuaState, PlcNode, Quirk, Quirks, SLOW_ANSWER_MS, StateError,
-    TINY_LIMITS, Tick, ValueType, VariableNode,
+    TINY_LIMITS, Tick, VariableNode,
 };
+pub use self::values::ValueType;
 pub use crate::control::CommandError;
 use crate::runtime::{Protocol, SimHandle, verbs};
 

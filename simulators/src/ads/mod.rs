@@ -146,6 +146,8 @@
 //! | `refuse-symbol` | every read of one symbol's memory (Read, sum-read sub-read, value by handle), its handle and its symbol info by name answer 0x710 (or the given code); the symbol table still lists it |
 
 mod commands;
+mod file;
+mod program;
 mod state;
 mod types;
 mod wire;

@@ -10,7 +10,6 @@ use std::{
 use opcua_types::DateTime;
 use serde::Deserialize;
 
-
 use super::state::{
     BuildInfo, CertificateSlot, Limits, Mode, OpcuaState, PlcNode, Quirks, Security, StateError,
     Tick, VariableNode, invalid,

@@ -5,7 +5,6 @@ use opcua_types::{
     ByteString, DateTime, LocalizedText, UAString, Variant, VariantScalarTypeId, array::Array,
 };
 
-
 use super::state::MAX_ARRAY_LEN;
 
 /// The scalar types a simulated variable can have (OPC UA built-in types).

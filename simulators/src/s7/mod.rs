@@ -154,6 +154,7 @@
 mod answers;
 mod backend;
 mod commands;
+mod file;
 mod proxy;
 mod state;
 

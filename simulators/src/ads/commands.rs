@@ -209,7 +209,11 @@ pub(crate) fn file_arg(quirk: Quirk, value: &toml::Value) -> Result<String, Stri
 }
 
 fn state_error(e: StateError) -> CommandError {
-    CommandError::Usage(e.to_string().trim_start_matches("ADS state: ").to_owned())
+    CommandError::Usage(
+        e.to_string()
+            .trim_start_matches("invalid state file: ")
+            .to_owned(),
+    )
 }
 
 fn info(state: &mut AdsState) -> serde_json::Value {

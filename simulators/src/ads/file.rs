@@ -101,11 +101,7 @@ impl AdsState {
     /// # Errors
     /// If the file cannot be read or is not a valid state.
     pub fn load(path: &Path) -> Result<AdsState, StateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StateError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        AdsState::from_toml(&text)
+        crate::runtime::load_state(path, AdsState::from_toml)
     }
 
     /// Parses a state from TOML (format on the module docs).
@@ -113,7 +109,7 @@ impl AdsState {
     /// # Errors
     /// Unknown keys, bad values, unknown types, duplicate names.
     pub fn from_toml(text: &str) -> Result<AdsState, StateError> {
-        let raw: RawState = toml::from_str(text).map_err(|e| StateError::Toml(e.to_string()))?;
+        let raw: RawState = toml::from_str(text)?;
         let mut state = AdsState::empty();
         if let Some(id) = raw.ams_net_id {
             state.ams_net_id = parse_net_id(&id).ok_or_else(|| {

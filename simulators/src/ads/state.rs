@@ -3,10 +3,11 @@
 //! documented on the [`ads`](super) module.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use crate::runtime::StateError;
+pub(crate) use crate::runtime::invalid;
 use crate::runtime::{QuirkName, QuirkSet};
 
 use super::program::prim_of;
@@ -25,25 +26,6 @@ pub const FILLER_DEMO_TOML: &str = include_str!("../../states/ads-filler.toml");
 
 /// Symbol flag: PERSISTENT.
 pub(crate) const SYM_FLAG_PERSISTENT: u16 = 0x0001;
-
-/// Why a state file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// The file could not be read.
-    #[error("cannot read ADS state file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The reason.
-        source: std::io::Error,
-    },
-    /// The text is not valid TOML or has unknown keys.
-    #[error("ADS state: {0}")]
-    Toml(String),
-    /// A value is out of range or a name does not resolve.
-    #[error("ADS state: {0}")]
-    Invalid(String),
-}
 
 /// The behaviours that make the simulator act like particular real devices, or like a
 /// device answering in ways a collector must not take as state (`quirk NAME on|off [ARGS]`,
@@ -339,10 +321,6 @@ pub(crate) fn parse_ads_state(text: &str) -> Option<u16> {
         .position(|s| *s == upper)
         .and_then(|i| u16::try_from(i).ok())
         .or_else(|| upper.parse().ok())
-}
-
-pub(crate) fn invalid(text: impl Into<String>) -> StateError {
-    StateError::Invalid(text.into())
 }
 
 impl AdsState {

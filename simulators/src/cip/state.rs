@@ -7,6 +7,8 @@ use std::path::Path;
 
 use super::file::RawState;
 use super::layout::TemplateLayout;
+pub use crate::runtime::StateError;
+pub(crate) use crate::runtime::invalid;
 use crate::runtime::{QuirkName, QuirkSet};
 
 /// The embedded demo state (`simulators/states/cip-oven.toml`).
@@ -22,29 +24,6 @@ pub(crate) const FIRST_UDT_TEMPLATE: u16 = 0x100;
 pub(crate) const MAX_NESTING: usize = 8;
 /// Largest array accepted in a state file or command.
 pub(crate) const MAX_ELEMENTS: u64 = 100_000;
-
-/// Why a state could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// The file could not be read.
-    #[error("cannot read CIP state file {path}: {source}")]
-    Io {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The reason.
-        source: std::io::Error,
-    },
-    /// Not valid TOML, or unknown keys.
-    #[error("invalid CIP state: {0}")]
-    Toml(#[from] toml::de::Error),
-    /// Valid TOML, but not a valid controller.
-    #[error("invalid CIP state: {0}")]
-    Invalid(String),
-}
-
-pub(crate) fn invalid(text: impl Into<String>) -> StateError {
-    StateError::Invalid(text.into())
-}
 
 /// A data type: atomic, the predefined STRING, or a user-defined type by name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -396,11 +375,7 @@ impl CipState {
     /// # Errors
     /// As [`from_toml`](Self::from_toml), or the file cannot be read.
     pub fn load(path: &Path) -> Result<Self, StateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StateError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_toml(&text)
+        crate::runtime::load_state(path, Self::from_toml)
     }
 
     /// The embedded demo: a CompactLogix 5380 running an oven line (two programs, recipe

@@ -6,33 +6,10 @@ use std::{collections::BTreeMap, fmt, path::Path};
 
 use serde::Deserialize;
 
+pub use crate::runtime::StateError;
+pub(crate) use crate::runtime::invalid;
 use crate::runtime::verbs::apply_file_quirks;
 use crate::runtime::{QuirkName, QuirkSet};
-
-/// Why a state file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// The file could not be read.
-    #[error("cannot read state file {path}: {source}")]
-    Io {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// The text is not valid TOML or does not have the expected shape
-    /// (unknown keys are refused so that typos do not go unnoticed).
-    #[error("invalid state file: {0}")]
-    Toml(#[from] toml::de::Error),
-    /// The TOML is well-formed but describes an impossible device
-    /// (overlapping blocks, out-of-range values...).
-    #[error("invalid state file: {0}")]
-    Invalid(String),
-}
-
-fn invalid(msg: impl Into<String>) -> StateError {
-    StateError::Invalid(msg.into())
-}
 
 /// The four Modbus data tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,11 +330,7 @@ impl ModbusState {
     /// [`StateError::Io`] if the file cannot be read, else as
     /// [`from_toml`](Self::from_toml).
     pub fn load(path: &Path) -> Result<Self, StateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StateError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_toml(&text)
+        crate::runtime::load_state(path, Self::from_toml)
     }
 
     /// The embedded default state (`simulators/states/modbus-press.toml`): a

@@ -9,6 +9,8 @@ use std::{
 
 use opcua_types::{DateTime, Variant};
 
+pub use crate::runtime::StateError;
+pub(crate) use crate::runtime::invalid;
 use crate::runtime::{QuirkName, QuirkSet};
 
 use super::certs::ServerCertificate;
@@ -24,29 +26,6 @@ pub const MAX_ID_LEN: usize = 512;
 pub const MAX_NODES: usize = 200_000;
 /// Longest array value accepted.
 pub const MAX_ARRAY_LEN: usize = 10_000;
-
-/// Why a state file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// The file could not be read.
-    #[error("cannot read state file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// Not valid TOML, an unknown key or a wrong type.
-    #[error("invalid state file: {0}")]
-    Toml(#[from] toml::de::Error),
-    /// Valid TOML that does not describe a device.
-    #[error("invalid state: {0}")]
-    Invalid(String),
-}
-
-pub(crate) fn invalid(text: impl Into<String>) -> StateError {
-    StateError::Invalid(text.into())
-}
 
 /// How a ticking variable moves on every tick (runtime values: never setpoints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,12 +367,10 @@ impl OpcuaState {
     /// # Errors
     /// [`StateError::Io`] if the file cannot be read, else as [`from_toml`](Self::from_toml).
     pub fn load(path: &Path) -> Result<Self, StateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StateError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let raw: RawState = toml::from_str(&text)?;
-        raw.build(path.parent())
+        crate::runtime::load_state(path, |text| {
+            let raw: RawState = toml::from_str(text)?;
+            raw.build(path.parent())
+        })
     }
 
     /// The embedded demo state (`simulators/states/opcua-mixer.toml`): a batch mixer with a

@@ -14,6 +14,7 @@
 //! - the accept loop and the ticker (`tasks.rs`), and the process loop (`process.rs`).
 
 pub mod quirks;
+mod state_file;
 pub(crate) mod verbs;
 
 use std::fmt;
@@ -31,6 +32,8 @@ use crate::control::{CommandError, CommandTarget};
 use crate::process::SimError;
 use crate::request_log::RequestLog;
 pub use quirks::{QuirkName, QuirkSet};
+pub use state_file::StateError;
+pub(crate) use state_file::{invalid, load as load_state};
 
 /// What a protocol's simulator supplies to the runtime (implemented by its `XSimulator`).
 pub trait Protocol: Sized + Send + Sync + 'static {

@@ -383,10 +383,6 @@ impl S7State {
     /// # Errors
     /// If the file cannot be read or is invalid.
     pub fn load(path: &Path) -> Result<Self, StateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StateError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_toml(&text)
+        crate::runtime::load_state(path, Self::from_toml)
     }
 }

@@ -3,32 +3,9 @@
 
 use std::{collections::BTreeMap, fmt};
 
-
+pub use crate::runtime::StateError;
+pub(crate) use crate::runtime::invalid;
 use crate::runtime::{QuirkName, QuirkSet};
-
-/// Why a state file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// The file could not be read.
-    #[error("cannot read state file {path}: {source}")]
-    Io {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// Not valid TOML, or not the expected shape (unknown keys are refused so typos do not go
-    /// unnoticed).
-    #[error("invalid state file: {0}")]
-    Toml(#[from] toml::de::Error),
-    /// Well-formed, but an impossible CPU (a DB twice, a size out of range...).
-    #[error("invalid state file: {0}")]
-    Invalid(String),
-}
-
-pub(crate) fn invalid(msg: impl Into<String>) -> StateError {
-    StateError::Invalid(msg.into())
-}
 
 /// The largest DB snap7's server can hold: it keeps sizes in 16 bits.
 pub const MAX_DB_SIZE: usize = 65535;

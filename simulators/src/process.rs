@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::control;
-use crate::runtime::Protocol;
+use crate::runtime::{Commands, StateError};
 
 /// The options of every `otdrift sim <protocol>` command.
 #[derive(Debug, Clone)]
@@ -88,9 +88,9 @@ pub(crate) fn print_ready(lines: &[String]) -> io::Result<()> {
 /// # Errors
 /// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
 /// or stdout is closed, before the ready line is printed.
-pub(crate) async fn run<Sim: Protocol>(
+pub(crate) async fn run<Sim: Commands>(
     opts: RunOptions,
-) -> Result<(), SimError<Sim::StateError, Sim::StartError>> {
+) -> Result<(), SimError<StateError, Sim::StartError>> {
     // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
     // it has read it.
     let stop = stop_signal()?;
@@ -99,12 +99,12 @@ pub(crate) async fn run<Sim: Protocol>(
 
 /// [`run`] with the ready lines, stdin (read only when `serve_stdin`; EOF only stops reading
 /// it) and the stop signal pluggable (for tests).
-pub(crate) async fn run_until<Sim: Protocol>(
+pub(crate) async fn run_until<Sim: Commands>(
     opts: RunOptions,
     serve_stdin: bool,
     on_ready: impl FnOnce(&[String]) -> io::Result<()>,
     stop: impl Future<Output = io::Result<()>>,
-) -> Result<(), SimError<Sim::StateError, Sim::StartError>> {
+) -> Result<(), SimError<StateError, Sim::StartError>> {
     let state = match &opts.state {
         Some(path) => Sim::load(path).map_err(SimError::State)?,
         None => Sim::demo(),

@@ -10,16 +10,9 @@ use super::state::{
 use super::types;
 use crate::control::CommandError;
 use crate::runtime::verbs::{split_word, usage};
+use crate::runtime::{Commands, verbs};
 
 type Shared = crate::runtime::Shared<AdsSimulator>;
-
-/// The `help` reply (one line).
-pub(crate) const HELP: &str = "commands: \
-set PATH VALUE ; get PATH ; info ; symbols [PREFIX] ; tick [N] ; \
-state RUN|STOP|CONFIG|... ; device name TEXT|version X.Y.Z ; \
-online-change add NAME TYPE [= VALUE] ; online-change remove NAME ; download ; restart ; \
-quirk [NAME on|off] ; quirk refuse-all on [CODE] ; quirk refuse-symbol on NAME [CODE] ; \
-log [clear] ; help";
 
 /// Parses a TOML value (`520`, `"Cola"`, `[1, 2]`, `{ a = 1 }`).
 pub(crate) fn parse_value(text: &str) -> Result<toml::Value, CommandError> {
@@ -170,44 +163,6 @@ pub(crate) fn refuse_symbol(
     Ok(())
 }
 
-/// `quirk NAME on [ARGS]`: `refuse-all` takes an optional code, `refuse-symbol` a name and
-/// an optional code; the others take nothing.
-pub(crate) fn quirk_on(state: &mut AdsState, quirk: Quirk, args: &str) -> Result<(), CommandError> {
-    let args: Vec<&str> = args.split_whitespace().collect();
-    match (quirk, args.as_slice()) {
-        (Quirk::RefuseAll, []) => state.quirks.set(quirk, true),
-        (Quirk::RefuseAll, [code]) => state
-            .quirks
-            .replace(quirk, QuirkArg::Code(parse_code(code)?)),
-        (Quirk::RefuseSymbol, [symbol]) => refuse_symbol(state, symbol, SYMBOL_NOT_FOUND)?,
-        (Quirk::RefuseSymbol, [symbol, code]) => {
-            refuse_symbol(state, symbol, parse_code(code)?)?;
-        }
-        (Quirk::RefuseAll, _) => return Err(usage("quirk refuse-all on [CODE] | off")),
-        (Quirk::RefuseSymbol, _) => {
-            return Err(usage("quirk refuse-symbol on NAME [CODE] | off"));
-        }
-        (_, []) => state.quirks.set(quirk, true),
-        _ => return Err(usage("quirk NAME on|off")),
-    }
-    Ok(())
-}
-
-/// A state file's `refuse_symbol = { name = "...", code = 0x710 }`, as the command's words.
-pub(crate) fn file_arg(quirk: Quirk, value: &toml::Value) -> Result<String, String> {
-    match (quirk, value) {
-        (Quirk::RefuseSymbol, toml::Value::Table(table)) => {
-            let symbol: RefusedSymbol = toml::Value::Table(table.clone())
-                .try_into()
-                .map_err(|e: toml::de::Error| e.message().to_owned())?;
-            Ok(format!("{} {}", symbol.name, symbol.code))
-        }
-        (_, toml::Value::Integer(n)) => Ok(n.to_string()),
-        (_, toml::Value::String(s)) => Ok(s.clone()),
-        _ => Err("expected true, false or the quirk's argument".to_owned()),
-    }
-}
-
 fn state_error(e: StateError) -> CommandError {
     CommandError::Usage(
         e.to_string()
@@ -233,67 +188,115 @@ fn info(state: &mut AdsState) -> serde_json::Value {
     })
 }
 
-/// The ADS simulator's own verbs.
-pub(crate) fn command(
-    shared: &Shared,
-    verb: &str,
-    rest: &str,
-) -> Option<Result<String, CommandError>> {
-    let mut state = shared.lock_state();
-    Some(match verb {
-        "set" => {
-            let (path, value) = split_word(rest);
-            if path.is_empty() || value.is_empty() {
-                return Some(Err(usage("set PATH VALUE")));
+impl Commands for AdsSimulator {
+    const HELP: &'static str = "commands: \
+    set PATH VALUE ; get PATH ; info ; symbols [PREFIX] ; tick [N] ; \
+    state RUN|STOP|CONFIG|... ; device name TEXT|version X.Y.Z ; \
+    online-change add NAME TYPE [= VALUE] ; online-change remove NAME ; download ; restart ; \
+    quirk [NAME on|off] ; quirk refuse-all on [CODE] ; quirk refuse-symbol on NAME [CODE] ; \
+    log [clear] ; help";
+    const LOG_KEY: &'static str = "by_command";
+
+    /// `quirk NAME on [ARGS]`: `refuse-all` takes an optional code, `refuse-symbol` a name and
+    /// an optional code; the others take nothing.
+    fn quirk_on(state: &mut AdsState, quirk: Quirk, args: &str) -> Result<(), CommandError> {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        match (quirk, args.as_slice()) {
+            (Quirk::RefuseAll, []) => state.quirks.set(quirk, true),
+            (Quirk::RefuseAll, [code]) => state
+                .quirks
+                .replace(quirk, QuirkArg::Code(parse_code(code)?)),
+            (Quirk::RefuseSymbol, [symbol]) => refuse_symbol(state, symbol, SYMBOL_NOT_FOUND)?,
+            (Quirk::RefuseSymbol, [symbol, code]) => {
+                refuse_symbol(state, symbol, parse_code(code)?)?;
             }
-            parse_value(value)
-                .and_then(|value| set_value(&mut state, path, &value))
-                .map(|()| String::new())
-        }
-        "get" => {
-            if rest.is_empty() {
-                return Some(Err(usage("get PATH")));
+            (Quirk::RefuseAll, _) => return Err(usage("quirk refuse-all on [CODE] | off")),
+            (Quirk::RefuseSymbol, _) => {
+                return Err(usage("quirk refuse-symbol on NAME [CODE] | off"));
             }
-            get_value(&state, rest).map(|v| v.to_string())
+            (_, []) => state.quirks.set(quirk, true),
+            _ => return Err(usage("quirk NAME on|off")),
         }
-        "info" => Ok(info(&mut state).to_string()),
-        "symbols" => {
-            let names: Vec<serde_json::Value> = state
-                .symbols
-                .iter()
-                .filter(|s| {
-                    s.name
-                        .get(..rest.len())
-                        .is_some_and(|h| h.eq_ignore_ascii_case(rest))
-                })
-                .map(|s| {
-                    json!({
-                        "name": s.name,
-                        "type": s.ty.name(),
-                        "size": s.ty.size(),
-                        "offset": s.offset,
-                        "persistent": s.persistent && SYM_FLAG_PERSISTENT != 0,
+        Ok(())
+    }
+
+    /// A state file's `refuse_symbol = { name = "...", code = 0x710 }`, as the command's words.
+    fn file_arg(quirk: Quirk, value: &toml::Value) -> Result<String, String> {
+        match (quirk, value) {
+            (Quirk::RefuseSymbol, toml::Value::Table(table)) => {
+                let symbol: RefusedSymbol = toml::Value::Table(table.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| e.message().to_owned())?;
+                Ok(format!("{} {}", symbol.name, symbol.code))
+            }
+            (_, toml::Value::Integer(n)) => Ok(n.to_string()),
+            (_, toml::Value::String(s)) => Ok(s.clone()),
+            _ => Err("expected true, false or the quirk's argument".to_owned()),
+        }
+    }
+
+    /// The ADS simulator's own verbs.
+    fn command(shared: &Shared, verb: &str, rest: &str) -> Result<String, CommandError> {
+        let mut state = shared.lock_state();
+        match verb {
+            "set" => {
+                let (path, value) = split_word(rest);
+                if path.is_empty() || value.is_empty() {
+                    return Err(usage("set PATH VALUE"));
+                }
+                parse_value(value)
+                    .and_then(|value| set_value(&mut state, path, &value))
+                    .map(|()| String::new())
+            }
+            "get" => {
+                if rest.is_empty() {
+                    return Err(usage("get PATH"));
+                }
+                get_value(&state, rest).map(|v| v.to_string())
+            }
+            "info" => Ok(info(&mut state).to_string()),
+            "symbols" => {
+                let names: Vec<serde_json::Value> = state
+                    .symbols
+                    .iter()
+                    .filter(|s| {
+                        s.name
+                            .get(..rest.len())
+                            .is_some_and(|h| h.eq_ignore_ascii_case(rest))
                     })
-                })
-                .collect();
-            Ok(serde_json::Value::Array(names).to_string())
+                    .map(|s| {
+                        json!({
+                            "name": s.name,
+                            "type": s.ty.name(),
+                            "size": s.ty.size(),
+                            "offset": s.offset,
+                            "persistent": s.persistent && SYM_FLAG_PERSISTENT != 0,
+                        })
+                    })
+                    .collect();
+                Ok(serde_json::Value::Array(names).to_string())
+            }
+            "state" => parse_ads_state(rest)
+                .filter(|c| usize::from(*c) < ADS_STATES.len())
+                .ok_or_else(|| usage("state RUN|STOP|CONFIG|... (an ADS state name or 0..=19)"))
+                .map(|code| {
+                    state.ads_state = code;
+                    String::new()
+                }),
+            "device" => device(&mut state, rest),
+            "online-change" => online_change(&mut state, rest),
+            "download" => download(&mut state).map(|()| String::new()),
+            "restart" => {
+                restart(&mut state);
+                Ok(String::new())
+            }
+            _ => Err(CommandError::Unknown(verb.to_owned())),
         }
-        "state" => parse_ads_state(rest)
-            .filter(|c| usize::from(*c) < ADS_STATES.len())
-            .ok_or_else(|| usage("state RUN|STOP|CONFIG|... (an ADS state name or 0..=19)"))
-            .map(|code| {
-                state.ads_state = code;
-                String::new()
-            }),
-        "device" => device(&mut state, rest),
-        "online-change" => online_change(&mut state, rest),
-        "download" => download(&mut state).map(|()| String::new()),
-        "restart" => {
-            restart(&mut state);
-            Ok(String::new())
-        }
-        _ => return None,
-    })
+    }
+
+    fn log_summary(shared: &Shared) -> String {
+        verbs::log_counts::<Self, _>(shared.log().count_by_service())
+    }
 }
 
 fn device(state: &mut AdsState, rest: &str) -> Result<String, CommandError> {

@@ -169,7 +169,7 @@ pub use self::wire::MAX_SUM_COMMANDS;
 pub use crate::control::CommandError;
 use crate::{
     request_log::LoggedRequest,
-    runtime::{Protocol, SimHandle, verbs},
+    runtime::{Protocol, SimHandle},
 };
 use wire::Action;
 
@@ -209,37 +209,18 @@ impl AdsSimulator {
 
 impl Protocol for AdsSimulator {
     const NAME: &'static str = "ads";
-    const HELP: &'static str = commands::HELP;
-    const LOG_KEY: &'static str = "by_command";
     type State = AdsState;
     type Quirk = Quirk;
     type QuirkArg = QuirkArg;
     type Extra = ();
-    type StateError = StateError;
     type StartError = std::convert::Infallible;
 
     fn quirks(state: &mut AdsState) -> &mut Quirks {
         &mut state.quirks
     }
 
-    fn quirk_on(state: &mut AdsState, quirk: Quirk, args: &str) -> Result<(), CommandError> {
-        commands::quirk_on(state, quirk, args)
-    }
-
-    fn file_arg(quirk: Quirk, value: &toml::Value) -> Result<String, String> {
-        commands::file_arg(quirk, value)
-    }
-
     fn tick(shared: &Shared) {
         shared.lock_state().tick();
-    }
-
-    fn command(shared: &Shared, verb: &str, rest: &str) -> Option<Result<String, CommandError>> {
-        commands::command(shared, verb, rest)
-    }
-
-    fn log_summary(shared: &Shared) -> String {
-        verbs::log_counts::<Self, _>(shared.log().count_by_service())
     }
 
     fn load(path: &Path) -> Result<AdsState, StateError> {

@@ -10,229 +10,231 @@ use super::state::{
 use super::tags;
 use crate::control::CommandError;
 use crate::runtime::verbs::{on_off as parse_on_off, split_word, usage};
+use crate::runtime::{Commands, verbs};
 
 type Shared = crate::runtime::Shared<CipSimulator>;
 
-/// The `help` reply.
-pub(crate) const HELP: &str = "commands: \
-set TAG VALUE ; get [TAG] ; \
-add-tag [Program:P.]NAME TYPE[dims] ; remove-tag [Program:P.]NAME ; \
-add-program NAME [ROUTINE...] ; remove-program NAME ; \
-add-member UDT NAME TYPE[dims] ; remove-member UDT NAME ; \
-logic N ; audit ; change-detection on|off ; \
-identity [FIELD VALUE] ; tick [N] ; quirk [NAME on|off [ARG]] ; log [clear] ; help";
+impl Commands for CipSimulator {
+    const HELP: &'static str = "commands: \
+    set TAG VALUE ; get [TAG] ; \
+    add-tag [Program:P.]NAME TYPE[dims] ; remove-tag [Program:P.]NAME ; \
+    add-program NAME [ROUTINE...] ; remove-program NAME ; \
+    add-member UDT NAME TYPE[dims] ; remove-member UDT NAME ; \
+    logic N ; audit ; change-detection on|off ; \
+    identity [FIELD VALUE] ; tick [N] ; quirk [NAME on|off [ARG]] ; log [clear] ; help";
+    const LOG_KEY: &'static str = "by_service";
 
-/// The CIP simulator's own verbs.
-pub(crate) fn command(
-    shared: &Shared,
-    verb: &str,
-    rest: &str,
-) -> Option<Result<String, CommandError>> {
-    match execute(shared, verb, rest) {
-        Err(CommandError::Unknown(_)) => None,
-        other => Some(other),
-    }
-}
-
-fn execute(shared: &Shared, word: &str, rest: &str) -> Result<String, CommandError> {
-    match word {
-        "set" => {
-            let (tag, value) = split_word(rest);
-            if tag.is_empty() || value.is_empty() {
-                return Err(usage("set TAG VALUE"));
-            }
-            let mut state = shared.lock_state();
-            tags::set_by_text(&mut state, tag, value).map_err(CommandError::Usage)?;
-            Ok(String::new())
-        }
-        "get" => {
-            let state = shared.lock_state();
-            if rest.is_empty() {
-                return Ok(serde_json::to_string(&tags::dump(&state)).unwrap_or_default());
-            }
-            let value = tags::get_by_text(&state, rest).map_err(CommandError::Usage)?;
-            Ok(value.to_string())
-        }
-        "add-tag" => {
-            let (path, ty) = split_word(rest);
-            if path.is_empty() || ty.is_empty() {
-                return Err(usage("add-tag [Program:P.]NAME TYPE[dims]"));
-            }
-            download(shared, |state| add_tag(state, path, ty))
-        }
-        "remove-tag" => {
-            if rest.is_empty() {
-                return Err(usage("remove-tag [Program:P.]NAME"));
-            }
-            download(shared, |state| {
-                let (scope, name) = scoped(rest)?;
-                let idx = state
-                    .find_tag(scope.as_deref(), &name)
-                    .ok_or_else(|| format!("no tag {rest}"))?;
-                state.tags.remove(idx);
-                Ok(())
-            })
-        }
-        "add-program" => {
-            let mut words = rest.split_whitespace();
-            let name = words
-                .next()
-                .ok_or_else(|| usage("add-program NAME [ROUTINE...]"))?
-                .to_owned();
-            let routines: Vec<String> = words.map(str::to_owned).collect();
-            download(shared, move |state| {
-                check_name(&name)?;
-                if state.find_program(&name).is_some() {
-                    return Err(format!("program {name} exists"));
-                }
-                for r in &routines {
-                    check_name(r)?;
-                }
-                let instance = state.fresh_instance();
-                state.programs.push(Program {
-                    name: name.clone(),
-                    routines: routines.clone(),
-                    instance,
-                });
-                Ok(())
-            })
-        }
-        "remove-program" => {
-            if rest.is_empty() {
-                return Err(usage("remove-program NAME"));
-            }
-            download(shared, |state| {
-                let idx = state
-                    .find_program(rest)
-                    .ok_or_else(|| format!("no program {rest}"))?;
-                let name = state.programs.remove(idx).name;
-                state.tags.retain(|t| {
-                    !t.scope
-                        .as_deref()
-                        .is_some_and(|s| s.eq_ignore_ascii_case(&name))
-                });
-                Ok(())
-            })
-        }
-        "add-member" => {
-            let mut words = rest.split_whitespace();
-            let (Some(udt), Some(name), Some(ty)) = (words.next(), words.next(), words.next())
-            else {
-                return Err(usage("add-member UDT NAME TYPE[dims]"));
-            };
-            download(shared, |state| {
-                check_name(name)?;
-                let (ty, dims) = parse_type(ty)?;
-                if dims.len() > 1 {
-                    return Err("UDT members have at most one dimension".to_owned());
-                }
-                let u = state
-                    .udts
-                    .iter_mut()
-                    .find(|u| u.name.eq_ignore_ascii_case(udt))
-                    .ok_or_else(|| format!("no UDT {udt}"))?;
-                if u.members.iter().any(|m| m.name.eq_ignore_ascii_case(name)) {
-                    return Err(format!("{udt}.{name} exists"));
-                }
-                u.members.push(UdtMember {
-                    name: name.to_owned(),
-                    ty,
-                    dims: dims
-                        .first()
-                        .map(|d| u16::try_from(*d).unwrap_or(u16::MAX))
-                        .unwrap_or(0),
-                });
-                Ok(())
-            })
-        }
-        "remove-member" => {
-            let mut words = rest.split_whitespace();
-            let (Some(udt), Some(name)) = (words.next(), words.next()) else {
-                return Err(usage("remove-member UDT NAME"));
-            };
-            download(shared, |state| {
-                let u = state
-                    .udts
-                    .iter_mut()
-                    .find(|u| u.name.eq_ignore_ascii_case(udt))
-                    .ok_or_else(|| format!("no UDT {udt}"))?;
-                let before = u.members.len();
-                u.members.retain(|m| !m.name.eq_ignore_ascii_case(name));
-                if u.members.len() == before {
-                    return Err(format!("{udt} has no member {name}"));
-                }
-                if u.members.is_empty() {
-                    return Err("a UDT keeps at least one member".to_owned());
-                }
-                Ok(())
-            })
-        }
-        "logic" => {
-            let n: u64 = rest
-                .parse()
-                .map_err(|_| usage("logic N (the logic revision, 0..)"))?;
-            shared.lock_state().logic = n;
-            Ok(String::new())
-        }
-        "audit" => {
-            let state = shared.lock_state();
-            Ok(json!({
-                "audit_value": format!("16#{}", group(state.audit_value())),
-                "changes_to_detect": format!("16#{}", group(state.changes_to_detect)),
-                "change_detection": state.has_audit_tags(),
-                "logic": state.logic,
-            })
-            .to_string())
-        }
-        "change-detection" => {
-            let on = parse_on_off(rest).ok_or_else(|| usage("change-detection on|off"))?;
-            shared.lock_state().change_detection = on;
-            Ok(String::new())
-        }
-        "identity" => identity(shared, rest),
-        other => Err(CommandError::Unknown(other.to_owned())),
-    }
-}
-
-/// `quirk NAME on [ARGS]`: `refuse-all` takes an optional status, `refuse-tag` a tag and an
-/// optional status (once per tag); the others take nothing.
-pub(crate) fn quirk_on(state: &mut CipState, quirk: Quirk, args: &str) -> Result<(), CommandError> {
-    match quirk {
-        Quirk::RefuseAll if args.is_empty() => state.quirks.set(quirk, true),
-        Quirk::RefuseAll => state
-            .quirks
-            .replace(quirk, QuirkArg::Status(parse_status(args)?)),
-        Quirk::RefuseTag => {
-            let (tag, status) = split_word(args);
-            if tag.is_empty() {
-                return Err(usage("quirk refuse-tag on TAG [STATUS]"));
-            }
-            let status = match status {
-                "" => DEFAULT_REFUSE_TAG_STATUS,
-                text => parse_status(text)?,
-            };
-            state
+    /// `quirk NAME on [ARGS]`: `refuse-all` takes an optional status, `refuse-tag` a tag and an
+    /// optional status (once per tag); the others take nothing.
+    fn quirk_on(state: &mut CipState, quirk: Quirk, args: &str) -> Result<(), CommandError> {
+        match quirk {
+            Quirk::RefuseAll if args.is_empty() => state.quirks.set(quirk, true),
+            Quirk::RefuseAll => state
                 .quirks
-                .push(quirk, QuirkArg::Tag(tag.to_ascii_lowercase(), status));
+                .replace(quirk, QuirkArg::Status(parse_status(args)?)),
+            Quirk::RefuseTag => {
+                let (tag, status) = split_word(args);
+                if tag.is_empty() {
+                    return Err(usage("quirk refuse-tag on TAG [STATUS]"));
+                }
+                let status = match status {
+                    "" => DEFAULT_REFUSE_TAG_STATUS,
+                    text => parse_status(text)?,
+                };
+                state
+                    .quirks
+                    .push(quirk, QuirkArg::Tag(tag.to_ascii_lowercase(), status));
+            }
+            _ if args.is_empty() => state.quirks.set(quirk, true),
+            _ => {
+                return Err(usage(
+                    "quirk NAME on|off (refuse-all on [STATUS], refuse-tag on TAG [STATUS])",
+                ));
+            }
         }
-        _ if args.is_empty() => state.quirks.set(quirk, true),
-        _ => {
-            return Err(usage(
-                "quirk NAME on|off (refuse-all on [STATUS], refuse-tag on TAG [STATUS])",
-            ));
+        Ok(())
+    }
+
+    /// A state file's `refuse-tag` names tags (strings); `refuse-all` a status.
+    fn file_arg(quirk: Quirk, value: &toml::Value) -> Result<String, String> {
+        match (quirk, value) {
+            (Quirk::RefuseTag, toml::Value::String(tag)) => Ok(tag.clone()),
+            (Quirk::RefuseTag, _) => Err("tags are strings".to_owned()),
+            (_, toml::Value::Integer(n)) => Ok(n.to_string()),
+            (_, toml::Value::String(s)) => Ok(s.clone()),
+            _ => Err("expected true, false or the quirk's argument".to_owned()),
         }
     }
-    Ok(())
-}
 
-/// A state file's `refuse-tag` names tags (strings); `refuse-all` a status.
-pub(crate) fn file_arg(quirk: Quirk, value: &toml::Value) -> Result<String, String> {
-    match (quirk, value) {
-        (Quirk::RefuseTag, toml::Value::String(tag)) => Ok(tag.clone()),
-        (Quirk::RefuseTag, _) => Err("tags are strings".to_owned()),
-        (_, toml::Value::Integer(n)) => Ok(n.to_string()),
-        (_, toml::Value::String(s)) => Ok(s.clone()),
-        _ => Err("expected true, false or the quirk's argument".to_owned()),
+    /// The CIP simulator's own verbs.
+    fn command(shared: &Shared, word: &str, rest: &str) -> Result<String, CommandError> {
+        match word {
+            "set" => {
+                let (tag, value) = split_word(rest);
+                if tag.is_empty() || value.is_empty() {
+                    return Err(usage("set TAG VALUE"));
+                }
+                let mut state = shared.lock_state();
+                tags::set_by_text(&mut state, tag, value).map_err(CommandError::Usage)?;
+                Ok(String::new())
+            }
+            "get" => {
+                let state = shared.lock_state();
+                if rest.is_empty() {
+                    return Ok(serde_json::to_string(&tags::dump(&state)).unwrap_or_default());
+                }
+                let value = tags::get_by_text(&state, rest).map_err(CommandError::Usage)?;
+                Ok(value.to_string())
+            }
+            "add-tag" => {
+                let (path, ty) = split_word(rest);
+                if path.is_empty() || ty.is_empty() {
+                    return Err(usage("add-tag [Program:P.]NAME TYPE[dims]"));
+                }
+                download(shared, |state| add_tag(state, path, ty))
+            }
+            "remove-tag" => {
+                if rest.is_empty() {
+                    return Err(usage("remove-tag [Program:P.]NAME"));
+                }
+                download(shared, |state| {
+                    let (scope, name) = scoped(rest)?;
+                    let idx = state
+                        .find_tag(scope.as_deref(), &name)
+                        .ok_or_else(|| format!("no tag {rest}"))?;
+                    state.tags.remove(idx);
+                    Ok(())
+                })
+            }
+            "add-program" => {
+                let mut words = rest.split_whitespace();
+                let name = words
+                    .next()
+                    .ok_or_else(|| usage("add-program NAME [ROUTINE...]"))?
+                    .to_owned();
+                let routines: Vec<String> = words.map(str::to_owned).collect();
+                download(shared, move |state| {
+                    check_name(&name)?;
+                    if state.find_program(&name).is_some() {
+                        return Err(format!("program {name} exists"));
+                    }
+                    for r in &routines {
+                        check_name(r)?;
+                    }
+                    let instance = state.fresh_instance();
+                    state.programs.push(Program {
+                        name: name.clone(),
+                        routines: routines.clone(),
+                        instance,
+                    });
+                    Ok(())
+                })
+            }
+            "remove-program" => {
+                if rest.is_empty() {
+                    return Err(usage("remove-program NAME"));
+                }
+                download(shared, |state| {
+                    let idx = state
+                        .find_program(rest)
+                        .ok_or_else(|| format!("no program {rest}"))?;
+                    let name = state.programs.remove(idx).name;
+                    state.tags.retain(|t| {
+                        !t.scope
+                            .as_deref()
+                            .is_some_and(|s| s.eq_ignore_ascii_case(&name))
+                    });
+                    Ok(())
+                })
+            }
+            "add-member" => {
+                let mut words = rest.split_whitespace();
+                let (Some(udt), Some(name), Some(ty)) = (words.next(), words.next(), words.next())
+                else {
+                    return Err(usage("add-member UDT NAME TYPE[dims]"));
+                };
+                download(shared, |state| {
+                    check_name(name)?;
+                    let (ty, dims) = parse_type(ty)?;
+                    if dims.len() > 1 {
+                        return Err("UDT members have at most one dimension".to_owned());
+                    }
+                    let u = state
+                        .udts
+                        .iter_mut()
+                        .find(|u| u.name.eq_ignore_ascii_case(udt))
+                        .ok_or_else(|| format!("no UDT {udt}"))?;
+                    if u.members.iter().any(|m| m.name.eq_ignore_ascii_case(name)) {
+                        return Err(format!("{udt}.{name} exists"));
+                    }
+                    u.members.push(UdtMember {
+                        name: name.to_owned(),
+                        ty,
+                        dims: dims
+                            .first()
+                            .map(|d| u16::try_from(*d).unwrap_or(u16::MAX))
+                            .unwrap_or(0),
+                    });
+                    Ok(())
+                })
+            }
+            "remove-member" => {
+                let mut words = rest.split_whitespace();
+                let (Some(udt), Some(name)) = (words.next(), words.next()) else {
+                    return Err(usage("remove-member UDT NAME"));
+                };
+                download(shared, |state| {
+                    let u = state
+                        .udts
+                        .iter_mut()
+                        .find(|u| u.name.eq_ignore_ascii_case(udt))
+                        .ok_or_else(|| format!("no UDT {udt}"))?;
+                    let before = u.members.len();
+                    u.members.retain(|m| !m.name.eq_ignore_ascii_case(name));
+                    if u.members.len() == before {
+                        return Err(format!("{udt} has no member {name}"));
+                    }
+                    if u.members.is_empty() {
+                        return Err("a UDT keeps at least one member".to_owned());
+                    }
+                    Ok(())
+                })
+            }
+            "logic" => {
+                let n: u64 = rest
+                    .parse()
+                    .map_err(|_| usage("logic N (the logic revision, 0..)"))?;
+                shared.lock_state().logic = n;
+                Ok(String::new())
+            }
+            "audit" => {
+                let state = shared.lock_state();
+                Ok(json!({
+                    "audit_value": format!("16#{}", group(state.audit_value())),
+                    "changes_to_detect": format!("16#{}", group(state.changes_to_detect)),
+                    "change_detection": state.has_audit_tags(),
+                    "logic": state.logic,
+                })
+                .to_string())
+            }
+            "change-detection" => {
+                let on = parse_on_off(rest).ok_or_else(|| usage("change-detection on|off"))?;
+                shared.lock_state().change_detection = on;
+                Ok(String::new())
+            }
+            "identity" => identity(shared, rest),
+            other => Err(CommandError::Unknown(other.to_owned())),
+        }
+    }
+
+    fn log_summary(shared: &Shared) -> String {
+        let by: std::collections::BTreeMap<String, usize> = shared
+            .log()
+            .count_by_service()
+            .into_iter()
+            .map(|(k, v)| (format!("0x{k:02x}"), v))
+            .collect();
+        verbs::log_counts::<Self, _>(by)
     }
 }
 

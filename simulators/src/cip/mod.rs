@@ -176,7 +176,7 @@ pub use self::state::{CipState, OVEN_DEMO_TOML, Quirk, QuirkArg, Quirks, StateEr
 pub use crate::control::CommandError;
 use crate::{
     request_log::LoggedRequest,
-    runtime::{Protocol, SimHandle, verbs},
+    runtime::{Protocol, SimHandle},
 };
 use services::{Conn, Ctx, Entry};
 
@@ -275,43 +275,18 @@ impl CipSimulator {
 
 impl Protocol for CipSimulator {
     const NAME: &'static str = "cip";
-    const HELP: &'static str = commands::HELP;
-    const LOG_KEY: &'static str = "by_service";
     type State = CipState;
     type Quirk = Quirk;
     type QuirkArg = QuirkArg;
     type Extra = Sessions;
-    type StateError = StateError;
     type StartError = std::convert::Infallible;
 
     fn quirks(state: &mut CipState) -> &mut Quirks {
         &mut state.quirks
     }
 
-    fn quirk_on(state: &mut CipState, quirk: Quirk, args: &str) -> Result<(), CommandError> {
-        commands::quirk_on(state, quirk, args)
-    }
-
-    fn file_arg(quirk: Quirk, value: &toml::Value) -> Result<String, String> {
-        commands::file_arg(quirk, value)
-    }
-
     fn tick(shared: &Shared) {
         shared.lock_state().tick();
-    }
-
-    fn command(shared: &Shared, verb: &str, rest: &str) -> Option<Result<String, CommandError>> {
-        commands::command(shared, verb, rest)
-    }
-
-    fn log_summary(shared: &Shared) -> String {
-        let by: std::collections::BTreeMap<String, usize> = shared
-            .log()
-            .count_by_service()
-            .into_iter()
-            .map(|(k, v)| (format!("0x{k:02x}"), v))
-            .collect();
-        verbs::log_counts::<Self, _>(by)
     }
 
     fn load(path: &Path) -> Result<CipState, StateError> {

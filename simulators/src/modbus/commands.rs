@@ -9,18 +9,9 @@ use super::{
 };
 use crate::control::CommandError;
 use crate::runtime::verbs::{split_word, usage};
+use crate::runtime::{Commands, verbs};
 
 type Shared = crate::runtime::Shared<ModbusSimulator>;
-
-/// The `help` reply (one line, like every reply).
-pub(crate) const HELP: &str = "commands: \
-set holding|input|coil|discrete ADDR VALUE... ; \
-get holding|input|coil|discrete ADDR [COUNT] ; \
-identity [FIELD VALUE...|on|off] ; \
-tick [N] ; \
-quirk [stall|short-read|limit-64|busy|refuse-reads|conformity-83|slow on|off] ; \
-log [clear] ; \
-help";
 
 fn parse_address(text: &str) -> Result<u16, CommandError> {
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
@@ -255,18 +246,30 @@ fn identity(shared: &Shared, rest: &str) -> Result<String, CommandError> {
     }
 }
 
-/// The Modbus simulator's own verbs.
-pub(crate) fn command(
-    shared: &Shared,
-    verb: &str,
-    rest: &str,
-) -> Option<Result<String, CommandError>> {
-    Some(match verb {
-        "set" => set(shared, rest),
-        "get" => get(shared, rest),
-        "identity" => identity(shared, rest),
-        _ => return None,
-    })
+impl Commands for ModbusSimulator {
+    const HELP: &'static str = "commands: \
+    set holding|input|coil|discrete ADDR VALUE... ; \
+    get holding|input|coil|discrete ADDR [COUNT] ; \
+    identity [FIELD VALUE...|on|off] ; \
+    tick [N] ; \
+    quirk [stall|short-read|limit-64|busy|refuse-reads|conformity-83|slow on|off] ; \
+    log [clear] ; \
+    help";
+    const LOG_KEY: &'static str = "by_function";
+
+    /// The Modbus simulator's own verbs.
+    fn command(shared: &Shared, verb: &str, rest: &str) -> Result<String, CommandError> {
+        match verb {
+            "set" => set(shared, rest),
+            "get" => get(shared, rest),
+            "identity" => identity(shared, rest),
+            _ => Err(CommandError::Unknown(verb.to_owned())),
+        }
+    }
+
+    fn log_summary(shared: &Shared) -> String {
+        verbs::log_counts::<Self, _>(shared.log().count_by_function())
+    }
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ pub use self::state::{
 pub use crate::control::CommandError;
 use crate::{
     request_log::LoggedRequest,
-    runtime::{Protocol, QuirkSet, SimHandle, verbs},
+    runtime::{Protocol, QuirkSet, SimHandle},
 };
 use state::TableKind;
 
@@ -171,13 +171,10 @@ impl ModbusSimulator {
 
 impl Protocol for ModbusSimulator {
     const NAME: &'static str = "modbus";
-    const HELP: &'static str = commands::HELP;
-    const LOG_KEY: &'static str = "by_function";
     type State = ModbusState;
     type Quirk = Quirk;
     type QuirkArg = ();
     type Extra = ();
-    type StateError = StateError;
     type StartError = std::convert::Infallible;
 
     fn quirks(state: &mut ModbusState) -> &mut QuirkSet<Quirk> {
@@ -186,14 +183,6 @@ impl Protocol for ModbusSimulator {
 
     fn tick(shared: &Shared) {
         shared.lock_state().tick();
-    }
-
-    fn command(shared: &Shared, verb: &str, rest: &str) -> Option<Result<String, CommandError>> {
-        commands::command(shared, verb, rest)
-    }
-
-    fn log_summary(shared: &Shared) -> String {
-        verbs::log_counts::<Self, _>(shared.log().count_by_function())
     }
 
     fn load(path: &Path) -> Result<ModbusState, StateError> {

@@ -10,14 +10,9 @@ use super::{
 };
 use crate::control::CommandError;
 use crate::runtime::verbs::{split_word, usage};
+use crate::runtime::{Commands, verbs};
 
 type Shared = crate::runtime::Shared<OpcuaSimulator>;
-
-/// The `help` reply (one line, like every reply).
-pub(crate) const HELP: &str = "commands: \
-set ID VALUE ; get ID ; add folder ID ; add variable ID TYPE VALUE ; remove ID ; \
-build_info FIELD VALUE ; tick [N] ; quirk [NAME on|off] ; drop ; certificate ; \
-log [clear] ; help";
 
 /// Parses one TOML value (`75.0`, `true`, `"text"`, `[1, 2]`).
 fn toml_value(text: &str) -> Result<toml::Value, CommandError> {
@@ -90,94 +85,96 @@ fn json_of(value: &Variant) -> serde_json::Value {
     }
 }
 
-/// The OPC UA simulator's own verbs.
-pub(crate) fn command(
-    shared: &Shared,
-    verb: &str,
-    rest: &str,
-) -> Option<Result<String, CommandError>> {
-    match execute(shared, verb, rest) {
-        Err(CommandError::Unknown(_)) => None,
-        other => Some(other),
-    }
-}
+impl Commands for OpcuaSimulator {
+    const HELP: &'static str = "commands: \
+    set ID VALUE ; get ID ; add folder ID ; add variable ID TYPE VALUE ; remove ID ; \
+    build_info FIELD VALUE ; tick [N] ; quirk [NAME on|off] ; drop ; certificate ; \
+    log [clear] ; help";
+    const LOG_KEY: &'static str = "by_service";
 
-fn execute(shared: &Shared, verb: &str, rest: &str) -> Result<String, CommandError> {
-    match verb {
-        "set" => {
-            let (id, value) = split_word(rest);
-            if id.is_empty() || value.is_empty() {
-                return Err(usage("set ID VALUE"));
-            }
-            set_value(&mut shared.lock_state(), id, value).map(|()| String::new())
-        }
-        "get" => {
-            let (id, extra) = split_word(rest);
-            if id.is_empty() || !extra.is_empty() {
-                return Err(usage("get ID"));
-            }
-            let state = shared.lock_state();
-            let value = state
-                .value(id)
-                .ok_or_else(|| CommandError::Usage(format!("no variable {id:?}")))?;
-            Ok(json_of(value).to_string())
-        }
-        "add" => {
-            let (kind, rest) = split_word(rest);
-            match kind {
-                "folder" => {
-                    let (id, extra) = split_word(rest);
-                    if id.is_empty() || !extra.is_empty() {
-                        return Err(usage("add folder ID"));
-                    }
-                    shared
-                        .lock_state()
-                        .add_node(id, folder_node(id, None))
-                        .map_err(CommandError::Usage)
-                        .map(|()| String::new())
+    /// The OPC UA simulator's own verbs.
+    fn command(shared: &Shared, verb: &str, rest: &str) -> Result<String, CommandError> {
+        match verb {
+            "set" => {
+                let (id, value) = split_word(rest);
+                if id.is_empty() || value.is_empty() {
+                    return Err(usage("set ID VALUE"));
                 }
-                "variable" => {
-                    let (id, rest) = split_word(rest);
-                    let (vtype, value) = split_word(rest);
-                    if id.is_empty() || vtype.is_empty() || value.is_empty() {
-                        return Err(usage("add variable ID TYPE VALUE"));
-                    }
-                    add_variable(&mut shared.lock_state(), id, vtype, value).map(|()| String::new())
+                set_value(&mut shared.lock_state(), id, value).map(|()| String::new())
+            }
+            "get" => {
+                let (id, extra) = split_word(rest);
+                if id.is_empty() || !extra.is_empty() {
+                    return Err(usage("get ID"));
                 }
-                _ => Err(usage("add folder ID | add variable ID TYPE VALUE")),
+                let state = shared.lock_state();
+                let value = state
+                    .value(id)
+                    .ok_or_else(|| CommandError::Usage(format!("no variable {id:?}")))?;
+                Ok(json_of(value).to_string())
             }
-        }
-        "remove" => {
-            let (id, extra) = split_word(rest);
-            if id.is_empty() || !extra.is_empty() {
-                return Err(usage("remove ID"));
+            "add" => {
+                let (kind, rest) = split_word(rest);
+                match kind {
+                    "folder" => {
+                        let (id, extra) = split_word(rest);
+                        if id.is_empty() || !extra.is_empty() {
+                            return Err(usage("add folder ID"));
+                        }
+                        shared
+                            .lock_state()
+                            .add_node(id, folder_node(id, None))
+                            .map_err(CommandError::Usage)
+                            .map(|()| String::new())
+                    }
+                    "variable" => {
+                        let (id, rest) = split_word(rest);
+                        let (vtype, value) = split_word(rest);
+                        if id.is_empty() || vtype.is_empty() || value.is_empty() {
+                            return Err(usage("add variable ID TYPE VALUE"));
+                        }
+                        add_variable(&mut shared.lock_state(), id, vtype, value)
+                            .map(|()| String::new())
+                    }
+                    _ => Err(usage("add folder ID | add variable ID TYPE VALUE")),
+                }
             }
-            let removed = shared
-                .lock_state()
-                .remove_node(id)
-                .map_err(CommandError::Usage)?;
-            Ok(json!({ "removed": removed }).to_string())
-        }
-        "build_info" => {
-            let (field, value) = split_word(rest);
-            if field.is_empty() || value.is_empty() {
-                return Err(usage("build_info FIELD VALUE"));
+            "remove" => {
+                let (id, extra) = split_word(rest);
+                if id.is_empty() || !extra.is_empty() {
+                    return Err(usage("remove ID"));
+                }
+                let removed = shared
+                    .lock_state()
+                    .remove_node(id)
+                    .map_err(CommandError::Usage)?;
+                Ok(json!({ "removed": removed }).to_string())
             }
-            shared
-                .lock_state()
-                .build_info
-                .set(field, value)
-                .map_err(CommandError::Usage)
-                .map(|()| String::new())
-        }
-        "drop" => {
-            if !rest.is_empty() {
-                return Err(usage("drop"));
+            "build_info" => {
+                let (field, value) = split_word(rest);
+                if field.is_empty() || value.is_empty() {
+                    return Err(usage("build_info FIELD VALUE"));
+                }
+                shared
+                    .lock_state()
+                    .build_info
+                    .set(field, value)
+                    .map_err(CommandError::Usage)
+                    .map(|()| String::new())
             }
-            shared.drop_connections();
-            Ok(String::new())
+            "drop" => {
+                if !rest.is_empty() {
+                    return Err(usage("drop"));
+                }
+                shared.drop_connections();
+                Ok(String::new())
+            }
+            "certificate" => Ok(json!({ "thumbprint": shared.extra.thumbprint }).to_string()),
+            other => Err(CommandError::Unknown(other.to_owned())),
         }
-        "certificate" => Ok(json!({ "thumbprint": shared.extra.thumbprint }).to_string()),
-        other => Err(CommandError::Unknown(other.to_owned())),
+    }
+
+    fn log_summary(shared: &Shared) -> String {
+        verbs::log_counts::<Self, _>(verbs::counts_by_name(shared.log()))
     }
 }

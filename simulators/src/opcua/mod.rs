@@ -198,7 +198,7 @@ pub use self::state::{
 };
 pub use self::values::ValueType;
 pub use crate::control::CommandError;
-use crate::runtime::{Protocol, SimHandle, verbs};
+use crate::runtime::{Protocol, SimHandle};
 
 /// Largest message the simulated server sends or accepts: above the `huge-string` quirk's
 /// value, so that quirk is limited by the client only.
@@ -536,13 +536,10 @@ pub async fn run(opts: RunOptions) -> Result<(), SimError> {
 
 impl Protocol for OpcuaSimulator {
     const NAME: &'static str = "opcua";
-    const HELP: &'static str = commands::HELP;
-    const LOG_KEY: &'static str = "by_service";
     type State = OpcuaState;
     type Quirk = Quirk;
     type QuirkArg = ();
     type Extra = Server;
-    type StateError = StateError;
     type StartError = StartError;
 
     fn quirks(state: &mut OpcuaState) -> &mut Quirks {
@@ -558,14 +555,6 @@ impl Protocol for OpcuaSimulator {
 
     fn tick(shared: &Shared) {
         shared.lock_state().tick();
-    }
-
-    fn command(shared: &Shared, verb: &str, rest: &str) -> Option<Result<String, CommandError>> {
-        commands::command(shared, verb, rest)
-    }
-
-    fn log_summary(shared: &Shared) -> String {
-        verbs::log_counts::<Self, _>(verbs::counts_by_name(shared.log()))
     }
 
     /// async-opcua's server ends with the simulator.

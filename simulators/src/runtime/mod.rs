@@ -35,14 +35,12 @@ pub use quirks::{QuirkName, QuirkSet};
 pub use state_file::StateError;
 pub(crate) use state_file::{invalid, load as load_state};
 
-/// What a protocol's simulator supplies to the runtime (implemented by its `XSimulator`).
+/// What a protocol's simulator is (implemented by its `XSimulator`, in its `mod.rs`): its
+/// state and quirks, what it keeps beside them, one tick, and how it loads and starts. Its
+/// command language is [`Commands`].
 pub trait Protocol: Sized + Send + Sync + 'static {
     /// The protocol's name: the ready line, the request log, errors (`"modbus"`).
     const NAME: &'static str;
-    /// The `help` reply (one line).
-    const HELP: &'static str;
-    /// The key under which the `log` summary counts requests (`by_function`, `by_service`).
-    const LOG_KEY: &'static str;
     /// The simulated device.
     type State: Send + 'static;
     /// The protocol's quirk names.
@@ -51,13 +49,55 @@ pub trait Protocol: Sized + Send + Sync + 'static {
     type QuirkArg: Clone + fmt::Debug + PartialEq + Send + Sync + 'static;
     /// What the simulator keeps beside its state (another server, channels...).
     type Extra: Send + Sync + 'static;
-    /// Why a state file was refused.
-    type StateError: std::error::Error + Send + 'static;
     /// What starting can fail with besides binding the port.
     type StartError: std::error::Error + Send + 'static;
 
     /// The state's quirks.
     fn quirks(state: &mut Self::State) -> &mut QuirkSet<Self::Quirk, Self::QuirkArg>;
+
+    /// Called after a quirk was switched, for a protocol that mirrors one outside its state.
+    fn quirk_switched(_shared: &Shared<Self>, _quirk: Self::Quirk, _on: bool) {}
+
+    /// Moves the simulated process once (counters, clocks, inputs).
+    fn tick(shared: &Shared<Self>);
+
+    /// Called when the simulator shuts down (after the shutdown flag turned true).
+    fn stopping(_shared: &Shared<Self>) {}
+
+    /// Called once the simulator has stopped (every task ended).
+    fn stopped(_shared: &Shared<Self>) {}
+
+    /// Loads a state file.
+    ///
+    /// # Errors
+    /// Why the file was refused.
+    fn load(path: &Path) -> Result<Self::State, StateError>;
+
+    /// The built-in demo device, served without a state file.
+    fn demo() -> Self::State;
+
+    /// Starts serving `state` on `listen`.
+    fn start(
+        listen: SocketAddr,
+        state: Self::State,
+    ) -> impl Future<Output = Result<SimHandle<Self>, SimError<StateError, Self::StartError>>> + Send;
+}
+
+/// A protocol's command language (implemented in its `commands.rs`): its own verbs, the
+/// arguments of its quirks, and its `log` summary. `help`, `tick`, `quirk` and `log` are
+/// the runtime's (`verbs.rs`).
+pub trait Commands: Protocol {
+    /// The `help` reply (one line).
+    const HELP: &'static str;
+    /// The key under which the `log` summary counts requests (`by_function`, `by_service`).
+    const LOG_KEY: &'static str;
+
+    /// Runs the protocol's own verb (`get`, `set`, and the rest); `CommandError::Unknown`
+    /// when `verb` is none of them.
+    ///
+    /// # Errors
+    /// Why the command was refused; nothing was changed.
+    fn command(shared: &Shared<Self>, verb: &str, rest: &str) -> Result<String, CommandError>;
 
     /// Switches `quirk` on with `args` (the rest of `quirk NAME on ARGS`, or a state file's
     /// value). By default a quirk takes no argument.
@@ -89,46 +129,12 @@ pub trait Protocol: Sized + Send + Sync + 'static {
         }
     }
 
-    /// Called after a quirk was switched, for a protocol that mirrors one outside its state.
-    fn quirk_switched(_shared: &Shared<Self>, _quirk: Self::Quirk, _on: bool) {}
-
-    /// Moves the simulated process once (counters, clocks, inputs).
-    fn tick(shared: &Shared<Self>);
-
-    /// The protocol's own verbs (`get`, `set`, and the rest): `None` when `verb` is none.
-    fn command(
-        shared: &Shared<Self>,
-        verb: &str,
-        rest: &str,
-    ) -> Option<Result<String, CommandError>>;
-
     /// What the `log` summary counts under [`LOG_KEY`](Self::LOG_KEY), and anything else it
     /// shows after it (JSON members, without braces, each preceded by a comma).
     fn log_summary(shared: &Shared<Self>) -> String;
 
     /// Called after `log clear` cleared the request log.
     fn log_cleared(_shared: &Shared<Self>) {}
-
-    /// Called when the simulator shuts down (after the shutdown flag turned true).
-    fn stopping(_shared: &Shared<Self>) {}
-
-    /// Called once the simulator has stopped (every task ended).
-    fn stopped(_shared: &Shared<Self>) {}
-
-    /// Loads a state file.
-    ///
-    /// # Errors
-    /// Why the file was refused.
-    fn load(path: &Path) -> Result<Self::State, Self::StateError>;
-
-    /// The built-in demo device, served without a state file.
-    fn demo() -> Self::State;
-
-    /// Starts serving `state` on `listen`.
-    fn start(
-        listen: SocketAddr,
-        state: Self::State,
-    ) -> impl Future<Output = Result<SimHandle<Self>, SimError<Self::StateError, Self::StartError>>> + Send;
 }
 
 /// What a simulator's tasks share.
@@ -234,7 +240,7 @@ impl<P: Protocol> Shared<P> {
     }
 }
 
-impl<P: Protocol> CommandTarget for Shared<P> {
+impl<P: Commands> CommandTarget for Shared<P> {
     fn execute(&self, line: &str) -> Result<String, CommandError> {
         verbs::execute(self, line)
     }
@@ -314,15 +320,6 @@ impl<P: Protocol> SimHandle<P> {
         self.shared.log.log_to_file(path)
     }
 
-    /// Executes one line of the command language (see the protocol's module docs). `Ok`
-    /// carries the text after `ok` (possibly empty).
-    ///
-    /// # Errors
-    /// The reason the command was refused; nothing was changed.
-    pub fn command(&self, line: &str) -> Result<String, CommandError> {
-        verbs::execute(&self.shared, line)
-    }
-
     /// Switches a quirk on or off (one that takes an argument has its own method, or the
     /// `quirk` command).
     pub fn set_quirk(&self, quirk: P::Quirk, on: bool) {
@@ -346,6 +343,17 @@ impl<P: Protocol> SimHandle<P> {
         self.shared.alive.closed().await;
         P::stopped(&self.shared);
     }
+}
+
+impl<P: Commands> SimHandle<P> {
+    /// Executes one line of the command language (see the protocol's module docs). `Ok`
+    /// carries the text after `ok` (possibly empty).
+    ///
+    /// # Errors
+    /// The reason the command was refused; nothing was changed.
+    pub fn command(&self, line: &str) -> Result<String, CommandError> {
+        verbs::execute(&self.shared, line)
+    }
 
     /// The simulator's command interpreter, for the process loop.
     pub(crate) fn command_target(&self) -> Arc<dyn CommandTarget> {
@@ -356,7 +364,7 @@ impl<P: Protocol> SimHandle<P> {
 /// Binds `listen` for protocol `P` (the error names the protocol and the address).
 pub(crate) async fn bind<P: Protocol>(
     listen: SocketAddr,
-) -> Result<(TcpListener, SocketAddr), SimError<P::StateError, P::StartError>> {
+) -> Result<(TcpListener, SocketAddr), SimError<StateError, P::StartError>> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(SimError::bind(P::NAME, listen))?;

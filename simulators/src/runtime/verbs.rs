@@ -12,7 +12,7 @@
 //! Verbs are matched ignoring case; blank lines and `#` comments do nothing. Every other verb
 //! (`get`, `set`, and each protocol's own) goes to the protocol.
 
-use super::{Protocol, QuirkName, Shared};
+use super::{Commands, QuirkName, Shared};
 use crate::control::CommandError;
 
 /// The most ticks one `tick` command moves.
@@ -56,7 +56,7 @@ pub(crate) fn on_off(text: &str) -> Option<bool> {
 }
 
 /// Executes one command line.
-pub(crate) fn execute<P: Protocol>(shared: &Shared<P>, line: &str) -> Result<String, CommandError> {
+pub(crate) fn execute<P: Commands>(shared: &Shared<P>, line: &str) -> Result<String, CommandError> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return Ok(String::new());
@@ -68,12 +68,14 @@ pub(crate) fn execute<P: Protocol>(shared: &Shared<P>, line: &str) -> Result<Str
         "tick" => tick(shared, rest),
         "quirk" | "quirks" => quirk(shared, rest),
         "log" => log(shared, rest),
-        _ => P::command(shared, &verb, rest)
-            .unwrap_or_else(|| Err(CommandError::Unknown(word.to_owned()))),
+        _ => match P::command(shared, &verb, rest) {
+            Err(CommandError::Unknown(_)) => Err(CommandError::Unknown(word.to_owned())),
+            other => other,
+        },
     }
 }
 
-fn tick<P: Protocol>(shared: &Shared<P>, rest: &str) -> Result<String, CommandError> {
+fn tick<P: Commands>(shared: &Shared<P>, rest: &str) -> Result<String, CommandError> {
     let n: u64 = match rest {
         "" => 1,
         n => number(n, "tick count")
@@ -87,7 +89,7 @@ fn tick<P: Protocol>(shared: &Shared<P>, rest: &str) -> Result<String, CommandEr
     Ok(String::new())
 }
 
-fn quirk<P: Protocol>(shared: &Shared<P>, rest: &str) -> Result<String, CommandError> {
+fn quirk<P: Commands>(shared: &Shared<P>, rest: &str) -> Result<String, CommandError> {
     if rest.is_empty() {
         return Ok(P::quirks(&mut shared.lock_state()).listing());
     }
@@ -113,7 +115,7 @@ fn quirk<P: Protocol>(shared: &Shared<P>, rest: &str) -> Result<String, CommandE
     Ok(String::new())
 }
 
-fn log<P: Protocol>(shared: &Shared<P>, rest: &str) -> Result<String, CommandError> {
+fn log<P: Commands>(shared: &Shared<P>, rest: &str) -> Result<String, CommandError> {
     match rest {
         "" => Ok(format!(
             "{{\"total\":{},\"writes\":{}{}}}",
@@ -131,7 +133,7 @@ fn log<P: Protocol>(shared: &Shared<P>, rest: &str) -> Result<String, CommandErr
 }
 
 /// The `log` summary member counting requests by `key`: `,"<LOG_KEY>":{"<key>":n,...}`.
-pub(crate) fn log_counts<P: Protocol, K: serde::Serialize + Ord>(
+pub(crate) fn log_counts<P: Commands, K: serde::Serialize + Ord>(
     counts: std::collections::BTreeMap<K, usize>,
 ) -> String {
     format!(
@@ -158,7 +160,7 @@ pub(crate) fn counts_by_name(
 ///
 /// # Errors
 /// An unknown quirk, or a value the quirk does not take.
-pub(crate) fn apply_file_quirks<P: Protocol>(
+pub(crate) fn apply_file_quirks<P: Commands>(
     state: &mut P::State,
     table: &std::collections::BTreeMap<String, toml::Value>,
 ) -> Result<(), String> {

@@ -11,17 +11,10 @@ use super::{
     },
 };
 use crate::control::CommandError;
+use crate::runtime::Commands;
 use crate::runtime::verbs::{number, split_word, usage};
 
 type Shared = crate::runtime::Shared<S7Simulator>;
-
-/// The `help` reply (one line).
-pub(crate) const HELP: &str = "commands: \
-set dbN OFFSET BYTE... ; get dbN OFFSET [COUNT] ; \
-db add N SIZE [FILL] | resize N SIZE | delete N | list ; \
-block add OB|FB|FC|SDB N [SIZE] | change TYPE N | delete TYPE N ; \
-mode run|stop ; protection LEVEL [SELECTOR] ; identity [FIELD VALUE...] ; \
-tick [N] ; quirk [NAME on|off] ; log [clear] ; help";
 
 fn db_number(text: &str) -> Result<u16, CommandError> {
     let digits = text
@@ -346,58 +339,64 @@ fn protection(shared: &Shared, rest: &str) -> Result<String, CommandError> {
     Ok(String::new())
 }
 
-/// The `log` summary: requests by service name, and snap7's own server events as a second
-/// witness.
-pub(crate) fn log_summary(shared: &Shared) -> String {
-    let by_service = crate::runtime::verbs::counts_by_name(shared.log());
-    let (snap7_events, snap7_writes) = {
+impl Commands for S7Simulator {
+    const HELP: &'static str = "commands: \
+    set dbN OFFSET BYTE... ; get dbN OFFSET [COUNT] ; \
+    db add N SIZE [FILL] | resize N SIZE | delete N | list ; \
+    block add OB|FB|FC|SDB N [SIZE] | change TYPE N | delete TYPE N ; \
+    mode run|stop ; protection LEVEL [SELECTOR] ; identity [FIELD VALUE...] ; \
+    tick [N] ; quirk [NAME on|off] ; log [clear] ; help";
+    const LOG_KEY: &'static str = "by_service";
+
+    /// The S7 simulator's own verbs.
+    fn command(shared: &Shared, verb: &str, rest: &str) -> Result<String, CommandError> {
+        match verb {
+            "set" => set_dbs(shared, rest),
+            "get" => get(shared, rest),
+            "db" => db(shared, rest),
+            "block" => block(shared, rest),
+            "mode" => match rest.to_ascii_lowercase().as_str() {
+                "run" => {
+                    set_running(shared, true);
+                    Ok(String::new())
+                }
+                "stop" => {
+                    set_running(shared, false);
+                    Ok(String::new())
+                }
+                _ => Err(usage("mode run|stop")),
+            },
+            "protection" => protection(shared, rest),
+            "identity" => identity(shared, rest),
+            _ => Err(CommandError::Unknown(verb.to_owned())),
+        }
+    }
+
+    /// The `log` summary: requests by service name, and snap7's own server events as a second
+    /// witness.
+    fn log_summary(shared: &Shared) -> String {
+        let by_service = crate::runtime::verbs::counts_by_name(shared.log());
+        let (snap7_events, snap7_writes) = {
+            let mut backend = shared.extra.lock_backend();
+            backend.drain_events();
+            let events: BTreeMap<String, usize> = backend
+                .events()
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect();
+            (events, backend.event_writes())
+        };
+        format!(
+            "{},\"snap7_events\":{},\"snap7_writes\":{snap7_writes}",
+            crate::runtime::verbs::log_counts::<S7Simulator, _>(by_service),
+            serde_json::to_string(&snap7_events).unwrap_or_default()
+        )
+    }
+
+    /// `log clear` also forgets snap7's events.
+    fn log_cleared(shared: &Shared) {
         let mut backend = shared.extra.lock_backend();
         backend.drain_events();
-        let events: BTreeMap<String, usize> = backend
-            .events()
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), *v))
-            .collect();
-        (events, backend.event_writes())
-    };
-    format!(
-        "{},\"snap7_events\":{},\"snap7_writes\":{snap7_writes}",
-        crate::runtime::verbs::log_counts::<S7Simulator, _>(by_service),
-        serde_json::to_string(&snap7_events).unwrap_or_default()
-    )
-}
-
-/// `log clear` also forgets snap7's events.
-pub(crate) fn log_cleared(shared: &Shared) {
-    let mut backend = shared.extra.lock_backend();
-    backend.drain_events();
-    backend.clear_events();
-}
-
-/// The S7 simulator's own verbs.
-pub(crate) fn command(
-    shared: &Shared,
-    verb: &str,
-    rest: &str,
-) -> Option<Result<String, CommandError>> {
-    Some(match verb {
-        "set" => set_dbs(shared, rest),
-        "get" => get(shared, rest),
-        "db" => db(shared, rest),
-        "block" => block(shared, rest),
-        "mode" => match rest.to_ascii_lowercase().as_str() {
-            "run" => {
-                set_running(shared, true);
-                Ok(String::new())
-            }
-            "stop" => {
-                set_running(shared, false);
-                Ok(String::new())
-            }
-            _ => Err(usage("mode run|stop")),
-        },
-        "protection" => protection(shared, rest),
-        "identity" => identity(shared, rest),
-        _ => return None,
-    })
+        backend.clear_events();
+    }
 }

@@ -230,13 +230,10 @@ impl S7Simulator {
 
 impl Protocol for S7Simulator {
     const NAME: &'static str = "s7";
-    const HELP: &'static str = commands::HELP;
-    const LOG_KEY: &'static str = "by_service";
     type State = S7State;
     type Quirk = Quirk;
     type QuirkArg = ();
     type Extra = Snap7;
-    type StateError = StateError;
     type StartError = std::convert::Infallible;
 
     fn quirks(state: &mut S7State) -> &mut QuirkSet<Quirk> {
@@ -245,18 +242,6 @@ impl Protocol for S7Simulator {
 
     fn tick(shared: &Shared) {
         commands::tick(shared);
-    }
-
-    fn command(shared: &Shared, verb: &str, rest: &str) -> Option<Result<String, CommandError>> {
-        commands::command(shared, verb, rest)
-    }
-
-    fn log_summary(shared: &Shared) -> String {
-        commands::log_summary(shared)
-    }
-
-    fn log_cleared(shared: &Shared) {
-        commands::log_cleared(shared);
     }
 
     fn load(path: &Path) -> Result<S7State, StateError> {

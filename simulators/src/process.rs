@@ -169,3 +169,127 @@ pub fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
 pub fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
     Ok(tokio::signal::ctrl_c())
 }
+
+/// A simulator process run inside a test, the way `otdrift sim <protocol>` runs it (ready
+/// lines, control port, request-log file), stopped on demand.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+    use tokio::net::TcpStream;
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    use super::{RunOptions, SimError, run_until};
+    use crate::runtime::{Commands, StateError};
+
+    fn loopback() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    fn address_in(line: &str, prefix: &str) -> SocketAddr {
+        line.strip_prefix(prefix)
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("ready line {line:?} does not start with {prefix:?}"))
+    }
+
+    /// The running process: where it serves its protocol, a control connection, the stop.
+    pub(crate) struct Process<Sim: Commands> {
+        /// The address of the protocol's ready line.
+        pub(crate) served: SocketAddr,
+        /// The address of the control port's ready line.
+        pub(crate) control: SocketAddr,
+        replies: Lines<BufReader<OwnedReadHalf>>,
+        commands: OwnedWriteHalf,
+        stop: oneshot::Sender<()>,
+        running: JoinHandle<Result<(), SimError<StateError, Sim::StartError>>>,
+    }
+
+    impl<Sim: Commands> Process<Sim> {
+        /// Runs the demo device on loopback with a control port, logging requests to
+        /// `request_log`; returns once both ready lines are printed and the control port
+        /// is connected.
+        pub(crate) async fn start(request_log: PathBuf) -> Self {
+            let opts = RunOptions {
+                listen: loopback(),
+                state: None,
+                request_log: Some(request_log),
+                control: Some(loopback()),
+            };
+            let (ready_tx, ready_rx) = oneshot::channel();
+            let (stop, stop_rx) = oneshot::channel::<()>();
+            let running = tokio::spawn(run_until::<Sim>(
+                opts,
+                false,
+                move |lines| {
+                    let _ = ready_tx.send(lines.to_vec());
+                    Ok(())
+                },
+                async move {
+                    let _ = stop_rx.await;
+                    Ok(())
+                },
+            ));
+            let lines = ready_rx.await.expect("ready lines");
+            assert_eq!(lines.len(), 2);
+            let served = address_in(
+                &lines[0],
+                &format!("otdrift-sim {} listening on ", Sim::NAME),
+            );
+            let control = address_in(&lines[1], "otdrift-sim control listening on ");
+            let stream = TcpStream::connect(control).await.expect("control connect");
+            let (read, commands) = stream.into_split();
+            Process {
+                served,
+                control,
+                replies: BufReader::new(read).lines(),
+                commands,
+                stop,
+                running,
+            }
+        }
+
+        /// Sends `lines` (each ended by a newline) on the control port and returns the
+        /// reply to each.
+        pub(crate) async fn send(&mut self, lines: &[&str]) -> Vec<String> {
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            self.commands
+                .write_all(text.as_bytes())
+                .await
+                .expect("send");
+            let mut replies = Vec::new();
+            for _ in lines {
+                let reply = self.replies.next_line().await.expect("reply");
+                replies.push(reply.unwrap_or_default());
+            }
+            replies
+        }
+
+        /// Stops the process and waits until it ended cleanly.
+        pub(crate) async fn stop(self) {
+            self.stop.send(()).expect("stop");
+            self.running
+                .await
+                .expect("run task")
+                .expect("run ends cleanly");
+        }
+    }
+
+    /// A state file that cannot be read stops the process before it serves anything.
+    pub(crate) async fn assert_refuses_a_missing_state_file<Sim: Commands>() {
+        let opts = RunOptions {
+            listen: loopback(),
+            state: Some(PathBuf::from("/nonexistent/state.toml")),
+            request_log: None,
+            control: None,
+        };
+        let result = run_until::<Sim>(opts, false, |_| Ok(()), async { Ok(()) }).await;
+        assert!(matches!(
+            result,
+            Err(SimError::State(StateError::Io { .. }))
+        ));
+    }
+}

@@ -403,57 +403,17 @@ pub async fn run(opts: RunOptions) -> Result<(), SimError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-    use tokio::io::{AsyncBufReadExt, BufReader};
+    use crate::process::testing::{Process, assert_refuses_a_missing_state_file};
     use tokio_modbus::client::{Reader, tcp};
-
-    fn address_in(line: &str, prefix: &str) -> SocketAddr {
-        line.strip_prefix(prefix)
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("ready line {line:?} does not start with {prefix:?}"))
-    }
 
     #[tokio::test]
     async fn run_prints_ready_lines_and_serves_the_control_port() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("requests.jsonl");
-        let opts = RunOptions {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            state: None,
-            request_log: Some(log_path.clone()),
-            control: Some("127.0.0.1:0".parse().expect("address")),
-        };
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(crate::process::run_until::<ModbusSimulator>(
-            opts,
-            false,
-            move |lines| {
-                let _ = ready_tx.send(lines.to_vec());
-                Ok(())
-            },
-            async move {
-                let _ = stop_rx.await;
-                Ok(())
-            },
-        ));
-        let lines = ready_rx.await.expect("ready lines");
-        assert_eq!(lines.len(), 2);
-        let modbus = address_in(&lines[0], "otdrift-sim modbus listening on ");
-        let control = address_in(&lines[1], "otdrift-sim control listening on ");
-        assert!(modbus.ip().is_loopback() && control.ip().is_loopback());
-
-        let stream = TcpStream::connect(control).await.expect("control connect");
-        let (read, mut write) = stream.into_split();
-        let mut replies = BufReader::new(read).lines();
-        write
-            .write_all(b"set holding 0 4242\n")
-            .await
-            .expect("send");
-        assert_eq!(
-            replies.next_line().await.expect("reply").as_deref(),
-            Some("ok")
-        );
+        let mut process = Process::<ModbusSimulator>::start(log_path.clone()).await;
+        let modbus = process.served;
+        assert!(modbus.ip().is_loopback() && process.control.ip().is_loopback());
+        assert_eq!(process.send(&["set holding 0 4242"]).await, ["ok"]);
 
         let mut ctx = tcp::connect(modbus).await.expect("modbus connect");
         // A well-behaved simulator answers in full, so the client's debug assertion holds.
@@ -461,20 +421,15 @@ mod tests {
         let read = ctx.read_holding_registers(0, 2).await.expect("transport");
         assert_eq!(read, Ok(vec![4242, 3]));
 
-        write.write_all(b"log\nbogus\n").await.expect("send");
+        let replies = process.send(&["log", "bogus"]).await;
         assert_eq!(
-            replies.next_line().await.expect("reply").as_deref(),
-            Some(r#"ok {"total":1,"writes":0,"by_function":{"3":1}}"#)
+            replies[0],
+            r#"ok {"total":1,"writes":0,"by_function":{"3":1}}"#
         );
-        let bogus = replies
-            .next_line()
-            .await
-            .expect("reply")
-            .unwrap_or_default();
+        let bogus = &replies[1];
         assert!(bogus.starts_with("error: unknown command"), "{bogus}");
 
-        stop_tx.send(()).expect("stop");
-        running.await.expect("run task").expect("run ends cleanly");
+        process.stop().await;
         assert!(
             TcpStream::connect(modbus).await.is_err(),
             "modbus port closed"
@@ -486,18 +441,6 @@ mod tests {
 
     #[tokio::test]
     async fn run_refuses_a_bad_state_file() {
-        let opts = RunOptions {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            state: Some(PathBuf::from("/nonexistent/state.toml")),
-            request_log: None,
-            control: None,
-        };
-        let result =
-            crate::process::run_until::<ModbusSimulator>(opts, false, |_| Ok(()), async { Ok(()) })
-                .await;
-        assert!(matches!(
-            result,
-            Err(SimError::State(StateError::Io { .. }))
-        ));
+        assert_refuses_a_missing_state_file::<ModbusSimulator>().await;
     }
 }

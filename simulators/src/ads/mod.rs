@@ -154,7 +154,6 @@ mod wire;
 
 use std::{io, net::SocketAddr, path::Path, sync::Arc};
 
-use chrono::Utc;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -168,7 +167,7 @@ pub use self::state::{
 pub use self::wire::MAX_SUM_COMMANDS;
 pub use crate::control::CommandError;
 use crate::{
-    request_log::LoggedRequest,
+    request_log::Described,
     runtime::{Protocol, SimHandle},
 };
 use wire::Action;
@@ -428,28 +427,6 @@ async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u16, Vec<u8>)>, St
 async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut stop = shared.shutdown_watch();
-    let log = |command: u16,
-               name: &str,
-               detail: String,
-               group: Option<u32>,
-               count: Option<u32>,
-               write: bool,
-               outcome: String| {
-        shared.log().record(LoggedRequest {
-            seq: 0,
-            time: Utc::now(),
-            protocol: "ads".to_owned(),
-            peer,
-            unit_id: None,
-            service: command,
-            name: name.to_owned(),
-            detail,
-            address: group,
-            count,
-            write,
-            outcome,
-        });
-    };
     loop {
         let read = tokio::select! {
             _ = stop.wait_for(|stop| *stop) => break,
@@ -459,42 +436,38 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(reason) => {
-                log(
-                    0,
-                    "framing_error",
-                    reason,
-                    None,
-                    None,
-                    false,
-                    "connection closed".to_owned(),
+                shared.record(
+                    peer,
+                    Described::new(0, "framing_error", reason),
+                    "connection closed",
                 );
                 break;
             }
         };
         if reserved != 0 {
-            log(
-                0,
-                "ams_tcp_command",
-                format!("reserved word 0x{reserved:04X}, {} bytes", body.len()),
-                None,
-                None,
-                false,
-                "ignored (no AMS router here)".to_owned(),
+            shared.record(
+                peer,
+                Described::new(
+                    0,
+                    "ams_tcp_command",
+                    format!("reserved word 0x{reserved:04X}, {} bytes", body.len()),
+                ),
+                "ignored (no AMS router here)",
             );
             continue;
         }
         let Some(header) = parse_header(&body) else {
-            log(
-                0,
-                "framing_error",
-                format!(
-                    "AMS/TCP length {} is shorter than the 32-byte AMS header",
-                    body.len()
+            shared.record(
+                peer,
+                Described::new(
+                    0,
+                    "framing_error",
+                    format!(
+                        "AMS/TCP length {} is shorter than the 32-byte AMS header",
+                        body.len()
+                    ),
                 ),
-                None,
-                None,
-                false,
-                "connection closed".to_owned(),
+                "connection closed",
             );
             break;
         };
@@ -504,14 +477,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
             let source_net: [u8; 6] = header.source[..6].try_into().unwrap_or_default();
             let target_net: [u8; 6] = header.target[..6].try_into().unwrap_or_default();
             let target_port = u16::from_le_bytes([header.target[6], header.target[7]]);
-            let mut described = wire::Described {
-                command: header.command,
-                name: "request",
-                detail: String::new(),
-                group: None,
-                count: None,
-                write: false,
-            };
+            let mut described = Described::new(header.command, "request", "");
             let action = if state.quirks.get(Quirk::Stall) {
                 let (d, _) = wire::handle(&mut state.clone(), header.command, data);
                 described = d;
@@ -561,15 +527,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
             };
             (described, action)
         };
-        log(
-            described.command,
-            described.name,
-            described.detail,
-            described.group,
-            described.count,
-            described.write,
-            outcome_of(&action),
-        );
+        shared.record(peer, described, outcome_of(&action));
         match action {
             Action::Silent => continue,
             Action::Drop(_) => break,

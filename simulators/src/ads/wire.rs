@@ -3,6 +3,7 @@
 
 use super::state::{AdsState, MEMORY_GROUP, Quirk, Tables};
 use super::types::{Prim, Ty, datatype_entry};
+use crate::request_log::Described;
 
 /// ADS return codes the simulator gives.
 pub(crate) mod err {
@@ -40,17 +41,6 @@ mod group {
     pub const SUMUP_READ_EX2: u32 = 0xF084;
     pub const SUMUP_ADD_NOTE: u32 = 0xF085;
     pub const SUMUP_DEL_NOTE: u32 = 0xF086;
-}
-
-/// How one request is described in the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Described {
-    pub command: u16,
-    pub name: &'static str,
-    pub detail: String,
-    pub group: Option<u32>,
-    pub count: Option<u32>,
-    pub write: bool,
 }
 
 /// What the connection does with a request.
@@ -514,18 +504,11 @@ fn sum_command(
 
 /// Handles one request's data block (after the AMS header) for command `cmd`.
 pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described, Action) {
-    let mut d = Described {
-        command: cmd,
-        name: "unknown_command",
-        detail: String::new(),
-        group: None,
-        count: None,
-        write: false,
-    };
+    let mut d = Described::new(cmd, "unknown_command", "");
     let ok = |data: Vec<u8>| Action::Reply { error: 0, data };
     let action = match cmd {
         1 => {
-            d.name = "read_device_info";
+            d.name = "read_device_info".to_owned();
             if state.quirks.get(Quirk::NoDeviceInfo) {
                 ok(result_only(err::SERVICE_NOT_SUPPORTED))
             } else {
@@ -542,10 +525,10 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             }
         }
         2 => {
-            d.name = "read";
+            d.name = "read".to_owned();
             match (le_u32(data, 0), le_u32(data, 4), le_u32(data, 8)) {
                 (Some(g), Some(o), Some(l)) if data.len() == 12 => {
-                    d.group = Some(g);
+                    d.address = Some(g);
                     d.count = Some(l);
                     d.detail = format!(
                         "group=0x{g:04X} offset=0x{o:X} length={l} ({})",
@@ -563,11 +546,11 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             }
         }
         3 => {
-            d.name = "write";
+            d.name = "write".to_owned();
             d.write = true;
             match (le_u32(data, 0), le_u32(data, 4), le_u32(data, 8)) {
                 (Some(g), Some(o), Some(l)) if data.len() == 12 + l as usize => {
-                    d.group = Some(g);
+                    d.address = Some(g);
                     d.count = Some(l);
                     d.detail = format!(
                         "group=0x{g:04X} offset=0x{o:X} length={l} ({})",
@@ -582,7 +565,7 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             }
         }
         4 => {
-            d.name = "read_state";
+            d.name = "read_state".to_owned();
             if state.quirks.get(Quirk::NoReadState) {
                 return (d, ok(result_only(err::SERVICE_NOT_SUPPORTED)));
             }
@@ -592,7 +575,7 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             ok(out)
         }
         5 => {
-            d.name = "write_control";
+            d.name = "write_control".to_owned();
             d.write = true;
             match (le_u16(data, 0), le_u16(data, 2), le_u32(data, 4)) {
                 (Some(ads), Some(dev), Some(l)) if data.len() == 8 + l as usize => {
@@ -609,11 +592,11 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             }
         }
         6 => {
-            d.name = "add_notification";
+            d.name = "add_notification".to_owned();
             d.write = true;
             match (le_u32(data, 0), le_u32(data, 4), le_u32(data, 8)) {
                 (Some(g), Some(o), Some(l)) if data.len() == 40 => {
-                    d.group = Some(g);
+                    d.address = Some(g);
                     d.count = Some(l);
                     d.detail = format!("group=0x{g:04X} offset=0x{o:X} length={l}");
                     let handle = state.next_handle;
@@ -626,7 +609,7 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             }
         }
         7 => {
-            d.name = "delete_notification";
+            d.name = "delete_notification".to_owned();
             d.write = true;
             if data.len() == 4 {
                 ok(result_only(0))
@@ -635,7 +618,7 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             }
         }
         9 => {
-            d.name = "read_write";
+            d.name = "read_write".to_owned();
             match (
                 le_u32(data, 0),
                 le_u32(data, 4),
@@ -644,7 +627,7 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             ) {
                 (Some(g), Some(o), Some(rl), Some(wl)) if data.len() == 16 + wl as usize => {
                     let write = data.get(16..).unwrap_or_default();
-                    d.group = Some(g);
+                    d.address = Some(g);
                     let (result, is_write, detail) =
                         if (group::SUMUP_READ..=group::SUMUP_DEL_NOTE).contains(&g) {
                             d.count = Some(o);

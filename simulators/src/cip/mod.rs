@@ -166,7 +166,6 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use chrono::Utc;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -175,10 +174,10 @@ use tokio::{
 pub use self::state::{CipState, OVEN_DEMO_TOML, Quirk, QuirkArg, Quirks, StateError};
 pub use crate::control::CommandError;
 use crate::{
-    request_log::LoggedRequest,
+    request_log::Described,
     runtime::{Protocol, SimHandle},
 };
-use services::{Conn, Ctx, Entry};
+use services::{Conn, Ctx};
 
 /// The controller-scoped tag a GSV rung fills with the controller's audit value.
 pub const AUDIT_TAG: &str = "AuditValue";
@@ -200,23 +199,6 @@ pub struct Sessions {
 
 /// Request-log entries of the CIP simulator.
 impl crate::runtime::Shared<CipSimulator> {
-    fn record(&self, peer: SocketAddr, e: Entry) {
-        self.log().record(LoggedRequest {
-            seq: 0,
-            time: Utc::now(),
-            protocol: "cip".to_owned(),
-            peer,
-            unit_id: None,
-            service: u16::from(e.service),
-            name: e.name,
-            detail: e.detail,
-            address: e.address,
-            count: e.count,
-            write: e.write,
-            outcome: e.outcome,
-        });
-    }
-
     fn record_encap(&self, peer: SocketAddr, command: u16, outcome: &str) {
         let name = match command {
             0x0000 => "nop",
@@ -229,20 +211,15 @@ impl crate::runtime::Shared<CipSimulator> {
             0x0070 => "send_unit_data",
             _ => "unknown_command",
         };
-        self.log().record(LoggedRequest {
-            seq: 0,
-            time: Utc::now(),
-            protocol: "cip".to_owned(),
+        self.record(
             peer,
-            unit_id: None,
-            service: 0x100 + (command & 0xFF),
-            name: name.to_owned(),
-            detail: format!("encapsulation command 0x{command:04x}"),
-            address: None,
-            count: None,
-            write: false,
-            outcome: outcome.to_owned(),
-        });
+            Described::new(
+                0x100 + (command & 0xFF),
+                name,
+                format!("encapsulation command 0x{command:04x}"),
+            ),
+            outcome,
+        );
     }
 }
 
@@ -679,8 +656,8 @@ fn route(
     let reply = services::handle(&mut ctx, message, false);
     let (log, close, encap_status) = (std::mem::take(&mut ctx.log), ctx.close, ctx.encap_status);
     drop(state);
-    for entry in log {
-        shared.record(peer, entry);
+    for (described, outcome) in log {
+        shared.record(peer, described, outcome);
     }
     Routed {
         reply,

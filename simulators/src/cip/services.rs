@@ -6,23 +6,15 @@
 use super::path::{Fail, Rd, Seg, fail, parse_path, path_text};
 use super::state::{CipState, Quirk};
 use super::tags::{apply_write, list_symbols, read_tag, read_template, template_attributes};
+use crate::request_log::Described;
 
 /// Message size of unconnected messaging.
 pub(crate) const UNCONNECTED_SIZE: usize = 504;
 /// Largest connection size granted (Large Forward Open).
 pub(crate) const MAX_CONNECTION_SIZE: u16 = 4002;
 
-/// One logged CIP service.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub service: u8,
-    pub name: String,
-    pub detail: String,
-    pub address: Option<u32>,
-    pub count: Option<u32>,
-    pub write: bool,
-    pub outcome: String,
-}
+/// One logged CIP service and its outcome.
+pub(crate) type Entry = (Described, String);
 
 /// An open explicit connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,15 +105,17 @@ pub(crate) fn outcome(status: u8, ext: &[u16]) -> String {
 pub(crate) fn handle(ctx: &mut Ctx<'_>, message: &[u8], nested: bool) -> Vec<u8> {
     let mut r = Rd::new(message);
     let (Ok(service), Ok(words)) = (r.u8(), r.u8()) else {
-        ctx.log.push(Entry {
-            service: 0,
-            name: "malformed".into(),
-            detail: format!("{} bytes", message.len()),
-            address: None,
-            count: None,
-            write: false,
-            outcome: "status 0x04".into(),
-        });
+        ctx.log.push((
+            Described {
+                service: 0,
+                name: "malformed".into(),
+                detail: format!("{} bytes", message.len()),
+                address: None,
+                count: None,
+                write: false,
+            },
+            "status 0x04".into(),
+        ));
         return reply(0, 0x04, &[], &[]);
     };
     let path_bytes = match r.take(usize::from(words) * 2) {
@@ -250,15 +244,17 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, message: &[u8], nested: bool) -> Vec<u8>
             Some(status) => format!("encapsulation status 0x{status:04x}, session closed (quirk)"),
             None => "session closed (quirk)".to_owned(),
         };
-        ctx.log.push(Entry {
-            service,
-            name: service_name(service, class, tag_path).into(),
-            detail,
-            address: class,
-            count: None,
-            write,
+        ctx.log.push((
+            Described {
+                service: u16::from(service),
+                name: service_name(service, class, tag_path).into(),
+                detail,
+                address: class,
+                count: None,
+                write,
+            },
             outcome,
-        });
+        ));
         return Vec::new();
     }
     let count = data
@@ -279,15 +275,17 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, message: &[u8], nested: bool) -> Vec<u8>
     } else {
         vec![]
     };
-    ctx.log.push(Entry {
-        service,
-        name: service_name(service, class, tag_path).into(),
-        detail,
-        address: class,
-        count,
-        write,
-        outcome: outcome(st, &ext),
-    });
+    ctx.log.push((
+        Described {
+            service: u16::from(service),
+            name: service_name(service, class, tag_path).into(),
+            detail,
+            address: class,
+            count,
+            write,
+        },
+        outcome(st, &ext),
+    ));
     bytes
 }
 
@@ -303,15 +301,17 @@ pub(crate) fn logged(
     bytes: Vec<u8>,
 ) -> Vec<u8> {
     let st = bytes.get(2).copied().unwrap_or(0);
-    ctx.log.push(Entry {
-        service,
-        name: service_name(service, class, false).into(),
-        detail,
-        address,
-        count,
-        write,
-        outcome: outcome(st, &[]),
-    });
+    ctx.log.push((
+        Described {
+            service: u16::from(service),
+            name: service_name(service, class, false).into(),
+            detail,
+            address,
+            count,
+            write,
+        },
+        outcome(st, &[]),
+    ));
     bytes
 }
 
@@ -352,19 +352,21 @@ pub(crate) fn unconnected_send(ctx: &mut Ctx<'_>, data: &[u8]) -> Vec<u8> {
             // No controller at that address: the routing failure comes back from the
             // connection manager as an Unconnected Send reply.
             let bytes = reply(0x52, 0x01, &[0x0312], &[0]);
-            ctx.log.push(Entry {
-                service: 0x52,
-                name: "unconnected_send".into(),
-                detail: format!(
-                    "route {} does not reach the controller in slot {}",
-                    path_text(&route),
-                    ctx.state.slot
-                ),
-                address: Some(0x06),
-                count: None,
-                write: false,
-                outcome: "status 0x01 ext 0x0312".into(),
-            });
+            ctx.log.push((
+                Described {
+                    service: 0x52,
+                    name: "unconnected_send".into(),
+                    detail: format!(
+                        "route {} does not reach the controller in slot {}",
+                        path_text(&route),
+                        ctx.state.slot
+                    ),
+                    address: Some(0x06),
+                    count: None,
+                    write: false,
+                },
+                "status 0x01 ext 0x0312".into(),
+            ));
             return bytes;
         }
     }
@@ -377,15 +379,17 @@ pub(crate) fn unconnected_send(ctx: &mut Ctx<'_>, data: &[u8]) -> Vec<u8> {
 
 pub(crate) fn multiple(ctx: &mut Ctx<'_>, segs: &[Seg], data: &[u8]) -> Vec<u8> {
     let entry = |ctx: &mut Ctx<'_>, n: Option<u32>, st: u8| {
-        ctx.log.push(Entry {
-            service: 0x0A,
-            name: "multiple_service_packet".into(),
-            detail: format!("{} services", n.unwrap_or(0)),
-            address: Some(0x02),
-            count: n,
-            write: false,
-            outcome: outcome(st, &[]),
-        });
+        ctx.log.push((
+            Described {
+                service: 0x0A,
+                name: "multiple_service_packet".into(),
+                detail: format!("{} services", n.unwrap_or(0)),
+                address: Some(0x02),
+                count: n,
+                write: false,
+            },
+            outcome(st, &[]),
+        ));
     };
     if segs != [Seg::Class(0x02), Seg::Instance(1)] {
         entry(ctx, None, 0x05);

@@ -346,21 +346,12 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
             let (described, answer) = pdu::handle(&mut state, unit, pdu);
             (described, answer, state.quirks.get(Quirk::Slow))
         };
-        let response = answer.response_pdu(described.function);
-        shared.log().record(LoggedRequest {
-            seq: 0,
-            time,
-            protocol: "modbus".to_string(),
-            peer,
-            unit_id: Some(unit),
-            service: u16::from(described.function),
-            name: described.name,
-            detail: described.detail,
-            address: described.address,
-            count: described.count,
-            write: described.write,
-            outcome: answer.outcome(),
-        });
+        let response = answer.response_pdu(pdu.first().copied().unwrap_or_default());
+        let mut entry =
+            LoggedRequest::new(ModbusSimulator::NAME, peer, described, answer.outcome());
+        entry.time = time;
+        entry.unit_id = Some(unit);
+        shared.log().record(entry);
         let Some(response) = response else {
             continue;
         };

@@ -9,6 +9,7 @@
 //! drops the connection (and panics on some malformed FC 15 frames).
 
 use super::state::{ModbusState, Quirk, TableKind};
+use crate::request_log::Described;
 
 /// Exception 0x01: the function (or MEI type) is not supported.
 pub(crate) const ILLEGAL_FUNCTION: u8 = 0x01;
@@ -73,17 +74,6 @@ fn exception_name(code: u8) -> &'static str {
         GATEWAY_TARGET_FAILED => "gateway target device failed to respond",
         _ => "other",
     }
-}
-
-/// The request as the log describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Described {
-    pub(crate) function: u8,
-    pub(crate) name: String,
-    pub(crate) detail: String,
-    pub(crate) address: Option<u32>,
-    pub(crate) count: Option<u32>,
-    pub(crate) write: bool,
 }
 
 #[derive(Debug)]
@@ -372,7 +362,7 @@ fn describe(fc: u8, req: &Req<'_>, body_len: usize) -> Described {
         ),
     };
     Described {
-        function: fc,
+        service: u16::from(fc),
         name: function_name(fc, req),
         detail,
         address: address.map(u32::from),
@@ -385,15 +375,10 @@ fn describe(fc: u8, req: &Req<'_>, body_len: usize) -> Described {
 /// computes the answer, applying writes to `state`.
 pub(crate) fn handle(state: &mut ModbusState, unit: u8, pdu: &[u8]) -> (Described, Answer) {
     let Some((&fc, body)) = pdu.split_first() else {
-        let described = Described {
-            function: 0,
-            name: "empty".to_string(),
-            detail: "malformed: empty PDU".to_string(),
-            address: None,
-            count: None,
-            write: false,
-        };
-        return (described, Answer::Silent);
+        return (
+            Described::new(0, "empty", "malformed: empty PDU"),
+            Answer::Silent,
+        );
     };
     let req = decode(fc, body);
     let described = describe(fc, &req, body.len());

@@ -32,7 +32,7 @@ use super::{
     Shared,
     state::{Quirk, SLOW_ANSWER_MS},
 };
-use crate::request_log::LoggedRequest;
+use crate::request_log::Described;
 
 /// The services the node manager sees, with the binary encoding id of their request (the
 /// `service` number in the request log) and whether they change server state.
@@ -145,20 +145,16 @@ impl SimNodeManager {
             (session.secure_channel_id(), session.message_security_mode())
         };
         let peer = self.shared.peer_of(channel);
-        self.shared.log().record(LoggedRequest {
-            seq: 0,
-            time: chrono::Utc::now(),
-            protocol: "opcua".into(),
-            peer,
-            unit_id: None,
-            service: service.code(),
-            name: service.name().into(),
-            detail: format!("{detail} mode={mode}"),
-            address: None,
+        let described = Described {
             count: u32::try_from(count).ok(),
             write: service.writes(),
-            outcome: outcome.into(),
-        });
+            ..Described::new(
+                service.code(),
+                service.name(),
+                format!("{detail} mode={mode}"),
+            )
+        };
+        self.shared.record(peer, described, outcome);
     }
 
     /// Logs a service this simulated PLC does not offer (history, method calls,
@@ -736,23 +732,19 @@ impl SimAuthenticator {
     }
 
     pub(crate) fn log(&self, endpoint: &ServerEndpoint, user: &str, outcome: &str) {
-        self.shared.log().record(LoggedRequest {
-            seq: 0,
-            time: chrono::Utc::now(),
-            protocol: "opcua".into(),
-            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
-            unit_id: None,
-            service: Service::ActivateSession.code(),
-            name: Service::ActivateSession.name().into(),
-            detail: format!(
-                "user={user} mode={} policy={}",
-                endpoint.security_mode, endpoint.security_policy
+        let detail = format!(
+            "user={user} mode={} policy={}",
+            endpoint.security_mode, endpoint.security_policy
+        );
+        self.shared.record(
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            Described::new(
+                Service::ActivateSession.code(),
+                Service::ActivateSession.name(),
+                detail,
             ),
-            address: None,
-            count: None,
-            write: false,
-            outcome: outcome.into(),
-        });
+            outcome,
+        );
     }
 }
 

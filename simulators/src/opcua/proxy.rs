@@ -6,14 +6,13 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use chrono::Utc;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpStream, tcp::OwnedReadHalf, tcp::OwnedWriteHalf},
 };
 
 use super::{Shared, state::Quirk};
-use crate::request_log::LoggedRequest;
+use crate::request_log::Described;
 
 /// Largest chunk relayed from the server (async-opcua's default buffer is 64 KiB; anything
 /// far beyond is not OPC UA).
@@ -26,20 +25,7 @@ pub(crate) fn accept(
     peer: SocketAddr,
     upstream: SocketAddr,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    shared.log().record(LoggedRequest {
-        seq: 0,
-        time: Utc::now(),
-        protocol: "opcua".into(),
-        peer,
-        unit_id: None,
-        service: 0,
-        name: "connect".into(),
-        detail: String::new(),
-        address: None,
-        count: None,
-        write: false,
-        outcome: "ok".into(),
-    });
+    shared.record(peer, Described::new(0, "connect", ""), "ok");
     relay(shared, client, peer, upstream)
 }
 

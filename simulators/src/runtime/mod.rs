@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 use crate::control::{CommandError, CommandTarget};
 use crate::process::SimError;
-use crate::request_log::RequestLog;
+use crate::request_log::{Described, LoggedRequest, RequestLog};
 pub use quirks::{QuirkName, QuirkSet};
 pub use state_file::StateError;
 pub(crate) use state_file::{invalid, load as load_state};
@@ -189,6 +189,17 @@ impl<P: Protocol> Shared<P> {
     /// A receiver a task holds while it runs (the simulator is stopped once all are gone).
     pub(crate) fn alive(&self) -> watch::Receiver<()> {
         self.alive.subscribe()
+    }
+
+    /// Logs one request from `peer` and what became of it.
+    pub(crate) fn record(
+        &self,
+        peer: SocketAddr,
+        described: Described,
+        outcome: impl Into<String>,
+    ) {
+        self.log
+            .record(LoggedRequest::new(P::NAME, peer, described, outcome));
     }
 
     /// Switches a quirk without an argument.

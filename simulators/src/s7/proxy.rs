@@ -9,7 +9,6 @@ use std::{
     sync::Arc,
 };
 
-use chrono::Utc;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -21,31 +20,18 @@ use super::{
     backend,
     state::{Quirk, Quirks},
 };
-use crate::request_log::LoggedRequest;
+use crate::request_log::Described;
 
 /// The largest TPKT frame accepted from a client.
 const MAX_FRAME: usize = 8192;
 /// The largest reassembled S7 PDU accepted from a client.
 const MAX_PDU: usize = 8192;
 
-/// What a request is, for the log.
-pub(crate) struct Service {
-    pub(crate) code: u16,
-    pub(crate) name: String,
-    pub(crate) write: bool,
-    pub(crate) detail: String,
-    pub(crate) address: Option<u32>,
-    pub(crate) count: Option<u32>,
-}
-
-fn service(code: u16, name: &str, write: bool, detail: String) -> Service {
-    Service {
-        code,
-        name: name.to_owned(),
+/// A request described for the log.
+fn service(code: u16, name: &str, write: bool, detail: String) -> Described {
+    Described {
         write,
-        detail,
-        address: None,
-        count: None,
+        ..Described::new(code, name, detail)
     }
 }
 
@@ -79,7 +65,7 @@ fn ascii_block(bytes: &[u8]) -> Option<(u8, u16)> {
 
 /// Classifies a request: service code, name, and whether it asks to change state. Anything
 /// not known to be read-only is logged as a write.
-pub(crate) fn classify(req: &Parsed) -> Service {
+pub(crate) fn classify(req: &Parsed) -> Described {
     if let Some(function) = req.function() {
         let p = &req.params;
         return match function {
@@ -108,8 +94,8 @@ pub(crate) fn classify(req: &Parsed) -> Service {
                         format!("area 0x{:02X}.{start}[{len}]", item[8])
                     });
                 }
-                Service {
-                    code: u16::from(function),
+                Described {
+                    service: u16::from(function),
                     name: if write { "write_var" } else { "read_var" }.to_owned(),
                     write,
                     detail: format!("items={count} {}", items.join(" ")),
@@ -262,23 +248,6 @@ async fn forward(
     result
 }
 
-fn record(shared: &Shared, peer: SocketAddr, service: Service, outcome: &str) {
-    shared.log().record(LoggedRequest {
-        seq: 0,
-        time: Utc::now(),
-        protocol: "s7".to_owned(),
-        peer,
-        unit_id: None,
-        service: service.code,
-        name: service.name,
-        detail: service.detail,
-        address: service.address,
-        count: service.count,
-        write: service.write,
-        outcome: outcome.to_owned(),
-    });
-}
-
 /// Serves one client until it closes, a quirk drops it, or the simulator stops.
 pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
     let _ = client.set_nodelay(true);
@@ -366,12 +335,11 @@ async fn connect(
     );
     let connect = service(0x00E0, "cotp_connect", false, detail);
     if quirks.get(Quirk::Stall) {
-        record(shared, peer, connect, "no answer (stall quirk)");
+        shared.record(peer, connect, "no answer (stall quirk)");
         return true;
     }
     if quirks.get(Quirk::Congested) {
-        record(
-            shared,
+        shared.record(
             peer,
             connect,
             "refused: disconnect reason 0x81, congestion (congested quirk)",
@@ -383,25 +351,25 @@ async fn connect(
         && let Some(tsap) = called
         && (tsap & 0xFF != expected || !(1..=3).contains(&(tsap >> 8)))
     {
-        record(shared, peer, connect, "refused: no CPU at this rack/slot");
+        shared.record(peer, connect, "refused: no CPU at this rack/slot");
         let _ = client.write_all(&answers::disconnect(0x80)).await;
         return false;
     }
     let addr = shared.extra.backend_addr;
     let opened = tokio::task::spawn_blocking(move || backend::connect(addr)).await;
     let Ok(Ok(stream)) = opened else {
-        record(shared, peer, connect, "failed: snap7 server not reachable");
+        shared.record(peer, connect, "failed: snap7 server not reachable");
         return false;
     };
     session.backend = Some(stream);
     match forward(shared, session, frame.to_vec()).await {
         Ok(answer) => {
-            record(shared, peer, connect, "ok");
+            shared.record(peer, connect, "ok");
             client.write_all(&answer).await.is_ok()
         }
         Err(err) => {
             tracing::debug!(%peer, %err, "snap7 refused the connection");
-            record(shared, peer, connect, "failed: snap7 did not confirm");
+            shared.record(peer, connect, "failed: snap7 did not confirm");
             false
         }
     }
@@ -416,8 +384,7 @@ async fn request(
     pdu: &[u8],
 ) -> bool {
     let Some(req) = Parsed::parse(pdu) else {
-        record(
-            shared,
+        shared.record(
             peer,
             service(0, "malformed", false, format!("{} bytes", pdu.len())),
             "closed: malformed PDU",
@@ -429,15 +396,15 @@ async fn request(
     let action = decide(shared, session, &req, &quirks);
     match action {
         Action::Silence(outcome) => {
-            record(shared, peer, svc, &outcome);
+            shared.record(peer, svc, &outcome);
             true
         }
         Action::Drop(outcome) => {
-            record(shared, peer, svc, &outcome);
+            shared.record(peer, svc, &outcome);
             false
         }
         Action::Answer(answer, outcome) => {
-            record(shared, peer, svc, &outcome);
+            shared.record(peer, svc, &outcome);
             client.write_all(&answers::frame(&answer)).await.is_ok()
         }
         Action::Forward(pdu) => {
@@ -447,12 +414,12 @@ async fn request(
                     if is_setup && let Some(b) = answer.get(7 + 12 + 6..7 + 12 + 8) {
                         session.pdu = usize::from(u16::from_be_bytes([b[0], b[1]])).clamp(240, 960);
                     }
-                    record(shared, peer, svc, "answered by snap7");
+                    shared.record(peer, svc, "answered by snap7");
                     client.write_all(&answer).await.is_ok()
                 }
                 Err(err) => {
                     tracing::debug!(%peer, %err, "snap7 exchange failed");
-                    record(shared, peer, svc, "closed: snap7 did not answer");
+                    shared.record(peer, svc, "closed: snap7 did not answer");
                     false
                 }
             }

@@ -426,11 +426,10 @@ async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u16, Vec<u8>)>, St
 
 async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut stop = shared.shutdown_watch();
+    let mut stop = shared.stop_for(peer);
     loop {
-        let read = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            read = read_frame(&mut stream) => read,
+        let Some(read) = stop.or(read_frame(&mut stream)).await else {
+            break;
         };
         let (reserved, body) = match read {
             Ok(Some(frame)) => frame,
@@ -533,12 +532,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
             Action::Drop(_) => break,
             Action::Reply { error, data } => {
                 let frame = answer_frame(&header, error, &data);
-                let written = tokio::select! {
-                    _ = stop.wait_for(|stop| *stop) => break,
-                    written = stream.write_all(&frame) => written,
-                };
-                if let Err(err) = written {
-                    tracing::debug!(%peer, %err, "closing ads connection");
+                if !stop.send(&mut stream, &frame).await {
                     break;
                 }
             }

@@ -346,7 +346,7 @@ struct Conversation {
 
 async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut stop = shared.shutdown_watch();
+    let mut stop = shared.stop_for(peer);
     let mut conv = Conversation {
         session: 0,
         conns: Vec::new(),
@@ -354,13 +354,9 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     };
     loop {
         let mut head = [0u8; 24];
-        let read = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            r = stream.read_exact(&mut head) => r,
-        };
-        if read.is_err() {
+        let Some(Ok(_)) = stop.or(stream.read_exact(&mut head)).await else {
             break;
-        }
+        };
         let command = u16::from_le_bytes([head[0], head[1]]);
         let length = usize::from(u16::from_le_bytes([head[2], head[3]]));
         let session = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
@@ -368,13 +364,9 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
             break;
         }
         let mut data = vec![0u8; length];
-        let read = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            r = stream.read_exact(&mut data) => r,
-        };
-        if read.is_err() {
+        let Some(Ok(_)) = stop.or(stream.read_exact(&mut data)).await else {
             break;
-        }
+        };
         let next = frame(&shared, &mut conv, peer, command, session, &head, &data);
         let (bytes, then_close) = match next {
             Next::Close => break,
@@ -382,11 +374,7 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
             Next::Reply(bytes) => (bytes, false),
             Next::ReplyThenClose(bytes) => (bytes, true),
         };
-        let written = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            w = stream.write_all(&bytes) => w,
-        };
-        if written.is_err() || then_close {
+        if !stop.send(&mut stream, &bytes).await || then_close {
             break;
         }
     }

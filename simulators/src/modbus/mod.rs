@@ -319,12 +319,11 @@ async fn read_frame(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<Option
 
 async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut stop = shared.shutdown_watch();
+    let mut stop = shared.stop_for(peer);
     let mut buf = [0u8; MBAP_LEN - 1 + MAX_MBAP_LENGTH];
     loop {
-        let read = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            read = read_frame(&mut stream, &mut buf) => read,
+        let Some(read) = stop.or(read_frame(&mut stream, &mut buf)).await else {
+            break;
         };
         let total = match read {
             Ok(Some(total)) => total,
@@ -364,12 +363,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
         frame.extend_from_slice(&((response.len() + 1) as u16).to_be_bytes());
         frame.push(unit);
         frame.extend_from_slice(&response);
-        let written = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            written = stream.write_all(&frame) => written,
-        };
-        if let Err(err) = written {
-            tracing::debug!(%peer, %err, "closing modbus connection");
+        if !stop.send(&mut stream, &frame).await {
             break;
         }
     }

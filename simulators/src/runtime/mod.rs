@@ -186,6 +186,11 @@ impl<P: Protocol> Shared<P> {
         self.shutdown.subscribe()
     }
 
+    /// What the task serving `peer` watches for the shutdown.
+    pub(crate) fn stop_for(&self, peer: SocketAddr) -> crate::tasks::Stop {
+        crate::tasks::Stop::new(P::NAME, peer, self.shutdown_watch())
+    }
+
     /// A receiver a task holds while it runs (the simulator is stopped once all are gone).
     pub(crate) fn alive(&self) -> watch::Receiver<()> {
         self.alive.subscribe()

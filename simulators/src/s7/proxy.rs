@@ -251,7 +251,7 @@ async fn forward(
 /// Serves one client until it closes, a quirk drops it, or the simulator stops.
 pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
     let _ = client.set_nodelay(true);
-    let mut stop = shared.shutdown_watch();
+    let mut stop = shared.stop_for(peer);
     let mut session = Session {
         backend: None,
         pdu: 240,
@@ -262,9 +262,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: Sock
     };
     let mut assembling: Vec<u8> = Vec::new();
     loop {
-        let frame = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            frame = read_tpkt(&mut client) => frame,
+        let Some(frame) = stop.or(read_tpkt(&mut client)).await else {
+            break;
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,

@@ -69,6 +69,8 @@ pub fn record(
     change: Option<(&str, Phase)>,
 ) -> Result<CaptureOutcome, StoreError> {
     let runtime = serde_json::to_value(&capture.runtime).unwrap_or(serde_json::Value::Null);
+    let operating_state =
+        serde_json::to_value(&capture.operating_state).unwrap_or(serde_json::Value::Null);
     let label = |path: &str| otdrift_protocols::setpoint_label(asset, path);
     store.record_capture(&CaptureRecord {
         asset: &asset.id,
@@ -76,6 +78,7 @@ pub fn record(
         address: &asset.address,
         snapshot: &capture.snapshot,
         runtime: &runtime,
+        operating_state: &operating_state,
         change_id: change.map(|(id, _)| id),
         phase: change.map(|(_, phase)| phase),
         duration_ms: u64::try_from(capture.stats.duration.as_millis()).unwrap_or(u64::MAX),

@@ -107,7 +107,7 @@ pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
         "state_changes": outcome.state_changes,
         "requests": report.capture.stats.requests,
         "duration_ms": u64::try_from(report.capture.stats.duration.as_millis()).unwrap_or(u64::MAX),
-        "runtime": report.capture.runtime,
+        "runtime": report.capture.observed(),
     })
 }
 

@@ -146,6 +146,7 @@ fn main() {
                         address: "127.0.0.1:502",
                         snapshot: &s,
                         runtime: &runtime,
+                        operating_state: &serde_json::json!({}),
                         change_id: None,
                         phase: None,
                         duration_ms: 5,

@@ -34,8 +34,12 @@ pub struct CaptureRecord<'a> {
     pub address: &'a str,
     /// What the collector found.
     pub snapshot: &'a Snapshot,
-    /// Observed runtime facts (CPU mode, device state): stored, never hashed.
+    /// Observed runtime facts (clocks, process values): stored, never hashed.
     pub runtime: &'a serde_json::Value,
+    /// The controller's operating state (CPU mode, device state), as the collector names it:
+    /// stored with the runtime facts, never hashed, and compared with the previous capture's
+    /// (a change is an `asset.state_changed` event, never drift).
+    pub operating_state: &'a serde_json::Value,
     /// The change a technician's capture belongs to.
     pub change_id: Option<&'a str>,
     /// Before or after that change.
@@ -143,17 +147,18 @@ pub struct StateChange {
     pub after: serde_json::Value,
 }
 
-/// Whether a runtime key names an operating state (its last segment ends in `mode`, `state`
-/// or `status`, e.g. `s7/cpu_mode`, `ads_state`, `device_state`): such values are compared
-/// from capture to capture and a change is an `asset.state_changed` event. Clocks, counters
-/// and process values are not compared.
-pub fn is_operating_state(key: &str) -> bool {
-    let last = key.rsplit('/').next().unwrap_or(key);
-    last.ends_with("mode") || last.ends_with("state") || last.ends_with("status")
+/// What a capture row stores as its runtime: the runtime facts and the operating state in one
+/// object (the operating state's keys are the collector's own, e.g. `s7/cpu_mode`).
+fn stored_runtime(rec: &CaptureRecord<'_>) -> serde_json::Value {
+    let mut all = rec.runtime.as_object().cloned().unwrap_or_default();
+    if let Some(state) = rec.operating_state.as_object() {
+        all.extend(state.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    serde_json::Value::Object(all)
 }
 
-/// Compares the operating-state runtime values with the asset's previous capture; a change is
-/// an audit entry and an `asset.state_changed` event, in the caller's transaction.
+/// Compares the operating state with the asset's previous capture (as stored with it); a
+/// change is an audit entry and an `asset.state_changed` event, in the caller's transaction.
 fn operating_state_changes(
     conn: &Connection,
     clock: &dyn otdrift_core::Clock,
@@ -172,16 +177,14 @@ fn operating_state_changes(
     let before: serde_json::Value = serde_json::from_str(&previous).unwrap_or_default();
     let empty = serde_json::Map::new();
     let before = before.as_object().unwrap_or(&empty);
-    let after = rec.runtime.as_object().unwrap_or(&empty);
-    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    let after = rec.operating_state.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = after.keys().collect();
     keys.sort();
-    keys.dedup();
     let changes: Vec<StateChange> = keys
         .into_iter()
-        .filter(|k| is_operating_state(k))
         .filter_map(|k| {
             let (b, a) = (before.get(k.as_str()), after.get(k.as_str()));
-            // A key the collector did not report this time is not a change of state.
+            // A state the previous capture did not report is not a change of state.
             match (b, a) {
                 (Some(b), Some(a)) if b != a => Some(StateChange {
                     key: k.clone(),
@@ -528,7 +531,7 @@ fn upsert_capture(
     digest_text: &str,
     now_text: &str,
 ) -> Result<CaptureRow, StoreError> {
-    let runtime = rec.runtime.to_string();
+    let runtime = stored_runtime(rec).to_string();
     let same_state = previous.is_some_and(|p| p.digest == digest_text && p.change_id.is_none());
     let id = match previous {
         Some(p) if folded => {

@@ -51,7 +51,7 @@ pub use delivery::{
 pub use events::{OutboxEvent, event_type};
 pub use ingest::{
     CaptureOutcome, CaptureRecord, DriftOutcome, ENVELOPE_ALLOWANCE, Refusal, StateChange,
-    drift_changes_link, is_operating_state,
+    drift_changes_link,
 };
 pub use model::{
     AssetRow, Baseline, CaptureRow, ChangeRecord, DriftEvent, DriftFilter, DriftStatus, Phase,

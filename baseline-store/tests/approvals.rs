@@ -36,6 +36,7 @@ fn capture(store: &mut Store, s: &Snapshot) -> CaptureOutcome {
             address: "127.0.0.1:502",
             snapshot: s,
             runtime: &runtime,
+            operating_state: &runtime,
             change_id: None,
             phase: None,
             duration_ms: 1,

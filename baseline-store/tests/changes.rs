@@ -87,6 +87,7 @@ impl Rig {
                 address: "127.0.0.1:48898",
                 snapshot: s,
                 runtime: &runtime,
+                operating_state: &serde_json::json!({}),
                 change_id: None,
                 phase: None,
                 duration_ms: 1,

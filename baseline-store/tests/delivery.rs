@@ -264,6 +264,7 @@ fn record(store: &mut Store, s: &Snapshot) -> otdrift_store::CaptureOutcome {
             address: "127.0.0.1:48898",
             snapshot: s,
             runtime: &runtime,
+            operating_state: &serde_json::json!({}),
             change_id: None,
             phase: None,
             duration_ms: 1,

@@ -50,6 +50,7 @@ fn record_with(
             address: "127.0.0.1:502",
             snapshot: s,
             runtime: &runtime,
+            operating_state: &runtime,
             change_id: change.map(|c| c.0),
             phase: change.map(|c| c.1),
             duration_ms: 3,
@@ -378,6 +379,7 @@ fn two_processes_can_write_at_once() {
                             address: "127.0.0.1:502",
                             snapshot: &s,
                             runtime: &runtime,
+                            operating_state: &runtime,
                             change_id: None,
                             phase: None,
                             duration_ms: 1,
@@ -458,7 +460,11 @@ fn a_backup_is_a_consistent_copy_that_verifies() {
 fn an_operating_state_change_is_reported_and_is_not_drift() {
     let mut store = Store::open_in_memory(clock()).expect("open");
     let s = snapshot(100, "1.4");
-    let record_runtime = |store: &mut Store, runtime: serde_json::Value| {
+    let record_runtime = |store: &mut Store, mode: &str, clock: &str| {
+        // The collector says which of its facts are operating state: the CPU mode is, the
+        // clock is not.
+        let runtime = serde_json::json!({ "s7/cpu_clock": clock });
+        let operating_state = serde_json::json!({ "s7/cpu_mode": mode });
         store
             .record_capture(&CaptureRecord {
                 asset: "press-7",
@@ -466,6 +472,7 @@ fn an_operating_state_change_is_reported_and_is_not_drift() {
                 address: "127.0.0.1:102",
                 snapshot: &s,
                 runtime: &runtime,
+                operating_state: &operating_state,
                 change_id: None,
                 phase: None,
                 duration_ms: 1,
@@ -475,21 +482,12 @@ fn an_operating_state_change_is_reported_and_is_not_drift() {
             })
             .expect("capture")
     };
-    let first = record_runtime(
-        &mut store,
-        serde_json::json!({"s7/cpu_mode": "RUN", "s7/cpu_clock": "2026-12-01T08:00:00Z"}),
-    );
+    let first = record_runtime(&mut store, "RUN", "2026-12-01T08:00:00Z");
     assert!(first.state_changes.is_empty());
     // The clock moves: not a state change.
-    let same = record_runtime(
-        &mut store,
-        serde_json::json!({"s7/cpu_mode": "RUN", "s7/cpu_clock": "2026-12-01T08:05:00Z"}),
-    );
+    let same = record_runtime(&mut store, "RUN", "2026-12-01T08:05:00Z");
     assert!(same.state_changes.is_empty());
-    let stopped = record_runtime(
-        &mut store,
-        serde_json::json!({"s7/cpu_mode": "STOP", "s7/cpu_clock": "2026-12-01T08:10:00Z"}),
-    );
+    let stopped = record_runtime(&mut store, "STOP", "2026-12-01T08:10:00Z");
     assert_eq!(
         stopped.drift,
         DriftOutcome::None,
@@ -503,8 +501,12 @@ fn an_operating_state_change_is_reported_and_is_not_drift() {
         event_types(&store),
         [event_type::BASELINE_MOVED, event_type::ASSET_STATE_CHANGED]
     );
-    assert!(otdrift_store::is_operating_state("ads_state"));
-    assert!(!otdrift_store::is_operating_state("s7/cpu_clock"));
+    // Both are stored with the capture, as before.
+    let runtime = store
+        .capture_runtime(stopped.capture.id)
+        .expect("stored runtime");
+    assert_eq!(runtime["s7/cpu_mode"], "STOP");
+    assert_eq!(runtime["s7/cpu_clock"], "2026-12-01T08:10:00Z");
 }
 
 fn failure<'a>(reason: &'a str, detail: &'a str) -> otdrift_store::FailedCollection<'a> {

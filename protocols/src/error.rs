@@ -287,4 +287,24 @@ impl Scope {
     pub fn item(&self, error: impl std::fmt::Display) -> CollectError {
         self.error("", ErrorKind::Bound(format!("item beyond limits: {error}")))
     }
+
+    /// An item, or the [`item`](Self::item) error when it is beyond the snapshot's limits.
+    pub fn new_item(
+        &self,
+        path: String,
+        class: otdrift_core::Class,
+        value: otdrift_core::Value,
+    ) -> Result<otdrift_core::Item, CollectError> {
+        otdrift_core::Item::new(path, class, value).map_err(|e| self.item(e))
+    }
+
+    /// Adds `item` to `snapshot`, or the [`item`](Self::item) error (beyond the snapshot's
+    /// limits, or a path taken twice).
+    pub fn insert(
+        &self,
+        snapshot: &mut otdrift_core::Snapshot,
+        item: otdrift_core::Item,
+    ) -> Result<(), CollectError> {
+        snapshot.insert(item).map_err(|e| self.item(e))
+    }
 }

@@ -4,14 +4,31 @@
 //! its state ([`Collector::capture`]) as a [`Snapshot`]. It knows nothing of SQLite, HTTP or
 //! drift: it reads, bounds and checks what the device says, and nothing else.
 //!
+//! # The framework
+//!
+//! Every protocol module stands on the same two pieces (see `driver.rs` and `module.rs`):
+//! a `Link` (connect, exchange one request, classify a failure), driven by one `Driver` that
+//! owns the pooled connection, the per-request deadline, the one reconnect-once rule, request
+//! counting and error building; and a `Module` (its config, its collector, its setpoint
+//! labels, how to read a capture), from which the framework makes the [`Collector`] and the
+//! registry behind [`build`] and [`setpoint_label`].
+//!
+//! Every module has the same files for the same jobs: `mod.rs` (the collector), `request.rs`
+//! (the only place its requests are built: the read-only boundary, with a unit test that it
+//! builds only reads), `link.rs` (transport or session), `wire.rs` (answers, bounds-checked),
+//! `plan.rs` (read planning) and `items.rs` (answers to items), plus protocol-specific ones.
+//!
 //! Invariants every collector keeps:
-//! - **read-only**: only read, browse and identify services are ever sent. Each protocol module
-//!   funnels its requests through one private function that can only build read requests,
-//!   and `clippy.toml` bans the protocol crates' write calls outside the simulators;
+//! - **read-only**: only read, browse and identify services are ever sent. Each protocol
+//!   module builds its requests in its `request.rs` only, whose type can only be a read, and
+//!   `clippy.toml` bans the protocol crates' write calls outside the simulators;
 //! - **hostile answers**: every length a device reports is checked against what was asked and
-//!   what arrived; a malformed answer is a [`CollectError::Malformed`] naming the asset and
+//!   what arrived; a malformed answer is an [`ErrorKind::Malformed`] naming the asset and
 //!   the request, never a panic;
 //! - **deadlines**: every connect and every request runs under the asset's `timeout_ms`;
+//! - **field truth**: a refusal, a contradiction, a malformed answer or a bound fails the
+//!   capture (`docs/decisions/0004-field-truth.md`); only stable capability refusals become
+//!   `not available` items;
 //! - **cheap**: reads are batched to the protocol's limits and connections are reused across
 //!   captures.
 
@@ -20,10 +37,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otdrift_config::{AssetConfig, Protocol, ProtocolConfig};
+use otdrift_config::{AssetConfig, Protocol};
 use otdrift_core::{Item, Snapshot, Value};
 
+mod driver;
 mod error;
+mod module;
 
 pub use error::{CollectError, ErrorKind, FailureReason, Scope, WHOLE_CAPTURE};
 
@@ -43,11 +62,29 @@ pub mod s7;
 pub struct Capture {
     /// The hashed state: identity, program and setpoint items.
     pub snapshot: Snapshot,
-    /// Observed runtime facts that are recorded but never hashed (CPU mode, device state,
-    /// clocks): a controller switching to STOP is news, not drift.
+    /// Observed runtime facts that are recorded but never hashed (clocks, process values,
+    /// how the capture was made).
     pub runtime: BTreeMap<String, Value>,
+    /// The controller's operating state (CPU mode, ADS state, server state), never hashed
+    /// either: compared from capture to capture, a change is an `asset.state_changed` event,
+    /// never drift. Each collector says which of its facts these are.
+    pub operating_state: BTreeMap<String, Value>,
     /// What the capture cost the device.
     pub stats: CaptureStats,
+}
+
+impl Capture {
+    /// Everything observed but not hashed, runtime facts and operating state together: what
+    /// is stored with the capture and shown as its `runtime`.
+    pub fn observed(&self) -> BTreeMap<String, Value> {
+        let mut all = self.runtime.clone();
+        all.extend(
+            self.operating_state
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        all
+    }
 }
 
 /// The cost of a capture, for the benchmark, metrics and the `--json` output.
@@ -70,10 +107,8 @@ pub trait Collector: Send {
     /// The protocol it speaks.
     fn protocol(&self) -> Protocol;
 
-    /// Opens the connection, or checks the pooled one is still there.
-    async fn connect(&mut self) -> Result<(), CollectError>;
-
-    /// Reads only the identity items: who the controller is.
+    /// Reads only the identity items: who the controller is (a cheap check that the asset
+    /// is the device it should be; the tests check each protocol's identity with it).
     async fn identify(&mut self) -> Result<Vec<Item>, CollectError>;
 
     /// Reads everything the digest covers.
@@ -132,47 +167,34 @@ pub async fn capture_within(
     }
 }
 
+/// The compiled-in protocols.
+const PROTOCOLS: &[module::Entry] = &[
+    #[cfg(feature = "modbus")]
+    module::Entry::of::<modbus::ModbusCollector>(),
+    #[cfg(feature = "s7")]
+    module::Entry::of::<s7::S7Collector>(),
+    #[cfg(feature = "ads")]
+    module::Entry::of::<ads::AdsCollector>(),
+    #[cfg(feature = "cip")]
+    module::Entry::of::<cip::CipCollector>(),
+    #[cfg(feature = "opcua")]
+    module::Entry::of::<opcua::OpcuaCollector>(),
+];
+
 /// Builds the collector for an asset. `data_dir` is the agent's data directory: collectors
 /// that keep state on disk (the OPC UA collector's certificates and pinned server
 /// certificates, under `opcua-pki/`) keep it there.
 pub fn build(asset: &AssetConfig, data_dir: &Path) -> Result<Box<dyn Collector>, CollectError> {
-    #[cfg(not(feature = "opcua"))]
-    let _ = data_dir;
-    #[allow(unreachable_patterns)]
-    match &asset.protocol {
-        #[cfg(feature = "modbus")]
-        ProtocolConfig::Modbus(cfg) => Ok(Box::new(modbus::ModbusCollector::new(asset, cfg))),
-        #[cfg(feature = "s7")]
-        ProtocolConfig::S7(cfg) => Ok(Box::new(s7::S7Collector::new(asset, cfg))),
-        #[cfg(feature = "ads")]
-        ProtocolConfig::Ads(cfg) => Ok(Box::new(ads::AdsCollector::new(asset, cfg))),
-        #[cfg(feature = "cip")]
-        ProtocolConfig::Cip(cfg) => Ok(Box::new(cip::CipCollector::new(asset, cfg))),
-        #[cfg(feature = "opcua")]
-        ProtocolConfig::Opcua(cfg) => Ok(Box::new(
-            opcua::OpcuaCollector::new(asset, cfg).with_pki_dir(data_dir.join("opcua-pki")),
-        )),
-        other => {
-            Err(Scope::new(&asset.id, &asset.address)
-                .error("", ErrorKind::Unsupported(other.kind())))
-        }
-    }
+    PROTOCOLS
+        .iter()
+        .find_map(|p| p.build(asset, data_dir))
+        .ok_or_else(|| {
+            Scope::new(&asset.id, &asset.address)
+                .error("", ErrorKind::Unsupported(asset.protocol.kind()))
+        })
 }
 
 /// The name of the config's setpoint entry that covers an item path, for diffs and events.
 pub fn setpoint_label(asset: &AssetConfig, path: &str) -> Option<String> {
-    match &asset.protocol {
-        #[cfg(feature = "modbus")]
-        ProtocolConfig::Modbus(cfg) => modbus::setpoint_label(cfg, path),
-        #[cfg(feature = "s7")]
-        ProtocolConfig::S7(cfg) => s7::setpoint_label(cfg, path),
-        #[cfg(feature = "ads")]
-        ProtocolConfig::Ads(cfg) => ads::setpoint_label(cfg, path),
-        #[cfg(feature = "cip")]
-        ProtocolConfig::Cip(cfg) => cip::setpoint_label(cfg, path),
-        #[cfg(feature = "opcua")]
-        ProtocolConfig::Opcua(cfg) => opcua::setpoint_label(cfg, path),
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
+    PROTOCOLS.iter().find_map(|p| p.setpoint_label(asset, path))
 }

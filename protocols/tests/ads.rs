@@ -5,9 +5,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
-use common::{SimulatedDevice, assert_collector_compliance, asset_from, peers};
+use common::{
+    LOOPBACK, SimulatedDevice, assert_collector_compliance, assert_reconnects_after_restart,
+    asset_from, closed_address, connect_error, one_asset, peers,
+};
 use otdrift_config::ProtocolConfig;
 use otdrift_core::{ChangeKind, Class, Diff, Value};
 use otdrift_protocols::ads::AdsCollector;
@@ -17,7 +20,6 @@ use otdrift_simulators::ads::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 const NET_ID: &str = "5.80.201.232.1.1";
 
 /// The demo filler, without the background tick (tests tick explicitly).
@@ -34,22 +36,12 @@ async fn start(state: AdsState) -> AdsSimHandle {
 }
 
 fn collector(address: &str, extra: &str, setpoints: &str) -> AdsCollector {
-    let asset = asset_from(&format!(
-        r#"
-[agent]
-id = "gw"
-data_dir = "/tmp/unused"
-
-[[asset]]
-id = "filler-3"
-protocol = "ads"
-address = "{address}"
-ams_net_id = "{NET_ID}"
-timeout_ms = 500
-{extra}
-{setpoints}
-"#
-    ));
+    let asset = one_asset(
+        "ads",
+        "filler-3",
+        address,
+        &format!("ams_net_id = \"{NET_ID}\"\ntimeout_ms = 500\n{extra}\n{setpoints}"),
+    );
     let ProtocolConfig::Ads(cfg) = &asset.protocol else {
         panic!("an ads asset");
     };
@@ -215,7 +207,10 @@ async fn identity_program_setpoints_and_runtime_are_typed() {
         Some(Class::Setpoint)
     );
 
-    assert_eq!(capture.runtime.get("ads_state"), Some(&Value::from("RUN")));
+    assert_eq!(
+        capture.operating_state.get("ads_state"),
+        Some(&Value::from("RUN"))
+    );
     assert_eq!(capture.runtime.get("symbol_version"), Some(&Value::UInt(3)));
     assert_eq!(
         capture.runtime.get("sum_read"),
@@ -230,7 +225,10 @@ async fn identity_program_setpoints_and_runtime_are_typed() {
     sim.set_ads_state(6);
     let stopped = c.capture().await.expect("capture in STOP");
     assert_eq!(stopped.snapshot.digest(), capture.snapshot.digest());
-    assert_eq!(stopped.runtime.get("ads_state"), Some(&Value::from("STOP")));
+    assert_eq!(
+        stopped.operating_state.get("ads_state"),
+        Some(&Value::from("STOP"))
+    );
     assert_eq!(sim.request_log().writes(), 0);
 }
 
@@ -909,15 +907,14 @@ async fn a_connection_the_device_dropped_is_replaced_after_a_restart() {
     let first = start(filler()).await;
     let addr = first.local_addr();
     let mut c = collector(&addr.to_string(), "", RECIPE);
-    let before = c.capture().await.expect("capture");
-    first.shutdown();
-    first.stopped().await;
-    let second = AdsSimulator::start(addr, filler())
-        .await
-        .expect("simulator restarts on the same port");
-    let after = c.capture().await.expect("capture after the restart");
-    assert_eq!(after.snapshot.digest(), before.snapshot.digest());
-    assert_eq!(after.stats.connects, 1);
+    let second = assert_reconnects_after_restart(&mut c, async {
+        first.shutdown();
+        first.stopped().await;
+        AdsSimulator::start(addr, filler())
+            .await
+            .expect("simulator restarts on the same port")
+    })
+    .await;
     assert_eq!(second.request_log().writes(), 0);
 }
 
@@ -965,18 +962,10 @@ async fn routing_mistakes_are_named() {
 
 #[tokio::test]
 async fn nothing_listening_is_a_connect_error() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let closed = closed_address();
     let mut c = collector(&closed.to_string(), "", RECIPE);
-    match c.capture().await {
-        Err(e) if matches!(e.kind, ErrorKind::Connect(_)) => {
-            assert!(e.is_unreachable());
-            assert!(e.to_string().contains(&closed.to_string()), "{e}");
-        }
-        other => panic!("expected a connect error, got {other:?}"),
-    }
+    let text = connect_error(&mut c).await;
+    assert!(text.contains(&closed.to_string()), "{text}");
 }
 
 /// What a hostile peer answers to one request frame (`None`: close the connection).

@@ -2,9 +2,12 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
-use common::{SimulatedDevice, assert_collector_compliance, asset_from};
+use common::{
+    LOOPBACK, SimulatedDevice, assert_collector_compliance, assert_reconnects_after_restart,
+    one_asset,
+};
 use otdrift_config::ProtocolConfig;
 use otdrift_core::{ChangeKind, Diff, Value};
 use otdrift_protocols::cip::{CipCollector, REBROWSE_EVERY, setpoint_label};
@@ -12,8 +15,6 @@ use otdrift_protocols::{CollectError, Collector, ErrorKind};
 use otdrift_simulators::cip::{CipSimHandle, CipSimulator, CipState, Quirk};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// Service codes in the simulator's request log.
 const SEND_RR_DATA: u16 = 0x16F;
@@ -34,21 +35,12 @@ async fn start(state: CipState) -> CipSimHandle {
 }
 
 fn config(address: &str, extra: &str, setpoints: &str) -> otdrift_config::AssetConfig {
-    asset_from(&format!(
-        r#"
-[agent]
-id = "gw"
-data_dir = "/tmp/unused"
-
-[[asset]]
-id = "oven-3"
-protocol = "cip"
-address = "{address}"
-timeout_ms = 500
-{extra}
-{setpoints}
-"#
-    ))
+    one_asset(
+        "cip",
+        "oven-3",
+        address,
+        &format!("timeout_ms = 500\n{extra}\n{setpoints}"),
+    )
 }
 
 fn collector(address: &str, extra: &str, setpoints: &str) -> CipCollector {
@@ -245,7 +237,7 @@ async fn identity_program_structure_and_typed_setpoints_are_captured() {
         capture.runtime.get("cip/wall_clock_us"),
         Some(Value::UInt(_))
     ));
-    assert!(capture.runtime.contains_key("cip/identity_status"));
+    assert!(capture.operating_state.contains_key("cip/identity_status"));
     assert_eq!(
         capture.runtime.get("cip/connection"),
         Some(&Value::from("Large Forward Open, 4002 bytes"))
@@ -827,16 +819,15 @@ async fn a_restarted_controller_is_reconnected() {
     let first = oven().await;
     let addr = first.local_addr();
     let mut c = collector(&addr.to_string(), "", RECIPE);
-    let before = c.capture().await.expect("capture");
-    first.shutdown();
-    first.stopped().await;
-    drop(first);
-    let second = CipSimulator::start(addr, CipState::demo().with_tick_ms(0))
-        .await
-        .expect("restart on the same address");
-    let after = c.capture().await.expect("capture after the restart");
-    assert_eq!(after.stats.connects, 1);
-    assert_eq!(after.snapshot.digest(), before.snapshot.digest());
+    let second = assert_reconnects_after_restart(&mut c, async {
+        first.shutdown();
+        first.stopped().await;
+        drop(first);
+        CipSimulator::start(addr, CipState::demo().with_tick_ms(0))
+            .await
+            .expect("restart on the same address")
+    })
+    .await;
     drop(second);
 }
 
@@ -1118,20 +1109,12 @@ async fn cpppo(tags: &TempFile) -> Option<common::peers::PeerServer> {
 
 fn cpppo_collector(addr: SocketAddr, setpoints: &str) -> CipCollector {
     // cpppo is Python: a wider timeout than the simulator's, still well under a poll.
-    let asset = asset_from(&format!(
-        r#"
-[agent]
-id = "gw"
-data_dir = "/tmp/unused"
-
-[[asset]]
-id = "cpppo-1"
-protocol = "cip"
-address = "{addr}"
-timeout_ms = 5000
-{setpoints}
-"#
-    ));
+    let asset = one_asset(
+        "cip",
+        "cpppo-1",
+        &addr.to_string(),
+        &format!("timeout_ms = 5000\n{setpoints}"),
+    );
     let ProtocolConfig::Cip(cfg) = &asset.protocol else {
         panic!("a cip asset");
     };

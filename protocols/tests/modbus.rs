@@ -2,17 +2,18 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
-use common::{SimulatedDevice, assert_collector_compliance, asset_from};
+use common::{
+    LOOPBACK, SimulatedDevice, assert_collector_compliance, assert_reconnects_after_restart,
+    closed_address, connect_error, one_asset,
+};
 use otdrift_config::ProtocolConfig;
 use otdrift_core::Value;
 use otdrift_protocols::modbus::ModbusCollector;
 use otdrift_protocols::{Collector, ErrorKind};
 use otdrift_simulators::modbus::{ModbusSimHandle, ModbusSimulator, ModbusState, Quirk};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 async fn press() -> ModbusSimHandle {
     ModbusSimulator::start(LOOPBACK, ModbusState::press_demo())
@@ -21,21 +22,12 @@ async fn press() -> ModbusSimHandle {
 }
 
 fn collector(address: &str, extra: &str, setpoints: &str) -> ModbusCollector {
-    let asset = asset_from(&format!(
-        r#"
-[agent]
-id = "gw"
-data_dir = "/tmp/unused"
-
-[[asset]]
-id = "press-7"
-protocol = "modbus"
-address = "{address}"
-timeout_ms = 300
-{extra}
-{setpoints}
-"#
-    ));
+    let asset = one_asset(
+        "modbus",
+        "press-7",
+        address,
+        &format!("timeout_ms = 300\n{extra}\n{setpoints}"),
+    );
     let ProtocolConfig::Modbus(cfg) = &asset.protocol else {
         panic!("a modbus asset");
     };
@@ -247,41 +239,27 @@ async fn a_connection_the_device_dropped_is_replaced_without_an_error() {
     let first = press().await;
     let addr = first.local_addr();
     let mut c = collector(&addr.to_string(), "", RECIPE);
-    let before = c.capture().await.expect("capture");
-    first.shutdown();
-    first.stopped().await;
-    // The device comes back on the same address (a PLC restart): the pooled connection is
-    // dead, and the next capture reconnects by itself.
-    let second = ModbusSimulator::start(addr, ModbusState::press_demo())
-        .await
-        .expect("simulator restarts on the same port");
-    let after = c
-        .capture()
-        .await
-        .expect("capture after the device restarted");
-    assert_eq!(after.snapshot.digest(), before.snapshot.digest());
-    assert_eq!(after.stats.connects, 1);
+    // The device comes back on the same address (a PLC restart).
+    let second = assert_reconnects_after_restart(&mut c, async {
+        first.shutdown();
+        first.stopped().await;
+        ModbusSimulator::start(addr, ModbusState::press_demo())
+            .await
+            .expect("simulator restarts on the same port")
+    })
+    .await;
     assert_eq!(second.request_log().writes(), 0);
 }
 
 #[tokio::test]
 async fn nothing_listening_is_a_connect_error() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let closed = closed_address();
     let mut c = collector(&closed.to_string(), "", RECIPE);
-    match c.capture().await {
-        Err(e) if matches!(e.kind, ErrorKind::Connect(_)) => {
-            assert!(e.is_unreachable());
-            let text = e.to_string();
-            assert!(
-                text.contains("press-7") && text.contains(&closed.to_string()),
-                "{text}"
-            );
-        }
-        other => panic!("expected a connect error, got {other:?}"),
-    }
+    let text = connect_error(&mut c).await;
+    assert!(
+        text.contains("press-7") && text.contains(&closed.to_string()),
+        "{text}"
+    );
 }
 
 /// A peer that answers every request with the given bytes: not a simulator (it speaks no

@@ -2,20 +2,21 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use std::time::{Duration, Instant};
 
-use common::{SimulatedDevice, assert_collector_compliance, asset_from, peers};
+use common::{
+    LOOPBACK, SimulatedDevice, assert_collector_compliance, asset_from, one_asset, peers,
+};
 use otdrift_config::{AssetConfig, ProtocolConfig};
 use otdrift_core::{ChangeKind, Class, Diff, Value};
 use otdrift_protocols::opcua::OpcuaCollector;
 use otdrift_protocols::{Collector, ErrorKind, FailureReason, capture_within};
 use otdrift_simulators::opcua::{OpcuaSimHandle, OpcuaSimulator, OpcuaState, Quirk, ValueType};
 
-const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 const PLC: &str = "urn:otdrift:sim:mixer-m2:program";
 
 fn value_path(id: &str) -> String {
@@ -65,21 +66,12 @@ fn collector_for(
     setpoints: &str,
     pki: &Pki,
 ) -> (OpcuaCollector, AssetConfig) {
-    let asset = asset_from(&format!(
-        r#"
-[agent]
-id = "gw"
-data_dir = "/tmp/unused"
-
-[[asset]]
-id = "mixer-2"
-protocol = "opcua"
-address = "{endpoint}"
-timeout_ms = 2000
-{extra}
-{setpoints}
-"#
-    ));
+    let asset = one_asset(
+        "opcua",
+        "mixer-2",
+        endpoint,
+        &format!("timeout_ms = 2000\n{extra}\n{setpoints}"),
+    );
     let ProtocolConfig::Opcua(cfg) = &asset.protocol else {
         panic!("an opcua asset");
     };

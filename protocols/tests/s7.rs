@@ -4,18 +4,19 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{SimulatedDevice, assert_collector_compliance, asset_from, peers};
+use common::{
+    LOOPBACK, SimulatedDevice, assert_collector_compliance, assert_reconnects_after_restart,
+    asset_from, closed_address, connect_error, one_asset, peers,
+};
 use otdrift_config::ProtocolConfig;
 use otdrift_core::{Class, Diff, Value};
 use otdrift_protocols::s7::S7Collector;
 use otdrift_protocols::{Capture, Collector, ErrorKind};
 use otdrift_simulators::s7::{Quirk, S7SimHandle, S7Simulator, S7State};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// The demo CPU without its tick task: tests tick by command.
 fn demo_state() -> S7State {
@@ -31,23 +32,12 @@ async fn start(state: S7State) -> S7SimHandle {
 }
 
 fn collector(address: &str, extra: &str, setpoints: &str) -> S7Collector {
-    let asset = asset_from(&format!(
-        r#"
-[agent]
-id = "gw"
-data_dir = "/tmp/unused"
-
-[[asset]]
-id = "filler-3"
-protocol = "s7"
-address = "{address}"
-timeout_ms = 1000
-rack = 0
-slot = 2
-{extra}
-{setpoints}
-"#
-    ));
+    let asset = one_asset(
+        "s7",
+        "filler-3",
+        address,
+        &format!("timeout_ms = 1000\nrack = 0\nslot = 2\n{extra}\n{setpoints}"),
+    );
     let ProtocolConfig::S7(cfg) = &asset.protocol else {
         panic!("an s7 asset");
     };
@@ -189,7 +179,7 @@ async fn identity_program_and_setpoints_are_captured_with_types() {
     assert_eq!(setpoints, 16 + 8);
     // Runtime: mode, clock, PDU; never in the snapshot.
     assert_eq!(
-        capture.runtime.get("s7/cpu_mode"),
+        capture.operating_state.get("s7/cpu_mode"),
         Some(&Value::Text("RUN".into()))
     );
     assert!(matches!(
@@ -212,7 +202,7 @@ async fn identity_program_and_setpoints_are_captured_with_types() {
     sim.command("mode stop").expect("stop");
     let stopped = c.capture().await.expect("capture in STOP");
     assert_eq!(
-        stopped.runtime.get("s7/cpu_mode"),
+        stopped.operating_state.get("s7/cpu_mode"),
         Some(&Value::Text("STOP".into()))
     );
     assert_eq!(stopped.snapshot.digest(), capture.snapshot.digest());
@@ -470,7 +460,7 @@ async fn stable_capability_refusals_become_stable_not_available_items() {
     assert!(snap7.snapshot.get("s7/block/OB1/checksum").is_none());
     assert_eq!(value(&snap7, "s7/db1/5"), Some(Value::UInt(0x91)));
     assert_eq!(
-        snap7.runtime.get("s7/cpu_mode"),
+        snap7.operating_state.get("s7/cpu_mode"),
         Some(&Value::Text("RUN".into()))
     );
 
@@ -783,35 +773,24 @@ async fn a_session_the_cpu_dropped_is_replaced_after_a_restart() {
     let first = start(demo_state()).await;
     let addr = first.local_addr();
     let mut c = collector(&addr.to_string(), "", RECIPE);
-    let before = c.capture().await.expect("capture");
-    first.shutdown();
-    first.stopped().await;
-    drop(first);
-    // The CPU comes back on the same address: the pooled session is dead and the next
-    // capture reconnects by itself.
-    let second = S7Simulator::start(addr, demo_state())
-        .await
-        .expect("simulator restarts on the same port");
-    let after = c.capture().await.expect("capture after the restart");
-    assert_eq!(after.snapshot.digest(), before.snapshot.digest());
-    assert_eq!(after.stats.connects, 1);
+    // The CPU comes back on the same address.
+    let second = assert_reconnects_after_restart(&mut c, async {
+        first.shutdown();
+        first.stopped().await;
+        drop(first);
+        S7Simulator::start(addr, demo_state())
+            .await
+            .expect("simulator restarts on the same port")
+    })
+    .await;
     assert_eq!(second.request_log().writes(), 0);
 }
 
 #[tokio::test]
 async fn nothing_listening_is_a_connect_error() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
-    let mut c = collector(&closed.to_string(), "", RECIPE);
-    match c.capture().await {
-        Err(e) if matches!(e.kind, ErrorKind::Connect(_)) => {
-            assert!(e.is_unreachable());
-            assert!(e.to_string().contains("filler-3"), "{e}");
-        }
-        other => panic!("expected a connect error, got {other:?}"),
-    }
+    let mut c = collector(&closed_address().to_string(), "", RECIPE);
+    let text = connect_error(&mut c).await;
+    assert!(text.contains("filler-3"), "{text}");
 }
 
 /// A peer that confirms the ISO connection, answers setup properly, then answers every

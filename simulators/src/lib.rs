@@ -10,6 +10,9 @@
 //!   `otdrift sim modbus` through [`modbus::run`]).
 //! - [`request_log`]: the protocol-neutral request log all simulators share.
 //! - [`control`]: the line-based command channel all simulators share.
+//! - [`runtime`]: what every simulator is built on: shared state, the handle, quirks and the
+//!   shared verbs (`help`, `tick`, `quirk`, `log`); a protocol supplies its services and its
+//!   own commands.
 
 #[cfg(feature = "ads")]
 pub mod ads;
@@ -21,6 +24,7 @@ pub mod modbus;
 pub mod opcua;
 pub mod process;
 pub mod request_log;
+pub mod runtime;
 #[cfg(feature = "s7")]
 pub mod s7;
 mod tasks;

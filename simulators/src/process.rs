@@ -7,14 +7,13 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use crate::control::{self, CommandTarget};
+use crate::control;
+use crate::runtime::{Commands, StateError};
 
 /// The options of every `otdrift sim <protocol>` command.
 #[derive(Debug, Clone)]
@@ -70,44 +69,6 @@ impl<S, T> SimError<S, T> {
     }
 }
 
-/// A simulator that `otdrift sim <protocol>` runs as a process ([`run`]): how to load its
-/// state and how to start it.
-pub(crate) trait Simulator {
-    /// The protocol's name in the ready line and in errors (`"modbus"`).
-    const PROTOCOL: &'static str;
-    /// The simulated device.
-    type State;
-    /// Why a state file was refused.
-    type StateError;
-    /// What starting can fail with besides binding the port.
-    type StartError;
-    /// The running simulator.
-    type Handle: Served;
-    /// Loads a state file.
-    fn load(path: &Path) -> Result<Self::State, Self::StateError>;
-    /// The built-in demo device, served without a state file.
-    fn demo() -> Self::State;
-    /// Starts serving `state` on `listen`.
-    fn start(
-        listen: SocketAddr,
-        state: Self::State,
-    ) -> impl Future<Output = Result<Self::Handle, SimError<Self::StateError, Self::StartError>>> + Send;
-}
-
-/// What the shared process loop needs from a started simulator.
-pub(crate) trait Served {
-    /// Where the simulator answers.
-    fn local_addr(&self) -> SocketAddr;
-    /// Starts appending every request to `path` as JSON lines.
-    fn log_to_file(&self, path: &Path) -> io::Result<()>;
-    /// The simulator's command interpreter.
-    fn command_target(&self) -> Arc<dyn CommandTarget>;
-    /// Turns true when the simulator shuts down (ends the control port).
-    fn shutdown_watch(&self) -> watch::Receiver<bool>;
-    /// Stops the simulator and resolves once every connection is closed.
-    fn stop(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-}
-
 /// Prints the ready lines on stdout and flushes: a supervisor reads them to learn the ports.
 pub(crate) fn print_ready(lines: &[String]) -> io::Result<()> {
     let mut out = io::stdout().lock();
@@ -121,14 +82,15 @@ pub(crate) fn print_ready(lines: &[String]) -> io::Result<()> {
 /// the built-in demo), starts the simulator, then serves it: request-log file, ready lines
 /// (`otdrift-sim <protocol> listening on <ip:port>`, and `otdrift-sim control listening on
 /// <ip:port>` with a control port), commands from stdin and the control port, until Ctrl-C or
-/// SIGTERM; then stops the simulator.
+/// SIGTERM; then stops the simulator. The protocol says how to load and start itself
+/// ([`Protocol::load`], [`Protocol::demo`], [`Protocol::start`]).
 ///
 /// # Errors
 /// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
 /// or stdout is closed, before the ready line is printed.
-pub(crate) async fn run<Sim: Simulator>(
+pub(crate) async fn run<Sim: Commands>(
     opts: RunOptions,
-) -> Result<(), SimError<Sim::StateError, Sim::StartError>> {
+) -> Result<(), SimError<StateError, Sim::StartError>> {
     // Handlers are installed before the ready line: a supervisor may send SIGTERM as soon as
     // it has read it.
     let stop = stop_signal()?;
@@ -137,12 +99,12 @@ pub(crate) async fn run<Sim: Simulator>(
 
 /// [`run`] with the ready lines, stdin (read only when `serve_stdin`; EOF only stops reading
 /// it) and the stop signal pluggable (for tests).
-pub(crate) async fn run_until<Sim: Simulator>(
+pub(crate) async fn run_until<Sim: Commands>(
     opts: RunOptions,
     serve_stdin: bool,
     on_ready: impl FnOnce(&[String]) -> io::Result<()>,
     stop: impl Future<Output = io::Result<()>>,
-) -> Result<(), SimError<Sim::StateError, Sim::StartError>> {
+) -> Result<(), SimError<StateError, Sim::StartError>> {
     let state = match &opts.state {
         Some(path) => Sim::load(path).map_err(SimError::State)?,
         None => Sim::demo(),
@@ -158,7 +120,7 @@ pub(crate) async fn run_until<Sim: Simulator>(
     }
     let mut ready = vec![format!(
         "otdrift-sim {} listening on {}",
-        Sim::PROTOCOL,
+        Sim::NAME,
         handle.local_addr()
     )];
     let target = handle.command_target();
@@ -173,7 +135,7 @@ pub(crate) async fn run_until<Sim: Simulator>(
         tokio::spawn(control::serve_control(
             listener,
             Arc::clone(&target),
-            handle.shutdown_watch(),
+            handle.shared().shutdown_watch(),
         ));
     }
     on_ready(&ready)?;
@@ -181,7 +143,8 @@ pub(crate) async fn run_until<Sim: Simulator>(
         control::spawn_stdin_thread(target);
     }
     let stopped = stop.await;
-    handle.stop().await;
+    handle.shutdown();
+    handle.stopped().await;
     Ok(stopped?)
 }
 
@@ -207,34 +170,126 @@ pub fn stop_signal() -> io::Result<impl Future<Output = io::Result<()>>> {
     Ok(tokio::signal::ctrl_c())
 }
 
-/// Implements [`Served`] for a simulator handle with the shape every simulator here has: a
-/// `shared: Arc<Shared>` field whose `Shared` executes commands and holds the `shutdown`
-/// sender, and inherent `local_addr`, `log_to_file`, `shutdown` and `stopped` methods.
-macro_rules! served {
-    ($handle:ty) => {
-        impl $crate::process::Served for $handle {
-            fn local_addr(&self) -> ::std::net::SocketAddr {
-                <$handle>::local_addr(self)
-            }
-            fn log_to_file(&self, path: &::std::path::Path) -> ::std::io::Result<()> {
-                <$handle>::log_to_file(self, path)
-            }
-            fn command_target(&self) -> ::std::sync::Arc<dyn $crate::control::CommandTarget> {
-                ::std::sync::Arc::clone(&self.shared)
-                    as ::std::sync::Arc<dyn $crate::control::CommandTarget>
-            }
-            fn shutdown_watch(&self) -> ::tokio::sync::watch::Receiver<bool> {
-                self.shared.shutdown.subscribe()
-            }
-            fn stop(
-                &self,
-            ) -> ::std::pin::Pin<Box<dyn ::std::future::Future<Output = ()> + Send + '_>> {
-                Box::pin(async move {
-                    self.shutdown();
-                    self.stopped().await;
-                })
+/// A simulator process run inside a test, the way `otdrift sim <protocol>` runs it (ready
+/// lines, control port, request-log file), stopped on demand.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+    use tokio::net::TcpStream;
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    use super::{RunOptions, SimError, run_until};
+    use crate::runtime::{Commands, StateError};
+
+    fn loopback() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    fn address_in(line: &str, prefix: &str) -> SocketAddr {
+        line.strip_prefix(prefix)
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("ready line {line:?} does not start with {prefix:?}"))
+    }
+
+    /// The running process: where it serves its protocol, a control connection, the stop.
+    pub(crate) struct Process<Sim: Commands> {
+        /// The address of the protocol's ready line.
+        pub(crate) served: SocketAddr,
+        /// The address of the control port's ready line.
+        pub(crate) control: SocketAddr,
+        replies: Lines<BufReader<OwnedReadHalf>>,
+        commands: OwnedWriteHalf,
+        stop: oneshot::Sender<()>,
+        running: JoinHandle<Result<(), SimError<StateError, Sim::StartError>>>,
+    }
+
+    impl<Sim: Commands> Process<Sim> {
+        /// Runs the demo device on loopback with a control port, logging requests to
+        /// `request_log`; returns once both ready lines are printed and the control port
+        /// is connected.
+        pub(crate) async fn start(request_log: PathBuf) -> Self {
+            let opts = RunOptions {
+                listen: loopback(),
+                state: None,
+                request_log: Some(request_log),
+                control: Some(loopback()),
+            };
+            let (ready_tx, ready_rx) = oneshot::channel();
+            let (stop, stop_rx) = oneshot::channel::<()>();
+            let running = tokio::spawn(run_until::<Sim>(
+                opts,
+                false,
+                move |lines| {
+                    let _ = ready_tx.send(lines.to_vec());
+                    Ok(())
+                },
+                async move {
+                    let _ = stop_rx.await;
+                    Ok(())
+                },
+            ));
+            let lines = ready_rx.await.expect("ready lines");
+            assert_eq!(lines.len(), 2);
+            let served = address_in(
+                &lines[0],
+                &format!("otdrift-sim {} listening on ", Sim::NAME),
+            );
+            let control = address_in(&lines[1], "otdrift-sim control listening on ");
+            let stream = TcpStream::connect(control).await.expect("control connect");
+            let (read, commands) = stream.into_split();
+            Process {
+                served,
+                control,
+                replies: BufReader::new(read).lines(),
+                commands,
+                stop,
+                running,
             }
         }
-    };
+
+        /// Sends `lines` (each ended by a newline) on the control port and returns the
+        /// reply to each.
+        pub(crate) async fn send(&mut self, lines: &[&str]) -> Vec<String> {
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            self.commands
+                .write_all(text.as_bytes())
+                .await
+                .expect("send");
+            let mut replies = Vec::new();
+            for _ in lines {
+                let reply = self.replies.next_line().await.expect("reply");
+                replies.push(reply.unwrap_or_default());
+            }
+            replies
+        }
+
+        /// Stops the process and waits until it ended cleanly.
+        pub(crate) async fn stop(self) {
+            self.stop.send(()).expect("stop");
+            self.running
+                .await
+                .expect("run task")
+                .expect("run ends cleanly");
+        }
+    }
+
+    /// A state file that cannot be read stops the process before it serves anything.
+    pub(crate) async fn assert_refuses_a_missing_state_file<Sim: Commands>() {
+        let opts = RunOptions {
+            listen: loopback(),
+            state: Some(PathBuf::from("/nonexistent/state.toml")),
+            request_log: None,
+            control: None,
+        };
+        let result = run_until::<Sim>(opts, false, |_| Ok(()), async { Ok(()) }).await;
+        assert!(matches!(
+            result,
+            Err(SimError::State(StateError::Io { .. }))
+        ));
+    }
 }
-pub(crate) use served;

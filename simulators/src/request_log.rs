@@ -75,6 +75,63 @@ pub struct LoggedRequest {
     pub outcome: String,
 }
 
+/// What a simulator decoded of one request: the protocol's part of a [`LoggedRequest`] (the
+/// log adds the sequence number, the time, the protocol, the peer and the outcome). Every
+/// simulator describes its requests with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Described {
+    /// The protocol's operation code ([`LoggedRequest::service`]).
+    pub(crate) service: u16,
+    /// Operation name in snake case.
+    pub(crate) name: String,
+    /// Parameters in a readable form.
+    pub(crate) detail: String,
+    /// First address the request touches, where the protocol has addresses.
+    pub(crate) address: Option<u32>,
+    /// Number of items the request touches.
+    pub(crate) count: Option<u32>,
+    /// True if the request asks the device to change state.
+    pub(crate) write: bool,
+}
+
+impl Described {
+    /// A request without address, count or write.
+    pub(crate) fn new(service: u16, name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Described {
+            service,
+            name: name.into(),
+            detail: detail.into(),
+            ..Described::default()
+        }
+    }
+}
+
+impl LoggedRequest {
+    /// The entry for a request `protocol` received from `peer` and what became of it (the
+    /// log assigns `seq`; no unit id).
+    pub(crate) fn new(
+        protocol: &str,
+        peer: SocketAddr,
+        described: Described,
+        outcome: impl Into<String>,
+    ) -> Self {
+        LoggedRequest {
+            seq: 0,
+            time: Utc::now(),
+            protocol: protocol.to_owned(),
+            peer,
+            unit_id: None,
+            service: described.service,
+            name: described.name,
+            detail: described.detail,
+            address: described.address,
+            count: described.count,
+            write: described.write,
+            outcome: outcome.into(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     entries: VecDeque<LoggedRequest>,

@@ -11,8 +11,57 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+
+/// What a connection task watches while it waits for its client: the simulator shutting
+/// down, which closes the connection.
+pub(crate) struct Stop {
+    protocol: &'static str,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Stop {
+    pub(crate) fn new(
+        protocol: &'static str,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Stop {
+            protocol,
+            peer,
+            shutdown,
+        }
+    }
+
+    /// `work`'s result, or `None` once the simulator shuts down (the connection closes).
+    pub(crate) async fn or<F: Future>(&mut self, work: F) -> Option<F::Output> {
+        tokio::select! {
+            _ = self.shutdown.wait_for(|stop| *stop) => None,
+            out = work => Some(out),
+        }
+    }
+
+    /// Sends `bytes` to the client; false when the connection is to close: the simulator
+    /// shuts down first, or the write fails (logged).
+    pub(crate) async fn send<W: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut W,
+        bytes: &[u8],
+    ) -> bool {
+        match self.or(stream.write_all(bytes)).await {
+            Some(Ok(())) => true,
+            Some(Err(err)) => {
+                let (protocol, peer) = (self.protocol, self.peer);
+                tracing::debug!(protocol, %peer, %err, "closing connection");
+                false
+            }
+            None => false,
+        }
+    }
+}
 
 /// Accepts connections on `listener` until `shutdown` turns true and serves each on its own
 /// task with `serve`, which runs synchronously at accept time (so it can log the connect in

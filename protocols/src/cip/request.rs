@@ -597,6 +597,21 @@ pub(crate) fn unconnected_send(
     ))
 }
 
+/// The service code a request's reply answers.
+pub(crate) fn request_service(request: &Request) -> u8 {
+    match request {
+        Request::Identity | Request::ControllerName => GET_ATTRIBUTES_ALL,
+        Request::WallClock | Request::TemplateAttributes { .. } => GET_ATTRIBUTE_LIST,
+        Request::ListSymbols { .. } => GET_INSTANCE_ATTRIBUTE_LIST,
+        Request::ReadTemplate { .. } | Request::ReadTag { .. } => READ_TAG,
+        Request::ReadTagFragmented { .. } => READ_TAG_FRAGMENTED,
+        Request::Multiple(_) => MULTIPLE_SERVICE_PACKET,
+        Request::ForwardOpen(p) if p.large => LARGE_FORWARD_OPEN,
+        Request::ForwardOpen(_) => FORWARD_OPEN,
+        Request::ForwardClose(_) => FORWARD_CLOSE,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,11 @@
 
 use std::fmt;
 
+use otdrift_core::Value;
+
+use super::request::WALL_CLOCK_ATTRIBUTE;
+use super::types::STRUCT_REPLY;
+
 /// Length of the encapsulation header.
 pub(crate) const ENCAP_HEADER_LEN: usize = 24;
 /// The largest data length an encapsulation header may announce (CIP Vol. 2, 2-3.1).
@@ -455,6 +460,158 @@ pub(crate) fn multiple_service_replies(
     Ok(replies)
 }
 
+/// The encapsulation status cpppo answers (then closing the connection) for a request it
+/// cannot serve at all; EtherNet/IP does not define it (its CIP meaning is "service not
+/// supported", put in the wrong layer).
+pub(crate) const ENCAP_UNSUPPORTED: u32 = 0x0008;
+
+/// The Identity object's attributes (Get Attributes All on class 0x01, instance 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IdentityRecord {
+    pub(crate) vendor: u16,
+    pub(crate) device_type: u16,
+    pub(crate) product_code: u16,
+    pub(crate) major: u8,
+    pub(crate) minor: u8,
+    /// The status word (owned, configured, extended device status, faults).
+    pub(crate) status: u16,
+    pub(crate) serial: u32,
+    /// The product name's bytes (a SHORT_STRING).
+    pub(crate) name: Vec<u8>,
+}
+
+/// The Identity object's answer, every length checked.
+pub(crate) fn identity_record(data: &[u8]) -> Result<IdentityRecord, WireError> {
+    let mut c = Cursor::new(data, "Identity");
+    Ok(IdentityRecord {
+        vendor: c.u16()?,
+        device_type: c.u16()?,
+        product_code: c.u16()?,
+        major: c.u8()?,
+        minor: c.u8()?,
+        status: c.u16()?,
+        serial: c.u32()?,
+        name: {
+            let len = usize::from(c.u8()?);
+            c.take(len)?.to_vec()
+        },
+    })
+}
+
+/// A Read Tag reply's type word (and structure handle), then the value bytes.
+pub(crate) fn split_typed(data: &[u8]) -> Result<(u16, Option<u16>, &[u8]), WireError> {
+    let mut c = Cursor::new(data, "Read Tag reply");
+    let type_word = c.u16()?;
+    if type_word == STRUCT_REPLY {
+        let handle = c.u16()?;
+        Ok((type_word, Some(handle), c.rest()))
+    } else {
+        Ok((type_word, None, c.rest()))
+    }
+}
+
+/// The audit value from a Read Tag reply, as Rockwell shows it: `16#xxxx_xxxx_xxxx_xxxx`.
+pub(crate) fn audit_from_reply(data: &[u8], dint_pair: bool) -> Result<Value, WireError> {
+    let (type_word, _, bytes) = split_typed(data)?;
+    let mut c = Cursor::new(bytes, "audit value");
+    let value = if dint_pair {
+        if type_word != 0xC4 {
+            return Err(bad(format!(
+                "answered type 0x{type_word:04x}, expected DINT"
+            )));
+        }
+        let low = c.u32()?;
+        let high = c.u32()?;
+        (u64::from(high) << 32) | u64::from(low)
+    } else {
+        if type_word != 0xC5 {
+            return Err(bad(format!(
+                "answered type 0x{type_word:04x}, expected LINT"
+            )));
+        }
+        c.u64()?
+    };
+    if !c.is_empty() {
+        return Err(bad("audit value longer than asked"));
+    }
+    let hex = format!("{value:016x}");
+    let groups: Vec<&str> = (0..4).filter_map(|i| hex.get(i * 4..i * 4 + 4)).collect();
+    Ok(Value::Text(format!("16#{}", groups.join("_"))))
+}
+
+/// The longest Logix name (tags, programs, the controller's project).
+const MAX_LOGIX_NAME: usize = 40;
+
+/// The project name from a Get Attributes All reply on the program-name object: a STRING
+/// (UINT length, characters) that must be a Logix name (1 to 40 letters, digits or `_`, not
+/// starting with a digit), followed by bytes Logix does not document (ignored). `None` when
+/// the reply is not that: too short for its length, empty, or not a name.
+pub(crate) fn parse_project_name(data: &[u8]) -> Option<String> {
+    let mut c = Cursor::new(data, "STRING");
+    let len = usize::from(c.u16().ok()?);
+    if len == 0 || len > MAX_LOGIX_NAME {
+        return None;
+    }
+    let bytes = c.take(len).ok()?;
+    let name = std::str::from_utf8(bytes).ok()?;
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_');
+    (first_ok && chars.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')).then(|| name.to_owned())
+}
+
+/// The clock from a Get Attribute List reply on WallClockTime: exactly one attribute, 0x0B,
+/// status 0, a ULINT of microseconds, nothing after it.
+pub(crate) fn parse_wall_clock(data: &[u8]) -> Result<u64, WireError> {
+    let mut c = Cursor::new(data, "wall clock");
+    let count = c.u16()?;
+    if count != 1 {
+        return Err(bad(format!("{count} attributes answered, 1 asked")));
+    }
+    let attribute = c.u16()?;
+    if attribute != WALL_CLOCK_ATTRIBUTE {
+        return Err(bad(format!(
+            "attribute {attribute} answered, {} asked",
+            WALL_CLOCK_ATTRIBUTE
+        )));
+    }
+    let status = c.u16()?;
+    if status != 0 {
+        return Err(bad(format!("attribute status 0x{status:04x}")));
+    }
+    let us = c.u64()?;
+    if !c.is_empty() {
+        return Err(bad(format!("{} bytes after the clock", c.remaining())));
+    }
+    Ok(us)
+}
+
+/// A status for a not-available reason: general status only, so the reason (and the
+/// digest) stays stable whatever extended words a firmware adds.
+pub(crate) fn stable_status(status: &Status) -> String {
+    format!(
+        "CIP status 0x{:02x}, {}",
+        status.general,
+        status_text(status.general)
+    )
+}
+
+pub(crate) fn encap_status(status: u32) -> &'static str {
+    match status {
+        0x0001 => "invalid or unsupported command",
+        0x0002 => "no resources",
+        0x0003 => "incorrect data",
+        ENCAP_UNSUPPORTED => {
+            "not an EtherNet/IP status: the CIP \"service not supported\" in the encapsulation header"
+        }
+        0x0064 => "invalid session handle",
+        0x0065 => "invalid length",
+        0x0069 => "unsupported protocol version",
+        _ => "unknown",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,5 +643,142 @@ mod tests {
         let unit = send_unit_data(7, 9, &message);
         let (conn, seq, body) = unit_data_reply(&unit).expect("unit");
         assert_eq!((conn, seq, body), (7, 9, &message[..]));
+    }
+
+    fn cip_string(text: &[u8], trailer: &[u8]) -> Vec<u8> {
+        let mut out = (text.len() as u16).to_le_bytes().to_vec();
+        out.extend_from_slice(text);
+        out.extend_from_slice(trailer);
+        out
+    }
+
+    #[test]
+    fn a_project_name_is_a_logix_name_followed_by_bytes_nobody_documents() {
+        assert_eq!(
+            parse_project_name(&cip_string(b"Line3_Oven", &[])).as_deref(),
+            Some("Line3_Oven")
+        );
+        // Logix follows the name with more bytes: ignored.
+        assert_eq!(
+            parse_project_name(&cip_string(b"_Press7", &[1, 2, 3, 4, 5])).as_deref(),
+            Some("_Press7")
+        );
+        let forty = "A".repeat(40);
+        assert_eq!(
+            parse_project_name(&cip_string(forty.as_bytes(), &[])).as_deref(),
+            Some(forty.as_str())
+        );
+    }
+
+    #[test]
+    fn an_answer_that_is_no_project_name_is_detected() {
+        // cpppo answers its tag values for a class it does not have: REAL 180.0 then DINT 1200
+        // reads as an empty STRING; DINT 1200 first as a STRING far longer than the reply.
+        let cpppo_real_first = [0x00, 0x00, 0x34, 0x43, 0xB0, 0x04, 0x00, 0x00];
+        let cpppo_dint_first = [0xB0, 0x04, 0x00, 0x00, 0x00, 0x00, 0x34, 0x43];
+        for data in [
+            &cpppo_real_first[..],
+            &cpppo_dint_first[..],
+            &[],
+            &[5],
+            &cip_string(b"", &[])[..],
+            &cip_string("A".repeat(41).as_bytes(), &[])[..],
+            &cip_string(b"3Line", &[])[..],
+            &cip_string(b"Line 3", &[])[..],
+            &cip_string(b"Line\x003", &[])[..],
+            &cip_string(&[0xC3, 0x28], &[])[..],
+        ] {
+            assert_eq!(parse_project_name(data), None, "{data:02x?}");
+        }
+    }
+
+    #[test]
+    fn the_wall_clock_is_exactly_one_attribute_0x0b_and_its_microseconds() {
+        let mut good = vec![1, 0, 0x0B, 0, 0, 0];
+        good.extend_from_slice(&1_700_000_000_000_000u64.to_le_bytes());
+        assert_eq!(parse_wall_clock(&good), Ok(1_700_000_000_000_000));
+        // cpppo: no count, attribute 0x0B "object does not exist".
+        let err = parse_wall_clock(&[0x0B, 0, 0x16, 0]).expect_err("cpppo");
+        assert!(err.0.contains("11 attributes answered"), "{err}");
+        let mut refused = vec![1, 0, 0x0B, 0, 0x14, 0];
+        refused.extend_from_slice(&[0; 8]);
+        assert!(parse_wall_clock(&refused).is_err(), "attribute status 0x14");
+        let mut other = vec![1, 0, 0x0A, 0, 0, 0];
+        other.extend_from_slice(&[0; 8]);
+        assert!(parse_wall_clock(&other).is_err(), "another attribute");
+        let mut long = good.clone();
+        long.push(0);
+        assert!(parse_wall_clock(&long).is_err(), "a byte too many");
+        assert!(
+            parse_wall_clock(&good[..good.len() - 1]).is_err(),
+            "a byte short"
+        );
+    }
+
+    #[test]
+    fn the_audit_value_is_a_lint_or_a_dint_pair_shown_as_rockwell_does() {
+        let mut lint = vec![0xC5, 0];
+        lint.extend_from_slice(&0x0123_4567_89AB_CDEFu64.to_le_bytes());
+        assert_eq!(
+            audit_from_reply(&lint, false),
+            Ok(Value::Text("16#0123_4567_89ab_cdef".to_owned()))
+        );
+        let mut pair = vec![0xC4, 0];
+        pair.extend_from_slice(&0x89AB_CDEFu32.to_le_bytes());
+        pair.extend_from_slice(&0x0123_4567u32.to_le_bytes());
+        assert_eq!(
+            audit_from_reply(&pair, true),
+            Ok(Value::Text("16#0123_4567_89ab_cdef".to_owned()))
+        );
+        assert!(
+            audit_from_reply(&lint, true).is_err(),
+            "LINT read as a pair"
+        );
+        assert!(
+            audit_from_reply(&pair, false).is_err(),
+            "pair read as a LINT"
+        );
+        let mut long = lint.clone();
+        long.push(0);
+        assert!(audit_from_reply(&long, false).is_err(), "longer than asked");
+        assert!(audit_from_reply(&lint[..6], false).is_err(), "shorter");
+    }
+
+    #[test]
+    fn read_tag_replies_split_into_type_handle_and_value() {
+        assert_eq!(
+            split_typed(&[0xCA, 0, 0, 0, 0x34, 0x43]),
+            Ok((0x00CA, None, &[0, 0, 0x34, 0x43][..]))
+        );
+        assert_eq!(
+            split_typed(&[0xA0, 0x02, 0xCD, 0x9E, 1, 2]),
+            Ok((0x02A0, Some(0x9ECD), &[1, 2][..]))
+        );
+        assert!(split_typed(&[0xCA]).is_err());
+        assert!(
+            split_typed(&[0xA0, 0x02, 0xCD]).is_err(),
+            "structure without handle"
+        );
+    }
+
+    #[test]
+    fn encapsulation_statuses_are_named_including_cpppos() {
+        assert_eq!(encap_status(0x0064), "invalid session handle");
+        assert!(encap_status(ENCAP_UNSUPPORTED).contains("service not supported"));
+        assert_eq!(encap_status(0x1234), "unknown");
+    }
+
+    #[test]
+    fn not_available_reasons_name_the_general_status_only() {
+        let status = Status {
+            general: 0x05,
+            extended: vec![0x1234],
+        };
+        let text = stable_status(&status);
+        assert!(text.contains("0x05"), "{text}");
+        assert!(
+            !text.contains("1234"),
+            "extended words vary by firmware: {text}"
+        );
     }
 }

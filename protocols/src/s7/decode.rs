@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 
 use otdrift_core::Value;
 
-use super::wire::{BlockType, WireError, bad};
+use super::request::BlockType;
+use super::wire::{WireError, bad};
 
 /// The most bytes an SZL list may add up to across its parts.
 pub(crate) const MAX_SZL_BYTES: usize = 64 * 1024;

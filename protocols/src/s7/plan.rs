@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use otdrift_config::S7Setpoint;
 
-use super::wire::{MAX_BYTE_ADDRESS, MAX_READ_ITEMS, ReadItem};
+use super::request::{MAX_BYTE_ADDRESS, MAX_READ_ITEMS, ReadItem};
 
 /// Bytes of an ack-data answer before the first item: header 12 + function + item count.
 const ANSWER_OVERHEAD: usize = 14;

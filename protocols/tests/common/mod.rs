@@ -6,9 +6,15 @@
 #[path = "../../../tests/support/peers.rs"]
 pub mod peers;
 
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+
 use otdrift_config::{AssetConfig, Config};
 use otdrift_core::{ChangeKind, Diff};
 use otdrift_protocols::{Collector, ErrorKind};
+
+/// Loopback, any free port: where the simulators listen.
+pub const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// What the compliance checks need from a simulated device.
 pub trait SimulatedDevice {
@@ -30,6 +36,62 @@ pub fn asset_from(toml: &str) -> AssetConfig {
     let config: Config = otdrift_config::parse(toml, std::path::Path::new("test.toml"))
         .unwrap_or_else(|e| panic!("test config is valid: {e}"));
     config.assets.into_iter().next().expect("one asset")
+}
+
+/// The asset of a config with one `protocol` asset `id` at `address`; `rest` holds its
+/// other keys and its setpoint tables.
+pub fn one_asset(protocol: &str, id: &str, address: &str, rest: &str) -> AssetConfig {
+    asset_from(&format!(
+        r#"
+[agent]
+id = "gw"
+data_dir = "/tmp/unused"
+
+[[asset]]
+id = "{id}"
+protocol = "{protocol}"
+address = "{address}"
+{rest}
+"#
+    ))
+}
+
+/// An address nothing listens on (a port bound and let go).
+pub fn closed_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+}
+
+/// A capture of a device nothing answers for: a typed connect error, unreachable; returns
+/// its text.
+pub async fn connect_error(collector: &mut dyn Collector) -> String {
+    match collector.capture().await {
+        Err(e) if matches!(e.kind, ErrorKind::Connect(_)) => {
+            assert!(e.is_unreachable());
+            e.to_string()
+        }
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+}
+
+/// A device restarted on the same address between two captures (`restart` stops it and
+/// starts it again, returning the new handle): the pooled connection is dead, and the next
+/// capture reconnects by itself (one connect) and sees the same state.
+pub async fn assert_reconnects_after_restart<H>(
+    collector: &mut dyn Collector,
+    restart: impl Future<Output = H>,
+) -> H {
+    let before = collector.capture().await.expect("capture");
+    let second = restart.await;
+    let after = collector
+        .capture()
+        .await
+        .expect("capture after the restart");
+    assert_eq!(after.snapshot.digest(), before.snapshot.digest());
+    assert_eq!(after.stats.connects, 1);
+    second
 }
 
 /// Runs the shared checks:

@@ -2,36 +2,17 @@
 
 use serde_json::json;
 
-use super::Shared;
+use super::AdsSimulator;
 use super::state::{
-    ADS_STATES, AdsState, Quirk, RefusedSymbol, SERVICE_NOT_SUPPORTED, SYM_FLAG_PERSISTENT,
-    SYMBOL_NOT_FOUND, StateError, parse_ads_state,
+    ADS_STATES, AdsState, Quirk, QuirkArg, RefusedSymbol, SYM_FLAG_PERSISTENT, SYMBOL_NOT_FOUND,
+    StateError, parse_ads_state,
 };
 use super::types;
 use crate::control::CommandError;
+use crate::runtime::verbs::{split_word, usage};
+use crate::runtime::{Commands, verbs};
 
-/// The `help` reply (one line).
-pub(crate) const HELP: &str = "commands: \
-set PATH VALUE ; get PATH ; info ; symbols [PREFIX] ; tick [N] ; \
-state RUN|STOP|CONFIG|... ; device name TEXT|version X.Y.Z ; \
-online-change add NAME TYPE [= VALUE] ; online-change remove NAME ; download ; restart ; \
-quirk [NAME on|off] ; quirk refuse-all on [CODE] ; quirk refuse-symbol on NAME [CODE] ; \
-log [clear] ; help";
-
-fn usage(text: &str) -> CommandError {
-    CommandError::Usage(format!("usage: {text}"))
-}
-
-fn split_word(text: &str) -> (&str, &str) {
-    let text = text.trim_start();
-    match text.find(char::is_whitespace) {
-        Some(at) => (
-            text.get(..at).unwrap_or(text),
-            text.get(at..).unwrap_or("").trim(),
-        ),
-        None => (text, ""),
-    }
-}
+type Shared = crate::runtime::Shared<AdsSimulator>;
 
 /// Parses a TOML value (`520`, `"Cola"`, `[1, 2]`, `{ a = 1 }`).
 pub(crate) fn parse_value(text: &str) -> Result<toml::Value, CommandError> {
@@ -172,44 +153,22 @@ pub(crate) fn refuse_symbol(
     else {
         return Err(CommandError::Usage(format!("no symbol {name}")));
     };
-    state.quirks.refuse_symbol = Some(RefusedSymbol {
+    let symbol = RefusedSymbol {
         name: sym.name.clone(),
         code,
-    });
-    Ok(())
-}
-
-/// `quirk NAME on [ARGS]` / `quirk NAME off`.
-fn switch_quirk(state: &mut AdsState, rest: &str) -> Result<(), CommandError> {
-    let (name, tail) = split_word(rest);
-    let quirk = Quirk::parse(name).ok_or_else(|| {
-        usage(&format!(
-            "quirk NAME on|off, NAME one of {}",
-            Quirk::ALL.map(Quirk::name).join(", ")
-        ))
-    })?;
-    let (switch, args) = split_word(tail);
-    let args: Vec<&str> = args.split_whitespace().collect();
-    match (quirk, switch, args.as_slice()) {
-        (_, "off", []) => state.quirks.set(quirk, false),
-        (Quirk::RefuseAll, "on", []) => state.quirks.refuse_all = Some(SERVICE_NOT_SUPPORTED),
-        (Quirk::RefuseAll, "on", [code]) => state.quirks.refuse_all = Some(parse_code(code)?),
-        (Quirk::RefuseSymbol, "on", [symbol]) => refuse_symbol(state, symbol, SYMBOL_NOT_FOUND)?,
-        (Quirk::RefuseSymbol, "on", [symbol, code]) => {
-            refuse_symbol(state, symbol, parse_code(code)?)?;
-        }
-        (Quirk::RefuseAll, ..) => return Err(usage("quirk refuse-all on [CODE] | off")),
-        (Quirk::RefuseSymbol, ..) => {
-            return Err(usage("quirk refuse-symbol on NAME [CODE] | off"));
-        }
-        (_, "on", []) => state.quirks.set(quirk, true),
-        _ => return Err(usage("quirk NAME on|off")),
-    }
+    };
+    state
+        .quirks
+        .replace(Quirk::RefuseSymbol, QuirkArg::Symbol(symbol));
     Ok(())
 }
 
 fn state_error(e: StateError) -> CommandError {
-    CommandError::Usage(e.to_string().trim_start_matches("ADS state: ").to_owned())
+    CommandError::Usage(
+        e.to_string()
+            .trim_start_matches("invalid state file: ")
+            .to_owned(),
+    )
 }
 
 fn info(state: &mut AdsState) -> serde_json::Value {
@@ -229,162 +188,164 @@ fn info(state: &mut AdsState) -> serde_json::Value {
     })
 }
 
-/// Executes one command line.
-pub(crate) fn execute(shared: &Shared, line: &str) -> Result<String, CommandError> {
-    let (word, rest) = split_word(line);
-    let mut state = shared.lock_state();
-    match word {
-        "help" => Ok(HELP.to_owned()),
-        "set" => {
-            let (path, value) = split_word(rest);
-            if path.is_empty() || value.is_empty() {
-                return Err(usage("set PATH VALUE"));
+impl Commands for AdsSimulator {
+    const HELP: &'static str = "commands: \
+    set PATH VALUE ; get PATH ; info ; symbols [PREFIX] ; tick [N] ; \
+    state RUN|STOP|CONFIG|... ; device name TEXT|version X.Y.Z ; \
+    online-change add NAME TYPE [= VALUE] ; online-change remove NAME ; download ; restart ; \
+    quirk [NAME on|off] ; quirk refuse-all on [CODE] ; quirk refuse-symbol on NAME [CODE] ; \
+    log [clear] ; help";
+    const LOG_KEY: &'static str = "by_command";
+
+    /// `quirk NAME on [ARGS]`: `refuse-all` takes an optional code, `refuse-symbol` a name and
+    /// an optional code; the others take nothing.
+    fn quirk_on(state: &mut AdsState, quirk: Quirk, args: &str) -> Result<(), CommandError> {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        match (quirk, args.as_slice()) {
+            (Quirk::RefuseAll, []) => state.quirks.set(quirk, true),
+            (Quirk::RefuseAll, [code]) => state
+                .quirks
+                .replace(quirk, QuirkArg::Code(parse_code(code)?)),
+            (Quirk::RefuseSymbol, [symbol]) => refuse_symbol(state, symbol, SYMBOL_NOT_FOUND)?,
+            (Quirk::RefuseSymbol, [symbol, code]) => {
+                refuse_symbol(state, symbol, parse_code(code)?)?;
             }
-            let value = parse_value(value)?;
-            set_value(&mut state, path, &value)?;
-            Ok(String::new())
-        }
-        "get" => {
-            if rest.is_empty() {
-                return Err(usage("get PATH"));
+            (Quirk::RefuseAll, _) => return Err(usage("quirk refuse-all on [CODE] | off")),
+            (Quirk::RefuseSymbol, _) => {
+                return Err(usage("quirk refuse-symbol on NAME [CODE] | off"));
             }
-            Ok(get_value(&state, rest)?.to_string())
+            (_, []) => state.quirks.set(quirk, true),
+            _ => return Err(usage("quirk NAME on|off")),
         }
-        "info" => Ok(info(&mut state).to_string()),
-        "symbols" => {
-            let names: Vec<serde_json::Value> = state
-                .symbols
-                .iter()
-                .filter(|s| {
-                    s.name
-                        .get(..rest.len())
-                        .is_some_and(|h| h.eq_ignore_ascii_case(rest))
-                })
-                .map(|s| {
-                    json!({
-                        "name": s.name,
-                        "type": s.ty.name(),
-                        "size": s.ty.size(),
-                        "offset": s.offset,
-                        "persistent": s.persistent && SYM_FLAG_PERSISTENT != 0,
-                    })
-                })
-                .collect();
-            Ok(serde_json::Value::Array(names).to_string())
-        }
-        "tick" => {
-            let n: u32 = if rest.is_empty() {
-                1
-            } else {
-                rest.parse()
-                    .ok()
-                    .filter(|n| (1..=1_000_000).contains(n))
-                    .ok_or_else(|| usage("tick [N] (1..=1000000)"))?
-            };
-            for _ in 0..n {
-                state.tick();
+        Ok(())
+    }
+
+    /// A state file's `refuse_symbol = { name = "...", code = 0x710 }`, as the command's words.
+    fn file_arg(quirk: Quirk, value: &toml::Value) -> Result<String, String> {
+        match (quirk, value) {
+            (Quirk::RefuseSymbol, toml::Value::Table(table)) => {
+                let symbol: RefusedSymbol = toml::Value::Table(table.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| e.message().to_owned())?;
+                Ok(format!("{} {}", symbol.name, symbol.code))
             }
-            Ok(String::new())
+            (_, toml::Value::Integer(n)) => Ok(n.to_string()),
+            (_, toml::Value::String(s)) => Ok(s.clone()),
+            _ => Err("expected true, false or the quirk's argument".to_owned()),
         }
-        "state" => {
-            let code = parse_ads_state(rest)
-                .filter(|c| usize::from(*c) < ADS_STATES.len())
-                .ok_or_else(|| usage("state RUN|STOP|CONFIG|... (an ADS state name or 0..=19)"))?;
-            state.ads_state = code;
-            Ok(String::new())
-        }
-        "device" => {
-            let (field, value) = split_word(rest);
-            match field {
-                "name" if !value.is_empty() && value.len() <= 15 => {
-                    state.device_name = value.to_owned();
-                    Ok(String::new())
+    }
+
+    /// The ADS simulator's own verbs.
+    fn command(shared: &Shared, verb: &str, rest: &str) -> Result<String, CommandError> {
+        let mut state = shared.lock_state();
+        match verb {
+            "set" => {
+                let (path, value) = split_word(rest);
+                if path.is_empty() || value.is_empty() {
+                    return Err(usage("set PATH VALUE"));
                 }
-                "version" => {
-                    let parts: Vec<&str> = value.split('.').collect();
-                    match parts.as_slice() {
-                        [a, b, c] => match (a.parse(), b.parse(), c.parse()) {
-                            (Ok(a), Ok(b), Ok(c)) => {
-                                state.version = (a, b, c);
-                                Ok(String::new())
-                            }
-                            _ => Err(usage("device version MAJOR.MINOR.BUILD")),
-                        },
-                        _ => Err(usage("device version MAJOR.MINOR.BUILD")),
-                    }
-                }
-                _ => Err(usage(
-                    "device name TEXT (1-15 bytes) | device version X.Y.Z",
-                )),
+                parse_value(value)
+                    .and_then(|value| set_value(&mut state, path, &value))
+                    .map(|()| String::new())
             }
-        }
-        "online-change" => {
-            let (what, args) = split_word(rest);
-            match what {
-                "add" => {
-                    let (name, tail) = split_word(args);
-                    let (type_name, value) = match tail.split_once('=') {
-                        Some((t, v)) => (t.trim(), Some(parse_value(v.trim())?)),
-                        None => (tail.trim(), None),
-                    };
-                    if name.is_empty() || type_name.is_empty() {
-                        return Err(usage("online-change add NAME TYPE [= VALUE]"));
-                    }
-                    online_change_add(&mut state, name, type_name, value.as_ref())?;
-                    Ok(String::new())
+            "get" => {
+                if rest.is_empty() {
+                    return Err(usage("get PATH"));
                 }
-                "remove" if !args.is_empty() => {
-                    online_change_remove(&mut state, args)?;
-                    Ok(String::new())
-                }
-                _ => Err(usage(
-                    "online-change add NAME TYPE [= VALUE] | online-change remove NAME",
-                )),
+                get_value(&state, rest).map(|v| v.to_string())
             }
-        }
-        "download" => {
-            download(&mut state)?;
-            Ok(String::new())
-        }
-        "restart" => {
-            restart(&mut state);
-            Ok(String::new())
-        }
-        "quirk" => {
-            if rest.is_empty() {
-                let flags: serde_json::Map<String, serde_json::Value> = Quirk::ALL
+            "info" => Ok(info(&mut state).to_string()),
+            "symbols" => {
+                let names: Vec<serde_json::Value> = state
+                    .symbols
                     .iter()
-                    .map(|q| (q.name().to_owned(), json!(state.quirks.get(*q))))
+                    .filter(|s| {
+                        s.name
+                            .get(..rest.len())
+                            .is_some_and(|h| h.eq_ignore_ascii_case(rest))
+                    })
+                    .map(|s| {
+                        json!({
+                            "name": s.name,
+                            "type": s.ty.name(),
+                            "size": s.ty.size(),
+                            "offset": s.offset,
+                            "persistent": s.persistent && SYM_FLAG_PERSISTENT != 0,
+                        })
+                    })
                     .collect();
-                return Ok(serde_json::Value::Object(flags).to_string());
+                Ok(serde_json::Value::Array(names).to_string())
             }
-            switch_quirk(&mut state, rest)?;
+            "state" => parse_ads_state(rest)
+                .filter(|c| usize::from(*c) < ADS_STATES.len())
+                .ok_or_else(|| usage("state RUN|STOP|CONFIG|... (an ADS state name or 0..=19)"))
+                .map(|code| {
+                    state.ads_state = code;
+                    String::new()
+                }),
+            "device" => device(&mut state, rest),
+            "online-change" => online_change(&mut state, rest),
+            "download" => download(&mut state).map(|()| String::new()),
+            "restart" => {
+                restart(&mut state);
+                Ok(String::new())
+            }
+            _ => Err(CommandError::Unknown(verb.to_owned())),
+        }
+    }
+
+    fn log_summary(shared: &Shared) -> String {
+        verbs::log_counts::<Self, _>(shared.log().count_by_service())
+    }
+}
+
+fn device(state: &mut AdsState, rest: &str) -> Result<String, CommandError> {
+    let (field, value) = split_word(rest);
+    match field {
+        "name" if !value.is_empty() && value.len() <= 15 => {
+            state.device_name = value.to_owned();
             Ok(String::new())
         }
-        "log" => {
-            drop(state);
-            match rest {
-                "" => {
-                    let by: serde_json::Map<String, serde_json::Value> = shared
-                        .log
-                        .count_by_service()
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), json!(v)))
-                        .collect();
-                    Ok(json!({
-                        "total": shared.log.total(),
-                        "writes": shared.log.writes(),
-                        "by_command": by,
-                    })
-                    .to_string())
-                }
-                "clear" => {
-                    shared.log.clear();
-                    Ok(String::new())
-                }
-                _ => Err(usage("log [clear]")),
+        "version" => {
+            let parts: Vec<&str> = value.split('.').collect();
+            match parts.as_slice() {
+                [a, b, c] => match (a.parse(), b.parse(), c.parse()) {
+                    (Ok(a), Ok(b), Ok(c)) => {
+                        state.version = (a, b, c);
+                        Ok(String::new())
+                    }
+                    _ => Err(usage("device version MAJOR.MINOR.BUILD")),
+                },
+                _ => Err(usage("device version MAJOR.MINOR.BUILD")),
             }
         }
-        other => Err(CommandError::Unknown(other.to_owned())),
+        _ => Err(usage(
+            "device name TEXT (1-15 bytes) | device version X.Y.Z",
+        )),
+    }
+}
+
+fn online_change(state: &mut AdsState, rest: &str) -> Result<String, CommandError> {
+    let (what, args) = split_word(rest);
+    match what {
+        "add" => {
+            let (name, tail) = split_word(args);
+            let (type_name, value) = match tail.split_once('=') {
+                Some((t, v)) => (t.trim(), Some(parse_value(v.trim())?)),
+                None => (tail.trim(), None),
+            };
+            if name.is_empty() || type_name.is_empty() {
+                return Err(usage("online-change add NAME TYPE [= VALUE]"));
+            }
+            online_change_add(state, name, type_name, value.as_ref())?;
+            Ok(String::new())
+        }
+        "remove" if !args.is_empty() => {
+            online_change_remove(state, args)?;
+            Ok(String::new())
+        }
+        _ => Err(usage(
+            "online-change add NAME TYPE [= VALUE] | online-change remove NAME",
+        )),
     }
 }

@@ -146,35 +146,29 @@
 //! | `refuse-symbol` | every read of one symbol's memory (Read, sum-read sub-read, value by handle), its handle and its symbol info by name answer 0x710 (or the given code); the symbol table still lists it |
 
 mod commands;
+mod file;
+mod program;
 mod state;
 mod types;
 mod wire;
 
-use std::{
-    fmt, io,
-    net::SocketAddr,
-    path::Path,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
-};
+use std::{io, net::SocketAddr, path::Path, sync::Arc};
 
-use chrono::Utc;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::AsyncReadExt,
     net::{TcpListener, TcpStream},
-    sync::watch,
 };
 
 pub use self::state::{
     APP_INFO_SYMBOL, AdsState, DEFAULT_MAX_CONNECTIONS, DEVICE_BUSY, FILLER_DEMO_TOML,
-    MEMORY_GROUP, Quirk, Quirks, RefusedSymbol, SERVICE_NOT_SUPPORTED, SYMBOL_NOT_FOUND,
+    MEMORY_GROUP, Quirk, QuirkArg, Quirks, RefusedSymbol, SERVICE_NOT_SUPPORTED, SYMBOL_NOT_FOUND,
     StateError,
 };
 pub use self::wire::MAX_SUM_COMMANDS;
 pub use crate::control::CommandError;
 use crate::{
-    control::CommandTarget,
-    request_log::{LoggedRequest, RequestLog},
+    request_log::Described,
+    runtime::{Protocol, SimHandle},
 };
 use wire::Action;
 
@@ -185,147 +179,78 @@ const HEADER: usize = 32;
 /// The largest request frame accepted.
 const MAX_FRAME: usize = 4 * 1024 * 1024;
 
-/// What the simulator tasks share.
-struct Shared {
-    state: Mutex<AdsState>,
-    log: RequestLog,
-    shutdown: watch::Sender<bool>,
-    alive: watch::Sender<()>,
-    local_addr: SocketAddr,
-}
-
-impl Shared {
-    fn lock_state(&self) -> MutexGuard<'_, AdsState> {
-        // Each change is applied whole under the lock, so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl CommandTarget for Shared {
-    fn execute(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(self, line)
-    }
-}
-
-/// Shuts the simulator down when the last handle is dropped.
-struct StopOnDrop(Arc<Shared>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.shutdown.send_replace(true);
-    }
-}
+type Shared = crate::runtime::Shared<AdsSimulator>;
 
 /// Starts simulated TwinCAT PLCs.
 #[derive(Debug)]
 pub struct AdsSimulator;
 
+/// Controls a running simulator. Cheap to clone; dropping the last clone shuts it down.
+pub type AdsSimHandle = SimHandle<AdsSimulator>;
+
 impl AdsSimulator {
-    /// Binds `listen` (use `127.0.0.1:0` in tests; see [`AdsSimHandle::local_addr`]) and
-    /// serves `state` until [`AdsSimHandle::shutdown`] or the last handle is dropped. Must be
-    /// called inside a tokio runtime.
+    /// Binds `listen` (`127.0.0.1:0` in tests) and serves `state` until
+    /// [`AdsSimHandle::shutdown`] or until the last handle is dropped. Must be called inside a
+    /// tokio runtime.
     ///
     /// # Errors
     /// If the address cannot be bound.
     pub async fn start(listen: SocketAddr, state: AdsState) -> io::Result<AdsSimHandle> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
-        let tick_ms = state.tick_ms;
-        let max_connections = state.max_connections;
-        let (shutdown, _) = watch::channel(false);
-        let (alive, _) = watch::channel(());
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            log: RequestLog::new(),
-            shutdown,
-            alive,
-            local_addr,
-        });
-        crate::tasks::spawn_accept_loop(
-            "ads",
-            listener,
-            &shared.shutdown,
-            &shared.alive,
-            Some(max_connections),
-            {
-                let shared = Arc::clone(&shared);
-                move |stream, peer| serve_connection(Arc::clone(&shared), stream, peer)
-            },
-        );
-        if tick_ms > 0 {
-            let ticking = Arc::clone(&shared);
-            crate::tasks::spawn_ticker(
-                Duration::from_millis(tick_ms),
-                &shared.shutdown,
-                &shared.alive,
-                move || ticking.lock_state().tick(),
-            );
-        }
-        tracing::debug!(%local_addr, "ads simulator listening");
-        Ok(AdsSimHandle {
-            guard: Arc::new(StopOnDrop(Arc::clone(&shared))),
-            shared,
-        })
+        let (tick_ms, max_connections) = (state.tick_ms, state.max_connections);
+        let shared = crate::runtime::Shared::new(local_addr, state, ());
+        shared.serve(listener, Some(max_connections), serve_connection);
+        shared.tick_every(tick_ms);
+        Ok(SimHandle::new(shared))
     }
 }
 
-/// Controls a running simulator. Cheap to clone; dropping the last clone shuts it down.
-#[derive(Clone)]
-pub struct AdsSimHandle {
-    shared: Arc<Shared>,
-    guard: Arc<StopOnDrop>,
-}
+impl Protocol for AdsSimulator {
+    const NAME: &'static str = "ads";
+    type State = AdsState;
+    type Quirk = Quirk;
+    type QuirkArg = QuirkArg;
+    type Extra = ();
+    type StartError = std::convert::Infallible;
 
-impl fmt::Debug for AdsSimHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdsSimHandle")
-            .field("local_addr", &self.shared.local_addr)
-            .field("handles", &Arc::strong_count(&self.guard))
-            .finish_non_exhaustive()
+    fn quirks(state: &mut AdsState) -> &mut Quirks {
+        &mut state.quirks
+    }
+
+    fn tick(shared: &Shared) {
+        shared.lock_state().tick();
+    }
+
+    fn load(path: &Path) -> Result<AdsState, StateError> {
+        AdsState::load(path)
+    }
+
+    fn demo() -> AdsState {
+        AdsState::demo()
+    }
+
+    async fn start(listen: SocketAddr, state: AdsState) -> Result<AdsSimHandle, SimError> {
+        AdsSimulator::start(listen, state)
+            .await
+            .map_err(SimError::bind(Self::NAME, listen))
     }
 }
 
-impl AdsSimHandle {
-    /// The address actually bound.
-    #[must_use]
-    pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
-    }
-
-    /// The request log.
-    #[must_use]
-    pub fn request_log(&self) -> &RequestLog {
-        &self.shared.log
-    }
-
-    /// Appends every request from now on to `path` as JSON lines.
-    ///
-    /// # Errors
-    /// If the file cannot be opened for appending.
-    pub fn log_to_file(&self, path: &Path) -> io::Result<()> {
-        self.shared.log.log_to_file(path)
-    }
-
-    /// Executes one line of the command language (see the module docs).
-    ///
-    /// # Errors
-    /// The reason the command was refused; nothing was changed.
-    pub fn command(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(&self.shared, line)
-    }
-
+/// ADS's own controls of a running simulator.
+impl SimHandle<AdsSimulator> {
     /// Sets a symbol, field or element to a TOML value (`set` without the parsing).
     ///
     /// # Errors
     /// An unknown path or a value that does not fit the type.
     pub fn set(&self, path: &str, value: impl Into<toml::Value>) -> Result<(), CommandError> {
-        commands::set_value(&mut self.shared.lock_state(), path, &value.into())
+        commands::set_value(&mut self.shared().lock_state(), path, &value.into())
     }
 
     /// The value at `path` as JSON, `None` if there is no such symbol.
     #[must_use]
     pub fn get(&self, path: &str) -> Option<serde_json::Value> {
-        commands::get_value(&self.shared.lock_state(), path).ok()
+        commands::get_value(&self.shared().lock_state(), path).ok()
     }
 
     /// An online change adding a symbol (see the `online-change` command); `value` is its
@@ -341,7 +266,7 @@ impl AdsSimHandle {
     ) -> Result<(), CommandError> {
         let value = value.map(commands::parse_value).transpose()?;
         commands::online_change_add(
-            &mut self.shared.lock_state(),
+            &mut self.shared().lock_state(),
             name,
             type_name,
             value.as_ref(),
@@ -353,32 +278,26 @@ impl AdsSimHandle {
     /// # Errors
     /// Only if the loaded project no longer lays out (it always does).
     pub fn download(&self) -> Result<(), CommandError> {
-        commands::download(&mut self.shared.lock_state())
+        commands::download(&mut self.shared().lock_state())
     }
 
     /// A runtime restart (see the `restart` command).
     pub fn restart(&self) {
-        commands::restart(&mut self.shared.lock_state());
+        commands::restart(&mut self.shared().lock_state());
     }
 
     /// Sets the ADS state (5 = RUN, 6 = STOP, 15 = CONFIG).
     pub fn set_ads_state(&self, state: u16) {
-        self.shared.lock_state().ads_state = state;
-    }
-
-    /// Moves every ticking symbol once.
-    pub fn tick(&self) {
-        self.shared.lock_state().tick();
-    }
-
-    /// Switches a quirk on or off.
-    pub fn set_quirk(&self, quirk: Quirk, on: bool) {
-        self.shared.lock_state().quirks.set(quirk, on);
+        self.shared().lock_state().ads_state = state;
     }
 
     /// Answers every request with ADS error `code` from now on (`None`: serves again).
     pub fn refuse_all(&self, code: Option<u32>) {
-        self.shared.lock_state().quirks.refuse_all = code;
+        let mut state = self.shared().lock_state();
+        match code {
+            Some(code) => state.quirks.replace(Quirk::RefuseAll, QuirkArg::Code(code)),
+            None => state.quirks.set(Quirk::RefuseAll, false),
+        }
     }
 
     /// Refuses every read of symbol `name` (its memory, a handle to it, its symbol info by
@@ -387,24 +306,13 @@ impl AdsSimHandle {
     /// # Errors
     /// If there is no such symbol.
     pub fn refuse_symbol(&self, name: &str, code: u32) -> Result<(), CommandError> {
-        commands::refuse_symbol(&mut self.shared.lock_state(), name, code)
+        commands::refuse_symbol(&mut self.shared().lock_state(), name, code)
     }
 
     /// A copy of the whole state.
     #[must_use]
     pub fn state(&self) -> AdsState {
-        self.shared.lock_state().clone()
-    }
-
-    /// Stops accepting connections, closes the open ones and stops ticking (asynchronously;
-    /// await [`stopped`](Self::stopped)).
-    pub fn shutdown(&self) {
-        self.shared.shutdown.send_replace(true);
-    }
-
-    /// Resolves once every task of the simulator has ended.
-    pub async fn stopped(&self) {
-        self.shared.alive.closed().await;
+        self.shared().lock_state().clone()
     }
 }
 
@@ -518,74 +426,47 @@ async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u16, Vec<u8>)>, St
 
 async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut stop = shared.shutdown.subscribe();
-    let log = |command: u16,
-               name: &str,
-               detail: String,
-               group: Option<u32>,
-               count: Option<u32>,
-               write: bool,
-               outcome: String| {
-        shared.log.record(LoggedRequest {
-            seq: 0,
-            time: Utc::now(),
-            protocol: "ads".to_owned(),
-            peer,
-            unit_id: None,
-            service: command,
-            name: name.to_owned(),
-            detail,
-            address: group,
-            count,
-            write,
-            outcome,
-        });
-    };
+    let mut stop = shared.stop_for(peer);
     loop {
-        let read = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            read = read_frame(&mut stream) => read,
+        let Some(read) = stop.or(read_frame(&mut stream)).await else {
+            break;
         };
         let (reserved, body) = match read {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(reason) => {
-                log(
-                    0,
-                    "framing_error",
-                    reason,
-                    None,
-                    None,
-                    false,
-                    "connection closed".to_owned(),
+                shared.record(
+                    peer,
+                    Described::new(0, "framing_error", reason),
+                    "connection closed",
                 );
                 break;
             }
         };
         if reserved != 0 {
-            log(
-                0,
-                "ams_tcp_command",
-                format!("reserved word 0x{reserved:04X}, {} bytes", body.len()),
-                None,
-                None,
-                false,
-                "ignored (no AMS router here)".to_owned(),
+            shared.record(
+                peer,
+                Described::new(
+                    0,
+                    "ams_tcp_command",
+                    format!("reserved word 0x{reserved:04X}, {} bytes", body.len()),
+                ),
+                "ignored (no AMS router here)",
             );
             continue;
         }
         let Some(header) = parse_header(&body) else {
-            log(
-                0,
-                "framing_error",
-                format!(
-                    "AMS/TCP length {} is shorter than the 32-byte AMS header",
-                    body.len()
+            shared.record(
+                peer,
+                Described::new(
+                    0,
+                    "framing_error",
+                    format!(
+                        "AMS/TCP length {} is shorter than the 32-byte AMS header",
+                        body.len()
+                    ),
                 ),
-                None,
-                None,
-                false,
-                "connection closed".to_owned(),
+                "connection closed",
             );
             break;
         };
@@ -595,20 +476,13 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
             let source_net: [u8; 6] = header.source[..6].try_into().unwrap_or_default();
             let target_net: [u8; 6] = header.target[..6].try_into().unwrap_or_default();
             let target_port = u16::from_le_bytes([header.target[6], header.target[7]]);
-            let mut described = wire::Described {
-                command: header.command,
-                name: "request",
-                detail: String::new(),
-                group: None,
-                count: None,
-                write: false,
-            };
-            let action = if state.quirks.stall {
+            let mut described = Described::new(header.command, "request", "");
+            let action = if state.quirks.get(Quirk::Stall) {
                 let (d, _) = wire::handle(&mut state.clone(), header.command, data);
                 described = d;
                 Action::Silent
-            } else if state.quirks.drop_session {
-                state.quirks.drop_session = false;
+            } else if state.quirks.get(Quirk::DropSession) {
+                state.quirks.set(Quirk::DropSession, false);
                 let (d, _) = wire::handle(&mut state.clone(), header.command, data);
                 described = d;
                 Action::Drop("session dropped (drop-session quirk)")
@@ -652,26 +526,13 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
             };
             (described, action)
         };
-        log(
-            described.command,
-            described.name,
-            described.detail,
-            described.group,
-            described.count,
-            described.write,
-            outcome_of(&action),
-        );
+        shared.record(peer, described, outcome_of(&action));
         match action {
             Action::Silent => continue,
             Action::Drop(_) => break,
             Action::Reply { error, data } => {
                 let frame = answer_frame(&header, error, &data);
-                let written = tokio::select! {
-                    _ = stop.wait_for(|stop| *stop) => break,
-                    written = stream.write_all(&frame) => written,
-                };
-                if let Err(err) = written {
-                    tracing::debug!(%peer, %err, "closing ads connection");
+                if !stop.send(&mut stream, &frame).await {
                     break;
                 }
             }
@@ -694,30 +555,6 @@ pub type SimError = crate::process::SimError<StateError>;
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
     crate::process::run::<AdsSimulator>(opts).await
 }
-
-impl crate::process::Simulator for AdsSimulator {
-    const PROTOCOL: &'static str = "ads";
-    type State = AdsState;
-    type StateError = StateError;
-    type StartError = std::convert::Infallible;
-    type Handle = AdsSimHandle;
-
-    fn load(path: &Path) -> Result<AdsState, StateError> {
-        AdsState::load(path)
-    }
-
-    fn demo() -> AdsState {
-        AdsState::demo()
-    }
-
-    async fn start(listen: SocketAddr, state: AdsState) -> Result<AdsSimHandle, SimError> {
-        AdsSimulator::start(listen, state)
-            .await
-            .map_err(SimError::bind(Self::PROTOCOL, listen))
-    }
-}
-
-crate::process::served!(AdsSimHandle);
 
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,10 @@
 //! The simulator over real sockets, with hand-built AMS frames.
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-
 use super::*;
-use std::path::PathBuf;
+use crate::process::testing::{Process, assert_refuses_a_missing_state_file};
+use crate::request_log::RequestLog;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
 const TARGET: [u8; 6] = [5, 80, 201, 232, 1, 1];
 
@@ -312,51 +313,17 @@ async fn commands_change_the_program_like_twincat() {
 async fn run_prints_ready_lines_and_serves_the_control_port() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log_path = dir.path().join("requests.jsonl");
-    let opts = RunOptions {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        state: None,
-        request_log: Some(log_path.clone()),
-        control: Some("127.0.0.1:0".parse().expect("address")),
-    };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(crate::process::run_until::<AdsSimulator>(
-        opts,
-        false,
-        move |lines| {
-            let _ = ready_tx.send(lines.to_vec());
-            Ok(())
-        },
-        async move {
-            let _ = stop_rx.await;
-            Ok(())
-        },
-    ));
-    let lines = ready_rx.await.expect("ready lines");
-    let ads: SocketAddr = lines[0]
-        .strip_prefix("otdrift-sim ads listening on ")
-        .and_then(|a| a.parse().ok())
-        .expect("ready line");
-    let control: SocketAddr = lines[1]
-        .strip_prefix("otdrift-sim control listening on ")
-        .and_then(|a| a.parse().ok())
-        .expect("control line");
-    let stream = TcpStream::connect(control).await.expect("control connect");
-    let (read, mut write) = stream.into_split();
-    let mut replies = BufReader::new(read).lines();
-    write
-        .write_all(b"set GVL_Recipe.FillVolume 510\n")
-        .await
-        .expect("send");
+    let mut process = Process::<AdsSimulator>::start(log_path.clone()).await;
     assert_eq!(
-        replies.next_line().await.expect("reply").as_deref(),
-        Some("ok")
+        process.send(&["set GVL_Recipe.FillVolume 510"]).await,
+        ["ok"]
     );
-    let mut s = TcpStream::connect(ads).await.expect("ads connect");
+    let mut s = TcpStream::connect(process.served)
+        .await
+        .expect("ads connect");
     let (e, _) = call(&mut s, &frame(TARGET, 851, 4, 1, &[])).await;
     assert_eq!(e, 0);
-    stop_tx.send(()).expect("stop");
-    running.await.expect("run task").expect("run ends cleanly");
+    process.stop().await;
     let logged = RequestLog::read_json_lines(&log_path).expect("request log file");
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0].protocol, "ads");
@@ -365,18 +332,7 @@ async fn run_prints_ready_lines_and_serves_the_control_port() {
 
 #[tokio::test]
 async fn run_refuses_a_bad_state_file() {
-    let opts = RunOptions {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        state: Some(PathBuf::from("/nonexistent/ads.toml")),
-        request_log: None,
-        control: None,
-    };
-    let result =
-        crate::process::run_until::<AdsSimulator>(opts, false, |_| Ok(()), async { Ok(()) }).await;
-    assert!(matches!(
-        result,
-        Err(SimError::State(StateError::Io { .. }))
-    ));
+    assert_refuses_a_missing_state_file::<AdsSimulator>().await;
 }
 
 /// The result field of an answer.
@@ -588,11 +544,11 @@ fn quirks_load_from_the_state_file() {
         "[[symbol]]\nname = \"GVL.a\"\ntype = \"INT\"\n[quirks]\nrefuse_all = 0x710\nbusy = true\nrefuse_symbol = { name = \"GVL.a\" }\n",
     )
     .expect("state");
-    assert_eq!(state.quirks.refuse_all, Some(0x710));
-    assert!(state.quirks.busy);
+    assert_eq!(state.quirks.refuse_all(), Some(0x710));
+    assert!(state.quirks.get(Quirk::Busy));
     assert_eq!(
-        state.quirks.refuse_symbol,
-        Some(RefusedSymbol {
+        state.quirks.refuse_symbol(),
+        Some(&RefusedSymbol {
             name: "GVL.a".into(),
             code: 0x710
         })

@@ -1,8 +1,9 @@
 //! The simulated PLC's ADS services: one request's data in, one answer (or a quirk's
 //! silence) out, with what the request log records about it.
 
-use super::state::{AdsState, MEMORY_GROUP, Tables};
+use super::state::{AdsState, MEMORY_GROUP, Quirk, Tables};
 use super::types::{Prim, Ty, datatype_entry};
+use crate::request_log::Described;
 
 /// ADS return codes the simulator gives.
 pub(crate) mod err {
@@ -40,17 +41,6 @@ mod group {
     pub const SUMUP_READ_EX2: u32 = 0xF084;
     pub const SUMUP_ADD_NOTE: u32 = 0xF085;
     pub const SUMUP_DEL_NOTE: u32 = 0xF086;
-}
-
-/// How one request is described in the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Described {
-    pub command: u16,
-    pub name: &'static str,
-    pub detail: String,
-    pub group: Option<u32>,
-    pub count: Option<u32>,
-    pub write: bool,
 }
 
 /// What the connection does with a request.
@@ -131,7 +121,7 @@ fn upload_info2(t: &Tables) -> Vec<u8> {
 /// The tables as this device serves them: the program's, with what the quirks add.
 fn served_tables(state: &mut AdsState) -> Tables {
     let mut t = state.tables();
-    if state.quirks.self_referencing_type {
+    if state.quirks.get(Quirk::SelfReferencingType) {
         // A structure whose only field is the structure itself: no real compiler makes one,
         // so a table holding it contradicts itself. The field is described as a 4-byte
         // item of type `ST_Loop`, which is all a table can say.
@@ -149,7 +139,7 @@ fn served_tables(state: &mut AdsState) -> Tables {
             .extend(datatype_entry("ST_Loop", &looped, 0, false, ""));
         t.datatype_count += 1;
     }
-    if state.quirks.upload_info_mismatch {
+    if state.quirks.get(Quirk::UploadInfoMismatch) {
         t.symbol_count += 1;
     }
     t
@@ -173,7 +163,7 @@ pub(crate) fn read_area(
     offset: u32,
     length: u32,
 ) -> Result<Vec<u8>, u32> {
-    let upload_refused = state.quirks.no_upload
+    let upload_refused = state.quirks.get(Quirk::NoUpload)
         && matches!(
             g,
             group::SYM_UPLOAD
@@ -181,10 +171,10 @@ pub(crate) fn read_area(
                 | group::SYM_UPLOAD_INFO2
                 | group::SYM_DT_UPLOAD
         );
-    let legacy_refused = state.quirks.legacy_upload_info
+    let legacy_refused = state.quirks.get(Quirk::LegacyUploadInfo)
         && matches!(g, group::SYM_UPLOAD_INFO2 | group::SYM_DT_UPLOAD);
-    let tables_refused =
-        state.quirks.no_table_upload && matches!(g, group::SYM_UPLOAD | group::SYM_DT_UPLOAD);
+    let tables_refused = state.quirks.get(Quirk::NoTableUpload)
+        && matches!(g, group::SYM_UPLOAD | group::SYM_DT_UPLOAD);
     if upload_refused || legacy_refused || tables_refused {
         return Err(err::SERVICE_NOT_SUPPORTED);
     }
@@ -236,7 +226,7 @@ pub(crate) fn read_area(
             if length == 0 {
                 return Err(err::INVALID_SIZE);
             }
-            Ok(vec![if state.quirks.symver_placeholder {
+            Ok(vec![if state.quirks.get(Quirk::SymverPlaceholder) {
                 0
             } else {
                 state.symbol_version
@@ -260,7 +250,7 @@ pub(crate) fn read_area(
         }
         group::SYM_UPLOAD => {
             let mut table = served_tables(state).symbols;
-            if state.quirks.bad_symbol_entry {
+            if state.quirks.get(Quirk::BadSymbolEntry) {
                 corrupt_second_entry(&mut table);
             }
             whole(table)
@@ -383,8 +373,8 @@ fn sum_command(
         g,
         group::SUMUP_WRITE | group::SUMUP_ADD_NOTE | group::SUMUP_DEL_NOTE
     );
-    if state.quirks.no_sum
-        || (state.quirks.no_sum_read_ex
+    if state.quirks.get(Quirk::NoSum)
+        || (state.quirks.get(Quirk::NoSumReadEx)
             && matches!(g, group::SUMUP_READ_EX | group::SUMUP_READ_EX2))
     {
         return (Err(err::INVALID_GROUP), writes, label);
@@ -408,7 +398,7 @@ fn sum_command(
                 ) else {
                     return (Err(err::INVALID_SIZE), false, label);
                 };
-                let sub = if state.quirks.sum_read_sub_error && sg == MEMORY_GROUP {
+                let sub = if state.quirks.get(Quirk::SumReadSubError) && sg == MEMORY_GROUP {
                     Err(err::OUT_OF_MEMORY)
                 } else {
                     read_area(state, sg, so, sl)
@@ -427,7 +417,7 @@ fn sum_command(
                     data.resize(start + sl as usize, 0);
                 }
             }
-            if state.quirks.sum_read_no_results {
+            if state.quirks.get(Quirk::SumReadNoResults) {
                 Ok(data)
             } else {
                 heads.extend(data);
@@ -514,19 +504,12 @@ fn sum_command(
 
 /// Handles one request's data block (after the AMS header) for command `cmd`.
 pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described, Action) {
-    let mut d = Described {
-        command: cmd,
-        name: "unknown_command",
-        detail: String::new(),
-        group: None,
-        count: None,
-        write: false,
-    };
+    let mut d = Described::new(cmd, "unknown_command", "");
     let ok = |data: Vec<u8>| Action::Reply { error: 0, data };
     let action = match cmd {
         1 => {
-            d.name = "read_device_info";
-            if state.quirks.no_device_info {
+            d.name = "read_device_info".to_owned();
+            if state.quirks.get(Quirk::NoDeviceInfo) {
                 ok(result_only(err::SERVICE_NOT_SUPPORTED))
             } else {
                 let mut out = result_only(0);
@@ -542,10 +525,10 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             }
         }
         2 => {
-            d.name = "read";
+            d.name = "read".to_owned();
             match (le_u32(data, 0), le_u32(data, 4), le_u32(data, 8)) {
                 (Some(g), Some(o), Some(l)) if data.len() == 12 => {
-                    d.group = Some(g);
+                    d.address = Some(g);
                     d.count = Some(l);
                     d.detail = format!(
                         "group=0x{g:04X} offset=0x{o:X} length={l} ({})",
@@ -563,11 +546,11 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             }
         }
         3 => {
-            d.name = "write";
+            d.name = "write".to_owned();
             d.write = true;
             match (le_u32(data, 0), le_u32(data, 4), le_u32(data, 8)) {
                 (Some(g), Some(o), Some(l)) if data.len() == 12 + l as usize => {
-                    d.group = Some(g);
+                    d.address = Some(g);
                     d.count = Some(l);
                     d.detail = format!(
                         "group=0x{g:04X} offset=0x{o:X} length={l} ({})",
@@ -582,8 +565,8 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             }
         }
         4 => {
-            d.name = "read_state";
-            if state.quirks.no_read_state {
+            d.name = "read_state".to_owned();
+            if state.quirks.get(Quirk::NoReadState) {
                 return (d, ok(result_only(err::SERVICE_NOT_SUPPORTED)));
             }
             let mut out = result_only(0);
@@ -592,7 +575,7 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             ok(out)
         }
         5 => {
-            d.name = "write_control";
+            d.name = "write_control".to_owned();
             d.write = true;
             match (le_u16(data, 0), le_u16(data, 2), le_u32(data, 4)) {
                 (Some(ads), Some(dev), Some(l)) if data.len() == 8 + l as usize => {
@@ -609,11 +592,11 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             }
         }
         6 => {
-            d.name = "add_notification";
+            d.name = "add_notification".to_owned();
             d.write = true;
             match (le_u32(data, 0), le_u32(data, 4), le_u32(data, 8)) {
                 (Some(g), Some(o), Some(l)) if data.len() == 40 => {
-                    d.group = Some(g);
+                    d.address = Some(g);
                     d.count = Some(l);
                     d.detail = format!("group=0x{g:04X} offset=0x{o:X} length={l}");
                     let handle = state.next_handle;
@@ -626,7 +609,7 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             }
         }
         7 => {
-            d.name = "delete_notification";
+            d.name = "delete_notification".to_owned();
             d.write = true;
             if data.len() == 4 {
                 ok(result_only(0))
@@ -635,7 +618,7 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             }
         }
         9 => {
-            d.name = "read_write";
+            d.name = "read_write".to_owned();
             match (
                 le_u32(data, 0),
                 le_u32(data, 4),
@@ -644,7 +627,7 @@ pub(crate) fn handle(state: &mut AdsState, cmd: u16, data: &[u8]) -> (Described,
             ) {
                 (Some(g), Some(o), Some(rl), Some(wl)) if data.len() == 16 + wl as usize => {
                     let write = data.get(16..).unwrap_or_default();
-                    d.group = Some(g);
+                    d.address = Some(g);
                     let (result, is_write, detail) =
                         if (group::SUMUP_READ..=group::SUMUP_DEL_NOTE).contains(&g) {
                             d.count = Some(o);

@@ -1,282 +1,240 @@
 //! The CIP simulator's command language (reference in the [`cip`](super) module docs).
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
-use super::Shared;
-use super::services;
+use super::CipSimulator;
+use super::file::{check_name, parse_revision};
 use super::state::{
-    CipState, DEFAULT_REFUSE_ALL_STATUS, DEFAULT_REFUSE_TAG_STATUS, Program, Quirk, Tag, Ty,
-    UdtMember, Val, check_name, parse_revision,
+    CipState, DEFAULT_REFUSE_TAG_STATUS, Program, Quirk, QuirkArg, Tag, Ty, UdtMember, Val,
 };
+use super::tags;
 use crate::control::CommandError;
+use crate::runtime::verbs::{on_off as parse_on_off, split_word, usage};
+use crate::runtime::{Commands, verbs};
 
-/// The `help` reply.
-pub(crate) const HELP: &str = "commands: \
-set TAG VALUE ; get [TAG] ; \
-add-tag [Program:P.]NAME TYPE[dims] ; remove-tag [Program:P.]NAME ; \
-add-program NAME [ROUTINE...] ; remove-program NAME ; \
-add-member UDT NAME TYPE[dims] ; remove-member UDT NAME ; \
-logic N ; audit ; change-detection on|off ; \
-identity [FIELD VALUE] ; tick [N] ; quirk [NAME on|off [ARG]] ; log [clear] ; help";
+type Shared = crate::runtime::Shared<CipSimulator>;
 
-fn usage(text: &str) -> CommandError {
-    CommandError::Usage(format!("usage: {text}"))
-}
+impl Commands for CipSimulator {
+    const HELP: &'static str = "commands: \
+    set TAG VALUE ; get [TAG] ; \
+    add-tag [Program:P.]NAME TYPE[dims] ; remove-tag [Program:P.]NAME ; \
+    add-program NAME [ROUTINE...] ; remove-program NAME ; \
+    add-member UDT NAME TYPE[dims] ; remove-member UDT NAME ; \
+    logic N ; audit ; change-detection on|off ; \
+    identity [FIELD VALUE] ; tick [N] ; quirk [NAME on|off [ARG]] ; log [clear] ; help";
+    const LOG_KEY: &'static str = "by_service";
 
-fn split_word(text: &str) -> (&str, &str) {
-    let text = text.trim_start();
-    match text.find(char::is_whitespace) {
-        Some(at) => (&text[..at], text[at..].trim()),
-        None => (text, ""),
+    /// `quirk NAME on [ARGS]`: `refuse-all` takes an optional status, `refuse-tag` a tag and an
+    /// optional status (once per tag); the others take nothing.
+    fn quirk_on(state: &mut CipState, quirk: Quirk, args: &str) -> Result<(), CommandError> {
+        match quirk {
+            Quirk::RefuseAll if args.is_empty() => state.quirks.set(quirk, true),
+            Quirk::RefuseAll => state
+                .quirks
+                .replace(quirk, QuirkArg::Status(parse_status(args)?)),
+            Quirk::RefuseTag => {
+                let (tag, status) = split_word(args);
+                if tag.is_empty() {
+                    return Err(usage("quirk refuse-tag on TAG [STATUS]"));
+                }
+                let status = match status {
+                    "" => DEFAULT_REFUSE_TAG_STATUS,
+                    text => parse_status(text)?,
+                };
+                state
+                    .quirks
+                    .push(quirk, QuirkArg::Tag(tag.to_ascii_lowercase(), status));
+            }
+            _ if args.is_empty() => state.quirks.set(quirk, true),
+            _ => {
+                return Err(usage(
+                    "quirk NAME on|off (refuse-all on [STATUS], refuse-tag on TAG [STATUS])",
+                ));
+            }
+        }
+        Ok(())
     }
-}
 
-/// Executes one command line.
-pub(crate) fn execute(shared: &Shared, line: &str) -> Result<String, CommandError> {
-    let (word, rest) = split_word(line);
-    match word {
-        "help" => Ok(HELP.to_owned()),
-        "set" => {
-            let (tag, value) = split_word(rest);
-            if tag.is_empty() || value.is_empty() {
-                return Err(usage("set TAG VALUE"));
-            }
-            let mut state = shared.lock_state();
-            services::set_by_text(&mut state, tag, value).map_err(CommandError::Usage)?;
-            Ok(String::new())
+    /// A state file's `refuse-tag` names tags (strings); `refuse-all` a status.
+    fn file_arg(quirk: Quirk, value: &toml::Value) -> Result<String, String> {
+        match (quirk, value) {
+            (Quirk::RefuseTag, toml::Value::String(tag)) => Ok(tag.clone()),
+            (Quirk::RefuseTag, _) => Err("tags are strings".to_owned()),
+            (_, toml::Value::Integer(n)) => Ok(n.to_string()),
+            (_, toml::Value::String(s)) => Ok(s.clone()),
+            _ => Err("expected true, false or the quirk's argument".to_owned()),
         }
-        "get" => {
-            let state = shared.lock_state();
-            if rest.is_empty() {
-                return Ok(serde_json::to_string(&services::dump(&state)).unwrap_or_default());
-            }
-            let value = services::get_by_text(&state, rest).map_err(CommandError::Usage)?;
-            Ok(value.to_string())
-        }
-        "add-tag" => {
-            let (path, ty) = split_word(rest);
-            if path.is_empty() || ty.is_empty() {
-                return Err(usage("add-tag [Program:P.]NAME TYPE[dims]"));
-            }
-            download(shared, |state| add_tag(state, path, ty))
-        }
-        "remove-tag" => {
-            if rest.is_empty() {
-                return Err(usage("remove-tag [Program:P.]NAME"));
-            }
-            download(shared, |state| {
-                let (scope, name) = scoped(rest)?;
-                let idx = state
-                    .find_tag(scope.as_deref(), &name)
-                    .ok_or_else(|| format!("no tag {rest}"))?;
-                state.tags.remove(idx);
-                Ok(())
-            })
-        }
-        "add-program" => {
-            let mut words = rest.split_whitespace();
-            let name = words
-                .next()
-                .ok_or_else(|| usage("add-program NAME [ROUTINE...]"))?
-                .to_owned();
-            let routines: Vec<String> = words.map(str::to_owned).collect();
-            download(shared, move |state| {
-                check_name(&name)?;
-                if state.find_program(&name).is_some() {
-                    return Err(format!("program {name} exists"));
+    }
+
+    /// The CIP simulator's own verbs.
+    fn command(shared: &Shared, word: &str, rest: &str) -> Result<String, CommandError> {
+        match word {
+            "set" => {
+                let (tag, value) = split_word(rest);
+                if tag.is_empty() || value.is_empty() {
+                    return Err(usage("set TAG VALUE"));
                 }
-                for r in &routines {
-                    check_name(r)?;
-                }
-                let instance = state.fresh_instance();
-                state.programs.push(Program {
-                    name: name.clone(),
-                    routines: routines.clone(),
-                    instance,
-                });
-                Ok(())
-            })
-        }
-        "remove-program" => {
-            if rest.is_empty() {
-                return Err(usage("remove-program NAME"));
+                let mut state = shared.lock_state();
+                tags::set_by_text(&mut state, tag, value).map_err(CommandError::Usage)?;
+                Ok(String::new())
             }
-            download(shared, |state| {
-                let idx = state
-                    .find_program(rest)
-                    .ok_or_else(|| format!("no program {rest}"))?;
-                let name = state.programs.remove(idx).name;
-                state.tags.retain(|t| {
-                    !t.scope
-                        .as_deref()
-                        .is_some_and(|s| s.eq_ignore_ascii_case(&name))
-                });
-                Ok(())
-            })
-        }
-        "add-member" => {
-            let mut words = rest.split_whitespace();
-            let (Some(udt), Some(name), Some(ty)) = (words.next(), words.next(), words.next())
-            else {
-                return Err(usage("add-member UDT NAME TYPE[dims]"));
-            };
-            download(shared, |state| {
-                check_name(name)?;
-                let (ty, dims) = parse_type(ty)?;
-                if dims.len() > 1 {
-                    return Err("UDT members have at most one dimension".to_owned());
+            "get" => {
+                let state = shared.lock_state();
+                if rest.is_empty() {
+                    return Ok(serde_json::to_string(&tags::dump(&state)).unwrap_or_default());
                 }
-                let u = state
-                    .udts
-                    .iter_mut()
-                    .find(|u| u.name.eq_ignore_ascii_case(udt))
-                    .ok_or_else(|| format!("no UDT {udt}"))?;
-                if u.members.iter().any(|m| m.name.eq_ignore_ascii_case(name)) {
-                    return Err(format!("{udt}.{name} exists"));
-                }
-                u.members.push(UdtMember {
-                    name: name.to_owned(),
-                    ty,
-                    dims: dims
-                        .first()
-                        .map(|d| u16::try_from(*d).unwrap_or(u16::MAX))
-                        .unwrap_or(0),
-                });
-                Ok(())
-            })
-        }
-        "remove-member" => {
-            let mut words = rest.split_whitespace();
-            let (Some(udt), Some(name)) = (words.next(), words.next()) else {
-                return Err(usage("remove-member UDT NAME"));
-            };
-            download(shared, |state| {
-                let u = state
-                    .udts
-                    .iter_mut()
-                    .find(|u| u.name.eq_ignore_ascii_case(udt))
-                    .ok_or_else(|| format!("no UDT {udt}"))?;
-                let before = u.members.len();
-                u.members.retain(|m| !m.name.eq_ignore_ascii_case(name));
-                if u.members.len() == before {
-                    return Err(format!("{udt} has no member {name}"));
-                }
-                if u.members.is_empty() {
-                    return Err("a UDT keeps at least one member".to_owned());
-                }
-                Ok(())
-            })
-        }
-        "logic" => {
-            let n: u64 = rest
-                .parse()
-                .map_err(|_| usage("logic N (the logic revision, 0..)"))?;
-            shared.lock_state().logic = n;
-            Ok(String::new())
-        }
-        "audit" => {
-            let state = shared.lock_state();
-            Ok(json!({
-                "audit_value": format!("16#{}", group(state.audit_value())),
-                "changes_to_detect": format!("16#{}", group(state.changes_to_detect)),
-                "change_detection": state.has_audit_tags(),
-                "logic": state.logic,
-            })
-            .to_string())
-        }
-        "change-detection" => {
-            let on = parse_on_off(rest).ok_or_else(|| usage("change-detection on|off"))?;
-            shared.lock_state().change_detection = on;
-            Ok(String::new())
-        }
-        "identity" => identity(shared, rest),
-        "tick" => {
-            let n: u64 = if rest.is_empty() {
-                1
-            } else {
-                rest.parse().map_err(|_| usage("tick [N]"))?
-            };
-            let mut state = shared.lock_state();
-            for _ in 0..n.min(1_000_000) {
-                state.tick();
+                let value = tags::get_by_text(&state, rest).map_err(CommandError::Usage)?;
+                Ok(value.to_string())
             }
-            Ok(String::new())
-        }
-        "quirk" => {
-            let mut state = shared.lock_state();
-            if rest.is_empty() {
-                let map: BTreeMap<&str, bool> = Quirk::ALL
-                    .iter()
-                    .map(|q| (q.name(), state.quirks.get(*q)))
-                    .collect();
-                return Ok(serde_json::to_string(&map).unwrap_or_default());
-            }
-            let (name, rest) = split_word(rest);
-            let (on, args) = split_word(rest);
-            let quirk = Quirk::parse(name).ok_or_else(|| {
-                CommandError::Usage(format!(
-                    "unknown quirk {name:?} ({})",
-                    Quirk::ALL
-                        .iter()
-                        .map(|q| q.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
-            let on = parse_on_off(on).ok_or_else(|| usage("quirk NAME on|off"))?;
-            match (quirk, on) {
-                (Quirk::RefuseAll, true) => {
-                    let status = match args {
-                        "" => DEFAULT_REFUSE_ALL_STATUS,
-                        text => parse_status(text)?,
-                    };
-                    state.quirks.refuse_all(status);
+            "add-tag" => {
+                let (path, ty) = split_word(rest);
+                if path.is_empty() || ty.is_empty() {
+                    return Err(usage("add-tag [Program:P.]NAME TYPE[dims]"));
                 }
-                (Quirk::RefuseTag, true) => {
-                    let (tag, status) = split_word(args);
-                    if tag.is_empty() {
-                        return Err(usage("quirk refuse-tag on TAG [STATUS]"));
+                download(shared, |state| add_tag(state, path, ty))
+            }
+            "remove-tag" => {
+                if rest.is_empty() {
+                    return Err(usage("remove-tag [Program:P.]NAME"));
+                }
+                download(shared, |state| {
+                    let (scope, name) = scoped(rest)?;
+                    let idx = state
+                        .find_tag(scope.as_deref(), &name)
+                        .ok_or_else(|| format!("no tag {rest}"))?;
+                    state.tags.remove(idx);
+                    Ok(())
+                })
+            }
+            "add-program" => {
+                let mut words = rest.split_whitespace();
+                let name = words
+                    .next()
+                    .ok_or_else(|| usage("add-program NAME [ROUTINE...]"))?
+                    .to_owned();
+                let routines: Vec<String> = words.map(str::to_owned).collect();
+                download(shared, move |state| {
+                    check_name(&name)?;
+                    if state.find_program(&name).is_some() {
+                        return Err(format!("program {name} exists"));
                     }
-                    let status = match status {
-                        "" => DEFAULT_REFUSE_TAG_STATUS,
-                        text => parse_status(text)?,
-                    };
-                    state.quirks.refuse_tag(tag, status);
-                }
-                (_, on) if args.is_empty() => state.quirks.set(quirk, on),
-                _ => {
-                    return Err(usage(
-                        "quirk NAME on|off (refuse-all on [STATUS], refuse-tag on TAG [STATUS])",
-                    ));
-                }
+                    for r in &routines {
+                        check_name(r)?;
+                    }
+                    let instance = state.fresh_instance();
+                    state.programs.push(Program {
+                        name: name.clone(),
+                        routines: routines.clone(),
+                        instance,
+                    });
+                    Ok(())
+                })
             }
-            Ok(String::new())
-        }
-        "log" => match rest {
-            "" => {
-                let by: BTreeMap<String, usize> = shared
-                    .log
-                    .count_by_service()
-                    .into_iter()
-                    .map(|(k, v)| (format!("0x{k:02x}"), v))
-                    .collect();
+            "remove-program" => {
+                if rest.is_empty() {
+                    return Err(usage("remove-program NAME"));
+                }
+                download(shared, |state| {
+                    let idx = state
+                        .find_program(rest)
+                        .ok_or_else(|| format!("no program {rest}"))?;
+                    let name = state.programs.remove(idx).name;
+                    state.tags.retain(|t| {
+                        !t.scope
+                            .as_deref()
+                            .is_some_and(|s| s.eq_ignore_ascii_case(&name))
+                    });
+                    Ok(())
+                })
+            }
+            "add-member" => {
+                let mut words = rest.split_whitespace();
+                let (Some(udt), Some(name), Some(ty)) = (words.next(), words.next(), words.next())
+                else {
+                    return Err(usage("add-member UDT NAME TYPE[dims]"));
+                };
+                download(shared, |state| {
+                    check_name(name)?;
+                    let (ty, dims) = parse_type(ty)?;
+                    if dims.len() > 1 {
+                        return Err("UDT members have at most one dimension".to_owned());
+                    }
+                    let u = state
+                        .udts
+                        .iter_mut()
+                        .find(|u| u.name.eq_ignore_ascii_case(udt))
+                        .ok_or_else(|| format!("no UDT {udt}"))?;
+                    if u.members.iter().any(|m| m.name.eq_ignore_ascii_case(name)) {
+                        return Err(format!("{udt}.{name} exists"));
+                    }
+                    u.members.push(UdtMember {
+                        name: name.to_owned(),
+                        ty,
+                        dims: dims
+                            .first()
+                            .map(|d| u16::try_from(*d).unwrap_or(u16::MAX))
+                            .unwrap_or(0),
+                    });
+                    Ok(())
+                })
+            }
+            "remove-member" => {
+                let mut words = rest.split_whitespace();
+                let (Some(udt), Some(name)) = (words.next(), words.next()) else {
+                    return Err(usage("remove-member UDT NAME"));
+                };
+                download(shared, |state| {
+                    let u = state
+                        .udts
+                        .iter_mut()
+                        .find(|u| u.name.eq_ignore_ascii_case(udt))
+                        .ok_or_else(|| format!("no UDT {udt}"))?;
+                    let before = u.members.len();
+                    u.members.retain(|m| !m.name.eq_ignore_ascii_case(name));
+                    if u.members.len() == before {
+                        return Err(format!("{udt} has no member {name}"));
+                    }
+                    if u.members.is_empty() {
+                        return Err("a UDT keeps at least one member".to_owned());
+                    }
+                    Ok(())
+                })
+            }
+            "logic" => {
+                let n: u64 = rest
+                    .parse()
+                    .map_err(|_| usage("logic N (the logic revision, 0..)"))?;
+                shared.lock_state().logic = n;
+                Ok(String::new())
+            }
+            "audit" => {
+                let state = shared.lock_state();
                 Ok(json!({
-                    "total": shared.log.total(),
-                    "writes": shared.log.writes(),
-                    "by_service": by,
+                    "audit_value": format!("16#{}", group(state.audit_value())),
+                    "changes_to_detect": format!("16#{}", group(state.changes_to_detect)),
+                    "change_detection": state.has_audit_tags(),
+                    "logic": state.logic,
                 })
                 .to_string())
             }
-            "clear" => {
-                shared.log.clear();
+            "change-detection" => {
+                let on = parse_on_off(rest).ok_or_else(|| usage("change-detection on|off"))?;
+                shared.lock_state().change_detection = on;
                 Ok(String::new())
             }
-            _ => Err(usage("log [clear]")),
-        },
-        "" => Err(usage("help")),
-        other => Err(CommandError::Unknown(other.to_owned())),
+            "identity" => identity(shared, rest),
+            other => Err(CommandError::Unknown(other.to_owned())),
+        }
+    }
+
+    fn log_summary(shared: &Shared) -> String {
+        let by: std::collections::BTreeMap<String, usize> = shared
+            .log()
+            .count_by_service()
+            .into_iter()
+            .map(|(k, v)| (format!("0x{k:02x}"), v))
+            .collect();
+        verbs::log_counts::<Self, _>(by)
     }
 }
 
@@ -289,14 +247,6 @@ fn parse_status(text: &str) -> Result<u8, CommandError> {
     parsed
         .filter(|s| *s != 0)
         .ok_or_else(|| usage("STATUS is a CIP general status 0x01..0xFF, e.g. 0x05"))
-}
-
-fn parse_on_off(text: &str) -> Option<bool> {
-    match text {
-        "on" | "true" | "1" => Some(true),
-        "off" | "false" | "0" => Some(false),
-        _ => None,
-    }
 }
 
 fn group(v: u64) -> String {
@@ -391,7 +341,7 @@ fn parse_type(text: &str) -> Result<(Ty, Vec<u32>), String> {
         }
         None => (text, vec![]),
     };
-    services::check_dims(&dims)?;
+    tags::check_dims(&dims)?;
     Ok((Ty::parse(name), dims))
 }
 

@@ -152,31 +152,32 @@
 //! service. `address` is the class of a logical path; `count` the element count of a read.
 
 mod commands;
+mod file;
+mod layout;
+mod path;
 mod services;
 mod state;
+mod tags;
 
 use std::{
-    fmt, io,
+    io,
     net::SocketAddr,
     path::Path,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
+    sync::{Arc, Mutex, PoisonError},
 };
 
-use chrono::Utc;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::AsyncReadExt,
     net::{TcpListener, TcpStream},
-    sync::watch,
 };
 
-pub use self::state::{CipState, OVEN_DEMO_TOML, Quirk, Quirks, StateError};
+pub use self::state::{CipState, OVEN_DEMO_TOML, Quirk, QuirkArg, Quirks, StateError};
 pub use crate::control::CommandError;
 use crate::{
-    control::CommandTarget,
-    request_log::{LoggedRequest, RequestLog},
+    request_log::Described,
+    runtime::{Protocol, SimHandle},
 };
-use services::{Conn, Ctx, Entry};
+use services::{Conn, Ctx};
 
 /// The controller-scoped tag a GSV rung fills with the controller's audit value.
 pub const AUDIT_TAG: &str = "AuditValue";
@@ -188,37 +189,16 @@ const MAX_CONNECTIONS: usize = 64;
 /// Largest encapsulation data length (CIP Vol. 2).
 const MAX_ENCAP_DATA: usize = 65_511;
 
-struct Shared {
-    state: Mutex<CipState>,
-    log: RequestLog,
-    shutdown: watch::Sender<bool>,
-    alive: watch::Sender<()>,
-    local_addr: SocketAddr,
+type Shared = crate::runtime::Shared<CipSimulator>;
+
+/// What the CIP simulator keeps beside its state: the next session handle.
+#[derive(Debug)]
+pub struct Sessions {
     next_session: Mutex<u32>,
 }
 
-impl Shared {
-    fn lock_state(&self) -> MutexGuard<'_, CipState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn record(&self, peer: SocketAddr, e: Entry) {
-        self.log.record(LoggedRequest {
-            seq: 0,
-            time: Utc::now(),
-            protocol: "cip".to_owned(),
-            peer,
-            unit_id: None,
-            service: u16::from(e.service),
-            name: e.name,
-            detail: e.detail,
-            address: e.address,
-            count: e.count,
-            write: e.write,
-            outcome: e.outcome,
-        });
-    }
-
+/// Request-log entries of the CIP simulator.
+impl crate::runtime::Shared<CipSimulator> {
     fn record_encap(&self, peer: SocketAddr, command: u16, outcome: &str) {
         let name = match command {
             0x0000 => "nop",
@@ -231,34 +211,15 @@ impl Shared {
             0x0070 => "send_unit_data",
             _ => "unknown_command",
         };
-        self.log.record(LoggedRequest {
-            seq: 0,
-            time: Utc::now(),
-            protocol: "cip".to_owned(),
+        self.record(
             peer,
-            unit_id: None,
-            service: 0x100 + (command & 0xFF),
-            name: name.to_owned(),
-            detail: format!("encapsulation command 0x{command:04x}"),
-            address: None,
-            count: None,
-            write: false,
-            outcome: outcome.to_owned(),
-        });
-    }
-}
-
-impl CommandTarget for Shared {
-    fn execute(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(self, line)
-    }
-}
-
-struct StopOnDrop(Arc<Shared>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.shutdown.send_replace(true);
+            Described::new(
+                0x100 + (command & 0xFF),
+                name,
+                format!("encapsulation command 0x{command:04x}"),
+            ),
+            outcome,
+        );
     }
 }
 
@@ -266,9 +227,12 @@ impl Drop for StopOnDrop {
 #[derive(Debug)]
 pub struct CipSimulator;
 
+/// Controls a running simulator. Cheap to clone; the last clone dropped stops it.
+pub type CipSimHandle = SimHandle<CipSimulator>;
+
 impl CipSimulator {
-    /// Binds `listen` (`127.0.0.1:0` in tests) and serves `state` until
-    /// [`CipSimHandle::shutdown`] or until the last handle is dropped.
+    /// Binds `listen` and serves `state` until [`CipSimHandle::shutdown`] or the last handle
+    /// is dropped. Must be called inside a tokio runtime.
     ///
     /// # Errors
     /// If the address cannot be bound.
@@ -276,89 +240,49 @@ impl CipSimulator {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let tick_ms = state.tick_ms;
-        let (shutdown, _) = watch::channel(false);
-        let (alive, _) = watch::channel(());
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            log: RequestLog::new(),
-            shutdown,
-            alive,
-            local_addr,
+        let sessions = Sessions {
             next_session: Mutex::new(0x0001_0000),
-        });
-        crate::tasks::spawn_accept_loop(
-            "cip",
-            listener,
-            &shared.shutdown,
-            &shared.alive,
-            Some(MAX_CONNECTIONS),
-            {
-                let shared = Arc::clone(&shared);
-                move |stream, peer| serve(Arc::clone(&shared), stream, peer)
-            },
-        );
-        if tick_ms > 0 {
-            let ticking = Arc::clone(&shared);
-            crate::tasks::spawn_ticker(
-                Duration::from_millis(tick_ms),
-                &shared.shutdown,
-                &shared.alive,
-                move || ticking.lock_state().tick(),
-            );
-        }
-        tracing::debug!(%local_addr, "cip simulator listening");
-        Ok(CipSimHandle {
-            guard: Arc::new(StopOnDrop(Arc::clone(&shared))),
-            shared,
-        })
+        };
+        let shared = crate::runtime::Shared::new(local_addr, state, sessions);
+        shared.serve(listener, Some(MAX_CONNECTIONS), serve);
+        shared.tick_every(tick_ms);
+        Ok(SimHandle::new(shared))
     }
 }
 
-/// Controls a running simulator. Cheap to clone; dropping the last clone stops it.
-#[derive(Clone)]
-pub struct CipSimHandle {
-    shared: Arc<Shared>,
-    guard: Arc<StopOnDrop>,
-}
+impl Protocol for CipSimulator {
+    const NAME: &'static str = "cip";
+    type State = CipState;
+    type Quirk = Quirk;
+    type QuirkArg = QuirkArg;
+    type Extra = Sessions;
+    type StartError = std::convert::Infallible;
 
-impl fmt::Debug for CipSimHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CipSimHandle")
-            .field("local_addr", &self.shared.local_addr)
-            .field("handles", &Arc::strong_count(&self.guard))
-            .finish_non_exhaustive()
+    fn quirks(state: &mut CipState) -> &mut Quirks {
+        &mut state.quirks
+    }
+
+    fn tick(shared: &Shared) {
+        shared.lock_state().tick();
+    }
+
+    fn load(path: &Path) -> Result<CipState, StateError> {
+        CipState::load(path)
+    }
+
+    fn demo() -> CipState {
+        CipState::demo()
+    }
+
+    async fn start(listen: SocketAddr, state: CipState) -> Result<CipSimHandle, SimError> {
+        CipSimulator::start(listen, state)
+            .await
+            .map_err(SimError::bind(Self::NAME, listen))
     }
 }
 
-impl CipSimHandle {
-    /// The address actually bound.
-    #[must_use]
-    pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
-    }
-
-    /// The request log.
-    #[must_use]
-    pub fn request_log(&self) -> &RequestLog {
-        &self.shared.log
-    }
-
-    /// Appends every request from now on to `path` as JSON lines.
-    ///
-    /// # Errors
-    /// If the file cannot be opened.
-    pub fn log_to_file(&self, path: &Path) -> io::Result<()> {
-        self.shared.log.log_to_file(path)
-    }
-
-    /// Executes one command line (see the module docs).
-    ///
-    /// # Errors
-    /// The reason the command was refused; nothing was changed.
-    pub fn command(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(&self.shared, line)
-    }
-
+/// CIP's own controls of a running simulator.
+impl SimHandle<CipSimulator> {
     /// Sets one value by tag path (`Oven_SP`, `Program:Oven.Zone_Temp[2]`, `Recipe.Temp`).
     ///
     /// # Errors
@@ -395,33 +319,13 @@ impl CipSimHandle {
     /// The controller's audit value now.
     #[must_use]
     pub fn audit_value(&self) -> u64 {
-        self.shared.lock_state().audit_value()
-    }
-
-    /// Moves ticking tags once.
-    pub fn tick(&self) {
-        self.shared.lock_state().tick();
-    }
-
-    /// Switches a quirk.
-    pub fn set_quirk(&self, quirk: Quirk, on: bool) {
-        self.shared.lock_state().quirks.set(quirk, on);
+        self.shared().lock_state().audit_value()
     }
 
     /// A copy of the whole state.
     #[must_use]
     pub fn state(&self) -> CipState {
-        self.shared.lock_state().clone()
-    }
-
-    /// Stops accepting, closes connections, stops ticking (asynchronously).
-    pub fn shutdown(&self) {
-        self.shared.shutdown.send_replace(true);
-    }
-
-    /// Resolves once everything has stopped.
-    pub async fn stopped(&self) {
-        self.shared.alive.closed().await;
+        self.shared().lock_state().clone()
     }
 }
 
@@ -442,7 +346,7 @@ struct Conversation {
 
 async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut stop = shared.shutdown.subscribe();
+    let mut stop = shared.stop_for(peer);
     let mut conv = Conversation {
         session: 0,
         conns: Vec::new(),
@@ -450,13 +354,9 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     };
     loop {
         let mut head = [0u8; 24];
-        let read = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            r = stream.read_exact(&mut head) => r,
-        };
-        if read.is_err() {
+        let Some(Ok(_)) = stop.or(stream.read_exact(&mut head)).await else {
             break;
-        }
+        };
         let command = u16::from_le_bytes([head[0], head[1]]);
         let length = usize::from(u16::from_le_bytes([head[2], head[3]]));
         let session = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
@@ -464,13 +364,9 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
             break;
         }
         let mut data = vec![0u8; length];
-        let read = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            r = stream.read_exact(&mut data) => r,
-        };
-        if read.is_err() {
+        let Some(Ok(_)) = stop.or(stream.read_exact(&mut data)).await else {
             break;
-        }
+        };
         let next = frame(&shared, &mut conv, peer, command, session, &head, &data);
         let (bytes, then_close) = match next {
             Next::Close => break,
@@ -478,11 +374,7 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
             Next::Reply(bytes) => (bytes, false),
             Next::ReplyThenClose(bytes) => (bytes, true),
         };
-        let written = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            w = stream.write_all(&bytes) => w,
-        };
-        if written.is_err() || then_close {
+        if !stop.send(&mut stream, &bytes).await || then_close {
             break;
         }
     }
@@ -567,6 +459,7 @@ fn frame(
             }
             if conv.session == 0 {
                 let mut next = shared
+                    .extra
                     .next_session
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
@@ -589,8 +482,8 @@ fn frame(
                     let mut item = Vec::new();
                     item.extend_from_slice(&1u16.to_le_bytes()); // encapsulation version
                     item.extend_from_slice(&2u16.to_be_bytes()); // sockaddr: AF_INET
-                    item.extend_from_slice(&shared.local_addr.port().to_be_bytes());
-                    match shared.local_addr.ip() {
+                    item.extend_from_slice(&shared.local_addr().port().to_be_bytes());
+                    match shared.local_addr().ip() {
                         std::net::IpAddr::V4(ip) => item.extend_from_slice(&ip.octets()),
                         std::net::IpAddr::V6(_) => item.extend_from_slice(&[0; 4]),
                     }
@@ -751,8 +644,8 @@ fn route(
     let reply = services::handle(&mut ctx, message, false);
     let (log, close, encap_status) = (std::mem::take(&mut ctx.log), ctx.close, ctx.encap_status);
     drop(state);
-    for entry in log {
-        shared.record(peer, entry);
+    for (described, outcome) in log {
+        shared.record(peer, described, outcome);
     }
     Routed {
         reply,
@@ -776,30 +669,6 @@ pub type SimError = crate::process::SimError<StateError>;
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
     crate::process::run::<CipSimulator>(opts).await
 }
-
-impl crate::process::Simulator for CipSimulator {
-    const PROTOCOL: &'static str = "cip";
-    type State = CipState;
-    type StateError = StateError;
-    type StartError = std::convert::Infallible;
-    type Handle = CipSimHandle;
-
-    fn load(path: &Path) -> Result<CipState, StateError> {
-        CipState::load(path)
-    }
-
-    fn demo() -> CipState {
-        CipState::demo()
-    }
-
-    async fn start(listen: SocketAddr, state: CipState) -> Result<CipSimHandle, SimError> {
-        CipSimulator::start(listen, state)
-            .await
-            .map_err(SimError::bind(Self::PROTOCOL, listen))
-    }
-}
-
-crate::process::served!(CipSimHandle);
 
 #[cfg(test)]
 mod tests;

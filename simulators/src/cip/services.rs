@@ -3,26 +3,18 @@
 //! Every request is parsed with bounds checks; anything malformed gets the CIP status a
 //! Logix controller would give (path segment error, not enough data, ...), never a panic.
 
-use std::collections::BTreeMap;
-
-use super::state::{CipState, Quirk, Tag, Ty, Val, element_count};
+use super::path::{Fail, Rd, Seg, fail, parse_path, path_text};
+use super::state::{CipState, Quirk};
+use super::tags::{apply_write, list_symbols, read_tag, read_template, template_attributes};
+use crate::request_log::Described;
 
 /// Message size of unconnected messaging.
 pub(crate) const UNCONNECTED_SIZE: usize = 504;
 /// Largest connection size granted (Large Forward Open).
 pub(crate) const MAX_CONNECTION_SIZE: u16 = 4002;
 
-/// One logged CIP service.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub service: u8,
-    pub name: String,
-    pub detail: String,
-    pub address: Option<u32>,
-    pub count: Option<u32>,
-    pub write: bool,
-    pub outcome: String,
-}
+/// One logged CIP service and its outcome.
+pub(crate) type Entry = (Described, String);
 
 /// An open explicit connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,131 +40,6 @@ pub(crate) struct Ctx<'a> {
     pub next_conn_id: &'a mut u32,
 }
 
-/// A path segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
-    Class(u32),
-    Instance(u32),
-    Attribute(u32),
-    Element(u32),
-    Symbol(String),
-    Port(u8, u8),
-}
-
-type Fail = (u8, Vec<u16>);
-
-fn fail(general: u8) -> Fail {
-    (general, Vec::new())
-}
-
-struct Rd<'a> {
-    b: &'a [u8],
-    p: usize,
-}
-
-impl<'a> Rd<'a> {
-    fn new(b: &'a [u8]) -> Self {
-        Rd { b, p: 0 }
-    }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Fail> {
-        let end = self.p.checked_add(n).ok_or_else(|| fail(0x13))?;
-        let s = self.b.get(self.p..end).ok_or_else(|| fail(0x13))?;
-        self.p = end;
-        Ok(s)
-    }
-    fn u8(&mut self) -> Result<u8, Fail> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, Fail> {
-        let s = self.take(2)?;
-        Ok(u16::from_le_bytes([s[0], s[1]]))
-    }
-    fn u32(&mut self) -> Result<u32, Fail> {
-        let s = self.take(4)?;
-        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    fn rest(&mut self) -> &'a [u8] {
-        let r = self.b.get(self.p..).unwrap_or(&[]);
-        self.p = self.b.len();
-        r
-    }
-    fn left(&self) -> usize {
-        self.b.len().saturating_sub(self.p)
-    }
-}
-
-fn parse_path(bytes: &[u8]) -> Result<Vec<Seg>, Fail> {
-    let mut r = Rd::new(bytes);
-    let mut out = Vec::new();
-    let bad = || (0x04, vec![0]);
-    while r.left() > 0 {
-        let kind = r.u8().map_err(|_| bad())?;
-        let seg = match kind {
-            0x01..=0x0F => Seg::Port(kind, r.u8().map_err(|_| bad())?),
-            0x20 => Seg::Class(u32::from(r.u8().map_err(|_| bad())?)),
-            0x21 => {
-                r.u8().map_err(|_| bad())?;
-                Seg::Class(u32::from(r.u16().map_err(|_| bad())?))
-            }
-            0x24 => Seg::Instance(u32::from(r.u8().map_err(|_| bad())?)),
-            0x25 => {
-                r.u8().map_err(|_| bad())?;
-                Seg::Instance(u32::from(r.u16().map_err(|_| bad())?))
-            }
-            0x26 => {
-                r.u8().map_err(|_| bad())?;
-                Seg::Instance(r.u32().map_err(|_| bad())?)
-            }
-            0x30 => Seg::Attribute(u32::from(r.u8().map_err(|_| bad())?)),
-            0x31 => {
-                r.u8().map_err(|_| bad())?;
-                Seg::Attribute(u32::from(r.u16().map_err(|_| bad())?))
-            }
-            0x28 => Seg::Element(u32::from(r.u8().map_err(|_| bad())?)),
-            0x29 => {
-                r.u8().map_err(|_| bad())?;
-                Seg::Element(u32::from(r.u16().map_err(|_| bad())?))
-            }
-            0x2A => {
-                r.u8().map_err(|_| bad())?;
-                Seg::Element(r.u32().map_err(|_| bad())?)
-            }
-            0x91 => {
-                let len = usize::from(r.u8().map_err(|_| bad())?);
-                let name = r.take(len).map_err(|_| bad())?;
-                if len % 2 == 1 {
-                    r.u8().map_err(|_| bad())?;
-                }
-                let name = std::str::from_utf8(name).map_err(|_| bad())?;
-                Seg::Symbol(name.to_owned())
-            }
-            _ => return Err(bad()),
-        };
-        out.push(seg);
-    }
-    Ok(out)
-}
-
-fn path_text(segs: &[Seg]) -> String {
-    let mut out = String::new();
-    for s in segs {
-        match s {
-            Seg::Symbol(n) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(n);
-            }
-            Seg::Element(e) => out.push_str(&format!("[{e}]")),
-            Seg::Class(c) => out.push_str(&format!("class=0x{c:02x} ")),
-            Seg::Instance(i) => out.push_str(&format!("instance={i} ")),
-            Seg::Attribute(a) => out.push_str(&format!("attribute={a} ")),
-            Seg::Port(p, l) => out.push_str(&format!("port={p}/{l} ")),
-        }
-    }
-    out.trim_end().to_owned()
-}
-
 /// Services that change device state: what otdrift must never send.
 pub(crate) fn is_write(service: u8, class: Option<u32>) -> bool {
     match service {
@@ -183,7 +50,7 @@ pub(crate) fn is_write(service: u8, class: Option<u32>) -> bool {
     }
 }
 
-fn service_name(service: u8, class: Option<u32>, symbolic: bool) -> &'static str {
+pub(crate) fn service_name(service: u8, class: Option<u32>, symbolic: bool) -> &'static str {
     match (service, class, symbolic) {
         (0x01, _, _) => "get_attributes_all",
         (0x02, _, _) => "set_attributes_all",
@@ -210,7 +77,7 @@ fn service_name(service: u8, class: Option<u32>, symbolic: bool) -> &'static str
     }
 }
 
-fn reply(service: u8, status: u8, ext: &[u16], data: &[u8]) -> Vec<u8> {
+pub(crate) fn reply(service: u8, status: u8, ext: &[u16], data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + 2 * ext.len() + data.len());
     out.push(service | 0x80);
     out.push(0);
@@ -223,7 +90,7 @@ fn reply(service: u8, status: u8, ext: &[u16], data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn outcome(status: u8, ext: &[u16]) -> String {
+pub(crate) fn outcome(status: u8, ext: &[u16]) -> String {
     if status == 0 {
         "ok".to_owned()
     } else if let Some(e) = ext.first() {
@@ -238,15 +105,17 @@ fn outcome(status: u8, ext: &[u16]) -> String {
 pub(crate) fn handle(ctx: &mut Ctx<'_>, message: &[u8], nested: bool) -> Vec<u8> {
     let mut r = Rd::new(message);
     let (Ok(service), Ok(words)) = (r.u8(), r.u8()) else {
-        ctx.log.push(Entry {
-            service: 0,
-            name: "malformed".into(),
-            detail: format!("{} bytes", message.len()),
-            address: None,
-            count: None,
-            write: false,
-            outcome: "status 0x04".into(),
-        });
+        ctx.log.push((
+            Described {
+                service: 0,
+                name: "malformed".into(),
+                detail: format!("{} bytes", message.len()),
+                address: None,
+                count: None,
+                write: false,
+            },
+            "status 0x04".into(),
+        ));
         return reply(0, 0x04, &[], &[]);
     };
     let path_bytes = match r.take(usize::from(words) * 2) {
@@ -375,15 +244,17 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, message: &[u8], nested: bool) -> Vec<u8>
             Some(status) => format!("encapsulation status 0x{status:04x}, session closed (quirk)"),
             None => "session closed (quirk)".to_owned(),
         };
-        ctx.log.push(Entry {
-            service,
-            name: service_name(service, class, tag_path).into(),
-            detail,
-            address: class,
-            count: None,
-            write,
+        ctx.log.push((
+            Described {
+                service: u16::from(service),
+                name: service_name(service, class, tag_path).into(),
+                detail,
+                address: class,
+                count: None,
+                write,
+            },
             outcome,
-        });
+        ));
         return Vec::new();
     }
     let count = data
@@ -404,20 +275,22 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, message: &[u8], nested: bool) -> Vec<u8>
     } else {
         vec![]
     };
-    ctx.log.push(Entry {
-        service,
-        name: service_name(service, class, tag_path).into(),
-        detail,
-        address: class,
-        count,
-        write,
-        outcome: outcome(st, &ext),
-    });
+    ctx.log.push((
+        Described {
+            service: u16::from(service),
+            name: service_name(service, class, tag_path).into(),
+            detail,
+            address: class,
+            count,
+            write,
+        },
+        outcome(st, &ext),
+    ));
     bytes
 }
 
 #[allow(clippy::too_many_arguments)]
-fn logged(
+pub(crate) fn logged(
     ctx: &mut Ctx<'_>,
     service: u8,
     class: Option<u32>,
@@ -428,19 +301,21 @@ fn logged(
     bytes: Vec<u8>,
 ) -> Vec<u8> {
     let st = bytes.get(2).copied().unwrap_or(0);
-    ctx.log.push(Entry {
-        service,
-        name: service_name(service, class, false).into(),
-        detail,
-        address,
-        count,
-        write,
-        outcome: outcome(st, &[]),
-    });
+    ctx.log.push((
+        Described {
+            service: u16::from(service),
+            name: service_name(service, class, false).into(),
+            detail,
+            address,
+            count,
+            write,
+        },
+        outcome(st, &[]),
+    ));
     bytes
 }
 
-fn unconnected_send(ctx: &mut Ctx<'_>, data: &[u8]) -> Vec<u8> {
+pub(crate) fn unconnected_send(ctx: &mut Ctx<'_>, data: &[u8]) -> Vec<u8> {
     let parsed = (|| -> Result<(&[u8], Vec<Seg>), Fail> {
         let mut r = Rd::new(data);
         let _priority = r.u8()?;
@@ -477,19 +352,21 @@ fn unconnected_send(ctx: &mut Ctx<'_>, data: &[u8]) -> Vec<u8> {
             // No controller at that address: the routing failure comes back from the
             // connection manager as an Unconnected Send reply.
             let bytes = reply(0x52, 0x01, &[0x0312], &[0]);
-            ctx.log.push(Entry {
-                service: 0x52,
-                name: "unconnected_send".into(),
-                detail: format!(
-                    "route {} does not reach the controller in slot {}",
-                    path_text(&route),
-                    ctx.state.slot
-                ),
-                address: Some(0x06),
-                count: None,
-                write: false,
-                outcome: "status 0x01 ext 0x0312".into(),
-            });
+            ctx.log.push((
+                Described {
+                    service: 0x52,
+                    name: "unconnected_send".into(),
+                    detail: format!(
+                        "route {} does not reach the controller in slot {}",
+                        path_text(&route),
+                        ctx.state.slot
+                    ),
+                    address: Some(0x06),
+                    count: None,
+                    write: false,
+                },
+                "status 0x01 ext 0x0312".into(),
+            ));
             return bytes;
         }
     }
@@ -500,17 +377,19 @@ fn unconnected_send(ctx: &mut Ctx<'_>, data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn multiple(ctx: &mut Ctx<'_>, segs: &[Seg], data: &[u8]) -> Vec<u8> {
+pub(crate) fn multiple(ctx: &mut Ctx<'_>, segs: &[Seg], data: &[u8]) -> Vec<u8> {
     let entry = |ctx: &mut Ctx<'_>, n: Option<u32>, st: u8| {
-        ctx.log.push(Entry {
-            service: 0x0A,
-            name: "multiple_service_packet".into(),
-            detail: format!("{} services", n.unwrap_or(0)),
-            address: Some(0x02),
-            count: n,
-            write: false,
-            outcome: outcome(st, &[]),
-        });
+        ctx.log.push((
+            Described {
+                service: 0x0A,
+                name: "multiple_service_packet".into(),
+                detail: format!("{} services", n.unwrap_or(0)),
+                address: Some(0x02),
+                count: n,
+                write: false,
+            },
+            outcome(st, &[]),
+        ));
     };
     if segs != [Seg::Class(0x02), Seg::Instance(1)] {
         entry(ctx, None, 0x05);
@@ -587,7 +466,7 @@ fn multiple(ctx: &mut Ctx<'_>, segs: &[Seg], data: &[u8]) -> Vec<u8> {
     reply(0x0A, if failed { 0x1E } else { 0 }, &[], &body)
 }
 
-fn identity(state: &CipState) -> Vec<u8> {
+pub(crate) fn identity(state: &CipState) -> Vec<u8> {
     let id = &state.identity;
     if state.quirks.get(Quirk::PlaceholderIdentity) {
         let mut d = vec![0u8; 14];
@@ -608,7 +487,7 @@ fn identity(state: &CipState) -> Vec<u8> {
     d
 }
 
-fn identity_attribute(state: &CipState, segs: &[Seg]) -> Result<Vec<u8>, Fail> {
+pub(crate) fn identity_attribute(state: &CipState, segs: &[Seg]) -> Result<Vec<u8>, Fail> {
     let attr = segs.iter().find_map(|s| match s {
         Seg::Attribute(a) => Some(*a),
         _ => None,
@@ -631,7 +510,7 @@ fn identity_attribute(state: &CipState, segs: &[Seg]) -> Result<Vec<u8>, Fail> {
     })
 }
 
-fn wall_clock(data: &[u8]) -> Result<Vec<u8>, Fail> {
+pub(crate) fn wall_clock(data: &[u8]) -> Result<Vec<u8>, Fail> {
     let mut r = Rd::new(data);
     let count = r.u16()?;
     let mut out = count.to_le_bytes().to_vec();
@@ -652,551 +531,7 @@ fn wall_clock(data: &[u8]) -> Result<Vec<u8>, Fail> {
     Ok(out)
 }
 
-/// A symbol entry as the Symbol object lists it.
-struct SymbolEntry {
-    instance: u32,
-    name: String,
-    kind: u16,
-    dims: [u32; 3],
-    size: u16,
-}
-
-fn scope_entries(state: &CipState, program: Option<&str>) -> Result<Vec<SymbolEntry>, Fail> {
-    let mut out = Vec::new();
-    let tag_entry = |t: &Tag| -> SymbolEntry {
-        let mut dims = [0u32; 3];
-        for (i, d) in t.dims.iter().take(3).enumerate() {
-            dims[i] = *d;
-        }
-        let size = state
-            .size_align(&t.ty, 0)
-            .map(|(s, _)| s as u16)
-            .unwrap_or(0);
-        SymbolEntry {
-            instance: t.instance,
-            name: t.name.clone(),
-            kind: state.symbol_type(t),
-            dims,
-            size,
-        }
-    };
-    match program {
-        None => {
-            out.push(SymbolEntry {
-                instance: 3,
-                name: "__CIP_Internal".into(),
-                kind: 0x10C4,
-                dims: [0; 3],
-                size: 4,
-            });
-            out.push(SymbolEntry {
-                instance: 4,
-                name: "Map:Local".into(),
-                kind: 0x1069,
-                dims: [0; 3],
-                size: 0,
-            });
-            if state.has_audit_tags() {
-                out.push(SymbolEntry {
-                    instance: 8,
-                    name: super::AUDIT_TAG.into(),
-                    kind: 0x00C5,
-                    dims: [0; 3],
-                    size: 8,
-                });
-                out.push(SymbolEntry {
-                    instance: 9,
-                    name: super::CHANGES_TAG.into(),
-                    kind: 0x00C5,
-                    dims: [0; 3],
-                    size: 8,
-                });
-            }
-            for (i, task) in state.tasks.iter().enumerate() {
-                out.push(SymbolEntry {
-                    instance: 0x10 + i as u32,
-                    name: format!("Task:{task}"),
-                    kind: 0x1070,
-                    dims: [0; 3],
-                    size: 0,
-                });
-            }
-            for p in &state.programs {
-                out.push(SymbolEntry {
-                    instance: p.instance,
-                    name: format!("Program:{}", p.name),
-                    kind: 0x1068,
-                    dims: [0; 3],
-                    size: 0,
-                });
-            }
-            for t in state.tags.iter().filter(|t| t.scope.is_none()) {
-                out.push(tag_entry(t));
-            }
-        }
-        Some(name) => {
-            let idx = state.find_program(name).ok_or_else(|| (0x05, vec![0]))?;
-            let p = &state.programs[idx];
-            for (i, r) in p.routines.iter().enumerate() {
-                out.push(SymbolEntry {
-                    instance: 0x0100_0000 + p.instance * 0x100 + i as u32,
-                    name: format!("Routine:{r}"),
-                    kind: 0x106D,
-                    dims: [0; 3],
-                    size: 0,
-                });
-            }
-            for t in state.tags.iter().filter(|t| {
-                t.scope
-                    .as_deref()
-                    .is_some_and(|s| s.eq_ignore_ascii_case(name))
-            }) {
-                out.push(tag_entry(t));
-            }
-        }
-    }
-    out.sort_by_key(|e| e.instance);
-    Ok(out)
-}
-
-fn list_symbols(ctx: &mut Ctx<'_>, segs: &[Seg], data: &[u8]) -> Result<(Vec<u8>, u8), Fail> {
-    if ctx.state.quirks.get(Quirk::BrowseDropsSession) {
-        ctx.close = true;
-        return Err(fail(0x08));
-    }
-    if ctx.state.quirks.get(Quirk::BrowseEncapUnsupported) {
-        ctx.close = true;
-        ctx.encap_status = Some(0x0008);
-        return Err(fail(0x08));
-    }
-    if ctx.state.quirks.get(Quirk::NoBrowse) {
-        return Err(fail(0x08));
-    }
-    let (program, rest) = match segs {
-        [Seg::Symbol(p), rest @ ..] => {
-            let name = p
-                .get(..8)
-                .filter(|h| h.eq_ignore_ascii_case("Program:"))
-                .and_then(|_| p.get(8..))
-                .ok_or_else(|| (0x05, vec![0]))?;
-            (Some(name.to_owned()), rest)
-        }
-        rest => (None, rest),
-    };
-    let start = match rest {
-        [Seg::Class(0x6B), Seg::Instance(i)] => *i,
-        [Seg::Class(0x6B)] => 0,
-        _ => return Err((0x04, vec![0])),
-    };
-    let mut r = Rd::new(data);
-    let count = usize::from(r.u16()?);
-    if count == 0 || count > 16 {
-        return Err(fail(0x0A));
-    }
-    let mut attrs = Vec::with_capacity(count);
-    for _ in 0..count {
-        let a = r.u16()?;
-        if ![1, 2, 3, 5, 6, 7, 8, 10].contains(&a) {
-            return Err(fail(0x14));
-        }
-        attrs.push(a);
-    }
-    let entries = scope_entries(ctx.state, program.as_deref())?;
-    let page_limit = if ctx.state.quirks.get(Quirk::PartialPaging) {
-        3
-    } else {
-        usize::MAX
-    };
-    let budget = ctx.capacity.saturating_sub(4);
-    let mut out = Vec::new();
-    let mut more = false;
-    for (listed, e) in entries.iter().filter(|e| e.instance >= start).enumerate() {
-        let mut one = e.instance.to_le_bytes().to_vec();
-        for a in &attrs {
-            match a {
-                1 => {
-                    one.extend_from_slice(&(e.name.len() as u16).to_le_bytes());
-                    one.extend_from_slice(e.name.as_bytes());
-                }
-                2 => one.extend_from_slice(&e.kind.to_le_bytes()),
-                3 => one.extend_from_slice(&(0x1000 + e.instance).to_le_bytes()),
-                5 => one.extend_from_slice(&(e.instance * 16).to_le_bytes()),
-                6 => one.extend_from_slice(&(1u32 << 26).to_le_bytes()),
-                7 => one.extend_from_slice(&e.size.to_le_bytes()),
-                8 => {
-                    for d in e.dims {
-                        one.extend_from_slice(&d.to_le_bytes());
-                    }
-                }
-                _ => one.push(0),
-            }
-        }
-        if listed >= page_limit || out.len() + one.len() > budget {
-            more = true;
-            break;
-        }
-        out.extend_from_slice(&one);
-    }
-    Ok((out, if more { 0x06 } else { 0 }))
-}
-
-fn template_attributes(state: &CipState, segs: &[Seg], data: &[u8]) -> Result<Vec<u8>, Fail> {
-    let instance = match segs {
-        [Seg::Class(0x6C), Seg::Instance(i)] => *i,
-        _ => return Err((0x04, vec![0])),
-    };
-    let layout = u16::try_from(instance)
-        .ok()
-        .and_then(|i| state.layout_by_instance(i))
-        .ok_or_else(|| fail(0x05))?;
-    let mut r = Rd::new(data);
-    let count = r.u16()?;
-    if count == 0 || count > 16 {
-        return Err(fail(0x0A));
-    }
-    // The definition (padded to words) is (words * 4 - 23) bytes rounded up to a word:
-    // pylogix reads exactly that; pycomm3 asks for (words * 4 - 21) and takes what comes.
-    let words = (layout.definition.len() as u32 + 20) / 4;
-    let mut out = count.to_le_bytes().to_vec();
-    for _ in 0..count {
-        let id = r.u16()?;
-        out.extend_from_slice(&id.to_le_bytes());
-        match id {
-            1 => {
-                out.extend_from_slice(&0u16.to_le_bytes());
-                out.extend_from_slice(&layout.handle.to_le_bytes());
-            }
-            2 => {
-                out.extend_from_slice(&0u16.to_le_bytes());
-                out.extend_from_slice(&(layout.members.len() as u16).to_le_bytes());
-            }
-            3 => {
-                // Undocumented by Rockwell; pylogix asks for it and reads a UINT.
-                out.extend_from_slice(&0u16.to_le_bytes());
-                out.extend_from_slice(&((layout.size / 4) as u16).to_le_bytes());
-            }
-            4 => {
-                out.extend_from_slice(&0u16.to_le_bytes());
-                out.extend_from_slice(&words.to_le_bytes());
-            }
-            5 => {
-                out.extend_from_slice(&0u16.to_le_bytes());
-                out.extend_from_slice(&layout.size.to_le_bytes());
-            }
-            _ => out.extend_from_slice(&0x14u16.to_le_bytes()),
-        }
-    }
-    Ok(out)
-}
-
-fn read_template(
-    ctx: &mut Ctx<'_>,
-    segs: &[Seg],
-    data: &[u8],
-) -> Result<(Vec<u8>, Option<u8>), Fail> {
-    let instance = match segs {
-        [Seg::Class(0x6C), Seg::Instance(i)] => *i,
-        _ => return Err((0x04, vec![0])),
-    };
-    let layout = u16::try_from(instance)
-        .ok()
-        .and_then(|i| ctx.state.layout_by_instance(i))
-        .ok_or_else(|| fail(0x05))?;
-    let mut r = Rd::new(data);
-    let offset = r.u32()? as usize;
-    let bytes = usize::from(r.u16()?);
-    let def = &layout.definition;
-    if offset > def.len() {
-        return Err(fail(0x03));
-    }
-    let wanted_end = offset.saturating_add(bytes).min(def.len());
-    let room = ctx.capacity.saturating_sub(4);
-    let end = wanted_end.min(offset + room);
-    let chunk = def.get(offset..end).unwrap_or(&[]).to_vec();
-    if end < wanted_end {
-        Ok((chunk, Some(0x06)))
-    } else {
-        Ok((chunk, None))
-    }
-}
-
-/// Where a tag path leads.
-struct Target {
-    ty: Ty,
-    /// The elements from the addressed one to the end of its array (one for a scalar).
-    elements: Vec<Val>,
-    /// A tag-level BOOL array: elements are bits, read as DWORDs.
-    bool_array: bool,
-    /// Index of the first addressed element inside the BOOL array.
-    bool_start: usize,
-}
-
-enum Step {
-    Tag(usize),
-    Audit,
-    Index(usize),
-    Member(String),
-}
-
-fn resolve(state: &CipState, segs: &[Seg]) -> Result<(Target, Vec<Step>), Fail> {
-    let unknown = || (0x05, vec![0]);
-    let mut it = segs.iter().peekable();
-    // The base tag: by name, or (as clients do on v21+ firmware) by Symbol instance.
-    enum Base<'s> {
-        Name(&'s str),
-        Instance(u32),
-    }
-    let by_instance =
-        |it: &mut std::iter::Peekable<std::slice::Iter<'_, Seg>>| -> Result<u32, Fail> {
-            match it.next() {
-                Some(Seg::Instance(i)) => Ok(*i),
-                _ => Err((0x04, vec![0])),
-            }
-        };
-    let (scope, base): (Option<&str>, Base<'_>) = match it.next() {
-        Some(Seg::Symbol(first)) => {
-            let program = first
-                .get(..8)
-                .filter(|h| h.eq_ignore_ascii_case("Program:"))
-                .and_then(|_| first.get(8..));
-            match program {
-                Some(p) => {
-                    state.find_program(p).ok_or_else(unknown)?;
-                    match it.next() {
-                        Some(Seg::Symbol(n)) => (Some(p), Base::Name(n.as_str())),
-                        Some(Seg::Class(0x6B)) => (Some(p), Base::Instance(by_instance(&mut it)?)),
-                        _ => return Err((0x04, vec![0])),
-                    }
-                }
-                None => (None, Base::Name(first.as_str())),
-            }
-        }
-        Some(Seg::Class(0x6B)) => (None, Base::Instance(by_instance(&mut it)?)),
-        _ => return Err((0x04, vec![0])),
-    };
-    let mut steps = Vec::new();
-    let audit = |name: &str, instance: u32| match base {
-        Base::Name(n) => n.eq_ignore_ascii_case(name),
-        Base::Instance(i) => i == instance,
-    };
-    let (mut ty, mut dims, mut val): (Ty, Vec<u32>, Val) = {
-        if scope.is_none() && state.has_audit_tags() && audit(super::AUDIT_TAG, 8) {
-            steps.push(Step::Audit);
-            (
-                Ty::Atomic(0xC5),
-                vec![],
-                Val::Int(i128::from(state.audit_value())),
-            )
-        } else if scope.is_none() && state.has_audit_tags() && audit(super::CHANGES_TAG, 9) {
-            steps.push(Step::Audit);
-            (
-                Ty::Atomic(0xC5),
-                vec![],
-                Val::Int(i128::from(state.changes_to_detect)),
-            )
-        } else {
-            let idx = match base {
-                Base::Name(name) => state.find_tag(scope, name),
-                Base::Instance(i) => state.tags.iter().position(|t| {
-                    t.instance == i
-                        && match (&t.scope, scope) {
-                            (None, None) => true,
-                            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-                            _ => false,
-                        }
-                }),
-            }
-            .ok_or_else(unknown)?;
-            steps.push(Step::Tag(idx));
-            let t = &state.tags[idx];
-            (t.ty.clone(), t.dims.clone(), t.value.clone())
-        }
-    };
-    let tag_level_bools = ty == Ty::Atomic(0xC1) && !dims.is_empty();
-    let mut bool_start = 0;
-    loop {
-        let mut indices = Vec::new();
-        while let Some(Seg::Element(e)) = it.peek() {
-            indices.push(*e);
-            it.next();
-        }
-        let mut start = 0usize;
-        if !indices.is_empty() {
-            if dims.is_empty() || indices.len() != dims.len() {
-                return Err((0x04, vec![0]));
-            }
-            let mut flat = 0usize;
-            for (i, d) in indices.iter().zip(&dims) {
-                if i >= d {
-                    return Err((0x05, vec![0]));
-                }
-                flat = flat * (*d as usize) + *i as usize;
-            }
-            start = flat;
-        }
-        match it.next() {
-            None => {
-                let elements = match (&val, dims.is_empty()) {
-                    (Val::List(items), false) => {
-                        items.get(start..).map(<[Val]>::to_vec).unwrap_or_default()
-                    }
-                    (v, _) => vec![v.clone()],
-                };
-                if tag_level_bools {
-                    bool_start = start;
-                }
-                if !dims.is_empty() {
-                    steps.push(Step::Index(start));
-                }
-                return Ok((
-                    Target {
-                        ty,
-                        elements,
-                        bool_array: tag_level_bools,
-                        bool_start,
-                    },
-                    steps,
-                ));
-            }
-            Some(Seg::Symbol(member)) => {
-                if !dims.is_empty() && indices.is_empty() {
-                    return Err((0x04, vec![0]));
-                }
-                let element = match (&val, dims.is_empty()) {
-                    (Val::List(items), false) => {
-                        steps.push(Step::Index(start));
-                        items.get(start).cloned().ok_or_else(unknown)?
-                    }
-                    (v, _) => v.clone(),
-                };
-                let Ty::Udt(_) = &ty else {
-                    return Err(unknown());
-                };
-                let layout = state.layout_of(&ty).ok_or_else(unknown)?;
-                let m = layout
-                    .members
-                    .iter()
-                    .find(|m| m.ty.is_some() && m.name.eq_ignore_ascii_case(member))
-                    .ok_or_else(unknown)?;
-                let Val::Struct(map) = element else {
-                    return Err(unknown());
-                };
-                steps.push(Step::Member(m.name.clone()));
-                val = map.get(&m.name).cloned().ok_or_else(unknown)?;
-                ty = m.ty.clone().ok_or_else(unknown)?;
-                dims = if m.dims > 0 {
-                    vec![u32::from(m.dims)]
-                } else {
-                    vec![]
-                };
-            }
-            Some(_) => return Err((0x04, vec![0])),
-        }
-    }
-}
-
-fn read_tag(
-    ctx: &mut Ctx<'_>,
-    segs: &[Seg],
-    data: &[u8],
-    fragmented: bool,
-) -> Result<(Vec<u8>, Option<u8>), Fail> {
-    let mut r = Rd::new(data);
-    let count = usize::from(r.u16()?);
-    let offset = if fragmented { r.u32()? as usize } else { 0 };
-    if count == 0 {
-        return Err(fail(0x03));
-    }
-    if let Some(status) = ctx.state.quirks.refused_tag(&base_tag_name(segs)) {
-        let ext = if matches!(status, 0x04 | 0x05) {
-            vec![0]
-        } else {
-            vec![]
-        };
-        return Err((status, ext));
-    }
-    let (target, _) = resolve(ctx.state, segs)?;
-    let state = &*ctx.state;
-    let mut header = Vec::new();
-    let mut body = Vec::new();
-    if target.bool_array {
-        header.extend_from_slice(&0x00D3u16.to_le_bytes());
-        // Bits travel in DWORDs; the addressed element picks its DWORD.
-        let (_, steps) = resolve(state, segs)?;
-        let all = match steps.first() {
-            Some(Step::Tag(i)) => match &state.tags[*i].value {
-                Val::List(items) => items.clone(),
-                _ => vec![],
-            },
-            _ => vec![],
-        };
-        let first_word = target.bool_start / 32;
-        let words_total = all.len().div_ceil(32);
-        if first_word + count > words_total {
-            return Err((0xFF, vec![0x2105]));
-        }
-        for w in first_word..first_word + count {
-            let mut word = 0u32;
-            for bit in 0..32 {
-                if let Some(Val::Bool(true)) = all.get(w * 32 + bit) {
-                    word |= 1 << bit;
-                }
-            }
-            body.extend_from_slice(&word.to_le_bytes());
-        }
-    } else {
-        if count > target.elements.len() {
-            return Err((0xFF, vec![0x2105]));
-        }
-        match &target.ty {
-            Ty::Atomic(code) => header.extend_from_slice(&u16::from(*code).to_le_bytes()),
-            other => {
-                let layout = state.layout_of(other).ok_or_else(|| fail(0x05))?;
-                header.extend_from_slice(&0x02A0u16.to_le_bytes());
-                header.extend_from_slice(&layout.handle.to_le_bytes());
-            }
-        }
-        for v in target.elements.iter().take(count) {
-            state
-                .encode(&target.ty, v, &mut body)
-                .map_err(|_| fail(0x09))?;
-        }
-    }
-    let room = ctx.capacity.saturating_sub(4 + header.len());
-    if offset > body.len() {
-        return Err(fail(0x03));
-    }
-    let end = body.len().min(offset + room);
-    let mut out = header;
-    out.extend_from_slice(body.get(offset..end).unwrap_or(&[]));
-    if end < body.len() {
-        Ok((out, Some(0x06)))
-    } else {
-        Ok((out, None))
-    }
-}
-
-/// The tag a symbolic path starts with, as `refuse-tag` names it: `Oven_SP`, or
-/// `Program:Oven.Zone_Temp` for a program's tag.
-fn base_tag_name(segs: &[Seg]) -> String {
-    let mut symbols = segs.iter().filter_map(|s| match s {
-        Seg::Symbol(name) => Some(name.as_str()),
-        _ => None,
-    });
-    match symbols.next() {
-        Some(first)
-            if first
-                .get(..8)
-                .is_some_and(|p| p.eq_ignore_ascii_case("Program:")) =>
-        {
-            format!("{first}.{}", symbols.next().unwrap_or(""))
-        }
-        Some(first) => first.to_owned(),
-        None => String::new(),
-    }
-}
-
-fn forward_open(ctx: &mut Ctx<'_>, service: u8, data: &[u8]) -> Result<Vec<u8>, Fail> {
+pub(crate) fn forward_open(ctx: &mut Ctx<'_>, service: u8, data: &[u8]) -> Result<Vec<u8>, Fail> {
     let large = service == 0x5B;
     if large && ctx.state.quirks.get(Quirk::NoLargeForwardOpen) {
         return Err(fail(0x08));
@@ -1265,7 +600,7 @@ fn forward_open(ctx: &mut Ctx<'_>, service: u8, data: &[u8]) -> Result<Vec<u8>, 
     Ok(d)
 }
 
-fn forward_close(ctx: &mut Ctx<'_>, data: &[u8]) -> Result<Vec<u8>, Fail> {
+pub(crate) fn forward_close(ctx: &mut Ctx<'_>, data: &[u8]) -> Result<Vec<u8>, Fail> {
     let mut r = Rd::new(data);
     let _priority = r.u8()?;
     let _ticks = r.u8()?;
@@ -1285,272 +620,4 @@ fn forward_close(ctx: &mut Ctx<'_>, data: &[u8]) -> Result<Vec<u8>, Fail> {
     d.push(0);
     d.push(0);
     Ok(d)
-}
-
-/// State-changing services: answered (and for tags applied) like a Logix controller would.
-fn apply_write(
-    ctx: &mut Ctx<'_>,
-    service: u8,
-    segs: &[Seg],
-    data: &[u8],
-    symbolic: bool,
-) -> Result<Vec<u8>, Fail> {
-    match service {
-        0x4D | 0x53 if symbolic => {
-            let mut r = Rd::new(data);
-            let type_word = r.u16()?;
-            if type_word == 0x02A0 {
-                r.u16()?;
-            }
-            let count = usize::from(r.u16()?);
-            if service == 0x53 {
-                let offset = r.u32()?;
-                if offset != 0 {
-                    return Err(fail(0x08));
-                }
-            }
-            let payload = r.rest();
-            write_elements(ctx.state, segs, count, payload)?;
-            Ok(Vec::new())
-        }
-        0x4E if symbolic => {
-            let mut r = Rd::new(data);
-            let size = usize::from(r.u16()?);
-            let or = r.take(size)?.to_vec();
-            let and = r.take(size)?.to_vec();
-            let (target, _) = resolve(ctx.state, segs)?;
-            let Ty::Atomic(code) = target.ty else {
-                return Err(fail(0x08));
-            };
-            let mut current = Vec::new();
-            if let Some(v) = target.elements.first() {
-                ctx.state
-                    .encode(&target.ty, v, &mut current)
-                    .map_err(|_| fail(0x09))?;
-            }
-            if current.len() != size || code == 0xCA || code == 0xCB {
-                return Err(fail(0x13));
-            }
-            for (i, byte) in current.iter_mut().enumerate() {
-                *byte = (*byte | or[i]) & and[i];
-            }
-            write_elements(ctx.state, segs, 1, &current)?;
-            Ok(Vec::new())
-        }
-        0x4D | 0x53 | 0x4E => Err(fail(0x08)),
-        // Identity, wall clock, templates: attributes a client cannot set; mode changes
-        // refused (the keyswitch is not in REMOTE).
-        0x02 | 0x04 | 0x10 => Err(fail(0x0E)),
-        0x05..=0x07 => Err(fail(0x0C)),
-        _ => Err(fail(0x08)),
-    }
-}
-
-fn write_elements(
-    state: &mut CipState,
-    segs: &[Seg],
-    count: usize,
-    payload: &[u8],
-) -> Result<(), Fail> {
-    let (target, steps) = resolve(state, segs)?;
-    if target.bool_array || matches!(steps.first(), Some(Step::Audit)) {
-        return Err(fail(0x0E));
-    }
-    let (size, _) = state.size_align(&target.ty, 0).map_err(|_| fail(0x09))?;
-    let size = size as usize;
-    if count == 0 || count > target.elements.len() || payload.len() != size * count {
-        return Err(fail(0x13));
-    }
-    let mut values = Vec::with_capacity(count);
-    for i in 0..count {
-        let chunk = payload
-            .get(i * size..(i + 1) * size)
-            .ok_or_else(|| fail(0x13))?;
-        values.push(state.decode(&target.ty, chunk).map_err(|_| fail(0x09))?);
-    }
-    let Some(Step::Tag(idx)) = steps.first() else {
-        return Err(fail(0x05));
-    };
-    let mut slot: &mut Val = &mut state.tags[*idx].value;
-    let rest = &steps[1..];
-    for (k, step) in rest.iter().enumerate() {
-        let last = k + 1 == rest.len();
-        match step {
-            Step::Index(i) if last => {
-                let Val::List(items) = slot else {
-                    return Err(fail(0x05));
-                };
-                for (j, v) in values.iter().enumerate() {
-                    if let Some(e) = items.get_mut(i + j) {
-                        *e = v.clone();
-                    }
-                }
-                return Ok(());
-            }
-            Step::Index(i) => {
-                let Val::List(items) = slot else {
-                    return Err(fail(0x05));
-                };
-                slot = items.get_mut(*i).ok_or_else(|| fail(0x05))?;
-            }
-            Step::Member(m) => {
-                let Val::Struct(map) = slot else {
-                    return Err(fail(0x05));
-                };
-                slot = map.get_mut(m).ok_or_else(|| fail(0x05))?;
-            }
-            Step::Tag(_) | Step::Audit => return Err(fail(0x05)),
-        }
-    }
-    match (slot, values.into_iter().next()) {
-        (Val::List(items), Some(v)) => {
-            if let Some(first) = items.first_mut() {
-                *first = v;
-            }
-        }
-        (slot, Some(v)) => *slot = v,
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Sets a value by a tag path written as text (`Program:Oven.Zone_Temp[2]`, `Recipe.Temp`):
-/// the `set` command.
-pub(crate) fn set_by_text(state: &mut CipState, path: &str, text: &str) -> Result<(), String> {
-    let segs = text_path(path)?;
-    let (target, _) = resolve(state, &segs).map_err(|(st, _)| match st {
-        0x05 => format!("no tag {path}"),
-        _ => format!("{path} is not a valid tag path"),
-    })?;
-    if target.bool_array {
-        return Err(format!("{path}: index the BOOL array, e.g. {path}[0]"));
-    }
-    if target.elements.len() != 1
-        && !matches!(segs.last(), Some(Seg::Element(_)))
-        && target.elements.len() > 1
-    {
-        return Err(format!(
-            "{path} is an array: set one element, e.g. {path}[0]"
-        ));
-    }
-    let value = state.value_from_text(&target.ty, text)?;
-    let mut payload = Vec::new();
-    state.encode(&target.ty, &value, &mut payload)?;
-    write_elements(state, &segs, 1, &payload)
-        .map_err(|(st, _)| format!("cannot set {path} (0x{st:02x})"))
-}
-
-/// Reads a value by text path as JSON (the `get` command).
-pub(crate) fn get_by_text(state: &CipState, path: &str) -> Result<serde_json::Value, String> {
-    let segs = text_path(path)?;
-    let (target, _) = resolve(state, &segs).map_err(|_| format!("no tag {path}"))?;
-    let whole = matches!(segs.last(), Some(Seg::Symbol(_)));
-    if target.bool_array {
-        let (_, steps) = resolve(state, &segs).map_err(|_| format!("no tag {path}"))?;
-        if let Some(Step::Tag(i)) = steps.first()
-            && let Val::List(items) = &state.tags[*i].value
-        {
-            if whole {
-                return Ok(serde_json::Value::Array(
-                    items.iter().map(to_json).collect(),
-                ));
-            }
-            return Ok(items
-                .get(target.bool_start)
-                .map(to_json)
-                .unwrap_or_default());
-        }
-    }
-    if whole && target.elements.len() > 1 {
-        return Ok(serde_json::Value::Array(
-            target.elements.iter().map(to_json).collect(),
-        ));
-    }
-    Ok(target.elements.first().map(to_json).unwrap_or_default())
-}
-
-pub(crate) fn to_json(v: &Val) -> serde_json::Value {
-    match v {
-        Val::Bool(b) => serde_json::Value::Bool(*b),
-        Val::Int(i) => i64::try_from(*i)
-            .map(serde_json::Value::from)
-            .unwrap_or_else(|_| serde_json::Value::from(*i as u64)),
-        Val::Real(f) => serde_json::Number::from_f64(*f)
-            .map(serde_json::Value::Number)
-            .unwrap_or(serde_json::Value::Null),
-        Val::Str(s) => serde_json::Value::String(s.clone()),
-        Val::List(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
-        Val::Struct(map) => serde_json::Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), to_json(v)))
-                .collect::<serde_json::Map<_, _>>(),
-        ),
-    }
-}
-
-/// Parses `Program:P.Tag[1,2].Member` into path segments.
-fn text_path(text: &str) -> Result<Vec<Seg>, String> {
-    let mut out = Vec::new();
-    let rest = match text.get(..8).filter(|h| h.eq_ignore_ascii_case("Program:")) {
-        Some(_) => {
-            let (program, rest) = text
-                .split_once('.')
-                .ok_or_else(|| format!("{text}: Program:<program>.<tag>"))?;
-            out.push(Seg::Symbol(program.to_owned()));
-            rest
-        }
-        None => text,
-    };
-    for piece in rest.split('.') {
-        let (name, idx) = match piece.split_once('[') {
-            Some((n, i)) => (
-                n,
-                Some(
-                    i.strip_suffix(']')
-                        .ok_or_else(|| format!("{text}: unclosed ["))?,
-                ),
-            ),
-            None => (piece, None),
-        };
-        if name.is_empty() {
-            return Err(format!("{text}: empty name"));
-        }
-        out.push(Seg::Symbol(name.to_owned()));
-        if let Some(idx) = idx {
-            for n in idx.split(',') {
-                out.push(Seg::Element(
-                    n.trim()
-                        .parse()
-                        .map_err(|_| format!("{text}: bad index {n:?}"))?,
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// All values of the controller, for `get` without arguments (debugging a test rig).
-pub(crate) fn dump(state: &CipState) -> BTreeMap<String, serde_json::Value> {
-    state
-        .tags
-        .iter()
-        .map(|t| {
-            let name = match &t.scope {
-                Some(p) => format!("Program:{p}.{}", t.name),
-                None => t.name.clone(),
-            };
-            (name, to_json(&t.value))
-        })
-        .collect()
-}
-
-/// Checks that a `dims` list fits: used by commands that add tags.
-pub(crate) fn check_dims(dims: &[u32]) -> Result<usize, String> {
-    if dims.len() > 3 {
-        return Err("at most 3 dimensions".to_owned());
-    }
-    if dims.is_empty() {
-        return Ok(1);
-    }
-    element_count(dims)
 }

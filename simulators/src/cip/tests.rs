@@ -2,14 +2,8 @@
 //! and that state-changing services are logged as writes.
 
 use super::*;
-use std::path::PathBuf;
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-fn address_in(line: &str, prefix: &str) -> SocketAddr {
-    line.strip_prefix(prefix)
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("ready line {line:?} does not start with {prefix:?}"))
-}
+use crate::process::testing::{Process, assert_refuses_a_missing_state_file};
+use tokio::io::AsyncWriteExt;
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("address")
@@ -74,48 +68,13 @@ fn symbolic(service: u8, tag: &str, data: &[u8]) -> Vec<u8> {
 async fn run_prints_ready_lines_and_serves_the_control_port() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log_path = dir.path().join("requests.jsonl");
-    let opts = RunOptions {
-        listen: loopback(),
-        state: None,
-        request_log: Some(log_path.clone()),
-        control: Some(loopback()),
-    };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(crate::process::run_until::<CipSimulator>(
-        opts,
-        false,
-        move |lines| {
-            let _ = ready_tx.send(lines.to_vec());
-            Ok(())
-        },
-        async move {
-            let _ = stop_rx.await;
-            Ok(())
-        },
-    ));
-    let lines = ready_rx.await.expect("ready lines");
-    assert_eq!(lines.len(), 2);
-    let cip = address_in(&lines[0], "otdrift-sim cip listening on ");
-    let control = address_in(&lines[1], "otdrift-sim control listening on ");
-
-    let stream = TcpStream::connect(control).await.expect("control connect");
-    let (read, mut write) = stream.into_split();
-    let mut replies = BufReader::new(read).lines();
-    write
-        .write_all(b"set Oven_SP 185.5\nget Oven_SP\n")
-        .await
-        .expect("send");
+    let mut process = Process::<CipSimulator>::start(log_path.clone()).await;
     assert_eq!(
-        replies.next_line().await.expect("reply").as_deref(),
-        Some("ok")
-    );
-    assert_eq!(
-        replies.next_line().await.expect("reply").as_deref(),
-        Some("ok 185.5")
+        process.send(&["set Oven_SP 185.5", "get Oven_SP"]).await,
+        ["ok", "ok 185.5"]
     );
 
-    let mut raw = Raw::connect(cip).await;
+    let mut raw = Raw::connect(process.served).await;
     let reply = raw.request(&symbolic(0x4C, "Oven_SP", &[1, 0])).await;
     assert_eq!(&reply[..4], &[0xCC, 0, 0, 0]);
     assert_eq!(&reply[4..6], &[0xCA, 0]);
@@ -124,9 +83,9 @@ async fn run_prints_ready_lines_and_serves_the_control_port() {
         185.5
     );
 
-    stop_tx.send(()).expect("stop");
-    running.await.expect("run task").expect("run ends cleanly");
-    let logged = RequestLog::read_json_lines(&log_path).expect("request log file");
+    process.stop().await;
+    let logged =
+        crate::request_log::RequestLog::read_json_lines(&log_path).expect("request log file");
     assert!(
         logged
             .iter()
@@ -137,18 +96,7 @@ async fn run_prints_ready_lines_and_serves_the_control_port() {
 
 #[tokio::test]
 async fn run_refuses_a_bad_state_file() {
-    let opts = RunOptions {
-        listen: loopback(),
-        state: Some(PathBuf::from("/nonexistent/state.toml")),
-        request_log: None,
-        control: None,
-    };
-    let result =
-        crate::process::run_until::<CipSimulator>(opts, false, |_| Ok(()), async { Ok(()) }).await;
-    assert!(matches!(
-        result,
-        Err(SimError::State(StateError::Io { .. }))
-    ));
+    assert_refuses_a_missing_state_file::<CipSimulator>().await;
 }
 
 #[tokio::test]

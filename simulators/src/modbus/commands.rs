@@ -3,35 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use super::{
-    Shared,
-    state::{IDENTITY_FIELDS, MAX_OBJECT_LEN, ModbusState, Quirk, TableKind, identity_object_id},
+    ModbusSimulator,
+    state::{IDENTITY_FIELDS, MAX_OBJECT_LEN, ModbusState, TableKind, identity_object_id},
 };
 use crate::control::CommandError;
+use crate::runtime::verbs::{split_word, usage};
+use crate::runtime::{Commands, verbs};
 
-/// The `help` reply (one line, like every reply).
-pub(crate) const HELP: &str = "commands: \
-set holding|input|coil|discrete ADDR VALUE... ; \
-get holding|input|coil|discrete ADDR [COUNT] ; \
-identity [FIELD VALUE...|on|off] ; \
-tick [N] ; \
-quirk [stall|short-read|limit-64|busy|refuse-reads|conformity-83|slow on|off] ; \
-log [clear] ; \
-help";
-
-fn usage(text: &str) -> CommandError {
-    CommandError::Usage(format!("usage: {text}"))
-}
-
-fn split_word(text: &str) -> (&str, &str) {
-    let text = text.trim_start();
-    match text.find(char::is_whitespace) {
-        Some(at) => (&text[..at], text[at..].trim()),
-        None => (text, ""),
-    }
-}
+type Shared = crate::runtime::Shared<ModbusSimulator>;
 
 fn parse_address(text: &str) -> Result<u16, CommandError> {
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
@@ -266,93 +246,29 @@ fn identity(shared: &Shared, rest: &str) -> Result<String, CommandError> {
     }
 }
 
-fn tick(shared: &Shared, rest: &str) -> Result<String, CommandError> {
-    let times = match rest {
-        "" => 1,
-        n => n
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| usage("tick [N] (1..=1000000)"))?,
-    };
-    let mut state = shared.lock_state();
-    for _ in 0..times {
-        state.tick();
-    }
-    Ok(String::new())
-}
+impl Commands for ModbusSimulator {
+    const HELP: &'static str = "commands: \
+    set holding|input|coil|discrete ADDR VALUE... ; \
+    get holding|input|coil|discrete ADDR [COUNT] ; \
+    identity [FIELD VALUE...|on|off] ; \
+    tick [N] ; \
+    quirk [stall|short-read|limit-64|busy|refuse-reads|conformity-83|slow on|off] ; \
+    log [clear] ; \
+    help";
+    const LOG_KEY: &'static str = "by_function";
 
-fn quirks_json(state: &ModbusState) -> String {
-    let map: BTreeMap<&str, bool> = Quirk::ALL
-        .into_iter()
-        .map(|q| (q.name(), state.quirks.get(q)))
-        .collect();
-    serde_json::to_string(&map).unwrap_or_default()
-}
-
-const QUIRK_USAGE: &str =
-    "quirk stall|short-read|limit-64|busy|refuse-reads|conformity-83|slow on|off";
-
-fn quirk(shared: &Shared, rest: &str) -> Result<String, CommandError> {
-    let mut state = shared.lock_state();
-    if rest.is_empty() {
-        return Ok(quirks_json(&state));
-    }
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    let [name, switch] = words.as_slice() else {
-        return Err(usage(QUIRK_USAGE));
-    };
-    let quirk = Quirk::parse(name).ok_or_else(|| {
-        CommandError::Usage(format!(
-            "unknown quirk {name:?}; one of stall, short-read, limit-64, busy, refuse-reads, conformity-83, slow"
-        ))
-    })?;
-    let on = parse_bit(switch).map_err(|_| usage(QUIRK_USAGE))?;
-    state.quirks.set(quirk, on);
-    Ok(String::new())
-}
-
-#[derive(Serialize)]
-struct LogSummary {
-    total: usize,
-    writes: usize,
-    by_function: BTreeMap<u8, usize>,
-}
-
-fn log(shared: &Shared, rest: &str) -> Result<String, CommandError> {
-    match rest {
-        "" => {
-            let summary = LogSummary {
-                total: shared.log.total(),
-                writes: shared.log.writes(),
-                by_function: shared.log.count_by_function(),
-            };
-            serde_json::to_string(&summary).map_err(|e| CommandError::Usage(e.to_string()))
+    /// The Modbus simulator's own verbs.
+    fn command(shared: &Shared, verb: &str, rest: &str) -> Result<String, CommandError> {
+        match verb {
+            "set" => set(shared, rest),
+            "get" => get(shared, rest),
+            "identity" => identity(shared, rest),
+            _ => Err(CommandError::Unknown(verb.to_owned())),
         }
-        "clear" => {
-            shared.log.clear();
-            Ok(String::new())
-        }
-        _ => Err(usage("log [clear]")),
     }
-}
 
-/// Executes one command line against a running simulator.
-pub(crate) fn execute(shared: &Shared, line: &str) -> Result<String, CommandError> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return Ok(String::new());
-    }
-    let (word, rest) = split_word(line);
-    match word.to_ascii_lowercase().as_str() {
-        "help" | "?" => Ok(HELP.to_string()),
-        "set" => set(shared, rest),
-        "get" => get(shared, rest),
-        "identity" => identity(shared, rest),
-        "tick" => tick(shared, rest),
-        "quirk" | "quirks" => quirk(shared, rest),
-        "log" => log(shared, rest),
-        _ => Err(CommandError::Unknown(word.to_string())),
+    fn log_summary(shared: &Shared) -> String {
+        verbs::log_counts::<Self, _>(shared.log().count_by_function())
     }
 }
 

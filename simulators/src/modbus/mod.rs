@@ -119,70 +119,32 @@ mod commands;
 mod pdu;
 mod state;
 
-use std::{
-    fmt, io,
-    net::SocketAddr,
-    path::Path,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
-};
+use std::{io, net::SocketAddr, path::Path, sync::Arc};
 
 use chrono::Utc;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    sync::watch,
-};
+use tokio::{io::AsyncReadExt, net::TcpStream};
 
 pub use self::state::{
     DEFAULT_MAX_CONNECTIONS, ModbusState, PRESS_DEMO_TOML, Quirk, Quirks, StateError,
 };
 pub use crate::control::CommandError;
 use crate::{
-    control::CommandTarget,
-    request_log::{LoggedRequest, RequestLog},
+    request_log::LoggedRequest,
+    runtime::{Protocol, QuirkSet, SimHandle},
 };
 use state::TableKind;
 
-/// What the simulator tasks share: the device state, the log and the
-/// shutdown signal.
-struct Shared {
-    state: Mutex<ModbusState>,
-    log: RequestLog,
-    /// Turns true once on shutdown; every task watches it.
-    shutdown: watch::Sender<bool>,
-    /// Every task holds a receiver; all gone = fully stopped.
-    alive: watch::Sender<()>,
-    local_addr: SocketAddr,
-}
-
-impl Shared {
-    fn lock_state(&self) -> MutexGuard<'_, ModbusState> {
-        // The state stays consistent across a panic (each change is a plain
-        // assignment), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl CommandTarget for Shared {
-    fn execute(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(self, line)
-    }
-}
-
-/// Shuts the simulator down when the last handle clone is dropped, so a
-/// forgotten simulator does not keep serving for the rest of a test run.
-struct StopOnDrop(Arc<Shared>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.shutdown.send_replace(true);
-    }
-}
+type Shared = crate::runtime::Shared<ModbusSimulator>;
 
 /// Starts simulated Modbus TCP devices.
 #[derive(Debug)]
 pub struct ModbusSimulator;
+
+/// Controls a running simulator: its address, its request log, mutations.
+///
+/// Cheap to clone; all clones control the same simulator. Dropping the last
+/// clone shuts the simulator down.
+pub type ModbusSimHandle = SimHandle<ModbusSimulator>;
 
 impl ModbusSimulator {
     /// Binds `listen` (use `127.0.0.1:0` in tests: the OS picks a free port,
@@ -194,104 +156,56 @@ impl ModbusSimulator {
     /// # Errors
     /// If the address cannot be bound.
     pub async fn start(listen: SocketAddr, state: ModbusState) -> io::Result<ModbusSimHandle> {
-        let listener = TcpListener::bind(listen).await?;
+        let listener = tokio::net::TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
-        let tick_ms = state.tick_ms;
-        let max_connections = state.max_connections;
-        let (shutdown, _) = watch::channel(false);
-        let (alive, _) = watch::channel(());
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            log: RequestLog::new(),
-            shutdown,
-            alive,
-            local_addr,
-        });
-        crate::tasks::spawn_accept_loop(
-            "modbus",
-            listener,
-            &shared.shutdown,
-            &shared.alive,
-            Some(max_connections),
-            {
-                let shared = Arc::clone(&shared);
-                move |stream, peer| serve_connection(Arc::clone(&shared), stream, peer)
-            },
-        );
-        if tick_ms > 0 {
-            let ticking = Arc::clone(&shared);
-            crate::tasks::spawn_ticker(
-                Duration::from_millis(tick_ms),
-                &shared.shutdown,
-                &shared.alive,
-                move || ticking.lock_state().tick(),
-            );
-        }
-        tracing::debug!(%local_addr, "modbus simulator listening");
-        Ok(ModbusSimHandle {
-            guard: Arc::new(StopOnDrop(Arc::clone(&shared))),
-            shared,
-        })
+        let (tick_ms, max_connections) = (state.tick_ms, state.max_connections);
+        let shared = crate::runtime::Shared::new(local_addr, state, ());
+        shared.serve(listener, Some(max_connections), serve_connection);
+        shared.tick_every(tick_ms);
+        Ok(SimHandle::new(shared))
     }
 }
 
-/// Controls a running simulator: its address, its request log, mutations.
-///
-/// Cheap to clone; all clones control the same simulator. Dropping the last
-/// clone shuts the simulator down.
-#[derive(Clone)]
-pub struct ModbusSimHandle {
-    shared: Arc<Shared>,
-    guard: Arc<StopOnDrop>,
-}
+impl Protocol for ModbusSimulator {
+    const NAME: &'static str = "modbus";
+    type State = ModbusState;
+    type Quirk = Quirk;
+    type QuirkArg = ();
+    type Extra = ();
+    type StartError = std::convert::Infallible;
 
-impl fmt::Debug for ModbusSimHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ModbusSimHandle")
-            .field("local_addr", &self.shared.local_addr)
-            .field("handles", &Arc::strong_count(&self.guard))
-            .finish_non_exhaustive()
+    fn quirks(state: &mut ModbusState) -> &mut QuirkSet<Quirk> {
+        &mut state.quirks
+    }
+
+    fn tick(shared: &Shared) {
+        shared.lock_state().tick();
+    }
+
+    fn load(path: &Path) -> Result<ModbusState, StateError> {
+        ModbusState::load(path)
+    }
+
+    fn demo() -> ModbusState {
+        ModbusState::press_demo()
+    }
+
+    async fn start(listen: SocketAddr, state: ModbusState) -> Result<ModbusSimHandle, SimError> {
+        ModbusSimulator::start(listen, state)
+            .await
+            .map_err(SimError::bind(Self::NAME, listen))
     }
 }
 
-impl ModbusSimHandle {
-    /// The address actually bound (with the OS-chosen port).
-    #[must_use]
-    pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
-    }
-
-    /// The request log (shared; clone it to keep it past the handle).
-    #[must_use]
-    pub fn request_log(&self) -> &RequestLog {
-        &self.shared.log
-    }
-
-    /// Starts appending every request from now on to `path` as JSON lines,
-    /// flushed per line, for tests in another process.
-    ///
-    /// # Errors
-    /// If the file cannot be opened for appending.
-    pub fn log_to_file(&self, path: &Path) -> io::Result<()> {
-        self.shared.log.log_to_file(path)
-    }
-
-    /// Executes one line of the command language (see the module docs).
-    /// `Ok` carries the text after `ok` (possibly empty).
-    ///
-    /// # Errors
-    /// The reason the command was refused; nothing was changed.
-    pub fn command(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(&self.shared, line)
-    }
-
+/// Modbus's own controls of a running simulator.
+impl SimHandle<ModbusSimulator> {
     /// Sets holding registers `addr..` (all must exist, else nothing is set).
     ///
     /// # Errors
     /// [`CommandError::Address`] if an address is outside the defined blocks.
     pub fn set_holding(&self, addr: u16, values: &[u16]) -> Result<(), CommandError> {
         commands::set_registers(
-            &mut self.shared.lock_state(),
+            &mut self.shared().lock_state(),
             TableKind::Holding,
             addr,
             values,
@@ -304,7 +218,7 @@ impl ModbusSimHandle {
     /// [`CommandError::Address`] if an address is outside the defined blocks.
     pub fn set_input(&self, addr: u16, values: &[u16]) -> Result<(), CommandError> {
         commands::set_registers(
-            &mut self.shared.lock_state(),
+            &mut self.shared().lock_state(),
             TableKind::Input,
             addr,
             values,
@@ -324,7 +238,12 @@ impl ModbusSimHandle {
     /// # Errors
     /// [`CommandError::Address`] if an address is outside the defined blocks.
     pub fn set_coils(&self, addr: u16, values: &[bool]) -> Result<(), CommandError> {
-        commands::set_bits(&mut self.shared.lock_state(), TableKind::Coil, addr, values)
+        commands::set_bits(
+            &mut self.shared().lock_state(),
+            TableKind::Coil,
+            addr,
+            values,
+        )
     }
 
     /// Sets discrete inputs `addr..` (all must exist, else nothing is set).
@@ -333,65 +252,41 @@ impl ModbusSimHandle {
     /// [`CommandError::Address`] if an address is outside the defined blocks.
     pub fn set_discrete(&self, addr: u16, values: &[bool]) -> Result<(), CommandError> {
         commands::set_bits(
-            &mut self.shared.lock_state(),
+            &mut self.shared().lock_state(),
             TableKind::Discrete,
             addr,
             values,
         )
     }
 
-    /// Advances every ticking register block once (what the tick task does
-    /// every `tick_ms`).
-    pub fn tick(&self) {
-        self.shared.lock_state().tick();
-    }
-
-    /// Switches a quirk on or off.
-    pub fn set_quirk(&self, quirk: Quirk, on: bool) {
-        self.shared.lock_state().quirks.set(quirk, on);
-    }
-
     /// Holding register value, `None` if the address is not defined.
     #[must_use]
     pub fn holding(&self, addr: u16) -> Option<u16> {
-        self.shared.lock_state().holding(addr)
+        self.shared().lock_state().holding(addr)
     }
 
     /// Input register value, `None` if the address is not defined.
     #[must_use]
     pub fn input(&self, addr: u16) -> Option<u16> {
-        self.shared.lock_state().input(addr)
+        self.shared().lock_state().input(addr)
     }
 
     /// Coil value, `None` if the address is not defined.
     #[must_use]
     pub fn coil(&self, addr: u16) -> Option<bool> {
-        self.shared.lock_state().coil(addr)
+        self.shared().lock_state().coil(addr)
     }
 
     /// Discrete input value, `None` if the address is not defined.
     #[must_use]
     pub fn discrete(&self, addr: u16) -> Option<bool> {
-        self.shared.lock_state().discrete(addr)
+        self.shared().lock_state().discrete(addr)
     }
 
     /// A snapshot of the whole device state.
     #[must_use]
     pub fn state(&self) -> ModbusState {
-        self.shared.lock_state().clone()
-    }
-
-    /// Stops accepting connections, closes the open ones and stops ticking.
-    /// Takes effect asynchronously; await [`stopped`](Self::stopped) to know
-    /// it is complete.
-    pub fn shutdown(&self) {
-        self.shared.shutdown.send_replace(true);
-    }
-
-    /// Resolves once the simulator has stopped: listener closed, every
-    /// connection closed, tick task ended (after [`shutdown`](Self::shutdown)).
-    pub async fn stopped(&self) {
-        self.shared.alive.closed().await;
+        self.shared().lock_state().clone()
     }
 }
 
@@ -421,12 +316,11 @@ async fn read_frame(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<Option
 
 async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut stop = shared.shutdown.subscribe();
+    let mut stop = shared.stop_for(peer);
     let mut buf = [0u8; MBAP_LEN - 1 + MAX_MBAP_LENGTH];
     loop {
-        let read = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            read = read_frame(&mut stream, &mut buf) => read,
+        let Some(read) = stop.or(read_frame(&mut stream, &mut buf)).await else {
+            break;
         };
         let total = match read {
             Ok(Some(total)) => total,
@@ -446,23 +340,14 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
         let (described, answer, slow) = {
             let mut state = shared.lock_state();
             let (described, answer) = pdu::handle(&mut state, unit, pdu);
-            (described, answer, state.quirks.slow)
+            (described, answer, state.quirks.get(Quirk::Slow))
         };
-        let response = answer.response_pdu(described.function);
-        shared.log.record(LoggedRequest {
-            seq: 0,
-            time,
-            protocol: "modbus".to_string(),
-            peer,
-            unit_id: Some(unit),
-            service: u16::from(described.function),
-            name: described.name,
-            detail: described.detail,
-            address: described.address,
-            count: described.count,
-            write: described.write,
-            outcome: answer.outcome(),
-        });
+        let response = answer.response_pdu(pdu.first().copied().unwrap_or_default());
+        let mut entry =
+            LoggedRequest::new(ModbusSimulator::NAME, peer, described, answer.outcome());
+        entry.time = time;
+        entry.unit_id = Some(unit);
+        shared.log().record(entry);
         let Some(response) = response else {
             continue;
         };
@@ -475,12 +360,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
         frame.extend_from_slice(&((response.len() + 1) as u16).to_be_bytes());
         frame.push(unit);
         frame.extend_from_slice(&response);
-        let written = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            written = stream.write_all(&frame) => written,
-        };
-        if let Err(err) = written {
-            tracing::debug!(%peer, %err, "closing modbus connection");
+        if !stop.send(&mut stream, &frame).await {
             break;
         }
     }
@@ -502,84 +382,20 @@ pub async fn run(opts: RunOptions) -> Result<(), SimError> {
     crate::process::run::<ModbusSimulator>(opts).await
 }
 
-impl crate::process::Simulator for ModbusSimulator {
-    const PROTOCOL: &'static str = "modbus";
-    type State = ModbusState;
-    type StateError = StateError;
-    type StartError = std::convert::Infallible;
-    type Handle = ModbusSimHandle;
-
-    fn load(path: &Path) -> Result<ModbusState, StateError> {
-        ModbusState::load(path)
-    }
-
-    fn demo() -> ModbusState {
-        ModbusState::press_demo()
-    }
-
-    async fn start(listen: SocketAddr, state: ModbusState) -> Result<ModbusSimHandle, SimError> {
-        ModbusSimulator::start(listen, state)
-            .await
-            .map_err(SimError::bind(Self::PROTOCOL, listen))
-    }
-}
-
-crate::process::served!(ModbusSimHandle);
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-    use tokio::io::{AsyncBufReadExt, BufReader};
+    use crate::process::testing::{Process, assert_refuses_a_missing_state_file};
     use tokio_modbus::client::{Reader, tcp};
-
-    fn address_in(line: &str, prefix: &str) -> SocketAddr {
-        line.strip_prefix(prefix)
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("ready line {line:?} does not start with {prefix:?}"))
-    }
 
     #[tokio::test]
     async fn run_prints_ready_lines_and_serves_the_control_port() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("requests.jsonl");
-        let opts = RunOptions {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            state: None,
-            request_log: Some(log_path.clone()),
-            control: Some("127.0.0.1:0".parse().expect("address")),
-        };
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(crate::process::run_until::<ModbusSimulator>(
-            opts,
-            false,
-            move |lines| {
-                let _ = ready_tx.send(lines.to_vec());
-                Ok(())
-            },
-            async move {
-                let _ = stop_rx.await;
-                Ok(())
-            },
-        ));
-        let lines = ready_rx.await.expect("ready lines");
-        assert_eq!(lines.len(), 2);
-        let modbus = address_in(&lines[0], "otdrift-sim modbus listening on ");
-        let control = address_in(&lines[1], "otdrift-sim control listening on ");
-        assert!(modbus.ip().is_loopback() && control.ip().is_loopback());
-
-        let stream = TcpStream::connect(control).await.expect("control connect");
-        let (read, mut write) = stream.into_split();
-        let mut replies = BufReader::new(read).lines();
-        write
-            .write_all(b"set holding 0 4242\n")
-            .await
-            .expect("send");
-        assert_eq!(
-            replies.next_line().await.expect("reply").as_deref(),
-            Some("ok")
-        );
+        let mut process = Process::<ModbusSimulator>::start(log_path.clone()).await;
+        let modbus = process.served;
+        assert!(modbus.ip().is_loopback() && process.control.ip().is_loopback());
+        assert_eq!(process.send(&["set holding 0 4242"]).await, ["ok"]);
 
         let mut ctx = tcp::connect(modbus).await.expect("modbus connect");
         // A well-behaved simulator answers in full, so the client's debug assertion holds.
@@ -587,42 +403,26 @@ mod tests {
         let read = ctx.read_holding_registers(0, 2).await.expect("transport");
         assert_eq!(read, Ok(vec![4242, 3]));
 
-        write.write_all(b"log\nbogus\n").await.expect("send");
+        let replies = process.send(&["log", "bogus"]).await;
         assert_eq!(
-            replies.next_line().await.expect("reply").as_deref(),
-            Some(r#"ok {"total":1,"writes":0,"by_function":{"3":1}}"#)
+            replies[0],
+            r#"ok {"total":1,"writes":0,"by_function":{"3":1}}"#
         );
-        let bogus = replies
-            .next_line()
-            .await
-            .expect("reply")
-            .unwrap_or_default();
+        let bogus = &replies[1];
         assert!(bogus.starts_with("error: unknown command"), "{bogus}");
 
-        stop_tx.send(()).expect("stop");
-        running.await.expect("run task").expect("run ends cleanly");
+        process.stop().await;
         assert!(
             TcpStream::connect(modbus).await.is_err(),
             "modbus port closed"
         );
-        let logged = RequestLog::read_json_lines(&log_path).expect("request log file");
+        let logged =
+            crate::request_log::RequestLog::read_json_lines(&log_path).expect("request log file");
         assert_eq!(logged.len(), 1);
     }
 
     #[tokio::test]
     async fn run_refuses_a_bad_state_file() {
-        let opts = RunOptions {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            state: Some(PathBuf::from("/nonexistent/state.toml")),
-            request_log: None,
-            control: None,
-        };
-        let result =
-            crate::process::run_until::<ModbusSimulator>(opts, false, |_| Ok(()), async { Ok(()) })
-                .await;
-        assert!(matches!(
-            result,
-            Err(SimError::State(StateError::Io { .. }))
-        ));
+        assert_refuses_a_missing_state_file::<ModbusSimulator>().await;
     }
 }

@@ -8,7 +8,8 @@
 //! (0x01/0x03) and keeps the connection, while tokio-modbus's server codec
 //! drops the connection (and panics on some malformed FC 15 frames).
 
-use super::state::{ModbusState, TableKind};
+use super::state::{ModbusState, Quirk, TableKind};
+use crate::request_log::Described;
 
 /// Exception 0x01: the function (or MEI type) is not supported.
 pub(crate) const ILLEGAL_FUNCTION: u8 = 0x01;
@@ -73,17 +74,6 @@ fn exception_name(code: u8) -> &'static str {
         GATEWAY_TARGET_FAILED => "gateway target device failed to respond",
         _ => "other",
     }
-}
-
-/// The request as the log describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Described {
-    pub(crate) function: u8,
-    pub(crate) name: String,
-    pub(crate) detail: String,
-    pub(crate) address: Option<u32>,
-    pub(crate) count: Option<u32>,
-    pub(crate) write: bool,
 }
 
 #[derive(Debug)]
@@ -372,7 +362,7 @@ fn describe(fc: u8, req: &Req<'_>, body_len: usize) -> Described {
         ),
     };
     Described {
-        function: fc,
+        service: u16::from(fc),
         name: function_name(fc, req),
         detail,
         address: address.map(u32::from),
@@ -385,28 +375,24 @@ fn describe(fc: u8, req: &Req<'_>, body_len: usize) -> Described {
 /// computes the answer, applying writes to `state`.
 pub(crate) fn handle(state: &mut ModbusState, unit: u8, pdu: &[u8]) -> (Described, Answer) {
     let Some((&fc, body)) = pdu.split_first() else {
-        let described = Described {
-            function: 0,
-            name: "empty".to_string(),
-            detail: "malformed: empty PDU".to_string(),
-            address: None,
-            count: None,
-            write: false,
-        };
-        return (described, Answer::Silent);
+        return (
+            Described::new(0, "empty", "malformed: empty PDU"),
+            Answer::Silent,
+        );
     };
     let req = decode(fc, body);
     let described = describe(fc, &req, body.len());
-    if state.quirks.stall {
+    if state.quirks.get(Quirk::Stall) {
         return (described, Answer::Silent);
     }
     if unit != state.unit_id && unit != 0 && unit != 0xFF {
         return (described, Answer::Exception(GATEWAY_TARGET_FAILED));
     }
-    if state.quirks.busy {
+    if state.quirks.get(Quirk::Busy) {
         return (described, Answer::Exception(SERVER_DEVICE_BUSY));
     }
-    if state.quirks.refuse_reads && matches!(req, Req::ReadBits { .. } | Req::ReadRegisters { .. })
+    if state.quirks.get(Quirk::RefuseReads)
+        && matches!(req, Req::ReadBits { .. } | Req::ReadRegisters { .. })
     {
         return (described, Answer::Exception(ILLEGAL_DATA_ADDRESS));
     }
@@ -451,7 +437,7 @@ fn addr_qty_response(fc: u8, addr: u16, qty: u16) -> Vec<u8> {
 }
 
 fn register_read_limit(state: &ModbusState) -> u16 {
-    if state.quirks.limit_64 {
+    if state.quirks.get(Quirk::Limit64) {
         QUIRK_READ_LIMIT
     } else {
         MAX_READ_REGISTERS
@@ -472,7 +458,7 @@ fn read_registers(
     let mut values = table
         .read(addr, usize::from(qty))
         .ok_or(ILLEGAL_DATA_ADDRESS)?;
-    if state.quirks.short_read {
+    if state.quirks.get(Quirk::ShortRead) {
         values.pop();
     }
     Ok(values)
@@ -492,7 +478,7 @@ fn execute(state: &mut ModbusState, fc: u8, body: &[u8], req: Req<'_>) -> Result
             let mut bits = table
                 .read(addr, usize::from(qty))
                 .ok_or(ILLEGAL_DATA_ADDRESS)?;
-            if state.quirks.short_read {
+            if state.quirks.get(Quirk::ShortRead) {
                 // One data byte fewer than the quantity needs.
                 bits.truncate((bits.len().div_ceil(8) - 1) * 8);
             }
@@ -637,7 +623,7 @@ fn device_identification(state: &ModbusState, read_code: u8, object_id: u8) -> R
     if !identity.enabled {
         return Err(ILLEGAL_FUNCTION);
     }
-    let conformity = if state.quirks.conformity_83 {
+    let conformity = if state.quirks.get(Quirk::Conformity83) {
         0x83
     } else {
         identity.conformity_level()

@@ -6,30 +6,10 @@ use std::{collections::BTreeMap, fmt, path::Path};
 
 use serde::Deserialize;
 
-/// Why a state file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// The file could not be read.
-    #[error("cannot read state file {path}: {source}")]
-    Io {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// The text is not valid TOML or does not have the expected shape
-    /// (unknown keys are refused so that typos do not go unnoticed).
-    #[error("invalid state file: {0}")]
-    Toml(#[from] toml::de::Error),
-    /// The TOML is well-formed but describes an impossible device
-    /// (overlapping blocks, out-of-range values...).
-    #[error("invalid state file: {0}")]
-    Invalid(String),
-}
-
-fn invalid(msg: impl Into<String>) -> StateError {
-    StateError::Invalid(msg.into())
-}
+pub use crate::runtime::StateError;
+pub(crate) use crate::runtime::invalid;
+use crate::runtime::verbs::apply_file_quirks;
+use crate::runtime::{QuirkName, QuirkSet};
 
 /// The four Modbus data tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,58 +224,40 @@ impl Identity {
     }
 }
 
-/// Device quirks: deviations from a well-behaved device, for testing the
-/// client's error handling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Quirks {
-    /// Accept requests but never answer (timeouts).
-    pub stall: bool,
-    /// Answer register/bit reads with one element (register; data byte for
-    /// bits) fewer than asked: a malformed answer.
-    pub short_read: bool,
-    /// Refuse reads of more than 64 registers with exception 0x03, like some
-    /// small devices.
-    pub limit_64: bool,
-    /// Answer every request with exception 0x06 (server device busy).
-    pub busy: bool,
-    /// Refuse every table read with exception 0x02, like a device whose
-    /// register map changed under the reader.
-    pub refuse_reads: bool,
-    /// Report identification conformity level 0x83 (extended objects) even
-    /// without extended objects, like pymodbus's server: a client asking for
-    /// the extended stream then gets the regular objects again (the
-    /// specification's restart at object 0).
-    pub conformity_83: bool,
-    /// Answer every request [`SLOW_ANSWER_MS`] late: a healthy but slow device, for
-    /// whole-capture deadlines.
-    pub slow: bool,
-}
+/// Device quirks: deviations from a well-behaved device, for testing the client's error
+/// handling (switched with `quirk NAME on|off`, or set in the state file's `[quirks]`).
+pub type Quirks = QuirkSet<Quirk>;
 
 /// How late the `slow` quirk answers.
 pub const SLOW_ANSWER_MS: u64 = 50;
 
 /// A device quirk, switchable at run time (`quirk NAME on|off`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Quirk {
     /// `stall`: accept requests but never answer (for timeout tests).
     Stall,
-    /// `short-read`: answer reads with one element fewer than asked.
+    /// `short-read`: answer register/bit reads with one element (register; data byte for
+    /// bits) fewer than asked: a malformed answer.
     ShortRead,
-    /// `limit-64`: refuse register reads of more than 64 with exception 0x03.
+    /// `limit-64`: refuse register reads of more than 64 with exception 0x03, like some
+    /// small devices.
     Limit64,
-    /// `busy`: answer everything with exception 0x06.
+    /// `busy`: answer every request with exception 0x06 (server device busy).
     Busy,
-    /// `refuse-reads`: answer table reads with exception 0x02.
+    /// `refuse-reads`: answer every table read with exception 0x02, like a device whose
+    /// register map changed under the reader.
     RefuseReads,
-    /// `conformity-83`: claim extended identification objects without having any.
+    /// `conformity-83`: report identification conformity level 0x83 (extended objects)
+    /// without extended objects, like pymodbus's server: a client asking for the extended
+    /// stream then gets the regular objects again (the specification's restart at object 0).
     Conformity83,
-    /// `slow`: answer every request 50 ms late.
+    /// `slow`: answer every request [`SLOW_ANSWER_MS`] late: a healthy but slow device, for
+    /// whole-capture deadlines.
     Slow,
 }
 
-impl Quirk {
-    /// Every quirk, in the order `help` lists them.
-    pub const ALL: [Quirk; 7] = [
+impl QuirkName for Quirk {
+    const ALL: &'static [Quirk] = &[
         Quirk::Stall,
         Quirk::ShortRead,
         Quirk::Limit64,
@@ -305,9 +267,7 @@ impl Quirk {
         Quirk::Slow,
     ];
 
-    /// The command-language name.
-    #[must_use]
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Self::Stall => "stall",
             Self::ShortRead => "short-read",
@@ -318,47 +278,11 @@ impl Quirk {
             Self::Slow => "slow",
         }
     }
-
-    /// Parses a command-language name (`_` accepted for `-`).
-    #[must_use]
-    pub fn parse(name: &str) -> Option<Self> {
-        let name = name.to_ascii_lowercase().replace('_', "-");
-        Self::ALL.into_iter().find(|q| q.name() == name)
-    }
 }
 
 impl fmt::Display for Quirk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl Quirks {
-    /// Whether `quirk` is on.
-    #[must_use]
-    pub fn get(&self, quirk: Quirk) -> bool {
-        match quirk {
-            Quirk::Stall => self.stall,
-            Quirk::ShortRead => self.short_read,
-            Quirk::Limit64 => self.limit_64,
-            Quirk::Busy => self.busy,
-            Quirk::RefuseReads => self.refuse_reads,
-            Quirk::Conformity83 => self.conformity_83,
-            Quirk::Slow => self.slow,
-        }
-    }
-
-    /// Switches `quirk`.
-    pub fn set(&mut self, quirk: Quirk, on: bool) {
-        match quirk {
-            Quirk::Stall => self.stall = on,
-            Quirk::ShortRead => self.short_read = on,
-            Quirk::Limit64 => self.limit_64 = on,
-            Quirk::Busy => self.busy = on,
-            Quirk::RefuseReads => self.refuse_reads = on,
-            Quirk::Conformity83 => self.conformity_83 = on,
-            Quirk::Slow => self.slow = on,
-        }
     }
 }
 
@@ -406,11 +330,7 @@ impl ModbusState {
     /// [`StateError::Io`] if the file cannot be read, else as
     /// [`from_toml`](Self::from_toml).
     pub fn load(path: &Path) -> Result<Self, StateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StateError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_toml(&text)
+        crate::runtime::load_state(path, Self::from_toml)
     }
 
     /// The embedded default state (`simulators/states/modbus-press.toml`): a
@@ -444,7 +364,7 @@ impl ModbusState {
     /// The quirks the device starts with.
     #[must_use]
     pub fn quirks(&self) -> Quirks {
-        self.quirks
+        self.quirks.clone()
     }
 
     /// Holding register value, if the address exists.
@@ -499,7 +419,7 @@ struct RawState {
     tick_ms: Option<u64>,
     max_connections: Option<usize>,
     identity: Option<RawIdentity>,
-    quirks: Option<RawQuirks>,
+    quirks: Option<BTreeMap<String, toml::Value>>,
     #[serde(default)]
     holding: Vec<RawBlock>,
     #[serde(default)]
@@ -527,25 +447,6 @@ struct RawIdentity {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawQuirks {
-    #[serde(default)]
-    stall: bool,
-    #[serde(default, alias = "short-read")]
-    short_read: bool,
-    #[serde(default, alias = "limit-64")]
-    limit_64: bool,
-    #[serde(default)]
-    busy: bool,
-    #[serde(default, alias = "refuse-reads")]
-    refuse_reads: bool,
-    #[serde(default, alias = "conformity-83")]
-    conformity_83: bool,
-    #[serde(default)]
-    slow: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawBlock {
     start: u16,
     values: Option<Vec<toml::Value>>,
@@ -564,15 +465,6 @@ impl RawState {
         if max_connections == 0 {
             return Err(invalid("max_connections must be at least 1"));
         }
-        let quirks = self.quirks.map_or_else(Quirks::default, |q| Quirks {
-            stall: q.stall,
-            short_read: q.short_read,
-            limit_64: q.limit_64,
-            busy: q.busy,
-            refuse_reads: q.refuse_reads,
-            conformity_83: q.conformity_83,
-            slow: q.slow,
-        });
         Ok(ModbusState {
             unit_id: self.unit_id.unwrap_or(1),
             tick_ms: self.tick_ms.unwrap_or(1000),
@@ -582,8 +474,14 @@ impl RawState {
             input: build_table(TableKind::Input, self.input, register_value, sine_start)?,
             coils: build_table(TableKind::Coil, self.coil, bit_value, |_| None)?,
             discrete: build_table(TableKind::Discrete, self.discrete, bit_value, |_| None)?,
-            quirks,
+            quirks: Quirks::default(),
             ticks: 0,
+        })
+        .and_then(|mut state| {
+            if let Some(table) = &self.quirks {
+                apply_file_quirks::<super::ModbusSimulator>(&mut state, table).map_err(invalid)?;
+            }
+            Ok(state)
         })
     }
 }

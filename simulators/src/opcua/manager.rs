@@ -6,7 +6,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use opcua_nodes::{AccessLevel, DefaultTypeTree};
+use opcua_nodes::DefaultTypeTree;
 use opcua_server::{
     CreateMonitoredItem, ServerEndpoint,
     authenticator::{AuthManager, DefaultAuthenticator, Password, UserToken},
@@ -18,22 +18,21 @@ use opcua_server::{
     },
 };
 use opcua_types::{
-    AttributeId, DataTypeId, DataValue, DateTime, Error, ExpandedNodeId, ExtensionObject,
-    Identifier, LocalizedText, NodeClass, NodeId, ObjectId, ObjectTypeId, QualifiedName,
-    ReadAnnotationDataDetails, ReadAtTimeDetails, ReadEventDetails, ReadProcessedDetails,
-    ReadRawModifiedDetails, ReferenceDescription, ReferenceTypeId, ServerState,
-    ServerStatusDataType, StatusCode, TimestampsToReturn, UAString, UserTokenPolicy,
-    VariableTypeId, Variant,
+    AttributeId, DataValue, DateTime, Error, ExpandedNodeId, Identifier, NodeClass, NodeId,
+    ObjectId, ReadAnnotationDataDetails, ReadAtTimeDetails, ReadEventDetails, ReadProcessedDetails,
+    ReadRawModifiedDetails, ReferenceTypeId, StatusCode, TimestampsToReturn, UserTokenPolicy,
+    Variant,
 };
 
+use super::nodes::{
+    Generated, Generator, Located, Remaining, locate, read_attribute, references, view,
+};
+use super::values::ValueType;
 use super::{
     Shared,
-    state::{
-        DEEP_NESTING_LEVELS, HUGE_STRING_BYTES, MILLION_REFS, OpcuaState, Quirk, SLOW_ANSWER_MS,
-        ValueType,
-    },
+    state::{Quirk, SLOW_ANSWER_MS},
 };
-use crate::request_log::LoggedRequest;
+use crate::request_log::Described;
 
 /// The services the node manager sees, with the binary encoding id of their request (the
 /// `service` number in the request log) and whether they change server state.
@@ -117,745 +116,14 @@ impl Service {
     }
 }
 
-// ------------------------------------------------------------------ address space
-
-/// A node of namespace 0 the simulator serves.
-struct StdNode {
-    id: u32,
-    name: &'static str,
-    class: NodeClass,
-    parent: u32,
-    reference: ReferenceTypeId,
-    type_definition: u32,
-    /// Data type id and value rank, for variables.
-    variable: Option<(u32, i32)>,
-}
-
-const fn object(
-    id: u32,
-    name: &'static str,
-    parent: u32,
-    reference: ReferenceTypeId,
-    type_definition: u32,
-) -> StdNode {
-    StdNode {
-        id,
-        name,
-        class: NodeClass::Object,
-        parent,
-        reference,
-        type_definition,
-        variable: None,
-    }
-}
-
-const fn variable(
-    id: u32,
-    name: &'static str,
-    parent: u32,
-    reference: ReferenceTypeId,
-    type_definition: u32,
-    data_type: u32,
-    value_rank: i32,
-) -> StdNode {
-    StdNode {
-        id,
-        name,
-        class: NodeClass::Variable,
-        parent,
-        reference,
-        type_definition,
-        variable: Some((data_type, value_rank)),
-    }
-}
-
-const FOLDER_TYPE: u32 = ObjectTypeId::FolderType as u32;
-const PROPERTY_TYPE: u32 = VariableTypeId::PropertyType as u32;
-const DATA_VARIABLE_TYPE: u32 = VariableTypeId::BaseDataVariableType as u32;
-const ORGANIZES: ReferenceTypeId = ReferenceTypeId::Organizes;
-const HAS_COMPONENT: ReferenceTypeId = ReferenceTypeId::HasComponent;
-const HAS_PROPERTY: ReferenceTypeId = ReferenceTypeId::HasProperty;
-const STRING: u32 = DataTypeId::String as u32;
-const UTC_TIME: u32 = DataTypeId::UtcTime as u32;
-const UINT32: u32 = DataTypeId::UInt32 as u32;
-
-const ROOT: u32 = 84;
-const OBJECTS: u32 = 85;
-const SERVER: u32 = 2253;
-const BUILD_INFO: u32 = 2260;
-const OPERATION_LIMITS: u32 = 11704;
-const MAX_NODES_PER_READ: u32 = 11705;
-const MAX_NODES_PER_BROWSE: u32 = 11710;
-
-/// The namespace 0 nodes: the folders, the Server object with its status, BuildInfo,
-/// NamespaceArray and OperationLimits. Type nodes are not served (they are referenced as type
-/// definitions only).
-const STD_NODES: &[StdNode] = &[
-    object(ROOT, "Root", 0, ORGANIZES, FOLDER_TYPE),
-    object(OBJECTS, "Objects", ROOT, ORGANIZES, FOLDER_TYPE),
-    object(
-        SERVER,
-        "Server",
-        OBJECTS,
-        ORGANIZES,
-        ObjectTypeId::ServerType as u32,
-    ),
-    variable(
-        2254,
-        "ServerArray",
-        SERVER,
-        HAS_PROPERTY,
-        PROPERTY_TYPE,
-        STRING,
-        1,
-    ),
-    variable(
-        2255,
-        "NamespaceArray",
-        SERVER,
-        HAS_PROPERTY,
-        PROPERTY_TYPE,
-        STRING,
-        1,
-    ),
-    variable(
-        2256,
-        "ServerStatus",
-        SERVER,
-        HAS_COMPONENT,
-        VariableTypeId::ServerStatusType as u32,
-        DataTypeId::ServerStatusDataType as u32,
-        -1,
-    ),
-    variable(
-        2257,
-        "StartTime",
-        2256,
-        HAS_COMPONENT,
-        DATA_VARIABLE_TYPE,
-        UTC_TIME,
-        -1,
-    ),
-    variable(
-        2258,
-        "CurrentTime",
-        2256,
-        HAS_COMPONENT,
-        DATA_VARIABLE_TYPE,
-        UTC_TIME,
-        -1,
-    ),
-    variable(
-        2259,
-        "State",
-        2256,
-        HAS_COMPONENT,
-        DATA_VARIABLE_TYPE,
-        DataTypeId::ServerState as u32,
-        -1,
-    ),
-    variable(
-        BUILD_INFO,
-        "BuildInfo",
-        2256,
-        HAS_COMPONENT,
-        VariableTypeId::BuildInfoType as u32,
-        DataTypeId::BuildInfo as u32,
-        -1,
-    ),
-    variable(
-        2261,
-        "ProductName",
-        BUILD_INFO,
-        HAS_COMPONENT,
-        DATA_VARIABLE_TYPE,
-        STRING,
-        -1,
-    ),
-    variable(
-        2262,
-        "ProductUri",
-        BUILD_INFO,
-        HAS_COMPONENT,
-        DATA_VARIABLE_TYPE,
-        STRING,
-        -1,
-    ),
-    variable(
-        2263,
-        "ManufacturerName",
-        BUILD_INFO,
-        HAS_COMPONENT,
-        DATA_VARIABLE_TYPE,
-        STRING,
-        -1,
-    ),
-    variable(
-        2264,
-        "SoftwareVersion",
-        BUILD_INFO,
-        HAS_COMPONENT,
-        DATA_VARIABLE_TYPE,
-        STRING,
-        -1,
-    ),
-    variable(
-        2265,
-        "BuildNumber",
-        BUILD_INFO,
-        HAS_COMPONENT,
-        DATA_VARIABLE_TYPE,
-        STRING,
-        -1,
-    ),
-    variable(
-        2266,
-        "BuildDate",
-        BUILD_INFO,
-        HAS_COMPONENT,
-        DATA_VARIABLE_TYPE,
-        UTC_TIME,
-        -1,
-    ),
-    variable(
-        2267,
-        "ServiceLevel",
-        SERVER,
-        HAS_PROPERTY,
-        PROPERTY_TYPE,
-        DataTypeId::Byte as u32,
-        -1,
-    ),
-    object(
-        2268,
-        "ServerCapabilities",
-        SERVER,
-        HAS_COMPONENT,
-        ObjectTypeId::ServerCapabilitiesType as u32,
-    ),
-    variable(
-        2735,
-        "MaxBrowseContinuationPoints",
-        2268,
-        HAS_PROPERTY,
-        PROPERTY_TYPE,
-        DataTypeId::UInt16 as u32,
-        -1,
-    ),
-    object(
-        OPERATION_LIMITS,
-        "OperationLimits",
-        2268,
-        HAS_COMPONENT,
-        ObjectTypeId::OperationLimitsType as u32,
-    ),
-    variable(
-        MAX_NODES_PER_READ,
-        "MaxNodesPerRead",
-        OPERATION_LIMITS,
-        HAS_PROPERTY,
-        PROPERTY_TYPE,
-        UINT32,
-        -1,
-    ),
-    variable(
-        MAX_NODES_PER_BROWSE,
-        "MaxNodesPerBrowse",
-        OPERATION_LIMITS,
-        HAS_PROPERTY,
-        PROPERTY_TYPE,
-        UINT32,
-        -1,
-    ),
-];
-
-fn std_node(id: u32) -> Option<&'static StdNode> {
-    STD_NODES.iter().find(|n| n.id == id)
-}
-
 /// How many browse continuation points one session may hold.
 pub(crate) const MAX_BROWSE_CONTINUATION_POINTS: u16 = 64;
-
-/// A node as the services see it, resolved against the current state.
-struct View {
-    id: NodeId,
-    class: NodeClass,
-    browse_name: QualifiedName,
-    type_definition: NodeId,
-    variable: Option<VarView>,
-}
-
-struct VarView {
-    data_type: NodeId,
-    value_rank: i32,
-    array_dimensions: Option<Vec<u32>>,
-    /// The value, or the status a read of it answers.
-    value: Result<Variant, StatusCode>,
-    /// Whether AccessLevel and UserAccessLevel grant CurrentRead.
-    readable: bool,
-}
-
-/// The nodes the structural quirks generate below a PLC folder, named
-/// `<folder>#deep-<n>`, `<folder>#ref-<n>` and `<folder>#more-<n>` (state ids never hold a
-/// `#`). They are computed, never stored: a million references cost nothing until browsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Generated {
-    /// `deep-nesting`: level `n` of the chain (its child is level `n + 1`).
-    Deep,
-    /// `million-refs`: the `n`-th extra reference of the folder.
-    Ref,
-    /// `endless-continuation`: the `n`-th page's reference.
-    More,
-}
-
-impl Generated {
-    fn prefix(self) -> &'static str {
-        match self {
-            Generated::Deep => "deep",
-            Generated::Ref => "ref",
-            Generated::More => "more",
-        }
-    }
-
-    fn quirk(self) -> Quirk {
-        match self {
-            Generated::Deep => Quirk::DeepNesting,
-            Generated::Ref => Quirk::MillionRefs,
-            Generated::More => Quirk::EndlessContinuation,
-        }
-    }
-
-    /// The highest `n` that exists.
-    fn last(self) -> u32 {
-        match self {
-            Generated::Deep => DEEP_NESTING_LEVELS,
-            Generated::Ref => MILLION_REFS,
-            Generated::More => u32::MAX,
-        }
-    }
-}
-
-enum Located<'a> {
-    Std(&'static StdNode),
-    Plc(&'a str),
-    /// A generated node: the folder it hangs under, its kind and number.
-    Generated(&'a str, Generated, u32),
-}
-
-/// What a node resolves to, given the state and quirks.
-fn locate<'a>(state: &OpcuaState, id: &'a NodeId) -> Option<Located<'a>> {
-    match (&id.identifier, id.namespace) {
-        (Identifier::Numeric(n), 0) => {
-            let node = std_node(*n)?;
-            let hidden = (state.quirks.on(Quirk::HiddenLimits)
-                && matches!(
-                    node.id,
-                    OPERATION_LIMITS | MAX_NODES_PER_READ | MAX_NODES_PER_BROWSE
-                ))
-                || (state.quirks.on(Quirk::NoBuildInfo) && (BUILD_INFO..=2266).contains(&node.id));
-            (!hidden).then_some(Located::Std(node))
-        }
-        (Identifier::String(s), ns) if ns == state.namespace_index() => {
-            let text = s.as_ref();
-            if let Some((folder, rest)) = text.split_once('#') {
-                return locate_generated(state, folder, rest);
-            }
-            state.nodes.contains_key(text).then_some(Located::Plc(text))
-        }
-        _ => None,
-    }
-}
-
-/// A generated node, when its quirk is on and its folder exists.
-fn locate_generated<'a>(state: &OpcuaState, folder: &'a str, rest: &str) -> Option<Located<'a>> {
-    let is_folder = state
-        .nodes
-        .get(folder)
-        .is_some_and(|n| n.variable.is_none());
-    let (prefix, n) = rest.split_once('-')?;
-    let n: u32 = n.parse().ok()?;
-    let kind = [Generated::Deep, Generated::Ref, Generated::More]
-        .into_iter()
-        .find(|k| k.prefix() == prefix)?;
-    (is_folder && state.quirks.on(kind.quirk()) && (1..=kind.last()).contains(&n))
-        .then_some(Located::Generated(folder, kind, n))
-}
-
-fn generated_id(folder: &str, kind: Generated, n: u32) -> String {
-    format!("{folder}#{}-{n}", kind.prefix())
-}
-
-fn plc_id(state: &OpcuaState, id: &str) -> NodeId {
-    NodeId::new(state.namespace_index(), UAString::from(id))
-}
-
-fn build_info_value(state: &OpcuaState) -> opcua_types::BuildInfo {
-    let b = &state.build_info;
-    if state.quirks.on(Quirk::EmptyBuildInfo) {
-        return opcua_types::BuildInfo {
-            product_uri: UAString::from(""),
-            manufacturer_name: UAString::from(""),
-            product_name: UAString::from(""),
-            software_version: UAString::from(""),
-            build_number: UAString::from(""),
-            build_date: DateTime::null(),
-        };
-    }
-    if state.quirks.on(Quirk::PlaceholderBuildInfo) {
-        return opcua_types::BuildInfo {
-            product_uri: UAString::from("urn:unknown"),
-            manufacturer_name: UAString::from("Unknown"),
-            product_name: UAString::from("OPC UA Server"),
-            software_version: UAString::from("1.0.0"),
-            build_number: UAString::from("0"),
-            build_date: DateTime::ymd(2000, 1, 1),
-        };
-    }
-    opcua_types::BuildInfo {
-        product_uri: UAString::from(b.product_uri.as_str()),
-        manufacturer_name: UAString::from(b.manufacturer_name.as_str()),
-        product_name: UAString::from(b.product_name.as_str()),
-        software_version: UAString::from(b.software_version.as_str()),
-        build_number: UAString::from(b.build_number.as_str()),
-        build_date: DateTime::parse_from_rfc3339(&b.build_date)
-            .unwrap_or_else(|_| DateTime::null()),
-    }
-}
-
-fn std_value(
-    state: &OpcuaState,
-    start_time: DateTime,
-    node: &StdNode,
-) -> Result<Variant, StatusCode> {
-    let refused = state.quirks.on(Quirk::RefuseIdentity);
-    let limits = state.effective_limits();
-    let build = || build_info_value(state);
-    let strings = |items: Vec<String>| {
-        Variant::from(items.into_iter().map(UAString::from).collect::<Vec<_>>())
-    };
-    Ok(match node.id {
-        2254 => strings(vec![state.application_uri.clone()]),
-        2255 => strings(state.namespace_array()),
-        2256 => Variant::from(ExtensionObject::from_message(ServerStatusDataType {
-            start_time,
-            current_time: DateTime::now(),
-            state: ServerState::Running,
-            build_info: build(),
-            seconds_till_shutdown: 0,
-            shutdown_reason: LocalizedText::null(),
-        })),
-        2257 => Variant::from(start_time),
-        2258 => Variant::from(DateTime::now()),
-        2259 => Variant::Int32(0),
-        BUILD_INFO..=2266 if refused => return Err(StatusCode::BadUserAccessDenied),
-        BUILD_INFO => Variant::from(ExtensionObject::from_message(build())),
-        2261 => Variant::from(build().product_name),
-        2262 => Variant::from(build().product_uri),
-        2263 => Variant::from(build().manufacturer_name),
-        2264 => Variant::from(build().software_version),
-        2265 => Variant::from(build().build_number),
-        2266 => Variant::from(build().build_date),
-        2267 => Variant::Byte(255),
-        2735 => Variant::UInt16(MAX_BROWSE_CONTINUATION_POINTS),
-        MAX_NODES_PER_READ => Variant::UInt32(limits.max_nodes_per_read),
-        MAX_NODES_PER_BROWSE => Variant::UInt32(limits.max_nodes_per_browse),
-        _ => return Err(StatusCode::BadAttributeIdInvalid),
-    })
-}
-
-fn view(state: &OpcuaState, start_time: DateTime, located: &Located<'_>) -> View {
-    match located {
-        Located::Std(node) => View {
-            id: NodeId::new(0, node.id),
-            class: node.class,
-            browse_name: QualifiedName::new(0, node.name),
-            type_definition: NodeId::new(0, node.type_definition),
-            variable: node.variable.map(|(data_type, value_rank)| VarView {
-                data_type: NodeId::new(0, data_type),
-                value_rank,
-                array_dimensions: (value_rank == 1).then(|| vec![0]),
-                value: std_value(state, start_time, node),
-                readable: true,
-            }),
-        },
-        Located::Generated(folder, kind, n) => View {
-            id: plc_id(state, &generated_id(folder, *kind, *n)),
-            class: NodeClass::Object,
-            browse_name: QualifiedName::new(
-                state.namespace_index(),
-                format!("{}-{n}", kind.prefix()),
-            ),
-            type_definition: NodeId::new(0, FOLDER_TYPE),
-            variable: None,
-        },
-        Located::Plc(id) => {
-            let ns = state.namespace_index();
-            let node = state.nodes.get(*id);
-            let name = node.map(|n| n.name.as_str()).unwrap_or(id);
-            let variable = node.and_then(|n| n.variable.as_ref()).map(|v| {
-                let dims = match &v.value {
-                    Variant::Array(a) => {
-                        Some(vec![u32::try_from(a.values.len()).unwrap_or(u32::MAX)])
-                    }
-                    _ => None,
-                };
-                let value = if !v.readable || state.quirks.on(Quirk::UnreadableValues) {
-                    Err(StatusCode::BadNotReadable)
-                } else if state.quirks.on(Quirk::BadValues) {
-                    Err(StatusCode::BadOutOfService)
-                } else if state.quirks.on(Quirk::HugeString) && v.vtype == ValueType::String {
-                    Ok(Variant::from("x".repeat(HUGE_STRING_BYTES)))
-                } else {
-                    Ok(v.value.clone())
-                };
-                VarView {
-                    data_type: NodeId::new(0, v.vtype.data_type_id()),
-                    value_rank: if dims.is_some() { 1 } else { -1 },
-                    array_dimensions: dims,
-                    value,
-                    readable: v.readable,
-                }
-            });
-            View {
-                id: plc_id(state, id),
-                class: if variable.is_some() {
-                    NodeClass::Variable
-                } else {
-                    NodeClass::Object
-                },
-                browse_name: QualifiedName::new(ns, name),
-                type_definition: NodeId::new(
-                    0,
-                    if variable.is_some() {
-                        DATA_VARIABLE_TYPE
-                    } else {
-                        FOLDER_TYPE
-                    },
-                ),
-                variable,
-            }
-        }
-    }
-}
-
-fn read_attribute(view: &View, attribute: AttributeId) -> Result<Variant, StatusCode> {
-    let var = view.variable.as_ref();
-    let need_var = || var.ok_or(StatusCode::BadAttributeIdInvalid);
-    Ok(match attribute {
-        AttributeId::NodeId => Variant::from(view.id.clone()),
-        AttributeId::NodeClass => Variant::Int32(view.class as i32),
-        AttributeId::BrowseName => Variant::from(view.browse_name.clone()),
-        AttributeId::DisplayName => {
-            Variant::from(LocalizedText::new("", view.browse_name.name.as_ref()))
-        }
-        AttributeId::Description => Variant::from(LocalizedText::null()),
-        AttributeId::WriteMask | AttributeId::UserWriteMask => Variant::UInt32(0),
-        AttributeId::EventNotifier if var.is_none() => Variant::Byte(0),
-        AttributeId::Value => return need_var()?.value.clone(),
-        AttributeId::DataType => Variant::from(need_var()?.data_type.clone()),
-        AttributeId::ValueRank => Variant::Int32(need_var()?.value_rank),
-        AttributeId::ArrayDimensions => match &need_var()?.array_dimensions {
-            Some(dims) => Variant::from(dims.clone()),
-            None => Variant::Empty,
-        },
-        AttributeId::AccessLevel | AttributeId::UserAccessLevel => {
-            if need_var()?.readable {
-                Variant::Byte(AccessLevel::CURRENT_READ.bits())
-            } else {
-                Variant::Byte(0)
-            }
-        }
-        AttributeId::MinimumSamplingInterval => {
-            need_var()?;
-            Variant::Double(100.0)
-        }
-        AttributeId::Historizing => {
-            need_var()?;
-            Variant::Boolean(false)
-        }
-        _ => return Err(StatusCode::BadAttributeIdInvalid),
-    })
-}
-
-fn reference(
-    state: &OpcuaState,
-    start_time: DateTime,
-    target: &Located<'_>,
-    reference_type: ReferenceTypeId,
-    is_forward: bool,
-) -> ReferenceDescription {
-    let v = view(state, start_time, target);
-    ReferenceDescription {
-        reference_type_id: reference_type.into(),
-        is_forward,
-        node_id: ExpandedNodeId::from(v.id),
-        display_name: LocalizedText::new("", v.browse_name.name.as_ref()),
-        browse_name: v.browse_name,
-        node_class: v.class,
-        type_definition: ExpandedNodeId::from(v.type_definition),
-    }
-}
-
-/// Every reference of a node, forward children first (in the state's order), then the type
-/// definition, then the inverse reference to the parent.
-fn references(
-    state: &OpcuaState,
-    start_time: DateTime,
-    located: &Located<'_>,
-) -> Vec<ReferenceDescription> {
-    let mut out = Vec::new();
-    let me = view(state, start_time, located);
-    match located {
-        Located::Std(node) => {
-            for child in STD_NODES.iter().filter(|c| c.parent == node.id) {
-                if let Some(found) = locate(state, &NodeId::new(0, child.id)) {
-                    out.push(reference(state, start_time, &found, child.reference, true));
-                }
-            }
-            if node.id == OBJECTS {
-                for child in state.children.get("").into_iter().flatten() {
-                    out.push(reference(
-                        state,
-                        start_time,
-                        &Located::Plc(child),
-                        ORGANIZES,
-                        true,
-                    ));
-                }
-            }
-            if node.parent != 0
-                && let Some(parent) = std_node(node.parent)
-            {
-                out.push(reference(
-                    state,
-                    start_time,
-                    &Located::Std(parent),
-                    node.reference,
-                    false,
-                ));
-            }
-        }
-        Located::Generated(folder, kind, n) => {
-            if *kind == Generated::Deep && *n < DEEP_NESTING_LEVELS {
-                let child = Located::Generated(folder, Generated::Deep, n + 1);
-                out.push(reference(state, start_time, &child, ORGANIZES, true));
-            }
-            let parent = if *kind == Generated::Deep && *n > 1 {
-                Located::Generated(folder, Generated::Deep, n - 1)
-            } else {
-                Located::Plc(folder)
-            };
-            out.push(reference(state, start_time, &parent, ORGANIZES, false));
-        }
-        Located::Plc(id) => {
-            for child in state.children.get(*id).into_iter().flatten() {
-                out.push(reference(
-                    state,
-                    start_time,
-                    &Located::Plc(child),
-                    ORGANIZES,
-                    true,
-                ));
-            }
-            let is_folder = state.nodes.get(*id).is_some_and(|n| n.variable.is_none());
-            if is_folder && state.quirks.on(Quirk::DeepNesting) {
-                let chain = Located::Generated(id, Generated::Deep, 1);
-                out.push(reference(state, start_time, &chain, ORGANIZES, true));
-            }
-            let parent = OpcuaState::parent_of(id);
-            let parent_ref = if parent.is_empty() {
-                std_node(OBJECTS).map(Located::Std)
-            } else {
-                Some(Located::Plc(parent))
-            };
-            if let Some(parent) = parent_ref {
-                out.push(reference(state, start_time, &parent, ORGANIZES, false));
-            }
-        }
-    }
-    out.push(ReferenceDescription {
-        reference_type_id: ReferenceTypeId::HasTypeDefinition.into(),
-        is_forward: true,
-        node_id: ExpandedNodeId::from(me.type_definition.clone()),
-        browse_name: QualifiedName::null(),
-        display_name: LocalizedText::null(),
-        node_class: if me.class == NodeClass::Variable {
-            NodeClass::VariableType
-        } else {
-            NodeClass::ObjectType
-        },
-        type_definition: ExpandedNodeId::null(),
-    });
-    out
-}
-
-/// The rest of a node's references, handed back through a browse continuation point: the
-/// listed ones still to send, then the generated ones (`million-refs`, or the
-/// `endless-continuation` page that never ends), made page by page.
-struct Remaining {
-    references: std::collections::VecDeque<ReferenceDescription>,
-    generator: Option<Generator>,
-}
-
-/// Makes the references of a quirk on demand: a folder's millionth reference costs nothing
-/// until a client pages that far.
-struct Generator {
-    folder: String,
-    kind: Generated,
-    next: u32,
-}
-
-impl Generator {
-    /// The generator for a browsed node, when a quirk adds references to it.
-    fn for_node(state: &OpcuaState, located: &Located<'_>) -> Option<Generator> {
-        let Located::Plc(id) = located else {
-            return None;
-        };
-        if state.nodes.get(*id).is_none_or(|n| n.variable.is_some()) {
-            return None;
-        }
-        let kind = if state.quirks.on(Quirk::EndlessContinuation) {
-            Generated::More
-        } else if state.quirks.on(Quirk::MillionRefs) {
-            Generated::Ref
-        } else {
-            return None;
-        };
-        Some(Generator {
-            folder: (*id).to_owned(),
-            kind,
-            next: 1,
-        })
-    }
-
-    fn exhausted(&self) -> bool {
-        self.next > self.kind.last()
-    }
-
-    /// The current reference (its node id, name and class only: what a browse needs).
-    fn current(&self, state: &OpcuaState) -> ReferenceDescription {
-        let ns = state.namespace_index();
-        let name = format!("{}-{}", self.kind.prefix(), self.next);
-        ReferenceDescription {
-            reference_type_id: ORGANIZES.into(),
-            is_forward: true,
-            node_id: ExpandedNodeId::from(plc_id(
-                state,
-                &generated_id(&self.folder, self.kind, self.next),
-            )),
-            display_name: LocalizedText::new("", &name),
-            browse_name: QualifiedName::new(ns, name),
-            node_class: NodeClass::Object,
-            type_definition: ExpandedNodeId::from(NodeId::new(0, FOLDER_TYPE)),
-        }
-    }
-}
 
 // ------------------------------------------------------------------ node manager
 
 /// The one node manager of the simulated server.
 pub(crate) struct SimNodeManager {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl SimNodeManager {
@@ -864,7 +132,7 @@ impl SimNodeManager {
     }
 
     /// Records one service call in the request log, with the peer and security mode.
-    fn log(
+    pub(crate) fn log(
         &self,
         context: &RequestContext,
         service: Service,
@@ -877,25 +145,21 @@ impl SimNodeManager {
             (session.secure_channel_id(), session.message_security_mode())
         };
         let peer = self.shared.peer_of(channel);
-        self.shared.log.record(LoggedRequest {
-            seq: 0,
-            time: chrono::Utc::now(),
-            protocol: "opcua".into(),
-            peer,
-            unit_id: None,
-            service: service.code(),
-            name: service.name().into(),
-            detail: format!("{detail} mode={mode}"),
-            address: None,
+        let described = Described {
             count: u32::try_from(count).ok(),
             write: service.writes(),
-            outcome: outcome.into(),
-        });
+            ..Described::new(
+                service.code(),
+                service.name(),
+                format!("{detail} mode={mode}"),
+            )
+        };
+        self.shared.record(peer, described, outcome);
     }
 
     /// Logs a service this simulated PLC does not offer (history, method calls,
     /// subscriptions) as refused and answers it with `status`.
-    fn refuse(
+    pub(crate) fn refuse(
         &self,
         context: &RequestContext,
         service: Service,
@@ -910,14 +174,14 @@ impl SimNodeManager {
     /// quirk is switched off (or the simulator stops), `drop-session` closes every client
     /// connection, `slow` delays the answer, `busy` refuses it. Returns the error the service
     /// must end with, if any.
-    async fn transport_quirks(&self) -> Result<(), StatusCode> {
+    pub(crate) async fn transport_quirks(&self) -> Result<(), StatusCode> {
         let (stall, drop, slow, busy) = {
             let state = self.shared.lock_state();
             (
-                state.quirks.on(Quirk::Stall),
-                state.quirks.on(Quirk::DropSession),
-                state.quirks.on(Quirk::Slow),
-                state.quirks.on(Quirk::Busy),
+                state.quirks.get(Quirk::Stall),
+                state.quirks.get(Quirk::DropSession),
+                state.quirks.get(Quirk::Slow),
+                state.quirks.get(Quirk::Busy),
             )
         };
         if slow {
@@ -940,13 +204,13 @@ impl SimNodeManager {
         Ok(())
     }
 
-    fn outcome(&self) -> &'static str {
+    pub(crate) fn outcome(&self) -> &'static str {
         let state = self.shared.lock_state();
-        if state.quirks.on(Quirk::Stall) {
+        if state.quirks.get(Quirk::Stall) {
             "no answer (stall quirk)"
-        } else if state.quirks.on(Quirk::DropSession) {
+        } else if state.quirks.get(Quirk::DropSession) {
             "connection dropped (drop-session quirk)"
-        } else if state.quirks.on(Quirk::Busy) {
+        } else if state.quirks.get(Quirk::Busy) {
             "refused: BadServerTooBusy (busy quirk)"
         } else {
             "ok"
@@ -954,7 +218,7 @@ impl SimNodeManager {
     }
 }
 
-fn describe_nodes<'a>(ids: impl Iterator<Item = &'a NodeId>) -> String {
+pub(crate) fn describe_nodes<'a>(ids: impl Iterator<Item = &'a NodeId>) -> String {
     let ids: Vec<&NodeId> = ids.collect();
     let shown: Vec<String> = ids.iter().take(3).map(|id| id.to_string()).collect();
     let more = ids.len().saturating_sub(shown.len());
@@ -1062,18 +326,18 @@ impl NodeManager for SimNodeManager {
             }
             let is_variable = matches!(located, Located::Plc(id)
                 if state.nodes.get(id).is_some_and(|n| n.variable.is_some()));
-            if is_variable && state.quirks.on(Quirk::UnknownOnRead) {
+            if is_variable && state.quirks.get(Quirk::UnknownOnRead) {
                 node.set_error(StatusCode::BadNodeIdUnknown);
                 continue;
             }
-            let v = view(&state, self.shared.start_time, &located);
+            let v = view(&state, self.shared.extra.start_time, &located);
             match read_attribute(&v, wanted.attribute_id) {
                 Ok(value) => {
                     let mut dv = DataValue::value_only(value);
                     if wanted.attribute_id == AttributeId::Value {
                         dv.source_timestamp = Some(DateTime::now());
                         dv.server_timestamp = Some(DateTime::now());
-                        if state.quirks.on(Quirk::UncertainValues)
+                        if state.quirks.get(Quirk::UncertainValues)
                             && matches!(located, Located::Plc(_))
                         {
                             dv.status = Some(StatusCode::UncertainLastUsableValue);
@@ -1117,7 +381,7 @@ impl NodeManager for SimNodeManager {
         {
             return Err(StatusCode::BadTooManyOperations);
         }
-        if next && state.quirks.on(Quirk::NoBrowseNext) {
+        if next && state.quirks.get(Quirk::NoBrowseNext) {
             for node in nodes_to_browse.iter_mut() {
                 let _ = node.take_continuation_point::<Remaining>();
                 node.set_status(StatusCode::BadServiceUnsupported);
@@ -1125,7 +389,7 @@ impl NodeManager for SimNodeManager {
             return Ok(());
         }
         let page = usize::try_from(limits.max_references_per_node).unwrap_or(usize::MAX);
-        let restarts = state.quirks.on(Quirk::BrowseNextRestarts);
+        let restarts = state.quirks.get(Quirk::BrowseNextRestarts);
         for node in nodes_to_browse.iter_mut() {
             let id = node.node_id().clone();
             let pending = node.take_continuation_point::<Remaining>();
@@ -1137,8 +401,8 @@ impl NodeManager for SimNodeManager {
                         node.set_status(StatusCode::BadNodeIdUnknown);
                         continue;
                     };
-                    let mut all = references(&state, self.shared.start_time, &located);
-                    if state.quirks.on(Quirk::ReverseOrder) {
+                    let mut all = references(&state, self.shared.extra.start_time, &located);
+                    if state.quirks.get(Quirk::ReverseOrder) {
                         all.reverse();
                     }
                     let (forward, inverse) = (node.allows_forward(), node.allows_inverse());
@@ -1446,7 +710,7 @@ impl NodeManager for SimNodeManager {
     }
 }
 
-fn same_type(new: &Variant, old: &Variant, vtype: ValueType) -> bool {
+pub(crate) fn same_type(new: &Variant, old: &Variant, vtype: ValueType) -> bool {
     match (new, old) {
         (Variant::Array(a), Variant::Array(_)) => a.value_type == vtype.scalar_type(),
         (Variant::Array(_), _) | (_, Variant::Array(_)) => false,
@@ -1458,8 +722,8 @@ fn same_type(new: &Variant, old: &Variant, vtype: ValueType) -> bool {
 
 /// Checks users like async-opcua's default authenticator and logs every activation.
 pub(crate) struct SimAuthenticator {
-    inner: DefaultAuthenticator,
-    shared: Arc<Shared>,
+    pub(crate) inner: DefaultAuthenticator,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl SimAuthenticator {
@@ -1467,24 +731,20 @@ impl SimAuthenticator {
         SimAuthenticator { inner, shared }
     }
 
-    fn log(&self, endpoint: &ServerEndpoint, user: &str, outcome: &str) {
-        self.shared.log.record(LoggedRequest {
-            seq: 0,
-            time: chrono::Utc::now(),
-            protocol: "opcua".into(),
-            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
-            unit_id: None,
-            service: Service::ActivateSession.code(),
-            name: Service::ActivateSession.name().into(),
-            detail: format!(
-                "user={user} mode={} policy={}",
-                endpoint.security_mode, endpoint.security_policy
+    pub(crate) fn log(&self, endpoint: &ServerEndpoint, user: &str, outcome: &str) {
+        let detail = format!(
+            "user={user} mode={} policy={}",
+            endpoint.security_mode, endpoint.security_policy
+        );
+        self.shared.record(
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            Described::new(
+                Service::ActivateSession.code(),
+                Service::ActivateSession.name(),
+                detail,
             ),
-            address: None,
-            count: None,
-            write: false,
-            outcome: outcome.into(),
-        });
+            outcome,
+        );
     }
 }
 

@@ -166,17 +166,19 @@
 
 mod certs;
 mod commands;
+mod file;
 mod manager;
+mod nodes;
 mod proxy;
 mod state;
+mod values;
 
 use std::{
     collections::HashMap,
-    fmt, io,
+    io,
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use opcua_crypto::SecurityPolicy;
@@ -192,10 +194,11 @@ pub use self::certs::ServerCertificate;
 pub use self::state::{
     BUILD_INFO_FIELDS, BuildInfo, DEEP_NESTING_LEVELS, HUGE_STRING_BYTES, Limits, MILLION_REFS,
     MIXER_DEMO_TOML, Mode, OpcuaState, PlcNode, Quirk, Quirks, SLOW_ANSWER_MS, StateError,
-    TINY_LIMITS, Tick, ValueType, VariableNode,
+    TINY_LIMITS, Tick, VariableNode,
 };
+pub use self::values::ValueType;
 pub use crate::control::CommandError;
-use crate::{control::CommandTarget, request_log::RequestLog};
+use crate::runtime::{Protocol, SimHandle};
 
 /// Largest message the simulated server sends or accepts: above the `huge-string` quirk's
 /// value, so that quirk is limited by the client only.
@@ -203,21 +206,17 @@ const SERVER_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 /// Most chunks per message, matching [`SERVER_MAX_MESSAGE_SIZE`] at 64 KiB per chunk.
 const SERVER_MAX_CHUNK_COUNT: usize = 1024;
 
-/// What the simulator's tasks share.
-pub(crate) struct Shared {
-    state: Mutex<OpcuaState>,
-    log: RequestLog,
-    /// Turns true once on shutdown.
-    shutdown: watch::Sender<bool>,
-    /// Every task holds a receiver; all gone = fully stopped.
-    alive: watch::Sender<()>,
+pub(crate) type Shared = crate::runtime::Shared<OpcuaSimulator>;
+
+/// What the OPC UA simulator keeps beside its state: async-opcua's server and what the
+/// proxy in front of it learns.
+pub struct Server {
     /// Bumped to close every client connection.
     drops: watch::Sender<u64>,
     /// Mirrors the stall quirk, so stalled requests can wait for it to end.
     stalled: watch::Sender<bool>,
     /// Secure channel id → client address, learnt by the proxy.
     channels: Mutex<HashMap<u32, SocketAddr>>,
-    local_addr: SocketAddr,
     start_time: DateTime,
     thumbprint: String,
     /// The per-start PKI folder async-opcua uses; removed on shutdown.
@@ -226,14 +225,11 @@ pub(crate) struct Shared {
     cancel: CancellationToken,
 }
 
-impl Shared {
-    fn lock_state(&self) -> MutexGuard<'_, OpcuaState> {
-        // Every change is a plain assignment; a poisoned lock is still consistent.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
+/// The OPC UA simulator's own shared helpers.
+impl crate::runtime::Shared<OpcuaSimulator> {
     fn peer_of(&self, channel: u32) -> SocketAddr {
-        self.channels
+        self.extra
+            .channels
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&channel)
@@ -242,44 +238,17 @@ impl Shared {
     }
 
     fn drop_connections(&self) {
-        self.drops.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    fn set_quirk(&self, quirk: Quirk, on: bool) {
-        self.lock_state().quirks.set(quirk, on);
-        if quirk == Quirk::Stall {
-            self.stalled.send_replace(on);
-        }
+        self.extra.drops.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     async fn wait_while_stalled(&self) {
-        let mut stalled = self.stalled.subscribe();
-        let mut stop = self.shutdown.subscribe();
+        let mut stalled = self.extra.stalled.subscribe();
+        let mut stop = self.shutdown_watch();
         tokio::select! {
             _ = stalled.wait_for(|on| !*on) => {}
             _ = stop.wait_for(|stop| *stop) => {}
         }
     }
-}
-
-impl CommandTarget for Shared {
-    fn execute(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(self, line)
-    }
-}
-
-/// Shuts the simulator down when the last handle clone is dropped.
-struct StopOnDrop(Arc<Shared>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        stop(&self.0);
-    }
-}
-
-fn stop(shared: &Shared) {
-    shared.shutdown.send_replace(true);
-    shared.cancel.cancel();
 }
 
 /// Why [`OpcuaSimulator::start`] or [`run`] failed.
@@ -317,13 +286,10 @@ impl OpcuaSimulator {
     /// If an address cannot be bound, the certificate cannot be made or async-opcua refuses
     /// the configuration.
     pub async fn start(listen: SocketAddr, state: OpcuaState) -> Result<OpcuaSimHandle, SimError> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(SimError::bind("opcua", listen))?;
-        let local_addr = listener.local_addr()?;
+        let (listener, local_addr) = crate::runtime::bind::<OpcuaSimulator>(listen).await?;
         let certificate = {
             let slot = state.certificate.clone();
-            let renew = state.quirks.on(Quirk::NewCertificate);
+            let renew = state.quirks.get(Quirk::NewCertificate);
             let (uri, name) = (
                 state.application_uri.clone(),
                 state.application_name.clone(),
@@ -340,10 +306,8 @@ impl OpcuaSimulator {
         let internal = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let upstream = internal.local_addr()?;
         let cancel = CancellationToken::new();
-        let (shutdown, _) = watch::channel(false);
-        let (alive, _) = watch::channel(());
         let (drops, _) = watch::channel(0);
-        let (stalled, _) = watch::channel(state.quirks.on(Quirk::Stall));
+        let (stalled, _) = watch::channel(state.quirks.get(Quirk::Stall));
         let tick_ms = state.tick_ms;
         let security = state.security.clone();
         let (app_name, app_uri, product_uri) = (
@@ -351,20 +315,16 @@ impl OpcuaSimulator {
             state.application_uri.clone(),
             state.build_info.product_uri.clone(),
         );
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            log: RequestLog::new(),
-            shutdown,
-            alive,
+        let server = Server {
             drops,
             stalled,
             channels: Mutex::new(HashMap::new()),
-            local_addr,
             start_time: DateTime::now(),
             thumbprint: certificate.thumbprint.clone(),
             pki_dir: pki_dir.clone(),
             cancel: cancel.clone(),
-        });
+        };
+        let shared = crate::runtime::Shared::new(local_addr, state, server);
 
         let mut builder = ServerBuilder::new()
             .application_name(app_name)
@@ -450,38 +410,18 @@ impl OpcuaSimulator {
             )));
         let (server, _handle) = builder.build().map_err(StartError::Server)?;
 
-        let alive_rx = shared.alive.subscribe();
+        let alive_rx = shared.alive();
         tokio::spawn(async move {
             let _alive = alive_rx;
             if let Err(err) = server.run_with(internal).await {
                 tracing::warn!(%err, "OPC UA simulator server ended");
             }
         });
-        crate::tasks::spawn_accept_loop(
-            "opcua",
-            listener,
-            &shared.shutdown,
-            &shared.alive,
-            None,
-            {
-                let shared = Arc::clone(&shared);
-                move |stream, peer| proxy::accept(Arc::clone(&shared), stream, peer, upstream)
-            },
-        );
-        if tick_ms > 0 {
-            let ticking = Arc::clone(&shared);
-            crate::tasks::spawn_ticker(
-                Duration::from_millis(tick_ms),
-                &shared.shutdown,
-                &shared.alive,
-                move || ticking.lock_state().tick(),
-            );
-        }
-        tracing::debug!(%local_addr, "opcua simulator listening");
-        Ok(OpcuaSimHandle {
-            guard: Arc::new(StopOnDrop(Arc::clone(&shared))),
-            shared,
-        })
+        shared.serve(listener, None, move |shared, stream, peer| {
+            proxy::accept(shared, stream, peer, upstream)
+        });
+        shared.tick_every(tick_ms);
+        Ok(SimHandle::new(shared))
     }
 }
 
@@ -519,55 +459,14 @@ fn resolve_certificate(
 ///
 /// Cheap to clone; all clones control the same simulator. Dropping the last clone shuts the
 /// simulator down.
-#[derive(Clone)]
-pub struct OpcuaSimHandle {
-    shared: Arc<Shared>,
-    guard: Arc<StopOnDrop>,
-}
+pub type OpcuaSimHandle = SimHandle<OpcuaSimulator>;
 
-impl fmt::Debug for OpcuaSimHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpcuaSimHandle")
-            .field("local_addr", &self.shared.local_addr)
-            .field("handles", &Arc::strong_count(&self.guard))
-            .finish_non_exhaustive()
-    }
-}
-
-impl OpcuaSimHandle {
-    /// The address actually bound (with the OS-chosen port).
-    #[must_use]
-    pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
-    }
-
+/// OPC UA's own controls of a running simulator.
+impl SimHandle<OpcuaSimulator> {
     /// The endpoint URL clients connect to: `opc.tcp://<ip:port>/`.
     #[must_use]
     pub fn endpoint_url(&self) -> String {
-        format!("opc.tcp://{}/", self.shared.local_addr)
-    }
-
-    /// The request log (shared; clone it to keep it past the handle).
-    #[must_use]
-    pub fn request_log(&self) -> &RequestLog {
-        &self.shared.log
-    }
-
-    /// Starts appending every request from now on to `path` as JSON lines.
-    ///
-    /// # Errors
-    /// If the file cannot be opened for appending.
-    pub fn log_to_file(&self, path: &Path) -> io::Result<()> {
-        self.shared.log.log_to_file(path)
-    }
-
-    /// Executes one line of the command language (see the module docs). `Ok` carries the text
-    /// after `ok` (possibly empty).
-    ///
-    /// # Errors
-    /// The reason the command was refused; nothing was changed.
-    pub fn command(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(&self.shared, line)
+        format!("opc.tcp://{}/", self.local_addr())
     }
 
     /// Sets a variable's value from TOML syntax of its type (`75.0`, `"text"`, `[1, 2]`).
@@ -575,7 +474,7 @@ impl OpcuaSimHandle {
     /// # Errors
     /// If there is no such variable or the value does not fit its type.
     pub fn set_value(&self, id: &str, value: &str) -> Result<(), CommandError> {
-        commands::set_value(&mut self.shared.lock_state(), id, value)
+        commands::set_value(&mut self.shared().lock_state(), id, value)
     }
 
     /// Adds a variable under its parent folder (a structural change).
@@ -588,7 +487,7 @@ impl OpcuaSimHandle {
         vtype: ValueType,
         value: &str,
     ) -> Result<(), CommandError> {
-        commands::add_variable(&mut self.shared.lock_state(), id, vtype.name(), value)
+        commands::add_variable(&mut self.shared().lock_state(), id, vtype.name(), value)
     }
 
     /// Removes a node and everything below it.
@@ -596,53 +495,29 @@ impl OpcuaSimHandle {
     /// # Errors
     /// If there is no such node.
     pub fn remove(&self, id: &str) -> Result<(), CommandError> {
-        self.shared
+        self.shared()
             .lock_state()
             .remove_node(id)
             .map(|_| ())
             .map_err(CommandError::Usage)
     }
 
-    /// Advances every ticking variable once.
-    pub fn tick(&self) {
-        self.shared.lock_state().tick();
-    }
-
-    /// Switches a quirk on or off.
-    pub fn set_quirk(&self, quirk: Quirk, on: bool) {
-        self.shared.set_quirk(quirk, on);
-    }
-
     /// Closes every client connection now.
     pub fn drop_connections(&self) {
-        self.shared.drop_connections();
+        self.shared().drop_connections();
     }
 
     /// The SHA-1 thumbprint (lowercase hex) of the certificate this start presents.
     #[must_use]
     pub fn certificate_thumbprint(&self) -> String {
-        self.shared.thumbprint.clone()
+        self.shared().extra.thumbprint.clone()
     }
 
     /// A copy of the whole state (sharing the certificate, so starting a simulator with it
     /// presents the same certificate).
     #[must_use]
     pub fn state(&self) -> OpcuaState {
-        self.shared.lock_state().clone()
-    }
-
-    /// Stops accepting connections, closes the open ones and stops ticking. Await
-    /// [`stopped`](Self::stopped) to know it is complete.
-    pub fn shutdown(&self) {
-        stop(&self.shared);
-    }
-
-    /// Resolves once the simulator has stopped: listener closed, every connection closed,
-    /// tick task and server ended (after [`shutdown`](Self::shutdown)). Removes the per-start
-    /// PKI folder.
-    pub async fn stopped(&self) {
-        self.shared.alive.closed().await;
-        let _ = std::fs::remove_dir_all(&self.shared.pki_dir);
+        self.shared().lock_state().clone()
     }
 }
 
@@ -659,12 +534,38 @@ pub async fn run(opts: RunOptions) -> Result<(), SimError> {
     crate::process::run::<OpcuaSimulator>(opts).await
 }
 
-impl crate::process::Simulator for OpcuaSimulator {
-    const PROTOCOL: &'static str = "opcua";
+impl Protocol for OpcuaSimulator {
+    const NAME: &'static str = "opcua";
     type State = OpcuaState;
-    type StateError = StateError;
+    type Quirk = Quirk;
+    type QuirkArg = ();
+    type Extra = Server;
     type StartError = StartError;
-    type Handle = OpcuaSimHandle;
+
+    fn quirks(state: &mut OpcuaState) -> &mut Quirks {
+        &mut state.quirks
+    }
+
+    /// The stall quirk is mirrored, so stalled requests can wait for it to end.
+    fn quirk_switched(shared: &Shared, quirk: Quirk, on: bool) {
+        if quirk == Quirk::Stall {
+            shared.extra.stalled.send_replace(on);
+        }
+    }
+
+    fn tick(shared: &Shared) {
+        shared.lock_state().tick();
+    }
+
+    /// async-opcua's server ends with the simulator.
+    fn stopping(shared: &Shared) {
+        shared.extra.cancel.cancel();
+    }
+
+    /// The per-start PKI folder goes once everything has stopped.
+    fn stopped(shared: &Shared) {
+        let _ = std::fs::remove_dir_all(&shared.extra.pki_dir);
+    }
 
     fn load(path: &Path) -> Result<OpcuaState, StateError> {
         OpcuaState::load(path)
@@ -678,8 +579,6 @@ impl crate::process::Simulator for OpcuaSimulator {
         OpcuaSimulator::start(listen, state).await
     }
 }
-
-crate::process::served!(OpcuaSimHandle);
 
 #[cfg(test)]
 mod tests {

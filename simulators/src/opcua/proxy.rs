@@ -6,14 +6,13 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use chrono::Utc;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpStream, tcp::OwnedReadHalf, tcp::OwnedWriteHalf},
 };
 
 use super::{Shared, state::Quirk};
-use crate::request_log::LoggedRequest;
+use crate::request_log::Described;
 
 /// Largest chunk relayed from the server (async-opcua's default buffer is 64 KiB; anything
 /// far beyond is not OPC UA).
@@ -26,20 +25,7 @@ pub(crate) fn accept(
     peer: SocketAddr,
     upstream: SocketAddr,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    shared.log.record(LoggedRequest {
-        seq: 0,
-        time: Utc::now(),
-        protocol: "opcua".into(),
-        peer,
-        unit_id: None,
-        service: 0,
-        name: "connect".into(),
-        detail: String::new(),
-        address: None,
-        count: None,
-        write: false,
-        outcome: "ok".into(),
-    });
+    shared.record(peer, Described::new(0, "connect", ""), "ok");
     relay(shared, client, peer, upstream)
 }
 
@@ -53,13 +39,13 @@ async fn relay(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, upstrea
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let mut stop = shared.shutdown.subscribe();
-    let mut drops = shared.drops.subscribe();
+    let mut stop = shared.shutdown_watch();
+    let mut drops = shared.extra.drops.subscribe();
     drops.mark_unchanged();
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     let channels_seen = std::sync::Mutex::new(Vec::new());
-    let ignore_limits = shared.lock_state().quirks.on(Quirk::HugeString);
+    let ignore_limits = shared.lock_state().quirks.get(Quirk::HugeString);
     tokio::select! {
         _ = stop.wait_for(|stop| *stop) => {}
         _ = drops.changed() => tracing::debug!(%peer, "dropping connection"),
@@ -68,6 +54,7 @@ async fn relay(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, upstrea
     }
     let seen = channels_seen.lock().map(|v| v.clone()).unwrap_or_default();
     let mut map = shared
+        .extra
         .channels
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -156,6 +143,7 @@ async fn downstream(
         {
             let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
             let mut map = shared
+                .extra
                 .channels
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);

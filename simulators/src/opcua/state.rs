@@ -7,12 +7,15 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use opcua_types::{
-    ByteString, DateTime, LocalizedText, UAString, Variant, VariantScalarTypeId, array::Array,
-};
-use serde::Deserialize;
+use opcua_types::{DateTime, Variant};
+
+pub use crate::runtime::StateError;
+pub(crate) use crate::runtime::invalid;
+use crate::runtime::{QuirkName, QuirkSet};
 
 use super::certs::ServerCertificate;
+use super::file::RawState;
+use super::values::ValueType;
 
 /// The embedded demo state (a batch mixer behind an S7-1500-like OPC UA server).
 pub const MIXER_DEMO_TOML: &str = include_str!("../../states/opcua-mixer.toml");
@@ -23,246 +26,6 @@ pub const MAX_ID_LEN: usize = 512;
 pub const MAX_NODES: usize = 200_000;
 /// Longest array value accepted.
 pub const MAX_ARRAY_LEN: usize = 10_000;
-
-/// Why a state file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// The file could not be read.
-    #[error("cannot read state file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// Not valid TOML, an unknown key or a wrong type.
-    #[error("invalid state file: {0}")]
-    Toml(#[from] toml::de::Error),
-    /// Valid TOML that does not describe a device.
-    #[error("invalid state: {0}")]
-    Invalid(String),
-}
-
-fn invalid(text: impl Into<String>) -> StateError {
-    StateError::Invalid(text.into())
-}
-
-/// The scalar types a simulated variable can have (OPC UA built-in types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueType {
-    /// Boolean (i=1).
-    Boolean,
-    /// SByte (i=2).
-    SByte,
-    /// Byte (i=3).
-    Byte,
-    /// Int16 (i=4).
-    Int16,
-    /// UInt16 (i=5).
-    UInt16,
-    /// Int32 (i=6).
-    Int32,
-    /// UInt32 (i=7).
-    UInt32,
-    /// Int64 (i=8).
-    Int64,
-    /// UInt64 (i=9).
-    UInt64,
-    /// Float (i=10).
-    Float,
-    /// Double (i=11).
-    Double,
-    /// String (i=12).
-    String,
-    /// DateTime (i=13).
-    DateTime,
-    /// ByteString (i=15).
-    ByteString,
-    /// LocalizedText (i=21).
-    LocalizedText,
-}
-
-impl ValueType {
-    /// Every type, for messages.
-    pub const ALL: [ValueType; 15] = [
-        ValueType::Boolean,
-        ValueType::SByte,
-        ValueType::Byte,
-        ValueType::Int16,
-        ValueType::UInt16,
-        ValueType::Int32,
-        ValueType::UInt32,
-        ValueType::Int64,
-        ValueType::UInt64,
-        ValueType::Float,
-        ValueType::Double,
-        ValueType::String,
-        ValueType::DateTime,
-        ValueType::ByteString,
-        ValueType::LocalizedText,
-    ];
-
-    /// The type's name as written in state files and commands.
-    pub fn name(self) -> &'static str {
-        match self {
-            ValueType::Boolean => "Boolean",
-            ValueType::SByte => "SByte",
-            ValueType::Byte => "Byte",
-            ValueType::Int16 => "Int16",
-            ValueType::UInt16 => "UInt16",
-            ValueType::Int32 => "Int32",
-            ValueType::UInt32 => "UInt32",
-            ValueType::Int64 => "Int64",
-            ValueType::UInt64 => "UInt64",
-            ValueType::Float => "Float",
-            ValueType::Double => "Double",
-            ValueType::String => "String",
-            ValueType::DateTime => "DateTime",
-            ValueType::ByteString => "ByteString",
-            ValueType::LocalizedText => "LocalizedText",
-        }
-    }
-
-    /// Parses a type name (ASCII case ignored).
-    pub fn parse(text: &str) -> Option<ValueType> {
-        ValueType::ALL
-            .into_iter()
-            .find(|t| t.name().eq_ignore_ascii_case(text))
-    }
-
-    /// The variant type, which is also the numeric id of the DataType node in namespace 0.
-    pub fn scalar_type(self) -> VariantScalarTypeId {
-        match self {
-            ValueType::Boolean => VariantScalarTypeId::Boolean,
-            ValueType::SByte => VariantScalarTypeId::SByte,
-            ValueType::Byte => VariantScalarTypeId::Byte,
-            ValueType::Int16 => VariantScalarTypeId::Int16,
-            ValueType::UInt16 => VariantScalarTypeId::UInt16,
-            ValueType::Int32 => VariantScalarTypeId::Int32,
-            ValueType::UInt32 => VariantScalarTypeId::UInt32,
-            ValueType::Int64 => VariantScalarTypeId::Int64,
-            ValueType::UInt64 => VariantScalarTypeId::UInt64,
-            ValueType::Float => VariantScalarTypeId::Float,
-            ValueType::Double => VariantScalarTypeId::Double,
-            ValueType::String => VariantScalarTypeId::String,
-            ValueType::DateTime => VariantScalarTypeId::DateTime,
-            ValueType::ByteString => VariantScalarTypeId::ByteString,
-            ValueType::LocalizedText => VariantScalarTypeId::LocalizedText,
-        }
-    }
-
-    /// The numeric id of the type's DataType node (namespace 0).
-    pub fn data_type_id(self) -> u32 {
-        self.scalar_type() as u32
-    }
-
-    fn is_float(self) -> bool {
-        matches!(self, ValueType::Float | ValueType::Double)
-    }
-
-    fn is_integer(self) -> bool {
-        matches!(
-            self,
-            ValueType::SByte
-                | ValueType::Byte
-                | ValueType::Int16
-                | ValueType::UInt16
-                | ValueType::Int32
-                | ValueType::UInt32
-                | ValueType::Int64
-                | ValueType::UInt64
-        )
-    }
-
-    /// Converts a TOML value (a scalar of this type, or an array of them) to a variant.
-    pub fn convert(self, value: &toml::Value) -> Result<Variant, String> {
-        if let toml::Value::Array(items) = value {
-            if items.len() > MAX_ARRAY_LEN {
-                return Err(format!(
-                    "array of {} elements; at most {MAX_ARRAY_LEN}",
-                    items.len()
-                ));
-            }
-            let values = items
-                .iter()
-                .map(|item| match item {
-                    toml::Value::Array(_) => Err("nested arrays are not supported".to_owned()),
-                    scalar => self.scalar(scalar),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let array = Array::new(self.scalar_type(), values).map_err(|e| format!("{e:?}"))?;
-            return Ok(Variant::Array(Box::new(array)));
-        }
-        self.scalar(value)
-    }
-
-    fn scalar(self, value: &toml::Value) -> Result<Variant, String> {
-        let wrong = || format!("{value} is not a {} value", self.name());
-        match (self, value) {
-            (ValueType::Boolean, toml::Value::Boolean(b)) => Ok(Variant::Boolean(*b)),
-            (t, toml::Value::Integer(n)) if t.is_integer() => {
-                let n = *n;
-                let out_of_range = || format!("{n} is out of range for {}", t.name());
-                Ok(match t {
-                    ValueType::SByte => {
-                        Variant::SByte(i8::try_from(n).map_err(|_| out_of_range())?)
-                    }
-                    ValueType::Byte => Variant::Byte(u8::try_from(n).map_err(|_| out_of_range())?),
-                    ValueType::Int16 => {
-                        Variant::Int16(i16::try_from(n).map_err(|_| out_of_range())?)
-                    }
-                    ValueType::UInt16 => {
-                        Variant::UInt16(u16::try_from(n).map_err(|_| out_of_range())?)
-                    }
-                    ValueType::Int32 => {
-                        Variant::Int32(i32::try_from(n).map_err(|_| out_of_range())?)
-                    }
-                    ValueType::UInt32 => {
-                        Variant::UInt32(u32::try_from(n).map_err(|_| out_of_range())?)
-                    }
-                    ValueType::Int64 => Variant::Int64(n),
-                    _ => Variant::UInt64(u64::try_from(n).map_err(|_| out_of_range())?),
-                })
-            }
-            (ValueType::Float, toml::Value::Float(f)) => Ok(Variant::Float(*f as f32)),
-            (ValueType::Float, toml::Value::Integer(n)) => Ok(Variant::Float(*n as f32)),
-            (ValueType::Double, toml::Value::Float(f)) => Ok(Variant::Double(*f)),
-            (ValueType::Double, toml::Value::Integer(n)) => Ok(Variant::Double(*n as f64)),
-            (ValueType::String, toml::Value::String(s)) => {
-                Ok(Variant::String(UAString::from(s.as_str())))
-            }
-            (ValueType::LocalizedText, toml::Value::String(s)) => {
-                Ok(Variant::LocalizedText(Box::new(LocalizedText::new("", s))))
-            }
-            (ValueType::DateTime, toml::Value::String(s)) => DateTime::parse_from_rfc3339(s)
-                .map(|d| Variant::DateTime(Box::new(d)))
-                .map_err(|e| format!("{s:?} is not an RFC 3339 date and time: {e}")),
-            (ValueType::DateTime, toml::Value::Datetime(d)) => {
-                DateTime::parse_from_rfc3339(&d.to_string())
-                    .map(|d| Variant::DateTime(Box::new(d)))
-                    .map_err(|e| format!("{d} is not a full date and time with offset: {e}"))
-            }
-            (ValueType::ByteString, toml::Value::String(s)) => parse_hex(s)
-                .map(|bytes| Variant::ByteString(ByteString::from(bytes)))
-                .ok_or_else(|| format!("{s:?} is not hex bytes (e.g. \"0a1b2c\")")),
-            _ => Err(wrong()),
-        }
-    }
-}
-
-fn parse_hex(text: &str) -> Option<Vec<u8>> {
-    let text = text.strip_prefix("0x").unwrap_or(text);
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect()
-}
 
 /// How a ticking variable moves on every tick (runtime values: never setpoints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,7 +39,7 @@ pub enum Tick {
 }
 
 impl Tick {
-    fn parse(text: &str, vtype: ValueType) -> Result<Tick, String> {
+    pub(crate) fn parse(text: &str, vtype: ValueType) -> Result<Tick, String> {
         let tick = match text {
             "counter" => Tick::Counter,
             "sine" => Tick::Sine,
@@ -489,9 +252,8 @@ pub const MILLION_REFS: u32 = 1_000_000;
 /// Bytes of the `huge-string` quirk's value.
 pub const HUGE_STRING_BYTES: usize = 10 * 1024 * 1024;
 
-impl Quirk {
-    /// Every quirk.
-    pub const ALL: [Quirk; 22] = [
+impl QuirkName for Quirk {
+    const ALL: &'static [Quirk] = &[
         Quirk::Stall,
         Quirk::DropSession,
         Quirk::NoBrowseNext,
@@ -516,8 +278,7 @@ impl Quirk {
         Quirk::UnreadableValues,
     ];
 
-    /// The quirk's name in commands and state files.
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Quirk::Stall => "stall",
             Quirk::DropSession => "drop-session",
@@ -543,41 +304,10 @@ impl Quirk {
             Quirk::UnreadableValues => "unreadable-values",
         }
     }
-
-    /// Parses a name (`-` and `_` are interchangeable).
-    pub fn parse(text: &str) -> Option<Quirk> {
-        let text = text.replace('_', "-");
-        Quirk::ALL.into_iter().find(|q| q.name() == text)
-    }
 }
 
 /// The set of quirks switched on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Quirks(BTreeSet<Quirk>);
-
-impl Quirks {
-    /// Whether a quirk is on.
-    pub fn on(&self, quirk: Quirk) -> bool {
-        self.0.contains(&quirk)
-    }
-
-    /// Switches a quirk on or off.
-    pub fn set(&mut self, quirk: Quirk, on: bool) {
-        if on {
-            self.0.insert(quirk);
-        } else {
-            self.0.remove(&quirk);
-        }
-    }
-
-    /// Every quirk with its state, for the `quirk` command.
-    pub fn all(&self) -> BTreeMap<&'static str, bool> {
-        Quirk::ALL
-            .into_iter()
-            .map(|q| (q.name(), self.on(q)))
-            .collect()
-    }
-}
+pub type Quirks = QuirkSet<Quirk>;
 
 /// Where the server's certificate comes from.
 #[derive(Debug, Clone, Default)]
@@ -637,12 +367,10 @@ impl OpcuaState {
     /// # Errors
     /// [`StateError::Io`] if the file cannot be read, else as [`from_toml`](Self::from_toml).
     pub fn load(path: &Path) -> Result<Self, StateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StateError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let raw: RawState = toml::from_str(&text)?;
-        raw.build(path.parent())
+        crate::runtime::load_state(path, |text| {
+            let raw: RawState = toml::from_str(text)?;
+            raw.build(path.parent())
+        })
     }
 
     /// The embedded demo state (`simulators/states/opcua-mixer.toml`): a batch mixer with a
@@ -735,7 +463,7 @@ impl OpcuaState {
     /// The limits in force (the `tiny-limits` quirk overrides the configured ones).
     #[must_use]
     pub fn effective_limits(&self) -> Limits {
-        if self.quirks.on(Quirk::TinyLimits) {
+        if self.quirks.get(Quirk::TinyLimits) {
             TINY_LIMITS
         } else {
             self.limits
@@ -807,11 +535,11 @@ impl OpcuaState {
     }
 }
 
-fn sine(n: u64) -> f64 {
+pub(crate) fn sine(n: u64) -> f64 {
     50.0 + 50.0 * (std::f64::consts::TAU * (n % 60) as f64 / 60.0).sin()
 }
 
-fn ticked(value: &Variant, tick: Tick, n: u64) -> Variant {
+pub(crate) fn ticked(value: &Variant, tick: Tick, n: u64) -> Variant {
     if let Tick::Clock = tick {
         return Variant::DateTime(Box::new(DateTime::now()));
     }
@@ -842,7 +570,7 @@ fn ticked(value: &Variant, tick: Tick, n: u64) -> Variant {
     }
 }
 
-fn check_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
         return Err(format!("a node id is 1..={MAX_ID_LEN} bytes"));
     }
@@ -864,315 +592,10 @@ fn check_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-// ---------------------------------------------------------------- parsing
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawState {
-    tick_ms: Option<u64>,
-    application_name: Option<String>,
-    application_uri: Option<String>,
-    namespace_uri: Option<String>,
-    #[serde(default)]
-    extra_namespaces: Vec<String>,
-    pki_dir: Option<PathBuf>,
-    build_info: Option<RawBuildInfo>,
-    limits: Option<RawLimits>,
-    security: Option<RawSecurity>,
-    #[serde(default)]
-    quirks: BTreeMap<String, bool>,
-    #[serde(default)]
-    folder: Vec<RawFolder>,
-    #[serde(default)]
-    variable: Vec<RawVariable>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBuildInfo {
-    product_uri: String,
-    manufacturer_name: String,
-    product_name: String,
-    software_version: String,
-    build_number: String,
-    build_date: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    max_nodes_per_read: Option<u32>,
-    max_nodes_per_browse: Option<u32>,
-    max_references_per_node: Option<u32>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSecurity {
-    modes: Option<Vec<String>>,
-    policies: Option<Vec<String>>,
-    anonymous: Option<bool>,
-    #[serde(default)]
-    user: Vec<RawUser>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUser {
-    name: String,
-    password: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFolder {
-    id: String,
-    name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVariable {
-    id: String,
-    name: Option<String>,
-    #[serde(rename = "type")]
-    vtype: String,
-    value: toml::Value,
-    tick: Option<String>,
-    readable: Option<bool>,
-}
-
-/// The policies the simulator offers unless told otherwise.
-pub const DEFAULT_POLICIES: [&str; 3] = [
-    "Basic256Sha256",
-    "Aes128Sha256RsaOaep",
-    "Aes256Sha256RsaPss",
-];
-
-fn last_segment(id: &str) -> String {
-    id.rsplit('.').next().unwrap_or(id).to_owned()
-}
-
-/// Builds a variable node from its parts (shared by the state file and the `add` command).
-pub(crate) fn variable_node(
-    id: &str,
-    vtype: &str,
-    value: &toml::Value,
-    tick: Option<&str>,
-    readable: bool,
-    name: Option<String>,
-) -> Result<PlcNode, String> {
-    let vtype = ValueType::parse(vtype).ok_or_else(|| {
-        format!(
-            "{id}: type {vtype:?} is not one of {}",
-            ValueType::ALL.map(ValueType::name).join(", ")
-        )
-    })?;
-    let value = vtype.convert(value).map_err(|e| format!("{id}: {e}"))?;
-    let tick = tick
-        .map(|t| Tick::parse(t, vtype))
-        .transpose()
-        .map_err(|e| format!("{id}: {e}"))?;
-    Ok(PlcNode {
-        name: name.unwrap_or_else(|| last_segment(id)),
-        variable: Some(VariableNode {
-            vtype,
-            value,
-            tick,
-            readable,
-        }),
-    })
-}
-
-/// A folder node.
-pub(crate) fn folder_node(id: &str, name: Option<String>) -> PlcNode {
-    PlcNode {
-        name: name.unwrap_or_else(|| last_segment(id)),
-        variable: None,
-    }
-}
-
-impl RawState {
-    fn build(self, base: Option<&Path>) -> Result<OpcuaState, StateError> {
-        let build_info = match self.build_info {
-            Some(b) => {
-                DateTime::parse_from_rfc3339(&b.build_date).map_err(|e| {
-                    invalid(format!(
-                        "build_info.build_date {:?} is not RFC 3339: {e}",
-                        b.build_date
-                    ))
-                })?;
-                BuildInfo {
-                    product_uri: b.product_uri,
-                    manufacturer_name: b.manufacturer_name,
-                    product_name: b.product_name,
-                    software_version: b.software_version,
-                    build_number: b.build_number,
-                    build_date: b.build_date,
-                }
-            }
-            None => BuildInfo {
-                product_uri: "urn:otdrift:sim".into(),
-                manufacturer_name: "otdrift".into(),
-                product_name: "otdrift OPC UA simulator".into(),
-                software_version: env!("CARGO_PKG_VERSION").into(),
-                build_number: "0".into(),
-                build_date: "2025-01-01T00:00:00Z".into(),
-            },
-        };
-        let limits = {
-            let raw = self.limits;
-            let get = |f: fn(&RawLimits) -> Option<u32>, default: u32| {
-                raw.as_ref().and_then(f).unwrap_or(default)
-            };
-            Limits {
-                max_nodes_per_read: get(|l| l.max_nodes_per_read, 1000),
-                max_nodes_per_browse: get(|l| l.max_nodes_per_browse, 500),
-                max_references_per_node: get(|l| l.max_references_per_node, 1000),
-            }
-        };
-        if limits.max_nodes_per_read == 0
-            || limits.max_nodes_per_browse == 0
-            || limits.max_references_per_node == 0
-        {
-            return Err(invalid("limits must be at least 1"));
-        }
-        let security = match self.security {
-            None => Security {
-                modes: [Mode::None, Mode::Sign, Mode::SignAndEncrypt].into(),
-                policies: DEFAULT_POLICIES.map(str::to_owned).to_vec(),
-                anonymous: true,
-                users: BTreeMap::new(),
-            },
-            Some(raw) => {
-                let mut modes = BTreeSet::new();
-                for mode in raw.modes.unwrap_or_else(|| {
-                    vec!["none".into(), "sign".into(), "sign-and-encrypt".into()]
-                }) {
-                    modes.insert(match mode.as_str() {
-                        "none" => Mode::None,
-                        "sign" => Mode::Sign,
-                        "sign-and-encrypt" => Mode::SignAndEncrypt,
-                        other => {
-                            return Err(invalid(format!(
-                                "security.modes: {other:?}; expected none, sign or sign-and-encrypt"
-                            )));
-                        }
-                    });
-                }
-                if modes.is_empty() {
-                    return Err(invalid("security.modes must name at least one mode"));
-                }
-                let policies = raw
-                    .policies
-                    .unwrap_or_else(|| DEFAULT_POLICIES.map(str::to_owned).to_vec());
-                for policy in &policies {
-                    if !DEFAULT_POLICIES.contains(&policy.as_str()) {
-                        return Err(invalid(format!(
-                            "security.policies: {policy:?}; expected one of {}",
-                            DEFAULT_POLICIES.join(", ")
-                        )));
-                    }
-                }
-                let mut users = BTreeMap::new();
-                for user in raw.user {
-                    if user.name.is_empty() {
-                        return Err(invalid("security.user: empty name"));
-                    }
-                    if users.insert(user.name.clone(), user.password).is_some() {
-                        return Err(invalid(format!("security.user {:?} twice", user.name)));
-                    }
-                }
-                let anonymous = raw.anonymous.unwrap_or(true);
-                if !anonymous && users.is_empty() {
-                    return Err(invalid(
-                        "security: anonymous = false needs at least one [[security.user]]",
-                    ));
-                }
-                Security {
-                    modes,
-                    policies,
-                    anonymous,
-                    users,
-                }
-            }
-        };
-        let mut quirks = Quirks::default();
-        for (name, on) in self.quirks {
-            let quirk = Quirk::parse(&name).ok_or_else(|| {
-                invalid(format!(
-                    "[quirks] {name:?} is not a quirk; expected one of {}",
-                    Quirk::ALL.map(Quirk::name).join(", ")
-                ))
-            })?;
-            quirks.set(quirk, on);
-        }
-        let application_uri = self
-            .application_uri
-            .unwrap_or_else(|| "urn:otdrift:sim:opcua".into());
-        let namespace_uri = self
-            .namespace_uri
-            .unwrap_or_else(|| "urn:otdrift:sim:plc".into());
-        let mut seen = BTreeSet::from(["http://opcfoundation.org/UA/".to_owned()]);
-        for uri in std::iter::once(&application_uri)
-            .chain(&self.extra_namespaces)
-            .chain(std::iter::once(&namespace_uri))
-        {
-            if uri.is_empty() || !seen.insert(uri.clone()) {
-                return Err(invalid(format!(
-                    "namespace URI {uri:?} is empty or used twice"
-                )));
-            }
-        }
-        let mut state = OpcuaState {
-            tick_ms: self.tick_ms.unwrap_or(1000),
-            application_name: self
-                .application_name
-                .unwrap_or_else(|| "otdrift OPC UA simulator".into()),
-            application_uri,
-            namespace_uri,
-            extra_namespaces: self.extra_namespaces,
-            build_info,
-            limits,
-            security,
-            quirks,
-            nodes: BTreeMap::new(),
-            children: BTreeMap::new(),
-            ticks: 0,
-            certificate: CertificateSlot {
-                dir: self.pki_dir.map(|dir| match base {
-                    Some(base) if dir.is_relative() => base.join(dir),
-                    _ => dir,
-                }),
-                current: Arc::default(),
-            },
-        };
-        // Folders first, shortest ids first, so parents exist before their children.
-        let mut folders = self.folder;
-        folders.sort_by_key(|f| f.id.matches('.').count());
-        for folder in folders {
-            let node = folder_node(&folder.id, folder.name);
-            state.add_node(&folder.id, node).map_err(invalid)?;
-        }
-        for var in self.variable {
-            let node = variable_node(
-                &var.id,
-                &var.vtype,
-                &var.value,
-                var.tick.as_deref(),
-                var.readable.unwrap_or(true),
-                var.name,
-            )
-            .map_err(invalid)?;
-            state.add_node(&var.id, node).map_err(invalid)?;
-        }
-        Ok(state)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opcua_types::ByteString;
 
     #[test]
     fn the_demo_parses() {
@@ -1187,7 +610,7 @@ mod tests {
                 .any(|v| v.tick.is_some())
         );
         assert_eq!(state.namespace_index(), 2);
-        assert!(state.quirks().all().values().all(|on| !on));
+        assert!(Quirk::ALL.iter().all(|q| !state.quirks().get(*q)));
     }
 
     #[test]

@@ -3,46 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use super::{
-    Shared,
+    S7Simulator,
     state::{
         BlockMeta, COMPONENT_FIELDS, DEFAULT_TIME, DbState, MAX_DB_SIZE, ProgramBlock, ProgramType,
-        Quirk, Selector, TickKind, check_component, generated_code, sine_byte,
+        Selector, TickKind, check_component, generated_code, sine_byte,
     },
 };
 use crate::control::CommandError;
+use crate::runtime::Commands;
+use crate::runtime::verbs::{number, split_word, usage};
 
-/// The `help` reply (one line).
-pub(crate) const HELP: &str = "commands: \
-set dbN OFFSET BYTE... ; get dbN OFFSET [COUNT] ; \
-db add N SIZE [FILL] | resize N SIZE | delete N | list ; \
-block add OB|FB|FC|SDB N [SIZE] | change TYPE N | delete TYPE N ; \
-mode run|stop ; protection LEVEL [SELECTOR] ; identity [FIELD VALUE...] ; \
-tick [N] ; quirk [NAME on|off] ; log [clear] ; help";
-
-fn usage(text: &str) -> CommandError {
-    CommandError::Usage(format!("usage: {text}"))
-}
-
-fn split_word(text: &str) -> (&str, &str) {
-    let text = text.trim_start();
-    match text.find(char::is_whitespace) {
-        Some(at) => (&text[..at], text[at..].trim()),
-        None => (text, ""),
-    }
-}
-
-fn number<T: TryFrom<u64>>(text: &str, what: &str) -> Result<T, CommandError> {
-    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse::<u64>().ok(),
-    };
-    parsed
-        .and_then(|n| T::try_from(n).ok())
-        .ok_or_else(|| CommandError::Usage(format!("bad {what} {text:?}")))
-}
+type Shared = crate::runtime::Shared<S7Simulator>;
 
 fn db_number(text: &str) -> Result<u16, CommandError> {
     let digits = text
@@ -60,7 +32,7 @@ pub(crate) fn set_bytes(
     bytes: &[u8],
 ) -> Result<(), CommandError> {
     let _state = shared.lock_state();
-    let mut backend = shared.lock_backend();
+    let mut backend = shared.extra.lock_backend();
     let Some(memory) = backend.db_mut(db) else {
         return Err(CommandError::Usage(format!("DB{db} does not exist")));
     };
@@ -93,6 +65,7 @@ pub(crate) fn add_db(
     }
     let db = DbState::plain(number, size, fill).map_err(|e| CommandError::Usage(e.to_string()))?;
     shared
+        .extra
         .lock_backend()
         .add_db(number, db.initial.clone())
         .map_err(|e| CommandError::Usage(e.to_string()))?;
@@ -111,7 +84,7 @@ pub(crate) fn resize_db(shared: &Shared, number: u16, size: usize) -> Result<(),
     let Some(db) = state.dbs.get_mut(&number) else {
         return Err(CommandError::Usage(format!("DB{number} does not exist")));
     };
-    let mut backend = shared.lock_backend();
+    let mut backend = shared.extra.lock_backend();
     let mut bytes = backend.db(number).map(<[u8]>::to_vec).unwrap_or_default();
     bytes.resize(size, 0);
     backend
@@ -130,6 +103,7 @@ pub(crate) fn delete_db(shared: &Shared, number: u16) -> Result<(), CommandError
         return Err(CommandError::Usage(format!("DB{number} does not exist")));
     }
     shared
+        .extra
         .lock_backend()
         .remove_db(number)
         .map_err(|e| CommandError::Usage(e.to_string()))
@@ -140,7 +114,7 @@ pub(crate) fn tick(shared: &Shared) {
     let mut state = shared.lock_state();
     state.ticks = state.ticks.wrapping_add(1);
     let n = state.ticks;
-    let mut backend = shared.lock_backend();
+    let mut backend = shared.extra.lock_backend();
     for (number, db) in &state.dbs {
         let (Some(kind), Some(memory)) = (db.tick, backend.db_mut(*number)) else {
             continue;
@@ -158,7 +132,7 @@ pub(crate) fn tick(shared: &Shared) {
 pub(crate) fn set_running(shared: &Shared, running: bool) {
     let mut state = shared.lock_state();
     state.running = running;
-    shared.lock_backend().set_running(running);
+    shared.extra.lock_backend().set_running(running);
 }
 
 fn set_dbs(shared: &Shared, rest: &str) -> Result<String, CommandError> {
@@ -190,7 +164,7 @@ fn get(shared: &Shared, rest: &str) -> Result<String, CommandError> {
     let offset: usize = number(offset, "offset")?;
     let count: usize = number(count, "count")?;
     let _state = shared.lock_state();
-    let backend = shared.lock_backend();
+    let backend = shared.extra.lock_backend();
     let memory = backend
         .db(db)
         .ok_or_else(|| CommandError::Usage(format!("DB{db} does not exist")))?;
@@ -365,125 +339,64 @@ fn protection(shared: &Shared, rest: &str) -> Result<String, CommandError> {
     Ok(String::new())
 }
 
-fn quirks_json(shared: &Shared) -> String {
-    let state = shared.lock_state();
-    let map: BTreeMap<&str, bool> = Quirk::ALL
-        .into_iter()
-        .map(|q| (q.name(), state.quirks.get(q)))
-        .collect();
-    serde_json::to_string(&map).unwrap_or_default()
-}
+impl Commands for S7Simulator {
+    const HELP: &'static str = "commands: \
+    set dbN OFFSET BYTE... ; get dbN OFFSET [COUNT] ; \
+    db add N SIZE [FILL] | resize N SIZE | delete N | list ; \
+    block add OB|FB|FC|SDB N [SIZE] | change TYPE N | delete TYPE N ; \
+    mode run|stop ; protection LEVEL [SELECTOR] ; identity [FIELD VALUE...] ; \
+    tick [N] ; quirk [NAME on|off] ; log [clear] ; help";
+    const LOG_KEY: &'static str = "by_service";
 
-fn quirk(shared: &Shared, rest: &str) -> Result<String, CommandError> {
-    if rest.is_empty() {
-        return Ok(quirks_json(shared));
-    }
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    let names: Vec<&str> = Quirk::ALL.iter().map(|q| q.name()).collect();
-    let [name, switch] = words.as_slice() else {
-        return Err(usage(&format!("quirk {} on|off", names.join("|"))));
-    };
-    let quirk = Quirk::parse(name).ok_or_else(|| {
-        CommandError::Usage(format!(
-            "unknown quirk {name:?}; one of {}",
-            names.join(", ")
-        ))
-    })?;
-    let on = match switch.to_ascii_lowercase().as_str() {
-        "on" | "true" | "1" => true,
-        "off" | "false" | "0" => false,
-        _ => return Err(usage("quirk NAME on|off")),
-    };
-    shared.lock_state().quirks.set(quirk, on);
-    Ok(String::new())
-}
-
-#[derive(Serialize)]
-struct LogSummary {
-    total: usize,
-    writes: usize,
-    by_service: BTreeMap<String, usize>,
-    snap7_events: BTreeMap<String, usize>,
-    snap7_writes: usize,
-}
-
-fn log(shared: &Shared, rest: &str) -> Result<String, CommandError> {
-    match rest {
-        "" => {
-            let mut by_service = BTreeMap::new();
-            for entry in shared.log.entries() {
-                *by_service.entry(entry.name).or_insert(0) += 1;
-            }
-            let (snap7_events, snap7_writes) = {
-                let mut backend = shared.lock_backend();
-                backend.drain_events();
-                (
-                    backend
-                        .events()
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), *v))
-                        .collect(),
-                    backend.event_writes(),
-                )
-            };
-            let summary = LogSummary {
-                total: shared.log.total(),
-                writes: shared.log.writes(),
-                by_service,
-                snap7_events,
-                snap7_writes,
-            };
-            Ok(serde_json::to_string(&summary).unwrap_or_default())
+    /// The S7 simulator's own verbs.
+    fn command(shared: &Shared, verb: &str, rest: &str) -> Result<String, CommandError> {
+        match verb {
+            "set" => set_dbs(shared, rest),
+            "get" => get(shared, rest),
+            "db" => db(shared, rest),
+            "block" => block(shared, rest),
+            "mode" => match rest.to_ascii_lowercase().as_str() {
+                "run" => {
+                    set_running(shared, true);
+                    Ok(String::new())
+                }
+                "stop" => {
+                    set_running(shared, false);
+                    Ok(String::new())
+                }
+                _ => Err(usage("mode run|stop")),
+            },
+            "protection" => protection(shared, rest),
+            "identity" => identity(shared, rest),
+            _ => Err(CommandError::Unknown(verb.to_owned())),
         }
-        "clear" => {
-            shared.log.clear();
-            let mut backend = shared.lock_backend();
+    }
+
+    /// The `log` summary: requests by service name, and snap7's own server events as a second
+    /// witness.
+    fn log_summary(shared: &Shared) -> String {
+        let by_service = crate::runtime::verbs::counts_by_name(shared.log());
+        let (snap7_events, snap7_writes) = {
+            let mut backend = shared.extra.lock_backend();
             backend.drain_events();
-            backend.clear_events();
-            Ok(String::new())
-        }
-        _ => Err(usage("log [clear]")),
+            let events: BTreeMap<String, usize> = backend
+                .events()
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect();
+            (events, backend.event_writes())
+        };
+        format!(
+            "{},\"snap7_events\":{},\"snap7_writes\":{snap7_writes}",
+            crate::runtime::verbs::log_counts::<S7Simulator, _>(by_service),
+            serde_json::to_string(&snap7_events).unwrap_or_default()
+        )
     }
-}
 
-/// Executes one command line.
-pub(crate) fn execute(shared: &Shared, line: &str) -> Result<String, CommandError> {
-    let (word, rest) = split_word(line);
-    match word.to_ascii_lowercase().as_str() {
-        "help" => Ok(HELP.to_owned()),
-        "set" => set_dbs(shared, rest),
-        "get" => get(shared, rest),
-        "db" => db(shared, rest),
-        "block" => block(shared, rest),
-        "mode" => match rest.to_ascii_lowercase().as_str() {
-            "run" => {
-                set_running(shared, true);
-                Ok(String::new())
-            }
-            "stop" => {
-                set_running(shared, false);
-                Ok(String::new())
-            }
-            _ => Err(usage("mode run|stop")),
-        },
-        "protection" => protection(shared, rest),
-        "identity" => identity(shared, rest),
-        "tick" => {
-            let n: u64 = if rest.is_empty() {
-                1
-            } else {
-                number(rest, "tick count")?
-            };
-            if n > 100_000 {
-                return Err(usage("tick [N] with N <= 100000"));
-            }
-            for _ in 0..n {
-                tick(shared);
-            }
-            Ok(String::new())
-        }
-        "quirk" | "quirks" => quirk(shared, rest),
-        "log" => log(shared, rest),
-        _ => Err(CommandError::Unknown(word.to_owned())),
+    /// `log clear` also forgets snap7's events.
+    fn log_cleared(shared: &Shared) {
+        let mut backend = shared.extra.lock_backend();
+        backend.drain_events();
+        backend.clear_events();
     }
 }

@@ -154,68 +154,48 @@
 mod answers;
 mod backend;
 mod commands;
+mod file;
 mod proxy;
 mod state;
 
 use std::{
     collections::BTreeMap,
-    fmt, io,
+    io,
     net::SocketAddr,
     path::Path,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
+    sync::{Mutex, MutexGuard, PoisonError},
 };
-
-use tokio::{net::TcpListener, sync::watch};
 
 pub use self::state::{
     BlockMeta, COMPONENT_FIELDS, DEMO_TOML, DbState, Identity, MAX_DB_SIZE, ProgramBlock,
     ProgramType, Quirk, Quirks, S7State, Selector, StateError, TickKind, parse_block_time,
 };
 pub use crate::control::CommandError;
-use crate::{control::CommandTarget, request_log::RequestLog};
+use crate::runtime::{Protocol, QuirkSet, SimHandle};
 use backend::Backend;
 
-/// What the simulator's tasks share.
-struct Shared {
-    state: Mutex<S7State>,
+type Shared = crate::runtime::Shared<S7Simulator>;
+
+/// What the S7 simulator keeps beside its state: snap7's own server.
+pub struct Snap7 {
     backend: Mutex<Backend>,
     backend_addr: SocketAddr,
-    log: RequestLog,
-    shutdown: watch::Sender<bool>,
-    alive: watch::Sender<()>,
-    local_addr: SocketAddr,
 }
 
-impl Shared {
-    /// The state; always locked before the backend when both are needed.
-    fn lock_state(&self) -> MutexGuard<'_, S7State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
+impl Snap7 {
+    /// snap7's server; always locked after the state when both are needed.
     fn lock_backend(&self) -> MutexGuard<'_, Backend> {
         self.backend.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl CommandTarget for Shared {
-    fn execute(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(self, line)
-    }
-}
-
-/// Shuts the simulator down when the last handle is dropped.
-struct StopOnDrop(Arc<Shared>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.shutdown.send_replace(true);
     }
 }
 
 /// Starts simulated S7 CPUs.
 #[derive(Debug)]
 pub struct S7Simulator;
+
+/// Controls a running simulator: its address, request log, mutations. Cheap to clone; all
+/// clones control the same simulator; dropping the last one shuts it down.
+pub type S7SimHandle = SimHandle<S7Simulator>;
 
 impl S7Simulator {
     /// Starts snap7's server with the state's DBs, binds `listen` (use `127.0.0.1:0` in
@@ -225,7 +205,7 @@ impl S7Simulator {
     /// # Errors
     /// If the address cannot be bound or snap7's server cannot start.
     pub async fn start(listen: SocketAddr, state: S7State) -> io::Result<S7SimHandle> {
-        let listener = TcpListener::bind(listen).await?;
+        let listener = tokio::net::TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let dbs: BTreeMap<u16, Vec<u8>> = state
             .dbs
@@ -237,90 +217,55 @@ impl S7Simulator {
             .await
             .map_err(io::Error::other)??;
         let tick_ms = state.tick_ms;
-        let (shutdown, _) = watch::channel(false);
-        let (alive, _) = watch::channel(());
-        let shared = Arc::new(Shared {
+        let snap7 = Snap7 {
             backend_addr: backend.addr(),
-            state: Mutex::new(state),
             backend: Mutex::new(backend),
-            log: RequestLog::new(),
-            shutdown,
-            alive,
-            local_addr,
-        });
-        crate::tasks::spawn_accept_loop("s7", listener, &shared.shutdown, &shared.alive, None, {
-            let shared = Arc::clone(&shared);
-            move |stream, peer| proxy::serve(Arc::clone(&shared), stream, peer)
-        });
-        if tick_ms > 0 {
-            let ticking = Arc::clone(&shared);
-            crate::tasks::spawn_ticker(
-                Duration::from_millis(tick_ms),
-                &shared.shutdown,
-                &shared.alive,
-                move || commands::tick(&ticking),
-            );
-        }
-        tracing::debug!(%local_addr, snap7 = %shared.backend_addr, "s7 simulator listening");
-        Ok(S7SimHandle {
-            guard: Arc::new(StopOnDrop(Arc::clone(&shared))),
-            shared,
-        })
+        };
+        let shared = crate::runtime::Shared::new(local_addr, state, snap7);
+        shared.serve(listener, None, proxy::serve);
+        shared.tick_every(tick_ms);
+        Ok(SimHandle::new(shared))
     }
 }
 
-/// Controls a running simulator: its address, request log, mutations. Cheap to clone; all
-/// clones control the same simulator; dropping the last one shuts it down.
-#[derive(Clone)]
-pub struct S7SimHandle {
-    shared: Arc<Shared>,
-    guard: Arc<StopOnDrop>,
-}
+impl Protocol for S7Simulator {
+    const NAME: &'static str = "s7";
+    type State = S7State;
+    type Quirk = Quirk;
+    type QuirkArg = ();
+    type Extra = Snap7;
+    type StartError = std::convert::Infallible;
 
-impl fmt::Debug for S7SimHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S7SimHandle")
-            .field("local_addr", &self.shared.local_addr)
-            .field("snap7", &self.shared.backend_addr)
-            .field("handles", &Arc::strong_count(&self.guard))
-            .finish_non_exhaustive()
+    fn quirks(state: &mut S7State) -> &mut QuirkSet<Quirk> {
+        &mut state.quirks
+    }
+
+    fn tick(shared: &Shared) {
+        commands::tick(shared);
+    }
+
+    fn load(path: &Path) -> Result<S7State, StateError> {
+        S7State::load(path)
+    }
+
+    fn demo() -> S7State {
+        S7State::demo()
+    }
+
+    async fn start(listen: SocketAddr, state: S7State) -> Result<S7SimHandle, SimError> {
+        S7Simulator::start(listen, state)
+            .await
+            .map_err(SimError::bind(Self::NAME, listen))
     }
 }
 
-impl S7SimHandle {
-    /// The address clients connect to (with the OS-chosen port).
-    #[must_use]
-    pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
-    }
-
+/// S7's own controls of a running simulator.
+impl SimHandle<S7Simulator> {
     /// Where snap7's own server listens (127.0.0.1); for diagnostics only: requests sent
     /// there bypass the log.
     #[must_use]
     pub fn snap7_addr(&self) -> SocketAddr {
-        self.shared.backend_addr
-    }
-
-    /// The request log.
-    #[must_use]
-    pub fn request_log(&self) -> &RequestLog {
-        &self.shared.log
-    }
-
-    /// Appends every request from now on to `path` as JSON lines.
-    ///
-    /// # Errors
-    /// If the file cannot be opened for appending.
-    pub fn log_to_file(&self, path: &Path) -> io::Result<()> {
-        self.shared.log.log_to_file(path)
-    }
-
-    /// Executes one line of the command language (see the module docs).
-    ///
-    /// # Errors
-    /// The reason the command was refused; nothing was changed.
-    pub fn command(&self, line: &str) -> Result<String, CommandError> {
-        commands::execute(&self.shared, line)
+        self.shared().extra.backend_addr
     }
 
     /// Writes `bytes` into DB `db` from `offset` (all must fit, else nothing is written).
@@ -328,14 +273,18 @@ impl S7SimHandle {
     /// # Errors
     /// If the DB does not exist or the bytes do not fit.
     pub fn set_db_bytes(&self, db: u16, offset: usize, bytes: &[u8]) -> Result<(), CommandError> {
-        commands::set_bytes(&self.shared, db, offset, bytes)
+        commands::set_bytes(self.shared(), db, offset, bytes)
     }
 
     /// The current bytes of DB `db`.
     #[must_use]
     pub fn db_bytes(&self, db: u16) -> Option<Vec<u8>> {
-        let _state = self.shared.lock_state();
-        self.shared.lock_backend().db(db).map(<[u8]>::to_vec)
+        let _state = self.shared().lock_state();
+        self.shared()
+            .extra
+            .lock_backend()
+            .db(db)
+            .map(<[u8]>::to_vec)
     }
 
     /// Adds a DB of `size` zero bytes.
@@ -343,7 +292,7 @@ impl S7SimHandle {
     /// # Errors
     /// If it exists or the size is outside 1..=65535.
     pub fn add_db(&self, number: u16, size: usize) -> Result<(), CommandError> {
-        commands::add_db(&self.shared, number, size, 0)
+        commands::add_db(self.shared(), number, size, 0)
     }
 
     /// Changes a DB's size, keeping its bytes.
@@ -351,7 +300,7 @@ impl S7SimHandle {
     /// # Errors
     /// If it does not exist or the size is outside 1..=65535.
     pub fn resize_db(&self, number: u16, size: usize) -> Result<(), CommandError> {
-        commands::resize_db(&self.shared, number, size)
+        commands::resize_db(self.shared(), number, size)
     }
 
     /// Deletes a DB.
@@ -359,35 +308,25 @@ impl S7SimHandle {
     /// # Errors
     /// If it does not exist.
     pub fn delete_db(&self, number: u16) -> Result<(), CommandError> {
-        commands::delete_db(&self.shared, number)
+        commands::delete_db(self.shared(), number)
     }
 
     /// Switches the CPU between RUN and STOP.
     pub fn set_running(&self, running: bool) {
-        commands::set_running(&self.shared, running);
-    }
-
-    /// Advances every ticking DB once.
-    pub fn tick(&self) {
-        commands::tick(&self.shared);
-    }
-
-    /// Switches a quirk on or off.
-    pub fn set_quirk(&self, quirk: Quirk, on: bool) {
-        self.shared.lock_state().quirks.set(quirk, on);
+        commands::set_running(self.shared(), running);
     }
 
     /// A copy of the state (DB bytes as loaded; see [`db_bytes`](Self::db_bytes) for the
     /// current ones).
     #[must_use]
     pub fn state(&self) -> S7State {
-        self.shared.lock_state().clone()
+        self.shared().lock_state().clone()
     }
 
     /// snap7's own server events so far, by name (a second witness beside the log).
     #[must_use]
     pub fn snap7_events(&self) -> BTreeMap<String, usize> {
-        let mut backend = self.shared.lock_backend();
+        let mut backend = self.shared().extra.lock_backend();
         backend.drain_events();
         backend
             .events()
@@ -400,20 +339,9 @@ impl S7SimHandle {
     /// security, set clock): what must stay zero while otdrift reads.
     #[must_use]
     pub fn snap7_writes(&self) -> usize {
-        let mut backend = self.shared.lock_backend();
+        let mut backend = self.shared().extra.lock_backend();
         backend.drain_events();
         backend.event_writes()
-    }
-
-    /// Stops accepting, closes connections and stops ticking (asynchronously; await
-    /// [`stopped`](Self::stopped)). snap7's server stops when the last handle is gone.
-    pub fn shutdown(&self) {
-        self.shared.shutdown.send_replace(true);
-    }
-
-    /// Resolves once the listener, every connection and the tick task have ended.
-    pub async fn stopped(&self) {
-        self.shared.alive.closed().await;
     }
 }
 
@@ -432,30 +360,6 @@ pub type SimError = crate::process::SimError<StateError>;
 pub async fn run(opts: RunOptions) -> Result<(), SimError> {
     crate::process::run::<S7Simulator>(opts).await
 }
-
-impl crate::process::Simulator for S7Simulator {
-    const PROTOCOL: &'static str = "s7";
-    type State = S7State;
-    type StateError = StateError;
-    type StartError = std::convert::Infallible;
-    type Handle = S7SimHandle;
-
-    fn load(path: &Path) -> Result<S7State, StateError> {
-        S7State::load(path)
-    }
-
-    fn demo() -> S7State {
-        S7State::demo()
-    }
-
-    async fn start(listen: SocketAddr, state: S7State) -> Result<S7SimHandle, SimError> {
-        S7Simulator::start(listen, state)
-            .await
-            .map_err(SimError::bind(Self::PROTOCOL, listen))
-    }
-}
-
-crate::process::served!(S7SimHandle);
 
 #[cfg(test)]
 mod tests {
@@ -586,7 +490,8 @@ mod tests {
             let _ = read_frame(&mut stream).await;
             let _ = stream.write_all(&garbage).await;
             let mut buf = [0u8; 64];
-            let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut buf))
+                .await;
         }
         // Still serving.
         let _ = session(&sim).await;
@@ -616,7 +521,7 @@ mod tests {
         sim.command("tick 3").expect("tick");
         assert_ne!(sim.db_bytes(2), before, "DB2 ticks");
         sim.command("quirk put-get-off on").expect("quirk");
-        assert!(sim.state().quirks.put_get_off);
+        assert!(sim.state().quirks.get(Quirk::PutGetOff));
         assert!(sim.command("quirk nonsense on").is_err());
         assert!(sim.command("block change FB1").is_ok());
         assert!(sim.command("block change FB99").is_err());

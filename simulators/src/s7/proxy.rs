@@ -9,38 +9,29 @@ use std::{
     sync::Arc,
 };
 
-use chrono::Utc;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
 
-use super::{Shared, answers, answers::Parsed, backend, state::Quirks};
-use crate::request_log::LoggedRequest;
+use super::{
+    Shared, answers,
+    answers::Parsed,
+    backend,
+    state::{Quirk, Quirks},
+};
+use crate::request_log::Described;
 
 /// The largest TPKT frame accepted from a client.
 const MAX_FRAME: usize = 8192;
 /// The largest reassembled S7 PDU accepted from a client.
 const MAX_PDU: usize = 8192;
 
-/// What a request is, for the log.
-pub(crate) struct Service {
-    pub(crate) code: u16,
-    pub(crate) name: String,
-    pub(crate) write: bool,
-    pub(crate) detail: String,
-    pub(crate) address: Option<u32>,
-    pub(crate) count: Option<u32>,
-}
-
-fn service(code: u16, name: &str, write: bool, detail: String) -> Service {
-    Service {
-        code,
-        name: name.to_owned(),
+/// A request described for the log.
+fn service(code: u16, name: &str, write: bool, detail: String) -> Described {
+    Described {
         write,
-        detail,
-        address: None,
-        count: None,
+        ..Described::new(code, name, detail)
     }
 }
 
@@ -74,7 +65,7 @@ fn ascii_block(bytes: &[u8]) -> Option<(u8, u16)> {
 
 /// Classifies a request: service code, name, and whether it asks to change state. Anything
 /// not known to be read-only is logged as a write.
-pub(crate) fn classify(req: &Parsed) -> Service {
+pub(crate) fn classify(req: &Parsed) -> Described {
     if let Some(function) = req.function() {
         let p = &req.params;
         return match function {
@@ -103,8 +94,8 @@ pub(crate) fn classify(req: &Parsed) -> Service {
                         format!("area 0x{:02X}.{start}[{len}]", item[8])
                     });
                 }
-                Service {
-                    code: u16::from(function),
+                Described {
+                    service: u16::from(function),
                     name: if write { "write_var" } else { "read_var" }.to_owned(),
                     write,
                     detail: format!("items={count} {}", items.join(" ")),
@@ -246,7 +237,7 @@ async fn forward(
     };
     let shared = Arc::clone(shared);
     let (stream, result) = tokio::task::spawn_blocking(move || {
-        let result = shared.lock_backend().exchange(&mut stream, &frame);
+        let result = shared.extra.lock_backend().exchange(&mut stream, &frame);
         (stream, result)
     })
     .await
@@ -257,27 +248,10 @@ async fn forward(
     result
 }
 
-fn record(shared: &Shared, peer: SocketAddr, service: Service, outcome: &str) {
-    shared.log.record(LoggedRequest {
-        seq: 0,
-        time: Utc::now(),
-        protocol: "s7".to_owned(),
-        peer,
-        unit_id: None,
-        service: service.code,
-        name: service.name,
-        detail: service.detail,
-        address: service.address,
-        count: service.count,
-        write: service.write,
-        outcome: outcome.to_owned(),
-    });
-}
-
 /// Serves one client until it closes, a quirk drops it, or the simulator stops.
 pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
     let _ = client.set_nodelay(true);
-    let mut stop = shared.shutdown.subscribe();
+    let mut stop = shared.stop_for(peer);
     let mut session = Session {
         backend: None,
         pdu: 240,
@@ -288,9 +262,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: Sock
     };
     let mut assembling: Vec<u8> = Vec::new();
     loop {
-        let frame = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            frame = read_tpkt(&mut client) => frame,
+        let Some(frame) = stop.or(read_tpkt(&mut client)).await else {
+            break;
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -342,7 +315,7 @@ async fn connect(
 ) -> bool {
     let (quirks, expected) = {
         let state = shared.lock_state();
-        (state.quirks, state.rack * 0x20 + state.slot)
+        (state.quirks.clone(), state.rack * 0x20 + state.slot)
     };
     // Parameters after the fixed part: code, length, value.
     let mut called = None;
@@ -360,13 +333,12 @@ async fn connect(
         |t| format!("called TSAP 0x{t:04X}"),
     );
     let connect = service(0x00E0, "cotp_connect", false, detail);
-    if quirks.stall {
-        record(shared, peer, connect, "no answer (stall quirk)");
+    if quirks.get(Quirk::Stall) {
+        shared.record(peer, connect, "no answer (stall quirk)");
         return true;
     }
-    if quirks.congested {
-        record(
-            shared,
+    if quirks.get(Quirk::Congested) {
+        shared.record(
             peer,
             connect,
             "refused: disconnect reason 0x81, congestion (congested quirk)",
@@ -374,29 +346,29 @@ async fn connect(
         let _ = client.write_all(&answers::disconnect(0x81)).await;
         return false;
     }
-    if !quirks.snap7_only
+    if !quirks.get(Quirk::Snap7Only)
         && let Some(tsap) = called
         && (tsap & 0xFF != expected || !(1..=3).contains(&(tsap >> 8)))
     {
-        record(shared, peer, connect, "refused: no CPU at this rack/slot");
+        shared.record(peer, connect, "refused: no CPU at this rack/slot");
         let _ = client.write_all(&answers::disconnect(0x80)).await;
         return false;
     }
-    let addr = shared.backend_addr;
+    let addr = shared.extra.backend_addr;
     let opened = tokio::task::spawn_blocking(move || backend::connect(addr)).await;
     let Ok(Ok(stream)) = opened else {
-        record(shared, peer, connect, "failed: snap7 server not reachable");
+        shared.record(peer, connect, "failed: snap7 server not reachable");
         return false;
     };
     session.backend = Some(stream);
     match forward(shared, session, frame.to_vec()).await {
         Ok(answer) => {
-            record(shared, peer, connect, "ok");
+            shared.record(peer, connect, "ok");
             client.write_all(&answer).await.is_ok()
         }
         Err(err) => {
             tracing::debug!(%peer, %err, "snap7 refused the connection");
-            record(shared, peer, connect, "failed: snap7 did not confirm");
+            shared.record(peer, connect, "failed: snap7 did not confirm");
             false
         }
     }
@@ -411,8 +383,7 @@ async fn request(
     pdu: &[u8],
 ) -> bool {
     let Some(req) = Parsed::parse(pdu) else {
-        record(
-            shared,
+        shared.record(
             peer,
             service(0, "malformed", false, format!("{} bytes", pdu.len())),
             "closed: malformed PDU",
@@ -420,19 +391,19 @@ async fn request(
         return false;
     };
     let svc = classify(&req);
-    let quirks = shared.lock_state().quirks;
-    let action = decide(shared, session, &req, quirks);
+    let quirks = shared.lock_state().quirks.clone();
+    let action = decide(shared, session, &req, &quirks);
     match action {
         Action::Silence(outcome) => {
-            record(shared, peer, svc, &outcome);
+            shared.record(peer, svc, &outcome);
             true
         }
         Action::Drop(outcome) => {
-            record(shared, peer, svc, &outcome);
+            shared.record(peer, svc, &outcome);
             false
         }
         Action::Answer(answer, outcome) => {
-            record(shared, peer, svc, &outcome);
+            shared.record(peer, svc, &outcome);
             client.write_all(&answers::frame(&answer)).await.is_ok()
         }
         Action::Forward(pdu) => {
@@ -442,12 +413,12 @@ async fn request(
                     if is_setup && let Some(b) = answer.get(7 + 12 + 6..7 + 12 + 8) {
                         session.pdu = usize::from(u16::from_be_bytes([b[0], b[1]])).clamp(240, 960);
                     }
-                    record(shared, peer, svc, "answered by snap7");
+                    shared.record(peer, svc, "answered by snap7");
                     client.write_all(&answer).await.is_ok()
                 }
                 Err(err) => {
                     tracing::debug!(%peer, %err, "snap7 exchange failed");
-                    record(shared, peer, svc, "closed: snap7 did not answer");
+                    shared.record(peer, svc, "closed: snap7 did not answer");
                     false
                 }
             }
@@ -463,11 +434,11 @@ fn refusal(req: &Parsed, group: u8, sub: u8, code: u16, why: &str) -> Action {
 }
 
 /// Decides how to answer one request.
-fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Quirks) -> Action {
-    if quirks.stall {
+fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: &Quirks) -> Action {
+    if quirks.get(Quirk::Stall) {
         return Action::Silence("no answer (stall quirk)".into());
     }
-    if quirks.busy && req.function() != Some(0xF0) {
+    if quirks.get(Quirk::Busy) && req.function() != Some(0xF0) {
         const TOO_FEW_RESOURCES: u16 = 0x8302;
         let outcome = "refused 0x8302 (busy quirk)".to_owned();
         return match req.userdata() {
@@ -478,22 +449,22 @@ fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Qui
             None => Action::Answer(answers::job_error(req.pdu_ref, TOO_FEW_RESOURCES), outcome),
         };
     }
-    if quirks.snap7_only {
+    if quirks.get(Quirk::Snap7Only) {
         return Action::Forward(rewrite_setup(shared, req));
     }
     if let Some(function) = req.function() {
-        let item_refusal = if quirks.refuse_db_read {
+        let item_refusal = if quirks.get(Quirk::RefuseDbRead) {
             Some((0x0A, "refuse-db-read"))
-        } else if quirks.refuse_db_range {
+        } else if quirks.get(Quirk::RefuseDbRange) {
             Some((0x05, "refuse-db-range"))
-        } else if quirks.deny_db_read {
+        } else if quirks.get(Quirk::DenyDbRead) {
             Some((0x03, "deny-db-read"))
         } else {
             None
         };
         return match function {
             0xF0 => Action::Forward(rewrite_setup(shared, req)),
-            0x04 | 0x05 if quirks.put_get_off => Action::Answer(
+            0x04 | 0x05 if quirks.get(Quirk::PutGetOff) => Action::Answer(
                 answers::job_error(req.pdu_ref, 0x8104),
                 "refused 0x8104 (put-get-off quirk)".into(),
             ),
@@ -524,10 +495,10 @@ fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Qui
     };
     match group {
         3 => {
-            if quirks.drop_on_blocks {
+            if quirks.get(Quirk::DropOnBlocks) {
                 return Action::Drop("dropped the session (drop-on-blocks quirk)".into());
             }
-            if quirks.refuse_blocks {
+            if quirks.get(Quirk::RefuseBlocks) {
                 return refusal(req, 3, sub, 0x8104, "refuse-blocks quirk");
             }
             blocks(shared, session, req, sub, next, quirks)
@@ -543,15 +514,15 @@ fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Qui
                 u16::from_be_bytes([b[0], b[1]]),
                 u16::from_be_bytes([b[2], b[3]]),
             );
-            if quirks.refuse_identity && matches!(id, 0x0011 | 0x001C) {
+            if quirks.get(Quirk::RefuseIdentity) && matches!(id, 0x0011 | 0x001C) {
                 return refusal(req, 4, 1, 0xD401, "refuse-identity quirk");
             }
-            if quirks.no_protection_szl && id == 0x0232 {
+            if quirks.get(Quirk::NoProtectionSzl) && id == 0x0232 {
                 return refusal(req, 4, 1, 0xD401, "no-protection-szl quirk");
             }
             let list = {
                 let state = shared.lock_state();
-                if quirks.szl_placeholder {
+                if quirks.get(Quirk::SzlPlaceholder) {
                     answers::szl_list(&state, 0x0011, 0)
                 } else {
                     answers::szl_list(&state, id, index)
@@ -560,18 +531,18 @@ fn decide(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, quirks: Qui
             let Some(mut list) = list else {
                 return Action::Forward(rebuild(req));
             };
-            if quirks.szl_no_count
+            if quirks.get(Quirk::SzlNoCount)
                 && let Some(count) = list.get_mut(6..8)
             {
                 count.copy_from_slice(&[0, 0]);
             }
-            if quirks.szl_overclaim
+            if quirks.get(Quirk::SzlOverclaim)
                 && let Some(count) = list.get_mut(6..8)
             {
                 let claimed = u16::from_be_bytes([count[0], count[1]]).saturating_add(1);
                 count.copy_from_slice(&claimed.to_be_bytes());
             }
-            if quirks.szl_no_header {
+            if quirks.get(Quirk::SzlNoHeader) {
                 list.drain(..8.min(list.len()));
             }
             first_part(session, req, 4, 1, list, 1)
@@ -669,7 +640,7 @@ fn blocks(
     req: &Parsed,
     sub: u8,
     next: bool,
-    quirks: Quirks,
+    quirks: &Quirks,
 ) -> Action {
     let state = shared.lock_state();
     match sub {
@@ -688,8 +659,12 @@ fn blocks(
             drop(state);
             continuation(session, req, 3, 2)
         }
-        2 if quirks.refuse_block_list => refusal(req, 3, 2, 0x8104, "refuse-block-list quirk"),
-        3 if quirks.refuse_block_info => refusal(req, 3, 3, 0xD209, "refuse-block-info quirk"),
+        2 if quirks.get(Quirk::RefuseBlockList) => {
+            refusal(req, 3, 2, 0x8104, "refuse-block-list quirk")
+        }
+        3 if quirks.get(Quirk::RefuseBlockInfo) => {
+            refusal(req, 3, 3, 0xD209, "refuse-block-info quirk")
+        }
         2 => {
             let Some(&kind) = req.data.get(5) else {
                 return refusal(req, 3, 2, 0xD20E, "no block type");
@@ -706,7 +681,7 @@ fn blocks(
             let Some((kind, number)) = req.data.get(4..11).and_then(ascii_block) else {
                 return refusal(req, 3, 3, 0xD201, "bad block name");
             };
-            let info = if quirks.blockinfo_placeholder {
+            let info = if quirks.get(Quirk::BlockinfoPlaceholder) {
                 Some(answers::placeholder_info())
             } else {
                 answers::block_info(&state, kind, number)
@@ -741,7 +716,7 @@ fn upload(shared: &Arc<Shared>, session: &mut Session, req: &Parsed, function: u
                     return error(0xD241, "protection level 3");
                 }
                 let db = if kind == 0x41 {
-                    shared.lock_backend().db(number).map(<[u8]>::to_vec)
+                    shared.extra.lock_backend().db(number).map(<[u8]>::to_vec)
                 } else {
                     None
                 };

@@ -1,33 +1,11 @@
 //! The simulated S7 CPU's state: parsed from the TOML state file (format documented on the
 //! [`s7`](super) module), changed by commands and ticks.
 
-use std::{collections::BTreeMap, fmt, path::Path};
+use std::{collections::BTreeMap, fmt};
 
-use serde::Deserialize;
-
-/// Why a state file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// The file could not be read.
-    #[error("cannot read state file {path}: {source}")]
-    Io {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// Not valid TOML, or not the expected shape (unknown keys are refused so typos do not go
-    /// unnoticed).
-    #[error("invalid state file: {0}")]
-    Toml(#[from] toml::de::Error),
-    /// Well-formed, but an impossible CPU (a DB twice, a size out of range...).
-    #[error("invalid state file: {0}")]
-    Invalid(String),
-}
-
-fn invalid(msg: impl Into<String>) -> StateError {
-    StateError::Invalid(msg.into())
-}
+pub use crate::runtime::StateError;
+pub(crate) use crate::runtime::invalid;
+use crate::runtime::{QuirkName, QuirkSet};
 
 /// The largest DB snap7's server can hold: it keeps sizes in 16 bits.
 pub const MAX_DB_SIZE: usize = 65535;
@@ -45,7 +23,7 @@ pub enum TickKind {
 }
 
 impl TickKind {
-    fn parse(text: &str) -> Result<Self, StateError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, StateError> {
         match text {
             "counter" => Ok(Self::Counter),
             "sine" => Ok(Self::Sine),
@@ -244,111 +222,105 @@ impl Selector {
     }
 }
 
-/// Defines the quirks once: the [`Quirks`] flags (also the state file's `[quirks]` table, with
-/// `_` for `-`), the [`Quirk`] names and their switches.
-macro_rules! quirks {
-    ($( $(#[doc = $doc:expr])* $field:ident / $variant:ident = $name:literal; )*) => {
-        /// Device quirks: how real devices deviate, for testing the client. Each can be set in
-        /// the state file's `[quirks]` and switched with `quirk NAME on|off`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-        #[serde(default, deny_unknown_fields)]
-        pub struct Quirks {
-            $( $(#[doc = $doc])* pub $field: bool, )*
-        }
+/// Device quirks: how real devices deviate, for testing the client. Each can be set in the
+/// state file's `[quirks]` and switched with `quirk NAME on|off`.
+pub type Quirks = QuirkSet<Quirk>;
 
-        /// A device quirk, switchable at run time (`quirk NAME on|off`).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Quirk {
-            $( #[doc = concat!("`", $name, "`.")] $variant, )*
-        }
-
-        impl Quirk {
-            /// Every quirk, in the order `help` lists them.
-            pub const ALL: [Quirk; [$($name),*].len()] = [$(Quirk::$variant),*];
-
-            /// The command-language name.
-            #[must_use]
-            pub fn name(self) -> &'static str {
-                match self {
-                    $( Self::$variant => $name, )*
-                }
-            }
-        }
-
-        impl Quirks {
-            /// Whether `quirk` is on.
-            #[must_use]
-            pub fn get(&self, quirk: Quirk) -> bool {
-                match quirk {
-                    $( Quirk::$variant => self.$field, )*
-                }
-            }
-
-            /// Switches `quirk`.
-            pub fn set(&mut self, quirk: Quirk, on: bool) {
-                let flag = match quirk {
-                    $( Quirk::$variant => &mut self.$field, )*
-                };
-                *flag = on;
-            }
-        }
-    };
-}
-
-quirks! {
+/// A device quirk, switchable at run time (`quirk NAME on|off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Quirk {
     /// Accept connections and requests, never answer.
-    stall / Stall = "stall";
+    Stall,
     /// Refuse block functions (list, list of type, block info) with error 0x8104, like an
     /// S7-1200/1500.
-    refuse_blocks / RefuseBlocks = "refuse-blocks";
+    RefuseBlocks,
     /// Close the session on any block function request.
-    drop_on_blocks / DropOnBlocks = "drop-on-blocks";
+    DropOnBlocks,
     /// Refuse Read/Write Var with header error 0x8104, like an S7-1200/1500 with PUT/GET off.
-    put_get_off / PutGetOff = "put-get-off";
+    PutGetOff,
     /// Answer SZL reads without the 8-byte SZL header (records only).
-    szl_no_header / SzlNoHeader = "szl-no-header";
+    SzlNoHeader,
     /// Answer SZL reads with a record count of 0.
-    szl_no_count / SzlNoCount = "szl-no-count";
+    SzlNoCount,
     /// Answer every SZL read with the SZL 0x0011 list, whatever was asked.
-    szl_placeholder / SzlPlaceholder = "szl-placeholder";
+    SzlPlaceholder,
     /// Answer every block info request with the same all-zero record.
-    blockinfo_placeholder / BlockinfoPlaceholder = "blockinfo-placeholder";
+    BlockinfoPlaceholder,
     /// Let snap7's server answer everything itself (its fixed identity, DB-only block
     /// functions, refused uploads): a plain snap7 peer.
-    snap7_only / Snap7Only = "snap7-only";
+    Snap7Only,
     /// Answer every Read Var item with return code 0x0A (object does not exist), although
     /// the block list and block info still show the DB.
-    refuse_db_read / RefuseDbRead = "refuse-db-read";
+    RefuseDbRead,
     /// Answer every Read Var item with return code 0x05 (address out of range), although
     /// the range lies within the DB block info describes.
-    refuse_db_range / RefuseDbRange = "refuse-db-range";
+    RefuseDbRange,
     /// Answer every Read Var item with return code 0x03 (access to the object not allowed).
-    deny_db_read / DenyDbRead = "deny-db-read";
+    DenyDbRead,
     /// Answer SZL 0x0011, 0x001C and 0x0232 with a list header claiming one record more than
     /// the answer carries.
-    szl_overclaim / SzlOverclaim = "szl-overclaim";
+    SzlOverclaim,
     /// Refuse SZL 0x0011 and 0x001C (identity) with error 0xD401 (SZL ID unknown).
-    refuse_identity / RefuseIdentity = "refuse-identity";
+    RefuseIdentity,
     /// Refuse SZL 0x0232 with error 0xD401, like S7-1200/1500 firmware without that list.
-    no_protection_szl / NoProtectionSzl = "no-protection-szl";
+    NoProtectionSzl,
     /// Refuse list blocks of type with error 0x8104 while list blocks still counts the blocks.
-    refuse_block_list / RefuseBlockList = "refuse-block-list";
+    RefuseBlockList,
     /// Refuse block info with error 0xD209 (block not found) for blocks the list still shows.
-    refuse_block_info / RefuseBlockInfo = "refuse-block-info";
+    RefuseBlockInfo,
     /// Answer every request after Setup Communication with error 0x8302 (too few resources
     /// available): a CPU busy serving other connections.
-    busy / Busy = "busy";
+    Busy,
     /// Refuse new ISO connections with COTP disconnect reason 0x81 (congestion at connect
     /// request time): a CPU whose connection resources are all in use.
-    congested / Congested = "congested";
+    Congested,
 }
 
-impl Quirk {
-    /// Parses a command-language name (`_` accepted for `-`).
-    #[must_use]
-    pub fn parse(name: &str) -> Option<Self> {
-        let name = name.to_ascii_lowercase().replace('_', "-");
-        Self::ALL.into_iter().find(|q| q.name() == name)
+impl QuirkName for Quirk {
+    const ALL: &'static [Quirk] = &[
+        Quirk::Stall,
+        Quirk::RefuseBlocks,
+        Quirk::DropOnBlocks,
+        Quirk::PutGetOff,
+        Quirk::SzlNoHeader,
+        Quirk::SzlNoCount,
+        Quirk::SzlPlaceholder,
+        Quirk::BlockinfoPlaceholder,
+        Quirk::Snap7Only,
+        Quirk::RefuseDbRead,
+        Quirk::RefuseDbRange,
+        Quirk::DenyDbRead,
+        Quirk::SzlOverclaim,
+        Quirk::RefuseIdentity,
+        Quirk::NoProtectionSzl,
+        Quirk::RefuseBlockList,
+        Quirk::RefuseBlockInfo,
+        Quirk::Busy,
+        Quirk::Congested,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Quirk::Stall => "stall",
+            Quirk::RefuseBlocks => "refuse-blocks",
+            Quirk::DropOnBlocks => "drop-on-blocks",
+            Quirk::PutGetOff => "put-get-off",
+            Quirk::SzlNoHeader => "szl-no-header",
+            Quirk::SzlNoCount => "szl-no-count",
+            Quirk::SzlPlaceholder => "szl-placeholder",
+            Quirk::BlockinfoPlaceholder => "blockinfo-placeholder",
+            Quirk::Snap7Only => "snap7-only",
+            Quirk::RefuseDbRead => "refuse-db-read",
+            Quirk::RefuseDbRange => "refuse-db-range",
+            Quirk::DenyDbRead => "deny-db-read",
+            Quirk::SzlOverclaim => "szl-overclaim",
+            Quirk::RefuseIdentity => "refuse-identity",
+            Quirk::NoProtectionSzl => "no-protection-szl",
+            Quirk::RefuseBlockList => "refuse-block-list",
+            Quirk::RefuseBlockInfo => "refuse-block-info",
+            Quirk::Busy => "busy",
+            Quirk::Congested => "congested",
+        }
     }
 }
 
@@ -391,143 +363,8 @@ pub struct S7State {
     pub ticks: u64,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StateFile {
-    #[serde(default)]
-    rack: u16,
-    #[serde(default = "default_slot")]
-    slot: u16,
-    #[serde(default = "default_max_pdu")]
-    max_pdu: u16,
-    #[serde(default = "default_tick_ms")]
-    tick_ms: u64,
-    #[serde(default = "default_mode")]
-    mode: String,
-    #[serde(default)]
-    identity: IdentityFile,
-    #[serde(default)]
-    protection: ProtectionFile,
-    #[serde(default)]
-    system_blocks: SystemBlocksFile,
-    #[serde(default)]
-    db: Vec<DbFile>,
-    #[serde(default)]
-    block: Vec<BlockFile>,
-    #[serde(default)]
-    quirks: Quirks,
-}
-
-fn default_slot() -> u16 {
-    2
-}
-fn default_max_pdu() -> u16 {
-    960
-}
-fn default_tick_ms() -> u64 {
-    1000
-}
-fn default_mode() -> String {
-    "run".into()
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct IdentityFile {
-    order_number: Option<String>,
-    module_version: Option<u16>,
-    hardware_version: Option<u16>,
-    firmware: Option<String>,
-    system_name: Option<String>,
-    module_name: Option<String>,
-    plant_id: Option<String>,
-    copyright: Option<String>,
-    serial_number: Option<String>,
-    module_type_name: Option<String>,
-    memory_card_serial: Option<String>,
-    location: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProtectionFile {
-    #[serde(default = "default_level")]
-    level: u16,
-    #[serde(default = "default_selector")]
-    selector: String,
-}
-
-impl Default for ProtectionFile {
-    fn default() -> Self {
-        ProtectionFile {
-            level: default_level(),
-            selector: default_selector(),
-        }
-    }
-}
-
-fn default_level() -> u16 {
-    1
-}
-fn default_selector() -> String {
-    "run-p".into()
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct SystemBlocksFile {
-    #[serde(default)]
-    sfc: u16,
-    #[serde(default)]
-    sfb: u16,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MetaFile {
-    name: Option<String>,
-    family: Option<String>,
-    author: Option<String>,
-    version: Option<String>,
-    language: Option<String>,
-    code_time: Option<String>,
-    interface_time: Option<String>,
-    local_data: Option<u16>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DbFile {
-    number: u16,
-    size: usize,
-    #[serde(default)]
-    values: Vec<u8>,
-    #[serde(default)]
-    fill: u8,
-    tick: Option<String>,
-    #[serde(flatten)]
-    meta: MetaFile,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BlockFile {
-    #[serde(rename = "type")]
-    kind: String,
-    number: u16,
-    #[serde(default = "default_code_size")]
-    size: u16,
-    code: Option<String>,
-    #[serde(flatten)]
-    meta: MetaFile,
-}
-
-fn default_code_size() -> u16 {
-    128
-}
-
 /// Days since 1984-01-01 of a civil date.
-fn days_since_1984(year: i64, month: u32, day: u32) -> Option<u16> {
+pub(crate) fn days_since_1984(year: i64, month: u32, day: u32) -> Option<u16> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
@@ -565,7 +402,7 @@ pub fn parse_block_time(text: &str) -> Option<(u32, u16)> {
     ))
 }
 
-fn language_code(text: &str) -> Option<u8> {
+pub(crate) fn language_code(text: &str) -> Option<u8> {
     Some(match text.to_ascii_uppercase().as_str() {
         "STL" | "AWL" => 1,
         "LAD" | "KOP" => 2,
@@ -580,70 +417,6 @@ fn language_code(text: &str) -> Option<u8> {
 
 /// The default code timestamp: 2024-03-01 08:00.
 pub(crate) const DEFAULT_TIME: (u32, u16) = (28_800_000, 14_670);
-
-fn meta(
-    file: MetaFile,
-    what: &str,
-    default_language: u8,
-    default_name: &str,
-) -> Result<BlockMeta, StateError> {
-    let text8 = |field: &str, value: Option<String>, default: &str| -> Result<String, StateError> {
-        let value = value.unwrap_or_else(|| default.to_owned());
-        if value.len() > 8 || !value.is_ascii() {
-            return Err(invalid(format!(
-                "{what}: {field} {value:?} is not at most 8 ASCII characters"
-            )));
-        }
-        Ok(value)
-    };
-    let version = match file.version {
-        None => (0, 1),
-        Some(v) => {
-            let parsed = v
-                .split_once('.')
-                .and_then(|(a, b)| Some((a.parse::<u8>().ok()?, b.parse::<u8>().ok()?)))
-                .filter(|(a, b)| *a < 16 && *b < 16);
-            parsed.ok_or_else(|| {
-                invalid(format!(
-                    "{what}: version {v:?} is not MAJOR.MINOR (0..=15 each)"
-                ))
-            })?
-        }
-    };
-    let language = match file.language {
-        None => default_language,
-        Some(l) => language_code(&l).ok_or_else(|| {
-            invalid(format!(
-                "{what}: unknown language {l:?} (STL, LAD, FBD, SCL, DB, GRAPH, SDB)"
-            ))
-        })?,
-    };
-    let time = |field: &str, value: Option<String>| -> Result<(u32, u16), StateError> {
-        match value {
-            None => Ok(DEFAULT_TIME),
-            Some(t) => parse_block_time(&t).ok_or_else(|| {
-                invalid(format!(
-                    "{what}: {field} {t:?} is not YYYY-MM-DDTHH:MM:SS[.mmm] after 1984"
-                ))
-            }),
-        }
-    };
-    let code_time = time("code_time", file.code_time)?;
-    let interface_time = match file.interface_time {
-        None => code_time,
-        some => time("interface_time", some)?,
-    };
-    Ok(BlockMeta {
-        name: text8("name", file.name, default_name)?,
-        family: text8("family", file.family, "")?,
-        author: text8("author", file.author, "OTDRIFT")?,
-        version,
-        language,
-        code_time,
-        interface_time,
-        local_data: file.local_data.unwrap_or(0),
-    })
-}
 
 /// Deterministic MC7-like code bytes for a block without explicit code.
 pub(crate) fn generated_code(
@@ -664,30 +437,6 @@ pub(crate) fn generated_code(
             (seed >> 24) as u8
         })
         .collect()
-}
-
-fn parse_hex(text: &str) -> Option<Vec<u8>> {
-    let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-fn firmware(text: &str) -> Option<(u8, u8, u8, u8)> {
-    let mut chars = text.chars();
-    let letter = chars.next().filter(char::is_ascii_uppercase)?;
-    let mut parts = chars.as_str().split('.');
-    let a = parts.next()?.parse().ok()?;
-    let b = parts.next()?.parse().ok()?;
-    let c = parts.next()?.parse().ok()?;
-    if parts.next().is_some() {
-        return None;
-    }
-    Some((letter as u8, a, b, c))
 }
 
 impl DbState {
@@ -754,7 +503,7 @@ pub(crate) fn crc16(bytes: impl IntoIterator<Item = u8>) -> u16 {
 }
 
 impl BlockMeta {
-    fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for text in [&self.name, &self.family, &self.author] {
             out.extend_from_slice(text.as_bytes());
@@ -768,156 +517,6 @@ impl BlockMeta {
 }
 
 impl S7State {
-    /// Parses a state file's text.
-    ///
-    /// # Errors
-    /// If it is not valid TOML of the documented shape or describes an impossible CPU.
-    pub fn from_toml(text: &str) -> Result<Self, StateError> {
-        let file: StateFile = toml::from_str(text)?;
-        if file.rack > 7 || file.slot > 31 {
-            return Err(invalid(format!(
-                "rack {} slot {}: rack is 0..=7, slot 0..=31",
-                file.rack, file.slot
-            )));
-        }
-        if !(240..=960).contains(&file.max_pdu) {
-            return Err(invalid(format!(
-                "max_pdu {} is outside 240..=960",
-                file.max_pdu
-            )));
-        }
-        let running = match file.mode.to_ascii_lowercase().as_str() {
-            "run" => true,
-            "stop" => false,
-            other => {
-                return Err(invalid(format!(
-                    "mode {other:?}: expected \"run\" or \"stop\""
-                )));
-            }
-        };
-        let id = file.identity;
-        let order_number = id
-            .order_number
-            .unwrap_or_else(|| "6ES7 315-2EH14-0AB0".into());
-        if order_number.len() > 19 || !order_number.is_ascii() {
-            return Err(invalid(format!(
-                "identity.order_number {order_number:?} is not at most 19 ASCII characters"
-            )));
-        }
-        let firmware_text = id.firmware.unwrap_or_else(|| "V3.2.6".into());
-        let firmware = firmware(&firmware_text).ok_or_else(|| {
-            invalid(format!(
-                "identity.firmware {firmware_text:?} is not like V3.2.6"
-            ))
-        })?;
-        let mut components = BTreeMap::new();
-        let defaults = [
-            id.system_name.unwrap_or_else(|| "OTDRIFT-SIM".into()),
-            id.module_name.unwrap_or_else(|| "CPU 315-2 PN/DP".into()),
-            id.plant_id.unwrap_or_default(),
-            id.copyright
-                .unwrap_or_else(|| "Original Siemens Equipment".into()),
-            id.serial_number.unwrap_or_else(|| "S C-X0000000001".into()),
-            id.module_type_name
-                .unwrap_or_else(|| "CPU 315-2 PN/DP".into()),
-            id.memory_card_serial
-                .unwrap_or_else(|| "MMC 00000001".into()),
-            id.location.unwrap_or_default(),
-        ];
-        for ((field, index), value) in COMPONENT_FIELDS.iter().zip(defaults) {
-            check_component(field, &value)?;
-            components.insert(*index, value);
-        }
-        if file.protection.level > 3 {
-            return Err(invalid(format!(
-                "protection.level {} is outside 0..=3",
-                file.protection.level
-            )));
-        }
-        let selector = Selector::parse(&file.protection.selector).ok_or_else(|| {
-            invalid(format!(
-                "protection.selector {:?}: run, run-p, stop, mres or none",
-                file.protection.selector
-            ))
-        })?;
-        let mut dbs = BTreeMap::new();
-        for db in file.db {
-            if db.number == 0 {
-                return Err(invalid("DB0 does not exist on S7 CPUs; numbers start at 1"));
-            }
-            let what = format!("DB{}", db.number);
-            let tick = db.tick.as_deref().map(TickKind::parse).transpose()?;
-            let meta = meta(db.meta, &what, 5, &what)?;
-            let state = DbState::new(db.number, db.size, &db.values, db.fill, tick, meta)?;
-            if dbs.insert(db.number, state).is_some() {
-                return Err(invalid(format!("{what} is defined twice")));
-            }
-        }
-        let mut blocks = BTreeMap::new();
-        for block in file.block {
-            let kind = ProgramType::parse(&block.kind).ok_or_else(|| {
-                invalid(format!(
-                    "block type {:?}: OB, FB, FC or SDB (DBs go in [[db]])",
-                    block.kind
-                ))
-            })?;
-            let what = format!("{}{}", kind.name(), block.number);
-            let language = if kind == ProgramType::Sdb { 7 } else { 1 };
-            let meta = meta(block.meta, &what, language, &what)?;
-            let code = match block.code {
-                Some(hex) => {
-                    parse_hex(&hex).ok_or_else(|| invalid(format!("{what}: code is not hex")))?
-                }
-                None => generated_code(kind, block.number, usize::from(block.size), 0),
-            };
-            if code.is_empty() || code.len() > 65_000 {
-                return Err(invalid(format!(
-                    "{what}: code of {} bytes is outside 1..=65000",
-                    code.len()
-                )));
-            }
-            if blocks
-                .insert((kind, block.number), ProgramBlock { meta, code })
-                .is_some()
-            {
-                return Err(invalid(format!("{what} is defined twice")));
-            }
-        }
-        Ok(S7State {
-            rack: file.rack,
-            slot: file.slot,
-            max_pdu: file.max_pdu,
-            tick_ms: file.tick_ms,
-            running,
-            identity: Identity {
-                order_number,
-                module_version: id.module_version.unwrap_or(4),
-                hardware_version: id.hardware_version.unwrap_or(4),
-                firmware,
-                components,
-            },
-            protection_level: file.protection.level,
-            selector,
-            system_blocks: (file.system_blocks.sfc, file.system_blocks.sfb),
-            dbs,
-            blocks,
-            quirks: file.quirks,
-            ticks: 0,
-        })
-    }
-
-    /// Reads and parses a state file.
-    ///
-    /// # Errors
-    /// If the file cannot be read or is invalid.
-    pub fn load(path: &Path) -> Result<Self, StateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StateError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_toml(&text)
-    }
-
     /// The embedded demo CPU (an S7-315-2 PN/DP on a filling line): DB1 recipe, DB2 ticking
     /// process values, DB3 limits, OB1/OB35/OB100, FB1, FC1/FC2 and SDBs.
     #[must_use]
@@ -960,7 +559,7 @@ impl S7State {
     }
 }
 
-fn unreachable_state() -> S7State {
+pub(crate) fn unreachable_state() -> S7State {
     S7State {
         rack: 0,
         slot: 2,
@@ -1009,16 +608,16 @@ mod tests {
     fn every_quirk_has_a_file_key_and_a_switch() {
         let state = S7State::from_toml("[quirks]\nrefuse_db_read = true\ncongested = true\n")
             .expect("quirks table");
-        assert!(state.quirks.refuse_db_read && state.quirks.congested);
-        assert!(!state.quirks.busy);
+        assert!(state.quirks.get(Quirk::RefuseDbRead) && state.quirks.get(Quirk::Congested));
+        assert!(!state.quirks.get(Quirk::Busy));
         let err = S7State::from_toml("[quirks]\nrefuse_everything = true\n").expect_err("typo");
         assert!(err.to_string().contains("unknown field"), "{err}");
-        for quirk in Quirk::ALL {
+        for &quirk in Quirk::ALL {
             let mut quirks = Quirks::default();
             quirks.set(quirk, true);
             assert!(quirks.get(quirk), "{quirk}");
             assert_eq!(
-                Quirk::ALL.into_iter().filter(|q| quirks.get(*q)).count(),
+                Quirk::ALL.iter().filter(|q| quirks.get(**q)).count(),
                 1,
                 "{quirk} switches only itself"
             );

@@ -1,4 +1,4 @@
-//! The session: the agent's application certificate, endpoint choice, server certificate
+//! The async-opcua session and what it needs: the agent's application certificate, endpoint choice, server certificate
 //! pinning, the password file, and the async-opcua session with the task that drives it.
 
 use std::{
@@ -367,7 +367,7 @@ pub(crate) fn identity(user: Option<(&str, &str)>) -> IdentityToken {
 
 /// The state of the driven session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Link {
+pub(crate) enum SessionState {
     /// Connecting (secure channel, CreateSession, ActivateSession).
     Connecting,
     /// Connected.
@@ -380,7 +380,7 @@ pub(crate) enum Link {
 /// connection.
 pub(crate) struct Live {
     pub(crate) session: Arc<Session>,
-    pub(crate) link: watch::Receiver<Link>,
+    pub(crate) state: watch::Receiver<SessionState>,
     /// Keep-alive reads async-opcua has completed on this session.
     pub(crate) keep_alives: watch::Receiver<u32>,
     driver: JoinHandle<()>,
@@ -403,7 +403,7 @@ impl Live {
             .connect_to_endpoint_directly(endpoint, identity)
             .map_err(|e| e.status())?;
         session.disable_reconnects();
-        let (link_tx, link) = watch::channel(Link::Connecting);
+        let (state_tx, state) = watch::channel(SessionState::Connecting);
         let (alive_tx, keep_alives) = watch::channel(0u32);
         let driver = tokio::spawn(async move {
             let stream = event_loop.enter();
@@ -411,33 +411,33 @@ impl Live {
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(SessionPollResult::Reconnected(_)) => {
-                        link_tx.send_replace(Link::Up);
+                        state_tx.send_replace(SessionState::Up);
                     }
                     Ok(SessionPollResult::SessionActivity(_)) => {
                         alive_tx.send_modify(|n| *n = n.saturating_add(1));
                     }
                     Ok(SessionPollResult::ConnectionLost(status)) => {
-                        link_tx.send_replace(Link::Down(status));
+                        state_tx.send_replace(SessionState::Down(status));
                     }
                     Ok(_) => {}
                     Err(status) => {
-                        link_tx.send_replace(Link::Down(status));
+                        state_tx.send_replace(SessionState::Down(status));
                         break;
                     }
                 }
             }
-            link_tx.send_if_modified(|link| {
-                if matches!(link, Link::Down(_)) {
+            state_tx.send_if_modified(|state| {
+                if matches!(state, SessionState::Down(_)) {
                     false
                 } else {
-                    *link = Link::Down(StatusCode::BadConnectionClosed);
+                    *state = SessionState::Down(StatusCode::BadConnectionClosed);
                     true
                 }
             });
         });
         Ok(Live {
             session,
-            link,
+            state,
             keep_alives,
             driver,
         })
@@ -445,6 +445,82 @@ impl Live {
 
     /// Whether the connection is still up.
     pub(crate) fn is_up(&self) -> bool {
-        matches!(*self.link.borrow(), Link::Up)
+        matches!(*self.state.borrow(), SessionState::Up)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_must_carry_what_every_server_has() {
+        use opcua::types::{EndpointDescription, MessageSecurityMode};
+        let mut endpoint = EndpointDescription::default();
+        endpoint.server.application_uri = "urn:plc".into();
+        endpoint.security_mode = MessageSecurityMode::None;
+        // Security none without a certificate: allowed (the thumbprint is "not available").
+        assert_eq!(check_endpoint(&endpoint, &[]), Ok(()));
+        endpoint.security_mode = MessageSecurityMode::SignAndEncrypt;
+        let refused = check_endpoint(&endpoint, &[]).expect_err("no certificate");
+        assert!(refused.contains("without a certificate"), "{refused}");
+        assert_eq!(check_endpoint(&endpoint, &[0x30, 0x00]), Ok(()));
+        endpoint.server.application_uri = "".into();
+        let refused = check_endpoint(&endpoint, &[0x30, 0x00]).expect_err("no URI");
+        assert!(refused.contains("ApplicationUri"), "{refused}");
+    }
+
+    #[test]
+    fn certificates_are_cut_to_the_first_element_and_hashed() {
+        let cert = [0x30, 0x03, 0x02, 0x01, 0x05];
+        let mut chain = cert.to_vec();
+        chain.extend_from_slice(&[0x30, 0x00]);
+        assert_eq!(first_der(&chain), &cert);
+        assert_eq!(first_der(&[0x30, 0x82, 0xff]), &[0x30, 0x82, 0xff]);
+        assert_eq!(first_der(&[]), &[] as &[u8]);
+        assert_eq!(
+            thumbprint(b"abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+    }
+
+    #[test]
+    fn pins_are_kept_per_asset_and_changes_reported() {
+        let dir = std::env::temp_dir().join(format!("otdrift-pin-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let check = |asset: &str, der: &[u8]| check_pin(&dir, asset, der).expect("pin store");
+        assert_eq!(check("a", b"one"), Pin::FirstUse);
+        assert_eq!(check("a", b"one"), Pin::Matches);
+        assert_eq!(check("b", b"two"), Pin::FirstUse);
+        match check("a", b"two") {
+            Pin::Changed { pinned, rejected } => {
+                assert_eq!(pinned, thumbprint(b"one"));
+                assert_eq!(std::fs::read(&rejected).expect("saved"), b"two");
+            }
+            other => panic!("expected a change, got {other:?}"),
+        }
+        // The pin stays: a changed certificate is never trusted silently.
+        assert_eq!(check("a", b"one"), Pin::Matches);
+        assert_eq!(check("a", b""), Pin::NoCertificate);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn password_files_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("otdrift-pw-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("pw");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let refused = read_password(&file).expect_err("world readable");
+        assert!(refused.contains("chmod 600"), "{refused}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(read_password(&file).as_deref(), Ok("s3cret"));
+        std::fs::write(&file, "").expect("write");
+        assert!(read_password(&file).is_err());
+        assert!(read_password(&dir.join("missing")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

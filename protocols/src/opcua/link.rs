@@ -1,0 +1,333 @@
+//! The OPC UA session as the collector's Link. async-opcua owns the session machinery
+//! (secure channel, CreateSession, ActivateSession, its event loop), so the Link sits at the
+//! session level: `connect` is discovery, endpoint choice, the certificate pin and session
+//! activation; `exchange` is one Read, Browse or BrowseNext on the session.
+//!
+//! Where it cannot share the exchange-level rule: a session that is lost or forgotten takes
+//! its continuation points (and the walk built on them) with it, so one request cannot be sent
+//! again on a new session. The link says [`Reconnect::Capture`]: a loss fails the capture, and
+//! the framework runs the whole capture once more on a fresh session when the lost one was
+//! pooled.
+
+use opcua::client::Client;
+use opcua::types::StatusCode;
+use otdrift_config::OpcuaSecurity;
+
+use super::DEFAULT_BATCH;
+use super::convert;
+use super::request::{Answer, Request, send};
+use super::session::{self, Live, Pin, SessionState};
+use super::wire::{busy_status, connection_lost, malformed_status, session_gone, status_error};
+use crate::driver::{Dial, Failure, Link, Reconnect, Verdict};
+use crate::{CollectError, Scope};
+
+/// The batch sizes in force on a session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) read: usize,
+    pub(crate) browse: usize,
+    pub(crate) published: bool,
+}
+
+/// What the session learnt about the server when it connected.
+pub(crate) struct ServerFacts {
+    pub(crate) application_uri: String,
+    pub(crate) thumbprint: Option<String>,
+    pub(crate) pin: Pin,
+    pub(crate) mode: String,
+    pub(crate) policy: String,
+}
+
+/// An open session and what it learnt of the server.
+pub(crate) struct Conn {
+    live: Live,
+    pub(crate) server: ServerFacts,
+    pub(crate) limits: Limits,
+}
+
+/// How to reach one OPC UA server, and the client (with the agent's certificate) kept across
+/// sessions.
+pub(crate) struct OpcuaLink {
+    pub(crate) asset: String,
+    pub(crate) endpoint_url: String,
+    pub(crate) security: OpcuaSecurity,
+    pub(crate) security_policy: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) password_file: Option<std::path::PathBuf>,
+    pub(crate) pki_dir: std::path::PathBuf,
+    pub(crate) client: Option<Client>,
+}
+
+impl std::fmt::Debug for OpcuaLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpcuaLink")
+            .field("endpoint", &self.endpoint_url)
+            .field("security", &self.security)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpcuaLink {
+    async fn open_with(
+        &mut self,
+        dial: &mut Dial<'_>,
+        client: &mut Client,
+        user: Option<(String, String)>,
+    ) -> Result<Conn, CollectError> {
+        let url = self.endpoint_url.clone();
+        dial.count(1);
+        let discovery = tokio::time::timeout(
+            dial.timeout(),
+            client.get_server_endpoints_from_url(url.as_str()),
+        )
+        .await;
+        let endpoints = match discovery {
+            Err(_) => return Err(dial.timeout_error("GetEndpoints (connect)", "")),
+            Ok(Err(e))
+                if connection_lost(e.status())
+                    || e.status() == StatusCode::BadTcpEndpointUrlInvalid =>
+            {
+                return Err(dial.scope().connect(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    format!("no OPC UA answer ({})", convert::status_text(e.status())),
+                )));
+            }
+            Ok(Err(e)) if e.status() == StatusCode::BadTimeout => {
+                return Err(dial.timeout_error("GetEndpoints (connect)", ""));
+            }
+            Ok(Err(e)) if busy_status(e.status()) => {
+                return Err(dial.scope().busy(
+                    "GetEndpoints".to_owned(),
+                    format!("server answered {}", convert::status_text(e.status())),
+                ));
+            }
+            Ok(Err(e)) if malformed_status(e.status()) => {
+                return Err(dial
+                    .scope()
+                    .malformed("GetEndpoints".to_owned(), convert::status_text(e.status())));
+            }
+            Ok(Err(e)) => {
+                return Err(dial.scope().refused(
+                    "GetEndpoints".to_owned(),
+                    format!("server answered {}", convert::status_text(e.status())),
+                ));
+            }
+            Ok(Ok(endpoints)) => endpoints,
+        };
+        let mut endpoint = session::choose_endpoint(
+            &endpoints,
+            self.security,
+            self.security_policy.as_deref(),
+            user.is_some(),
+        )
+        .map_err(|reason| dial.scope().refused("GetEndpoints".to_owned(), reason))?;
+        let certificate = {
+            let own = endpoint
+                .server_certificate
+                .value
+                .as_deref()
+                .unwrap_or_default();
+            let any = endpoints
+                .iter()
+                .filter_map(|e| e.server_certificate.value.as_deref())
+                .find(|c| !c.is_empty())
+                .unwrap_or_default();
+            session::first_der(if own.is_empty() { any } else { own }).to_vec()
+        };
+        session::check_endpoint(&endpoint, &certificate)
+            .map_err(|why| dial.scope().malformed("GetEndpoints".to_owned(), why))?;
+        let pin = session::check_pin(&self.pki_dir, &self.asset, &certificate).map_err(|e| {
+            dial.scope().config(format!(
+                "cannot keep the pinned server certificate in {}: {e}",
+                self.pki_dir.display()
+            ))
+        })?;
+        let thumbprint = (!certificate.is_empty()).then(|| session::thumbprint(&certificate));
+        match &pin {
+            Pin::FirstUse => tracing::info!(
+                thumbprint = thumbprint.as_deref().unwrap_or(""),
+                "pinned the server certificate on first use"
+            ),
+            Pin::Changed { pinned, rejected } => {
+                tracing::warn!(
+                    pinned = %pinned,
+                    presented = thumbprint.as_deref().unwrap_or(""),
+                    saved = %rejected.display(),
+                    pin = %session::pin_path(&self.pki_dir, &self.asset).display(),
+                    "the server presents a different certificate than the pinned one; \
+                     if the change is intended, approve the identity drift and delete the pin file"
+                );
+                if user.is_some() {
+                    return Err(dial.scope().refused(
+                        "CreateSession".to_owned(),
+                        format!(
+                            "the server certificate changed (pinned {pinned}, presented {}); \
+                             otdrift does not send the password to an unpinned certificate; if \
+                             the change is intended, delete {}",
+                            thumbprint.as_deref().unwrap_or("?"),
+                            session::pin_path(&self.pki_dir, &self.asset).display()
+                        ),
+                    ));
+                }
+            }
+            Pin::Matches | Pin::NoCertificate => {}
+        }
+        let facts = ServerFacts {
+            application_uri: endpoint.server.application_uri.as_ref().to_owned(),
+            thumbprint,
+            pin,
+            mode: endpoint.security_mode.to_string(),
+            policy: endpoint
+                .security_policy_uri
+                .as_ref()
+                .rsplit('#')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        // Servers often advertise a host name that does not resolve from here; the
+        // configured URL is the one that reaches them.
+        endpoint.endpoint_url = url.as_str().into();
+        let identity = session::identity(user.as_ref().map(|(n, p)| (n.as_str(), p.as_str())));
+        let live = Live::start(client, endpoint, identity).map_err(|status| {
+            dial.scope()
+                .refused("CreateSession".to_owned(), convert::status_text(status))
+        })?;
+        dial.count(2); // CreateSession, ActivateSession
+        let mut watch = live.state.clone();
+        let up = tokio::time::timeout(dial.timeout(), async {
+            watch
+                .wait_for(|l| !matches!(l, SessionState::Connecting))
+                .await
+                .map(|state| *state)
+        })
+        .await;
+        let state = match up {
+            Err(_) => return Err(dial.timeout_error("CreateSession/ActivateSession", "")),
+            Ok(Err(_)) => SessionState::Down(StatusCode::BadConnectionClosed),
+            Ok(Ok(state)) => state,
+        };
+        if let SessionState::Down(status) = state {
+            return Err(session_refused(dial.scope(), status));
+        }
+        // async-opcua reads ServerStatus/State once right after connecting; wait for it so
+        // the session's traffic is the same every time (and counted).
+        let mut alive = live.keep_alives.clone();
+        if tokio::time::timeout(dial.timeout(), alive.wait_for(|n| *n >= 1))
+            .await
+            .is_err()
+        {
+            return Err(dial.timeout_error("Read of ServerStatus/State (keep-alive)", ""));
+        }
+        dial.count(1);
+        tracing::debug!(mode = %facts.mode, policy = %facts.policy, "session open");
+        Ok(Conn {
+            live,
+            server: facts,
+            limits: Limits {
+                read: 2,
+                browse: DEFAULT_BATCH,
+                published: false,
+            },
+        })
+    }
+}
+
+impl Link for OpcuaLink {
+    type Conn = Conn;
+    type Request = Request;
+    /// The server's answer, or the status it refused the whole service with.
+    type Answer = Result<Answer, StatusCode>;
+    const RECONNECT: Reconnect = Reconnect::Capture;
+
+    /// Opens a session: discovery, endpoint choice, certificate pin, session activation.
+    async fn connect(&mut self, dial: &mut Dial<'_>) -> Result<Conn, CollectError> {
+        let user = match (&self.username, &self.password_file) {
+            (Some(name), Some(file)) => {
+                let password = session::read_password(file).map_err(|e| dial.scope().config(e))?;
+                Some((name.clone(), password))
+            }
+            _ => None,
+        };
+        let mut client = match self.client.take() {
+            Some(client) => client,
+            None => {
+                let (pki, timeout) = (self.pki_dir.clone(), dial.timeout());
+                tokio::task::spawn_blocking(move || session::make_client(&pki, timeout))
+                    .await
+                    .map_err(|e| {
+                        dial.scope()
+                            .config(format!("cannot make the OPC UA client: {e}"))
+                    })?
+                    .map_err(|e| dial.scope().config(e))?
+            }
+        };
+        let opened = self.open_with(dial, &mut client, user).await;
+        self.client = Some(client);
+        opened
+    }
+
+    async fn exchange(&self, conn: &mut Conn, request: &Request) -> Result<Self::Answer, Failure> {
+        Ok(send(&conn.live.session, request)
+            .await
+            .map_err(|e| e.status()))
+    }
+
+    fn describe(&self, request: &Request) -> String {
+        request.describe()
+    }
+
+    /// A timeout status or an undecodable answer drops the session (a late or misaligned
+    /// answer must never be taken for another); a lost connection or a forgotten session is
+    /// stale. Everything else is the caller's to judge on a session that stays.
+    fn judge(&self, answer: &Self::Answer) -> Verdict {
+        match answer {
+            Ok(_) => Verdict::Keep,
+            Err(status) if connection_lost(*status) || session_gone(*status) => Verdict::Stale,
+            Err(StatusCode::BadTimeout | StatusCode::BadRequestTimeout) => Verdict::Close,
+            Err(status) if malformed_status(*status) => Verdict::Close,
+            Err(_) => Verdict::Keep,
+        }
+    }
+
+    fn usable(&self, conn: &Conn) -> bool {
+        conn.live.is_up()
+    }
+
+    fn gone(&self) -> std::io::Error {
+        status_error(StatusCode::BadConnectionClosed)
+    }
+
+    async fn close(&self, conn: Conn) {
+        let _ = conn.live.session.disconnect().await;
+    }
+}
+
+/// Why a session could not be created or activated, as the capture's error.
+fn session_refused(scope: &Scope, status: StatusCode) -> CollectError {
+    let request = "CreateSession/ActivateSession".to_owned();
+    let reason = convert::status_text(status);
+    if connection_lost(status) {
+        return scope.connect(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            reason,
+        ));
+    }
+    if busy_status(status) {
+        return scope.busy(request, format!("server answered {reason}"));
+    }
+    let hint = match status {
+        StatusCode::BadIdentityTokenRejected
+        | StatusCode::BadIdentityTokenInvalid
+        | StatusCode::BadUserAccessDenied => {
+            "; check the user name and password file, and that the user may log in"
+        }
+        StatusCode::BadCertificateUntrusted
+        | StatusCode::BadSecurityChecksFailed
+        | StatusCode::BadCertificateInvalid => {
+            "; trust the agent's certificate on the server (see the PKI folder's own/cert.der)"
+        }
+        _ => "",
+    };
+    scope.refused(request, format!("{reason}{hint}"))
+}

@@ -443,18 +443,7 @@ pub(crate) fn mark_reachable(
                     unreachable_announced, failure_announced, stale_since
              FROM assets WHERE id = ?1",
             [asset],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            },
+            |r| r.try_into(),
         )
         .optional()?;
     conn.execute(

@@ -140,15 +140,7 @@ pub(crate) fn append(
 type RawEntry = (i64, String, String, Option<String>, String, String, String);
 
 fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
+    r.try_into()
 }
 
 fn to_entry(raw: RawEntry) -> Result<AuditEntry, StoreError> {

@@ -141,16 +141,7 @@ pub(crate) fn latest_observation(
              FROM captures c JOIN snapshots s ON s.digest = c.digest
              WHERE c.asset = ?1 ORDER BY c.id DESC LIMIT 1",
             [asset],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            },
+            |r| r.try_into(),
         )
         .optional()?;
     let Some((capture_id, d, first, last, content, identity)) = row else {

@@ -549,19 +549,7 @@ impl Store {
             Option<String>,
         );
         let rows: Vec<Raw> = stmt
-            .query_map([destination], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            })?
+            .query_map([destination], |r| r.try_into())?
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(rows.len());
         for (seq, status, reason, http, message, at, retries, retried, delivered) in rows {

@@ -135,14 +135,7 @@ pub(crate) const OUTBOX_COLUMNS: &str =
     "outbox.seq, outbox.event_id, outbox.type, outbox.asset, outbox.time, outbox.data";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOutbox> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
+    r.try_into()
 }
 
 /// Turns a raw row into an event, refusing unreadable data.

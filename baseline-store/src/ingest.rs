@@ -673,15 +673,7 @@ pub(crate) const BASELINE_COLUMNS: &str =
 pub(crate) type RawBaseline = (i64, String, String, i64, String, String, Option<String>);
 
 pub(crate) fn baseline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawBaseline> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
+    r.try_into()
 }
 
 pub(crate) fn parse_baseline(raw: RawBaseline) -> Result<Baseline, StoreError> {

@@ -158,3 +158,57 @@ fn systemd_analyze_accepts_the_unit() {
         "exposure {score} (systemd's scale: 0 safe .. 10 exposed)"
     );
 }
+
+/// The package metadata cargo-deb builds from: the gateway package without the simulators,
+/// the test-rig package (variant `sim`) with them under its own name, each with its SBOM.
+#[test]
+fn the_gateway_package_carries_no_simulator() {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .expect("agent/Cargo.toml");
+    let manifest: toml::Table = toml::from_str(&manifest).expect("agent/Cargo.toml parses");
+    let features = &manifest["features"];
+    let default: Vec<&str> = features["default"]
+        .as_array()
+        .expect("default features")
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert_eq!(default, ["gateway", "sim"]);
+    let gateway = features["gateway"].to_string();
+    assert!(
+        !gateway.contains("sim"),
+        "feature gateway pulls the simulators: {gateway}"
+    );
+    assert_eq!(features["sim"].to_string(), r#"["dep:otdrift-simulators"]"#);
+    assert_eq!(
+        manifest["dependencies"]["otdrift-simulators"]["optional"].as_bool(),
+        Some(true),
+        "the simulators are an optional dependency"
+    );
+
+    let deb = &manifest["package"]["metadata"]["deb"];
+    assert_eq!(deb["name"].as_str(), Some("otdrift"));
+    assert_eq!(deb["default-features"].as_bool(), Some(false));
+    assert_eq!(deb["features"].to_string(), r#"["gateway"]"#);
+    let assets = deb["assets"].to_string();
+    assert!(
+        assets.contains("usr/share/doc/otdrift/sbom.cdx.json"),
+        "{assets}"
+    );
+
+    let sim = &deb["variants"]["sim"];
+    assert_eq!(sim["name"].as_str(), Some("otdrift-sim"));
+    assert_eq!(sim["default-features"].as_bool(), Some(true));
+    let sim_assets = sim["assets"].to_string();
+    assert!(sim_assets.contains("usr/bin/otdrift-sim"), "{sim_assets}");
+    assert!(
+        sim_assets.contains("usr/share/doc/otdrift-sim/sbom.cdx.json"),
+        "{sim_assets}"
+    );
+    assert!(
+        !sim_assets.contains("otdrift.service"),
+        "the test-rig package has no service"
+    );
+    assert_eq!(sim["conf-files"].as_array().map(Vec::len), Some(0));
+}

@@ -1,6 +1,7 @@
 //! The command line. `docs/reference/cli.md` is generated from these definitions
 //! ([`reference`]); a test keeps it current.
 
+#[cfg(feature = "sim")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -72,6 +73,7 @@ impl KindArg {
 }
 
 /// The simulated PLCs `otdrift sim` can run.
+#[cfg(feature = "sim")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SimProtocol {
     /// Siemens S7 (S7comm on ISO-on-TCP); default listen 127.0.0.1:1102.
@@ -86,6 +88,7 @@ pub enum SimProtocol {
     Opcua,
 }
 
+#[cfg(feature = "sim")]
 impl SimProtocol {
     /// Where the simulator listens unless told otherwise: loopback, unprivileged ports.
     pub fn default_listen(self) -> SocketAddr {
@@ -106,6 +109,7 @@ impl SimProtocol {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run simulators and the agent together and tell the whole story; needs no config.
+    #[cfg(feature = "sim")]
     Demo,
     /// The daemon: scheduled captures, drift events pushed upstream, the HTTP API.
     Run,
@@ -320,6 +324,7 @@ pub enum Command {
         json: bool,
     },
     /// Run a simulated PLC for test rigs.
+    #[cfg(feature = "sim")]
     Sim {
         /// Which protocol to simulate.
         #[arg(value_enum)]
@@ -337,6 +342,17 @@ pub enum Command {
         #[arg(long)]
         control: Option<SocketAddr>,
     },
+}
+
+impl Command {
+    /// A command that runs until stopped (it logs at info, the others only warnings).
+    pub fn is_long_running(&self) -> bool {
+        #[cfg(feature = "sim")]
+        if matches!(self, Command::Sim { .. }) {
+            return true;
+        }
+        matches!(self, Command::Run)
+    }
 }
 
 /// `otdrift agent-key` actions.
@@ -378,7 +394,10 @@ pub fn reference() -> String {
         "# Command line\n\n\
          Generated from the command definitions (`agent/src/cli.rs`); edit those, then run\n\
          `OTDRIFT_BLESS=1 cargo test -p otdrift --lib cli_reference`. A test fails while this\n\
-         file differs from what the code would print.\n\n## Exit codes\n\n| code | meaning |\n|---|---|\n",
+         file differs from what the code would print.\n\n\
+         `demo` and `sim` exist only in builds with the `sim` feature: `cargo run -p otdrift` \
+         (default features) and the test-rig package `otdrift-sim` (`otdrift-sim demo`). The \
+         gateway package `otdrift` is built without the simulators and has neither.\n\n## Exit codes\n\n| code | meaning |\n|---|---|\n",
     );
     for (code, meaning) in crate::exit::EXIT_CODES {
         out.push_str(&format!("| {code} | {meaning} |\n"));
@@ -408,7 +427,8 @@ pub fn reference() -> String {
 
 #[cfg(test)]
 mod tests {
-    /// `docs/reference/cli.md` is what the code prints.
+    /// `docs/reference/cli.md` is what the code prints (with the simulators, as documented).
+    #[cfg(feature = "sim")]
     #[test]
     fn cli_reference_is_current() {
         let path =

@@ -21,7 +21,7 @@ pub mod render;
 pub mod rules;
 pub mod strict_json;
 
-use crate::cli::{Cli, Command, LogFormat};
+use crate::cli::{Cli, LogFormat};
 use crate::exit::Failure;
 
 fn init_logging(format: LogFormat, default_level: &str) {
@@ -48,7 +48,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
-    let long_running = matches!(cli.command, Command::Sim { .. } | Command::Run);
+    let long_running = cli.command.is_long_running();
     init_logging(cli.log_format, if long_running { "info" } else { "warn" });
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

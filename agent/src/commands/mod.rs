@@ -5,10 +5,12 @@ mod approve;
 mod audit;
 mod capture;
 mod check_config;
+#[cfg(feature = "sim")]
 mod demo;
 mod evidence;
 mod inspect;
 mod outbox;
+#[cfg(feature = "sim")]
 mod sim;
 
 use crate::cli::{Cli, Command};
@@ -18,6 +20,7 @@ use crate::exit::CmdResult;
 pub async fn dispatch(cli: Cli) -> CmdResult {
     let config = cli.config;
     match cli.command {
+        #[cfg(feature = "sim")]
         Command::Demo => demo::run().await,
         Command::Run => crate::daemon::run(&config).await,
         Command::CheckConfig { json } => check_config::run(&config, json),
@@ -121,6 +124,7 @@ pub async fn dispatch(cli: Cli) -> CmdResult {
             };
             evidence::verify(&file, &source, json)
         }
+        #[cfg(feature = "sim")]
         Command::Sim {
             protocol,
             listen,

@@ -157,16 +157,18 @@ impl SimNodeManager {
         self.shared.record(peer, described, outcome);
     }
 
-    /// Logs a service this simulated PLC does not offer (history, method calls,
-    /// subscriptions) as refused and answers it with `status`.
+    /// Logs a service this simulated PLC refuses (writes to the address space, history,
+    /// method calls, subscriptions) as `refused: <status>` and answers it with `status`.
     pub(crate) fn refuse(
         &self,
         context: &RequestContext,
         service: Service,
         count: usize,
+        detail: String,
         status: StatusCode,
     ) -> Result<(), StatusCode> {
-        self.log(context, service, count, String::new(), "refused");
+        let outcome = format!("refused: {}", status.sub_code().name());
+        self.log(context, service, count, detail, &outcome);
         Err(status)
     }
 
@@ -217,6 +219,9 @@ impl SimNodeManager {
         }
     }
 }
+
+/// The answer to every history service: this simulated PLC keeps no history.
+const NO_HISTORY: StatusCode = StatusCode::BadHistoryOperationUnsupported;
 
 pub(crate) fn describe_nodes<'a>(ids: impl Iterator<Item = &'a NodeId>) -> String {
     let ids: Vec<&NodeId> = ids.collect();
@@ -463,14 +468,13 @@ impl NodeManager for SimNodeManager {
         context: &RequestContext,
         nodes: &mut [&mut BrowsePathItem],
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::TranslateBrowsePaths,
             nodes.len(),
             describe_nodes(nodes.iter().map(|n| n.node_id())),
-            "refused: BadServiceUnsupported",
-        );
-        Err(StatusCode::BadServiceUnsupported)
+            StatusCode::BadServiceUnsupported,
+        )
     }
 
     async fn register_nodes(
@@ -544,7 +548,8 @@ impl NodeManager for SimNodeManager {
             context,
             Service::HistoryRead,
             nodes.len(),
-            StatusCode::BadHistoryOperationUnsupported,
+            String::new(),
+            NO_HISTORY,
         )
     }
 
@@ -559,7 +564,8 @@ impl NodeManager for SimNodeManager {
             context,
             Service::HistoryRead,
             nodes.len(),
-            StatusCode::BadHistoryOperationUnsupported,
+            String::new(),
+            NO_HISTORY,
         )
     }
 
@@ -574,7 +580,8 @@ impl NodeManager for SimNodeManager {
             context,
             Service::HistoryRead,
             nodes.len(),
-            StatusCode::BadHistoryOperationUnsupported,
+            String::new(),
+            NO_HISTORY,
         )
     }
 
@@ -589,7 +596,8 @@ impl NodeManager for SimNodeManager {
             context,
             Service::HistoryRead,
             nodes.len(),
-            StatusCode::BadHistoryOperationUnsupported,
+            String::new(),
+            NO_HISTORY,
         )
     }
 
@@ -604,7 +612,8 @@ impl NodeManager for SimNodeManager {
             context,
             Service::HistoryRead,
             nodes.len(),
-            StatusCode::BadHistoryOperationUnsupported,
+            String::new(),
+            NO_HISTORY,
         )
     }
 
@@ -617,7 +626,8 @@ impl NodeManager for SimNodeManager {
             context,
             Service::HistoryUpdate,
             nodes.len(),
-            StatusCode::BadHistoryOperationUnsupported,
+            String::new(),
+            NO_HISTORY,
         )
     }
 
@@ -626,14 +636,13 @@ impl NodeManager for SimNodeManager {
         context: &RequestContext,
         methods_to_call: &mut [&mut MethodCall],
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::Call,
             methods_to_call.len(),
             describe_nodes(methods_to_call.iter().map(|m| m.method_id())),
-            "refused: BadMethodInvalid",
-        );
-        Err(StatusCode::BadMethodInvalid)
+            StatusCode::BadMethodInvalid,
+        )
     }
 
     async fn add_nodes(
@@ -641,14 +650,13 @@ impl NodeManager for SimNodeManager {
         context: &RequestContext,
         nodes_to_add: &mut [&mut AddNodeItem],
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::AddNodes,
             nodes_to_add.len(),
             String::new(),
-            "refused: BadUserAccessDenied",
-        );
-        Err(StatusCode::BadUserAccessDenied)
+            StatusCode::BadUserAccessDenied,
+        )
     }
 
     async fn add_references(
@@ -656,14 +664,13 @@ impl NodeManager for SimNodeManager {
         context: &RequestContext,
         references_to_add: &mut [&mut AddReferenceItem],
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::AddReferences,
             references_to_add.len(),
             String::new(),
-            "refused: BadUserAccessDenied",
-        );
-        Err(StatusCode::BadUserAccessDenied)
+            StatusCode::BadUserAccessDenied,
+        )
     }
 
     async fn delete_nodes(
@@ -671,14 +678,13 @@ impl NodeManager for SimNodeManager {
         context: &RequestContext,
         nodes_to_delete: &mut [&mut DeleteNodeItem],
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::DeleteNodes,
             nodes_to_delete.len(),
             describe_nodes(nodes_to_delete.iter().map(|n| n.node_id())),
-            "refused: BadUserAccessDenied",
-        );
-        Err(StatusCode::BadUserAccessDenied)
+            StatusCode::BadUserAccessDenied,
+        )
     }
 
     async fn delete_references(
@@ -686,14 +692,13 @@ impl NodeManager for SimNodeManager {
         context: &RequestContext,
         references_to_delete: &mut [&mut DeleteReferenceItem],
     ) -> Result<(), StatusCode> {
-        self.log(
+        self.refuse(
             context,
             Service::DeleteReferences,
             references_to_delete.len(),
             String::new(),
-            "refused: BadUserAccessDenied",
-        );
-        Err(StatusCode::BadUserAccessDenied)
+            StatusCode::BadUserAccessDenied,
+        )
     }
 
     async fn create_monitored_items(
@@ -705,6 +710,7 @@ impl NodeManager for SimNodeManager {
             context,
             Service::CreateMonitoredItems,
             items.len(),
+            String::new(),
             StatusCode::BadServiceUnsupported,
         )
     }

@@ -9,10 +9,10 @@ use super::read::{
     Cx, Got, Span, Tbl, check_keys, get_checked, get_duration, get_int, get_str, get_str_list,
     no_foreign, table_array,
 };
-use super::{ads, article, asset_keys, cip, modbus, opcua, s7, setpoint_keys};
 use crate::check;
 use crate::error::ConfigErrorKind as Kind;
-use crate::{AssetConfig, MaintenanceConfig, Protocol, ProtocolConfig};
+use crate::protocols::{self, Address, UNITS, Unit};
+use crate::{AssetConfig, MaintenanceConfig, Protocol};
 
 const DEFAULT_SCHEDULE: &str = "0 */5 * * * *";
 pub(super) const MAINTENANCE_KEYS: &[&str] = &["start", "duration"];
@@ -90,22 +90,23 @@ pub(super) fn check_staging(cx: &mut Cx<'_>, assets: &[AssetConfig], links: &[St
 /// Protocol-specific WrongProtocolKey message for `k`, if another protocol knows it.
 fn foreign_key_msg(
     k: &str,
-    p: Protocol,
+    p: &Unit,
     asset_name: &str,
     level: &str,
-    keys_of: fn(Protocol) -> &'static [&'static str],
+    keys_of: fn(&Unit) -> &'static [&'static str],
     expected: &[&str],
 ) -> Option<String> {
-    let owners: Vec<Protocol> = Protocol::ALL
-        .into_iter()
-        .filter(|q| *q != p && keys_of(*q).contains(&k))
+    let owners: Vec<&Unit> = UNITS
+        .iter()
+        .filter(|q| q.protocol != p.protocol && keys_of(q).contains(&k))
         .collect();
     let first = owners.first()?;
-    let names: Vec<&str> = owners.iter().map(|q| q.as_str()).collect();
+    let names: Vec<&str> = owners.iter().map(|q| q.name).collect();
     Some(format!(
-        "`{k}` is {} {} {level} key; {asset_name} uses {p} ({level} keys: {})",
-        article(*first),
+        "`{k}` is {} {} {level} key; {asset_name} uses {} ({level} keys: {})",
+        first.article,
         names.join("/"),
+        p.name,
         expected.join(", ")
     ))
 }
@@ -155,14 +156,9 @@ pub(super) fn asset(
         }
     }
 
-    let protocol = match get_str(cx, &t, "protocol").req(
-        cx,
-        &t,
-        "protocol",
-        "s7, ads, cip, modbus or opcua",
-    ) {
+    let protocol = match get_str(cx, &t, "protocol").req(cx, &t, "protocol", &protocols::one_of()) {
         Some((s, span)) => match s.parse::<Protocol>() {
-            Ok(p) => Some(p),
+            Ok(p) => Some(protocols::unit(p)),
             Err(e) => {
                 let msg = format!("{}{e}", t.who);
                 cx.push(span, t.key("protocol"), Kind::BadProtocol, msg);
@@ -176,10 +172,10 @@ pub(super) fn asset(
     // only keys no protocol knows are reported.
     let mut allowed: Vec<&str> = ASSET_COMMON_KEYS.to_vec();
     match protocol {
-        Some(p) => allowed.extend_from_slice(asset_keys(p)),
+        Some(p) => allowed.extend_from_slice(p.asset_keys),
         None => {
-            for p in Protocol::ALL {
-                for k in asset_keys(p) {
+            for p in &UNITS {
+                for k in p.asset_keys {
                     if !allowed.contains(k) {
                         allowed.push(k);
                     }
@@ -188,11 +184,12 @@ pub(super) fn asset(
         }
     }
     let expects = match protocol {
-        Some(p) => format!(" for {article} {p} asset", article = article(p)),
+        Some(p) => format!(" for {} {} asset", p.article, p.name),
         None => " in [[asset]]".to_owned(),
     };
     let foreign = |k: &str| {
-        protocol.and_then(|p| foreign_key_msg(k, p, &asset_name, "asset", asset_keys, &allowed))
+        protocol
+            .and_then(|p| foreign_key_msg(k, p, &asset_name, "asset", |u| u.asset_keys, &allowed))
     };
     check_keys(cx, &t, &allowed, &expects, &foreign);
 
@@ -204,19 +201,20 @@ pub(super) fn asset(
     );
     let endpoint = match (&address, protocol) {
         (Some((a, span)), Some(p)) => {
-            let r = if p == Protocol::Opcua {
-                check::opcua_endpoint(a)
-            } else if a
-                .get(..10)
-                .is_some_and(|h| h.eq_ignore_ascii_case("opc.tcp://"))
-            {
-                Err(format!(
-                    "an OPC UA endpoint URL, which only protocol = \"opcua\" takes; {article} {p} address is host[:port] (default port {port})",
-                    article = article(p),
-                    port = p.default_port()
-                ))
-            } else {
-                check::host_port(a, p.default_port())
+            let r = match p.address {
+                Address::Url(url) => url(a),
+                Address::HostPort
+                    if a.get(..10)
+                        .is_some_and(|h| h.eq_ignore_ascii_case("opc.tcp://")) =>
+                {
+                    Err(format!(
+                        "an OPC UA endpoint URL, which only protocol = \"opcua\" takes; {article} {name} address is host[:port] (default port {port})",
+                        article = p.article,
+                        name = p.name,
+                        port = p.default_port
+                    ))
+                }
+                Address::HostPort => check::host_port(a, p.default_port),
             };
             match r {
                 Ok(hp) => Some(hp),
@@ -254,17 +252,15 @@ pub(super) fn asset(
         .map(|sp| setpoint_common(cx, sp, protocol, &asset_name, &mut names))
         .collect();
 
-    let proto_cfg = match protocol {
-        Some(Protocol::S7) => s7(cx, &t, sps, &sp_names).map(ProtocolConfig::S7),
-        Some(Protocol::Ads) => ads(cx, &t, sps, &sp_names).map(ProtocolConfig::Ads),
-        Some(Protocol::Cip) => cip(cx, &t, sps, &sp_names).map(ProtocolConfig::Cip),
-        Some(Protocol::Modbus) => modbus(cx, &t, sps, &sp_names).map(ProtocolConfig::Modbus),
-        Some(Protocol::Opcua) => {
-            let endpoint_str = address.as_ref().map(|(a, _)| (*a).to_owned());
-            opcua(cx, &t, sps, &sp_names, endpoint_str).map(ProtocolConfig::Opcua)
-        }
-        None => None,
-    };
+    let proto_cfg = protocol.and_then(|p| {
+        let parts = protocols::Asset {
+            table: &t,
+            setpoints: sps,
+            names: &sp_names,
+            address: address.as_ref().map(|(a, _)| *a),
+        };
+        (p.validate)(cx, &parts)
+    });
     setpoints?;
 
     // Change policy: which policy applies, and which items escalate to the safety policy.
@@ -392,16 +388,16 @@ pub(super) fn asset(
 fn setpoint_common(
     cx: &mut Cx<'_>,
     sp: &Tbl<'_, '_>,
-    protocol: Option<Protocol>,
+    protocol: Option<&Unit>,
     asset_name: &str,
     names: &mut HashMap<String, usize>,
 ) -> Option<String> {
     let mut allowed: Vec<&str> = vec!["name"];
     match protocol {
-        Some(p) => allowed.extend_from_slice(setpoint_keys(p)),
+        Some(p) => allowed.extend_from_slice(p.setpoint_keys),
         None => {
-            for p in Protocol::ALL {
-                for k in setpoint_keys(p) {
+            for p in &UNITS {
+                for k in p.setpoint_keys {
                     if !allowed.contains(k) {
                         allowed.push(k);
                     }
@@ -410,12 +406,13 @@ fn setpoint_common(
         }
     }
     let expects = match protocol {
-        Some(p) => format!(" for {article} {p} setpoint", article = article(p)),
+        Some(p) => format!(" for {} {} setpoint", p.article, p.name),
         None => " in [[asset.setpoints]]".to_owned(),
     };
     let foreign = |k: &str| {
-        protocol
-            .and_then(|p| foreign_key_msg(k, p, asset_name, "setpoint", setpoint_keys, &allowed))
+        protocol.and_then(|p| {
+            foreign_key_msg(k, p, asset_name, "setpoint", |u| u.setpoint_keys, &allowed)
+        })
     };
     check_keys(cx, sp, &allowed, &expects, &foreign);
 

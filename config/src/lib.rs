@@ -25,6 +25,7 @@
 
 mod check;
 mod error;
+mod protocols;
 mod validate;
 
 use std::fmt;
@@ -34,6 +35,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
+pub use protocols::ads::{AdsConfig, AdsSetpoint};
+pub use protocols::cip::{CipConfig, CipLink, CipSetpoint};
+pub use protocols::modbus::{ModbusConfig, ModbusSetpoint, ModbusTable};
+pub use protocols::opcua::{OpcuaConfig, OpcuaSecurity, OpcuaSetpoint};
+pub use protocols::s7::{S7Config, S7Setpoint};
 pub use validate::accepted_keys;
 
 /// Reads and checks the config file at `path`.
@@ -481,7 +487,9 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// Every protocol, in the order the docs list them, for help texts and iteration.
+    /// Every protocol, in the order the docs list them, for help texts and iteration. Also the
+    /// declaration order, and the order of the protocol registry (`src/protocols/`), which
+    /// holds each protocol's name, default port, keys and validator.
     pub const ALL: [Protocol; 5] = [
         Protocol::S7,
         Protocol::Ads,
@@ -492,24 +500,12 @@ impl Protocol {
 
     /// The name used in the config file, the CLI and JSON output.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::S7 => "s7",
-            Protocol::Ads => "ads",
-            Protocol::Cip => "cip",
-            Protocol::Modbus => "modbus",
-            Protocol::Opcua => "opcua",
-        }
+        protocols::unit(self).name
     }
 
     /// The protocol's well-known TCP port, used when an address has none.
     pub fn default_port(self) -> u16 {
-        match self {
-            Protocol::S7 => 102,
-            Protocol::Ads => 48898,
-            Protocol::Cip => 44818,
-            Protocol::Modbus => 502,
-            Protocol::Opcua => 4840,
-        }
+        protocols::unit(self).default_port
     }
 }
 
@@ -527,8 +523,9 @@ impl fmt::Display for UnknownProtocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown protocol {:?}; expected one of s7, ads, cip, modbus, opcua",
-            self.0
+            "unknown protocol {:?}; expected one of {}",
+            self.0,
+            Protocol::ALL.map(Protocol::as_str).join(", ")
         )
     }
 }
@@ -545,220 +542,4 @@ impl FromStr for Protocol {
             .find(|p| p.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| UnknownProtocol(s.to_owned()))
     }
-}
-
-/// Modbus settings of an asset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModbusConfig {
-    /// Unit identifier (slave id) sent with every request; gateways route on it.
-    pub unit_id: u8,
-    /// Whether to ask Read Device Identification (FC 43/14) for the identity; some devices
-    /// answer it badly, so it can be switched off.
-    pub device_id: bool,
-    /// Registers per read request (the protocol allows at most 125; some devices less).
-    pub max_registers: u16,
-    /// Coils / discrete inputs per read request (the protocol allows at most 2000).
-    pub max_bits: u16,
-    /// Ranges to capture.
-    pub setpoints: Vec<ModbusSetpoint>,
-}
-
-/// A Modbus range to capture.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModbusSetpoint {
-    /// Name used in diffs.
-    pub name: String,
-    /// Which of the four data tables.
-    pub table: ModbusTable,
-    /// First (0-based) address.
-    pub start: u16,
-    /// Number of registers or bits; `start + count <= 65536`.
-    pub count: u16,
-}
-
-/// The four Modbus data tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ModbusTable {
-    /// Holding registers (FC 3).
-    Holding,
-    /// Coils (FC 1).
-    Coil,
-    /// Input registers (FC 4).
-    Input,
-    /// Discrete inputs (FC 2).
-    Discrete,
-}
-
-impl ModbusTable {
-    /// Every table, for help texts and iteration.
-    pub const ALL: [ModbusTable; 4] = [
-        ModbusTable::Holding,
-        ModbusTable::Coil,
-        ModbusTable::Input,
-        ModbusTable::Discrete,
-    ];
-
-    /// The name used in the config file and in item paths (`modbus/holding/40`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModbusTable::Holding => "holding",
-            ModbusTable::Coil => "coil",
-            ModbusTable::Input => "input",
-            ModbusTable::Discrete => "discrete",
-        }
-    }
-}
-
-impl fmt::Display for ModbusTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Siemens S7 settings of an asset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S7Config {
-    /// Rack of the CPU (0..=7).
-    pub rack: u16,
-    /// Slot of the CPU (0..=31; 1 or 2 for S7-300/1200/1500, often 3 for S7-400).
-    pub slot: u16,
-    /// Whether to also read the blocks' code for hashing (slower, still read-only).
-    pub upload_blocks: bool,
-    /// The PDU size to negotiate (`pdu_size`, default 960, 240..=960); the CPU may grant less.
-    pub pdu_size: u16,
-    /// Data-block ranges to capture.
-    pub setpoints: Vec<S7Setpoint>,
-}
-
-/// An S7 data-block range to capture.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S7Setpoint {
-    /// Name used in diffs.
-    pub name: String,
-    /// Data block number (1..=65535).
-    pub db: u16,
-    /// Byte offset in the DB.
-    pub start: u32,
-    /// Bytes to read (1..=65536).
-    pub size: u32,
-}
-
-/// Beckhoff ADS settings of an asset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdsConfig {
-    /// Target AMS Net Id.
-    pub ams_net_id: [u8; 6],
-    /// Target AMS port (851 = first TwinCAT 3 PLC runtime).
-    pub ams_port: u16,
-    /// Our own AMS Net Id, when the PLC's route requires a fixed one.
-    pub source_ams_net_id: Option<[u8; 6]>,
-    /// Symbols to capture.
-    pub setpoints: Vec<AdsSetpoint>,
-}
-
-/// An ADS symbol (or symbol prefix) to capture.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdsSetpoint {
-    /// Name used in diffs.
-    pub name: String,
-    /// A symbol name, or a prefix ending in `.*` that selects every symbol below it.
-    pub symbol: String,
-}
-
-/// Logix (EtherNet/IP CIP) settings of an asset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CipConfig {
-    /// Backplane slot of the controller (0..=255); the route is port 1, this slot.
-    pub slot: u8,
-    /// A multi-hop route that replaces `slot` (`route = "1/2/2/10.0.0.5/1/0"`): port/link
-    /// pairs, a link being a slot or an IPv4 address, to reach a controller behind a
-    /// communication module.
-    pub route: Option<Vec<(u8, CipLink)>>,
-    /// Controllers without a change-detection audit value get their tag list re-browsed every
-    /// this many polls (`rebrowse_every`, default 12).
-    pub rebrowse_every: u32,
-    /// The controller-scoped tag a GSV rung fills with the audit value (`audit_tag`, default
-    /// `AuditValue`).
-    pub audit_tag: String,
-    /// The tag holding the ChangesToDetect mask (`changes_tag`, default `ChangesToDetect`).
-    pub changes_tag: String,
-    /// Tags to capture.
-    pub setpoints: Vec<CipSetpoint>,
-}
-
-/// One hop's link in a CIP route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CipLink {
-    /// A backplane slot.
-    Slot(u8),
-    /// A node on an EtherNet/IP port.
-    Address(std::net::Ipv4Addr),
-}
-
-/// A Logix tag to capture.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CipSetpoint {
-    /// Name used in diffs.
-    pub name: String,
-    /// Controller-scoped tag, or `Program:<program>.<tag>`.
-    pub tag: String,
-}
-
-/// OPC UA settings of an asset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpcuaConfig {
-    /// Endpoint URL (the asset's `address`).
-    pub endpoint: String,
-    /// Message security mode to request.
-    pub security: OpcuaSecurity,
-    /// Security policy for `sign` and `sign-and-encrypt` (`security_policy`; the collector's
-    /// default when absent).
-    pub security_policy: Option<String>,
-    /// User name to log in with; anonymous when absent.
-    pub username: Option<String>,
-    /// File holding the password of `username` (mode 0600).
-    pub password_file: Option<PathBuf>,
-    /// Allows `username` with `security` `none` or `sign` (`allow_unencrypted_password`,
-    /// default false): only for a server whose user-token policy encrypts the password
-    /// itself. Without it a user name needs `sign-and-encrypt`.
-    pub allow_unencrypted_password: bool,
-    /// Nodes to capture.
-    pub setpoints: Vec<OpcuaSetpoint>,
-}
-
-/// OPC UA message security mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OpcuaSecurity {
-    /// No signing, no encryption.
-    None,
-    /// Messages signed.
-    Sign,
-    /// Messages signed and encrypted.
-    SignAndEncrypt,
-}
-
-impl OpcuaSecurity {
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpcuaSecurity::None => "none",
-            OpcuaSecurity::Sign => "sign",
-            OpcuaSecurity::SignAndEncrypt => "sign-and-encrypt",
-        }
-    }
-}
-
-impl fmt::Display for OpcuaSecurity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An OPC UA node (or folder, which is walked) to capture.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpcuaSetpoint {
-    /// Name used in diffs.
-    pub name: String,
-    /// NodeId string, e.g. `ns=2;s=Recipe`.
-    pub node: String,
 }

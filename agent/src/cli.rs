@@ -72,35 +72,18 @@ impl KindArg {
     }
 }
 
-/// The simulated PLCs `otdrift sim` can run.
+/// The simulated PLCs `otdrift sim` can run: those this build carries, as their registry
+/// (`otdrift_simulators::SIMULATORS`) names and describes them.
 #[cfg(feature = "sim")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SimProtocol {
-    /// Siemens S7 (S7comm on ISO-on-TCP); default listen 127.0.0.1:1102.
-    S7,
-    /// Beckhoff ADS (AMS/TCP); default listen 127.0.0.1:48898.
-    Ads,
-    /// Allen-Bradley Logix (EtherNet/IP CIP); default listen 127.0.0.1:44818.
-    Cip,
-    /// Modbus TCP; default listen 127.0.0.1:5020.
-    Modbus,
-    /// OPC UA (opc.tcp); default listen 127.0.0.1:4840.
-    Opcua,
-}
-
-#[cfg(feature = "sim")]
-impl SimProtocol {
-    /// Where the simulator listens unless told otherwise: loopback, unprivileged ports.
-    pub fn default_listen(self) -> SocketAddr {
-        let port = match self {
-            SimProtocol::S7 => 1102,
-            SimProtocol::Ads => 48898,
-            SimProtocol::Cip => 44818,
-            SimProtocol::Modbus => 5020,
-            SimProtocol::Opcua => 4840,
-        };
-        SocketAddr::from(([127, 0, 0, 1], port))
-    }
+fn sim_protocols() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    clap::builder::PossibleValuesParser::new(otdrift_simulators::SIMULATORS.iter().map(|sim| {
+        PossibleValue::new(sim.name).help(format!(
+            "{}; default listen {}",
+            sim.about,
+            sim.default_listen()
+        ))
+    }))
 }
 
 /// The subcommands.
@@ -327,8 +310,8 @@ pub enum Command {
     #[cfg(feature = "sim")]
     Sim {
         /// Which protocol to simulate.
-        #[arg(value_enum)]
-        protocol: SimProtocol,
+        #[arg(value_parser = sim_protocols())]
+        protocol: String,
         /// Where to listen (default: loopback on the protocol's simulator port).
         #[arg(long)]
         listen: Option<SocketAddr>,

@@ -8,6 +8,7 @@
 //!
 //! - [`modbus`]: a Modbus TCP device ([`modbus::ModbusSimulator`],
 //!   `otdrift sim modbus` through [`modbus::run`]).
+//! - [`registry`]: the simulators this build carries, for `otdrift sim`.
 //! - [`request_log`]: the protocol-neutral request log all simulators share.
 //! - [`control`]: the line-based command channel all simulators share.
 //! - [`runtime`]: what every simulator is built on: shared state, the handle, quirks and the
@@ -23,6 +24,7 @@ pub mod modbus;
 #[cfg(feature = "opcua")]
 pub mod opcua;
 pub mod process;
+pub mod registry;
 pub mod request_log;
 pub mod runtime;
 #[cfg(feature = "s7")]
@@ -30,4 +32,5 @@ pub mod s7;
 mod tasks;
 
 pub use modbus::{ModbusSimHandle, ModbusSimulator, ModbusState};
+pub use registry::{SIMULATORS, Simulator, simulator};
 pub use request_log::{LoggedRequest, RequestLog};

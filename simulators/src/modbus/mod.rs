@@ -371,6 +371,12 @@ pub use crate::process::RunOptions;
 /// Why [`run`] failed.
 pub type SimError = crate::process::SimError<StateError>;
 
+/// This simulator as `otdrift sim modbus` starts it.
+pub const SIMULATOR: crate::registry::Simulator =
+    crate::registry::Simulator::new("modbus", "Modbus TCP", 5020, |opts| {
+        Box::pin(async move { run(opts).await.map_err(|e| e.to_string()) })
+    });
+
 /// Runs the simulator as a process: what `otdrift sim modbus` calls (see
 /// [`crate::process::run`]): the state file or the built-in demo, request log, ready lines,
 /// stdin and control-port commands, until Ctrl-C or SIGTERM.

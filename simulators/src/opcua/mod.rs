@@ -523,6 +523,12 @@ impl SimHandle<OpcuaSimulator> {
 
 pub use crate::process::RunOptions;
 
+/// This simulator as `otdrift sim opcua` starts it.
+pub const SIMULATOR: crate::registry::Simulator =
+    crate::registry::Simulator::new("opcua", "OPC UA (opc.tcp)", 4840, |opts| {
+        Box::pin(async move { run(opts).await.map_err(|e| e.to_string()) })
+    });
+
 /// Runs the simulator as a process: what `otdrift sim opcua` calls (see
 /// [`crate::process::run`]): the state file or the built-in demo, request log, ready lines,
 /// stdin and control-port commands, until Ctrl-C or SIGTERM.

@@ -200,7 +200,8 @@ pub fn record_failure(
 }
 
 /// Captures `asset` with `collector` under its `capture_timeout_ms`, checks it, and records
-/// the result (or the failure).
+/// the result (or the failure). A one-shot command captures one asset at a time, in a pool of
+/// its own of the fixed default size ([`otdrift_protocols::budget::DEFAULT_BYTES`]).
 pub async fn capture_asset(
     store: &mut Store,
     asset: &AssetConfig,
@@ -208,9 +209,14 @@ pub async fn capture_asset(
     collector: &mut dyn Collector,
     change: Option<(&str, Phase)>,
 ) -> Result<CaptureReport, CaptureFailure> {
-    let capture = match otdrift_protocols::capture_within(collector, asset).await {
+    let budget = otdrift_protocols::MemoryBudget::default();
+    let capture = match otdrift_protocols::capture_within(collector, asset, &budget).await {
         Ok(capture) => capture,
         Err(error) => {
+            // Alone in its pool, a capture is never deferred; were it, nothing is recorded.
+            if error.is_deferred() {
+                return Err(CaptureFailure::Device(error));
+            }
             if let Err(store_error) = record_failure(store, asset, &error, None) {
                 tracing::error!(asset = %asset.id, error = %store_error, "cannot record the failure");
             }

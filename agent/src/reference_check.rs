@@ -36,7 +36,7 @@ fn every_metric_is_in_the_api_reference() {
         asset: "a".into(),
         reason: "refused".into(),
     });
-    for family in [&metrics.missed, &metrics.backoff_skips] {
+    for family in [&metrics.missed, &metrics.backoff_skips, &metrics.deferred] {
         let _ = family.get_or_create(&asset);
     }
     for family in [&metrics.drift_open, &metrics.reachable] {

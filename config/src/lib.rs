@@ -125,6 +125,54 @@ pub fn format_duration(d: Duration) -> String {
     format!("{s}s")
 }
 
+/// Parses a size the way sizes are written in the config: a number and a binary unit,
+/// `"256MiB"`, `"512 KiB"`, `"2GiB"`, or systemd's spelling of the same units (`"256M"`, as
+/// in `MemoryMax=`), or bytes (`"4096B"`). Decimal units (`MB`) are refused rather than
+/// guessed at.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let unit = unit.trim();
+    if number.is_empty() {
+        return Err(format!(
+            "{text:?} is not a size; write e.g. \"256MiB\", \"512KiB\" or \"2GiB\""
+        ));
+    }
+    let shift = match unit {
+        "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        "T" | "TiB" => 40,
+        "" => {
+            return Err(format!(
+                "{text:?} has no unit; write e.g. \"{number}MiB\" or \"{number}B\""
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit {unit:?}; use B, KiB, MiB, GiB or TiB (1024-based)"
+            ));
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Writes a size the way [`parse_size`] reads it, in its largest whole unit.
+pub fn format_size(bytes: u64) -> String {
+    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes != 0 && bytes.trailing_zeros() >= shift {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes}B")
+}
+
 /// The schedule an asset actually runs on: an interval schedule shared by many assets is
 /// spread within its interval by a stable hash of the asset id, so 500 PLCs behind one switch
 /// are not all asked in the same second. Drift is still seen within one interval.
@@ -270,6 +318,10 @@ pub struct AgentConfig {
     /// the asset, see [`AssetConfig::approval_max_observation_age`]). Older observations make
     /// the approval wait for the next capture.
     pub approval_max_observation_age: Option<Duration>,
+    /// The memory pool all running captures share (`memory_budget`, a size such as
+    /// `"256MiB"`, 1MiB to 1TiB). Absent: half the service's `MemoryMax` when the daemon runs
+    /// under one, else 256 MiB.
+    pub memory_budget: Option<u64>,
 }
 
 /// `[retention]`: what the store may delete, and when. The audit log is never pruned.
@@ -541,5 +593,43 @@ impl FromStr for Protocol {
             .into_iter()
             .find(|p| p.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| UnknownProtocol(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::{format_size, parse_size};
+
+    #[test]
+    fn sizes_are_binary_and_need_a_unit() {
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(
+            parse_size("256M"),
+            Ok(256 << 20),
+            "systemd's MemoryMax spelling"
+        );
+        assert_eq!(parse_size(" 512 KiB "), Ok(512 << 10));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1TiB"), Ok(1 << 40));
+        assert_eq!(parse_size("4096B"), Ok(4096));
+        let no_unit = parse_size("256").expect_err("no unit");
+        assert!(no_unit.contains("has no unit"), "{no_unit}");
+        let decimal = parse_size("256MB").expect_err("decimal");
+        assert!(decimal.contains("unknown unit \"MB\""), "{decimal}");
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-1MiB").is_err());
+        assert!(parse_size("1.5GiB").is_err());
+        let huge = parse_size("99999999999TiB").expect_err("overflow");
+        assert!(huge.contains("too large"), "{huge}");
+    }
+
+    #[test]
+    fn sizes_round_trip() {
+        for n in [0, 1, 1000, 1024, 3 << 20, 256 << 20, 5 << 30, 1 << 40] {
+            assert_eq!(parse_size(&format_size(n)), Ok(n), "{n}");
+        }
+        assert_eq!(format_size(256 << 20), "256MiB");
+        assert_eq!(format_size(1536), "1536B");
     }
 }

@@ -346,7 +346,7 @@ fn unknown_key() {
     assert!(e.message.contains("did you mean `max_concurrency`"), "{e}");
     assert!(
         e.message
-            .ends_with("; expected one of id, data_dir, max_concurrency, clock_skew_secs, audit_head_interval_secs, backoff_max_secs, max_token_lifetime, approval_max_observation_age"),
+            .ends_with("; expected one of id, data_dir, max_concurrency, clock_skew_secs, audit_head_interval_secs, backoff_max_secs, max_token_lifetime, approval_max_observation_age, memory_budget"),
         "{e}"
     );
 
@@ -1016,4 +1016,24 @@ fn interval_schedules_are_spread_by_asset_and_explicit_times_are_kept() {
     ] {
         assert_eq!(spread_schedule(kept, "press-7"), kept);
     }
+}
+
+#[test]
+fn the_memory_budget_is_a_binary_size_of_at_least_a_mebibyte() {
+    let defaults = parse(AGENT, Path::new(FILE)).expect("valid");
+    assert_eq!(defaults.agent.memory_budget, None, "sized by the daemon");
+    for (written, bytes) in [("\"128MiB\"", 128u64 << 20), ("\"2G\"", 2 << 30)] {
+        let text = format!("{AGENT}memory_budget = {written}\n");
+        let c = parse(&text, Path::new(FILE)).expect("valid");
+        assert_eq!(c.agent.memory_budget, Some(bytes), "{written}");
+    }
+
+    let text = format!("{AGENT}memory_budget = \"512KiB\"\n");
+    let e = only(&text, K::InvalidValue, "agent.memory_budget", 4);
+    assert!(e.message.contains("from 1MiB to 1TiB"), "{e}");
+    let text = format!("{AGENT}memory_budget = \"256MB\"\n");
+    let e = only(&text, K::InvalidValue, "agent.memory_budget", 4);
+    assert!(e.message.contains("unknown unit \"MB\""), "{e}");
+    let text = format!("{AGENT}memory_budget = 268435456\n");
+    only(&text, K::InvalidValue, "agent.memory_budget", 4);
 }

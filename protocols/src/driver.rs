@@ -11,6 +11,8 @@
 //!   connection the device dropped while idle, and the request is sent again once on a fresh
 //!   connection; a loss on a fresh connection, any other I/O error, a timeout or a malformed
 //!   answer drops the connection and fails the request;
+//! - it charges the bytes of every answer to the capture's memory lease (`budget.rs`), so one
+//!   rule bounds what captures of all five protocols hold;
 //! - it counts requests and connections into [`CaptureStats`] and builds every
 //!   [`CollectError`] through the asset's [`Scope`], naming the request as the link describes
 //!   it.
@@ -33,6 +35,7 @@ use std::time::Duration;
 use otdrift_config::AssetConfig;
 use tokio::net::TcpStream;
 
+use crate::budget::Meter;
 use crate::{CaptureStats, CollectError, Scope};
 
 /// Why one exchange failed before the protocol had an answer to judge.
@@ -106,6 +109,10 @@ pub(crate) trait Link: Send + Sync {
 
     /// The request as errors name it (`read holding registers 0..125 (FC 3)`).
     fn describe(&self, request: &Self::Request) -> String;
+
+    /// The bytes `answer` holds (its payload, as received or decoded), charged to the
+    /// capture's memory lease.
+    fn size(&self, answer: &Self::Answer) -> usize;
 
     /// Advice appended to a timeout of `request` (starting with `"; "`), if any.
     fn timeout_hint(&self, _request: &Self::Request) -> &'static str {
@@ -249,6 +256,8 @@ pub(crate) struct Driver<L: Link> {
     /// Whether a capture is running; still set when one was abandoned at its deadline.
     in_flight: bool,
     stats: CaptureStats,
+    /// The running capture's memory lease (none outside a capture).
+    meter: Meter,
 }
 
 impl<L: Link> std::fmt::Debug for Driver<L> {
@@ -282,6 +291,7 @@ impl<L: Link> Driver<L> {
             lost: false,
             in_flight: false,
             stats: CaptureStats::default(),
+            meter: Meter::default(),
         }
     }
 
@@ -315,16 +325,40 @@ impl<L: Link> Driver<L> {
         self.stats
     }
 
-    /// Starts a capture: fresh counters.
-    pub(crate) fn begin(&mut self) {
+    /// Starts a capture: fresh counters; answers are charged to `meter`.
+    pub(crate) fn begin(&mut self, meter: Meter) {
         self.stats = CaptureStats::default();
         self.lost = false;
         self.in_flight = true;
+        self.meter = meter;
     }
 
     /// Ends a capture that ran to its end (successfully or not).
     pub(crate) fn end(&mut self) {
         self.in_flight = false;
+        self.meter = Meter::default();
+    }
+
+    /// The running capture's memory lease.
+    pub(crate) fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// Charges `answer`, received for `request`, to the capture's memory lease: a capture too
+    /// big for the whole pool fails as a bound, one that must give way is deferred. The answer
+    /// arrived whole, so the connection stays usable either way.
+    async fn charge(
+        &mut self,
+        request: &L::Request,
+        answer: &L::Answer,
+    ) -> Result<(), CollectError> {
+        let bytes = u64::try_from(self.link.size(answer)).unwrap_or(u64::MAX);
+        // Only the meter is held across the wait (a connection need not be `Sync`).
+        let meter = self.meter.clone();
+        match meter.charge(bytes).await {
+            Ok(()) => Ok(()),
+            Err(refusal) => Err(self.scope.budget(self.link.describe(request), refusal)),
+        }
     }
 
     /// Whether a failed capture is run once more on a fresh connection: only under
@@ -375,6 +409,18 @@ impl<L: Link> Driver<L> {
     /// answer to this very request comes back as `Ok(Err(..))`, for the collector to judge:
     /// some devices close the connection on a service they do not offer.
     pub(crate) async fn exchange_or_dropped(
+        &mut self,
+        request: &L::Request,
+    ) -> Result<Result<L::Answer, io::Error>, CollectError> {
+        let answer = self.exchange_uncharged(request).await?;
+        if let Ok(answer) = &answer {
+            self.charge(request, answer).await?;
+        }
+        Ok(answer)
+    }
+
+    /// [`exchange_or_dropped`](Self::exchange_or_dropped) before the answer is charged.
+    async fn exchange_uncharged(
         &mut self,
         request: &L::Request,
     ) -> Result<Result<L::Answer, io::Error>, CollectError> {

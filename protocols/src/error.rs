@@ -10,7 +10,10 @@
 //!   fails as a whole (nothing is stored, nothing is drift) and `asset.collection_failed` says
 //!   why, with a [`FailureReason`]. This is the field-truth rule of
 //!   `docs/decisions/0004-field-truth.md`: a refusal, an error status, a contradiction, a
-//!   malformed answer or a safety bound is never state.
+//!   malformed answer or a safety bound is never state;
+//! - [`ErrorKind::Deferred`] is neither: the gateway's own memory budget was taken by other
+//!   captures (`budget.rs`). Nothing is recorded and nothing is announced; the scheduler polls
+//!   the asset again shortly.
 
 use otdrift_config::Protocol;
 
@@ -61,6 +64,10 @@ pub enum ErrorKind {
     Config(String),
     /// A bug on our side (a collector that panicked, an item we built wrongly).
     Internal(String),
+    /// The capture gave way to others in the gateway's memory budget (another capture waits
+    /// for the pool, or this one waited until its deadline): not the device's doing and not
+    /// a failed collection; the asset is polled again shortly.
+    Deferred(String),
 }
 
 /// Why a collection failed, as `asset.collection_failed` events and metrics name it.
@@ -80,6 +87,9 @@ pub enum FailureReason {
     Config,
     /// A bug on our side.
     Internal,
+    /// Not a failure: the capture gave way in the memory budget and is polled again soon
+    /// (never in a `collection_failed` event; not in [`FailureReason::ALL`]).
+    Deferred,
 }
 
 impl FailureReason {
@@ -93,10 +103,11 @@ impl FailureReason {
             FailureReason::Busy => "busy",
             FailureReason::Config => "config",
             FailureReason::Internal => "internal",
+            FailureReason::Deferred => "deferred",
         }
     }
 
-    /// Every reason, for metrics that must show zeros.
+    /// Every reason a collection fails for, for metrics that must show zeros.
     pub const ALL: [FailureReason; 7] = [
         FailureReason::Unreachable,
         FailureReason::Refused,
@@ -127,7 +138,14 @@ impl CollectError {
             ErrorKind::Bound(_) => FailureReason::Bound,
             ErrorKind::Unsupported(_) | ErrorKind::Config(_) => FailureReason::Config,
             ErrorKind::Internal(_) => FailureReason::Internal,
+            ErrorKind::Deferred(_) => FailureReason::Deferred,
         }
+    }
+
+    /// Whether the capture only gave way in the memory budget: nothing to record or
+    /// announce, poll again soon.
+    pub fn is_deferred(&self) -> bool {
+        self.reason() == FailureReason::Deferred
     }
 
     /// Whether the failure means the device could not be reached (as opposed to answering
@@ -149,7 +167,8 @@ impl CollectError {
             | ErrorKind::Malformed(s)
             | ErrorKind::Bound(s)
             | ErrorKind::Config(s)
-            | ErrorKind::Internal(s) => s.clone(),
+            | ErrorKind::Internal(s)
+            | ErrorKind::Deferred(s) => s.clone(),
             ErrorKind::Unsupported(p) => {
                 format!("the {p} collector is not part of this otdrift build")
             }
@@ -187,6 +206,7 @@ impl CollectError {
                 format!("the {p} collector is not part of this otdrift build")
             }
             ErrorKind::Config(detail) | ErrorKind::Internal(detail) => detail.clone(),
+            ErrorKind::Deferred(detail) => format!("{request} at {address} deferred: {detail}"),
         }
     }
 }
@@ -275,6 +295,20 @@ impl Scope {
     /// The gateway's configuration for this asset is wrong.
     pub fn config(&self, detail: impl std::fmt::Display) -> CollectError {
         self.error("", ErrorKind::Config(detail.to_string()))
+    }
+
+    /// What the memory budget refused during `request`: a capture too big for the whole pool
+    /// is a bound, one that gave way to others is deferred.
+    pub fn budget(
+        &self,
+        request: impl Into<String>,
+        refusal: crate::budget::Refusal,
+    ) -> CollectError {
+        let kind = match refusal {
+            crate::budget::Refusal::TooBig { .. } => ErrorKind::Bound(refusal.to_string()),
+            crate::budget::Refusal::Deferred { .. } => ErrorKind::Deferred(refusal.to_string()),
+        };
+        self.error(request, kind)
     }
 
     /// A bug on our side.

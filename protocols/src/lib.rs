@@ -40,10 +40,12 @@ use async_trait::async_trait;
 use otdrift_config::{AssetConfig, Protocol};
 use otdrift_core::{Item, Snapshot, Value};
 
+pub mod budget;
 mod driver;
 mod error;
 mod module;
 
+pub use budget::{Lease, MemoryBudget};
 pub use error::{CollectError, ErrorKind, FailureReason, Scope, WHOLE_CAPTURE};
 
 #[cfg(feature = "ads")]
@@ -71,6 +73,9 @@ pub struct Capture {
     pub operating_state: BTreeMap<String, Value>,
     /// What the capture cost the device.
     pub stats: CaptureStats,
+    /// Its share of the memory budget, held until the last clone of the capture is dropped
+    /// (after the agent has hashed, judged and recorded it).
+    pub lease: Lease,
 }
 
 impl Capture {
@@ -111,8 +116,15 @@ pub trait Collector: Send {
     /// is the device it should be; the tests check each protocol's identity with it).
     async fn identify(&mut self) -> Result<Vec<Item>, CollectError>;
 
-    /// Reads everything the digest covers.
-    async fn capture(&mut self) -> Result<Capture, CollectError>;
+    /// Reads everything the digest covers, charging what it holds to `lease` (see
+    /// [`budget`]): a capture too big for the whole pool fails with [`FailureReason::Bound`],
+    /// one that must give way to another with [`ErrorKind::Deferred`].
+    async fn capture_in(&mut self, lease: Lease) -> Result<Capture, CollectError>;
+
+    /// Reads everything the digest covers, outside any memory budget (tests, benchmarks).
+    async fn capture(&mut self) -> Result<Capture, CollectError> {
+        self.capture_in(Lease::unbounded()).await
+    }
 
     /// Closes the connection (a pooled collector may be dropped without this).
     async fn close(&mut self);
@@ -143,8 +155,10 @@ async fn timed_capture(
     .await
 }
 
-/// Runs one capture under the asset's whole-capture deadline (`capture_timeout_ms`), the same
-/// way for `otdrift capture`, the demo and the daemon. A capture that overruns it fails with
+/// Runs one capture under the asset's whole-capture deadline (`capture_timeout_ms`) and inside
+/// the memory `budget`, the same way for `otdrift capture`, the demo and the daemon. A capture
+/// waiting for room in the budget waits until that deadline at the latest, then is deferred.
+/// A capture that overruns the deadline otherwise fails with
 /// [`FailureReason::Bound`] (request [`WHOLE_CAPTURE`]): the device kept answering, but the
 /// capture would not end (a million references, an endless continuation point), and the
 /// collector's connection is left in an unknown state ([`CollectError::poisons_connection`]).
@@ -152,9 +166,13 @@ async fn timed_capture(
 pub async fn capture_within(
     collector: &mut dyn Collector,
     asset: &AssetConfig,
+    budget: &MemoryBudget,
 ) -> Result<Capture, CollectError> {
-    let deadline = Duration::from_millis(asset.capture_timeout_ms);
-    match tokio::time::timeout(deadline, collector.capture()).await {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(asset.capture_timeout_ms);
+    let lease = budget.lease(Some(deadline));
+    // The lease's wait ends at the same instant; the capture is polled first, so a capture
+    // still waiting for memory then is deferred, not a bound.
+    match tokio::time::timeout_at(deadline, collector.capture_in(lease)).await {
         Ok(result) => result,
         Err(_) => Err(Scope::new(&asset.id, &asset.address).bound(
             WHOLE_CAPTURE,

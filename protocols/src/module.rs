@@ -6,7 +6,8 @@
 //! path belongs to, where its [`Driver`] is, and how to read a capture and the identity. The
 //! framework does the rest the same way for every protocol: the capture's span and timing,
 //! fresh counters per capture, the whole-capture rerun of a session-level protocol
-//! ([`Driver::may_rerun`]), assembling the [`Capture`], and closing.
+//! ([`Driver::may_rerun`]), charging the capture's memory lease, assembling the [`Capture`],
+//! and closing.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,6 +18,7 @@ use otdrift_config::{AssetConfig, Protocol, ProtocolConfig};
 use otdrift_core::{Item, Snapshot, Value};
 use tracing::Instrument;
 
+use crate::budget::{ITEM_BYTES, Lease};
 use crate::driver::{Driver, Link};
 use crate::{Capture, CollectError, Collector};
 
@@ -83,28 +85,45 @@ impl<M: Module> Collector for M {
         self.read_identity().instrument(span).await
     }
 
-    async fn capture(&mut self) -> Result<Capture, CollectError> {
+    async fn capture_in(&mut self, lease: Lease) -> Result<Capture, CollectError> {
         let span = tracing::info_span!(
             "capture",
             asset = %self.asset(),
             protocol = M::PROTOCOL.as_str()
         );
         crate::timed_capture(span, async {
-            self.driver_mut().begin();
+            self.driver_mut().begin(lease.meter());
             let pooled = self.driver().is_connected();
             let mut result = self.read().await;
             if result.is_err() && self.driver().may_rerun(pooled) {
                 tracing::debug!("pooled session lost, capturing again on a fresh one");
                 self.driver_mut().drop_connection();
+                // What the lost attempt held is gone with it.
+                self.driver().meter().release_all();
                 result = self.read().await;
             }
             self.driver_mut().end();
             let observed = result?;
+            // The items, once assembled, are charged too: they outlive the answers they came
+            // from, through hashing, the diff and the store.
+            let entries = observed
+                .snapshot
+                .len()
+                .saturating_add(observed.runtime.len())
+                .saturating_add(observed.operating_state.len());
+            let bytes = u64::try_from(entries)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(ITEM_BYTES);
+            lease
+                .charge(bytes)
+                .await
+                .map_err(|refusal| self.driver().scope().budget(ITEMS, refusal))?;
             Ok(Capture {
                 snapshot: observed.snapshot,
                 runtime: observed.runtime,
                 operating_state: observed.operating_state,
                 stats: self.driver().stats(),
+                lease,
             })
         })
         .await
@@ -114,6 +133,9 @@ impl<M: Module> Collector for M {
         self.driver_mut().close().await;
     }
 }
+
+/// The request a capture's item charge names when the memory budget refuses it.
+const ITEMS: &str = "the captured items";
 
 /// One compiled-in protocol, as the registry holds it.
 pub(crate) struct Entry {

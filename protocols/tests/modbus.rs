@@ -11,7 +11,7 @@ use common::{
 use otdrift_config::ProtocolConfig;
 use otdrift_core::Value;
 use otdrift_protocols::modbus::ModbusCollector;
-use otdrift_protocols::{Collector, ErrorKind};
+use otdrift_protocols::{Collector, ErrorKind, FailureReason, MemoryBudget, capture_within};
 use otdrift_simulators::modbus::{ModbusSimHandle, ModbusSimulator, ModbusState, Quirk};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -529,4 +529,109 @@ async fn pymodbus_reads_the_simulator_like_the_collector_does() {
     assert_eq!(doc["device_id"]["0x00"], "otdrift");
     assert_eq!(doc["device_id"]["0x01"], "SIM-PRESS");
     assert_eq!(sim.request_log().writes(), 0);
+}
+
+/// A Modbus asset for the memory-budget tests: the press, read as the daemon reads it.
+fn budgeted(address: &str) -> (otdrift_config::AssetConfig, ModbusCollector) {
+    let asset = one_asset(
+        "modbus",
+        "press-7",
+        address,
+        &format!("timeout_ms = 300\ncapture_timeout_ms = 5000\n{RECIPE}"),
+    );
+    let ProtocolConfig::Modbus(cfg) = &asset.protocol else {
+        panic!("a modbus asset");
+    };
+    let c = ModbusCollector::new(&asset, cfg);
+    (asset, c)
+}
+
+#[tokio::test]
+async fn a_capture_too_big_for_the_whole_memory_pool_fails_as_a_bound() {
+    let sim = press().await;
+    let (asset, mut c) = budgeted(&sim.local_addr().to_string());
+
+    // Smaller than the first answer (the identification): stopped at that very request.
+    let tiny = MemoryBudget::new(64);
+    let e = capture_within(&mut c, &asset, &tiny)
+        .await
+        .expect_err("cannot fit");
+    assert_eq!(e.reason(), FailureReason::Bound, "{e}");
+    assert!(e.request.contains("FC 43"), "names the request: {e}");
+    assert_eq!(
+        e.detail(),
+        "memory budget: the capture needs more than the 64 bytes pool (at least 253 bytes)"
+    );
+    assert!(!e.poisons_connection(), "the answer arrived whole: {e}");
+    assert_eq!(tiny.in_use(), 0, "a failed capture holds nothing");
+
+    // Room for every answer, not for the 74 items assembled from them.
+    let small = MemoryBudget::new(16 * 1024);
+    let e = capture_within(&mut c, &asset, &small)
+        .await
+        .expect_err("the items do not fit");
+    assert_eq!(e.reason(), FailureReason::Bound, "{e}");
+    assert_eq!(e.request, "the captured items");
+    assert!(
+        e.to_string()
+            .contains("needs more than the 16 KiB pool (at least "),
+        "{e}"
+    );
+    assert_eq!(small.in_use(), 0);
+
+    // The same capture in a pool that fits holds its share until the capture is dropped.
+    let fits = MemoryBudget::new(1024 * 1024);
+    let capture = capture_within(&mut c, &asset, &fits).await.expect("fits");
+    assert_eq!(capture.snapshot.len(), 74);
+    let held = fits.in_use();
+    assert_eq!(held, capture.lease.held());
+    assert!(held >= 74 * otdrift_protocols::budget::ITEM_BYTES, "{held}");
+    let copy = capture.clone();
+    drop(capture);
+    assert_eq!(fits.in_use(), held, "a clone still holds it");
+    drop(copy);
+    assert_eq!(fits.in_use(), 0);
+
+    assert!(sim.request_log().total() > 0);
+    assert_eq!(sim.request_log().writes(), 0, "only reads were sent");
+    c.close().await;
+}
+
+#[tokio::test]
+async fn a_capture_gives_way_while_a_larger_one_waits_for_the_pool() {
+    let sim = press().await;
+    let (asset, mut c) = budgeted(&sim.local_addr().to_string());
+    let pool = MemoryBudget::new(64 * 1024);
+    let far = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+    // One large capture holds most of the pool, another waits for more of it.
+    let large = pool.lease(Some(far));
+    large.charge(60 * 1024).await.expect("granted");
+    let waiter = pool.lease(Some(far));
+    let waiting = tokio::spawn(async move { waiter.charge(10 * 1024).await });
+    let e = loop {
+        // Until the waiter has registered, the press's capture may still fit and succeed.
+        match capture_within(&mut c, &asset, &pool).await {
+            Err(e) => break e,
+            Ok(_) => tokio::task::yield_now().await,
+        }
+    };
+    assert!(e.is_deferred(), "{e}");
+    assert!(matches!(e.kind, ErrorKind::Deferred(_)));
+    assert_eq!(e.reason(), FailureReason::Deferred);
+    assert!(!e.poisons_connection());
+    assert!(e.detail().contains("another capture waits"), "{e}");
+    assert!(!waiting.is_finished(), "the waiter still waits");
+
+    // The large capture ends: the waiter proceeds, and the press fits again.
+    drop(large);
+    waiting
+        .await
+        .expect("joined")
+        .expect("the waiter got its share");
+    let capture = capture_within(&mut c, &asset, &pool)
+        .await
+        .expect("fits once nobody waits");
+    assert_eq!(capture.snapshot.len(), 74);
+    assert_eq!(sim.request_log().writes(), 0, "only reads were sent");
+    c.close().await;
 }

@@ -14,7 +14,7 @@ use common::{
 use otdrift_config::{AssetConfig, ProtocolConfig};
 use otdrift_core::{ChangeKind, Class, Diff, Value};
 use otdrift_protocols::opcua::OpcuaCollector;
-use otdrift_protocols::{Collector, ErrorKind, FailureReason, capture_within};
+use otdrift_protocols::{Collector, ErrorKind, FailureReason, MemoryBudget, capture_within};
 use otdrift_simulators::opcua::{OpcuaSimHandle, OpcuaSimulator, OpcuaState, Quirk, ValueType};
 
 const PLC: &str = "urn:otdrift:sim:mixer-m2:program";
@@ -821,12 +821,12 @@ async fn quirk_fails_then_recovers(
     let sim = mixer().await;
     let pki = Pki::new();
     let (mut c, asset) = collector_for(&sim.endpoint_url(), extra, RECIPE, &pki);
-    let before = capture_within(&mut c, &asset)
+    let before = capture_within(&mut c, &asset, &MemoryBudget::default())
         .await
         .expect("healthy capture");
     sim.set_quirk(quirk, true);
     let started = Instant::now();
-    let err = capture_within(&mut c, &asset)
+    let err = capture_within(&mut c, &asset, &MemoryBudget::default())
         .await
         .expect_err("the quirk fails the capture");
     let elapsed = started.elapsed();
@@ -852,7 +852,9 @@ async fn quirk_fails_then_recovers(
         c.close().await;
         c = collector_for(&sim.endpoint_url(), extra, RECIPE, &pki).0;
     }
-    let after = capture_within(&mut c, &asset).await.expect("healthy again");
+    let after = capture_within(&mut c, &asset, &MemoryBudget::default())
+        .await
+        .expect("healthy again");
     assert_eq!(after.snapshot.digest(), before.snapshot.digest());
     assert_eq!(sim.request_log().writes(), 0);
     c.close().await;

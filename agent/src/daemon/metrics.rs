@@ -77,6 +77,14 @@ pub struct Metrics {
     pub pruned: Family<KindLabel, Counter>,
     /// 1 while the upstream's oldest unacknowledged event is more than a day old.
     pub delivery_lagging: Gauge,
+    /// Polls that gave way in the memory budget and were polled again soon, by asset.
+    pub deferred: Family<AssetLabel, Counter>,
+    /// The captures' memory pool, in bytes.
+    memory_budget: Gauge,
+    /// What running captures hold of it, in bytes.
+    memory_in_use: Gauge,
+    /// The pool the two gauges show, read at every scrape.
+    budget: std::sync::OnceLock<otdrift_protocols::MemoryBudget>,
 }
 
 /// Labels of pruned rows.
@@ -110,6 +118,24 @@ impl Metrics {
         let api_auth_throttled = Counter::default();
         let pruned = Family::<KindLabel, Counter>::default();
         let delivery_lagging = Gauge::default();
+        let deferred = Family::<AssetLabel, Counter>::default();
+        let memory_budget = Gauge::default();
+        let memory_in_use = Gauge::default();
+        registry.register(
+            "otdrift_captures_deferred",
+            "Polls that gave way to another capture in the memory budget and were polled again soon",
+            deferred.clone(),
+        );
+        registry.register(
+            "otdrift_memory_budget_bytes",
+            "The memory pool all running captures share",
+            memory_budget.clone(),
+        );
+        registry.register(
+            "otdrift_memory_in_use_bytes",
+            "What running captures hold of the memory pool",
+            memory_in_use.clone(),
+        );
         registry.register(
             "otdrift_pruned_rows",
             "Rows retention deleted, by kind (outbox, captures, snapshots)",
@@ -232,11 +258,25 @@ impl Metrics {
             api_auth_throttled,
             pruned,
             delivery_lagging,
+            deferred,
+            memory_budget,
+            memory_in_use,
+            budget: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Shows `budget`'s size and use in every scrape (the first pool given stays).
+    pub fn watch_budget(&self, budget: otdrift_protocols::MemoryBudget) {
+        let _ = self.budget.set(budget);
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        if let Some(budget) = self.budget.get() {
+            let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            self.memory_budget.set(gauge(budget.capacity()));
+            self.memory_in_use.set(gauge(budget.in_use()));
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -20,6 +20,7 @@ pub mod api;
 pub mod backoff;
 pub mod db;
 pub mod housekeeping;
+pub mod memory;
 pub mod metrics;
 pub mod push;
 pub mod scheduler;
@@ -264,7 +265,17 @@ pub async fn run(config_path: &Path) -> CmdResult {
         shutdown.clone(),
     ));
 
+    let (pool, source) = memory::pool_size(config.agent.memory_budget, memory::cgroup_memory_max());
+    let budget = otdrift_protocols::MemoryBudget::new(pool);
+    metrics.watch_budget(budget.clone());
+    tracing::info!(
+        bytes = pool,
+        from = source.as_str(),
+        "memory budget for captures: {}",
+        otdrift_protocols::budget::format_bytes(pool)
+    );
     let shared = Arc::new(scheduler::Shared {
+        budget,
         db: db.clone(),
         metrics: metrics.clone(),
         permits: Arc::new(Semaphore::new(config.agent.max_concurrency)),

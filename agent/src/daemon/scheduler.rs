@@ -7,6 +7,12 @@
 //! unreachable asset is backed off exponentially with jitter (1 s doubling up to
 //! `backoff_max_secs`); ticks inside the backoff are skipped and counted. Reachability changes
 //! are events once per outage, not per failed poll (the store decides that).
+//!
+//! Captures share one memory budget (`otdrift_protocols::budget`). A capture that gives way in
+//! it (another, larger one waits for the pool) is *deferred*: nothing is recorded or
+//! announced, it is counted (`otdrift_captures_deferred_total`), and the worker polls again
+//! after a short backoff (2 s doubling up to a minute, with jitter), or at the next tick if
+//! that comes first.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +31,15 @@ use super::db::Db;
 use super::metrics::Metrics;
 use crate::capture;
 
+/// The first retry of a deferred poll; doubling per deferral in a row.
+const DEFER_FIRST: Duration = Duration::from_secs(2);
+/// The longest pause before a deferred poll is retried.
+const DEFER_MAX: Duration = Duration::from_secs(60);
+
 /// What every worker shares.
 pub struct Shared {
+    /// The memory pool all captures draw from.
+    pub budget: otdrift_protocols::MemoryBudget,
     /// The store.
     pub db: Db,
     /// Metrics.
@@ -96,6 +109,8 @@ impl Scheduler {
                 collector: None,
                 backoff: Backoff::new(Duration::from_secs(1), shared.backoff_max),
                 busy: busy.clone(),
+                deferrals: 0,
+                retry_at: None,
             };
             workers.push(tokio::spawn(worker.run(rx, shared.clone())));
             // The first tick, now.
@@ -199,11 +214,25 @@ struct Worker {
     collector: Option<Box<dyn Collector>>,
     backoff: Backoff,
     busy: Arc<AtomicBool>,
+    /// Deferred polls in a row.
+    deferrals: u32,
+    /// When a deferred poll is retried (unless a tick comes first).
+    retry_at: Option<tokio::time::Instant>,
+}
+
+/// How a poll ended, for the worker's loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Polled {
+    /// Captured, failed or skipped: the schedule goes on.
+    Done,
+    /// Gave way in the memory budget: polled again soon.
+    Deferred,
 }
 
 impl Worker {
     async fn run(mut self, mut ticks: mpsc::Receiver<()>, shared: Arc<Shared>) {
         loop {
+            let retry = self.retry_at;
             tokio::select! {
                 biased;
                 () = shared.shutdown.cancelled() => break,
@@ -211,12 +240,18 @@ impl Worker {
                     if tick.is_none() {
                         break;
                     }
-                    let span = tracing::info_span!(
-                        "poll",
-                        asset = %self.asset.id,
-                        protocol = self.asset.protocol.kind().as_str()
-                    );
-                    self.poll(&shared).instrument(span).await;
+                    self.poll_and_plan(&shared).await;
+                    self.busy.store(false, Ordering::Release);
+                }
+                () = tokio::time::sleep_until(retry.unwrap_or_else(tokio::time::Instant::now)),
+                    if retry.is_some() =>
+                {
+                    self.retry_at = None;
+                    // A tick already queued polls instead.
+                    if self.busy.swap(true, Ordering::AcqRel) {
+                        continue;
+                    }
+                    self.poll_and_plan(&shared).await;
                     self.busy.store(false, Ordering::Release);
                 }
             }
@@ -226,15 +261,38 @@ impl Worker {
         }
     }
 
-    async fn poll(&mut self, shared: &Shared) {
+    /// Polls once, and plans the retry of a deferred poll.
+    async fn poll_and_plan(&mut self, shared: &Shared) {
+        let span = tracing::info_span!(
+            "poll",
+            asset = %self.asset.id,
+            protocol = self.asset.protocol.kind().as_str()
+        );
+        self.retry_at = None;
+        match self.poll(shared).instrument(span).await {
+            Polled::Done => self.deferrals = 0,
+            Polled::Deferred => {
+                self.deferrals = self.deferrals.saturating_add(1);
+                let wait = super::backoff::delay(
+                    self.deferrals,
+                    DEFER_FIRST,
+                    DEFER_MAX,
+                    super::backoff::unit(),
+                );
+                self.retry_at = Some(tokio::time::Instant::now() + wait);
+            }
+        }
+    }
+
+    async fn poll(&mut self, shared: &Shared) -> Polled {
         let id = self.asset.id.clone();
         self.check_stale(shared).await;
         if !self.backoff.ready(tokio::time::Instant::now()) {
             shared.metrics.inc(&shared.metrics.backoff_skips, &id);
-            return;
+            return Polled::Done;
         }
         let Ok(_permit) = shared.permits.clone().acquire_owned().await else {
-            return;
+            return Polled::Done;
         };
         if self.collector.is_none() {
             match otdrift_protocols::build(&self.asset, &shared.data_dir) {
@@ -243,21 +301,23 @@ impl Worker {
                     tracing::error!(error = %e, "no collector");
                     self.failed(shared, e).await;
                     shared.events.notify_one();
-                    return;
+                    return Polled::Done;
                 }
             }
         }
         let Some(mut collector) = self.collector.take() else {
-            return;
+            return Polled::Done;
         };
         let started = Instant::now();
         // The capture runs in a task of its own: a collector that panics (a bug, never the
         // device's doing) fails that capture as `internal` and its asset keeps being polled
         // with a fresh collector, instead of leaving the worker stuck and the asset silent.
         let asset = self.asset.clone();
+        let budget = shared.budget.clone();
         let mut task = tokio::spawn(async move {
             fault::maybe_panic(&asset.id);
-            let result = otdrift_protocols::capture_within(collector.as_mut(), &asset).await;
+            let result =
+                otdrift_protocols::capture_within(collector.as_mut(), &asset, &budget).await;
             (collector, result)
         });
         let result = tokio::select! {
@@ -281,9 +341,17 @@ impl Worker {
                 // Abandoned mid-capture: nothing was recorded; the connection is dropped.
                 task.abort();
                 tracing::info!("capture cancelled by shutdown");
-                return;
+                return Polled::Done;
             }
         };
+        if let Err(e) = &result
+            && e.is_deferred()
+        {
+            // Not the device's doing and not a failed collection: nothing is recorded.
+            shared.metrics.inc(&shared.metrics.deferred, &id);
+            tracing::info!(error = %e, "capture deferred: the memory budget is taken by others");
+            return Polled::Deferred;
+        }
         if let Err(e) = &result
             && e.poisons_connection()
         {
@@ -306,7 +374,7 @@ impl Worker {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!(error = %e, "hashing the capture failed");
-                        return;
+                        return Polled::Done;
                     }
                 };
                 let recorded = shared
@@ -378,6 +446,7 @@ impl Worker {
             Err(error) => self.failed(shared, error).await,
         }
         shared.events.notify_one();
+        Polled::Done
     }
 
     /// Every tick, captured or skipped: an asset without a successful capture for three

@@ -64,6 +64,7 @@ const AGENT_KEYS: &[&str] = &[
     "backoff_max_secs",
     "max_token_lifetime",
     "approval_max_observation_age",
+    "memory_budget",
 ];
 const API_KEYS: &[&str] = &[
     "listen",
@@ -304,6 +305,17 @@ fn agent(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<AgentConfig> {
         Duration::from_secs(366 * 86_400),
     )
     .opt();
+    let memory_budget = get_checked(cx, t, "memory_budget", Kind::InvalidValue, |s| {
+        const LO: u64 = 1 << 20;
+        const HI: u64 = 1 << 40;
+        let expected = "expected a size from 1MiB to 1TiB, such as \"256MiB\"";
+        match crate::parse_size(s) {
+            Ok(n) if (LO..=HI).contains(&n) => Ok(n),
+            Ok(_) => Err(format!("{expected}, found {s:?}")),
+            Err(m) => Err(format!("{m}; {expected}")),
+        }
+    })
+    .opt();
     Some(AgentConfig {
         id: id?.0,
         data_dir: data_dir?.0,
@@ -313,6 +325,7 @@ fn agent(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<AgentConfig> {
         backoff_max_secs: backoff_max_secs?,
         max_token_lifetime: max_token_lifetime?,
         approval_max_observation_age: approval_max_observation_age?,
+        memory_budget: memory_budget?,
     })
 }
 

@@ -181,6 +181,10 @@ impl Link for AdsLink {
         request.describe()
     }
 
+    fn size(&self, answer: &Answer) -> usize {
+        answer.data.len()
+    }
+
     fn timeout_hint(&self, _request: &Request) -> &'static str {
         "; check the AMS route on the PLC (without one TwinCAT may stay silent) and the ams_net_id/ams_port"
     }

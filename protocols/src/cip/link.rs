@@ -452,6 +452,13 @@ impl Link for CipLink {
         request.describe()
     }
 
+    fn size(&self, reply: &Reply) -> usize {
+        match reply {
+            Reply::Answer(answer) => answer.data.len(),
+            Reply::Encapsulation(_) => 4,
+        }
+    }
+
     fn judge(&self, reply: &Reply) -> Verdict {
         match reply {
             // The device may close the session after it (cpppo does).

@@ -8,6 +8,9 @@ use tokio_modbus::prelude::{ExceptionCode, Response, Slave};
 use super::request::Read;
 use crate::driver::{Dial, Failure, Link};
 
+/// The largest Modbus PDU (function code and data).
+const MAX_PDU: usize = 253;
+
 /// How to reach one Modbus device.
 #[derive(Debug)]
 pub(crate) struct ModbusLink {
@@ -46,6 +49,18 @@ impl Link for ModbusLink {
 
     fn describe(&self, read: &Read) -> String {
         read.describe()
+    }
+
+    fn size(&self, answer: &Self::Answer) -> usize {
+        match answer {
+            Ok(Response::ReadCoils(bits) | Response::ReadDiscreteInputs(bits)) => bits.len(),
+            Ok(Response::ReadHoldingRegisters(words) | Response::ReadInputRegisters(words)) => {
+                words.len().saturating_mul(2)
+            }
+            // Identification, or anything else: at most one PDU.
+            Ok(_) => MAX_PDU,
+            Err(_) => 1,
+        }
     }
 
     fn timeout_hint(&self, read: &Read) -> &'static str {

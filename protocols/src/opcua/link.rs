@@ -277,6 +277,10 @@ impl Link for OpcuaLink {
         request.describe()
     }
 
+    fn size(&self, answer: &Self::Answer) -> usize {
+        answer.as_ref().map_or(1, Answer::size)
+    }
+
     /// A timeout status or an undecodable answer drops the session (a late or misaligned
     /// answer must never be taken for another); a lost connection or a forgotten session is
     /// stale. Everything else is the caller's to judge on a session that stays.

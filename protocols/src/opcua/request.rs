@@ -6,7 +6,8 @@
 
 use opcua::client::Session;
 use opcua::types::{
-    BrowseDescription, BrowseResult, ByteString, DataValue, ReadValueId, TimestampsToReturn,
+    BrowseDescription, BrowseResult, ByteString, DataValue, ReadValueId, ReferenceDescription,
+    TimestampsToReturn, UAString, Variant,
 };
 
 use super::REFERENCES_PER_NODE;
@@ -58,6 +59,56 @@ impl Request {
 pub(crate) enum Answer {
     Values(Vec<DataValue>),
     Browsed(Vec<BrowseResult>),
+}
+
+impl Answer {
+    /// The bytes the decoded answer holds, about: each value or reference at its in-memory
+    /// size plus the text and bytes it carries (what the memory budget charges).
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Answer::Values(values) => values
+                .iter()
+                .map(|v| {
+                    size_of::<DataValue>().saturating_add(v.value.as_ref().map_or(0, variant_size))
+                })
+                .fold(0, usize::saturating_add),
+            Answer::Browsed(results) => results
+                .iter()
+                .map(|r| {
+                    let references = r.references.as_deref().unwrap_or_default();
+                    references
+                        .iter()
+                        .map(|d| {
+                            size_of::<ReferenceDescription>()
+                                .saturating_add(text_size(&d.browse_name.name))
+                                .saturating_add(text_size(&d.display_name.text))
+                        })
+                        .fold(size_of::<BrowseResult>(), usize::saturating_add)
+                })
+                .fold(0, usize::saturating_add),
+        }
+    }
+}
+
+fn text_size(s: &UAString) -> usize {
+    s.value().as_ref().map_or(0, String::len)
+}
+
+/// The heap bytes a value carries beyond its own size.
+fn variant_size(v: &Variant) -> usize {
+    match v {
+        Variant::String(s) => text_size(s),
+        Variant::ByteString(b) => b.value.as_ref().map_or(0, Vec::len),
+        Variant::LocalizedText(t) => text_size(&t.text).saturating_add(text_size(&t.locale)),
+        Variant::QualifiedName(q) => text_size(&q.name),
+        Variant::Array(array) => array
+            .values
+            .iter()
+            .map(|v| size_of::<Variant>().saturating_add(variant_size(v)))
+            .fold(0, usize::saturating_add),
+        Variant::Variant(inner) => variant_size(inner),
+        _ => 0,
+    }
 }
 
 /// Sends one request on the session. Read, Browse and BrowseNext only.

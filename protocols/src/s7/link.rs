@@ -271,6 +271,10 @@ impl Link for S7Link {
         request.describe()
     }
 
+    fn size(&self, pdu: &Vec<u8>) -> usize {
+        pdu.len()
+    }
+
     async fn close(&self, mut conn: Conn) {
         let _ = conn.stream.shutdown().await;
     }

@@ -7,7 +7,7 @@
 //! and a log of every request received.
 //!
 //! - [`modbus`]: a Modbus TCP device ([`modbus::ModbusSimulator`],
-//!   `otdrift sim modbus` through [`modbus::run`]).
+//!   `otdrift sim modbus` through the [`registry`]).
 //! - [`registry`]: the simulators this build carries, for `otdrift sim`.
 //! - [`request_log`]: the protocol-neutral request log all simulators share.
 //! - [`control`]: the line-based command channel all simulators share.

@@ -1,12 +1,14 @@
 //! The simulated PLCs this build carries, as `otdrift sim` lists and starts them: one entry per
-//! protocol module (its `SIMULATOR`), so that the command line, its help and its defaults come
-//! from the simulators themselves and a new simulator adds one line here.
+//! protocol, run by the one process runner ([`crate::process`]), so that the command line, its
+//! help and its defaults come from the simulators themselves and a new simulator adds one line
+//! here.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
-use crate::process::RunOptions;
+pub use crate::process::RunOptions;
+use crate::runtime::Commands;
 
 /// A simulator process's future: it serves until Ctrl-C or SIGTERM, or fails to start
 /// (the error rendered, since each protocol has its own state-file error).
@@ -25,18 +27,13 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// An entry: `start` runs the protocol's `run` with these options.
-    pub const fn new(
-        name: &'static str,
-        about: &'static str,
-        default_port: u16,
-        start: fn(RunOptions) -> Serving,
-    ) -> Self {
+    /// The entry of simulator `Sim`, under its protocol name.
+    pub const fn of<Sim: Commands>(about: &'static str, default_port: u16) -> Self {
         Simulator {
-            name,
+            name: Sim::NAME,
             about,
             default_port,
-            start,
+            start: start::<Sim>,
         }
     }
 
@@ -45,23 +42,34 @@ impl Simulator {
         SocketAddr::from(([127, 0, 0, 1], self.default_port))
     }
 
-    /// Runs the simulator process (see [`crate::process`]).
+    /// Runs the simulator as a process until Ctrl-C or SIGTERM (see [`crate::process`]): the
+    /// state file or the built-in demo, request log, ready lines, stdin and control-port
+    /// commands. It fails before the ready line when the state cannot be loaded, an address
+    /// cannot be bound, the log file cannot be opened or stdout is closed.
     pub fn run(&self, opts: RunOptions) -> Serving {
         (self.start)(opts)
     }
 }
 
+fn start<Sim: Commands>(opts: RunOptions) -> Serving {
+    Box::pin(async move {
+        crate::process::run::<Sim>(opts)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
 /// Every simulator compiled into this build, in the order the help lists them.
 pub const SIMULATORS: &[Simulator] = &[
     #[cfg(feature = "s7")]
-    crate::s7::SIMULATOR,
+    Simulator::of::<crate::s7::S7Simulator>("Siemens S7 (S7comm on ISO-on-TCP)", 1102),
     #[cfg(feature = "ads")]
-    crate::ads::SIMULATOR,
+    Simulator::of::<crate::ads::AdsSimulator>("Beckhoff ADS (AMS/TCP)", 48898),
     #[cfg(feature = "cip")]
-    crate::cip::SIMULATOR,
-    crate::modbus::SIMULATOR,
+    Simulator::of::<crate::cip::CipSimulator>("Allen-Bradley Logix (EtherNet/IP CIP)", 44818),
+    Simulator::of::<crate::modbus::ModbusSimulator>("Modbus TCP", 5020),
     #[cfg(feature = "opcua")]
-    crate::opcua::SIMULATOR,
+    Simulator::of::<crate::opcua::OpcuaSimulator>("OPC UA (opc.tcp)", 4840),
 ];
 
 /// The simulator called `name`, when this build carries it.

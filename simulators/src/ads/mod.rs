@@ -101,7 +101,7 @@
 //!
 //! One command per line; the reply is one line: `ok`, `ok <json>` or `error: <reason>`.
 //! Available through [`AdsSimHandle::command`], on the process's stdin and on the optional
-//! control port of [`run`].
+//! control port of `otdrift sim ads`.
 //!
 //! | command | effect |
 //! |---|---|
@@ -540,27 +540,8 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
     }
 }
 
-pub use crate::process::RunOptions;
-
-/// Why [`run`] failed.
+/// Why the simulator could not start (or, as a process, run).
 pub type SimError = crate::process::SimError<StateError>;
-
-/// This simulator as `otdrift sim ads` starts it.
-pub const SIMULATOR: crate::registry::Simulator =
-    crate::registry::Simulator::new("ads", "Beckhoff ADS (AMS/TCP)", 48898, |opts| {
-        Box::pin(async move { run(opts).await.map_err(|e| e.to_string()) })
-    });
-
-/// Runs the simulator as a process: what `otdrift sim ads` calls (see
-/// [`crate::process::run`]): the state file or the built-in demo, request log, ready lines,
-/// stdin and control-port commands, until Ctrl-C or SIGTERM.
-///
-/// # Errors
-/// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
-/// or stdout is closed, before the ready line is printed.
-pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    crate::process::run::<AdsSimulator>(opts).await
-}
 
 #[cfg(test)]
 mod tests;

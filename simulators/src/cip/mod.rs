@@ -654,29 +654,8 @@ fn route(
     }
 }
 
-pub use crate::process::RunOptions;
-
-/// Why [`run`] failed.
+/// Why the simulator could not start (or, as a process, run).
 pub type SimError = crate::process::SimError<StateError>;
-
-/// This simulator as `otdrift sim cip` starts it.
-pub const SIMULATOR: crate::registry::Simulator = crate::registry::Simulator::new(
-    "cip",
-    "Allen-Bradley Logix (EtherNet/IP CIP)",
-    44818,
-    |opts| Box::pin(async move { run(opts).await.map_err(|e| e.to_string()) }),
-);
-
-/// Runs the simulator as a process: what `otdrift sim cip` calls (see
-/// [`crate::process::run`]): the state file or the built-in demo, request log, ready lines,
-/// stdin and control-port commands, until Ctrl-C or SIGTERM.
-///
-/// # Errors
-/// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
-/// or stdout is closed, before the ready line is printed.
-pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    crate::process::run::<CipSimulator>(opts).await
-}
 
 #[cfg(test)]
 mod tests;

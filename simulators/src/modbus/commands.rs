@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{
     ModbusSimulator,
-    state::{IDENTITY_FIELDS, MAX_OBJECT_LEN, ModbusState, TableKind, identity_object_id},
+    state::{IDENTITY_FIELDS, MAX_OBJECT_LEN, ModbusState, Table, TableKind, identity_object_id},
 };
 use crate::control::CommandError;
 use crate::runtime::verbs::{split_word, usage};
@@ -54,22 +54,11 @@ pub(crate) fn set_registers(
     addr: u16,
     values: &[u16],
 ) -> Result<(), CommandError> {
-    let table = match kind {
-        TableKind::Holding => &mut state.holding,
-        TableKind::Input => &mut state.input,
-        TableKind::Coil | TableKind::Discrete => {
-            return Err(CommandError::Usage(format!(
-                "{} is a bit table",
-                kind.name()
-            )));
-        }
-    };
-    table
-        .write(addr, values)
-        .map_err(|address| CommandError::Address {
-            table: kind.name(),
-            address,
-        })
+    match kind {
+        TableKind::Holding => write(&mut state.holding, kind, addr, values),
+        TableKind::Input => write(&mut state.input, kind, addr, values),
+        TableKind::Coil | TableKind::Discrete => Err(wrong_table(kind, "bit")),
+    }
 }
 
 /// Writes bits, all or nothing.
@@ -79,22 +68,30 @@ pub(crate) fn set_bits(
     addr: u16,
     values: &[bool],
 ) -> Result<(), CommandError> {
-    let table = match kind {
-        TableKind::Coil => &mut state.coils,
-        TableKind::Discrete => &mut state.discrete,
-        TableKind::Holding | TableKind::Input => {
-            return Err(CommandError::Usage(format!(
-                "{} is a register table",
-                kind.name()
-            )));
-        }
-    };
+    match kind {
+        TableKind::Coil => write(&mut state.coils, kind, addr, values),
+        TableKind::Discrete => write(&mut state.discrete, kind, addr, values),
+        TableKind::Holding | TableKind::Input => Err(wrong_table(kind, "register")),
+    }
+}
+
+/// Writes `values` into one table, naming the first address outside it.
+fn write<T: Copy>(
+    table: &mut Table<T>,
+    kind: TableKind,
+    addr: u16,
+    values: &[T],
+) -> Result<(), CommandError> {
     table
         .write(addr, values)
         .map_err(|address| CommandError::Address {
             table: kind.name(),
             address,
         })
+}
+
+fn wrong_table(kind: TableKind, is: &str) -> CommandError {
+    CommandError::Usage(format!("{} is a {is} table", kind.name()))
 }
 
 const SET_USAGE: &str = "set holding|input|coil|discrete ADDR VALUE [VALUE...]";

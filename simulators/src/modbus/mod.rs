@@ -98,7 +98,7 @@
 //!
 //! One command per line; the reply is one line: `ok`, `ok <json>` or
 //! `error: <reason>`. Available through [`ModbusSimHandle::command`], on the
-//! process's stdin and on the optional control port of [`run`]. Blank lines
+//! process's stdin and on the optional control port of `otdrift sim modbus`. Blank lines
 //! and lines starting with `#` are ignored (no reply).
 //!
 //! | command | effect |
@@ -366,27 +366,8 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
     }
 }
 
-pub use crate::process::RunOptions;
-
-/// Why [`run`] failed.
+/// Why the simulator could not start (or, as a process, run).
 pub type SimError = crate::process::SimError<StateError>;
-
-/// This simulator as `otdrift sim modbus` starts it.
-pub const SIMULATOR: crate::registry::Simulator =
-    crate::registry::Simulator::new("modbus", "Modbus TCP", 5020, |opts| {
-        Box::pin(async move { run(opts).await.map_err(|e| e.to_string()) })
-    });
-
-/// Runs the simulator as a process: what `otdrift sim modbus` calls (see
-/// [`crate::process::run`]): the state file or the built-in demo, request log, ready lines,
-/// stdin and control-port commands, until Ctrl-C or SIGTERM.
-///
-/// # Errors
-/// If the state cannot be loaded, an address cannot be bound, the log file cannot be opened
-/// or stdout is closed, before the ready line is printed.
-pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    crate::process::run::<ModbusSimulator>(opts).await
-}
 
 #[cfg(test)]
 mod tests {

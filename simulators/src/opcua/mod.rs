@@ -92,7 +92,7 @@
 //!
 //! One command per line; the reply is one line: `ok`, `ok <json>` or `error: <reason>`.
 //! Available through [`OpcuaSimHandle::command`], on the process's stdin and on the optional
-//! control port of [`run`]. Blank lines and lines starting with `#` are ignored.
+//! control port of `otdrift sim opcua`. Blank lines and lines starting with `#` are ignored.
 //!
 //! | command | effect |
 //! |---|---|
@@ -251,7 +251,7 @@ impl crate::runtime::Shared<OpcuaSimulator> {
     }
 }
 
-/// Why [`OpcuaSimulator::start`] or [`run`] failed.
+/// Why [`OpcuaSimulator::start`] (or the simulator as a process) failed.
 pub type SimError = crate::process::SimError<StateError, StartError>;
 
 /// What starting the OPC UA server can fail with besides binding its port.
@@ -519,25 +519,6 @@ impl SimHandle<OpcuaSimulator> {
     pub fn state(&self) -> OpcuaState {
         self.shared().lock_state().clone()
     }
-}
-
-pub use crate::process::RunOptions;
-
-/// This simulator as `otdrift sim opcua` starts it.
-pub const SIMULATOR: crate::registry::Simulator =
-    crate::registry::Simulator::new("opcua", "OPC UA (opc.tcp)", 4840, |opts| {
-        Box::pin(async move { run(opts).await.map_err(|e| e.to_string()) })
-    });
-
-/// Runs the simulator as a process: what `otdrift sim opcua` calls (see
-/// [`crate::process::run`]): the state file or the built-in demo, request log, ready lines,
-/// stdin and control-port commands, until Ctrl-C or SIGTERM.
-///
-/// # Errors
-/// If the state cannot be loaded, an address cannot be bound, the certificate cannot be made,
-/// the log file cannot be opened or stdout is closed, before the ready line is printed.
-pub async fn run(opts: RunOptions) -> Result<(), SimError> {
-    crate::process::run::<OpcuaSimulator>(opts).await
 }
 
 impl Protocol for OpcuaSimulator {

@@ -373,23 +373,11 @@ impl Driver<S7Link> {
         group: u8,
         subfunction: u8,
     ) -> Result<Result<(u8, bool, Vec<u8>), Denied>, CollectError> {
-        let pdu = match self.answer_pdu(request).await? {
-            Ok(pdu) => pdu,
-            Err(denied) => return Ok(Err(denied)),
-        };
-        let what = request.describe();
-        let answer = wire::parse_answer(&pdu).map_err(|e| self.scope().malformed(&what, e))?;
-        match wire::userdata_answer(&answer, group, subfunction) {
-            Err(e) => {
-                self.drop_connection();
-                Err(self.scope().malformed(what, e))
-            }
-            Ok(Err(refusal)) => Ok(Err(Denied {
-                request: what,
-                denial: Denial::Code(refusal),
-            })),
-            Ok(Ok(part)) => Ok(Ok((part.seq, part.more, part.payload.to_vec()))),
-        }
+        self.answer_with(request, |answer| {
+            let part = wire::userdata_answer(answer, group, subfunction)?;
+            Ok(part.map(|part| (part.seq, part.more, part.payload.to_vec())))
+        })
+        .await
     }
 
     /// A job (ack-data) request: `(parameters, data)`. `Ok(Err(..))` for a refusal or a
@@ -399,13 +387,28 @@ impl Driver<S7Link> {
         request: &Request,
         function: u8,
     ) -> Result<Result<(Vec<u8>, Vec<u8>), Denied>, CollectError> {
+        self.answer_with(request, |answer| {
+            let params = wire::job_answer(answer, function)?;
+            Ok(params.map(|params| (params.to_vec(), answer.data.to_vec())))
+        })
+        .await
+    }
+
+    /// Sends `request` and reads its answer with `read`: a refusal the device states is
+    /// `Ok(Err(..))`; an answer `read` cannot make sense of drops the connection (the stream
+    /// may be out of step) and fails the request as malformed.
+    async fn answer_with<T>(
+        &mut self,
+        request: &Request,
+        read: impl FnOnce(&wire::Answer<'_>) -> Result<Result<T, wire::Refusal>, wire::WireError>,
+    ) -> Result<Result<T, Denied>, CollectError> {
         let pdu = match self.answer_pdu(request).await? {
             Ok(pdu) => pdu,
             Err(denied) => return Ok(Err(denied)),
         };
         let what = request.describe();
         let answer = wire::parse_answer(&pdu).map_err(|e| self.scope().malformed(&what, e))?;
-        match wire::job_answer(&answer, function) {
+        match read(&answer) {
             Err(e) => {
                 self.drop_connection();
                 Err(self.scope().malformed(what, e))
@@ -414,7 +417,7 @@ impl Driver<S7Link> {
                 request: what,
                 denial: Denial::Code(refusal),
             })),
-            Ok(Ok(params)) => Ok(Ok((params.to_vec(), answer.data.to_vec()))),
+            Ok(Ok(value)) => Ok(Ok(value)),
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Sim, run, write_config};
+use support::{Sim, capture_json, run, write_agent_config, write_config};
 
 /// The demo filler without its background tick: the test ticks explicitly.
 fn start_sim(dir: &Path) -> Sim {
@@ -19,14 +19,10 @@ fn start_sim(dir: &Path) -> Sim {
 }
 
 fn config(dir: &Path, address: &str, timeout_ms: u64) -> PathBuf {
-    write_config(
+    write_agent_config(
         dir,
         &format!(
             r#"
-[agent]
-id = "gw-test"
-data_dir = "{data}"
-
 [[asset]]
 id = "filler-3"
 protocol = "ads"
@@ -42,9 +38,52 @@ timeout_ms = {timeout_ms}
   name = "max speed"
   symbol = "GVL_Config.MaxSpeed"
 "#,
-            data = dir.join("data").display()
         ),
     )
+}
+
+/// A small controller (a BC9191): no _AppInfo, no symbol upload, no sum-read, one REAL
+/// setpoint at 480.0; and a config that watches it as `bc-1`.
+fn start_bc9191(dir: &Path) -> (Sim, PathBuf) {
+    let state = dir.join("bc.toml");
+    std::fs::write(
+        &state,
+        r#"
+ams_net_id = "5.80.201.232.1.1"
+ams_port = 800
+device_name = "BC9191"
+version = "2.11.2300"
+tick_ms = 0
+[[symbol]]
+name = "GVL_Recipe.FillVolume"
+type = "REAL"
+value = 480.0
+[quirks]
+no_upload = true
+no_sum = true
+"#,
+    )
+    .expect("state");
+    let sim = Sim::start("ads", Some(&state), dir);
+    let cfg = write_agent_config(
+        dir,
+        &format!(
+            r#"
+[[asset]]
+id = "bc-1"
+protocol = "ads"
+address = "{addr}"
+ams_net_id = "5.80.201.232.1.1"
+ams_port = 800
+
+  [[asset.setpoints]]
+  name = "fill"
+  symbol = "GVL_Recipe.FillVolume"
+"#,
+            addr = sim.addr
+        ),
+    );
+    (sim, cfg)
 }
 
 /// Asserts no Write (3), WriteControl (5) or AddNotification (6) reached the PLC, and no
@@ -69,9 +108,7 @@ fn baseline_runtime_setpoint_drift_online_change_and_put_back() {
     let cfg = config(dir.path(), &sim.addr, 3000);
 
     // First capture: the provisional baseline.
-    let first = run(&cfg, &["capture", "filler-3", "--json"]);
-    assert_eq!(first.code, 0, "{first:?}");
-    let first = first.json();
+    let first = capture_json(&cfg, "filler-3", 0);
     assert_eq!(first["baseline"]["provisional"], true);
     assert_eq!(first["drift"], serde_json::Value::Null);
     for class in ["identity", "program", "setpoint"] {
@@ -85,11 +122,10 @@ fn baseline_runtime_setpoint_drift_online_change_and_put_back() {
     // Runtime symbols tick and the PLC goes to STOP and back: no drift.
     sim.cmd("tick 5");
     sim.cmd("state STOP");
-    let ticked = run(&cfg, &["capture", "filler-3", "--json"]);
-    assert_eq!(ticked.code, 0, "{ticked:?}");
-    assert_eq!(ticked.json()["digest"], first["digest"]);
+    let ticked = capture_json(&cfg, "filler-3", 0);
+    assert_eq!(ticked["digest"], first["digest"]);
     // RUN -> STOP is reported as a state change, not as drift.
-    let changes = ticked.json()["state_changes"].clone();
+    let changes = ticked["state_changes"].clone();
     assert!(
         changes.as_array().is_some_and(|c| c
             .iter()
@@ -100,9 +136,7 @@ fn baseline_runtime_setpoint_drift_online_change_and_put_back() {
 
     // A recipe setpoint changes: drift naming the symbol, typed before and after.
     sim.cmd("set GVL_Recipe.FillVolume 520");
-    let drifted = run(&cfg, &["capture", "filler-3", "--json"]);
-    assert_eq!(drifted.code, 3, "{drifted:?}");
-    let drifted = drifted.json();
+    let drifted = capture_json(&cfg, "filler-3", 3);
     assert_eq!(drifted["drift"]["severity"], "medium");
     assert_eq!(
         drifted["drift"]["changes"],
@@ -116,16 +150,13 @@ fn baseline_runtime_setpoint_drift_online_change_and_put_back() {
         }])
     );
     sim.cmd("set GVL_Recipe.FillVolume 500");
-    let back = run(&cfg, &["capture", "filler-3", "--json"]);
-    assert_eq!(back.code, 0, "{back:?}");
-    assert_eq!(back.json()["digest"], first["digest"]);
+    let back = capture_json(&cfg, "filler-3", 0);
+    assert_eq!(back["digest"], first["digest"]);
 
     // An online change adds a symbol: program drift naming it (the symbol version does not
     // move; _AppInfo's counters do).
     sim.cmd("online-change add GVL_Recipe.RinseTime TIME = 1500");
-    let changed = run(&cfg, &["capture", "filler-3", "--json"]);
-    assert_eq!(changed.code, 3, "{changed:?}");
-    let changed = changed.json();
+    let changed = capture_json(&cfg, "filler-3", 3);
     assert_eq!(changed["drift"]["severity"], "high");
     let changes = changed["drift"]["changes"].as_array().expect("changes");
     let find = |path: &str| changes.iter().find(|c| c["path"] == path).cloned();
@@ -144,9 +175,8 @@ fn baseline_runtime_setpoint_drift_online_change_and_put_back() {
 
     // The approved project is downloaded again: resolved.
     sim.cmd("download");
-    let put_back = run(&cfg, &["capture", "filler-3", "--json"]);
-    assert_eq!(put_back.code, 0, "{put_back:?}");
-    assert_eq!(put_back.json()["digest"], first["digest"]);
+    let put_back = capture_json(&cfg, "filler-3", 0);
+    assert_eq!(put_back["digest"], first["digest"]);
     let all = run(&cfg, &["drift", "--json"]).json();
     let statuses: Vec<&str> = all["events"]
         .as_array()
@@ -204,57 +234,10 @@ fn a_stalled_plc_fails_within_the_timeout_and_a_wrong_net_id_is_named() {
 #[test]
 fn a_plc_without_upload_or_app_info_is_captured_with_visible_gaps() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("bc.toml");
-    // A small controller: no _AppInfo, no symbol upload, no sum-read.
-    std::fs::write(
-        &state,
-        r#"
-ams_net_id = "5.80.201.232.1.1"
-ams_port = 800
-device_name = "BC9191"
-version = "2.11.2300"
-tick_ms = 0
-[[symbol]]
-name = "GVL_Recipe.FillVolume"
-type = "REAL"
-value = 480.0
-[quirks]
-no_upload = true
-no_sum = true
-"#,
-    )
-    .expect("state");
-    let mut sim = Sim::start("ads", Some(&state), dir.path());
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            r#"
-[agent]
-id = "gw-test"
-data_dir = "{data}"
-
-[[asset]]
-id = "bc-1"
-protocol = "ads"
-address = "{addr}"
-ams_net_id = "5.80.201.232.1.1"
-ams_port = 800
-
-  [[asset.setpoints]]
-  name = "fill"
-  symbol = "GVL_Recipe.FillVolume"
-"#,
-            data = dir.path().join("data").display(),
-            addr = sim.addr
-        ),
-    );
-    let first = run(&cfg, &["capture", "bc-1", "--json"]);
-    assert_eq!(first.code, 0, "{first:?}");
-    let first = first.json();
+    let (mut sim, cfg) = start_bc9191(dir.path());
+    let first = capture_json(&cfg, "bc-1", 0);
     sim.cmd("set GVL_Recipe.FillVolume 490");
-    let drifted = run(&cfg, &["capture", "bc-1", "--json"]);
-    assert_eq!(drifted.code, 3, "{drifted:?}");
-    let drifted = drifted.json();
+    let drifted = capture_json(&cfg, "bc-1", 3);
     assert_eq!(
         drifted["drift"]["changes"][0]["path"],
         "ads/value/GVL_Recipe.FillVolume"
@@ -373,9 +356,8 @@ fn refusals_contradictions_malformed_tables_and_busy_fail_the_collection() {
 
     // A sum-read that fails its sub-reads is read again alone: the same state, no failure.
     sim.cmd("quirk sum-read-sub-error on");
-    let retried = run(&cfg, &["capture", "filler-3", "--json"]);
-    assert_eq!(retried.code, 0, "{retried:?}");
-    assert_eq!(retried.json()["digest"], digest);
+    let retried = capture_json(&cfg, "filler-3", 0);
+    assert_eq!(retried["digest"], digest);
     sim.cmd("quirk sum-read-sub-error off");
 
     let drift = run(&cfg, &["drift", "--json"]).json();
@@ -405,9 +387,8 @@ fn a_first_capture_against_a_refusing_plc_fails_and_records_no_baseline() {
             .expect("the asset in status");
         assert!(row["baseline"].is_null(), "no baseline of refusals: {row}");
         sim.cmd("quirk refuse-all off");
-        let first = run(&cfg, &["capture", "filler-3", "--json"]);
-        assert_eq!(first.code, 0, "{first:?}");
-        assert_eq!(first.json()["baseline"]["provisional"], true);
+        let first = capture_json(&cfg, "filler-3", 0);
+        assert_eq!(first["baseline"]["provisional"], true);
         assert_read_only(&sim);
     }
 }
@@ -419,49 +400,7 @@ fn a_first_capture_against_a_refusing_plc_fails_and_records_no_baseline() {
 #[test]
 fn a_controller_without_upload_losing_a_setpoint_fails_instead_of_drifting() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("bc.toml");
-    std::fs::write(
-        &state,
-        r#"
-ams_net_id = "5.80.201.232.1.1"
-ams_port = 800
-device_name = "BC9191"
-version = "2.11.2300"
-tick_ms = 0
-[[symbol]]
-name = "GVL_Recipe.FillVolume"
-type = "REAL"
-value = 480.0
-[quirks]
-no_upload = true
-no_sum = true
-"#,
-    )
-    .expect("state");
-    let mut sim = Sim::start("ads", Some(&state), dir.path());
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            r#"
-[agent]
-id = "gw-test"
-data_dir = "{data}"
-
-[[asset]]
-id = "bc-1"
-protocol = "ads"
-address = "{addr}"
-ams_net_id = "5.80.201.232.1.1"
-ams_port = 800
-
-  [[asset.setpoints]]
-  name = "fill"
-  symbol = "GVL_Recipe.FillVolume"
-"#,
-            data = dir.path().join("data").display(),
-            addr = sim.addr
-        ),
-    );
+    let (mut sim, cfg) = start_bc9191(dir.path());
     let first = run(&cfg, &["capture", "bc-1", "--json"]);
     assert_eq!(first.code, 0, "{first:?}");
     let digest = first.json()["digest"].clone();
@@ -482,9 +421,8 @@ ams_port = 800
             "{code}: {error}"
         );
         sim.cmd("quirk refuse-symbol off");
-        let back = run(&cfg, &["capture", "bc-1", "--json"]);
-        assert_eq!(back.code, 0, "{back:?}");
-        assert_eq!(back.json()["digest"], digest);
+        let back = capture_json(&cfg, "bc-1", 0);
+        assert_eq!(back["digest"], digest);
     }
     assert_read_only(&sim);
 }

@@ -5,7 +5,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use support::{Sim, run, write_config};
+use support::{Sim, capture_json, run, write_agent_config};
 
 /// The embedded demo controller, without its once-a-second tick (tests tick on command).
 fn state(dir: &Path, extra: &str) -> PathBuf {
@@ -17,14 +17,10 @@ fn state(dir: &Path, extra: &str) -> PathBuf {
 }
 
 fn config(dir: &Path, address: &str) -> PathBuf {
-    write_config(
+    write_agent_config(
         dir,
         &format!(
             r#"
-[agent]
-id = "gw-test"
-data_dir = "{data}"
-
 [[asset]]
 id = "oven-3"
 protocol = "cip"
@@ -43,7 +39,6 @@ timeout_ms = 3000
   name = "zone temperatures"
   tag = "Program:Oven.Zone_Temp"
 "#,
-            data = dir.join("data").display()
         ),
     )
 }
@@ -60,9 +55,7 @@ fn baseline_ticks_setpoint_drift_download_drift_and_resolution() {
     let cfg = config(dir.path(), &sim.addr);
 
     // First capture: the provisional baseline.
-    let first = run(&cfg, &["capture", "oven-3", "--json"]);
-    assert_eq!(first.code, 0, "{first:?}");
-    let first = first.json();
+    let first = capture_json(&cfg, "oven-3", 0);
     assert_eq!(first["asset"], "oven-3");
     assert_eq!(first["baseline"]["provisional"], true);
     assert_eq!(first["drift"], serde_json::Value::Null);
@@ -77,15 +70,12 @@ fn baseline_ticks_setpoint_drift_download_drift_and_resolution() {
 
     // Process values tick: no drift.
     sim.cmd("tick 5");
-    let ticked = run(&cfg, &["capture", "oven-3", "--json"]);
-    assert_eq!(ticked.code, 0, "{ticked:?}");
-    assert_eq!(ticked.json()["digest"], first["digest"]);
+    let ticked = capture_json(&cfg, "oven-3", 0);
+    assert_eq!(ticked["digest"], first["digest"]);
 
     // A setpoint changes: drift naming the tag, typed before and after.
     sim.cmd("set Oven_SP 185.5");
-    let drifted = run(&cfg, &["capture", "oven-3", "--json"]);
-    assert_eq!(drifted.code, 3, "{drifted:?}");
-    let drifted = drifted.json();
+    let drifted = capture_json(&cfg, "oven-3", 3);
     assert_eq!(drifted["drift"]["severity"], "medium");
     assert_eq!(
         drifted["drift"]["changes"],
@@ -101,15 +91,12 @@ fn baseline_ticks_setpoint_drift_download_drift_and_resolution() {
 
     // Back to the baseline: resolved.
     sim.cmd("set Oven_SP 180");
-    let back = run(&cfg, &["capture", "oven-3", "--json"]);
-    assert_eq!(back.code, 0, "{back:?}");
-    assert_eq!(back.json()["digest"], first["digest"]);
+    let back = capture_json(&cfg, "oven-3", 0);
+    assert_eq!(back["digest"], first["digest"]);
 
     // A download: a new program tag, a new audit value: program drift, high severity.
     sim.cmd("add-tag Program:Oven.Fan_Speed REAL");
-    let download = run(&cfg, &["capture", "oven-3", "--json"]);
-    assert_eq!(download.code, 3, "{download:?}");
-    let download = download.json();
+    let download = capture_json(&cfg, "oven-3", 3);
     assert_eq!(download["drift"]["severity"], "high");
     let changes = download["drift"]["changes"].as_array().expect("changes");
     let find = |path: &str| changes.iter().find(|c| c["path"] == path).cloned();
@@ -127,9 +114,7 @@ fn baseline_ticks_setpoint_drift_download_drift_and_resolution() {
 
     // A UDT member added (another download) is a template change.
     sim.cmd("add-member Recipe_t Hold_Time DINT");
-    let udt = run(&cfg, &["capture", "oven-3", "--json"]);
-    assert_eq!(udt.code, 3, "{udt:?}");
-    let udt = udt.json();
+    let udt = capture_json(&cfg, "oven-3", 3);
     let paths: Vec<&str> = udt["drift"]["changes"]
         .as_array()
         .expect("changes")
@@ -145,9 +130,8 @@ fn baseline_ticks_setpoint_drift_download_drift_and_resolution() {
     // Put back: resolved, one drift event in the history.
     sim.cmd("remove-member Recipe_t Hold_Time");
     sim.cmd("remove-tag Program:Oven.Fan_Speed");
-    let resolved = run(&cfg, &["capture", "oven-3", "--json"]);
-    assert_eq!(resolved.code, 0, "{resolved:?}");
-    assert_eq!(resolved.json()["digest"], first["digest"]);
+    let resolved = capture_json(&cfg, "oven-3", 0);
+    assert_eq!(resolved["digest"], first["digest"]);
     let events = run(&cfg, &["drift", "--json"]).json();
     let events = events["events"].as_array().expect("events").clone();
     assert!(!events.is_empty());
@@ -173,9 +157,7 @@ fn without_change_detection_the_gap_is_visible_and_a_download_still_drifts() {
     let diff_before = first.json();
 
     sim.cmd("add-tag Spare_Counter DINT");
-    let drifted = run(&cfg, &["capture", "oven-3", "--json"]);
-    assert_eq!(drifted.code, 3, "{drifted:?}");
-    let drifted = drifted.json();
+    let drifted = capture_json(&cfg, "oven-3", 3);
     assert_eq!(drifted["drift"]["severity"], "high");
     assert_eq!(
         drifted["drift"]["changes"],
@@ -365,9 +347,8 @@ fn the_first_capture_of_a_controller_that_refuses_everything_fails() {
         "no provisional baseline of refusals: {status}"
     );
     sim.cmd("quirk refuse-all off");
-    let first = run(&cfg, &["capture", "oven-3", "--json"]);
-    assert_eq!(first.code, 0, "{first:?}");
-    assert_eq!(first.json()["baseline"]["provisional"], true);
+    let first = capture_json(&cfg, "oven-3", 0);
+    assert_eq!(first["baseline"]["provisional"], true);
     sim.assert_no_writes();
 }
 
@@ -386,14 +367,10 @@ fn cpppo_tags(dir: &Path, oven_sp: f64) -> PathBuf {
 }
 
 fn cpppo_config(dir: &Path, address: &str) -> PathBuf {
-    write_config(
+    write_agent_config(
         dir,
         &format!(
             r#"
-[agent]
-id = "gw-test"
-data_dir = "{data}"
-
 [[asset]]
 id = "oven-3"
 protocol = "cip"
@@ -408,7 +385,6 @@ timeout_ms = 5000
   name = "line speed"
   tag = "Line_Speed"
 "#,
-            data = dir.join("data").display()
         ),
     )
 }
@@ -433,9 +409,7 @@ fn cpppo_is_captured_by_the_binary_and_a_changed_value_drifts() {
     };
     let port = server.addr.port();
     let cfg = cpppo_config(dir.path(), &server.addr.to_string());
-    let first = run(&cfg, &["capture", "oven-3", "--json"]);
-    assert_eq!(first.code, 0, "{first:?}");
-    let first = first.json();
+    let first = capture_json(&cfg, "oven-3", 0);
     assert_eq!(first["baseline"]["provisional"], true);
     let again = run(&cfg, &["capture", "oven-3", "--json"]);
     assert_eq!(again.code, 0, "{again:?}");

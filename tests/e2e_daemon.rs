@@ -158,6 +158,13 @@ impl Rig {
         );
     }
 
+    /// Waits up to 10 s until the press has `n` open drift events; whether it got there.
+    fn open_drift_becomes(&self, n: u64) -> bool {
+        wait_until(Duration::from_secs(10), || {
+            self.api_get("/v1/assets")["assets"][0]["open_drift"] == n
+        })
+    }
+
     fn api_get(&self, path: &str) -> Json {
         let r = http("GET", &self.api, path, Some(API_TOKEN), None);
         assert_eq!(r.status, 200, "{path}: {}", r.body);
@@ -182,6 +189,11 @@ impl Rig {
 
 fn types(events: &[Json]) -> Vec<&str> {
     events.iter().filter_map(|e| e["type"].as_str()).collect()
+}
+
+/// The events of type `t`, in their order.
+fn of_type<'a>(events: &'a [Json], t: &str) -> Vec<&'a Json> {
+    events.iter().filter(|e| e["type"] == t).collect()
 }
 
 #[test]
@@ -270,13 +282,9 @@ fn an_outage_upstream_loses_nothing_and_keeps_the_order() {
         >= 2));
     rig.wait_for_baseline();
     rig.sim.cmd("set holding 10 42");
-    assert!(wait_until(Duration::from_secs(10), || rig
-        .api_get("/v1/assets")["assets"][0]["open_drift"]
-        == 1));
+    assert!(rig.open_drift_becomes(1));
     rig.sim.cmd("set holding 10 500");
-    assert!(wait_until(Duration::from_secs(10), || rig
-        .api_get("/v1/assets")["assets"][0]["open_drift"]
-        == 0));
+    assert!(rig.open_drift_becomes(0));
     assert!(receiver.received.events.lock().expect("lock").is_empty());
 
     receiver.received.down.store(false, Ordering::SeqCst);
@@ -321,9 +329,7 @@ fn a_killed_daemon_delivers_everything_after_a_restart() {
     let daemon = rig.daemon();
     rig.wait_for_baseline();
     rig.sim.cmd("set holding 5 77");
-    assert!(wait_until(Duration::from_secs(10), || rig
-        .api_get("/v1/assets")["assets"][0]["open_drift"]
-        == 1));
+    assert!(rig.open_drift_becomes(1));
     let before_kill = rig.all_events().len();
     assert!(before_kill >= 2);
     daemon.kill();
@@ -685,10 +691,7 @@ fn a_failed_collection_is_an_event_once_per_streak_and_never_drift() {
         daemon.log()
     );
     let events = got.unique();
-    let failed: Vec<&Json> = events
-        .iter()
-        .filter(|e| e["type"] == "io.otdrift.asset.collection_failed")
-        .collect();
+    let failed = of_type(&events, "io.otdrift.asset.collection_failed");
     assert_eq!(failed.len(), 1, "one event per streak: {failed:?}");
     let data = &failed[0]["data"];
     assert_eq!(data["asset"], "press-7");
@@ -830,10 +833,7 @@ fn a_panicking_collector_is_caught_and_its_asset_keeps_being_polled() {
         daemon.log()
     );
     let events = got.unique();
-    let failed: Vec<&Json> = events
-        .iter()
-        .filter(|e| e["type"] == "io.otdrift.asset.collection_failed")
-        .collect();
+    let failed = of_type(&events, "io.otdrift.asset.collection_failed");
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0]["data"]["reason"], "internal");
     assert!(
@@ -974,13 +974,9 @@ fn refused_events_are_parked_announced_and_retried_while_the_rest_flows_on() {
     let daemon = rig.daemon();
     rig.wait_for_baseline();
     rig.sim.cmd("set holding 10 42");
-    assert!(wait_until(Duration::from_secs(10), || rig
-        .api_get("/v1/assets")["assets"][0]["open_drift"]
-        == 1));
+    assert!(rig.open_drift_becomes(1));
     rig.sim.cmd("set holding 10 500");
-    assert!(wait_until(Duration::from_secs(10), || rig
-        .api_get("/v1/assets")["assets"][0]["open_drift"]
-        == 0));
+    assert!(rig.open_drift_becomes(0));
     // The receiver takes at most 5 events a request, refuses the drift even alone (413) and
     // its resolution as unprocessable (422).
     receiver.received.set_script(Some(Box::new(|batch| {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Sim, database, run, write_config};
+use support::{Sim, capture_json, database, run, write_agent_config, write_config};
 
 const STATE: &str = r#"
 unit_id = 1
@@ -33,14 +33,10 @@ values = [true, false, true, true]
 "#;
 
 fn config(dir: &Path, address: &str, timeout_ms: u64) -> std::path::PathBuf {
-    write_config(
+    write_agent_config(
         dir,
         &format!(
             r#"
-[agent]
-id = "gw-test"
-data_dir = "{data}"
-
 [[asset]]
 id = "press-7"
 protocol = "modbus"
@@ -59,7 +55,6 @@ timeout_ms = {timeout_ms}
   start = 0
   count = 4
 "#,
-            data = dir.join("data").display()
         ),
     )
 }
@@ -77,9 +72,7 @@ fn baseline_then_drift_then_resolution_with_an_intact_audit_log() {
     let cfg = config(dir.path(), &sim.addr, 3000);
 
     // First capture: the provisional baseline.
-    let first = run(&cfg, &["capture", "press-7", "--json"]);
-    assert_eq!(first.code, 0, "{first:?}");
-    let first = first.json();
+    let first = capture_json(&cfg, "press-7", 0);
     assert_eq!(first["asset"], "press-7");
     assert_eq!(first["baseline"]["provisional"], true);
     assert_eq!(first["baseline"]["digest"], first["digest"]);
@@ -101,15 +94,12 @@ fn baseline_then_drift_then_resolution_with_an_intact_audit_log() {
     // Process values tick: no drift.
     sim.cmd("tick");
     sim.cmd("tick");
-    let ticked = run(&cfg, &["capture", "press-7", "--json"]);
-    assert_eq!(ticked.code, 0, "{ticked:?}");
-    assert_eq!(ticked.json()["digest"], first["digest"]);
+    let ticked = capture_json(&cfg, "press-7", 0);
+    assert_eq!(ticked["digest"], first["digest"]);
 
     // A holding register changes: drift, exit 3, the change named with before and after.
     sim.cmd("set holding 40 1300");
-    let drifted = run(&cfg, &["capture", "press-7", "--json"]);
-    assert_eq!(drifted.code, 3, "{drifted:?}");
-    let drifted = drifted.json();
+    let drifted = capture_json(&cfg, "press-7", 3);
     assert_eq!(drifted["drift"]["severity"], "medium");
     assert_eq!(
         drifted["drift"]["changes"],
@@ -141,9 +131,8 @@ fn baseline_then_drift_then_resolution_with_an_intact_audit_log() {
 
     // Back to the baseline: resolved.
     sim.cmd("set holding 40 500");
-    let back = run(&cfg, &["capture", "press-7", "--json"]);
-    assert_eq!(back.code, 0, "{back:?}");
-    assert_eq!(back.json()["digest"], first["digest"]);
+    let back = capture_json(&cfg, "press-7", 0);
+    assert_eq!(back["digest"], first["digest"]);
     let all = run(&cfg, &["drift", "--json"]).json();
     assert_eq!(all["events"][0]["status"], "resolved");
     assert_eq!(
@@ -359,9 +348,8 @@ fn refusals_are_failed_collections_never_drift() {
     );
     sim.cmd("identity on");
 
-    let again = run(&cfg, &["capture", "press-7", "--json"]);
-    assert_eq!(again.code, 0, "{again:?}");
-    assert_eq!(again.json()["digest"], baseline);
+    let again = capture_json(&cfg, "press-7", 0);
+    assert_eq!(again["digest"], baseline);
     let status = run(&cfg, &["status", "--json"]);
     assert!(status.json()["assets"][0]["collection"].is_null());
     sim.assert_no_writes();
@@ -375,14 +363,10 @@ fn a_one_shot_capture_keeps_the_capture_deadline() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut sim = start_sim(dir.path());
     sim.cmd("quirk slow on");
-    let cfg = write_config(
+    let cfg = write_agent_config(
         dir.path(),
         &format!(
             r#"
-[agent]
-id = "gw-test"
-data_dir = "{data}"
-
 [[asset]]
 id = "press-7"
 protocol = "modbus"
@@ -397,7 +381,6 @@ max_registers = 1
   start = 0
   count = 100
 "#,
-            data = dir.path().join("data").display(),
             addr = sim.addr,
         ),
     );

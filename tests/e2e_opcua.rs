@@ -6,7 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use support::{Sim, run, write_config};
+use support::{Sim, run, write_agent_config};
 
 const PLC: &str = "urn:otdrift:sim:mixer-m2:program";
 
@@ -46,14 +46,10 @@ impl Drop for PkiCleanup {
 }
 
 fn config(dir: &Path, asset: &str, addr: &str, extra: &str) -> PathBuf {
-    write_config(
+    write_agent_config(
         dir,
         &format!(
             r#"
-[agent]
-id = "gw-test"
-data_dir = "{data}"
-
 [[asset]]
 id = "{asset}"
 protocol = "opcua"
@@ -65,7 +61,6 @@ timeout_ms = 5000
   name = "recipe"
   node = "ns=2;s=Mixer.Setpoints"
 "#,
-            data = dir.join("data").display()
         ),
     )
 }

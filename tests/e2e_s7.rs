@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Sim, run, write_config};
+use support::{Sim, run, write_agent_config};
 
 /// A small S7-315 with a recipe DB, a ticking process DB, a limits DB and a few blocks; no
 /// tick task (the tests tick by command).
@@ -57,14 +57,10 @@ size = 100
 "#;
 
 fn config(dir: &Path, address: &str, timeout_ms: u64, extra: &str) -> PathBuf {
-    write_config(
+    write_agent_config(
         dir,
         &format!(
             r#"
-[agent]
-id = "gw-test"
-data_dir = "{data}"
-
 [[asset]]
 id = "filler-3"
 protocol = "s7"
@@ -80,7 +76,6 @@ slot = 2
   start = 0
   size = 16
 "#,
-            data = dir.join("data").display()
         ),
     )
 }

@@ -1,13 +1,14 @@
 //! What a verified approval does to an asset's baseline, drift and record.
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use otdrift_core::{Class, Clock, Digest, Item, ManualClock, Snapshot, Value, parse_timestamp};
 use otdrift_store::{
-    ApprovalDecision, ApprovalInput, ApprovalRefusal, ApprovalStatus, CaptureOutcome,
-    CaptureRecord, DriftOutcome, DriftStatus, REJECTIONS_PER_MINUTE, Store, WithdrawInput,
-    event_type,
+    ApprovalDecision, ApprovalInput, ApprovalRefusal, ApprovalStatus, CaptureOutcome, DriftOutcome,
+    DriftStatus, REJECTIONS_PER_MINUTE, Store, WithdrawInput, event_type,
 };
 
 fn start() -> DateTime<Utc> {
@@ -28,23 +29,7 @@ fn snapshot(setpoint: u64) -> Snapshot {
 }
 
 fn capture(store: &mut Store, s: &Snapshot) -> CaptureOutcome {
-    let runtime = serde_json::json!({});
-    store
-        .record_capture(&CaptureRecord {
-            asset: "press-7",
-            protocol: "modbus",
-            address: "127.0.0.1:502",
-            snapshot: s,
-            runtime: &runtime,
-            operating_state: &runtime,
-            change_id: None,
-            phase: None,
-            duration_ms: 1,
-            requests: 1,
-            label: &|_| None,
-            rules: &otdrift_store::ChangeRules::default(),
-        })
-        .expect("capture recorded")
+    common::record_ok(store, &common::capture("press-7", s))
 }
 
 struct Token {
@@ -97,12 +82,7 @@ impl Token {
 }
 
 fn events(store: &Store) -> Vec<String> {
-    store
-        .events_after(0, 1000)
-        .expect("events")
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
+    common::event_types(store, 1000)
 }
 
 #[test]
@@ -144,12 +124,7 @@ fn approving_the_observed_state_moves_the_baseline_and_approves_the_drift() {
             event_type::BASELINE_MOVED
         ]
     );
-    let kinds: Vec<String> = store
-        .audit_entries(0, 100)
-        .expect("audit")
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = common::audit_kinds(&store, 100);
     for kind in [
         "approval.accepted",
         "drift.approved",
@@ -496,12 +471,7 @@ fn rejections_are_rate_limited_per_source_and_summarised() {
         .record_rejection("api:10.0.0.66", "signature", "bad", &details, None)
         .expect("recorded");
     assert_eq!(rejected(&store), REJECTIONS_PER_MINUTE + 2);
-    let kinds: Vec<String> = store
-        .audit_entries(0, 1000)
-        .expect("audit")
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = common::audit_kinds(&store, 1000);
     assert_eq!(
         kinds.iter().filter(|k| *k == "approval.rejected").count() as i64,
         REJECTIONS_PER_MINUTE + 2

@@ -1,6 +1,8 @@
 //! Change signatures, content approvals, change policies, staging controllers and emergency
 //! reviews, against a real SQLite store with an injectable clock.
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -79,23 +81,13 @@ struct Token<'a> {
 
 impl Rig {
     fn capture(&mut self, asset: &str, s: &Snapshot, rules: &ChangeRules) -> CaptureOutcome {
-        let runtime = serde_json::json!({});
-        self.store
-            .record_capture(&CaptureRecord {
-                asset,
-                protocol: "ads",
-                address: "127.0.0.1:48898",
-                snapshot: s,
-                runtime: &runtime,
-                operating_state: &serde_json::json!({}),
-                change_id: None,
-                phase: None,
-                duration_ms: 1,
-                requests: 1,
-                label: &|_| None,
+        common::record_ok(
+            &mut self.store,
+            &CaptureRecord {
                 rules,
-            })
-            .expect("capture recorded")
+                ..common::ads_capture(asset, s)
+            },
+        )
     }
 
     fn submit(&mut self, asset: &str, t: &Token<'_>, rules: &ChangeRules) -> ApprovalDecision {
@@ -127,12 +119,7 @@ impl Rig {
     }
 
     fn events(&self) -> Vec<String> {
-        self.store
-            .events_after(0, 10_000)
-            .expect("events")
-            .into_iter()
-            .map(|e| e.event_type)
-            .collect()
+        common::event_types(&self.store, 10_000)
     }
 }
 
@@ -304,18 +291,23 @@ fn staging_must_come_first_and_is_linked_to_the_change() {
         production: Some("line-1".to_owned()),
         ..ChangeRules::default()
     };
+    // Both controllers at v1 with their baselines.
+    let line_at_v1 = || {
+        let mut rig = new_rig();
+        rig.capture(
+            "line-1",
+            &controller("SN-P", "v1", 100, 40),
+            &production_rules,
+        );
+        rig.capture(
+            "line-1-spare",
+            &controller("SN-S", "v1", 100, 2),
+            &staging_rules,
+        );
+        rig
+    };
     // Production first: not staged.
-    let mut rig = new_rig();
-    rig.capture(
-        "line-1",
-        &controller("SN-P", "v1", 100, 40),
-        &production_rules,
-    );
-    rig.capture(
-        "line-1-spare",
-        &controller("SN-S", "v1", 100, 2),
-        &staging_rules,
-    );
+    let mut rig = line_at_v1();
     let target = controller("SN-P", "v2", 100, 41);
     let content = target.content_digest();
     rig.submit(
@@ -332,17 +324,7 @@ fn staging_must_come_first_and_is_linked_to_the_change() {
     );
 
     // Staging first, then production: applied, linked, and the spare moved too.
-    let mut rig = new_rig();
-    rig.capture(
-        "line-1",
-        &controller("SN-P", "v1", 100, 40),
-        &production_rules,
-    );
-    rig.capture(
-        "line-1-spare",
-        &controller("SN-S", "v1", 100, 2),
-        &staging_rules,
-    );
+    let mut rig = line_at_v1();
     rig.submit(
         "line-1",
         &content_token("s-2", "alice", content),

@@ -1,12 +1,14 @@
 //! Delivery state per destination (cursors, parked events, pauses) and bounded drift events,
 //! against real SQLite files.
 
+mod common;
+
 use std::sync::Arc;
 
 use otdrift_core::{Class, Item, ManualClock, Snapshot, Value, parse_timestamp};
 use otdrift_store::{
-    CaptureRecord, DeliveryRefusal, ENVELOPE_ALLOWANCE, MIN_MAX_EVENT_BYTES, ParkedStatus,
-    RetryTarget, Store, StoreError, UPSTREAM, event_type,
+    DeliveryRefusal, ENVELOPE_ALLOWANCE, MIN_MAX_EVENT_BYTES, ParkedStatus, RetryTarget, Store,
+    StoreError, UPSTREAM, event_type,
 };
 use serde_json::json;
 
@@ -256,22 +258,8 @@ fn big_snapshot(n: usize, value: u64) -> Snapshot {
 }
 
 fn record(store: &mut Store, s: &Snapshot) -> otdrift_store::CaptureOutcome {
-    let runtime = json!({});
     store
-        .record_capture(&CaptureRecord {
-            asset: "filler-1",
-            protocol: "ads",
-            address: "127.0.0.1:48898",
-            snapshot: s,
-            runtime: &runtime,
-            operating_state: &serde_json::json!({}),
-            change_id: None,
-            phase: None,
-            duration_ms: 1,
-            requests: 1,
-            label: &|_| None,
-            rules: &otdrift_store::ChangeRules::default(),
-        })
+        .record_capture(&common::ads_capture("filler-1", s))
         .expect("recorded")
 }
 

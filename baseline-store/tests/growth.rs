@@ -1,6 +1,8 @@
 //! Bounded growth: flapping items are muted alone, and retention deletes what nothing needs
 //! any more, never the audit log. Against real SQLite files and an injected clock.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,23 +40,14 @@ fn snapshot(process_value: u64, setpoint: u64) -> Snapshot {
 }
 
 fn record_as(store: &mut Store, asset: &str, s: &Snapshot) -> otdrift_store::CaptureOutcome {
-    let runtime = serde_json::json!({});
-    store
-        .record_capture(&CaptureRecord {
-            asset,
-            protocol: "modbus",
-            address: "127.0.0.1:502",
-            snapshot: s,
-            runtime: &runtime,
-            operating_state: &serde_json::json!({}),
-            change_id: None,
-            phase: None,
+    common::record_ok(
+        store,
+        &CaptureRecord {
             duration_ms: 3,
             requests: 2,
-            label: &|_| None,
-            rules: &otdrift_store::ChangeRules::default(),
-        })
-        .expect("capture recorded")
+            ..common::capture(asset, s)
+        },
+    )
 }
 
 fn record(store: &mut Store, s: &Snapshot) -> otdrift_store::CaptureOutcome {
@@ -68,12 +61,7 @@ fn count(db: &Path, table: &str) -> i64 {
 }
 
 fn types(store: &Store) -> Vec<String> {
-    store
-        .events_after(0, 10_000)
-        .expect("events")
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
+    common::event_types(store, 10_000)
 }
 
 fn of_type(store: &Store, t: &str) -> usize {
@@ -267,21 +255,13 @@ fn retention_deletes_what_nothing_needs_and_never_the_audit_log() {
         record(&mut store, &snapshot(0, 5));
     }
     // A technician's capture is evidence.
-    let runtime = serde_json::json!({});
     store
         .record_capture(&CaptureRecord {
-            asset: "press-7",
-            protocol: "modbus",
-            address: "127.0.0.1:502",
-            snapshot: &snapshot(0, 1000),
-            runtime: &runtime,
-            operating_state: &serde_json::json!({}),
             change_id: Some("CHG-1"),
             phase: Some(otdrift_store::Phase::Before),
             duration_ms: 3,
             requests: 2,
-            label: &|_| None,
-            rules: &otdrift_store::ChangeRules::default(),
+            ..common::capture("press-7", &snapshot(0, 1000))
         })
         .expect("technician capture");
     record(&mut store, &snapshot(0, 5));
@@ -385,12 +365,7 @@ fn without_a_destination_events_go_by_age_alone_and_a_lagging_one_is_announced_o
     let last = store.last_event_seq().expect("seq");
     store.acknowledge(UPSTREAM, last).expect("caught up");
     assert!(store.check_delivery_lag(&up, day).expect("lag").is_empty());
-    let kinds: Vec<String> = store
-        .audit_entries(0, 1000)
-        .expect("audit")
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = common::audit_kinds(&store, 1000);
     assert!(kinds.contains(&"delivery.lagging".to_owned()));
     assert!(kinds.contains(&"delivery.caught_up".to_owned()));
 

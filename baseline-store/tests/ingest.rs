@@ -1,5 +1,7 @@
 //! The drift state machine, the audit chain and durability, against real SQLite files.
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::TimeDelta;
@@ -42,32 +44,21 @@ fn record_with(
     s: &Snapshot,
     change: Option<(&str, Phase)>,
 ) -> otdrift_store::CaptureOutcome {
-    let runtime = serde_json::json!({});
-    store
-        .record_capture(&CaptureRecord {
-            asset: "press-7",
-            protocol: "modbus",
-            address: "127.0.0.1:502",
-            snapshot: s,
-            runtime: &runtime,
-            operating_state: &runtime,
+    common::record_ok(
+        store,
+        &CaptureRecord {
             change_id: change.map(|c| c.0),
             phase: change.map(|c| c.1),
             duration_ms: 3,
             requests: 2,
             label: &label,
-            rules: &otdrift_store::ChangeRules::default(),
-        })
-        .expect("capture recorded")
+            ..common::capture("press-7", s)
+        },
+    )
 }
 
 fn event_types(store: &Store) -> Vec<String> {
-    store
-        .events_after(0, 1000)
-        .expect("events")
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
+    common::event_types(store, 1000)
 }
 
 #[test]
@@ -82,12 +73,7 @@ fn first_capture_becomes_a_provisional_baseline() {
     assert_eq!(out.baseline.reason, "first-capture");
     assert_eq!(out.drift, DriftOutcome::None);
     assert_eq!(event_types(&store), [event_type::BASELINE_MOVED]);
-    let kinds: Vec<String> = store
-        .audit_entries(0, 100)
-        .expect("audit")
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = common::audit_kinds(&store, 100);
     assert_eq!(kinds, ["capture.recorded", "baseline.provisional"]);
     assert_eq!(store.snapshot(&s.digest()).expect("stored"), s);
 }
@@ -318,30 +304,19 @@ fn unreachable_is_announced_once_per_outage() {
     let mut store = Store::open_in_memory(clock.clone()).expect("open");
     let s = snapshot(100, "1.4");
     record(&mut store, &s);
-    assert_eq!(
+    let refused = |store: &mut Store| {
         store
             .record_unreachable(
                 "press-7",
                 "modbus",
                 "127.0.0.1:502",
                 "connection refused",
-                None
+                None,
             )
-            .expect("record"),
-        otdrift_store::Alarm::Announced
-    );
-    assert_eq!(
-        store
-            .record_unreachable(
-                "press-7",
-                "modbus",
-                "127.0.0.1:502",
-                "connection refused",
-                None
-            )
-            .expect("record"),
-        otdrift_store::Alarm::Continues
-    );
+            .expect("record")
+    };
+    assert_eq!(refused(&mut store), otdrift_store::Alarm::Announced);
+    assert_eq!(refused(&mut store), otdrift_store::Alarm::Continues);
     let row = store.asset("press-7").expect("query").expect("known");
     assert_eq!(row.reachable, Some(false));
     assert_eq!(row.last_error.as_deref(), Some("connection refused"));
@@ -369,23 +344,12 @@ fn two_processes_can_write_at_once() {
             std::thread::spawn(move || {
                 let mut store = Store::open(&path, clock()).expect("open");
                 for i in 0..25u64 {
-                    let runtime = serde_json::json!({});
                     let s = snapshot(n * 1000 + i, "1.4");
                     let asset = format!("asset-{n}");
                     store
                         .record_capture(&CaptureRecord {
-                            asset: &asset,
-                            protocol: "modbus",
-                            address: "127.0.0.1:502",
-                            snapshot: &s,
-                            runtime: &runtime,
-                            operating_state: &runtime,
-                            change_id: None,
-                            phase: None,
-                            duration_ms: 1,
-                            requests: 1,
                             label: &label,
-                            rules: &otdrift_store::ChangeRules::default(),
+                            ..common::capture(&asset, &s)
                         })
                         .expect("no lock error reaches the caller");
                 }
@@ -467,18 +431,12 @@ fn an_operating_state_change_is_reported_and_is_not_drift() {
         let operating_state = serde_json::json!({ "s7/cpu_mode": mode });
         store
             .record_capture(&CaptureRecord {
-                asset: "press-7",
                 protocol: "s7",
                 address: "127.0.0.1:102",
-                snapshot: &s,
                 runtime: &runtime,
                 operating_state: &operating_state,
-                change_id: None,
-                phase: None,
-                duration_ms: 1,
-                requests: 1,
                 label: &label,
-                rules: &otdrift_store::ChangeRules::default(),
+                ..common::capture("press-7", &s)
             })
             .expect("capture")
     };
@@ -598,12 +556,7 @@ fn a_failure_streak_is_announced_once_and_recovers_once() {
             .count(),
         1
     );
-    let kinds: Vec<String> = store
-        .audit_entries(0, 100)
-        .expect("audit")
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = common::audit_kinds(&store, 100);
     assert!(
         kinds.contains(&"asset.collection_failed".to_owned()),
         "{kinds:?}"
@@ -752,12 +705,7 @@ fn maintenance_holds_alarms_back_and_an_outage_that_outlasts_it_is_announced() {
             .count(),
         1
     );
-    let kinds: Vec<String> = store
-        .audit_entries(0, 1000)
-        .expect("audit")
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = common::audit_kinds(&store, 1000);
     assert!(kinds.contains(&"maintenance.started".to_owned()));
     assert!(kinds.contains(&"asset.unreachable".to_owned()));
 }

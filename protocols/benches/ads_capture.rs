@@ -10,6 +10,8 @@
 //! if a steady-state capture uses more round trips than that minimum, or re-uploads a table
 //! that did not change.
 
+mod harness;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -22,31 +24,10 @@ use otdrift_simulators::ads::{AdsSimulator, AdsState};
 
 const SYMBOLS: usize = 1_000;
 
-fn max_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 fn main() {
-    let captures: usize = std::env::args()
-        .skip_while(|a| a != "--captures")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(50)
-        .max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    if !runtime.block_on(run(captures)) {
-        std::process::exit(1);
-    }
+    let captures: usize = harness::captures_arg(50).max(1);
+    let runtime = harness::runtime();
+    harness::exit_unless(runtime.block_on(run(captures)));
 }
 
 fn by_command(counts: &BTreeMap<u16, usize>) -> String {
@@ -146,7 +127,7 @@ async fn run(captures: usize) -> bool {
         p95.as_secs_f64() * 1e3,
         mean.as_secs_f64() * 1e3
     );
-    if let Some(kib) = max_rss_kib() {
+    if let Some(kib) = harness::max_rss_kib() {
         println!(
             "  peak RSS (bench + sim)     {:.1} MiB",
             kib as f64 / 1024.0

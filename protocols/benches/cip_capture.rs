@@ -21,6 +21,8 @@
 //!   (capacity − 6) / (2 + 4 + 2 + 4))` tags share a round trip, and the minimum is
 //!   `1 + ceil(500 / k)`.
 
+mod harness;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -46,15 +48,8 @@ fn minimum(capacity: usize) -> usize {
 }
 
 fn main() {
-    let captures: usize = std::env::args()
-        .skip_while(|a| a != "--captures")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(50);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let captures: usize = harness::captures_arg(50);
+    let runtime = harness::runtime();
     let ok = runtime.block_on(async {
         let large = run("Large Forward Open, 4002 bytes", None, 4000, captures).await;
         let unconnected = run(
@@ -66,9 +61,7 @@ fn main() {
         .await;
         large && unconnected
     });
-    if !ok {
-        std::process::exit(1);
-    }
+    harness::exit_unless(ok);
 }
 
 async fn run(label: &str, quirk: Option<Quirk>, capacity: usize, captures: usize) -> bool {

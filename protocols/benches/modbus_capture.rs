@@ -7,6 +7,8 @@
 //! and the wall time per capture. It exits non-zero if a capture uses more register reads than
 //! the minimum, so a regression in batching cannot go unnoticed.
 
+mod harness;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,31 +20,11 @@ use otdrift_simulators::modbus::{ModbusSimulator, ModbusState};
 
 const REGISTERS: u32 = 10_000;
 
-fn max_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 fn main() {
-    let captures: usize = std::env::args()
-        .skip_while(|a| a != "--captures")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(50);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let captures: usize = harness::captures_arg(50);
+    let runtime = harness::runtime();
     let ok = runtime.block_on(run(captures));
-    if !ok {
-        std::process::exit(1);
-    }
+    harness::exit_unless(ok);
 }
 
 async fn run(captures: usize) -> bool {
@@ -98,7 +80,7 @@ async fn run(captures: usize) -> bool {
         p95.as_secs_f64() * 1e3,
         mean.as_secs_f64() * 1e3
     );
-    if let Some(kib) = max_rss_kib() {
+    if let Some(kib) = harness::max_rss_kib() {
         println!("  peak RSS (bench + sim)   {:.1} MiB", kib as f64 / 1024.0);
     }
     collector.close().await;

@@ -16,6 +16,8 @@
 //! and the wall time per capture. It exits non-zero if a capture sends more requests of any
 //! service than that minimum, so a regression in batching cannot go unnoticed.
 
+mod harness;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -29,22 +31,13 @@ const VARIABLES: usize = 2_000;
 const REFERENCES_PER_ANSWER: usize = 1_000;
 
 fn main() {
-    let captures: usize = std::env::args()
-        .skip_while(|a| a != "--captures")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let captures: usize = harness::captures_arg(10);
+    let runtime = harness::runtime();
     let mut ok = true;
     for (read, browse) in [(1000, 500), (250, 100)] {
         ok &= runtime.block_on(run(captures, read, browse));
     }
-    if !ok {
-        std::process::exit(1);
-    }
+    harness::exit_unless(ok);
 }
 
 async fn run(captures: usize, max_read: usize, max_browse: usize) -> bool {

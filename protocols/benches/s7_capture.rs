@@ -8,6 +8,8 @@
 //! ceil(65535 / 942) = 70 at 960), and the wall time per capture. It exits non-zero if a
 //! capture uses more Read Var requests than that minimum, or if anything wrote.
 
+mod harness;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -21,23 +23,13 @@ use otdrift_simulators::s7::{S7Simulator, S7State};
 const DB_SIZE: usize = 65_535;
 
 fn main() {
-    let captures: usize = std::env::args()
-        .skip_while(|a| a != "--captures")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20)
-        .max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let captures: usize = harness::captures_arg(20).max(1);
+    let runtime = harness::runtime();
     let mut ok = true;
     for pdu in [240u16, 960] {
         ok &= runtime.block_on(run(pdu, captures));
     }
-    if !ok {
-        std::process::exit(1);
-    }
+    harness::exit_unless(ok);
 }
 
 async fn run(pdu: u16, captures: usize) -> bool {

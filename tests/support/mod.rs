@@ -168,6 +168,26 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// Writes a config whose `[agent]` is `gw-test` with its data under `dir/data`, followed by
+/// `rest` (the `[[asset]]` tables), and returns its path.
+pub fn write_agent_config(dir: &Path, rest: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "\n[agent]\nid = \"gw-test\"\ndata_dir = \"{}\"\n{rest}",
+            dir.join("data").display()
+        ),
+    )
+}
+
+/// Runs `otdrift capture ASSET --json`, asserts it exits with `code`, and returns its report.
+#[track_caller]
+pub fn capture_json(config: &Path, asset: &str, code: i32) -> serde_json::Value {
+    let out = run(config, &["capture", asset, "--json"]);
+    assert_eq!(out.code, code, "{out:?}");
+    out.json()
+}
+
 /// The database file the agent keeps in `data_dir`.
 pub fn database(data_dir: &Path) -> PathBuf {
     data_dir.join("otdrift.db")

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// otdrift: proves a plant's PLCs still run the state someone approved.
 #[derive(Debug, Parser)]
@@ -155,61 +155,7 @@ pub enum Command {
         out: PathBuf,
     },
     /// Mint a signed approval token (JWS, EdDSA) for approvers without a change system.
-    SignApproval {
-        /// The approver's private key (PKCS#8 PEM from `keygen`, or a 64-hex-digit seed).
-        #[arg(long)]
-        key: PathBuf,
-        /// The asset the change is for.
-        #[arg(long)]
-        asset: String,
-        /// The change ticket.
-        #[arg(long)]
-        change: String,
-        /// The signature of the approved state (from `otdrift capture`).
-        #[arg(long, required_unless_present_any = ["withdraw", "content"], conflicts_with_all = ["withdraw", "content"])]
-        to: Option<String>,
-        /// Approve a change signature instead of a full signature: any controller running this
-        /// content, with its identity unchanged (`otdrift capture` prints it as
-        /// `change signature`; learn it on a staging controller).
-        #[arg(long, conflicts_with = "withdraw")]
-        content: Option<String>,
-        /// The digest of the content changes you reviewed (`otdrift diff ASSET --to ... --json`
-        /// prints it as `diff_digest`), for assets whose policy has `diff_review`.
-        #[arg(long, conflicts_with = "withdraw")]
-        diff: Option<String>,
-        /// Instead of approving a state, withdraw the pending approval whose token id (`jti`)
-        /// this is: a `withdraw` token.
-        #[arg(long, conflicts_with_all = ["from", "kind"])]
-        withdraw: Option<String>,
-        /// The baseline the change starts from; if given, it must be the current baseline.
-        #[arg(long)]
-        from: Option<String>,
-        /// The approving person (default: the approver id).
-        #[arg(long)]
-        approver: Option<String>,
-        /// The requesting person; must not be the approver.
-        #[arg(long)]
-        requestor: Option<String>,
-        /// The change kind; only an emergency change may be approved after implementation.
-        #[arg(long, value_enum, default_value_t = KindArg::Normal)]
-        kind: KindArg,
-        /// How long the token is valid (a duration: 90s, 30m, 24h, 7d); the agent refuses
-        /// tokens valid longer than its `[agent] max_token_lifetime` (default 30d).
-        #[arg(long, default_value = "24h")]
-        valid: String,
-        /// The approver id (`kid`); by default the config's approver whose public key matches.
-        #[arg(long)]
-        kid: Option<String>,
-        /// When the approval was given (RFC 3339; default now); also the start of validity.
-        #[arg(long)]
-        issued_at: Option<String>,
-        /// The token id (default: a random UUID).
-        #[arg(long)]
-        jti: Option<String>,
-        /// Write the token to this file instead of stdout.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    SignApproval(SignArgs),
     /// Submit a signed approval token (a file, or - for stdin); exit 4 when rejected.
     Approve {
         /// The token file, or `-` for stdin.
@@ -336,6 +282,65 @@ impl Command {
         }
         matches!(self, Command::Run)
     }
+}
+
+/// What `sign-approval` is asked to sign: its command-line arguments, used as they are by
+/// `commands::approve::sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The approver's private key (PKCS#8 PEM from `keygen`, or a 64-hex-digit seed).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The asset the change is for.
+    #[arg(long)]
+    pub asset: String,
+    /// The change ticket.
+    #[arg(long)]
+    pub change: String,
+    /// The signature of the approved state (from `otdrift capture`).
+    #[arg(long, required_unless_present_any = ["withdraw", "content"], conflicts_with_all = ["withdraw", "content"])]
+    pub to: Option<String>,
+    /// Approve a change signature instead of a full signature: any controller running this
+    /// content, with its identity unchanged (`otdrift capture` prints it as
+    /// `change signature`; learn it on a staging controller).
+    #[arg(long, conflicts_with = "withdraw")]
+    pub content: Option<String>,
+    /// The digest of the content changes you reviewed (`otdrift diff ASSET --to ... --json`
+    /// prints it as `diff_digest`), for assets whose policy has `diff_review`.
+    #[arg(long, conflicts_with = "withdraw")]
+    pub diff: Option<String>,
+    /// Instead of approving a state, withdraw the pending approval whose token id (`jti`)
+    /// this is: a `withdraw` token.
+    #[arg(long, conflicts_with_all = ["from", "kind"])]
+    pub withdraw: Option<String>,
+    /// The baseline the change starts from; if given, it must be the current baseline.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// The approving person (default: the approver id).
+    #[arg(long)]
+    pub approver: Option<String>,
+    /// The requesting person; must not be the approver.
+    #[arg(long)]
+    pub requestor: Option<String>,
+    /// The change kind; only an emergency change may be approved after implementation.
+    #[arg(long, value_enum, default_value_t = KindArg::Normal)]
+    pub kind: KindArg,
+    /// How long the token is valid (a duration: 90s, 30m, 24h, 7d); the agent refuses
+    /// tokens valid longer than its `[agent] max_token_lifetime` (default 30d).
+    #[arg(long, default_value = "24h")]
+    pub valid: String,
+    /// The approver id (`kid`); by default the config's approver whose public key matches.
+    #[arg(long)]
+    pub kid: Option<String>,
+    /// When the approval was given (RFC 3339; default now); also the start of validity.
+    #[arg(long)]
+    pub issued_at: Option<String>,
+    /// The token id (default: a random UUID).
+    #[arg(long)]
+    pub jti: Option<String>,
+    /// Write the token to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `otdrift agent-key` actions.

@@ -1,7 +1,7 @@
 //! `otdrift keygen`, `otdrift sign-approval`, `otdrift approve`.
 
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context as _, anyhow};
 use chrono::{TimeDelta, Utc};
@@ -28,41 +28,7 @@ pub fn keygen(prefix: &Path) -> CmdResult {
     Ok(Exit::Ok)
 }
 
-/// What `sign-approval` was asked to sign.
-pub struct SignArgs {
-    /// Private key file.
-    pub key: PathBuf,
-    /// Asset id.
-    pub asset: String,
-    /// Change ticket.
-    pub change: String,
-    /// Approved state (absent for a withdrawal).
-    pub to: Option<String>,
-    /// Approved content (a change signature) instead of a full state.
-    pub content: Option<String>,
-    /// The digest of the reviewed content changes.
-    pub diff: Option<String>,
-    /// The `jti` of a pending approval to withdraw instead.
-    pub withdraw: Option<String>,
-    /// Starting state.
-    pub from: Option<String>,
-    /// Approving person.
-    pub approver: Option<String>,
-    /// Requesting person.
-    pub requestor: Option<String>,
-    /// Change kind.
-    pub kind: Kind,
-    /// Validity, e.g. `24h`.
-    pub valid: String,
-    /// Approver id.
-    pub kid: Option<String>,
-    /// When the approval was given (RFC 3339).
-    pub issued_at: Option<String>,
-    /// Token id.
-    pub jti: Option<String>,
-    /// Output file.
-    pub out: Option<PathBuf>,
-}
+pub use crate::cli::SignArgs;
 
 /// Parses a token's validity (`90s`, `30m`, `24h`, `7d`), the config's duration syntax.
 pub fn parse_validity(text: &str) -> Result<TimeDelta, String> {
@@ -145,7 +111,7 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
     let kind = if args.withdraw.is_some() {
         Kind::Withdraw
     } else {
-        args.kind
+        args.kind.to_kind()
     };
     if kind == Kind::Review && args.from.is_some() {
         return Err(Failure::usage(anyhow!("a review names no --from")));

@@ -35,6 +35,32 @@ fn code(v: Option<&Json>) -> String {
     format!("<code>{}</code>", cell(v))
 }
 
+/// How one column of a table shows its value (a JSON pointer into the row's object).
+enum Col {
+    /// Escaped text.
+    Text(&'static str),
+    /// Escaped text in `<code>` (digests, hashes, item paths).
+    Code(&'static str),
+    /// A numbered reference, shown as `#n`.
+    Ref(&'static str),
+}
+
+/// One table row per element of `items`, its columns as `cols` says.
+fn rows<'a>(h: &mut String, items: impl IntoIterator<Item = &'a Json>, cols: &[Col]) {
+    for item in items {
+        h.push_str("<tr>");
+        for col in cols {
+            let shown = match col {
+                Col::Text(at) => cell(item.pointer(at)),
+                Col::Code(at) => code(item.pointer(at)),
+                Col::Ref(at) => format!("#{}", cell(item.pointer(at))),
+            };
+            h.push_str(&format!("<td>{shown}</td>"));
+        }
+        h.push_str("</tr>\n");
+    }
+}
+
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#1b1f24;line-height:1.45}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}
 table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;vertical-align:top}
@@ -69,12 +95,7 @@ pub fn render(doc: &Json) -> String {
 
     // Flags first: an auditor must not miss them.
     h.push_str("<h2>Findings</h2>\n");
-    let flags: Vec<&Json> = pack
-        .get("flags")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .collect();
+    let flags: Vec<&Json> = super::list(pack, "flags").collect();
     if flags
         .iter()
         .all(|f| f.get("level").and_then(Json::as_str) == Some("info"))
@@ -100,12 +121,7 @@ pub fn render(doc: &Json) -> String {
 
     // People and approvals.
     h.push_str("<h2>Approval</h2>\n");
-    let approvals: Vec<&Json> = pack
-        .get("approvals")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .collect();
+    let approvals: Vec<&Json> = super::list(pack, "approvals").collect();
     if approvals.is_empty() {
         h.push_str("<p>No approval token was received for this change.</p>\n");
     }
@@ -157,18 +173,8 @@ pub fn render(doc: &Json) -> String {
     ));
 
     // Where it was validated, and what it still owes.
-    let staging: Vec<&Json> = pack
-        .get("staging")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .collect();
-    let changes: Vec<&Json> = pack
-        .get("changes")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .collect();
+    let staging: Vec<&Json> = super::list(pack, "staging").collect();
+    let changes: Vec<&Json> = super::list(pack, "changes").collect();
     if !staging.is_empty() || !changes.is_empty() {
         h.push_str("<h2>Staging and policy</h2>\n<ul>\n");
         for l in &staging {
@@ -195,26 +201,22 @@ pub fn render(doc: &Json) -> String {
         }
         h.push_str("</ul>\n");
     }
-    let captures: Vec<&Json> = pack
-        .get("captures")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .collect();
+    let captures: Vec<&Json> = super::list(pack, "captures").collect();
     if !captures.is_empty() {
         h.push_str("<p>Technician's captures:</p>\n<table><tr><th>phase</th><th>captured</th><th>signature</th><th>identity</th><th>program</th><th>setpoint</th><th>items</th></tr>\n");
-        for c in captures {
-            h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                cell(c.get("phase")),
-                cell(c.get("first_seen")),
-                code(c.get("digest")),
-                code(c.pointer("/classes/identity")),
-                code(c.pointer("/classes/program")),
-                code(c.pointer("/classes/setpoint")),
-                cell(c.get("items"))
-            ));
-        }
+        rows(
+            &mut h,
+            captures,
+            &[
+                Col::Text("/phase"),
+                Col::Text("/first_seen"),
+                Col::Code("/digest"),
+                Col::Code("/classes/identity"),
+                Col::Code("/classes/program"),
+                Col::Code("/classes/setpoint"),
+                Col::Text("/items"),
+            ],
+        );
         h.push_str("</table>\n");
     }
 
@@ -223,89 +225,73 @@ pub fn render(doc: &Json) -> String {
     match pack.get("diff").filter(|d| !d.is_null()) {
         None => h.push_str("<p>No diff: the before or after state is not stored.</p>\n"),
         Some(diff) => {
-            let changes: Vec<&Json> = diff
-                .get("changes")
-                .and_then(Json::as_array)
-                .into_iter()
-                .flatten()
-                .collect();
+            let changes: Vec<&Json> = super::list(diff, "changes").collect();
             h.push_str(&format!(
                 "<p>{} item(s) differ from {} to {}.</p>\n<table><tr><th>path</th><th>setpoint</th><th>class</th><th>change</th><th>before</th><th>after</th></tr>\n",
                 changes.len(),
                 code(diff.get("from")),
                 code(diff.get("to"))
             ));
-            for c in changes {
-                h.push_str(&format!(
-                    "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                    cell(c.get("path")),
-                    cell(c.get("setpoint")),
-                    cell(c.get("class")),
-                    cell(c.get("kind")),
-                    cell(c.get("before")),
-                    cell(c.get("after"))
-                ));
-            }
+            rows(
+                &mut h,
+                changes,
+                &[
+                    Col::Code("/path"),
+                    Col::Text("/setpoint"),
+                    Col::Text("/class"),
+                    Col::Text("/kind"),
+                    Col::Text("/before"),
+                    Col::Text("/after"),
+                ],
+            );
             h.push_str("</table>\n");
         }
     }
 
     // Baseline move and drift.
     h.push_str("<h2>Baseline move</h2>\n<table><tr><th>when</th><th>from</th><th>to</th><th>reason</th></tr>\n");
-    for m in pack
-        .get("baseline_moves")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-    {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            cell(m.get("set_at")),
-            code(m.get("previous_digest")),
-            code(m.get("digest")),
-            cell(m.get("reason"))
-        ));
-    }
+    rows(
+        &mut h,
+        super::list(pack, "baseline_moves"),
+        &[
+            Col::Text("/set_at"),
+            Col::Code("/previous_digest"),
+            Col::Code("/digest"),
+            Col::Text("/reason"),
+        ],
+    );
     h.push_str("</table>\n");
-    let drift: Vec<&Json> = pack
-        .get("drift_events")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .collect();
+    let drift: Vec<&Json> = super::list(pack, "drift_events").collect();
     if !drift.is_empty() {
         h.push_str("<p>Drift events closed by this change:</p>\n<table><tr><th>drift</th><th>status</th><th>first seen</th><th>closed</th><th>observed</th></tr>\n");
-        for d in drift {
-            h.push_str(&format!(
-                "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                cell(d.get("id")),
-                cell(d.get("status")),
-                cell(d.get("first_seen")),
-                cell(d.get("closed_at")),
-                code(d.get("observed_digest"))
-            ));
-        }
+        rows(
+            &mut h,
+            drift,
+            &[
+                Col::Ref("/id"),
+                Col::Text("/status"),
+                Col::Text("/first_seen"),
+                Col::Text("/closed_at"),
+                Col::Code("/observed_digest"),
+            ],
+        );
         h.push_str("</table>\n");
     }
 
     // The audit trail.
     h.push_str("<h2>Audit-log entries</h2>\n<table><tr><th>#</th><th>at</th><th>event</th><th>details</th><th>chain hash</th><th>previous hash</th></tr>\n");
-    for e in pack
-        .get("audit")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-    {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
-            cell(e.get("seq")),
-            cell(e.get("at")),
-            cell(e.get("kind")),
-            cell(e.get("body")),
-            code(e.get("hash")),
-            code(e.get("prev_hash"))
-        ));
-    }
+    rows(
+        &mut h,
+        super::list(pack, "audit"),
+        &[
+            Col::Text("/seq"),
+            Col::Text("/at"),
+            Col::Text("/kind"),
+            Col::Code("/body"),
+            Col::Code("/hash"),
+            Col::Code("/prev_hash"),
+        ],
+    );
     h.push_str("</table>\n");
 
     let sig = doc.get("signature").unwrap_or(&empty);

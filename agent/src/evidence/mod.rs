@@ -135,6 +135,12 @@ fn approval_json(a: &ApprovalRow, approver_key: Option<String>) -> Json {
     })
 }
 
+/// The elements of the array `key` of `v`; none when it is absent or not an array (the
+/// verifier judges a pack's shape itself; readers only list what is there).
+fn list<'a>(v: &'a Json, key: &str) -> impl Iterator<Item = &'a Json> {
+    v.get(key).and_then(Json::as_array).into_iter().flatten()
+}
+
 fn flag(level: &str, code: &str, message: String) -> Json {
     json!({"level": level, "code": code, "message": message})
 }

@@ -164,12 +164,7 @@ pub fn verify(text: &str, trust: KeyTrust<'_>) -> VerifyReport {
     }
 
     // 3. Captures.
-    for c in pack
-        .get("captures")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for c in super::list(pack, "captures") {
         let id = c.get("capture_id").cloned().unwrap_or(Json::Null);
         let Some(digest) = digest_at(c, "digest") else {
             r.problems.push(format!("capture {id}: no digest"));
@@ -225,11 +220,7 @@ pub fn verify(text: &str, trust: KeyTrust<'_>) -> VerifyReport {
                             })
                         })
                         .collect();
-                    let shown: Vec<Json> = diff
-                        .get("changes")
-                        .and_then(Json::as_array)
-                        .into_iter()
-                        .flatten()
+                    let shown: Vec<Json> = super::list(diff, "changes")
                         .map(|c| {
                             json!({
                                 "path": c.get("path"),
@@ -261,12 +252,7 @@ pub fn verify(text: &str, trust: KeyTrust<'_>) -> VerifyReport {
 
     // 5. Approvals.
     let change_id = r.change_id.clone().unwrap_or_default();
-    let approvals: Vec<&Json> = pack
-        .get("approvals")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .collect();
+    let approvals: Vec<&Json> = super::list(pack, "approvals").collect();
     for a in &approvals {
         let jti = str_at(a, &["jti"]).unwrap_or("?").to_owned();
         let raw = str_at(a, &["token"]).unwrap_or_default();
@@ -309,12 +295,7 @@ pub fn verify(text: &str, trust: KeyTrust<'_>) -> VerifyReport {
     }
 
     // 6. Baseline moves by approval go where the approval said.
-    for m in pack
-        .get("baseline_moves")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for m in super::list(pack, "baseline_moves") {
         if m.get("reason").and_then(Json::as_str) != Some("approval") {
             continue;
         }
@@ -345,12 +326,7 @@ pub fn verify(text: &str, trust: KeyTrust<'_>) -> VerifyReport {
     // 7. Audit entries.
     let mut previous: Option<(i64, String)> = None;
     let mut entries = 0;
-    for e in pack
-        .get("audit")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for e in super::list(pack, "audit") {
         let seq = e.get("seq").and_then(Json::as_i64).unwrap_or(-1);
         let (Some(at), Some(kind), Some(body), Some(prev), Some(hash)) = (
             str_at(e, &["at"]),

@@ -155,24 +155,11 @@ pub fn agent_key(data_dir: &Path, recorded: Option<&str>) -> anyhow::Result<(Sig
         }
     }
     if path.exists() {
-        check_private_mode(&path)?;
-        let key = read_private_key(&path)?;
-        if let Some(recorded) = recorded {
-            let actual = public_key_text(&key.verifying_key());
-            if actual != recorded {
-                bail!(
-                    "{} holds the key {actual}, but this database's history is signed by {recorded}:                      put the agent.key back from the backup that holds it (README: Backup and restore);                      a key is replaced on purpose with `otdrift agent-key rotate`, never by swapping the file",
-                    path.display()
-                );
-            }
-        }
+        let key = existing_key(&path, recorded)?;
         return Ok((key, false));
     }
     if let Some(recorded) = recorded {
-        bail!(
-            "the agent key {} is missing, but this database's history is signed by {recorded}:              restore agent.key from the backup made with `otdrift backup` (README: Backup and restore).              otdrift will not make a new key for a database with history; if the key is lost for good,              keep this data_dir as evidence and start the gateway on a new, empty one",
-            path.display()
-        );
+        return Err(missing_key(&path, recorded));
     }
     let key = generate()?;
     let pem = key
@@ -199,26 +186,44 @@ pub fn check_agent_key(data_dir: &Path, recorded: Option<&str>) -> anyhow::Resul
         }
     }
     if path.exists() {
-        check_private_mode(&path)?;
-        let key = read_private_key(&path)?;
-        if let Some(recorded) = recorded {
-            let actual = public_key_text(&key.verifying_key());
-            if actual != recorded {
-                bail!(
-                    "{} holds the key {actual}, but this database's history is signed by {recorded}: put the agent.key back from the backup that holds it (README: Backup and restore)",
-                    path.display()
-                );
-            }
-        }
+        existing_key(&path, recorded)?;
         return Ok(());
     }
     if let Some(recorded) = recorded {
-        bail!(
-            "the agent key {} is missing, but this database's history is signed by {recorded}: restore agent.key from the backup made with `otdrift backup` (README: Backup and restore)",
-            path.display()
-        );
+        return Err(missing_key(&path, recorded));
     }
     Ok(())
+}
+
+/// Reads the agent key at `path` (owner-only), refusing another key than the one the
+/// database's history is signed by.
+fn existing_key(path: &Path, recorded: Option<&str>) -> anyhow::Result<SigningKey> {
+    check_private_mode(path)?;
+    let key = read_private_key(path)?;
+    if let Some(recorded) = recorded {
+        let actual = public_key_text(&key.verifying_key());
+        if actual != recorded {
+            bail!(
+                "{} holds the key {actual}, but this database's history is signed by {recorded}: \
+                 put the agent.key back from the backup that holds it (README: Backup and \
+                 restore); a key is replaced on purpose with `otdrift agent-key rotate`, never by \
+                 swapping the file",
+                path.display()
+            );
+        }
+    }
+    Ok(key)
+}
+
+/// The refusal when the agent key is gone but the database's history is signed by one.
+fn missing_key(path: &Path, recorded: &str) -> anyhow::Error {
+    anyhow!(
+        "the agent key {} is missing, but this database's history is signed by {recorded}: \
+         restore agent.key from the backup made with `otdrift backup` (README: Backup and \
+         restore). otdrift will not make a new key for a database with history; if the key is \
+         lost for good, keep this data_dir as evidence and start the gateway on a new, empty one",
+        path.display()
+    )
 }
 
 /// Writes a new agent key as `agent.key.new` (mode 0600), the first step of a rotation.

@@ -228,31 +228,50 @@ impl AdsCollector {
         self.driver.scope().new_item(path, class, value)
     }
 
-    /// ReadDeviceInfo: the identity items.
-    async fn device_info(&mut self) -> Result<Vec<Item>, CollectError> {
-        let request = Request::DeviceInfo;
-        let answer = self.driver.exchange(&request).await?;
+    /// Sends a service every ADS device answers and checks its answer: an AMS error or a
+    /// non-zero ADS result fails the capture as refused (never a capability gap), and the data
+    /// (result included) must be `len` bytes long. Returns the data after the result.
+    async fn required(
+        &mut self,
+        request: &Request,
+        service: &str,
+        len: std::ops::RangeInclusive<usize>,
+    ) -> Result<Vec<u8>, CollectError> {
+        let answer = self.driver.exchange(request).await?;
         let mut c = Cursor::new(&answer.data);
         let result = if answer.error != 0 {
             answer.error
         } else {
-            c.u32("result").map_err(|e| self.malformed(&request, e))?
+            c.u32("result").map_err(|e| self.malformed(request, e))?
         };
-        // Every ADS device answers ReadDeviceInfo: a refusal is never a capability gap.
         if result != 0 {
-            return Err(self.refused(&request, result));
+            return Err(self.refused(request, result));
         }
-        // The standard answer is 24 bytes (a 16-byte name field); some ADS servers other than
-        // TwinCAT send only the name's bytes and its NUL. Anything longer does not fit.
-        if !(8..=24).contains(&answer.data.len()) {
+        if !len.contains(&answer.data.len()) {
+            let (lo, hi) = (len.start(), len.end());
+            let expected = if lo == hi {
+                format!("{lo}")
+            } else {
+                format!("{lo} to {hi}")
+            };
             return Err(self.malformed(
-                &request,
+                request,
                 format!(
-                    "{} data bytes, ReadDeviceInfo answers 8 to 24",
+                    "{} data bytes, {service} answers {expected}",
                     answer.data.len()
                 ),
             ));
         }
+        Ok(answer.data.get(4..).unwrap_or_default().to_vec())
+    }
+
+    /// ReadDeviceInfo: the identity items.
+    async fn device_info(&mut self) -> Result<Vec<Item>, CollectError> {
+        let request = Request::DeviceInfo;
+        // The standard answer is 24 bytes (a 16-byte name field); some ADS servers other than
+        // TwinCAT send only the name's bytes and its NUL. Anything longer does not fit.
+        let data = self.required(&request, "ReadDeviceInfo", 8..=24).await?;
+        let mut c = Cursor::new(&data);
         let parse = |c: &mut Cursor<'_>| -> Result<(u8, u8, u16, String), String> {
             let major = c.u8("major version")?;
             let minor = c.u8("minor version")?;
@@ -286,23 +305,8 @@ impl AdsCollector {
     /// ReadState: the operating state (never hashed).
     async fn read_state(&mut self, observed: &mut Observed) -> Result<(), CollectError> {
         let request = Request::ReadState;
-        let answer = self.driver.exchange(&request).await?;
-        let mut c = Cursor::new(&answer.data);
-        let result = if answer.error != 0 {
-            answer.error
-        } else {
-            c.u32("result").map_err(|e| self.malformed(&request, e))?
-        };
-        // Every ADS device answers ReadState: a refusal fails the capture.
-        if result != 0 {
-            return Err(self.refused(&request, result));
-        }
-        if answer.data.len() != 8 {
-            return Err(self.malformed(
-                &request,
-                format!("{} data bytes, ReadState answers 8", answer.data.len()),
-            ));
-        }
+        let data = self.required(&request, "ReadState", 8..=8).await?;
+        let mut c = Cursor::new(&data);
         let ads_state = c
             .u16("ADS state")
             .map_err(|e| self.malformed(&request, e))?;

@@ -327,6 +327,18 @@ mod tests {
         otdrift_config::parse(&text, Path::new("otdrift.toml")).expect("valid config")
     }
 
+    /// A config whose API reads with `read` and approves with `approve`.
+    fn api_config(dir: &Path, read: &Path, approve: &Path) -> Config {
+        config(
+            dir,
+            &format!(
+                "[api]\nlisten = \"127.0.0.1:8410\"\ntoken_file = \"{}\"\napprove_token_file = \"{}\"\n",
+                read.display(),
+                approve.display()
+            ),
+        )
+    }
+
     #[test]
     fn a_good_setup_has_no_problems_and_yields_the_secrets() {
         let dir = tempfile::tempdir().expect("dir");
@@ -337,14 +349,7 @@ mod tests {
             "approve-token-0123456789",
             0o600,
         );
-        let cfg = config(
-            dir.path(),
-            &format!(
-                "[api]\nlisten = \"127.0.0.1:8410\"\ntoken_file = \"{}\"\napprove_token_file = \"{}\"\n",
-                read.display(),
-                approve.display()
-            ),
-        );
+        let cfg = api_config(dir.path(), &read, &approve);
         let (secrets, problems) = check(&cfg);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(secrets.api_token.as_deref(), Some("read-token-0123456789"));
@@ -394,14 +399,7 @@ mod tests {
             "same-token-0123456789\n",
             0o600,
         );
-        let cfg = config(
-            dir.path(),
-            &format!(
-                "[api]\nlisten = \"127.0.0.1:8410\"\ntoken_file = \"{}\"\napprove_token_file = \"{}\"\n",
-                read.display(),
-                approve.display()
-            ),
-        );
+        let cfg = api_config(dir.path(), &read, &approve);
         let (_, problems) = check(&cfg);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].message.contains("same token"));

@@ -14,10 +14,8 @@ mod harness;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use otdrift_config::ProtocolConfig;
 use otdrift_protocols::Collector;
 use otdrift_protocols::ads::{AdsCollector, MAX_SUM_READS};
 use otdrift_simulators::ads::{AdsSimulator, AdsState};
@@ -60,19 +58,9 @@ async fn run(captures: usize) -> bool {
     let sim = AdsSimulator::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), state)
         .await
         .expect("simulator");
-    let config = otdrift_config::parse(
-        &format!(
-            "[agent]\nid = \"bench\"\ndata_dir = \"/tmp/unused\"\n[[asset]]\nid = \"bench\"\nprotocol = \"ads\"\naddress = \"{}\"\nams_net_id = \"5.80.201.232.1.1\"\n[[asset.setpoints]]\nname = \"all\"\nsymbol = \"GVL_Bench.*\"\n",
-            sim.local_addr()
-        ),
-        Path::new("bench.toml"),
-    )
-    .expect("bench config");
-    let asset = &config.assets[0];
-    let ProtocolConfig::Ads(cfg) = &asset.protocol else {
-        unreachable!("an ads asset")
-    };
-    let mut collector = AdsCollector::new(asset, cfg);
+    let rest = "ams_net_id = \"5.80.201.232.1.1\"\n[[asset.setpoints]]\nname = \"all\"\nsymbol = \"GVL_Bench.*\"\n";
+    let asset = harness::bench_asset("bench", "ads", sim.local_addr(), rest);
+    let mut collector = harness::collector_of!(Ads, AdsCollector::new, &asset);
 
     let started = Instant::now();
     let first = collector.capture().await.expect("first capture");
@@ -99,10 +87,7 @@ async fn run(captures: usize) -> bool {
         .count();
     let per: BTreeMap<u16, usize> = counts.iter().map(|(cmd, n)| (*cmd, n / captures)).collect();
     let minimum = 3 + SYMBOLS.div_ceil(MAX_SUM_READS) as u32;
-    times.sort();
-    let median = times[times.len() / 2];
-    let p95 = times[(times.len() * 95 / 100).min(times.len() - 1)];
-    let mean = times.iter().sum::<Duration>() / u32::try_from(times.len()).unwrap_or(1);
+    let (median, p95, mean) = harness::median_p95_mean(&mut times);
 
     println!("ads capture of {SYMBOLS} REAL setpoint symbols, {captures} captures over loopback");
     println!("  items per capture          {items}");

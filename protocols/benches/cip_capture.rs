@@ -24,10 +24,8 @@
 mod harness;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use otdrift_config::ProtocolConfig;
 use otdrift_protocols::Collector;
 use otdrift_protocols::cip::CipCollector;
 use otdrift_simulators::cip::{CipSimulator, CipState, Quirk};
@@ -89,19 +87,8 @@ async fn run(label: &str, quirk: Option<Quirk>, capacity: usize, captures: usize
     if let Some(q) = quirk {
         sim.set_quirk(q, true);
     }
-    let config = otdrift_config::parse(
-        &format!(
-            "[agent]\nid = \"bench\"\ndata_dir = \"/tmp/unused\"\n[[asset]]\nid = \"bench\"\nprotocol = \"cip\"\naddress = \"{}\"\n{setpoints}",
-            sim.local_addr()
-        ),
-        Path::new("bench.toml"),
-    )
-    .expect("bench config");
-    let asset = &config.assets[0];
-    let ProtocolConfig::Cip(cfg) = &asset.protocol else {
-        unreachable!("a cip asset")
-    };
-    let mut collector = CipCollector::new(asset, cfg);
+    let asset = harness::bench_asset("bench", "cip", sim.local_addr(), &setpoints);
+    let mut collector = harness::collector_of!(Cip, CipCollector::new, &asset);
 
     let started = Instant::now();
     let first = collector.capture().await.expect("first capture");

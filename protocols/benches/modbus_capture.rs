@@ -10,10 +10,8 @@
 mod harness;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use otdrift_config::ProtocolConfig;
 use otdrift_protocols::Collector;
 use otdrift_protocols::modbus::ModbusCollector;
 use otdrift_simulators::modbus::{ModbusSimulator, ModbusState};
@@ -35,19 +33,11 @@ async fn run(captures: usize) -> bool {
     let sim = ModbusSimulator::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), state)
         .await
         .expect("simulator");
-    let config = otdrift_config::parse(
-        &format!(
-            "[agent]\nid = \"bench\"\ndata_dir = \"/tmp/unused\"\n[[asset]]\nid = \"bench\"\nprotocol = \"modbus\"\naddress = \"{}\"\n[[asset.setpoints]]\nname = \"all\"\ntable = \"holding\"\nstart = 0\ncount = {REGISTERS}\n",
-            sim.local_addr()
-        ),
-        Path::new("bench.toml"),
-    )
-    .expect("bench config");
-    let asset = &config.assets[0];
-    let ProtocolConfig::Modbus(cfg) = &asset.protocol else {
-        unreachable!("a modbus asset")
-    };
-    let mut collector = ModbusCollector::new(asset, cfg);
+    let rest = format!(
+        "[[asset.setpoints]]\nname = \"all\"\ntable = \"holding\"\nstart = 0\ncount = {REGISTERS}\n"
+    );
+    let asset = harness::bench_asset("bench", "modbus", sim.local_addr(), &rest);
+    let mut collector = harness::collector_of!(Modbus, ModbusCollector::new, &asset);
 
     // Warm-up capture (connects), then measure.
     collector.capture().await.expect("warm-up capture");
@@ -64,10 +54,7 @@ async fn run(captures: usize) -> bool {
     let per = |fc: u8| by_fc.get(&fc).copied().unwrap_or(0) as f64 / captures as f64;
     let reads = per(3);
     let minimum = f64::from(REGISTERS.div_ceil(125));
-    times.sort();
-    let median = times[times.len() / 2];
-    let p95 = times[(times.len() * 95 / 100).min(times.len() - 1)];
-    let mean = times.iter().sum::<Duration>() / u32::try_from(times.len()).unwrap_or(1);
+    let (median, p95, mean) = harness::median_p95_mean(&mut times);
 
     println!("modbus capture of {REGISTERS} holding registers, {captures} captures over loopback");
     println!("  items per capture        {items}");

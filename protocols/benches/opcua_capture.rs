@@ -19,10 +19,8 @@
 mod harness;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use otdrift_config::ProtocolConfig;
 use otdrift_protocols::Collector;
 use otdrift_protocols::opcua::OpcuaCollector;
 use otdrift_simulators::opcua::{OpcuaSimulator, OpcuaState};
@@ -53,20 +51,12 @@ async fn run(captures: usize, max_read: usize, max_browse: usize) -> bool {
     let sim = OpcuaSimulator::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), state)
         .await
         .expect("simulator");
-    let config = otdrift_config::parse(
-        &format!(
-            "[agent]\nid = \"bench\"\ndata_dir = \"/tmp/unused\"\n[[asset]]\nid = \"bench-opcua\"\nprotocol = \"opcua\"\naddress = \"{}\"\ntimeout_ms = 10000\n[[asset.setpoints]]\nname = \"recipe\"\nnode = \"ns=2;s=Recipe\"\n",
-            sim.endpoint_url()
-        ),
-        Path::new("bench.toml"),
-    )
-    .expect("bench config");
-    let asset = &config.assets[0];
-    let ProtocolConfig::Opcua(cfg) = &asset.protocol else {
-        unreachable!("an opcua asset")
-    };
+    let rest =
+        "timeout_ms = 10000\n[[asset.setpoints]]\nname = \"recipe\"\nnode = \"ns=2;s=Recipe\"\n";
+    let asset = harness::bench_asset("bench-opcua", "opcua", sim.endpoint_url(), rest);
     let pki = std::env::temp_dir().join(format!("otdrift-opcua-bench-{}", std::process::id()));
-    let mut collector = OpcuaCollector::new(asset, cfg).with_pki_dir(pki.clone());
+    let mut collector =
+        harness::collector_of!(Opcua, OpcuaCollector::new, &asset).with_pki_dir(pki.clone());
 
     let started = Instant::now();
     let first = collector.capture().await.expect("first capture");

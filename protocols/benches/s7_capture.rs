@@ -12,10 +12,8 @@ mod harness;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use otdrift_config::ProtocolConfig;
 use otdrift_protocols::Collector;
 use otdrift_protocols::s7::S7Collector;
 use otdrift_simulators::s7::{S7Simulator, S7State};
@@ -40,19 +38,11 @@ async fn run(pdu: u16, captures: usize) -> bool {
     let sim = S7Simulator::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), state)
         .await
         .expect("simulator");
-    let config = otdrift_config::parse(
-        &format!(
-            "[agent]\nid = \"bench\"\ndata_dir = \"/tmp/unused\"\n[[asset]]\nid = \"bench\"\nprotocol = \"s7\"\naddress = \"{}\"\nrack = 0\nslot = 2\npdu_size = {pdu}\n[[asset.setpoints]]\nname = \"all\"\ndb = 1\nstart = 0\nsize = {DB_SIZE}\n",
-            sim.local_addr()
-        ),
-        Path::new("bench.toml"),
-    )
-    .expect("bench config");
-    let asset = &config.assets[0];
-    let ProtocolConfig::S7(cfg) = &asset.protocol else {
-        unreachable!("an s7 asset")
-    };
-    let mut collector = S7Collector::new(asset, cfg);
+    let rest = format!(
+        "rack = 0\nslot = 2\npdu_size = {pdu}\n[[asset.setpoints]]\nname = \"all\"\ndb = 1\nstart = 0\nsize = {DB_SIZE}\n"
+    );
+    let asset = harness::bench_asset("bench", "s7", sim.local_addr(), &rest);
+    let mut collector = harness::collector_of!(S7, S7Collector::new, &asset);
 
     // Warm-up capture (connects), then measure.
     let warm = collector.capture().await.expect("warm-up capture");

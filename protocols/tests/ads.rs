@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use common::{
     LOOPBACK, SimulatedDevice, assert_collector_compliance, assert_reconnects_after_restart,
-    asset_from, closed_address, connect_error, one_asset, peers,
+    asset_from, closed_address, collector_and_asset, connect_error, peers,
 };
 use otdrift_config::ProtocolConfig;
 use otdrift_core::{ChangeKind, Class, Diff, Value};
@@ -36,16 +36,8 @@ async fn start(state: AdsState) -> AdsSimHandle {
 }
 
 fn collector(address: &str, extra: &str, setpoints: &str) -> AdsCollector {
-    let asset = one_asset(
-        "ads",
-        "filler-3",
-        address,
-        &format!("ams_net_id = \"{NET_ID}\"\ntimeout_ms = 500\n{extra}\n{setpoints}"),
-    );
-    let ProtocolConfig::Ads(cfg) = &asset.protocol else {
-        panic!("an ads asset");
-    };
-    AdsCollector::new(&asset, cfg)
+    let rest = format!("ams_net_id = \"{NET_ID}\"\ntimeout_ms = 500\n{extra}\n{setpoints}");
+    collector_and_asset!(Ads, AdsCollector::new, "ads", "filler-3", address, &rest).0
 }
 
 const RECIPE: &str = r#"
@@ -907,14 +899,9 @@ async fn a_connection_the_device_dropped_is_replaced_after_a_restart() {
     let first = start(filler()).await;
     let addr = first.local_addr();
     let mut c = collector(&addr.to_string(), "", RECIPE);
-    let second = assert_reconnects_after_restart(&mut c, async {
-        first.shutdown();
-        first.stopped().await;
-        AdsSimulator::start(addr, filler())
-            .await
-            .expect("simulator restarts on the same port")
-    })
-    .await;
+    let second =
+        assert_reconnects_after_restart(&mut c, first, |addr| AdsSimulator::start(addr, filler()))
+            .await;
     assert_eq!(second.request_log().writes(), 0);
 }
 

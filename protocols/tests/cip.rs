@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use common::{
     LOOPBACK, SimulatedDevice, assert_collector_compliance, assert_reconnects_after_restart,
-    one_asset,
+    collector_and_asset, one_asset,
 };
 use otdrift_config::ProtocolConfig;
 use otdrift_core::{ChangeKind, Diff, Value};
@@ -44,11 +44,8 @@ fn config(address: &str, extra: &str, setpoints: &str) -> otdrift_config::AssetC
 }
 
 fn collector(address: &str, extra: &str, setpoints: &str) -> CipCollector {
-    let asset = config(address, extra, setpoints);
-    let ProtocolConfig::Cip(cfg) = &asset.protocol else {
-        panic!("a cip asset");
-    };
-    CipCollector::new(&asset, cfg)
+    let rest = format!("timeout_ms = 500\n{extra}\n{setpoints}");
+    collector_and_asset!(Cip, CipCollector::new, "cip", "oven-3", address, &rest).0
 }
 
 const RECIPE: &str = r#"
@@ -819,13 +816,8 @@ async fn a_restarted_controller_is_reconnected() {
     let first = oven().await;
     let addr = first.local_addr();
     let mut c = collector(&addr.to_string(), "", RECIPE);
-    let second = assert_reconnects_after_restart(&mut c, async {
-        first.shutdown();
-        first.stopped().await;
-        drop(first);
+    let second = assert_reconnects_after_restart(&mut c, first, |addr| {
         CipSimulator::start(addr, CipState::demo().with_tick_ms(0))
-            .await
-            .expect("restart on the same address")
     })
     .await;
     drop(second);
@@ -1109,16 +1101,16 @@ async fn cpppo(tags: &TempFile) -> Option<common::peers::PeerServer> {
 
 fn cpppo_collector(addr: SocketAddr, setpoints: &str) -> CipCollector {
     // cpppo is Python: a wider timeout than the simulator's, still well under a poll.
-    let asset = one_asset(
+    let rest = format!("timeout_ms = 5000\n{setpoints}");
+    collector_and_asset!(
+        Cip,
+        CipCollector::new,
         "cip",
         "cpppo-1",
         &addr.to_string(),
-        &format!("timeout_ms = 5000\n{setpoints}"),
-    );
-    let ProtocolConfig::Cip(cfg) = &asset.protocol else {
-        panic!("a cip asset");
-    };
-    CipCollector::new(&asset, cfg)
+        &rest
+    )
+    .0
 }
 
 const CPPPO_SETPOINTS: &str = r#"

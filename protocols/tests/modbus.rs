@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 
 use common::{
     LOOPBACK, SimulatedDevice, assert_collector_compliance, assert_reconnects_after_restart,
-    closed_address, connect_error, one_asset,
+    closed_address, collector_and_asset, connect_error, garbage,
 };
-use otdrift_config::ProtocolConfig;
 use otdrift_core::Value;
 use otdrift_protocols::modbus::ModbusCollector;
 use otdrift_protocols::{Collector, ErrorKind, FailureReason, MemoryBudget, capture_within};
@@ -22,16 +21,16 @@ async fn press() -> ModbusSimHandle {
 }
 
 fn collector(address: &str, extra: &str, setpoints: &str) -> ModbusCollector {
-    let asset = one_asset(
+    let rest = format!("timeout_ms = 300\n{extra}\n{setpoints}");
+    collector_and_asset!(
+        Modbus,
+        ModbusCollector::new,
         "modbus",
         "press-7",
         address,
-        &format!("timeout_ms = 300\n{extra}\n{setpoints}"),
-    );
-    let ProtocolConfig::Modbus(cfg) = &asset.protocol else {
-        panic!("a modbus asset");
-    };
-    ModbusCollector::new(&asset, cfg)
+        &rest
+    )
+    .0
 }
 
 const RECIPE: &str = r#"
@@ -240,12 +239,8 @@ async fn a_connection_the_device_dropped_is_replaced_without_an_error() {
     let addr = first.local_addr();
     let mut c = collector(&addr.to_string(), "", RECIPE);
     // The device comes back on the same address (a PLC restart).
-    let second = assert_reconnects_after_restart(&mut c, async {
-        first.shutdown();
-        first.stopped().await;
+    let second = assert_reconnects_after_restart(&mut c, first, |addr| {
         ModbusSimulator::start(addr, ModbusState::press_demo())
-            .await
-            .expect("simulator restarts on the same port")
     })
     .await;
     assert_eq!(second.request_log().writes(), 0);
@@ -302,17 +297,7 @@ async fn hostile_answers_are_errors_never_panics() {
         vec![0, 7, 0, 0, 0, 5, 1, 3, 2, 0, 1],
     ];
     // And pseudo-random garbage of lengths up to 40 bytes.
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for len in (0..40usize).step_by(3) {
-        let mut bytes = Vec::with_capacity(len);
-        for _ in 0..len {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            bytes.push((seed & 0xff) as u8);
-        }
-        answers.push(bytes);
-    }
+    answers.extend(garbage((0..40usize).step_by(3)));
     for answer in answers {
         let addr = hostile_peer(answer.clone()).await;
         let mut c = collector(&addr.to_string(), "", RECIPE);
@@ -533,16 +518,15 @@ async fn pymodbus_reads_the_simulator_like_the_collector_does() {
 
 /// A Modbus asset for the memory-budget tests: the press, read as the daemon reads it.
 fn budgeted(address: &str) -> (otdrift_config::AssetConfig, ModbusCollector) {
-    let asset = one_asset(
+    let rest = format!("timeout_ms = 300\ncapture_timeout_ms = 5000\n{RECIPE}");
+    let (c, asset) = collector_and_asset!(
+        Modbus,
+        ModbusCollector::new,
         "modbus",
         "press-7",
         address,
-        &format!("timeout_ms = 300\ncapture_timeout_ms = 5000\n{RECIPE}"),
+        &rest
     );
-    let ProtocolConfig::Modbus(cfg) = &asset.protocol else {
-        panic!("a modbus asset");
-    };
-    let c = ModbusCollector::new(&asset, cfg);
     (asset, c)
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    LOOPBACK, SimulatedDevice, assert_collector_compliance, asset_from, one_asset, peers,
+    LOOPBACK, SimulatedDevice, assert_collector_compliance, asset_from, collector_and_asset, peers,
 };
 use otdrift_config::{AssetConfig, ProtocolConfig};
 use otdrift_core::{ChangeKind, Class, Diff, Value};
@@ -66,17 +66,16 @@ fn collector_for(
     setpoints: &str,
     pki: &Pki,
 ) -> (OpcuaCollector, AssetConfig) {
-    let asset = one_asset(
+    let rest = format!("timeout_ms = 2000\n{extra}\n{setpoints}");
+    let (collector, asset) = collector_and_asset!(
+        Opcua,
+        OpcuaCollector::new,
         "opcua",
         "mixer-2",
         endpoint,
-        &format!("timeout_ms = 2000\n{extra}\n{setpoints}"),
+        &rest
     );
-    let ProtocolConfig::Opcua(cfg) = &asset.protocol else {
-        panic!("an opcua asset");
-    };
-    let collector = OpcuaCollector::new(&asset, cfg).with_pki_dir(pki.0.clone());
-    (collector, asset)
+    (collector.with_pki_dir(pki.0.clone()), asset)
 }
 
 const RECIPE: &str = r#"

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{
     LOOPBACK, SimulatedDevice, assert_collector_compliance, assert_reconnects_after_restart,
-    asset_from, closed_address, connect_error, one_asset, peers,
+    asset_from, closed_address, collector_and_asset, connect_error, garbage, peers,
 };
 use otdrift_config::ProtocolConfig;
 use otdrift_core::{Class, Diff, Value};
@@ -32,16 +32,8 @@ async fn start(state: S7State) -> S7SimHandle {
 }
 
 fn collector(address: &str, extra: &str, setpoints: &str) -> S7Collector {
-    let asset = one_asset(
-        "s7",
-        "filler-3",
-        address,
-        &format!("timeout_ms = 1000\nrack = 0\nslot = 2\n{extra}\n{setpoints}"),
-    );
-    let ProtocolConfig::S7(cfg) = &asset.protocol else {
-        panic!("an s7 asset");
-    };
-    S7Collector::new(&asset, cfg)
+    let rest = format!("timeout_ms = 1000\nrack = 0\nslot = 2\n{extra}\n{setpoints}");
+    collector_and_asset!(S7, S7Collector::new, "s7", "filler-3", address, &rest).0
 }
 
 const RECIPE: &str = r#"
@@ -774,13 +766,8 @@ async fn a_session_the_cpu_dropped_is_replaced_after_a_restart() {
     let addr = first.local_addr();
     let mut c = collector(&addr.to_string(), "", RECIPE);
     // The CPU comes back on the same address.
-    let second = assert_reconnects_after_restart(&mut c, async {
-        first.shutdown();
-        first.stopped().await;
-        drop(first);
+    let second = assert_reconnects_after_restart(&mut c, first, |addr| {
         S7Simulator::start(addr, demo_state())
-            .await
-            .expect("simulator restarts on the same port")
     })
     .await;
     assert_eq!(second.request_log().writes(), 0);
@@ -890,17 +877,11 @@ async fn hostile_answers_are_errors_or_gaps_never_panics_or_hangs() {
             f
         },
     ];
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for len in (0..60usize).step_by(7) {
-        let mut bytes = Vec::with_capacity(len);
-        for _ in 0..len {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            bytes.push((seed & 0xff) as u8);
-        }
-        answers.push(frame(&bytes));
-    }
+    answers.extend(
+        garbage((0..60usize).step_by(7))
+            .iter()
+            .map(|bytes| frame(bytes)),
+    );
     for answer in answers {
         let addr = hostile_peer(answer.clone()).await;
         let mut c = collector(&addr.to_string(), "", RECIPE);

@@ -12,6 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use otdrift_config::{AssetConfig, Config};
 use otdrift_core::{ChangeKind, Diff};
 use otdrift_protocols::{Collector, ErrorKind};
+use otdrift_simulators::runtime::{Protocol, SimHandle};
 
 /// Loopback, any free port: where the simulators listen.
 pub const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
@@ -56,6 +57,36 @@ address = "{address}"
     ))
 }
 
+/// The collector of a config with one `$protocol` asset `$id` at `$address` (`$rest`: its
+/// other keys and setpoint tables), with that asset: `$new` builds it from the asset and its
+/// `ProtocolConfig::$variant` settings. Each protocol's test calls it from its `collector`.
+macro_rules! collector_and_asset {
+    ($variant:ident, $new:path, $protocol:literal, $id:literal, $address:expr, $rest:expr) => {{
+        let asset = crate::common::one_asset($protocol, $id, $address, $rest);
+        let otdrift_config::ProtocolConfig::$variant(cfg) = &asset.protocol else {
+            panic!(concat!($id, " is not a ", $protocol, " asset"));
+        };
+        ($new(&asset, cfg), asset)
+    }};
+}
+pub(crate) use collector_and_asset;
+
+/// Pseudo-random garbage for hostile-peer tests: one byte string per length in `lengths`,
+/// from one xorshift sequence with a fixed seed (every run sends the same bytes).
+pub fn garbage(lengths: impl IntoIterator<Item = usize>) -> Vec<Vec<u8>> {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed & 0xff) as u8
+    };
+    lengths
+        .into_iter()
+        .map(|len| (0..len).map(|_| next()).collect())
+        .collect()
+}
+
 /// An address nothing listens on (a port bound and let go).
 pub fn closed_address() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -76,15 +107,28 @@ pub async fn connect_error(collector: &mut dyn Collector) -> String {
     }
 }
 
-/// A device restarted on the same address between two captures (`restart` stops it and
-/// starts it again, returning the new handle): the pooled connection is dead, and the next
-/// capture reconnects by itself (one connect) and sees the same state.
-pub async fn assert_reconnects_after_restart<H>(
+/// A device restarted on the same address between two captures: `first` is shut down (and
+/// let go) and `restart` starts it again on its address, returning the new handle. The
+/// pooled connection is dead, and the next capture reconnects by itself (one connect) and
+/// sees the same state.
+pub async fn assert_reconnects_after_restart<P, E, F>(
     collector: &mut dyn Collector,
-    restart: impl Future<Output = H>,
-) -> H {
+    first: SimHandle<P>,
+    restart: impl FnOnce(SocketAddr) -> F,
+) -> SimHandle<P>
+where
+    P: Protocol,
+    E: std::fmt::Debug,
+    F: Future<Output = Result<SimHandle<P>, E>>,
+{
     let before = collector.capture().await.expect("capture");
-    let second = restart.await;
+    let addr = first.local_addr();
+    first.shutdown();
+    first.stopped().await;
+    drop(first);
+    let second = restart(addr)
+        .await
+        .expect("simulator restarts on the same port");
     let after = collector
         .capture()
         .await

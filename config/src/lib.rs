@@ -472,6 +472,10 @@ pub struct AssetConfig {
     /// Deadline for a whole capture in milliseconds (`capture_timeout_ms`, default 60000):
     /// the daemon abandons a capture that takes longer and counts it as a failure.
     pub capture_timeout_ms: u64,
+    /// The most requests the collector sends this device in any one second
+    /// (`max_requests_per_sec`, default 50, 1-10000): a communication processor shared with
+    /// the HMI and SCADA never sees a flood from the gateway.
+    pub max_requests_per_sec: u32,
     /// Protocol and its settings and setpoints.
     pub protocol: ProtocolConfig,
     /// The change policy a change to this asset must satisfy (`policy`); none: one valid

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use otdrift_config::AssetConfig;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::budget::Meter;
 use crate::{CaptureStats, CollectError, Scope};
@@ -146,6 +147,7 @@ pub(crate) struct Dial<'a> {
     scope: &'a Scope,
     timeout: Duration,
     stats: &'a mut CaptureStats,
+    pace: &'a mut Pace,
 }
 
 impl Dial<'_> {
@@ -231,6 +233,7 @@ impl Dial<'_> {
         hint: &str,
         request: impl Future<Output = T>,
     ) -> Result<T, CollectError> {
+        self.pace.take().await;
         self.stats.requests += 1;
         tokio::time::timeout(self.timeout, request)
             .await
@@ -240,6 +243,42 @@ impl Dial<'_> {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The asset's request rate (`max_requests_per_sec`): at most that many requests in any one
+/// second (a sliding window over the last requests' send times, kept across polls with the
+/// pooled connection). A capture of up to that many requests goes out at once; a larger one
+/// waits for the window, so a PLC's communication processor, which also serves the HMI and
+/// SCADA, never sees more from the gateway. Waiting counts against the capture's deadline,
+/// never the request's.
+#[derive(Debug)]
+pub(crate) struct Pace {
+    per_sec: usize,
+    /// When the last `per_sec` requests went out, oldest first.
+    sent: std::collections::VecDeque<Instant>,
+}
+
+impl Pace {
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    /// A pace of `per_sec` requests per second (at least one).
+    pub(crate) fn new(per_sec: u32) -> Self {
+        let per_sec = usize::try_from(per_sec).unwrap_or(usize::MAX).max(1);
+        Pace {
+            per_sec,
+            sent: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Waits until one more request may go out, and counts it as sent.
+    pub(crate) async fn take(&mut self) {
+        if self.sent.len() >= self.per_sec
+            && let Some(oldest) = self.sent.pop_front()
+        {
+            tokio::time::sleep_until(oldest + Self::WINDOW).await;
+        }
+        self.sent.push_back(Instant::now());
+    }
 }
 
 /// One asset's pooled connection over a [`Link`], and the rules of the module docs.
@@ -258,6 +297,8 @@ pub(crate) struct Driver<L: Link> {
     stats: CaptureStats,
     /// The running capture's memory lease (none outside a capture).
     meter: Meter,
+    /// The asset's request rate.
+    pace: Pace,
 }
 
 impl<L: Link> std::fmt::Debug for Driver<L> {
@@ -276,12 +317,13 @@ impl<L: Link> Driver<L> {
         Self::with_scope(
             Scope::new(&asset.id, &asset.address),
             asset.timeout_ms,
+            asset.max_requests_per_sec,
             link,
         )
     }
 
     /// A driver whose errors name `scope` (OPC UA names its endpoint URL).
-    pub(crate) fn with_scope(scope: Scope, timeout_ms: u64, link: L) -> Self {
+    pub(crate) fn with_scope(scope: Scope, timeout_ms: u64, per_sec: u32, link: L) -> Self {
         Driver {
             link,
             scope,
@@ -292,6 +334,7 @@ impl<L: Link> Driver<L> {
             in_flight: false,
             stats: CaptureStats::default(),
             meter: Meter::default(),
+            pace: Pace::new(per_sec),
         }
     }
 
@@ -385,6 +428,7 @@ impl<L: Link> Driver<L> {
             scope: &self.scope,
             timeout: self.timeout,
             stats: &mut self.stats,
+            pace: &mut self.pace,
         };
         let conn = self.link.connect(&mut dial).await?;
         self.stats.connects += 1;
@@ -441,6 +485,7 @@ impl<L: Link> Driver<L> {
             let Some(conn) = self.conn.as_mut() else {
                 continue;
             };
+            self.pace.take().await;
             let served = std::mem::replace(&mut self.served, true);
             self.stats.requests += 1;
             let sent = tokio::time::timeout(self.timeout, self.link.exchange(conn, request)).await;
@@ -507,5 +552,58 @@ impl<L: Link> Driver<L> {
             return;
         }
         let _ = tokio::time::timeout(self.timeout, self.link.close(conn)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pace;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    /// Takes `n` requests and returns how long they waited in all (paused time: the clock
+    /// moves only when every task waits).
+    async fn take(pace: &mut Pace, n: u32) -> Duration {
+        let start = Instant::now();
+        for _ in 0..n {
+            pace.take().await;
+        }
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_holds_over_time_and_the_bucket_refills_while_idle() {
+        let mut pace = Pace::new(5);
+        assert_eq!(
+            take(&mut pace, 5).await,
+            Duration::ZERO,
+            "a full second's burst"
+        );
+        // The next five wait for the window: all of them one second after the first five.
+        assert_eq!(take(&mut pace, 5).await, Duration::from_secs(1));
+        // Idle for a while: the burst is back, and not more than that.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(take(&mut pace, 5).await, Duration::ZERO);
+        assert_eq!(take(&mut pace, 1).await, Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fifty_per_second_means_at_most_fifty_in_any_second() {
+        let mut pace = Pace::new(50);
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        for _ in 0..500 {
+            pace.take().await;
+            sent.push(start.elapsed());
+        }
+        for (i, at) in sent.iter().enumerate() {
+            let within = sent[i..]
+                .iter()
+                .take_while(|t| **t < *at + Duration::from_secs(1))
+                .count();
+            assert!(within <= 50, "{within} requests in the second from {at:?}");
+        }
+        // 500 requests: 50 a second, so the last goes out after nine seconds.
+        assert_eq!(sent[499], Duration::from_secs(9));
     }
 }

@@ -23,6 +23,7 @@ pub(super) const ASSET_COMMON_KEYS: &[&str] = &[
     "schedule",
     "timeout_ms",
     "capture_timeout_ms",
+    "max_requests_per_sec",
     "setpoints",
     "policy",
     "safety",
@@ -242,6 +243,7 @@ pub(super) fn asset(
     let timeout_ms = get_int::<u64>(cx, &t, "timeout_ms", 50, 600_000).or(3000);
     let capture_timeout_ms =
         get_int::<u64>(cx, &t, "capture_timeout_ms", 100, 3_600_000).or(60_000);
+    let max_requests_per_sec = get_int::<u32>(cx, &t, "max_requests_per_sec", 1, 10_000).or(50);
 
     // Setpoints: keys and names first (same for all protocols), then the addressing keys.
     let setpoints = table_array(cx, &t, "setpoints", "[[asset.setpoints]]");
@@ -374,6 +376,7 @@ pub(super) fn asset(
         schedule: schedule?,
         timeout_ms: timeout_ms?,
         capture_timeout_ms: capture_timeout_ms?,
+        max_requests_per_sec: max_requests_per_sec?,
         protocol: proto_cfg?,
         policy: policy?,
         safety: safety?,

@@ -230,7 +230,7 @@ impl OpcuaCollector {
         };
         let scope = Scope::new(&asset.id, &cfg.endpoint);
         OpcuaCollector {
-            driver: Driver::with_scope(scope, asset.timeout_ms, link),
+            driver: Driver::with_scope(scope, asset.timeout_ms, asset.max_requests_per_sec, link),
             cfg: cfg.clone(),
             walk: Walk::default(),
         }

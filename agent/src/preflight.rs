@@ -199,8 +199,35 @@ pub fn check(config: &Config) -> (Secrets, Vec<Problem>) {
                 fatal: false,
             });
         }
+        if let Some(problem) = request_budget(asset) {
+            problems.push(Problem {
+                key: format!("asset[{i}].max_requests_per_sec"),
+                message: problem,
+                fatal: false,
+            });
+        }
     }
     (secrets, problems)
+}
+
+/// Why `asset`'s planned requests cannot fit its capture deadline at its request rate, when
+/// its protocol can tell the requests from the config alone (every capture would end at the
+/// deadline with `reason = bound` otherwise).
+fn request_budget(asset: &otdrift_config::AssetConfig) -> Option<String> {
+    let planned = otdrift_protocols::planned_requests(asset)?;
+    let rate = u64::from(asset.max_requests_per_sec.max(1));
+    // The first second's worth goes out at once; every further `rate` requests wait a second.
+    let waits_ms = planned.saturating_sub(1) / rate * 1000;
+    (waits_ms >= asset.capture_timeout_ms).then(|| {
+        format!(
+            "asset {:?}: a capture sends at least {planned} requests, which at \
+             max_requests_per_sec = {rate} take at least {} s, not less than its \
+             capture_timeout_ms ({} ms); raise one or read less",
+            asset.id,
+            waits_ms / 1000,
+            asset.capture_timeout_ms
+        )
+    })
 }
 
 /// A file only its owner can read, or why not.
@@ -337,6 +364,41 @@ mod tests {
                 approve.display()
             ),
         )
+    }
+
+    /// A Modbus asset reading 10,000 holding registers: 80 reads of 125 and one Read Device
+    /// Identification, 81 requests.
+    fn big_modbus(dir: &Path, rate: u32, capture_timeout_ms: u64) -> Config {
+        config(
+            dir,
+            &format!(
+                "[[asset]]\nid = \"press\"\nprotocol = \"modbus\"\naddress = \"127.0.0.1:5020\"\n\
+                 schedule = \"0 * * * * *\"\nmax_requests_per_sec = {rate}\n\
+                 capture_timeout_ms = {capture_timeout_ms}\n[[asset.setpoints]]\nname = \"all\"\n\
+                 table = \"holding\"\nstart = 0\ncount = 10000\n"
+            ),
+        )
+    }
+
+    #[test]
+    fn a_rate_too_low_for_the_capture_deadline_is_a_warning() {
+        let dir = tempfile::tempdir().expect("dir");
+        // 81 requests at 10 a second wait 8 s: fits 60 s, not 5 s.
+        let (_, fits) = check(&big_modbus(dir.path(), 10, 60_000));
+        assert!(fits.is_empty(), "{fits:?}");
+        let (_, slow) = check(&big_modbus(dir.path(), 10, 5_000));
+        assert_eq!(slow.len(), 1, "{slow:?}");
+        assert_eq!(slow[0].key, "asset[0].max_requests_per_sec");
+        assert!(!slow[0].fatal, "a warning: run still starts");
+        assert!(
+            slow[0].message.contains("at least 81 requests")
+                && slow[0].message.contains("at least 8 s"),
+            "{}",
+            slow[0]
+        );
+        // At the default rate the same capture waits one second.
+        let (_, default) = check(&big_modbus(dir.path(), 50, 5_000));
+        assert!(default.is_empty(), "{default:?}");
     }
 
     #[test]

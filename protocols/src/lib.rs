@@ -212,6 +212,15 @@ pub fn build(asset: &AssetConfig, data_dir: &Path) -> Result<Box<dyn Collector>,
         })
 }
 
+/// The fewest requests a capture of `asset` sends, when its config alone says so (see
+/// `Module::planned_requests`); `None` when it depends on the device.
+pub fn planned_requests(asset: &AssetConfig) -> Option<u64> {
+    PROTOCOLS
+        .iter()
+        .find_map(|p| p.planned_requests(asset))
+        .flatten()
+}
+
 /// The name of the config's setpoint entry that covers an item path, for diffs and events.
 pub fn setpoint_label(asset: &AssetConfig, path: &str) -> Option<String> {
     PROTOCOLS.iter().find_map(|p| p.setpoint_label(asset, path))

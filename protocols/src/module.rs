@@ -53,6 +53,13 @@ pub(crate) trait Module: Send + Sized + 'static {
     /// The name of the config's setpoint entry that covers an item path.
     fn setpoint_label(cfg: &Self::Config, path: &str) -> Option<String>;
 
+    /// The fewest requests a capture of this asset sends, when the config alone says so
+    /// (`check-config` compares it with `max_requests_per_sec` and `capture_timeout_ms`);
+    /// `None` when it depends on what the device answers (its PDU size, its symbol table).
+    fn planned_requests(_cfg: &Self::Config) -> Option<u64> {
+        None
+    }
+
     /// The collector's driver.
     fn driver(&self) -> &Driver<Self::Link>;
 
@@ -141,6 +148,7 @@ const ITEMS: &str = "the captured items";
 pub(crate) struct Entry {
     build: fn(&AssetConfig, &Path) -> Option<Box<dyn Collector>>,
     setpoint_label: fn(&AssetConfig, &str) -> Option<String>,
+    planned_requests: fn(&AssetConfig) -> Option<Option<u64>>,
 }
 
 impl Entry {
@@ -149,12 +157,19 @@ impl Entry {
         Entry {
             build: build::<M>,
             setpoint_label: setpoint_label::<M>,
+            planned_requests: planned_requests::<M>,
         }
     }
 
     /// The collector for `asset`, when it speaks this protocol.
     pub(crate) fn build(&self, asset: &AssetConfig, data_dir: &Path) -> Option<Box<dyn Collector>> {
         (self.build)(asset, data_dir)
+    }
+
+    /// The fewest requests a capture of `asset` sends, when it speaks this protocol
+    /// (`Some(None)`: this protocol cannot tell from the config).
+    pub(crate) fn planned_requests(&self, asset: &AssetConfig) -> Option<Option<u64>> {
+        (self.planned_requests)(asset)
     }
 
     /// The setpoint entry covering `path`, when `asset` speaks this protocol.
@@ -170,4 +185,8 @@ fn build<M: Module>(asset: &AssetConfig, data_dir: &Path) -> Option<Box<dyn Coll
 
 fn setpoint_label<M: Module>(asset: &AssetConfig, path: &str) -> Option<String> {
     M::setpoint_label(M::config(&asset.protocol)?, path)
+}
+
+fn planned_requests<M: Module>(asset: &AssetConfig) -> Option<Option<u64>> {
+    Some(M::planned_requests(M::config(&asset.protocol)?))
 }

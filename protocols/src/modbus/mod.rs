@@ -206,6 +206,13 @@ impl Module for ModbusCollector {
         items::setpoint_label(cfg, path)
     }
 
+    /// The planned reads, plus one Read Device Identification when it is asked for.
+    fn planned_requests(cfg: &ModbusConfig) -> Option<u64> {
+        let reads = plan::plan(&cfg.setpoints, cfg.max_registers, cfg.max_bits).len();
+        let reads = u64::try_from(reads).unwrap_or(u64::MAX);
+        Some(reads.saturating_add(u64::from(cfg.device_id)))
+    }
+
     fn driver(&self) -> &Driver<ModbusLink> {
         &self.driver
     }

@@ -214,12 +214,7 @@ async fn quirks_stall_and_drop() {
             .is_err(),
         "a stalled device does not answer"
     );
-    let outcomes: Vec<String> = sim
-        .request_log()
-        .entries()
-        .iter()
-        .map(|e| e.outcome.clone())
-        .collect();
+    let outcomes = outcomes(&sim);
     assert!(outcomes[0].contains("drop-session"), "{outcomes:?}");
     assert!(outcomes[2].contains("stall"), "{outcomes:?}");
 }
@@ -378,12 +373,7 @@ async fn refusing_quirks_answer_with_their_codes_and_change_nothing() {
     assert!(sim.command("quirk refuse-all on 0").is_err());
     assert!(sim.command("quirk refuse-all on bogus").is_err());
     assert!(sim.command("quirk busy on 0x708").is_err());
-    let outcomes: Vec<String> = sim
-        .request_log()
-        .entries()
-        .iter()
-        .map(|e| e.outcome.clone())
-        .collect();
+    let outcomes = outcomes(&sim);
     assert!(outcomes[0].contains("0x701"), "{outcomes:?}");
     assert!(outcomes[5].contains("device busy"), "{outcomes:?}");
 }
@@ -554,4 +544,13 @@ fn quirks_load_from_the_state_file() {
         })
     );
     assert!(AdsState::from_toml("[quirks]\nrefuse_symbol = { name = \"x\", colour = 1 }").is_err());
+}
+
+/// The outcome of every request the simulator logged, in order.
+fn outcomes(sim: &AdsSimHandle) -> Vec<String> {
+    sim.request_log()
+        .entries()
+        .iter()
+        .map(|e| e.outcome.clone())
+        .collect()
 }

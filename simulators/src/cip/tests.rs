@@ -28,14 +28,8 @@ impl Raw {
     }
 
     async fn request(&mut self, message: &[u8]) -> Vec<u8> {
-        let mut data = vec![0u8; 6];
-        data.extend_from_slice(&2u16.to_le_bytes());
-        data.extend_from_slice(&[0, 0, 0, 0]);
-        data.extend_from_slice(&0xB2u16.to_le_bytes());
-        data.extend_from_slice(&(message.len() as u16).to_le_bytes());
-        data.extend_from_slice(message);
         self.stream
-            .write_all(&encap(0x6F, self.session, 0, &[0; 8], &data))
+            .write_all(&send_rr_data(self.session, message))
             .await
             .expect("send");
         let (_, body) = read_frame(&mut self.stream).await.expect("reply");
@@ -194,17 +188,23 @@ fn commands_change_structure_and_the_audit_value() {
     });
 }
 
-/// Reads a SendRRData reply frame's header status and CPF body, or `None` once the
-/// simulator closed the connection.
-async fn request_raw(raw: &mut Raw, message: &[u8]) -> Option<(u32, Vec<u8>)> {
+/// An unconnected request: a SendRRData frame (interface 0, timeout 0) with a null address
+/// item and an unconnected data item (0xB2) carrying `message`.
+fn send_rr_data(session: u32, message: &[u8]) -> Vec<u8> {
     let mut data = vec![0u8; 6];
     data.extend_from_slice(&2u16.to_le_bytes());
     data.extend_from_slice(&[0, 0, 0, 0]);
     data.extend_from_slice(&0xB2u16.to_le_bytes());
     data.extend_from_slice(&(message.len() as u16).to_le_bytes());
     data.extend_from_slice(message);
+    encap(0x6F, session, 0, &[0; 8], &data)
+}
+
+/// Reads a SendRRData reply frame's header status and CPF body, or `None` once the
+/// simulator closed the connection.
+async fn request_raw(raw: &mut Raw, message: &[u8]) -> Option<(u32, Vec<u8>)> {
     raw.stream
-        .write_all(&encap(0x6F, raw.session, 0, &[0; 8], &data))
+        .write_all(&send_rr_data(raw.session, message))
         .await
         .ok()?;
     let (head, body) = read_frame(&mut raw.stream).await.ok()?;

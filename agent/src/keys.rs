@@ -138,21 +138,15 @@ pub fn key_id(key: &VerifyingKey) -> String {
 pub fn agent_key(data_dir: &Path, recorded: Option<&str>) -> anyhow::Result<(SigningKey, bool)> {
     let path = data_dir.join(AGENT_KEY_FILE);
     let pending = data_dir.join(AGENT_KEY_NEW_FILE);
-    if let Some(recorded) = recorded
-        && pending.exists()
-    {
-        check_private_mode(&pending)?;
-        let new = read_private_key(&pending)?;
-        if public_key_text(&new.verifying_key()) == recorded {
-            std::fs::rename(&pending, &path).with_context(|| {
-                format!(
-                    "cannot finish the key rotation: rename {} to {}",
-                    pending.display(),
-                    path.display()
-                )
-            })?;
-            tracing::info!("finished an interrupted agent key rotation");
-        }
+    if rotation_interrupted(&pending, recorded)? {
+        std::fs::rename(&pending, &path).with_context(|| {
+            format!(
+                "cannot finish the key rotation: rename {} to {}",
+                pending.display(),
+                path.display()
+            )
+        })?;
+        tracing::info!("finished an interrupted agent key rotation");
     }
     if path.exists() {
         let key = existing_key(&path, recorded)?;
@@ -175,15 +169,9 @@ pub fn agent_key(data_dir: &Path, recorded: Option<&str>) -> anyhow::Result<(Sig
 pub fn check_agent_key(data_dir: &Path, recorded: Option<&str>) -> anyhow::Result<()> {
     let path = data_dir.join(AGENT_KEY_FILE);
     let pending = data_dir.join(AGENT_KEY_NEW_FILE);
-    if let Some(recorded) = recorded
-        && pending.exists()
-    {
-        check_private_mode(&pending)?;
-        let new = read_private_key(&pending)?;
-        if public_key_text(&new.verifying_key()) == recorded {
-            // `run` finishes this interrupted rotation by renaming the file.
-            return Ok(());
-        }
+    if rotation_interrupted(&pending, recorded)? {
+        // `run` finishes this interrupted rotation by renaming the file.
+        return Ok(());
     }
     if path.exists() {
         existing_key(&path, recorded)?;
@@ -193,6 +181,20 @@ pub fn check_agent_key(data_dir: &Path, recorded: Option<&str>) -> anyhow::Resul
         return Err(missing_key(&path, recorded));
     }
     Ok(())
+}
+
+/// Whether `pending` (`agent.key.new`, owner-only) holds the key the database already records:
+/// a rotation interrupted between recording the new key and renaming its file.
+fn rotation_interrupted(pending: &Path, recorded: Option<&str>) -> anyhow::Result<bool> {
+    let Some(recorded) = recorded else {
+        return Ok(false);
+    };
+    if !pending.exists() {
+        return Ok(false);
+    }
+    check_private_mode(pending)?;
+    let new = read_private_key(pending)?;
+    Ok(public_key_text(&new.verifying_key()) == recorded)
 }
 
 /// Reads the agent key at `path` (owner-only), refusing another key than the one the

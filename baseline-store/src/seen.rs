@@ -233,13 +233,13 @@ impl Store {
 
     /// Shows a bump not written yet on a capture row read from the database.
     pub(crate) fn overlay_capture(&self, row: &mut CaptureRow) {
-        if let Some(p) = lock(&self.seen).pending.get(&row.asset) {
-            if p.capture_id == row.id {
-                row.last_seen = row.last_seen.max(p.last_seen);
-                row.seen_count += p.count;
-                row.duration_ms = p.duration_ms;
-                row.requests = p.requests;
-            }
+        if let Some(p) = lock(&self.seen).pending.get(&row.asset)
+            && p.capture_id == row.id
+        {
+            row.last_seen = row.last_seen.max(p.last_seen);
+            row.seen_count += p.count;
+            row.duration_ms = p.duration_ms;
+            row.requests = p.requests;
         }
     }
 
@@ -279,10 +279,10 @@ impl Store {
         };
         // The operating state must be the one stored with the row, key by key.
         let stored: serde_json::Value = serde_json::from_str(&latest.runtime).unwrap_or_default();
-        if let Some(state) = rec.operating_state.as_object() {
-            if state.iter().any(|(k, v)| stored.get(k.as_str()) != Some(v)) {
-                return Ok(None);
-            }
+        if let Some(state) = rec.operating_state.as_object()
+            && state.iter().any(|(k, v)| stored.get(k.as_str()) != Some(v))
+        {
+            return Ok(None);
         }
         if let Some(production) = &rec.rules.production {
             // A staging controller links the production asset's changes it shows.

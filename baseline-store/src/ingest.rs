@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Everything above commits together or not at all, so a killed process never leaves a drift
-//! without its event or an event without its drift.
+//! without its event or an event without its drift. A store that defers quiet polls (the
+//! daemon) keeps a poll that would only bump `last_seen` in memory until its seen flush
+//! (`seen.rs`); every other poll takes this path, with the asset's kept polls written first.
 
 use chrono::{DateTime, Utc};
 use otdrift_core::{Diff, Digest, Snapshot, SnapshotDigests, Value, format_timestamp};

@@ -6,6 +6,7 @@
 //!            └─ ...                                                 │    blocking threads)
 //! audit-head ticker ────────────────────────────────────────────────┤
 //! housekeeping: retention (hourly, small steps), delivery lag ──────┤
+//! seen flush: quiet polls' seen-times, every seen_flush and at stop ┤
 //! API (axum): /v1/events /v1/assets /v1/approvals /metrics ─────────┤
 //! push worker: outbox ─► POST batches upstream, in order, retried ◄─┘ (woken by Notify)
 //! ```

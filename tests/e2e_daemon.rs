@@ -351,6 +351,63 @@ fn a_killed_daemon_delivers_everything_after_a_restart() {
     assert_eq!(verified.code, 0, "{verified:?}");
 }
 
+/// `last_capture` of press-7 as `otdrift status --json` reads it from the database.
+fn stored_status(rig: &Rig) -> Json {
+    let r = run(&rig.cfg, &["status", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    r.json()
+}
+
+#[test]
+fn a_killed_daemon_loses_only_the_seen_times_of_quiet_polls() {
+    // A window longer than the test: every quiet poll waits in memory.
+    let rig = rig(None, "seen_flush = \"1h\"");
+    let daemon = rig.daemon();
+    rig.wait_for_baseline();
+    // Past the poll that wrote the day's `asset.verified`, then quiet.
+    let seen = polls(&rig);
+    assert!(wait_until(Duration::from_secs(15), || polls(&rig) >= seen + 4));
+    assert_eq!(
+        rig.metric("otdrift_seen_pending", ""),
+        1,
+        "{}",
+        daemon.log()
+    );
+    let stored = stored_status(&rig);
+    let stored_last = stored["assets"][0]["last_capture"].clone();
+    // The API shows the polls kept in memory: its last capture moves, the database's not.
+    let api = rig.api_get("/v1/assets");
+    let api_last = api["assets"][0]["last_capture"].clone();
+    assert!(
+        api_last.as_str() > stored_last.as_str(),
+        "{api_last} vs {stored_last}"
+    );
+    let seq = api["delivery"]["last_seq"].clone();
+    let baseline = api["assets"][0]["baseline"].clone();
+    daemon.kill();
+
+    // What the kill lost: the seen-times since the last write, nothing else.
+    let after = stored_status(&rig);
+    assert_eq!(after["assets"][0]["last_capture"], stored_last);
+    assert_eq!(after["assets"][0]["baseline"], baseline);
+    assert_eq!(after["delivery"]["last_seq"], seq);
+    let verified = run(&rig.cfg, &["audit-verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+}
+
+#[test]
+fn a_stopped_daemon_writes_its_last_seen_times() {
+    let rig = rig(None, "seen_flush = \"1h\"");
+    let daemon = rig.daemon();
+    rig.wait_for_baseline();
+    let seen = polls(&rig);
+    assert!(wait_until(Duration::from_secs(15), || polls(&rig) >= seen + 4));
+    let api_last = rig.api_get("/v1/assets")["assets"][0]["last_capture"].clone();
+    assert_eq!(daemon.terminate(), Some(0));
+    let after = stored_status(&rig)["assets"][0]["last_capture"].clone();
+    assert!(after.as_str() >= api_last.as_str(), "{after} vs {api_last}");
+}
+
 #[test]
 fn the_api_authenticates_pages_and_approves() {
     let rig = rig(None, "");
@@ -1237,7 +1294,8 @@ fn a_drift_beyond_max_event_bytes_is_cut_and_its_changes_are_paged() {
 #[test]
 fn three_thousand_slow_connections_neither_take_the_descriptors_nor_stop_captures() {
     use std::io::Write as _;
-    let rig = rig(None, "");
+    // Captures are watched in the database, past the API: quiet polls written every second.
+    let rig = rig(None, "seen_flush = \"1s\"");
     let daemon = rig.daemon();
     rig.wait_for_baseline();
     let pid = daemon.pid();

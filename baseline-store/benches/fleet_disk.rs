@@ -3,9 +3,10 @@
 //! pass in minutes of real time.
 //!
 //! `cargo bench -p otdrift-store --bench fleet_disk` (add `-- --assets N --hours N --period
-//! SECS --items N --flapping N --changes N` to change the defaults: 500 assets, 4 hours, a
-//! 60 s schedule, 200 setpoints each, 50 assets with a process value read as a setpoint, 0
-//! real changes per hour). Every asset is polled once per period; a flapping asset's first
+//! SECS --items N --flapping N --changes N --seen-flush SECS` to change the defaults: 500
+//! assets, 4 hours, a 60 s schedule, 200 setpoints each, 50 assets with a process value read
+//! as a setpoint, 0 real changes per hour, quiet polls written every 60 s as the daemon does
+//! by default; `--seen-flush 0` writes every poll, as one-shot commands do). Every asset is polled once per period; a flapping asset's first
 //! register is new on every poll; each real change opens a drift that resolves half an hour
 //! later. Every hour the upstream acknowledges everything and retention runs as the daemon
 //! runs it. Reported per hour: the database and WAL file sizes, the pages in use, rows per
@@ -95,6 +96,7 @@ fn main() {
     let items = arg("--items", 200).max(2);
     let flapping = arg("--flapping", 50).min(assets);
     let changes = arg("--changes", 0);
+    let seen_flush = arg("--seen-flush", 60);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("otdrift.db");
@@ -103,6 +105,9 @@ fn main() {
         parse_timestamp("2026-12-01T00:00:00Z").expect("timestamp"),
     ));
     let mut store = Store::open(&db, clock.clone()).expect("store");
+    store.defer_seen(seen_flush > 0);
+    let mut since_flush = 0u64;
+    let mut flushes = 0u64;
     let retention = Retention {
         outbox: TimeDelta::days(30),
         captures: TimeDelta::days(90),
@@ -114,7 +119,12 @@ fn main() {
     let runtime = serde_json::json!({});
     let polls_per_hour = 3600 / period;
     println!(
-        "fleet_disk: {assets} assets x {items} setpoints, a poll every {period} s, {flapping} flapping, {changes} real change(s) per hour, {hours} h"
+        "fleet_disk: {assets} assets x {items} setpoints, a poll every {period} s, {flapping} flapping, {changes} real change(s) per hour, {hours} h, seen flush {}",
+        if seen_flush > 0 {
+            format!("every {seen_flush} s")
+        } else {
+            "off (every poll written)".to_owned()
+        }
     );
     println!(
         "hour  db KiB  wal KiB  used KiB  captures  snapshots  outbox  audit  written KiB  wall s"
@@ -157,6 +167,11 @@ fn main() {
                     .expect("recorded");
             }
             clock.advance(TimeDelta::seconds(period as i64));
+            since_flush += period;
+            if seen_flush > 0 && since_flush >= seen_flush {
+                since_flush = 0;
+                flushes += u64::from(store.flush_seen().expect("flushed") > 0);
+            }
         }
         // The upstream took everything; retention runs as the daemon runs it.
         let last = store.last_event_seq().expect("seq");
@@ -200,6 +215,12 @@ fn main() {
             used_after_first = used;
         }
         last_used = used;
+    }
+    if seen_flush > 0 {
+        println!(
+            "{flushes} seen flushes ({:.1} an hour)",
+            flushes as f64 / hours.max(1) as f64
+        );
     }
     let grew = last_used.saturating_sub(used_after_first);
     let allowed = 64 * 1024 * (1 + changes * hours.saturating_sub(1));

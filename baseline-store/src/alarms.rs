@@ -255,6 +255,8 @@ impl Store {
         reference: DateTime<Utc>,
         maintenance: Option<&str>,
     ) -> Result<bool, StoreError> {
+        // The last capture may be a quiet poll not written yet.
+        self.flush_seen()?;
         let clock = self.clock.clone();
         let now = clock.now();
         let tx = self

@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Everything above commits together or not at all, so a killed process never leaves a drift
-//! without its event or an event without its drift.
+//! without its event or an event without its drift. A store that defers quiet polls (the
+//! daemon) keeps a poll that would only bump `last_seen` in memory until its seen flush
+//! (`seen.rs`); every other poll takes this path, with the asset's kept polls written first.
 
 use chrono::{DateTime, Utc};
 use otdrift_core::{Diff, Digest, Snapshot, SnapshotDigests, Value, format_timestamp};
@@ -149,7 +151,7 @@ pub struct StateChange {
 
 /// What a capture row stores as its runtime: the runtime facts and the operating state in one
 /// object (the operating state's keys are the collector's own, e.g. `s7/cpu_mode`).
-fn stored_runtime(rec: &CaptureRecord<'_>) -> serde_json::Value {
+pub(crate) fn stored_runtime(rec: &CaptureRecord<'_>) -> serde_json::Value {
     let mut all = rec.runtime.as_object().cloned().unwrap_or_default();
     if let Some(state) = rec.operating_state.as_object() {
         all.extend(state.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -210,20 +212,47 @@ fn operating_state_changes(
 }
 
 impl Store {
-    /// Records a capture and everything it implies, in one transaction.
+    /// Records a capture and everything it implies, in one transaction. On a store that
+    /// defers quiet polls ([`Store::defer_seen`]), a poll that changes nothing but the
+    /// seen-time is kept in memory until [`Store::flush_seen`] (`seen.rs`).
     pub fn record_capture(
         &mut self,
         rec: &CaptureRecord<'_>,
     ) -> Result<CaptureOutcome, StoreError> {
+        if let Some(quiet) = self.record_quiet(rec)? {
+            return Ok(quiet);
+        }
+        // The asset's quiet polls so far are written with this one, before it.
+        let carried = crate::seen::lock(&self.seen).take(rec.asset);
+        let recorded = self.record_durable(rec, carried.as_ref());
+        match (&recorded, carried) {
+            (Ok(outcome), _) if outcome.verified => {
+                crate::seen::mark_verified(&self.seen, rec.asset, self.clock.now());
+            }
+            (Err(_), Some(p)) => crate::seen::lock(&self.seen).restore(rec.asset, p),
+            _ => {}
+        }
+        recorded.map(|o| o.outcome)
+    }
+
+    fn record_durable(
+        &mut self,
+        rec: &CaptureRecord<'_>,
+        carried: Option<&crate::seen::PendingSeen>,
+    ) -> Result<Durable, StoreError> {
         let now = self.clock.now();
         let now_text = format_timestamp(now);
         let digests = rec.snapshot.digests();
         let digest_text = digests.overall.to_string();
         let clock = self.clock.clone();
         let max_event_bytes = self.max_event_bytes;
+        let seen = self.seen.clone();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(p) = carried {
+            crate::seen::apply(&tx, rec.asset, p)?;
+        }
 
         tx.execute(
             "INSERT OR IGNORE INTO snapshots(digest, encoding_version, body, identity_digest,
@@ -429,17 +458,28 @@ impl Store {
             // still names it.
             crate::retention::drop_snapshot_if_unused(&tx, &p.digest)?;
         }
+        // Once a UTC day, an asset that matches its baseline says so in the chain.
+        let verified = matches!(drift, DriftOutcome::None)
+            && !baseline_created
+            && baseline.digest == digests.overall
+            && crate::seen::needs_verified(&tx, &seen, rec.asset, now)?;
+        if verified {
+            crate::seen::append_verified(&tx, clock.as_ref(), &capture, baseline.id)?;
+        }
         tx.commit()?;
-        Ok(CaptureOutcome {
-            capture,
-            digests,
-            baseline,
-            baseline_created,
-            diff,
-            drift,
-            approval,
-            policy_unmet,
-            state_changes,
+        Ok(Durable {
+            outcome: CaptureOutcome {
+                capture,
+                digests,
+                baseline,
+                baseline_created,
+                diff,
+                drift,
+                approval,
+                policy_unmet,
+                state_changes,
+            },
+            verified,
         })
     }
 
@@ -494,6 +534,12 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// What the durable path recorded, and whether it wrote today's `asset.verified` entry.
+struct Durable {
+    outcome: CaptureOutcome,
+    verified: bool,
 }
 
 /// The asset's latest capture row, as far as recording the next one needs it.
@@ -657,7 +703,7 @@ impl CaptureRowRaw {
     }
 }
 
-fn capture_by_id(conn: &Connection, id: i64) -> Result<CaptureRow, StoreError> {
+pub(crate) fn capture_by_id(conn: &Connection, id: i64) -> Result<CaptureRow, StoreError> {
     conn.query_row(
         &format!("SELECT {CAPTURE_COLUMNS} FROM captures WHERE id = ?1"),
         [id],

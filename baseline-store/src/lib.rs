@@ -29,6 +29,7 @@ mod queries;
 mod retention;
 mod reviews;
 mod schema;
+mod seen;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,6 +61,7 @@ pub use queries::{DriftChanges, DriftHeader};
 pub use retention::{Pruned, PrunedPosition, Retention};
 pub use reviews::{ChangeRow, ReviewInput, ReviewOutcome, ReviewRecord, StagingLink};
 pub use schema::SCHEMA_VERSION;
+pub use seen::VERIFIED;
 
 /// How long a writer waits for another process's transaction (the daemon and a technician's
 /// `otdrift capture` share the database) before giving up.
@@ -125,6 +127,10 @@ pub struct Store {
     /// beyond it carry their first changes, counts and a pull link (see
     /// [`Store::set_max_event_bytes`]).
     max_event_bytes: usize,
+    /// Quiet polls not written yet and the assets verified today (`seen.rs`).
+    seen: seen::SharedSeen,
+    /// Whether quiet polls are kept in memory ([`Store::defer_seen`]).
+    defer_seen: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -169,6 +175,8 @@ impl Store {
             conn,
             clock,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            seen: seen::SharedSeen::default(),
+            defer_seen: false,
         })
     }
 
@@ -189,6 +197,8 @@ impl Store {
             conn,
             clock,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            seen: seen::SharedSeen::default(),
+            defer_seen: false,
         };
         store.backfill_snapshot_digests()?;
         Ok(store)

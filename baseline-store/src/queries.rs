@@ -60,6 +60,12 @@ impl Store {
             .optional()?
             .map(|raw| raw.parse())
             .transpose()
+            .map(|row| {
+                row.map(|mut row| {
+                    self.overlay_capture(&mut row);
+                    row
+                })
+            })
     }
 
     /// The asset's captures, newest first, at most `limit`.
@@ -70,7 +76,9 @@ impl Store {
         let rows = stmt.query_map(params![asset, limit], capture_row)?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(row?.parse()?);
+            let mut row = row?.parse()?;
+            self.overlay_capture(&mut row);
+            out.push(row);
         }
         Ok(out)
     }
@@ -90,11 +98,14 @@ impl Store {
 
     /// The runtime facts stored with a capture (never hashed).
     pub fn capture_runtime(&self, capture_id: i64) -> Result<serde_json::Value, StoreError> {
-        let text: String = self.conn.query_row(
-            "SELECT runtime FROM captures WHERE id = ?1",
-            [capture_id],
-            |r| r.get(0),
-        )?;
+        let text: String = match self.pending_runtime(capture_id) {
+            Some(text) => text,
+            None => self.conn.query_row(
+                "SELECT runtime FROM captures WHERE id = ?1",
+                [capture_id],
+                |r| r.get(0),
+            )?,
+        };
         serde_json::from_str(&text)
             .map_err(|e| StoreError::Corrupt(format!("capture {capture_id} runtime: {e}")))
     }
@@ -166,6 +177,7 @@ impl Store {
                 row.last_attempt = opt_ts(attempt)?;
                 row.last_capture = opt_ts(capture)?;
                 row.failing_since = opt_ts(failing)?;
+                self.overlay_asset(&mut row);
                 Ok(row)
             })
             .transpose()

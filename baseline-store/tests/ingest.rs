@@ -93,7 +93,17 @@ fn the_same_state_is_stored_once_and_only_counted() {
         TimeDelta::minutes(5)
     );
     assert_eq!(store.captures("press-7", 10).expect("captures").len(), 1);
-    assert_eq!(store.audit_entries(0, 100).expect("audit").len(), 2);
+    // The second poll matched the baseline: the day's `asset.verified` entry, no event.
+    let kinds: Vec<String> = store
+        .audit_entries(0, 100)
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["capture.recorded", "baseline.provisional", "asset.verified"]
+    );
     assert_eq!(event_types(&store).len(), 1);
 }
 

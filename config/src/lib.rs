@@ -322,6 +322,12 @@ pub struct AgentConfig {
     /// `"256MiB"`, 1MiB to 1TiB). Absent: half the service's `MemoryMax` when the daemon runs
     /// under one, else 256 MiB.
     pub memory_budget: Option<u64>,
+    /// How long the daemon keeps the seen-times and counters of unchanged polls in memory
+    /// before writing them in one transaction (`seen_flush`, a duration, default `"60s"`, 1s
+    /// to 1h; also written at shutdown). A poll that changes anything (a new state, drift,
+    /// an approval, an alarm, an event) is written at once whatever this says; a killed
+    /// process loses at most this window of "still the same" timestamps.
+    pub seen_flush: Duration,
 }
 
 /// `[retention]`: what the store may delete, and when. The audit log is never pruned.

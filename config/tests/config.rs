@@ -346,7 +346,7 @@ fn unknown_key() {
     assert!(e.message.contains("did you mean `max_concurrency`"), "{e}");
     assert!(
         e.message
-            .ends_with("; expected one of id, data_dir, max_concurrency, clock_skew_secs, audit_head_interval_secs, backoff_max_secs, max_token_lifetime, approval_max_observation_age, memory_budget"),
+            .ends_with("; expected one of id, data_dir, max_concurrency, clock_skew_secs, audit_head_interval_secs, backoff_max_secs, max_token_lifetime, approval_max_observation_age, memory_budget, seen_flush"),
         "{e}"
     );
 
@@ -1036,4 +1036,19 @@ fn the_memory_budget_is_a_binary_size_of_at_least_a_mebibyte() {
     assert!(e.message.contains("unknown unit \"MB\""), "{e}");
     let text = format!("{AGENT}memory_budget = 268435456\n");
     only(&text, K::InvalidValue, "agent.memory_budget", 4);
+}
+
+#[test]
+fn the_seen_flush_is_a_duration_from_a_second_to_an_hour() {
+    let defaults = parse(AGENT, Path::new(FILE)).expect("valid");
+    assert_eq!(defaults.agent.seen_flush, Duration::from_secs(60));
+    for (written, secs) in [("\"1s\"", 1), ("\"5m\"", 300), ("\"1h\"", 3600)] {
+        let text = format!("{AGENT}seen_flush = {written}\n");
+        let c = parse(&text, Path::new(FILE)).expect("valid");
+        assert_eq!(c.agent.seen_flush, Duration::from_secs(secs), "{written}");
+    }
+    for written in ["\"500ms\"", "\"2h\"", "\"soon\"", "60"] {
+        let text = format!("{AGENT}seen_flush = {written}\n");
+        only(&text, K::InvalidValue, "agent.seen_flush", 4);
+    }
 }

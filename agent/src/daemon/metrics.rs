@@ -79,6 +79,10 @@ pub struct Metrics {
     pub delivery_lagging: Gauge,
     /// Polls that gave way in the memory budget and were polled again soon, by asset.
     pub deferred: Family<AssetLabel, Counter>,
+    /// Assets whose quiet polls wait in memory for the next seen flush.
+    pub seen_pending: Gauge,
+    /// Seen flushes that wrote something (one transaction each).
+    pub seen_flushes: Counter,
     /// The captures' memory pool, in bytes.
     memory_budget: Gauge,
     /// What running captures hold of it, in bytes.
@@ -121,6 +125,18 @@ impl Metrics {
         let deferred = Family::<AssetLabel, Counter>::default();
         let memory_budget = Gauge::default();
         let memory_in_use = Gauge::default();
+        let seen_pending = Gauge::default();
+        let seen_flushes = Counter::default();
+        registry.register(
+            "otdrift_seen_pending",
+            "Assets whose quiet polls wait in memory for the next seen flush",
+            seen_pending.clone(),
+        );
+        registry.register(
+            "otdrift_seen_flushes",
+            "Seen flushes that wrote the quiet polls of a window, one transaction each",
+            seen_flushes.clone(),
+        );
         registry.register(
             "otdrift_captures_deferred",
             "Polls that gave way to another capture in the memory budget and were polled again soon",
@@ -259,6 +275,8 @@ impl Metrics {
             pruned,
             delivery_lagging,
             deferred,
+            seen_pending,
+            seen_flushes,
             memory_budget,
             memory_in_use,
             budget: std::sync::OnceLock::new(),

@@ -6,6 +6,7 @@
 //!            └─ ...                                                 │    blocking threads)
 //! audit-head ticker ────────────────────────────────────────────────┤
 //! housekeeping: retention (hourly, small steps), delivery lag ──────┤
+//! seen flush: quiet polls' seen-times, every seen_flush and at stop ┤
 //! API (axum): /v1/events /v1/assets /v1/approvals /metrics ─────────┤
 //! push worker: outbox ─► POST batches upstream, in order, retried ◄─┘ (woken by Notify)
 //! ```
@@ -56,6 +57,27 @@ async fn publish_head(db: &db::Db, key: &ed25519_dalek::SigningKey, agent_id: &s
     match published {
         Ok(head) => tracing::debug!(head = ?head, "audit head published"),
         Err(e) => tracing::error!(error = %e, "cannot publish the audit head"),
+    }
+}
+
+/// Writes the quiet polls kept in memory (one transaction); a failure is logged and they
+/// stay for the next flush.
+async fn flush_seen(db: &db::Db, metrics: &metrics::Metrics) {
+    match db.call(|s| Ok((s.flush_seen(), s.seen_pending()))).await {
+        Ok((written, pending)) => {
+            metrics
+                .seen_pending
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            match written {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics.seen_flushes.inc();
+                    tracing::debug!(assets = n, "seen-times flushed");
+                }
+                Err(e) => tracing::error!(error = %e, "cannot write the seen-times"),
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot write the seen-times"),
     }
 }
 
@@ -125,11 +147,17 @@ pub async fn run(config_path: &Path) -> CmdResult {
     let clock = agent.store.clock().clone();
     // The API reads on a connection of its own (WAL: readers never wait for the writer).
     let db_path = config.agent.data_dir.join(crate::context::DB_FILE);
+    // Quiet polls wait in memory for the seen flush; the reader shows them.
+    let mut store = agent.store;
+    store.defer_seen(true);
     let db = match otdrift_store::Store::open_read_only(&db_path, clock.clone()) {
-        Ok(reader) => db::Db::with_reader(agent.store, reader),
+        Ok(mut reader) => {
+            store.share_seen(&mut reader);
+            db::Db::with_reader(store, reader)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "no read-only connection; the API reads on the writer's");
-            db::Db::new(agent.store)
+            db::Db::new(store)
         }
     };
     let metrics = Arc::new(metrics::Metrics::new());
@@ -256,6 +284,23 @@ pub async fn run(config_path: &Path) -> CmdResult {
         });
     }
 
+    // Quiet polls' seen-times, in one transaction every `seen_flush` (and at shutdown below).
+    {
+        let db = db.clone();
+        let metrics = metrics.clone();
+        let stop = shutdown.clone();
+        let every = config.agent.seen_flush;
+        tasks.spawn(async move {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => flush_seen(&db, &metrics).await,
+                    () = stop.cancelled() => break,
+                }
+            }
+        });
+    }
+
     // Retention (hourly, in small steps) and delivery lag (every ten minutes).
     tasks.spawn(housekeeping::run(
         config.clone(),
@@ -310,6 +355,8 @@ pub async fn run(config_path: &Path) -> CmdResult {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     shutdown.cancel();
     sched.stop(SHUTDOWN_GRACE).await;
+    // The last window of quiet polls, before the audit head.
+    flush_seen(&db, &metrics).await;
     // The log's last word before the agent stops, then a short chance to deliver it.
     publish_head(&db, &key, &config.agent.id).await;
     events.notify_one();

@@ -379,10 +379,19 @@ impl Worker {
                 };
                 let recorded = shared
                     .db
-                    .call(move |store| Ok(capture::record_checked(store, &asset, &rules, &c, None)))
+                    .call(move |store| {
+                        let recorded = capture::record_checked(store, &asset, &rules, &c, None);
+                        Ok((recorded, store.seen_pending()))
+                    })
                     .await
                     .map_err(capture::CaptureFailure::from)
-                    .and_then(|r| r);
+                    .and_then(|(recorded, pending)| {
+                        shared
+                            .metrics
+                            .seen_pending
+                            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+                        recorded
+                    });
                 match recorded {
                     Ok(outcome) => {
                         self.backoff.succeeded();

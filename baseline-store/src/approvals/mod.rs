@@ -592,6 +592,8 @@ impl Store {
         &mut self,
         input: &ApprovalInput<'_>,
     ) -> Result<ApprovalDecision, StoreError> {
+        // "Observed now" reads the latest capture's last_seen: quiet polls first.
+        self.flush_seen()?;
         let clock = self.clock.clone();
         let now = clock.now();
         let now_text = format_timestamp(now);

@@ -65,6 +65,7 @@ const AGENT_KEYS: &[&str] = &[
     "max_token_lifetime",
     "approval_max_observation_age",
     "memory_budget",
+    "seen_flush",
 ];
 const API_KEYS: &[&str] = &[
     "listen",
@@ -316,6 +317,14 @@ fn agent(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<AgentConfig> {
         }
     })
     .opt();
+    let seen_flush = get_duration(
+        cx,
+        t,
+        "seen_flush",
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    )
+    .or(Duration::from_secs(60));
     Some(AgentConfig {
         id: id?.0,
         data_dir: data_dir?.0,
@@ -326,6 +335,7 @@ fn agent(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<AgentConfig> {
         max_token_lifetime: max_token_lifetime?,
         approval_max_observation_age: approval_max_observation_age?,
         memory_budget: memory_budget?,
+        seen_flush: seen_flush?,
     })
 }
 

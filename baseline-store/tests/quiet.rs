@@ -1,0 +1,493 @@
+//! Quiet polls write nothing at once (`seen.rs`): their seen-times wait in memory for one
+//! flush, anything else is written at once, and a kill loses only the seen-times of the
+//! window. Writes are observed from a second connection (`PRAGMA data_version` moves when
+//! another connection commits) and on the WAL file's size.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use otdrift_core::{Class, Clock, Item, ManualClock, Snapshot, Value, parse_timestamp};
+use otdrift_store::{
+    ApprovalInput, CaptureOutcome, CaptureRecord, DriftOutcome, FailedCollection, Store, VERIFIED,
+};
+use rusqlite::Connection;
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        parse_timestamp("2026-12-01T08:00:00Z").expect("valid timestamp"),
+    ))
+}
+
+fn snapshot(setpoint: u64) -> Snapshot {
+    Snapshot::from_items([
+        Item::new(
+            "modbus/identity/revision",
+            Class::Identity,
+            Value::from("1.4"),
+        )
+        .expect("valid"),
+        Item::new("modbus/holding/40", Class::Setpoint, Value::UInt(setpoint)).expect("valid"),
+    ])
+    .expect("unique paths")
+}
+
+fn poll_with(store: &mut Store, s: &Snapshot, state: &serde_json::Value) -> CaptureOutcome {
+    let runtime = serde_json::json!({"modbus/holding/100": 7});
+    store
+        .record_capture(&CaptureRecord {
+            asset: "press-7",
+            protocol: "modbus",
+            address: "127.0.0.1:502",
+            snapshot: s,
+            runtime: &runtime,
+            operating_state: state,
+            change_id: None,
+            phase: None,
+            duration_ms: 3,
+            requests: 2,
+            label: &|_| None,
+            rules: &otdrift_store::ChangeRules::default(),
+        })
+        .expect("capture recorded")
+}
+
+fn poll(store: &mut Store, s: &Snapshot) -> CaptureOutcome {
+    poll_with(store, s, &serde_json::json!({"modbus/state": "run"}))
+}
+
+/// Another connection to the same file, as another process would have.
+struct Observer {
+    conn: Connection,
+    wal: std::path::PathBuf,
+}
+
+impl Observer {
+    fn new(path: &Path) -> Self {
+        Observer {
+            conn: Connection::open(path).expect("observer"),
+            wal: path.with_extension("db-wal"),
+        }
+    }
+
+    /// Changes whenever another connection commits.
+    fn version(&self) -> i64 {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .expect("data_version")
+    }
+
+    fn wal_bytes(&self) -> u64 {
+        std::fs::metadata(&self.wal).map_or(0, |m| m.len())
+    }
+
+    /// What the database holds: the latest row's (seen_count, last_seen), and the number of
+    /// capture rows.
+    fn latest(&self) -> (i64, String, i64) {
+        let (count, last): (i64, String) = self
+            .conn
+            .query_row(
+                "SELECT seen_count, last_seen FROM captures WHERE asset = 'press-7'
+                 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("latest");
+        let rows: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM captures", [], |r| r.get(0))
+            .expect("count");
+        (count, last, rows)
+    }
+
+    fn last_capture(&self) -> String {
+        self.conn
+            .query_row(
+                "SELECT last_capture FROM assets WHERE id = 'press-7'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("asset")
+    }
+}
+
+/// A store that defers quiet polls, its baseline recorded and the day's verified entry
+/// written (the second poll), and an observer.
+fn quiet_store(dir: &Path, clock: &Arc<ManualClock>) -> (Store, Observer) {
+    let path = dir.join("otdrift.db");
+    let mut store = Store::open(&path, clock.clone()).expect("open");
+    store.defer_seen(true);
+    poll(&mut store, &snapshot(100));
+    clock.advance(TimeDelta::minutes(1));
+    poll(&mut store, &snapshot(100));
+    (store, Observer::new(&path))
+}
+
+fn kinds(store: &Store) -> Vec<String> {
+    store
+        .audit_entries(0, 1000)
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+#[test]
+fn quiet_polls_write_nothing_until_one_flush() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = clock();
+    let (mut store, observer) = quiet_store(dir.path(), &clock);
+    let (version, wal) = (observer.version(), observer.wal_bytes());
+    let (count_before, last_before, _) = observer.latest();
+    assert_eq!(count_before, 2, "the verified poll wrote its own count");
+    for _ in 0..50 {
+        clock.advance(TimeDelta::minutes(1));
+        let out = poll(&mut store, &snapshot(100));
+        assert_eq!(out.drift, DriftOutcome::None);
+        assert!(!out.baseline_created);
+    }
+    // Nothing committed, nothing appended to the WAL.
+    assert_eq!(observer.version(), version, "a quiet poll committed");
+    assert_eq!(observer.wal_bytes(), wal, "a quiet poll wrote to the WAL");
+    assert_eq!(observer.latest(), (2, last_before.clone(), 1));
+    assert_eq!(store.seen_pending(), 1);
+    // Reads through the store show the polls kept in memory.
+    let latest = store.latest_capture("press-7").expect("read").expect("row");
+    assert_eq!(latest.seen_count, 52);
+    assert_eq!(latest.last_seen, clock.now());
+    let asset = store.asset("press-7").expect("read").expect("asset");
+    assert_eq!(asset.last_capture, Some(clock.now()));
+    // A read-only store that shares the bumps shows them too.
+    let mut reader =
+        Store::open_read_only(&dir.path().join("otdrift.db"), clock.clone()).expect("reader");
+    store.share_seen(&mut reader);
+    let seen = reader
+        .latest_capture("press-7")
+        .expect("read")
+        .expect("row");
+    assert_eq!((seen.seen_count, seen.last_seen), (52, clock.now()));
+
+    // One flush: one commit with the final seen-time and count.
+    assert_eq!(store.flush_seen().expect("flush"), 1);
+    assert_eq!(observer.version(), version + 1);
+    let now = otdrift_core::format_timestamp(clock.now());
+    assert_eq!(observer.latest(), (52, now.clone(), 1));
+    assert_eq!(observer.last_capture(), now);
+    assert_eq!(store.seen_pending(), 0);
+    // Nothing left: a second flush is no transaction at all.
+    assert_eq!(store.flush_seen().expect("flush"), 0);
+    assert_eq!(observer.version(), version + 1);
+    assert_eq!(
+        kinds(&store),
+        ["capture.recorded", "baseline.provisional", VERIFIED]
+    );
+}
+
+#[test]
+fn a_store_that_does_not_defer_writes_every_poll() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = clock();
+    let (mut store, observer) = quiet_store(dir.path(), &clock);
+    store.defer_seen(false);
+    let version = observer.version();
+    clock.advance(TimeDelta::minutes(1));
+    poll(&mut store, &snapshot(100));
+    assert_ne!(observer.version(), version);
+    assert_eq!(observer.latest().0, 3);
+}
+
+#[test]
+fn a_change_is_written_at_once_with_the_quiet_polls_before_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = clock();
+    let (mut store, observer) = quiet_store(dir.path(), &clock);
+    for _ in 0..5 {
+        clock.advance(TimeDelta::minutes(1));
+        poll(&mut store, &snapshot(100));
+    }
+    let quiet_until = otdrift_core::format_timestamp(clock.now());
+    let version = observer.version();
+    clock.advance(TimeDelta::minutes(1));
+    let out = poll(&mut store, &snapshot(101));
+    assert!(matches!(out.drift, DriftOutcome::Opened(_)));
+    assert_ne!(observer.version(), version, "a change waited");
+    assert_eq!(observer.latest().2, 2, "the new state has its row at once");
+    assert_eq!(store.seen_pending(), 0);
+    // The previous row got its quiet polls in the same transaction.
+    let rows = store.captures("press-7", 10).expect("captures");
+    assert_eq!(rows[1].seen_count, 7);
+    assert_eq!(
+        otdrift_core::format_timestamp(rows[1].last_seen),
+        quiet_until
+    );
+    // The same drifted state again is not quiet (the open drift counts it).
+    let version = observer.version();
+    clock.advance(TimeDelta::minutes(1));
+    assert!(matches!(
+        poll(&mut store, &snapshot(101)).drift,
+        DriftOutcome::Seen(_)
+    ));
+    assert_ne!(observer.version(), version);
+}
+
+#[test]
+fn a_failure_and_the_recovery_are_written_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = clock();
+    let (mut store, observer) = quiet_store(dir.path(), &clock);
+    clock.advance(TimeDelta::minutes(1));
+    poll(&mut store, &snapshot(100));
+    let version = observer.version();
+    clock.advance(TimeDelta::minutes(1));
+    store
+        .record_failure(&FailedCollection {
+            asset: "press-7",
+            protocol: "modbus",
+            address: "127.0.0.1:502",
+            reason: "malformed",
+            request: "FC3 40..41",
+            detail: "short answer",
+            message: "short answer",
+            observed: None,
+            maintenance: None,
+        })
+        .expect("failure");
+    assert_ne!(observer.version(), version);
+    // The next good poll ends the streak: not quiet.
+    let version = observer.version();
+    clock.advance(TimeDelta::minutes(1));
+    poll(&mut store, &snapshot(100));
+    assert_ne!(observer.version(), version, "the recovery waited");
+    assert!(kinds(&store).contains(&"asset.collection_recovered".to_owned()));
+    assert_eq!(store.seen_pending(), 0);
+    // The poll that had waited in memory is counted: 2 + 1 + the recovery.
+    assert_eq!(observer.latest().0, 4);
+    // And quiet again after it.
+    let version = observer.version();
+    clock.advance(TimeDelta::minutes(1));
+    poll(&mut store, &snapshot(100));
+    assert_eq!(observer.version(), version);
+}
+
+#[test]
+fn an_operating_state_change_is_written_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = clock();
+    let (mut store, observer) = quiet_store(dir.path(), &clock);
+    let version = observer.version();
+    clock.advance(TimeDelta::minutes(1));
+    let out = poll_with(
+        &mut store,
+        &snapshot(100),
+        &serde_json::json!({"modbus/state": "stop"}),
+    );
+    assert_eq!(out.state_changes.len(), 1);
+    assert_ne!(observer.version(), version);
+    assert!(kinds(&store).contains(&"asset.state_changed".to_owned()));
+}
+
+#[test]
+fn a_pending_approval_makes_every_poll_durable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = clock();
+    let (mut store, observer) = quiet_store(dir.path(), &clock);
+    let now = clock.now();
+    let claims = serde_json::json!({"jti": "j-1"});
+    let target = snapshot(200).digest();
+    store
+        .submit_approval(&ApprovalInput {
+            jti: "j-1",
+            asset: "press-7",
+            change_id: "CHG-1",
+            kind: "normal",
+            approver_id: "plant-eng-mgr",
+            approver: Some("Dana Okafor"),
+            requestor: Some("Lee Brandt"),
+            from: None,
+            to: Some(target),
+            content: None,
+            diff: None,
+            issued_at: now,
+            not_before: now,
+            expires_at: now + TimeDelta::hours(2),
+            token: "header.claims.signature",
+            claims: &claims,
+            max_observation_age: TimeDelta::minutes(10),
+            source: "test",
+            rules: &otdrift_store::ChangeRules::default(),
+        })
+        .expect("submitted");
+    for _ in 0..3 {
+        let version = observer.version();
+        clock.advance(TimeDelta::minutes(1));
+        poll(&mut store, &snapshot(100));
+        assert_ne!(
+            observer.version(),
+            version,
+            "a poll with a pending approval waited"
+        );
+    }
+    // The approval expires at the first poll after `exp`, as before; then polls are quiet.
+    clock.advance(TimeDelta::hours(2));
+    poll(&mut store, &snapshot(100));
+    assert!(kinds(&store).contains(&"approval.expired".to_owned()));
+    let version = observer.version();
+    clock.advance(TimeDelta::minutes(1));
+    poll(&mut store, &snapshot(100));
+    assert_eq!(observer.version(), version);
+}
+
+#[test]
+fn flapping_detection_sees_every_poll() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = clock();
+    let (mut store, observer) = quiet_store(dir.path(), &clock);
+    clock.advance(TimeDelta::minutes(1));
+    poll(&mut store, &snapshot(101));
+    clock.advance(TimeDelta::minutes(1));
+    poll(&mut store, &snapshot(100));
+    // The item is tracked (its mask holds the last two changes) for the next ten polls.
+    let mut durable = 0;
+    for _ in 0..12 {
+        let version = observer.version();
+        clock.advance(TimeDelta::minutes(1));
+        poll(&mut store, &snapshot(100));
+        durable += usize::from(observer.version() != version);
+    }
+    let tracked: i64 = observer
+        .conn
+        .query_row("SELECT COUNT(*) FROM item_flaps", [], |r| r.get(0))
+        .expect("flaps");
+    assert_eq!(tracked, 0);
+    assert!(
+        (9..12).contains(&durable),
+        "{durable} of 12 polls written while the item was tracked"
+    );
+    // Once untracked, polls are quiet.
+    let version = observer.version();
+    clock.advance(TimeDelta::minutes(1));
+    poll(&mut store, &snapshot(100));
+    assert_eq!(observer.version(), version);
+}
+
+#[test]
+fn a_killed_process_loses_only_the_seen_times_of_the_window() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("otdrift.db");
+    let clock = clock();
+    let (mut store, observer) = quiet_store(dir.path(), &clock);
+    for _ in 0..3 {
+        clock.advance(TimeDelta::minutes(1));
+        poll(&mut store, &snapshot(100));
+    }
+    assert_eq!(store.flush_seen().expect("flush"), 1);
+    let flushed_at = clock.now();
+    // A window of quiet polls, a drift in the middle of it, and more quiet polls.
+    for _ in 0..4 {
+        clock.advance(TimeDelta::minutes(1));
+        poll(&mut store, &snapshot(100));
+    }
+    clock.advance(TimeDelta::minutes(1));
+    let drift = poll(&mut store, &snapshot(101));
+    let DriftOutcome::Opened(opened) = drift.drift else {
+        panic!("drift expected: {:?}", drift.drift);
+    };
+    for _ in 0..2 {
+        clock.advance(TimeDelta::minutes(1));
+        poll(&mut store, &snapshot(101));
+    }
+    clock.advance(TimeDelta::minutes(1));
+    poll(&mut store, &snapshot(100)); // resolved
+    // The item is tracked for flapping for ten polls (written), then polls are quiet again.
+    for _ in 0..15 {
+        clock.advance(TimeDelta::minutes(1));
+        poll(&mut store, &snapshot(100));
+    }
+    let events_before = store.events_after(0, 1000).expect("events").len();
+    let audit_before = kinds(&store);
+    let rows_before = store.captures("press-7", 10).expect("captures");
+    assert!(store.seen_pending() > 0);
+    let (written_count, written_last, _) = observer.latest();
+    // Killed: no flush, no close.
+    std::mem::forget(store);
+
+    let reopened = Store::open(&path, clock.clone()).expect("reopen");
+    let report = reopened.audit_verify().expect("verify");
+    assert!(report.first_break.is_none(), "{:?}", report.first_break);
+    assert_eq!(kinds(&reopened), audit_before);
+    assert_eq!(
+        reopened.events_after(0, 1000).expect("events").len(),
+        events_before
+    );
+    let drifts = reopened
+        .drift_events(&otdrift_store::DriftFilter::default())
+        .expect("drifts");
+    assert_eq!(drifts.len(), 1);
+    assert_eq!(drifts[0].id, opened.id);
+    assert_eq!(drifts[0].status, otdrift_store::DriftStatus::Resolved);
+    let rows = reopened.captures("press-7", 10).expect("captures");
+    assert_eq!(rows.len(), rows_before.len());
+    // Every row and state is there; only the newest row's quiet polls since its last write
+    // are gone: it still says when its state was reached (the resolving poll).
+    for (got, had) in rows.iter().zip(&rows_before).skip(1) {
+        assert_eq!(got, had);
+    }
+    assert_eq!(rows[0].id, rows_before[0].id);
+    assert_eq!(rows[0].digest, rows_before[0].digest);
+    assert_eq!(rows[0].first_seen, rows_before[0].first_seen);
+    assert_eq!(rows[0].seen_count, written_count);
+    assert_eq!(
+        otdrift_core::format_timestamp(rows[0].last_seen),
+        written_last
+    );
+    assert!(rows[0].seen_count < rows_before[0].seen_count);
+    assert!(rows[0].last_seen > flushed_at);
+    assert!(rows[0].last_seen < rows_before[0].last_seen);
+}
+
+#[test]
+fn verified_once_a_day_per_asset_in_the_chain() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("otdrift.db");
+    let clock = clock();
+    let (mut store, observer) = quiet_store(dir.path(), &clock);
+    // A day of polls every minute (from 08:01 to the next day's 08:01).
+    let mut commits = 0;
+    for _ in 0..(24 * 60) {
+        let version = observer.version();
+        clock.advance(TimeDelta::minutes(1));
+        poll(&mut store, &snapshot(100));
+        commits += usize::from(observer.version() != version);
+    }
+    // The only commit: the new UTC day's entry (with the polls kept until then).
+    assert_eq!(commits, 1);
+    let verified = store.audit_entries_of_kind(&[VERIFIED]).expect("audit");
+    assert_eq!(verified.len(), 2);
+    assert_eq!(
+        verified[1].at.date_naive(),
+        parse_timestamp("2026-12-02T00:00:00Z")
+            .expect("valid")
+            .date_naive()
+    );
+    let body: serde_json::Value = serde_json::from_str(&verified[1].body).expect("json");
+    assert_eq!(body["digest"], snapshot(100).digest().to_string());
+    assert_eq!(body["asset"], "press-7");
+    assert!(body["seen_count"].as_i64().expect("count") > 900);
+    // A restart on the same day does not repeat it.
+    store.flush_seen().expect("flush");
+    drop(store);
+    let mut store = Store::open(&path, clock.clone()).expect("reopen");
+    store.defer_seen(true);
+    clock.advance(TimeDelta::minutes(1));
+    poll(&mut store, &snapshot(100));
+    assert_eq!(
+        store
+            .audit_entries_of_kind(&[VERIFIED])
+            .expect("audit")
+            .len(),
+        2
+    );
+    let report = store.audit_verify().expect("verify");
+    assert!(report.first_break.is_none());
+    assert!(report.entries >= 4);
+}

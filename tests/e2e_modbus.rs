@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Sim, capture_json, database, run, write_agent_config, write_config};
+use support::{Run, Sim, capture_json, database, run, write_agent_config, write_config};
 
 const STATE: &str = r#"
 unit_id = 1
@@ -391,4 +391,123 @@ max_registers = 1
     assert_eq!(failed.json()["error"]["kind"], "bound", "{failed:?}");
     assert_eq!(failed.json()["error"]["request"], "the whole capture");
     assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+/// Runs `otdrift --config CONFIG capture ASSET [ARGS]` under GNU time and returns the run with
+/// the child's own peak resident set size in KiB (`/usr/bin/time -f %M`, the `ru_maxrss` of that
+/// one child), or `None` when GNU time is not installed.
+fn capture_with_peak_rss(config: &Path, asset: &str, args: &[&str]) -> Option<(Run, u64)> {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("rss");
+    let out = std::process::Command::new(time)
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(env!("CARGO_BIN_EXE_otdrift"))
+        .arg("--config")
+        .arg(config)
+        .args(["capture", asset])
+        .args(args)
+        .env_remove("OTDRIFT_CONFIG")
+        .env("OTDRIFT_LOG", "warn")
+        .output()
+        .expect("/usr/bin/time runs");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let text = std::fs::read_to_string(&report).expect("GNU time wrote its report");
+    let kib = text
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no peak RSS in {text:?}"));
+    Some((run, kib))
+}
+
+#[test]
+fn capture_json_streams_its_items() {
+    // 12,000 holding registers in one setpoint range: 12,000 items. `capture --json` writes them
+    // one by one, so its peak RSS stays within 2 MiB of the same capture printed for humans.
+    const ITEMS: usize = 12_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.toml");
+    std::fs::write(
+        &state,
+        format!(
+            "unit_id = 1\ntick_ms = 0\n\n[[holding]]\nstart = 0\ncount = {ITEMS}\nfill = 500\n"
+        ),
+    )
+    .expect("write state");
+    let sim = Sim::start("modbus", Some(&state), dir.path());
+    let cfg = write_agent_config(
+        dir.path(),
+        &format!(
+            r#"
+[[asset]]
+id = "press-7"
+protocol = "modbus"
+address = "{addr}"
+timeout_ms = 5000
+capture_timeout_ms = 120000
+max_requests_per_sec = 10000
+
+  [[asset.setpoints]]
+  name = "recipe"
+  table = "holding"
+  start = 0
+  count = {ITEMS}
+"#,
+            addr = sim.addr,
+        ),
+    );
+    // The first capture sets the provisional baseline; the measured two match it.
+    let first = capture_json(&cfg, "press-7", 0);
+    let setpoints = |doc: &serde_json::Value| {
+        doc["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|i| i["class"] == "setpoint")
+            .count()
+    };
+    assert_eq!(setpoints(&first), ITEMS);
+
+    let Some((plain, plain_kib)) = capture_with_peak_rss(&cfg, "press-7", &[]) else {
+        support::peers::skip(
+            "capture --json peak RSS",
+            "/usr/bin/time (GNU time) is missing",
+        );
+        return;
+    };
+    assert_eq!(plain.code, 0, "{plain:?}");
+    let (json, json_kib) =
+        capture_with_peak_rss(&cfg, "press-7", &["--json"]).expect("GNU time is still there");
+    assert_eq!(json.code, 0, "{json:?}");
+    let doc = json.json();
+    assert_eq!(setpoints(&doc), ITEMS);
+    assert_eq!(
+        doc["item_count"],
+        json!(doc["items"].as_array().map(Vec::len))
+    );
+    assert_eq!(doc["items"], first["items"]);
+    // Written as it always was: pretty-printed, keys in order, one trailing newline.
+    let pretty = serde_json::to_string_pretty(&doc).expect("render");
+    assert!(
+        json.stdout == format!("{pretty}\n"),
+        "the streamed document differs"
+    );
+    assert_eq!(doc["digest"], first["digest"]);
+    eprintln!("peak RSS for {ITEMS} items: plain {plain_kib} KiB, --json {json_kib} KiB");
+    assert!(
+        json_kib <= plain_kib + 2048,
+        "capture --json peaked at {json_kib} KiB, the plain capture at {plain_kib} KiB"
+    );
+    sim.assert_no_writes();
 }

@@ -4,8 +4,11 @@
 //! always present, more are added where they help.
 
 use otdrift_config::AssetConfig;
-use otdrift_core::{Class, Diff, format_timestamp};
+use otdrift_core::{Class, Diff, Snapshot, format_timestamp};
 use otdrift_store::{Baseline, ChangeRecord, DriftEvent, DriftOutcome};
+use std::io::Write as _;
+
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Value as Json, json};
 
 use crate::capture::CaptureReport;
@@ -29,13 +32,38 @@ fn baseline_json(b: &Baseline) -> Json {
     })
 }
 
-/// `otdrift capture --json`.
-pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
-    let outcome = &report.outcome;
-    let snapshot = &report.capture.snapshot;
-    let items: Vec<Json> = snapshot
-        .items()
-        .map(|item| {
+/// `otdrift capture --json`: the report, serialized as it is written, so that its items (one per
+/// register, tag or block, possibly tens of thousands) are rendered one at a time from the
+/// snapshot instead of as a second copy of the whole list.
+pub struct CaptureJson<'a> {
+    /// Every field but `items`, which holds a `null` placeholder that keeps its place.
+    fields: serde_json::Map<String, Json>,
+    asset: &'a AssetConfig,
+    snapshot: &'a Snapshot,
+}
+
+impl Serialize for CaptureJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
+        for (key, value) in &self.fields {
+            if key == "items" {
+                map.serialize_entry(key, &CaptureItems(self.asset, self.snapshot))?;
+            } else {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// The `items` array of [`CaptureJson`], each element built just before it is written.
+struct CaptureItems<'a>(&'a AssetConfig, &'a Snapshot);
+
+impl Serialize for CaptureItems<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let CaptureItems(asset, snapshot) = *self;
+        let mut seq = serializer.serialize_seq(Some(snapshot.len()))?;
+        for item in snapshot.items() {
             let mut v = json!({
                 "path": item.path(),
                 "class": item.class(),
@@ -47,9 +75,16 @@ pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
             {
                 v["setpoint"] = json!(name);
             }
-            v
-        })
-        .collect();
+            seq.serialize_element(&v)?;
+        }
+        seq.end()
+    }
+}
+
+/// `otdrift capture --json`; write it with [`print_json`].
+pub fn capture_json<'a>(asset: &'a AssetConfig, report: &'a CaptureReport) -> CaptureJson<'a> {
+    let outcome = &report.outcome;
+    let snapshot = &report.capture.snapshot;
     let drift = match &outcome.drift {
         DriftOutcome::Opened(e)
         | DriftOutcome::Updated(e)
@@ -66,7 +101,7 @@ pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
     };
     let mut baseline = baseline_json(&outcome.baseline);
     baseline["created"] = json!(outcome.baseline_created);
-    json!({
+    let doc = json!({
         "asset": asset.id,
         "protocol": asset.protocol.kind().as_str(),
         "address": asset.address,
@@ -80,7 +115,7 @@ pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
             "history": outcome.digests.history,
         },
         "item_count": snapshot.len(),
-        "items": items,
+        "items": Json::Null,
         "baseline": baseline,
         "drift": drift,
         "resolved_drift": match &outcome.drift {
@@ -108,7 +143,15 @@ pub fn capture_json(asset: &AssetConfig, report: &CaptureReport) -> Json {
         "requests": report.capture.stats.requests,
         "duration_ms": u64::try_from(report.capture.stats.duration.as_millis()).unwrap_or(u64::MAX),
         "runtime": report.capture.observed(),
-    })
+    });
+    let Json::Object(fields) = doc else {
+        unreachable!("a json! object literal is an object")
+    };
+    CaptureJson {
+        fields,
+        asset,
+        snapshot,
+    }
 }
 
 /// One change as a line for people: `changed  modbus/holding/40 [recipe]  1234 -> 1300`.
@@ -291,11 +334,16 @@ pub fn drift_human(e: &DriftEvent) -> String {
     out
 }
 
-/// Prints a JSON document on stdout, the only thing `--json` prints there.
-pub fn print_json(doc: &Json) {
-    match serde_json::to_string_pretty(doc) {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("error: cannot render JSON: {e}"),
+/// Prints a JSON document on stdout, the only thing `--json` prints there: pretty-printed,
+/// followed by a newline, written through a buffer as it is serialized (no copy of the text).
+pub fn print_json<T: Serialize + ?Sized>(doc: &T) {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, doc)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        eprintln!("error: cannot write JSON: {e}");
     }
 }
 

@@ -373,9 +373,10 @@ impl Store {
         digest: &str,
         now: &str,
     ) -> Result<Option<Latest>, StoreError> {
+        // Prepared once per connection: this runs on every poll.
         let row: Option<(i64, String, bool)> = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT c.id, c.runtime,
                     c.digest = ?2 AND c.change_id IS NULL
                     AND a.protocol = ?4 AND a.address = ?5 AND a.reachable = 1
@@ -396,6 +397,8 @@ impl Store {
                                    WHERE g.status = 'review_due' AND g.review_due_by < ?3)
                  FROM captures c JOIN assets a ON a.id = c.asset
                  WHERE c.asset = ?1 ORDER BY c.id DESC LIMIT 1",
+            )?
+            .query_row(
                 params![rec.asset, digest, now, rec.protocol, rec.address],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )

@@ -56,11 +56,10 @@ impl CaptureRowRaw {
 }
 
 pub(crate) fn capture_by_id(conn: &Connection, id: i64) -> Result<CaptureRow, StoreError> {
-    conn.query_row(
-        &format!("SELECT {CAPTURE_COLUMNS} FROM captures WHERE id = ?1"),
-        [id],
-        capture_row,
-    )?
+    conn.prepare_cached(&format!(
+        "SELECT {CAPTURE_COLUMNS} FROM captures WHERE id = ?1"
+    ))?
+    .query_row([id], capture_row)?
     .parse()
 }
 
@@ -91,13 +90,11 @@ pub(crate) fn current_baseline(
     conn: &Connection,
     asset: &str,
 ) -> Result<Option<Baseline>, StoreError> {
-    conn.query_row(
-        &format!(
-            "SELECT {BASELINE_COLUMNS} FROM baselines WHERE asset = ?1 ORDER BY id DESC LIMIT 1"
-        ),
-        [asset],
-        baseline_row,
-    )
+    // Prepared once per connection: every poll asks for it.
+    conn.prepare_cached(&format!(
+        "SELECT {BASELINE_COLUMNS} FROM baselines WHERE asset = ?1 ORDER BY id DESC LIMIT 1"
+    ))?
+    .query_row([asset], baseline_row)
     .optional()?
     .map(parse_baseline)
     .transpose()

@@ -75,7 +75,7 @@ impl OpcuaLink {
         user: Option<(String, String)>,
     ) -> Result<Conn, CollectError> {
         let url = self.endpoint_url.clone();
-        dial.count(1);
+        dial.count(1).await;
         let discovery = tokio::time::timeout(
             dial.timeout(),
             client.get_server_endpoints_from_url(url.as_str()),
@@ -189,11 +189,11 @@ impl OpcuaLink {
         // configured URL is the one that reaches them.
         endpoint.endpoint_url = url.as_str().into();
         let identity = session::identity(user.as_ref().map(|(n, p)| (n.as_str(), p.as_str())));
+        dial.count(2).await; // CreateSession, ActivateSession
         let live = Live::start(client, endpoint, identity).map_err(|status| {
             dial.scope()
                 .refused("CreateSession".to_owned(), convert::status_text(status))
         })?;
-        dial.count(2); // CreateSession, ActivateSession
         let mut watch = live.state.clone();
         let up = tokio::time::timeout(dial.timeout(), async {
             watch
@@ -219,7 +219,7 @@ impl OpcuaLink {
         {
             return Err(dial.timeout_error("Read of ServerStatus/State (keep-alive)", ""));
         }
-        dial.count(1);
+        dial.count(1).await;
         tracing::debug!(mode = %facts.mode, policy = %facts.policy, "session open");
         Ok(Conn {
             live,

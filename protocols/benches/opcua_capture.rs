@@ -15,6 +15,21 @@
 //!
 //! and the wall time per capture. It exits non-zero if a capture sends more requests of any
 //! service than that minimum, so a regression in batching cannot go unnoticed.
+//!
+//! Then one-shot captures (`otdrift capture`: a new client, one capture, a polite close) of
+//! 1,000 variables with security none, counted as the wire carries them (every Hello,
+//! OpenSecureChannel, service request and CloseSecureChannel the simulator's front door
+//! saw): the first contact with a server (a discovery channel, then the session's) and every
+//! later one (the kept endpoint: one channel). The later one must need exactly
+//!
+//! - 2 to open the channel (Hello, OpenSecureChannel), 3 for the session (CreateSession,
+//!   ActivateSession, async-opcua's keep-alive Read) and 1 GetEndpoints on that channel (the
+//!   server's identity and certificate, checked against the pin);
+//! - 1 Read for identity and operation limits, Browse and Read as above;
+//! - 2 to close (CloseSession, CloseSecureChannel);
+//!
+//! and the first contact 3 more (the discovery channel's Hello, OpenSecureChannel and
+//! CloseSecureChannel).
 
 mod harness;
 
@@ -22,8 +37,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use otdrift_protocols::Collector;
-use otdrift_protocols::opcua::OpcuaCollector;
-use otdrift_simulators::opcua::{OpcuaSimulator, OpcuaState};
+use otdrift_protocols::opcua::{MAX_BATCH, OpcuaCollector};
+use otdrift_simulators::opcua::{OpcuaSimHandle, OpcuaSimulator, OpcuaState};
 
 const VARIABLES: usize = 2_000;
 const REFERENCES_PER_ANSWER: usize = 1_000;
@@ -35,14 +50,23 @@ fn main() {
     for (read, browse) in [(1000, 500), (250, 100)] {
         ok &= runtime.block_on(run(captures, read, browse));
     }
+    for (read, browse) in [(MAX_BATCH, MAX_BATCH), (1000, 500)] {
+        ok &= runtime.block_on(one_shot(read, browse));
+    }
     harness::exit_unless(ok);
 }
 
-async fn run(captures: usize, max_read: usize, max_browse: usize) -> bool {
+/// A simulator serving `variables` Double variables in one folder at the given limits (0 =
+/// no limit), and the asset capturing that folder.
+async fn folder_server(
+    variables: usize,
+    max_read: usize,
+    max_browse: usize,
+) -> (OpcuaSimHandle, otdrift_config::AssetConfig) {
     let mut text = format!(
         "tick_ms = 0\nnamespace_uri = \"urn:bench\"\n[limits]\nmax_nodes_per_read = {max_read}\nmax_nodes_per_browse = {max_browse}\nmax_references_per_node = {REFERENCES_PER_ANSWER}\n[[folder]]\nid = \"Recipe\"\n"
     );
-    for i in 0..VARIABLES {
+    for i in 0..variables {
         text.push_str(&format!(
             "[[variable]]\nid = \"Recipe.P{i:04}\"\ntype = \"Double\"\nvalue = {i}.25\n"
         ));
@@ -54,6 +78,70 @@ async fn run(captures: usize, max_read: usize, max_browse: usize) -> bool {
     let rest =
         "timeout_ms = 10000\n[[asset.setpoints]]\nname = \"recipe\"\nnode = \"ns=2;s=Recipe\"\n";
     let asset = harness::bench_asset("bench-opcua", "opcua", sim.endpoint_url(), rest);
+    (sim, asset)
+}
+
+/// One-shot captures of 1,000 variables, counted on the wire (see the module's docs).
+async fn one_shot(max_read: usize, max_browse: usize) -> bool {
+    const ONE_SHOT: usize = 1_000;
+    let (sim, asset) = folder_server(ONE_SHOT, max_read, max_browse).await;
+    let pki = std::env::temp_dir().join(format!(
+        "otdrift-opcua-one-shot-{}-{max_read}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&pki);
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        let before = sim.wire_messages();
+        let mut collector =
+            harness::collector_of!(Opcua, OpcuaCollector::new, &asset).with_pki_dir(pki.clone());
+        let capture = collector.capture().await.expect("one-shot capture");
+        collector.close().await;
+        // The close is sent before close() returns; the proxy counts it as it relays it:
+        // wait until every channel opened is closed.
+        let mut after = sim.wire_messages();
+        for _ in 0..100 {
+            let wire = after - before;
+            if wire.close >= wire.open {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            after = sim.wire_messages();
+        }
+        counts.push((after - before, capture.stats.requests));
+    }
+    let _ = std::fs::remove_dir_all(&pki);
+    let browses = 1 + ONE_SHOT.div_ceil(max_browse);
+    let nexts = ONE_SHOT.div_ceil(REFERENCES_PER_ANSWER) - 1;
+    let reads = 1 + (6 + 4 * ONE_SHOT).div_ceil(max_read);
+    let minimum = (2 + 3 + 1 + reads + browses + nexts + 2) as u64;
+    println!(
+        "opcua one-shot capture: {ONE_SHOT} variables, security none, MaxNodesPerRead {max_read}, MaxNodesPerBrowse {max_browse}"
+    );
+    let mut ok = counts.len() == 2;
+    for ((wire, requests), (what, expected)) in counts
+        .iter()
+        .zip([("first contact", minimum + 3), ("kept endpoint", minimum)])
+    {
+        println!(
+            "  {what:<14} {:>3} messages (minimum {expected}): {} Hello, {} OpenSecureChannel, {} requests, {} CloseSecureChannel; collector's count {requests}",
+            wire.total(),
+            wire.hello,
+            wire.open,
+            wire.requests,
+            wire.close,
+        );
+        ok &= wire.total() <= expected;
+    }
+    ok &= sim.request_log().writes() == 0;
+    if !ok {
+        eprintln!("opcua_capture: a one-shot capture sent more messages than its minimum");
+    }
+    ok
+}
+
+async fn run(captures: usize, max_read: usize, max_browse: usize) -> bool {
+    let (sim, asset) = folder_server(VARIABLES, max_read, max_browse).await;
     let pki = std::env::temp_dir().join(format!("otdrift-opcua-bench-{}", std::process::id()));
     let mut collector =
         harness::collector_of!(Opcua, OpcuaCollector::new, &asset).with_pki_dir(pki.clone());

@@ -14,8 +14,12 @@ use common::{
 use otdrift_config::{AssetConfig, ProtocolConfig};
 use otdrift_core::{ChangeKind, Class, Diff, Value};
 use otdrift_protocols::opcua::OpcuaCollector;
-use otdrift_protocols::{Collector, ErrorKind, FailureReason, MemoryBudget, capture_within};
-use otdrift_simulators::opcua::{OpcuaSimHandle, OpcuaSimulator, OpcuaState, Quirk, ValueType};
+use otdrift_protocols::{
+    Capture, Collector, ErrorKind, FailureReason, MemoryBudget, capture_within,
+};
+use otdrift_simulators::opcua::{
+    OpcuaSimHandle, OpcuaSimulator, OpcuaState, Quirk, ValueType, WireCount,
+};
 
 const PLC: &str = "urn:otdrift:sim:mixer-m2:program";
 
@@ -312,9 +316,24 @@ async fn the_digest_does_not_depend_on_answer_order_batching_or_namespace_indexe
         plain.snapshot.class_digest(Class::Setpoint),
         other.snapshot.class_digest(Class::Setpoint)
     );
-    // Batches respect MaxNodesPerRead = 5 and MaxNodesPerBrowse = 5.
-    for entry in moved.request_log().entries() {
-        if matches!(entry.name.as_str(), "read" | "browse" | "browse_next") {
+    // Batches respect MaxNodesPerRead = 5 and MaxNodesPerBrowse = 5 once the session knows
+    // them: only the session's first Read (identity and the limits themselves, 12 nodes) may
+    // ask for more, and is refused and sent again in halves (12, 6, then 3 + 3 ...).
+    let entries = moved.request_log().entries();
+    let refused: Vec<_> = entries
+        .iter()
+        .filter(|e| e.outcome.contains("BadTooManyOperations"))
+        .collect();
+    assert!(
+        refused.len() == 2
+            && refused.iter().all(|e| e.name == "read"
+                && e.detail
+                    .starts_with(&format!("nodes={} [i=2255,", e.count.unwrap_or(0)))),
+        "{refused:?}"
+    );
+    for entry in &entries {
+        if matches!(entry.name.as_str(), "read" | "browse" | "browse_next") && entry.outcome == "ok"
+        {
             assert!(entry.count.unwrap_or(0) <= 5, "{entry:?}");
         }
     }
@@ -647,6 +666,92 @@ async fn a_changed_server_certificate_is_reported_not_trusted() {
             .any(|e| e.name == "activate_session"),
         "no session was activated"
     );
+}
+
+/// One capture by a new collector (a one-shot `otdrift capture`), closed, and what it cost
+/// the server on the wire.
+async fn one_shot(sim: &OpcuaSimHandle, extra: &str, pki: &Pki) -> (Capture, WireCount) {
+    let before = sim.wire_messages();
+    let mut c = collector(&sim.endpoint_url(), extra, RECIPE, pki);
+    let capture = c.capture().await.expect("one-shot capture");
+    c.close().await;
+    // The proxy counts CloseSecureChannel as it relays it, just after close() returns: wait
+    // until every channel opened is closed.
+    for _ in 0..200 {
+        let wire = sim.wire_messages() - before;
+        if wire.close >= wire.open {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (capture, sim.wire_messages() - before)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_endpoint_opens_one_channel_and_a_new_certificate_is_still_found() {
+    let pki = Pki::new();
+    let state = OpcuaState::demo().with_tick_ms(0);
+    let sim = OpcuaSimulator::start(LOOPBACK, state.clone())
+        .await
+        .expect("sim");
+    let addr = sim.local_addr();
+    let secured = "security = \"sign-and-encrypt\"";
+    // First contact: a discovery channel, then the session's.
+    let (first, wire) = one_shot(&sim, secured, &pki).await;
+    assert_eq!((wire.hello, wire.open, wire.close), (2, 2, 2), "{wire:?}");
+    assert!(pki.0.join("pinned/mixer-2.endpoint").exists());
+    // Every later session: one channel, and the same capture.
+    let (second, wire) = one_shot(&sim, secured, &pki).await;
+    assert_eq!((wire.hello, wire.open, wire.close), (1, 1, 1), "{wire:?}");
+    // Every service request the wire carried is one the collector counted (CreateSession,
+    // ActivateSession, the keep-alive, GetEndpoints, the capture's), plus CloseSession.
+    assert_eq!(
+        wire.requests,
+        u64::from(second.stats.requests) + 1,
+        "{wire:?}"
+    );
+    assert_eq!(second.snapshot.digest(), first.snapshot.digest());
+    assert_eq!(
+        second.runtime.get("opcua/security/certificate_pin"),
+        Some(&Value::from("matches the pinned certificate"))
+    );
+    // Another configuration (security none) does not use the kept sign-and-encrypt endpoint.
+    let (_, wire) = one_shot(&sim, "security = \"none\"", &pki).await;
+    assert_eq!(wire.hello, 2, "{wire:?}");
+    sim.shutdown();
+    sim.stopped().await;
+
+    // A new certificate: the kept channel is refused (it was made for the old one), discovery
+    // runs and the change is reported as identity drift, exactly as without a kept endpoint.
+    let swapped = OpcuaSimulator::start(addr, state.with_quirk(Quirk::NewCertificate, true))
+        .await
+        .expect("restart with a new certificate");
+    let (after, wire) = one_shot(&swapped, "security = \"none\"", &pki).await;
+    assert_eq!(
+        wire.hello, 1,
+        "security none keeps its own endpoint: {wire:?}"
+    );
+    assert_eq!(
+        changes(&first.snapshot, &after.snapshot)
+            .into_iter()
+            .map(|(path, _)| path)
+            .filter(|p| !p.starts_with("opcua/security/"))
+            .collect::<Vec<_>>(),
+        vec!["opcua/server/certificate_thumbprint".to_owned()]
+    );
+    let before_secured = swapped.wire_messages();
+    let mut c = collector(&swapped.endpoint_url(), secured, RECIPE, &pki);
+    let secured_after = c.capture().await.expect("capture after the swap");
+    c.close().await;
+    assert!(
+        (swapped.wire_messages() - before_secured).hello >= 2,
+        "the refused kept channel is followed by discovery"
+    );
+    match secured_after.runtime.get("opcua/security/certificate_pin") {
+        Some(Value::Text(t)) => assert!(t.starts_with("CHANGED"), "{t}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(swapped.request_log().writes(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The OPC UA session as the collector's Link. async-opcua owns the session machinery
 //! (secure channel, CreateSession, ActivateSession, its event loop), so the Link sits at the
-//! session level: `connect` is discovery, endpoint choice, the certificate pin and session
+//! session level: `connect` is endpoint choice (from a discovery, or the endpoint the last one
+//! chose, checked by GetEndpoints on the session's channel), the certificate pin and session
 //! activation; `exchange` is one Read, Browse or BrowseNext on the session.
 //!
 //! Where it cannot share the exchange-level rule: a session that is lost or forgotten takes
@@ -10,7 +11,11 @@
 //! pooled.
 
 use opcua::client::Client;
-use opcua::types::StatusCode;
+use opcua::core::ResponseMessage;
+use opcua::types::{
+    ByteString, DateTime, EndpointDescription, GetEndpointsRequest, NodeId, RequestHeader,
+    StatusCode,
+};
 use otdrift_config::OpcuaSecurity;
 
 use super::DEFAULT_BATCH;
@@ -19,7 +24,7 @@ use super::request::{Answer, Request, send};
 use super::session::{self, Live, Pin, SessionState};
 use super::wire::{busy_status, connection_lost, malformed_status, session_gone, status_error};
 use crate::driver::{Dial, Failure, Link, Reconnect, Verdict};
-use crate::{CollectError, Scope};
+use crate::{CollectError, ErrorKind, Scope};
 
 /// The batch sizes in force on a session.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +48,9 @@ pub(crate) struct Conn {
     live: Live,
     pub(crate) server: ServerFacts,
     pub(crate) limits: Limits,
+    /// Whether the server's OperationLimits were read on this session (with the first
+    /// identity Read, see `server_object`).
+    pub(crate) limits_known: bool,
 }
 
 /// How to reach one OPC UA server, and the client (with the agent's certificate) kept across
@@ -68,57 +76,138 @@ impl std::fmt::Debug for OpcuaLink {
 }
 
 impl OpcuaLink {
+    /// Opens a session on the kept endpoint when there is one (one channel), else after
+    /// discovery (a discovery channel, then the session's). When the kept endpoint does not
+    /// give a session (a refused or dropped channel: a new certificate, changed policies, or
+    /// a server that is down), discovery runs, so a changed server is reported exactly as
+    /// discovery reports it.
     async fn open_with(
         &mut self,
         dial: &mut Dial<'_>,
         client: &mut Client,
         user: Option<(String, String)>,
     ) -> Result<Conn, CollectError> {
-        let url = self.endpoint_url.clone();
+        let kept = session::kept_endpoint(
+            &self.pki_dir,
+            &self.asset,
+            self.security,
+            self.security_policy.as_deref(),
+            user.is_some(),
+        );
+        if let Some(endpoint) = kept {
+            match self.open_kept(dial, client, endpoint, &user).await {
+                // A server that refuses or drops the kept channel may have a new certificate
+                // (it cannot read an OpenSecureChannel made for the old one): discovery says
+                // so properly. A server that is slow or busy is left alone.
+                Err(e) if !matches!(e.kind, ErrorKind::Timeout { .. } | ErrorKind::Busy(_)) => {
+                    tracing::info!(
+                        error = %e,
+                        "the kept endpoint did not open a session; discovering the server's endpoints"
+                    );
+                }
+                opened => return opened,
+            }
+        }
+        self.open_discovered(dial, client, user).await
+    }
+
+    /// Discovery on its own channel, endpoint choice, the certificate pin, then the session;
+    /// the chosen endpoint is kept for the next session.
+    async fn open_discovered(
+        &mut self,
+        dial: &mut Dial<'_>,
+        client: &mut Client,
+        user: Option<(String, String)>,
+    ) -> Result<Conn, CollectError> {
         dial.count(1).await;
         let discovery = tokio::time::timeout(
             dial.timeout(),
-            client.get_server_endpoints_from_url(url.as_str()),
+            client.get_server_endpoints_from_url(self.endpoint_url.as_str()),
         )
         .await;
         let endpoints = match discovery {
             Err(_) => return Err(dial.timeout_error("GetEndpoints (connect)", "")),
-            Ok(Err(e))
-                if connection_lost(e.status())
-                    || e.status() == StatusCode::BadTcpEndpointUrlInvalid =>
-            {
-                return Err(dial.scope().connect(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionRefused,
-                    format!("no OPC UA answer ({})", convert::status_text(e.status())),
-                )));
-            }
-            Ok(Err(e)) if e.status() == StatusCode::BadTimeout => {
-                return Err(dial.timeout_error("GetEndpoints (connect)", ""));
-            }
-            Ok(Err(e)) if busy_status(e.status()) => {
-                return Err(dial.scope().busy(
-                    "GetEndpoints".to_owned(),
-                    format!("server answered {}", convert::status_text(e.status())),
-                ));
-            }
-            Ok(Err(e)) if malformed_status(e.status()) => {
-                return Err(dial
-                    .scope()
-                    .malformed("GetEndpoints".to_owned(), convert::status_text(e.status())));
-            }
-            Ok(Err(e)) => {
-                return Err(dial.scope().refused(
-                    "GetEndpoints".to_owned(),
-                    format!("server answered {}", convert::status_text(e.status())),
-                ));
-            }
+            Ok(Err(e)) => return Err(discovery_refused(dial, e.status())),
             Ok(Ok(endpoints)) => endpoints,
         };
+        let (endpoint, server) = self.inspect(dial, &endpoints, user.is_some())?;
+        let live = self.activate(dial, client, endpoint.clone(), &user).await?;
+        if let Err(e) = session::save_endpoint(&self.pki_dir, &self.asset, &endpoint) {
+            tracing::warn!(
+                error = %e,
+                "cannot keep the chosen endpoint; the next session discovers it again"
+            );
+        }
+        Ok(Conn::new(live, server))
+    }
+
+    /// The session on the kept endpoint, then GetEndpoints on its own channel: the server's
+    /// identity and certificate are checked exactly as after a discovery, and the kept
+    /// endpoint follows what the server offers now.
+    async fn open_kept(
+        &mut self,
+        dial: &mut Dial<'_>,
+        client: &mut Client,
+        kept: EndpointDescription,
+        user: &Option<(String, String)>,
+    ) -> Result<Conn, CollectError> {
+        let live = self.activate(dial, client, kept.clone(), user).await?;
+        dial.count(1).await;
+        let request = GetEndpointsRequest {
+            request_header: RequestHeader::new(
+                &NodeId::null(),
+                &DateTime::now(),
+                live.session.channel().request_handle(),
+            ),
+            endpoint_url: self.endpoint_url.as_str().into(),
+            locale_ids: None,
+            profile_uris: None,
+        };
+        let answer = tokio::time::timeout(
+            dial.timeout(),
+            live.session.channel().send(request, dial.timeout()),
+        )
+        .await;
+        let endpoints = match answer {
+            Err(_) => return Err(dial.timeout_error("GetEndpoints (on the session's channel)", "")),
+            Ok(Err(e)) => return Err(discovery_refused(dial, e.status())),
+            Ok(Ok(ResponseMessage::GetEndpoints(answer))) => {
+                let status = answer.response_header.service_result;
+                if !status.is_good() {
+                    return Err(discovery_refused(dial, status));
+                }
+                answer.endpoints.unwrap_or_default()
+            }
+            Ok(Ok(_)) => {
+                return Err(dial.scope().malformed(
+                    "GetEndpoints".to_owned(),
+                    "the server answered with another service's response".to_owned(),
+                ));
+            }
+        };
+        let (endpoint, server) = self.inspect(dial, &endpoints, user.is_some())?;
+        if endpoint != kept
+            && let Err(e) = session::save_endpoint(&self.pki_dir, &self.asset, &endpoint)
+        {
+            tracing::warn!(error = %e, "cannot keep the endpoint the server offers now");
+        }
+        Ok(Conn::new(live, server))
+    }
+
+    /// Chooses the endpoint from what the server offers and checks its certificate against
+    /// the pin. The endpoint returned carries the certificate that was checked and the
+    /// configured URL (servers often advertise a host name that does not resolve from here).
+    fn inspect(
+        &self,
+        dial: &Dial<'_>,
+        endpoints: &[EndpointDescription],
+        user: bool,
+    ) -> Result<(EndpointDescription, ServerFacts), CollectError> {
         let mut endpoint = session::choose_endpoint(
-            &endpoints,
+            endpoints,
             self.security,
             self.security_policy.as_deref(),
-            user.is_some(),
+            user,
         )
         .map_err(|reason| dial.scope().refused("GetEndpoints".to_owned(), reason))?;
         let certificate = {
@@ -157,7 +246,7 @@ impl OpcuaLink {
                     "the server presents a different certificate than the pinned one; \
                      if the change is intended, approve the identity drift and delete the pin file"
                 );
-                if user.is_some() {
+                if user {
                     return Err(dial.scope().refused(
                         "CreateSession".to_owned(),
                         format!(
@@ -185,10 +274,30 @@ impl OpcuaLink {
                 .unwrap_or_default()
                 .to_owned(),
         };
-        // Servers often advertise a host name that does not resolve from here; the
-        // configured URL is the one that reaches them.
-        endpoint.endpoint_url = url.as_str().into();
+        endpoint.endpoint_url = self.endpoint_url.as_str().into();
+        if !certificate.is_empty()
+            && endpoint
+                .server_certificate
+                .value
+                .as_deref()
+                .unwrap_or_default()
+                .is_empty()
+        {
+            endpoint.server_certificate = ByteString::from(certificate);
+        }
+        Ok((endpoint, facts))
+    }
+
+    /// CreateSession and ActivateSession on `endpoint`, then async-opcua's keep-alive Read.
+    async fn activate(
+        &self,
+        dial: &mut Dial<'_>,
+        client: &mut Client,
+        endpoint: EndpointDescription,
+        user: &Option<(String, String)>,
+    ) -> Result<Live, CollectError> {
         let identity = session::identity(user.as_ref().map(|(n, p)| (n.as_str(), p.as_str())));
+        // Hello and OpenSecureChannel are the channel's, not requests of the session.
         dial.count(2).await; // CreateSession, ActivateSession
         let live = Live::start(client, endpoint, identity).map_err(|status| {
             dial.scope()
@@ -220,16 +329,23 @@ impl OpcuaLink {
             return Err(dial.timeout_error("Read of ServerStatus/State (keep-alive)", ""));
         }
         dial.count(1).await;
-        tracing::debug!(mode = %facts.mode, policy = %facts.policy, "session open");
-        Ok(Conn {
+        Ok(live)
+    }
+}
+
+impl Conn {
+    fn new(live: Live, server: ServerFacts) -> Conn {
+        tracing::debug!(mode = %server.mode, policy = %server.policy, "session open");
+        Conn {
             live,
-            server: facts,
+            server,
             limits: Limits {
-                read: 2,
+                read: DEFAULT_BATCH,
                 browse: DEFAULT_BATCH,
                 published: false,
             },
-        })
+            limits_known: false,
+        }
     }
 }
 
@@ -240,7 +356,7 @@ impl Link for OpcuaLink {
     type Answer = Result<Answer, StatusCode>;
     const RECONNECT: Reconnect = Reconnect::Capture;
 
-    /// Opens a session: discovery, endpoint choice, certificate pin, session activation.
+    /// Opens a session: endpoint choice, certificate pin, session activation (`open_with`).
     async fn connect(&mut self, dial: &mut Dial<'_>) -> Result<Conn, CollectError> {
         let user = match (&self.username, &self.password_file) {
             (Some(name), Some(file)) => {
@@ -305,6 +421,34 @@ impl Link for OpcuaLink {
     async fn close(&self, conn: Conn) {
         let _ = conn.live.session.disconnect().await;
     }
+}
+
+/// Why GetEndpoints failed, as the capture's error.
+fn discovery_refused(dial: &Dial<'_>, status: StatusCode) -> CollectError {
+    let scope = dial.scope();
+    let reason = convert::status_text(status);
+    if connection_lost(status) || status == StatusCode::BadTcpEndpointUrlInvalid {
+        return scope.connect(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!("no OPC UA answer ({reason})"),
+        ));
+    }
+    if status == StatusCode::BadTimeout {
+        return dial.timeout_error("GetEndpoints (connect)", "");
+    }
+    if busy_status(status) {
+        return scope.busy(
+            "GetEndpoints".to_owned(),
+            format!("server answered {reason}"),
+        );
+    }
+    if malformed_status(status) {
+        return scope.malformed("GetEndpoints".to_owned(), reason);
+    }
+    scope.refused(
+        "GetEndpoints".to_owned(),
+        format!("server answered {reason}"),
+    )
 }
 
 /// Why a session could not be created or activated, as the capture's error.

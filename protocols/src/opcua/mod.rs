@@ -76,15 +76,17 @@
 //! a variable costs 4 operations (data type, value rank, array dimensions, value) and a
 //! configured root 6; one more Read only when values were refused with an access status.
 //! MaxNodesPerRead and MaxNodesPerBrowse come from the server's OperationLimits, read once per
-//! session (0 = no limit → 10 000; not published → 100); a server that answers
-//! BadTooManyOperations anyway gets half the batch size until it accepts, one that answers
+//! session with its first identity Read (0 = no limit → 10 000; not published → 100); a server
+//! that answers BadTooManyOperations anyway gets half of what was asked until it accepts, one
+//! that answers
 //! BadResponseTooLarge gets smaller batches for that call, and nodes a Browse answered
 //! BadNoContinuationPoints are browsed again once the batch's continuation points are done.
 //! The session is kept between captures; a session the server dropped is replaced once,
 //! transparently (the whole capture runs again on a fresh session; `link.rs` says why not
-//! one request). Connecting costs GetEndpoints, CreateSession, ActivateSession, one
-//! keep-alive Read by async-opcua and one Read of the limits. Every request runs under the
-//! asset's `timeout_ms`.
+//! one request). Connecting costs CreateSession, ActivateSession, one keep-alive Read by
+//! async-opcua and GetEndpoints on the session's own channel when the endpoint a discovery
+//! chose before is kept (`link.rs`), and a discovery channel before that otherwise. Every
+//! request runs under the asset's `timeout_ms`.
 //! The bounds are the constants [`MAX_DEPTH`], [`MAX_REFERENCES_PER_NODE`],
 //! [`MAX_REFERENCES`], [`MAX_NODES`], [`MAX_BROWSE_NEXT_ROUNDS_PER_NODE`],
 //! [`MAX_BROWSE_NEXT_ROUNDS`], [`MAX_MESSAGE_SIZE`], [`MAX_CHUNK_COUNT`], [`MAX_TEXT_VALUE`]
@@ -250,26 +252,21 @@ impl OpcuaCollector {
         &self.driver.link.pki_dir
     }
 
-    /// Makes sure a session is up, opening one (and reading the server's limits, once per
-    /// session) when it is not.
-    async fn ensure_open(&mut self) -> Result<(), CollectError> {
-        if self.driver.connect().await?
-            && let Err(e) = self.read_limits().await
-        {
-            self.driver.drop_connection();
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// Identity, namespaces and server status: one read.
+    /// Identity, namespaces and server status: one Read, which on a new session also reads
+    /// the server's operation limits.
     async fn server_object(&mut self, found: &mut Observed) -> Result<Vec<String>, CollectError> {
         let (snapshot, runtime) = (&mut found.snapshot, &mut found.runtime);
         let mut ids = vec![NAMESPACE_ARRAY];
         ids.extend(BUILD_INFO_FIELDS.iter().map(|(id, _)| *id));
         ids.extend([SERVER_STATE, START_TIME, CURRENT_TIME]);
-        let ops: Vec<ReadValueId> = ids.iter().map(|id| value_of(NodeId::new(0, *id))).collect();
+        let mut ops: Vec<ReadValueId> =
+            ids.iter().map(|id| value_of(NodeId::new(0, *id))).collect();
+        let limits = self.limit_ops();
+        ops.extend(limits.iter().cloned());
         let values = self.read_all(&ops).await?;
+        if !limits.is_empty() {
+            self.take_limits(values.get(ids.len()..).unwrap_or_default());
+        }
         let get = |i: usize| values.get(i).cloned().unwrap_or_default();
 
         let namespaces_dv = get(0);
@@ -424,7 +421,7 @@ impl Module for OpcuaCollector {
     }
 
     async fn read(&mut self) -> Result<Observed, CollectError> {
-        self.ensure_open().await?;
+        self.driver.connect().await?;
         self.walk = Walk::default();
         let mut found = Observed::default();
         let namespaces = self.server_object(&mut found).await?;
@@ -433,7 +430,7 @@ impl Module for OpcuaCollector {
     }
 
     async fn read_identity(&mut self) -> Result<Vec<Item>, CollectError> {
-        self.ensure_open().await?;
+        self.driver.connect().await?;
         let mut found = Observed::default();
         self.server_object(&mut found).await?;
         Ok(found.snapshot.items().cloned().collect())

@@ -48,11 +48,20 @@ impl OpcuaCollector {
         }
     }
 
-    /// Reads MaxNodesPerRead and MaxNodesPerBrowse (once per session). These are not state:
-    /// a refused or missing one means the defaults.
-    pub(crate) async fn read_limits(&mut self) -> Result<(), CollectError> {
-        let ops = [MAX_NODES_PER_READ, MAX_NODES_PER_BROWSE].map(|id| value_of(NodeId::new(0, id)));
-        let values = self.read_all(&ops).await?;
+    /// The operations that read MaxNodesPerRead and MaxNodesPerBrowse, when this session has
+    /// not read them yet: they ride on the first identity Read (no request of their own).
+    pub(crate) fn limit_ops(&self) -> Vec<ReadValueId> {
+        match self.driver.conn() {
+            Some(conn) if !conn.limits_known => [MAX_NODES_PER_READ, MAX_NODES_PER_BROWSE]
+                .map(|id| value_of(NodeId::new(0, id)))
+                .to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Takes the session's limits from the values [`limit_ops`](Self::limit_ops) read. These
+    /// are not state: a refused or missing one means the defaults.
+    pub(crate) fn take_limits(&mut self, values: &[DataValue]) {
         let limit = |dv: Option<&DataValue>| match dv.map(|dv| (dv.status(), dv.value.as_ref())) {
             Some((status, Some(Variant::UInt32(0)))) if status.is_good() => Some(MAX_BATCH),
             Some((status, Some(Variant::UInt32(n)))) if status.is_good() => {
@@ -67,8 +76,8 @@ impl OpcuaCollector {
                 browse: browse.unwrap_or(DEFAULT_BATCH),
                 published: read.is_some(),
             };
+            conn.limits_known = true;
         }
-        Ok(())
     }
 
     fn limits(&self) -> Limits {
@@ -98,6 +107,8 @@ impl OpcuaCollector {
             let batch = self.limits().read.clamp(1, size_cap);
             let end = at.saturating_add(batch).min(ops.len());
             let chunk = ops.get(at..end).unwrap_or_default();
+            // What was asked for, which may be less than the batch size: what to halve.
+            let sent = chunk.len();
             let request = Request::Read(chunk.to_vec());
             let describe = match chunk {
                 [one] => format!(
@@ -137,22 +148,22 @@ impl OpcuaCollector {
                 Err(Fault::Fatal(e)) => return Err(e),
             };
             if too_large(status) {
-                if batch == 1 {
+                if sent == 1 {
                     return Err(self.too_large_error(describe, status));
                 }
-                tracing::debug!(batch, "answer too large; asking for fewer values at once");
-                size_cap = batch / 2;
+                tracing::debug!(sent, "answer too large; asking for fewer values at once");
+                size_cap = sent / 2;
                 continue;
             }
-            if batch == 1 {
+            if sent == 1 {
                 return Err(self.driver.scope().refused(
                     describe,
                     "server answered BadTooManyOperations to a single operation".to_owned(),
                 ));
             }
-            tracing::warn!(batch, "server refused the batch size; halving it");
+            tracing::warn!(sent, "server refused the batch size; halving it");
             if let Some(conn) = self.driver.conn_mut() {
-                conn.limits.read = batch / 2;
+                conn.limits.read = sent / 2;
             }
         }
         Ok(out)

@@ -11,7 +11,10 @@ use std::{
 use futures::StreamExt;
 use opcua::{
     client::{Client, ClientBuilder, IdentityToken, Session, SessionPollResult},
-    types::{EndpointDescription, MessageSecurityMode, StatusCode, UserTokenType},
+    types::{
+        BinaryDecodable, BinaryEncodable, ContextOwned, EndpointDescription, MessageSecurityMode,
+        StatusCode, UserTokenType,
+    },
 };
 use otdrift_config::OpcuaSecurity;
 use sha1::{Digest, Sha1};
@@ -269,6 +272,78 @@ pub(crate) fn check_pin(pki: &Path, asset: &str, der: &[u8]) -> io::Result<Pin> 
     }
 }
 
+/// The endpoint file of an asset: the endpoint description its last discovery chose, in OPC
+/// UA's own binary encoding, as the server sent it.
+pub(crate) fn endpoint_path(pki: &Path, asset: &str) -> PathBuf {
+    pki.join("pinned").join(format!("{asset}.endpoint"))
+}
+
+/// Largest endpoint file read back (one description with a certificate chain is a few KiB).
+const MAX_ENDPOINT_FILE: u64 = 256 * 1024;
+
+/// Keeps the endpoint a discovery chose, so that the next session opens on one channel
+/// (Hello, OpenSecureChannel and GetEndpoints of a separate discovery channel saved). Written
+/// only when it differs from the file (gateways run on flash), by write-then-rename.
+pub(crate) fn save_endpoint(
+    pki: &Path,
+    asset: &str,
+    endpoint: &EndpointDescription,
+) -> io::Result<()> {
+    let bytes = endpoint.encode_to_vec(&ContextOwned::default().context());
+    let path = endpoint_path(pki, asset);
+    if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("endpoint.tmp");
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// The endpoint to open a session on directly, without a discovery channel: the kept one,
+/// when it still fits the configuration (the same choice [`choose_endpoint`] would make from
+/// it) and carries exactly the pinned certificate (so deleting a pin to accept a new
+/// certificate also forgets the endpoint). Never for a user name over security none: the
+/// password would reach the server before its certificate is checked against the pin (over
+/// a secured channel it is encrypted for the pinned certificate only). `None` means discover.
+pub(crate) fn kept_endpoint(
+    pki: &Path,
+    asset: &str,
+    security: OpcuaSecurity,
+    policy: Option<&str>,
+    user: bool,
+) -> Option<EndpointDescription> {
+    if user && security == OpcuaSecurity::None {
+        return None;
+    }
+    let path = endpoint_path(pki, asset);
+    let file = std::fs::File::open(&path).ok()?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_ENDPOINT_FILE + 1),
+        &mut bytes,
+    )
+    .ok()?;
+    if bytes.len() as u64 > MAX_ENDPOINT_FILE {
+        return None;
+    }
+    let endpoint =
+        EndpointDescription::decode(&mut bytes.as_slice(), &ContextOwned::default().context())
+            .ok()?;
+    let chosen = choose_endpoint(std::slice::from_ref(&endpoint), security, policy, user).ok()?;
+    let certificate = first_der(
+        chosen
+            .server_certificate
+            .value
+            .as_deref()
+            .unwrap_or_default(),
+    );
+    let pinned = std::fs::read(pin_path(pki, asset)).unwrap_or_default();
+    (certificate == pinned.as_slice()).then_some(chosen)
+}
+
 /// Reads a password file: refused when group or others may read it; one trailing newline
 /// is not part of the password.
 pub(crate) fn read_password(path: &Path) -> Result<String, String> {
@@ -502,6 +577,65 @@ mod tests {
         // The pin stays: a changed certificate is never trusted silently.
         assert_eq!(check("a", b"one"), Pin::Matches);
         assert_eq!(check("a", b""), Pin::NoCertificate);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_kept_endpoint_is_used_only_while_it_fits_the_config_and_the_pin() {
+        use opcua::types::{ByteString, UAString, UserTokenPolicy};
+        let dir = std::env::temp_dir().join(format!("otdrift-kept-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut endpoint = EndpointDescription::default();
+        endpoint.server.application_uri = "urn:plc".into();
+        endpoint.security_mode = MessageSecurityMode::SignAndEncrypt;
+        endpoint.security_policy_uri = POLICIES[1].1.into();
+        endpoint.server_certificate = ByteString::from(vec![0x30, 0x03, 0x02, 0x01, 0x05]);
+        endpoint.user_identity_tokens = Some(
+            [UserTokenType::Anonymous, UserTokenType::UserName]
+                .map(|token_type| UserTokenPolicy {
+                    policy_id: UAString::from(format!("{token_type:?}")),
+                    token_type,
+                    ..Default::default()
+                })
+                .to_vec(),
+        );
+        let kept = |security, policy: Option<&str>, user| {
+            kept_endpoint(&dir, "a", security, policy, user).is_some()
+        };
+        // Nothing kept yet; kept but its certificate not pinned: discover.
+        assert!(!kept(OpcuaSecurity::SignAndEncrypt, None, false));
+        save_endpoint(&dir, "a", &endpoint).expect("save");
+        assert!(!kept(OpcuaSecurity::SignAndEncrypt, None, false));
+        assert_eq!(
+            check_pin(&dir, "a", &[0x30, 0x03, 0x02, 0x01, 0x05]).ok(),
+            Some(Pin::FirstUse)
+        );
+        assert!(kept(OpcuaSecurity::SignAndEncrypt, None, false));
+        assert!(kept(
+            OpcuaSecurity::SignAndEncrypt,
+            Some("Basic256Sha256"),
+            true
+        ));
+        // Another mode or policy than configured: discover.
+        assert!(!kept(OpcuaSecurity::Sign, None, false));
+        assert!(!kept(
+            OpcuaSecurity::SignAndEncrypt,
+            Some("Aes256Sha256RsaPss"),
+            false
+        ));
+        // The pin deleted to accept a new certificate: the endpoint is forgotten with it.
+        std::fs::remove_file(pin_path(&dir, "a")).expect("unpin");
+        assert!(!kept(OpcuaSecurity::SignAndEncrypt, None, false));
+        // Security none: anonymous only (a password would precede the pin check).
+        endpoint.security_mode = MessageSecurityMode::None;
+        endpoint.security_policy_uri = POLICY_NONE.into();
+        endpoint.server_certificate = ByteString::null();
+        save_endpoint(&dir, "a", &endpoint).expect("save");
+        assert!(kept(OpcuaSecurity::None, None, false));
+        assert!(!kept(OpcuaSecurity::None, None, true));
+        // A file that is not an endpoint: discover.
+        std::fs::write(endpoint_path(&dir, "a"), b"garbage").expect("write");
+        assert!(!kept(OpcuaSecurity::None, None, false));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -30,7 +30,7 @@ use super::nodes::{
 use super::values::ValueType;
 use super::{
     Shared,
-    state::{Quirk, SLOW_ANSWER_MS},
+    state::{Limits, Quirk, SLOW_ANSWER_MS},
 };
 use crate::request_log::Described;
 
@@ -206,6 +206,16 @@ impl SimNodeManager {
         Ok(())
     }
 
+    /// The outcome a request will have, for its log entry; `over` says whether it asks for
+    /// more operations than the state's limits allow (answered BadTooManyOperations).
+    pub(crate) fn outcome_within(&self, over: impl Fn(&Limits) -> bool) -> &'static str {
+        let over = over(&self.shared.lock_state().effective_limits());
+        match self.outcome() {
+            "ok" if over => "refused: BadTooManyOperations (over the published limit)",
+            other => other,
+        }
+    }
+
     pub(crate) fn outcome(&self) -> &'static str {
         let state = self.shared.lock_state();
         if state.quirks.get(Quirk::Stall) {
@@ -306,12 +316,15 @@ impl NodeManager for SimNodeManager {
         _timestamps_to_return: TimestampsToReturn,
         nodes_to_read: &mut [&mut ReadNode],
     ) -> Result<(), StatusCode> {
+        let over = |l: &Limits| {
+            nodes_to_read.len() > usize::try_from(l.max_nodes_per_read).unwrap_or(usize::MAX)
+        };
         self.log(
             context,
             Service::Read,
             nodes_to_read.len(),
             describe_nodes(nodes_to_read.iter().map(|n| &n.node().node_id)),
-            self.outcome(),
+            self.outcome_within(over),
         );
         self.transport_quirks().await?;
         let state = self.shared.lock_state();
@@ -369,12 +382,18 @@ impl NodeManager for SimNodeManager {
         } else {
             Service::Browse
         };
+        let over = |l: &Limits| {
+            !next
+                && nodes_to_browse.len()
+                    > usize::try_from(l.max_nodes_per_browse).unwrap_or(usize::MAX)
+        };
+        let outcome = self.outcome_within(over);
         self.log(
             context,
             service,
             nodes_to_browse.len(),
             describe_nodes(nodes_to_browse.iter().map(|n| n.node_id())),
-            self.outcome(),
+            outcome,
         );
         self.transport_quirks().await?;
         let type_tree = context.get_type_tree_for_user();

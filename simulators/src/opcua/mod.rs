@@ -203,6 +203,8 @@ use crate::runtime::{Protocol, SimHandle};
 /// Largest message the simulated server sends or accepts: above the `huge-string` quirk's
 /// value, so that quirk is limited by the client only.
 const SERVER_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// Most elements of an array in a request or an answer.
+const SERVER_MAX_ARRAY_LENGTH: usize = 100_000;
 /// Most chunks per message, matching [`SERVER_MAX_MESSAGE_SIZE`] at 64 KiB per chunk.
 const SERVER_MAX_CHUNK_COUNT: usize = 1024;
 
@@ -217,6 +219,8 @@ pub struct Server {
     stalled: watch::Sender<bool>,
     /// Secure channel id → client address, learnt by the proxy.
     channels: Mutex<HashMap<u32, SocketAddr>>,
+    /// The clients' messages, counted by the proxy.
+    wire: Mutex<WireCount>,
     start_time: DateTime,
     thumbprint: String,
     /// The per-start PKI folder async-opcua uses; removed on shutdown.
@@ -225,8 +229,62 @@ pub struct Server {
     cancel: CancellationToken,
 }
 
+/// Every message clients sent, as the wire carries them (the request log names services; a
+/// session's set-up and teardown are counted here): what a client costs the server in
+/// round trips, whatever its security mode (chunk headers are never encrypted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WireCount {
+    /// Hello messages (one per TCP connection).
+    pub hello: u64,
+    /// OpenSecureChannel requests (issue and renew).
+    pub open: u64,
+    /// Service requests (MSG): CreateSession, GetEndpoints, Read, CloseSession and the rest.
+    pub requests: u64,
+    /// CloseSecureChannel requests.
+    pub close: u64,
+}
+
+impl WireCount {
+    /// All messages together.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.hello + self.open + self.requests + self.close
+    }
+}
+
+impl std::ops::Sub for WireCount {
+    type Output = WireCount;
+    fn sub(self, earlier: WireCount) -> WireCount {
+        WireCount {
+            hello: self.hello.saturating_sub(earlier.hello),
+            open: self.open.saturating_sub(earlier.open),
+            requests: self.requests.saturating_sub(earlier.requests),
+            close: self.close.saturating_sub(earlier.close),
+        }
+    }
+}
+
 /// The OPC UA simulator's own shared helpers.
 impl crate::runtime::Shared<OpcuaSimulator> {
+    /// Counts one chunk from a client: a message is its final chunk (`F`; Hello has only one).
+    fn count_message(&self, kind: &[u8; 3], chunk: u8) {
+        if kind != b"HEL" && chunk != b'F' {
+            return;
+        }
+        let mut wire = self
+            .extra
+            .wire
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match kind {
+            b"HEL" => wire.hello += 1,
+            b"OPN" => wire.open += 1,
+            b"MSG" => wire.requests += 1,
+            b"CLO" => wire.close += 1,
+            _ => {}
+        }
+    }
+
     fn peer_of(&self, channel: u32) -> SocketAddr {
         self.extra
             .channels
@@ -319,6 +377,7 @@ impl OpcuaSimulator {
             drops,
             stalled,
             channels: Mutex::new(HashMap::new()),
+            wire: Mutex::new(WireCount::default()),
             start_time: DateTime::now(),
             thumbprint: certificate.thumbprint.clone(),
             pki_dir: pki_dir.clone(),
@@ -344,6 +403,10 @@ impl OpcuaSimulator {
             // still apply unless the proxy rewrites them.
             .max_message_size(SERVER_MAX_MESSAGE_SIZE)
             .max_chunk_count(SERVER_MAX_CHUNK_COUNT)
+            // Requests of up to the largest MaxNodesPerRead a state may publish and a client
+            // may use (10 000 operations, 4 per variable) decode; the state's limits are the
+            // node manager's to enforce.
+            .max_array_length(SERVER_MAX_ARRAY_LENGTH)
             .token(cancel.clone());
         {
             let limits = builder.limits_mut();
@@ -500,6 +563,18 @@ impl SimHandle<OpcuaSimulator> {
             .remove_node(id)
             .map(|_| ())
             .map_err(CommandError::Usage)
+    }
+
+    /// The messages clients have sent so far (subtract an earlier count for one client's
+    /// share).
+    #[must_use]
+    pub fn wire_messages(&self) -> WireCount {
+        *self
+            .shared()
+            .extra
+            .wire
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Closes every client connection now.

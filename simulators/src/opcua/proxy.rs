@@ -49,7 +49,7 @@ async fn relay(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, upstrea
     tokio::select! {
         _ = stop.wait_for(|stop| *stop) => {}
         _ = drops.changed() => tracing::debug!(%peer, "dropping connection"),
-        _ = upstream_copy(client_read, server_write, ignore_limits) => {}
+        _ = upstream_copy(&shared, client_read, server_write, ignore_limits) => {}
         _ = downstream(&shared, server_read, client_write, peer, &channels_seen) => {}
     }
     let seen = channels_seen.lock().map(|v| v.clone()).unwrap_or_default();
@@ -63,58 +63,50 @@ async fn relay(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, upstrea
     }
 }
 
-/// Relays client → server. With `ignore_limits` (the `huge-string` quirk when the connection
-/// opened), the client's Hello is forwarded with MaxMessageSize and MaxChunkCount set to 0
-/// ("no limit"), so the server sends answers larger than the client accepts, as a broken PLC
-/// stack would: the client's own limits are then all that stands between it and the answer.
-async fn upstream_copy(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, ignore_limits: bool) {
-    if ignore_limits {
-        let mut header = [0u8; 8];
+/// Relays client → server chunk by chunk, counting the client's messages (see
+/// [`WireCount`](super::WireCount)). With `ignore_limits` (the `huge-string` quirk when the
+/// connection opened), the client's Hello is forwarded with MaxMessageSize and MaxChunkCount
+/// set to 0 ("no limit"), so the server sends answers larger than the client accepts, as a
+/// broken PLC stack would: the client's own limits are then all that stands between it and
+/// the answer.
+async fn upstream_copy(
+    shared: &Shared,
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    ignore_limits: bool,
+) {
+    let mut header = [0u8; 8];
+    let mut body = Vec::new();
+    loop {
         if from.read_exact(&mut header).await.is_err() {
             return;
         }
         let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        // A Hello is a few hundred bytes; anything else is relayed untouched below.
-        if &header[..3] == b"HEL" && (HELLO_LIMITS_END..=MAX_HELLO).contains(&size) {
-            let mut hello = vec![0u8; size];
-            hello[..8].copy_from_slice(&header);
-            if from.read_exact(&mut hello[8..]).await.is_err() {
-                return;
-            }
-            if let Some(limits) = hello.get_mut(HELLO_LIMITS_START..HELLO_LIMITS_END) {
-                limits.fill(0);
-            }
-            if to.write_all(&hello).await.is_err() {
-                return;
-            }
-        } else if to.write_all(&header).await.is_err() {
+        if !(8..=MAX_CHUNK).contains(&size) {
+            return;
+        }
+        body.resize(size - 8, 0);
+        if from.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let kind = [header[0], header[1], header[2]];
+        shared.count_message(&kind, header[3]);
+        if ignore_limits
+            && &kind == b"HEL"
+            && let Some(limits) = body.get_mut(HELLO_LIMITS_START - 8..HELLO_LIMITS_END - 8)
+        {
+            limits.fill(0);
+        }
+        if to.write_all(&header).await.is_err() || to.write_all(&body).await.is_err() {
             return;
         }
     }
-    copy(from, to).await;
 }
 
 /// Where a Hello carries MaxMessageSize and MaxChunkCount (after the 8-byte header,
 /// ProtocolVersion, ReceiveBufferSize and SendBufferSize).
 const HELLO_LIMITS_START: usize = 20;
 const HELLO_LIMITS_END: usize = 28;
-/// Largest Hello the rewrite accepts (its endpoint URL is at most 4096 bytes).
-const MAX_HELLO: usize = 4096 + 32;
-
-async fn copy(mut from: OwnedReadHalf, mut to: OwnedWriteHalf) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let Some(data) = buf.get(..n) else { break };
-                if to.write_all(data).await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-}
 
 /// Relays server → client chunk by chunk, noting the secure channel id of each chunk.
 async fn downstream(

@@ -104,7 +104,6 @@ fn assert_only_reads(sim: &Sim) {
                     | "setup_communication"
                     | "read_var"
                     | "read_szl"
-                    | "read_clock"
                     | "list_blocks"
                     | "list_blocks_of_type"
                     | "block_info"

@@ -169,15 +169,13 @@ async fn identity_program_and_setpoints_are_captured_with_types() {
     assert_eq!(value(&capture, "s7/db3/1"), Some(Value::UInt(0x5A)));
     let setpoints = capture.snapshot.items_of(Class::Setpoint).count();
     assert_eq!(setpoints, 16 + 8);
-    // Runtime: mode, clock, PDU; never in the snapshot.
+    // Runtime: mode, PDU; never in the snapshot. The clock is not read (not state, and a
+    // request every poll).
     assert_eq!(
         capture.operating_state.get("s7/cpu_mode"),
         Some(&Value::Text("RUN".into()))
     );
-    assert!(matches!(
-        capture.runtime.get("s7/cpu_clock"),
-        Some(Value::Text(_))
-    ));
+    assert_eq!(capture.runtime.get("s7/cpu_clock"), None);
     assert_eq!(capture.runtime.get("s7/pdu_size"), Some(&Value::UInt(960)));
     assert_eq!(
         capture.runtime.get("s7/mode_selector"),
@@ -362,7 +360,6 @@ async fn setpoints_take_the_fewest_read_requests_the_pdu_allows() {
                     | "setup_communication"
                     | "read_var"
                     | "read_szl"
-                    | "read_clock"
                     | "list_blocks"
                     | "list_blocks_of_type"
                     | "block_info"
@@ -1045,4 +1042,61 @@ async fn an_szl_that_never_ends_stops_at_a_bound() {
         }
         other => panic!("expected a bound, got {other:?}"),
     }
+}
+
+/// A one-shot capture (connect, capture, close) asks the CPU no more than python-snap7 does to
+/// read the same: identity and mode SZLs, block counts, block lists, block info of every
+/// block, and the configured DB ranges.
+#[tokio::test]
+async fn a_one_shot_capture_costs_no_more_than_python_snap7_reading_the_same() {
+    let sim = start(demo_state()).await;
+    let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
+    let capture = c.capture().await.expect("capture");
+    c.close().await;
+    let ours = sim.request_log().entries();
+    assert_eq!(ours.len(), capture.stats.requests as usize, "{ours:?}");
+    sim.request_log().clear();
+    let port = sim.local_addr().port().to_string();
+    let Some(out) = tokio::task::spawn_blocking(move || {
+        peers::run(
+            "s7 python-snap7 reading what a capture reads",
+            SNAP7,
+            "s7_same_capture.py",
+            &["127.0.0.1", &port, "1:0:16", "3:0:8"],
+        )
+    })
+    .await
+    .expect("join") else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // python-snap7 saw the blocks otdrift captured and read the same bytes.
+    let theirs: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    let blocks = theirs["blocks"].as_array().map_or(0, Vec::len);
+    let ours_blocks = ours.iter().filter(|e| e.name == "block_info").count();
+    assert_eq!(blocks, ours_blocks, "{stdout}");
+    assert_eq!(theirs["bytes"], serde_json::json!([16, 8]), "{stdout}");
+    let snap7 = sim.request_log().entries();
+    let name = |entries: &[otdrift_simulators::LoggedRequest]| {
+        entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>()
+    };
+    eprintln!(
+        "one-shot: otdrift {} requests, python-snap7 {} for the same",
+        ours.len(),
+        snap7.len()
+    );
+    assert!(
+        ours.len() <= snap7.len(),
+        "otdrift {} requests {:?}\npython-snap7 {} requests {:?}",
+        ours.len(),
+        name(&ours),
+        snap7.len(),
+        name(&snap7)
+    );
+    assert_eq!(sim.request_log().writes(), 0);
 }

@@ -1,5 +1,5 @@
-//! The meaning of S7 answers: SZL lists (identity, protection, CPU mode), the clock, block
-//! lists, block info and upload parts.
+//! The meaning of S7 answers: SZL lists (identity, protection, CPU mode), block lists, block
+//! info and upload parts.
 //!
 //! Two kinds of result are kept apart (`docs/decisions/0004-field-truth.md`). A [`WireError`]
 //! is an answer that does not add up or does not answer what was asked (an SZL list header
@@ -312,53 +312,6 @@ pub(crate) fn cpu_mode(list: &SzlList) -> Result<String, String> {
         0xD => "DEFECTIVE".to_owned(),
         other => format!("0x{other:X}"),
     })
-}
-
-fn bcd(byte: u8) -> Option<u32> {
-    let (hi, lo) = (byte >> 4, byte & 0x0F);
-    (hi < 10 && lo < 10).then_some(u32::from(hi) * 10 + u32::from(lo))
-}
-
-/// The CPU clock from a read-clock answer payload (reserved, year high, then BCD year,
-/// month, day, hour, minute, second, milliseconds and weekday).
-pub(crate) fn clock(payload: &[u8]) -> Result<String, String> {
-    let Some(
-        &[
-            _,
-            year_hi,
-            year,
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            ms_hi,
-            ms_lo_dow,
-        ],
-    ) = payload.first_chunk::<10>()
-    else {
-        return Err("clock answer is shorter than a timestamp".to_owned());
-    };
-    let parsed = (|| {
-        let year_lo = bcd(year)?;
-        let century = match bcd(year_hi)? {
-            0 if year_lo >= 90 => 19,
-            0 => 20,
-            c => c,
-        };
-        let ms = bcd(ms_hi)? * 10 + u32::from(ms_lo_dow >> 4);
-        Some(format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}",
-            century * 100 + year_lo,
-            bcd(month)?,
-            bcd(day)?,
-            bcd(hour)?,
-            bcd(minute)?,
-            bcd(second)?,
-            ms
-        ))
-    })();
-    parsed.ok_or_else(|| "clock answer is not valid BCD".to_owned())
 }
 
 /// Block counts per type from a list-blocks answer.

@@ -14,7 +14,7 @@
 //!   numbers, location, manufacturer) and SZL 0x0232 index 4 (the protection level set in
 //!   the CPU's parameters);
 //! - **runtime**, never hashed: SZL 0x0424 (`s7/cpu_mode`: RUN, STOP...; a mode change is not
-//!   drift), the CPU clock (`s7/cpu_clock`), the granted PDU (`s7/pdu_size`), the effective
+//!   drift), the granted PDU (`s7/pdu_size`), the effective
 //!   protection level and the mode selector position (`s7/protection_level_effective`,
 //!   `s7/mode_selector`: the key switch of an S7-300 changes them);
 //! - **program** (class program): the block counts, the blocks of each type OB, FB, FC, DB
@@ -107,7 +107,7 @@ use decode::Protection;
 use items::{Found, put};
 use link::{Denial, Denied, S7Link};
 use program::{CachedUpload, DbDirectory};
-use request::{BlockType, FN_READ_VAR, GROUP_CLOCK, ReadItem, Request};
+use request::{BlockType, FN_READ_VAR, ReadItem, Request};
 use wire::Refusal;
 
 pub use items::setpoint_label;
@@ -249,11 +249,11 @@ impl S7Collector {
         }
     }
 
-    /// CPU mode (SZL 0x0424) and clock: runtime only, never hashed, so a refused or garbled
-    /// answer is recorded in runtime as not available. A busy CPU still fails the capture.
+    /// CPU mode (SZL 0x0424): never hashed, so a refused or garbled answer is recorded as not
+    /// available. A busy CPU still fails the capture. The CPU clock is not read: it is not
+    /// state, and reading it would cost the PLC a request every poll.
     async fn read_runtime(
         &mut self,
-        runtime: &mut BTreeMap<String, Value>,
         state: &mut BTreeMap<String, Value>,
     ) -> Result<(), CollectError> {
         let mode = match self.driver.read_szl(0x0424, 0x0000).await? {
@@ -266,19 +266,6 @@ impl S7Collector {
         state.insert(
             "s7/cpu_mode".to_owned(),
             mode.map_or_else(Value::unavailable, Value::Text),
-        );
-        let clock = match self
-            .driver
-            .userdata(&Request::ReadClock, GROUP_CLOCK, 0x01)
-            .await?
-        {
-            Ok((_, _, payload)) => decode::clock(&payload),
-            Err(denied) if denied.is_busy() => return Err(denied.fail(self.driver.scope(), "")),
-            Err(denied) => Err(denied.reason()),
-        };
-        runtime.insert(
-            "s7/cpu_clock".to_owned(),
-            clock.map_or_else(Value::unavailable, Value::Text),
         );
         Ok(())
     }
@@ -460,8 +447,7 @@ impl Module for S7Collector {
         let mut observed = Observed::default();
         self.driver.connect().await?;
         let protection = self.identity(&mut found, &mut observed.runtime).await?;
-        self.read_runtime(&mut observed.runtime, &mut observed.operating_state)
-            .await?;
+        self.read_runtime(&mut observed.operating_state).await?;
         let directory = self.read_blocks(&mut found, protection).await?;
         self.read_setpoints(&mut found, &directory).await?;
         if let Some(pdu) = self.driver.pdu() {

@@ -25,7 +25,6 @@ pub(crate) const FN_END_UPLOAD: u8 = 0x1F;
 /// Userdata function groups the collector may use.
 pub(crate) const GROUP_BLOCKS: u8 = 0x3;
 pub(crate) const GROUP_SZL: u8 = 0x4;
-pub(crate) const GROUP_CLOCK: u8 = 0x7;
 
 /// The S7 area code of data blocks.
 pub(crate) const AREA_DB: u8 = 0x84;
@@ -170,8 +169,6 @@ pub(crate) enum Request {
     ListBlocksOfTypeNext { block: BlockType, seq: u8 },
     /// Get block info of one block.
     BlockInfo { block: BlockType, number: u16 },
-    /// Read the CPU clock.
-    ReadClock,
     /// Start upload (CPU to us) of one block.
     StartUpload { block: BlockType, number: u16 },
     /// Upload the next part.
@@ -227,7 +224,6 @@ impl Request {
             Request::BlockInfo { block, number } => {
                 format!("block info {}{number}", block.name())
             }
-            Request::ReadClock => "read clock".to_owned(),
             Request::StartUpload { block, number } => {
                 format!("start upload {}{number}", block.name())
             }
@@ -240,7 +236,7 @@ impl Request {
 
     /// The S7 PDU for this request with PDU reference `pdu_ref`. This is the collector's
     /// read-only boundary: only job functions 0xF0, 0x04, 0x1D, 0x1E, 0x1F and userdata
-    /// groups 3 (block list/info), 4 (read SZL) and 7 subfunction 1 (read clock) exist here.
+    /// groups 3 (block list/info) and 4 (read SZL) exist here.
     pub(crate) fn encode(&self, pdu_ref: u16) -> Vec<u8> {
         match self {
             Request::Setup { pdu } => {
@@ -294,7 +290,6 @@ impl Request {
                 data.push(b'A');
                 userdata(pdu_ref, &first_params(GROUP_BLOCKS, 0x03), &data)
             }
-            Request::ReadClock => userdata(pdu_ref, &first_params(GROUP_CLOCK, 0x01), &NO_DATA),
             Request::StartUpload { block, number } => {
                 let mut params = vec![FN_START_UPLOAD, 0, 0, 0, 0, 0, 0, 0, 9, b'_', b'0'];
                 params.push(block.code());
@@ -432,7 +427,6 @@ mod tests {
                 seq: 7,
             },
             Request::ListBlocks,
-            Request::ReadClock,
         ];
         for block in [
             BlockType::Ob,
@@ -497,7 +491,6 @@ mod tests {
                     let allowed = match group {
                         GROUP_BLOCKS => matches!(sub, 0x01..=0x03),
                         GROUP_SZL => sub == 0x01,
-                        GROUP_CLOCK => sub == 0x01,
                         _ => false,
                     };
                     assert!(

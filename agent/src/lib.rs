@@ -27,15 +27,11 @@ use crate::exit::Failure;
 fn init_logging(format: LogFormat, default_level: &str) {
     use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
-    // tokio-cron-scheduler narrates its own start-up at info, and async-opcua's client warns
-    // about its normal operation (an empty endpoint list in a config we connect without,
+    // async-opcua's client warns about its normal operation (an empty endpoint list in a config we connect without,
     // "Transport disconnected: Good" on every orderly close): noise for an operator. The
     // collectors report real failures themselves, naming the asset. OTDRIFT_LOG overrides.
-    let filter = EnvFilter::try_from_env("OTDRIFT_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "{default_level},tokio_cron_scheduler=warn,opcua_client=error"
-        ))
-    });
+    let filter = EnvFilter::try_from_env("OTDRIFT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},opcua_client=error")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -211,15 +211,22 @@ pub fn spread_schedule(schedule: &str, asset_id: &str) -> String {
     out.join(" ")
 }
 
+/// A cron schedule with a seconds field (6 fields, an optional 7th for the year), read the way
+/// every schedule in the config is: asset schedules, maintenance windows. Day of month and
+/// day of week restrict as in crontab (a day matching either fires). `Err` is croner's reason.
+pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .build()
+        .parse(schedule)
+        .map_err(|e| e.to_string())
+}
+
 /// The gap between the next two firings of a (valid) cron schedule with seconds after
 /// `after`: its period, for schedules like `*/10 * * * * *`, and the gap an operator would
 /// expect for the others. `None` for a schedule that does not parse or never fires twice.
 pub fn schedule_period(schedule: &str, after: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let cron = croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .build()
-        .parse(schedule)
-        .ok()?;
+    let cron = parse_schedule(schedule).ok()?;
     let mut next = cron.iter_after(after);
     let first = next.next()?;
     let second = next.next()?;
@@ -443,11 +450,7 @@ impl MaintenanceConfig {
     /// Whether `now` lies inside a window of this schedule (the latest start at or before
     /// `now`, plus the duration). Looks back at most the duration.
     pub fn contains(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
-        let Ok(cron) = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Required)
-            .build()
-            .parse(&self.start)
-        else {
+        let Ok(cron) = parse_schedule(&self.start) else {
             return false;
         };
         let Ok(span) = chrono::TimeDelta::from_std(self.duration) else {

@@ -329,9 +329,8 @@ pub async fn run(config_path: &Path) -> CmdResult {
         backoff_max: Duration::from_secs(config.agent.backoff_max_secs),
         data_dir: config.agent.data_dir.clone(),
     });
-    let sched = scheduler::Scheduler::start(&config, shared)
-        .await
-        .map_err(|e| Failure::runtime(anyhow!(e)))?;
+    let sched =
+        scheduler::Scheduler::start(&config, shared).map_err(|e| Failure::runtime(anyhow!(e)))?;
 
     println!(
         "otdrift running: agent {}, {} asset(s), api {}, upstream {}",

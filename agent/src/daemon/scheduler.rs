@@ -1,5 +1,7 @@
-//! Polling: one cron job per asset (tokio-cron-scheduler, seconds precision) ticks that
-//! asset's worker; a semaphore bounds how many assets are captured at once.
+//! Polling: one ticker per asset sleeps until the next firing of its schedule (croner computes
+//! it, seconds precision) and ticks that asset's worker; a semaphore bounds how many assets
+//! are captured at once. A ticker is a sleeping timer between firings: no scheduler loop
+//! wakes up for assets that are not due (docs/decisions/0009-per-asset-tickers.md).
 //!
 //! Each worker owns its asset's collector, so the PLC connection is reused from poll to poll.
 //! A tick that arrives while the asset's previous capture still runs is skipped and counted
@@ -22,7 +24,6 @@ use otdrift_config::AssetConfig;
 use otdrift_protocols::{CollectError, Collector, ErrorKind};
 use otdrift_store::DriftOutcome;
 use tokio::sync::{Notify, Semaphore, mpsc};
-use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -56,42 +57,92 @@ pub struct Shared {
     pub data_dir: std::path::PathBuf,
 }
 
-/// A running scheduler: the cron jobs and the workers they tick.
+/// A running scheduler: the tickers and the workers they tick.
 pub struct Scheduler {
-    cron: JobScheduler,
+    /// Stops the tickers.
+    stop_ticking: CancellationToken,
+    tickers: Vec<tokio::task::JoinHandle<()>>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Why the scheduler could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
-    /// tokio-cron-scheduler refused a job or failed to start.
+    /// An asset's schedule is not a cron expression (the config's validation catches this
+    /// first; kept for a config built in code).
     #[error("asset {asset}: cannot schedule {schedule:?}: {reason}")]
     Job {
         /// The asset.
         asset: String,
         /// Its schedule.
         schedule: String,
-        /// The scheduler's error.
+        /// croner's error.
         reason: String,
     },
-    /// The scheduler itself failed.
-    #[error("the scheduler failed to start: {0}")]
-    Start(String),
+}
+
+/// What a ticker needs to tick its asset's worker.
+struct Ticker {
+    cron: croner::Cron,
+    id: String,
+    tx: mpsc::Sender<()>,
+    busy: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Ticker {
+    /// Sleeps until each firing of the schedule and ticks the worker: a tick that arrives
+    /// while the previous capture still runs is skipped and counted, never queued. Each
+    /// firing ticks once, even when the wall clock is stepped back (the next firing is
+    /// looked for after the last one as well as after now).
+    async fn run(self, stop: CancellationToken) {
+        let mut last: Option<chrono::DateTime<chrono::Utc>> = None;
+        loop {
+            let (next, wait) = match next_firing(&self.cron, last, chrono::Utc::now()) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::error!(asset = %self.id, error = %e, "the schedule has no next firing; this asset is no longer polled");
+                    return;
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            last = Some(next);
+            if self.busy.swap(true, Ordering::AcqRel) {
+                self.metrics.inc(&self.metrics.missed, &self.id);
+                tracing::warn!(asset = %self.id, "schedule tick missed: the previous capture is still running");
+            } else if self.tx.try_send(()).is_err() {
+                self.busy.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// The next firing of `cron` after both `now` and the `last` one fired, and how long to sleep
+/// until it (zero when it is already due).
+fn next_firing(
+    cron: &croner::Cron,
+    last: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(chrono::DateTime<chrono::Utc>, Duration), croner::errors::CronError> {
+    let after = last.map_or(now, |l| l.max(now));
+    let next = cron.find_next_occurrence(&after, false)?;
+    Ok((next, (next - now).to_std().unwrap_or_default()))
 }
 
 impl Scheduler {
-    /// Starts one worker and one cron job per asset, and ticks every asset once right away so
+    /// Starts one worker and one ticker per asset, and ticks every asset once right away so
     /// that a restart does not wait a whole period to look at the plant.
-    pub async fn start(
+    pub fn start(
         config: &otdrift_config::Config,
         shared: Arc<Shared>,
     ) -> Result<Self, SchedulerError> {
         let assets = &config.assets;
-        let cron = JobScheduler::new()
-            .await
-            .map_err(|e| SchedulerError::Start(e.to_string()))?;
+        let stop_ticking = CancellationToken::new();
         let mut workers = Vec::with_capacity(assets.len());
+        let mut tickers = Vec::with_capacity(assets.len());
         for asset in assets {
             let (tx, rx) = mpsc::channel::<()>(1);
             let busy = Arc::new(AtomicBool::new(true));
@@ -100,6 +151,13 @@ impl Scheduler {
             let schedule = otdrift_config::spread_schedule(&asset.schedule, &asset.id);
             let period = otdrift_config::schedule_period(&schedule, chrono::Utc::now())
                 .unwrap_or(Duration::from_secs(300));
+            let cron = otdrift_config::parse_schedule(&schedule).map_err(|reason| {
+                SchedulerError::Job {
+                    asset: asset.id.clone(),
+                    schedule: schedule.clone(),
+                    reason,
+                }
+            })?;
             let worker = Worker {
                 rules: Arc::new(crate::rules::change_rules(config, asset)),
                 stale_after: period.saturating_mul(3),
@@ -116,46 +174,30 @@ impl Scheduler {
             // The first tick, now.
             let _ = tx.try_send(());
 
-            let metrics = shared.metrics.clone();
-            let id = asset.id.clone();
-            let job = Job::new_async(schedule.as_str(), move |_, _| {
-                let tx = tx.clone();
-                let busy = busy.clone();
-                let metrics = metrics.clone();
-                let id = id.clone();
-                Box::pin(async move {
-                    if busy.swap(true, Ordering::AcqRel) {
-                        metrics.inc(&metrics.missed, &id);
-                        tracing::warn!(asset = %id, "schedule tick missed: the previous capture is still running");
-                    } else if tx.try_send(()).is_err() {
-                        busy.store(false, Ordering::Release);
-                    }
-                })
-            })
-            .map_err(|e| SchedulerError::Job {
-                asset: asset.id.clone(),
-                schedule: schedule.clone(),
-                reason: e.to_string(),
-            })?;
-            cron.add(job).await.map_err(|e| SchedulerError::Job {
-                asset: asset.id.clone(),
-                schedule: asset.schedule.clone(),
-                reason: e.to_string(),
-            })?;
+            let ticker = Ticker {
+                cron,
+                id: asset.id.clone(),
+                tx,
+                busy,
+                metrics: shared.metrics.clone(),
+            };
+            tickers.push(tokio::spawn(ticker.run(stop_ticking.clone())));
         }
-        cron.start()
-            .await
-            .map_err(|e| SchedulerError::Start(e.to_string()))?;
-        Ok(Scheduler { cron, workers })
+        Ok(Scheduler {
+            stop_ticking,
+            tickers,
+            workers,
+        })
     }
 
     /// Stops ticking and waits for the workers to finish or abandon their captures (they
     /// watch the shutdown token). Workers still running after `grace` are aborted; a capture
     /// aborted that way has written nothing, because a capture is recorded in one transaction
     /// only after it completed.
-    pub async fn stop(mut self, grace: Duration) {
-        if let Err(e) = self.cron.shutdown().await {
-            tracing::warn!(error = %e, "scheduler shutdown");
+    pub async fn stop(self, grace: Duration) {
+        self.stop_ticking.cancel();
+        for ticker in self.tickers {
+            let _ = ticker.await;
         }
         let deadline = tokio::time::Instant::now() + grace;
         for handle in self.workers {
@@ -533,5 +575,41 @@ impl Worker {
             ),
             Err(e) => tracing::error!(error = %e, "cannot record the failure"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn each_firing_is_found_once_even_when_the_clock_steps_back() {
+        let cron = otdrift_config::parse_schedule("*/10 * * * * *").expect("schedule");
+        let at = |s: u32| chrono::Utc.with_ymd_and_hms(2026, 12, 6, 8, 0, s).unwrap();
+        let ms = |n: u64| Duration::from_millis(n);
+        // From 08:00:03: the 08:00:10 firing, 7 s away.
+        assert_eq!(
+            next_firing(&cron, None, at(3)).ok(),
+            Some((at(10), ms(7000)))
+        );
+        // Woken at 08:00:10 after firing it: the next one is 08:00:20.
+        assert_eq!(
+            next_firing(&cron, Some(at(10)), at(10)).ok(),
+            Some((at(20), ms(10_000)))
+        );
+        // The wall clock stepped back 4 s after 08:00:10 fired: 08:00:10 is not fired again.
+        assert_eq!(
+            next_firing(&cron, Some(at(10)), at(6)).ok(),
+            Some((at(20), ms(14_000)))
+        );
+        // Woken late (a busy gateway): the missed firing is not made up, the next one is due.
+        assert_eq!(
+            next_firing(&cron, Some(at(10)), at(35)).ok(),
+            Some((
+                chrono::Utc.with_ymd_and_hms(2026, 12, 6, 8, 0, 40).unwrap(),
+                ms(5000)
+            ))
+        );
     }
 }

@@ -230,10 +230,7 @@ pub(super) fn asset(
     };
 
     let schedule = get_checked(cx, &t, "schedule", Kind::BadCron, |s| {
-        croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Required)
-            .build()
-            .parse(s)
+        crate::parse_schedule(s)
             .map(|_| s.to_owned())
             .map_err(|e| {
                 format!("{s:?} is not a valid cron schedule with seconds ({e}); expected e.g. \"0 */5 * * * *\"")
@@ -340,10 +337,7 @@ pub(super) fn asset(
             .map(|w| {
                 check_keys(cx, w, MAINTENANCE_KEYS, " in a maintenance window", &no_foreign);
                 let start = get_checked(cx, w, "start", Kind::BadCron, |s| {
-                    croner::parser::CronParser::builder()
-                        .seconds(croner::parser::Seconds::Required)
-                        .build()
-                        .parse(s)
+                    crate::parse_schedule(s)
                         .map(|_| s.to_owned())
                         .map_err(|e| {
                             format!("{s:?} is not a cron schedule with seconds ({e}); e.g. \"0 0 2 * * Sun\"")

@@ -1100,3 +1100,34 @@ async fn a_one_shot_capture_costs_no_more_than_python_snap7_reading_the_same() {
     );
     assert_eq!(sim.request_log().writes(), 0);
 }
+
+/// A quiet poll on a kept connection costs what docs/protocols/README.md says: the identity
+/// and mode SZLs, the block counts, one list per block type, block info of every block (S7comm
+/// has no program checksum a CPU keeps for us, and block counts alone never prove that
+/// nothing changed), and the setpoint reads.
+#[tokio::test]
+async fn a_quiet_poll_costs_what_the_docs_say() {
+    let sim = start(demo_state()).await;
+    let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
+    let first = c.capture().await.expect("capture");
+    sim.request_log().clear();
+    let quiet = c.capture().await.expect("quiet poll");
+    assert_eq!(quiet.snapshot.digest(), first.snapshot.digest());
+    assert_eq!(quiet.stats.connects, 0);
+    let entries = sim.request_log().entries();
+    let count = |name: &str| entries.iter().filter(|e| e.name == name).count();
+    let blocks = first
+        .snapshot
+        .items()
+        .filter(|i| i.path().starts_with("s7/block/") && i.path().ends_with("/checksum"))
+        .count();
+    assert_eq!(blocks, 11);
+    assert_eq!(count("read_szl"), 4, "{entries:#?}");
+    assert_eq!(count("list_blocks"), 1);
+    assert_eq!(count("list_blocks_of_type"), 5);
+    assert_eq!(count("block_info"), blocks);
+    assert_eq!(count("read_var"), 1, "DB1 and DB3 ranges in one Read Var");
+    assert_eq!(entries.len(), 4 + 1 + 5 + blocks + 1);
+    assert_eq!(entries.len(), quiet.stats.requests as usize);
+    assert_eq!(sim.request_log().writes(), 0);
+}

@@ -1,7 +1,8 @@
 //! The daemon at plant scale: 500 simulated Modbus assets on a 10-second schedule.
 //!
-//! `cargo bench -p otdrift --bench daemon_scale` (add `-- --seconds N --assets N --warmup N` to
-//! change the defaults, 120 s, 500 assets and 30 s). This process runs the simulators (Modbus
+//! `cargo bench -p otdrift --bench daemon_scale` (add `-- --seconds N --assets N --warmup N
+//! --period N` to change the defaults, 120 s, 500 assets, 30 s and a 10 s schedule; issue 18's
+//! second fleet is `--assets 2000 --period 60 --seconds 300 --warmup 90`). This process runs the simulators (Modbus
 //! servers on loopback ports, each a hydraulic press with a 50-register recipe and 16 interlock
 //! coils); the agent runs as its own process (`otdrift run`, release build), so its CPU time,
 //! memory and disk writes are measured alone, from `/proc`. Reported: captures per second,
@@ -111,6 +112,13 @@ fn main() {
     let seconds = arg("--seconds", 120);
     let assets = arg("--assets", 500) as usize;
     let warmup = arg("--warmup", 30).min(seconds.saturating_sub(10));
+    let period = arg("--period", 10).clamp(1, 3600);
+    // Interval schedules, spread by the agent within their interval.
+    let schedule = if period < 60 {
+        format!("*/{period} * * * * *")
+    } else {
+        format!("0 */{} * * * *", (period / 60).max(1))
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -152,7 +160,7 @@ fn main() {
     );
     for (i, sim) in sims.iter().enumerate() {
         config.push_str(&format!(
-            "\n[[asset]]\nid = \"press-{i:03}\"\nprotocol = \"modbus\"\naddress = \"{}\"\nschedule = \"*/10 * * * * *\"\n  [[asset.setpoints]]\n  name = \"recipe\"\n  table = \"holding\"\n  start = 0\n  count = 50\n  [[asset.setpoints]]\n  name = \"interlocks\"\n  table = \"coil\"\n  start = 0\n  count = 16\n",
+            "\n[[asset]]\nid = \"press-{i:03}\"\nprotocol = \"modbus\"\naddress = \"{}\"\nschedule = \"{schedule}\"\n  [[asset.setpoints]]\n  name = \"recipe\"\n  table = \"holding\"\n  start = 0\n  count = 50\n  [[asset.setpoints]]\n  name = \"interlocks\"\n  table = \"coil\"\n  start = 0\n  count = 16\n",
             sim.local_addr()
         ));
     }
@@ -225,8 +233,8 @@ fn main() {
         + 0.0;
     let p50 = quantile(&metrics, 0.50).unwrap_or(f64::NAN) * 1e3;
     let p99 = quantile(&metrics, 0.99).unwrap_or(f64::NAN) * 1e3;
-    let expected = assets as f64 * (1.0 + (wall / 10.0).floor());
-    println!("daemon at scale: {assets} Modbus assets every 10 s for {wall:.0} s");
+    let expected = assets as f64 * (1.0 + (wall / period as f64).floor());
+    println!("daemon at scale: {assets} Modbus assets every {period} s for {wall:.0} s");
     println!(
         "  captures          {captures:.0} (about {expected:.0} expected), {:.1}/s",
         captures / wall

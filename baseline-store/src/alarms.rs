@@ -308,10 +308,10 @@ impl Store {
                 audit::append(&tx, clock.as_ref(), "asset.stale", Some(asset), &body)?;
             }
             (None, None) => {
-                audit::append(&tx, clock.as_ref(), "asset.stale", Some(asset), &body)?;
-                enqueue(
+                audit::append_with_event(
                     &tx,
                     clock.as_ref(),
+                    "asset.stale",
                     event_type::ASSET_STALE,
                     Some(asset),
                     &body,

@@ -158,6 +158,22 @@ fn to_entry(raw: RawEntry) -> Result<AuditEntry, StoreError> {
 
 const SELECT: &str = "SELECT seq, at, kind, asset, body, prev_hash, hash FROM audit_log";
 
+/// Appends an entry and queues an event with the same body, inside the caller's transaction:
+/// what every announcement of the store (drift, staleness, flapping, rejections, reviews,
+/// delivery lag) records, so the audit log and the outbox never disagree.
+pub(crate) fn append_with_event(
+    conn: &Connection,
+    clock: &dyn Clock,
+    kind: &str,
+    event_type: &str,
+    asset: Option<&str>,
+    body: &serde_json::Value,
+) -> Result<AuditEntry, StoreError> {
+    let entry = append(conn, clock, kind, asset, body)?;
+    crate::events::enqueue(conn, clock, event_type, asset, body)?;
+    Ok(entry)
+}
+
 impl Store {
     /// Appends an audit entry on its own (for events that change nothing else, such as a
     /// rejected approval).
@@ -250,8 +266,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let entry = append(&tx, self.clock.as_ref(), kind, asset, body)?;
-        crate::events::enqueue(&tx, self.clock.as_ref(), event_type, asset, body)?;
+        let entry = append_with_event(&tx, self.clock.as_ref(), kind, event_type, asset, body)?;
         tx.commit()?;
         Ok(entry)
     }

@@ -534,10 +534,10 @@ fn link(
             "capture_id": capture_id,
             "seen_at": format_timestamp(seen_at),
         });
-        audit::append(conn, clock, "change.staged", Some(production), &body)?;
-        enqueue(
+        audit::append_with_event(
             conn,
             clock,
+            "change.staged",
             event_type::CHANGE_STAGED,
             Some(production),
             &body,

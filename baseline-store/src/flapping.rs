@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::StoreError;
 use crate::audit;
-use crate::events::{enqueue, event_type};
+use crate::events::event_type;
 
 /// How many of the last polls are looked at.
 pub const WINDOW: u32 = 10;
@@ -140,8 +140,14 @@ pub(crate) fn announce(
             "threshold": THRESHOLD,
             "drift_id": drift_id,
         });
-        audit::append(conn, clock, "drift.flapping", Some(asset), &body)?;
-        enqueue(conn, clock, event_type::DRIFT_FLAPPING, Some(asset), &body)?;
+        audit::append_with_event(
+            conn,
+            clock,
+            "drift.flapping",
+            event_type::DRIFT_FLAPPING,
+            Some(asset),
+            &body,
+        )?;
     }
     if !flaps.ended.is_empty() {
         let body = json!({
@@ -151,10 +157,10 @@ pub(crate) fn announce(
             "window": WINDOW,
             "drift_id": drift_id,
         });
-        audit::append(conn, clock, "drift.flapping_ended", Some(asset), &body)?;
-        enqueue(
+        audit::append_with_event(
             conn,
             clock,
+            "drift.flapping_ended",
             event_type::DRIFT_FLAPPING_ENDED,
             Some(asset),
             &body,

@@ -21,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::json;
 
 use crate::audit;
-use crate::events::{enqueue, event_type};
+use crate::events::event_type;
 use crate::{Store, StoreError};
 
 /// A snapshot `s` is in use while anything but a pruned capture names it.
@@ -292,8 +292,14 @@ impl Store {
                         "pending": pending,
                         "max_lag": max_lag.num_seconds(),
                     });
-                    audit::append(&tx, clock.as_ref(), "delivery.lagging", None, &body)?;
-                    enqueue(&tx, clock.as_ref(), event_type::OUTBOX_LAGGING, None, &body)?;
+                    audit::append_with_event(
+                        &tx,
+                        clock.as_ref(),
+                        "delivery.lagging",
+                        event_type::OUTBOX_LAGGING,
+                        None,
+                        &body,
+                    )?;
                     tx.execute(
                         "UPDATE delivery_cursors SET lag_announced = 1 WHERE destination = ?1",
                         [d],

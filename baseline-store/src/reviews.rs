@@ -113,10 +113,10 @@ pub(crate) fn check_overdue(conn: &Connection, clock: &dyn Clock) -> Result<usiz
             "review_due_by": by,
             "overdue_since": now,
         });
-        audit::append(conn, clock, "change.review_overdue", Some(asset), &body)?;
-        enqueue(
+        audit::append_with_event(
             conn,
             clock,
+            "change.review_overdue",
             event_type::CHANGE_REVIEW_OVERDUE,
             Some(asset),
             &body,
@@ -388,16 +388,14 @@ impl Store {
             )?;
         }
         if let Some(refusal) = refusal {
-            approvals::rejection(
-                &tx,
+            approvals::refuse(
+                tx,
                 clock.as_ref(),
                 input.source,
-                refusal.code(),
-                &refusal.to_string(),
+                &refusal,
                 &details,
-                Some(input.asset),
+                input.asset,
             )?;
-            tx.commit()?;
             return Ok(Err(refusal));
         }
         let Some(change) = change else {

@@ -35,7 +35,7 @@ mod rejections;
 mod types;
 
 pub use rejections::REJECTIONS_PER_MINUTE;
-pub(crate) use rejections::rejection;
+pub(crate) use rejections::refuse;
 pub use types::{
     AppliedApproval, ApprovalDecision, ApprovalInput, ApprovalRefusal, ApprovalRow, ApprovalStatus,
     WithdrawInput,
@@ -526,16 +526,14 @@ impl Store {
             )?;
         }
         if let Some(refusal) = refusal {
-            rejection(
-                &tx,
+            refuse(
+                tx,
                 clock.as_ref(),
                 input.source,
-                refusal.code(),
-                &refusal.to_string(),
+                &refusal,
                 &details,
-                Some(input.asset),
+                input.asset,
             )?;
-            tx.commit()?;
             return Ok(Err(refusal));
         }
         let reason = format!(
@@ -612,17 +610,15 @@ impl Store {
         });
 
         let used = jti_received(&tx, input.jti)?;
-        let refuse = |tx: rusqlite::Transaction<'_>, refusal: ApprovalRefusal| {
-            rejection(
-                &tx,
+        let reject = |tx: rusqlite::Transaction<'_>, refusal: ApprovalRefusal| {
+            refuse(
+                tx,
                 clock.as_ref(),
                 input.source,
-                refusal.code(),
-                &refusal.to_string(),
+                &refusal,
                 &details,
-                Some(input.asset),
+                input.asset,
             )?;
-            tx.commit()?;
             Ok(ApprovalDecision::Rejected(refusal))
         };
         if let Some(first) = used {
@@ -630,7 +626,7 @@ impl Store {
                 jti: input.jti.to_owned(),
                 first_received: ts(&first)?,
             };
-            return refuse(tx, refusal);
+            return reject(tx, refusal);
         }
 
         let baseline = current_baseline(&tx, input.asset)?;
@@ -679,7 +675,7 @@ impl Store {
         )?;
         let id = tx.last_insert_rowid();
         if let Some(refusal) = refusal {
-            return refuse(tx, refusal);
+            return reject(tx, refusal);
         }
 
         // "Observed now" means the asset's latest capture is the approved state *and* was

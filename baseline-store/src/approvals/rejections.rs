@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::json;
 
 use crate::audit;
-use crate::events::{enqueue, event_type};
+use crate::events::event_type;
 use crate::model::ts;
 use crate::{Store, StoreError};
 
@@ -69,8 +69,37 @@ pub(crate) fn rejection(
         "source": source,
         "token": details,
     });
-    audit::append(conn, clock, "approval.rejected", asset, &body)?;
-    enqueue(conn, clock, event_type::APPROVAL_REJECTED, asset, &body)?;
+    audit::append_with_event(
+        conn,
+        clock,
+        "approval.rejected",
+        event_type::APPROVAL_REJECTED,
+        asset,
+        &body,
+    )?;
+    Ok(())
+}
+
+/// Records `refusal` of a token about `asset` as a [`rejection`] and commits the transaction
+/// that found it: how submitting, withdrawing and reviewing all end when they refuse.
+pub(crate) fn refuse(
+    tx: rusqlite::Transaction<'_>,
+    clock: &dyn Clock,
+    source: &str,
+    refusal: &super::ApprovalRefusal,
+    details: &serde_json::Value,
+    asset: &str,
+) -> Result<(), StoreError> {
+    rejection(
+        &tx,
+        clock,
+        source,
+        refusal.code(),
+        &refusal.to_string(),
+        details,
+        Some(asset),
+    )?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -88,10 +117,10 @@ fn summarise(
         "recorded": REJECTIONS_PER_MINUTE,
         "suppressed": suppressed,
     });
-    audit::append(conn, clock, "approval.rejections_suppressed", None, &body)?;
-    enqueue(
+    audit::append_with_event(
         conn,
         clock,
+        "approval.rejections_suppressed",
         event_type::APPROVAL_REJECTIONS_SUPPRESSED,
         None,
         &body,

@@ -206,10 +206,10 @@ fn operating_state_changes(
         .collect();
     if !changes.is_empty() {
         let body = json!({"asset": rec.asset, "changes": changes});
-        audit::append(conn, clock, "asset.state_changed", Some(rec.asset), &body)?;
-        enqueue(
+        audit::append_with_event(
             conn,
             clock,
+            "asset.state_changed",
             event_type::ASSET_STATE_CHANGED,
             Some(rec.asset),
             &body,

@@ -1377,6 +1377,20 @@ async fn peer_asyncua_server_is_captured() {
     let second = c.capture().await.expect("second capture");
     assert_eq!(second.snapshot.digest(), first.snapshot.digest());
     assert_eq!(second.stats.connects, 0);
+    // A new collector (a one-shot `otdrift capture`) opens its session on the kept endpoint
+    // and asks asyncua's server for its endpoints on that channel: the same capture.
+    assert!(pki.0.join("pinned/mixer-2.endpoint").exists());
+    let mut one_shot = collector(&url, "", setpoints, &pki);
+    let kept = one_shot
+        .capture()
+        .await
+        .expect("capture on the kept endpoint");
+    one_shot.close().await;
+    assert_eq!(kept.snapshot.digest(), first.snapshot.digest());
+    assert_eq!(
+        kept.runtime.get("opcua/security/certificate_pin"),
+        second.runtime.get("opcua/security/certificate_pin")
+    );
 
     let write_url = url.clone();
     let written = tokio::task::spawn_blocking(move || {

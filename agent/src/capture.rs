@@ -68,11 +68,25 @@ pub fn record(
     capture: &Capture,
     change: Option<(&str, Phase)>,
 ) -> Result<CaptureOutcome, StoreError> {
+    with_record(asset, rules, capture, change, |rec| {
+        store.record_capture(rec)
+    })
+}
+
+/// Hands `f` the store's record of a finished capture (one shape for the store's durable
+/// path and the daemon's quiet one).
+pub fn with_record<T>(
+    asset: &AssetConfig,
+    rules: &ChangeRules,
+    capture: &Capture,
+    change: Option<(&str, Phase)>,
+    f: impl FnOnce(&CaptureRecord<'_>) -> T,
+) -> T {
     let runtime = serde_json::to_value(&capture.runtime).unwrap_or(serde_json::Value::Null);
     let operating_state =
         serde_json::to_value(&capture.operating_state).unwrap_or(serde_json::Value::Null);
     let label = |path: &str| otdrift_protocols::setpoint_label(asset, path);
-    store.record_capture(&CaptureRecord {
+    f(&CaptureRecord {
         asset: &asset.id,
         protocol: asset.protocol.kind().as_str(),
         address: &asset.address,

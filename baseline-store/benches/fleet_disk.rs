@@ -105,7 +105,7 @@ fn main() {
         parse_timestamp("2026-12-01T00:00:00Z").expect("timestamp"),
     ));
     let mut store = Store::open(&db, clock.clone()).expect("store");
-    store.defer_seen(seen_flush > 0);
+    store.defer_seen(seen_flush > 0).expect("defer seen");
     let mut since_flush = 0u64;
     let mut flushes = 0u64;
     let retention = Retention {

@@ -61,7 +61,7 @@ pub use queries::{DriftChanges, DriftHeader};
 pub use retention::{Pruned, PrunedPosition, Retention};
 pub use reviews::{ChangeRow, ReviewInput, ReviewOutcome, ReviewRecord, StagingLink};
 pub use schema::SCHEMA_VERSION;
-pub use seen::VERIFIED;
+pub use seen::{QuietPath, VERIFIED};
 
 /// How long a writer waits for another process's transaction (the daemon and a technician's
 /// `otdrift capture` share the database) before giving up.

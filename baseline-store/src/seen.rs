@@ -21,12 +21,22 @@
 //! stored with the row, and a staging controller has no change to link. Anything else takes
 //! the durable path, which first writes the asset's bump in its own transaction.
 //!
+//! The quiet check reads the database; the daemon polls the same state over and over, so
+//! each successful check leaves a *memo* (the asset's latest row, baseline and digest) that
+//! lets the next poll of the same state be recognised without the database and without the
+//! store's lock ([`QuietPath`]). A memo holds only while nothing was committed since it was
+//! made: every commit on this store's connection ends all memos (a commit hook counts them),
+//! a commit by another process ends them once [`Store::notice_other_writers`] sees it, and a
+//! pending approval's expiry or an overdue review ends them at that time. The seen flush,
+//! which writes only what the memos already account for, carries them over.
+//!
 //! Only a store switched to it ([`Store::defer_seen`]) keeps bumps: the daemon. One-shot
 //! commands write every poll as before. A killed process loses the bumps not flushed yet: at
 //! most one flush window of "still the same" timestamps and counts, never a state, a drift,
 //! an approval, an alarm, an audit entry or an event.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -35,7 +45,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::json;
 
 use crate::ingest::{CaptureOutcome, CaptureRecord, DriftOutcome};
-use crate::model::{AssetRow, CaptureRow};
+use crate::model::{AssetRow, Baseline, CaptureRow};
 use crate::{Store, StoreError};
 
 /// The audit kind that records, once a UTC day per asset, that the asset matched its baseline.
@@ -64,6 +74,32 @@ pub(crate) struct SeenState {
     /// The UTC day `verified` is about (loaded from the audit log when the day changes).
     verified_day: Option<NaiveDate>,
     verified: HashSet<String>,
+    /// What the last quiet check of each asset found (module docs).
+    memo: HashMap<String, QuietMemo>,
+    /// Commits on the store's connection, counted by its commit hook, plus one for every
+    /// commit of another process noticed: a memo made at another count is void.
+    writes: Arc<AtomicU64>,
+    /// `PRAGMA data_version` when last looked at (changes when another connection commits).
+    data_version: Option<i64>,
+}
+
+/// What a quiet check established about an asset, for [`QuietPath`].
+#[derive(Clone, Debug)]
+struct QuietMemo {
+    /// [`SeenState::writes`] when the check ran.
+    writes: u64,
+    /// The digest of the asset's latest row, its baseline's too.
+    digest: otdrift_core::Digest,
+    protocol: String,
+    address: String,
+    /// The runtime facts stored with the row (the operating state is compared with it).
+    stored: serde_json::Value,
+    /// The row as written (bumps not written yet are overlaid when answering).
+    capture: CaptureRow,
+    baseline: Baseline,
+    /// The earliest expiry of a pending approval or due time of a review anywhere: from
+    /// then on the durable path has work, so the memo ends there.
+    until: Option<String>,
 }
 
 pub(crate) type SharedSeen = Arc<Mutex<SeenState>>;
@@ -78,6 +114,25 @@ impl SeenState {
         self.pending.remove(asset)
     }
 
+    /// Keeps a quiet poll's bump (`Err(())` when another row became the asset's latest
+    /// meanwhile: the durable path writes the old bump first).
+    fn bump(&mut self, asset: &str, bump: PendingSeen) -> Result<(), ()> {
+        match self.pending.get_mut(asset) {
+            Some(p) if p.capture_id != bump.capture_id => return Err(()),
+            Some(p) => {
+                p.count += 1;
+                p.last_seen = p.last_seen.max(bump.last_seen);
+                p.runtime = bump.runtime;
+                p.duration_ms = bump.duration_ms;
+                p.requests = bump.requests;
+            }
+            None => {
+                self.pending.insert(asset.to_owned(), bump);
+            }
+        }
+        Ok(())
+    }
+
     /// Puts back a bump whose write failed (a newer one, if any, already holds its time).
     pub(crate) fn restore(&mut self, asset: &str, p: PendingSeen) {
         match self.pending.get_mut(asset) {
@@ -87,6 +142,16 @@ impl SeenState {
                 self.pending.insert(asset.to_owned(), p);
             }
         }
+    }
+}
+
+/// Shows a bump on the capture row it belongs to.
+fn overlay(row: &mut CaptureRow, p: &PendingSeen) {
+    if p.capture_id == row.id {
+        row.last_seen = row.last_seen.max(p.last_seen);
+        row.seen_count += p.count;
+        row.duration_ms = p.duration_ms;
+        row.requests = p.requests;
     }
 }
 
@@ -179,6 +244,105 @@ pub(crate) fn append_verified(
     Ok(())
 }
 
+/// A quiet poll's bump of row `capture_id`.
+fn pending_bump(rec: &CaptureRecord<'_>, capture_id: i64, now: DateTime<Utc>) -> PendingSeen {
+    PendingSeen {
+        capture_id,
+        last_seen: now,
+        count: 1,
+        runtime: crate::ingest::stored_runtime(rec).to_string(),
+        duration_ms: i64::try_from(rec.duration_ms).unwrap_or(i64::MAX),
+        requests: i64::try_from(rec.requests).unwrap_or(i64::MAX),
+    }
+}
+
+/// What a quiet poll returns: what the durable path would have.
+fn quiet_outcome(
+    capture: CaptureRow,
+    digests: otdrift_core::SnapshotDigests,
+    baseline: Baseline,
+) -> CaptureOutcome {
+    CaptureOutcome {
+        capture,
+        digests,
+        baseline,
+        baseline_created: false,
+        diff: otdrift_core::Diff::default(),
+        drift: DriftOutcome::None,
+        approval: None,
+        policy_unmet: None,
+        state_changes: Vec::new(),
+        quiet: true,
+    }
+}
+
+/// Whether the operating state is the one stored with the row, key by key.
+fn same_operating_state(rec: &CaptureRecord<'_>, stored: &serde_json::Value) -> bool {
+    rec.operating_state
+        .as_object()
+        .is_none_or(|state| state.iter().all(|(k, v)| stored.get(k.as_str()) == Some(v)))
+}
+
+/// The quiet path of a store switched to [`Store::defer_seen`], without its database or its
+/// lock, for the daemon's workers: a poll that finds the state its asset's memo holds (module
+/// docs) is kept in memory exactly as [`Store::record_capture`] would keep it. Anything the
+/// memo cannot vouch for (no memo, a commit since, another digest, address or operating
+/// state, a staging controller, a technician's capture, today's `asset.verified` not
+/// written yet, an expiry due) is `None`: then the caller records through the store.
+#[derive(Clone)]
+pub struct QuietPath {
+    seen: SharedSeen,
+    clock: Arc<dyn otdrift_core::Clock>,
+}
+
+impl std::fmt::Debug for QuietPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuietPath").finish_non_exhaustive()
+    }
+}
+
+impl QuietPath {
+    /// How many assets have quiet polls not written yet ([`Store::seen_pending`]).
+    pub fn pending(&self) -> usize {
+        lock(&self.seen).pending.len()
+    }
+
+    /// Records `rec` as a quiet poll if the memo vouches for it; `None` otherwise (nothing
+    /// kept).
+    pub fn record(&self, rec: &CaptureRecord<'_>) -> Option<CaptureOutcome> {
+        if rec.change_id.is_some() || rec.phase.is_some() || rec.rules.production.is_some() {
+            return None;
+        }
+        let now = self.clock.now();
+        let digests = rec.snapshot.digests();
+        let mut state = lock(&self.seen);
+        let memo = state.memo.get(rec.asset)?;
+        let current = memo.writes == state.writes.load(Ordering::Acquire)
+            && memo.digest == digests.overall
+            && memo.protocol == rec.protocol
+            && memo.address == rec.address
+            && same_operating_state(rec, &memo.stored)
+            && memo
+                .until
+                .as_deref()
+                .is_none_or(|until| format_timestamp(now).as_str() <= until)
+            && state.verified_day == Some(now.date_naive())
+            && state.verified.contains(rec.asset);
+        if !current {
+            return None;
+        }
+        let mut capture = memo.capture.clone();
+        let baseline = memo.baseline.clone();
+        state
+            .bump(rec.asset, pending_bump(rec, capture.id, now))
+            .ok()?;
+        if let Some(p) = state.pending.get(rec.asset) {
+            overlay(&mut capture, p);
+        }
+        Some(quiet_outcome(capture, digests, baseline))
+    }
+}
+
 /// What the quiet check read about the asset's latest capture.
 struct Latest {
     id: i64,
@@ -189,8 +353,49 @@ impl Store {
     /// Keeps the seen-times and counters of quiet polls in memory until [`Store::flush_seen`]
     /// (the daemon); off by default, so one-shot commands write every poll. See the module
     /// documentation of `seen.rs` for what a quiet poll is.
-    pub fn defer_seen(&mut self, on: bool) {
+    pub fn defer_seen(&mut self, on: bool) -> Result<(), StoreError> {
         self.defer_seen = on;
+        let writes = {
+            let mut state = lock(&self.seen);
+            state.memo.clear();
+            state.writes.clone()
+        };
+        if on {
+            // Every commit on this connection voids the memos (module docs).
+            self.conn.commit_hook(Some(move || {
+                writes.fetch_add(1, Ordering::AcqRel);
+                false
+            }));
+            self.notice_other_writers()?;
+        } else {
+            self.conn.commit_hook(None::<fn() -> bool>);
+        }
+        Ok(())
+    }
+
+    /// The quiet path without the database (module docs), for the daemon's workers.
+    pub fn quiet_path(&self) -> QuietPath {
+        QuietPath {
+            seen: self.seen.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// Looks whether another process committed to the database since the last look, and
+    /// if so voids every memo: what another process wrote (an approval, a capture) is then
+    /// judged by the next poll's quiet check. Returns whether it had. The daemon looks every
+    /// few seconds.
+    pub fn notice_other_writers(&mut self) -> Result<bool, StoreError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let mut state = lock(&self.seen);
+        let changed = state.data_version.is_some_and(|seen| seen != version);
+        if changed {
+            state.writes.fetch_add(1, Ordering::AcqRel);
+        }
+        state.data_version = Some(version);
+        Ok(changed)
     }
 
     /// Lets `reader` (a read-only store of the same database, in this process) show this
@@ -212,6 +417,7 @@ impl Store {
         if pending.is_empty() {
             return Ok(0);
         }
+        let before = lock(&self.seen).writes.load(Ordering::Acquire);
         let written = (|| {
             let tx = self
                 .conn
@@ -222,10 +428,24 @@ impl Store {
             tx.commit()?;
             Ok::<_, StoreError>(pending.len())
         })();
+        let mut state = lock(&self.seen);
         if written.is_err() {
-            let mut state = lock(&self.seen);
             for (asset, p) in pending {
                 state.restore(&asset, p);
+            }
+            return written;
+        }
+        // This flush wrote only bumps the memos already show: when it was the only commit
+        // since they were made, they hold on, with the bumps now in their rows.
+        let after = state.writes.load(Ordering::Acquire);
+        if after == before + 1 {
+            for (asset, memo) in state.memo.iter_mut() {
+                if memo.writes == before {
+                    memo.writes = after;
+                    if let Some(p) = pending.get(asset) {
+                        overlay(&mut memo.capture, p);
+                    }
+                }
             }
         }
         written
@@ -233,13 +453,8 @@ impl Store {
 
     /// Shows a bump not written yet on a capture row read from the database.
     pub(crate) fn overlay_capture(&self, row: &mut CaptureRow) {
-        if let Some(p) = lock(&self.seen).pending.get(&row.asset)
-            && p.capture_id == row.id
-        {
-            row.last_seen = row.last_seen.max(p.last_seen);
-            row.seen_count += p.count;
-            row.duration_ms = p.duration_ms;
-            row.requests = p.requests;
+        if let Some(p) = lock(&self.seen).pending.get(&row.asset) {
+            overlay(row, p);
         }
     }
 
@@ -279,9 +494,7 @@ impl Store {
         };
         // The operating state must be the one stored with the row, key by key.
         let stored: serde_json::Value = serde_json::from_str(&latest.runtime).unwrap_or_default();
-        if let Some(state) = rec.operating_state.as_object()
-            && state.iter().any(|(k, v)| stored.get(k.as_str()) != Some(v))
-        {
+        if !same_operating_state(rec, &stored) {
             return Ok(None);
         }
         if let Some(production) = &rec.rules.production {
@@ -299,33 +512,17 @@ impl Store {
         let Some(baseline) = crate::ingest::current_baseline(&self.conn, rec.asset)? else {
             return Ok(None);
         };
+        // Another process recorded a newer row meanwhile: the durable path writes the old
+        // bump first.
+        if lock(&self.seen)
+            .bump(rec.asset, pending_bump(rec, latest.id, now))
+            .is_err()
         {
-            let mut state = lock(&self.seen);
-            let bump = PendingSeen {
-                capture_id: latest.id,
-                last_seen: now,
-                count: 1,
-                runtime: crate::ingest::stored_runtime(rec).to_string(),
-                duration_ms: i64::try_from(rec.duration_ms).unwrap_or(i64::MAX),
-                requests: i64::try_from(rec.requests).unwrap_or(i64::MAX),
-            };
-            match state.pending.get_mut(rec.asset) {
-                // Another process recorded a newer row meanwhile: the durable path writes
-                // the old bump first.
-                Some(p) if p.capture_id != latest.id => return Ok(None),
-                Some(p) => {
-                    p.count += 1;
-                    p.last_seen = p.last_seen.max(now);
-                    p.runtime = bump.runtime;
-                    p.duration_ms = bump.duration_ms;
-                    p.requests = bump.requests;
-                }
-                None => {
-                    state.pending.insert(rec.asset.to_owned(), bump);
-                }
-            }
+            return Ok(None);
         }
-        let mut capture = crate::ingest::capture_by_id(&self.conn, latest.id)?;
+        // The row as written: what a memo holds.
+        let mut row = crate::ingest::capture_by_id(&self.conn, latest.id)?;
+        let mut capture = row.clone();
         self.overlay_capture(&mut capture);
         if needs_verified(&self.conn, &self.seen, rec.asset, now)? {
             // Once a UTC day: the asset's bump and the chained entry, together.
@@ -343,7 +540,11 @@ impl Store {
                 Ok::<_, StoreError>(())
             })();
             match written {
-                Ok(()) => mark_verified(&self.seen, rec.asset, now),
+                Ok(()) => {
+                    mark_verified(&self.seen, rec.asset, now);
+                    // The bumps are written now, with the entry.
+                    row = capture.clone();
+                }
                 Err(e) => {
                     if let Some(p) = carried {
                         lock(&self.seen).restore(rec.asset, p);
@@ -352,17 +553,30 @@ impl Store {
                 }
             }
         }
-        Ok(Some(CaptureOutcome {
-            capture,
-            digests,
-            baseline,
-            baseline_created: false,
-            diff: otdrift_core::Diff::default(),
-            drift: DriftOutcome::None,
-            approval: None,
-            policy_unmet: None,
-            state_changes: Vec::new(),
-        }))
+        if self.defer_seen && rec.rules.production.is_none() {
+            let until: Option<String> = self
+                .conn
+                .prepare_cached(
+                    "SELECT MIN(t) FROM (
+                         SELECT MIN(expires_at) AS t FROM approvals WHERE status = 'pending'
+                         UNION ALL
+                         SELECT MIN(review_due_by) FROM changes WHERE status = 'review_due')",
+                )?
+                .query_row([], |r| r.get(0))?;
+            let mut state = lock(&self.seen);
+            let memo = QuietMemo {
+                writes: state.writes.load(Ordering::Acquire),
+                digest: digests.overall,
+                protocol: rec.protocol.to_owned(),
+                address: rec.address.to_owned(),
+                stored,
+                capture: row,
+                baseline: baseline.clone(),
+                until,
+            };
+            state.memo.insert(rec.asset.to_owned(), memo);
+        }
+        Ok(Some(quiet_outcome(capture, digests, baseline)))
     }
 
     /// The asset's latest capture row when everything but the operating state and staging

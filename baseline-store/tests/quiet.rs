@@ -32,28 +32,51 @@ fn snapshot(setpoint: u64) -> Snapshot {
     .expect("unique paths")
 }
 
-fn poll_with(store: &mut Store, s: &Snapshot, state: &serde_json::Value) -> CaptureOutcome {
+/// Hands `f` the record of a poll of `s` with operating state `state`.
+fn with_record<T>(
+    s: &Snapshot,
+    state: &serde_json::Value,
+    f: impl FnOnce(&CaptureRecord<'_>) -> T,
+) -> T {
     let runtime = serde_json::json!({"modbus/holding/100": 7});
-    store
-        .record_capture(&CaptureRecord {
-            asset: "press-7",
-            protocol: "modbus",
-            address: "127.0.0.1:502",
-            snapshot: s,
-            runtime: &runtime,
-            operating_state: state,
-            change_id: None,
-            phase: None,
-            duration_ms: 3,
-            requests: 2,
-            label: &|_| None,
-            rules: &otdrift_store::ChangeRules::default(),
-        })
-        .expect("capture recorded")
+    f(&CaptureRecord {
+        asset: "press-7",
+        protocol: "modbus",
+        address: "127.0.0.1:502",
+        snapshot: s,
+        runtime: &runtime,
+        operating_state: state,
+        change_id: None,
+        phase: None,
+        duration_ms: 3,
+        requests: 2,
+        label: &|_| None,
+        rules: &otdrift_store::ChangeRules::default(),
+    })
+}
+
+fn run_state() -> serde_json::Value {
+    serde_json::json!({"modbus/state": "run"})
+}
+
+/// A poll the way the daemon records it: the quiet path without the database first, the
+/// store otherwise.
+fn poll_with(store: &mut Store, s: &Snapshot, state: &serde_json::Value) -> CaptureOutcome {
+    let quiet = store.quiet_path();
+    with_record(s, state, |rec| {
+        quiet
+            .record(rec)
+            .unwrap_or_else(|| store.record_capture(rec).expect("capture recorded"))
+    })
 }
 
 fn poll(store: &mut Store, s: &Snapshot) -> CaptureOutcome {
-    poll_with(store, s, &serde_json::json!({"modbus/state": "run"}))
+    poll_with(store, s, &run_state())
+}
+
+/// A poll on the quiet path alone: `None` when its memo does not vouch for it.
+fn poll_memo(store: &Store, s: &Snapshot) -> Option<CaptureOutcome> {
+    with_record(s, &run_state(), |rec| store.quiet_path().record(rec))
 }
 
 /// Another connection to the same file, as another process would have.
@@ -116,7 +139,7 @@ impl Observer {
 fn quiet_store(dir: &Path, clock: &Arc<ManualClock>) -> (Store, Observer) {
     let path = dir.join("otdrift.db");
     let mut store = Store::open(&path, clock.clone()).expect("open");
-    store.defer_seen(true);
+    store.defer_seen(true).expect("defer seen");
     poll(&mut store, &snapshot(100));
     clock.advance(TimeDelta::minutes(1));
     poll(&mut store, &snapshot(100));
@@ -188,7 +211,7 @@ fn a_store_that_does_not_defer_writes_every_poll() {
     let dir = tempfile::tempdir().expect("dir");
     let clock = clock();
     let (mut store, observer) = quiet_store(dir.path(), &clock);
-    store.defer_seen(false);
+    store.defer_seen(false).expect("defer seen");
     let version = observer.version();
     clock.advance(TimeDelta::minutes(1));
     poll(&mut store, &snapshot(100));
@@ -477,7 +500,7 @@ fn verified_once_a_day_per_asset_in_the_chain() {
     store.flush_seen().expect("flush");
     drop(store);
     let mut store = Store::open(&path, clock.clone()).expect("reopen");
-    store.defer_seen(true);
+    store.defer_seen(true).expect("defer seen");
     clock.advance(TimeDelta::minutes(1));
     poll(&mut store, &snapshot(100));
     assert_eq!(
@@ -490,4 +513,168 @@ fn verified_once_a_day_per_asset_in_the_chain() {
     let report = store.audit_verify().expect("verify");
     assert!(report.first_break.is_none());
     assert!(report.entries >= 4);
+}
+
+/// An approval of `asset` naming `to`, valid for two hours from now.
+fn submit(store: &mut Store, clock: &Arc<ManualClock>, asset: &str, jti: &str, to: Snapshot) {
+    let now = clock.now();
+    let claims = serde_json::json!({"jti": jti});
+    store
+        .submit_approval(&ApprovalInput {
+            jti,
+            asset,
+            change_id: "CHG-9",
+            kind: "normal",
+            approver_id: "plant-eng-mgr",
+            approver: Some("Dana Okafor"),
+            requestor: Some("Lee Brandt"),
+            from: None,
+            to: Some(to.digest()),
+            content: None,
+            diff: None,
+            issued_at: now,
+            not_before: now,
+            expires_at: now + TimeDelta::hours(2),
+            token: "header.claims.signature",
+            claims: &claims,
+            max_observation_age: TimeDelta::minutes(10),
+            source: "test",
+            rules: &otdrift_store::ChangeRules::default(),
+        })
+        .expect("submitted");
+}
+
+#[test]
+fn the_memo_vouches_for_the_same_state_until_this_store_commits() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = clock();
+    let (mut store, observer) = quiet_store(dir.path(), &clock);
+    let version = observer.version();
+    // The last quiet check left a memo: the same state is kept without the database.
+    clock.advance(TimeDelta::minutes(1));
+    let out = poll_memo(&store, &snapshot(100)).expect("the memo vouches");
+    assert!(out.quiet);
+    assert_eq!(out.capture.seen_count, 3);
+    assert_eq!(out.capture.last_seen, clock.now());
+    assert_eq!(out.baseline.digest, snapshot(100).digest());
+    // Another state, another operating state: not for the memo.
+    assert!(poll_memo(&store, &snapshot(200)).is_none());
+    let stopped = with_record(
+        &snapshot(100),
+        &serde_json::json!({"modbus/state": "stop"}),
+        |rec| store.quiet_path().record(rec),
+    );
+    assert!(stopped.is_none());
+    assert_eq!(observer.version(), version);
+    // Any commit of this store ends it: the next poll takes the quiet check again, which
+    // makes a new memo.
+    store
+        .enqueue_event("io.otdrift.test", None, &serde_json::json!({}))
+        .expect("event");
+    clock.advance(TimeDelta::minutes(1));
+    assert!(poll_memo(&store, &snapshot(100)).is_none());
+    assert!(poll(&mut store, &snapshot(100)).quiet);
+    clock.advance(TimeDelta::minutes(1));
+    let out = poll_memo(&store, &snapshot(100)).expect("a new memo");
+    assert_eq!(out.capture.seen_count, 5);
+    // A change is never the memo's: it is written at once, as before.
+    clock.advance(TimeDelta::minutes(1));
+    let drifted = poll(&mut store, &snapshot(200));
+    assert!(!drifted.quiet);
+    assert!(drifted.drift.is_drifted());
+    assert!(poll_memo(&store, &snapshot(200)).is_none());
+}
+
+#[test]
+fn another_processs_commit_ends_the_memo_once_noticed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = clock();
+    let (mut store, observer) = quiet_store(dir.path(), &clock);
+    // Another process (`otdrift approve` beside the daemon) submits an approval.
+    let mut other = Store::open(&dir.path().join("otdrift.db"), clock.clone()).expect("other");
+    submit(&mut other, &clock, "press-7", "j-9", snapshot(200));
+    // Until the daemon looks, its memo still holds (the look comes every few seconds).
+    clock.advance(TimeDelta::seconds(1));
+    assert!(poll_memo(&store, &snapshot(100)).is_some());
+    assert!(store.notice_other_writers().expect("look"));
+    assert!(!store.notice_other_writers().expect("look again"));
+    // From then on the pending approval is the durable path's, as for any poll.
+    assert!(poll_memo(&store, &snapshot(100)).is_none());
+    let version = observer.version();
+    clock.advance(TimeDelta::seconds(1));
+    assert!(!poll(&mut store, &snapshot(100)).quiet);
+    assert_ne!(observer.version(), version);
+    // The device reaches the approved state: applied, as before.
+    clock.advance(TimeDelta::minutes(1));
+    let applied = poll(&mut store, &snapshot(200));
+    assert!(applied.approval.is_some(), "{:?}", applied.drift);
+    assert_eq!(applied.baseline.digest, snapshot(200).digest());
+}
+
+#[test]
+fn a_flush_carries_the_memo_and_every_poll_is_counted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = clock();
+    let (mut store, observer) = quiet_store(dir.path(), &clock);
+    for _ in 0..10 {
+        clock.advance(TimeDelta::minutes(1));
+        poll_memo(&store, &snapshot(100)).expect("the memo vouches");
+    }
+    assert_eq!(store.flush_seen().expect("flush"), 1);
+    assert_eq!(observer.latest().0, 12);
+    // The flush wrote only what the memo shows: it holds on, with the flushed counts.
+    for _ in 0..5 {
+        clock.advance(TimeDelta::minutes(1));
+        let out = poll_memo(&store, &snapshot(100)).expect("still vouches");
+        assert_eq!(out.capture.last_seen, clock.now());
+    }
+    assert_eq!(
+        store
+            .latest_capture("press-7")
+            .expect("read")
+            .expect("row")
+            .seen_count,
+        17
+    );
+    store.flush_seen().expect("flush");
+    let now = otdrift_core::format_timestamp(clock.now());
+    assert_eq!(observer.latest(), (17, now, 1));
+}
+
+#[test]
+fn an_expiry_or_a_new_day_ends_the_memo_at_its_time() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = clock();
+    let (mut store, _observer) = quiet_store(dir.path(), &clock);
+    // Another asset's approval, pending for two hours: this asset's polls stay quiet.
+    submit(&mut store, &clock, "mixer-2", "j-7", snapshot(300));
+    clock.advance(TimeDelta::minutes(1));
+    assert!(poll(&mut store, &snapshot(100)).quiet);
+    clock.advance(TimeDelta::minutes(118));
+    assert!(poll_memo(&store, &snapshot(100)).is_some());
+    // Past its expiry the durable path has work (expiring it): the memo ends there.
+    clock.advance(TimeDelta::minutes(2));
+    assert!(poll_memo(&store, &snapshot(100)).is_none());
+    assert!(!poll(&mut store, &snapshot(100)).quiet);
+    assert!(kinds(&store).contains(&"approval.expired".to_owned()));
+    clock.advance(TimeDelta::minutes(1));
+    assert!(poll(&mut store, &snapshot(100)).quiet);
+    assert!(poll_memo(&store, &snapshot(100)).is_some());
+    // A new UTC day: its `asset.verified` entry is the store's to write.
+    let verified = store
+        .audit_entries_of_kind(&[VERIFIED])
+        .expect("audit")
+        .len();
+    clock.advance(TimeDelta::hours(24));
+    assert!(poll_memo(&store, &snapshot(100)).is_none());
+    poll(&mut store, &snapshot(100));
+    assert_eq!(
+        store
+            .audit_entries_of_kind(&[VERIFIED])
+            .expect("audit")
+            .len(),
+        verified + 1
+    );
+    clock.advance(TimeDelta::minutes(1));
+    assert!(poll_memo(&store, &snapshot(100)).is_some());
 }

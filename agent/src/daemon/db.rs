@@ -15,6 +15,9 @@ use otdrift_store::{Store, StoreError};
 pub struct Db {
     store: Arc<Mutex<Store>>,
     reader: Option<Arc<Mutex<Store>>>,
+    /// The store's quiet path: a poll of the state its asset's memo holds is kept in
+    /// memory on the caller's thread, without a blocking thread or the store's lock.
+    quiet: otdrift_store::QuietPath,
 }
 
 /// Why a store call failed.
@@ -32,6 +35,7 @@ impl Db {
     /// Wraps an open store; reads go through it too.
     pub fn new(store: Store) -> Self {
         Db {
+            quiet: store.quiet_path(),
             store: Arc::new(Mutex::new(store)),
             reader: None,
         }
@@ -41,9 +45,24 @@ impl Db {
     /// [`Db::read`].
     pub fn with_reader(store: Store, reader: Store) -> Self {
         Db {
+            quiet: store.quiet_path(),
             store: Arc::new(Mutex::new(store)),
             reader: Some(Arc::new(Mutex::new(reader))),
         }
+    }
+
+    /// Records a quiet poll in memory when the store's memo vouches for it
+    /// ([`otdrift_store::QuietPath`]); `None` means: record it with [`Db::call`].
+    pub fn record_quiet(
+        &self,
+        rec: &otdrift_store::CaptureRecord<'_>,
+    ) -> Option<otdrift_store::CaptureOutcome> {
+        self.quiet.record(rec)
+    }
+
+    /// How many assets have quiet polls not written yet, without the store's lock.
+    pub fn seen_pending(&self) -> usize {
+        self.quiet.pending()
     }
 
     /// Runs `f` on the writing connection on a blocking thread.

@@ -41,6 +41,10 @@ use crate::exit::{CmdResult, Exit, Failure};
 /// How long in-flight captures get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How often the daemon looks whether another process wrote to the database: what it wrote
+/// (an approval, a capture) is judged by each asset's next poll after that look.
+pub const OTHER_WRITERS: Duration = Duration::from_secs(2);
+
 /// How long the push worker gets to deliver what is left (the last audit head) at shutdown;
 /// anything not delivered stays in the outbox for the next start.
 pub const FINAL_DELIVERY: Duration = Duration::from_secs(3);
@@ -149,7 +153,9 @@ pub async fn run(config_path: &Path) -> CmdResult {
     let db_path = config.agent.data_dir.join(crate::context::DB_FILE);
     // Quiet polls wait in memory for the seen flush; the reader shows them.
     let mut store = agent.store;
-    store.defer_seen(true);
+    store
+        .defer_seen(true)
+        .map_err(|e| Failure::runtime(anyhow!(e).context("cannot prepare the store")))?;
     let db = match otdrift_store::Store::open_read_only(&db_path, clock.clone()) {
         Ok(mut reader) => {
             store.share_seen(&mut reader);
@@ -284,17 +290,27 @@ pub async fn run(config_path: &Path) -> CmdResult {
         });
     }
 
-    // Quiet polls' seen-times, in one transaction every `seen_flush` (and at shutdown below).
+    // Quiet polls' seen-times, in one transaction every `seen_flush` (and at shutdown below);
+    // and every OTHER_WRITERS a look whether another process (`otdrift capture`, `approve`)
+    // committed, which ends the quiet path's memos (`otdrift_store::QuietPath`).
     {
         let db = db.clone();
         let metrics = metrics.clone();
         let stop = shutdown.clone();
         let every = config.agent.seen_flush;
         tasks.spawn(async move {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            let start = tokio::time::Instant::now();
+            let mut ticker = tokio::time::interval_at(start + every, every);
+            let mut others = tokio::time::interval_at(start + OTHER_WRITERS, OTHER_WRITERS);
+            others.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = ticker.tick() => flush_seen(&db, &metrics).await,
+                    _ = others.tick() => {
+                        if let Err(e) = db.call(|s| s.notice_other_writers()).await {
+                            tracing::error!(error = %e, "cannot look for other writers");
+                        }
+                    }
                     () = stop.cancelled() => break,
                 }
             }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use otdrift_config::AssetConfig;
 use otdrift_protocols::{CollectError, Collector, ErrorKind};
 use otdrift_store::DriftOutcome;
@@ -36,6 +37,9 @@ use crate::capture;
 const DEFER_FIRST: Duration = Duration::from_secs(2);
 /// The longest pause before a deferred poll is retried.
 const DEFER_MAX: Duration = Duration::from_secs(60);
+/// Captures of at most this many items are hashed on the worker itself (well under a
+/// millisecond); larger ones on a blocking thread.
+const INLINE_HASH_ITEMS: usize = 2_000;
 
 /// What every worker shares.
 pub struct Shared {
@@ -351,39 +355,35 @@ impl Worker {
             return Polled::Done;
         };
         let started = Instant::now();
-        // The capture runs in a task of its own: a collector that panics (a bug, never the
-        // device's doing) fails that capture as `internal` and its asset keeps being polled
-        // with a fresh collector, instead of leaving the worker stuck and the asset silent.
-        let asset = self.asset.clone();
-        let budget = shared.budget.clone();
-        let mut task = tokio::spawn(async move {
-            fault::maybe_panic(&asset.id);
-            let result =
-                otdrift_protocols::capture_within(collector.as_mut(), &asset, &budget).await;
-            (collector, result)
-        });
-        let result = tokio::select! {
-            joined = &mut task => match joined {
-                Ok((collector, result)) => {
-                    self.collector = Some(collector);
-                    result
-                }
-                Err(e) => {
-                    let why = if e.is_panic() {
-                        panic_message(e.into_panic())
-                    } else {
-                        "the capture task was cancelled".to_owned()
-                    };
-                    tracing::error!(error = %why, "the collector panicked; the asset keeps being polled");
-                    Err(otdrift_protocols::Scope::new(&self.asset.id, &self.asset.address)
-                        .internal(format!("the collector panicked: {why}")))
-                }
-            },
+        // A collector that panics (a bug, never the device's doing) fails that capture as
+        // `internal` and its asset keeps being polled with a fresh collector, instead of
+        // leaving the worker stuck and the asset silent. The panic is caught where it
+        // happens, not by a task of its own: a task per poll is a thread wake-up per poll.
+        let capture = std::panic::AssertUnwindSafe(async {
+            fault::maybe_panic(&self.asset.id);
+            otdrift_protocols::capture_within(collector.as_mut(), &self.asset, &shared.budget).await
+        })
+        .catch_unwind();
+        let caught = tokio::select! {
+            caught = capture => caught,
             () = shared.shutdown.cancelled() => {
                 // Abandoned mid-capture: nothing was recorded; the connection is dropped.
-                task.abort();
                 tracing::info!("capture cancelled by shutdown");
                 return Polled::Done;
+            }
+        };
+        let result = match caught {
+            Ok(result) => {
+                self.collector = Some(collector);
+                result
+            }
+            Err(payload) => {
+                let why = panic_message(payload);
+                tracing::error!(error = %why, "the collector panicked; the asset keeps being polled");
+                Err(
+                    otdrift_protocols::Scope::new(&self.asset.id, &self.asset.address)
+                        .internal(format!("the collector panicked: {why}")),
+                )
             }
         };
         if let Err(e) = &result
@@ -402,40 +402,67 @@ impl Worker {
         }
         let asset = self.asset.clone();
         let rules = self.rules.clone();
+        // Whether the poll may have queued events: a quiet poll queued none, so the push
+        // worker is not woken for it.
+        let mut queued = true;
         match result {
             Ok(c) => {
                 let elapsed = started.elapsed();
-                // Hashing is the heavy part of recording: done here, outside the store's lock,
-                // so other assets and the API do not wait for it (the snapshot keeps them).
-                let c = match tokio::task::spawn_blocking(move || {
+                // Hashing is the heavy part of recording a large capture: done here, outside
+                // the store's lock, so other assets and the API do not wait for it (the
+                // snapshot keeps the digests). A small one is hashed in place: handing it to
+                // another thread costs more than hashing it.
+                let c = if c.snapshot.len() <= INLINE_HASH_ITEMS {
                     let _ = c.snapshot.digests();
                     c
-                })
-                .await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::error!(error = %e, "hashing the capture failed");
-                        return Polled::Done;
-                    }
-                };
-                let recorded = shared
-                    .db
-                    .call(move |store| {
-                        let recorded = capture::record_checked(store, &asset, &rules, &c, None);
-                        Ok((recorded, store.seen_pending()))
+                } else {
+                    match tokio::task::spawn_blocking(move || {
+                        let _ = c.snapshot.digests();
+                        c
                     })
                     .await
-                    .map_err(capture::CaptureFailure::from)
-                    .and_then(|(recorded, pending)| {
+                    {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::error!(error = %e, "hashing the capture failed");
+                            return Polled::Done;
+                        }
+                    }
+                };
+                // The same state as last time, with nothing written since: kept in memory
+                // here, without a blocking thread (a quiet poll never has refusals: its
+                // digest is the baseline's).
+                let quiet = capture::with_record(&asset, &rules, &c, None, |rec| {
+                    shared.db.record_quiet(rec)
+                });
+                let recorded = match quiet {
+                    Some(outcome) => {
+                        let pending = shared.db.seen_pending();
                         shared
                             .metrics
                             .seen_pending
                             .set(i64::try_from(pending).unwrap_or(i64::MAX));
-                        recorded
-                    });
+                        Ok(outcome)
+                    }
+                    None => shared
+                        .db
+                        .call(move |store| {
+                            let recorded = capture::record_checked(store, &asset, &rules, &c, None);
+                            Ok((recorded, store.seen_pending()))
+                        })
+                        .await
+                        .map_err(capture::CaptureFailure::from)
+                        .and_then(|(recorded, pending)| {
+                            shared
+                                .metrics
+                                .seen_pending
+                                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+                            recorded
+                        }),
+                };
                 match recorded {
                     Ok(outcome) => {
+                        queued = !outcome.quiet;
                         self.backoff.succeeded();
                         self.last_success = chrono::Utc::now();
                         self.stale = false;
@@ -496,7 +523,9 @@ impl Worker {
             }
             Err(error) => self.failed(shared, error).await,
         }
-        shared.events.notify_one();
+        if queued {
+            shared.events.notify_one();
+        }
         Polled::Done
     }
 

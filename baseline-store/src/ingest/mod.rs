@@ -143,6 +143,9 @@ pub struct CaptureOutcome {
     /// Changes of the controller's operating state (CPU mode, ADS state, ...) since the
     /// previous capture: reported, never drift.
     pub state_changes: Vec<StateChange>,
+    /// True for a quiet poll kept in memory (`seen.rs`): nothing was written and nothing
+    /// queued for upstream.
+    pub quiet: bool,
 }
 
 /// A change of a runtime value that describes the controller's operating state.
@@ -485,6 +488,7 @@ impl Store {
                 approval,
                 policy_unmet,
                 state_changes,
+                quiet: false,
             },
             verified,
         })

@@ -263,10 +263,14 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         type Row = (Option<String>, Option<String>, i64, i64);
+        // Quiet polls move the latest capture row only (`seen.rs`).
         let row: Option<Row> = tx
             .query_row(
-                "SELECT last_capture, stale_since, unreachable_announced, failure_announced
-                 FROM assets WHERE id = ?1",
+                &format!(
+                    "SELECT {}, stale_since, unreachable_announced, failure_announced
+                     FROM assets a WHERE id = ?1",
+                    crate::seen::later("a.last_capture", crate::seen::LATEST_SEEN)
+                ),
                 [asset],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )

@@ -141,36 +141,39 @@ impl Store {
 
     /// What the store knows about the asset's reachability and failures.
     pub fn asset(&self, id: &str) -> Result<Option<AssetRow>, StoreError> {
+        // Quiet polls move the latest capture row only (`seen.rs`).
+        let latest = crate::seen::LATEST_SEEN;
         self.conn
-            .query_row(
-                "SELECT id, protocol, address, reachable, last_attempt, last_capture, last_error,
+            .prepare_cached(&format!(
+                "SELECT id, protocol, address, reachable, {}, {}, last_error,
                         failing_since, failure_reason, failure_count, stale_since
-                 FROM assets WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok((
-                        AssetRow {
-                            id: r.get(0)?,
-                            protocol: r.get(1)?,
-                            address: r.get(2)?,
-                            reachable: r.get::<_, Option<i64>>(3)?.map(|v| v != 0),
-                            last_attempt: None,
-                            last_capture: None,
-                            last_error: r.get(6)?,
-                            failing_since: None,
-                            failure_reason: r.get(8)?,
-                            failure_count: r.get::<_, i64>(9)?.max(0) as u64,
-                            stale_since: None,
-                        },
-                        [
-                            r.get::<_, Option<String>>(4)?,
-                            r.get::<_, Option<String>>(5)?,
-                            r.get::<_, Option<String>>(7)?,
-                            r.get::<_, Option<String>>(10)?,
-                        ],
-                    ))
-                },
-            )
+                 FROM assets a WHERE id = ?1",
+                crate::seen::later("a.last_attempt", latest),
+                crate::seen::later("a.last_capture", latest),
+            ))?
+            .query_row([id], |r| {
+                Ok((
+                    AssetRow {
+                        id: r.get(0)?,
+                        protocol: r.get(1)?,
+                        address: r.get(2)?,
+                        reachable: r.get::<_, Option<i64>>(3)?.map(|v| v != 0),
+                        last_attempt: None,
+                        last_capture: None,
+                        last_error: r.get(6)?,
+                        failing_since: None,
+                        failure_reason: r.get(8)?,
+                        failure_count: r.get::<_, i64>(9)?.max(0) as u64,
+                        stale_since: None,
+                    },
+                    [
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(7)?,
+                        r.get::<_, Option<String>>(10)?,
+                    ],
+                ))
+            })
             .optional()?
             .map(|(mut row, [attempt, capture, failing, stale])| {
                 row.stale_since = opt_ts(stale)?;

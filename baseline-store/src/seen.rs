@@ -11,8 +11,8 @@
 //! ```
 //!
 //! A poll is *quiet* only when recording it durably would change nothing but the seen-time,
-//! counter and runtime facts of the asset's latest capture row and the asset's
-//! `last_attempt`/`last_capture`: the latest row has this digest and no change id, the
+//! counter and runtime facts of the asset's latest capture row (the asset's last capture and
+//! attempt are read from it): the latest row has this digest and no change id, the
 //! capture is no technician's, the digest is the baseline's and no drift is open, the asset
 //! is reachable with no failure streak, outage or staleness to end (so no recovery event is
 //! due), no approval of the asset is pending, no approval anywhere has expired and no review
@@ -155,30 +155,34 @@ fn overlay(row: &mut CaptureRow, p: &PendingSeen) {
     }
 }
 
-/// Writes a bump: the row's last_seen (never backwards), count and last runtime facts, and
-/// the asset's last attempt and capture (never backwards: a failure may have come since).
-pub(crate) fn apply(conn: &Connection, asset: &str, p: &PendingSeen) -> Result<(), StoreError> {
-    let at = format_timestamp(p.last_seen);
-    conn.execute(
+/// Writes a bump: the row's last_seen (never backwards), count and last runtime facts. The
+/// asset's row is not touched: its last capture and attempt are read as the later of its own
+/// and its latest capture row's last_seen ([`LATEST_SEEN`]), so a flush rewrites the pages
+/// of one table, not two (gateways run on flash).
+pub(crate) fn apply(conn: &Connection, p: &PendingSeen) -> Result<(), StoreError> {
+    conn.prepare_cached(
         "UPDATE captures SET last_seen = MAX(last_seen, ?2), seen_count = seen_count + ?3,
              runtime = ?4, duration_ms = ?5, requests = ?6
          WHERE id = ?1",
-        params![
-            p.capture_id,
-            at,
-            p.count,
-            p.runtime,
-            p.duration_ms,
-            p.requests
-        ],
-    )?;
-    conn.execute(
-        "UPDATE assets SET last_attempt = MAX(COALESCE(last_attempt, ''), ?2),
-             last_capture = MAX(COALESCE(last_capture, ''), ?2)
-         WHERE id = ?1",
-        params![asset, at],
-    )?;
+    )?
+    .execute(params![
+        p.capture_id,
+        format_timestamp(p.last_seen),
+        p.count,
+        p.runtime,
+        p.duration_ms,
+        p.requests
+    ])?;
     Ok(())
+}
+
+/// SQL for the last_seen of the latest capture row of the asset row `a` (NULL without one).
+pub(crate) const LATEST_SEEN: &str =
+    "(SELECT c.last_seen FROM captures c WHERE c.asset = a.id ORDER BY c.id DESC LIMIT 1)";
+
+/// SQL for the later of two nullable timestamps (NULL when both are).
+pub(crate) fn later(x: &str, y: &str) -> String {
+    format!("MAX(COALESCE({x}, {y}), COALESCE({y}, {x}))")
 }
 
 /// Whether the asset still needs today's `asset.verified` entry (loading the day's entries
@@ -422,8 +426,8 @@ impl Store {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for (asset, p) in &pending {
-                apply(&tx, asset, p)?;
+            for p in pending.values() {
+                apply(&tx, p)?;
             }
             tx.commit()?;
             Ok::<_, StoreError>(pending.len())
@@ -533,7 +537,7 @@ impl Store {
                     .conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)?;
                 if let Some(p) = &carried {
-                    apply(&tx, rec.asset, p)?;
+                    apply(&tx, p)?;
                 }
                 append_verified(&tx, clock.as_ref(), &capture, baseline.id)?;
                 tx.commit()?;

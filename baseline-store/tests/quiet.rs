@@ -123,7 +123,16 @@ impl Observer {
         (count, last, rows)
     }
 
+    /// The asset's last capture as another process's store reads it from the database.
     fn last_capture(&self) -> String {
+        let path = self.conn.path().expect("a file");
+        let other = Store::open_read_only(Path::new(path), clock()).expect("another store");
+        let asset = other.asset("press-7").expect("read").expect("asset");
+        otdrift_core::format_timestamp(asset.last_capture.expect("a capture"))
+    }
+
+    /// The asset row's own last capture column (the flush leaves it alone).
+    fn asset_row_last_capture(&self) -> String {
         self.conn
             .query_row(
                 "SELECT last_capture FROM assets WHERE id = 'press-7'",
@@ -196,6 +205,8 @@ fn quiet_polls_write_nothing_until_one_flush() {
     let now = otdrift_core::format_timestamp(clock.now());
     assert_eq!(observer.latest(), (52, now.clone(), 1));
     assert_eq!(observer.last_capture(), now);
+    // ... from the capture row: the flush rewrote no asset row.
+    assert!(observer.asset_row_last_capture() < now);
     assert_eq!(store.seen_pending(), 0);
     // Nothing left: a second flush is no transaction at all.
     assert_eq!(store.flush_seen().expect("flush"), 0);

@@ -261,7 +261,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(p) = carried {
-            crate::seen::apply(&tx, rec.asset, p)?;
+            crate::seen::apply(&tx, p)?;
         }
 
         tx.execute(

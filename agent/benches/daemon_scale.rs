@@ -1,17 +1,22 @@
 //! The daemon at plant scale: 500 simulated Modbus assets on a 10-second schedule.
 //!
-//! `cargo bench -p otdrift --bench daemon_scale` (add `-- --seconds N --assets N --warmup N
-//! --period N` to change the defaults, 120 s, 500 assets, 30 s and a 10 s schedule; issue 18's
-//! second fleet is `--assets 2000 --period 60 --seconds 300 --warmup 90`). This process runs the simulators (Modbus
-//! servers on loopback ports, each a hydraulic press with a 50-register recipe and 16 interlock
-//! coils); the agent runs as its own process (`otdrift run`, release build), so its CPU time,
-//! memory and disk writes are measured alone, from `/proc`. Reported: captures per second,
-//! capture latency (p50/p99 from the agent's histogram), missed schedule ticks, agent CPU% and
-//! CPU per poll, peak RSS, and bytes the agent wrote to disk per hour (`/proc/PID/io`
-//! `write_bytes`, after the warm-up in which every asset gets its first baseline), with the
-//! seen flushes that wrote them. The bench fails when a target of issue 18 is missed: a missed
-//! tick or a failed capture, more than 0.10 ms CPU per quiet poll, a peak RSS over 32 MiB, or
-//! more than 10 MiB written per hour.
+//! `cargo bench -p otdrift --bench daemon_scale --no-default-features --features gateway`
+//! measures the binary a gateway runs (without the simulators, whose code pages would count
+//! in its resident set); add `-- --seconds N --assets N --warmup N --period N` to change the
+//! defaults, 120 s, 500 assets, 30 s and a 10 s schedule; issue 18's second fleet is
+//! `--assets 2000 --period 60 --seconds 300 --warmup 90`. This process runs the simulators
+//! (Modbus servers on loopback ports, each a hydraulic press with a 50-register recipe and 16
+//! interlock coils) and an upstream receiver (the end-to-end tests' CloudEvents server); the
+//! agent runs as its own process (`otdrift run`, release build), so its CPU time, memory and
+//! disk writes are measured alone, from `/proc`. Reported: captures per second, capture
+//! latency (p50/p99 from the agent's histogram), missed schedule ticks, agent CPU% and CPU per
+//! poll, peak RSS, and bytes the agent wrote to disk per hour (`/proc/PID/io` `write_bytes`,
+//! after the warm-up in which every asset gets its first baseline), with the seen flushes that
+//! wrote them; then, after that quiet window, 20 setpoint changes on 20 assets and how long
+//! each took to reach the upstream as `drift.detected` (p50, p99). The bench fails when a
+//! target of issue 18 is missed: a missed tick or a failed capture, more than 0.10 ms CPU per
+//! quiet poll, a peak RSS over 32 MiB, more than 10 MiB written per hour, or a change not
+//! upstream within the period plus one second.
 
 use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -19,6 +24,18 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use otdrift_simulators::modbus::{ModbusSimulator, ModbusState};
+
+/// The end-to-end tests' upstream: a real HTTP server receiving CloudEvents batches.
+#[allow(dead_code)]
+#[path = "../../tests/support/receiver.rs"]
+mod receiver;
+
+/// Setpoint changes made after the quiet window, one every [`CHANGE_GAP`], each on another
+/// asset; each must reach the upstream as a drift event within the period plus a second.
+const CHANGES: usize = 20;
+const CHANGE_GAP: Duration = Duration::from_millis(400);
+/// The register changed (within the configured recipe).
+const CHANGED_REGISTER: u16 = 5;
 
 fn arg(name: &str, default: u64) -> u64 {
     std::env::args()
@@ -153,10 +170,22 @@ fn main() {
         .and_then(|l| l.local_addr())
         .expect("port")
         .to_string();
+    let upstream_token = "bench-upstream-0123456789abcdef";
+    let upstream = receiver::Receiver::start(upstream_token);
+    let upstream_file = dir.path().join("upstream.token");
+    std::fs::write(&upstream_file, upstream_token).expect("token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&upstream_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+    }
     let mut config = format!(
-        "[agent]\nid = \"bench\"\ndata_dir = \"{}\"\n\n[api]\nlisten = \"{api}\"\ntoken_file = \"{}\"\n",
+        "[agent]\nid = \"bench\"\ndata_dir = \"{}\"\n\n[api]\nlisten = \"{api}\"\ntoken_file = \"{}\"\n\n[upstream]\nurl = \"{}\"\ntoken_file = \"{}\"\nallow_insecure_http = true\n",
         dir.path().join("data").display(),
-        token_file.display()
+        token_file.display(),
+        upstream.url(),
+        upstream_file.display()
     );
     for (i, sim) in sims.iter().enumerate() {
         config.push_str(&format!(
@@ -210,6 +239,53 @@ fn main() {
     let cpu = (cpu_ticks(pid).unwrap_or(0) - cpu_start) as f64 / ticks_per_second;
     let written = write_bytes(pid).unwrap_or(0).saturating_sub(written_start) as f64;
     let quiet_polls = sum(&metrics, "otdrift_captures_total") - polls_start;
+
+    // After the quiet window: setpoint changes, each timed until its drift event arrives.
+    let mut changes = Vec::with_capacity(CHANGES);
+    for k in 0..CHANGES.min(assets) {
+        let i = (k * assets) / CHANGES.min(assets);
+        let sim = &sims[i];
+        let value = sim.holding(CHANGED_REGISTER).unwrap_or(0).wrapping_add(1);
+        sim.set_holding(CHANGED_REGISTER, &[value])
+            .expect("setpoint change");
+        changes.push((format!("press-{i:03}"), Instant::now()));
+        std::thread::sleep(CHANGE_GAP);
+    }
+    let latency_target = Duration::from_secs(period) + Duration::from_secs(1);
+    let arrivals = |upstream: &receiver::Receiver| -> Vec<Option<Duration>> {
+        let requests = upstream.received.requests();
+        let events = upstream.received.unique();
+        changes
+            .iter()
+            .map(|(asset, at)| {
+                let seq = events.iter().find_map(|e| {
+                    (e["type"] == "io.otdrift.drift.detected" && e["data"]["asset"] == *asset)
+                        .then(|| e["otdriftseq"].as_i64())
+                        .flatten()
+                })?;
+                let arrived = requests
+                    .iter()
+                    .find(|r| r.status == 200 && r.seqs.contains(&seq))?
+                    .at;
+                Some(arrived.saturating_duration_since(*at))
+            })
+            .collect()
+    };
+    let waited = Instant::now();
+    while arrivals(&upstream).iter().any(Option::is_none) && waited.elapsed() < latency_target * 3 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let found = arrivals(&upstream);
+    let mut latencies: Vec<Duration> = found.iter().flatten().copied().collect();
+    latencies.sort();
+    let lost = found.len() - latencies.len();
+    let change_p50 = latencies.get(latencies.len() / 2).copied();
+    // With 20 changes the 99th percentile is the slowest one.
+    let change_p99 = latencies
+        .get((latencies.len() * 99).div_ceil(100).saturating_sub(1))
+        .copied();
+    let hwm = status_kib(pid, "VmHWM:").unwrap_or(hwm).max(hwm);
+
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -257,6 +333,14 @@ fn main() {
         written / 1024.0
     );
     println!("  agent peak RSS    {:.1} MiB", hwm as f64 / 1024.0);
+    let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    println!(
+        "  change → upstream {} setpoint changes: p50 {:.0} ms, p99 {:.0} ms (target {} ms), {lost} not delivered",
+        changes.len(),
+        ms(change_p50),
+        ms(change_p99),
+        latency_target.as_millis()
+    );
     let mut misses = Vec::new();
     if missed > 0.0 || failed > 0.0 {
         misses.push(format!(
@@ -272,6 +356,13 @@ fn main() {
         misses.push(format!(
             "peak RSS {:.1} MiB (target 32)",
             hwm as f64 / 1024.0
+        ));
+    }
+    if lost > 0 || change_p99.is_none_or(|p99| p99 > latency_target) {
+        misses.push(format!(
+            "change to upstream p99 {:.0} ms, {lost} not delivered (target {} ms)",
+            ms(change_p99),
+            latency_target.as_millis()
         ));
     }
     if written_per_hour > 10.0 {

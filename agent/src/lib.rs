@@ -42,12 +42,19 @@ fn init_logging(format: LogFormat, default_level: &str) {
     };
 }
 
+/// The most blocking threads the runtime starts.
+const BLOCKING_THREADS: usize = 8;
+
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
     let long_running = cli.command.is_long_running();
     init_logging(cli.log_format, if long_running { "info" } else { "warn" });
 
+    // Blocking threads run SQLite (one writer behind a lock, one reader), large hashes and
+    // file I/O: a handful is all they can use, and each idle one keeps a stack and a malloc
+    // arena for seconds (tokio's default allows 512).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
     {

@@ -119,6 +119,11 @@ pub enum StoreError {
     NotFound(String),
 }
 
+/// Each connection's page cache: 1 MiB (SQLite's default is 2 MiB). A gateway keeps two
+/// connections open for months, and the operating system caches the file anyway; a page
+/// not in this cache is a read from memory, not from flash.
+const CACHE_SIZE: &str = "PRAGMA cache_size = -1024;";
+
 /// An open store. One per process; `&mut self` on writes keeps transactions simple.
 pub struct Store {
     conn: Connection,
@@ -164,6 +169,7 @@ impl Store {
             source,
         })?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.execute_batch(CACHE_SIZE)?;
         let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::SchemaTooNew {
@@ -191,6 +197,7 @@ impl Store {
         // the writer, FULL makes every commit durable.
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
+        conn.execute_batch(CACHE_SIZE)?;
         schema::migrate(&mut conn)?;
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         let mut store = Store {

@@ -139,6 +139,40 @@ pub(crate) fn write_snapshot<'a>(
     }
 }
 
+/// The digests of several subsets of one snapshot's items in one pass: each item is encoded
+/// once, and each subset's digest hashes the header for its item count followed by its
+/// items' encodings, which is byte for byte the canonical encoding of that subset as a
+/// snapshot of its own (what [`write_snapshot`] writes). `subsets` says per class whether a
+/// subset holds it.
+pub(crate) fn subset_digests<'a, const N: usize>(
+    items: impl ExactSizeIterator<Item = &'a Item>,
+    subsets: [fn(Class) -> bool; N],
+) -> [crate::Digest; N] {
+    let mut body = Vec::with_capacity(items.len() * 32);
+    let mut ends = Vec::with_capacity(items.len());
+    for item in items {
+        write_item(&mut body, item);
+        ends.push((body.len(), item.class()));
+    }
+    subsets.map(|holds| {
+        let count = ends.iter().filter(|(_, class)| holds(*class)).count();
+        let mut header = Vec::with_capacity(MAGIC.len() + 6);
+        header.extend_from_slice(MAGIC);
+        header.push(ENCODING_VERSION);
+        write_len(&mut header, count);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&header);
+        let mut start = 0;
+        for &(end, class) in &ends {
+            if holds(class) {
+                hasher.update(&body[start..end]);
+            }
+            start = end;
+        }
+        crate::Digest::from_bytes(*hasher.finalize().as_bytes())
+    })
+}
+
 /// The marker byte after magic and version that makes an encoding a diff encoding.
 pub const DIFF_MARKER: u8 = 0xd1;
 

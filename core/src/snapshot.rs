@@ -159,26 +159,29 @@ impl Snapshot {
         self.digests().content
     }
 
-    fn compute_content_digest(&self) -> Digest {
-        let items: Vec<&Item> = self
-            .items
-            .values()
-            .filter(|i| i.class().is_content())
-            .collect();
-        let mut out = Vec::new();
-        encoding::write_snapshot(&mut out, items.into_iter());
-        Digest::of(&out)
-    }
-
     /// The signature, the class digests and the change signature (computed once).
     pub fn digests(&self) -> SnapshotDigests {
-        *self.digests.get_or_init(|| SnapshotDigests {
-            overall: Digest::of(&self.encode()),
-            identity: self.class_digest(Class::Identity),
-            program: self.class_digest(Class::Program),
-            setpoint: self.class_digest(Class::Setpoint),
-            history: self.class_digest(Class::History),
-            content: self.compute_content_digest(),
+        *self.digests.get_or_init(|| {
+            // Every poll hashes its capture: one encoding pass serves all six digests.
+            let [overall, identity, program, setpoint, history, content] = encoding::subset_digests(
+                self.items.values(),
+                [
+                    |_| true,
+                    |c| c == Class::Identity,
+                    |c| c == Class::Program,
+                    |c| c == Class::Setpoint,
+                    |c| c == Class::History,
+                    Class::is_content,
+                ],
+            );
+            SnapshotDigests {
+                overall,
+                identity,
+                program,
+                setpoint,
+                history,
+                content,
+            }
         })
     }
 }

@@ -61,6 +61,24 @@ fn different(v: &Value) -> Value {
 }
 
 proptest! {
+    /// The one-pass digests are the BLAKE3 of each subset's own canonical encoding.
+    #[test]
+    fn every_digest_hashes_its_subsets_encoding(items in items()) {
+        let all = Snapshot::from_items(items.clone()).expect("unique paths");
+        let subset = |keep: fn(Class) -> bool| {
+            let kept = items.iter().filter(|i| keep(i.class())).cloned();
+            let s = Snapshot::from_items(kept).expect("unique paths");
+            otdrift_core::Digest::from_bytes(*blake3::hash(&s.encode()).as_bytes())
+        };
+        let d = all.digests();
+        prop_assert_eq!(d.overall, otdrift_core::Digest::from_bytes(*blake3::hash(&all.encode()).as_bytes()));
+        prop_assert_eq!(d.identity, subset(|c| c == Class::Identity));
+        prop_assert_eq!(d.program, subset(|c| c == Class::Program));
+        prop_assert_eq!(d.setpoint, subset(|c| c == Class::Setpoint));
+        prop_assert_eq!(d.history, subset(|c| c == Class::History));
+        prop_assert_eq!(d.content, subset(Class::is_content));
+    }
+
     #[test]
     fn encoding_is_independent_of_insertion_order(items in items(), seed in any::<u64>()) {
         let forward = Snapshot::from_items(items.clone()).expect("unique paths");

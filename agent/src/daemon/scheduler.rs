@@ -101,6 +101,10 @@ impl Ticker {
     /// looked for after the last one as well as after now).
     async fn run(self, stop: CancellationToken) {
         let mut last: Option<chrono::DateTime<chrono::Utc>> = None;
+        // The start-up poll (ticked at once, not by the schedule) may still be running, or
+        // waiting for a capture slot behind a whole fleet, when the first firing comes: that
+        // firing is folded into it, since the asset is being looked at right then.
+        let mut first = true;
         loop {
             let (next, wait) = match next_firing(&self.cron, last, chrono::Utc::now()) {
                 Ok(found) => found,
@@ -114,7 +118,12 @@ impl Ticker {
                 () = tokio::time::sleep(wait) => {}
             }
             last = Some(next);
+            let start_up = std::mem::replace(&mut first, false);
             if self.busy.swap(true, Ordering::AcqRel) {
+                if start_up {
+                    tracing::debug!(asset = %self.id, "first firing folded into the start-up poll");
+                    continue;
+                }
                 self.metrics.inc(&self.metrics.missed, &self.id);
                 tracing::warn!(asset = %self.id, "schedule tick missed: the previous capture is still running");
             } else if self.tx.try_send(()).is_err() {

@@ -285,6 +285,9 @@ enum Polled {
 }
 
 impl Worker {
+    /// Waits for ticks and polls. A poll's future is boxed: it is large (every await of a
+    /// capture and its recording) and lives only during the poll, while this loop waits
+    /// between polls for every asset of the fleet all the time.
     async fn run(mut self, mut ticks: mpsc::Receiver<()>, shared: Arc<Shared>) {
         loop {
             let retry = self.retry_at;
@@ -295,7 +298,7 @@ impl Worker {
                     if tick.is_none() {
                         break;
                     }
-                    self.poll_and_plan(&shared).await;
+                    Box::pin(self.poll_and_plan(&shared)).await;
                     self.busy.store(false, Ordering::Release);
                 }
                 () = tokio::time::sleep_until(retry.unwrap_or_else(tokio::time::Instant::now)),
@@ -306,7 +309,7 @@ impl Worker {
                     if self.busy.swap(true, Ordering::AcqRel) {
                         continue;
                     }
-                    self.poll_and_plan(&shared).await;
+                    Box::pin(self.poll_and_plan(&shared)).await;
                     self.busy.store(false, Ordering::Release);
                 }
             }

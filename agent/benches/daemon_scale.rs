@@ -15,8 +15,8 @@
 //! wrote them; then, after that quiet window, 20 setpoint changes on 20 assets and how long
 //! each took to reach the upstream as `drift.detected` (p50, p99). The bench fails when a
 //! target of issue 18 is missed: a missed tick or a failed capture, more than 0.10 ms CPU per
-//! quiet poll, a peak RSS over 32 MiB, more than 10 MiB written per hour, or a change not
-//! upstream within the period plus one second.
+//! quiet poll, a peak RSS over 32 MiB or more than 10 MiB written per hour (both for fleets of
+//! up to 500 assets), or a change not upstream within the period plus one second.
 
 use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -352,7 +352,10 @@ fn main() {
             "{cpu_per_poll_ms:.3} ms CPU per poll (target 0.10)"
         ));
     }
-    if hwm as f64 > 32.0 * 1024.0 {
+    // The memory and disk targets are the 500-asset fleet's; a larger fleet is held to the
+    // same CPU per poll and latency only.
+    let fleet_targets = assets <= 500;
+    if fleet_targets && hwm as f64 > 32.0 * 1024.0 {
         misses.push(format!(
             "peak RSS {:.1} MiB (target 32)",
             hwm as f64 / 1024.0
@@ -365,7 +368,7 @@ fn main() {
             latency_target.as_millis()
         ));
     }
-    if written_per_hour > 10.0 {
+    if fleet_targets && written_per_hour > 10.0 {
         misses.push(format!(
             "{written_per_hour:.1} MiB written per hour (target 10)"
         ));

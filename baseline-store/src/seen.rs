@@ -88,14 +88,13 @@ pub(crate) struct SeenState {
 struct QuietMemo {
     /// [`SeenState::writes`] when the check ran.
     writes: u64,
-    /// The digest of the asset's latest row, its baseline's too.
-    digest: otdrift_core::Digest,
     protocol: String,
     address: String,
     /// The runtime facts stored with the row (the operating state is compared with it).
     stored: serde_json::Value,
     /// The row as written (bumps not written yet are overlaid when answering).
     capture: CaptureRow,
+    /// The baseline, whose digest is also the row's (a quiet check requires it).
     baseline: Baseline,
     /// The earliest expiry of a pending approval or due time of a review anywhere: from
     /// then on the durable path has work, so the memo ends there.
@@ -322,7 +321,7 @@ impl QuietPath {
         let mut state = lock(&self.seen);
         let memo = state.memo.get(rec.asset)?;
         let current = memo.writes == state.writes.load(Ordering::Acquire)
-            && memo.digest == digests.overall
+            && memo.baseline.digest == digests.overall
             && memo.protocol == rec.protocol
             && memo.address == rec.address
             && same_operating_state(rec, &memo.stored)
@@ -570,7 +569,6 @@ impl Store {
             let mut state = lock(&self.seen);
             let memo = QuietMemo {
                 writes: state.writes.load(Ordering::Acquire),
-                digest: digests.overall,
                 protocol: rec.protocol.to_owned(),
                 address: rec.address.to_owned(),
                 stored,

@@ -325,32 +325,7 @@ fn a_pending_approval_makes_every_poll_durable() {
     let dir = tempfile::tempdir().expect("dir");
     let clock = clock();
     let (mut store, observer) = quiet_store(dir.path(), &clock);
-    let now = clock.now();
-    let claims = serde_json::json!({"jti": "j-1"});
-    let target = snapshot(200).digest();
-    store
-        .submit_approval(&ApprovalInput {
-            jti: "j-1",
-            asset: "press-7",
-            change_id: "CHG-1",
-            kind: "normal",
-            approver_id: "plant-eng-mgr",
-            approver: Some("Dana Okafor"),
-            requestor: Some("Lee Brandt"),
-            from: None,
-            to: Some(target),
-            content: None,
-            diff: None,
-            issued_at: now,
-            not_before: now,
-            expires_at: now + TimeDelta::hours(2),
-            token: "header.claims.signature",
-            claims: &claims,
-            max_observation_age: TimeDelta::minutes(10),
-            source: "test",
-            rules: &otdrift_store::ChangeRules::default(),
-        })
-        .expect("submitted");
+    submit(&mut store, &clock, "press-7", "j-1", snapshot(200));
     for _ in 0..3 {
         let version = observer.version();
         clock.advance(TimeDelta::minutes(1));
@@ -534,7 +509,7 @@ fn submit(store: &mut Store, clock: &Arc<ManualClock>, asset: &str, jti: &str, t
         .submit_approval(&ApprovalInput {
             jti,
             asset,
-            change_id: "CHG-9",
+            change_id: "CHG-1",
             kind: "normal",
             approver_id: "plant-eng-mgr",
             approver: Some("Dana Okafor"),

@@ -448,30 +448,21 @@ impl Worker {
                     shared.db.record_quiet(rec)
                 });
                 let recorded = match quiet {
-                    Some(outcome) => {
-                        let pending = shared.db.seen_pending();
-                        shared
-                            .metrics
-                            .seen_pending
-                            .set(i64::try_from(pending).unwrap_or(i64::MAX));
-                        Ok(outcome)
-                    }
+                    Some(outcome) => Ok(outcome),
                     None => shared
                         .db
                         .call(move |store| {
-                            let recorded = capture::record_checked(store, &asset, &rules, &c, None);
-                            Ok((recorded, store.seen_pending()))
+                            Ok(capture::record_checked(store, &asset, &rules, &c, None))
                         })
                         .await
                         .map_err(capture::CaptureFailure::from)
-                        .and_then(|(recorded, pending)| {
-                            shared
-                                .metrics
-                                .seen_pending
-                                .set(i64::try_from(pending).unwrap_or(i64::MAX));
-                            recorded
-                        }),
+                        .and_then(|recorded| recorded),
                 };
+                let pending = shared.db.seen_pending();
+                shared
+                    .metrics
+                    .seen_pending
+                    .set(i64::try_from(pending).unwrap_or(i64::MAX));
                 match recorded {
                     Ok(outcome) => {
                         queued = !outcome.quiet;

@@ -125,8 +125,72 @@ fn quantile(metrics: &str, q: f64) -> Option<f64> {
         .map(|(le, _)| *le)
 }
 
+/// The floor: what the same quiet polls cost a minimal client (one thread, kept connections,
+/// the agent's three Modbus requests per poll, answers read and dropped: no hashing, no
+/// database, no scheduler). Reads simulator addresses from stdin, one per line.
+fn floor_client(period: u64) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addrs: Vec<String> = std::io::stdin()
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let count = addrs.len().max(1) as u64;
+        let mut tasks = Vec::new();
+        for (i, addr) in addrs.into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(&addr)
+                    .await
+                    .expect("connect");
+                stream.set_nodelay(true).expect("nodelay");
+                let offset = Duration::from_millis(period * 1000 * i as u64 / count);
+                let start = tokio::time::Instant::now() + offset;
+                let mut ticks = tokio::time::interval_at(start, Duration::from_secs(period));
+                let mut tid: u16 = 0;
+                let mut answer = vec![0u8; 512];
+                loop {
+                    ticks.tick().await;
+                    for pdu in [
+                        &[0x2b, 0x0e, 0x01, 0x00][..],
+                        &[0x03, 0, 0, 0, 50],
+                        &[0x01, 0, 0, 0, 16],
+                    ] {
+                        tid = tid.wrapping_add(1);
+                        let mut frame = Vec::with_capacity(7 + pdu.len());
+                        frame.extend_from_slice(&tid.to_be_bytes());
+                        frame.extend_from_slice(&[0, 0]);
+                        frame.extend_from_slice(&(pdu.len() as u16 + 1).to_be_bytes());
+                        frame.push(1);
+                        frame.extend_from_slice(pdu);
+                        stream.write_all(&frame).await.expect("write");
+                        stream.read_exact(&mut answer[..7]).await.expect("header");
+                        let len = usize::from(u16::from_be_bytes([answer[4], answer[5]]));
+                        let body = len.saturating_sub(1).min(answer.len() - 7);
+                        stream
+                            .read_exact(&mut answer[7..7 + body])
+                            .await
+                            .expect("body");
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+}
+
 fn main() {
     let seconds = arg("--seconds", 120);
+    if std::env::args().any(|a| a == "--floor-client") {
+        floor_client(arg("--period", 10));
+        return;
+    }
     let assets = arg("--assets", 500) as usize;
     let warmup = arg("--warmup", 30).min(seconds.saturating_sub(10));
     let period = arg("--period", 10).clamp(1, 3600);
@@ -156,6 +220,10 @@ fn main() {
         sims
     });
 
+    if std::env::args().any(|a| a == "--floor") {
+        floor(&sims, seconds, warmup, period);
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let token = "bench-token-0123456789abcdef";
     let token_file = dir.path().join("api.token");
@@ -378,4 +446,43 @@ fn main() {
         eprintln!("FAIL: {}", misses.join("; "));
         std::process::exit(1);
     }
+}
+
+/// Runs [`floor_client`] as a child process against the simulators and prints its CPU per
+/// poll after the warm-up: the part of the agent's figure that is the kernel's and the
+/// runtime's, not the agent's.
+fn floor(
+    sims: &[otdrift_simulators::modbus::ModbusSimHandle],
+    seconds: u64,
+    warmup: u64,
+    period: u64,
+) {
+    let mut child = Command::new(std::env::current_exe().expect("bench binary"))
+        .args(["--floor-client", "--period", &period.to_string()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("floor client");
+    let pid = child.id();
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for sim in sims {
+            writeln!(stdin, "{}", sim.local_addr()).expect("address");
+        }
+        writeln!(stdin).expect("end");
+    }
+    std::thread::sleep(Duration::from_secs(warmup));
+    let cpu_start = cpu_ticks(pid).unwrap_or(0);
+    let quiet = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds.saturating_sub(warmup)));
+    let cpu = (cpu_ticks(pid).unwrap_or(0) - cpu_start) as f64 / 100.0;
+    let wall = quiet.elapsed().as_secs_f64();
+    let polls = sims.len() as f64 * wall / period as f64;
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "floor client: {} assets every {period} s, {polls:.0} polls in {wall:.0} s: {:.1} % of one core, {:.3} ms CPU per poll",
+        sims.len(),
+        100.0 * cpu / wall,
+        1e3 * cpu / polls.max(1.0)
+    );
 }

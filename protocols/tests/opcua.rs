@@ -391,6 +391,152 @@ async fn requests_are_batched_to_the_servers_limits() {
     assert_eq!(sim.request_log().writes(), 0);
 }
 
+/// How a capture walked (`opcua/walk` in its runtime record).
+fn walk(capture: &Capture) -> String {
+    match capture.runtime.get("opcua/walk") {
+        Some(Value::Text(t)) => t.clone(),
+        other => panic!("no walk recorded: {other:?}"),
+    }
+}
+
+/// A capture, with the Browse and Read requests it cost the simulator.
+async fn counted(c: &mut OpcuaCollector, sim: &OpcuaSimHandle) -> (Capture, usize, usize) {
+    sim.request_log().clear();
+    let capture = c.capture().await.expect("capture");
+    let entries = sim.request_log().entries();
+    let count = |name: &str| entries.iter().filter(|e| e.name == name).count();
+    if capture.stats.connects == 0 {
+        assert_eq!(capture.stats.requests as usize, entries.len());
+    }
+    (capture, count("browse"), count("read"))
+}
+
+/// On a server whose NodeVersion moved with a structure change, a quiet poll reads the values
+/// alone (one Read after identity, no Browse); a node added or removed, a value changed, and
+/// every `full_browse_every`-th poll still take the full walk, and every capture's digest is
+/// the one a full walk gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_versions_seen_to_move_let_quiet_polls_read_values_only() {
+    let state = OpcuaState::from_toml(&opcua_demo_with("node_version = true", ""))
+        .expect("state")
+        .with_tick_ms(0);
+    let sim = OpcuaSimulator::start(LOOPBACK, state)
+        .await
+        .expect("simulator");
+    let pki = Pki::new();
+    let mut c = collector(&sim.endpoint_url(), "full_browse_every = 4", RECIPE, &pki);
+    let (first, _, _) = counted(&mut c, &sim).await;
+    assert!(
+        first
+            .snapshot
+            .get(&value_path("Mixer.Setpoints#NodeVersion"))
+            .is_some(),
+        "the folder's NodeVersion is captured like any property"
+    );
+    // Not proven yet: the NodeVersion has not been seen to move.
+    let (second, browses, _) = counted(&mut c, &sim).await;
+    assert_eq!((walk(&second).as_str(), browses > 0), ("full", true));
+    assert_eq!(second.snapshot.digest(), first.snapshot.digest());
+    sim.add_variable("Mixer.Setpoints.Viscosity", ValueType::UInt16, "12")
+        .expect("add");
+    let (grown, browses, _) = counted(&mut c, &sim).await;
+    assert_eq!((walk(&grown).as_str(), browses > 0), ("full", true));
+    assert!(
+        grown
+            .snapshot
+            .get(&value_path("Mixer.Setpoints.Viscosity"))
+            .is_some()
+    );
+
+    // Proven: quiet polls read identity and values, nothing else.
+    let (quiet, browses, reads) = counted(&mut c, &sim).await;
+    assert_eq!(walk(&quiet), "values only (NodeVersion unchanged)");
+    assert_eq!((browses, reads), (0, 2));
+    assert_eq!(quiet.snapshot.digest(), grown.snapshot.digest());
+    // A value change is seen by a values-only poll.
+    sim.set_value("Mixer.Setpoints.MixSpeed", "75.0")
+        .expect("set");
+    let (moved, browses, _) = counted(&mut c, &sim).await;
+    assert_eq!(browses, 0);
+    assert_eq!(
+        changes(&quiet.snapshot, &moved.snapshot),
+        vec![(value_path("Mixer.Setpoints.MixSpeed"), ChangeKind::Changed)]
+    );
+    // A node added moves the folder's NodeVersion: the same capture walks in full.
+    sim.add_variable("Mixer.Setpoints.Density", ValueType::Double, "1.1")
+        .expect("add");
+    let (added, browses, _) = counted(&mut c, &sim).await;
+    assert_eq!((walk(&added).as_str(), browses > 0), ("full", true));
+    assert!(
+        added
+            .snapshot
+            .get(&node_path("Mixer.Setpoints.Density", "data_type"))
+            .is_some()
+    );
+    // At most full_browse_every polls in a row without a Browse: three quiet, then full.
+    let mut walks = Vec::new();
+    for _ in 0..4 {
+        let (capture, _, _) = counted(&mut c, &sim).await;
+        assert_eq!(capture.snapshot.digest(), added.snapshot.digest());
+        walks.push(walk(&capture));
+    }
+    let quiet_walk = "values only (NodeVersion unchanged)";
+    assert_eq!(walks, [quiet_walk, quiet_walk, quiet_walk, "full"]);
+    // A node removed: its value read answers BadNodeIdUnknown, the capture walks in full.
+    sim.remove("Mixer.Setpoints.Viscosity").expect("remove");
+    let (removed, browses, _) = counted(&mut c, &sim).await;
+    assert_eq!((walk(&removed).as_str(), browses > 0), ("full", true));
+    assert!(
+        removed
+            .snapshot
+            .get(&value_path("Mixer.Setpoints.Viscosity"))
+            .is_none()
+    );
+    // A new session (the server dropped us) walks in full before trusting anything again.
+    let (_, _, _) = counted(&mut c, &sim).await;
+    sim.drop_connections();
+    let (reconnected, browses, _) = counted(&mut c, &sim).await;
+    assert_eq!((walk(&reconnected).as_str(), browses > 0), ("full", true));
+    assert_eq!(reconnected.snapshot.digest(), removed.snapshot.digest());
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+/// A server whose NodeVersion does not move when the structure changes is never trusted:
+/// every poll browses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_version_that_does_not_move_is_never_trusted() {
+    let state = OpcuaState::from_toml(&opcua_demo_with("node_version = true", ""))
+        .expect("state")
+        .with_tick_ms(0)
+        .with_quirk(Quirk::FrozenNodeVersion, true);
+    let sim = OpcuaSimulator::start(LOOPBACK, state)
+        .await
+        .expect("simulator");
+    let pki = Pki::new();
+    let mut c = collector(&sim.endpoint_url(), "", RECIPE, &pki);
+    c.capture().await.expect("capture");
+    sim.add_variable("Mixer.Setpoints.Viscosity", ValueType::UInt16, "12")
+        .expect("add");
+    let (grown, _, _) = counted(&mut c, &sim).await;
+    assert!(
+        grown
+            .snapshot
+            .get(&value_path("Mixer.Setpoints.Viscosity"))
+            .is_some()
+    );
+    for _ in 0..3 {
+        let (capture, browses, _) = counted(&mut c, &sim).await;
+        assert_eq!((walk(&capture).as_str(), browses > 0), ("full", true));
+    }
+    // Unfrozen later, it has still lied once: never trusted in this process.
+    sim.set_quirk(Quirk::FrozenNodeVersion, false);
+    sim.add_variable("Mixer.Setpoints.Density", ValueType::Double, "1.1")
+        .expect("add");
+    counted(&mut c, &sim).await;
+    let (capture, browses, _) = counted(&mut c, &sim).await;
+    assert_eq!((walk(&capture).as_str(), browses > 0), ("full", true));
+}
+
 /// 70 folders of two variables each under one folder; `page` references per Browse answer.
 fn many_folders(page: u32) -> OpcuaState {
     let mut text = format!(

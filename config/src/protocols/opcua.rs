@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::{Address, Asset, Unit, all};
 use crate::check;
 use crate::error::ConfigErrorKind as Kind;
-use crate::validate::read::{Cx, Tbl, get_bool, get_checked, get_path};
+use crate::validate::read::{Cx, Tbl, get_bool, get_checked, get_int, get_path};
 use crate::{Protocol, ProtocolConfig};
 
 /// OPC UA in the registry ([`super::UNITS`]).
@@ -23,6 +23,7 @@ pub(super) const UNIT: Unit = Unit {
         "username",
         "password_file",
         "allow_unencrypted_password",
+        "full_browse_every",
     ],
     setpoint_keys: &["node"],
     validate,
@@ -46,9 +47,18 @@ pub struct OpcuaConfig {
     /// default false): only for a server whose user-token policy encrypts the password
     /// itself. Without it a user name needs `sign-and-encrypt`.
     pub allow_unencrypted_password: bool,
+    /// At most this many polls in a row may skip the structure browse on a server whose
+    /// NodeVersion properties were seen to move with a structure change (`full_browse_every`,
+    /// default 60, 1-10000; 1 browses every poll): NodeVersion moves when references are
+    /// added or removed, not when an attribute (a data type, a browse name) changes, so the
+    /// full walk still comes round.
+    pub full_browse_every: u32,
     /// Nodes to capture.
     pub setpoints: Vec<OpcuaSetpoint>,
 }
+
+/// The default of `full_browse_every`: once every 60 polls (an hour on a 1-minute schedule).
+pub const DEFAULT_FULL_BROWSE_EVERY: u32 = 60;
 
 /// OPC UA message security mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -135,6 +145,8 @@ fn opcua(
     .opt();
     let password_file = get_path(cx, t, "password_file").opt();
     let allow_unencrypted_password = get_bool(cx, t, "allow_unencrypted_password").or(false);
+    let full_browse_every =
+        get_int::<u32>(cx, t, "full_browse_every", 1, 10_000).or(DEFAULT_FULL_BROWSE_EVERY);
     let need = UNIT.setpoint_need();
     let setpoints: Vec<Option<OpcuaSetpoint>> = sps
         .iter()
@@ -196,6 +208,7 @@ fn opcua(
         username,
         password_file,
         allow_unencrypted_password,
+        full_browse_every: full_browse_every?,
         setpoints: all(setpoints)?,
     })
 }

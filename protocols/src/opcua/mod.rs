@@ -42,8 +42,8 @@
 //! `node` may be written either way (`ns=3;s=...` or `nsu=<uri>;s=...`).
 //!
 //! **Not hashed** (kept in the capture's runtime record): ServerStatus (state, start and
-//! current time), the operation limits used, the security mode and policy, and the state of
-//! the certificate pin. Process values are never hashed unless a configured node contains
+//! current time), the operation limits used, the security mode and policy, the state of
+//! the certificate pin, and whether the poll walked the structure (`opcua/walk`). Process values are never hashed unless a configured node contains
 //! them: configure the folder holding the recipe, not the one holding measurements.
 //!
 //! # Field truth: what fails a capture
@@ -81,6 +81,10 @@
 //! that answers
 //! BadResponseTooLarge gets smaller batches for that call, and nodes a Browse answered
 //! BadNoContinuationPoints are browsed again once the batch's continuation points are done.
+//! On a kept session, a server whose NodeVersion properties were seen to move with a
+//! structure change gets values-only polls: identity and one Read per MaxNodesPerRead values,
+//! no Browse, with a full walk whenever a hint of change appears and at least every
+//! `full_browse_every` polls (`program.rs`, [`program::Model`]).
 //! The session is kept between captures; a session the server dropped is replaced once,
 //! transparently (the whole capture runs again on a fresh session; `link.rs` says why not
 //! one request). Connecting costs CreateSession, ActivateSession, one keep-alive Read by
@@ -137,7 +141,7 @@ use crate::driver::Driver;
 use crate::module::{Module, Observed};
 use crate::{CollectError, Scope};
 use link::OpcuaLink;
-use program::Walk;
+use program::{Model, Walk};
 use wire::{mandatory_status, server_text, value_of};
 
 pub use items::setpoint_label;
@@ -213,6 +217,8 @@ pub struct OpcuaCollector {
     cfg: OpcuaConfig,
     /// What the current capture's walk has taken in.
     walk: Walk,
+    /// What the last full walk found, for values-only polls.
+    model: Model,
 }
 
 impl OpcuaCollector {
@@ -235,6 +241,7 @@ impl OpcuaCollector {
             driver: Driver::with_scope(scope, asset.timeout_ms, asset.max_requests_per_sec, link),
             cfg: cfg.clone(),
             walk: Walk::default(),
+            model: Model::default(),
         }
     }
 
@@ -421,11 +428,33 @@ impl Module for OpcuaCollector {
     }
 
     async fn read(&mut self) -> Result<Observed, CollectError> {
-        self.driver.connect().await?;
+        let fresh = self.driver.connect().await?;
         self.walk = Walk::default();
         let mut found = Observed::default();
         let namespaces = self.server_object(&mut found).await?;
-        self.read_tree(&mut found.snapshot, &namespaces).await?;
+        let start_time = found.runtime.get("opcua/server/start_time").cloned();
+        if !fresh && let Some(items) = self.values_only(&namespaces, start_time.as_ref()).await? {
+            for item in items {
+                let path = item.path().to_owned();
+                found.snapshot.insert(item).map_err(|e| {
+                    self.driver
+                        .scope()
+                        .malformed(format!("Read of {path}"), e.to_string())
+                })?;
+            }
+            found.runtime.insert(
+                "opcua/walk".to_owned(),
+                Value::Text("values only (NodeVersion unchanged)".to_owned()),
+            );
+            return Ok(found);
+        }
+        let nodes = self.read_tree(&mut found.snapshot, &namespaces).await?;
+        let asset = self.driver.scope().asset.clone();
+        self.model
+            .remember(&asset, &found.snapshot, &nodes, namespaces, start_time);
+        found
+            .runtime
+            .insert("opcua/walk".to_owned(), Value::Text("full".to_owned()));
         Ok(found)
     }
 

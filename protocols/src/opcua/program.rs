@@ -1,14 +1,247 @@
 //! The walk: the structure below every configured node, browsed level by level over
 //! hierarchical references (bounded in depth, nodes and references), each node with its
-//! parents, class, browse name and type definition; then its attributes (`items.rs`).
+//! parents, class, browse name and type definition; then its attributes (`items.rs`). And
+//! what the collector knows of the structure between captures ([`Model`]): when a poll may
+//! read the values alone.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::mem::{Discriminant, discriminant};
 
-use opcua::types::{ExpandedNodeId, NodeClass, NodeId};
-use otdrift_core::{Class, Snapshot, Value};
+use opcua::types::{ExpandedNodeId, NodeClass, NodeId, StatusCode};
+use otdrift_core::{Class, Item, Snapshot, Value};
 
+use super::wire::{busy_status, listed_attribute, typed, value_of};
 use super::{MAX_DEPTH, MAX_NODES, OpcuaCollector, convert};
 use crate::CollectError;
+
+/// The browse name of the property a server updates when a reference of its node is added
+/// or removed (OPC 10000-3, 5.2.2 / 8.2: NodeVersion).
+const NODE_VERSION: &str = "NodeVersion";
+
+/// What the collector knows of the server's structure between captures, so that a poll may
+/// read the values alone (one Read per MaxNodesPerRead variables, no Browse, no attribute
+/// reads) and never at the cost of a missed change:
+///
+/// - only on a server whose NodeVersion properties **were seen to move** with a structure
+///   change: a full walk found nodes or references added or removed since the previous full
+///   walk, and a NodeVersion present in both moved. A structure change without one moving
+///   revokes that for good (in this process): the server keeps no NodeVersion we can trust;
+/// - never on a new session, after the server restarted (its start time moved: a download
+///   restarts a PLC's server and may restart its counters), when the NamespaceArray moved,
+///   or while a configured node is absent (nothing inside the tree would tell us it came);
+/// - a full walk at least every `full_browse_every` polls (NodeVersion does not move for an
+///   attribute change such as a renamed node);
+/// - the values-only poll falls back to the full walk within the same capture when a
+///   NodeVersion moved, a value's status is not what the full walk saw (a deleted node
+///   answers BadNodeIdUnknown), or a value's type or array length changed (a retyped node).
+#[derive(Debug, Default)]
+pub(crate) struct Model {
+    last: Option<LastWalk>,
+    proven: bool,
+    disproven: bool,
+    /// Values-only polls since the last full walk.
+    since_full: u32,
+}
+
+/// The last full walk, as a values-only poll reuses it.
+#[derive(Debug)]
+pub(crate) struct LastWalk {
+    namespaces: Vec<String>,
+    start_time: Option<Value>,
+    /// Every `opcua/node/...` item.
+    structure: Vec<Item>,
+    /// Each node and the nodes referencing it: what NodeVersion speaks for.
+    shape: BTreeMap<String, BTreeSet<String>>,
+    /// Whether a configured node was absent.
+    absent: bool,
+    values: Vec<Variable>,
+    /// The NodeVersion values by node key.
+    versions: BTreeMap<String, Value>,
+}
+
+/// A variable whose value a values-only poll reads.
+#[derive(Debug)]
+struct Variable {
+    key: String,
+    id: NodeId,
+    /// The value was "not available" (refused with an access status its UserAccessLevel
+    /// agreed with): kept while the server refuses it the same way.
+    unavailable: Option<Value>,
+    /// The value's type and array length.
+    shape: (Discriminant<Value>, Option<usize>),
+}
+
+fn value_shape(value: &Value) -> (Discriminant<Value>, Option<usize>) {
+    let len = match value {
+        Value::List(items) => Some(items.len()),
+        _ => None,
+    };
+    (discriminant(value), len)
+}
+
+impl Model {
+    /// Takes in a full walk's result: proves or disproves the server's NodeVersion, and keeps
+    /// what a values-only poll needs.
+    pub(crate) fn remember(
+        &mut self,
+        asset: &str,
+        snapshot: &Snapshot,
+        nodes: &BTreeMap<String, Found>,
+        namespaces: Vec<String>,
+        start_time: Option<Value>,
+    ) {
+        let structure: Vec<Item> = snapshot
+            .items()
+            .filter(|i| i.path().starts_with("opcua/node/"))
+            .cloned()
+            .collect();
+        let absent = structure.iter().any(|i| {
+            i.path().ends_with("/node_class")
+                && matches!(i.value(), Value::Text(t) if t.starts_with("absent ("))
+        });
+        let shape: BTreeMap<String, BTreeSet<String>> = nodes
+            .iter()
+            .map(|(k, f)| (k.clone(), f.parents.clone()))
+            .collect();
+        let value = |key: &str| {
+            snapshot
+                .get(&format!("opcua/value/{key}"))
+                .map(|i| i.value().clone())
+        };
+        let mut values = Vec::new();
+        let mut versions = BTreeMap::new();
+        for (key, found) in nodes {
+            let (Some(id), Some(v)) = (&found.id, value(key)) else {
+                continue;
+            };
+            if found.browse_name.as_deref() == Some(NODE_VERSION) && !found.root {
+                versions.insert(key.clone(), v.clone());
+            }
+            values.push(Variable {
+                key: key.clone(),
+                id: id.clone(),
+                unavailable: matches!(v, Value::Unavailable(_)).then(|| v.clone()),
+                shape: value_shape(&v),
+            });
+        }
+        if let Some(last) = &self.last
+            && last.shape != shape
+        {
+            let moved = last
+                .versions
+                .iter()
+                .any(|(k, v)| versions.get(k).is_some_and(|now| now != v));
+            if moved && !self.disproven {
+                if !self.proven {
+                    tracing::info!(
+                        asset,
+                        "the server's NodeVersion moved with a structure change: polls may                          read values only while it stays"
+                    );
+                }
+                self.proven = true;
+            } else if !moved {
+                if self.proven || !last.versions.is_empty() {
+                    tracing::warn!(
+                        asset,
+                        "the structure changed while no NodeVersion moved: every poll browses                          the structure from now on"
+                    );
+                }
+                self.proven = false;
+                self.disproven = true;
+            }
+        }
+        self.since_full = 0;
+        self.last = Some(LastWalk {
+            namespaces,
+            start_time,
+            structure,
+            shape,
+            absent,
+            values,
+            versions,
+        });
+    }
+
+    /// The last walk, when this poll may read values only.
+    fn usable(
+        &mut self,
+        namespaces: &[String],
+        start_time: Option<&Value>,
+        every: u32,
+    ) -> Option<LastWalk> {
+        let last = self.last.as_ref()?;
+        let fits = self.proven
+            && !last.absent
+            && !last.versions.is_empty()
+            && self.since_full.saturating_add(1) < every
+            && last.namespaces == namespaces
+            && last.start_time.as_ref() == start_time;
+        if fits { self.last.take() } else { None }
+    }
+}
+
+impl OpcuaCollector {
+    /// A values-only poll (see [`Model`]): the structure items of the last full walk and the
+    /// values read now, or `None` when this poll must walk in full.
+    pub(crate) async fn values_only(
+        &mut self,
+        namespaces: &[String],
+        start_time: Option<&Value>,
+    ) -> Result<Option<Vec<Item>>, CollectError> {
+        let every = self.cfg.full_browse_every;
+        let Some(last) = self.model.usable(namespaces, start_time, every) else {
+            return Ok(None);
+        };
+        let read = self.read_values(&last).await;
+        self.model.last = Some(last);
+        if matches!(read, Ok(Some(_))) {
+            self.model.since_full += 1;
+        }
+        read
+    }
+
+    async fn read_values(&mut self, last: &LastWalk) -> Result<Option<Vec<Item>>, CollectError> {
+        let ops: Vec<_> = last.values.iter().map(|v| value_of(v.id.clone())).collect();
+        let answers = self.read_all(&ops).await?;
+        let mut items = last.structure.clone();
+        let mut versions = BTreeMap::new();
+        for (v, dv) in last.values.iter().zip(answers) {
+            let status = dv.status();
+            if busy_status(status) {
+                let request = format!("Read of Value of {}", v.key);
+                listed_attribute(self.driver.scope(), &request, Some(&dv))?;
+            }
+            let value = match &v.unavailable {
+                Some(kept)
+                    if matches!(
+                        status,
+                        StatusCode::BadNotReadable | StatusCode::BadUserAccessDenied
+                    ) =>
+                {
+                    kept.clone()
+                }
+                Some(_) => return Ok(None),
+                None if !status.is_good() => return Ok(None),
+                None => {
+                    let request = format!("Read of Value of {}", v.key);
+                    match typed(self.driver.scope(), &request, &dv) {
+                        Ok(value) if value_shape(&value) == v.shape => value,
+                        _ => return Ok(None),
+                    }
+                }
+            };
+            if last.versions.contains_key(&v.key) {
+                versions.insert(v.key.clone(), value.clone());
+            }
+            items.push(self.driver.scope().new_item(
+                format!("opcua/value/{}", v.key),
+                Class::Setpoint,
+                value,
+            )?);
+        }
+        Ok((versions == last.versions).then_some(items))
+    }
+}
 
 /// The value of `opcua/node/<node>/node_class` for a configured node the server does not
 /// have: its address space (a Browse answering BadNodeIdUnknown) says so, which is state.
@@ -42,7 +275,7 @@ impl OpcuaCollector {
         &mut self,
         snapshot: &mut Snapshot,
         namespaces: &[String],
-    ) -> Result<(), CollectError> {
+    ) -> Result<BTreeMap<String, Found>, CollectError> {
         let mut nodes: BTreeMap<String, Found> = BTreeMap::new();
         for setpoint in &self.cfg.setpoints.clone() {
             let parsed = convert::ConfigNode::parse(&setpoint.node).ok_or_else(|| {
@@ -160,7 +393,8 @@ impl OpcuaCollector {
                 Value::Text(ABSENT.to_owned()),
             )?;
         }
-        self.read_attributes(snapshot, namespaces, &nodes).await
+        self.read_attributes(snapshot, namespaces, &nodes).await?;
+        Ok(nodes)
     }
 }
 

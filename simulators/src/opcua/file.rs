@@ -28,6 +28,8 @@ pub(crate) struct RawState {
     #[serde(default)]
     pub(crate) extra_namespaces: Vec<String>,
     pub(crate) pki_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) node_version: bool,
     pub(crate) build_info: Option<RawBuildInfo>,
     pub(crate) limits: Option<RawLimits>,
     pub(crate) security: Option<RawSecurity>,
@@ -280,6 +282,8 @@ impl RawState {
             quirks: Quirks::default(),
             nodes: BTreeMap::new(),
             children: BTreeMap::new(),
+            node_version: self.node_version,
+            versions: BTreeMap::new(),
             ticks: 0,
             certificate: CertificateSlot {
                 dir: self.pki_dir.map(|dir| match base {

@@ -45,6 +45,9 @@
 //! extra_namespaces = ["urn:vendor:extras"]   # optional, placed before the PLC's namespace
 //! pki_dir = "sim-pki"             # optional; keeps the server certificate across processes
 //!                                 # (relative to the state file)
+//! node_version = false            # true: every PLC folder has a NodeVersion property
+//!                                 # (`<folder>#NodeVersion`, String, HasProperty) that moves
+//!                                 # when a child is added to or removed from it
 //!
 //! [build_info]                    # the Server object's BuildInfo; all six fields required
 //! product_uri = "urn:vendor:plc"
@@ -134,6 +137,7 @@
 //! | `slow` | Read and Browse are answered after 250 ms ([`SLOW_ANSWER_MS`]) |
 //! | `unknown-on-read` | reads of PLC variables answer BadNodeIdUnknown while Browse still lists them |
 //! | `unreadable-values` | PLC values answer BadNotReadable while AccessLevel and UserAccessLevel still grant CurrentRead |
+//! | `frozen-node-version` | folders' NodeVersion properties (`node_version = true`) stop moving when children are added or removed |
 //!
 //! A request over a limit is answered BadTooManyOperations on every result (the limits are
 //! enforced by the node manager so that `tiny-limits` can change them at run time).

@@ -181,7 +181,12 @@ pub(crate) enum Located<'a> {
     Plc(&'a str),
     /// A generated node: the folder it hangs under, its kind and number.
     Generated(&'a str, Generated, u32),
+    /// A folder's NodeVersion property (`<folder>#NodeVersion`, with `node_version = true`).
+    Version(&'a str),
 }
+
+/// The identifier suffix of a folder's NodeVersion property.
+pub(crate) const NODE_VERSION_SUFFIX: &str = "NodeVersion";
 
 /// What a node resolves to, given the state and quirks.
 pub(crate) fn locate<'a>(state: &OpcuaState, id: &'a NodeId) -> Option<Located<'a>> {
@@ -199,6 +204,9 @@ pub(crate) fn locate<'a>(state: &OpcuaState, id: &'a NodeId) -> Option<Located<'
         (Identifier::String(s), ns) if ns == state.namespace_index() => {
             let text = s.as_ref();
             if let Some((folder, rest)) = text.split_once('#') {
+                if rest == NODE_VERSION_SUFFIX {
+                    return state.node_version(folder).map(|_| Located::Version(folder));
+                }
                 return locate_generated(state, folder, rest);
             }
             state.nodes.contains_key(text).then_some(Located::Plc(text))
@@ -320,6 +328,22 @@ pub(crate) fn view(state: &OpcuaState, start_time: DateTime, located: &Located<'
                 value_rank,
                 array_dimensions: (value_rank == 1).then(|| vec![0]),
                 value: std_value(state, start_time, node),
+                readable: true,
+            }),
+        },
+        Located::Version(folder) => View {
+            id: plc_id(state, &format!("{folder}#{NODE_VERSION_SUFFIX}")),
+            class: NodeClass::Variable,
+            browse_name: QualifiedName::new(0, NODE_VERSION_SUFFIX),
+            type_definition: NodeId::new(0, PROPERTY_TYPE),
+            variable: Some(VarView {
+                data_type: NodeId::new(0, STRING),
+                value_rank: -1,
+                array_dimensions: None,
+                value: state
+                    .node_version(folder)
+                    .map(Variant::from)
+                    .ok_or(StatusCode::BadNodeIdUnknown),
                 readable: true,
             }),
         },
@@ -480,6 +504,15 @@ pub(crate) fn references(
                 ));
             }
         }
+        Located::Version(folder) => {
+            out.push(reference(
+                state,
+                start_time,
+                &Located::Plc(folder),
+                HAS_PROPERTY,
+                false,
+            ));
+        }
         Located::Generated(folder, kind, n) => {
             if *kind == Generated::Deep && *n < DEEP_NESTING_LEVELS {
                 let child = Located::Generated(folder, Generated::Deep, n + 1);
@@ -501,6 +534,10 @@ pub(crate) fn references(
                     ORGANIZES,
                     true,
                 ));
+            }
+            if state.node_version(id).is_some() {
+                let version = Located::Version(id);
+                out.push(reference(state, start_time, &version, HAS_PROPERTY, true));
             }
             let is_folder = state.nodes.get(*id).is_some_and(|n| n.variable.is_none());
             if is_folder && state.quirks.get(Quirk::DeepNesting) {

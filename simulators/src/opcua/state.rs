@@ -236,6 +236,9 @@ pub enum Quirk {
     /// The Value of every PLC variable answers BadNotReadable while its AccessLevel and
     /// UserAccessLevel still grant CurrentRead (a contradiction).
     UnreadableValues,
+    /// Folders' NodeVersion properties (`node_version = true`) no longer move when a child is
+    /// added or removed: a server whose NodeVersion cannot be trusted.
+    FrozenNodeVersion,
 }
 
 /// How long the `slow` quirk delays each Read and Browse answer: long enough that a capture
@@ -276,6 +279,7 @@ impl QuirkName for Quirk {
         Quirk::Slow,
         Quirk::UnknownOnRead,
         Quirk::UnreadableValues,
+        Quirk::FrozenNodeVersion,
     ];
 
     fn name(self) -> &'static str {
@@ -302,6 +306,7 @@ impl QuirkName for Quirk {
             Quirk::Slow => "slow",
             Quirk::UnknownOnRead => "unknown-on-read",
             Quirk::UnreadableValues => "unreadable-values",
+            Quirk::FrozenNodeVersion => "frozen-node-version",
         }
     }
 }
@@ -346,6 +351,11 @@ pub struct OpcuaState {
     pub(crate) nodes: BTreeMap<String, PlcNode>,
     /// Parent identifier ("" = the Objects folder) → children identifiers.
     pub(crate) children: BTreeMap<String, BTreeSet<String>>,
+    /// Whether every PLC folder has a NodeVersion property (`node_version`).
+    pub(crate) node_version: bool,
+    /// Each folder's NodeVersion: how often a child was added to or removed from it (the
+    /// state file's own nodes count).
+    pub(crate) versions: BTreeMap<String, u64>,
     pub(crate) ticks: u64,
     pub(crate) certificate: CertificateSlot,
 }
@@ -497,7 +507,23 @@ impl OpcuaState {
             .or_default()
             .insert(id.to_owned());
         self.nodes.insert(id.to_owned(), node);
+        self.references_changed(parent);
         Ok(())
+    }
+
+    /// A folder's references changed: its NodeVersion moves, as OPC UA servers that keep one
+    /// do (not with the `frozen-node-version` quirk).
+    fn references_changed(&mut self, folder: &str) {
+        if !folder.is_empty() && !self.quirks.get(Quirk::FrozenNodeVersion) {
+            *self.versions.entry(folder.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// A folder's NodeVersion, when folders have one (`node_version = true`).
+    pub(crate) fn node_version(&self, folder: &str) -> Option<String> {
+        let is_folder = self.nodes.get(folder).is_some_and(|n| n.variable.is_none());
+        (self.node_version && is_folder)
+            .then(|| self.versions.get(folder).copied().unwrap_or(0).to_string())
     }
 
     /// Removes a node and everything below it; returns how many nodes went.
@@ -518,6 +544,7 @@ impl OpcuaState {
         if let Some(siblings) = self.children.get_mut(Self::parent_of(id)) {
             siblings.remove(id);
         }
+        self.references_changed(Self::parent_of(id));
         Ok(removed)
     }
 

@@ -1101,10 +1101,112 @@ async fn a_one_shot_capture_costs_no_more_than_python_snap7_reading_the_same() {
     assert_eq!(sim.request_log().writes(), 0);
 }
 
+fn runtime_text(capture: &Capture, key: &str) -> String {
+    match capture.runtime.get(key) {
+        Some(Value::Text(t)) => t.clone(),
+        other => panic!("no {key} in the runtime record: {other:?}"),
+    }
+}
+
+/// A capture and the block function requests (list blocks, list of type, block info) it
+/// sent.
+async fn with_block_requests(c: &mut S7Collector, sim: &S7SimHandle) -> (Capture, usize) {
+    sim.request_log().clear();
+    let capture = c.capture().await.expect("capture");
+    let entries = sim.request_log().entries();
+    let blocks = entries
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.name.as_str(),
+                "list_blocks" | "list_blocks_of_type" | "block_info"
+            )
+        })
+        .count();
+    (capture, blocks)
+}
+
+/// On a CPU whose configuration checksums (SZL 0x0232 index 4) moved with a block change, a
+/// quiet poll skips the block lists and block info: identity, protection, mode and the
+/// setpoints only. A download, a resized DB and every 60th poll still read them all, and
+/// every capture's digest is the one a full read gives.
+#[tokio::test]
+async fn program_checksums_seen_to_move_let_quiet_polls_skip_block_info() {
+    let sim = start(demo_state()).await;
+    let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
+    let first = c.capture().await.expect("capture");
+    assert!(runtime_text(&first, "s7/configuration_checksums").starts_with("ken_rel 5656"));
+    // Not proven yet: the checksums have not been seen to move.
+    let (second, blocks) = with_block_requests(&mut c, &sim).await;
+    assert!(blocks > 0);
+    assert_eq!(runtime_text(&second, "s7/block_info"), "read");
+    sim.command("block change FB1").expect("recompile");
+    let (changed, blocks) = with_block_requests(&mut c, &sim).await;
+    assert!(blocks > 0);
+    assert_ne!(changed.snapshot.digest(), second.snapshot.digest());
+
+    // Proven: a quiet poll is the 4 SZLs and the setpoint read.
+    let (quiet, blocks) = with_block_requests(&mut c, &sim).await;
+    assert_eq!(blocks, 0, "{:#?}", sim.request_log().entries());
+    assert_eq!(
+        runtime_text(&quiet, "s7/block_info"),
+        "skipped (configuration checksums unchanged)"
+    );
+    assert_eq!(quiet.stats.requests, 4 + 1);
+    assert_eq!(quiet.snapshot.digest(), changed.snapshot.digest());
+    // Setpoint values are read every poll.
+    sim.command("set db1 0 0x55").expect("set");
+    let (moved, blocks) = with_block_requests(&mut c, &sim).await;
+    assert_eq!(blocks, 0);
+    let diff = Diff::between(&quiet.snapshot, &moved.snapshot);
+    assert!(
+        diff.changes.iter().all(|ch| ch.class == Class::Setpoint) && !diff.changes.is_empty(),
+        "{diff:?}"
+    );
+    // A resized DB moves the program checksum: the same poll reads every block info.
+    sim.command("db resize 3 32").expect("resize");
+    let (resized, blocks) = with_block_requests(&mut c, &sim).await;
+    assert!(blocks > 0);
+    assert_eq!(
+        value(&resized, "s7/block/DB3/mc7_size"),
+        Some(Value::UInt(32))
+    );
+    // At most 60 polls in a row without block info.
+    let mut full = 0;
+    for _ in 0..60 {
+        let (capture, blocks) = with_block_requests(&mut c, &sim).await;
+        assert_eq!(capture.snapshot.digest(), resized.snapshot.digest());
+        full += usize::from(blocks > 0);
+    }
+    assert_eq!(full, 1);
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
+/// A CPU whose checksums did not move with a block change is never trusted: every poll
+/// reads block info.
+#[tokio::test]
+async fn program_checksums_that_do_not_move_are_never_trusted() {
+    let sim = start(demo_state()).await;
+    sim.set_quirk(Quirk::StaleProgramChecksum, true);
+    let mut c = collector(&sim.local_addr().to_string(), "", RECIPE);
+    c.capture().await.expect("capture");
+    sim.command("block change FB1").expect("recompile");
+    let (_, blocks) = with_block_requests(&mut c, &sim).await;
+    assert!(blocks > 0);
+    // Honest again, it has still failed once.
+    sim.set_quirk(Quirk::StaleProgramChecksum, false);
+    sim.command("block change FC1").expect("recompile");
+    for _ in 0..3 {
+        let (capture, blocks) = with_block_requests(&mut c, &sim).await;
+        assert!(blocks > 0);
+        assert_eq!(runtime_text(&capture, "s7/block_info"), "read");
+    }
+}
+
 /// A quiet poll on a kept connection costs what docs/protocols/README.md says: the identity
-/// and mode SZLs, the block counts, one list per block type, block info of every block (S7comm
-/// has no program checksum a CPU keeps for us, and block counts alone never prove that
-/// nothing changed), and the setpoint reads.
+/// and mode SZLs, the block counts, one list per block type, block info of every block (the
+/// CPU's configuration checksums have not been seen to move yet, and block counts alone never
+/// prove that nothing changed), and the setpoint reads.
 #[tokio::test]
 async fn a_quiet_poll_costs_what_the_docs_say() {
     let sim = start(demo_state()).await;

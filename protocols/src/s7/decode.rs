@@ -253,6 +253,11 @@ pub(crate) struct Protection {
     pub(crate) effective: u16,
     /// Mode selector position (1 RUN, 2 RUN-P, 3 STOP, 4 MRES, 0 none).
     pub(crate) selector: u16,
+    /// `ken_rel` and the version IDs/checksums of the hardware configuration and the user
+    /// program (`ken_ver1_hw`, `ken_ver2_hw`, `ken_ver1_awp`, `ken_ver2_awp`), when the record
+    /// carries them, `ken_rel` says they are valid (non-zero) and the program's are not zero
+    /// (S7-300/400; S7-1200/1500 and snap7 answer zeros).
+    pub(crate) checksums: Option<[u16; 5]>,
 }
 
 pub(crate) fn protection(list: &SzlList) -> Result<Protection, String> {
@@ -273,8 +278,26 @@ pub(crate) fn protection(list: &SzlList) -> Result<Protection, String> {
             parameterized,
             effective,
             selector,
+            checksums: checksums(record),
         }),
         _ => Err("SZL 0x0232 record is shorter than the protection fields".to_owned()),
+    }
+}
+
+/// The configuration checksums of an SZL 0x0232 index 4 record (see [`Protection`]).
+fn checksums(record: &[u8]) -> Option<[u16; 5]> {
+    let words = [14, 16, 18, 20, 22].map(|at| word(record, at));
+    match words {
+        [
+            Some(rel),
+            Some(hw1),
+            Some(hw2),
+            Some(program1),
+            Some(program2),
+        ] if rel != 0 && (program1, program2) != (0, 0) => {
+            Some([rel, hw1, hw2, program1, program2])
+        }
+        _ => None,
     }
 }
 

@@ -16,14 +16,18 @@
 //! - **runtime**, never hashed: SZL 0x0424 (`s7/cpu_mode`: RUN, STOP...; a mode change is not
 //!   drift), the granted PDU (`s7/pdu_size`), the effective
 //!   protection level and the mode selector position (`s7/protection_level_effective`,
-//!   `s7/mode_selector`: the key switch of an S7-300 changes them);
+//!   `s7/mode_selector`: the key switch of an S7-300 changes them), the CPU's configuration
+//!   checksums from the same SZL 0x0232 record (`s7/configuration_checksums`) and whether
+//!   block info was read (`s7/block_info`);
 //! - **program** (class program): the block counts, the blocks of each type OB, FB, FC, DB
 //!   and SDB, and block info of each block (checksum, load, MC7 and local data sizes, author,
 //!   family, name, version, language, flags, code and interface timestamps). With
 //!   `upload_blocks = true` the code of OB, FB, FC and SDB blocks is uploaded (CPU to us) and
 //!   hashed, again only when the block's info or the protection changed since the previous
 //!   capture of this collector. DBs are never uploaded: their contents are process data;
-//!   resizing or re-downloading a DB changes its block info;
+//!   resizing or re-downloading a DB changes its block info. On a CPU whose configuration
+//!   checksums were seen to move with a block change, a quiet poll takes the block items of
+//!   the last full read instead (`program.rs`, `Checksums`);
 //! - **setpoints** (class setpoint): the bytes of the `[[asset.setpoints]]` ranges, merged
 //!   per DB and read with as few Read Var requests as the granted PDU allows (`plan.rs`).
 //!
@@ -106,7 +110,7 @@ use crate::module::{Module, Observed};
 use decode::Protection;
 use items::{Found, put};
 use link::{Denial, Denied, S7Link};
-use program::{CachedUpload, DbDirectory};
+use program::{CachedUpload, Checksums, DbDirectory};
 use request::{BlockType, FN_READ_VAR, ReadItem, Request};
 use wire::Refusal;
 
@@ -123,6 +127,8 @@ pub struct S7Collector {
     ranges: Vec<plan::Range>,
     unaddressable: Vec<S7Setpoint>,
     uploads: BTreeMap<(BlockType, u16), CachedUpload>,
+    /// The CPU's configuration checksums and the block directory they vouch for.
+    checksums: Checksums,
 }
 
 impl S7Collector {
@@ -143,6 +149,7 @@ impl S7Collector {
             ranges,
             unaddressable,
             uploads: BTreeMap::new(),
+            checksums: Checksums::default(),
         }
     }
 
@@ -445,10 +452,33 @@ impl Module for S7Collector {
     async fn read(&mut self) -> Result<Observed, CollectError> {
         let mut found = Found::new();
         let mut observed = Observed::default();
-        self.driver.connect().await?;
+        let fresh = self.driver.connect().await?;
         let protection = self.identity(&mut found, &mut observed.runtime).await?;
         self.read_runtime(&mut observed.operating_state).await?;
-        let directory = self.read_blocks(&mut found, protection).await?;
+        if let Some([rel, hw1, hw2, program1, program2]) = protection.and_then(|p| p.checksums) {
+            observed.runtime.insert(
+                "s7/configuration_checksums".to_owned(),
+                Value::Text(format!(
+                    "ken_rel {rel:04X}, hardware {hw1:04X} {hw2:04X}, program {program1:04X} {program2:04X}"
+                )),
+            );
+        }
+        let (directory, blocks) = match self.checksums.reuse(fresh, protection) {
+            Some((items, directory)) => {
+                found.extend(items);
+                (directory, "skipped (configuration checksums unchanged)")
+            }
+            None => {
+                let directory = self.read_blocks(&mut found, protection).await?;
+                let asset = self.driver.scope().asset.clone();
+                self.checksums
+                    .remember(&asset, protection, &found, &directory);
+                (directory, "read")
+            }
+        };
+        observed
+            .runtime
+            .insert("s7/block_info".to_owned(), Value::Text(blocks.to_owned()));
         self.read_setpoints(&mut found, &directory).await?;
         if let Some(pdu) = self.driver.pdu() {
             observed

@@ -19,8 +19,121 @@ const MAX_LIST_PARTS: usize = 1400;
 /// The most parts one upload may take.
 const MAX_UPLOAD_PARTS: usize = 4096;
 
+/// At most this many polls in a row may take the block directory from the last full read on a
+/// CPU whose configuration checksums were seen to move with a block change (see
+/// [`Checksums`]): once an hour on a 1-minute schedule, the same as OPC UA's default
+/// `full_browse_every`.
+pub const FULL_BLOCK_READ_EVERY: u32 = 60;
+
+/// What the collector knows of the CPU's program between captures, so that a quiet poll may
+/// skip the block lists and block info (one request per block) when the CPU's own
+/// configuration checksums (SZL 0x0232 index 4, read every poll with the protection) say
+/// nothing was downloaded, and never at the cost of a missed change:
+///
+/// - only on a CPU whose checksums **were seen to move** with a block change: a full read
+///   found the block directory (counts, block info) changed since the previous full read and
+///   the checksums moved too. A block change with the checksums unchanged revokes that for
+///   good (in this process). A CPU without checksums (S7-1200/1500, snap7: zeros) reads block
+///   info every poll, as a list-blocks answer alone never proves that nothing changed;
+/// - never on a new connection or when the checksums or the protection moved;
+/// - a full read at least every [`FULL_BLOCK_READ_EVERY`] polls.
+#[derive(Debug, Default)]
+pub(crate) struct Checksums {
+    last: Option<LastBlocks>,
+    proven: bool,
+    disproven: bool,
+    since_full: u32,
+}
+
+/// One item of the block directory, as [`Found`] holds it.
+pub(crate) type BlockItem = (String, (Class, Value));
+
+/// The last full read of the block directory.
+#[derive(Debug)]
+struct LastBlocks {
+    protection: Option<Protection>,
+    items: Vec<BlockItem>,
+    directory: DbDirectory,
+}
+
+/// Whether a path is one of the block directory's items.
+fn is_block_item(path: &str) -> bool {
+    path == "s7/blocks" || path.starts_with("s7/blocks/") || path.starts_with("s7/block/")
+}
+
+impl Checksums {
+    /// The block items and DB directory of the last full read, when this poll may reuse them.
+    pub(crate) fn reuse(
+        &mut self,
+        fresh: bool,
+        protection: Option<Protection>,
+    ) -> Option<(Vec<BlockItem>, DbDirectory)> {
+        let last = self.last.as_ref()?;
+        let fits = self.proven
+            && !fresh
+            && protection.is_some_and(|p| p.checksums.is_some())
+            && last.protection == protection
+            && self.since_full.saturating_add(1) < FULL_BLOCK_READ_EVERY;
+        if !fits {
+            return None;
+        }
+        self.since_full += 1;
+        Some((last.items.clone(), last.directory.clone()))
+    }
+
+    /// Takes in a full read: proves or disproves the CPU's checksums, keeps what a later poll
+    /// may reuse.
+    pub(crate) fn remember(
+        &mut self,
+        asset: &str,
+        protection: Option<Protection>,
+        found: &Found,
+        directory: &DbDirectory,
+    ) {
+        let items: Vec<BlockItem> = found
+            .iter()
+            .filter(|(path, _)| is_block_item(path))
+            .map(|(path, item)| (path.clone(), item.clone()))
+            .collect();
+        let sums = protection.and_then(|p| p.checksums);
+        if let Some(last) = &self.last
+            && last.items != items
+        {
+            let before = last.protection.and_then(|p| p.checksums);
+            let moved = before.is_some() && sums.is_some() && before != sums;
+            if moved && !self.disproven {
+                if !self.proven {
+                    tracing::info!(
+                        asset,
+                        "the CPU's program checksums moved with a block change: quiet polls \
+                         may skip block info while they stay"
+                    );
+                }
+                self.proven = true;
+            } else if !moved {
+                if self.proven || before.is_some() {
+                    tracing::warn!(
+                        asset,
+                        "the blocks changed while the CPU's program checksums did not: every \
+                         poll reads block info from now on"
+                    );
+                }
+                self.proven = false;
+                self.disproven = true;
+            }
+        }
+        self.since_full = 0;
+        self.last = Some(LastBlocks {
+            protection,
+            items,
+            directory: directory.clone(),
+        });
+    }
+}
+
 /// What the CPU's own block directory said about its DBs in this capture: the authority
 /// that decides whether a DB a setpoint names is absent (state) or refused (a failure).
+#[derive(Debug, Clone)]
 pub(crate) enum DbDirectory {
     /// The CPU does not offer block functions (S7-1200/1500): no absence can be confirmed.
     Unknown,
@@ -297,7 +410,12 @@ impl S7Collector {
             info.load_size,
             info.mc7_size,
             info.code_time.clone(),
-            protection,
+            // The levels decide whether an upload is refused; the configuration checksums
+            // move with every other block's download and say nothing about this one.
+            protection.map(|p| Protection {
+                checksums: None,
+                ..p
+            }),
         );
         if let Some(cached) = self.uploads.get(&(block, number)).filter(|c| c.key == key) {
             for (path, value) in &cached.items {

@@ -157,6 +157,10 @@ fn szl(id: u16, index: u16, record_len: u16, records: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+/// The `ken_rel` word of SZL 0x0232 index 4 the simulator answers (the value S7-300/400 CPUs
+/// answer with valid checksums).
+pub(crate) const CHECKSUMS_VALID: u16 = 0x5656;
+
 /// The SZL lists the simulator answers itself (header + records): 0x0011 module
 /// identification, 0x001C component identification, 0x0232 index 4 protection.
 pub(crate) fn szl_list(state: &S7State, id: u16, index: u16) -> Option<Vec<u8>> {
@@ -212,7 +216,14 @@ pub(crate) fn szl_list(state: &S7State, id: u16, index: u16) -> Option<Vec<u8>> 
                 state.effective_protection(),
                 state.selector.code(),
                 0,
+                0,
             ] {
+                r.extend_from_slice(&u16::to_be_bytes(word));
+            }
+            // ken_rel, then the version IDs/checksums of the hardware configuration and of
+            // the user program, as S7-300/400 CPUs report them.
+            let [hw1, hw2, program1, program2] = state.configuration_checksums();
+            for word in [CHECKSUMS_VALID, hw1, hw2, program1, program2] {
                 r.extend_from_slice(&u16::to_be_bytes(word));
             }
             r.resize(40, 0);

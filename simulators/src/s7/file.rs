@@ -371,8 +371,10 @@ impl S7State {
             blocks,
             quirks: Quirks::default(),
             ticks: 0,
+            started_checksums: [0; 4],
         })
         .and_then(|mut state| {
+            state.started_checksums = state.compute_checksums();
             apply_file_quirks::<super::S7Simulator>(&mut state, &file.quirks).map_err(invalid)?;
             Ok(state)
         })

@@ -88,6 +88,12 @@
 //! stall = false
 //! ```
 //!
+//! SZL 0x0232 index 4 also carries the CPU's version IDs/checksums of the hardware
+//! configuration and of the user program (`ken_ver1_hw`..`ken_ver2_awp`, with `ken_rel`
+//! 0x5656), as S7-300/400 CPUs report them: CRCs over the SDBs' checksums and over every other
+//! block's, so that a download, a deleted block or a resized DB moves them and a DB's values
+//! do not.
+//!
 //! A block's checksum is a CRC over its header fields and its code (a DB: its size and
 //! initial values), so changing a DB's bytes does not change it, while resizing or
 //! recompiling does, as on a CPU. Block info's load size is the MC7 size + 92, the length of
@@ -133,6 +139,7 @@
 //! | `szl-overclaim` | answers SZL 0x0011/0x001C/0x0232 with a header claiming one record more than it carries |
 //! | `refuse-identity` | refuses SZL 0x0011 and 0x001C with error 0xD401 |
 //! | `no-protection-szl` | refuses SZL 0x0232 with error 0xD401 (S7-1200/1500 firmware without it) |
+//! | `stale-program-checksum` | keeps answering the configuration checksums of SZL 0x0232 index 4 it started with, whatever is downloaded |
 //! | `refuse-block-list` | refuses list blocks of type with 0x8104 while list blocks still counts the blocks |
 //! | `refuse-block-info` | refuses block info with 0xD209 (block not found) for listed blocks |
 //! | `busy` | answers every request after Setup Communication with error 0x8302 (too few resources) |

@@ -271,6 +271,9 @@ pub enum Quirk {
     /// Answer every request after Setup Communication with error 0x8302 (too few resources
     /// available): a CPU busy serving other connections.
     Busy,
+    /// SZL 0x0232 index 4 keeps answering the configuration checksums the CPU started with,
+    /// whatever is downloaded: a CPU whose checksums cannot be trusted.
+    StaleProgramChecksum,
     /// Refuse new ISO connections with COTP disconnect reason 0x81 (congestion at connect
     /// request time): a CPU whose connection resources are all in use.
     Congested,
@@ -297,6 +300,7 @@ impl QuirkName for Quirk {
         Quirk::RefuseBlockInfo,
         Quirk::Busy,
         Quirk::Congested,
+        Quirk::StaleProgramChecksum,
     ];
 
     fn name(self) -> &'static str {
@@ -320,6 +324,7 @@ impl QuirkName for Quirk {
             Quirk::RefuseBlockInfo => "refuse-block-info",
             Quirk::Busy => "busy",
             Quirk::Congested => "congested",
+            Quirk::StaleProgramChecksum => "stale-program-checksum",
         }
     }
 }
@@ -361,6 +366,9 @@ pub struct S7State {
     pub quirks: Quirks,
     /// Ticks so far.
     pub ticks: u64,
+    /// The configuration checksums when the state was built (what `stale-program-checksum`
+    /// keeps answering).
+    pub started_checksums: [u16; 4],
 }
 
 /// Days since 1984-01-01 of a civil date.
@@ -550,6 +558,49 @@ impl S7State {
         Some(crc16(bytes))
     }
 
+    /// The version IDs/checksums SZL 0x0232 index 4 reports (`ken_ver1_hw`, `ken_ver2_hw`,
+    /// `ken_ver1_awp`, `ken_ver2_awp`): two CRCs over the checksums of the SDBs (the
+    /// hardware configuration) and two over those of every other block (the user program),
+    /// so that a download, a deleted block or a resized DB moves them and a DB's values do
+    /// not. With the `stale-program-checksum` quirk they are those of the state the simulator
+    /// started with.
+    #[must_use]
+    pub fn configuration_checksums(&self) -> [u16; 4] {
+        if self.quirks.get(Quirk::StaleProgramChecksum) {
+            return self.started_checksums;
+        }
+        self.compute_checksums()
+    }
+
+    pub(crate) fn compute_checksums(&self) -> [u16; 4] {
+        let mut hardware = Vec::new();
+        let mut program = Vec::new();
+        for number in self.dbs.keys() {
+            let sum = self.db_checksum(*number).unwrap_or(0);
+            program.extend_from_slice(&[0x41]);
+            program.extend_from_slice(&number.to_be_bytes());
+            program.extend_from_slice(&sum.to_be_bytes());
+        }
+        for (kind, number) in self.blocks.keys() {
+            let sum = self.block_checksum(*kind, *number).unwrap_or(0);
+            let out = if *kind == ProgramType::Sdb {
+                &mut hardware
+            } else {
+                &mut program
+            };
+            out.push(kind.code());
+            out.extend_from_slice(&number.to_be_bytes());
+            out.extend_from_slice(&sum.to_be_bytes());
+        }
+        let reversed = |bytes: &[u8]| bytes.iter().rev().copied().collect::<Vec<u8>>();
+        [
+            crc16(hardware.iter().copied()),
+            crc16(reversed(&hardware)),
+            crc16(program.iter().copied()),
+            crc16(reversed(&program)),
+        ]
+    }
+
     /// The effective protection level: the parameterized level, raised to 2 while the
     /// selector is in RUN (an S7-300 key switch write-protects in RUN).
     #[must_use]
@@ -580,6 +631,7 @@ pub(crate) fn unreachable_state() -> S7State {
         blocks: BTreeMap::new(),
         quirks: Quirks::default(),
         ticks: 0,
+        started_checksums: [0; 4],
     }
 }
 

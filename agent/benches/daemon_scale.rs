@@ -17,6 +17,12 @@
 //! target of issue 18 is missed: a missed tick or a failed capture, more than 0.10 ms CPU per
 //! quiet poll, a peak RSS over 32 MiB or more than 10 MiB written per hour (both for fleets of
 //! up to 500 assets), or a change not upstream within the period plus one second.
+//!
+//! `-- --floor` runs, instead of the agent, a minimal client against the same simulators (one
+//! thread, kept connections, the agent's three Modbus requests per poll, answers read and
+//! dropped: no hashing, no database, no scheduler) and prints its CPU per poll: what the
+//! kernel and an async runtime charge for the round trips alone on this machine, the floor
+//! under the agent's figure.
 
 use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr};

@@ -357,6 +357,9 @@ pub fn asset_rows(
     for asset in &config.assets {
         let known = store.asset(&asset.id)?;
         let baseline = store.current_baseline(&asset.id)?;
+        let max_age = chrono::TimeDelta::from_std(config.agent.verify_max_age)
+            .unwrap_or(chrono::TimeDelta::MAX);
+        let verification = store.verification(&asset.id, max_age)?;
         let open = store.open_drift_count(&asset.id)?;
         let pending = store.pending_approvals(&asset.id)?.len();
         let review_due: Vec<Json> = store
@@ -385,6 +388,9 @@ pub fn asset_rows(
             "last_attempt": known.as_ref().and_then(|k| k.last_attempt).map(format_timestamp),
             "last_error": known.as_ref().and_then(|k| k.last_error.clone()),
             "stale_since": known.as_ref().and_then(|k| k.stale_since).map(format_timestamp),
+            "last_verified": verification.last_verified.map(format_timestamp),
+            "verification_due": verification.due.map(format_timestamp),
+            "verification_overdue_since": verification.overdue_since.map(format_timestamp),
             "muted_items": store.muted_items(&asset.id)?,
             "maintenance": store.maintenance_now(&asset.id)?.map(|w| json!({
                 "until": format_timestamp(w.ends_at),

@@ -61,8 +61,14 @@ pub mod event_type {
     /// Muted items went 10 polls without a change: judged as always again.
     pub const DRIFT_FLAPPING_ENDED: &str = "io.otdrift.drift.flapping_ended";
 
+    /// An asset's last capture that matched its approved baseline is older than
+    /// `[agent] verify_max_age` (once per episode).
+    pub const ASSET_VERIFICATION_OVERDUE: &str = "io.otdrift.asset.verification_overdue";
+    /// A capture matched the approved baseline again after a verification-overdue episode.
+    pub const ASSET_VERIFIED: &str = "io.otdrift.asset.verified";
+
     /// Every type above, as `docs/reference/events.md` lists them.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 24] = [
         DRIFT_DETECTED,
         DRIFT_RESOLVED,
         BASELINE_MOVED,
@@ -85,6 +91,8 @@ pub mod event_type {
         OUTBOX_LAGGING,
         DRIFT_FLAPPING,
         DRIFT_FLAPPING_ENDED,
+        ASSET_VERIFICATION_OVERDUE,
+        ASSET_VERIFIED,
     ];
 }
 

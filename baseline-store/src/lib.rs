@@ -30,6 +30,7 @@ mod retention;
 mod reviews;
 mod schema;
 mod seen;
+mod verification;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,6 +63,7 @@ pub use retention::{Pruned, PrunedPosition, Retention};
 pub use reviews::{ChangeRow, ReviewInput, ReviewOutcome, ReviewRecord, StagingLink};
 pub use schema::SCHEMA_VERSION;
 pub use seen::{QuietPath, VERIFIED};
+pub use verification::{Verification, VerificationCheck};
 
 /// How long a writer waits for another process's transaction (the daemon and a technician's
 /// `otdrift capture` share the database) before giving up.

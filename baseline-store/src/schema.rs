@@ -375,6 +375,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_from ON approvals(from_digest);
     CREATE INDEX outbox_time ON outbox(time);
     "#,
+    // 8: since when an asset's last verification is older than `verify_max_age` (announced
+    // once per episode, `verification.rs`).
+    r#"
+    ALTER TABLE assets ADD COLUMN verification_overdue_since TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

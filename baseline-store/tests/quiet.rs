@@ -664,3 +664,107 @@ fn an_expiry_or_a_new_day_ends_the_memo_at_its_time() {
     clock.advance(TimeDelta::minutes(1));
     assert!(poll_memo(&store, &snapshot(100)).is_some());
 }
+
+/// The types of the events queued after `seq`.
+fn events_since(store: &Store, seq: i64) -> Vec<String> {
+    store
+        .events_after(seq, 1000)
+        .expect("events")
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect()
+}
+
+fn last_seq(store: &Store) -> i64 {
+    store
+        .events_after(0, 10_000)
+        .expect("events")
+        .last()
+        .map_or(0, |e| e.seq)
+}
+
+/// `last_verified` is the last moment a capture held the approved baseline's state (never a
+/// provisional one); past `verify_max_age` the store announces `verification_overdue` once,
+/// and the first matching capture after it `asset.verified` once.
+#[test]
+fn last_verified_follows_matching_captures_and_overdue_is_announced_once() {
+    use otdrift_store::{VerificationCheck, event_type};
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = clock();
+    let mut store = Store::open(&dir.path().join("otdrift.db"), clock.clone()).expect("store");
+    let max_age = TimeDelta::days(35);
+    let start = clock.now();
+    poll(&mut store, &snapshot(100));
+    // A provisional baseline proves nothing; the proof falls due from it.
+    let v = store
+        .verification("press-7", max_age)
+        .expect("verification");
+    assert_eq!((v.last_verified, v.due), (None, Some(start + max_age)));
+    assert!(matches!(
+        store.check_verification("press-7", max_age),
+        Ok(VerificationCheck::Current(_))
+    ));
+
+    // Approved: the next matching capture verifies it.
+    clock.advance(TimeDelta::hours(1));
+    submit(&mut store, &clock, "press-7", "jti-verify-1", snapshot(100));
+    poll(&mut store, &snapshot(100));
+    clock.advance(TimeDelta::days(1));
+    poll(&mut store, &snapshot(100));
+    let verified_at = clock.now();
+    let v = store
+        .verification("press-7", max_age)
+        .expect("verification");
+    assert_eq!(v.last_verified, Some(verified_at));
+    assert_eq!(v.due, Some(verified_at + max_age));
+
+    // Drifted ever since: the proof grows old; announced once.
+    clock.advance(TimeDelta::hours(1));
+    poll(&mut store, &snapshot(101));
+    clock.advance(TimeDelta::days(35));
+    let seq = last_seq(&store);
+    match store.check_verification("press-7", max_age).expect("check") {
+        VerificationCheck::Overdue(v, true) => {
+            assert_eq!(
+                v.last_verified,
+                Some(verified_at),
+                "drifted captures prove nothing"
+            );
+            assert_eq!(v.overdue_since, Some(verified_at + max_age));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store.check_verification("press-7", max_age),
+        Ok(VerificationCheck::Overdue(_, false))
+    ));
+    assert_eq!(
+        events_since(&store, seq),
+        [event_type::ASSET_VERIFICATION_OVERDUE]
+    );
+    // Survives a restart: the episode is in the database.
+    drop(store);
+    let mut store = Store::open(&dir.path().join("otdrift.db"), clock.clone()).expect("store");
+    assert!(matches!(
+        store.check_verification("press-7", max_age),
+        Ok(VerificationCheck::Overdue(_, false))
+    ));
+
+    // Back at the baseline: verified again, announced once.
+    clock.advance(TimeDelta::minutes(5));
+    poll(&mut store, &snapshot(100));
+    let seq = last_seq(&store);
+    match store.check_verification("press-7", max_age).expect("check") {
+        VerificationCheck::Recovered(v) => {
+            assert_eq!(v.last_verified, Some(clock.now()));
+            assert_eq!(v.overdue_since, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store.check_verification("press-7", max_age),
+        Ok(VerificationCheck::Current(_))
+    ));
+    assert_eq!(events_since(&store, seq), [event_type::ASSET_VERIFIED]);
+    assert_eq!(store.audit_verify().expect("verify").first_break, None);
+}

@@ -335,7 +335,15 @@ pub struct AgentConfig {
     /// an approval, an alarm, an event) is written at once whatever this says; a killed
     /// process loses at most this window of "still the same" timestamps.
     pub seen_flush: Duration,
+    /// How old an asset's last verification (its last capture that matched its approved,
+    /// non-provisional baseline) may grow before `asset.verification_overdue` is raised
+    /// (`verify_max_age`, a duration, default `"35d"`: NERC CIP-010 R2 asks for at least
+    /// every 35 days; 1s to 10 years).
+    pub verify_max_age: Duration,
 }
+
+/// The default of `[agent] verify_max_age`: 35 days.
+pub const DEFAULT_VERIFY_MAX_AGE: Duration = Duration::from_secs(35 * 86_400);
 
 /// `[retention]`: what the store may delete, and when. The audit log is never pruned.
 #[derive(Clone, Debug, PartialEq, Eq)]

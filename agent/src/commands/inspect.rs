@@ -58,6 +58,7 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
             "ADDRESS",
             "REACHABLE",
             "LAST CAPTURE",
+            "LAST VERIFIED",
             "BASELINE",
             "OPEN DRIFT"
         ])
@@ -91,6 +92,10 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
             .and_then(|t| otdrift_core::parse_timestamp(t).ok())
             .map_or_else(|| "never".to_owned(), |t| age(now - t));
         let open = row["open_drift"].to_string();
+        let verified = row["last_verified"]
+            .as_str()
+            .and_then(|t| otdrift_core::parse_timestamp(t).ok())
+            .map_or_else(|| "never".to_owned(), |t| age(now - t));
         println!(
             "{}",
             table_row([
@@ -99,12 +104,20 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
                 &asset.address,
                 &reachable,
                 &last,
+                &verified,
                 &baseline,
                 &open,
             ])
         );
         if let Some(error) = row["last_error"].as_str() {
             problems.push(format!("  {}: {error}", asset.id));
+        }
+        if let Some(since) = row["verification_overdue_since"].as_str() {
+            problems.push(format!(
+                "  {}: VERIFICATION OVERDUE since {since}: no capture has matched the approved baseline within verify_max_age (last verified {})",
+                asset.id,
+                row["last_verified"].as_str().unwrap_or("never"),
+            ));
         }
         for due in row["review_due"].as_array().into_iter().flatten() {
             problems.push(format!(
@@ -176,10 +189,10 @@ fn age(d: chrono::TimeDelta) -> String {
     }
 }
 
-fn table_row(cols: [&str; 7]) -> String {
+fn table_row(cols: [&str; 8]) -> String {
     format!(
-        "{:<16} {:<8} {:<22} {:<10} {:<13} {:<31} {}",
-        cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
+        "{:<16} {:<8} {:<22} {:<10} {:<13} {:<13} {:<31} {}",
+        cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7]
     )
 }
 

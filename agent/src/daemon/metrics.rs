@@ -50,6 +50,8 @@ pub struct Metrics {
     pub drift_open: Family<AssetLabel, Gauge>,
     /// 1 while an asset answers, 0 while it does not.
     pub reachable: Family<AssetLabel, Gauge>,
+    /// When each asset last matched its approved baseline (Unix seconds).
+    pub last_verified: Family<AssetLabel, Gauge>,
     /// Events waiting for the upstream.
     pub outbox_depth: Gauge,
     /// Events the upstream acknowledged.
@@ -109,6 +111,7 @@ impl Metrics {
         let backoff_skips = Family::<AssetLabel, Counter>::default();
         let drift_open = Family::<AssetLabel, Gauge>::default();
         let reachable = Family::<AssetLabel, Gauge>::default();
+        let last_verified = Family::<AssetLabel, Gauge>::default();
         let outbox_depth = Gauge::default();
         let events_pushed = Counter::default();
         let push_failures = Counter::default();
@@ -193,6 +196,11 @@ impl Metrics {
             drift_open.clone(),
         );
         registry.register(
+            "otdrift_last_verified_timestamp_seconds",
+            "When the asset last matched its approved baseline (Unix time; absent before it ever did)",
+            last_verified.clone(),
+        );
+        registry.register(
             "otdrift_asset_reachable",
             "1 while the asset answers, 0 while it does not",
             reachable.clone(),
@@ -261,6 +269,7 @@ impl Metrics {
             backoff_skips,
             drift_open,
             reachable,
+            last_verified,
             outbox_depth,
             events_pushed,
             push_failures,

@@ -343,6 +343,7 @@ pub async fn run(config_path: &Path) -> CmdResult {
         events: events.clone(),
         shutdown: shutdown.clone(),
         backoff_max: Duration::from_secs(config.agent.backoff_max_secs),
+        verify_max_age: config.agent.verify_max_age,
         data_dir: config.agent.data_dir.clone(),
     });
     let sched =

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt as _;
 use otdrift_config::AssetConfig;
 use otdrift_protocols::{CollectError, Collector, ErrorKind};
-use otdrift_store::DriftOutcome;
+use otdrift_store::{DriftOutcome, VerificationCheck};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -57,6 +57,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// The longest backoff.
     pub backoff_max: Duration,
+    /// How old an asset's last verification may grow (`[agent] verify_max_age`).
+    pub verify_max_age: Duration,
     /// The agent's data directory (collectors keep certificates there).
     pub data_dir: std::path::PathBuf,
 }
@@ -176,6 +178,7 @@ impl Scheduler {
                 stale_after: period.saturating_mul(3),
                 last_success: chrono::Utc::now(),
                 stale: false,
+                verification: Verified::default(),
                 asset: asset_arc.clone(),
                 collector: None,
                 backoff: Backoff::new(Duration::from_secs(1), shared.backoff_max),
@@ -265,6 +268,8 @@ struct Worker {
     last_success: chrono::DateTime<chrono::Utc>,
     /// Whether the store already knows this asset is stale.
     stale: bool,
+    /// What the store said of the asset's last verification, and when to ask it again.
+    verification: Verified,
     rules: Arc<otdrift_store::ChangeRules>,
     collector: Option<Box<dyn Collector>>,
     backoff: Backoff,
@@ -273,6 +278,19 @@ struct Worker {
     deferrals: u32,
     /// When a deferred poll is retried (unless a tick comes first).
     retry_at: Option<tokio::time::Instant>,
+}
+
+/// A worker's view of its asset's verification (`otdrift_store::Verification`): the store is
+/// asked at the first tick, when the proof falls due, when a matching capture may end an
+/// overdue episode, and after a first baseline; never on an ordinary poll.
+#[derive(Clone, Copy, Debug, Default)]
+struct Verified {
+    /// The store was asked since the last event that could change its answer.
+    known: bool,
+    /// When the proof falls due (the last verification or first baseline plus the max age).
+    due: Option<chrono::DateTime<chrono::Utc>>,
+    /// An overdue episode is announced.
+    overdue: bool,
 }
 
 /// How a poll ended, for the worker's loop.
@@ -345,6 +363,7 @@ impl Worker {
     async fn poll(&mut self, shared: &Shared) -> Polled {
         let id = self.asset.id.clone();
         self.check_stale(shared).await;
+        self.check_verification(shared).await;
         if !self.backoff.ready(tokio::time::Instant::now()) {
             shared.metrics.inc(&shared.metrics.backoff_skips, &id);
             return Polled::Done;
@@ -486,6 +505,7 @@ impl Worker {
                             "match"
                         };
                         shared.metrics.capture(&id, label);
+                        self.verified(shared, &outcome);
                         match &outcome.drift {
                             DriftOutcome::Opened(d) | DriftOutcome::Updated(d) => tracing::warn!(
                                 drift = d.id,
@@ -559,6 +579,91 @@ impl Worker {
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot check staleness"),
+        }
+    }
+
+    /// A recorded capture: one that matched the approved (non-provisional) baseline moves the
+    /// proof's due time; after an overdue episode the store is asked to end it; a first
+    /// baseline makes the store's answer worth asking again.
+    fn verified(&mut self, shared: &Shared, outcome: &otdrift_store::CaptureOutcome) {
+        let matched = !outcome.baseline.provisional
+            && outcome.baseline.digest == outcome.digests.overall
+            && !outcome.drift.is_drifted();
+        if matched {
+            let now = chrono::Utc::now();
+            let max_age = chrono::TimeDelta::from_std(shared.verify_max_age)
+                .unwrap_or(chrono::TimeDelta::MAX);
+            self.verification.due = now.checked_add_signed(max_age);
+            shared.metrics.set(
+                &shared.metrics.last_verified,
+                &self.asset.id,
+                now.timestamp(),
+            );
+            if self.verification.overdue {
+                self.verification.known = false;
+            }
+        } else if outcome.baseline_created {
+            self.verification.known = false;
+        }
+    }
+
+    /// Every tick: asks the store about the asset's verification when the worker's view says
+    /// something may have changed (see [`Verified`]); the store announces an overdue proof
+    /// once, and its end once.
+    async fn check_verification(&mut self, shared: &Shared) {
+        let now = chrono::Utc::now();
+        let v = self.verification;
+        let ask = !v.known || (!v.overdue && v.due.is_some_and(|due| now >= due));
+        if !ask {
+            return;
+        }
+        let asset = self.asset.id.clone();
+        let max_age =
+            chrono::TimeDelta::from_std(shared.verify_max_age).unwrap_or(chrono::TimeDelta::MAX);
+        let checked = shared
+            .db
+            .call(move |store| store.check_verification(&asset, max_age))
+            .await;
+        let found = match checked {
+            Ok(check) => check,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check the asset's verification");
+                // Asked again when the proof falls due or a capture matches.
+                self.verification.known = true;
+                return;
+            }
+        };
+        let (state, news) = match found {
+            VerificationCheck::Current(state) => (state, false),
+            VerificationCheck::Overdue(state, announced) => {
+                if announced {
+                    tracing::warn!(
+                        last_verified = ?state.last_verified,
+                        "verification overdue: no capture has matched the approved baseline \
+                         within verify_max_age"
+                    );
+                }
+                (state, announced)
+            }
+            VerificationCheck::Recovered(state) => {
+                tracing::info!("verified again: the asset matches its approved baseline");
+                (state, true)
+            }
+        };
+        if let Some(last) = state.last_verified {
+            shared.metrics.set(
+                &shared.metrics.last_verified,
+                &self.asset.id,
+                last.timestamp(),
+            );
+        }
+        self.verification = Verified {
+            known: true,
+            due: state.due,
+            overdue: state.overdue_since.is_some(),
+        };
+        if news {
+            shared.events.notify_one();
         }
     }
 

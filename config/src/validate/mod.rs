@@ -66,6 +66,7 @@ const AGENT_KEYS: &[&str] = &[
     "approval_max_observation_age",
     "memory_budget",
     "seen_flush",
+    "verify_max_age",
 ];
 const API_KEYS: &[&str] = &[
     "listen",
@@ -325,6 +326,14 @@ fn agent(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<AgentConfig> {
         Duration::from_secs(3600),
     )
     .or(Duration::from_secs(60));
+    let verify_max_age = get_duration(
+        cx,
+        t,
+        "verify_max_age",
+        Duration::from_secs(1),
+        Duration::from_secs(3650 * 86_400),
+    )
+    .or(crate::DEFAULT_VERIFY_MAX_AGE);
     Some(AgentConfig {
         id: id?.0,
         data_dir: data_dir?.0,
@@ -336,6 +345,7 @@ fn agent(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<AgentConfig> {
         approval_max_observation_age: approval_max_observation_age?,
         memory_budget: memory_budget?,
         seen_flush: seen_flush?,
+        verify_max_age: verify_max_age?,
     })
 }
 

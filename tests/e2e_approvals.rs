@@ -409,3 +409,120 @@ fn an_emergency_approval_after_the_fact_is_permitted_but_noted() {
     assert_eq!(r.json()["reason"], "malformed");
     rig.sim.assert_no_writes();
 }
+
+/// `otdrift report`: every asset of a small fleet (a Modbus press approved and verified, an
+/// S7 CPU with a provisional baseline) with its baseline, approvers, last verification and
+/// drift; the JSON verifies with the pinned agent key and is refused after one byte changes;
+/// HTML and CSV say the same.
+#[test]
+fn the_compliance_report_lists_the_fleet_and_its_signature_holds() {
+    let mut rig = rig();
+    let s7 = Sim::start("s7", None, rig.dir.path());
+    let mut text = std::fs::read_to_string(&rig.cfg).expect("config");
+    text.push_str(&format!(
+        "\n[[asset]]\nid = \"filler-3\"\nprotocol = \"s7\"\naddress = \"{}\"\nrack = 0\nslot = 2\ntimeout_ms = 3000\n  [[asset.setpoints]]\n  name = \"recipe\"\n  db = 1\n  start = 0\n  size = 16\n",
+        s7.addr
+    ));
+    std::fs::write(&rig.cfg, text).expect("config");
+
+    let (code, first) = rig.capture(&[]);
+    assert_eq!(code, 0);
+    let b0 = first["digest"].as_str().expect("digest").to_owned();
+    let token = rig.sign(
+        "baseline.jwt",
+        &[
+            "--change",
+            "CHG-0001",
+            "--to",
+            &b0,
+            "--requestor",
+            "Lee Brandt",
+        ],
+    );
+    assert_eq!(rig.approve(&token).code, 0);
+    // The approval set the baseline; the next matching capture verifies it.
+    let (code, _) = rig.capture(&[]);
+    assert_eq!(code, 0);
+    let filler = rig.run(&["capture", "filler-3", "--json"]);
+    assert_eq!(filler.code, 0, "{filler:?}");
+
+    let out = rig.dir.path().join("report.json");
+    let written = rig.run(&["report", "--out", &out.display().to_string()]);
+    assert_eq!(written.code, 0, "{written:?}");
+    assert!(
+        written.stdout.contains("report of 2 asset(s)"),
+        "{written:?}"
+    );
+    let doc: Json =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("report")).expect("json");
+    let report = &doc["report"];
+    assert_eq!(report["schema"], "otdrift.report/v1");
+    assert_eq!(report["summary"]["assets"], 2);
+    assert_eq!(report["summary"]["verified"], 1);
+    assert_eq!(report["summary"]["provisional_baseline"], 1);
+    let press = &report["assets"][0];
+    assert_eq!(press["id"], "press-7");
+    assert_eq!(press["standing"], "verified");
+    assert_eq!(press["baseline"]["digest"], json!(b0));
+    assert_eq!(press["baseline"]["change_id"], "CHG-0001");
+    assert_eq!(
+        press["baseline"]["approvers"][0]["approver_id"],
+        "plant-eng-mgr"
+    );
+    assert!(press["last_verified"].is_string(), "{press}");
+    assert!(press["verification_due"].is_string(), "{press}");
+    let filler = &report["assets"][1];
+    assert_eq!(filler["standing"], "provisional baseline");
+    assert_eq!(filler["last_verified"], Json::Null);
+
+    // Signed like an evidence pack: verifies with the pinned key, refused after one byte.
+    let verified = rig.verify_pack(&out, &[]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    assert!(
+        verified.stdout.contains("the compliance report verifies"),
+        "{verified:?}"
+    );
+    let original = std::fs::read_to_string(&out).expect("report");
+    let tampered_text = original.replacen("\"provisional baseline\"", "\"verified\"", 1);
+    assert_ne!(tampered_text, original);
+    let tampered = rig.dir.path().join("tampered-report.json");
+    std::fs::write(&tampered, tampered_text).expect("write");
+    let refused = rig.verify_pack(&tampered, &["--json"]);
+    assert_eq!(refused.code, 5, "{refused:?}");
+    assert_eq!(refused.json()["ok"], false);
+
+    // A failed collection (the device answers garbage) is in the window's record.
+    rig.sim.cmd("quirk short-read on");
+    let failed = rig.run(&["capture", "press-7", "--json"]);
+    assert_ne!(failed.code, 0, "{failed:?}");
+    rig.sim.cmd("quirk short-read off");
+    let again = rig.run(&["report"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let doc = again.json();
+    let failures = &doc["report"]["assets"][0]["failed_collections"];
+    assert_eq!(failures[0]["kind"], "asset.collection_failed", "{failures}");
+    assert_eq!(failures[0]["reason"], "malformed", "{failures}");
+    assert!(failures[0]["audit_seq"].is_i64(), "{failures}");
+    assert_eq!(doc["report"]["summary"]["failed_collections"], 1);
+
+    // Drift shows in the next report, in every format.
+    rig.sim.cmd("set holding 40 1300");
+    let (code, _) = rig.capture(&[]);
+    assert_eq!(code, 3);
+    let html = rig.run(&["report", "--format", "html"]);
+    assert_eq!(html.code, 0, "{html:?}");
+    assert!(html.stdout.starts_with("<!DOCTYPE html>"));
+    assert!(html.stdout.contains("drift open"), "{}", html.stdout);
+    assert!(!html.stdout.contains("<script"));
+    let csv = rig.run(&["report", "--format", "csv"]);
+    assert_eq!(csv.code, 0, "{csv:?}");
+    let lines: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", csv.stdout);
+    assert!(lines[0].starts_with("asset,protocol,address,standing,"));
+    assert!(lines[1].starts_with("press-7,modbus,"), "{}", lines[1]);
+    assert!(lines[1].contains(",drift open,"), "{}", lines[1]);
+    assert!(lines[2].contains(",provisional baseline,"), "{}", lines[2]);
+    let bad = rig.run(&["report", "--since", "soon"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    rig.sim.assert_no_writes();
+}

@@ -172,7 +172,25 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Check an evidence pack offline (exit 5 on any tampering).
+    /// The compliance report: every asset's approved baseline, when it was last verified
+    /// against it, open drift, and the drift and failed collections of the window.
+    ///
+    /// `json` is signed with the agent key like an evidence pack (`evidence-verify` checks
+    /// it); `html` is one self-contained page to open offline or print; `csv` is one row per
+    /// asset. Without `--out` it is written to standard output.
+    Report {
+        /// json, html or csv.
+        #[arg(long, default_value = "json", value_parser = ["json", "html", "csv"])]
+        format: String,
+        /// The file to write (created or replaced).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The reporting window: drift and failed collections since this long ago, a
+        /// duration such as 35d or 12h.
+        #[arg(long, value_name = "DURATION", default_value = "35d")]
+        since: String,
+    },
+    /// Check an evidence pack or a signed report offline (exit 5 on any tampering).
     EvidenceVerify {
         /// The evidence.json file.
         file: PathBuf,

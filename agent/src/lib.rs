@@ -18,6 +18,7 @@ pub mod keys;
 pub mod maintenance;
 pub mod preflight;
 pub mod render;
+pub mod report;
 pub mod rules;
 pub mod strict_json;
 

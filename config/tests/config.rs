@@ -318,7 +318,20 @@ fn minimal_file_and_defaults() {
         panic!("opcua")
     };
     assert_eq!(ua.security, OpcuaSecurity::None);
+    assert_eq!(ua.full_browse_every, 60);
     assert!(ua.setpoints.is_empty());
+    let every = asset(
+        "id = \"a\"\nprotocol = \"opcua\"\naddress = \"opc.tcp://ua-host\"\nfull_browse_every = 1\n",
+    );
+    let c = parse(&every, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
+    let ProtocolConfig::Opcua(ua) = &c.assets[0].protocol else {
+        panic!("opcua")
+    };
+    assert_eq!(ua.full_browse_every, 1);
+    let zero = asset(
+        "id = \"a\"\nprotocol = \"opcua\"\naddress = \"opc.tcp://ua-host\"\nfull_browse_every = 0\n",
+    );
+    only(&zero, K::InvalidValue, "asset[0].full_browse_every", 9);
     // No assets at all is a valid (idle) agent.
     assert!(parse(AGENT, Path::new(FILE)).is_ok());
 }
@@ -346,7 +359,7 @@ fn unknown_key() {
     assert!(e.message.contains("did you mean `max_concurrency`"), "{e}");
     assert!(
         e.message
-            .ends_with("; expected one of id, data_dir, max_concurrency, clock_skew_secs, audit_head_interval_secs, backoff_max_secs, max_token_lifetime, approval_max_observation_age, memory_budget, seen_flush"),
+            .ends_with("; expected one of id, data_dir, max_concurrency, clock_skew_secs, audit_head_interval_secs, backoff_max_secs, max_token_lifetime, approval_max_observation_age, memory_budget, seen_flush, verify_max_age"),
         "{e}"
     );
 
@@ -1050,5 +1063,27 @@ fn the_seen_flush_is_a_duration_from_a_second_to_an_hour() {
     for written in ["\"500ms\"", "\"2h\"", "\"soon\"", "60"] {
         let text = format!("{AGENT}seen_flush = {written}\n");
         only(&text, K::InvalidValue, "agent.seen_flush", 4);
+    }
+}
+
+#[test]
+fn verify_max_age_is_a_duration_that_defaults_to_35_days() {
+    let defaults = parse(AGENT, Path::new(FILE)).expect("valid");
+    assert_eq!(
+        defaults.agent.verify_max_age,
+        Duration::from_secs(35 * 86_400)
+    );
+    for (written, secs) in [("\"30s\"", 30), ("\"12h\"", 43_200), ("\"35d\"", 3_024_000)] {
+        let text = format!("{AGENT}verify_max_age = {written}\n");
+        let c = parse(&text, Path::new(FILE)).expect("valid");
+        assert_eq!(
+            c.agent.verify_max_age,
+            Duration::from_secs(secs),
+            "{written}"
+        );
+    }
+    for written in ["\"0s\"", "\"4000d\"", "\"monthly\"", "35"] {
+        let text = format!("{AGENT}verify_max_age = {written}\n");
+        only(&text, K::InvalidValue, "agent.verify_max_age", 4);
     }
 }

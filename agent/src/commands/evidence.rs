@@ -1,4 +1,4 @@
-//! `otdrift evidence CHANGE_ID --out DIR` and `otdrift evidence-verify FILE`.
+//! `otdrift evidence CHANGE_ID --out DIR`, `otdrift report` and `otdrift evidence-verify FILE`.
 
 use std::path::Path;
 
@@ -70,6 +70,58 @@ pub fn write(config: &Path, change_id: &str, out: &Path) -> CmdResult {
     Ok(Exit::Ok)
 }
 
+/// Writes the compliance report (`crate::report`) as JSON (signed), HTML or CSV.
+pub fn report(config: &Path, format: &str, out: Option<&Path>, since: &str) -> CmdResult {
+    let window = otdrift_config::parse_duration(since)
+        .map_err(|e| Failure::usage(anyhow!("--since {since:?}: {e}")))?;
+    let agent = Agent::open(config)?;
+    let now = agent.store.clock().now();
+    let from = chrono::TimeDelta::from_std(window)
+        .ok()
+        .and_then(|w| now.checked_sub_signed(w))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let doc = crate::report::build(&agent.store, &agent.config, &agent.key, from)
+        .context("cannot read the store")
+        .map_err(Failure::runtime)?;
+    let text = match format {
+        "html" => crate::report::html::render(&doc),
+        "csv" => crate::report::csv(&doc),
+        _ => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc)
+                .context("cannot render the report")
+                .map_err(Failure::runtime)?
+        ),
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))
+                .map_err(Failure::runtime)?;
+            let summary = &doc["report"]["summary"];
+            println!(
+                "report of {} asset(s) written to {}: {} verified, {} verification overdue, {} with open drift, {} provisional",
+                summary["assets"],
+                path.display(),
+                summary["verified"],
+                summary["verification_overdue"],
+                summary["drift_open"],
+                summary["provisional_baseline"],
+            );
+        }
+        None => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("cannot write the report")
+                .map_err(Failure::runtime)?;
+        }
+    }
+    Ok(Exit::Ok)
+}
+
 /// Checks a pack offline; exit 5 on any problem.
 pub fn verify(file: &Path, trust: &KeySource, json: bool) -> CmdResult {
     let text = std::fs::read_to_string(file)
@@ -96,6 +148,9 @@ pub fn verify(file: &Path, trust: &KeySource, json: bool) -> CmdResult {
         }
     };
     let agent_key = pinned.as_deref();
+    let is_report = serde_json::from_str::<Json>(&text)
+        .ok()
+        .is_some_and(|d| d.get("report").is_some());
     let report = evidence::verify(
         &text,
         match agent_key {
@@ -103,6 +158,11 @@ pub fn verify(file: &Path, trust: &KeySource, json: bool) -> CmdResult {
             None => evidence::verify::KeyTrust::Embedded,
         },
     );
+    let what = match (&report.change_id, is_report) {
+        (_, true) => "the compliance report".to_owned(),
+        (Some(change), false) => format!("evidence for change {change}"),
+        (None, false) => "the evidence".to_owned(),
+    };
     if json {
         render::print_json(&json!({
             "ok": report.ok(),
@@ -113,8 +173,7 @@ pub fn verify(file: &Path, trust: &KeySource, json: bool) -> CmdResult {
         }));
     } else if report.ok() {
         println!(
-            "evidence for change {} verifies: signed by {}\n  checked: {}",
-            report.change_id.as_deref().unwrap_or("?"),
+            "{what} verifies: signed by {}\n  checked: {}",
             report.agent_key.as_deref().unwrap_or("?"),
             report.checked.join(", ")
         );
@@ -124,10 +183,7 @@ pub fn verify(file: &Path, trust: &KeySource, json: bool) -> CmdResult {
             );
         }
     } else {
-        println!(
-            "evidence for change {} does NOT verify:",
-            report.change_id.as_deref().unwrap_or("?")
-        );
+        println!("{what} does NOT verify:");
         for p in &report.problems {
             println!("  - {p}");
         }

@@ -72,6 +72,9 @@ pub async fn dispatch(cli: Cli) -> CmdResult {
         Command::SignApproval(args) => approve::sign(&config, &args),
         Command::Approve { token, json } => approve::approve(&config, &token, json),
         Command::Evidence { change, out } => evidence::write(&config, &change, &out),
+        Command::Report { format, out, since } => {
+            evidence::report(&config, &format, out.as_deref(), &since)
+        }
         Command::EvidenceVerify {
             file,
             agent_key,

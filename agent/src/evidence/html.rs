@@ -3,7 +3,7 @@
 
 use serde_json::Value as Json;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -19,7 +19,7 @@ fn esc(s: &str) -> String {
 }
 
 /// A JSON value as text for a table cell.
-fn text(v: Option<&Json>) -> String {
+pub(crate) fn text(v: Option<&Json>) -> String {
     match v {
         None | Some(Json::Null) => "—".to_owned(),
         Some(Json::String(s)) => s.clone(),
@@ -27,16 +27,16 @@ fn text(v: Option<&Json>) -> String {
     }
 }
 
-fn cell(v: Option<&Json>) -> String {
+pub(crate) fn cell(v: Option<&Json>) -> String {
     esc(&text(v))
 }
 
-fn code(v: Option<&Json>) -> String {
+pub(crate) fn code(v: Option<&Json>) -> String {
     format!("<code>{}</code>", cell(v))
 }
 
 /// How one column of a table shows its value (a JSON pointer into the row's object).
-enum Col {
+pub(crate) enum Col {
     /// Escaped text.
     Text(&'static str),
     /// Escaped text in `<code>` (digests, hashes, item paths).
@@ -46,7 +46,7 @@ enum Col {
 }
 
 /// One table row per element of `items`, its columns as `cols` says.
-fn rows<'a>(h: &mut String, items: impl IntoIterator<Item = &'a Json>, cols: &[Col]) {
+pub(crate) fn rows<'a>(h: &mut String, items: impl IntoIterator<Item = &'a Json>, cols: &[Col]) {
     for item in items {
         h.push_str("<tr>");
         for col in cols {
@@ -61,7 +61,7 @@ fn rows<'a>(h: &mut String, items: impl IntoIterator<Item = &'a Json>, cols: &[C
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#1b1f24;line-height:1.45}
+pub(crate) const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#1b1f24;line-height:1.45}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}
 table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85rem;word-break:break-all}
@@ -69,7 +69,8 @@ th{background:#f6f8fa}code{font-family:ui-monospace,Menlo,Consolas,monospace;fon
 .violation{background:#ffebe9;border-color:#cf222e;color:#82071e;font-weight:600}
 .warning{background:#fff8c5;border-color:#bf8700}.info{background:#ddf4ff;border-color:#54aeff}
 .ok{background:#dafbe1;border-color:#2da44e}dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}
-.muted{color:#57606a;font-size:.85rem}";
+.muted{color:#57606a;font-size:.85rem}
+@media print{body{margin:0;max-width:none;font-size:10pt}h2{break-after:avoid}tr{break-inside:avoid}a{color:inherit}}";
 
 /// Renders an evidence document (`{"pack", "signature"}`) as HTML.
 pub fn render(doc: &Json) -> String {

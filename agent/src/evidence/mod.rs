@@ -137,7 +137,7 @@ fn approval_json(a: &ApprovalRow, approver_key: Option<String>) -> Json {
 
 /// The elements of the array `key` of `v`; none when it is absent or not an array (the
 /// verifier judges a pack's shape itself; readers only list what is there).
-fn list<'a>(v: &'a Json, key: &str) -> impl Iterator<Item = &'a Json> {
+pub(crate) fn list<'a>(v: &'a Json, key: &str) -> impl Iterator<Item = &'a Json> {
     v.get(key).and_then(Json::as_array).into_iter().flatten()
 }
 
@@ -489,16 +489,27 @@ pub fn build(
             .map(|(d, s)| (d.clone(), Json::String(STANDARD.encode(s.encode()))))
             .collect::<serde_json::Map<_, _>>(),
     });
-    let signature = agent_key.sign(canonical_json(&pack).as_bytes());
-    Ok(json!({
-        "pack": pack,
-        "signature": {
+    Ok(signed(agent_key, "pack", pack))
+}
+
+/// `{name: body, "signature": ...}`: `body` signed by the agent key (Ed25519 over its
+/// canonical JSON), as `evidence-verify` checks it. Evidence packs (`pack`) and compliance
+/// reports (`report`) are signed alike.
+pub fn signed(agent_key: &SigningKey, name: &str, body: Json) -> Json {
+    let public_key = keys::public_key_text(&agent_key.verifying_key());
+    let signature = agent_key.sign(canonical_json(&body).as_bytes());
+    let mut doc = serde_json::Map::new();
+    doc.insert(name.to_owned(), body);
+    doc.insert(
+        "signature".to_owned(),
+        json!({
             "alg": "EdDSA",
             "public_key": public_key,
             "value": URL_SAFE_NO_PAD.encode(signature.to_bytes()),
-            "signed": "canonical JSON of `pack`: object keys sorted by UTF-8 bytes, no whitespace",
-        },
-    }))
+            "signed": format!("canonical JSON of `{name}`: object keys sorted by UTF-8 bytes, no whitespace"),
+        }),
+    );
+    Json::Object(doc)
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! `evidence-verify`: checks a pack offline, with nothing but the file.
+//! `evidence-verify`: checks a pack offline, with nothing but the file. A compliance report
+//! (`otdrift report --format json`, `{"report", "signature"}`) is checked for its strict JSON,
+//! its schema and the agent's signature (the same rules as a pack's).
 //!
 //! - the document is strict JSON (no member twice, see [`crate::strict_json`]): a pack must
 //!   say one thing to every reader;
@@ -82,9 +84,22 @@ pub fn verify(text: &str, trust: KeyTrust<'_>) -> VerifyReport {
             return r;
         }
     };
-    let (Some(pack), Some(signature)) = (doc.get("pack"), doc.get("signature")) else {
+    // A compliance report (`otdrift report`) is signed the same way; it holds no snapshots,
+    // tokens or audit entries of its own to check beyond its signature.
+    let (pack, is_report) = match (doc.get("pack"), doc.get("report")) {
+        (Some(pack), None) => (pack, false),
+        (None, Some(report)) => (report, true),
+        _ => {
+            r.problems.push(
+                "not an evidence pack or report: exactly one of `pack` and `report`, and `signature`, are required"
+                    .to_owned(),
+            );
+            return r;
+        }
+    };
+    let Some(signature) = doc.get("signature") else {
         r.problems
-            .push("not an evidence pack: `pack` and `signature` are required".to_owned());
+            .push("not an evidence pack or report: `signature` is required".to_owned());
         return r;
     };
     r.change_id = pack
@@ -128,6 +143,18 @@ pub fn verify(text: &str, trust: KeyTrust<'_>) -> VerifyReport {
         (_, None) => r
             .problems
             .push("the signature value is missing or not base64url".to_owned()),
+    }
+    if is_report {
+        if str_at(pack, &["schema"]) == Some(crate::report::SCHEMA) {
+            r.checked.push("report schema".to_owned());
+        } else {
+            r.problems.push(format!(
+                "not a report of schema {}: {:?}",
+                crate::report::SCHEMA,
+                str_at(pack, &["schema"])
+            ));
+        }
+        return r;
     }
 
     // 2. Snapshots.

@@ -37,7 +37,9 @@ use std::time::Duration;
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
 pub use protocols::ads::{AdsConfig, AdsSetpoint};
 pub use protocols::cip::{CipConfig, CipLink, CipSetpoint};
-pub use protocols::modbus::{ModbusConfig, ModbusSetpoint, ModbusTable};
+pub use protocols::modbus::{
+    ModbusConfig, ModbusField, ModbusFieldType, ModbusSetpoint, ModbusTable, WordOrder,
+};
 pub use protocols::opcua::{OpcuaConfig, OpcuaSecurity, OpcuaSetpoint};
 pub use protocols::s7::{S7Config, S7Setpoint};
 pub use validate::accepted_keys;

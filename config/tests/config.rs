@@ -219,13 +219,15 @@ fn full_example_parses_with_defaults() {
                 name: "recipe".into(),
                 table: ModbusTable::Holding,
                 start: 0,
-                count: 200
+                count: 200,
+                fields: Vec::new(),
             },
             ModbusSetpoint {
                 name: "interlocks".into(),
                 table: ModbusTable::Coil,
                 start: 0,
-                count: 64
+                count: 64,
+                fields: Vec::new(),
             },
         ]
     );
@@ -483,7 +485,7 @@ fn setpoint_key_of_wrong_protocol() {
     let e = only(&text, K::WrongProtocolKey, "asset[0].setpoints[0].db", 11);
     assert_eq!(
         e.message,
-        "`db` is an s7 setpoint key; asset \"press-7\" uses modbus (setpoint keys: name, table, start, count)"
+        "`db` is an s7 setpoint key; asset \"press-7\" uses modbus (setpoint keys: name, table, start, count, field)"
     );
 
     let text = asset("id = \"press-7\"\nprotocol = \"modbus\"\naddress = \"h\"\nrack = 0\n");
@@ -1086,4 +1088,159 @@ fn verify_max_age_is_a_duration_that_defaults_to_35_days() {
         let text = format!("{AGENT}verify_max_age = {written}\n");
         only(&text, K::InvalidValue, "agent.verify_max_age", 4);
     }
+}
+
+/// A Modbus register range with `[[asset.setpoints.field]]` entries, each given as TOML lines.
+fn modbus_fields(table: &str, fields: &[&str]) -> String {
+    let mut text = asset(&format!(
+        "id = \"p\"\nprotocol = \"modbus\"\naddress = \"10.0.3.10\"\n[[asset.setpoints]]\nname = \"recipe\"\ntable = \"{table}\"\nstart = 100\ncount = 10\n"
+    ));
+    for f in fields {
+        text.push_str("[[asset.setpoints.field]]\n");
+        text.push_str(f);
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn modbus_fields_are_typed_registers_inside_their_range() {
+    use otdrift_config::{ModbusFieldType, WordOrder};
+    let text = modbus_fields(
+        "holding",
+        &[
+            "name = \"fill_temp\"\noffset = 100\ntype = \"f32\"",
+            "name = \"total\"\noffset = 106\ntype = \"f64\"\nword_order = \"little\"",
+            "name = \"speed\"\noffset = 102\ntype = \"i16\"",
+        ],
+    );
+    let c = parse(&text, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
+    let ProtocolConfig::Modbus(mb) = &c.assets[0].protocol else {
+        panic!("modbus")
+    };
+    let fields = &mb.setpoints[0].fields;
+    let shape: Vec<(&str, u16, ModbusFieldType, WordOrder)> = fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.offset, f.kind, f.word_order))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("fill_temp", 100, ModbusFieldType::F32, WordOrder::Big),
+            ("speed", 102, ModbusFieldType::I16, WordOrder::Big),
+            ("total", 106, ModbusFieldType::F64, WordOrder::Little),
+        ],
+        "sorted by offset"
+    );
+
+    // Past the range (f64 at 108 needs 108..=111; the range ends at 109).
+    let past = modbus_fields("holding", &["name = \"x\"\noffset = 108\ntype = \"f64\""]);
+    let e = only(
+        &past,
+        K::InvalidValue,
+        "asset[0].setpoints[0].field[0].offset",
+        16,
+    );
+    assert!(
+        e.message.contains("outside the range holding 100..=109"),
+        "{e}"
+    );
+    // Before it.
+    let before = modbus_fields("holding", &["name = \"x\"\noffset = 99\ntype = \"u16\""]);
+    only(
+        &before,
+        K::InvalidValue,
+        "asset[0].setpoints[0].field[0].offset",
+        16,
+    );
+    // Overlapping: the later one is named, with the line of the other.
+    let overlap = modbus_fields(
+        "holding",
+        &[
+            "name = \"a\"\noffset = 100\ntype = \"u32\"",
+            "name = \"b\"\noffset = 101\ntype = \"u16\"",
+        ],
+    );
+    let e = only(
+        &overlap,
+        K::InvalidValue,
+        "asset[0].setpoints[0].field[1]",
+        18,
+    );
+    assert!(e.message.contains("overlaps field \"a\""), "{e}");
+    assert!(e.message.contains("line 14"), "{e}");
+    // An unknown type, a bad word order, a name that is a number, an unknown key.
+    let bad_type = modbus_fields("holding", &["name = \"x\"\noffset = 100\ntype = \"float\""]);
+    let e = only(
+        &bad_type,
+        K::InvalidValue,
+        "asset[0].setpoints[0].field[0].type",
+        17,
+    );
+    assert!(
+        e.message
+            .contains("expected one of u16, i16, u32, i32, f32, f64"),
+        "{e}"
+    );
+    let bad_order = modbus_fields(
+        "holding",
+        &["name = \"x\"\noffset = 100\ntype = \"u32\"\nword_order = \"middle\""],
+    );
+    only(
+        &bad_order,
+        K::InvalidValue,
+        "asset[0].setpoints[0].field[0].word_order",
+        18,
+    );
+    let numeric = modbus_fields("holding", &["name = \"105\"\noffset = 100\ntype = \"u16\""]);
+    only(
+        &numeric,
+        K::InvalidValue,
+        "asset[0].setpoints[0].field[0].name",
+        15,
+    );
+    let unknown = modbus_fields(
+        "holding",
+        &["name = \"x\"\noffset = 100\ntype = \"u16\"\nscale = 10"],
+    );
+    only(
+        &unknown,
+        K::UnknownKey,
+        "asset[0].setpoints[0].field[0].scale",
+        18,
+    );
+    // Missing keys are reported at the field's header.
+    let missing = modbus_fields("holding", &["name = \"x\"\noffset = 100"]);
+    only(
+        &missing,
+        K::MissingKey,
+        "asset[0].setpoints[0].field[0].type",
+        14,
+    );
+    // Bits have no fields.
+    let coils = modbus_fields("coil", &["name = \"x\"\noffset = 100\ntype = \"u16\""]);
+    let e = only(&coils, K::InvalidValue, "asset[0].setpoints[0].field", 14);
+    assert!(e.message.contains("a coil range has bits"), "{e}");
+}
+
+#[test]
+fn a_modbus_field_name_is_unique_within_its_table() {
+    let mut text = modbus_fields(
+        "holding",
+        &["name = \"temp\"\noffset = 100\ntype = \"u16\""],
+    );
+    text.push_str(
+        "[[asset.setpoints]]\nname = \"more\"\ntable = \"holding\"\nstart = 200\ncount = 2\n[[asset.setpoints.field]]\nname = \"temp\"\noffset = 200\ntype = \"u16\"\n",
+    );
+    let e = only(
+        &text,
+        K::InvalidValue,
+        "asset[0].setpoints[1].field[0].name",
+        24,
+    );
+    assert!(
+        e.message
+            .contains("already used in this holding table (line 14)"),
+        "{e}"
+    );
 }

@@ -8,7 +8,7 @@ use common::{
     LOOPBACK, SimulatedDevice, assert_collector_compliance, assert_reconnects_after_restart,
     closed_address, collector_and_asset, connect_error, garbage,
 };
-use otdrift_core::Value;
+use otdrift_core::{Diff, Value};
 use otdrift_protocols::modbus::ModbusCollector;
 use otdrift_protocols::{Collector, ErrorKind, FailureReason, MemoryBudget, capture_within};
 use otdrift_simulators::modbus::{ModbusSimHandle, ModbusSimulator, ModbusState, Quirk};
@@ -388,6 +388,86 @@ async fn refused_reads_fail_the_capture_naming_the_request() {
     assert_eq!(after.snapshot.digest(), before.snapshot.digest());
 }
 
+/// The press's recipe with typed fields: a REAL fill temperature in two registers, a signed
+/// speed offset, a word-swapped counter.
+const TYPED_RECIPE: &str = r#"
+  [[asset.setpoints]]
+  name = "recipe"
+  table = "holding"
+  start = 0
+  count = 50
+    [[asset.setpoints.field]]
+    name = "fill_temp"
+    offset = 10
+    type = "f32"
+    [[asset.setpoints.field]]
+    name = "speed_offset"
+    offset = 12
+    type = "i16"
+    [[asset.setpoints.field]]
+    name = "batches"
+    offset = 20
+    type = "u32"
+    word_order = "little"
+"#;
+
+/// Typed fields become named items with typed values; the registers outside every field
+/// stay one item each; a float written in two registers is one change in the diff.
+#[tokio::test]
+async fn typed_fields_are_named_typed_items() {
+    let sim = press().await;
+    sim.set_holding(10, &[0x4291, 0x0000]).expect("72.5");
+    sim.set_holding(12, &[0xFFF6]).expect("-10");
+    sim.set_holding(20, &[0x0002, 0x0001]).expect("65538");
+    let rest = format!("timeout_ms = 300\ndevice_id = false\n{TYPED_RECIPE}");
+    let (mut c, asset) = collector_and_asset!(
+        Modbus,
+        ModbusCollector::new,
+        "modbus",
+        "press-7",
+        &sim.local_addr().to_string(),
+        &rest
+    );
+    let first = c.capture().await.expect("capture");
+    let get = |p: &str| first.snapshot.get(p).map(|i| i.value().clone());
+    assert_eq!(get("modbus/holding/fill_temp"), Some(Value::F32(72.5)));
+    assert_eq!(get("modbus/holding/speed_offset"), Some(Value::Int(-10)));
+    assert_eq!(get("modbus/holding/batches"), Some(Value::UInt(65_538)));
+    for covered in [10, 11, 12, 20, 21] {
+        assert_eq!(get(&format!("modbus/holding/{covered}")), None, "{covered}");
+    }
+    assert!(get("modbus/holding/13").is_some());
+    assert_eq!(first.snapshot.len(), 50 - 5 + 3);
+    // The same two reads as without fields.
+    assert_eq!(first.stats.requests, 1);
+    assert_eq!(
+        otdrift_protocols::setpoint_label(&asset, "modbus/holding/fill_temp"),
+        Some("recipe".to_owned())
+    );
+
+    sim.set_holding(10, &[0x4296, 0x0000]).expect("75.0");
+    let second = c.capture().await.expect("capture");
+    let diff = Diff::between(&first.snapshot, &second.snapshot);
+    let changes: Vec<(&str, String, String)> = diff
+        .changes
+        .iter()
+        .map(|ch| {
+            (
+                ch.path.as_str(),
+                format!("{:?}", ch.before),
+                format!("{:?}", ch.after),
+            )
+        })
+        .collect();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].0, "modbus/holding/fill_temp");
+    assert!(
+        changes[0].1.contains("72.5") && changes[0].2.contains("75.0"),
+        "{changes:?}"
+    );
+    assert_eq!(sim.request_log().writes(), 0);
+}
+
 // ------------------------------------------------------------------ peers (pymodbus)
 
 /// The pymodbus server's state: the press's recipe and interlocks, and an identity.
@@ -458,6 +538,46 @@ async fn the_collector_reads_a_pymodbus_server() {
         codes.iter().all(|c| matches!(c, 1..=4 | 43)),
         "only read function codes: {codes:?}"
     );
+
+    // The same server read with typed fields: values decoded from pymodbus's registers.
+    let server = common::peers::PeerServer::start(
+        "pymodbus server read with typed fields",
+        &["pymodbus"],
+        "modbus_server.py",
+        &["--state", &state],
+    )
+    .expect("started once already");
+    let typed = r#"
+  [[asset.setpoints]]
+  name = "recipe"
+  table = "holding"
+  start = 0
+  count = 50
+    [[asset.setpoints.field]]
+    name = "fill_pressure"
+    offset = 0
+    type = "u16"
+    [[asset.setpoints.field]]
+    name = "dose"
+    offset = 6
+    type = "i32"
+    word_order = "little"
+    [[asset.setpoints.field]]
+    name = "limit"
+    offset = 48
+    type = "f32"
+"#;
+    let mut c = collector(&server.addr.to_string(), "device_id = false", typed);
+    let capture = c.capture().await.expect("typed capture from pymodbus");
+    let get = |p: &str| capture.snapshot.get(p).map(|i| i.value().clone());
+    assert_eq!(get("modbus/holding/fill_pressure"), Some(Value::UInt(500)));
+    assert_eq!(get("modbus/holding/dose"), Some(Value::Int(250)));
+    // Registers 48 and 49 = 0x0000 0x0007: a denormal float, decoded bit for bit.
+    assert_eq!(
+        get("modbus/holding/limit"),
+        Some(Value::F32(f32::from_bits(7)))
+    );
+    assert_eq!(capture.snapshot.len(), 50 - 5 + 3);
 }
 
 /// pymodbus's client reads the simulator: values and identification as the collector sees

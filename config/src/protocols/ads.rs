@@ -15,6 +15,7 @@ pub(super) const UNIT: Unit = Unit {
     address: Address::HostPort,
     asset_keys: &["ams_net_id", "ams_port", "source_ams_net_id"],
     setpoint_keys: &["symbol"],
+    setpoint_optional_keys: &[],
     validate,
 };
 

@@ -22,6 +22,7 @@ pub(super) const UNIT: Unit = Unit {
         "changes_tag",
     ],
     setpoint_keys: &["tag"],
+    setpoint_optional_keys: &[],
     validate,
 };
 

@@ -79,6 +79,8 @@ pub(crate) struct Unit {
     pub(crate) asset_keys: &'static [&'static str],
     /// The setpoint addressing keys (all required); every setpoint also has `name`.
     pub(crate) setpoint_keys: &'static [&'static str],
+    /// Optional setpoint keys (a layout of typed fields).
+    pub(crate) setpoint_optional_keys: &'static [&'static str],
     /// Checks the protocol's own keys of an asset whose common keys and setpoint names were
     /// checked, reporting every problem; `None` when there was one.
     pub(crate) validate: fn(&mut Cx<'_>, &Asset<'_, '_, '_>) -> Option<ProtocolConfig>,

@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::{Address, Asset, Unit, all};
 use crate::error::ConfigErrorKind as Kind;
-use crate::validate::read::{Cx, Tbl, get_bool, get_checked, get_int};
+use crate::validate::read::{Cx, Tbl, check_keys, get_bool, get_checked, get_int, table_array};
 use crate::{Protocol, ProtocolConfig};
 
 /// Modbus in the registry ([`super::UNITS`]).
@@ -17,6 +17,7 @@ pub(super) const UNIT: Unit = Unit {
     address: Address::HostPort,
     asset_keys: &["unit_id", "device_id", "max_registers", "max_bits"],
     setpoint_keys: &["table", "start", "count"],
+    setpoint_optional_keys: &["field"],
     validate,
 };
 
@@ -47,6 +48,82 @@ pub struct ModbusSetpoint {
     pub start: u16,
     /// Number of registers or bits; `start + count <= 65536`.
     pub count: u16,
+    /// Typed fields laid over the registers (`[[asset.setpoints.field]]`, register tables
+    /// only), sorted by offset; registers outside every field stay one item each.
+    pub fields: Vec<ModbusField>,
+}
+
+/// The keys of `[[asset.setpoints.field]]` on a Modbus setpoint.
+pub(crate) const FIELD_KEYS: &[&str] = &["name", "offset", "type", "word_order"];
+
+/// A named, typed value spanning one to four registers of a register range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModbusField {
+    /// The item name: `modbus/<table>/<name>`.
+    pub name: String,
+    /// The field's first register (the address the device documents, within the range).
+    pub offset: u16,
+    /// How its registers are read.
+    pub kind: ModbusFieldType,
+    /// Which register holds the most significant word of a 32- or 64-bit value.
+    pub word_order: WordOrder,
+}
+
+/// The value types of a Modbus field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModbusFieldType {
+    /// One register, unsigned.
+    U16,
+    /// One register, two's complement.
+    I16,
+    /// Two registers, unsigned.
+    U32,
+    /// Two registers, two's complement.
+    I32,
+    /// Two registers, IEEE 754 single precision.
+    F32,
+    /// Four registers, IEEE 754 double precision.
+    F64,
+}
+
+impl ModbusFieldType {
+    /// Every type, with its config name.
+    pub const ALL: [(ModbusFieldType, &'static str); 6] = [
+        (ModbusFieldType::U16, "u16"),
+        (ModbusFieldType::I16, "i16"),
+        (ModbusFieldType::U32, "u32"),
+        (ModbusFieldType::I32, "i32"),
+        (ModbusFieldType::F32, "f32"),
+        (ModbusFieldType::F64, "f64"),
+    ];
+
+    /// Registers the value spans.
+    pub fn registers(self) -> u16 {
+        match self {
+            ModbusFieldType::U16 | ModbusFieldType::I16 => 1,
+            ModbusFieldType::U32 | ModbusFieldType::I32 | ModbusFieldType::F32 => 2,
+            ModbusFieldType::F64 => 4,
+        }
+    }
+
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(t, _)| *t == self)
+            .map_or("u16", |(_, n)| n)
+    }
+}
+
+/// Word order of a multi-register value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WordOrder {
+    /// The first register holds the most significant word (Modbus's own byte order carried
+    /// over to words; most devices).
+    #[default]
+    Big,
+    /// The first register holds the least significant word ("word swapped": many PLCs).
+    Little,
 }
 
 /// The four Modbus data tables.
@@ -109,6 +186,8 @@ fn modbus(
     // (index, name for messages, table, start, end exclusive) of every well-formed range.
     let mut ranges: Vec<(usize, String, ModbusTable, u32, u32)> = Vec::new();
     let mut setpoints: Vec<Option<ModbusSetpoint>> = Vec::new();
+    // Field names by table, with the line that used each first: item paths must be unique.
+    let mut field_names: Vec<(ModbusTable, String, usize)> = Vec::new();
     for (j, (sp, name)) in sps.iter().zip(names).enumerate() {
         let table = get_checked(cx, sp, "table", Kind::InvalidValue, |s| {
             ModbusTable::ALL
@@ -138,14 +217,22 @@ fn modbus(
             };
             ranges.push((j, label, *tb, u32::from(*s), u32::from(*s) + u32::from(*c)));
         }
+        let range = match (&table, &start, &count) {
+            (Some((tb, _)), Some((s, _)), Some((c, _))) => {
+                Some((*tb, u32::from(*s), u32::from(*s) + u32::from(*c)))
+            }
+            _ => None,
+        };
+        let fields = fields(cx, sp, range, &mut field_names);
         // No `?` here: it would leave the loop and skip the remaining setpoints.
-        setpoints.push(match (name, table, start, count) {
-            (Some(name), Some((table, _)), Some((start, _)), Some((count, _))) => {
+        setpoints.push(match (name, table, start, count, fields) {
+            (Some(name), Some((table, _)), Some((start, _)), Some((count, _)), Some(fields)) => {
                 Some(ModbusSetpoint {
                     name: name.clone(),
                     table,
                     start,
                     count,
+                    fields,
                 })
             }
             _ => None,
@@ -199,4 +286,154 @@ fn modbus(
         max_bits: max_bits?,
         setpoints,
     })
+}
+
+/// The `[[asset.setpoints.field]]` layout of one setpoint: every field checked (keys, name,
+/// type, word order), then each against the range (`range`: table, start, end exclusive,
+/// when the setpoint's own keys were valid) and against the others. `None` when any was
+/// reported.
+fn fields(
+    cx: &mut Cx<'_>,
+    sp: &Tbl<'_, '_>,
+    range: Option<(ModbusTable, u32, u32)>,
+    names: &mut Vec<(ModbusTable, String, usize)>,
+) -> Option<Vec<ModbusField>> {
+    let tables = table_array(cx, sp, "field", "[[asset.setpoints.field]]")?;
+    if tables.is_empty() {
+        return Some(Vec::new());
+    }
+    if let Some((table, ..)) = range
+        && !matches!(table, ModbusTable::Holding | ModbusTable::Input)
+    {
+        let span = sp.get("field").map_or(sp.span.clone(), |v| v.span());
+        cx.push(
+            span,
+            sp.key("field"),
+            Kind::InvalidValue,
+            format!(
+                "{}fields are typed registers: a {} range has bits, which are items of their own",
+                sp.who,
+                table.as_str()
+            ),
+        );
+        return None;
+    }
+    let need = "fields need name, offset, type";
+    let mut out = Vec::new();
+    let mut ok = true;
+    for f in &tables {
+        check_keys(cx, f, FIELD_KEYS, " in [[asset.setpoints.field]]", &|_| {
+            None
+        });
+        let name = get_checked(cx, f, "name", Kind::InvalidValue, |s| {
+            let good = !s.is_empty()
+                && s.len() <= 64
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !s.chars().all(|c| c.is_ascii_digit());
+            if good {
+                Ok(s.to_owned())
+            } else {
+                Err(format!(
+                    "{s:?} is not a field name: 1-64 of A-Z a-z 0-9 _, not all digits (it names the item modbus/<table>/<name>, beside the numbered registers)"
+                ))
+            }
+        })
+        .req(cx, f, "name", need);
+        let offset = get_int::<u16>(cx, f, "offset", 0, 65_535).req(cx, f, "offset", need);
+        let kind = get_checked(cx, f, "type", Kind::InvalidValue, |s| {
+            ModbusFieldType::ALL
+                .iter()
+                .find(|(_, n)| *n == s)
+                .map(|(t, _)| *t)
+                .ok_or_else(|| {
+                    format!("{s:?} is not a Modbus field type; expected one of u16, i16, u32, i32, f32, f64")
+                })
+        })
+        .req(cx, f, "type", need);
+        let word_order = get_checked(cx, f, "word_order", Kind::InvalidValue, |s| match s {
+            "big" => Ok(WordOrder::Big),
+            "little" => Ok(WordOrder::Little),
+            _ => Err(format!("{s:?} is not a word order; expected big or little")),
+        })
+        .or(WordOrder::Big);
+        let (Some((name, _)), Some((offset, ospan)), Some((kind, _)), Some(word_order)) =
+            (name, offset, kind, word_order)
+        else {
+            ok = false;
+            continue;
+        };
+        if let Some((table, start, end)) = range {
+            let last = u32::from(offset) + u32::from(kind.registers());
+            if u32::from(offset) < start || last > end {
+                cx.push(
+                    ospan,
+                    f.key("offset"),
+                    Kind::InvalidValue,
+                    format!(
+                        "{}field {name:?} ({} at {offset}, {} register(s)) lies outside the range {} {start}..={}",
+                        sp.who,
+                        kind.as_str(),
+                        kind.registers(),
+                        table.as_str(),
+                        end - 1
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            let line = cx.line(f.span.start);
+            if let Some((_, _, first)) = names.iter().find(|(t, n, _)| *t == table && *n == name) {
+                let span = f.get("name").map_or(f.span.clone(), |v| v.span());
+                cx.push(
+                    span,
+                    f.key("name"),
+                    Kind::InvalidValue,
+                    format!(
+                        "{}field name {name:?} is already used in this {} table (line {first}); it names the item modbus/{}/{name}",
+                        sp.who,
+                        table.as_str(),
+                        table.as_str()
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            names.push((table, name.clone(), line));
+        }
+        out.push((
+            f,
+            ModbusField {
+                name,
+                offset,
+                kind,
+                word_order,
+            },
+        ));
+    }
+    // Overlaps: sorted by offset, each against the previous one.
+    out.sort_by_key(|(_, f)| f.offset);
+    for pair in out.windows(2) {
+        let ((_, a), (t, b)) = (&pair[0], &pair[1]);
+        if u32::from(b.offset) < u32::from(a.offset) + u32::from(a.kind.registers()) {
+            let line = cx.line(pair[0].0.span.start);
+            cx.push(
+                t.span.clone(),
+                t.path.clone(),
+                Kind::InvalidValue,
+                format!(
+                    "{}field {:?} ({} at {}) overlaps field {:?} ({} at {}..={}, line {line}); a register belongs to one field only",
+                    sp.who,
+                    b.name,
+                    b.kind.as_str(),
+                    b.offset,
+                    a.name,
+                    a.kind.as_str(),
+                    a.offset,
+                    u32::from(a.offset) + u32::from(a.kind.registers()) - 1
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| out.into_iter().map(|(_, f)| f).collect())
 }

@@ -26,6 +26,7 @@ pub(super) const UNIT: Unit = Unit {
         "full_browse_every",
     ],
     setpoint_keys: &["node"],
+    setpoint_optional_keys: &[],
     validate,
 };
 

@@ -14,6 +14,7 @@ pub(super) const UNIT: Unit = Unit {
     address: Address::HostPort,
     asset_keys: &["rack", "slot", "upload_blocks", "pdu_size"],
     setpoint_keys: &["db", "start", "size"],
+    setpoint_optional_keys: &[],
     validate,
 };
 

@@ -391,10 +391,13 @@ fn setpoint_common(
 ) -> Option<String> {
     let mut allowed: Vec<&str> = vec!["name"];
     match protocol {
-        Some(p) => allowed.extend_from_slice(p.setpoint_keys),
+        Some(p) => {
+            allowed.extend_from_slice(p.setpoint_keys);
+            allowed.extend_from_slice(p.setpoint_optional_keys);
+        }
         None => {
             for p in &UNITS {
-                for k in p.setpoint_keys {
+                for k in p.setpoint_keys.iter().chain(p.setpoint_optional_keys) {
                     if !allowed.contains(k) {
                         allowed.push(k);
                     }

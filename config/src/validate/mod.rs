@@ -101,7 +101,17 @@ pub fn accepted_keys() -> Vec<(String, &'static [&'static str])> {
     for u in &UNITS {
         out.push((format!("[[asset]] {}", u.name), u.asset_keys));
         out.push((format!("[[asset.setpoints]] {}", u.name), u.setpoint_keys));
+        if !u.setpoint_optional_keys.is_empty() {
+            out.push((
+                format!("[[asset.setpoints]] {}", u.name),
+                u.setpoint_optional_keys,
+            ));
+        }
     }
+    out.push((
+        "[[asset.setpoints.field]] modbus".into(),
+        crate::protocols::modbus::FIELD_KEYS,
+    ));
     out
 }
 

@@ -9,7 +9,13 @@
 //!   `device_id = false` for devices that ignore FC 43 silently instead of refusing it.
 //! - **setpoints** (class setpoint): every address of `[[asset.setpoints]]`, as
 //!   `modbus/<table>/<address>` (0-based protocol addresses), registers as unsigned integers,
-//!   coils and discrete inputs as booleans, read in the fewest requests (see [`plan`]).
+//!   coils and discrete inputs as booleans, read in the fewest requests (see [`plan`]). A
+//!   register range with a layout (`[[asset.setpoints.field]]`) gives one item per field,
+//!   `modbus/<table>/<name>`, its registers decoded as the field's type (`u16`, `i16`, `u32`,
+//!   `i32`, `f32`, `f64`, big or little word order; `items::decode`), and one item per register
+//!   outside every field. A field may span two reads: values are decoded after all are in.
+//!   Adding a layout to an asset replaces its registers' items by the fields', which the next
+//!   capture reports as setpoint drift, to approve like any change.
 //!
 //! Modbus has no program state and no change counter, so there is no program class here.
 //!
@@ -26,7 +32,9 @@ mod wire;
 
 use std::path::Path;
 
-use otdrift_config::{AssetConfig, ModbusConfig, Protocol, ProtocolConfig};
+use otdrift_config::{
+    AssetConfig, ModbusConfig, ModbusField, ModbusTable, Protocol, ProtocolConfig,
+};
 use otdrift_core::{Class, Item, Value};
 use tokio_modbus::prelude::{ExceptionCode, ReadCode, Response};
 
@@ -46,6 +54,8 @@ pub struct ModbusCollector {
     driver: Driver<ModbusLink>,
     device_id: bool,
     plan: Vec<ReadOp>,
+    /// The typed fields laid over register ranges (`[[asset.setpoints.field]]`).
+    fields: Vec<(ModbusTable, ModbusField)>,
 }
 
 impl ModbusCollector {
@@ -60,6 +70,11 @@ impl ModbusCollector {
             driver: Driver::new(asset, link),
             device_id: cfg.device_id,
             plan: plan::plan(&cfg.setpoints, cfg.max_registers, cfg.max_bits),
+            fields: cfg
+                .setpoints
+                .iter()
+                .flat_map(|s| s.fields.iter().map(|f| (s.table, f.clone())))
+                .collect(),
         }
     }
 
@@ -79,16 +94,15 @@ impl ModbusCollector {
         }
     }
 
-    async fn read_table(&mut self, op: ReadOp) -> Result<Vec<Item>, CollectError> {
+    /// One planned read: the values at `op.start..op.start + op.count`.
+    async fn read_table(&mut self, op: ReadOp) -> Result<Vec<Value>, CollectError> {
         let read = Read::Table(op);
         let answer = match self.driver.exchange(&read).await? {
             Ok(answer) => answer,
             Err(exception) => return Err(self.exception(&read, exception)),
         };
         let scope = self.driver.scope();
-        let values =
-            wire::table_values(op, answer).map_err(|e| scope.malformed(read.describe(), e))?;
-        items::setpoints(scope, op, values)
+        wire::table_values(op, answer).map_err(|e| scope.malformed(read.describe(), e))
     }
 
     /// Reads one identification stream (basic, regular or extended objects), following
@@ -229,10 +243,15 @@ impl Module for ModbusCollector {
                 scope.insert(&mut found.snapshot, item)?;
             }
         }
+        // Every value read, by table and address: a field may span two reads.
+        let mut read = std::collections::BTreeMap::new();
         for op in self.plan.clone() {
-            for item in self.read_table(op).await? {
-                scope.insert(&mut found.snapshot, item)?;
+            for (addr, value) in (op.start..).zip(self.read_table(op).await?) {
+                read.insert((op.table, addr), value);
             }
+        }
+        for item in items::setpoints(&scope, read, &self.fields)? {
+            scope.insert(&mut found.snapshot, item)?;
         }
         Ok(found)
     }

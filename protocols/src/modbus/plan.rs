@@ -98,6 +98,7 @@ mod tests {
             table,
             start,
             count,
+            fields: Vec::new(),
         }
     }
 

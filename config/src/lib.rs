@@ -41,7 +41,7 @@ pub use protocols::modbus::{
     ModbusConfig, ModbusField, ModbusFieldType, ModbusSetpoint, ModbusTable, WordOrder,
 };
 pub use protocols::opcua::{OpcuaConfig, OpcuaSecurity, OpcuaSetpoint};
-pub use protocols::s7::{S7Config, S7Setpoint};
+pub use protocols::s7::{S7Config, S7Field, S7FieldType, S7Setpoint};
 pub use validate::accepted_keys;
 
 /// Reads and checks the config file at `path`.

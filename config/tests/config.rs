@@ -249,7 +249,8 @@ fn full_example_parses_with_defaults() {
             name: "oven".into(),
             db: 10,
             start: 0,
-            size: 128
+            size: 128,
+            fields: Vec::new(),
         }]
     );
 
@@ -1240,7 +1241,112 @@ fn a_modbus_field_name_is_unique_within_its_table() {
     );
     assert!(
         e.message
-            .contains("already used in this holding table (line 14)"),
+            .contains("already used (line 14): it names the item modbus/holding/temp"),
         "{e}"
+    );
+}
+
+/// An S7 DB range with `[[asset.setpoints.field]]` entries, each given as TOML lines.
+fn s7_fields(fields: &[&str]) -> String {
+    let mut text = asset(
+        "id = \"f\"\nprotocol = \"s7\"\naddress = \"10.0.3.20\"\nrack = 0\nslot = 2\n[[asset.setpoints]]\nname = \"recipe\"\ndb = 1\nstart = 0\nsize = 16\n",
+    );
+    for f in fields {
+        text.push_str("[[asset.setpoints.field]]\n");
+        text.push_str(f);
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn s7_fields_are_typed_db_values_inside_their_range() {
+    use otdrift_config::S7FieldType;
+    let text = s7_fields(&[
+        "name = \"fill_temp\"\noffset = 4\ntype = \"REAL\"",
+        "name = \"label\"\noffset = 8\ntype = \"string[4]\"",
+        "name = \"on\"\noffset = 2\nbit = 7\ntype = \"bool\"",
+        "name = \"off\"\noffset = 2\nbit = 6\ntype = \"bool\"",
+    ]);
+    let c = parse(&text, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
+    let ProtocolConfig::S7(s7) = &c.assets[0].protocol else {
+        panic!("s7")
+    };
+    let shape: Vec<(&str, u32, u8, S7FieldType)> = s7.setpoints[0]
+        .fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.offset, f.bit, f.kind))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("off", 2, 6, S7FieldType::Bool),
+            ("on", 2, 7, S7FieldType::Bool),
+            ("fill_temp", 4, 0, S7FieldType::Real),
+            ("label", 8, 0, S7FieldType::String(4)),
+        ]
+    );
+    // Lines: the first field's header is 16, its keys 17-19.
+    let past = s7_fields(&["name = \"x\"\noffset = 12\ntype = \"lreal\""]);
+    let e = only(
+        &past,
+        K::InvalidValue,
+        "asset[0].setpoints[0].field[0].offset",
+        18,
+    );
+    assert!(e.message.contains("outside the range DB1 0..=15"), "{e}");
+    let overlap = s7_fields(&[
+        "name = \"a\"\noffset = 4\ntype = \"dint\"",
+        "name = \"b\"\noffset = 6\nbit = 1\ntype = \"bool\"",
+    ]);
+    let e = only(
+        &overlap,
+        K::InvalidValue,
+        "asset[0].setpoints[0].field[1]",
+        20,
+    );
+    assert!(
+        e.message
+            .contains("overlaps field \"a\" (dint at 4, line 16)"),
+        "{e}"
+    );
+    let same_bit = s7_fields(&[
+        "name = \"a\"\noffset = 2\nbit = 1\ntype = \"bool\"",
+        "name = \"b\"\noffset = 2\nbit = 1\ntype = \"bool\"",
+    ]);
+    only(
+        &same_bit,
+        K::InvalidValue,
+        "asset[0].setpoints[0].field[1]",
+        21,
+    );
+    let bad_type = s7_fields(&["name = \"x\"\noffset = 0\ntype = \"word\""]);
+    let e = only(
+        &bad_type,
+        K::InvalidValue,
+        "asset[0].setpoints[0].field[0].type",
+        19,
+    );
+    assert!(e.message.contains("string[N] (N 1-254)"), "{e}");
+    let long = s7_fields(&["name = \"x\"\noffset = 0\ntype = \"string[255]\""]);
+    only(
+        &long,
+        K::InvalidValue,
+        "asset[0].setpoints[0].field[0].type",
+        19,
+    );
+    let no_bit = s7_fields(&["name = \"x\"\noffset = 0\ntype = \"bool\""]);
+    only(
+        &no_bit,
+        K::MissingKey,
+        "asset[0].setpoints[0].field[0].bit",
+        16,
+    );
+    let stray_bit = s7_fields(&["name = \"x\"\noffset = 0\nbit = 2\ntype = \"int\""]);
+    only(
+        &stray_bit,
+        K::InvalidValue,
+        "asset[0].setpoints[0].field[0].bit",
+        19,
     );
 }

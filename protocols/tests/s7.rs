@@ -982,6 +982,88 @@ async fn the_collector_reads_python_snap7s_server() {
     );
     let again = c.capture().await.expect("second capture");
     assert_eq!(again.snapshot.digest(), capture.snapshot.digest());
+
+    // The same DB with a layout: DB7's bytes are their own offsets.
+    let typed = r#"
+  [[asset.setpoints]]
+  name = "table"
+  db = 7
+  start = 0
+  size = 16
+    [[asset.setpoints.field]]
+    name = "word0"
+    offset = 0
+    type = "int"
+    [[asset.setpoints.field]]
+    name = "counter"
+    offset = 4
+    type = "udint"
+    [[asset.setpoints.field]]
+    name = "flag"
+    offset = 8
+    bit = 3
+    type = "bool"
+"#;
+    let mut c = collector(&server.addr.to_string(), "", typed);
+    let capture = c.capture().await.expect("typed capture from python-snap7");
+    assert_eq!(value(&capture, "s7/db7/word0"), Some(Value::Int(1)));
+    assert_eq!(
+        value(&capture, "s7/db7/counter"),
+        Some(Value::UInt(0x0405_0607))
+    );
+    assert_eq!(value(&capture, "s7/db7/flag"), Some(Value::Bool(true)));
+    assert_eq!(value(&capture, "s7/db7/8.2"), Some(Value::Bool(false)));
+    assert_eq!(value(&capture, "s7/db7/8"), None);
+    assert_eq!(value(&capture, "s7/db7/9"), Some(Value::UInt(9)));
+}
+
+/// The demo recipe with its declared layout: the REAL fill temperature the demo story moves
+/// is one typed item, and the change is one line of the diff, `72.5 -> 75.0`.
+#[tokio::test]
+async fn typed_fields_name_the_recipe_values() {
+    let sim = start(demo_state()).await;
+    let layout = r#"
+  [[asset.setpoints]]
+  name = "recipe"
+  db = 1
+  start = 0
+  size = 16
+    [[asset.setpoints.field]]
+    name = "fill_pressure"
+    offset = 0
+    type = "int"
+    [[asset.setpoints.field]]
+    name = "fill_time"
+    offset = 2
+    type = "int"
+    [[asset.setpoints.field]]
+    name = "fill_temp"
+    offset = 4
+    type = "real"
+    [[asset.setpoints.field]]
+    name = "enabled"
+    offset = 12
+    bit = 0
+    type = "bool"
+"#;
+    let mut c = collector(&sim.local_addr().to_string(), "", layout);
+    let first = c.capture().await.expect("capture");
+    assert_eq!(value(&first, "s7/db1/fill_pressure"), Some(Value::Int(500)));
+    assert_eq!(value(&first, "s7/db1/fill_time"), Some(Value::Int(120)));
+    assert_eq!(value(&first, "s7/db1/fill_temp"), Some(Value::F32(72.5)));
+    assert_eq!(value(&first, "s7/db1/enabled"), Some(Value::Bool(false)));
+    for gone in ["s7/db1/0", "s7/db1/4", "s7/db1/7", "s7/db1/12"] {
+        assert_eq!(value(&first, gone), None, "{gone}");
+    }
+    assert_eq!(value(&first, "s7/db1/12.1"), Some(Value::Bool(false)));
+    assert_eq!(value(&first, "s7/db1/8"), Some(Value::UInt(0)));
+    sim.command("set db1 5 0x96").expect("75.0");
+    let second = c.capture().await.expect("capture");
+    let diff = Diff::between(&first.snapshot, &second.snapshot);
+    assert_eq!(diff.changes.len(), 1, "{diff:?}");
+    assert_eq!(diff.changes[0].path, "s7/db1/fill_temp");
+    assert_eq!(diff.changes[0].after, Some(Value::F32(75.0)));
+    assert_eq!(sim.request_log().writes(), 0);
 }
 
 #[tokio::test]

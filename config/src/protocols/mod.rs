@@ -23,6 +23,7 @@
 
 pub(crate) mod ads;
 pub(crate) mod cip;
+mod layout;
 pub(crate) mod modbus;
 pub(crate) mod opcua;
 pub(crate) mod s7;

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::{Address, Asset, Unit, all};
+use super::{Address, Asset, Unit, all, layout};
 use crate::error::ConfigErrorKind as Kind;
 use crate::validate::read::{Cx, Tbl, check_keys, get_bool, get_checked, get_int, table_array};
 use crate::{Protocol, ProtocolConfig};
@@ -186,8 +186,8 @@ fn modbus(
     // (index, name for messages, table, start, end exclusive) of every well-formed range.
     let mut ranges: Vec<(usize, String, ModbusTable, u32, u32)> = Vec::new();
     let mut setpoints: Vec<Option<ModbusSetpoint>> = Vec::new();
-    // Field names by table, with the line that used each first: item paths must be unique.
-    let mut field_names: Vec<(ModbusTable, String, usize)> = Vec::new();
+    // Field item paths, with the line that used each first: they must be unique.
+    let mut field_names = layout::Names::default();
     for (j, (sp, name)) in sps.iter().zip(names).enumerate() {
         let table = get_checked(cx, sp, "table", Kind::InvalidValue, |s| {
             ModbusTable::ALL
@@ -296,7 +296,7 @@ fn fields(
     cx: &mut Cx<'_>,
     sp: &Tbl<'_, '_>,
     range: Option<(ModbusTable, u32, u32)>,
-    names: &mut Vec<(ModbusTable, String, usize)>,
+    names: &mut layout::Names,
 ) -> Option<Vec<ModbusField>> {
     let tables = table_array(cx, sp, "field", "[[asset.setpoints.field]]")?;
     if tables.is_empty() {
@@ -320,25 +320,13 @@ fn fields(
     }
     let need = "fields need name, offset, type";
     let mut out = Vec::new();
+    let mut footprints = Vec::new();
     let mut ok = true;
     for f in &tables {
         check_keys(cx, f, FIELD_KEYS, " in [[asset.setpoints.field]]", &|_| {
             None
         });
-        let name = get_checked(cx, f, "name", Kind::InvalidValue, |s| {
-            let good = !s.is_empty()
-                && s.len() <= 64
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !s.chars().all(|c| c.is_ascii_digit());
-            if good {
-                Ok(s.to_owned())
-            } else {
-                Err(format!(
-                    "{s:?} is not a field name: 1-64 of A-Z a-z 0-9 _, not all digits (it names the item modbus/<table>/<name>, beside the numbered registers)"
-                ))
-            }
-        })
-        .req(cx, f, "name", need);
+        let name = layout::name(cx, f, need);
         let offset = get_int::<u16>(cx, f, "offset", 0, 65_535).req(cx, f, "offset", need);
         let kind = get_checked(cx, f, "type", Kind::InvalidValue, |s| {
             ModbusFieldType::ALL
@@ -356,15 +344,15 @@ fn fields(
             _ => Err(format!("{s:?} is not a word order; expected big or little")),
         })
         .or(WordOrder::Big);
-        let (Some((name, _)), Some((offset, ospan)), Some((kind, _)), Some(word_order)) =
+        let (Some(name), Some((offset, ospan)), Some((kind, _)), Some(word_order)) =
             (name, offset, kind, word_order)
         else {
             ok = false;
             continue;
         };
+        let last = u32::from(offset) + u32::from(kind.registers()) - 1;
         if let Some((table, start, end)) = range {
-            let last = u32::from(offset) + u32::from(kind.registers());
-            if u32::from(offset) < start || last > end {
+            if u32::from(offset) < start || last >= end {
                 cx.push(
                     ospan,
                     f.key("offset"),
@@ -381,59 +369,27 @@ fn fields(
                 ok = false;
                 continue;
             }
-            let line = cx.line(f.span.start);
-            if let Some((_, _, first)) = names.iter().find(|(t, n, _)| *t == table && *n == name) {
-                let span = f.get("name").map_or(f.span.clone(), |v| v.span());
-                cx.push(
-                    span,
-                    f.key("name"),
-                    Kind::InvalidValue,
-                    format!(
-                        "{}field name {name:?} is already used in this {} table (line {first}); it names the item modbus/{}/{name}",
-                        sp.who,
-                        table.as_str(),
-                        table.as_str()
-                    ),
-                );
+            let path = format!("modbus/{}/{name}", table.as_str());
+            if !names.take(cx, sp, f, &name, path) {
                 ok = false;
                 continue;
             }
-            names.push((table, name.clone(), line));
         }
-        out.push((
-            f,
-            ModbusField {
-                name,
-                offset,
-                kind,
-                word_order,
-            },
-        ));
+        footprints.push(layout::Footprint {
+            table: f,
+            name: name.clone(),
+            first: u64::from(offset),
+            last: u64::from(last),
+            shown: format!("{} at {offset}", kind.as_str()),
+        });
+        out.push(ModbusField {
+            name,
+            offset,
+            kind,
+            word_order,
+        });
     }
-    // Overlaps: sorted by offset, each against the previous one.
-    out.sort_by_key(|(_, f)| f.offset);
-    for pair in out.windows(2) {
-        let ((_, a), (t, b)) = (&pair[0], &pair[1]);
-        if u32::from(b.offset) < u32::from(a.offset) + u32::from(a.kind.registers()) {
-            let line = cx.line(pair[0].0.span.start);
-            cx.push(
-                t.span.clone(),
-                t.path.clone(),
-                Kind::InvalidValue,
-                format!(
-                    "{}field {:?} ({} at {}) overlaps field {:?} ({} at {}..={}, line {line}); a register belongs to one field only",
-                    sp.who,
-                    b.name,
-                    b.kind.as_str(),
-                    b.offset,
-                    a.name,
-                    a.kind.as_str(),
-                    a.offset,
-                    u32::from(a.offset) + u32::from(a.kind.registers()) - 1
-                ),
-            );
-            ok = false;
-        }
-    }
-    ok.then(|| out.into_iter().map(|(_, f)| f).collect())
+    ok &= layout::no_overlaps(cx, sp, "register", &mut footprints);
+    out.sort_by_key(|f| f.offset);
+    ok.then_some(out)
 }

@@ -1,8 +1,8 @@
 //! Siemens S7comm (ISO-on-TCP): an s7 asset's settings, the keys it takes, and their checks.
 
-use super::{Address, Asset, Unit, all};
+use super::{Address, Asset, Unit, all, layout};
 use crate::error::ConfigErrorKind as Kind;
-use crate::validate::read::{Cx, Tbl, get_bool, get_int};
+use crate::validate::read::{Cx, Tbl, check_keys, get_bool, get_checked, get_int, table_array};
 use crate::{Protocol, ProtocolConfig};
 
 /// S7 in the registry ([`super::UNITS`]).
@@ -14,7 +14,7 @@ pub(super) const UNIT: Unit = Unit {
     address: Address::HostPort,
     asset_keys: &["rack", "slot", "upload_blocks", "pdu_size"],
     setpoint_keys: &["db", "start", "size"],
-    setpoint_optional_keys: &[],
+    setpoint_optional_keys: &["field"],
     validate,
 };
 
@@ -44,6 +44,96 @@ pub struct S7Setpoint {
     pub start: u32,
     /// Bytes to read (1..=65536).
     pub size: u32,
+    /// Typed fields laid over the bytes (`[[asset.setpoints.field]]`), sorted by address;
+    /// bytes outside every field stay one item each.
+    pub fields: Vec<S7Field>,
+}
+
+/// The keys of `[[asset.setpoints.field]]` on an S7 setpoint.
+pub(crate) const FIELD_KEYS: &[&str] = &["name", "offset", "bit", "type"];
+
+/// A named, typed value in a DB range, as the DB's declaration has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S7Field {
+    /// The item name: `s7/db<N>/<name>`.
+    pub name: String,
+    /// Its byte address in the DB (as STEP 7 shows it: `DBD 4` is offset 4).
+    pub offset: u32,
+    /// For BOOL, the bit (0-7) of that byte.
+    pub bit: u8,
+    /// Its type.
+    pub kind: S7FieldType,
+}
+
+/// The S7 elementary types a field may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S7FieldType {
+    /// BOOL: one bit.
+    Bool,
+    /// INT: 16-bit signed.
+    Int,
+    /// DINT: 32-bit signed.
+    Dint,
+    /// UINT: 16-bit unsigned.
+    Uint,
+    /// UDINT: 32-bit unsigned.
+    Udint,
+    /// REAL: IEEE 754 single.
+    Real,
+    /// LREAL: IEEE 754 double.
+    Lreal,
+    /// STRING[N]: maximum length, current length, then N characters (N + 2 bytes).
+    String(u8),
+}
+
+impl S7FieldType {
+    /// Parses a config type name (`real`, `string[20]`; case-insensitive, as STEP 7 writes
+    /// them either way).
+    pub fn parse(s: &str) -> Option<S7FieldType> {
+        let lower = s.to_ascii_lowercase();
+        Some(match lower.as_str() {
+            "bool" => S7FieldType::Bool,
+            "int" => S7FieldType::Int,
+            "dint" => S7FieldType::Dint,
+            "uint" => S7FieldType::Uint,
+            "udint" => S7FieldType::Udint,
+            "real" => S7FieldType::Real,
+            "lreal" => S7FieldType::Lreal,
+            other => {
+                let n = other.strip_prefix("string[")?.strip_suffix(']')?;
+                let n: u8 = n.trim().parse().ok()?;
+                if n == 0 || n > 254 {
+                    return None;
+                }
+                S7FieldType::String(n)
+            }
+        })
+    }
+
+    /// Bytes it occupies (BOOL: the byte its bit is in).
+    pub fn bytes(self) -> u32 {
+        match self {
+            S7FieldType::Bool => 1,
+            S7FieldType::Int | S7FieldType::Uint => 2,
+            S7FieldType::Dint | S7FieldType::Udint | S7FieldType::Real => 4,
+            S7FieldType::Lreal => 8,
+            S7FieldType::String(n) => u32::from(n) + 2,
+        }
+    }
+
+    /// The name used in the config and in messages.
+    pub fn name(self) -> String {
+        match self {
+            S7FieldType::Bool => "bool".into(),
+            S7FieldType::Int => "int".into(),
+            S7FieldType::Dint => "dint".into(),
+            S7FieldType::Uint => "uint".into(),
+            S7FieldType::Udint => "udint".into(),
+            S7FieldType::Real => "real".into(),
+            S7FieldType::Lreal => "lreal".into(),
+            S7FieldType::String(n) => format!("string[{n}]"),
+        }
+    }
 }
 
 /// The unit's validator: this protocol's asset keys and setpoints, as [`ProtocolConfig::S7`].
@@ -65,6 +155,7 @@ fn s7(
     let upload_blocks = get_bool(cx, t, "upload_blocks").or(false);
     let pdu_size = get_int::<u16>(cx, t, "pdu_size", 240, 960).or(960);
     let need = UNIT.setpoint_need();
+    let mut field_names = layout::Names::default();
     let setpoints: Vec<Option<S7Setpoint>> = sps
         .iter()
         .zip(names)
@@ -86,11 +177,17 @@ fn s7(
                     ),
                 );
             }
+            let range = match (&db, &start, &size) {
+                (Some((d, _)), Some((st, _)), Some((sz, _))) => Some((*d, *st, *st + *sz)),
+                _ => None,
+            };
+            let fields = fields(cx, sp, range, &mut field_names);
             Some(S7Setpoint {
                 name: name.clone()?,
                 db: db?.0,
                 start: start?.0,
                 size: size?.0,
+                fields: fields?,
             })
         })
         .collect();
@@ -101,4 +198,116 @@ fn s7(
         pdu_size: pdu_size?,
         setpoints: all(setpoints)?,
     })
+}
+
+/// The `[[asset.setpoints.field]]` layout of one DB range (`range`: DB, start, end exclusive,
+/// when the setpoint's own keys were valid): keys, name, type and bit of each field, then each
+/// against the range and the others. `None` when any was reported.
+fn fields(
+    cx: &mut Cx<'_>,
+    sp: &Tbl<'_, '_>,
+    range: Option<(u16, u32, u32)>,
+    names: &mut layout::Names,
+) -> Option<Vec<S7Field>> {
+    let tables = table_array(cx, sp, "field", "[[asset.setpoints.field]]")?;
+    let need = "fields need name, offset, type (and bit for bool)";
+    let mut out = Vec::new();
+    let mut footprints = Vec::new();
+    let mut ok = true;
+    for f in &tables {
+        check_keys(cx, f, FIELD_KEYS, " in [[asset.setpoints.field]]", &|_| {
+            None
+        });
+        let name = layout::name(cx, f, need);
+        let offset = get_int::<u32>(cx, f, "offset", 0, 2_097_151).req(cx, f, "offset", need);
+        let kind = get_checked(cx, f, "type", Kind::InvalidValue, |s| {
+            S7FieldType::parse(s).ok_or_else(|| {
+                format!("{s:?} is not an S7 field type; expected one of bool, int, dint, uint, udint, real, lreal, string[N] (N 1-254)")
+            })
+        })
+        .req(cx, f, "type", need);
+        let bit = get_int::<u8>(cx, f, "bit", 0, 7);
+        let (Some(name), Some((offset, ospan)), Some((kind, _))) = (name, offset, kind) else {
+            ok = false;
+            continue;
+        };
+        let bit = match (kind, bit) {
+            (S7FieldType::Bool, b) => match b.req(cx, f, "bit", "a bool field needs its bit (0-7)")
+            {
+                Some((b, _)) => b,
+                None => {
+                    ok = false;
+                    continue;
+                }
+            },
+            (_, crate::validate::read::Got::Absent) => 0,
+            (_, crate::validate::read::Got::Bad) => {
+                ok = false;
+                continue;
+            }
+            (other, crate::validate::read::Got::Val(_, span)) => {
+                cx.push(
+                    span,
+                    f.key("bit"),
+                    Kind::InvalidValue,
+                    format!(
+                        "{}bit is for bool fields; {name:?} is {}",
+                        sp.who,
+                        other.name()
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        let end = u64::from(offset) + u64::from(kind.bytes());
+        if let Some((db, start, stop)) = range {
+            if offset < start || end > u64::from(stop) {
+                cx.push(
+                    ospan,
+                    f.key("offset"),
+                    Kind::InvalidValue,
+                    format!(
+                        "{}field {name:?} ({} at {offset}, {} byte(s)) lies outside the range DB{db} {start}..={}",
+                        sp.who,
+                        kind.name(),
+                        kind.bytes(),
+                        stop - 1
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            if !names.take(cx, sp, f, &name, format!("s7/db{db}/{name}")) {
+                ok = false;
+                continue;
+            }
+        }
+        let (first, last, shown) = if kind == S7FieldType::Bool {
+            let at = u64::from(offset) * 8 + u64::from(bit);
+            (at, at, format!("bool at {offset}.{bit}"))
+        } else {
+            (
+                u64::from(offset) * 8,
+                end * 8 - 1,
+                format!("{} at {offset}", kind.name()),
+            )
+        };
+        footprints.push(layout::Footprint {
+            table: f,
+            name: name.clone(),
+            first,
+            last,
+            shown,
+        });
+        out.push(S7Field {
+            name,
+            offset,
+            bit,
+            kind,
+        });
+    }
+    ok &= layout::no_overlaps(cx, sp, "bit", &mut footprints);
+    out.sort_by_key(|f| (f.offset, f.bit));
+    ok.then_some(out)
 }

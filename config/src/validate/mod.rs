@@ -112,6 +112,10 @@ pub fn accepted_keys() -> Vec<(String, &'static [&'static str])> {
         "[[asset.setpoints.field]] modbus".into(),
         crate::protocols::modbus::FIELD_KEYS,
     ));
+    out.push((
+        "[[asset.setpoints.field]] s7".into(),
+        crate::protocols::s7::FIELD_KEYS,
+    ));
     out
 }
 

@@ -29,7 +29,12 @@
 //!   checksums were seen to move with a block change, a quiet poll takes the block items of
 //!   the last full read instead (`program.rs`, `Checksums`);
 //! - **setpoints** (class setpoint): the bytes of the `[[asset.setpoints]]` ranges, merged
-//!   per DB and read with as few Read Var requests as the granted PDU allows (`plan.rs`).
+//!   per DB and read with as few Read Var requests as the granted PDU allows (`plan.rs`). A
+//!   range with a layout (`[[asset.setpoints.field]]`) gives one typed item per field
+//!   (`s7/db<N>/<name>`: BOOL, INT, UINT, DINT, UDINT, REAL, LREAL big-endian as S7 stores
+//!   them, STRING[N] checked against its header; `items::range_items`), one item per byte
+//!   outside every field, and one per remaining bit of a byte with BOOL fields
+//!   (`s7/db<N>/<offset>.<bit>`). The same bytes are read either way.
 //!
 //! # Paths
 //!
@@ -38,7 +43,7 @@
 //! `s7/blocks/count`, `s7/block/<TYPE><n>/<field>` (e.g. `s7/block/DB10/checksum`),
 //! `s7/block/<TYPE><n>/code` (`blake3:` of the uploaded block) and `code_size`, and
 //! `s7/db<N>/<offset>` for each setpoint byte as an unsigned integer (S7comm does not know a
-//! DB's layout).
+//! DB's layout), or `s7/db<N>/<name>` for a field of the range's configured layout.
 //!
 //! # What fails a capture, what is a stable gap
 //!

@@ -167,6 +167,7 @@ mod tests {
             db,
             start,
             size,
+            fields: Vec::new(),
         }
     }
 

@@ -1350,3 +1350,58 @@ fn s7_fields_are_typed_db_values_inside_their_range() {
         19,
     );
 }
+
+#[test]
+fn an_s7_layout_is_read_from_the_db_source_export() {
+    let dir = tempfile::tempdir().expect("dir");
+    let source = dir.path().join("DB1.AWL");
+    std::fs::write(
+        &source,
+        "DATA_BLOCK \"RECIPE\"\nTITLE = 'Filler recipe'\nVERSION : 0.1\n  STRUCT\n   fill_pressure : INT  := 500;\n   fill_time : INT  := 120;\n   fill_temp : REAL  := 7.250000e+001;\n   dose : ARRAY  [1 .. 2 ] OF INT ;\n   far : DINT ;\n  END_STRUCT ;\nBEGIN\nEND_DATA_BLOCK\n",
+    )
+    .expect("source");
+    let text = asset(&format!(
+        "id = \"f\"\nprotocol = \"s7\"\naddress = \"10.0.3.20\"\nrack = 0\nslot = 2\n[[asset.setpoints]]\nname = \"recipe\"\ndb = 1\nstart = 0\nsize = 12\nsource = \"{}\"\n",
+        source.display()
+    ));
+    let c = parse(&text, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
+    let ProtocolConfig::S7(s7) = &c.assets[0].protocol else {
+        panic!("s7")
+    };
+    let names: Vec<(&str, u32)> = s7.setpoints[0]
+        .fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.offset))
+        .collect();
+    // `far` (offset 12) lies beyond the configured 12 bytes: its bytes are not read.
+    assert_eq!(
+        names,
+        [
+            ("fill_pressure", 0),
+            ("fill_time", 2),
+            ("fill_temp", 4),
+            ("dose_1", 8),
+            ("dose_2", 10)
+        ]
+    );
+
+    // A source the layout cannot read is an error at `source`, naming the source's line.
+    std::fs::write(
+        &source,
+        "DATA_BLOCK \"RECIPE\"\n  STRUCT\n   a : INT;\n   b : \"UDT_Dose\";\n  END_STRUCT ;\nBEGIN\nEND_DATA_BLOCK\n",
+    )
+    .expect("source");
+    let e = only(&text, K::InvalidValue, "asset[0].setpoints[0].source", 16);
+    assert!(
+        e.message.contains("DB1.AWL:4: b is of the user type"),
+        "{e}"
+    );
+    let missing = text.replace("DB1.AWL", "DB9.AWL");
+    let e = only(
+        &missing,
+        K::InvalidValue,
+        "asset[0].setpoints[0].source",
+        16,
+    );
+    assert!(e.message.contains("cannot read the DB source"), "{e}");
+}

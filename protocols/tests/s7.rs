@@ -1066,6 +1066,31 @@ async fn typed_fields_name_the_recipe_values() {
     assert_eq!(sim.request_log().writes(), 0);
 }
 
+/// The same recipe laid out from its STEP 7 source export instead of by hand.
+#[tokio::test]
+async fn a_db_source_export_lays_out_the_recipe() {
+    let sim = start(demo_state()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let source = dir.path().join("DB1_RECIPE.AWL");
+    std::fs::write(
+        &source,
+        "DATA_BLOCK \"RECIPE\"\r\nTITLE = 'Filler recipe'\r\nAUTHOR : LINE3\r\nVERSION : 0.1\r\n\r\n  STRUCT \t\r\n   fill_pressure : INT  := 500;\t//bar * 100\r\n   fill_time : INT  := 120;\t//s\r\n   fill_temp : REAL  := 7.250000e+001;\t//degrees C\r\n   rinse : INT ;\r\n   ramp : INT ;\r\n   enabled : BOOL ;\r\n  END_STRUCT ;\t\r\nBEGIN\r\n   fill_pressure := 500; \r\nEND_DATA_BLOCK\r\n",
+    )
+    .expect("source");
+    let setpoints = format!(
+        "  [[asset.setpoints]]\n  name = \"recipe\"\n  db = 1\n  start = 0\n  size = 16\n  source = \"{}\"\n",
+        source.display()
+    );
+    let mut c = collector(&sim.local_addr().to_string(), "", &setpoints);
+    let capture = c.capture().await.expect("capture");
+    assert_eq!(value(&capture, "s7/db1/fill_temp"), Some(Value::F32(72.5)));
+    assert_eq!(value(&capture, "s7/db1/rinse"), Some(Value::Int(25)));
+    assert_eq!(value(&capture, "s7/db1/ramp"), Some(Value::Int(350)));
+    assert_eq!(value(&capture, "s7/db1/enabled"), Some(Value::Bool(false)));
+    assert_eq!(value(&capture, "s7/db1/12.7"), Some(Value::Bool(false)));
+    assert_eq!(value(&capture, "s7/db1/13"), Some(Value::UInt(0)));
+}
+
 #[tokio::test]
 async fn python_snap7s_client_reads_the_simulator() {
     let sim = start(demo_state()).await;

@@ -27,6 +27,7 @@ mod layout;
 pub(crate) mod modbus;
 pub(crate) mod opcua;
 pub(crate) mod s7;
+mod s7_source;
 
 use crate::validate::read::{Cx, Tbl};
 use crate::{Protocol, ProtocolConfig};

@@ -2,7 +2,9 @@
 
 use super::{Address, Asset, Unit, all, layout};
 use crate::error::ConfigErrorKind as Kind;
-use crate::validate::read::{Cx, Tbl, check_keys, get_bool, get_checked, get_int, table_array};
+use crate::validate::read::{
+    Cx, Got, Tbl, check_keys, get_bool, get_checked, get_int, get_path, table_array,
+};
 use crate::{Protocol, ProtocolConfig};
 
 /// S7 in the registry ([`super::UNITS`]).
@@ -14,7 +16,7 @@ pub(super) const UNIT: Unit = Unit {
     address: Address::HostPort,
     asset_keys: &["rack", "slot", "upload_blocks", "pdu_size"],
     setpoint_keys: &["db", "start", "size"],
-    setpoint_optional_keys: &["field"],
+    setpoint_optional_keys: &["field", "source"],
     validate,
 };
 
@@ -210,6 +212,21 @@ fn fields(
     names: &mut layout::Names,
 ) -> Option<Vec<S7Field>> {
     let tables = table_array(cx, sp, "field", "[[asset.setpoints.field]]")?;
+    if let Got::Val(path, span) = get_path(cx, sp, "source") {
+        if !tables.is_empty() {
+            cx.push(
+                span,
+                sp.key("source"),
+                Kind::InvalidValue,
+                format!(
+                    "{}a setpoint takes its fields from `source` or from [[asset.setpoints.field]], not both",
+                    sp.who
+                ),
+            );
+            return None;
+        }
+        return source_fields(cx, sp, &path, span, range, names);
+    }
     let need = "fields need name, offset, type (and bit for bool)";
     let mut out = Vec::new();
     let mut footprints = Vec::new();
@@ -310,4 +327,67 @@ fn fields(
     ok &= layout::no_overlaps(cx, sp, "bit", &mut footprints);
     out.sort_by_key(|f| (f.offset, f.bit));
     ok.then_some(out)
+}
+
+/// The fields of a DB source export (`source`, `s7_source.rs`) that lie inside the range
+/// (`range`: DB, start, end exclusive); a source that cannot be read or laid out is an error
+/// at `source` naming the source's own line.
+fn source_fields(
+    cx: &mut Cx<'_>,
+    sp: &Tbl<'_, '_>,
+    path: &std::path::Path,
+    span: std::ops::Range<usize>,
+    range: Option<(u16, u32, u32)>,
+    names: &mut layout::Names,
+) -> Option<Vec<S7Field>> {
+    /// A DB source export is a few hundred KiB at most.
+    const MAX_SOURCE: u64 = 16 * 1024 * 1024;
+    let text = std::fs::File::open(path).and_then(|f| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_SOURCE + 1), &mut text)?;
+        Ok(text)
+    });
+    let problem = match text {
+        Ok(text) if text.len() as u64 > MAX_SOURCE => Err(format!(
+            "the DB source {} is larger than 16 MiB",
+            path.display()
+        )),
+        Ok(text) => super::s7_source::layout(&text).map_err(|e| {
+            format!(
+                "{}:{}: {} (the DB source export)",
+                path.display(),
+                e.line,
+                e.message
+            )
+        }),
+        Err(e) => Err(format!("cannot read the DB source {}: {e}", path.display())),
+    };
+    let (fields, _size) = match problem {
+        Ok(found) => found,
+        Err(message) => {
+            cx.push(
+                span,
+                sp.key("source"),
+                Kind::InvalidValue,
+                format!("{}{message}", sp.who),
+            );
+            return None;
+        }
+    };
+    let Some((db, start, end)) = range else {
+        return Some(Vec::new());
+    };
+    let mut out: Vec<S7Field> = fields
+        .into_iter()
+        .filter(|f| {
+            f.offset >= start && u64::from(f.offset) + u64::from(f.kind.bytes()) <= u64::from(end)
+        })
+        .collect();
+    for f in &out {
+        if !names.take(cx, sp, sp, &f.name, format!("s7/db{db}/{}", f.name)) {
+            return None;
+        }
+    }
+    out.sort_by_key(|f| (f.offset, f.bit));
+    Some(out)
 }

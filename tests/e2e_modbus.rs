@@ -305,6 +305,7 @@ fn the_demo_tells_the_whole_story() {
         "hash chain intact",
         "0 of them writes",
         "Siemens S7",
+        "s7/db1/fill_temp [recipe]  72.5 -> 75.0",
         "Beckhoff TwinCAT",
         "CompactLogix",
         "OPC UA server",

@@ -147,10 +147,10 @@ async fn extra_controllers() -> Result<Vec<Extra>, Failure> {
             title: "a Siemens S7-315 (S7comm; the simulator is snap7's own server)",
             asset: "filler-s7",
             config: format!(
-                "[[asset]]\nid = \"filler-s7\"\nprotocol = \"s7\"\naddress = \"{}\"\nrack = 0\nslot = 2\n  [[asset.setpoints]]\n  name = \"recipe\"\n  db = 1\n  start = 0\n  size = 16\n",
+                "[[asset]]\nid = \"filler-s7\"\nprotocol = \"s7\"\naddress = \"{}\"\nrack = 0\nslot = 2\n  [[asset.setpoints]]\n  name = \"recipe\"\n  db = 1\n  start = 0\n  size = 16\n    [[asset.setpoints.field]]\n    name = \"fill_pressure\"\n    offset = 0\n    type = \"int\"\n    [[asset.setpoints.field]]\n    name = \"fill_time\"\n    offset = 2\n    type = \"int\"\n    [[asset.setpoints.field]]\n    name = \"fill_temp\"\n    offset = 4\n    type = \"real\"\n",
                 sim.local_addr()
             ),
-            what: "the fill temperature REAL in DB1 goes from 72.5 to 75.0 °C (byte 5: 0x91 -> 0x96)",
+            what: "the fill temperature REAL in DB1 (field fill_temp at DBD 4) goes from 72.5 to 75.0 °C",
             change: Box::new(move || a.set_db_bytes(1, 5, &[0x96]).map_err(|e| e.to_string())),
             restore: Box::new(move || b.set_db_bytes(1, 5, &[0x91]).map_err(|e| e.to_string())),
             requests: Box::new(move || (d.request_log().total(), d.request_log().writes())),

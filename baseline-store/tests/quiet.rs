@@ -3,6 +3,8 @@
 //! window. Writes are observed from a second connection (`PRAGMA data_version` moves when
 //! another connection commits) and on the WAL file's size.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -665,24 +667,6 @@ fn an_expiry_or_a_new_day_ends_the_memo_at_its_time() {
     assert!(poll_memo(&store, &snapshot(100)).is_some());
 }
 
-/// The types of the events queued after `seq`.
-fn events_since(store: &Store, seq: i64) -> Vec<String> {
-    store
-        .events_after(seq, 1000)
-        .expect("events")
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
-}
-
-fn last_seq(store: &Store) -> i64 {
-    store
-        .events_after(0, 10_000)
-        .expect("events")
-        .last()
-        .map_or(0, |e| e.seq)
-}
-
 /// `last_verified` is the last moment a capture held the approved baseline's state (never a
 /// provisional one); past `verify_max_age` the store announces `verification_overdue` once,
 /// and the first matching capture after it `asset.verified` once.
@@ -722,7 +706,7 @@ fn last_verified_follows_matching_captures_and_overdue_is_announced_once() {
     clock.advance(TimeDelta::hours(1));
     poll(&mut store, &snapshot(101));
     clock.advance(TimeDelta::days(35));
-    let seq = last_seq(&store);
+    let seen = common::event_types(&store, 10_000).len();
     match store.check_verification("press-7", max_age).expect("check") {
         VerificationCheck::Overdue(v, true) => {
             assert_eq!(
@@ -739,7 +723,7 @@ fn last_verified_follows_matching_captures_and_overdue_is_announced_once() {
         Ok(VerificationCheck::Overdue(_, false))
     ));
     assert_eq!(
-        events_since(&store, seq),
+        common::event_types(&store, 10_000)[seen..],
         [event_type::ASSET_VERIFICATION_OVERDUE]
     );
     // Survives a restart: the episode is in the database.
@@ -753,7 +737,7 @@ fn last_verified_follows_matching_captures_and_overdue_is_announced_once() {
     // Back at the baseline: verified again, announced once.
     clock.advance(TimeDelta::minutes(5));
     poll(&mut store, &snapshot(100));
-    let seq = last_seq(&store);
+    let seen = common::event_types(&store, 10_000).len();
     match store.check_verification("press-7", max_age).expect("check") {
         VerificationCheck::Recovered(v) => {
             assert_eq!(v.last_verified, Some(clock.now()));
@@ -765,6 +749,9 @@ fn last_verified_follows_matching_captures_and_overdue_is_announced_once() {
         store.check_verification("press-7", max_age),
         Ok(VerificationCheck::Current(_))
     ));
-    assert_eq!(events_since(&store, seq), [event_type::ASSET_VERIFIED]);
+    assert_eq!(
+        common::event_types(&store, 10_000)[seen..],
+        [event_type::ASSET_VERIFIED]
+    );
     assert_eq!(store.audit_verify().expect("verify").first_break, None);
 }

@@ -1091,17 +1091,26 @@ fn verify_max_age_is_a_duration_that_defaults_to_35_days() {
     }
 }
 
-/// A Modbus register range with `[[asset.setpoints.field]]` entries, each given as TOML lines.
-fn modbus_fields(table: &str, fields: &[&str]) -> String {
-    let mut text = asset(&format!(
-        "id = \"p\"\nprotocol = \"modbus\"\naddress = \"10.0.3.10\"\n[[asset.setpoints]]\nname = \"recipe\"\ntable = \"{table}\"\nstart = 100\ncount = 10\n"
-    ));
+/// An asset (`body`: its keys and one setpoint) with `[[asset.setpoints.field]]` entries, each
+/// given as TOML lines.
+fn with_fields(body: &str, fields: &[&str]) -> String {
+    let mut text = asset(body);
     for f in fields {
         text.push_str("[[asset.setpoints.field]]\n");
         text.push_str(f);
         text.push('\n');
     }
     text
+}
+
+/// A Modbus register range (100-109 of `table`) with fields.
+fn modbus_fields(table: &str, fields: &[&str]) -> String {
+    with_fields(
+        &format!(
+            "id = \"p\"\nprotocol = \"modbus\"\naddress = \"10.0.3.10\"\n[[asset.setpoints]]\nname = \"recipe\"\ntable = \"{table}\"\nstart = 100\ncount = 10\n"
+        ),
+        fields,
+    )
 }
 
 #[test]
@@ -1246,17 +1255,12 @@ fn a_modbus_field_name_is_unique_within_its_table() {
     );
 }
 
-/// An S7 DB range with `[[asset.setpoints.field]]` entries, each given as TOML lines.
+/// An S7 DB range (DB1 bytes 0-15) with fields.
 fn s7_fields(fields: &[&str]) -> String {
-    let mut text = asset(
+    with_fields(
         "id = \"f\"\nprotocol = \"s7\"\naddress = \"10.0.3.20\"\nrack = 0\nslot = 2\n[[asset.setpoints]]\nname = \"recipe\"\ndb = 1\nstart = 0\nsize = 16\n",
-    );
-    for f in fields {
-        text.push_str("[[asset.setpoints.field]]\n");
-        text.push_str(f);
-        text.push('\n');
-    }
-    text
+        fields,
+    )
 }
 
 #[test]

@@ -148,9 +148,6 @@ pub fn verify(file: &Path, trust: &KeySource, json: bool) -> CmdResult {
         }
     };
     let agent_key = pinned.as_deref();
-    let is_report = serde_json::from_str::<Json>(&text)
-        .ok()
-        .is_some_and(|d| d.get("report").is_some());
     let report = evidence::verify(
         &text,
         match agent_key {
@@ -158,7 +155,7 @@ pub fn verify(file: &Path, trust: &KeySource, json: bool) -> CmdResult {
             None => evidence::verify::KeyTrust::Embedded,
         },
     );
-    let what = match (&report.change_id, is_report) {
+    let what = match (&report.change_id, report.is_report) {
         (_, true) => "the compliance report".to_owned(),
         (Some(change), false) => format!("evidence for change {change}"),
         (None, false) => "the evidence".to_owned(),

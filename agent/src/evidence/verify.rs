@@ -30,6 +30,8 @@ use crate::keys;
 pub struct VerifyReport {
     /// The change the pack documents.
     pub change_id: Option<String>,
+    /// The document is a compliance report (`otdrift report`), not an evidence pack.
+    pub is_report: bool,
     /// The key that signed it.
     pub agent_key: Option<String>,
     /// Everything that did not check out; empty means the pack verifies.
@@ -97,6 +99,7 @@ pub fn verify(text: &str, trust: KeyTrust<'_>) -> VerifyReport {
             return r;
         }
     };
+    r.is_report = is_report;
     let Some(signature) = doc.get("signature") else {
         r.problems
             .push("not an evidence pack or report: `signature` is required".to_owned());

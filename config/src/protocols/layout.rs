@@ -4,7 +4,7 @@
 //! rule, and the footprint checks (inside the range, no two fields on one bit or register).
 
 use crate::error::ConfigErrorKind as Kind;
-use crate::validate::read::{Cx, Tbl, get_checked};
+use crate::validate::read::{Cx, Span, Tbl, get_checked};
 
 /// A field's name: the last segment of its item path (`s7/db1/fill_temp`,
 /// `modbus/holding/fill_temp`), beside the numbered bytes and registers.
@@ -70,6 +70,49 @@ pub(crate) struct Footprint<'x, 'a, 'i> {
     pub(crate) last: u64,
     /// How it is shown in messages: `f32 at 10`, `BOOL at 4.3`.
     pub(crate) shown: String,
+}
+
+/// Where a field was asked to go, as [`place`] checks it.
+pub(crate) struct Placement<'s> {
+    /// The span of its `offset`, where "outside the range" is reported.
+    pub(crate) offset_span: Span,
+    /// Whether it lies inside its setpoint's range.
+    pub(crate) inside: bool,
+    /// The field as the message shows it: `f64 at 108, 4 register(s)`.
+    pub(crate) detail: String,
+    /// The range: `holding 100..=109`, `DB1 0..=15`.
+    pub(crate) range: &'s str,
+    /// Its item path, which must be free.
+    pub(crate) path: String,
+}
+
+/// Checks a field against its range and the item paths already taken (reporting what does
+/// not fit); `true` when it fits. Without a valid range (the setpoint's own keys were bad,
+/// already reported) there is nothing to check against.
+pub(crate) fn place(
+    cx: &mut Cx<'_>,
+    sp: &Tbl<'_, '_>,
+    f: &Tbl<'_, '_>,
+    name: &str,
+    names: &mut Names,
+    at: Option<Placement<'_>>,
+) -> bool {
+    let Some(at) = at else {
+        return true;
+    };
+    if !at.inside {
+        cx.push(
+            at.offset_span,
+            f.key("offset"),
+            Kind::InvalidValue,
+            format!(
+                "{}field {name:?} ({}) lies outside the range {}",
+                sp.who, at.detail, at.range
+            ),
+        );
+        return false;
+    }
+    names.take(cx, sp, f, name, at.path)
 }
 
 /// Reports every field that lies over an earlier one (sorted by first unit; the later of the

@@ -351,29 +351,24 @@ fn fields(
             continue;
         };
         let last = u32::from(offset) + u32::from(kind.registers()) - 1;
-        if let Some((table, start, end)) = range {
-            if u32::from(offset) < start || last >= end {
-                cx.push(
-                    ospan,
-                    f.key("offset"),
-                    Kind::InvalidValue,
-                    format!(
-                        "{}field {name:?} ({} at {offset}, {} register(s)) lies outside the range {} {start}..={}",
-                        sp.who,
-                        kind.as_str(),
-                        kind.registers(),
-                        table.as_str(),
-                        end - 1
-                    ),
-                );
-                ok = false;
-                continue;
-            }
-            let path = format!("modbus/{}/{name}", table.as_str());
-            if !names.take(cx, sp, f, &name, path) {
-                ok = false;
-                continue;
-            }
+        let range_text =
+            range.map(|(table, start, end)| format!("{} {start}..={}", table.as_str(), end - 1));
+        let at = range
+            .zip(range_text.as_deref())
+            .map(|((table, start, end), text)| layout::Placement {
+                offset_span: ospan,
+                inside: u32::from(offset) >= start && last < end,
+                detail: format!(
+                    "{} at {offset}, {} register(s)",
+                    kind.as_str(),
+                    kind.registers()
+                ),
+                range: text,
+                path: format!("modbus/{}/{name}", table.as_str()),
+            });
+        if !layout::place(cx, sp, f, &name, names, at) {
+            ok = false;
+            continue;
         }
         footprints.push(layout::Footprint {
             table: f,

@@ -278,27 +278,19 @@ fn fields(
             }
         };
         let end = u64::from(offset) + u64::from(kind.bytes());
-        if let Some((db, start, stop)) = range {
-            if offset < start || end > u64::from(stop) {
-                cx.push(
-                    ospan,
-                    f.key("offset"),
-                    Kind::InvalidValue,
-                    format!(
-                        "{}field {name:?} ({} at {offset}, {} byte(s)) lies outside the range DB{db} {start}..={}",
-                        sp.who,
-                        kind.name(),
-                        kind.bytes(),
-                        stop - 1
-                    ),
-                );
-                ok = false;
-                continue;
-            }
-            if !names.take(cx, sp, f, &name, format!("s7/db{db}/{name}")) {
-                ok = false;
-                continue;
-            }
+        let range_text = range.map(|(db, start, stop)| format!("DB{db} {start}..={}", stop - 1));
+        let at = range
+            .zip(range_text.as_deref())
+            .map(|((db, start, stop), text)| layout::Placement {
+                offset_span: ospan,
+                inside: offset >= start && end <= u64::from(stop),
+                detail: format!("{} at {offset}, {} byte(s)", kind.name(), kind.bytes()),
+                range: text,
+                path: format!("s7/db{db}/{name}"),
+            });
+        if !layout::place(cx, sp, f, &name, names, at) {
+            ok = false;
+            continue;
         }
         let (first, last, shown) = if kind == S7FieldType::Bool {
             let at = u64::from(offset) * 8 + u64::from(bit);

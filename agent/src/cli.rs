@@ -340,6 +340,11 @@ pub struct SignArgs {
     /// The requesting person; must not be the approver.
     #[arg(long)]
     pub requestor: Option<String>,
+    /// An approved envelope (repeatable): `PATH=MIN..MAX` (inclusive) or `PATH=A|B|C`, where
+    /// PATH is a setpoint item path or a prefix ending in `*`. The setpoint may then move
+    /// inside it without drift. Without it the baseline's envelopes carry over.
+    #[arg(long, value_name = "PATH=MIN..MAX", conflicts_with = "withdraw")]
+    pub envelope: Vec<String>,
     /// The change kind; only an emergency change may be approved after implementation.
     #[arg(long, value_enum, default_value_t = KindArg::Normal)]
     pub kind: KindArg,

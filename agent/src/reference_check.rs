@@ -120,7 +120,12 @@ fn every_rejection_reason_is_in_the_token_reference_with_its_status() {
     .map(Rejection::code)
     .collect();
     // The store's refusals of a verified token.
-    codes.extend(["replay", "from-mismatch", "not-pending"]);
+    codes.extend([
+        "replay",
+        "from-mismatch",
+        "not-pending",
+        crate::approval::ENVELOPE_REFUSED,
+    ]);
     for code in codes {
         let status = crate::daemon::api::rejection_status(code).as_u16();
         assert!(

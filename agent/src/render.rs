@@ -29,7 +29,48 @@ fn baseline_json(b: &Baseline) -> Json {
         "set_at": format_timestamp(b.set_at),
         "reason": b.reason,
         "change_id": b.change_id,
+        "envelope": otdrift_store::envelope::to_json(&b.envelope),
     })
+}
+
+/// A bound for people: `70..75` or `one of 1, 2`.
+pub fn bound_text(rule: &Json) -> String {
+    match (rule.get("min"), rule.get("max"), rule.get("one_of")) {
+        (Some(min), Some(max), _) => format!("{min}..{max}"),
+        (_, _, Some(Json::Array(values))) => {
+            let values: Vec<String> = values.iter().map(Json::to_string).collect();
+            format!("one of {}", values.join(", "))
+        }
+        _ => rule.to_string(),
+    }
+}
+
+/// The envelopes in force, one line each for people: `s7/db1/fill_temp  70..75`.
+pub fn envelope_lines(envelope: &otdrift_core::Envelope) -> Vec<String> {
+    envelope
+        .iter()
+        .map(|(pattern, bound)| {
+            let rule = serde_json::to_value(bound).unwrap_or(Json::Null);
+            format!("{pattern}  {}", bound_text(&rule))
+        })
+        .collect()
+}
+
+/// Setpoints that sat inside their envelopes, as `--json` lists them.
+fn adjustments_json(adjustments: &[otdrift_core::Adjustment]) -> Json {
+    Json::Array(
+        adjustments
+            .iter()
+            .map(|a| {
+                json!({
+                    "path": a.path,
+                    "baseline": a.baseline,
+                    "observed": a.observed,
+                    "envelope": a.pattern,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// `otdrift capture --json`: the report, serialized as it is written, so that its items (one per
@@ -114,6 +155,8 @@ pub fn capture_json<'a>(asset: &'a AssetConfig, report: &'a CaptureReport) -> Ca
             "setpoint": outcome.digests.setpoint,
             "history": outcome.digests.history,
         },
+        "judged_digest": outcome.capture.judged_digest,
+        "inside_envelopes": adjustments_json(&outcome.adjustments),
         "item_count": snapshot.len(),
         "items": Json::Null,
         "baseline": baseline,
@@ -166,8 +209,20 @@ pub fn change_line(c: &ChangeRecord) -> String {
         .as_ref()
         .map(|n| format!(" [{n}]"))
         .unwrap_or_default();
+    let broken = c
+        .envelope
+        .as_ref()
+        .map(|rule| {
+            let side = if rule["inside"] == Json::Bool(true) {
+                "inside"
+            } else {
+                "outside"
+            };
+            format!("  ({side} its envelope {})", bound_text(rule))
+        })
+        .unwrap_or_default();
     format!(
-        "{:<8} {:<8} {}{}  {} -> {}",
+        "{:<8} {:<8} {}{}  {} -> {}{broken}",
         c.kind.as_str(),
         c.class.as_str(),
         c.path,
@@ -231,6 +286,20 @@ pub fn capture_human(asset: &AssetConfig, report: &CaptureReport) -> String {
         "approved"
     };
     out.push_str(&format!("  baseline   {} ({state})\n", o.baseline.digest));
+    for line in envelope_lines(&o.baseline.envelope) {
+        out.push_str(&format!("  envelope   {line}\n"));
+    }
+    if let Some(judged) = &o.capture.judged_digest {
+        out.push_str(&format!(
+            "  judged as  {judged}  (setpoints inside their envelopes at baseline values: the signature approvals name)\n"
+        ));
+    }
+    for a in &o.adjustments {
+        out.push_str(&format!(
+            "  inside envelope {}: {} {} -> {} (matches, not drift)\n",
+            a.pattern, a.path, a.baseline, a.observed
+        ));
+    }
     if o.baseline_created {
         out.push_str(
             "  first capture of this asset: it is now the provisional baseline; approve it with a token whose `to` is the signature above\n",
@@ -408,6 +477,7 @@ pub fn asset_rows(
                 "provisional": b.provisional,
                 "set_at": format_timestamp(b.set_at),
                 "change_id": b.change_id,
+                "envelope": otdrift_store::envelope::to_json(&b.envelope),
             })),
             "open_drift": open,
             "pending_approvals": pending,

@@ -137,8 +137,8 @@ pub(crate) fn latest_observation(
 ) -> Result<Option<Observed>, StoreError> {
     let row: Option<(i64, String, String, String, Option<String>, String)> = conn
         .query_row(
-            "SELECT c.id, c.digest, c.first_seen, c.last_seen, s.content_digest, s.identity_digest
-             FROM captures c JOIN snapshots s ON s.digest = c.digest
+            "SELECT c.id, s.digest, c.first_seen, c.last_seen, s.content_digest, s.identity_digest
+             FROM captures c JOIN snapshots s ON s.digest = COALESCE(c.judged_digest, c.digest)
              WHERE c.asset = ?1 ORDER BY c.id DESC LIMIT 1",
             [asset],
             |r| r.try_into(),
@@ -183,16 +183,38 @@ pub(crate) fn baseline_identity(
 }
 
 /// The policy that applies to a change from `baseline` to `observed`: the safety policy when
-/// the change touches a safety item, else the asset's policy.
-fn rule_for<'r>(rules: &'r ChangeRules, diff: &Diff) -> Option<&'r PolicyRule> {
+/// the change touches a safety item, or when the tokens' envelopes cover one (an envelope is a
+/// change of what may move without approval), else the asset's policy.
+fn rule_for<'r>(
+    rules: &'r ChangeRules,
+    diff: &Diff,
+    group: &[ApprovalRow],
+) -> Option<&'r PolicyRule> {
+    let envelope_patterns = group
+        .iter()
+        .filter_map(|a| a.claims.get("envelope").and_then(|e| e.as_object()))
+        .flat_map(|e| e.keys());
     let touches_safety = !rules.safety.is_empty()
-        && diff
+        && (diff
             .changes
             .iter()
-            .any(|c| rules.safety.iter().any(|p| path_matches(p, &c.path)));
+            .any(|c| rules.safety.iter().any(|p| path_matches(p, &c.path)))
+            || envelope_patterns
+                .into_iter()
+                .any(|e| rules.safety.iter().any(|p| patterns_overlap(p, e))));
     match (touches_safety, &rules.safety_policy) {
         (true, Some(safety)) => Some(safety),
         _ => rules.policy.as_ref(),
+    }
+}
+
+/// Whether two path patterns (exact, or a prefix ending in `*`) can match the same path.
+fn patterns_overlap(a: &str, b: &str) -> bool {
+    match (a.strip_suffix('*'), b.strip_suffix('*')) {
+        (Some(pa), Some(pb)) => pa.starts_with(pb) || pb.starts_with(pa),
+        (Some(pa), None) => b.starts_with(pa),
+        (None, Some(pb)) => a.starts_with(pb),
+        (None, None) => a == b,
     }
 }
 
@@ -322,7 +344,7 @@ pub(crate) fn try_apply(
     let mut first_unmet = None;
     for (change_id, group) in groups {
         let emergency = group.iter().find(|a| a.kind == "emergency");
-        let rule = rule_for(rules, &diff);
+        let rule = rule_for(rules, &diff, &group);
         let unmet = match (emergency, rule) {
             (Some(_), _) | (None, None) => Vec::new(),
             (None, Some(rule)) => unmet_rules(rule, &group, observed, &diff_digest, staged),

@@ -66,9 +66,11 @@ pub mod event_type {
     pub const ASSET_VERIFICATION_OVERDUE: &str = "io.otdrift.asset.verification_overdue";
     /// A capture matched the approved baseline again after a verification-overdue episode.
     pub const ASSET_VERIFIED: &str = "io.otdrift.asset.verified";
+    /// A setpoint moved inside its approved envelope (at most one per item per minute).
+    pub const SETPOINT_ADJUSTED: &str = "io.otdrift.setpoint.adjusted";
 
     /// Every type above, as `docs/reference/events.md` lists them.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 25] = [
         DRIFT_DETECTED,
         DRIFT_RESOLVED,
         BASELINE_MOVED,
@@ -93,6 +95,7 @@ pub mod event_type {
         DRIFT_FLAPPING_ENDED,
         ASSET_VERIFICATION_OVERDUE,
         ASSET_VERIFIED,
+        SETPOINT_ADJUSTED,
     ];
 }
 

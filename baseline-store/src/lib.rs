@@ -21,6 +21,7 @@ mod approvals;
 mod audit;
 mod changes;
 mod delivery;
+pub mod envelope;
 mod events;
 mod flapping;
 mod ingest;

@@ -65,6 +65,9 @@ pub struct Baseline {
     pub reason: String,
     /// The change that moved it, when an approval did.
     pub change_id: Option<String>,
+    /// The envelopes in force: setpoint moves inside them match this baseline
+    /// (`envelope.rs`). Empty when none was approved.
+    pub envelope: otdrift_core::Envelope,
 }
 
 /// One distinct observation of an asset's state.
@@ -90,6 +93,10 @@ pub struct CaptureRow {
     pub duration_ms: i64,
     /// How many requests it cost the device.
     pub requests: i64,
+    /// The state it was judged as when setpoints sat inside their approved envelopes (their
+    /// baseline values in place of the observed ones): the signature approvals name and
+    /// that matched the baseline. `None` when it was judged as observed.
+    pub judged_digest: Option<Digest>,
 }
 
 /// The state of a drift event.
@@ -144,6 +151,11 @@ pub struct ChangeRecord {
     /// The config's setpoint name covering this item, when it is a setpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setpoint: Option<String>,
+    /// The approved envelope covering the item (`{"pattern", "min", "max"}` or
+    /// `{"pattern", "one_of"}`): in a drift, the envelope this change broke; `otdrift diff`
+    /// adds `"inside"` (whether the new value lies inside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<serde_json::Value>,
 }
 
 impl ChangeRecord {
@@ -164,6 +176,7 @@ impl ChangeRecord {
             } else {
                 None
             },
+            envelope: None,
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::{Store, StoreError};
 
 /// A snapshot `s` is in use while anything but a pruned capture names it.
 const SNAPSHOT_IN_USE: &str = "(EXISTS (SELECT 1 FROM captures WHERE digest = s.digest)
+    OR EXISTS (SELECT 1 FROM captures WHERE judged_digest = s.digest)
     OR EXISTS (SELECT 1 FROM baselines WHERE digest = s.digest)
     OR EXISTS (SELECT 1 FROM drift_events WHERE status <> 'resolved'
                   AND (observed_digest = s.digest OR baseline_digest = s.digest))

@@ -380,6 +380,26 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE assets ADD COLUMN verification_overdue_since TEXT;
     "#,
+    // 9: approved envelopes (`envelope.rs`): the envelope in force with each baseline, the
+    // state each capture was judged as, and the last reported move of each covered setpoint.
+    r#"
+    ALTER TABLE baselines ADD COLUMN envelope TEXT;
+    -- The capture with every setpoint move inside its envelope at the baseline's value, and
+    -- the baseline it was judged against; NULL when the capture is judged as observed.
+    ALTER TABLE captures ADD COLUMN judged_digest TEXT;
+    ALTER TABLE captures ADD COLUMN judged_baseline INTEGER;
+    CREATE INDEX captures_judged ON captures(judged_digest) WHERE judged_digest IS NOT NULL;
+    -- Per covered setpoint: the value last reported (`setpoint.adjusted`), when, and whether a
+    -- later move waits for the minute to pass (at most one event per item per minute).
+    CREATE TABLE setpoint_moves (
+        asset        TEXT NOT NULL,
+        path         TEXT NOT NULL,
+        reported     TEXT NOT NULL,
+        reported_at  TEXT NOT NULL,
+        waiting      INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (asset, path)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

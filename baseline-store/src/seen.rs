@@ -13,7 +13,9 @@
 //! A poll is *quiet* only when recording it durably would change nothing but the seen-time,
 //! counter and runtime facts of the asset's latest capture row (the asset's last capture and
 //! attempt are read from it): the latest row has this digest and no change id, the
-//! capture is no technician's, the digest is the baseline's and no drift is open, the asset
+//! capture is no technician's, the digest is the baseline's (or the row was judged, against
+//! this very baseline row, as the baseline's with setpoints inside their envelopes, and no
+//! setpoint move waits to be reported) and no drift is open, the asset
 //! is reachable with no failure streak, outage or staleness to end (so no recovery event is
 //! due), no approval of the asset is pending, no approval anywhere has expired and no review
 //! is overdue (both are judged by the durable path, as before), no item of the asset is
@@ -94,7 +96,8 @@ struct QuietMemo {
     stored: serde_json::Value,
     /// The row as written (bumps not written yet are overlaid when answering).
     capture: CaptureRow,
-    /// The baseline, whose digest is also the row's (a quiet check requires it).
+    /// The baseline, whose digest is the row's or the row's judged digest (a quiet check
+    /// requires it).
     baseline: Baseline,
     /// The earliest expiry of a pending approval or due time of a review anywhere: from
     /// then on the durable path has work, so the memo ends there.
@@ -275,6 +278,7 @@ fn quiet_outcome(
         approval: None,
         policy_unmet: None,
         state_changes: Vec::new(),
+        adjustments: Vec::new(),
         quiet: true,
     }
 }
@@ -321,7 +325,7 @@ impl QuietPath {
         let mut state = lock(&self.seen);
         let memo = state.memo.get(rec.asset)?;
         let current = memo.writes == state.writes.load(Ordering::Acquire)
-            && memo.baseline.digest == digests.overall
+            && memo.capture.digest == digests.overall
             && memo.protocol == rec.protocol
             && memo.address == rec.address
             && same_operating_state(rec, &memo.stored)
@@ -600,8 +604,12 @@ impl Store {
                     AND a.failing_since IS NULL AND a.failure_reason IS NULL
                     AND a.failure_count = 0 AND a.unreachable_announced = 0
                     AND a.failure_announced = 0 AND a.stale_since IS NULL
-                    AND (SELECT b.digest FROM baselines b WHERE b.asset = ?1
-                         ORDER BY b.id DESC LIMIT 1) = ?2
+                    AND (SELECT CASE WHEN c.judged_baseline IS NULL THEN b.digest = ?2
+                                     ELSE b.id = c.judged_baseline
+                                          AND b.digest = c.judged_digest END
+                         FROM baselines b WHERE b.asset = ?1 ORDER BY b.id DESC LIMIT 1)
+                    AND NOT EXISTS(SELECT 1 FROM setpoint_moves m
+                                   WHERE m.asset = ?1 AND m.waiting = 1)
                     AND NOT EXISTS(SELECT 1 FROM drift_events d
                                    WHERE d.asset = ?1 AND d.status = 'open')
                     AND NOT EXISTS(SELECT 1 FROM approvals p

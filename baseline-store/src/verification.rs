@@ -30,7 +30,7 @@ pub(crate) const LAST_VERIFIED: &str = "
     FROM baselines b
     LEFT JOIN baselines nb ON nb.id = (
         SELECT MIN(n.id) FROM baselines n WHERE n.asset = b.asset AND n.id > b.id)
-    JOIN captures c ON c.asset = b.asset AND c.digest = b.digest
+    JOIN captures c ON c.asset = b.asset AND (c.digest = b.digest OR c.judged_digest = b.digest)
         AND c.last_seen >= b.set_at
         AND (nb.set_at IS NULL OR c.first_seen <= nb.set_at)
     WHERE b.asset = ?1 AND b.provisional = 0";

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod diff;
 pub mod digest;
 pub mod encoding;
+pub mod envelope;
 pub mod item;
 pub mod snapshot;
 pub mod value;
@@ -21,6 +22,7 @@ pub use clock::{Clock, ManualClock, SystemClock, format_timestamp, parse_timesta
 pub use diff::{Change, ChangeKind, Diff, Severity};
 pub use digest::{Digest, DigestParseError};
 pub use encoding::{DecodeError, ENCODING_VERSION};
+pub use envelope::{Adjustment, Bound, BoundError, Envelope, Judged, Literal};
 pub use item::{Class, Item, ItemError, path_matches};
 pub use snapshot::{Snapshot, SnapshotDigests};
 pub use value::Value;

@@ -30,7 +30,27 @@ pub struct Rig {
     pub key: PathBuf,
 }
 
+/// The rig's setpoints: the whole recipe range as registers.
+pub const SETPOINTS: &str = r#"
+  [[asset.setpoints]]
+  name = "recipe"
+  table = "holding"
+  start = 0
+  count = 64
+"#;
+
 pub fn config_text(dir: &Path, data: &str, address: &str, public_key: &str) -> String {
+    config_text_with(dir, data, address, public_key, SETPOINTS)
+}
+
+/// [`config_text`] with other `[[asset.setpoints]]` tables.
+pub fn config_text_with(
+    dir: &Path,
+    data: &str,
+    address: &str,
+    public_key: &str,
+    setpoints: &str,
+) -> String {
     format!(
         r#"
 [agent]
@@ -46,18 +66,17 @@ id = "press-7"
 protocol = "modbus"
 address = "{address}"
 timeout_ms = 3000
-
-  [[asset.setpoints]]
-  name = "recipe"
-  table = "holding"
-  start = 0
-  count = 64
-"#,
+{setpoints}"#,
         data = dir.join(data).display()
     )
 }
 
 pub fn rig() -> Rig {
+    rig_with(SETPOINTS)
+}
+
+/// The rig with its asset's setpoints as `setpoints` (`[[asset.setpoints]]` tables) says.
+pub fn rig_with(setpoints: &str) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state.toml");
     std::fs::write(&state, STATE).expect("state");
@@ -82,7 +101,7 @@ pub fn rig() -> Rig {
     }
     let cfg = write_config(
         dir.path(),
-        &config_text(dir.path(), "data", &sim.addr, public.trim()),
+        &config_text_with(dir.path(), "data", &sim.addr, public.trim(), setpoints),
     );
     Rig {
         key: dir.path().join("approver.key"),

@@ -58,6 +58,44 @@ pub enum Outcome {
 /// The source of a token submitted on the command line, for rate limits and the audit log.
 pub const COMMAND_LINE: &str = "command-line";
 
+/// The rejection code of an envelope that covers something other than the asset's setpoints.
+pub const ENVELOPE_REFUSED: &str = "envelope";
+
+/// Why an envelope cannot be approved for `asset`, if it cannot: a pattern that covers an
+/// identity, program or history item (only setpoints may move without approval), or one that
+/// matches no item at all (a typo would otherwise approve nothing and say nothing). Checked
+/// against the approved state when the agent has seen it, else the asset's latest capture.
+fn misplaced_envelope(
+    store: &Store,
+    asset: &str,
+    to: Option<otdrift_core::Digest>,
+    envelope: &otdrift_core::Envelope,
+) -> Result<Option<String>, StoreError> {
+    let state = match to {
+        Some(to) if store.has_snapshot(&to)? => Some(to),
+        _ => store.latest_capture(asset)?.map(|c| c.digest),
+    };
+    let Some(state) = state else {
+        return Ok(Some(format!(
+            "the envelope cannot be checked: asset {asset:?} has no capture yet"
+        )));
+    };
+    let snapshot = store.snapshot(&state)?;
+    let (unmatched, forbidden) = envelope.misplaced(&snapshot);
+    if let Some(path) = forbidden.first() {
+        let class = snapshot.get(path).map_or("", |i| i.class().as_str());
+        return Ok(Some(format!(
+            "the envelope covers {path} ({class}): envelopes cover setpoints only"
+        )));
+    }
+    if let Some(pattern) = unmatched.first() {
+        return Ok(Some(format!(
+            "the envelope pattern {pattern:?} matches no setpoint of asset {asset:?} (state {state})"
+        )));
+    }
+    Ok(None)
+}
+
 /// Verifies `raw` against the config and submits it to the store. Every outcome, a rejection
 /// for whatever reason included, is recorded by the store before this returns. `source`
 /// names who submitted it (an API client's address, or [`COMMAND_LINE`]).
@@ -166,6 +204,22 @@ pub fn submit(
                 code: refusal.code().to_owned(),
                 message: refusal.to_string(),
             },
+        });
+    }
+    if let Some(envelope) = c.envelope.as_ref().filter(|e| !e.is_empty())
+        && let Some(message) = misplaced_envelope(store, &c.sub, c.to, envelope)?
+    {
+        let details = json!({
+            "kid": c.iss,
+            "jti": c.jti,
+            "sub": c.sub,
+            "change_id": c.change_id,
+            "verified": true,
+        });
+        store.record_rejection(source, ENVELOPE_REFUSED, &message, &details, Some(&c.sub))?;
+        return Ok(Outcome::Rejected {
+            code: ENVELOPE_REFUSED.to_owned(),
+            message,
         });
     }
     let max_age = asset.approval_max_observation_age(&config.agent, now);

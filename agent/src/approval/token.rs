@@ -115,6 +115,10 @@ pub struct Claims {
     pub requestor: Option<String>,
     /// The change kind.
     pub kind: Kind,
+    /// The approved envelopes (`envelope`): setpoints that may move inside them without
+    /// drift once the token applies. `None` without the claim (the baseline's envelope carries
+    /// over); an empty object clears it.
+    pub envelope: Option<otdrift_core::Envelope>,
 }
 
 /// A token whose signature and claims checked out.
@@ -487,7 +491,7 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
         }
         Kind::Review => {
             forbid(
-                &["from", "content", "withdraws"],
+                &["from", "content", "withdraws", "envelope"],
                 "a review names the state the emergency change applied (`to`), nothing else",
             )?;
             let to = digest_claim(&claims, "to")?.ok_or(Rejection::MissingClaim("to"))?;
@@ -495,13 +499,21 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
         }
         Kind::Withdraw => {
             forbid(
-                &["to", "from", "content"],
+                &["to", "from", "content", "envelope"],
                 "a withdraw token approves no state",
             )?;
             (None, None, None, Some(required(&claims, "withdraws")?))
         }
     };
 
+    let envelope = claims
+        .get("envelope")
+        .map(otdrift_store::envelope::parse)
+        .transpose()
+        .map_err(|reason| Rejection::BadClaim {
+            claim: "envelope",
+            reason,
+        })?;
     separation_of_duties(kind, requestor.as_deref(), approver_name.as_deref(), &iss)?;
     if !(cx.asset_known)(&sub) {
         return Err(Rejection::UnknownAsset(sub));
@@ -526,6 +538,7 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
             approver: approver_name,
             requestor,
             kind,
+            envelope,
         },
     })
 }

@@ -162,6 +162,15 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
     if let Some(requestor) = &args.requestor {
         claims["requestor"] = json!(requestor);
     }
+    if !args.envelope.is_empty() {
+        if !kind.approves() {
+            return Err(Failure::usage(anyhow!(
+                "--envelope belongs to an approval, not to a {} token",
+                kind.as_str()
+            )));
+        }
+        claims["envelope"] = envelope_claim(&args.envelope).map_err(Failure::usage)?;
+    }
     let token = approval::token::sign(&claims, &kid, &key);
     match &args.out {
         Some(path) => {
@@ -188,6 +197,49 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
         None => println!("{token}"),
     }
     Ok(Exit::Ok)
+}
+
+/// The `envelope` claim from `--envelope PATH=MIN..MAX` / `PATH=A|B|C` arguments (checked the
+/// way the agent checks the claim, so a bad range fails here, not at the agent).
+fn envelope_claim(args: &[String]) -> anyhow::Result<serde_json::Value> {
+    let mut claim = serde_json::Map::new();
+    for arg in args {
+        let (path, bound) = arg.split_once('=').ok_or_else(|| {
+            anyhow!("--envelope {arg:?}: write PATH=MIN..MAX or PATH=A|B|C")
+        })?;
+        let bound = match bound.split_once("..") {
+            Some((min, max)) => {
+                let number = |t: &str| {
+                    t.trim().parse::<f64>().ok().filter(|n| n.is_finite()).ok_or_else(|| {
+                        anyhow!("--envelope {arg:?}: {t:?} is not a number")
+                    })
+                };
+                json!({"min": number(min)?, "max": number(max)?})
+            }
+            None => {
+                let values: Vec<serde_json::Value> = bound
+                    .split('|')
+                    .map(|v| match v.trim() {
+                        "true" => json!(true),
+                        "false" => json!(false),
+                        t => t
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|n| n.is_finite())
+                            .map_or_else(|| json!(t), |n| json!(n)),
+                    })
+                    .collect();
+                json!({"one_of": values})
+            }
+        };
+        if claim.insert(path.to_owned(), bound).is_some() {
+            return Err(anyhow!("--envelope names {path:?} twice"));
+        }
+    }
+    let claim = serde_json::Value::Object(claim);
+    let parsed = otdrift_store::envelope::parse(&claim).map_err(|e| anyhow!("--envelope {e}"))?;
+    // Numbers written as the agent reads them back (5 rather than 5.0).
+    Ok(otdrift_store::envelope::to_json(&parsed))
 }
 
 fn read_token(source: &str) -> Result<String, Failure> {

@@ -158,6 +158,21 @@ pub fn status(config: &Path, json: bool) -> CmdResult {
     if !problems.is_empty() {
         println!("\nneeds attention:\n{}", problems.join("\n"));
     }
+    // The approved envelopes in force: what may move on the HMI without drift.
+    let envelopes: Vec<String> = rows
+        .iter()
+        .filter_map(|row| {
+            let env = row["baseline"]["envelope"].as_object()?;
+            let asset = row["id"].as_str()?;
+            Some(env.iter().map(move |(pattern, rule)| {
+                format!("  {asset}: {pattern}  {}", crate::render::bound_text(rule))
+            }))
+        })
+        .flatten()
+        .collect();
+    if !envelopes.is_empty() {
+        println!("\napproved envelopes:\n{}", envelopes.join("\n"));
+    }
     // Delivery upstream needs attention only when it is paused or holds refused events.
     if url.is_some() && (delivery.paused.is_some() || delivery.parked > 0) {
         println!();
@@ -269,7 +284,28 @@ pub fn diff(
     let before = load(&from)?;
     let after = load(&to)?;
     let diff = Diff::between(&before, &after);
-    let changes = render::change_records(asset, &diff);
+    let mut changes = render::change_records(asset, &diff);
+    // The envelopes of the asset's baseline: which setpoint changes they admit.
+    let envelope = agent
+        .store
+        .current_baseline(asset_id)
+        .runtime("cannot read the baseline")?
+        .map(|b| b.envelope)
+        .unwrap_or_default();
+    for (record, change) in changes.iter_mut().zip(&diff.changes) {
+        if change.class != otdrift_core::Class::Setpoint {
+            continue;
+        }
+        let Some(mut rule) = otdrift_store::envelope::rule_json(&envelope, &change.path) else {
+            continue;
+        };
+        let inside = envelope
+            .rule_for(&change.path)
+            .zip(change.after.as_ref())
+            .is_some_and(|((_, bound), after)| bound.admits(after));
+        rule["inside"] = json!(inside);
+        record.envelope = Some(rule);
+    }
     // What an approver signs as `diff` for a policy with diff_review: the content changes
     // only, so a diff taken against a staging controller's capture (another serial number,
     // other change counters) is the diff production will show.
@@ -283,6 +319,7 @@ pub fn diff(
             "to_change_signature": after.content_digest(),
             "diff_digest": diff_digest,
             "content_changes": diff.content_changes().count(),
+            "envelope": otdrift_store::envelope::to_json(&envelope),
             "changes": changes,
         }));
     } else if changes.is_empty() {

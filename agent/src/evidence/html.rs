@@ -43,6 +43,8 @@ pub(crate) enum Col {
     Code(&'static str),
     /// A numbered reference, shown as `#n`.
     Ref(&'static str),
+    /// Approved envelopes (`{pattern: bound}`), one per line as `pattern 70..75`.
+    Envelope(&'static str),
 }
 
 /// One table row per element of `items`, its columns as `cols` says.
@@ -54,6 +56,22 @@ pub(crate) fn rows<'a>(h: &mut String, items: impl IntoIterator<Item = &'a Json>
                 Col::Text(at) => cell(item.pointer(at)),
                 Col::Code(at) => code(item.pointer(at)),
                 Col::Ref(at) => format!("#{}", cell(item.pointer(at))),
+                Col::Envelope(at) => {
+                    let lines: Vec<String> = item
+                        .pointer(at)
+                        .and_then(Json::as_object)
+                        .into_iter()
+                        .flatten()
+                        .map(|(pattern, bound)| {
+                            esc(&format!("{pattern} {}", crate::render::bound_text(bound)))
+                        })
+                        .collect();
+                    if lines.is_empty() {
+                        "—".to_owned()
+                    } else {
+                        lines.join("<br>")
+                    }
+                }
             };
             h.push_str(&format!("<td>{shown}</td>"));
         }
@@ -250,7 +268,7 @@ pub fn render(doc: &Json) -> String {
     }
 
     // Baseline move and drift.
-    h.push_str("<h2>Baseline move</h2>\n<table><tr><th>when</th><th>from</th><th>to</th><th>reason</th></tr>\n");
+    h.push_str("<h2>Baseline move</h2>\n<table><tr><th>when</th><th>from</th><th>to</th><th>reason</th><th>envelopes before</th><th>envelopes after</th></tr>\n");
     rows(
         &mut h,
         super::list(pack, "baseline_moves"),
@@ -259,6 +277,8 @@ pub fn render(doc: &Json) -> String {
             Col::Code("/previous_digest"),
             Col::Code("/digest"),
             Col::Text("/reason"),
+            Col::Envelope("/previous_envelope"),
+            Col::Envelope("/envelope"),
         ],
     );
     h.push_str("</table>\n");

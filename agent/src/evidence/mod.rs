@@ -199,15 +199,21 @@ pub fn build(
     let mut moved_from: Option<Digest> = None;
     for (i, b) in &moves {
         if b.change_id.as_deref() == Some(change_id) {
-            let previous = if *i > 0 {
-                moves.get(i - 1).map(|(_, p)| p.digest)
+            let prior = if *i > 0 {
+                moves.get(i - 1).map(|(_, p)| p)
             } else {
                 None
             };
+            let previous = prior.map(|p| p.digest);
             moved_from = moved_from.or(previous);
             baseline_moves.push(json!({
                 "baseline_id": b.id,
                 "previous_digest": previous,
+                // The approved envelopes in force after the move, and before it: widening
+                // one is a change the approvals of this pack approved.
+                "envelope": otdrift_store::envelope::to_json(&b.envelope),
+                "previous_envelope": prior
+                    .map(|p| otdrift_store::envelope::to_json(&p.envelope)),
                 "digest": b.digest,
                 "provisional": b.provisional,
                 "set_at": format_timestamp(b.set_at),

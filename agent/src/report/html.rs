@@ -100,7 +100,7 @@ pub fn render(doc: &Json) -> String {
             cell(a.get("last_verified")),
             cell(a.get("verification_due")),
             a["open_drift"].as_array().map_or(0, Vec::len),
-            a["envelopes"].as_array().map_or(0, Vec::len),
+            esc(&super::envelopes_text(&a["envelopes"])),
         ));
     }
     h.push_str("</table>\n");

@@ -181,8 +181,15 @@ pub fn build(
             "open_drift": open,
             "drift_events": in_window,
             "failed_collections": failed,
-            // Approved setpoint envelopes are not implemented yet: none is ever in force.
-            "envelopes": [],
+            // The approved envelopes in force: setpoints that may move inside them.
+            "envelopes": baseline.as_ref().map_or_else(Vec::new, |b| {
+                b.envelope
+                    .iter()
+                    .filter_map(|(pattern, _)| {
+                        otdrift_store::envelope::rule_json(&b.envelope, pattern)
+                    })
+                    .collect()
+            }),
         });
         row["standing"] = json!(standing(&row));
         assets.push(row);
@@ -246,6 +253,23 @@ fn csv_field(v: &str) -> String {
     }
 }
 
+/// The envelopes in force for people: `s7/db1/fill_temp 70..75; s7/db2/* one of 1, 2`.
+pub(crate) fn envelopes_text(envelopes: &Json) -> String {
+    envelopes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|rule| {
+            format!(
+                "{} {}",
+                rule["pattern"].as_str().unwrap_or_default(),
+                crate::render::bound_text(rule)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The report as CSV: a header and one row per asset.
 pub fn csv(doc: &Json) -> String {
     let cols = [
@@ -264,6 +288,7 @@ pub fn csv(doc: &Json) -> String {
         "open_drift",
         "drift_events_in_window",
         "failed_collections_in_window",
+        "envelopes",
     ];
     let mut out = cols.join(",");
     out.push_str("\r\n");
@@ -296,6 +321,7 @@ pub fn csv(doc: &Json) -> String {
             len(&a["open_drift"]),
             len(&a["drift_events"]),
             len(&a["failed_collections"]),
+            envelopes_text(&a["envelopes"]),
         ];
         let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         out.push_str(&row.join(","));

@@ -298,7 +298,8 @@ pub(crate) fn apply(
     let now_text = format_timestamp(now);
     let previous = current_baseline(conn, &approval.asset)?;
     let first_seen: Option<String> = conn.query_row(
-        "SELECT MIN(first_seen) FROM captures WHERE asset = ?1 AND digest = ?2",
+        "SELECT MIN(first_seen) FROM captures WHERE asset = ?1
+             AND (digest = ?2 OR judged_digest = ?2)",
         params![approval.asset, target.to_string()],
         |r| r.get(0),
     )?;
@@ -311,12 +312,13 @@ pub(crate) fn apply(
         && first_seen.is_some_and(|seen| approval.issued_at.timestamp() > seen.timestamp());
     let capture_id: Option<i64> = conn
         .query_row(
-            "SELECT id FROM captures WHERE asset = ?1 AND digest = ?2 ORDER BY id DESC LIMIT 1",
+            "SELECT id FROM captures WHERE asset = ?1 AND (digest = ?2 OR judged_digest = ?2)
+             ORDER BY id DESC LIMIT 1",
             params![approval.asset, target.to_string()],
             |r| r.get(0),
         )
         .optional()?;
-    let baseline = insert_baseline(
+    let carried = insert_baseline(
         conn,
         &approval.asset,
         target,
@@ -326,10 +328,25 @@ pub(crate) fn apply(
         Some(&approval.change_id),
         capture_id,
     )?;
+    // The token's envelope, when it has the claim, replaces the one carried over.
+    let envelope = match approval.claims.get("envelope") {
+        Some(claim) => Some(crate::envelope::parse(claim).map_err(|e| {
+            StoreError::Corrupt(format!("approval {:?}: envelope {e}", approval.jti))
+        })?),
+        None => None,
+    };
     conn.execute(
-        "UPDATE baselines SET approval_id = ?2 WHERE id = ?1",
-        params![baseline.id, approval.id],
+        "UPDATE baselines SET approval_id = ?2,
+             envelope = CASE WHEN ?3 THEN ?4 ELSE envelope END
+         WHERE id = ?1",
+        params![
+            carried.id,
+            approval.id,
+            envelope.is_some(),
+            envelope.as_ref().and_then(crate::envelope::to_column)
+        ],
     )?;
+    let baseline = crate::ingest::baseline_by_id(conn, carried.id)?;
     conn.execute(
         "UPDATE approvals SET status = 'applied', applied_at = ?2, baseline_id = ?3, retroactive = ?4
          WHERE id = ?1",
@@ -420,6 +437,7 @@ pub(crate) fn apply(
             "change_id": approval.change_id,
             "approval_id": approval.id,
             "reason": "approval",
+            "envelope": crate::envelope::to_json(&baseline.envelope),
         }),
     )?;
     enqueue(
@@ -435,6 +453,7 @@ pub(crate) fn apply(
             "reason": "approval",
             "change_id": approval.change_id,
             "set_at": now_text,
+            "envelope": crate::envelope::to_json(&baseline.envelope),
             "approval": {
                 "jti": approval.jti,
                 "kind": approval.kind,

@@ -136,10 +136,17 @@ pub(super) fn record_drift(
             ))
         })?
         .as_str();
+    // A setpoint an envelope covers changed outside it: the drift names the envelope broken.
     let changes: Vec<ChangeRecord> = diff
         .changes
         .iter()
-        .map(|c| ChangeRecord::from_change(c, rec.label))
+        .map(|c| {
+            let mut record = ChangeRecord::from_change(c, rec.label);
+            if c.class == otdrift_core::Class::Setpoint {
+                record.envelope = crate::envelope::rule_json(&baseline.envelope, &c.path);
+            }
+            record
+        })
         .collect();
     let changes_text = serde_json::to_string(&changes)
         .map_err(|e| StoreError::Corrupt(format!("cannot render changes: {e}")))?;

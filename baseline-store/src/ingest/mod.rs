@@ -143,6 +143,8 @@ pub struct CaptureOutcome {
     /// Changes of the controller's operating state (CPU mode, ADS state, ...) since the
     /// previous capture: reported, never drift.
     pub state_changes: Vec<StateChange>,
+    /// Setpoints that differ from the baseline inside their approved envelopes (they match).
+    pub adjustments: Vec<otdrift_core::Adjustment>,
     /// True for a quiet poll kept in memory (`seen.rs`): nothing was written and nothing
     /// queued for upstream.
     pub quiet: bool,
@@ -264,24 +266,7 @@ impl Store {
             crate::seen::apply(&tx, p)?;
         }
 
-        tx.execute(
-            "INSERT OR IGNORE INTO snapshots(digest, encoding_version, body, identity_digest,
-                 program_digest, setpoint_digest, item_count, first_seen, content_digest,
-                 history_digest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                digest_text,
-                otdrift_core::ENCODING_VERSION,
-                rec.snapshot.encode(),
-                digests.identity.to_string(),
-                digests.program.to_string(),
-                digests.setpoint.to_string(),
-                rec.snapshot.len() as i64,
-                now_text,
-                digests.content.to_string(),
-                digests.history.to_string()
-            ],
-        )?;
+        store_snapshot(&tx, rec.snapshot, &digests, &now_text)?;
         crate::alarms::mark_reachable(
             &tx,
             clock.as_ref(),
@@ -321,11 +306,16 @@ impl Store {
         // asset's change policy is met (crate::changes).
         approvals::expire_pending(&tx, clock.as_ref())?;
         crate::reviews::check_overdue(&tx, clock.as_ref())?;
+        // Approvals are matched on the state judged against the baseline's envelopes, so an
+        // operator's move inside one does not break a pending approval.
+        let prior = current_baseline(&tx, rec.asset)?;
+        let pre = judge_against(&tx, prior.as_ref(), rec.snapshot, &digests, &now_text)?;
+        let seen_as = pre.as_ref().map_or(&digests, |j| &j.digests);
         let observed = crate::changes::Observed {
             asset: rec.asset.to_owned(),
-            digest: digests.overall,
-            content: digests.content,
-            identity: digests.identity,
+            digest: seen_as.overall,
+            content: seen_as.content,
+            identity: seen_as.identity,
             baseline_identity: crate::changes::baseline_identity(&tx, rec.asset)?,
             reached_at: capture.first_seen,
             last_seen: now,
@@ -351,9 +341,22 @@ impl Store {
                 crate::changes::Verdict::None => {}
             }
         }
-        let current = match &approval {
-            Some(applied) => Some(applied.baseline.clone()),
-            None => current_baseline(&tx, rec.asset)?,
+        let (current, judged) = match &approval {
+            Some(applied) => (
+                Some(applied.baseline.clone()),
+                judge_against(
+                    &tx,
+                    Some(&applied.baseline),
+                    rec.snapshot,
+                    &digests,
+                    &now_text,
+                )?,
+            ),
+            None => (prior, pre),
+        };
+        let (judged_snapshot, judged_digests) = match &judged {
+            Some(j) => (&j.snapshot, &j.digests),
+            None => (rec.snapshot, &digests),
         };
 
         let (baseline, baseline_created, diff, drift) = match current {
@@ -398,7 +401,7 @@ impl Store {
                 )?;
                 (baseline, true, Diff::default(), DriftOutcome::None)
             }
-            Some(baseline) if baseline.digest == digests.overall => {
+            Some(baseline) if baseline.digest == judged_digests.overall => {
                 let approved = approval.as_ref().and_then(|a| a.drift.clone());
                 let drift = match (open_drift(&tx, rec.asset)?, approved) {
                     // A muted item went back to its baseline value: the item still flaps,
@@ -416,7 +419,7 @@ impl Store {
             }
             Some(baseline) => {
                 let before = load_snapshot(&tx, &baseline.digest)?;
-                let diff = Diff::between(&before, rec.snapshot);
+                let diff = Diff::between(&before, judged_snapshot);
                 let open = match approval {
                     None if folded => open_drift(&tx, rec.asset)?,
                     _ => None,
@@ -437,7 +440,7 @@ impl Store {
                         rec,
                         &Judged {
                             baseline: &baseline,
-                            digests: &digests,
+                            digests: judged_digests,
                             diff: &diff,
                             policy_unmet: policy_unmet.as_ref(),
                         },
@@ -468,10 +471,37 @@ impl Store {
             // still names it.
             crate::retention::drop_snapshot_if_unused(&tx, &p.digest)?;
         }
+        // Setpoints inside their envelopes: each move reported (at most once a minute).
+        if !baseline.envelope.is_empty() {
+            crate::envelope::report_moves(
+                &tx,
+                clock.as_ref(),
+                rec.asset,
+                &load_snapshot(&tx, &baseline.digest)?,
+                &baseline.envelope,
+                rec.snapshot,
+            )?;
+        }
+        let judged_digest = judged.as_ref().map(|j| j.digests.overall.to_string());
+        tx.execute(
+            "UPDATE captures SET judged_digest = ?2, judged_baseline = ?3
+             WHERE id = ?1 AND (judged_digest IS NOT ?2 OR judged_baseline IS NOT ?3)",
+            params![
+                capture.id,
+                judged_digest,
+                judged.as_ref().map(|_| baseline.id)
+            ],
+        )?;
+        let mut capture = capture;
+        capture.judged_digest = judged.as_ref().map(|j| j.digests.overall);
+        let adjustments = judged
+            .as_ref()
+            .map(|j| j.adjustments.clone())
+            .unwrap_or_default();
         // Once a UTC day, an asset that matches its baseline says so in the chain.
         let verified = matches!(drift, DriftOutcome::None)
             && !baseline_created
-            && baseline.digest == digests.overall
+            && baseline.digest == judged_digests.overall
             && crate::seen::needs_verified(&tx, &seen, rec.asset, now)?;
         if verified {
             crate::seen::append_verified(&tx, clock.as_ref(), &capture, baseline.id)?;
@@ -488,6 +518,7 @@ impl Store {
                 approval,
                 policy_unmet,
                 state_changes,
+                adjustments,
                 quiet: false,
             },
             verified,
@@ -545,6 +576,72 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// Stores a snapshot once per digest.
+fn store_snapshot(
+    conn: &Connection,
+    snapshot: &Snapshot,
+    digests: &SnapshotDigests,
+    now_text: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO snapshots(digest, encoding_version, body, identity_digest,
+             program_digest, setpoint_digest, item_count, first_seen, content_digest,
+             history_digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        digests.overall.to_string(),
+        otdrift_core::ENCODING_VERSION,
+        snapshot.encode(),
+        digests.identity.to_string(),
+        digests.program.to_string(),
+        digests.setpoint.to_string(),
+        snapshot.len() as i64,
+        now_text,
+        digests.content.to_string(),
+        digests.history.to_string()
+    ])?;
+    Ok(())
+}
+
+/// A capture with its setpoint moves inside the baseline's envelopes at the baseline's values.
+struct EnvelopeJudged {
+    snapshot: Snapshot,
+    digests: SnapshotDigests,
+    adjustments: Vec<otdrift_core::Adjustment>,
+}
+
+/// Judges `observed` against `baseline`'s envelopes (`otdrift_core::Envelope::judge`), and
+/// stores the judged state (approvals and drift name it). `None` when no move was admitted:
+/// the capture is judged as observed.
+fn judge_against(
+    conn: &Connection,
+    baseline: Option<&Baseline>,
+    observed: &Snapshot,
+    digests: &SnapshotDigests,
+    now_text: &str,
+) -> Result<Option<EnvelopeJudged>, StoreError> {
+    let Some(baseline) = baseline.filter(|b| !b.envelope.is_empty()) else {
+        return Ok(None);
+    };
+    if baseline.digest == digests.overall {
+        return Ok(None);
+    }
+    let judged = baseline
+        .envelope
+        .judge(&load_snapshot(conn, &baseline.digest)?, observed);
+    if judged.adjustments.is_empty() {
+        return Ok(None);
+    }
+    let judged_digests = judged.snapshot.digests();
+    store_snapshot(conn, &judged.snapshot, &judged_digests, now_text)?;
+    Ok(Some(EnvelopeJudged {
+        snapshot: judged.snapshot,
+        digests: judged_digests,
+        adjustments: judged.adjustments,
+    }))
 }
 
 /// What the durable path recorded, and whether it wrote today's `asset.verified` entry.

@@ -3,7 +3,8 @@
 use super::*;
 
 pub(crate) const CAPTURE_COLUMNS: &str =
-    "id, asset, digest, first_seen, last_seen, seen_count, change_id, phase, duration_ms, requests";
+    "id, asset, digest, first_seen, last_seen, seen_count, change_id, phase, duration_ms, requests,
+     judged_digest";
 
 pub(crate) fn capture_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaptureRowRaw> {
     Ok(CaptureRowRaw {
@@ -17,6 +18,7 @@ pub(crate) fn capture_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaptureRowR
         phase: r.get(7)?,
         duration_ms: r.get(8)?,
         requests: r.get(9)?,
+        judged_digest: r.get(10)?,
     })
 }
 
@@ -31,6 +33,7 @@ pub(crate) struct CaptureRowRaw {
     phase: Option<String>,
     duration_ms: i64,
     requests: i64,
+    judged_digest: Option<String>,
 }
 
 impl CaptureRowRaw {
@@ -51,6 +54,11 @@ impl CaptureRowRaw {
                 .map_err(StoreError::Corrupt)?,
             duration_ms: self.duration_ms,
             requests: self.requests,
+            judged_digest: self
+                .judged_digest
+                .as_deref()
+                .map(crate::model::digest)
+                .transpose()?,
         })
     }
 }
@@ -64,17 +72,26 @@ pub(crate) fn capture_by_id(conn: &Connection, id: i64) -> Result<CaptureRow, St
 }
 
 pub(crate) const BASELINE_COLUMNS: &str =
-    "id, asset, digest, provisional, set_at, reason, change_id";
+    "id, asset, digest, provisional, set_at, reason, change_id, envelope";
 
 /// A baseline row as SQLite returns it, in [`BASELINE_COLUMNS`] order.
-pub(crate) type RawBaseline = (i64, String, String, i64, String, String, Option<String>);
+pub(crate) type RawBaseline = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
 
 pub(crate) fn baseline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawBaseline> {
     r.try_into()
 }
 
 pub(crate) fn parse_baseline(raw: RawBaseline) -> Result<Baseline, StoreError> {
-    let (id, asset, digest, provisional, set_at, reason, change_id) = raw;
+    let (id, asset, digest, provisional, set_at, reason, change_id, envelope) = raw;
     Ok(Baseline {
         id,
         asset,
@@ -83,6 +100,7 @@ pub(crate) fn parse_baseline(raw: RawBaseline) -> Result<Baseline, StoreError> {
         set_at: crate::model::ts(&set_at)?,
         reason,
         change_id,
+        envelope: crate::envelope::from_column(envelope.as_deref())?,
     })
 }
 
@@ -111,9 +129,12 @@ pub(crate) fn insert_baseline(
     change_id: Option<&str>,
     capture_id: Option<i64>,
 ) -> Result<Baseline, StoreError> {
+    // The envelope in force carries over; an approval with its own claim replaces it.
     conn.execute(
-        "INSERT INTO baselines(asset, digest, provisional, set_at, reason, change_id, capture_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO baselines(asset, digest, provisional, set_at, reason, change_id, capture_id,
+             envelope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT envelope FROM baselines WHERE asset = ?1
+                                             ORDER BY id DESC LIMIT 1))",
         params![
             asset,
             digest.to_string(),
@@ -124,15 +145,16 @@ pub(crate) fn insert_baseline(
             capture_id
         ],
     )?;
-    Ok(Baseline {
-        id: conn.last_insert_rowid(),
-        asset: asset.to_owned(),
-        digest: *digest,
-        provisional,
-        set_at: at,
-        reason: reason.to_owned(),
-        change_id: change_id.map(str::to_owned),
-    })
+    baseline_by_id(conn, conn.last_insert_rowid())
+}
+
+/// A baseline row by id.
+pub(crate) fn baseline_by_id(conn: &Connection, id: i64) -> Result<Baseline, StoreError> {
+    parse_baseline(conn.query_row(
+        &format!("SELECT {BASELINE_COLUMNS} FROM baselines WHERE id = ?1"),
+        [id],
+        baseline_row,
+    )?)
 }
 
 /// Loads a snapshot and checks that its body still hashes to its digest.

@@ -68,16 +68,19 @@ pub fn record(
     capture: &Capture,
     change: Option<(&str, Phase)>,
 ) -> Result<CaptureOutcome, StoreError> {
-    with_record(asset, rules, capture, change, |rec| {
+    let spec = otdrift_protocols::capture_spec(asset);
+    with_record(asset, rules, spec, capture, change, |rec| {
         store.record_capture(rec)
     })
 }
 
 /// Hands `f` the store's record of a finished capture (one shape for the store's durable
-/// path and the daemon's quiet one).
+/// path and the daemon's quiet one). `capture_spec` is `otdrift_protocols::capture_spec` of
+/// the asset (the daemon works it out once per asset).
 pub fn with_record<T>(
     asset: &AssetConfig,
     rules: &ChangeRules,
+    capture_spec: otdrift_core::Digest,
     capture: &Capture,
     change: Option<(&str, Phase)>,
     f: impl FnOnce(&CaptureRecord<'_>) -> T,
@@ -99,6 +102,7 @@ pub fn with_record<T>(
         requests: u64::from(capture.stats.requests),
         label: &label,
         rules,
+        capture_spec: Some(capture_spec),
     })
 }
 

@@ -310,13 +310,22 @@ pub struct SignArgs {
     #[arg(long)]
     pub key: PathBuf,
     /// The asset the change is for.
-    #[arg(long)]
-    pub asset: String,
+    #[arg(long, required_unless_present = "assets", conflicts_with = "assets")]
+    pub asset: Option<String>,
+    /// Approve a capture change on several assets with one token (repeatable): each asset
+    /// with its exact new signature, as `ASSET=SIGNATURE` (`otdrift drift` shows both). The
+    /// agent accepts it only where the asset's open drift has reason `capture_changed`.
+    #[arg(
+        long,
+        value_name = "ASSET=SIGNATURE",
+        conflicts_with_all = ["to", "content", "from", "diff", "envelope", "withdraw"]
+    )]
+    pub assets: Vec<String>,
     /// The change ticket.
     #[arg(long)]
     pub change: String,
     /// The signature of the approved state (from `otdrift capture`).
-    #[arg(long, required_unless_present_any = ["withdraw", "content"], conflicts_with_all = ["withdraw", "content"])]
+    #[arg(long, required_unless_present_any = ["withdraw", "content", "assets"], conflicts_with_all = ["withdraw", "content"])]
     pub to: Option<String>,
     /// Approve a change signature instead of a full signature: any controller running this
     /// content, with its identity unchanged (`otdrift capture` prints it as

@@ -125,6 +125,7 @@ fn every_rejection_reason_is_in_the_token_reference_with_its_status() {
         "from-mismatch",
         "not-pending",
         crate::approval::ENVELOPE_REFUSED,
+        crate::approval::NOT_CAPTURE_CHANGE,
     ]);
     for code in codes {
         let status = crate::daemon::api::rejection_status(code).as_u16();

@@ -134,6 +134,7 @@ pub fn capture_json<'a>(asset: &'a AssetConfig, report: &'a CaptureReport) -> Ca
             "id": e.id,
             "status": e.status.as_str(),
             "severity": e.severity.as_str(),
+            "reason": e.reason.as_str(),
             "first_seen": format_timestamp(e.first_seen),
             "policy_reason": e.policy_reason,
             "changes": e.changes,
@@ -354,6 +355,9 @@ pub fn capture_human(asset: &AssetConfig, report: &CaptureReport) -> String {
                 e.severity,
                 e.changes.len()
             ));
+            if e.reason == otdrift_store::DriftReason::CaptureChanged {
+                out.push_str(CAPTURE_CHANGED);
+            }
             for line in change_lines(&e.changes, 20) {
                 out.push_str(&format!("    {line}\n"));
             }
@@ -362,6 +366,9 @@ pub fn capture_human(asset: &AssetConfig, report: &CaptureReport) -> String {
     out
 }
 
+/// What a `capture_changed` drift tells people, one line.
+const CAPTURE_CHANGED: &str = "  reason capture_changed: the asset is read differently than when its baseline was approved (a new setpoint range or layout, or an agent that reads more); the difference may be the capture's alone\n";
+
 /// A drift event as in `otdrift drift --json`.
 pub fn drift_json(e: &DriftEvent) -> Json {
     json!({
@@ -369,6 +376,7 @@ pub fn drift_json(e: &DriftEvent) -> Json {
         "asset": e.asset,
         "status": e.status.as_str(),
         "severity": e.severity.as_str(),
+        "reason": e.reason.as_str(),
         "baseline_digest": e.baseline_digest,
         "observed_digest": e.observed_digest,
         "first_seen": format_timestamp(e.first_seen),
@@ -396,6 +404,9 @@ pub fn drift_human(e: &DriftEvent) -> String {
     );
     if let Some(closed) = e.closed_at {
         out.push_str(&format!("    closed {}\n", format_timestamp(closed)));
+    }
+    if e.reason == otdrift_store::DriftReason::CaptureChanged {
+        out.push_str(&CAPTURE_CHANGED.replacen("  ", "    ", 1));
     }
     for line in change_lines(&e.changes, 10) {
         out.push_str(&format!("    {line}\n"));

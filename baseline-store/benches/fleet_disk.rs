@@ -163,6 +163,7 @@ fn main() {
                         requests: 3,
                         label: &|_| None,
                         rules: &rules,
+                        capture_spec: None,
                     })
                     .expect("recorded");
             }

@@ -29,13 +29,17 @@ pub const REPORT_INTERVAL: TimeDelta = TimeDelta::minutes(1);
 /// Reads an `envelope` claim. The error names the pattern and what is wrong with it.
 pub fn parse(claim: &Json) -> Result<Envelope, String> {
     let Some(members) = claim.as_object() else {
-        return Err("must be an object mapping item paths to {\"min\", \"max\"} or {\"one_of\"}".into());
+        return Err(
+            "must be an object mapping item paths to {\"min\", \"max\"} or {\"one_of\"}".into(),
+        );
     };
     let mut envelope = Envelope::new();
     for (pattern, bound) in members {
         let named = |e: &dyn std::fmt::Display| format!("{pattern:?}: {e}");
         let Some(b) = bound.as_object() else {
-            return Err(named(&"must be an object: {\"min\": N, \"max\": N} or {\"one_of\": [..]}"));
+            return Err(named(
+                &"must be an object: {\"min\": N, \"max\": N} or {\"one_of\": [..]}",
+            ));
         };
         let mut keys: Vec<&str> = b.keys().map(String::as_str).collect();
         keys.sort_unstable();
@@ -205,17 +209,35 @@ mod tests {
     fn the_claim_is_read_strictly() {
         let ok = parse(&json!({"a": {"min": 1, "max": 2}, "b/*": {"one_of": [1, "x", true]}}))
             .expect("valid");
-        assert_eq!(to_json(&ok), json!({"a": {"min": 1, "max": 2}, "b/*": {"one_of": [1, "x", true]}}));
+        assert_eq!(
+            to_json(&ok),
+            json!({"a": {"min": 1, "max": 2}, "b/*": {"one_of": [1, "x", true]}})
+        );
         for (bad, says) in [
             (json!([]), "must be an object"),
             (json!({"a": 3}), "\"a\": must be an object"),
-            (json!({"a": {"min": 5, "max": 1}}), "\"a\": min 5 is above max 1"),
+            (
+                json!({"a": {"min": 5, "max": 1}}),
+                "\"a\": min 5 is above max 1",
+            ),
             (json!({"a": {"min": 1}}), "a bound is exactly"),
-            (json!({"a": {"min": 1, "max": 2, "step": 1}}), "a bound is exactly"),
-            (json!({"a": {"min": "1", "max": 2}}), "`min` must be a number"),
+            (
+                json!({"a": {"min": 1, "max": 2, "step": 1}}),
+                "a bound is exactly",
+            ),
+            (
+                json!({"a": {"min": "1", "max": 2}}),
+                "`min` must be a number",
+            ),
             (json!({"a": {"one_of": []}}), "one_of lists no value"),
-            (json!({"a": {"one_of": [null]}}), "numbers, strings or booleans"),
-            (json!({"a*b": {"min": 1, "max": 2}}), "prefix ending in a single"),
+            (
+                json!({"a": {"one_of": [null]}}),
+                "numbers, strings or booleans",
+            ),
+            (
+                json!({"a*b": {"min": 1, "max": 2}}),
+                "prefix ending in a single",
+            ),
         ] {
             let e = parse(&bad).expect_err("refused");
             assert!(e.contains(says), "{bad}: {e}");

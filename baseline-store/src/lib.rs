@@ -57,7 +57,8 @@ pub use ingest::{
     drift_changes_link,
 };
 pub use model::{
-    AssetRow, Baseline, CaptureRow, ChangeRecord, DriftEvent, DriftFilter, DriftStatus, Phase,
+    AssetRow, Baseline, CaptureRow, ChangeRecord, DriftEvent, DriftFilter, DriftReason,
+    DriftStatus, Phase,
 };
 pub use queries::{DriftChanges, DriftHeader};
 pub use retention::{Pruned, PrunedPosition, Retention};

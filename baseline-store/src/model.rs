@@ -68,6 +68,9 @@ pub struct Baseline {
     /// The envelopes in force: setpoint moves inside them match this baseline
     /// (`envelope.rs`). Empty when none was approved.
     pub envelope: otdrift_core::Envelope,
+    /// What its state was read by (the capture spec); `None` for a baseline recorded before
+    /// otdrift kept it, until a matching capture teaches it.
+    pub capture_spec: Option<Digest>,
 }
 
 /// One distinct observation of an asset's state.
@@ -211,6 +214,42 @@ pub struct DriftEvent {
     /// Why approvals that cover the observed state have not applied (the change policy's
     /// unmet rules); `None` when no approval covers it.
     pub policy_reason: Option<String>,
+    /// Whether the device changed, or the capture did (another capture spec than the
+    /// baseline's: a new setpoint range or layout, an agent that reads more).
+    pub reason: DriftReason,
+}
+
+/// Why an asset differs from its baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftReason {
+    /// Read the same way as the baseline: the device changed.
+    Device,
+    /// Read another way than the baseline (`capture_spec` differs): the difference may be
+    /// the capture's alone.
+    CaptureChanged,
+}
+
+impl DriftReason {
+    /// The reason as events, JSON and the database spell it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DriftReason::Device => "device",
+            DriftReason::CaptureChanged => "capture_changed",
+        }
+    }
+}
+
+impl std::str::FromStr for DriftReason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "device" => Ok(DriftReason::Device),
+            "capture_changed" => Ok(DriftReason::CaptureChanged),
+            other => Err(format!("unknown drift reason {other:?}")),
+        }
+    }
 }
 
 /// Which drift events to list.

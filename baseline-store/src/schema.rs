@@ -381,7 +381,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE assets ADD COLUMN verification_overdue_since TEXT;
     "#,
     // 9: approved envelopes (`envelope.rs`): the envelope in force with each baseline, the
-    // state each capture was judged as, and the last reported move of each covered setpoint.
+    // state each capture was judged as, and the last reported move of each covered setpoint;
+    // capture specs and the drift reason `capture_changed`.
     r#"
     ALTER TABLE baselines ADD COLUMN envelope TEXT;
     -- The capture with every setpoint move inside its envelope at the baseline's value, and
@@ -391,6 +392,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX captures_judged ON captures(judged_digest) WHERE judged_digest IS NOT NULL;
     -- Per covered setpoint: the value last reported (`setpoint.adjusted`), when, and whether a
     -- later move waits for the minute to pass (at most one event per item per minute).
+    -- What each capture was read by (the capture spec: the collector's reader version and the
+    -- config's setpoint areas and layouts) and what each baseline's state was read by: when
+    -- they differ, drift has reason `capture_changed`, not `device`.
+    ALTER TABLE captures ADD COLUMN capture_spec TEXT;
+    ALTER TABLE baselines ADD COLUMN capture_spec TEXT;
+    ALTER TABLE drift_events ADD COLUMN reason TEXT NOT NULL DEFAULT 'device'
+        CHECK (reason IN ('device', 'capture_changed'));
     CREATE TABLE setpoint_moves (
         asset        TEXT NOT NULL,
         path         TEXT NOT NULL,

@@ -12,7 +12,8 @@
 //!
 //! A poll is *quiet* only when recording it durably would change nothing but the seen-time,
 //! counter and runtime facts of the asset's latest capture row (the asset's last capture and
-//! attempt are read from it): the latest row has this digest and no change id, the
+//! attempt are read from it): the latest row has this digest, no change id and the same
+//! capture spec, the
 //! capture is no technician's, the digest is the baseline's (or the row was judged, against
 //! this very baseline row, as the baseline's with setpoints inside their envelopes, and no
 //! setpoint move waits to be reported) and no drift is open, the asset
@@ -96,6 +97,8 @@ struct QuietMemo {
     stored: serde_json::Value,
     /// The row as written (bumps not written yet are overlaid when answering).
     capture: CaptureRow,
+    /// The capture spec the row was read by.
+    capture_spec: Option<otdrift_core::Digest>,
     /// The baseline, whose digest is the row's or the row's judged digest (a quiet check
     /// requires it).
     baseline: Baseline,
@@ -326,6 +329,7 @@ impl QuietPath {
         let memo = state.memo.get(rec.asset)?;
         let current = memo.writes == state.writes.load(Ordering::Acquire)
             && memo.capture.digest == digests.overall
+            && memo.capture_spec == rec.capture_spec
             && memo.protocol == rec.protocol
             && memo.address == rec.address
             && same_operating_state(rec, &memo.stored)
@@ -573,6 +577,7 @@ impl Store {
             let mut state = lock(&self.seen);
             let memo = QuietMemo {
                 writes: state.writes.load(Ordering::Acquire),
+                capture_spec: rec.capture_spec,
                 protocol: rec.protocol.to_owned(),
                 address: rec.address.to_owned(),
                 stored,
@@ -598,7 +603,7 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT c.id, c.runtime,
-                    c.digest = ?2 AND c.change_id IS NULL
+                    c.digest = ?2 AND c.change_id IS NULL AND c.capture_spec IS ?6
                     AND a.protocol = ?4 AND a.address = ?5 AND a.reachable = 1
                     AND a.last_error IS NULL AND a.unreachable_since IS NULL
                     AND a.failing_since IS NULL AND a.failure_reason IS NULL
@@ -623,7 +628,14 @@ impl Store {
                  WHERE c.asset = ?1 ORDER BY c.id DESC LIMIT 1",
             )?
             .query_row(
-                params![rec.asset, digest, now, rec.protocol, rec.address],
+                params![
+                    rec.asset,
+                    digest,
+                    now,
+                    rec.protocol,
+                    rec.address,
+                    rec.capture_spec.map(|d| d.to_string())
+                ],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;

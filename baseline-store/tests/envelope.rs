@@ -35,7 +35,14 @@ fn capture(store: &mut Store, s: &Snapshot) -> CaptureOutcome {
 }
 
 fn approve(store: &mut Store, jti: &str, to: Digest, claims: &Json) -> ApprovalDecision {
-    approve_as(store, jti, "plant-eng-mgr", to, claims, &ChangeRules::default())
+    approve_as(
+        store,
+        jti,
+        "plant-eng-mgr",
+        to,
+        claims,
+        &ChangeRules::default(),
+    )
 }
 
 fn approve_as(
@@ -94,8 +101,14 @@ fn enveloped() -> (Arc<ManualClock>, Store, Snapshot) {
         "s7/db1/speed*": {"min": 90, "max": 110},
     }});
     let decision = approve(&mut store, "env-1", base.digest(), &claims);
-    assert!(matches!(decision, ApprovalDecision::Applied(_)), "{decision:?}");
-    let baseline = store.current_baseline("press-7").expect("read").expect("baseline");
+    assert!(
+        matches!(decision, ApprovalDecision::Applied(_)),
+        "{decision:?}"
+    );
+    let baseline = store
+        .current_baseline("press-7")
+        .expect("read")
+        .expect("baseline");
     assert!(!baseline.provisional);
     assert!(!baseline.envelope.is_empty());
     (clock, store, base)
@@ -116,7 +129,10 @@ fn a_move_inside_matches_is_reported_and_never_moves_the_baseline() {
     assert_eq!(adjusted[0]["path"], "s7/db1/fill_temp");
     assert_eq!(adjusted[0]["before"], json!(72.5));
     assert_eq!(adjusted[0]["after"], json!(74.0));
-    assert_eq!(adjusted[0]["envelope"], json!({"pattern": "s7/db1/fill_temp", "min": 70, "max": 75}));
+    assert_eq!(
+        adjusted[0]["envelope"],
+        json!({"pattern": "s7/db1/fill_temp", "min": 70, "max": 75})
+    );
     assert_eq!(
         store
             .audit_entries_of_kind(&["setpoint.adjusted"])
@@ -125,7 +141,9 @@ fn a_move_inside_matches_is_reported_and_never_moves_the_baseline() {
         1
     );
     // Verified: the in-envelope capture proves the approved state.
-    let v = store.verification("press-7", TimeDelta::days(35)).expect("verification");
+    let v = store
+        .verification("press-7", TimeDelta::days(35))
+        .expect("verification");
     assert_eq!(v.last_verified, Some(clock.now()));
 }
 
@@ -206,7 +224,11 @@ fn a_move_outside_is_drift_naming_the_envelope_broken() {
     // Back inside: the drift resolves.
     clock.advance(TimeDelta::minutes(2));
     let o = capture(&mut store, &state(1, 71.0, 100));
-    assert!(matches!(o.drift, DriftOutcome::Resolved(_)), "{:?}", o.drift);
+    assert!(
+        matches!(o.drift, DriftOutcome::Resolved(_)),
+        "{:?}",
+        o.drift
+    );
 }
 
 #[test]
@@ -214,8 +236,16 @@ fn a_pending_approval_still_matches_while_a_setpoint_sits_elsewhere_in_its_envel
     let (clock, mut store, base) = enveloped();
     // The change is approved for the new program with the baseline's setpoints ...
     let target = state(2, 72.5, 100);
-    let decision = approve(&mut store, "chg-2", target.digest(), &json!({"jti": "chg-2"}));
-    assert!(matches!(decision, ApprovalDecision::Pending(_)), "{decision:?}");
+    let decision = approve(
+        &mut store,
+        "chg-2",
+        target.digest(),
+        &json!({"jti": "chg-2"}),
+    );
+    assert!(
+        matches!(decision, ApprovalDecision::Pending(_)),
+        "{decision:?}"
+    );
     // ... and deployed while the operator has the temperature at 73.5.
     clock.advance(TimeDelta::minutes(2));
     let o = capture(&mut store, &state(2, 73.5, 100));
@@ -224,7 +254,10 @@ fn a_pending_approval_still_matches_while_a_setpoint_sits_elsewhere_in_its_envel
     assert_ne!(applied.baseline.digest, base.digest());
     assert_eq!(o.drift, DriftOutcome::None);
     // The envelope carried over to the new baseline (the token had no claim).
-    let b = store.current_baseline("press-7").expect("read").expect("baseline");
+    let b = store
+        .current_baseline("press-7")
+        .expect("read")
+        .expect("baseline");
     assert_eq!(b.envelope.iter().count(), 2);
     // A token with an empty envelope clears it: the operator's value is drift again.
     clock.advance(TimeDelta::minutes(2));
@@ -234,7 +267,10 @@ fn a_pending_approval_still_matches_while_a_setpoint_sits_elsewhere_in_its_envel
         target.digest(),
         &json!({"jti": "clear", "envelope": {}}),
     );
-    assert!(matches!(cleared, ApprovalDecision::Applied(_)), "{cleared:?}");
+    assert!(
+        matches!(cleared, ApprovalDecision::Applied(_)),
+        "{cleared:?}"
+    );
     clock.advance(TimeDelta::minutes(2));
     let o = capture(&mut store, &state(2, 73.5, 100));
     assert!(o.drift.is_drifted(), "{:?}", o.drift);
@@ -255,7 +291,10 @@ fn a_steady_state_inside_its_envelope_is_a_quiet_poll() {
     for _ in 0..3 {
         clock.advance(TimeDelta::seconds(10));
         let o = capture(&mut store, &state(1, 74.0, 100));
-        assert!(o.quiet, "the same in-envelope state again writes nothing at once");
+        assert!(
+            o.quiet,
+            "the same in-envelope state again writes nothing at once"
+        );
         assert_eq!(o.drift, DriftOutcome::None);
     }
     store.flush_seen().expect("flush");
@@ -292,15 +331,34 @@ fn an_envelope_on_a_safety_item_needs_the_safety_policy() {
         },
     );
     // Confirming the state alone: the asset's policy, one approval.
-    let plain = approve_as(&mut store, "b-1", "alice", base.digest(), &json!({}), &rules);
+    let plain = approve_as(
+        &mut store,
+        "b-1",
+        "alice",
+        base.digest(),
+        &json!({}),
+        &rules,
+    );
     assert!(matches!(plain, ApprovalDecision::Applied(_)), "{plain:?}");
     let claims = json!({"envelope": {"s7/db1/fill_temp": {"min": 60, "max": 90}}});
     let first = approve_as(&mut store, "e-1", "alice", base.digest(), &claims, &rules);
-    assert!(matches!(first, ApprovalDecision::Pending(_)), "one approval is not the board: {first:?}");
-    let b = store.current_baseline("press-7").expect("read").expect("baseline");
-    assert!(b.envelope.is_empty(), "nothing is in force before the policy is met");
+    assert!(
+        matches!(first, ApprovalDecision::Pending(_)),
+        "one approval is not the board: {first:?}"
+    );
+    let b = store
+        .current_baseline("press-7")
+        .expect("read")
+        .expect("baseline");
+    assert!(
+        b.envelope.is_empty(),
+        "nothing is in force before the policy is met"
+    );
     let second = approve_as(&mut store, "e-2", "bob", base.digest(), &claims, &rules);
     assert!(matches!(second, ApprovalDecision::Applied(_)), "{second:?}");
-    let b = store.current_baseline("press-7").expect("read").expect("baseline");
+    let b = store
+        .current_baseline("press-7")
+        .expect("read")
+        .expect("baseline");
     assert!(!b.envelope.is_empty());
 }

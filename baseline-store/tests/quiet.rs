@@ -54,6 +54,7 @@ fn with_record<T>(
         requests: 2,
         label: &|_| None,
         rules: &otdrift_store::ChangeRules::default(),
+        capture_spec: None,
     })
 }
 

@@ -15,8 +15,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 use crate::item::{Class, Item, path_matches};
 use crate::snapshot::Snapshot;
@@ -331,18 +331,30 @@ mod tests {
         assert_eq!(Bound::one_of(Vec::new()), Err(BoundError::Empty));
         let mut e = Envelope::new();
         for bad in ["", "*", "a*b", "a**"] {
-            assert!(e.insert(bad, Bound::range(0.0, 1.0).expect("range")).is_err());
+            assert!(
+                e.insert(bad, Bound::range(0.0, 1.0).expect("range"))
+                    .is_err()
+            );
         }
     }
 
     #[test]
     fn the_longest_prefix_wins_and_an_exact_path_beats_it() {
         let mut e = Envelope::new();
-        e.insert("s7/db1/*", Bound::range(0.0, 1.0).expect("r")).expect("p");
-        e.insert("s7/db1/fill*", Bound::range(0.0, 2.0).expect("r")).expect("p");
-        e.insert("s7/db1/fill_temp", Bound::range(0.0, 3.0).expect("r")).expect("p");
-        assert_eq!(e.rule_for("s7/db1/fill_temp").map(|r| r.0), Some("s7/db1/fill_temp"));
-        assert_eq!(e.rule_for("s7/db1/fill_time").map(|r| r.0), Some("s7/db1/fill*"));
+        e.insert("s7/db1/*", Bound::range(0.0, 1.0).expect("r"))
+            .expect("p");
+        e.insert("s7/db1/fill*", Bound::range(0.0, 2.0).expect("r"))
+            .expect("p");
+        e.insert("s7/db1/fill_temp", Bound::range(0.0, 3.0).expect("r"))
+            .expect("p");
+        assert_eq!(
+            e.rule_for("s7/db1/fill_temp").map(|r| r.0),
+            Some("s7/db1/fill_temp")
+        );
+        assert_eq!(
+            e.rule_for("s7/db1/fill_time").map(|r| r.0),
+            Some("s7/db1/fill*")
+        );
         assert_eq!(e.rule_for("s7/db1/speed").map(|r| r.0), Some("s7/db1/*"));
         assert_eq!(e.rule_for("s7/db2/speed"), None);
     }
@@ -362,7 +374,8 @@ mod tests {
             ("s7/db1/speed", Class::Setpoint, Value::Int(11)),
         ]);
         let mut e = Envelope::new();
-        e.insert("s7/db1/temp", Bound::range(70.0, 75.0).expect("r")).expect("p");
+        e.insert("s7/db1/temp", Bound::range(70.0, 75.0).expect("r"))
+            .expect("p");
         e.insert(
             "s7/db1/mode",
             Bound::one_of(vec![Literal::Number(1.0), Literal::Number(2.0)]).expect("o"),
@@ -372,16 +385,25 @@ mod tests {
         assert_eq!(judged.adjustments.len(), 1);
         assert_eq!(judged.adjustments[0].path, "s7/db1/temp");
         assert_eq!(
-            judged.snapshot.get("s7/db1/temp").map(|i| i.value().clone()),
+            judged
+                .snapshot
+                .get("s7/db1/temp")
+                .map(|i| i.value().clone()),
             Some(Value::F32(72.5))
         );
         // Outside its one_of, and not covered at all: both stay as observed.
         assert_eq!(
-            judged.snapshot.get("s7/db1/mode").map(|i| i.value().clone()),
+            judged
+                .snapshot
+                .get("s7/db1/mode")
+                .map(|i| i.value().clone()),
             Some(Value::UInt(3))
         );
         assert_eq!(
-            judged.snapshot.get("s7/db1/speed").map(|i| i.value().clone()),
+            judged
+                .snapshot
+                .get("s7/db1/speed")
+                .map(|i| i.value().clone()),
             Some(Value::Int(11))
         );
     }
@@ -397,8 +419,10 @@ mod tests {
             ("s7/db1/temp", Class::Setpoint, Value::UInt(1)),
         ]);
         let mut e = Envelope::new();
-        e.insert("fw", Bound::range(0.0, 5.0).expect("r")).expect("p");
-        e.insert("nothing/*", Bound::range(0.0, 5.0).expect("r")).expect("p");
+        e.insert("fw", Bound::range(0.0, 5.0).expect("r"))
+            .expect("p");
+        e.insert("nothing/*", Bound::range(0.0, 5.0).expect("r"))
+            .expect("p");
         assert!(e.judge(&baseline, &observed).adjustments.is_empty());
         let (unmatched, forbidden) = e.misplaced(&observed);
         assert_eq!(unmatched, vec!["nothing/*".to_owned()]);
@@ -408,7 +432,8 @@ mod tests {
     #[test]
     fn the_claim_shape_round_trips_through_json() {
         let mut e = Envelope::new();
-        e.insert("a", Bound::range(1.0, 2.5).expect("r")).expect("p");
+        e.insert("a", Bound::range(1.0, 2.5).expect("r"))
+            .expect("p");
         e.insert(
             "b*",
             Bound::one_of(vec![Literal::Text("x".into()), Literal::Bool(true)]).expect("o"),

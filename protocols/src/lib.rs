@@ -221,6 +221,18 @@ pub fn planned_requests(asset: &AssetConfig) -> Option<u64> {
         .flatten()
 }
 
+/// The capture spec of `asset`: the digest of what its collector is asked to read (its
+/// protocol's reader version, its setpoint areas and layouts, the options that add or remove
+/// items). A capture under another spec than the baseline's is drift with reason
+/// `capture_changed`: the difference may be the capture's, not the device's.
+pub fn capture_spec(asset: &AssetConfig) -> otdrift_core::Digest {
+    let text = PROTOCOLS
+        .iter()
+        .find_map(|p| p.capture_spec(asset))
+        .unwrap_or_else(|| format!("{} (no collector in this build)", asset.protocol.kind()));
+    otdrift_core::Digest::of(text.as_bytes())
+}
+
 /// The name of the config's setpoint entry that covers an item path, for diffs and events.
 pub fn setpoint_label(asset: &AssetConfig, path: &str) -> Option<String> {
     PROTOCOLS.iter().find_map(|p| p.setpoint_label(asset, path))

@@ -53,6 +53,16 @@ pub(crate) trait Module: Send + Sized + 'static {
     /// The name of the config's setpoint entry that covers an item path.
     fn setpoint_label(cfg: &Self::Config, path: &str) -> Option<String>;
 
+    /// The version of what this collector reads from a device: bump it when a release reads
+    /// more or differently (new identity facts, another item layout), so that every asset's
+    /// next capture is drift with reason `capture_changed`, not a device change.
+    const READER: u32;
+
+    /// What the config asks this collector to capture, one line per fact (its setpoint areas
+    /// and layouts, and the options that add or remove items), in any order: names for
+    /// people, timeouts and credentials are left out, since they change no item.
+    fn capture_spec(cfg: &Self::Config) -> Vec<String>;
+
     /// The fewest requests a capture of this asset sends, when the config alone says so
     /// (`check-config` compares it with `max_requests_per_sec` and `capture_timeout_ms`);
     /// `None` when it depends on what the device answers (its PDU size, its symbol table).
@@ -149,6 +159,7 @@ pub(crate) struct Entry {
     build: fn(&AssetConfig, &Path) -> Option<Box<dyn Collector>>,
     setpoint_label: fn(&AssetConfig, &str) -> Option<String>,
     planned_requests: fn(&AssetConfig) -> Option<Option<u64>>,
+    capture_spec: fn(&AssetConfig) -> Option<String>,
 }
 
 impl Entry {
@@ -158,7 +169,13 @@ impl Entry {
             build: build::<M>,
             setpoint_label: setpoint_label::<M>,
             planned_requests: planned_requests::<M>,
+            capture_spec: capture_spec::<M>,
         }
+    }
+
+    /// What `asset`'s captures are read by, as text, when it speaks this protocol.
+    pub(crate) fn capture_spec(&self, asset: &AssetConfig) -> Option<String> {
+        (self.capture_spec)(asset)
     }
 
     /// The collector for `asset`, when it speaks this protocol.
@@ -189,4 +206,17 @@ fn setpoint_label<M: Module>(asset: &AssetConfig, path: &str) -> Option<String> 
 
 fn planned_requests<M: Module>(asset: &AssetConfig) -> Option<Option<u64>> {
     Some(M::planned_requests(M::config(&asset.protocol)?))
+}
+
+fn capture_spec<M: Module>(asset: &AssetConfig) -> Option<String> {
+    let mut lines = M::capture_spec(M::config(&asset.protocol)?);
+    // Config order changes nothing that is captured: the snapshot sorts its items.
+    lines.sort();
+    lines.dedup();
+    Some(format!(
+        "{} reader {}\n{}",
+        M::PROTOCOL.as_str(),
+        M::READER,
+        lines.join("\n")
+    ))
 }

@@ -46,6 +46,13 @@ pub enum Outcome {
         /// The approval it withdrew.
         approval: Box<ApprovalRow>,
     },
+    /// A token for a list of assets: what it did to each (applied, pending or rejected).
+    Assets {
+        /// The token.
+        token: Box<VerifiedToken>,
+        /// Each asset in the order the token names them, with its outcome.
+        results: Vec<(String, Outcome)>,
+    },
     /// Refused; already recorded in the audit log and as an `approval.rejected` event.
     Rejected {
         /// Stable reason code.
@@ -57,6 +64,144 @@ pub enum Outcome {
 
 /// The source of a token submitted on the command line, for rate limits and the audit log.
 pub const COMMAND_LINE: &str = "command-line";
+
+/// Hands one asset's approval of a verified token to the store (`jti` is the token's, or for a
+/// token for a list of assets, the token's with the asset appended).
+fn submit_one(
+    config: &Config,
+    store: &mut Store,
+    verified: &VerifiedToken,
+    jti: &str,
+    asset: &otdrift_config::AssetConfig,
+    to: Option<otdrift_core::Digest>,
+    source: &str,
+) -> Result<ApprovalDecision, StoreError> {
+    let c = &verified.claims;
+    let now = store.clock().now();
+    let max_age = asset.approval_max_observation_age(&config.agent, now);
+    let rules = crate::rules::change_rules(config, asset);
+    store.submit_approval(&ApprovalInput {
+        jti,
+        asset: &asset.id,
+        change_id: &c.change_id,
+        kind: c.kind.as_str(),
+        approver_id: &c.iss,
+        approver: c.approver.as_deref(),
+        requestor: c.requestor.as_deref(),
+        from: c.from,
+        to,
+        content: c.content,
+        diff: c.diff,
+        issued_at: c.iat,
+        not_before: c.nbf,
+        expires_at: c.exp,
+        token: &verified.raw,
+        claims: &verified.claims_json,
+        max_observation_age: TimeDelta::from_std(max_age).unwrap_or(TimeDelta::MAX),
+        source,
+        rules: &rules,
+    })
+}
+
+/// The rejection code of an asset in a token for a list of assets whose open drift is not a
+/// capture change.
+pub const NOT_CAPTURE_CHANGE: &str = "not-capture-change";
+
+/// A token for a list of assets (`assets` claim): each asset's part is an approval of its
+/// own (token id `<jti>/<asset>`), matched and recorded as if it came alone, and allowed only
+/// where the asset's open drift has reason `capture_changed` (a new setpoint range or layout,
+/// an agent that reads more, on many assets at once): one signature may re-baseline what the
+/// agent reads, never what a device runs.
+fn submit_assets(
+    config: &Config,
+    store: &mut Store,
+    verified: VerifiedToken,
+    source: &str,
+) -> Result<Outcome, StoreError> {
+    let c = &verified.claims;
+    let mut results = Vec::with_capacity(c.assets.len());
+    for (id, to) in &c.assets {
+        let jti = format!("{}/{id}", c.jti);
+        let Some(asset) = config.asset(id) else {
+            continue; // verify() refuses assets that are not configured.
+        };
+        let open = store.drift_events(&otdrift_store::DriftFilter {
+            asset: Some(id.clone()),
+            open_only: true,
+        })?;
+        let capture_change = open
+            .first()
+            .is_some_and(|d| d.reason == otdrift_store::DriftReason::CaptureChanged);
+        if !capture_change {
+            let message = format!(
+                "asset {id:?} has no open capture_changed drift: a token for a list of assets approves only capture changes, each device change needs its own token"
+            );
+            let details = json!({
+                "kid": c.iss, "jti": jti, "sub": id, "change_id": c.change_id, "verified": true,
+            });
+            store.record_rejection(source, NOT_CAPTURE_CHANGE, &message, &details, Some(id))?;
+            results.push((
+                id.clone(),
+                Outcome::Rejected {
+                    code: NOT_CAPTURE_CHANGE.to_owned(),
+                    message,
+                },
+            ));
+            continue;
+        }
+        let mut one = verified.clone();
+        one.claims.sub = id.clone();
+        one.claims.to = Some(*to);
+        one.claims.jti = jti.clone();
+        let outcome = match submit_one(config, store, &verified, &jti, asset, Some(*to), source)? {
+            ApprovalDecision::Applied(applied) => Outcome::Applied {
+                token: Box::new(one),
+                applied,
+            },
+            ApprovalDecision::Pending(approval) => Outcome::Pending {
+                token: Box::new(one),
+                approval,
+            },
+            ApprovalDecision::Rejected(refusal) => Outcome::Rejected {
+                code: refusal.code().to_owned(),
+                message: refusal.to_string(),
+            },
+        };
+        results.push((id.clone(), outcome));
+    }
+    Ok(Outcome::Assets {
+        token: Box::new(verified),
+        results,
+    })
+}
+
+/// One asset's part of a token for a list of assets, as `approve --json` and the API show it.
+pub fn asset_result_json(asset: &str, outcome: &Outcome) -> Json {
+    match outcome {
+        Outcome::Applied { applied, .. } => json!({
+            "asset": asset,
+            "status": "applied",
+            "baseline": {
+                "digest": applied.baseline.digest,
+                "previous": applied.previous.as_ref().map(|b| b.digest),
+            },
+            "drift_id": applied.drift.as_ref().map(|d| d.id),
+        }),
+        Outcome::Pending { approval, .. } => json!({
+            "asset": asset,
+            "status": "pending",
+            "to": approval.to,
+            "waiting_for": approval.reason,
+        }),
+        Outcome::Rejected { code, message } => json!({
+            "asset": asset,
+            "status": "rejected",
+            "reason": code,
+            "message": message,
+        }),
+        _ => json!({"asset": asset, "status": "unexpected"}),
+    }
+}
 
 /// The rejection code of an envelope that covers something other than the asset's setpoints.
 pub const ENVELOPE_REFUSED: &str = "envelope";
@@ -169,6 +314,9 @@ pub fn submit(
             },
         });
     }
+    if !c.assets.is_empty() {
+        return submit_assets(config, store, verified, source);
+    }
     let Some(asset) = config.asset(&c.sub) else {
         // verify() refuses tokens for assets that are not configured.
         return Ok(Outcome::Rejected {
@@ -222,29 +370,7 @@ pub fn submit(
             message,
         });
     }
-    let max_age = asset.approval_max_observation_age(&config.agent, now);
-    let rules = crate::rules::change_rules(config, asset);
-    let decision = store.submit_approval(&ApprovalInput {
-        jti: &c.jti,
-        asset: &c.sub,
-        change_id: &c.change_id,
-        kind: c.kind.as_str(),
-        approver_id: &c.iss,
-        approver: c.approver.as_deref(),
-        requestor: c.requestor.as_deref(),
-        from: c.from,
-        to: c.to,
-        content: c.content,
-        diff: c.diff,
-        issued_at: c.iat,
-        not_before: c.nbf,
-        expires_at: c.exp,
-        token: &verified.raw,
-        claims: &verified.claims_json,
-        max_observation_age: TimeDelta::from_std(max_age).unwrap_or(TimeDelta::MAX),
-        source,
-        rules: &rules,
-    })?;
+    let decision = submit_one(config, store, &verified, &c.jti, asset, c.to, source)?;
     Ok(match decision {
         ApprovalDecision::Applied(applied) => Outcome::Applied {
             token: Box::new(verified),

@@ -119,6 +119,9 @@ pub struct Claims {
     /// drift once the token applies. `None` without the claim (the baseline's envelope carries
     /// over); an empty object clears it.
     pub envelope: Option<otdrift_core::Envelope>,
+    /// A token for a list of assets (`sub` = `*`): each asset with the exact state approved
+    /// for it. Only capture changes are approved this way (see `approval::submit`).
+    pub assets: Vec<(String, Digest)>,
 }
 
 /// A token whose signature and claims checked out.
@@ -473,7 +476,30 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
         }
     };
     let diff = digest_claim(&claims, "diff")?;
+    let assets = match claims.get("assets") {
+        None => Vec::new(),
+        Some(_) if !kind.approves() => {
+            return Err(Rejection::BadClaim {
+                claim: "assets",
+                reason: format!("a {} token names one asset", kind.as_str()),
+            });
+        }
+        Some(list) => {
+            forbid(
+                &["to", "content", "from", "diff", "envelope"],
+                "a token for a list of assets names each asset's state in `assets`, nothing else",
+            )?;
+            if sub != ALL_ASSETS {
+                return Err(Rejection::BadClaim {
+                    claim: "sub",
+                    reason: format!("a token with `assets` has `sub` = {ALL_ASSETS:?}"),
+                });
+            }
+            assets_claim(list, cx)?
+        }
+    };
     let (to, content, from, withdraws) = match kind {
+        _ if !assets.is_empty() => (None, None, None, None),
         Kind::Standard | Kind::Normal | Kind::Emergency => {
             let to = digest_claim(&claims, "to")?;
             let content = digest_claim(&claims, "content")?;
@@ -515,7 +541,7 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
             reason,
         })?;
     separation_of_duties(kind, requestor.as_deref(), approver_name.as_deref(), &iss)?;
-    if !(cx.asset_known)(&sub) {
+    if assets.is_empty() && !(cx.asset_known)(&sub) {
         return Err(Rejection::UnknownAsset(sub));
     }
     Ok(VerifiedToken {
@@ -539,8 +565,50 @@ pub fn verify(token: &str, cx: &VerifyContext<'_>) -> Result<VerifiedToken, Reje
             requestor,
             kind,
             envelope,
+            assets,
         },
     })
+}
+
+/// `sub` of a token for a list of assets.
+pub const ALL_ASSETS: &str = "*";
+
+/// The most assets one token may name.
+pub const MAX_ASSETS: usize = 1000;
+
+/// The `assets` claim: configured asset id → the `blake3:` state approved for it.
+fn assets_claim(list: &Json, cx: &VerifyContext<'_>) -> Result<Vec<(String, Digest)>, Rejection> {
+    let bad = |reason: String| Rejection::BadClaim {
+        claim: "assets",
+        reason,
+    };
+    let Some(list) = list.as_object().filter(|l| !l.is_empty()) else {
+        return Err(bad(
+            "must be a non-empty object: asset id → approved state".to_owned()
+        ));
+    };
+    if list.len() > MAX_ASSETS {
+        return Err(bad(format!(
+            "names {} assets, at most {MAX_ASSETS}",
+            list.len()
+        )));
+    }
+    list.iter()
+        .map(|(asset, to)| {
+            if !(cx.asset_known)(asset) {
+                return Err(Rejection::UnknownAsset(asset.clone()));
+            }
+            let to = to
+                .as_str()
+                .ok_or_else(|| bad(format!("{asset:?}: {to} is not a string")))?
+                .parse()
+                .map_err(|e| Rejection::BadDigest {
+                    claim: "assets",
+                    reason: format!("{asset:?}: {e}"),
+                })?;
+            Ok((asset.clone(), to))
+        })
+        .collect()
 }
 
 /// The requestor of a change never approves it: required for `standard` and `normal`

@@ -129,7 +129,7 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
     };
     let mut claims = json!({
         "iss": kid,
-        "sub": args.asset,
+        "sub": args.asset.as_deref().unwrap_or(approval::token::ALL_ASSETS),
         "jti": args.jti.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         "iat": now.timestamp(),
         "nbf": now.timestamp(),
@@ -139,6 +139,23 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
         "kind": kind.as_str(),
     });
     match (&to, &content, &args.withdraw) {
+        (None, None, None) if !args.assets.is_empty() => {
+            let mut list = serde_json::Map::new();
+            for entry in &args.assets {
+                let parsed = entry.split_once('=').and_then(|(asset, digest)| {
+                    digest.parse::<Digest>().ok().map(|d| (asset.to_owned(), d))
+                });
+                let Some((asset, digest)) = parsed else {
+                    return Err(Failure::usage(anyhow!(
+                        "--assets {entry:?}: write ASSET=SIGNATURE (a blake3: digest)"
+                    )));
+                };
+                if list.insert(asset.clone(), json!(digest)).is_some() {
+                    return Err(Failure::usage(anyhow!("--assets names {asset:?} twice")));
+                }
+            }
+            claims["assets"] = serde_json::Value::Object(list);
+        }
         (Some(to), None, None) => claims["to"] = json!(to),
         (None, Some(content), None) => claims["content"] = json!(content),
         (None, None, Some(target)) => claims["withdraws"] = json!(target),
@@ -181,6 +198,10 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
                 (Some(to), _, _) if kind == Kind::Review => format!("a review (of {to})"),
                 (Some(to), _, _) => format!("an approval (to {to})"),
                 (None, Some(content), _) => format!("an approval (content {content})"),
+                (None, None, None) => format!(
+                    "an approval of a capture change on {} asset(s)",
+                    args.assets.len()
+                ),
                 (None, None, target) => format!(
                     "a withdrawal of approval {}",
                     target.as_deref().unwrap_or_default()
@@ -189,7 +210,7 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
             eprintln!(
                 "wrote {what} for change {} on {}, valid until {}, to {}",
                 args.change,
-                args.asset,
+                args.asset.as_deref().unwrap_or("the listed assets"),
                 format_timestamp(now + validity),
                 path.display()
             );
@@ -204,15 +225,17 @@ pub fn sign(config_path: &Path, args: &SignArgs) -> CmdResult {
 fn envelope_claim(args: &[String]) -> anyhow::Result<serde_json::Value> {
     let mut claim = serde_json::Map::new();
     for arg in args {
-        let (path, bound) = arg.split_once('=').ok_or_else(|| {
-            anyhow!("--envelope {arg:?}: write PATH=MIN..MAX or PATH=A|B|C")
-        })?;
+        let (path, bound) = arg
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--envelope {arg:?}: write PATH=MIN..MAX or PATH=A|B|C"))?;
         let bound = match bound.split_once("..") {
             Some((min, max)) => {
                 let number = |t: &str| {
-                    t.trim().parse::<f64>().ok().filter(|n| n.is_finite()).ok_or_else(|| {
-                        anyhow!("--envelope {arg:?}: {t:?} is not a number")
-                    })
+                    t.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|n| n.is_finite())
+                        .ok_or_else(|| anyhow!("--envelope {arg:?}: {t:?} is not a number"))
                 };
                 json!({"min": number(min)?, "max": number(max)?})
             }
@@ -413,6 +436,43 @@ pub fn approve(config_path: &Path, source: &str, json: bool) -> CmdResult {
                 );
             }
             Ok(Exit::Ok)
+        }
+        Outcome::Assets { token, results } => {
+            let rejected = results
+                .iter()
+                .any(|(_, o)| matches!(o, Outcome::Rejected { .. }));
+            if json {
+                render::print_json(&json!({
+                    "status": "assets",
+                    "change_id": token.claims.change_id,
+                    "results": results
+                        .iter()
+                        .map(|(asset, o)| approval::asset_result_json(asset, o))
+                        .collect::<Vec<_>>(),
+                }));
+            } else {
+                println!(
+                    "change {} for {} asset(s):",
+                    token.claims.change_id,
+                    results.len()
+                );
+                for (asset, o) in &results {
+                    let line = match o {
+                        Outcome::Applied { applied, .. } => {
+                            format!("approved: baseline {}", applied.baseline.digest)
+                        }
+                        Outcome::Pending { .. } => {
+                            "pending: applies when a capture sees the approved state".to_owned()
+                        }
+                        Outcome::Rejected { code, message } => {
+                            format!("REJECTED ({code}): {message}")
+                        }
+                        _ => String::new(),
+                    };
+                    println!("  {asset}: {line}");
+                }
+            }
+            Ok(if rejected { Exit::Rejected } else { Exit::Ok })
         }
         Outcome::Rejected { code, message } => {
             if json {

@@ -398,6 +398,29 @@ async fn approvals(
             })),
         )
             .into_response(),
+        Ok(Outcome::Assets { token, results }) => {
+            // 200 when every asset's part was applied or is pending, else the status of the
+            // first refusal; the body says what happened to each.
+            let status = results
+                .iter()
+                .find_map(|(_, o)| match o {
+                    Outcome::Rejected { code, .. } => Some(rejection_status(code)),
+                    _ => None,
+                })
+                .unwrap_or(StatusCode::OK);
+            (
+                status,
+                axum::Json(json!({
+                    "status": "assets",
+                    "change_id": token.claims.change_id,
+                    "results": results
+                        .iter()
+                        .map(|(asset, o)| approval::asset_result_json(asset, o))
+                        .collect::<Vec<_>>(),
+                })),
+            )
+                .into_response()
+        }
         Ok(Outcome::Rejected { code, message }) => (
             rejection_status(&code),
             axum::Json(json!({"status": "rejected", "reason": code, "message": message})),

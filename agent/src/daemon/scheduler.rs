@@ -175,6 +175,7 @@ impl Scheduler {
             })?;
             let worker = Worker {
                 rules: Arc::new(crate::rules::change_rules(config, asset)),
+                capture_spec: otdrift_protocols::capture_spec(asset),
                 stale_after: period.saturating_mul(3),
                 last_success: chrono::Utc::now(),
                 stale: false,
@@ -271,6 +272,9 @@ struct Worker {
     /// What the store said of the asset's last verification, and when to ask it again.
     verification: Verified,
     rules: Arc<otdrift_store::ChangeRules>,
+    /// The asset's capture spec, worked out once (the config does not change under a
+    /// running daemon).
+    capture_spec: otdrift_core::Digest,
     collector: Option<Box<dyn Collector>>,
     backoff: Backoff,
     busy: Arc<AtomicBool>,
@@ -433,6 +437,7 @@ impl Worker {
         }
         let asset = self.asset.clone();
         let rules = self.rules.clone();
+        let spec = self.capture_spec;
         // Whether the poll may have queued events: a quiet poll queued none, so the push
         // worker is not woken for it.
         let mut queued = true;
@@ -463,7 +468,7 @@ impl Worker {
                 // The same state as last time, with nothing written since: kept in memory
                 // here, without a blocking thread (a quiet poll never has refusals: its
                 // digest is the baseline's).
-                let quiet = capture::with_record(&asset, &rules, &c, None, |rec| {
+                let quiet = capture::with_record(&asset, &rules, spec, &c, None, |rec| {
                     shared.db.record_quiet(rec)
                 });
                 let recorded = match quiet {

@@ -42,6 +42,7 @@ pub(crate) fn drift_event_data(
         "asset": d.asset,
         "status": d.status.as_str(),
         "severity": d.severity.as_str(),
+        "reason": d.reason.as_str(),
         "baseline_digest": d.baseline_digest.to_string(),
         "observed_digest": d.observed_digest.to_string(),
         "baseline_change_signature": change_signatures.0.to_string(),
@@ -100,6 +101,7 @@ pub(crate) fn content_digest_of(conn: &Connection, digest: &Digest) -> Result<Di
 /// verdict of the approvals that cover it.
 pub(super) struct Judged<'a> {
     pub(super) baseline: &'a Baseline,
+    pub(super) reason: crate::model::DriftReason,
     pub(super) digests: &'a SnapshotDigests,
     pub(super) diff: &'a Diff,
     pub(super) policy_unmet: Option<&'a (String, String, Vec<String>)>,
@@ -115,6 +117,7 @@ pub(super) fn record_drift(
 ) -> Result<DriftOutcome, StoreError> {
     let Judged {
         baseline,
+        reason,
         digests,
         diff,
         policy_unmet,
@@ -155,7 +158,8 @@ pub(super) fn record_drift(
         Some(open)
             if open.observed_digest == digests.overall
                 && open.baseline_digest == baseline.digest
-                && open.policy_reason == policy_reason =>
+                && open.policy_reason == policy_reason
+                && open.reason == reason =>
         {
             conn.execute(
                 "UPDATE drift_events SET last_seen = ?2, seen_count = seen_count + 1 WHERE id = ?1",
@@ -167,7 +171,7 @@ pub(super) fn record_drift(
             conn.execute(
                 "UPDATE drift_events SET last_seen = ?2, seen_count = seen_count + 1,
                      observed_digest = ?3, baseline_digest = ?4, severity = ?5, changes = ?6,
-                     policy_reason = ?7
+                     policy_reason = ?7, reason = ?8
                  WHERE id = ?1",
                 params![
                     open.id,
@@ -176,7 +180,8 @@ pub(super) fn record_drift(
                     baseline.digest.to_string(),
                     severity,
                     changes_text,
-                    policy_reason
+                    policy_reason,
+                    reason.as_str()
                 ],
             )?;
             (open.id, false)
@@ -184,8 +189,8 @@ pub(super) fn record_drift(
         None => {
             conn.execute(
                 "INSERT INTO drift_events(asset, status, severity, baseline_digest,
-                     observed_digest, first_seen, last_seen, changes, policy_reason)
-                 VALUES (?1, 'open', ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+                     observed_digest, first_seen, last_seen, changes, policy_reason, reason)
+                 VALUES (?1, 'open', ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
                 params![
                     rec.asset,
                     severity,
@@ -193,7 +198,8 @@ pub(super) fn record_drift(
                     observed,
                     now_text,
                     changes_text,
-                    policy_reason
+                    policy_reason,
+                    reason.as_str()
                 ],
             )?;
             (conn.last_insert_rowid(), true)
@@ -216,6 +222,7 @@ pub(super) fn record_drift(
             "severity": severity,
             "baseline_digest": baseline.digest.to_string(),
             "observed_digest": observed,
+            "reason": reason.as_str(),
             "changed_items": changes.len(),
         }),
     )?;

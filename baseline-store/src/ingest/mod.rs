@@ -61,6 +61,9 @@ pub struct CaptureRecord<'a> {
     pub label: &'a dyn Fn(&str) -> Option<String>,
     /// The asset's change policy and staging relations.
     pub rules: &'a crate::ChangeRules,
+    /// What the capture was read by (`otdrift_protocols::capture_spec`); `None` when the
+    /// caller cannot tell (the difference from the baseline is then the device's).
+    pub capture_spec: Option<Digest>,
 }
 
 /// An item the device would not tell although the baseline holds it otherwise.
@@ -401,7 +404,17 @@ impl Store {
                 )?;
                 (baseline, true, Diff::default(), DriftOutcome::None)
             }
-            Some(baseline) if baseline.digest == judged_digests.overall => {
+            Some(mut baseline) if baseline.digest == judged_digests.overall => {
+                // The same state read another way (or by an agent that kept no spec yet):
+                // the baseline takes the capture's spec, so that a later device change is
+                // told apart from this capture change.
+                if let Some(spec) = rec
+                    .capture_spec
+                    .filter(|s| baseline.capture_spec != Some(*s))
+                {
+                    adopt_capture_spec(&tx, clock.as_ref(), &baseline, &spec)?;
+                    baseline.capture_spec = Some(spec);
+                }
                 let approved = approval.as_ref().and_then(|a| a.drift.clone());
                 let drift = match (open_drift(&tx, rec.asset)?, approved) {
                     // A muted item went back to its baseline value: the item still flaps,
@@ -440,6 +453,12 @@ impl Store {
                         rec,
                         &Judged {
                             baseline: &baseline,
+                            reason: match (baseline.capture_spec, rec.capture_spec) {
+                                (Some(held), Some(now)) if held != now => {
+                                    crate::model::DriftReason::CaptureChanged
+                                }
+                                _ => crate::model::DriftReason::Device,
+                            },
                             digests: judged_digests,
                             diff: &diff,
                             policy_unmet: policy_unmet.as_ref(),
@@ -578,6 +597,36 @@ impl Store {
     }
 }
 
+/// Records that `baseline`'s state is what captures under `spec` read (an audit entry when
+/// it had another spec: the capture changed and the state did not).
+fn adopt_capture_spec(
+    conn: &Connection,
+    clock: &dyn otdrift_core::Clock,
+    baseline: &Baseline,
+    spec: &Digest,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE baselines SET capture_spec = ?2 WHERE id = ?1",
+        params![baseline.id, spec.to_string()],
+    )?;
+    if let Some(previous) = baseline.capture_spec {
+        audit::append(
+            conn,
+            clock,
+            "baseline.capture_spec",
+            Some(&baseline.asset),
+            &json!({
+                "asset": baseline.asset,
+                "baseline_id": baseline.id,
+                "digest": baseline.digest.to_string(),
+                "previous_capture_spec": previous.to_string(),
+                "capture_spec": spec.to_string(),
+            }),
+        )?;
+    }
+    Ok(())
+}
+
 /// Stores a snapshot once per digest.
 fn store_snapshot(
     conn: &Connection,
@@ -686,19 +735,22 @@ fn upsert_capture(
     now_text: &str,
 ) -> Result<CaptureRow, StoreError> {
     let runtime = stored_runtime(rec).to_string();
+    let spec = rec.capture_spec.map(|d| d.to_string());
     let same_state = previous.is_some_and(|p| p.digest == digest_text && p.change_id.is_none());
     let id = match previous {
         Some(p) if folded => {
             conn.execute(
                 "UPDATE captures SET digest = ?2, last_seen = ?3, seen_count = seen_count + 1,
-                     runtime = ?4, duration_ms = ?5, requests = ?6 WHERE id = ?1",
+                     runtime = ?4, duration_ms = ?5, requests = ?6, capture_spec = ?7
+                 WHERE id = ?1",
                 params![
                     p.id,
                     digest_text,
                     now_text,
                     runtime,
                     rec.duration_ms as i64,
-                    rec.requests as i64
+                    rec.requests as i64,
+                    spec
                 ],
             )?;
             p.id
@@ -707,13 +759,14 @@ fn upsert_capture(
             let id = p.id;
             conn.execute(
                 "UPDATE captures SET last_seen = ?2, seen_count = seen_count + 1, runtime = ?3,
-                     duration_ms = ?4, requests = ?5 WHERE id = ?1",
+                     duration_ms = ?4, requests = ?5, capture_spec = ?6 WHERE id = ?1",
                 params![
                     id,
                     now_text,
                     runtime,
                     rec.duration_ms as i64,
-                    rec.requests as i64
+                    rec.requests as i64,
+                    spec
                 ],
             )?;
             id
@@ -721,8 +774,8 @@ fn upsert_capture(
         _ => {
             conn.execute(
                 "INSERT INTO captures(asset, digest, first_seen, last_seen, change_id, phase,
-                     runtime, duration_ms, requests)
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     runtime, duration_ms, requests, capture_spec)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     rec.asset,
                     digest_text,
@@ -731,7 +784,8 @@ fn upsert_capture(
                     rec.phase.map(|p| p.as_str()),
                     runtime,
                     rec.duration_ms as i64,
-                    rec.requests as i64
+                    rec.requests as i64,
+                    spec
                 ],
             )?;
             let id = conn.last_insert_rowid();

@@ -72,7 +72,7 @@ pub(crate) fn capture_by_id(conn: &Connection, id: i64) -> Result<CaptureRow, St
 }
 
 pub(crate) const BASELINE_COLUMNS: &str =
-    "id, asset, digest, provisional, set_at, reason, change_id, envelope";
+    "id, asset, digest, provisional, set_at, reason, change_id, envelope, capture_spec";
 
 /// A baseline row as SQLite returns it, in [`BASELINE_COLUMNS`] order.
 pub(crate) type RawBaseline = (
@@ -84,6 +84,7 @@ pub(crate) type RawBaseline = (
     String,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 pub(crate) fn baseline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawBaseline> {
@@ -91,7 +92,7 @@ pub(crate) fn baseline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawBaselin
 }
 
 pub(crate) fn parse_baseline(raw: RawBaseline) -> Result<Baseline, StoreError> {
-    let (id, asset, digest, provisional, set_at, reason, change_id, envelope) = raw;
+    let (id, asset, digest, provisional, set_at, reason, change_id, envelope, capture_spec) = raw;
     Ok(Baseline {
         id,
         asset,
@@ -101,6 +102,10 @@ pub(crate) fn parse_baseline(raw: RawBaseline) -> Result<Baseline, StoreError> {
         reason,
         change_id,
         envelope: crate::envelope::from_column(envelope.as_deref())?,
+        capture_spec: capture_spec
+            .as_deref()
+            .map(crate::model::digest)
+            .transpose()?,
     })
 }
 
@@ -129,12 +134,16 @@ pub(crate) fn insert_baseline(
     change_id: Option<&str>,
     capture_id: Option<i64>,
 ) -> Result<Baseline, StoreError> {
-    // The envelope in force carries over; an approval with its own claim replaces it.
+    // The envelope in force carries over; an approval with its own claim replaces it. The
+    // state was read as the capture that saw it was (else as the previous baseline's).
     conn.execute(
         "INSERT INTO baselines(asset, digest, provisional, set_at, reason, change_id, capture_id,
-             envelope)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT envelope FROM baselines WHERE asset = ?1
-                                             ORDER BY id DESC LIMIT 1))",
+             envelope, capture_spec)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,
+                 (SELECT envelope FROM baselines WHERE asset = ?1 ORDER BY id DESC LIMIT 1),
+                 COALESCE((SELECT capture_spec FROM captures WHERE id = ?7),
+                          (SELECT capture_spec FROM baselines WHERE asset = ?1
+                           ORDER BY id DESC LIMIT 1)))",
         params![
             asset,
             digest.to_string(),
@@ -216,7 +225,7 @@ pub(crate) fn approve_open_drift(
     drift_by_id(conn, open.id).map(Some)
 }
 
-pub(crate) const DRIFT_COLUMNS: &str = "id, asset, status, severity, baseline_digest, observed_digest, first_seen, last_seen, seen_count, closed_at, change_id, changes, policy_reason";
+pub(crate) const DRIFT_COLUMNS: &str = "id, asset, status, severity, baseline_digest, observed_digest, first_seen, last_seen, seen_count, closed_at, change_id, changes, policy_reason, reason";
 
 pub(crate) struct DriftRaw {
     id: i64,
@@ -232,6 +241,7 @@ pub(crate) struct DriftRaw {
     change_id: Option<String>,
     changes: String,
     policy_reason: Option<String>,
+    reason: String,
 }
 
 pub(crate) fn drift_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DriftRaw> {
@@ -249,6 +259,7 @@ pub(crate) fn drift_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DriftRaw> {
         change_id: r.get(10)?,
         changes: r.get(11)?,
         policy_reason: r.get(12)?,
+        reason: r.get(13)?,
     })
 }
 
@@ -269,6 +280,7 @@ impl DriftRaw {
             changes: serde_json::from_str(&self.changes)
                 .map_err(|e| StoreError::Corrupt(format!("drift {} changes: {e}", self.id)))?,
             policy_reason: self.policy_reason,
+            reason: self.reason.parse().map_err(StoreError::Corrupt)?,
         })
     }
 }

@@ -32,6 +32,7 @@ pub fn capture<'a>(asset: &'a str, snapshot: &'a Snapshot) -> CaptureRecord<'a> 
         requests: 1,
         label: &|_| None,
         rules: &DEFAULT_RULES,
+        capture_spec: None,
     }
 }
 

@@ -351,6 +351,15 @@ impl Module for AdsCollector {
         items::setpoint_label(cfg, path)
     }
 
+    const READER: u32 = 1;
+
+    fn capture_spec(cfg: &AdsConfig) -> Vec<String> {
+        cfg.setpoints
+            .iter()
+            .map(|s| format!("symbol {}", s.symbol))
+            .collect()
+    }
+
     fn driver(&self) -> &Driver<AdsLink> {
         &self.driver
     }

@@ -237,6 +237,17 @@ impl Module for CipCollector {
         items::setpoint_label(cfg, path)
     }
 
+    const READER: u32 = 1;
+
+    fn capture_spec(cfg: &CipConfig) -> Vec<String> {
+        let mut lines = vec![
+            format!("audit_tag {}", cfg.audit_tag),
+            format!("changes_tag {}", cfg.changes_tag),
+        ];
+        lines.extend(cfg.setpoints.iter().map(|s| format!("tag {}", s.tag)));
+        lines
+    }
+
     fn driver(&self) -> &Driver<CipLink> {
         &self.driver
     }

@@ -220,6 +220,21 @@ impl Module for ModbusCollector {
         items::setpoint_label(cfg, path)
     }
 
+    const READER: u32 = 1;
+
+    fn capture_spec(cfg: &ModbusConfig) -> Vec<String> {
+        let mut lines = vec![format!("device_id {}", cfg.device_id)];
+        lines.extend(cfg.setpoints.iter().map(|s| {
+            let fields: String = s
+                .fields
+                .iter()
+                .map(|f| format!(" {}@{}:{:?}/{:?}", f.name, f.offset, f.kind, f.word_order))
+                .collect();
+            format!("{:?} {}+{}{fields}", s.table, s.start, s.count)
+        }));
+        lines
+    }
+
     /// The planned reads, plus one Read Device Identification when it is asked for.
     fn planned_requests(cfg: &ModbusConfig) -> Option<u64> {
         let reads = plan::plan(&cfg.setpoints, cfg.max_registers, cfg.max_bits).len();

@@ -419,6 +419,15 @@ impl Module for OpcuaCollector {
         items::setpoint_label(cfg, path)
     }
 
+    const READER: u32 = 1;
+
+    fn capture_spec(cfg: &OpcuaConfig) -> Vec<String> {
+        cfg.setpoints
+            .iter()
+            .map(|s| format!("node {}", s.node))
+            .collect()
+    }
+
     fn driver(&self) -> &Driver<OpcuaLink> {
         &self.driver
     }

@@ -446,6 +446,21 @@ impl Module for S7Collector {
         items::setpoint_label(cfg, path)
     }
 
+    const READER: u32 = 1;
+
+    fn capture_spec(cfg: &S7Config) -> Vec<String> {
+        let mut lines = vec![format!("upload_blocks {}", cfg.upload_blocks)];
+        lines.extend(cfg.setpoints.iter().map(|s| {
+            let fields: String = s
+                .fields
+                .iter()
+                .map(|f| format!(" {}@{}.{}:{:?}", f.name, f.offset, f.bit, f.kind))
+                .collect();
+            format!("db{} {}+{}{fields}", s.db, s.start, s.size)
+        }));
+        lines
+    }
+
     fn driver(&self) -> &Driver<S7Link> {
         &self.driver
     }

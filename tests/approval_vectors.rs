@@ -186,6 +186,7 @@ fn valid_jwt_is_refused_the_second_time() {
         | Outcome::Applied { .. }
         | Outcome::Withdrawn { .. }
         | Outcome::Reviewed { .. } => {}
+        Outcome::Assets { .. } => panic!("the vector names one asset"),
     }
     let second =
         approval::submit(&config, &mut store, &token, approval::COMMAND_LINE).expect("submitted");

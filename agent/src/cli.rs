@@ -246,7 +246,8 @@ pub enum Command {
     /// Without options: the cursor, what waits, what is parked, and whether delivery is paused
     /// (the receiver refused our credentials). A parked event is one the receiver refused on
     /// its own (413, 422, 400); it is kept, and `--retry` queues it to be sent again, out of
-    /// its original order, by the running agent.
+    /// its original order, by the running agent. Each `[[sink]]` is listed with its own cursor
+    /// (`--json`: `sinks`, each `name`, `destination`, `acked_seq`, `last_seq`, `depth`).
     Outbox {
         /// List the parked events (with `--all`, also those a retry delivered).
         #[arg(long, conflicts_with_all = ["retry", "retry_all"])]

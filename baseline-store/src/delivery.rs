@@ -242,6 +242,40 @@ impl Store {
         )
     }
 
+    /// Gives `destination` a cursor at the end of the outbox when it has none: a sink added to
+    /// the config takes the events from then on, not the retained history (an audit entry
+    /// says where it started). Returns its cursor.
+    pub fn start_cursor(&mut self, destination: &str) -> Result<i64, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let known: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM delivery_cursors WHERE destination = ?1)",
+            [destination],
+            |r| r.get(0),
+        )?;
+        let at = if known {
+            cursor(&tx, destination)?.0
+        } else {
+            let last = last_seq(&tx)?;
+            tx.execute(
+                "INSERT INTO delivery_cursors(destination, acked_seq, updated_at)
+                 VALUES (?1, ?2, ?3)",
+                params![destination, last, format_timestamp(self.clock.now())],
+            )?;
+            audit::append(
+                &tx,
+                self.clock.as_ref(),
+                "delivery.started",
+                None,
+                &json!({"destination": destination, "after_seq": last}),
+            )?;
+            last
+        };
+        tx.commit()?;
+        Ok(at)
+    }
+
     /// `destination` acknowledged every event up to `up_to_seq` (batches go strictly in
     /// order, so the cursor only moves forward). Clears a pause: the destination takes our
     /// events again. Returns the new cursor.

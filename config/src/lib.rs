@@ -263,6 +263,9 @@ pub struct Config {
     pub api: Option<ApiConfig>,
     /// `[upstream]`: present when events should be pushed to a central system.
     pub upstream: Option<UpstreamConfig>,
+    /// `[[sink]]`: where else events go (a SIEM over syslog, an MQTT broker), each on its own
+    /// cursor of the outbox, in file order.
+    pub sinks: Vec<SinkConfig>,
     /// `[retention]`: how long delivered events and unreferenced captures are kept.
     pub retention: RetentionConfig,
     /// `[[approver]]`: who may sign approval tokens, in file order.
@@ -403,6 +406,76 @@ pub struct UpstreamConfig {
     /// Allows a bearer token over plain `http://` (`allow_insecure_http`, default false).
     /// Without it, `url = "http://..."` with a `token_file` is a config error.
     pub allow_insecure_http: bool,
+}
+
+/// `[[sink]]`: one more destination of the outbox's events, with its own cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkConfig {
+    /// The sink's name (`name`): its delivery cursor is `sink:<name>`.
+    pub name: String,
+    /// What it speaks, and where.
+    pub kind: SinkKind,
+    /// The host from `url`.
+    pub host: String,
+    /// The port from `url` (or the scheme's default).
+    pub port: u16,
+    /// A PEM file of the certificates the server's must chain to (`ca_file`); without it, the
+    /// platform's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM, `client_cert_file`) and its key (`client_key_file`), for
+    /// servers that authenticate clients by certificate.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Events per send (`batch_size`, default 100, 1..=10000).
+    pub batch_size: usize,
+    /// Deadline for connecting and for one batch (`timeout_ms`, default 10000).
+    pub timeout_ms: u64,
+    /// The line of the `[[sink]]` header, for messages.
+    pub line: usize,
+}
+
+/// What a sink speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    /// Syslog (`type = "syslog"`).
+    Syslog {
+        /// `udp://`, `tcp://` (RFC 6587 octet counting) or `tls://` (RFC 5425).
+        transport: SyslogTransport,
+        /// RFC 5424 with structured data, or ArcSight CEF (`format`).
+        format: SyslogFormat,
+        /// The syslog facility (`facility`, default `local0`), as its number.
+        facility: u8,
+    },
+    /// MQTT 3.1.1 (`type = "mqtt"`, `mqtt://` or `mqtts://`).
+    Mqtt {
+        /// Whether the connection is TLS (`mqtts://`).
+        tls: bool,
+        /// The user name (`username`).
+        username: Option<String>,
+        /// A file holding the password (`password_file`).
+        password_file: Option<PathBuf>,
+        /// The first topic level (`topic_prefix`, default `otdrift`).
+        topic_prefix: String,
+    },
+}
+
+/// How syslog messages travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyslogTransport {
+    /// RFC 5426: one datagram per event; best effort, long events truncated.
+    Udp,
+    /// RFC 6587 octet counting over TCP.
+    Tcp,
+    /// RFC 5425: octet counting over TLS.
+    Tls,
+}
+
+/// What a syslog message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyslogFormat {
+    /// RFC 5424 with an `otdrift@32473` structured-data element.
+    Rfc5424,
+    /// ArcSight Common Event Format in the message part.
+    Cef,
 }
 
 /// Default of `[upstream] max_event_bytes` (the store applies the same bounds).

@@ -1409,3 +1409,101 @@ fn an_s7_layout_is_read_from_the_db_source_export() {
     );
     assert!(e.message.contains("cannot read the DB source"), "{e}");
 }
+
+#[test]
+fn sinks_are_checked_for_their_type_url_and_secrets() {
+    let sink = |body: &str| format!("{AGENT}[[sink]]\nname = \"siem\"\n{body}");
+    let c = parse(
+        &format!(
+            "{}\n[[sink]]\nname = \"uns\"\ntype = \"mqtt\"\nurl = \"mqtts://broker.plant:8883\"\nusername = \"gw\"\npassword_file = \"/etc/otdrift/mqtt.pw\"\nca_file = \"/etc/otdrift/ca.pem\"\n",
+            sink("type = \"syslog\"\nurl = \"tcp://10.0.0.9:601\"\nformat = \"cef\"\nfacility = \"security\"\n")
+        ),
+        Path::new(FILE),
+    )
+    .expect("valid");
+    assert_eq!(c.sinks.len(), 2);
+    assert_eq!(
+        c.sinks[0].kind,
+        otdrift_config::SinkKind::Syslog {
+            transport: otdrift_config::SyslogTransport::Tcp,
+            format: otdrift_config::SyslogFormat::Cef,
+            facility: 13,
+        }
+    );
+    assert_eq!(
+        (c.sinks[0].host.as_str(), c.sinks[0].port),
+        ("10.0.0.9", 601)
+    );
+    assert_eq!(c.sinks[1].port, 8883);
+    // TLS syslog defaults to 6514.
+    let tls = parse(
+        &sink("type = \"syslog\"\nurl = \"tls://siem.plant\"\n"),
+        Path::new(FILE),
+    )
+    .expect("valid");
+    assert_eq!(tls.sinks[0].port, 6514);
+
+    // A scheme of the other type, a path, an unknown type: each names its key and line.
+    let text = sink("type = \"syslog\"\nurl = \"mqtt://broker:1883\"\n");
+    let e = only(
+        &text,
+        K::InvalidValue,
+        "sink[0].url",
+        line_of(&text, "url =", 0),
+    );
+    assert!(e.message.contains("udp://HOST:PORT"), "{e}");
+    let text = sink("type = \"syslog\"\nurl = \"tcp://siem:514/x\"\n");
+    only(
+        &text,
+        K::InvalidValue,
+        "sink[0].url",
+        line_of(&text, "url =", 0),
+    );
+    let text = sink("type = \"kafka\"\nurl = \"tcp://siem:514\"\n");
+    only(
+        &text,
+        K::InvalidValue,
+        "sink[0].type",
+        line_of(&text, "type =", 0),
+    );
+    // Keys of the other type, and TLS files without TLS.
+    let text = sink("type = \"syslog\"\nurl = \"tcp://siem:514\"\nusername = \"x\"\n");
+    let e = only(
+        &text,
+        K::InvalidValue,
+        "sink[0].username",
+        line_of(&text, "username", 0),
+    );
+    assert!(e.message.contains("does not apply to a syslog sink"), "{e}");
+    let text = sink("type = \"syslog\"\nurl = \"tcp://siem:514\"\nca_file = \"/ca.pem\"\n");
+    let e = only(
+        &text,
+        K::InvalidValue,
+        "sink[0].ca_file",
+        line_of(&text, "ca_file", 0),
+    );
+    assert!(e.message.contains("needs a TLS url"), "{e}");
+    // A password over plain MQTT needs the opt-out.
+    let text = sink(
+        "type = \"mqtt\"\nurl = \"mqtt://broker:1883\"\nusername = \"gw\"\npassword_file = \"/pw\"\n",
+    );
+    let e = only(
+        &text,
+        K::InvalidValue,
+        "sink[0].password_file",
+        line_of(&text, "password_file", 0),
+    );
+    assert!(e.message.contains("cleartext"), "{e}");
+    parse(&format!("{text}allow_insecure = true\n"), Path::new(FILE)).expect("opted out");
+    // Two sinks with one name.
+    let text = format!(
+        "{}[[sink]]\nname = \"siem\"\ntype = \"syslog\"\nurl = \"udp://siem:514\"\n",
+        sink("type = \"syslog\"\nurl = \"udp://siem:514\"\n")
+    );
+    only(
+        &text,
+        K::DuplicateId,
+        "sink[1].name",
+        line_of(&text, "name = \"siem\"", 1),
+    );
+}

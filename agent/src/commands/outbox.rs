@@ -37,9 +37,44 @@ pub fn run(config: &Path, action: Action, json: bool) -> CmdResult {
                 .store
                 .delivery_state(UPSTREAM)
                 .runtime("cannot read the delivery state")?;
+            // Each sink on its own cursor: where it stands.
+            let mut sinks = Vec::new();
+            for sink in &agent.config.sinks {
+                let s = agent
+                    .store
+                    .delivery_state(&crate::daemon::sinks::destination(sink))
+                    .runtime("cannot read the delivery state")?;
+                sinks.push((sink, s));
+            }
             if json {
-                render::print_json(&render::delivery_json(&state, url.as_deref()));
+                let mut doc = render::delivery_json(&state, url.as_deref());
+                doc["sinks"] = serde_json::Value::Array(
+                    sinks
+                        .iter()
+                        .map(|(sink, s)| {
+                            serde_json::json!({
+                                "name": sink.name,
+                                "destination": s.destination,
+                                "acked_seq": s.acked_seq,
+                                "last_seq": s.last_seq,
+                                "depth": s.depth,
+                            })
+                        })
+                        .collect(),
+                );
+                render::print_json(&doc);
                 return Ok(Exit::Ok);
+            }
+            for (sink, s) in &sinks {
+                println!(
+                    "sink {} ({}:{}): delivered up to event {} of {}; {} waiting",
+                    sink.name,
+                    sink.host,
+                    sink.port,
+                    s.acked_seq,
+                    s.last_seq,
+                    plural(usize::try_from(s.depth).unwrap_or(usize::MAX), "event")
+                );
             }
             match &url {
                 Some(url) => println!("upstream {url}"),

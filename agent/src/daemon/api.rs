@@ -28,7 +28,6 @@ use otdrift_config::Config;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use subtle::ConstantTimeEq as _;
-use tokio::sync::Notify;
 
 use super::db::Db;
 use super::metrics::Metrics;
@@ -60,7 +59,7 @@ pub struct ApiState {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Wakes the push worker after an approval queued events.
-    pub events: Arc<Notify>,
+    pub events: Arc<super::wake::Wake>,
     /// The agent's public key (`ed25519:...`), shown with the assets.
     pub agent_key: String,
     /// Failed authentications per client.
@@ -344,7 +343,7 @@ async fn approvals(
         .db
         .call(move |s| approval::submit(&config, s, &raw, &format!("api:{}", peer.ip())))
         .await;
-    state.events.notify_one();
+    state.events.queued();
     match outcome {
         Ok(Outcome::Applied { token, applied }) => (
             StatusCode::OK,

@@ -12,7 +12,6 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use otdrift_config::Config;
 use otdrift_store::{Pruned, Retention, UPSTREAM};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::db::Db;
@@ -45,6 +44,7 @@ fn destinations(config: &Config) -> Vec<String> {
         .upstream
         .iter()
         .map(|_| UPSTREAM.to_owned())
+        .chain(config.sinks.iter().map(super::sinks::destination))
         .collect()
 }
 
@@ -93,7 +93,7 @@ pub async fn run(
     config: Arc<Config>,
     db: Db,
     metrics: Arc<Metrics>,
-    events: Arc<Notify>,
+    events: Arc<super::wake::Wake>,
     stop: CancellationToken,
 ) {
     let retention = retention(&config);
@@ -114,7 +114,7 @@ pub async fn run(
                         metrics.delivery_lagging.set(i64::from(!lagging.is_empty()));
                         if !lagging.is_empty() {
                             tracing::warn!(destinations = ?lagging, "delivery is more than a day behind");
-                            events.notify_one();
+                            events.queued();
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "cannot check delivery lag"),

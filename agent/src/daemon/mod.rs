@@ -26,13 +26,15 @@ pub mod metrics;
 pub mod push;
 pub mod scheduler;
 pub mod server;
+pub mod sinks;
+pub mod wake;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Agent;
@@ -167,7 +169,7 @@ pub async fn run(config_path: &Path) -> CmdResult {
         }
     };
     let metrics = Arc::new(metrics::Metrics::new());
-    let events = Arc::new(Notify::new());
+    let events = Arc::new(wake::Wake::default());
     // Two stops: captures and tickers stop first; delivery (push, API) a moment later, so the
     // last audit head still leaves the gateway.
     let shutdown = CancellationToken::new();
@@ -225,10 +227,22 @@ pub async fn run(config_path: &Path) -> CmdResult {
         tasks.spawn(push::run(
             cfg,
             db.clone(),
-            events.clone(),
+            events.subscribe(),
             metrics.clone(),
             clock.clone(),
             delivery.clone(),
+        ));
+    }
+
+    for sink in &config.sinks {
+        tasks.spawn(sinks::run(
+            sink.clone(),
+            sinks::SinkContext {
+                agent_id: config.agent.id.clone(),
+                db: db.clone(),
+                wake: events.subscribe(),
+                shutdown: delivery.clone(),
+            },
         ));
     }
 
@@ -246,7 +260,7 @@ pub async fn run(config_path: &Path) -> CmdResult {
                 tokio::select! {
                     _ = ticker.tick() => {
                         publish_head(&db, &key, &agent_id).await;
-                        events.notify_one();
+                        events.queued();
                     }
                     () = stop.cancelled() => break,
                 }
@@ -270,7 +284,7 @@ pub async fn run(config_path: &Path) -> CmdResult {
                             Ok(0) => {}
                             Ok(n) => {
                                 tracing::warn!(sources = n, "rejected approval tokens were rate-limited");
-                                events.notify_one();
+                                events.queued();
                             }
                             Err(e) => tracing::error!(error = %e, "cannot summarise rejections"),
                         }
@@ -279,7 +293,7 @@ pub async fn run(config_path: &Path) -> CmdResult {
                             Ok(0) => {}
                             Ok(n) => {
                                 tracing::warn!(changes = n, "emergency change review overdue");
-                                events.notify_one();
+                                events.queued();
                             }
                             Err(e) => tracing::error!(error = %e, "cannot check reviews"),
                         }
@@ -375,7 +389,7 @@ pub async fn run(config_path: &Path) -> CmdResult {
     flush_seen(&db, &metrics).await;
     // The log's last word before the agent stops, then a short chance to deliver it.
     publish_head(&db, &key, &config.agent.id).await;
-    events.notify_one();
+    events.queued();
     if config.upstream.is_some() {
         let drained = async {
             while db.call(|s| s.outbox_depth()).await.is_ok_and(|d| d > 0) {

@@ -24,7 +24,7 @@ use futures_util::FutureExt as _;
 use otdrift_config::AssetConfig;
 use otdrift_protocols::{CollectError, Collector, ErrorKind};
 use otdrift_store::{DriftOutcome, VerificationCheck};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -52,7 +52,7 @@ pub struct Shared {
     /// Bounds concurrent captures (`[agent] max_concurrency`).
     pub permits: Arc<Semaphore>,
     /// Wakes the push worker when new events are in the outbox.
-    pub events: Arc<Notify>,
+    pub events: Arc<super::wake::Wake>,
     /// Cancelled on shutdown.
     pub shutdown: CancellationToken,
     /// The longest backoff.
@@ -381,7 +381,7 @@ impl Worker {
                 Err(e) => {
                     tracing::error!(error = %e, "no collector");
                     self.failed(shared, e).await;
-                    shared.events.notify_one();
+                    shared.events.queued();
                     return Polled::Done;
                 }
             }
@@ -552,7 +552,7 @@ impl Worker {
             Err(error) => self.failed(shared, error).await,
         }
         if queued {
-            shared.events.notify_one();
+            shared.events.queued();
         }
         Polled::Done
     }
@@ -580,7 +580,7 @@ impl Worker {
                 self.stale = stale;
                 if stale {
                     tracing::warn!("asset stale: no successful capture for three schedule periods");
-                    shared.events.notify_one();
+                    shared.events.queued();
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot check staleness"),
@@ -668,7 +668,7 @@ impl Worker {
             overdue: state.overdue_since.is_some(),
         };
         if news {
-            shared.events.notify_one();
+            shared.events.queued();
         }
     }
 

@@ -29,18 +29,20 @@ use crate::check;
 use crate::error::{ConfigErrorKind as Kind, ConfigErrors};
 use crate::protocols::UNITS;
 use crate::{
-    AgentConfig, ApiConfig, ApproverConfig, Config, PolicyConfig, RetentionConfig, UpstreamConfig,
+    AgentConfig, ApiConfig, ApproverConfig, Config, PolicyConfig, RetentionConfig, SinkConfig,
+    SinkKind, SyslogFormat, SyslogTransport, UpstreamConfig,
 };
 use asset::{ASSET_COMMON_KEYS, MAINTENANCE_KEYS, asset, check_staging};
 use read::{
-    Cx, Got, Tbl, check_keys, get_bool, get_checked, get_duration, get_int, get_path, no_foreign,
-    sub_table, table_array,
+    Cx, Got, Tbl, check_keys, get_bool, get_checked, get_duration, get_int, get_path, get_str,
+    no_foreign, sub_table, table_array,
 };
 
 const ROOT_KEYS: &[&str] = &[
     "agent",
     "api",
     "upstream",
+    "sink",
     "retention",
     "approver",
     "policy",
@@ -83,6 +85,38 @@ const UPSTREAM_KEYS: &[&str] = &[
     "allow_insecure_http",
 ];
 const APPROVER_KEYS: &[&str] = &["id", "public_key"];
+const SINK_KEYS: &[&str] = &[
+    "name",
+    "type",
+    "url",
+    "format",
+    "facility",
+    "ca_file",
+    "client_cert_file",
+    "client_key_file",
+    "username",
+    "password_file",
+    "topic_prefix",
+    "allow_insecure",
+    "batch_size",
+    "timeout_ms",
+];
+
+/// Syslog facilities by name (RFC 5424 section 6.2.1).
+const FACILITIES: &[(&str, u8)] = &[
+    ("user", 1),
+    ("daemon", 3),
+    ("auth", 4),
+    ("security", 13),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
 
 /// Every key the validator accepts, by the table it belongs to (`[agent]`, `[[asset]]`,
 /// `[[asset]] s7`, `[[asset.setpoints]] s7`, ...): what `docs/reference/config.md` must list.
@@ -92,6 +126,7 @@ pub fn accepted_keys() -> Vec<(String, &'static [&'static str])> {
         ("[agent]".into(), AGENT_KEYS),
         ("[api]".into(), API_KEYS),
         ("[upstream]".into(), UPSTREAM_KEYS),
+        ("[[sink]]".into(), SINK_KEYS),
         ("[retention]".into(), RETENTION_KEYS),
         ("[[approver]]".into(), APPROVER_KEYS),
         ("[[policy]]".into(), POLICY_KEYS),
@@ -180,6 +215,15 @@ fn config(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Config> {
         Got::Absent => Some(None),
     };
 
+    let sinks = table_array(cx, root, "sink", "[[sink]]").map(|tables| {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        tables
+            .iter()
+            .map(|t| sink(cx, t, &mut seen))
+            .collect::<Vec<_>>()
+    });
+    let sinks = sinks.and_then(|v| v.into_iter().collect::<Option<Vec<_>>>());
+
     let retention = match sub_table(cx, root, "retention") {
         Got::Val(t, _) => retention(cx, &t),
         Got::Bad => None,
@@ -235,6 +279,7 @@ fn config(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Config> {
         agent: agent?,
         api: api?,
         upstream: upstream?,
+        sinks: sinks?,
         retention: retention?,
         approvers: approvers?,
         policies: policies?,
@@ -476,6 +521,213 @@ fn upstream(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<UpstreamConfig> {
         timeout_ms: timeout_ms?,
         max_event_bytes: max_event_bytes?,
         allow_insecure_http: allow_insecure_http?,
+    })
+}
+
+/// A sink's `url`: one of `schemes` (with its default port), then `HOST[:PORT]` and nothing
+/// else. Returns the scheme without `://`, the host and the port.
+fn sink_url(
+    cx: &mut Cx<'_>,
+    t: &Tbl<'_, '_>,
+    schemes: &[(&str, u16)],
+) -> Option<(String, String, u16)> {
+    get_checked(cx, t, "url", Kind::InvalidValue, |s| {
+        let Some((scheme, port)) = schemes.iter().find(|(scheme, _)| {
+            s.get(..scheme.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(scheme))
+        }) else {
+            let names: Vec<String> = schemes
+                .iter()
+                .map(|(s, _)| format!("{s}HOST:PORT"))
+                .collect();
+            return Err(format!("url {s:?}: expected {}", names.join(", ")));
+        };
+        let authority = &s[scheme.len()..];
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err(format!(
+                "url {s:?}: only {scheme}HOST:PORT (credentials go into username and password_file)"
+            ));
+        }
+        let (host, port) =
+            check::host_port(authority, *port).map_err(|m| format!("url {s:?}: {m}"))?;
+        Ok((
+            scheme.trim_end_matches("://").to_ascii_lowercase(),
+            host,
+            port,
+        ))
+    })
+    .req(cx, t, "url", "")
+    .map(|(v, _)| v)
+}
+
+/// A `[[sink]]`: its keys, its URL for its type, and the secrets it may send.
+fn sink(cx: &mut Cx<'_>, t: &Tbl<'_, '_>, seen: &mut HashMap<String, usize>) -> Option<SinkConfig> {
+    check_keys(cx, t, SINK_KEYS, " in [[sink]]", &no_foreign);
+    let line = cx.line(t.span.start);
+    let mut name = get_checked(cx, t, "name", Kind::InvalidValue, |s| {
+        check::id(s).map(|()| s.to_owned())
+    })
+    .req(cx, t, "name", "its delivery cursor is sink:<name>");
+    if let Some((s, span)) = &name {
+        if let Some(first) = seen.get(s) {
+            let msg = format!("sink name {s:?} is already used by the sink on line {first}");
+            cx.push(span.clone(), t.key("name"), Kind::DuplicateId, msg);
+            name = None;
+        } else {
+            seen.insert(s.clone(), line);
+        }
+    }
+    let kind = get_checked(cx, t, "type", Kind::InvalidValue, |s| match s {
+        "syslog" | "mqtt" => Ok(s.to_owned()),
+        other => Err(format!("type {other:?}: expected \"syslog\" or \"mqtt\"")),
+    })
+    .req(cx, t, "type", "\"syslog\" or \"mqtt\"");
+    let schemes: &[(&str, u16)] = match kind.as_ref().map(|(k, _)| k.as_str()) {
+        Some("syslog") => &[("udp://", 514), ("tcp://", 514), ("tls://", 6514)],
+        Some("mqtt") => &[("mqtt://", 1883), ("mqtts://", 8883)],
+        _ => &[],
+    };
+    // Without a known type the url cannot be judged; the type's error says enough.
+    let url = if schemes.is_empty() {
+        None
+    } else {
+        sink_url(cx, t, schemes)
+    };
+    let format = match get_str(cx, t, "format") {
+        Got::Val("rfc5424", _) | Got::Absent => Some(SyslogFormat::Rfc5424),
+        Got::Val("cef", _) => Some(SyslogFormat::Cef),
+        Got::Val(other, span) => {
+            cx.push(
+                span,
+                t.key("format"),
+                Kind::InvalidValue,
+                format!("{}format {other:?}: expected \"rfc5424\" or \"cef\"", t.who),
+            );
+            None
+        }
+        Got::Bad => None,
+    };
+    let facility = get_checked(cx, t, "facility", Kind::InvalidValue, |s| {
+        FACILITIES
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| {
+                let names: Vec<&str> = FACILITIES.iter().map(|(n, _)| *n).collect();
+                format!("facility {s:?}: expected one of {}", names.join(", "))
+            })
+    })
+    .or(16);
+    let ca_file = get_path(cx, t, "ca_file").opt();
+    let client_cert = get_path(cx, t, "client_cert_file").opt();
+    let client_key = get_path(cx, t, "client_key_file").opt();
+    let username = get_str(cx, t, "username")
+        .opt()
+        .map(|u| u.map(str::to_owned));
+    let password_file = get_path(cx, t, "password_file");
+    let topic_prefix = get_checked(cx, t, "topic_prefix", Kind::InvalidValue, |s| {
+        if s.is_empty() || s.contains(['#', '+', '\0']) || s.starts_with('/') || s.ends_with('/') {
+            Err(format!(
+                "topic_prefix {s:?}: MQTT topic levels without wildcards (+, #), not starting or ending with /"
+            ))
+        } else {
+            Ok(s.to_owned())
+        }
+    })
+    .or("otdrift".to_owned());
+    let allow_insecure = get_bool(cx, t, "allow_insecure").or(false);
+    let batch_size = get_int::<usize>(cx, t, "batch_size", 1, 10_000).or(100);
+    let timeout_ms = get_int::<u64>(cx, t, "timeout_ms", 100, 300_000).or(10_000);
+
+    let ((kind, _), (scheme, host, port)) = (kind?, url?);
+    let tls = matches!(scheme.as_str(), "tls" | "mqtts");
+    // Keys that mean nothing for this type are mistakes, not silence.
+    let foreign: &[&str] = if kind == "syslog" {
+        &[
+            "username",
+            "password_file",
+            "topic_prefix",
+            "allow_insecure",
+        ]
+    } else {
+        &["format", "facility"]
+    };
+    for k in foreign {
+        if let Some(v) = t.t.get(*k) {
+            cx.push(
+                v.span(),
+                t.key(k),
+                Kind::InvalidValue,
+                format!("{}`{k}` does not apply to a {kind} sink", t.who),
+            );
+            return None;
+        }
+    }
+    for k in ["ca_file", "client_cert_file", "client_key_file"] {
+        if !tls && let Some(v) = t.t.get(k) {
+            cx.push(
+                v.span(),
+                t.key(k),
+                Kind::InvalidValue,
+                format!("{}`{k}` needs a TLS url (tls:// or mqtts://)", t.who),
+            );
+            return None;
+        }
+    }
+    let client_cert = match (client_cert?, client_key?) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            cx.push(
+                t.span.clone(),
+                t.key("client_cert_file"),
+                Kind::MissingKey,
+                format!("{}client_cert_file and client_key_file go together", t.who),
+            );
+            return None;
+        }
+    };
+    // A password over plain MQTT is readable by anyone on the path.
+    if let (Got::Val(_, span), false, Some(false)) = (&password_file, tls, allow_insecure) {
+        cx.push(
+            span.clone(),
+            t.key("password_file"),
+            Kind::InvalidValue,
+            format!(
+                "{}the MQTT password would be sent in cleartext: use an mqtts:// url, or set allow_insecure = true if the path is trusted",
+                t.who
+            ),
+        );
+        return None;
+    }
+    let kind = match kind.as_str() {
+        "syslog" => SinkKind::Syslog {
+            transport: match scheme.as_str() {
+                "udp" => SyslogTransport::Udp,
+                "tcp" => SyslogTransport::Tcp,
+                _ => SyslogTransport::Tls,
+            },
+            format: format?,
+            facility: facility?,
+        },
+        _ => SinkKind::Mqtt {
+            tls,
+            username: username?,
+            password_file: password_file.opt()?,
+            topic_prefix: topic_prefix?,
+        },
+    };
+    allow_insecure?;
+    Some(SinkConfig {
+        name: name?.0,
+        kind,
+        host,
+        port,
+        ca_file: ca_file?,
+        client_cert,
+        batch_size: batch_size?,
+        timeout_ms: timeout_ms?,
+        line,
     })
 }
 

@@ -46,6 +46,8 @@ pub struct Secrets {
     pub approve_token: Option<String>,
     /// The upstream's bearer token.
     pub upstream_token: Option<String>,
+    /// The API's TLS acceptor (`[api] tls_cert`, `tls_key`).
+    pub api_tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Why a secret file cannot be used.
@@ -157,6 +159,23 @@ pub fn check(config: &Config) -> (Secrets, Vec<Problem>) {
                 "API approval",
                 &mut problems,
             );
+        }
+        if let Some((cert, key)) = &api.tls {
+            match private_file(key) {
+                Err(message) => problems.push(Problem {
+                    key: "api.tls_key".into(),
+                    message: format!("[api] tls_key {}: {message}", key.display()),
+                    fatal: true,
+                }),
+                Ok(()) => match crate::daemon::server::tls_acceptor(cert, key) {
+                    Ok(acceptor) => secrets.api_tls = Some(acceptor),
+                    Err(message) => problems.push(Problem {
+                        key: "api.tls_cert".into(),
+                        message,
+                        fatal: true,
+                    }),
+                },
+            }
         }
         if secrets.approve_token.is_some() && secrets.approve_token == secrets.api_token {
             problems.push(Problem {

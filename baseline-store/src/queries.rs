@@ -130,6 +130,30 @@ impl Store {
         rows.into_iter().map(DriftRaw::parse).collect()
     }
 
+    /// One drift event by id.
+    pub fn drift_event(&self, id: i64) -> Result<Option<DriftEvent>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {DRIFT_COLUMNS} FROM drift_events WHERE id = ?1"),
+                [id],
+                drift_row,
+            )
+            .optional()?
+            .map(DriftRaw::parse)
+            .transpose()
+    }
+
+    /// The newest `limit` drift events of every asset, newest first.
+    pub fn recent_drift(&self, limit: u32) -> Result<Vec<DriftEvent>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {DRIFT_COLUMNS} FROM drift_events ORDER BY id DESC LIMIT ?1"
+        ))?;
+        let rows: Vec<DriftRaw> = stmt
+            .query_map([limit], drift_row)?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter().map(DriftRaw::parse).collect()
+    }
+
     /// How many drift events are open for the asset.
     pub fn open_drift_count(&self, asset: &str) -> Result<u64, StoreError> {
         Ok(self.conn.query_row(

@@ -386,6 +386,11 @@ pub struct ApiConfig {
     /// more are closed at once. Well under the unit's 4096 file descriptors, so slow or idle
     /// clients can never take the sockets the PLCs and the upstream need.
     pub max_connections: usize,
+    /// Serves the read-only status page under `/ui` (`ui`, default false).
+    pub ui: bool,
+    /// A PEM certificate chain (`tls_cert`) and its private key (`tls_key`): the API, and the
+    /// status page, are then served over HTTPS only.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// `[upstream]`: where events are pushed.

@@ -64,6 +64,10 @@ pub struct ApiState {
     pub agent_key: String,
     /// Failed authentications per client.
     pub auth_limiter: Arc<AuthLimiter>,
+    /// The status page's sessions (`[api] ui`).
+    pub ui_sessions: Arc<super::ui::Sessions>,
+    /// Whether the listener speaks TLS (session cookies are then `Secure`).
+    pub tls: bool,
 }
 
 /// Every route, as `docs/reference/api.md` lists them (a test keeps the two together).
@@ -101,10 +105,16 @@ pub fn router(state: ApiState) -> Router {
     let approving = Router::new()
         .route(approvals_, post(approvals))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth_approve));
+    let ui = if state.config.api.as_ref().is_some_and(|a| a.ui) {
+        super::ui::router(state.clone())
+    } else {
+        Router::new()
+    };
     Router::new()
         .route(health_, get(|| async { "ok\n" }))
         .merge(reading)
         .merge(approving)
+        .merge(ui)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(deadline))
         .with_state(state)
@@ -132,13 +142,16 @@ fn error(status: StatusCode, reason: &str, message: impl Into<String>) -> Respon
 
 /// Which of the configured tokens the request presents.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Presented {
+pub(crate) enum Presented {
+    /// No token, or a wrong one.
     None,
+    /// The read token.
     Read,
+    /// The approval token.
     Approve,
 }
 
-fn presented(state: &ApiState, headers: &HeaderMap) -> Presented {
+pub(crate) fn presented(state: &ApiState, headers: &HeaderMap) -> Presented {
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

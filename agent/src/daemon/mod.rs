@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod push;
 pub mod scheduler;
 pub mod server;
+pub mod ui;
 pub mod sinks;
 pub mod wake;
 
@@ -148,6 +149,7 @@ pub async fn run(config_path: &Path) -> CmdResult {
         api_token,
         approve_token,
         upstream_token,
+        api_tls,
     } = secrets;
 
     let clock = agent.store.clock().clone();
@@ -207,12 +209,22 @@ pub async fn run(config_path: &Path) -> CmdResult {
             events: events.clone(),
             agent_key: crate::keys::public_key_text(&key.verifying_key()),
             auth_limiter: Arc::new(server::AuthLimiter::new(clock.clone())),
+            ui_sessions: Arc::default(),
+            tls: api_tls.is_some(),
         };
         let stop = delivery.clone();
         let max_connections = api.max_connections;
         let metrics = metrics.clone();
         tasks.spawn(async move {
-            server::serve(listener, api::router(state), max_connections, metrics, stop).await;
+            server::serve(
+                listener,
+                api::router(state),
+                max_connections,
+                api_tls,
+                metrics,
+                stop,
+            )
+            .await;
         });
     }
 

@@ -100,6 +100,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     max_connections: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
@@ -165,6 +166,7 @@ pub async fn serve(
         let metrics = metrics.clone();
         let stop = stop.clone();
         let open = open.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
             let _permit = permit;
             metrics.api_connections.inc();
@@ -178,25 +180,19 @@ pub async fn serve(
                     app.clone().oneshot(request)
                 },
             ));
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let closing = tokio::select! {
-                r = connection.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(peer = %peer, error = %e, "API connection ended");
+            match tls {
+                None => drive(TokioIo::new(stream), &builder, service, &slot, &stop, peer).await,
+                // The handshake counts against the header timeout: a client that opens TLS
+                // and stalls holds its slot no longer than one that sends no request.
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            drive(TokioIo::new(tls), &builder, service, &slot, &stop, peer).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
                     }
-                    false
                 }
-                () = slot.evict.cancelled() => {
-                    tracing::debug!(peer = %peer, "API connection closed to make room: no request yet");
-                    false
-                }
-                () = tokio::time::sleep(MAX_CONNECTION_AGE) => true,
-                () = stop.cancelled() => true,
-            };
-            if closing {
-                connection.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await;
             }
             open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             metrics.api_connections.dec();
@@ -206,6 +202,75 @@ pub async fn serve(
     if tokio::time::timeout(CLOSE_GRACE, drain).await.is_err() {
         tracing::warn!("API connections did not close in time");
     }
+}
+
+/// Serves one connection until it ends, is evicted, ages out or the server stops (then
+/// gracefully, within [`CLOSE_GRACE`]).
+async fn drive<I, S, B>(
+    io: I,
+    builder: &hyper::server::conn::http1::Builder,
+    service: S,
+    slot: &Slot,
+    stop: &CancellationToken,
+    peer: std::net::SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            axum::http::Request<hyper::body::Incoming>,
+            Response = axum::http::Response<B>,
+        > + Send,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let closing = tokio::select! {
+        r = connection.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(peer = %peer, error = %e, "API connection ended");
+            }
+            false
+        }
+        () = slot.evict.cancelled() => {
+            tracing::debug!(peer = %peer, "API connection closed to make room: no request yet");
+            false
+        }
+        () = tokio::time::sleep(MAX_CONNECTION_AGE) => true,
+        () = stop.cancelled() => true,
+    };
+    if closing {
+        connection.as_mut().graceful_shutdown();
+        let _ = tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await;
+    }
+}
+
+/// The TLS side of the API listener (`[api] tls_cert`, `tls_key`): rustls with the ring
+/// provider, TLS 1.2 and 1.3, HTTP/1.1.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("[api] tls_cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("[api] tls_cert {}: no certificate in it", cert.display()));
+    }
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("[api] tls_key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("[api] tls_cert and tls_key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Failed authentications allowed per client and minute before it is throttled.

@@ -75,6 +75,9 @@ const API_KEYS: &[&str] = &[
     "token_file",
     "approve_token_file",
     "max_connections",
+    "ui",
+    "tls_cert",
+    "tls_key",
 ];
 const UPSTREAM_KEYS: &[&str] = &[
     "url",
@@ -470,11 +473,51 @@ fn api(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<ApiConfig> {
     }
     .opt();
     let max_connections = get_int::<usize>(cx, t, "max_connections", 1, 1024).or(256);
+    let ui = get_bool(cx, t, "ui");
+    let tls_cert = get_path(cx, t, "tls_cert").opt();
+    let tls_key = get_path(cx, t, "tls_key").opt();
+    let tls = match (tls_cert?, tls_key?) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (c, _) => {
+            let (missing, present) = if c.is_some() {
+                ("tls_key", "tls_cert")
+            } else {
+                ("tls_cert", "tls_key")
+            };
+            let span = t.t.get(present).map_or(t.span.clone(), |v| v.span());
+            cx.push(
+                span,
+                t.key(missing),
+                Kind::MissingKey,
+                format!("{}{present} needs {missing}: the certificate and its key go together", t.who),
+            );
+            return None;
+        }
+    };
+    // The read token travels in the login form and the session in a cookie: in the clear
+    // only on this machine.
+    if let (Got::Val(true, span), Some((listen, _)), None) = (&ui, &listen, &tls)
+        && !listen.ip().is_loopback()
+    {
+        cx.push(
+            span.clone(),
+            t.key("ui"),
+            Kind::InvalidValue,
+            format!(
+                "{}ui on {listen}, which is not a loopback address, needs tls_cert and tls_key: the login token and the session cookie would cross the network readable",
+                t.who
+            ),
+        );
+        return None;
+    }
     Some(ApiConfig {
         listen: listen?.0,
         token_file: token_file?.0,
         approve_token_file: approve_token_file?,
         max_connections: max_connections?,
+        ui: ui.or(false)?,
+        tls,
     })
 }
 

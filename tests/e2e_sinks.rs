@@ -53,72 +53,6 @@ fn tools(check: &str, paths: &[&str]) -> bool {
     true
 }
 
-/// A test CA and a server certificate for 127.0.0.1 and localhost, made with openssl.
-fn certificates(dir: &Path) -> PathBuf {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=otdrift-test-ca",
-        "-days",
-        "2",
-    ]);
-    run(&ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    run(&csr);
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "srv.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-    ]);
-    dir.join("ca.pem")
-}
-
 /// Waits until something listens on the TCP port.
 fn listening(port: u16) -> bool {
     wait_until(Duration::from_secs(10), || {
@@ -286,7 +220,7 @@ fn a_siem_gets_every_event_over_tcp_and_tls_across_a_collector_restart() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let ca = certificates(d);
+    let ca = support::certificates(d);
     let (udp, tcp, tls) = (free_port(), free_port(), free_port());
     let (mut sim, cfg) = rig(
         d,
@@ -489,7 +423,7 @@ fn a_broker_restart_in_a_drift_storm_loses_nothing_and_the_will_says_offline() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let ca = certificates(d);
+    let ca = support::certificates(d);
     let (plain, tls) = (free_port(), free_port());
     let (mut sim, cfg) = rig(
         d,

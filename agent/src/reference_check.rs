@@ -13,7 +13,10 @@ fn doc(name: &str) -> String {
 #[test]
 fn every_route_is_in_the_api_reference() {
     let api = doc("api.md");
-    for (method, path) in crate::daemon::api::ROUTES {
+    for (method, path) in crate::daemon::api::ROUTES
+        .into_iter()
+        .chain(crate::daemon::ui::ROUTES)
+    {
         assert!(
             api.contains(&format!("`{method} {path}")),
             "docs/reference/api.md does not list {method} {path}"

@@ -26,8 +26,8 @@ pub mod metrics;
 pub mod push;
 pub mod scheduler;
 pub mod server;
-pub mod ui;
 pub mod sinks;
+pub mod ui;
 pub mod wake;
 
 use std::path::Path;

@@ -189,7 +189,9 @@ pub async fn serve(
                         Ok(Ok(tls)) => {
                             drive(TokioIo::new(tls), &builder, service, &slot, &stop, peer).await;
                         }
-                        Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
+                        }
                         Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
                     }
                 }
@@ -258,7 +260,10 @@ pub fn tls_acceptor(
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("[api] tls_cert {}: {e}", cert.display()))?;
     if certs.is_empty() {
-        return Err(format!("[api] tls_cert {}: no certificate in it", cert.display()));
+        return Err(format!(
+            "[api] tls_cert {}: no certificate in it",
+            cert.display()
+        ));
     }
     let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("[api] tls_key {}: {e}", key.display()))?;

@@ -76,7 +76,10 @@ impl Sessions {
         {
             live.remove(&oldest);
         }
-        live.insert(*otdrift_core::Digest::of(id.as_bytes()).as_bytes(), now + SESSION_TTL);
+        live.insert(
+            *otdrift_core::Digest::of(id.as_bytes()).as_bytes(),
+            now + SESSION_TTL,
+        );
         Some(id)
     }
 
@@ -84,9 +87,8 @@ impl Sessions {
     fn valid(&self, id: &str) -> bool {
         let key = otdrift_core::Digest::of(id.as_bytes());
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.iter().any(|(k, until)| {
-            bool::from(k.ct_eq(key.as_bytes())) && *until > Instant::now()
-        })
+        live.iter()
+            .any(|(k, until)| bool::from(k.ct_eq(key.as_bytes())) && *until > Instant::now())
     }
 
     fn close(&self, id: &str) {
@@ -144,8 +146,14 @@ fn harden(mut response: Response) -> Response {
             "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
@@ -169,11 +177,15 @@ fn page(state: &ApiState, title: &str, current: &str, body: &str) -> String {
         ("/ui/approvals", "Approvals"),
         ("/ui/audit", "Audit chain"),
     ] {
-        let mark = if name == current { " aria-current=\"page\" class=\"here\"" } else { "" };
+        let mark = if name == current {
+            " aria-current=\"page\" class=\"here\""
+        } else {
+            ""
+        };
         let _ = write!(nav, "<a href=\"{href}\"{mark}>{name}</a> ");
     }
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t} — otdrift {agent}</title><style>{STYLE}\nnav{{margin:.5rem 0 1rem}}nav a{{margin-right:1rem}}nav a.here{{font-weight:700;text-decoration:none}}form.inline{{display:inline}}.bad{{color:#82071e;font-weight:600}}.good{{color:#116329}}</style></head><body>\n<header><h1>{t}</h1><p class=\"muted\">otdrift agent <b>{agent}</b> · read-only view · <form class=\"inline\" method=\"post\" action=\"/ui/logout\"><button type=\"submit\">Log out</button></form></p><nav>{nav}</nav></header>\n<main>\n{body}\n</main></body></html>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t} — otdrift {agent}</title><style>{STYLE}\nnav{{margin:.5rem 0 1rem}}nav a{{margin-right:1rem}}nav a.here{{font-weight:700;text-decoration:none}}form.inline{{display:inline}}.bad{{color:#82071e;font-weight:600}}.good{{color:#116329}}</style></head><body>\n<header><h1>{t}</h1><div class=\"muted\">otdrift agent <b>{agent}</b> · read-only view · <form class=\"inline\" method=\"post\" action=\"/ui/logout\"><button type=\"submit\">Log out</button></form></div><nav>{nav}</nav></header>\n<main>\n{body}\n</main></body></html>\n",
         t = esc(title),
         agent = esc(&state.config.agent.id),
     )
@@ -206,14 +218,23 @@ async fn login(
     let ip = Some(peer.ip());
     if let Some(wait) = ip.and_then(|ip| state.auth_limiter.throttled(ip)) {
         state.metrics.api_auth_throttled.inc();
-        let msg = format!("Too many failed logins from this address; try again in {} s.", wait.as_secs().max(1));
-        return harden(html(StatusCode::TOO_MANY_REQUESTS, login_page(&state, Some(&msg))));
+        let msg = format!(
+            "Too many failed logins from this address; try again in {} s.",
+            wait.as_secs().max(1)
+        );
+        return harden(html(
+            StatusCode::TOO_MANY_REQUESTS,
+            login_page(&state, Some(&msg)),
+        ));
     }
     let mut bearer = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", form.token.trim())) {
         bearer.insert(header::AUTHORIZATION, v);
     }
-    if matches!(super::api::presented(&state, &bearer), super::api::Presented::None) {
+    if matches!(
+        super::api::presented(&state, &bearer),
+        super::api::Presented::None
+    ) {
         state.metrics.api_auth_failures.inc();
         if let Some(ip) = ip {
             let _ = state.auth_limiter.failed(ip);
@@ -267,7 +288,11 @@ fn short(digest: &Json) -> String {
         .as_str()
         .map(|d| {
             let hex = d.strip_prefix("blake3:").unwrap_or(d);
-            format!("<code title=\"{}\">{}</code>", esc(d), esc(hex.get(..12).unwrap_or(hex)))
+            format!(
+                "<code title=\"{}\">{}</code>",
+                esc(d),
+                esc(hex.get(..12).unwrap_or(hex))
+            )
         })
         .unwrap_or_else(|| "—".into())
 }
@@ -276,7 +301,16 @@ fn failed(state: &ApiState, what: &str, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "status page: cannot read {what}");
     html(
         StatusCode::INTERNAL_SERVER_ERROR,
-        page(state, "Error", "", &format!("<p class=\"bad\">Cannot read {}: {}</p>", esc(what), esc(&e.to_string()))),
+        page(
+            state,
+            "Error",
+            "",
+            &format!(
+                "<p class=\"bad\">Cannot read {}: {}</p>",
+                esc(what),
+                esc(&e.to_string())
+            ),
+        ),
     )
 }
 
@@ -290,9 +324,18 @@ async fn assets(State(state): State<ApiState>) -> Response {
         Ok(r) => r,
         Err(e) => return failed(&state, "the assets", e),
     };
-    let drifting = rows.iter().filter(|r| r["open_drift"].as_u64().unwrap_or(0) > 0).count();
-    let unreachable = rows.iter().filter(|r| r["reachable"] == Json::Bool(false)).count();
-    let overdue = rows.iter().filter(|r| !r["verification_overdue_since"].is_null()).count();
+    let drifting = rows
+        .iter()
+        .filter(|r| r["open_drift"].as_u64().unwrap_or(0) > 0)
+        .count();
+    let unreachable = rows
+        .iter()
+        .filter(|r| r["reachable"] == Json::Bool(false))
+        .count();
+    let overdue = rows
+        .iter()
+        .filter(|r| !r["verification_overdue_since"].is_null())
+        .count();
     let mut b = format!(
         "<p><b>{}</b> asset(s): <span class=\"{}\">{drifting} with open drift</span>, <span class=\"{}\">{unreachable} unreachable</span>, <span class=\"{}\">{overdue} with verification overdue</span>.</p>\n",
         rows.len(),
@@ -312,13 +355,24 @@ async fn assets(State(state): State<ApiState>) -> Response {
             bl => format!(
                 "{} {}{}",
                 short(&bl["digest"]),
-                if bl["provisional"] == Json::Bool(true) { "provisional" } else { "approved" },
-                bl["change_id"].as_str().map(|c| format!(" ({})", esc(c))).unwrap_or_default()
+                if bl["provisional"] == Json::Bool(true) {
+                    "provisional"
+                } else {
+                    "approved"
+                },
+                bl["change_id"]
+                    .as_str()
+                    .map(|c| format!(" ({})", esc(c)))
+                    .unwrap_or_default()
             ),
         };
         let verified = match (&r["last_verified"], &r["verification_overdue_since"]) {
             (v, Json::Null) => show(v),
-            (v, since) => format!("{} <span class=\"bad\">OVERDUE since {}</span>", show(v), show(since)),
+            (v, since) => format!(
+                "{} <span class=\"bad\">OVERDUE since {}</span>",
+                show(v),
+                show(since)
+            ),
         };
         let open = r["open_drift"].as_u64().unwrap_or(0);
         let open = if open > 0 {
@@ -330,7 +384,13 @@ async fn assets(State(state): State<ApiState>) -> Response {
             .as_object()
             .map(|e| {
                 e.iter()
-                    .map(|(p, b)| format!("<code>{}</code> {}", esc(p), esc(&crate::render::bound_text(b))))
+                    .map(|(p, b)| {
+                        format!(
+                            "<code>{}</code> {}",
+                            esc(p),
+                            esc(&crate::render::bound_text(b))
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("<br>")
             })
@@ -346,7 +406,11 @@ async fn assets(State(state): State<ApiState>) -> Response {
             show(&r["pending_approvals"]),
         );
         if let Some(e) = r["last_error"].as_str() {
-            let _ = writeln!(b, "<tr><td></td><td colspan=\"9\" class=\"bad\">last error: {}</td></tr>", esc(e));
+            let _ = writeln!(
+                b,
+                "<tr><td></td><td colspan=\"9\" class=\"bad\">last error: {}</td></tr>",
+                esc(e)
+            );
         }
     }
     b.push_str("</table>\n");
@@ -358,7 +422,9 @@ async fn drift_list(State(state): State<ApiState>) -> Response {
         Ok(e) => e,
         Err(e) => return failed(&state, "the drift events", e),
     };
-    let mut b = String::from("<p>The newest 200 drift events, open ones first.</p><table><tr><th>Drift</th><th>Asset</th><th>Status</th><th>Severity</th><th>Reason</th><th>First seen</th><th>Last seen</th><th>Items</th><th>Change</th></tr>\n");
+    let mut b = String::from(
+        "<p>The newest 200 drift events, open ones first.</p><table><tr><th>Drift</th><th>Asset</th><th>Status</th><th>Severity</th><th>Reason</th><th>First seen</th><th>Last seen</th><th>Items</th><th>Change</th></tr>\n",
+    );
     let mut sorted: Vec<&otdrift_store::DriftEvent> = events.iter().collect();
     sorted.sort_by_key(|d| (d.status != otdrift_store::DriftStatus::Open, -d.id));
     for d in sorted {
@@ -391,7 +457,12 @@ async fn drift_detail(State(state): State<ApiState>, UrlPath(id): UrlPath<i64>) 
         Ok(None) => {
             return harden(html(
                 StatusCode::NOT_FOUND,
-                page(&state, "Drift", "Drift", &format!("<p>No drift event #{id}.</p>")),
+                page(
+                    &state,
+                    "Drift",
+                    "Drift",
+                    &format!("<p>No drift event #{id}.</p>"),
+                ),
             ));
         }
         Err(e) => return failed(&state, "the drift event", e),
@@ -402,8 +473,10 @@ async fn drift_detail(State(state): State<ApiState>, UrlPath(id): UrlPath<i64>) 
         esc(event.status.as_str()),
         esc(event.severity.as_str()),
         esc(match event.reason {
-            otdrift_store::DriftReason::CaptureChanged => "capture_changed: the asset is read differently than when its baseline was approved",
-            otdrift_store::DriftReason::Device => "device: the device differs from its approved baseline",
+            otdrift_store::DriftReason::CaptureChanged =>
+                "capture_changed: the asset is read differently than when its baseline was approved",
+            otdrift_store::DriftReason::Device =>
+                "device: the device differs from its approved baseline",
         }),
         esc(&event.baseline_digest.to_string()),
         esc(&event.observed_digest.to_string()),
@@ -443,7 +516,10 @@ async fn drift_detail(State(state): State<ApiState>, UrlPath(id): UrlPath<i64>) 
             event.id
         );
     }
-    harden(html(StatusCode::OK, page(&state, &format!("Drift #{id}"), "Drift", &b)))
+    harden(html(
+        StatusCode::OK,
+        page(&state, &format!("Drift #{id}"), "Drift", &b),
+    ))
 }
 
 async fn approvals(State(state): State<ApiState>) -> Response {
@@ -482,11 +558,17 @@ async fn approvals(State(state): State<ApiState>) -> Response {
             esc(a.requestor.as_deref().unwrap_or("—")),
             esc(&otdrift_core::format_timestamp(a.received_at)),
             esc(&otdrift_core::format_timestamp(a.expires_at)),
-            esc(a.reason.as_deref().unwrap_or("the approved state to be observed")),
+            esc(a
+                .reason
+                .as_deref()
+                .unwrap_or("the approved state to be observed")),
         );
     }
     b.push_str("</table>\n");
-    harden(html(StatusCode::OK, page(&state, "Pending approvals", "Approvals", &b)))
+    harden(html(
+        StatusCode::OK,
+        page(&state, "Pending approvals", "Approvals", &b),
+    ))
 }
 
 async fn audit(State(state): State<ApiState>) -> Response {
@@ -533,5 +615,8 @@ async fn audit(State(state): State<ApiState>) -> Response {
         );
     }
     b.push_str("</table>\n");
-    harden(html(StatusCode::OK, page(&state, "Audit chain", "Audit chain", &b)))
+    harden(html(
+        StatusCode::OK,
+        page(&state, "Audit chain", "Audit chain", &b),
+    ))
 }

@@ -490,7 +490,10 @@ fn api(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<ApiConfig> {
                 span,
                 t.key(missing),
                 Kind::MissingKey,
-                format!("{}{present} needs {missing}: the certificate and its key go together", t.who),
+                format!(
+                    "{}{present} needs {missing}: the certificate and its key go together",
+                    t.who
+                ),
             );
             return None;
         }

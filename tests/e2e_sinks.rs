@@ -318,7 +318,8 @@ timeout_ms = 2000
             .any(|l| l.starts_with("<1") && l.contains("[otdrift@32473"))
     );
 
-    // The collector goes away in the middle of a drift storm, and comes back.
+    // The collector goes away in the middle of a drift storm; the agent is killed while the
+    // events wait, and both come back: the cursors are durable, nothing is lost.
     // (Each step moves another register: one register moving on most polls would be muted as
     // flapping, which is not what this test is about.)
     server.stop();
@@ -326,7 +327,9 @@ timeout_ms = 2000
         sim.cmd(&format!("set holding {r} 200"));
         std::thread::sleep(Duration::from_millis(1300));
     }
+    daemon.kill();
     let _server = rsyslog(d, udp, tcp, tls);
+    let daemon = Daemon::start(&cfg, &d.join("daemon-2.log"));
     for r in 1..=2 {
         sim.cmd(&format!("set holding {r} 200"));
         std::thread::sleep(Duration::from_millis(1300));

@@ -406,7 +406,7 @@ mod tests {
         let m = rfc5424(&e, "gw-1", 16, "gw-1");
         // local0 (16) * 8 + critical (2) = 130.
         assert!(
-            m.starts_with("<130>1 2026-12-06T08:00:00Z gw-1 otdrift "),
+            m.starts_with("<130>1 2026-12-06T08:00:00.000Z gw-1 otdrift "),
             "{m}"
         );
         assert!(m.contains(" drift.detected [otdrift@32473 id=\"0a6c8b4e-1111-4222-8333-944455556666\" seq=\"42\" type=\"io.otdrift.drift.detected\" asset=\"press-7\" severity=\"high\" reason=\"device\" drift_id=\"7\"] {"), "{m}");

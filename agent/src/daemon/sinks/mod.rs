@@ -26,6 +26,7 @@ use otdrift_config::{SinkConfig, SinkKind};
 use otdrift_store::OutboxEvent;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::backoff::Backoff;
 use super::db::Db;
@@ -76,7 +77,10 @@ pub struct SinkContext {
 /// Runs the sink until shutdown.
 pub async fn run(cfg: SinkConfig, cx: SinkContext) {
     let span = tracing::info_span!("sink", sink = %cfg.name);
-    let _guard = span.enter();
+    run_sink(cfg, cx).instrument(span).await;
+}
+
+async fn run_sink(cfg: SinkConfig, cx: SinkContext) {
     match &cfg.kind {
         SinkKind::Syslog { .. } => match syslog::Syslog::new(&cfg, &cx.agent_id) {
             Ok(sink) => work(&cfg, cx, sink).await,

@@ -1,6 +1,7 @@
-//! Sinks against servers we did not write: a real rsyslog (UDP, TCP with octet counting, TLS,
-//! RFC 5424 and CEF) and a real mosquitto broker (MQTT over TLS, QoS 1, retained status, last
-//! will), each started by the test on loopback, with outages in the middle of a drift storm.
+//! Sinks against servers we did not write: a real rsyslog (UDP, TCP with octet counting, TLS
+//! with a client certificate, RFC 5424 and CEF) and a real mosquitto broker (MQTT over TLS with
+//! a client certificate and a password, QoS 1, retained status, last will), each started by the
+//! test on loopback, with outages in the middle of a drift storm.
 //!
 //! rsyslog, mosquitto, mosquitto_sub and openssl come from the system (Debian packages
 //! `rsyslog rsyslog-openssl mosquitto mosquitto-clients openssl`, which `.ci/run` installs);
@@ -186,7 +187,7 @@ ruleset(name="tcp") {{ action(type="omfile" file="{d}/tcp.log" template="raw") }
 ruleset(name="tls") {{ action(type="omfile" file="{d}/tls.log" template="raw") }}
 input(type="imudp" port="{udp}" address="127.0.0.1" ruleset="udp")
 input(type="imtcp" port="{tcp}" address="127.0.0.1" ruleset="tcp")
-input(type="imtcp" port="{tls}" address="127.0.0.1" ruleset="tls" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="anon" streamDriver.CAFile="{d}/ca.pem" streamDriver.CertFile="{d}/srv.pem" streamDriver.KeyFile="{d}/srv.key")
+input(type="imtcp" port="{tls}" address="127.0.0.1" ruleset="tls" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="x509/certvalid" streamDriver.CAFile="{d}/ca.pem" streamDriver.CertFile="{d}/srv.pem" streamDriver.KeyFile="{d}/srv.key")
 "#
         ),
     )
@@ -244,9 +245,12 @@ name = "siem-tls"
 type = "syslog"
 url = "tls://127.0.0.1:{tls}"
 ca_file = "{ca}"
+client_cert_file = "{d}/client.pem"
+client_key_file = "{d}/client.key"
 timeout_ms = 2000
 "#,
-            ca = ca.display()
+            ca = ca.display(),
+            d = d.display()
         ),
     );
     let check = support::run(&cfg, &["check-config"]);
@@ -367,7 +371,7 @@ fn mosquitto(dir: &Path, plain: u16, tls: u16) -> Server {
     std::fs::write(
         &conf,
         format!(
-            "user root\nper_listener_settings false\nallow_anonymous true\npersistence true\npersistence_location {d}/\nlistener {plain} 127.0.0.1\nlistener {tls} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/srv.pem\nkeyfile {d}/srv.key\n"
+            "user root\nper_listener_settings true\npersistence true\npersistence_location {d}/\nlistener {plain} 127.0.0.1\nallow_anonymous true\nlistener {tls} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/srv.pem\nkeyfile {d}/srv.key\nrequire_certificate true\nallow_anonymous false\npassword_file {d}/mosquitto.passwd\n"
         ),
     )
     .expect("mosquitto.conf");
@@ -428,6 +432,17 @@ fn a_broker_restart_in_a_drift_storm_loses_nothing_and_the_will_says_offline() {
     let d = dir.path();
     let ca = support::certificates(d);
     let (plain, tls) = (free_port(), free_port());
+    // The agent's listener wants a client certificate of the test CA and a password.
+    let made = Command::new("/usr/bin/mosquitto_passwd")
+        .arg("-b")
+        .arg("-c")
+        .arg(d.join("mosquitto.passwd"))
+        .args(["otdrift", "broker-secret-123"])
+        .output()
+        .expect("mosquitto_passwd runs");
+    assert!(made.status.success(), "{made:?}");
+    let password = d.join("mqtt.password");
+    std::fs::write(&password, "broker-secret-123\n").expect("password");
     let (mut sim, cfg) = rig(
         d,
         &format!(
@@ -437,10 +452,15 @@ name = "broker"
 type = "mqtt"
 url = "mqtts://127.0.0.1:{tls}"
 ca_file = "{ca}"
+client_cert_file = "{d}/client.pem"
+client_key_file = "{d}/client.key"
 username = "otdrift"
+password_file = "{pw}"
 timeout_ms = 2000
 "#,
-            ca = ca.display()
+            ca = ca.display(),
+            d = d.display(),
+            pw = password.display()
         ),
     );
     let mut broker = mosquitto(d, plain, tls);

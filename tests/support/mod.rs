@@ -443,7 +443,8 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// A test CA and a server certificate for 127.0.0.1 and localhost, made with openssl.
+/// A test CA, a server certificate for 127.0.0.1 and localhost (`srv.pem`, `srv.key`) and a
+/// client certificate (`client.pem`, `client.key`), made with openssl in `dir`.
 pub fn certificates(dir: &Path) -> PathBuf {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -505,6 +506,40 @@ pub fn certificates(dir: &Path) -> PathBuf {
         "2",
         "-extfile",
         "ext",
+    ]);
+    // A client certificate (CN otdrift-gw) for servers that authenticate their clients.
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+        "-subj",
+        "/CN=otdrift-gw",
+    ]);
+    run(&csr);
+    std::fs::write(
+        dir.join("client-ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("client-ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "client-ext",
     ]);
     dir.join("ca.pem")
 }

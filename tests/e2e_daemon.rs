@@ -3,13 +3,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use support::receiver::{Answer, Receiver};
-use support::{Daemon, Sim, free_port, http, run, wait_until, write_config};
+use support::{Daemon, Sim, free_port, http, run, secret, wait_until, write_config};
 
 const STATE: &str = r#"
 unit_id = 1
@@ -43,17 +43,6 @@ struct Rig {
     sim: Sim,
     cfg: PathBuf,
     api: String,
-}
-
-fn secret(dir: &Path, name: &str, value: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, value).expect("token file");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
-    path
 }
 
 fn rig(upstream: Option<&str>, extra_agent: &str) -> Rig {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use support::{Daemon, Sim, database, free_port, peers, wait_until, write_config};
+use support::{Daemon, Sim, database, free_port, peers, wait_until};
 
 /// A server process of the test, killed when dropped.
 struct Server {
@@ -61,52 +61,9 @@ fn listening(port: u16) -> bool {
     })
 }
 
-const STATE: &str = r#"
-unit_id = 1
-tick_ms = 0
-
-[identity]
-vendor_name = "otdrift test"
-product_code = "SINKS"
-revision = "1.0"
-
-[[holding]]
-start = 0
-count = 16
-fill = 100
-"#;
-
 /// A press polled every second, and `sinks` (`[[sink]]` tables).
 fn rig(dir: &Path, sinks: &str) -> (Sim, PathBuf) {
-    let state = dir.join("state.toml");
-    std::fs::write(&state, STATE).expect("state");
-    let sim = Sim::start("modbus", Some(&state), dir);
-    let cfg = write_config(
-        dir,
-        &format!(
-            r#"
-[agent]
-id = "gw-sinks"
-data_dir = "{data}"
-
-[[asset]]
-id = "press-7"
-protocol = "modbus"
-address = "{sim}"
-schedule = "* * * * * *"
-timeout_ms = 1000
-
-  [[asset.setpoints]]
-  name = "recipe"
-  table = "holding"
-  start = 0
-  count = 8
-{sinks}"#,
-            data = dir.join("data").display(),
-            sim = sim.addr,
-        ),
-    );
-    (sim, cfg)
+    support::press_every_second(dir, "gw-sinks", sinks)
 }
 
 /// Every outbox event, oldest first.

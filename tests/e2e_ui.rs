@@ -8,73 +8,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Daemon, Sim, free_port, peers, wait_until, write_config};
+use support::{Daemon, Sim, free_port, peers, secret, wait_until, write_config};
 
 const TOKEN: &str = "ui-read-token-0123456789abcdef";
 
-const STATE: &str = r#"
-unit_id = 1
-tick_ms = 0
-
-[identity]
-vendor_name = "otdrift test"
-product_code = "UI"
-revision = "1.0"
-
-[[holding]]
-start = 0
-count = 8
-fill = 100
-"#;
-
-fn secret(dir: &Path, name: &str, value: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, value).expect("secret");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
-    path
-}
-
-/// A press polled every second and the API with the status page on `listen`, `tls` extra keys.
+/// A press polled every second and the API with the status page on loopback, `tls` extra
+/// keys of `[api]`.
 fn rig(dir: &Path, tls: &str) -> (Sim, PathBuf, u16) {
-    let state = dir.join("state.toml");
-    std::fs::write(&state, STATE).expect("state");
-    let sim = Sim::start("modbus", Some(&state), dir);
     let token = secret(dir, "api.token", TOKEN);
     let port = free_port();
-    let cfg = write_config(
+    let (sim, cfg) = support::press_every_second(
         dir,
+        "gw-ui",
         &format!(
-            r#"
-[agent]
-id = "gw-ui"
-data_dir = "{data}"
-
-[api]
-listen = "127.0.0.1:{port}"
-token_file = "{token}"
-ui = true
-{tls}
-
-[[asset]]
-id = "press-7"
-protocol = "modbus"
-address = "{sim}"
-schedule = "* * * * * *"
-timeout_ms = 1000
-
-  [[asset.setpoints]]
-  name = "recipe"
-  table = "holding"
-  start = 0
-  count = 8
-"#,
-            data = dir.join("data").display(),
-            token = token.display(),
-            sim = sim.addr,
+            "\n[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\nui = true\n{tls}\n",
+            token.display()
         ),
     );
     (sim, cfg, port)

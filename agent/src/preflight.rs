@@ -167,7 +167,7 @@ pub fn check(config: &Config) -> (Secrets, Vec<Problem>) {
                     message: format!("[api] tls_key {}: {message}", key.display()),
                     fatal: true,
                 }),
-                Ok(()) => match crate::daemon::server::tls_acceptor(cert, key) {
+                Ok(()) => match crate::daemon::tls::acceptor(cert, key) {
                     Ok(acceptor) => secrets.api_tls = Some(acceptor),
                     Err(message) => problems.push(Problem {
                         key: "api.tls_cert".into(),

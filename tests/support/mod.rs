@@ -543,3 +543,55 @@ pub fn certificates(dir: &Path) -> PathBuf {
     ]);
     dir.join("ca.pem")
 }
+
+/// Writes a secret file (a token, a password) readable by its owner only, as the agent wants.
+pub fn secret(dir: &Path, name: &str, value: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, value).expect("secret file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    path
+}
+
+/// A Modbus simulator with 16 holding registers of 100, and a config in `dir` whose agent
+/// `agent_id` polls it every second as `press-7` (registers 0..8 its `recipe` setpoints), with
+/// `tables` (`[api]`, `[[sink]]`, ...) before the asset. Returns the simulator and the config.
+pub fn press_every_second(dir: &Path, agent_id: &str, tables: &str) -> (Sim, PathBuf) {
+    let state = dir.join("state.toml");
+    std::fs::write(
+        &state,
+        "unit_id = 1\ntick_ms = 0\n\n[identity]\nvendor_name = \"otdrift test\"\nproduct_code = \"PRESS\"\nrevision = \"1.0\"\n\n[[holding]]\nstart = 0\ncount = 16\nfill = 100\n",
+    )
+    .expect("state");
+    let sim = Sim::start("modbus", Some(&state), dir);
+    let cfg = write_config(
+        dir,
+        &format!(
+            r#"
+[agent]
+id = "{agent_id}"
+data_dir = "{data}"
+{tables}
+
+[[asset]]
+id = "press-7"
+protocol = "modbus"
+address = "{sim}"
+schedule = "* * * * * *"
+timeout_ms = 1000
+
+  [[asset.setpoints]]
+  name = "recipe"
+  table = "holding"
+  start = 0
+  count = 8
+"#,
+            data = dir.join("data").display(),
+            sim = sim.addr,
+        ),
+    );
+    (sim, cfg)
+}

@@ -151,14 +151,16 @@ pub(crate) enum Presented {
     Approve,
 }
 
-pub(crate) fn presented(state: &ApiState, headers: &HeaderMap) -> Presented {
-    let Some(token) = headers
+fn presented(state: &ApiState, headers: &HeaderMap) -> Presented {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return Presented::None;
-    };
+        .map_or(Presented::None, |token| scope(state, token))
+}
+
+/// Which configured token `token` is (the bearer header's, or the status page's login form).
+pub(crate) fn scope(state: &ApiState, token: &str) -> Presented {
     let hash = otdrift_core::Digest::of(token.trim().as_bytes());
     // Both comparisons always run, so the timing does not say which token matched.
     let read = bool::from(hash.as_bytes().ct_eq(&state.token_hash));

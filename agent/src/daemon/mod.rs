@@ -27,6 +27,7 @@ pub mod push;
 pub mod scheduler;
 pub mod server;
 pub mod sinks;
+pub mod tls;
 pub mod ui;
 pub mod wake;
 

@@ -249,35 +249,6 @@ async fn drive<I, S, B>(
     }
 }
 
-/// The TLS side of the API listener (`[api] tls_cert`, `tls_key`): rustls with the ring
-/// provider, TLS 1.2 and 1.3, HTTP/1.1.
-pub fn tls_acceptor(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<tokio_rustls::TlsAcceptor, String> {
-    use rustls_pki_types::pem::PemObject;
-    let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("[api] tls_cert {}: {e}", cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "[api] tls_cert {}: no certificate in it",
-            cert.display()
-        ));
-    }
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("[api] tls_key {}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("[api] tls_cert and tls_key: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
 /// Failed authentications allowed per client and minute before it is throttled.
 pub const AUTH_FAILURES_PER_MINUTE: u32 = 20;
 

@@ -17,7 +17,6 @@
 
 mod mqtt;
 mod syslog;
-mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;

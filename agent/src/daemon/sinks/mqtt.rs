@@ -80,8 +80,10 @@ impl Mqtt {
             true,
         ));
         if *tls {
-            let config =
-                super::tls::client_config(cfg.ca_file.as_deref(), cfg.client_cert.as_ref())?;
+            let config = crate::daemon::tls::client_config(
+                cfg.ca_file.as_deref(),
+                cfg.client_cert.as_ref(),
+            )?;
             options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
         }
         if let Some(user) = username {

@@ -34,7 +34,8 @@ pub(super) struct Syslog {
     transport: SyslogTransport,
     format: SyslogFormat,
     facility: u8,
-    hostname: String,
+    /// The agent's id: the HOSTNAME of every message, and the CloudEvents source.
+    agent: String,
     tls: Option<tokio_rustls::TlsConnector>,
     stream: Option<Pin<Box<dyn Stream>>>,
     udp: Option<UdpSocket>,
@@ -52,7 +53,10 @@ impl Syslog {
         };
         let tls = match transport {
             SyslogTransport::Tls => Some(tokio_rustls::TlsConnector::from(
-                super::tls::client_config(cfg.ca_file.as_deref(), cfg.client_cert.as_ref())?,
+                crate::daemon::tls::client_config(
+                    cfg.ca_file.as_deref(),
+                    cfg.client_cert.as_ref(),
+                )?,
             )),
             _ => None,
         };
@@ -62,7 +66,7 @@ impl Syslog {
             transport,
             format,
             facility,
-            hostname: agent_id.to_owned(),
+            agent: agent_id.to_owned(),
             tls,
             stream: None,
             udp: None,
@@ -90,7 +94,7 @@ impl Syslog {
             let stream: Pin<Box<dyn Stream>> = match &self.tls {
                 Some(connector) => Box::pin(
                     connector
-                        .connect(super::tls::server_name(&self.host)?, tcp)
+                        .connect(crate::daemon::tls::server_name(&self.host)?, tcp)
                         .await
                         .map_err(|e| {
                             SinkError::Connection(format!("TLS with {}: {e}", self.host))
@@ -105,17 +109,16 @@ impl Syslog {
             .ok_or_else(|| SinkError::Connection("no connection".into()))
     }
 
-    fn message(&self, e: &OutboxEvent, agent_id: &str) -> String {
+    fn message(&self, e: &OutboxEvent) -> String {
         match self.format {
-            SyslogFormat::Rfc5424 => rfc5424(e, agent_id, self.facility, &self.hostname),
-            SyslogFormat::Cef => cef_message(e, agent_id, self.facility, &self.hostname),
+            SyslogFormat::Rfc5424 => rfc5424(e, &self.agent, self.facility),
+            SyslogFormat::Cef => cef_message(e, &self.agent, self.facility),
         }
     }
 }
 
 impl Sink for Syslog {
     async fn deliver(&mut self, batch: &[OutboxEvent]) -> Result<(), SinkError> {
-        let agent = self.hostname.clone();
         match self.transport {
             SyslogTransport::Udp => {
                 if self.udp.is_none() {
@@ -136,7 +139,7 @@ impl Sink for Syslog {
                     self.udp = Some(socket);
                 }
                 for e in batch {
-                    let message = self.message(e, &agent);
+                    let message = self.message(e);
                     let cut = cut_at_char(&message, UDP_MAX);
                     if let Some(socket) = &self.udp {
                         socket
@@ -152,7 +155,7 @@ impl Sink for Syslog {
                 // split another, whatever its values hold.
                 let mut frames = Vec::new();
                 for e in batch {
-                    let message = self.message(e, &agent);
+                    let message = self.message(e);
                     frames.extend_from_slice(format!("{} ", message.len()).as_bytes());
                     frames.extend_from_slice(message.as_bytes());
                 }
@@ -230,9 +233,9 @@ fn printable(s: &str, max: usize) -> String {
     if out.is_empty() { "-".into() } else { out }
 }
 
-/// An RFC 5424 message: the event's key fields as structured data (`[otdrift@32473 ...]`)
-/// and the whole CloudEvent as JSON in the message.
-pub fn rfc5424(e: &OutboxEvent, agent_id: &str, facility: u8, hostname: &str) -> String {
+/// An RFC 5424 message (HOSTNAME: the agent's id): the event's key fields as structured
+/// data (`[otdrift@32473 ...]`) and the whole CloudEvent as JSON in the message.
+pub fn rfc5424(e: &OutboxEvent, agent_id: &str, facility: u8) -> String {
     let mut sd = format!("[{SD_ID}");
     let mut param = |name: &str, value: &str| {
         let _ = write!(sd, " {name}=\"{}\"", sd_escape(value));
@@ -259,7 +262,7 @@ pub fn rfc5424(e: &OutboxEvent, agent_id: &str, facility: u8, hostname: &str) ->
     }
     sd.push(']');
     let body = crate::events::cloud_event(agent_id, e).to_string();
-    format!("{} {sd} {body}", header(e, facility, hostname))
+    format!("{} {sd} {body}", header(e, facility, agent_id))
 }
 
 /// An SD-PARAM value: `"`, `\` and `]` escaped (RFC 5424 section 6.3.3).
@@ -275,8 +278,8 @@ fn sd_escape(v: &str) -> String {
 }
 
 /// An RFC 5424 message whose message part is ArcSight CEF.
-pub fn cef_message(e: &OutboxEvent, agent_id: &str, facility: u8, hostname: &str) -> String {
-    format!("{} - {}", header(e, facility, hostname), cef(e, agent_id))
+pub fn cef_message(e: &OutboxEvent, agent_id: &str, facility: u8) -> String {
+    format!("{} - {}", header(e, facility, agent_id), cef(e, agent_id))
 }
 
 /// The CEF record of an event: `CEF:0|otdrift|otdrift|<version>|<type>|<name>|<severity>|`
@@ -403,7 +406,7 @@ mod tests {
             "io.otdrift.drift.detected",
             json!({"severity": "high", "reason": "device", "drift_id": 7, "note": "a]\"b\\"}),
         );
-        let m = rfc5424(&e, "gw-1", 16, "gw-1");
+        let m = rfc5424(&e, "gw-1", 16);
         // local0 (16) * 8 + critical (2) = 130.
         assert!(
             m.starts_with("<130>1 2026-12-06T08:00:00.000Z gw-1 otdrift "),
